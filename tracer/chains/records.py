@@ -1,0 +1,64 @@
+"""Plain records the chain layer hands to the engine: node JSON never crosses this line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+NATIVE = "native"
+"""The `asset` of a native-coin transfer (ETH on Ethereum); tokens use their contract address."""
+
+
+class TransferKind(StrEnum):
+    NATIVE = "native"  # value of a top-level transaction
+    INTERNAL = "internal"  # value moved by a call inside a transaction (traceAddress non-empty)
+    TOKEN = "token"  # an ERC-20 Transfer log
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One movement of value, normalised from whichever node method found it.
+
+    Addresses and hashes are lowercase 0x-hex. `position` makes the transfer unique inside its
+    transaction: "tx" for the top-level value, "call:0.2" for the internal call at traceAddress
+    [0, 2], "log:17" for the token log with logIndex 17. `order` sorts transfers of one block in
+    execution order (tx index first, then position inside it).
+    """
+
+    chain: str
+    block_number: int
+    block_time: int
+    tx_hash: str
+    tx_index: int
+    position: str
+    from_address: str
+    to_address: str
+    asset: str
+    amount: int
+    kind: TransferKind
+    decimals: int | None = None
+    symbol: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.chain, self.tx_hash, self.position)
+
+    @property
+    def order(self) -> tuple[int, int, int, str]:
+        return (self.block_number, self.tx_index, _position_rank(self.position), self.position)
+
+
+def _position_rank(position: str) -> int:
+    # Inside one transaction the top-level value moves first, then internal calls, then logs.
+    if position == "tx":
+        return 0
+    if position.startswith("call:"):
+        return 1
+    return 2
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    number: int
+    hash: str
+    timestamp: int
