@@ -59,12 +59,13 @@ CREATE TABLE IF NOT EXISTS address_coverage (
 -- lease) and the node's verdict once processed (followed, exit, stopped and why).
 CREATE TABLE IF NOT EXISTS jobs (
     trace_id      bigint  NOT NULL REFERENCES traces (id) ON DELETE CASCADE,
-    address       text    NOT NULL,
+    address       text    NOT NULL,             -- '' for the trace's start job
+    kind          text    NOT NULL DEFAULT 'address' CHECK (kind IN ('start', 'address')),
     depth         integer NOT NULL,
     is_seed       boolean NOT NULL DEFAULT false,
     state         text    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done')),
     generation    integer NOT NULL DEFAULT 0,   -- bumped when new taint arrives; a run that saw an older one re-queues
-    lease_until   timestamptz,
+    lease_until   timestamptz,                  -- while running: the lease; while pending: not before
     worker        text,
     attempts      integer NOT NULL DEFAULT 0,
     role          text,      -- followed | exit | stopped
@@ -88,6 +89,7 @@ CREATE TABLE IF NOT EXISTS hops (
     depth         integer NOT NULL,
     amount        numeric(78, 0) NOT NULL,       -- flagged part of the transfer, raw units
     share         double precision NOT NULL,     -- amount / transfer amount
+    kind          text    NOT NULL,
     status        text    NOT NULL,              -- followed | exit | stopped
     reason        text    NOT NULL,              -- why followed or why it stopped
     parents       bigint[] NOT NULL DEFAULT '{}', -- transfer ids of the tainted inflows it draws on

@@ -1,0 +1,166 @@
+"""The `tracer` command: parses arguments, then calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tracer import __version__, logs
+
+
+def _db_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                   help="Postgres URL (env DATABASE_URL); unset: an embedded server in the data folder")
+
+
+def _rpc_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rpc", default=os.environ.get("TRACER_RPC_URL"),
+                   help="JSON-RPC URL of the chain node (env TRACER_RPC_URL)")
+    p.add_argument("--chain", default="ethereum", help="chain name (default ethereum)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tracer", description="Follow flagged crypto to where it cashes out.")
+    parser.add_argument("--version", action="version", version=f"tracer {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("TRACER_LOG_LEVEL"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="trace a generated laundering case on an embedded chain and Postgres")
+    p.add_argument("--size", type=int, default=5000, help="transfers in the generated chain")
+    p.add_argument("--seed", type=int, default=7, help="scenario seed")
+    p.add_argument("--workers", type=int, default=4, help="workers tracing in parallel")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _db_flag(p)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("trace", help="run one trace with embedded workers and print the report")
+    p.add_argument("seeds", nargs="+", metavar="SEED", help="flagged address(es) to start from")
+    _rpc_flag(p)
+    _db_flag(p)
+    p.add_argument("--max-depth", type=int, help="hops from the seeds before stopping")
+    p.add_argument("--from-block", type=int, help="first block of the window")
+    p.add_argument("--to-block", type=int, help="last block of the window (default: head)")
+    p.add_argument("--policy", help="policy as a JSON object (fields of the API's policy)")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--label", help="a name for the trace")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_trace)
+
+    p = sub.add_parser("worker", help="process trace jobs from Postgres until stopped")
+    _rpc_flag(p)
+    _db_flag(p)
+    p.add_argument("--concurrency", type=int, default=2, help="concurrent job batches in this process")
+    p.add_argument("--batch-size", type=int, default=32, help="frontier addresses per batch")
+    p.set_defaults(func=_worker)
+
+    for module in ("tracer.devchain.cli", "tracer.store.cli", "tracer.labels.cli", "tracer.api.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.setup(args.log_level)
+    func = args.func
+    try:
+        result = func(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear line instead of a traceback for expected failures
+        from tracer.errors import describe
+
+        message = describe(exc)
+        if message is None:
+            raise
+        print(f"tracer: error: {message}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+async def _connect_chain(url: str | None, chain: str) -> Any:
+    from tracer.chains.evm import EvmChain
+
+    if not url:
+        raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
+    client = EvmChain(url, chain=chain)
+    await client.connect()
+    return client
+
+
+async def _trace(args: argparse.Namespace) -> int:
+    from tracer.engine import report as treport
+    from tracer.engine.service import create_trace
+    from tracer.runner import run_with_workers
+    from tracer.store.db import Database
+
+    policy: dict[str, Any] = json.loads(args.policy) if args.policy else {}
+    if args.max_depth is not None:
+        policy["max_depth"] = args.max_depth
+    if args.from_block is not None:
+        policy["from_block"] = args.from_block
+    if args.to_block is not None:
+        policy["to_block"] = args.to_block
+    db = await Database.connect(args.database_url)
+    client = await _connect_chain(args.rpc, args.chain)
+    try:
+        trace_id = await create_trace(db.pool, client, chain=args.chain, seeds=args.seeds, policy=policy,
+                                      label=args.label, created_by="cli")
+        await run_with_workers(db.pool, {args.chain: client}, trace_id, workers=args.workers)
+        rep = await treport.build(db.pool, trace_id)
+        print(json.dumps(rep.to_json(), indent=2) if args.json else treport.render(rep))
+        return 0 if rep.status == "done" else 1
+    finally:
+        await client.close()
+        await db.close()
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    from tracer.config import rpc_urls
+    from tracer.engine.worker import Worker
+    from tracer.store.db import Database
+
+    urls = rpc_urls(args.rpc, args.chain)
+    if not urls:
+        raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
+    db = await Database.connect(args.database_url)
+    chains = {name: await _connect_chain(url, name) for name, url in urls.items()}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    workers = [Worker(db.pool, chains, batch_size=args.batch_size) for _ in range(max(1, args.concurrency))]
+    print(f"tracer worker: {len(workers)} loop(s), chains {', '.join(sorted(chains))}", file=sys.stderr, flush=True)
+    try:
+        await asyncio.gather(*(w.run(stop) for w in workers))
+    finally:
+        for c in chains.values():
+            await c.close()
+        await db.close()
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from tracer.demo import run_demo
+
+    return await run_demo(size=args.size, seed=args.seed, workers=args.workers, as_json=args.json,
+                          database_url=args.database_url)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

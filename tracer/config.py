@@ -1,0 +1,18 @@
+"""Configuration from the environment, with the same names as the CLI flags."""
+
+from __future__ import annotations
+
+import os
+
+
+def rpc_urls(explicit: str | None = None, chain: str = "ethereum") -> dict[str, str]:
+    """Node URLs per chain: `TRACER_RPC_URL` for the default chain, `TRACER_RPC_URL_<CHAIN>` for
+    each other one (e.g. TRACER_RPC_URL_ARBITRUM)."""
+    urls: dict[str, str] = {}
+    for key, value in os.environ.items():
+        if key.startswith("TRACER_RPC_URL_") and value:
+            urls[key[len("TRACER_RPC_URL_"):].lower()] = value
+    default = explicit or os.environ.get("TRACER_RPC_URL")
+    if default:
+        urls[chain] = default
+    return urls

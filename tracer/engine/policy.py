@@ -1,0 +1,137 @@
+"""A trace's policy: how far to follow, how small is too small, where the money stops.
+
+Defaults are chosen so an investigator can post seeds with an empty policy and get a useful trace
+of a real laundering case: real cases run 10-20 hops, so the depth limit is well above that, and
+the amount threshold is relative to what left the seeds, so it works for 10 ETH and 10,000 ETH
+thefts alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tracer.addresses import InvalidAddress, normalize_evm
+
+TAINT_MODELS = ("haircut", "poison")
+# Where an investigator's trace ends: services that know their customers and can freeze funds.
+DEFAULT_STOP = ("exchange", "deposit_address", "hot_wallet", "otc", "payment_processor", "fiat_gateway")
+# Services money passes through while changing form (mixers, swaps, bridges).
+DEFAULT_THROUGH = ("mixer", "dex", "bridge", "swap_service")
+_MAX_DEPTH = 200
+_MAX_HOPS = 10_000_000
+
+
+class PolicyError(ValueError):
+    """A policy field out of bounds; `field` names it for the API's problem body."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"policy.{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_depth: int = 40
+    max_hops: int = 1_000_000
+    from_block: int = 0
+    to_block: int | None = None  # None: the chain head when the trace is created
+    taint_model: str = "haircut"
+    min_share: float = 0.0005  # of the seeds' total per asset; below it a hop is not followed
+    min_amount: dict[str, int] = field(default_factory=dict)  # asset -> raw amount, overrides min_share
+    stop_categories: tuple[str, ...] = DEFAULT_STOP
+    through_categories: tuple[str, ...] = DEFAULT_THROUGH
+    hub_degree: int = 1000  # distinct counterparties that make an unlabelled address a hub
+    hub_in_degree: int = 300  # distinct senders that make an unlabelled address a hub
+    sweep_blocks: int = 200  # a deposit address forwards to its exchange within this many blocks
+
+    @classmethod
+    def from_json(cls, data: Any) -> Policy:
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise PolicyError("", "must be a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PolicyError(unknown[0], "unknown policy field")
+        kwargs: dict[str, Any] = {}
+        for name in ("max_depth", "max_hops", "from_block", "hub_degree", "hub_in_degree", "sweep_blocks"):
+            if name in data:
+                kwargs[name] = _int(name, data[name])
+        if data.get("to_block") is not None:
+            kwargs["to_block"] = _int("to_block", data["to_block"])
+        if "taint_model" in data:
+            if data["taint_model"] not in TAINT_MODELS:
+                raise PolicyError("taint_model", f"must be one of {', '.join(TAINT_MODELS)}")
+            kwargs["taint_model"] = data["taint_model"]
+        if "min_share" in data:
+            value = data["min_share"]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+                raise PolicyError("min_share", "must be a number in [0, 1)")
+            kwargs["min_share"] = float(value)
+        if "min_amount" in data:
+            kwargs["min_amount"] = _amounts(data["min_amount"])
+        for name in ("stop_categories", "through_categories"):
+            if name in data:
+                value = data[name]
+                if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                    raise PolicyError(name, "must be a list of category names")
+                kwargs[name] = tuple(value)
+        policy = cls(**kwargs)
+        policy.check()
+        return policy
+
+    def check(self) -> None:
+        if not 1 <= self.max_depth <= _MAX_DEPTH:
+            raise PolicyError("max_depth", f"must be between 1 and {_MAX_DEPTH}")
+        if not 1 <= self.max_hops <= _MAX_HOPS:
+            raise PolicyError("max_hops", f"must be between 1 and {_MAX_HOPS}")
+        if self.from_block < 0:
+            raise PolicyError("from_block", "must be >= 0")
+        if self.to_block is not None and self.to_block < self.from_block:
+            raise PolicyError("to_block", "must be >= from_block")
+        for name in ("hub_degree", "hub_in_degree", "sweep_blocks"):
+            if getattr(self, name) < 1:
+                raise PolicyError(name, "must be >= 1")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["min_amount"] = {k: str(v) for k, v in self.min_amount.items()}
+        data["stop_categories"] = list(self.stop_categories)
+        data["through_categories"] = list(self.through_categories)
+        return data
+
+    def threshold(self, asset: str, total: int) -> int:
+        """Smallest flagged amount of `asset` worth following, given the seeds' total of it."""
+        if asset in self.min_amount:
+            return self.min_amount[asset]
+        return int(total * self.min_share)
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(name, "must be an integer")
+    return value
+
+
+def _amounts(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise PolicyError("min_amount", "must be an object of asset -> raw amount")
+    out: dict[str, int] = {}
+    for asset, amount in value.items():
+        key = asset
+        if asset != "native":
+            try:
+                key = normalize_evm(asset)
+            except InvalidAddress as exc:
+                raise PolicyError("min_amount", f"asset {asset!r}: {exc.reason}") from None
+        try:
+            raw = int(str(amount))
+        except ValueError:
+            raise PolicyError("min_amount", f"amount for {asset!r} must be an integer string") from None
+        if raw < 0:
+            raise PolicyError("min_amount", f"amount for {asset!r} must be >= 0")
+        out[key] = raw
+    return out

@@ -1,0 +1,85 @@
+"""Starting and following traces: the operations the CLI and the API share."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import asyncpg
+
+from tracer.addresses import InvalidAddress, normalize_evm
+from tracer.engine.policy import Policy, PolicyError
+from tracer.store import traces as store
+
+MAX_SEEDS = 10_000
+CHAINS = ("ethereum",)
+
+
+class HeadSource(Protocol):
+    async def head(self) -> int: ...
+
+
+class TraceInputError(ValueError):
+    """Bad input to a trace request; `field` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_seeds(seeds: Any) -> list[str]:
+    if not isinstance(seeds, list) or not seeds:
+        raise TraceInputError("seeds", "must be a non-empty list of addresses")
+    if len(seeds) > MAX_SEEDS:
+        raise TraceInputError("seeds", f"at most {MAX_SEEDS} seeds per trace")
+    out: list[str] = []
+    for i, s in enumerate(seeds):
+        try:
+            out.append(normalize_evm(s))
+        except InvalidAddress as exc:
+            raise TraceInputError(f"seeds[{i}]", exc.reason) from None
+    return sorted(set(out))
+
+
+async def create_trace(
+    pool: asyncpg.Pool,
+    chain_client: HeadSource,
+    *,
+    chain: str,
+    seeds: Sequence[Any],
+    policy: Any = None,
+    label: str | None = None,
+    created_by: str | None = None,
+) -> int:
+    """Validate, fix the block range (the head now, so every worker sees the same chain), queue."""
+    if chain not in CHAINS:
+        raise TraceInputError("chain", f"unsupported chain {chain!r}; supported: {', '.join(CHAINS)}")
+    clean = parse_seeds(list(seeds))
+    try:
+        pol = policy if isinstance(policy, Policy) else Policy.from_json(policy)
+    except PolicyError as exc:
+        raise TraceInputError(f"policy.{exc.field}".rstrip("."), exc.message) from None
+    head = await chain_client.head()
+    to_block = min(pol.to_block, head) if pol.to_block is not None else head
+    if pol.from_block > to_block:
+        raise TraceInputError("policy.from_block", f"is after the chain head ({head})")
+    async with pool.acquire() as conn:
+        return await store.insert_trace(
+            conn, chain=chain, seeds=clean, policy=pol.to_json(), label=label,
+            from_block=pol.from_block, to_block=to_block, created_by=created_by,
+        )
+
+
+async def wait_for(pool: asyncpg.Pool, trace_id: int, timeout: float = 600.0, poll: float = 0.2) -> str:
+    """Wait until the trace leaves queued/running; return its final status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status: str = await pool.fetchval("SELECT status FROM traces WHERE id = $1", trace_id)
+        if status not in ("queued", "running"):
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"trace {trace_id} still {status} after {timeout:.0f}s")
+        await asyncio.sleep(poll)

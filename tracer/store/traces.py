@@ -1,0 +1,473 @@
+"""SQL for traces, their jobs (the frontier), hops, chain transfers and the event outbox.
+
+Every write here is idempotent (ON CONFLICT on natural keys) and batched: one statement per batch
+of rows, never one round trip per row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tracer.chains.records import Transfer, TransferKind
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    trace_id: int
+    address: str
+    kind: str
+    depth: int
+    is_seed: bool
+    generation: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTransfer:
+    id: int
+    transfer: Transfer
+
+
+@dataclass(frozen=True, slots=True)
+class HopRow:
+    transfer_id: int
+    from_addr: str
+    to_addr: str
+    asset: str
+    block_number: int
+    depth: int
+    amount: int
+    share: float
+    kind: str
+    status: str
+    reason: str
+    parents: list[int]
+    confidence: float = 1.0
+
+
+# ---------------------------------------------------------------- traces
+
+
+async def insert_trace(
+    conn: Conn,
+    *,
+    chain: str,
+    seeds: Sequence[str],
+    policy: dict[str, Any],
+    label: str | None,
+    from_block: int,
+    to_block: int,
+    created_by: str | None = None,
+) -> int:
+    """Create a queued trace and its start job in one transaction."""
+    async with conn.transaction():
+        trace_id: int = await conn.fetchval(
+            """INSERT INTO traces (chain, seeds, policy, label, from_block, to_block, created_by)
+               VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7) RETURNING id""",
+            chain, list(seeds), json.dumps(policy), label, from_block, to_block, created_by,
+        )
+        await conn.execute(
+            "INSERT INTO jobs (trace_id, address, kind, depth) VALUES ($1, '', 'start', 0)", trace_id
+        )
+        await insert_events(conn, [(trace_id, "trace_created", {"seeds": list(seeds)})])
+    return trace_id
+
+
+async def get_trace(conn: Conn, trace_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM traces WHERE id = $1", trace_id)
+    return row
+
+
+async def trace_progress(conn: Conn, trace_id: int) -> dict[str, int]:
+    row = await conn.fetchrow(
+        """SELECT
+             (SELECT count(*) FROM jobs WHERE trace_id = $1 AND kind = 'address') AS addresses,
+             (SELECT count(*) FROM jobs WHERE trace_id = $1 AND state <> 'done') AS frontier,
+             (SELECT count(*) FROM hops WHERE trace_id = $1) AS hops,
+             (SELECT count(*) FROM hops WHERE trace_id = $1 AND status = 'exit') AS exit_hops""",
+        trace_id,
+    )
+    return dict(row) if row else {}
+
+
+async def start_trace(conn: Conn, trace_id: int, totals: dict[str, int], seed_jobs: Sequence[str]) -> None:
+    """Record the seeds' totals and put the seeds on the frontier."""
+    await conn.execute(
+        """UPDATE traces SET totals = $2::jsonb, status = 'running', started_at = coalesce(started_at, now()),
+                  updated_at = now() WHERE id = $1 AND status IN ('queued', 'running')""",
+        trace_id, json.dumps({k: str(v) for k, v in totals.items()}),
+    )
+    await conn.execute(
+        """INSERT INTO jobs (trace_id, address, kind, depth, is_seed)
+           SELECT $1, a, 'address', 0, true FROM unnest($2::text[]) AS a
+           ON CONFLICT (trace_id, address) DO NOTHING""",
+        trace_id, list(seed_jobs),
+    )
+
+
+async def fail_trace(conn: Conn, trace_id: int, error: str) -> None:
+    async with conn.transaction():
+        updated = await conn.fetchval(
+            """UPDATE traces SET status = 'failed', error = $2, finished_at = now(), updated_at = now()
+               WHERE id = $1 AND status IN ('queued', 'running') RETURNING id""",
+            trace_id, error,
+        )
+        if updated:
+            await conn.execute("UPDATE jobs SET state = 'done', lease_until = NULL WHERE trace_id = $1", trace_id)
+            await insert_events(conn, [(trace_id, "trace_failed", {"error": error})])
+
+
+async def try_finish_trace(conn: Conn, trace_id: int) -> bool:
+    """Mark the trace done when its frontier is empty. Run after the caller's own commit, so the
+    last worker to commit always sees every other worker's finished jobs."""
+    async with conn.transaction():
+        done = await conn.fetchval(
+            """UPDATE traces SET status = 'done', finished_at = now(), updated_at = now()
+               WHERE id = $1 AND status = 'running'
+                 AND NOT EXISTS (SELECT 1 FROM jobs WHERE trace_id = $1 AND state <> 'done')
+               RETURNING id""",
+            trace_id,
+        )
+        if done:
+            counts = await trace_progress(conn, trace_id)
+            await insert_events(conn, [(trace_id, "trace_finished", counts)])
+    return bool(done)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+async def claim_jobs(conn: Conn, worker: str, limit: int, lease_seconds: float) -> list[Job]:
+    """Claim up to `limit` runnable jobs of one trace in one statement.
+
+    Lapsed leases (a killed worker) are runnable again. Claims stay within one trace so a
+    batch shares one chain and one policy; start jobs go first so a trace's seeds get going.
+    """
+    rows = await conn.fetch(
+        """WITH pick AS (
+               SELECT j.trace_id FROM jobs j JOIN traces t ON t.id = j.trace_id
+               WHERE j.state <> 'done' AND (j.lease_until IS NULL OR j.lease_until < now())
+                 AND t.status IN ('queued', 'running')
+               ORDER BY j.trace_id LIMIT 1
+           ), c AS (
+               SELECT j.trace_id, j.address FROM jobs j, pick
+               WHERE j.trace_id = pick.trace_id AND j.state <> 'done'
+                 AND (j.lease_until IS NULL OR j.lease_until < now())
+               ORDER BY (j.kind = 'start') DESC, j.depth, j.address
+               LIMIT $1 FOR UPDATE OF j SKIP LOCKED
+           )
+           UPDATE jobs j SET state = 'running', worker = $2, attempts = j.attempts + 1,
+                  lease_until = now() + make_interval(secs => $3), updated_at = now()
+           FROM c WHERE j.trace_id = c.trace_id AND j.address = c.address
+           RETURNING j.trace_id, j.address, j.kind, j.depth, j.is_seed, j.generation, j.attempts""",
+        limit, worker, lease_seconds,
+    )
+    return [Job(r["trace_id"], r["address"], r["kind"], r["depth"], r["is_seed"], r["generation"], r["attempts"])
+            for r in rows]
+
+
+async def extend_leases(conn: Conn, worker: str, jobs: Sequence[Job], lease_seconds: float) -> None:
+    await conn.execute(
+        """UPDATE jobs SET lease_until = now() + make_interval(secs => $4)
+           WHERE trace_id = $1 AND address = ANY($2::text[]) AND worker = $3 AND state = 'running'""",
+        jobs[0].trace_id, [j.address for j in jobs], worker, lease_seconds,
+    )
+
+
+async def release_jobs(conn: Conn, worker: str, jobs: Sequence[Job], delay_seconds: float) -> None:
+    """Give jobs back to the frontier after a transient failure, not before `delay_seconds`."""
+    if not jobs:
+        return
+    await conn.execute(
+        """UPDATE jobs SET state = 'pending', worker = NULL,
+                  lease_until = now() + make_interval(secs => $4), updated_at = now()
+           WHERE trace_id = $1 AND address = ANY($2::text[]) AND worker = $3 AND state = 'running'""",
+        jobs[0].trace_id, [j.address for j in jobs], worker, delay_seconds,
+    )
+
+
+async def complete_jobs(conn: Conn, worker: str, jobs: Sequence[Job]) -> int:
+    """Mark our jobs done, or pending again when new taint arrived while we ran (generation moved).
+
+    Returns how many were still ours: a job whose lease lapsed and that another worker took over
+    is left to that worker.
+    """
+    if not jobs:
+        return 0
+    result = await conn.execute(
+        """UPDATE jobs j SET state = CASE WHEN j.generation = g.gen THEN 'done' ELSE 'pending' END,
+                  lease_until = NULL, worker = NULL, updated_at = now()
+           FROM unnest($2::text[], $3::int[]) AS g(address, gen)
+           WHERE j.trace_id = $1 AND j.address = g.address AND j.worker = $4 AND j.state = 'running'""",
+        jobs[0].trace_id, [j.address for j in jobs], [j.generation for j in jobs], worker,
+    )
+    return int(result.split()[-1])
+
+
+async def still_ours(conn: Conn, worker: str, jobs: Sequence[Job]) -> set[str]:
+    """Addresses whose lease we still hold (locked until the caller's transaction ends)."""
+    rows = await conn.fetch(
+        """SELECT address FROM jobs WHERE trace_id = $1 AND address = ANY($2::text[])
+             AND worker = $3 AND state = 'running' FOR UPDATE""",
+        jobs[0].trace_id, [j.address for j in jobs], worker,
+    )
+    return {r["address"] for r in rows}
+
+
+async def enqueue(conn: Conn, trace_id: int, children: Iterable[tuple[str, int]]) -> None:
+    """Put addresses on the frontier, or wake them again when new flagged money reached them.
+
+    A waking job keeps its smallest depth; a job that is running gets its generation bumped, so
+    the worker finishing it re-queues it instead of marking it done on stale inputs.
+    """
+    pairs = list(children)
+    if not pairs:
+        return
+    await conn.execute(
+        """INSERT INTO jobs (trace_id, address, kind, depth)
+           SELECT $1, a, 'address', d FROM unnest($2::text[], $3::int[]) AS c(a, d)
+           ON CONFLICT (trace_id, address) DO UPDATE SET
+               depth = LEAST(jobs.depth, excluded.depth),
+               generation = jobs.generation + 1,
+               state = CASE WHEN jobs.state = 'done' AND jobs.role IS DISTINCT FROM 'exit'
+                            THEN 'pending' ELSE jobs.state END,
+               updated_at = now()""",
+        trace_id, [a for a, _ in pairs], [d for _, d in pairs],
+    )
+
+
+async def set_verdicts(conn: Conn, trace_id: int, verdicts: Sequence[tuple[str, int, str, str, str | None,
+                                                                         str | None, dict[str, Any] | None]]) -> None:
+    """Record each address's role in the trace: (address, depth, role, reason, entity, category,
+    evidence). Exits found from labels get a finished job row so they are never processed."""
+    if not verdicts:
+        return
+    await conn.execute(
+        """INSERT INTO jobs (trace_id, address, kind, depth, state, role, reason, entity, category, evidence)
+           SELECT $1, v.a, 'address', v.d, 'done', v.role, v.reason, v.entity, v.category, v.evidence::jsonb
+           FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                AS v(a, d, role, reason, entity, category, evidence)
+           ON CONFLICT (trace_id, address) DO UPDATE SET
+               depth = LEAST(jobs.depth, excluded.depth), role = excluded.role, reason = excluded.reason,
+               entity = excluded.entity, category = excluded.category, evidence = excluded.evidence,
+               updated_at = now()""",
+        trace_id,
+        [v[0] for v in verdicts], [v[1] for v in verdicts], [v[2] for v in verdicts],
+        [v[3] for v in verdicts], [v[4] for v in verdicts], [v[5] for v in verdicts],
+        [json.dumps(v[6]) if v[6] is not None else None for v in verdicts],
+    )
+
+
+async def node_verdicts(conn: Conn, trace_id: int, addresses: Sequence[str]) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT * FROM jobs WHERE trace_id = $1 AND address = ANY($2::text[])", trace_id, list(addresses)
+    )
+    return {r["address"]: r for r in rows}
+
+
+# ---------------------------------------------------------------- transfers (chain facts)
+
+
+async def store_transfers(conn: Conn, transfers: Sequence[Transfer]) -> None:
+    """Insert chain transfers, skipping ones already known; one COPY and one INSERT per batch."""
+    if not transfers:
+        return
+    async with conn.transaction():
+        await conn.execute(
+            """CREATE TEMP TABLE IF NOT EXISTS transfers_in
+               (LIKE transfers INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
+        )
+        await conn.copy_records_to_table(
+            "transfers_in",
+            columns=["chain", "tx_hash", "position", "block_number", "block_time", "tx_index", "from_addr",
+                     "to_addr", "asset", "amount", "kind", "decimals", "symbol"],
+            records=[(t.chain, t.tx_hash, t.position, t.block_number, t.block_time, t.tx_index, t.from_address,
+                      t.to_address, t.asset, Decimal(t.amount), str(t.kind), t.decimals, t.symbol)
+                     for t in transfers],
+        )
+        await conn.execute(
+            """INSERT INTO transfers (chain, tx_hash, position, block_number, block_time, tx_index, from_addr,
+                                      to_addr, asset, amount, kind, decimals, symbol)
+               SELECT chain, tx_hash, position, block_number, block_time, tx_index, from_addr, to_addr, asset,
+                      amount, kind, decimals, symbol FROM transfers_in
+               ORDER BY chain, tx_hash, position
+               ON CONFLICT (chain, tx_hash, position) DO NOTHING"""
+        )
+
+
+async def coverage(conn: Conn, chain: str, addresses: Sequence[str]) -> dict[str, tuple[int, int]]:
+    rows = await conn.fetch(
+        "SELECT address, from_block, to_block FROM address_coverage WHERE chain = $1 AND address = ANY($2::text[])",
+        chain, list(addresses),
+    )
+    return {r["address"]: (r["from_block"], r["to_block"]) for r in rows}
+
+
+async def set_coverage(conn: Conn, chain: str, addresses: Sequence[str], from_block: int, to_block: int) -> None:
+    """Widen each address's known range; only contiguous or overlapping ranges are merged, since
+    a gap would claim blocks we never fetched."""
+    await conn.execute(
+        """INSERT INTO address_coverage (chain, address, from_block, to_block)
+           SELECT $1, a, $3, $4 FROM unnest($2::text[]) AS a
+           ON CONFLICT (chain, address) DO UPDATE SET
+             from_block = CASE WHEN excluded.to_block + 1 >= address_coverage.from_block
+                                AND excluded.from_block <= address_coverage.to_block + 1
+                               THEN LEAST(address_coverage.from_block, excluded.from_block)
+                               ELSE excluded.from_block END,
+             to_block = CASE WHEN excluded.to_block + 1 >= address_coverage.from_block
+                              AND excluded.from_block <= address_coverage.to_block + 1
+                             THEN GREATEST(address_coverage.to_block, excluded.to_block)
+                             ELSE excluded.to_block END""",
+        chain, list(addresses), from_block, to_block,
+    )
+
+
+def _transfer(r: asyncpg.Record) -> StoredTransfer:
+    return StoredTransfer(
+        r["id"],
+        Transfer(
+            chain=r["chain"], block_number=r["block_number"], block_time=r["block_time"], tx_hash=r["tx_hash"],
+            tx_index=r["tx_index"], position=r["position"], from_address=r["from_addr"], to_address=r["to_addr"],
+            asset=r["asset"], amount=int(r["amount"]), kind=TransferKind(r["kind"]), decimals=r["decimals"],
+            symbol=r["symbol"],
+        ),
+    )
+
+
+async def load_transfers(
+    conn: Conn, chain: str, addresses: Sequence[str], from_block: int, to_block: int
+) -> list[StoredTransfer]:
+    """All stored transfers into or out of the addresses within the block range."""
+    rows = await conn.fetch(
+        """SELECT * FROM transfers WHERE chain = $1 AND from_addr = ANY($2::text[])
+             AND block_number BETWEEN $3 AND $4
+           UNION
+           SELECT * FROM transfers WHERE chain = $1 AND to_addr = ANY($2::text[])
+             AND block_number BETWEEN $3 AND $4""",
+        chain, list(addresses), from_block, to_block,
+    )
+    return [_transfer(r) for r in rows]
+
+
+# ---------------------------------------------------------------- hops
+
+
+async def inflow_hops(conn: Conn, trace_id: int, addresses: Sequence[str]) -> list[asyncpg.Record]:
+    """Flagged money that reached the addresses: hops into them, with their block."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT transfer_id, to_addr, asset, amount, depth, block_number FROM hops
+           WHERE trace_id = $1 AND to_addr = ANY($2::text[])""",
+        trace_id, list(addresses),
+    )
+    return rows
+
+
+async def upsert_hops(conn: Conn, trace_id: int, hops: Sequence[HopRow]) -> list[asyncpg.Record]:
+    """Write hops; return the ones that are new or whose amount grew (their recipients need
+    another look). Unchanged hops are not rewritten."""
+    if not hops:
+        return []
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """INSERT INTO hops (trace_id, transfer_id, from_addr, to_addr, asset, block_number, depth, amount, share,
+                             kind, status, reason, parents, confidence)
+           SELECT $1, h.tid, h.fa, h.ta, h.asset, h.block, h.depth, h.amount, h.share, h.kind, h.status, h.reason,
+                  CASE WHEN h.parents = '' THEN '{}'::bigint[] ELSE string_to_array(h.parents, ',')::bigint[] END,
+                  h.conf
+           FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::numeric[],
+                       $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[], $14::float8[])
+                AS h(tid, fa, ta, asset, block, depth, amount, share, kind, status, reason, parents, conf)
+           ON CONFLICT (trace_id, transfer_id) DO UPDATE SET
+               amount = excluded.amount, share = excluded.share, depth = LEAST(hops.depth, excluded.depth),
+               status = excluded.status, reason = excluded.reason, parents = excluded.parents,
+               confidence = excluded.confidence, updated_at = now()
+           WHERE (hops.amount, hops.status, hops.reason, hops.depth)
+                 IS DISTINCT FROM (excluded.amount, excluded.status, excluded.reason, LEAST(hops.depth, excluded.depth))
+           RETURNING transfer_id, to_addr, asset, amount, status, depth, (xmax = 0) AS inserted""",
+        trace_id,
+        [h.transfer_id for h in hops], [h.from_addr for h in hops], [h.to_addr for h in hops],
+        [h.asset for h in hops], [h.block_number for h in hops], [h.depth for h in hops],
+        [Decimal(h.amount) for h in hops], [h.share for h in hops], [h.kind for h in hops],
+        [h.status for h in hops], [h.reason for h in hops], [",".join(map(str, h.parents)) for h in hops],
+        [h.confidence for h in hops],
+    )
+    return rows
+
+
+async def mark_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], status: str, reason: str) -> None:
+    """Once an address is classified (exit by behaviour, hub, ...), the hops into it say why."""
+    await conn.execute(
+        """UPDATE hops SET status = $3, reason = $4, updated_at = now()
+           WHERE trace_id = $1 AND to_addr = ANY($2::text[]) AND (status, reason) IS DISTINCT FROM ($3, $4)
+             AND status <> 'stopped'""",
+        trace_id, list(addresses), status, reason,
+    )
+
+
+async def hop_count(conn: Conn, trace_id: int) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id))
+
+
+# ---------------------------------------------------------------- events (outbox)
+
+
+async def insert_events(conn: Conn, events: Sequence[tuple[int | None, str, dict[str, Any]]]) -> None:
+    if not events:
+        return
+    await conn.execute(
+        """INSERT INTO events (trace_id, type, payload)
+           SELECT t, ty, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[]) AS e(t, ty, p)""",
+        [e[0] for e in events], [e[1] for e in events], [json.dumps(e[2]) for e in events],
+    )
+    await conn.execute("SELECT pg_notify('tracer_events', $1)", ",".join(sorted({str(e[0]) for e in events})))
+
+
+# ---------------------------------------------------------------- reading results
+
+
+async def exits(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    """Every off-ramp reached: one row per (address, asset), amounts summed over hops into it."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT h.to_addr AS address, h.asset, sum(h.amount) AS amount, count(*) AS hops,
+                  min(t.block_time) AS first_time, max(t.block_time) AS last_time,
+                  min(h.depth) AS depth, max(t.decimals) AS decimals, max(t.symbol) AS symbol,
+                  j.reason, j.entity, j.category, j.evidence
+           FROM hops h JOIN transfers t ON t.id = h.transfer_id
+           LEFT JOIN jobs j ON j.trace_id = h.trace_id AND j.address = h.to_addr
+           WHERE h.trace_id = $1 AND h.status = 'exit'
+           GROUP BY h.to_addr, h.asset, j.reason, j.entity, j.category, j.evidence
+           ORDER BY sum(h.amount) DESC, h.to_addr""",
+        trace_id,
+    )
+    return rows
+
+
+async def stops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    """Addresses where the trace stopped without reaching an off-ramp (hubs, mixers, limits)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT j.address, j.reason, j.entity, j.category, j.depth,
+                  coalesce((SELECT jsonb_object_agg(asset, amount::text) FROM
+                     (SELECT asset, sum(amount) AS amount FROM hops h WHERE h.trace_id = j.trace_id
+                        AND h.to_addr = j.address GROUP BY asset) s), '{}'::jsonb) AS amounts
+           FROM jobs j WHERE j.trace_id = $1 AND j.role = 'stopped' ORDER BY j.depth, j.address""",
+        trace_id,
+    )
+    return rows
+
+
+async def all_hops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
+                  h.share, h.confidence, h.kind, t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol,
+                  t.position
+           FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""",
+        trace_id,
+    )
+    return rows
