@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _db_flag(p)
     p.add_argument("--concurrency", type=int, default=2, help="concurrent job batches in this process")
     p.add_argument("--batch-size", type=int, default=32, help="frontier addresses per batch")
+    p.add_argument("--lease-seconds", type=float, default=30.0,
+                   help="how long a claimed job stays ours without a heartbeat (a dead worker's jobs return after it)")
     p.set_defaults(func=_worker)
 
     for module in ("tracer.devchain.cli", "tracer.store.cli", "tracer.labels.cli", "tracer.api.cli"):
@@ -144,7 +146,8 @@ async def _worker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    workers = [Worker(db.pool, chains, batch_size=args.batch_size) for _ in range(max(1, args.concurrency))]
+    workers = [Worker(db.pool, chains, batch_size=args.batch_size, lease_seconds=args.lease_seconds)
+               for _ in range(max(1, args.concurrency))]
     print(f"tracer worker: {len(workers)} loop(s), chains {', '.join(sorted(chains))}", file=sys.stderr, flush=True)
     try:
         await asyncio.gather(*(w.run(stop) for w in workers))

@@ -12,7 +12,9 @@ import sys
 import time
 
 from tracer.chains.evm import EvmChain
-from tracer.devchain.scenario import ScenarioParams, generate
+import asyncpg
+
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 from tracer.engine import report as treport
 from tracer.engine.service import create_trace
@@ -36,12 +38,7 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
     client = EvmChain(url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
     try:
         await client.connect()
-        async with db.pool.acquire() as conn:
-            n = await label_store.upsert_labels(conn, [
-                label_store.Label(chain=scenario.chain, address=lb.address, entity=lb.entity, category=lb.category,
-                                  source="scenario", confidence=1.0, valid_from=None, valid_to=None, program=None,
-                                  evidence=None, created_by="demo")
-                for lb in scenario.labels])
+        n = await load_scenario_labels(db.pool, scenario)
         _say(f"labels: {n} scenario labels loaded (exchange hot wallets, mixer, ...)")
         trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={},
                                       label=f"demo seed {seed}", created_by="demo")
@@ -64,9 +61,19 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
         await db.close()
 
 
-def _truth_check(rep: treport.Report, scenario: object) -> str:
+async def load_scenario_labels(pool: asyncpg.Pool, scenario: Scenario) -> int:
+    """The scenario's labelled services (exchange hot wallets, mixer, ...) as labels."""
+    async with pool.acquire() as conn:
+        return await label_store.upsert_labels(conn, [
+            label_store.Label(chain=scenario.chain, address=lb.address, entity=lb.entity, category=lb.category,
+                              source="scenario", confidence=1.0, valid_from=None, valid_to=None, program=None,
+                              evidence=None, created_by="demo")
+            for lb in scenario.labels])
+
+
+def _truth_check(rep: treport.Report, scenario: Scenario) -> str:
     """How the report compares with what the generator knows it did."""
-    truth = scenario.truth  # type: ignore[attr-defined]
+    truth = scenario.truth
     found = {(e.address, e.asset): e.amount for e in rep.exits}
     lines = ["Ground truth check (the generator knows where the money went):"]
     hit = 0

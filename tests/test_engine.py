@@ -1,0 +1,166 @@
+"""The trace engine end to end: real devchain over HTTP, real Postgres, real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tracer.chains.evm import EvmChain
+from tracer.demo import load_scenario_labels
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.engine import report as treport
+from tracer.engine.service import create_trace, wait_for
+from tracer.runner import run_with_workers
+from tracer.store.db import Database
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    return generate(ScenarioParams.for_size(3000, seed=11))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def chain_url(scenario: Scenario, devchain_factory: Any) -> AsyncIterator[str]:
+    server = await devchain_factory(scenario)
+    yield server.url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(chain_url: str, scenario: Scenario) -> AsyncIterator[EvmChain]:
+    c = EvmChain(chain_url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    await c.connect()
+    yield c
+    await c.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def labelled_db(db: Database, scenario: Scenario) -> Database:
+    await load_scenario_labels(db.pool, scenario)
+    return db
+
+
+async def _hops(db: Database, trace_id: int) -> set[tuple[str, str, int, str]]:
+    rows = await db.pool.fetch(
+        """SELECT t.tx_hash, t.position, h.amount, h.status FROM hops h JOIN transfers t ON t.id = h.transfer_id
+           WHERE h.trace_id = $1""", trace_id)
+    return {(r["tx_hash"], r["position"], int(r["amount"]), r["status"]) for r in rows}
+
+
+async def test_trace_finds_every_offramp_with_the_right_amount(
+    labelled_db: Database, client: EvmChain, scenario: Scenario
+) -> None:
+    trace_id = await create_trace(labelled_db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={})
+    status = await run_with_workers(labelled_db.pool, {scenario.chain: client}, trace_id, workers=2, progress=False)
+    assert status == "done"
+    rep = await treport.build(labelled_db.pool, trace_id)
+    found = {(e.address, e.asset): e for e in rep.exits}
+    threshold_share = 0.0005
+    checked = 0
+    for o in scenario.truth.offramps:
+        total = scenario.truth.stolen[o.asset]
+        if o.amount < total * threshold_share * 2:
+            continue
+        checked += 1
+        assert (o.address, o.asset) in found, f"off-ramp {o.address} ({o.entity}, {o.kind}) not found"
+        got = found[(o.address, o.asset)].amount
+        assert abs(got - o.amount) <= o.amount * 0.001, (o.address, got, o.amount)
+    assert checked >= 5
+    noise = set(scenario.truth.noise_offramps)
+    assert not [e.address for e in rep.exits if e.address in noise]
+    # exits never hold more than left the seeds
+    for asset, total in rep.totals.items():
+        assert sum(e.amount for e in rep.exits if e.asset == asset) <= total
+    # hubs are reported, not exploded
+    stopped = {s["address"] for s in rep.stops}
+    for hub in scenario.truth.hubs:
+        reached = await labelled_db.pool.fetchval(
+            "SELECT count(*) FROM hops WHERE trace_id = $1 AND to_addr = $2", trace_id, hub)
+        if reached:
+            assert hub in stopped
+            assert not await labelled_db.pool.fetchval(
+                "SELECT count(*) FROM hops WHERE trace_id = $1 AND from_addr = $2", trace_id, hub)
+    text = treport.render(rep)
+    assert "deposit address" in text
+
+
+def _worker_cmd(db_url: str, rpc: str, lease: float = 2.0) -> list[str]:
+    return [sys.executable, "-m", "tracer.cli", "worker", "--database-url", db_url, "--rpc", rpc,
+            "--lease-seconds", str(lease), "--batch-size", "8"]
+
+
+async def _run_with_processes(db: Database, client: EvmChain, scenario: Scenario, url: str, n: int,
+                              kill_after: float | None = None) -> int:
+    trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={})
+    env = dict(os.environ, TRACER_LOG_LEVEL="WARNING")
+    procs = [subprocess.Popen(_worker_cmd(db.url, url), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for _ in range(n)]
+    try:
+        if kill_after is not None:
+            # Kill a worker for real while it holds leased jobs mid-trace.
+            deadline = asyncio.get_running_loop().time() + 60
+            while asyncio.get_running_loop().time() < deadline:
+                held = await db.pool.fetchval(
+                    "SELECT count(*) FROM jobs WHERE trace_id = $1 AND state = 'running' AND worker LIKE $2",
+                    trace_id, f"%:{procs[0].pid}:%")
+                hops = await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id)
+                if held and hops >= kill_after:
+                    break
+                await asyncio.sleep(0.02)
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait()
+        status = await wait_for(db.pool, trace_id, timeout=240)
+        assert status == "done"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return trace_id
+
+
+async def test_one_two_and_four_worker_processes_agree(
+    labelled_db: Database, client: EvmChain, scenario: Scenario, devchain_factory: Any
+) -> None:
+    server = await devchain_factory(scenario, latency=0.002)
+    results = []
+    for n in (1, 2, 4):
+        trace_id = await _run_with_processes(labelled_db, client, scenario, server.url, n)
+        results.append(await _hops(labelled_db, trace_id))
+    assert results[0], "the trace found nothing"
+    assert results[0] == results[1] == results[2]
+
+
+async def test_sigkilled_worker_loses_and_duplicates_nothing(
+    labelled_db: Database, client: EvmChain, scenario: Scenario, devchain_factory: Any
+) -> None:
+    reference_id = await create_trace(labelled_db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={})
+    await run_with_workers(labelled_db.pool, {scenario.chain: client}, reference_id, workers=1, progress=False)
+    reference = await _hops(labelled_db, reference_id)
+    # A slow node keeps jobs leased long enough to be killed while holding them; forget the
+    # transfers cache so the workers have to ask that node.
+    await labelled_db.pool.execute("DELETE FROM address_coverage")
+    server = await devchain_factory(scenario, latency=0.05)
+    trace_id = await _run_with_processes(labelled_db, client, scenario, server.url, 2, kill_after=20)
+    got = await _hops(labelled_db, trace_id)
+    assert got == reference
+    dup = await labelled_db.pool.fetchval(
+        """SELECT count(*) FROM (SELECT transfer_id FROM hops WHERE trace_id = $1
+           GROUP BY transfer_id HAVING count(*) > 1) d""", trace_id)
+    assert dup == 0
+    attempts = await labelled_db.pool.fetchval(
+        "SELECT max(attempts) FROM jobs WHERE trace_id = $1", trace_id)
+    assert attempts >= 2, "no job was taken over from the killed worker"
