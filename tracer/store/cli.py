@@ -1,0 +1,116 @@
+"""``tracer db`` commands: migrate the schema, print the database URL in use, stop the embedded server.
+
+``register(subparsers)`` adds the ``db`` command to the main parser. Each verb stores its handler in
+``args.func``; a handler takes the parsed namespace and returns the process exit code. Handlers are
+synchronous (they run their own event loop), so the main CLI can call them directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from tracer.store.db import (
+    Database,
+    MigrationError,
+    applied_migrations,
+    embedded_pgdata,
+    load_migrations,
+    migrate,
+    resolve_database_url,
+    start_embedded,
+    stop_embedded,
+)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    # default=None and resolution at run time (not os.environ at parser build time), so the
+    # environment seen is the one when the command runs.
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="PostgreSQL URL (default: $DATABASE_URL; if unset, the embedded server)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="tracer data directory holding the embedded server in DIR/pg "
+        "(default: $TRACER_DATA_DIR or ~/.local/share/tracer)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``db`` with sub-verbs ``migrate``, ``url`` and ``stop`` to ``subparsers``."""
+    db = subparsers.add_parser(
+        "db",
+        help="database: migrate, url, stop",
+        description="Manage tracer's PostgreSQL database (external via --database-url/$DATABASE_URL, "
+        "or the embedded server).",
+    )
+    verbs = db.add_subparsers(dest="db_command", metavar="{migrate,url,stop}")
+    verbs.required = True
+
+    p = verbs.add_parser("migrate", help="apply pending schema migrations and print their versions")
+    _add_common(p)
+    p.set_defaults(func=cmd_migrate)
+
+    p = verbs.add_parser("url", help="print the database URL in use (starts the embedded server if needed)")
+    _add_common(p)
+    p.set_defaults(func=cmd_url)
+
+    p = verbs.add_parser("stop", help="stop the embedded server (its data is kept)")
+    _add_common(p)
+    p.set_defaults(func=cmd_stop)
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    names = {m.version: m.name for m in load_migrations()}
+    db = await Database.connect(args.database_url, data_dir=args.data_dir, migrate=False, max_size=2)
+    try:
+        applied = await migrate(db.pool)
+        for version in applied:
+            print(f"applied {version:03d}_{names[version]}")
+        if not applied:
+            current = await applied_migrations(db.pool)
+            print(f"up to date (version {current[-1] if current else 0:03d})")
+    finally:
+        await db.close()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``tracer db migrate``: one line ``applied NNN_name`` per migration applied now."""
+    try:
+        return asyncio.run(_migrate(args))
+    except MigrationError as exc:
+        print(f"tracer db migrate: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_url(args: argparse.Namespace) -> int:
+    """``tracer db url``: the URL in use; the embedded server keeps running after we exit."""
+    url = resolve_database_url(args.database_url)
+    if url is None:
+        url = asyncio.run(start_embedded(args.data_dir))
+    print(url)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """``tracer db stop``: stop the embedded server of the data directory, if it runs."""
+    if resolve_database_url(args.database_url) is not None and args.data_dir is None:
+        # Stopping an external server is not ours to do; say so rather than silently doing nothing.
+        source = "--database-url" if args.database_url else "DATABASE_URL"
+        print(f"tracer db stop: {source} is set; only the embedded server can be stopped", file=sys.stderr)
+        return 2
+    pgdata = embedded_pgdata(args.data_dir)
+    print(f"stopped {pgdata}" if stop_embedded(args.data_dir) else f"not running {pgdata}")
+    return 0
+
+
+__all__ = ["cmd_migrate", "cmd_stop", "cmd_url", "register"]
