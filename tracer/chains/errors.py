@@ -1,0 +1,26 @@
+"""Errors of the chain layer: what the engine may catch when a node cannot give an answer."""
+
+from __future__ import annotations
+
+
+class ChainError(Exception):
+    """The node could not answer: it gave up after retries, answered garbage, or refused for good."""
+
+
+class WrongChain(ChainError):
+    """The node serves another chain than the one a trace runs on (caught at connect)."""
+
+
+class RpcError(Exception):
+    """A JSON-RPC error object the node returned for one request.
+
+    It is a value, not a failure of the transport: the request reached the node and the node said
+    no (unknown method, too many results, reverted call). Callers decide what it means.
+    """
+
+    def __init__(self, method: str, code: int | None, message: str, data: object = None) -> None:
+        super().__init__(f"{method}: node error {code}: {message}")
+        self.method = method
+        self.code = code
+        self.message = message
+        self.data = data

@@ -1,0 +1,819 @@
+"""EvmChain: value transfers of many addresses over JSON-RPC, with as few requests as the node allows.
+
+Which node methods are used is decided once, in `connect()`:
+
+- **trace path** (Erigon, Reth, Nethermind, Anvil, the devchain): `trace_filter` with a list of
+  `fromAddress` (outgoing) or `toAddress` (incoming) per request, paginated with after/count;
+  covers top-level and internal native transfers. Calls below a reverted call carry no `error`
+  of their own, so transactions with internal transfers are checked with `trace_transaction`.
+- **block-scan path** (Geth, eth-tester, most public endpoints): every block of the range is read
+  in JSON-RPC batches (`eth_getBlockByNumber(n, true)`, receipts for status), internal calls come
+  from `debug_traceBlockByNumber` or `debug_traceTransaction` with the callTracer when the node has
+  them (and are reported missing once, in a warning, when it has neither). Scanned blocks are
+  kept in a bounded LRU because the engine asks overlapping ranges for different address batches.
+
+ERC-20 transfers come from `eth_getLogs` with topic0 = Transfer and a list of padded addresses in
+topic1 (outgoing) or topic2 (incoming); a range the node refuses as too big is split and retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Literal, TypeVar
+
+from web3 import AsyncWeb3
+
+from tracer.addresses import InvalidAddress, normalize_evm
+from tracer.chains import mappers
+from tracer.chains.errors import ChainError, RpcError, WrongChain
+from tracer.chains.jsonrpc import JsonRpcTransport, gather_or_cancel, is_method_missing
+from tracer.chains.records import Transfer
+
+__all__ = [
+    "ChainError",
+    "EvmChain",
+    "InvalidAddress",
+    "LogRecord",
+    "RpcError",
+    "WrongChain",
+    "is_result_cap",
+]
+
+log = logging.getLogger(__name__)
+
+Direction = Literal["out", "in"]
+
+# Ways nodes and providers say "this query is too big, ask for less" (Infura -32005, Alchemy,
+# QuickNode, Erigon, Geth, Nethermind, Ankr, ...). A query refused this way is split, not retried.
+_RESULT_CAP_MARKERS = (
+    "more than",
+    "query returned more than",
+    "response size exceeded",
+    "response size should not greater",
+    "block range too large",
+    "block range is too large",
+    "block range exceeded",
+    "range too large",
+    "range is too large",
+    "exceed maximum block range",
+    "limit exceeded",
+    "log response size exceeded",
+    "too many results",
+    "too many logs",
+    "result set too large",
+    "query timeout exceeded",
+    "max results",
+    "returned too many",
+)
+
+_BALANCE_OF = "0x70a08231"
+_DECIMALS = "0x313ce567"
+_SYMBOL = "0x95d89b41"
+_ZERO_HASH = "0x" + "00" * 32
+
+
+def is_result_cap(err: RpcError) -> bool:
+    """True when the node refused a query for its size (split it), false for other errors."""
+    message = err.message.lower()
+    if err.code == -32005 and "rate" not in message:
+        return True
+    return any(marker in message for marker in _RESULT_CAP_MARKERS)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One log as the node gave it, lowercased, for decoders outside the chain layer (mixers, bridges)."""
+
+    block_number: int
+    block_time: int
+    tx_hash: str
+    tx_index: int
+    log_index: int
+    address: str
+    topics: tuple[str, ...]
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class _RangeQuery:
+    """One trace_filter or eth_getLogs query; split in halves (range first) when refused as too big."""
+
+    from_block: int
+    to_block: int
+    addresses: tuple[str, ...]  # the list that may be split; () when there is none
+    direction: Direction = "out"
+    after: int = 0  # trace_filter pagination offset
+
+    def split(self) -> tuple[_RangeQuery, _RangeQuery] | None:
+        if self.to_block > self.from_block:
+            mid = (self.from_block + self.to_block) // 2
+            return (
+                replace(self, to_block=mid, after=0),
+                replace(self, from_block=mid + 1, after=0),
+            )
+        if len(self.addresses) > 1:
+            half = len(self.addresses) // 2
+            return (
+                replace(self, addresses=self.addresses[:half], after=0),
+                replace(self, addresses=self.addresses[half:], after=0),
+            )
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _ScannedBlock:
+    number: int
+    time: int
+    transfers: tuple[Transfer, ...]  # every successful native value move in the block
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Lru(Generic[K, V]):
+    """A small bounded mapping that forgets the least recently used entry first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class EvmChain:
+    """Read access to one EVM chain through one JSON-RPC node; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        chain: str = "ethereum",
+        expected_chain_id: int | None = None,
+        concurrency: int = 8,
+        batch_size: int = 100,
+        timeout: float = 20.0,
+        retries: int = 6,
+        *,
+        use_trace_filter: bool = True,
+        addresses_per_request: int = 500,
+        trace_page_size: int = 1000,
+        block_cache_size: int = 4096,
+        max_log_range: int | None = None,
+        backoff: float = 0.5,
+    ) -> None:
+        self.url = url
+        self.chain = chain
+        self.expected_chain_id = expected_chain_id
+        self.use_trace_filter = use_trace_filter
+        self.addresses_per_request = max(1, addresses_per_request)
+        self.trace_page_size = max(1, trace_page_size)
+        self.max_log_range = max_log_range
+        self.rpc = JsonRpcTransport(
+            url,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+        )
+        self.request_counts: Counter[str] = self.rpc.request_counts
+        self.chain_id: int | None = None
+        self.supports_trace = False
+        self.supports_trace_transaction = True  # learnt on first use; only used on the trace path
+        self.supports_block_receipts = False
+        self.debug_method: str | None = None  # "debug_traceBlockByNumber" | "debug_traceTransaction"
+        self._connected = False
+        self._warned_no_internal = False
+        self._blocks: _Lru[int, _ScannedBlock] = _Lru(block_cache_size)
+        self._times: _Lru[int, int] = _Lru(max(block_cache_size * 16, 65536))
+        self._token_meta: dict[str, tuple[int | None, str | None]] = {}
+        self._contracts: set[str] = set()
+
+    @property
+    def w3(self) -> AsyncWeb3:
+        """The web3.py client under the transport, for callers that want web3's own API."""
+        return self.rpc.w3
+
+    @property
+    def path(self) -> str:
+        """Which node methods find native transfers (for logs and reports)."""
+        if self.supports_trace:
+            return "trace_filter"
+        if self.debug_method:
+            return f"block-scan+{self.debug_method}"
+        return "block-scan (no internal calls)"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Check the chain id and find out once which methods the node has."""
+        await self.rpc.open()
+        self.chain_id = mappers.quantity(await self.rpc.call("eth_chainId"))
+        if self.expected_chain_id is not None and self.chain_id != self.expected_chain_id:
+            raise WrongChain(
+                f"node at {self.url} serves chain id {self.chain_id}, but chain {self.chain!r} "
+                f"expects {self.expected_chain_id}: check the RPC URL"
+            )
+        head = await self.head()
+        self.supports_trace = self.use_trace_filter and await self._probe_trace_filter(head)
+        if not self.supports_trace:
+            self.supports_block_receipts = await self._probe(
+                "eth_getBlockReceipts", [hex(head)], lambda r: isinstance(r, list)
+            )
+            if await self._probe(
+                "debug_traceBlockByNumber",
+                [hex(head), {"tracer": "callTracer"}],
+                lambda r: isinstance(r, list),
+            ):
+                self.debug_method = "debug_traceBlockByNumber"
+            elif await self._probe(
+                "debug_traceTransaction", [_ZERO_HASH, {"tracer": "callTracer"}], lambda r: True
+            ):
+                self.debug_method = "debug_traceTransaction"
+        self._connected = True
+        receipts = "eth_getBlockReceipts" if self.supports_block_receipts else "eth_getTransactionReceipt"
+        log.info(
+            "chain %s (id %d) at %s: head %d, native transfers via %s%s",
+            self.chain,
+            self.chain_id,
+            self.url,
+            head,
+            self.path,
+            "" if self.supports_trace else f", receipts via {receipts}",
+        )
+
+    async def close(self) -> None:
+        await self.rpc.close()
+
+    async def __aenter__(self) -> EvmChain:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _probe_trace_filter(self, head: int) -> bool:
+        params = {"fromBlock": hex(head), "toBlock": hex(head), "fromAddress": ["0x" + "00" * 20], "count": 1}
+        return await self._probe("trace_filter", [params], lambda r: r is None or isinstance(r, list))
+
+    async def _probe(self, method: str, params: list[Any], accept: Any) -> bool:
+        """True if the node has `method`. An error other than "no such method" still means it has it
+        (e.g. Geth refusing to trace the genesis block), unless the answer has the wrong shape."""
+        try:
+            result = await self.rpc.call(method, params)
+        except RpcError as err:
+            if is_method_missing(err):
+                log.debug("node has no %s: %s", method, err.message)
+                return False
+            log.debug("probe %s answered an error, taking the method as present: %s", method, err.message)
+            return True
+        return bool(accept(result))
+
+    def _require_connected(self) -> None:
+        if not self._connected:
+            raise ChainError("EvmChain.connect() must be awaited before use")
+
+    # -- simple reads -------------------------------------------------------------------------
+
+    async def head(self) -> int:
+        return mappers.quantity(await self.rpc.call("eth_blockNumber"))
+
+    async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
+        """Timestamps of blocks (cached; missing ones fetched in batches of header-only blocks)."""
+        wanted = sorted(set(numbers))
+        out: dict[int, int] = {}
+        missing: list[int] = []
+        for n in wanted:
+            cached = self._times.get(n)
+            if cached is None:
+                missing.append(n)
+            else:
+                out[n] = cached
+        if missing:
+            answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in missing])
+            for n, block in zip(missing, answers, strict=True):
+                block = self._expect(block, f"eth_getBlockByNumber({n})")
+                if not isinstance(block, Mapping):
+                    raise ChainError(f"node at {self.url} has no block {n}")
+                ts = mappers.quantity(block["timestamp"])
+                self._times.put(n, ts)
+                out[n] = ts
+        return out
+
+    async def native_balances(self, queries: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        keys = list(dict.fromkeys((normalize_evm(a), int(b)) for a, b in queries))
+        answers = await self.rpc.batch([("eth_getBalance", [a, hex(b)]) for a, b in keys])
+        return {
+            key: mappers.quantity(self._expect(ans, f"eth_getBalance{key}"))
+            for key, ans in zip(keys, answers, strict=True)
+        }
+
+    async def token_balances(
+        self, queries: Iterable[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], int]:
+        """`balanceOf(address)` of tokens at blocks. Calls that revert or return no uint are left
+        out of the result (not a token, or the token did not exist yet at that block)."""
+        keys = list(dict.fromkeys((normalize_evm(a), normalize_evm(t), int(b)) for a, t, b in queries))
+        calls = [
+            ("eth_call", [{"to": t, "data": _BALANCE_OF + mappers.pad_topic(a)[2:]}, hex(b)])
+            for a, t, b in keys
+        ]
+        out: dict[tuple[str, str, int], int] = {}
+        for key, ans in zip(keys, await self.rpc.batch(calls), strict=True):
+            if isinstance(ans, RpcError):
+                log.debug("balanceOf%s failed: %s", key, ans.message)
+                continue
+            value = mappers.decode_uint(ans)
+            if value is not None:
+                out[key] = value
+        return out
+
+    async def token_meta(self, tokens: Iterable[str]) -> dict[str, tuple[int | None, str | None]]:
+        """(decimals, symbol) per token via eth_call at the latest block; None where it has none."""
+        wanted = list(dict.fromkeys(normalize_evm(t) for t in tokens))
+        missing = [t for t in wanted if t not in self._token_meta]
+        if missing:
+            calls: list[tuple[str, Sequence[Any]]] = []
+            for t in missing:
+                calls.append(("eth_call", [{"to": t, "data": _DECIMALS}, "latest"]))
+                calls.append(("eth_call", [{"to": t, "data": _SYMBOL}, "latest"]))
+            answers = await self.rpc.batch(calls)
+            for i, t in enumerate(missing):
+                dec_raw, sym_raw = answers[2 * i], answers[2 * i + 1]
+                decimals = None if isinstance(dec_raw, RpcError) else mappers.decode_uint(dec_raw)
+                if decimals is not None and decimals > 255:
+                    decimals = None  # not a uint8: not what ERC-20 decimals() returns
+                symbol = None if isinstance(sym_raw, RpcError) else mappers.decode_symbol(sym_raw)
+                self._token_meta[t] = (decimals, symbol)
+        return {t: self._token_meta[t] for t in wanted}
+
+    async def is_contract(self, addresses: Iterable[str]) -> dict[str, bool]:
+        """True for addresses with code at the latest block. Only "yes" is cached: an empty address
+        can still get code later (CREATE2 to a precomputed address)."""
+        wanted = list(dict.fromkeys(normalize_evm(a) for a in addresses))
+        missing = [a for a in wanted if a not in self._contracts]
+        answers = await self.rpc.batch([("eth_getCode", [a, "latest"]) for a in missing])
+        for a, code in zip(missing, answers, strict=True):
+            code = self._expect(code, f"eth_getCode({a})")
+            if isinstance(code, str) and code not in ("0x", "0x0", ""):
+                self._contracts.add(a)
+        return {a: a in self._contracts for a in wanted}
+
+    # -- transfers ----------------------------------------------------------------------------
+
+    async def transfers(
+        self,
+        addresses: Iterable[str],
+        from_block: int,
+        to_block: int,
+        outgoing: bool = True,
+        incoming: bool = False,
+    ) -> list[Transfer]:
+        """Every value transfer out of (and, if asked, into) `addresses` in [from_block, to_block].
+
+        Native top-level, native internal and ERC-20; failed transactions and calls and zero
+        values left out; deduplicated by `Transfer.key`; sorted by `Transfer.order`.
+        """
+        self._require_connected()
+        wanted = frozenset(normalize_evm(a) for a in addresses)
+        if from_block < 0 or to_block < 0:
+            raise ValueError(f"block numbers must be >= 0, got {from_block}..{to_block}")
+        if not wanted or from_block > to_block or not (outgoing or incoming):
+            return []
+        directions: list[Direction] = []
+        if outgoing:
+            directions.append("out")
+        if incoming:
+            directions.append("in")
+        ordered = tuple(sorted(wanted))
+        chunks = [
+            ordered[i : i + self.addresses_per_request]
+            for i in range(0, len(ordered), self.addresses_per_request)
+        ]
+        if self.supports_trace:
+            native_job = self._native_by_trace(chunks, directions, from_block, to_block)
+        else:
+            native_job = self._native_by_scan(wanted, outgoing, incoming, from_block, to_block)
+        native, tokens = await gather_or_cancel(
+            [native_job, self._token_transfers(chunks, directions, from_block, to_block)]
+        )
+        found: dict[tuple[str, str, str], Transfer] = {}
+        for transfer in (*native, *tokens):
+            found.setdefault(transfer.key, transfer)
+        times = await self.block_times({t.block_number for t in found.values() if t.block_time < 0})
+        result = [
+            t if t.block_time >= 0 else replace(t, block_time=times[t.block_number]) for t in found.values()
+        ]
+        result.sort(key=lambda t: t.order)
+        return result
+
+    # trace path ---------------------------------------------------------------------------------
+
+    async def _native_by_trace(
+        self, chunks: list[tuple[str, ...]], directions: list[Direction], from_block: int, to_block: int
+    ) -> list[Transfer]:
+        page = self.trace_page_size
+
+        def build(q: _RangeQuery) -> tuple[str, list[Any]]:
+            params: dict[str, Any] = {
+                "fromBlock": hex(q.from_block),
+                "toBlock": hex(q.to_block),
+                "fromAddress" if q.direction == "out" else "toAddress": list(q.addresses),
+                "count": page,
+            }
+            if q.after:
+                params["after"] = q.after
+            return "trace_filter", [params]
+
+        queries = [_RangeQuery(from_block, to_block, c, d) for d in directions for c in chunks]
+        traces: list[Mapping[str, Any]] = []
+
+        def take(q: _RangeQuery, result: Any) -> _RangeQuery | None:
+            rows = result or []
+            if not isinstance(rows, list):
+                raise ChainError(f"trace_filter answered {type(rows).__name__}, expected a list")
+            traces.extend(rows)
+            # A full page means there may be more: ask for the next one.
+            return replace(q, after=q.after + len(rows)) if len(rows) >= page else None
+
+        await self._run_range_queries(queries, build, take)
+        transfers = [t for t in (mappers.parity_trace_transfer(self.chain, tr, -1) for tr in traces) if t]
+        return await self._drop_reverted_internal(transfers)
+
+    async def _drop_reverted_internal(self, transfers: list[Transfer]) -> list[Transfer]:
+        """Drop internal transfers undone by a reverting ancestor call.
+
+        A trace_filter answer holds only the matching calls; a call whose parent reverted has no
+        `error` of its own, so the whole transaction's trace is needed to know it moved nothing.
+        """
+        hashes = sorted({t.tx_hash for t in transfers if t.position != "tx"})
+        if not hashes:
+            return transfers
+        undone: dict[str, set[tuple[int, ...]]] = {}
+        if self.supports_trace_transaction:
+            answers = await self.rpc.batch([("trace_transaction", [h]) for h in hashes])
+            if any(isinstance(a, RpcError) and is_method_missing(a) for a in answers):
+                self.supports_trace_transaction = False
+                log.warning(
+                    "node has trace_filter but no trace_transaction: reverts of parent calls "
+                    "are checked by receipt status only"
+                )
+            else:
+                for h, ans in zip(hashes, answers, strict=True):
+                    ans = self._expect(ans, f"trace_transaction({h})")
+                    undone[h] = mappers.failed_paths(ans or [])
+        if not self.supports_trace_transaction:
+            receipts = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+            for h, receipt in zip(hashes, receipts, strict=True):
+                receipt = self._expect(receipt, f"eth_getTransactionReceipt({h})")
+                if isinstance(receipt, Mapping) and not _succeeded(receipt):
+                    undone[h] = {()}
+        kept = []
+        for t in transfers:
+            failed = undone.get(t.tx_hash)
+            if failed and t.position != "tx" and mappers.undone_by_ancestor(_path_of(t.position), failed):
+                continue
+            kept.append(t)
+        return kept
+
+    # block-scan path --------------------------------------------------------------------------
+
+    async def _native_by_scan(
+        self, wanted: frozenset[str], outgoing: bool, incoming: bool, from_block: int, to_block: int
+    ) -> list[Transfer]:
+        if self.debug_method is None and not self._warned_no_internal:
+            self._warned_no_internal = True
+            log.warning(
+                "node at %s has neither trace_filter nor debug tracing: internal native transfers "
+                "(ETH forwarded by contracts) cannot be seen; only top-level and token transfers",
+                self.url,
+            )
+        out: list[Transfer] = []
+
+        def pick(block: _ScannedBlock) -> None:
+            for t in block.transfers:
+                if (outgoing and t.from_address in wanted) or (incoming and t.to_address in wanted):
+                    out.append(t)
+
+        # Windows bound memory (a mainnet block with full transactions is ~100 kB of JSON).
+        window = max(1, min(self.rpc.batch_size * self.rpc.concurrency, 1000))
+        missing: list[int] = []
+        for n in range(from_block, to_block + 1):
+            cached = self._blocks.get(n)
+            if cached is None:
+                missing.append(n)
+            else:
+                pick(cached)
+        for start in range(0, len(missing), window):
+            for block in await self._scan_blocks(missing[start : start + window]):
+                self._blocks.put(block.number, block)
+                pick(block)
+        return out
+
+    async def _scan_blocks(self, numbers: list[int]) -> list[_ScannedBlock]:
+        answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
+        blocks: list[Mapping[str, Any]] = []
+        for n, block in zip(numbers, answers, strict=True):
+            block = self._expect(block, f"eth_getBlockByNumber({n})")
+            if not isinstance(block, Mapping):
+                raise ChainError(f"node at {self.url} has no block {n} (beyond head {await self.head()}?)")
+            blocks.append(block)
+            self._times.put(n, mappers.quantity(block["timestamp"]))
+
+        receipts = await self._receipts(blocks)
+        traced = await self._call_traces(blocks, receipts)
+
+        scanned = []
+        for block in blocks:
+            number, ts = mappers.quantity(block["number"]), mappers.quantity(block["timestamp"])
+            transfers: list[Transfer] = []
+            for tx in block.get("transactions") or []:
+                if not isinstance(tx, Mapping):
+                    raise ChainError("eth_getBlockByNumber(n, true) returned hashes, not transactions")
+                tx_hash = str(tx["hash"]).lower()
+                receipt = receipts.get(tx_hash)
+                if receipt is not None and not _succeeded(receipt):
+                    continue  # a failed transaction moves nothing, not even its top-level value
+                created = lower_or_none(receipt.get("contractAddress")) if receipt else None
+                top = mappers.tx_transfer(self.chain, tx, number, ts, created)
+                if top is not None:
+                    transfers.append(top)
+                frame = traced.get(tx_hash)
+                if frame is not None:
+                    transfers.extend(
+                        mappers.call_frame_transfers(
+                            self.chain,
+                            frame,
+                            block_number=number,
+                            block_time=ts,
+                            tx_hash=tx_hash,
+                            tx_index=mappers.quantity(tx.get("transactionIndex") or 0),
+                        )
+                    )
+            scanned.append(_ScannedBlock(number, ts, tuple(transfers)))
+        return scanned
+
+    async def _receipts(self, blocks: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+        """Receipts (for status and created contract) of the transactions whose outcome matters:
+        those that carry value or may move value inside (contract calls, when we can trace them)."""
+        out: dict[str, Mapping[str, Any]] = {}
+        if self.supports_block_receipts:
+            with_txs = [b for b in blocks if b.get("transactions")]
+            answers = await self.rpc.batch([("eth_getBlockReceipts", [b["number"]]) for b in with_txs])
+            for block, rows in zip(with_txs, answers, strict=True):
+                rows = self._expect(rows, f"eth_getBlockReceipts({block['number']})")
+                for r in rows or []:
+                    out[str(r["transactionHash"]).lower()] = r
+            return out
+        hashes = [
+            str(tx["hash"]).lower()
+            for b in blocks
+            for tx in b.get("transactions") or []
+            if isinstance(tx, Mapping) and self._outcome_matters(tx)
+        ]
+        answers = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        for h, r in zip(hashes, answers, strict=True):
+            r = self._expect(r, f"eth_getTransactionReceipt({h})")
+            if not isinstance(r, Mapping):
+                raise ChainError(f"node at {self.url} has no receipt for {h}")
+            out[h] = r
+        return out
+
+    def _outcome_matters(self, tx: Mapping[str, Any]) -> bool:
+        if mappers.quantity(tx.get("value") or 0) > 0:
+            return True
+        return self.debug_method is not None and _calls_code(tx)
+
+    async def _call_traces(
+        self, blocks: list[Mapping[str, Any]], receipts: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Mapping[str, Any]]:
+        """callTracer root frames by transaction hash, for successful transactions that run code."""
+        if self.debug_method is None:
+            return {}
+        tracer = {"tracer": "callTracer"}
+
+        def worth(tx: Mapping[str, Any]) -> bool:
+            receipt = receipts.get(str(tx["hash"]).lower())
+            return _calls_code(tx) and (receipt is None or _succeeded(receipt))
+
+        out: dict[str, Mapping[str, Any]] = {}
+        if self.debug_method == "debug_traceBlockByNumber":
+            chosen = [b for b in blocks if any(worth(tx) for tx in b.get("transactions") or [])]
+            answers = await self.rpc.batch(
+                [("debug_traceBlockByNumber", [b["number"], tracer]) for b in chosen]
+            )
+            for block, rows in zip(chosen, answers, strict=True):
+                rows = self._expect(rows, f"debug_traceBlockByNumber({block['number']})")
+                txs = block.get("transactions") or []
+                for i, row in enumerate(rows or []):
+                    # Geth gives {"txHash", "result"}; older versions only {"result"}, in block order.
+                    h = row.get("txHash") or (txs[i]["hash"] if i < len(txs) else None)
+                    frame = row.get("result")
+                    if h and self._usable_frame(frame):
+                        out[str(h).lower()] = frame
+            return out
+        hashes = [str(tx["hash"]).lower() for b in blocks for tx in b.get("transactions") or [] if worth(tx)]
+        answers = await self.rpc.batch([("debug_traceTransaction", [h, tracer]) for h in hashes])
+        for h, frame in zip(hashes, answers, strict=True):
+            frame = self._expect(frame, f"debug_traceTransaction({h})")
+            if self._usable_frame(frame):
+                out[h] = frame
+        return out
+
+    def _usable_frame(self, frame: Any) -> bool:
+        if mappers.is_call_frame(frame):
+            return True
+        if not self._warned_no_internal:
+            self._warned_no_internal = True
+            log.warning(
+                "%s at %s does not answer with callTracer frames: internal native transfers cannot be seen",
+                self.debug_method,
+                self.url,
+            )
+        return False
+
+    # ERC-20 and raw logs --------------------------------------------------------------------
+
+    async def _token_transfers(
+        self, chunks: list[tuple[str, ...]], directions: list[Direction], from_block: int, to_block: int
+    ) -> list[Transfer]:
+        queries = [
+            q for d in directions for c in chunks for q in self._log_ranges(from_block, to_block, c, d)
+        ]
+        found: list[Transfer] = []
+
+        def build(q: _RangeQuery) -> tuple[str, list[Any]]:
+            padded = [mappers.pad_topic(a) for a in q.addresses]
+            topics: list[Any] = (
+                [mappers.TRANSFER_TOPIC, padded]
+                if q.direction == "out"
+                else [mappers.TRANSFER_TOPIC, None, padded]
+            )
+            return "eth_getLogs", [
+                {"fromBlock": hex(q.from_block), "toBlock": hex(q.to_block), "topics": topics}
+            ]
+
+        def take(q: _RangeQuery, result: Any) -> None:
+            for entry in result or []:
+                t = mappers.log_transfer(self.chain, entry, -1)
+                if t is not None:
+                    found.append(t)
+
+        await self._run_range_queries(queries, build, take)
+        return found
+
+    async def logs(
+        self,
+        address: str | Sequence[str] | None,
+        topics: Sequence[str | Sequence[str] | None],
+        from_block: int,
+        to_block: int,
+    ) -> list[LogRecord]:
+        """Logs of one or more contracts (or any, with None) matching `topics` (eth_getLogs
+        semantics: a list in a position means OR), with block times; sorted by block and index."""
+        self._require_connected()
+        if isinstance(address, str):
+            contracts: tuple[str, ...] = (normalize_evm(address),)
+        elif address is None:
+            contracts = ()
+        else:
+            contracts = tuple(dict.fromkeys(normalize_evm(a) for a in address))
+        topic_filter = [t if t is None or isinstance(t, str) else list(t) for t in topics]
+        if from_block > to_block:
+            return []
+        chunked = [
+            contracts[i : i + self.addresses_per_request]
+            for i in range(0, len(contracts), self.addresses_per_request)
+        ] or [()]
+        queries = [q for c in chunked for q in self._log_ranges(from_block, to_block, c, "out")]
+        rows: dict[tuple[str, int], Mapping[str, Any]] = {}
+
+        def build(q: _RangeQuery) -> tuple[str, list[Any]]:
+            params: dict[str, Any] = {
+                "fromBlock": hex(q.from_block),
+                "toBlock": hex(q.to_block),
+                "topics": topic_filter,
+            }
+            if q.addresses:
+                params["address"] = list(q.addresses)
+            return "eth_getLogs", [params]
+
+        def take(q: _RangeQuery, result: Any) -> None:
+            for entry in result or []:
+                if entry.get("removed"):
+                    continue
+                rows[(str(entry["blockHash"]).lower(), mappers.quantity(entry["logIndex"]))] = entry
+
+        await self._run_range_queries(queries, build, take)
+        times = await self.block_times({mappers.quantity(e["blockNumber"]) for e in rows.values()})
+        records = [
+            LogRecord(
+                block_number=mappers.quantity(e["blockNumber"]),
+                block_time=times[mappers.quantity(e["blockNumber"])],
+                tx_hash=str(e["transactionHash"]).lower(),
+                tx_index=mappers.quantity(e.get("transactionIndex") or 0),
+                log_index=mappers.quantity(e["logIndex"]),
+                address=str(e["address"]).lower(),
+                topics=tuple(str(t).lower() for t in e.get("topics") or []),
+                data=str(e.get("data") or "0x").lower(),
+            )
+            for e in rows.values()
+        ]
+        records.sort(key=lambda r: (r.block_number, r.log_index))
+        return records
+
+    def _log_ranges(
+        self, from_block: int, to_block: int, addresses: tuple[str, ...], direction: Direction
+    ) -> list[_RangeQuery]:
+        # Providers that cap the block span of eth_getLogs refuse wide ranges outright; cutting
+        # up front (when configured) saves the refused request and the split.
+        step = self.max_log_range or (to_block - from_block + 1)
+        return [
+            _RangeQuery(lo, min(lo + step - 1, to_block), addresses, direction)
+            for lo in range(from_block, to_block + 1, step)
+        ]
+
+    async def _run_range_queries(
+        self,
+        queries: list[_RangeQuery],
+        build: Callable[[_RangeQuery], tuple[str, list[Any]]],
+        take: Callable[[_RangeQuery, Any], _RangeQuery | None],
+    ) -> None:
+        """Run queries in rounds of batches; split the ones refused as too big, follow pages.
+
+        `build(q)` gives (method, params); `take(q, result)` consumes an answer and may return
+        the next page's query.
+        """
+        pending = queries
+        while pending:
+            calls = [build(q) for q in pending]
+            answers = await self.rpc.batch(calls)
+            following: list[_RangeQuery] = []
+            for q, (method, _), ans in zip(pending, calls, answers, strict=True):
+                if isinstance(ans, RpcError):
+                    if not is_result_cap(ans):
+                        raise ChainError(
+                            f"node at {self.url} refused {method} for blocks "
+                            f"{q.from_block}..{q.to_block}: {ans.message}"
+                        )
+                    halves = q.split()
+                    if halves is None:
+                        raise ChainError(
+                            f"node at {self.url} refuses {method} even for one block ({q.from_block}) "
+                            f"and one address: {ans.message}"
+                        )
+                    log.debug(
+                        "%s %d..%d refused (%s), splitting", method, q.from_block, q.to_block, ans.message
+                    )
+                    following.extend(halves)
+                    continue
+                nxt = take(q, ans)
+                if nxt is not None:
+                    following.append(nxt)
+            pending = following
+
+    def _expect(self, answer: Any, what: str) -> Any:
+        """An answer that must not be a JSON-RPC error."""
+        if isinstance(answer, RpcError):
+            raise ChainError(f"node at {self.url} failed {what}: {answer.message} (code {answer.code})")
+        return answer
+
+
+def _succeeded(receipt: Mapping[str, Any]) -> bool:
+    status = receipt.get("status")
+    # Receipts before Byzantium carry a state root instead of a status: no failure is visible.
+    return status is None or mappers.quantity(status) == 1
+
+
+def _calls_code(tx: Mapping[str, Any]) -> bool:
+    data = tx.get("input", tx.get("data")) or "0x"
+    return data not in ("0x", "") or tx.get("to") is None
+
+
+def _path_of(position: str) -> tuple[int, ...]:
+    if not position.startswith("call:"):
+        return ()
+    return tuple(int(p) for p in position[5:].split("."))
+
+
+def lower_or_none(value: Any) -> str | None:
+    return value.lower() if isinstance(value, str) else None

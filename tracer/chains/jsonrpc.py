@@ -1,0 +1,393 @@
+"""Batching JSON-RPC transport on top of web3.py's `AsyncHTTPProvider`.
+
+web3.py encodes requests and owns the HTTP session; this module adds what a tracer needs from a
+public or self-hosted node that it cannot get from `provider.make_batch_request`:
+
+- every batch member is matched to its answer by `id` (answers may come out of order), and members
+  the node left unanswered are asked again instead of being zipped against the wrong answers;
+- retries with exponential backoff and jitter on timeouts, connection errors, HTTP 429 (honouring
+  `Retry-After`, which pauses every request, not just the one that was refused), HTTP 5xx,
+  malformed JSON and rate-limit error objects; after `retries` tries without progress it raises
+  `ChainError` naming the method and the last problem;
+- bounded concurrency (an `asyncio.Semaphore` around each HTTP POST);
+- `request_counts`, a Counter per JSON-RPC method (each batch member counted, retries included)
+  plus "http" for each HTTP POST, so benchmarks can report what a trace costs a node.
+
+A JSON-RPC error object in an answer is not a transport failure: it is returned to the caller as
+an `RpcError` value in the result list, because only the caller knows whether "more than 10000
+results" means "split the range" or "give up".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import itertools
+import json
+import logging
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from tracer.chains.errors import ChainError, RpcError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# JSON-RPC error objects that mean "slow down", whatever code the provider picked for them.
+_RATE_LIMITED = re.compile(
+    r"rate.?limit|too many requests|request rate|exceeds? .*rate|throttl|compute units|capacity",
+    re.IGNORECASE,
+)
+# ... and those that mean "this node has no such method".
+_METHOD_MISSING = re.compile(
+    r"method .*(not found|does not exist|not available|not supported|unsupported|disabled)"
+    r"|unknown (rpc )?(method|endpoint)|not implemented|unsupported method|no such method",
+    re.IGNORECASE,
+)
+# A whole batch refused for its size (some providers cap members per batch).
+_BATCH_TOO_LARGE = re.compile(r"batch.*(too large|size|limit|exceed|too many)", re.IGNORECASE)
+_BATCH_UNSUPPORTED = re.compile(r"batch.*(not supported|unsupported|disabled)", re.IGNORECASE)
+
+# HTTP statuses that are retried without looking at the body: the node asks us to slow down.
+# 5xx bodies are read first (some proxies wrap JSON-RPC answers in a 500) and retried if empty.
+_RETRY_NOW = frozenset({408, 425, 429})
+
+
+def is_rate_limited(err: RpcError) -> bool:
+    return err.code in (429, -32029) or bool(_RATE_LIMITED.search(err.message))
+
+
+def is_method_missing(err: RpcError) -> bool:
+    return err.code == -32601 or bool(_METHOD_MISSING.search(err.message))
+
+
+class _Retry(Exception):
+    """One exchange failed in a way another try may fix."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
+
+
+class _BatchRefused(Exception):
+    """The node refused the batch as a whole because of its size (or refuses batches)."""
+
+    def __init__(self, problem: str, unsupported: bool) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.unsupported = unsupported
+
+
+class RpcHttpProvider(AsyncHTTPProvider):
+    """web3's async HTTP provider with one more entry point: POST bytes, get status and body back.
+
+    `make_request`/`make_batch_request` raise on any non-2xx status and throw away the body and
+    the `Retry-After` header; the transport needs both, so it posts through the provider's own
+    session manager (which owns the cached aiohttp session) and reads the response itself.
+    """
+
+    async def post_raw(self, payload: bytes) -> tuple[int, dict[str, str], bytes]:
+        assert self.endpoint_uri is not None  # set from the url in __init__
+        response = await self._request_session_manager.async_get_response_from_post_request(
+            self.endpoint_uri, data=payload, **self.get_request_kwargs()
+        )
+        try:
+            body = await response.read()
+            return response.status, dict(response.headers), body
+        finally:
+            response.release()
+
+
+@dataclass(slots=True)
+class _Item:
+    index: int
+    method: str
+    params: Any
+    done: bool = False
+    value: Any = None
+    request_id: int = field(default=-1)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+async def gather_or_cancel(aws: Iterable[Awaitable[T]]) -> list[T]:
+    """`asyncio.gather`, but the first failure cancels the rest instead of leaving them running."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class JsonRpcTransport:
+    """Sends JSON-RPC requests and batches to one node with retries and bounded concurrency."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        concurrency: int = 8,
+        batch_size: int = 100,
+        timeout: float = 20.0,
+        retries: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_retry_after: float = 120.0,
+    ) -> None:
+        if concurrency < 1 or batch_size < 1 or retries < 1:
+            raise ValueError("concurrency, batch_size and retries must be at least 1")
+        self.url = url
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self.provider = RpcHttpProvider(
+            url,
+            request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
+            # Retries are ours: they must see HTTP status, Retry-After and partial batches.
+            exception_retry_configuration=None,
+        )
+        self.w3 = AsyncWeb3(self.provider)
+        self.request_counts: Counter[str] = Counter()
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._ids = itertools.count(1)
+        self._not_before = 0.0  # monotonic time before which nothing is sent (after a 429)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        """Give the provider a keep-alive session sized to our concurrency.
+
+        web3's default session closes the connection after each request (force_close), which
+        costs a TCP handshake per POST; a trace makes thousands of them.
+        """
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                raise_for_status=False,
+            )
+            await self.provider.cache_async_session(self._session)
+
+    async def close(self) -> None:
+        await self.provider.disconnect()
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    # -- public calls -------------------------------------------------------------------------
+
+    async def call(self, method: str, params: Sequence[Any] | None = None) -> Any:
+        """One request; a JSON-RPC error object is raised as `RpcError`."""
+        (value,) = await self.batch([(method, list(params or []))])
+        if isinstance(value, RpcError):
+            raise value
+        return value
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Answers in the order of `calls`; members the node refused come back as `RpcError`.
+
+        Calls are cut into batches of `batch_size` that run concurrently (at most `concurrency`
+        HTTP requests in flight).
+        """
+        items = [_Item(i, method, list(params)) for i, (method, params) in enumerate(calls)]
+        if not items:
+            return []
+        size = self.batch_size
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        await gather_or_cancel(self._run(chunk) for chunk in chunks)
+        return [item.value for item in items]
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _run(self, items: list[_Item]) -> None:
+        pending = items
+        failures = 0
+        problem = ""
+        retry_after: float | None = None
+        while pending:
+            if failures:
+                if failures >= self.retries:
+                    methods = ", ".join(sorted({item.method for item in pending}))
+                    raise ChainError(
+                        f"node at {self.url} gave up after {failures} tries on {methods} "
+                        f"({len(pending)} request(s) unanswered): {problem}"
+                    )
+                await self._sleep_backoff(failures, retry_after)
+            try:
+                answered = await self._exchange(pending)
+            except _Retry as exc:
+                failures += 1
+                problem, retry_after = exc.problem, exc.retry_after
+                continue
+            except _BatchRefused as exc:
+                if len(pending) == 1:
+                    failures += 1
+                    problem, retry_after = exc.problem, None
+                    continue
+                # Smaller batches from now on; this one is re-sent in two halves.
+                self.batch_size = 1 if exc.unsupported else max(1, min(self.batch_size, len(pending)) // 2)
+                log.warning(
+                    "node refused a batch of %d (%s); batch size now %d",
+                    len(pending),
+                    exc.problem,
+                    self.batch_size,
+                )
+                half = len(pending) // 2
+                await gather_or_cancel([self._run(pending[:half]), self._run(pending[half:])])
+                return
+            still = [item for item in pending if not item.done]
+            if len(still) == len(pending):
+                failures += 1
+                problem = answered or f"no usable answer for {len(pending)} request(s)"
+                retry_after = None
+            pending = still
+
+    async def _sleep_backoff(self, failures: int, retry_after: float | None) -> None:
+        delay = min(self.max_backoff, self.backoff * 2 ** (failures - 1))
+        # Full jitter on the upper half: concurrent clients that failed together spread out.
+        delay *= random.uniform(0.5, 1.0)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_retry_after))
+        await asyncio.sleep(delay)
+
+    async def _exchange(self, pending: list[_Item]) -> str:
+        """Send `pending` once; mark items answered. Returns a note on what was left unanswered."""
+        by_id: dict[int, _Item] = {}
+        for item in pending:
+            item.request_id = next(self._ids)
+            by_id[item.request_id] = item
+        single = len(pending) == 1
+        bodies = [
+            {"jsonrpc": "2.0", "id": item.request_id, "method": item.method, "params": item.params}
+            for item in pending
+        ]
+        payload = json.dumps(bodies[0] if single else bodies, separators=(",", ":")).encode()
+
+        async with self._semaphore:
+            wait = self._not_before - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.request_counts["http"] += 1
+            for item in pending:
+                self.request_counts[item.method] += 1
+            try:
+                status, headers, raw = await self.provider.post_raw(payload)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise _Retry(f"{type(exc).__name__}: {exc or 'timeout'}") from exc
+
+        if status in _RETRY_NOW:
+            retry_after = _parse_retry_after(headers.get("Retry-After"))
+            if retry_after:
+                # Every request waits, not only this one: the node counts them all.
+                pause = min(retry_after, self.max_retry_after)
+                self._not_before = max(self._not_before, time.monotonic() + pause)
+            raise _Retry(f"HTTP {status}", retry_after)
+        try:
+            decoded = json.loads(raw)
+        except ValueError as exc:
+            if 400 <= status < 500:
+                raise ChainError(f"node at {self.url} answered HTTP {status}: {raw[:200]!r}") from exc
+            what = f"HTTP {status}" if status >= 500 else f"malformed JSON in answer ({len(raw)} bytes)"
+            raise _Retry(f"{what}: {raw[:80]!r}") from exc
+
+        if isinstance(decoded, dict):
+            answers = [decoded]
+            if not single:
+                # A batch answered by one object: the node refused the batch as a whole.
+                self._refused_batch(decoded, status)
+        elif isinstance(decoded, list):
+            answers = decoded
+        else:
+            raise _Retry(f"answer is neither object nor array: {raw[:80]!r}")
+
+        missing_note = ""
+        rate_limited = 0
+        for answer in answers:
+            if not isinstance(answer, dict):
+                continue
+            target: _Item | None = by_id.get(_as_id(answer.get("id")))
+            if target is None and single and answer.get("id") is None and "error" in answer:
+                target = pending[0]  # some nodes drop the id on errors of single requests
+            if target is None or target.done:
+                continue
+            if "error" in answer and answer["error"] is not None:
+                err = _to_rpc_error(target.method, answer["error"])
+                if is_rate_limited(err):
+                    rate_limited += 1
+                    missing_note = f"rate limited: {err.message}"
+                    continue
+                target.value, target.done = err, True
+            elif "result" in answer:
+                target.value, target.done = answer["result"], True
+        unanswered = sum(1 for item in pending if not item.done)
+        if unanswered and status >= 500:
+            raise _Retry(f"HTTP {status}: {raw[:80]!r}")
+        if unanswered and status >= 400 and not missing_note:
+            raise ChainError(f"node at {self.url} answered HTTP {status}: {raw[:200]!r}")
+        if unanswered and not missing_note:
+            missing_note = f"{unanswered} of {len(pending)} request(s) unanswered in the batch"
+        if rate_limited and rate_limited == unanswered:
+            self._not_before = max(self._not_before, time.monotonic() + self.backoff)
+        return missing_note
+
+    def _refused_batch(self, answer: dict[str, Any], status: int) -> None:
+        error = answer.get("error")
+        if not isinstance(error, dict):
+            raise _Retry(f"batch answered by a single object without error (HTTP {status})")
+        message = str(error.get("message", ""))
+        if _BATCH_UNSUPPORTED.search(message):
+            raise _BatchRefused(message, unsupported=True)
+        if _BATCH_TOO_LARGE.search(message):
+            raise _BatchRefused(message, unsupported=False)
+        err = _to_rpc_error("batch", error)
+        if is_rate_limited(err):
+            raise _Retry(f"rate limited: {message}")
+        raise _Retry(f"batch refused: {error.get('code')} {message}")
+
+
+def _to_rpc_error(method: str, error: Any) -> RpcError:
+    if isinstance(error, dict):
+        code = error.get("code")
+        return RpcError(
+            method,
+            code if isinstance(code, int) else None,
+            str(error.get("message", "")),
+            error.get("data"),
+        )
+    return RpcError(method, None, str(error))
+
+
+def _as_id(value: Any) -> int:
+    # Some proxies echo numeric ids back as strings.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return -1

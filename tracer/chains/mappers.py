@@ -1,0 +1,267 @@
+"""Node JSON → `Transfer` records. The only place that knows the shapes nodes answer in.
+
+Three sources describe native value moves and must give identical records for the same chain:
+- a transaction object (`eth_getBlockByNumber(n, true)`) plus its receipt status: top-level value;
+- Parity-style traces (`trace_filter`, `trace_transaction`): one flat record per call, with
+  `traceAddress` giving the call's path from the top-level call;
+- Geth `callTracer` frames (`debug_trace*`): a tree of calls whose child index path is the same
+  path as Parity's `traceAddress`.
+ERC-20 transfers come from `Transfer` logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from tracer.chains.records import NATIVE, Transfer, TransferKind
+
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+"""topic0 of `Transfer(address indexed from, address indexed to, uint256 value)`."""
+
+# Call kinds that move value to their target. DELEGATECALL and CALLCODE run the target's code in
+# the caller's context (the value shown is the caller's, nothing moves); STATICCALL moves nothing.
+_VALUE_CALLS = frozenset({"call"})
+_CREATES = frozenset({"create", "create2"})
+_SELFDESTRUCTS = frozenset({"suicide", "selfdestruct"})
+
+
+def quantity(value: Any) -> int:
+    """A JSON-RPC quantity ("0x1a") as int; also accepts ints and decimal strings (lenient nodes)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a quantity: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:2].lower() == "0x":
+            return int(text, 16) if len(text) > 2 else 0
+        return int(text)
+    raise ValueError(f"not a quantity: {value!r}")
+
+
+def hex_quantity(value: int) -> str:
+    return hex(value)
+
+
+def pad_topic(address: str) -> str:
+    """A lowercase 0x address as a 32-byte topic (left-padded with zeros)."""
+    return "0x" + "0" * 24 + address[2:]
+
+
+def topic_address(topic: str) -> str:
+    return "0x" + topic[-40:].lower()
+
+
+def lower(value: Any) -> str | None:
+    return value.lower() if isinstance(value, str) else None
+
+
+def position_of(path: Sequence[int]) -> str:
+    return "tx" if not path else "call:" + ".".join(str(i) for i in path)
+
+
+def tx_transfer(
+    chain: str,
+    tx: Mapping[str, Any],
+    block_number: int,
+    block_time: int,
+    created: str | None = None,
+) -> Transfer | None:
+    """The top-level value of a successful transaction, or None when it moves nothing.
+
+    `created` is the receipt's contractAddress: a contract creation sends its value there.
+    """
+    value = quantity(tx.get("value") or 0)
+    if value <= 0:
+        return None
+    sender = lower(tx.get("from"))
+    target = lower(tx.get("to")) or (created.lower() if created else None)
+    if sender is None or target is None:
+        return None
+    return Transfer(
+        chain=chain,
+        block_number=block_number,
+        block_time=block_time,
+        tx_hash=str(tx["hash"]).lower(),
+        tx_index=quantity(tx.get("transactionIndex") or 0),
+        position="tx",
+        from_address=sender,
+        to_address=target,
+        asset=NATIVE,
+        amount=value,
+        kind=TransferKind.NATIVE,
+    )
+
+
+def parity_trace_transfer(chain: str, trace: Mapping[str, Any], block_time: int) -> Transfer | None:
+    """One Parity-style trace as a Transfer; None if it failed, moves nothing or is not a call.
+
+    Only the trace's own `error` is checked here: whether an ancestor call reverted (which undoes
+    this one too) needs the whole transaction, see `failed_paths`.
+    """
+    if trace.get("error") or not trace.get("transactionHash"):
+        return None  # failed call, or a block/uncle reward (no transaction)
+    kind = str(trace.get("type", "")).lower()
+    action = trace.get("action") or {}
+    if kind == "call":
+        if str(action.get("callType", "call")).lower() not in _VALUE_CALLS:
+            return None
+        sender, target, value = lower(action.get("from")), lower(action.get("to")), action.get("value")
+    elif kind in _CREATES:
+        result = trace.get("result") or {}
+        sender, target, value = lower(action.get("from")), lower(result.get("address")), action.get("value")
+    elif kind in _SELFDESTRUCTS:
+        sender = lower(action.get("address"))
+        target = lower(action.get("refundAddress"))
+        value = action.get("balance")
+    else:
+        return None
+    amount = quantity(value or 0)
+    if amount <= 0 or sender is None or target is None:
+        return None
+    path = [quantity(i) for i in trace.get("traceAddress") or []]
+    return Transfer(
+        chain=chain,
+        block_number=quantity(trace["blockNumber"]),
+        block_time=block_time,
+        tx_hash=str(trace["transactionHash"]).lower(),
+        tx_index=quantity(trace.get("transactionPosition") or 0),
+        position=position_of(path),
+        from_address=sender,
+        to_address=target,
+        asset=NATIVE,
+        amount=amount,
+        kind=TransferKind.INTERNAL if path else TransferKind.NATIVE,
+    )
+
+
+def trace_path(trace: Mapping[str, Any]) -> tuple[int, ...]:
+    return tuple(quantity(i) for i in trace.get("traceAddress") or [])
+
+
+def failed_paths(traces: Sequence[Mapping[str, Any]]) -> set[tuple[int, ...]]:
+    """Paths of the calls that failed in one transaction's full Parity trace."""
+    return {trace_path(t) for t in traces if t.get("error")}
+
+
+def undone_by_ancestor(path: tuple[int, ...], failed: set[tuple[int, ...]]) -> bool:
+    """True if the call at `path` or any call above it failed: a revert undoes everything below."""
+    return any(path[:depth] in failed for depth in range(len(path) + 1))
+
+
+def call_frame_transfers(
+    chain: str,
+    frame: Mapping[str, Any],
+    *,
+    block_number: int,
+    block_time: int,
+    tx_hash: str,
+    tx_index: int,
+) -> list[Transfer]:
+    """Internal value moves of one transaction from its Geth `callTracer` tree.
+
+    The root frame is the top-level call, whose value is reported from the transaction itself;
+    a frame with `error` reverted, and with it everything it called.
+    """
+    out: list[Transfer] = []
+    if frame.get("error"):
+        return out
+    for path, child in _walk(frame.get("calls") or [], ()):
+        kind = str(child.get("type", "")).lower()
+        if kind in _VALUE_CALLS or kind in _CREATES or kind in _SELFDESTRUCTS:
+            amount = quantity(child.get("value") or 0)
+            sender, target = lower(child.get("from")), lower(child.get("to"))
+            if amount > 0 and sender and target:
+                out.append(
+                    Transfer(
+                        chain=chain,
+                        block_number=block_number,
+                        block_time=block_time,
+                        tx_hash=tx_hash,
+                        tx_index=tx_index,
+                        position=position_of(path),
+                        from_address=sender,
+                        to_address=target,
+                        asset=NATIVE,
+                        amount=amount,
+                        kind=TransferKind.INTERNAL,
+                    )
+                )
+    return out
+
+
+def _walk(
+    calls: Sequence[Mapping[str, Any]], prefix: tuple[int, ...]
+) -> Iterator[tuple[tuple[int, ...], Mapping[str, Any]]]:
+    for index, child in enumerate(calls):
+        if child.get("error"):
+            continue  # reverted: neither it nor its sub-calls moved anything
+        path = (*prefix, index)
+        yield path, child
+        yield from _walk(child.get("calls") or [], path)
+
+
+def is_call_frame(value: Any) -> bool:
+    """True for a callTracer frame (a tracer that ignored `tracer: callTracer` gives structLogs)."""
+    return isinstance(value, Mapping) and "type" in value and "from" in value
+
+
+def log_transfer(chain: str, entry: Mapping[str, Any], block_time: int) -> Transfer | None:
+    """An ERC-20 Transfer log as a Transfer; None for other logs, ERC-721, removed or zero."""
+    topics = entry.get("topics") or []
+    if len(topics) != 3 or str(topics[0]).lower() != TRANSFER_TOPIC or entry.get("removed"):
+        return None  # ERC-721 Transfer indexes tokenId as a fourth topic: not a fungible amount
+    data = str(entry.get("data") or "0x")
+    if len(data) < 66:
+        return None
+    amount = int(data[2:66], 16)
+    if amount <= 0:
+        return None
+    return Transfer(
+        chain=chain,
+        block_number=quantity(entry["blockNumber"]),
+        block_time=block_time,
+        tx_hash=str(entry["transactionHash"]).lower(),
+        tx_index=quantity(entry.get("transactionIndex") or 0),
+        position=f"log:{quantity(entry['logIndex'])}",
+        from_address=topic_address(str(topics[1])),
+        to_address=topic_address(str(topics[2])),
+        asset=str(entry["address"]).lower(),
+        amount=amount,
+        kind=TransferKind.TOKEN,
+    )
+
+
+def decode_uint(result: Any) -> int | None:
+    """A single uint256 return value, or None for an empty or short answer."""
+    if not isinstance(result, str) or len(result) < 66:
+        return None
+    return int(result[2:66], 16)
+
+
+def decode_symbol(result: Any) -> str | None:
+    """ERC-20 `symbol()`: an ABI string, or a bytes32 on old tokens (MKR, SAI)."""
+    if not isinstance(result, str) or not result.startswith("0x"):
+        return None
+    try:
+        raw = bytes.fromhex(result[2:])
+    except ValueError:
+        return None
+    if len(raw) == 32:
+        text = raw.rstrip(b"\0")
+    elif len(raw) >= 64:
+        offset = int.from_bytes(raw[:32], "big")
+        if offset + 32 > len(raw):
+            return None
+        length = int.from_bytes(raw[offset : offset + 32], "big")
+        text = raw[offset + 32 : offset + 32 + length]
+        if len(text) != length:
+            return None
+    else:
+        return None
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return decoded if decoded.isprintable() else None
