@@ -270,6 +270,10 @@ async def test_json_codec_round_trips(db: Database) -> None:
     assert await db.pool.fetchval("SELECT $1::jsonb", value) == value
     assert await db.pool.fetchval("SELECT $1::json", value) == value
     assert await db.pool.fetchval("SELECT '{\"k\": 1}'::jsonb") == {"k": 1}
+    assert await db.pool.fetchval("SELECT jsonb_typeof($1::jsonb)", value) == "object"
+    # The contract: a str parameter is a JSON string value; already-encoded JSON goes through text.
+    assert await db.pool.fetchval("SELECT jsonb_typeof($1::jsonb)", '{"k": 1}') == "string"
+    assert await db.pool.fetchval("SELECT $1::text::jsonb", '{"k": 1}') == {"k": 1}
 
 
 # ------------------------------------------------------------------------------ retry semantics

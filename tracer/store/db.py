@@ -24,6 +24,11 @@ that user reach the data directory it adds ``g+rx,o+rx`` to every ancestor direc
 default location that includes ``/root``). The data files themselves stay private to ``pgserver``
 (mode 0700); root processes connect through the socket as usual.
 
+JSON. Every pool connection encodes ``json``/``jsonb`` parameters with ``json.dumps`` and decodes
+results with ``json.loads``: pass Python objects to a ``$n::jsonb`` parameter, never ``json.dumps()``
+output (a ``str`` is stored as a JSON *string*). Text that is already JSON goes through a text
+parameter cast in SQL (``$n::text::jsonb``, or ``unnest($n::text[])`` then ``::jsonb``).
+
 Reconnection. asyncpg pools replace connections that died (a server restart, a killed backend) on
 the next acquire, but an operation already running on a dying connection fails. Such failures are
 classified by ``is_transient()``; wrap a unit of work (one transaction, safe to run again) in
@@ -172,8 +177,13 @@ def start_embedded_server(data_dir: Path | None = None) -> str:
     pgserver = _pgserver()
     pgdata = embedded_pgdata(data_dir)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    first_use = not (pgdata / "PG_VERSION").exists()
+    if first_use:
+        log.info("embedded postgres initialising data_dir=%s", pgdata)
     if os.name == "posix" and os.geteuid() == 0:
-        log.info(
+        # Said once loudly (when the data dir is created), since it widens directory permissions.
+        log.log(
+            logging.INFO if first_use else logging.DEBUG,
             "embedded postgres as root: server runs as system user=pgserver; ancestors of data_dir=%s "
             "are made traversable (g+rx,o+rx)",
             pgdata,
