@@ -102,8 +102,9 @@ async def _run_with_processes(db: Database, client: EvmChain, scenario: Scenario
                               kill_after: float | None = None) -> int:
     trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={})
     env = dict(os.environ, TRACER_LOG_LEVEL="WARNING")
-    procs = [subprocess.Popen(_worker_cmd(db.url, url), env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE) for _ in range(n)]
+    # Real OS processes (not tasks) so a SIGKILL is a real crash; their stderr goes to pytest's capture.
+    procs = [subprocess.Popen(_worker_cmd(db.url, url), env=env, stdout=subprocess.DEVNULL)  # noqa: ASYNC220
+             for _ in range(n)]
     try:
         if kill_after is not None:
             # Kill a worker for real while it holds leased jobs mid-trace.

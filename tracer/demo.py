@@ -11,9 +11,9 @@ import json
 import sys
 import time
 
-from tracer.chains.evm import EvmChain
 import asyncpg
 
+from tracer.chains.evm import EvmChain
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 from tracer.engine import report as treport

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,7 @@ def paths_to(g: nx.MultiDiGraph, seeds: Sequence[str], target: str, limit: int =
     found.sort(key=lambda x: -x[0])
     for _, node_path in found[:limit]:
         steps = []
-        for u, v in zip(node_path, node_path[1:], strict=False):
+        for u, v in itertools.pairwise(node_path):
             data = sub[u][v]
             biggest = max(data["hops"], key=lambda h: h["amount"])
             steps.append(PathStep(u, v, data["amount"], biggest["asset"], biggest["tx_hash"],
@@ -85,7 +86,7 @@ def _k_widest(g: nx.DiGraph, source: str, target: str, k: int) -> list[tuple[int
     try:
         gen = nx.shortest_simple_paths(g, source, target)
         for i, p in enumerate(gen):
-            width = min(g[u][v]["amount"] for u, v in zip(p, p[1:], strict=False))
+            width = min(g[u][v]["amount"] for u, v in itertools.pairwise(p))
             out.append((width, p))
             if i >= 4 * k:
                 break

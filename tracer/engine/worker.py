@@ -233,9 +233,9 @@ class Worker:
         native = await chain.native_balances(native_q) if native_q else {}
         tokens = await chain.token_balances(token_q) if token_q else {}
         out: dict[str, dict[str, int]] = defaultdict(dict)
-        for (a, block), value in native.items():
+        for (a, _block), value in native.items():
             out[a][NATIVE] = value
-        for (a, asset, block), value in tokens.items():
+        for (a, asset, _block), value in tokens.items():
             out[a][asset] = value
         return out
 

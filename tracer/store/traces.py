@@ -72,7 +72,7 @@ async def insert_trace(
         trace_id: int = await conn.fetchval(
             """INSERT INTO traces (chain, seeds, policy, label, from_block, to_block, created_by)
                VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7) RETURNING id""",
-            chain, list(seeds), json.dumps(policy), label, from_block, to_block, created_by,
+            chain, list(seeds), policy, label, from_block, to_block, created_by,
         )
         await conn.execute(
             "INSERT INTO jobs (trace_id, address, kind, depth) VALUES ($1, '', 'start', 0)", trace_id
@@ -103,7 +103,7 @@ async def start_trace(conn: Conn, trace_id: int, totals: dict[str, int], seed_jo
     await conn.execute(
         """UPDATE traces SET totals = $2::jsonb, status = 'running', started_at = coalesce(started_at, now()),
                   updated_at = now() WHERE id = $1 AND status IN ('queued', 'running')""",
-        trace_id, json.dumps({k: str(v) for k, v in totals.items()}),
+        trace_id, {k: str(v) for k, v in totals.items()},
     )
     await conn.execute(
         """INSERT INTO jobs (trace_id, address, kind, depth, is_seed)
