@@ -1,0 +1,223 @@
+"""The label vocabulary: categories, chain names and address spelling, in one place.
+
+Every importer maps its upstream words onto these, so the engine can decide exits and the
+screening query can ask for "sanctioned" without knowing which list said so. Pure module: no I/O,
+no imports from the store, so both the store and the importers can depend on it.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from tracer.addresses import InvalidAddress, normalize_evm
+
+
+class Category(StrEnum):
+    EXCHANGE = "exchange"  # hot/cold wallets of a custodial exchange; evidence.wallet says which
+    DEPOSIT_ADDRESS = "deposit_address"  # one customer's address at an exchange (found by behaviour)
+    OTC = "otc"
+    PAYMENT_PROCESSOR = "payment_processor"
+    MIXER = "mixer"
+    DEX = "dex"
+    BRIDGE = "bridge"
+    SWAP_SERVICE = "swap_service"  # instant swappers (FixedFloat, ChangeNOW, eXch, SideShift...)
+    SANCTIONED = "sanctioned"
+    HACKER = "hacker"
+    SCAM = "scam"
+    RANSOMWARE = "ransomware"
+    DEFI = "defi"
+    OTHER = "other"
+
+
+CATEGORIES: frozenset[str] = frozenset(c.value for c in Category)
+
+# Where money meets someone who knows the customer: the end of a trace.
+OFFRAMP_CATEGORIES: frozenset[str] = frozenset(
+    {Category.EXCHANGE, Category.DEPOSIT_ADDRESS, Category.OTC, Category.PAYMENT_PROCESSOR}
+)
+# Services that receive from many customers and sweep deposit addresses into shared wallets:
+# the wallets a deposit address sweeps to.
+SWEEP_TARGET_CATEGORIES: frozenset[str] = frozenset(
+    {Category.EXCHANGE, Category.OTC, Category.PAYMENT_PROCESSOR, Category.SWAP_SERVICE}
+)
+# Categories that make an address a risk when money comes from or goes to it.
+RISK_CATEGORIES: frozenset[str] = frozenset(
+    {Category.SANCTIONED, Category.HACKER, Category.SCAM, Category.RANSOMWARE, Category.MIXER}
+)
+
+# Upstream words -> (category, extra evidence). Hot and cold wallets fold into "exchange" with a
+# flag, because to a trace both are the exchange; the flag keeps what the source said.
+_CATEGORY_ALIASES: dict[str, tuple[Category, dict[str, Any]]] = {
+    "hot_wallet": (Category.EXCHANGE, {"wallet": "hot"}),
+    "cold_wallet": (Category.EXCHANGE, {"wallet": "cold"}),
+    "cex": (Category.EXCHANGE, {}),
+    "fiat_gateway": (Category.EXCHANGE, {"fiat_gateway": True}),
+    "deposit": (Category.DEPOSIT_ADDRESS, {}),
+    "otc_desk": (Category.OTC, {}),
+    "payments": (Category.PAYMENT_PROCESSOR, {}),
+    "payment": (Category.PAYMENT_PROCESSOR, {}),
+    "mixing_service": (Category.MIXER, {}),
+    "coinjoin": (Category.MIXER, {"coinjoin": True}),
+    "ethereum_mixer": (Category.MIXER, {}),
+    "tornado_cash": (Category.MIXER, {}),
+    "defi_dex": (Category.DEX, {}),
+    "dex_aggregator": (Category.DEX, {}),
+    "defi_lending": (Category.DEFI, {}),
+    "defi_bridge": (Category.BRIDGE, {}),
+    "swap": (Category.SWAP_SERVICE, {}),
+    "instant_exchange": (Category.SWAP_SERVICE, {}),
+    "sanction": (Category.SANCTIONED, {}),
+    "sanctions": (Category.SANCTIONED, {}),
+    "ofac": (Category.SANCTIONED, {}),
+    "service_hack": (Category.HACKER, {}),
+    "hack": (Category.HACKER, {}),
+    "heist": (Category.HACKER, {}),
+    "exploit": (Category.HACKER, {}),
+    "exploiter": (Category.HACKER, {}),
+    "phishing": (Category.SCAM, {}),
+    "phish_hack": (Category.SCAM, {}),
+    "ponzi_scheme": (Category.SCAM, {}),
+    "pyramid_scheme": (Category.SCAM, {}),
+    "investment_fraud": (Category.SCAM, {}),
+    "fraud": (Category.SCAM, {}),
+}
+
+
+def normalize_category(text: str | None) -> tuple[Category, dict[str, Any]]:
+    """Map an upstream category word to the vocabulary; unknown words become "other".
+
+    The extra dict carries what the folding would otherwise lose (e.g. {"wallet": "hot"});
+    the original word is kept there too when it was not already a vocabulary word.
+    """
+    word = re.sub(r"[\s\-]+", "_", (text or "").strip().lower())
+    if not word:
+        return Category.OTHER, {}
+    if word in CATEGORIES:
+        return Category(word), {}
+    if word in _CATEGORY_ALIASES:
+        category, extra = _CATEGORY_ALIASES[word]
+        return category, dict(extra)
+    return Category.OTHER, {"upstream_category": word}
+
+
+# ----------------------------------------------------------------------------------------------
+# Chains
+
+EVM_CHAINS: frozenset[str] = frozenset(
+    {
+        "ethereum", "bsc", "arbitrum", "optimism", "polygon", "base", "avalanche", "fantom",
+        "gnosis", "celo", "ethereum-classic", "kcc", "linea", "scroll", "zksync", "blast",
+    }
+)
+
+# Explorer names (etherscan-family label dumps) and common spellings -> our chain names.
+_CHAIN_ALIASES: dict[str, str] = {
+    "eth": "ethereum", "etherscan": "ethereum", "mainnet": "ethereum", "ethereum-mainnet": "ethereum",
+    "bscscan": "bsc", "bnb-smart-chain": "bsc", "binance-smart-chain": "bsc", "bep20": "bsc",
+    "arbiscan": "arbitrum", "arbitrum-one": "arbitrum", "arb": "arbitrum",
+    "optimistic-ethereum": "optimism", "op": "optimism",
+    "polygonscan": "polygon", "matic": "polygon",
+    "basescan": "base",
+    "snowtrace": "avalanche", "avax": "avalanche", "avalanche-c": "avalanche",
+    "ftmscan": "fantom", "ftm": "fantom",
+    "gnosisscan": "gnosis", "xdai": "gnosis",
+    "celoscan": "celo",
+    "etc": "ethereum-classic",
+    "btc": "bitcoin", "xbt": "bitcoin",
+    "trx": "tron", "tronscan": "tron",
+    "ltc": "litecoin", "bch": "bitcoin-cash", "bsv": "bitcoin-sv", "btg": "bitcoin-gold",
+    "zec": "zcash", "xmr": "monero", "xrp": "ripple", "xvg": "verge", "sol": "solana",
+    "doge": "dogecoin", "bep2": "bnb-beacon",
+}
+
+# Ticker of an OFAC "Digital Currency Address - <ASSET>" feature or a tagpack currency -> chain,
+# when the ticker alone decides it. Tokens that live on several chains (USDT, USDC, BNB) are
+# decided by the address's shape in chain_for_asset.
+_ASSET_CHAINS: dict[str, str] = {
+    "XBT": "bitcoin", "BTC": "bitcoin", "ETH": "ethereum", "TRX": "tron", "LTC": "litecoin",
+    "BCH": "bitcoin-cash", "BSV": "bitcoin-sv", "BTG": "bitcoin-gold", "DASH": "dash",
+    "ZEC": "zcash", "XMR": "monero", "ETC": "ethereum-classic", "XRP": "ripple", "RIPPLE": "ripple",
+    "XVG": "verge", "SOL": "solana", "DOGE": "dogecoin", "ARB": "arbitrum", "BSC": "bsc",
+    "BEP20": "bsc", "BEP2": "bnb-beacon", "MATIC": "polygon", "AVAX": "avalanche", "FTM": "fantom",
+    "KCS": "kcc", "EOS": "eos", "ADA": "cardano", "DOT": "polkadot", "ATOM": "cosmos",
+    "ALGO": "algorand", "XLM": "stellar", "XTZ": "tezos", "FIL": "filecoin", "NEO": "neo",
+}
+# Multi-chain tokens: an 0x address is an EVM token holder; we file it under Ethereum unless the
+# list names another chain, as the screening query looks EVM keys up on every EVM chain anyway.
+_TRON_ADDRESS = re.compile(r"^T[1-9A-HJ-NP-Za-km-z]{33}$")
+_BTC_BASE58 = re.compile(r"^[13][1-9A-HJ-NP-Za-km-z]{25,34}$")
+_BECH32_PREFIXES = ("bc1", "tb1", "bcrt1", "ltc1", "tltc1", "zs1")
+_CASHADDR = re.compile(r"^(bitcoincash:)?[qp][0-9a-z]{41}$", re.IGNORECASE)
+
+
+def normalize_chain(name: str | None) -> str:
+    """Our name of a chain ("ethereum", "bitcoin", "bsc", ...), lowercase, hyphenated."""
+    key = re.sub(r"[\s_]+", "-", (name or "").strip().lower())
+    return _CHAIN_ALIASES.get(key, key)
+
+
+def is_evm_chain(chain: str) -> bool:
+    return chain in EVM_CHAINS
+
+
+def chain_for_asset(asset: str, address: str) -> str:
+    """The chain an address listed under an asset ticker lives on ("XBT" -> "bitcoin")."""
+    ticker = asset.strip().upper()
+    text = address.strip()
+    if ticker in {"USDT", "USDC", "BNB", "BUSD", "DAI"}:
+        if text[:2].lower() == "0x":
+            return "bsc" if ticker == "BNB" else "ethereum"
+        if _TRON_ADDRESS.match(text) or (text.lower().startswith("t") and len(text) == 34):
+            return "tron"
+        if ticker == "BNB" and text.lower().startswith("bnb1"):
+            return "bnb-beacon"
+        if _BTC_BASE58.match(text) or text.lower().startswith("bc1"):
+            return "bitcoin"  # Omni USDT lives on Bitcoin addresses
+        return ticker.lower()
+    if ticker in _ASSET_CHAINS:
+        chain = _ASSET_CHAINS[ticker]
+        # AVAX/MATIC lists may carry non-EVM spellings (X-chain, bech32): keep the ticker's chain
+        # only for 0x addresses, else name the chain after the ticker so nothing is mismatched.
+        if chain in EVM_CHAINS and text[:2].lower() != "0x":
+            return ticker.lower()
+        return chain
+    return normalize_chain(ticker)
+
+
+def normalize_address(chain: str, address: str) -> str:
+    """The spelling stored and looked up: EVM lowercase (checksum checked), else as given.
+
+    Bitcoin-family base58 is case-sensitive and kept exactly; bech32 and cashaddr are
+    case-insensitive by specification and stored lowercase so either spelling matches.
+    Raises InvalidAddress for a malformed EVM address or an empty/blank one.
+    """
+    text = address.strip() if isinstance(address, str) else address
+    if not isinstance(text, str) or not text or any(c.isspace() for c in text):
+        raise InvalidAddress(address, "empty or contains whitespace")
+    if chain in EVM_CHAINS:
+        return normalize_evm(text)
+    lower = text.lower()
+    if lower.startswith(_BECH32_PREFIXES) or _CASHADDR.match(text):
+        return lower
+    return text
+
+
+def case_insensitive(chain: str, address: str) -> bool:
+    """True if letter case carries no information for this address (so a lowercased copy of it,
+    as some upstream lists publish, is still exact)."""
+    text = address.strip()
+    lower = text.lower()
+    return (
+        chain in EVM_CHAINS
+        or lower.startswith("0x")
+        or lower.startswith(_BECH32_PREFIXES)
+        or bool(_CASHADDR.match(text))
+        or text.isdigit()
+    )
+
+
+def entity_key(name: str) -> str:
+    """Compare entity names across sources ("Binance", "binance ") case- and space-insensitively."""
+    return " ".join(name.split()).casefold()
