@@ -53,6 +53,7 @@ class DepositVerdict:
     assets: tuple[str, ...] = ()
     deposit_tx_hashes: tuple[str, ...] = ()
     other_recipients: int = 0
+    funded_by_entity: bool = False  # the same exchange topped it up with gas: typical of its sweeps
 
     @property
     def confidence(self) -> float:
@@ -71,6 +72,7 @@ class DepositVerdict:
             "swept_share": round(self.swept_share, 4),
             "assets": list(self.assets),
             "other_recipients": self.other_recipients,
+            "funded_by_entity": self.funded_by_entity,
         }
 
     def label(self, chain: str, address: str, *, created_by: str | None = None) -> Label:
@@ -168,4 +170,5 @@ def detect_deposit(
         assets=tuple(sorted(by_asset)),
         deposit_tx_hashes=tuple(dict.fromkeys(deposits)),
         other_recipients=len(others),
+        funded_by_entity=key in funders,
     )
