@@ -240,3 +240,20 @@ def test_unknown_formats_are_refused(tmp_path: Path) -> None:
         detect_format(write(tmp_path, "x.csv", "a,b,c\n1,2,3\n"))
     with pytest.raises(LabelImportError):
         detect_format(write(tmp_path, "x.xml", "<foo/>"))
+
+
+def test_one_evm_key_under_several_features_is_one_claim(tmp_path: Path) -> None:
+    entry = {"entity": "Hyon Sop SIM", "program": "NPWMD", "uid": "42498", "akas": []}
+    doc = {"metadata": {"sdnListDate": "08/20/2026"}, "addresses": {
+        "0x4f47bc496083c727c5fbe3ce9cdf2b0f6496270c": {"type": "Digital Currency Address - ETH", "entries": [
+            {**entry, "type": f"Digital Currency Address - {asset}"} for asset in ("ETH", "ARB", "BSC")]},
+        # Omni USDT on a Bitcoin address, lowercased upstream (so it has letters base58 lacks).
+        "3e6zckrrsdpc35cha9eftp1h3dlw18nfnv": {"type": "Digital Currency Address - USDT", "entries": [
+            {**entry, "entity": "GARANTEX EUROPE OU", "type": "Digital Currency Address - USDT"}]},
+    }}
+    parsed = parse_file(write(tmp_path, "sanctioned-addresses.json", json.dumps(doc)))
+    (label,) = parsed.labels
+    assert label.chain == "ethereum" and label.evidence is not None
+    assert label.evidence["assets"] == ["ARB", "BSC", "ETH"]
+    (lossy,) = parsed.case_lost
+    assert lossy.chain == "bitcoin"

@@ -194,6 +194,17 @@ def _changed(old: Label, new: Label) -> bool:
     return False
 
 
+def _union_assets(old: Label, new: Label) -> Label:
+    """Formats disagree on how many features they keep per address (the flat CSV keeps one, the
+    JSON all): the features an address was listed under only grow, so a list naming fewer is not
+    a change worth an event."""
+    before = (old.evidence or {}).get("assets")
+    after = (new.evidence or {}).get("assets")
+    if not isinstance(before, list) or not isinstance(after, list):
+        return new
+    return replace(new, evidence={**(new.evidence or {}), "assets": sorted({*before, *after})})
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -224,6 +235,7 @@ async def _reconcile(conn: Conn, parsed: ParsedList, import_id: int) -> dict[str
         if new.valid_to is None:
             if open_row is not None:
                 seen.add(open_row.id)
+                new = _union_assets(open_row.label, new)
                 if _changed(open_row.label, new):
                     revisions.append((open_row.id, new))
                 else:

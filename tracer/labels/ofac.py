@@ -24,7 +24,7 @@ from typing import Any
 
 from tracer.addresses import InvalidAddress
 from tracer.labels.parsed import LabelImportError, ParsedList, day, next_day, parse_date
-from tracer.labels.vocab import Category, case_insensitive, chain_for_asset, normalize_address
+from tracer.labels.vocab import EVM_CHAINS, Category, case_insensitive, chain_for_asset, normalize_address
 from tracer.store.labels import Label
 
 SOURCE = "ofac-sdn"
@@ -87,6 +87,12 @@ class _Builder:
         if not raw:
             return
         chain = chain_for_asset(asset, raw)
+        if chain in EVM_CHAINS:
+            # OFAC lists one 0x key under several features (ETH, ARB, BSC, ETC, USDT...): one key,
+            # one holder, so one claim filed under "ethereum" with every feature in
+            # evidence["assets"]. screen() checks an EVM key on every EVM chain anyway, and the
+            # formats that keep only one feature per address (the flat CSV) then agree.
+            chain = "ethereum"
         try:
             address = normalize_address(chain, raw)
         except InvalidAddress as exc:
@@ -227,6 +233,8 @@ def parse_sdn_advanced(path: Path) -> ParsedList:
                     facts["sdn_type"] = party_types.get(party_subtypes.get(subtype, ""), "")
                     profiles[profile.get("ID", "")] = facts
             elem.clear()
+        elif name in _BULKY:
+            elem.clear()  # locations, ID documents, relationships: megabytes we never read
         elif name == "SanctionsEntry":
             profile_id = elem.get("ProfileID", "")
             if profile_id in profiles:
@@ -258,6 +266,9 @@ def parse_sdn_advanced(path: Path) -> ParsedList:
                 asset, address, facts["name"], _programs(entry["programs"]), dict(evidence), valid_from=listed
             )
     return build.finish()
+
+
+_BULKY = frozenset({"Location", "IDRegDocument", "ProfileRelationship", "SanctionsEntryLink"})
 
 
 def _ymd(elem: ET.Element) -> datetime | None:

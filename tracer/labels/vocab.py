@@ -146,8 +146,10 @@ _ASSET_CHAINS: dict[str, str] = {
 }
 # Multi-chain tokens: an 0x address is an EVM token holder; we file it under Ethereum unless the
 # list names another chain, as the screening query looks EVM keys up on every EVM chain anyway.
-_TRON_ADDRESS = re.compile(r"^T[1-9A-HJ-NP-Za-km-z]{33}$")
-_BTC_BASE58 = re.compile(r"^[13][1-9A-HJ-NP-Za-km-z]{25,34}$")
+# Shapes only, and case-insensitive on purpose: some upstream lists lowercase base58 addresses
+# (which then contain l/o/0 that base58 excludes) and the chain must still be recognised.
+_TRON_ADDRESS = re.compile(r"^[Tt][0-9A-Za-z]{33}$")
+_BTC_BASE58 = re.compile(r"^[13][0-9A-Za-z]{25,34}$")
 _BECH32_PREFIXES = ("bc1", "tb1", "bcrt1", "ltc1", "tltc1", "zs1")
 _CASHADDR = re.compile(r"^(bitcoincash:)?[qp][0-9a-z]{41}$", re.IGNORECASE)
 
@@ -169,7 +171,7 @@ def chain_for_asset(asset: str, address: str) -> str:
     if ticker in {"USDT", "USDC", "BNB", "BUSD", "DAI"}:
         if text[:2].lower() == "0x":
             return "bsc" if ticker == "BNB" else "ethereum"
-        if _TRON_ADDRESS.match(text) or (text.lower().startswith("t") and len(text) == 34):
+        if _TRON_ADDRESS.match(text):
             return "tron"
         if ticker == "BNB" and text.lower().startswith("bnb1"):
             return "bnb-beacon"
