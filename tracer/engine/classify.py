@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 from tracer.chains.records import Transfer
 from tracer.engine.policy import Policy
-
-EXCHANGE_CATEGORIES = frozenset({"exchange", "hot_wallet", "deposit_address"})
+from tracer.labels.deposits import BEHAVIOUR_SOURCE, DepositParams, detect_deposit
+from tracer.store.labels import Label
 
 
 class LabelLike(Protocol):
@@ -76,41 +76,15 @@ def hub(address: str, transfers: Sequence[Transfer], policy: Policy) -> Verdict 
 def deposit_address(
     address: str,
     transfers: Sequence[Transfer],
-    exchange_labels: Mapping[str, Sequence[LabelLike]],
+    labels: Mapping[str, Sequence[Label]],
     policy: Policy,
 ) -> Verdict | None:
-    """An exchange deposit address, recognised by sweeping what it receives to one exchange.
-
-    Most deposit addresses are used once: one deposit, one sweep. What matters is that
-    (nearly) everything that leaves goes to one exchange's wallets soon after arriving.
-    """
-    ordered = sorted(transfers, key=lambda t: t.order)
-    received: dict[str, int] = {}
-    last_in: dict[str, int] = {}
-    sent: dict[str, int] = {}
-    swept: dict[str, int] = {}
-    sweeps: list[str] = []
-    entities: dict[str, int] = {}
-    for t in ordered:
-        if t.to_address == address and t.from_address != address:
-            received[t.asset] = received.get(t.asset, 0) + t.amount
-            last_in[t.asset] = t.block_number
-        elif t.from_address == address and t.to_address != address:
-            sent[t.asset] = sent.get(t.asset, 0) + t.amount
-            labels = [lb for lb in exchange_labels.get(t.to_address, ()) if lb.category in EXCHANGE_CATEGORIES]
-            arrived = last_in.get(t.asset)
-            if labels and arrived is not None and t.block_number - arrived <= policy.sweep_blocks:
-                swept[t.asset] = swept.get(t.asset, 0) + t.amount
-                sweeps.append(t.tx_hash)
-                entities[labels[0].entity] = entities.get(labels[0].entity, 0) + 1
-    if not sweeps or len(entities) != 1:
+    """An exchange deposit address, recognised by sweeping what it receives to one exchange
+    (tracer.labels.deposits holds the heuristic)."""
+    found = detect_deposit(address, transfers, labels, DepositParams(sweep_blocks=policy.sweep_blocks))
+    if found is None:
         return None
-    total_sent = sum(sent.values())
-    total_swept = sum(swept.values())
-    total_received = sum(received.values())
-    # Everything that left went to the exchange, and it left most of what came in.
-    if total_swept * 100 < total_sent * 95 or total_swept * 100 < total_received * 50:
-        return None
-    entity = next(iter(entities))
-    return Verdict("exit", "deposit_address", entity, "deposit_address",
-                   {"source": "behaviour", "sweeps": sweeps[:20], "swept_share": round(total_swept / total_sent, 4)})
+    evidence = found.evidence()
+    evidence["source"] = BEHAVIOUR_SOURCE
+    evidence["confidence"] = found.confidence
+    return Verdict("exit", "deposit_address", found.entity, "deposit_address", evidence)

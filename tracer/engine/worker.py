@@ -386,7 +386,8 @@ class Worker:
                 await label_store.upsert_labels(conn, [
                     label_store.Label(
                         chain=trace.chain, address=a, entity=v.entity or "unknown exchange",
-                        category="deposit_address", source="behaviour", confidence=0.9,
+                        category="deposit_address", source="behaviour",
+                        confidence=float((v.evidence or {}).get("confidence", 0.8)),
                         valid_from=None, valid_to=None, program=None, evidence=v.evidence,
                         created_by=f"trace:{trace.id}",
                     ) for a, v in deposit_labels])
