@@ -65,8 +65,7 @@ def paths_to(g: nx.MultiDiGraph, seeds: Sequence[str], target: str, limit: int =
     for seed in seeds:
         if seed not in sub:
             continue
-        for node_path in _k_widest(sub, seed, target, limit):
-            found.append(node_path)
+        found.extend(_k_widest(sub, seed, target, limit))
     found.sort(key=lambda x: -x[0])
     for _, node_path in found[:limit]:
         steps = []

@@ -83,3 +83,16 @@ async def wait_for(pool: asyncpg.Pool, trace_id: int, timeout: float = 600.0, po
         if time.monotonic() > deadline:
             raise TimeoutError(f"trace {trace_id} still {status} after {timeout:.0f}s")
         await asyncio.sleep(poll)
+
+
+async def cancel_trace(pool: asyncpg.Pool, trace_id: int) -> bool:
+    """Cancel a queued/running/watching trace; False if it is unknown or already finished."""
+    async with pool.acquire() as conn:
+        return await store.cancel_trace(conn, trace_id)
+
+
+async def delete_trace(pool: asyncpg.Pool, trace_id: int) -> bool:
+    """Cancel (so no worker claims it again) and delete a trace with its hops; False if unknown."""
+    async with pool.acquire() as conn, conn.transaction():
+        await store.cancel_trace(conn, trace_id)
+        return await store.delete_trace(conn, trace_id)

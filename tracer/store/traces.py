@@ -10,13 +10,13 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from tracer.chains.records import Transfer, TransferKind
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +140,28 @@ async def try_finish_trace(conn: Conn, trace_id: int) -> bool:
             counts = await trace_progress(conn, trace_id)
             await insert_events(conn, [(trace_id, "trace_finished", counts)])
     return bool(done)
+
+
+async def cancel_trace(conn: Conn, trace_id: int) -> bool:
+    """Stop a queued or running trace: workers only claim jobs of queued/running traces, so once
+    this commits no new batch starts (a batch in flight still commits what it found)."""
+    async with conn.transaction():
+        done = await conn.fetchval(
+            """UPDATE traces SET status = 'cancelled', finished_at = now(), updated_at = now()
+               WHERE id = $1 AND status IN ('queued', 'running', 'watching') RETURNING id""",
+            trace_id,
+        )
+        if done:
+            await conn.execute(
+                "UPDATE jobs SET state = 'done', lease_until = NULL WHERE trace_id = $1 AND state <> 'done'",
+                trace_id)
+            await insert_events(conn, [(trace_id, "trace_cancelled", {})])
+    return bool(done)
+
+
+async def delete_trace(conn: Conn, trace_id: int) -> bool:
+    """Delete a trace with its jobs, hops and events (ON DELETE CASCADE); chain facts stay."""
+    return bool(await conn.fetchval("DELETE FROM traces WHERE id = $1 RETURNING id", trace_id))
 
 
 # ---------------------------------------------------------------- jobs

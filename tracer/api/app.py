@@ -1,0 +1,144 @@
+"""The API application factory: `create_app(db, chains, settings)`.
+
+The caller owns the database and the chain clients (it opened them, it closes them). What the
+app itself starts lives in `cleanup_ctx`, started before the first request and stopped after the
+last one: the cursor secret, the open-mode check, and the embedded workers when Settings.workers
+asks for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from tracer.api.auth import Authenticator, auth_middleware
+from tracer.api.context import CTX, ApiContext, ChainClient, Settings
+from tracer.api.cursors import CursorCodec
+from tracer.api.errors import error_middleware
+from tracer.api.metrics import Metrics, metrics_middleware
+from tracer.api.routes import add_routes
+from tracer.engine.worker import Worker
+from tracer.store import keys as key_store
+from tracer.store.db import Database
+
+log = logging.getLogger("tracer.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CURSOR_SECRET_NAME = "cursor_hmac"
+
+
+class OpenServerRefused(RuntimeError):
+    """No API key exists and the server would listen beyond loopback: it would be open to anyone."""
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Keep a caller's id (a proxy's trace id) when it is sane, so logs line up across services.
+    given = request.headers.get("X-Request-Id", "")
+    request["request_id"] = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+    return await handler(request)
+
+
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # on_response_prepare runs for streamed responses too, where middlewares are too late.
+    if "request_id" in request:
+        response.headers["X-Request-Id"] = request["request_id"]
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+
+
+async def _secret_ctx(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CTX]
+    secret = ctx.settings.secret
+    if secret is None:
+        async with ctx.pool.acquire() as conn:
+            secret = await key_store.server_secret(conn, CURSOR_SECRET_NAME)
+    ctx.cursors = CursorCodec(secret)
+    yield
+
+
+async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CTX]
+    async with ctx.pool.acquire() as conn:
+        active = await key_store.active_key_count(conn)
+    if active == 0:
+        if not ctx.settings.allow_open:
+            raise OpenServerRefused(
+                f"no API key exists and --host {ctx.settings.host} is not a loopback address: the API would be "
+                "open to anyone who can reach it. Create a key first (tracer keys create --scope admin) or "
+                "serve on 127.0.0.1."
+            )
+        log.warning("event=api_open host=%s: no API keys configured; the API is OPEN to every local user of "
+                    "this machine (create one with `tracer keys create`)", ctx.settings.host)
+    else:
+        log.info("event=api_keys active=%d", active)
+    yield
+    await ctx.auth.close()
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CTX]
+    s = ctx.settings
+    if s.workers <= 0:
+        yield
+        return
+    if not ctx.chains:
+        raise RuntimeError("embedded workers need a chain node: pass --rpc or set TRACER_RPC_URL")
+    stop = asyncio.Event()
+    workers = [Worker(ctx.pool, ctx.chains, name=f"api-{secrets.token_hex(3)}-{i}", batch_size=s.worker_batch_size,
+                      lease_seconds=s.worker_lease_seconds) for i in range(s.workers)]
+    ctx.workers = workers
+    tasks = [asyncio.create_task(w.run(stop), name=f"tracer-worker-{i}") for i, w in enumerate(workers)]
+
+    async def sample() -> None:
+        # Feed the hops/s gauge on a fixed clock so the rate does not depend on scrape intervals.
+        while True:
+            ctx.metrics.sample_hops(sum(w.stats.hops_written for w in workers))
+            await asyncio.sleep(5.0)
+
+    sampler = asyncio.create_task(sample())
+    log.info("event=embedded_workers count=%d chains=%s", len(workers), ",".join(sorted(ctx.chains)))
+    try:
+        yield
+    finally:
+        stop.set()
+        sampler.cancel()
+        # A worker finishes its batch before it looks at `stop`; a batch that outlives the grace
+        # period is cancelled, which is safe: nothing is committed and its lease lapses.
+        done, pending = await asyncio.wait(tasks, timeout=s.worker_lease_seconds)
+        for t in pending:
+            t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*pending, sampler, return_exceptions=True)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("event=worker_crashed error=%r", t.exception())
+
+
+def create_app(
+    db: Database,
+    chains: Mapping[str, ChainClient] | None = None,
+    settings: Settings | None = None,
+) -> web.Application:
+    settings = settings or Settings()
+    metrics = Metrics()
+    auth = Authenticator(lambda: db.pool, cache_seconds=settings.key_cache_seconds, allow_open=settings.allow_open)
+    ctx = ApiContext(db=db, chains=dict(chains or {}), settings=settings, metrics=metrics, auth=auth)
+    app = web.Application(
+        client_max_size=settings.max_body,
+        # Outermost first: the request id exists before anything logs, metrics see the final
+        # status of every response including errors, and auth errors become problem bodies.
+        middlewares=[request_id_middleware, metrics_middleware(metrics), error_middleware, auth_middleware],
+    )
+    app[CTX] = ctx
+    ctx.scopes = add_routes(app)
+    app.on_response_prepare.append(_response_headers)
+    app.cleanup_ctx.extend([_secret_ctx, _auth_ctx, _workers_ctx])
+    return app

@@ -1,0 +1,192 @@
+"""`tracer serve` (the API, optionally with embedded workers) and `tracer keys` (create/list/revoke)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from tracer.api.context import Settings, is_loopback
+
+
+def _db_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", default=None, metavar="URL",
+                   help="Postgres URL (default: $DATABASE_URL; unset: the embedded server)")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("serve", help="run the investigator REST API (and optionally workers)")
+    p.add_argument("--host", default=os.environ.get("TRACER_API_HOST", "127.0.0.1"),
+                   help="address to listen on (default 127.0.0.1; any other needs an API key to exist)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("TRACER_API_PORT", "8080")),
+                   help="port (default 8080; 0 picks a free one and prints it)")
+    _db_flag(p)
+    p.add_argument("--rpc", default=None, help="JSON-RPC URL of the chain node (default: $TRACER_RPC_URL)")
+    p.add_argument("--chain", default="ethereum", help="chain served by --rpc (default ethereum)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="trace workers to run inside this process (default 0: run `tracer worker` separately)")
+    p.add_argument("--db-pool-size", type=int, default=20, help="Postgres connections for this process")
+    p.set_defaults(func=_serve)
+
+    keys = subparsers.add_parser("keys", help="API keys: create, list, revoke")
+    verbs = keys.add_subparsers(dest="keys_command", metavar="{create,list,revoke}")
+    verbs.required = True
+    c = verbs.add_parser("create", help="create a key and print it (the only time it is shown)")
+    c.add_argument("--scope", action="append", choices=("read", "trace", "admin"), required=True,
+                   help="repeat for several: read (GET), trace (start/cancel traces, label), admin (everything)")
+    c.add_argument("--name", default=None, help="who or what the key is for (shown in the audit log)")
+    c.add_argument("--json", action="store_true", help="print the key and its record as JSON")
+    _db_flag(c)
+    c.set_defaults(func=_keys_create)
+    ls = verbs.add_parser("list", help="list keys (never their secrets)")
+    ls.add_argument("--json", action="store_true")
+    _db_flag(ls)
+    ls.set_defaults(func=_keys_list)
+    r = verbs.add_parser("revoke", help="revoke a key by its id or key id")
+    r.add_argument("key", help="numeric id or the key id (the part after trk_)")
+    _db_flag(r)
+    r.set_defaults(func=_keys_revoke)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    secret_text = os.environ.get("TRACER_API_SECRET")
+    secret = secret_text.encode() if secret_text else None
+    if secret is not None and len(secret) < 16:
+        raise SystemExit("tracer: error: TRACER_API_SECRET must be at least 16 characters")
+    return Settings(host=args.host, port=args.port, workers=max(0, args.workers), secret=secret)
+
+
+async def _connect_chains(rpc: str | None, chain: str) -> dict[str, Any]:
+    from tracer.config import rpc_urls
+
+    urls = rpc_urls(rpc, chain)
+    if not urls:
+        return {}
+    from tracer.chains.evm import EvmChain
+
+    clients: dict[str, Any] = {}
+    for name, url in urls.items():
+        client = EvmChain(url, chain=name)
+        await client.connect()
+        clients[name] = client
+    return clients
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from tracer.api.app import OpenServerRefused, create_app
+    from tracer.store import keys as key_store
+    from tracer.store.db import Database
+
+    settings = _settings(args)
+    db = await Database.connect(args.database_url, max_size=max(2, args.db_pool_size))
+    chains: dict[str, Any] = {}
+    runner: web.AppRunner | None = None
+    try:
+        async with db.pool.acquire() as conn:
+            open_mode = await key_store.active_key_count(conn) == 0
+        if open_mode and not is_loopback(settings.host):
+            # Checked before connecting to anything else, with the same words as the app's own check.
+            print(f"tracer: error: no API key exists and --host {settings.host} is not loopback; refusing to "
+                  "serve an open API. Create a key (tracer keys create --scope admin) or use --host 127.0.0.1.",
+                  file=sys.stderr)
+            return 2
+        chains = await _connect_chains(args.rpc or os.environ.get("TRACER_RPC_URL"), args.chain)
+        if settings.workers and not chains:
+            print("tracer: error: --workers needs a chain node: pass --rpc or set TRACER_RPC_URL", file=sys.stderr)
+            return 2
+        app = create_app(db, chains, settings)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        try:
+            await runner.setup()
+        except OpenServerRefused as exc:
+            print(f"tracer: error: {exc}", file=sys.stderr)
+            return 2
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        addresses = [a for a in runner.addresses if isinstance(a, tuple)]
+        port = addresses[0][1] if addresses else settings.port
+        mode = ("OPEN (no API keys configured; loopback only — create one with `tracer keys create`)"
+                if open_mode else "API keys required")
+        print(f"tracer api: listening on http://{settings.host}:{port} — {mode}; "
+              f"chains: {', '.join(sorted(chains)) or 'none (read-only)'}; embedded workers: {settings.workers}",
+              file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        return 0
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        for client in chains.values():
+            await client.close()
+        await db.close()
+
+
+async def _keys_create(args: argparse.Namespace) -> int:
+    from tracer.store import keys as key_store
+    from tracer.store.db import Database
+
+    name = args.name or f"key-{'-'.join(sorted(set(args.scope)))}"
+    async with await Database.connect(args.database_url, max_size=2) as db:
+        async with db.pool.acquire() as conn, conn.transaction():
+            key, text = await key_store.create_key(conn, name, args.scope, created_by="cli")
+            await key_store.audit(conn, actor="cli", api_key_id=key.id, action="key.create", target=f"key:{key.id}",
+                                  details={"name": name, "scopes": list(key.scopes)})
+    if args.json:
+        print(json.dumps({"id": key.id, "key_id": key.key_id, "name": key.name, "scopes": list(key.scopes),
+                          "key": text}))
+    else:
+        print(text)
+        print(f"key #{key.id} {key.name!r} scopes={','.join(key.scopes)}: store it now, it is not shown again",
+              file=sys.stderr)
+    return 0
+
+
+async def _keys_list(args: argparse.Namespace) -> int:
+    from tracer.store import keys as key_store
+    from tracer.store.db import Database
+
+    async with await Database.connect(args.database_url, max_size=2) as db:
+        async with db.pool.acquire() as conn:
+            keys = await key_store.list_keys(conn)
+    rows: list[dict[str, Any]] = [{"id": k.id, "key_id": k.key_id, "name": k.name, "scopes": list(k.scopes),
+             "created_at": k.created_at.isoformat(), "last_used_at": k.last_used_at and k.last_used_at.isoformat(),
+             "revoked_at": k.revoked_at and k.revoked_at.isoformat()} for k in keys]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no API keys (the API runs open on 127.0.0.1 only)")
+        return 0
+    print(f"{'id':>4}  {'key id':<14} {'name':<24} {'scopes':<18} {'created':<20} {'last used':<20} status")
+    for r in rows:
+        status = "revoked" if r["revoked_at"] else "active"
+        print(f"{r['id']:>4}  trk_{r['key_id']:<10} {r['name'][:24]:<24} {','.join(r['scopes']):<18} "
+              f"{r['created_at'][:19]:<20} {(r['last_used_at'] or '-')[:19]:<20} {status}")
+    return 0
+
+
+async def _keys_revoke(args: argparse.Namespace) -> int:
+    from tracer.store import keys as key_store
+    from tracer.store.db import Database
+
+    ref = args.key.removeprefix("trk_").split("_")[0]
+    async with await Database.connect(args.database_url, max_size=2) as db:
+        async with db.pool.acquire() as conn, conn.transaction():
+            key = await key_store.revoke_key(conn, ref)
+            if key is not None:
+                await key_store.audit(conn, actor="cli", api_key_id=key.id, action="key.revoke",
+                                      target=f"key:{key.id}", details={"name": key.name})
+    if key is None:
+        print(f"tracer: error: no key {args.key!r}", file=sys.stderr)
+        return 1
+    print(f"revoked key #{key.id} {key.name!r} (trk_{key.key_id}); API servers stop accepting it within seconds")
+    return 0

@@ -1,0 +1,87 @@
+"""The API's settings and the one object the app holds: database, chain clients, auth, metrics."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import asyncpg
+from aiohttp import web
+
+from tracer.engine.worker import ChainSource
+from tracer.store.db import Database
+
+if TYPE_CHECKING:
+    from tracer.api.auth import Authenticator
+    from tracer.api.cursors import CursorCodec
+    from tracer.api.metrics import Metrics
+    from tracer.engine.worker import Worker
+
+
+class ChainClient(ChainSource, Protocol):
+    """What the API needs of a chain client: the worker's calls plus the head (tracer.chains.evm)."""
+
+    async def head(self) -> int: ...
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Workers run inside the API process (0: the API only queues; `tracer worker` does the work).
+    workers: int = 0
+    worker_batch_size: int = 32
+    worker_lease_seconds: float = 30.0
+    #: HMAC key for pagination cursors; None: a random secret kept in the database, shared by every
+    #: API process on it (so a cursor works on any replica and after a restart).
+    secret: bytes | None = None
+    #: Seeds are ~44 bytes each and a trace takes at most 10,000: 1 MiB leaves room for the policy.
+    max_body: int = 1 << 20
+    page_default: int = 100
+    page_max: int = 1000
+    #: How long a checked key (or "no keys exist") is trusted before asking Postgres again: the
+    #: delay after which a revocation takes effect.
+    key_cache_seconds: float = 5.0
+    #: Formats built in memory (graphml, gexf) and path searches refuse bigger traces (422); the
+    #: streamed formats (csv, json, dot) have no limit.
+    graph_max_hops: int = 250_000
+    paths_max_hops: int = 500_000
+    health_timeout: float = 3.0
+
+    @property
+    def allow_open(self) -> bool:
+        """Without keys the API may only serve its own machine."""
+        return is_loopback(self.host)
+
+
+@dataclass
+class ApiContext:
+    db: Database
+    chains: Mapping[str, ChainClient]
+    settings: Settings
+    metrics: Metrics
+    auth: Authenticator
+    cursors: CursorCodec | None = None
+    workers: Sequence[Worker] = ()
+    #: (method, path template) -> scope the route needs (None: public); filled from routes.ROUTES.
+    scopes: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    #: (chain, token) -> (symbol, decimals): token metadata never changes, so it is cached forever.
+    asset_meta: dict[tuple[str, str], tuple[str | None, int | None]] = field(default_factory=dict)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.db.pool
+
+
+CTX: web.AppKey[ApiContext] = web.AppKey("tracer_api", ApiContext)

@@ -1,0 +1,131 @@
+"""One address across everything tracer knows: labels, sanctions, the traces it appears in, exposure."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from tracer.addresses import checksum
+from tracer.api import params
+from tracer.api import serialize as ser
+from tracer.api.auth import principal_of
+from tracer.api.errors import bad_request
+from tracer.api.handlers.common import ctx_of, ok
+from tracer.api.openapi import field_of, validator
+from tracer.labels.vocab import CATEGORIES
+from tracer.store import keys as key_store
+from tracer.store import labels as label_store
+from tracer.store import reads
+
+TRACE_LIMIT = 200
+INVESTIGATOR_SOURCE = "investigator"
+
+
+def _target(request: web.Request) -> tuple[str, str]:
+    chain = params.chain_name(request.match_info["chain"])
+    address = params.parse_address("address", request.match_info["address"])
+    return chain, address
+
+
+def _parse_time(field: str, value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(field, "must be an RFC 3339 date-time such as 2024-05-01T00:00:00Z") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+async def get(request: web.Request) -> web.Response:
+    params.reject_unknown(request, ())
+    ctx = ctx_of(request)
+    chain, address = _target(request)
+    now = datetime.now(UTC)
+    async with ctx.pool.acquire() as conn:
+        labels = (await label_store.lookup(conn, chain, [address])).get(address, [])
+        sanctions = (await label_store.screen(conn, chain, [address], at=now)).get(address, [])
+        rows = await reads.address_traces(conn, chain, address, limit=TRACE_LIMIT)
+        seeded = await reads.traces_seeded_by(conn, chain, address, limit=TRACE_LIMIT)
+    traces: list[dict[str, Any]] = []
+    most: dict[str, tuple[int, str | None, int | None]] = {}
+    for r in rows:
+        received = []
+        for item in json.loads(r["received"]):
+            raw = int(item["amount"])
+            received.append(ser.amount(chain, item["asset"], raw, item.get("symbol"), item.get("decimals")))
+            prev = most.get(item["asset"])
+            if prev is None or raw > prev[0]:
+                most[item["asset"]] = (raw, item.get("symbol"), item.get("decimals"))
+        traces.append({
+            "trace_id": r["id"], "status": r["status"], "label": r["label"], "created_at": ser.iso(r["created_at"]),
+            "seed": bool(r["is_seed"]) or r["id"] in seeded,
+            "role": "seed" if r["is_seed"] else (r["role"] or "reached"),
+            "reason": r["reason"], "entity": r["entity"], "category": r["category"], "depth": r["depth"],
+            "received": received, "links": {"trace": f"/v1/traces/{r['id']}",
+                                            "paths": f"/v1/traces/{r['id']}/paths?to={address}"},
+        })
+    listed = {t["trace_id"] for t in traces}
+    for trace_id in seeded:  # queued traces have no job rows yet
+        if trace_id not in listed:
+            traces.append({"trace_id": trace_id, "status": None, "label": None, "created_at": None, "seed": True,
+                           "role": "seed", "reason": None, "entity": None, "category": None, "depth": 0,
+                           "received": [], "links": {"trace": f"/v1/traces/{trace_id}",
+                                                     "paths": f"/v1/traces/{trace_id}/paths?to={address}"}})
+    traces.sort(key=lambda t: -int(t["trace_id"]))
+    seed_of = sum(1 for t in traces if t["seed"])
+    exit_of = sum(1 for t in traces if t["role"] == "exit")
+    level = "sanctioned" if sanctions else ("flagged" if seed_of or most else "none")
+    return ok({
+        "chain": chain,
+        "address": address,
+        "address_checksum": checksum(address),
+        "labels": [ser.label(lb, now) for lb in labels],
+        "sanctions": [ser.label(lb, now) for lb in sanctions],
+        "traces": traces,
+        "exposure": {
+            "level": level,
+            "sanctioned": bool(sanctions),
+            "traces": len(traces),
+            "seed_of": seed_of,
+            "exit_of": exit_of,
+            # Per asset, the most flagged money that reached it in any one trace (summing over
+            # traces would count the same coins twice when traces overlap).
+            "max_received": [ser.amount(chain, a, raw, sym, dec) for a, (raw, sym, dec) in sorted(most.items())],
+        },
+    })
+
+
+async def add_label(request: web.Request) -> web.Response:
+    params.reject_unknown(request, ())
+    ctx = ctx_of(request)
+    chain, address = _target(request)
+    body = await params.json_object(request)
+    errors = sorted(validator("label-create").iter_errors(body), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise bad_request(field_of(errors[0]), errors[0].message[:300])
+    if body["category"] not in CATEGORIES:
+        raise bad_request("category", f"must be one of {', '.join(sorted(CATEGORIES))}")
+    principal = principal_of(request)
+    valid_from = _parse_time("valid_from", body.get("valid_from"))
+    valid_to = _parse_time("valid_to", body.get("valid_to"))
+    if valid_from and valid_to and valid_to < valid_from:
+        raise bad_request("valid_to", "is before valid_from")
+    evidence = {"note": body["note"]} if body.get("note") else None
+    try:
+        label = label_store.Label(
+            chain=chain, address=address, entity=body["entity"].strip(), category=body["category"],
+            source=INVESTIGATOR_SOURCE, confidence=float(body.get("confidence", 1.0)), valid_from=valid_from,
+            valid_to=valid_to, evidence=evidence, created_by=principal.name,
+        )
+    except ValueError as exc:
+        raise bad_request("body", str(exc)) from None
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await label_store.upsert_labels(conn, [label])
+        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="label.create",
+                              target=f"address:{chain}:{address}", remote=request.remote,
+                              details={"entity": label.entity, "category": label.category})
+    return ok(ser.label(label, datetime.now(UTC)), status=201)

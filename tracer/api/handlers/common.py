@@ -1,0 +1,89 @@
+"""Helpers every handler uses: JSON responses, the trace a URL names, page sizes, cursors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from tracer.api import params
+from tracer.api.context import CTX, ApiContext
+from tracer.api.cursors import CursorError
+from tracer.api.errors import ApiError, bad_request, not_found
+from tracer.store import reads
+
+
+def ctx_of(request: web.Request) -> ApiContext:
+    return request.app[CTX]
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def ok(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, dumps=dumps, headers=dict(headers or {}))
+
+
+async def trace_or_404(conn: asyncpg.pool.PoolConnectionProxy, trace_id: int) -> asyncpg.Record:
+    row = await reads.get_trace(conn, trace_id)
+    if row is None:
+        raise not_found(f"no trace {trace_id}")
+    return row
+
+
+async def asset_meta(ctx: ApiContext, conn: asyncpg.pool.PoolConnectionProxy,
+                     row: asyncpg.Record) -> dict[str, tuple[str | None, int | None]]:
+    """(symbol, decimals) of the assets of a trace's totals, from the in-process cache first."""
+    chain = row["chain"]
+    assets = list((row["totals"] or {}).keys())
+    missing = [a for a in assets if (chain, a) not in ctx.asset_meta and a != "native"]
+    if missing:
+        found = await reads.asset_meta(conn, chain, list(row["seeds"]), missing)
+        for a, meta in found.items():
+            ctx.asset_meta[(chain, a)] = meta
+    return {a: ctx.asset_meta.get((chain, a), (None, None)) for a in assets}
+
+
+def page_limit(request: web.Request) -> int:
+    s = ctx_of(request).settings
+    value = params.int_param(request, "limit", minimum=1, maximum=s.page_max, default=s.page_default)
+    assert value is not None
+    return value
+
+
+def read_cursor(request: web.Request, kind: str, scope: Mapping[str, Any]) -> list[str] | None:
+    token = params.str_param(request, "cursor", max_len=2048)
+    if token is None:
+        return None
+    codec = ctx_of(request).cursors
+    assert codec is not None, "cursor codec is set up by the app's cleanup context"
+    try:
+        return codec.decode(token, kind, scope)
+    except CursorError as exc:
+        raise bad_request("cursor", str(exc)) from None
+
+
+def make_cursor(request: web.Request, kind: str, scope: Mapping[str, Any], key: list[str]) -> str:
+    codec = ctx_of(request).cursors
+    assert codec is not None
+    return codec.encode(kind, scope, key)
+
+
+def next_link(request: web.Request, cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    query = {k: v for k, v in request.query.items() if k != "cursor"}
+    query["cursor"] = cursor
+    return str(request.rel_url.with_query(query))
+
+
+def chain_client(request: web.Request, chain: str) -> Any:
+    client = ctx_of(request).chains.get(chain)
+    if client is None:
+        raise ApiError(503, "Chain unavailable", f"no node is configured for chain {chain!r} on this server",
+                       field="chain", headers={"Retry-After": "30"})
+    return client

@@ -1,0 +1,139 @@
+"""Traces: start one, list them, read one (status, progress, totals), cancel, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from tracer.api import params
+from tracer.api import serialize as ser
+from tracer.api.auth import principal_of
+from tracer.api.errors import ApiError, bad_request, not_found
+from tracer.api.handlers.common import (
+    asset_meta,
+    chain_client,
+    ctx_of,
+    make_cursor,
+    next_link,
+    ok,
+    page_limit,
+    read_cursor,
+    trace_or_404,
+)
+from tracer.api.openapi import field_of, validator
+from tracer.engine import service
+from tracer.store import keys as key_store
+from tracer.store import reads
+
+log = logging.getLogger("tracer.api")
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "watching")
+_NODE_ERRORS = (OSError, TimeoutError, asyncio.TimeoutError)
+
+
+def _head_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from tracer.chains.errors import ChainError
+    except ImportError:  # the chain layer is optional at import time for read-only deployments
+        return _NODE_ERRORS
+    return (*_NODE_ERRORS, ChainError)
+
+
+async def create(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    body = await params.json_object(request)
+    # The contract's schema first, so what the OpenAPI document accepts and what the server
+    # accepts never drift apart; the engine then checks what a schema cannot (checksums, ranges).
+    errors = sorted(validator("trace-create").iter_errors(body), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        raise bad_request(field_of(err), err.message[:300])
+    chain = body.get("chain", "ethereum")
+    if chain not in service.CHAINS:
+        raise bad_request("chain", f"unsupported chain {chain!r}; supported: {', '.join(service.CHAINS)}")
+    client = chain_client(request, chain)
+    principal = principal_of(request)
+    try:
+        trace_id = await service.create_trace(
+            ctx.pool, client, chain=chain, seeds=body["seeds"], policy=body.get("policy"),
+            label=body.get("label"), created_by=principal.name,
+        )
+    except _head_errors() as exc:
+        log.warning("event=node_unavailable chain=%s error=%r", chain, exc)
+        raise ApiError(503, "Chain node unavailable", f"could not read the chain head of {chain}: "
+                       f"{type(exc).__name__}", headers={"Retry-After": "10"}) from None
+    async with ctx.pool.acquire() as conn:
+        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="trace.create",
+                              target=f"trace:{trace_id}", remote=request.remote,
+                              details={"chain": chain, "seeds": len(body["seeds"]), "label": body.get("label")})
+        row = await trace_or_404(conn, trace_id)
+        meta = await asset_meta(ctx, conn, row)
+    return ok(ser.trace(row, meta), status=201, headers={"Location": f"/v1/traces/{trace_id}"})
+
+
+async def list_(request: web.Request) -> web.Response:
+    params.reject_unknown(request, ("status", "seed", "label", "limit", "cursor"))
+    ctx = ctx_of(request)
+    statuses = params.enum_list_param(request, "status", STATUSES)
+    seed = params.address_param(request, "seed")
+    label = params.str_param(request, "label")
+    limit = page_limit(request)
+    scope = {"status": statuses, "seed": seed, "label": label}
+    after = read_cursor(request, "traces", scope)
+    before_id = params.parse_int("cursor", after[0], minimum=1) if after else None
+    async with ctx.pool.acquire() as conn:
+        rows = await reads.list_traces(conn, statuses=statuses, seed=seed, label=label, before_id=before_id,
+                                       limit=limit + 1)
+        items = []
+        for row in rows[:limit]:
+            items.append(ser.trace(row, await asset_meta(ctx, conn, row)))
+    cursor = make_cursor(request, "traces", scope, [str(rows[limit - 1]["id"])]) if len(rows) > limit else None
+    return ok({"items": items, "next_cursor": cursor, "links": {"self": str(request.rel_url),
+                                                                 "next": next_link(request, cursor)}})
+
+
+async def get(request: web.Request) -> web.Response:
+    params.reject_unknown(request, ())
+    ctx = ctx_of(request)
+    trace_id = params.trace_id(request)
+    async with ctx.pool.acquire() as conn:
+        row = await trace_or_404(conn, trace_id)
+        meta = await asset_meta(ctx, conn, row)
+        counters = await reads.trace_counters(conn, trace_id)
+    return ok(ser.trace(row, meta, counters))
+
+
+async def cancel(request: web.Request) -> web.Response:
+    params.reject_unknown(request, ())
+    ctx = ctx_of(request)
+    trace_id = params.trace_id(request)
+    principal = principal_of(request)
+    cancelled = await service.cancel_trace(ctx.pool, trace_id)
+    async with ctx.pool.acquire() as conn:
+        row = await trace_or_404(conn, trace_id)
+        if not cancelled:
+            raise ApiError(409, "Conflict", f"trace {trace_id} is {row['status']}; only queued, running or "
+                           "watching traces can be cancelled", extra={"trace_status": row["status"]})
+        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="trace.cancel",
+                              target=f"trace:{trace_id}", remote=request.remote)
+        meta = await asset_meta(ctx, conn, row)
+        counters = await reads.trace_counters(conn, trace_id)
+    return ok(ser.trace(row, meta, counters))
+
+
+async def delete(request: web.Request) -> web.Response:
+    params.reject_unknown(request, ())
+    ctx = ctx_of(request)
+    trace_id = params.trace_id(request)
+    principal = principal_of(request)
+    async with ctx.pool.acquire() as conn:
+        row = await reads.get_trace(conn, trace_id)
+    if row is None or not await service.delete_trace(ctx.pool, trace_id):
+        raise not_found(f"no trace {trace_id}")
+    async with ctx.pool.acquire() as conn:
+        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="trace.delete",
+                              target=f"trace:{trace_id}", remote=request.remote,
+                              details={"status": row["status"], "label": row["label"], "seeds": len(row["seeds"])})
+    return web.Response(status=204)

@@ -1,0 +1,49 @@
+"""Every route of the API in one table: method, path, handler and the scope a key needs.
+
+Read it top to bottom to know the whole surface; schemas/openapi.yaml documents the same routes
+(a test checks the two agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
+
+from aiohttp import web
+
+from tracer.api.handlers import addresses, audit, exits, graph, hops, paths, system, traces
+
+
+class Route(NamedTuple):
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    scope: str | None  # None: public (no key needed)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/health", system.health, None),
+    Route("GET", "/metrics", system.metrics, None),
+    Route("GET", "/v1/openapi.json", system.openapi, None),
+    Route("POST", "/v1/traces", traces.create, "trace"),
+    Route("GET", "/v1/traces", traces.list_, "read"),
+    Route("GET", "/v1/traces/{trace_id}", traces.get, "read"),
+    Route("DELETE", "/v1/traces/{trace_id}", traces.delete, "admin"),
+    Route("POST", "/v1/traces/{trace_id}/cancel", traces.cancel, "trace"),
+    Route("GET", "/v1/traces/{trace_id}/hops", hops.list_, "read"),
+    Route("GET", "/v1/traces/{trace_id}/exits", exits.list_, "read"),
+    Route("GET", "/v1/traces/{trace_id}/paths", paths.get, "read"),
+    Route("GET", "/v1/traces/{trace_id}/graph", graph.export, "read"),
+    Route("GET", "/v1/addresses/{chain}/{address}", addresses.get, "read"),
+    Route("POST", "/v1/addresses/{chain}/{address}/labels", addresses.add_label, "trace"),
+    Route("GET", "/v1/audit", audit.list_, "admin"),
+)
+
+
+def add_routes(app: web.Application) -> dict[tuple[str, str], str | None]:
+    """Register ROUTES; return (method, path) -> scope for the auth middleware."""
+    scopes: dict[tuple[str, str], str | None] = {}
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler)
+        scopes[(r.method, r.path)] = r.scope
+    return scopes

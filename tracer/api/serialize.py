@@ -1,0 +1,152 @@
+"""Database rows to the JSON objects of schemas/json: amounts as decimal strings, times as RFC 3339.
+
+Every amount goes out twice, exactly: `amount` in the asset's display units ("12.5" ETH) and
+`amount_raw` in base units ("12500000000000000000" wei), with the asset, its symbol and decimals,
+so no client ever has to parse a float or guess a scale.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tracer.addresses import checksum
+from tracer.chains.records import NATIVE
+from tracer.engine.report import format_amount
+from tracer.store.reads import NATIVE_DECIMALS
+
+NATIVE_SYMBOL = {"ethereum": "ETH"}
+
+
+def iso(value: datetime | int | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = datetime.fromtimestamp(value, UTC)
+    if value.tzinfo is None:  # naive datetimes in this codebase mean UTC
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def asset_info(chain: str, asset: str, symbol: str | None, decimals: int | None) -> tuple[str | None, int | None]:
+    if asset == NATIVE:
+        return NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS
+    return symbol, decimals
+
+
+def amount(chain: str, asset: str, raw: int | Decimal | str, symbol: str | None,
+           decimals: int | None) -> dict[str, Any]:
+    sym, dec = asset_info(chain, asset, symbol, decimals)
+    value = int(raw)
+    return {"asset": asset, "symbol": sym, "decimals": dec, "amount": format_amount(value, dec),
+            "amount_raw": str(value)}
+
+
+def links_for_trace(trace_id: int) -> dict[str, str]:
+    base = f"/v1/traces/{trace_id}"
+    return {"self": base, "hops": f"{base}/hops", "exits": f"{base}/exits", "paths": f"{base}/paths",
+            "graph": f"{base}/graph", "cancel": f"{base}/cancel"}
+
+
+def trace(row: asyncpg.Record, meta: Mapping[str, tuple[str | None, int | None]],
+          counters: Mapping[str, int] | None = None) -> dict[str, Any]:
+    chain = row["chain"]
+    totals = row["totals"]
+    if isinstance(totals, str):
+        totals = json.loads(totals)
+    policy = row["policy"]
+    if isinstance(policy, str):
+        policy = json.loads(policy)
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "chain": chain,
+        "status": row["status"],
+        "label": row["label"],
+        "seeds": list(row["seeds"]),
+        "policy": policy,
+        "from_block": row["from_block"],
+        "to_block": row["to_block"],
+        "error": row["error"],
+        "created_by": row["created_by"],
+        "created_at": iso(row["created_at"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "totals": [amount(chain, a, v, *meta.get(a, (None, None))) for a, v in sorted((totals or {}).items())],
+        "links": links_for_trace(row["id"]),
+    }
+    if counters is not None:
+        out["progress"] = dict(counters)
+    return out
+
+
+def hop(chain: str, row: asyncpg.Record) -> dict[str, Any]:
+    out = {
+        "tx_hash": row["tx_hash"],
+        "position": row["position"],
+        "block_number": row["block_number"],
+        "timestamp": iso(row["block_time"]),
+        "from": row["from_addr"],
+        "to": row["to_addr"],
+        "depth": row["depth"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "share": round(float(row["share"]), 9),
+    }
+    out.update(amount(chain, row["asset"], row["amount"], row["symbol"], row["decimals"]))
+    return out
+
+
+def recognised_by(reason: str | None, evidence: dict[str, Any] | None) -> dict[str, Any]:
+    """How an exit was recognised: a label (and whose) or the deposit-address sweep behaviour."""
+    if reason and reason.startswith("label:"):
+        return {"method": "label", "source": reason.split(":", 1)[1], "evidence": evidence}
+    if reason == "deposit_address":
+        return {"method": "behaviour", "source": (evidence or {}).get("source", "behaviour"), "evidence": evidence}
+    return {"method": "other", "source": reason, "evidence": evidence}
+
+
+def exit_line(chain: str, row: asyncpg.Record, totals: Mapping[str, int]) -> dict[str, Any]:
+    raw = int(row["amount"])
+    total = totals.get(row["asset"], 0)
+    evidence = json.loads(row["evidence"]) if row["evidence"] else None
+    out = {
+        "address": row["address"],
+        "address_checksum": checksum(row["address"]),
+        "entity": row["entity"],
+        "category": row["category"],
+        "reason": row["reason"],
+        "recognised_by": recognised_by(row["reason"], evidence),
+        # A ratio, not money: a JSON number is fine here, rounded so it reads as what it is.
+        "share": round(raw / total, 9) if total else 0.0,
+        "paths": int(row["hops"]),
+        "senders": int(row["senders"]),
+        "depth": row["depth"],
+        "first_seen": iso(row["first_time"]),
+        "last_seen": iso(row["last_time"]),
+        "first_block": row["first_block"],
+        "last_block": row["last_block"],
+    }
+    out.update(amount(chain, row["asset"], raw, row["symbol"], row["decimals"]))
+    return out
+
+
+def label(lb: Any, now: datetime) -> dict[str, Any]:
+    return {
+        "entity": lb.entity,
+        "category": lb.category,
+        "source": lb.source,
+        "confidence": lb.confidence,
+        "valid_from": iso(lb.valid_from),
+        "valid_to": iso(lb.valid_to),
+        "active": bool(lb.valid_at(now)),
+        "program": lb.program,
+        "evidence": lb.evidence,
+        "created_by": lb.created_by,
+    }

@@ -1,0 +1,315 @@
+"""Read-side SQL for the API: keyset pages of traces and hops, exits, graphs, an address's traces.
+
+Every page is a keyset page: the next page starts strictly after the last row's sort key, so a
+page costs the same on page 1 and page 10,000 and rows inserted meanwhile never shift it. Each
+sort order matches an index of schemas/migrations/001_init.sql (hops_block, hops_amount) read
+forwards or backwards, and every query is scoped by trace_id first (the distribution column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from tracer.chains.records import NATIVE
+
+Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+NATIVE_DECIMALS = 18
+HOP_SORTS = ("block", "-block", "amount", "-amount")
+
+_HOP_COLUMNS = """h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
+                  h.share, h.kind, h.block_number, t.tx_hash, t.position, t.block_time, t.decimals, t.symbol"""
+
+
+# ---------------------------------------------------------------- traces
+
+
+async def list_traces(
+    conn: Conn,
+    *,
+    statuses: Sequence[str] | None,
+    seed: str | None,
+    label: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Newest first; `before_id` is the keyset (the last id of the previous page)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT * FROM traces
+           WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
+             AND ($2::text IS NULL OR seeds @> ARRAY[$2::text])
+             AND ($3::text IS NULL OR label = $3)
+             AND ($4::bigint IS NULL OR id < $4)
+           ORDER BY id DESC LIMIT $5""",
+        list(statuses) if statuses else None, seed, label, before_id, limit,
+    )
+    return rows
+
+
+async def get_trace(conn: Conn, trace_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM traces WHERE id = $1", trace_id)
+    return row
+
+
+async def trace_counters(conn: Conn, trace_id: int) -> dict[str, int]:
+    """Progress counters of one trace, in one round trip."""
+    row = await conn.fetchrow(
+        """SELECT
+             (SELECT count(*) FROM hops WHERE trace_id = $1) AS hops,
+             (SELECT count(*) FROM hops WHERE trace_id = $1 AND status = 'exit') AS exit_hops,
+             (SELECT count(*) FROM jobs WHERE trace_id = $1 AND kind = 'address') AS addresses,
+             (SELECT count(*) FROM jobs WHERE trace_id = $1 AND state <> 'done') AS frontier,
+             (SELECT count(*) FROM jobs WHERE trace_id = $1 AND role = 'exit') AS exits,
+             (SELECT count(*) FROM jobs WHERE trace_id = $1 AND role = 'stopped') AS stops""",
+        trace_id,
+    )
+    return {k: int(v) for k, v in dict(row).items()} if row else {}
+
+
+async def asset_meta(conn: Conn, chain: str, seeds: Sequence[str], assets: Sequence[str]) -> dict[str, tuple[
+        str | None, int | None]]:
+    """(symbol, decimals) of token assets a trace's seeds sent. The seeds' totals come from their own
+    outgoing transfers, so every asset of a trace's totals is found through the transfers_from
+    index without scanning the transfers table for the asset."""
+    tokens = [a for a in assets if a != NATIVE]
+    if not tokens:
+        return {}
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (asset) asset, symbol, decimals FROM transfers
+           WHERE chain = $1 AND from_addr = ANY($2::text[]) AND asset = ANY($3::text[])
+           ORDER BY asset, (symbol IS NULL), (decimals IS NULL)""",
+        chain, list(seeds), tokens,
+    )
+    return {r["asset"]: (r["symbol"], r["decimals"]) for r in rows}
+
+
+# ---------------------------------------------------------------- hops
+
+
+@dataclass(frozen=True)
+class HopFilter:
+    depth: int | None = None
+    min_depth: int | None = None
+    max_depth: int | None = None
+    min_amount: Decimal | None = None  # in the asset's display units (ETH, USDT), not raw
+    asset: str | None = None
+    address: str | None = None  # sender or recipient
+    from_addr: str | None = None
+    to_addr: str | None = None
+    kind: str | None = None
+    status: str | None = None
+
+
+def _hop_where(f: HopFilter, args: list[Any]) -> str:
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    parts = ["h.trace_id = $1"]
+    if f.depth is not None:
+        parts.append(f"h.depth = {arg(f.depth)}")
+    if f.min_depth is not None:
+        parts.append(f"h.depth >= {arg(f.min_depth)}")
+    if f.max_depth is not None:
+        parts.append(f"h.depth <= {arg(f.max_depth)}")
+    if f.asset is not None:
+        parts.append(f"h.asset = {arg(f.asset)}")
+    if f.address is not None:
+        p = arg(f.address)
+        parts.append(f"(h.from_addr = {p} OR h.to_addr = {p})")
+    if f.from_addr is not None:
+        parts.append(f"h.from_addr = {arg(f.from_addr)}")
+    if f.to_addr is not None:
+        parts.append(f"h.to_addr = {arg(f.to_addr)}")
+    if f.kind is not None:
+        parts.append(f"h.kind = {arg(f.kind)}")
+    if f.status is not None:
+        parts.append(f"h.status = {arg(f.status)}")
+    if f.min_amount is not None:
+        # Display units to raw units per row: native has 18 decimals, a token those of its contract
+        # (unknown decimals: the amount is already raw).
+        parts.append(
+            f"h.amount >= {arg(f.min_amount)}::numeric * power(10::numeric, CASE WHEN h.asset = '{NATIVE}' "
+            f"THEN {NATIVE_DECIMALS} ELSE coalesce(t.decimals, 0) END)"
+        )
+    return " AND ".join(parts)
+
+
+# The keyset condition and order of each sort. Mixed directions (amount DESC, transfer_id ASC)
+# cannot use a row comparison, so they use an index-friendly bound plus a tie-breaker.
+_SORTS: dict[str, tuple[str, str]] = {
+    "block": ("(h.block_number, h.transfer_id) > ({k0}::bigint, {k1}::bigint)",
+              "h.block_number, h.transfer_id"),
+    "-block": ("(h.block_number, h.transfer_id) < ({k0}::bigint, {k1}::bigint)",
+               "h.block_number DESC, h.transfer_id DESC"),
+    "-amount": ("h.amount <= {k0}::numeric AND (h.amount < {k0}::numeric OR h.transfer_id > {k1}::bigint)",
+                "h.amount DESC, h.transfer_id"),
+    "amount": ("h.amount >= {k0}::numeric AND (h.amount > {k0}::numeric OR h.transfer_id < {k1}::bigint)",
+               "h.amount, h.transfer_id DESC"),
+}
+
+
+def hop_sort_key(sort: str, row: asyncpg.Record) -> list[str]:
+    """The keyset of a row for `sort`, as strings (it goes into a cursor)."""
+    first = row["block_number"] if sort.endswith("block") else row["amount"]
+    return [str(first), str(row["transfer_id"])]
+
+
+async def hops_page(
+    conn: Conn, trace_id: int, f: HopFilter, *, sort: str, after: Sequence[str] | None, limit: int
+) -> list[asyncpg.Record]:
+    if sort not in _SORTS:
+        raise ValueError(f"unknown sort {sort!r}")
+    args: list[Any] = [trace_id]
+    where = _hop_where(f, args)
+    cond, order = _SORTS[sort]
+    if after is not None:
+        first = Decimal(after[0]) if sort.endswith("amount") else int(after[0])
+        args.extend([first, int(after[1])])
+        where += " AND " + cond.format(k0=f"${len(args) - 1}", k1=f"${len(args)}")
+    args.append(limit)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""SELECT {_HOP_COLUMNS} FROM hops h JOIN transfers t ON t.id = h.transfer_id
+            WHERE {where} ORDER BY {order} LIMIT ${len(args)}""",
+        *args,
+    )
+    return rows
+
+
+async def iter_hops(conn: Conn, trace_id: int, *, prefetch: int = 2000) -> AsyncIterator[asyncpg.Record]:
+    """Every hop of a trace through a server-side cursor (the caller holds a transaction), so an
+    export of millions of hops streams in constant memory."""
+    async for row in conn.cursor(
+        f"""SELECT {_HOP_COLUMNS} FROM hops h JOIN transfers t ON t.id = h.transfer_id
+            WHERE h.trace_id = $1 ORDER BY h.block_number, h.transfer_id""",
+        trace_id, prefetch=prefetch,
+    ):
+        yield row
+
+
+async def hop_count(conn: Conn, trace_id: int) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id))
+
+
+async def trace_nodes(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    """What the trace decided about each address it reached (role, reason, entity, depth)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT address, depth, is_seed, role, reason, entity, category FROM jobs
+           WHERE trace_id = $1 AND kind = 'address'""",
+        trace_id,
+    )
+    return rows
+
+
+# ---------------------------------------------------------------- exits and paths
+
+
+async def exits(conn: Conn, trace_id: int, *, asset: str | None = None,
+                category: str | None = None) -> list[asyncpg.Record]:
+    """Every off-ramp reached, one row per (address, asset), largest first. Reads only exit hops
+    (partial index hops_exits), so it stays fast on traces with millions of hops."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT h.to_addr AS address, h.asset, sum(h.amount) AS amount, count(*) AS hops,
+                  count(DISTINCT h.from_addr) AS senders, min(h.depth) AS depth,
+                  min(t.block_time) AS first_time, max(t.block_time) AS last_time,
+                  min(h.block_number) AS first_block, max(h.block_number) AS last_block,
+                  max(t.decimals) AS decimals, max(t.symbol) AS symbol,
+                  j.reason, j.entity, j.category, j.evidence::text AS evidence
+           FROM hops h JOIN transfers t ON t.id = h.transfer_id
+           LEFT JOIN jobs j ON j.trace_id = h.trace_id AND j.address = h.to_addr
+           WHERE h.trace_id = $1 AND h.status = 'exit' AND ($2::text IS NULL OR h.asset = $2)
+             AND ($3::text IS NULL OR j.category = $3)
+           GROUP BY h.to_addr, h.asset, j.reason, j.entity, j.category, j.evidence::text
+           ORDER BY sum(h.amount) DESC, h.to_addr, h.asset""",
+        trace_id, asset, category,
+    )
+    return rows
+
+
+async def ancestor_hops(conn: Conn, trace_id: int, target: str, *, max_hops: int) -> list[asyncpg.Record]:
+    """The hops that can lead to `target`: walk backwards over followed hops from the hops into it.
+
+    Only this part of the trace graph is loaded for a path query, not the whole trace. Returns at
+    most max_hops + 1 rows, so the caller can tell when the sub-graph is too big.
+    """
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """WITH RECURSIVE up(address) AS (
+               SELECT $2::text
+               UNION
+               SELECT h.from_addr FROM hops h JOIN up ON h.to_addr = up.address
+               WHERE h.trace_id = $1 AND (h.status = 'followed' OR h.to_addr = $2)
+           )
+           SELECT h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
+                  t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol
+           FROM hops h JOIN transfers t ON t.id = h.transfer_id
+           WHERE h.trace_id = $1 AND h.to_addr IN (SELECT address FROM up)
+             AND (h.status = 'followed' OR h.to_addr = $2)
+           LIMIT $3""",
+        trace_id, target, max_hops + 1,
+    )
+    return rows
+
+
+# ---------------------------------------------------------------- addresses
+
+
+async def address_traces(conn: Conn, chain: str, address: str, *, limit: int) -> list[asyncpg.Record]:
+    """The traces an address was reached by (or started from), newest first, with what the trace
+    made of it and the flagged amount per asset that reached it."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT tr.id, tr.status, tr.label, tr.created_at, j.depth, j.is_seed, j.role, j.reason, j.entity,
+                  j.category,
+                  coalesce((SELECT jsonb_agg(jsonb_build_object('asset', s.asset, 'amount', s.amount::text,
+                                                                'decimals', s.decimals, 'symbol', s.symbol)
+                                             ORDER BY s.asset)
+                            FROM (SELECT h.asset, sum(h.amount) AS amount, max(t.decimals) AS decimals,
+                                         max(t.symbol) AS symbol
+                                  FROM hops h JOIN transfers t ON t.id = h.transfer_id
+                                  WHERE h.trace_id = tr.id AND h.to_addr = $2 GROUP BY h.asset) s),
+                           '[]'::jsonb)::text AS received
+           FROM jobs j JOIN traces tr ON tr.id = j.trace_id
+           WHERE j.address = $2 AND tr.chain = $1 AND j.kind = 'address'
+           ORDER BY tr.id DESC LIMIT $3""",
+        chain, address, limit,
+    )
+    return rows
+
+
+async def traces_seeded_by(conn: Conn, chain: str, address: str, *, limit: int) -> list[int]:
+    """Traces that list the address as a seed (also before a worker has started them)."""
+    rows = await conn.fetch(
+        "SELECT id FROM traces WHERE chain = $1 AND seeds @> ARRAY[$2::text] ORDER BY id DESC LIMIT $3",
+        chain, address, limit,
+    )
+    return [int(r["id"]) for r in rows]
+
+
+async def job_states(conn: Conn) -> dict[str, int]:
+    """Unfinished jobs by state, for /metrics (reads the partial index jobs_claim only)."""
+    rows = await conn.fetch("SELECT state, count(*) AS n FROM jobs WHERE state <> 'done' GROUP BY state")
+    return {r["state"]: int(r["n"]) for r in rows}
+
+
+async def trace_statuses(conn: Conn) -> dict[str, int]:
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM traces GROUP BY status")
+    return {r["status"]: int(r["n"]) for r in rows}
+
+
+async def iter_graph_nodes(conn: Conn, trace_id: int, *, prefetch: int = 2000) -> AsyncIterator[asyncpg.Record]:
+    """Every address at either end of a hop, with the trace's verdict on it when it has one
+    (recipients below the threshold were never judged). Server-side cursor: constant memory."""
+    async for row in conn.cursor(
+        """SELECT a.address, j.depth, coalesce(j.is_seed, false) AS is_seed, j.role, j.reason, j.entity,
+                  j.category
+           FROM (SELECT from_addr AS address FROM hops WHERE trace_id = $1
+                 UNION SELECT to_addr FROM hops WHERE trace_id = $1) a
+           LEFT JOIN jobs j ON j.trace_id = $1 AND j.address = a.address
+           ORDER BY a.address""",
+        trace_id, prefetch=prefetch,
+    ):
+        yield row
