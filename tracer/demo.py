@@ -18,6 +18,8 @@ from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 from tracer.engine import report as treport
 from tracer.engine.service import create_trace
+from tracer.labels.defaults import load_default_labels
+from tracer.labels.vocab import normalize_category
 from tracer.runner import run_with_workers
 from tracer.store import labels as label_store
 from tracer.store.db import Database
@@ -39,6 +41,8 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
     try:
         await client.connect()
         n = await load_scenario_labels(db.pool, scenario)
+        defaults = await load_default_labels(db.pool)
+        _say(f"labels: default set {'already loaded' if defaults.skipped else f'{defaults.inserted} loaded'}")
         _say(f"labels: {n} scenario labels loaded (exchange hot wallets, mixer, ...)")
         trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={},
                                       label=f"demo seed {seed}", created_by="demo")
@@ -63,12 +67,14 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
 
 async def load_scenario_labels(pool: asyncpg.Pool, scenario: Scenario) -> int:
     """The scenario's labelled services (exchange hot wallets, mixer, ...) as labels."""
+    labels = []
+    for lb in scenario.labels:
+        category, extra = normalize_category(lb.category)
+        labels.append(label_store.Label(
+            chain=scenario.chain, address=lb.address, entity=lb.entity, category=category, source="scenario",
+            confidence=1.0, evidence=extra or None, created_by="demo"))
     async with pool.acquire() as conn:
-        return await label_store.upsert_labels(conn, [
-            label_store.Label(chain=scenario.chain, address=lb.address, entity=lb.entity, category=lb.category,
-                              source="scenario", confidence=1.0, valid_from=None, valid_to=None, program=None,
-                              evidence=None, created_by="demo")
-            for lb in scenario.labels])
+        return await label_store.upsert_labels(conn, labels)
 
 
 def _truth_check(rep: treport.Report, scenario: Scenario) -> str:

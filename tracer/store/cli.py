@@ -78,6 +78,12 @@ async def _migrate(args: argparse.Namespace) -> int:
         if not applied:
             current = await applied_migrations(db.pool)
             print(f"up to date (version {current[-1] if current else 0:03d})")
+        # The curated default labels (exchanges, mixers, bridges, OFAC) come with the schema:
+        # a fresh database should already know where traces stop.
+        from tracer.labels.defaults import load_default_labels
+
+        loaded = await load_default_labels(db.pool)
+        print(f"default labels: {'already loaded' if loaded.skipped else f'{loaded.inserted} added'}")
     finally:
         await db.close()
     return 0
