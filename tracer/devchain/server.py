@@ -1,0 +1,738 @@
+"""JSON-RPC 2.0 over HTTP (aiohttp) for a dev `Chain`: the node methods tracer's chain layer uses.
+
+`DevChainServer` answers eth_* (blocks, transactions, receipts, logs, balances, code, ERC-20 calls),
+Parity trace_* and Geth debug_* callTracer methods, single requests and batches. Knobs make it
+behave like the providers clients meet: per-request latency, a requests/s limit (HTTP 429 with
+Retry-After), a cap on eth_getLogs / trace_filter results (-32005), no trace methods at all
+(-32601, so clients take their block-scan fallback) and a seeded `FaultPlan` (hangs, 5xx,
+connection resets, malformed bodies, shuffled or partial batch answers, a wrong chain id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import socket
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tracer.devchain.chain import ZERO_HASH, Block, Chain, Frame, Log, word
+from tracer.devchain.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+Json = Any
+_EMPTY_UNCLES = "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347"
+_ZERO_BLOOM = "0x" + "0" * 512
+_ZERO_ADDRESS = "0x" + "0" * 40
+_BASE_FEE = 10**9
+_TRACE_PREFIXES = ("trace_", "debug_")
+
+
+class RpcError(Exception):
+    """A JSON-RPC error answer."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            err["data"] = self.data
+        return err
+
+
+@dataclass
+class FaultPlan:
+    """Seeded misbehaviour, as rates in [0, 1] per HTTP request (batch ones per batch).
+
+    At most one of hang / http_5xx / reset / malformed happens to a request (drawn in that order
+    from one number); shuffle_batch and partial_batch are drawn per batch, wrong_chain_id per
+    eth_chainId call. A hang sleeps `hang_seconds` (past a client's timeout) and then answers.
+    """
+
+    seed: int = 0
+    hang: float = 0.0
+    hang_seconds: float = 30.0
+    http_500: float = 0.0
+    http_502: float = 0.0
+    http_503: float = 0.0
+    reset: float = 0.0
+    malformed: float = 0.0
+    shuffle_batch: float = 0.0
+    partial_batch: float = 0.0
+    wrong_chain_id: float = 0.0
+
+
+class _TokenBucket:
+    """`rate` requests per second with a burst of `rate`: steady clients pass, bursts get 429."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def _hex(n: int) -> str:
+    return hex(n)
+
+
+def _parse_quantity(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise RpcError(-32602, f"invalid {what}: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.startswith(("0x", "0X")):
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise RpcError(-32602, f"invalid {what}: {value!r}")
+
+
+def _parse_address(value: Any) -> str:
+    if isinstance(value, str) and len(value) == 42 and value[:2] in ("0x", "0X"):
+        try:
+            int(value[2:], 16)
+        except ValueError:
+            pass
+        else:
+            return "0x" + value[2:].lower()
+    raise RpcError(-32602, f"invalid address: {value!r}")
+
+
+def _parse_hash(value: Any) -> str:
+    if isinstance(value, str) and len(value) == 66 and value[:2] in ("0x", "0X"):
+        return "0x" + value[2:].lower()
+    raise RpcError(-32602, f"invalid hash: {value!r}")
+
+
+def _addresses(value: Any) -> set[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {_parse_address(value)}
+    if isinstance(value, list):
+        return {_parse_address(v) for v in value}
+    raise RpcError(-32602, f"invalid address list: {value!r}")
+
+
+def _side_hash(tag: str, h: str) -> str:
+    # Deterministic filler for roots and signatures nobody verifies.
+    return "0x" + hashlib.sha3_256((tag + h).encode()).hexdigest()
+
+
+class DevChainServer:
+    """Serve a Scenario (or an already built Chain) over HTTP JSON-RPC on 127.0.0.1."""
+
+    SAFE_DEPTH = 32  # "safe" and "finalized" block tags lag the head like on mainnet
+    FINALIZED_DEPTH = 64
+
+    def __init__(
+        self,
+        scenario_or_chain: Scenario | Chain,
+        *,
+        latency: float = 0.0,
+        rate_limit: float | None = None,
+        max_logs: int | None = None,
+        traces: bool = True,
+        faults: FaultPlan | None = None,
+    ) -> None:
+        if isinstance(scenario_or_chain, Chain):
+            self.chain = scenario_or_chain
+            self.scenario: Scenario | None = None
+        else:
+            self.scenario = scenario_or_chain
+            self.chain = Chain.from_scenario(scenario_or_chain)
+        self.latency = latency
+        self.rate_limit = rate_limit
+        self.max_logs = max_logs
+        self.traces = traces
+        self.faults = faults
+        self.request_counts: Counter[str] = Counter()
+        self.fault_counts: Counter[str] = Counter()
+        self._bucket = _TokenBucket(rate_limit) if rate_limit else None
+        self._rng = random.Random(faults.seed if faults else 0)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self._methods: dict[str, Callable[[list[Any]], Json]] = {
+            "eth_chainId": self._eth_chain_id,
+            "net_version": lambda p: str(self.chain.chain_id),
+            "net_listening": lambda p: True,
+            "web3_clientVersion": lambda p: "tracer-devchain/0.1",
+            "eth_syncing": lambda p: False,
+            "eth_gasPrice": lambda p: _hex(20 * 10**9),
+            "eth_blockNumber": lambda p: _hex(self.chain.head),
+            "eth_getBlockByNumber": self._eth_get_block_by_number,
+            "eth_getBlockByHash": self._eth_get_block_by_hash,
+            "eth_getBlockTransactionCountByNumber": self._eth_block_tx_count,
+            "eth_getTransactionByHash": self._eth_get_transaction_by_hash,
+            "eth_getTransactionReceipt": self._eth_get_transaction_receipt,
+            "eth_getBlockReceipts": self._eth_get_block_receipts,
+            "eth_getCode": self._eth_get_code,
+            "eth_getBalance": self._eth_get_balance,
+            "eth_getTransactionCount": self._eth_get_transaction_count,
+            "eth_call": self._eth_call,
+            "eth_getLogs": self._eth_get_logs,
+            "trace_filter": self._trace_filter,
+            "trace_block": self._trace_block,
+            "trace_transaction": self._trace_transaction,
+            "debug_traceTransaction": self._debug_trace_transaction,
+            "debug_traceBlockByNumber": self._debug_trace_block_by_number,
+            "debug_traceBlockByHash": self._debug_trace_block_by_hash,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on host:port (0 = any free port) and return the URL."""
+        app = web.Application(client_max_size=256 * 1024**2)
+        app.router.add_post("/", self._handle)
+        app.router.add_post("/{tail:.*}", self._handle)
+        # A short shutdown timeout: hanging (fault-injected) handlers must not hold up stop().
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = self._runner.addresses[0]
+        self.url = f"http://{host}:{bound[1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- HTTP --------------------------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.request_counts["http"] += 1
+        if self._bucket is not None and not self._bucket.allow():
+            self.request_counts["http_429"] += 1
+            return web.Response(status=429, text="rate limit exceeded", headers={"Retry-After": "1"})
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        fault = self._draw_fault()
+        if fault == "hang":
+            await asyncio.sleep(self.faults.hang_seconds if self.faults else 0)
+        elif fault in ("http_500", "http_502", "http_503"):
+            return web.Response(status=int(fault[-3:]), text="upstream trouble")
+        elif fault == "reset":
+            self._reset(request)
+            raise asyncio.CancelledError  # nothing more to answer on a dead connection
+        body = await request.read()
+        answer = self.handle_body(body)
+        if fault == "malformed":
+            text = json.dumps(answer, separators=(",", ":"))
+            return web.Response(body=text[: max(1, len(text) // 2)].encode(), content_type="application/json")
+        if answer is None:  # a batch of notifications only
+            return web.Response(status=204)
+        return web.Response(body=json.dumps(answer, separators=(",", ":")).encode(), content_type="application/json")
+
+    def _draw_fault(self) -> str | None:
+        plan = self.faults
+        if plan is None:
+            return None
+        u = self._rng.random()
+        for name in ("hang", "http_500", "http_502", "http_503", "reset", "malformed"):
+            rate: float = getattr(plan, name)
+            if u < rate:
+                self.fault_counts[name] += 1
+                return name
+            u -= rate
+        return None
+
+    @staticmethod
+    def _reset(request: web.Request) -> None:
+        transport = request.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # SO_LINGER 0: close() sends RST, so the client sees "connection reset by peer".
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        transport.abort()
+
+    # -- JSON-RPC ----------------------------------------------------------------------------------
+    def handle_body(self, body: bytes) -> Json:
+        """Answer one HTTP body (a request or a batch); None when nothing is to be answered."""
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
+        if isinstance(payload, list):
+            if not payload:
+                return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "empty batch"}}
+            answers = [a for a in (self.handle_request(m) for m in payload) if a is not None]
+            plan = self.faults
+            if plan is not None and len(answers) > 1:
+                if self._rng.random() < plan.partial_batch:
+                    self.fault_counts["partial_batch"] += 1
+                    keep = self._rng.randrange(len(answers))  # drop at least one member
+                    answers = self._rng.sample(answers, keep)
+                if self._rng.random() < plan.shuffle_batch:
+                    self.fault_counts["shuffle_batch"] += 1
+                    self._rng.shuffle(answers)
+            return answers or None
+        return self.handle_request(payload)
+
+    def handle_request(self, req: Any) -> Json:
+        """Answer one request object; None for a notification (no id)."""
+        if not isinstance(req, dict) or not isinstance(req.get("method"), str):
+            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "invalid request"}}
+        rid = req.get("id")
+        method: str = req["method"]
+        self.request_counts[method] += 1
+        params = req.get("params", [])
+        if params is None:
+            params = []
+        try:
+            if not isinstance(params, list):
+                raise RpcError(-32602, "params must be an array")
+            result = self.call(method, *params)
+        except RpcError as e:
+            answer: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "error": e.to_json()}
+        except Exception as e:  # a bug here must reach the client, not kill the connection
+            log.exception("devchain: %s failed", method)
+            answer = {"jsonrpc": "2.0", "id": rid, "error": {"code": -32603, "message": f"internal error: {e}"}}
+        else:
+            answer = {"jsonrpc": "2.0", "id": rid, "result": result}
+        return answer if "id" in req else None
+
+    def call(self, method: str, *params: Any) -> Json:
+        """Run one method in-process (no HTTP, no faults); raises RpcError."""
+        fn = self._methods.get(method)
+        if fn is None or (not self.traces and method.startswith(_TRACE_PREFIXES)):
+            raise RpcError(-32601, f"the method {method} does not exist/is not available")
+        return fn(list(params))
+
+    # -- block selection ------------------------------------------------------------------------
+    def _block_number(self, tag: Any, *, strict: bool = True) -> int | None:
+        """A block tag or number to a block number; None (or error when strict) past the head."""
+        head = self.chain.head
+        if isinstance(tag, dict):  # EIP-1898
+            if "blockHash" in tag:
+                n = self.chain.block_by_hash.get(_parse_hash(tag["blockHash"]))
+                if n is None:
+                    raise RpcError(-32000, "header not found")
+                return n
+            tag = tag.get("blockNumber", "latest")
+        if tag is None or tag in ("latest", "pending"):
+            return head
+        if tag == "earliest":
+            return 0
+        if tag == "safe":
+            return max(0, head - self.SAFE_DEPTH)
+        if tag == "finalized":
+            return max(0, head - self.FINALIZED_DEPTH)
+        n = _parse_quantity(tag, "block")
+        if n < 0 or n > head:
+            if strict:
+                raise RpcError(-32000, "header not found")
+            return None
+        return n
+
+    def _block(self, tag: Any) -> Block | None:
+        n = self._block_number(tag, strict=False)
+        return None if n is None else self.chain.blocks[n]
+
+    def _range(self, flt: dict[str, Any]) -> tuple[int, int]:
+        head = self.chain.head
+        lo = self._block_number(flt.get("fromBlock", "latest"), strict=False)
+        hi_tag = flt.get("toBlock", "latest")
+        hi = self._block_number(hi_tag, strict=False)
+        if lo is None:
+            lo = _parse_quantity(flt.get("fromBlock"), "fromBlock")
+        if hi is None:  # past the head: clamp, as nodes do for ranges reaching into the future
+            hi = head
+        if lo > hi:
+            raise RpcError(-32602, f"invalid block range: fromBlock {lo} > toBlock {hi}")
+        return lo, hi
+
+    # -- renderers -----------------------------------------------------------------------------
+    def _tx_json(self, tid: int) -> dict[str, Any]:
+        c = self.chain
+        tx = c.txs[tid]
+        h = c.tx_hash[tid]
+        block = c.blocks[c.tx_block[tid]]
+        gas, _ = c.tx_gas(tid)
+        return {
+            "hash": h,
+            "nonce": _hex(c.tx_nonce[tid]),
+            "blockHash": block.hash,
+            "blockNumber": _hex(block.number),
+            "transactionIndex": _hex(tid - block.first_tx),
+            "from": tx.sender,
+            "to": c.tx_target(tid),
+            "value": _hex(c.tx_value(tid)),
+            "gas": _hex(gas),
+            "gasPrice": _hex(tx.gas_price),
+            "input": c.tx_input(tid),
+            "type": "0x0",
+            "chainId": _hex(c.chain_id),
+            "v": _hex(c.chain_id * 2 + 35),
+            "r": _side_hash("r", h),
+            "s": _side_hash("s", h),
+        }
+
+    def _log_json(self, log_id: int, tid: int, entry: Log, block: Block) -> dict[str, Any]:
+        return {
+            "address": entry.address,
+            "topics": list(entry.topics),
+            "data": entry.data,
+            "blockNumber": _hex(block.number),
+            "blockHash": block.hash,
+            "transactionHash": self.chain.tx_hash[tid],
+            "transactionIndex": _hex(tid - block.first_tx),
+            "logIndex": _hex(log_id - block.first_log),
+            "removed": False,
+        }
+
+    def _block_json(self, block: Block, full: bool) -> dict[str, Any]:
+        c = self.chain
+        tids = range(block.first_tx, block.first_tx + block.n_txs)
+        used = sum(c.tx_gas(t)[1] for t in tids)
+        txs: list[Any] = [self._tx_json(t) for t in tids] if full else [c.tx_hash[t] for t in tids]
+        return {
+            "number": _hex(block.number),
+            "hash": block.hash,
+            "parentHash": block.parent_hash,
+            "nonce": "0x0000000000000000",
+            "mixHash": ZERO_HASH,
+            "sha3Uncles": _EMPTY_UNCLES,
+            "logsBloom": _ZERO_BLOOM,
+            "transactionsRoot": _side_hash("txroot", block.hash),
+            "stateRoot": _side_hash("state", block.hash),
+            "receiptsRoot": _side_hash("receipts", block.hash),
+            "miner": _ZERO_ADDRESS,
+            "difficulty": "0x0",
+            "totalDifficulty": "0x0",
+            "extraData": "0x",
+            "size": _hex(600 + 120 * block.n_txs),
+            "gasLimit": _hex(max(30_000_000, used)),
+            "gasUsed": _hex(used),
+            "timestamp": _hex(block.timestamp),
+            "baseFeePerGas": _hex(_BASE_FEE),
+            "transactions": txs,
+            "uncles": [],
+        }
+
+    def _receipt_json(self, tid: int, cumulative: int) -> dict[str, Any]:
+        c = self.chain
+        tx = c.txs[tid]
+        block = c.blocks[c.tx_block[tid]]
+        _, used = c.tx_gas(tid)
+        first = c.tx_first_log[tid]
+        logs = [self._log_json(first + k, tid, entry, block) for k, entry in enumerate(c.logs(tid))]
+        return {
+            "transactionHash": c.tx_hash[tid],
+            "transactionIndex": _hex(tid - block.first_tx),
+            "blockHash": block.hash,
+            "blockNumber": _hex(block.number),
+            "from": tx.sender,
+            "to": c.tx_target(tid),
+            "cumulativeGasUsed": _hex(cumulative),
+            "gasUsed": _hex(used),
+            "effectiveGasPrice": _hex(tx.gas_price),
+            "contractAddress": None,
+            "logs": logs,
+            "logsBloom": _ZERO_BLOOM,
+            "status": "0x1" if tx.ok else "0x0",
+            "type": "0x0",
+        }
+
+    def _receipts_of_block(self, block: Block) -> list[dict[str, Any]]:
+        out = []
+        cumulative = 0
+        for tid in range(block.first_tx, block.first_tx + block.n_txs):
+            cumulative += self.chain.tx_gas(tid)[1]
+            out.append(self._receipt_json(tid, cumulative))
+        return out
+
+    def _trace_json(self, tid: int, frame: Frame) -> dict[str, Any]:
+        c = self.chain
+        block = c.blocks[c.tx_block[tid]]
+        out: dict[str, Any] = {
+            "action": {
+                "callType": frame.call_type,
+                "from": frame.sender,
+                "to": frame.to,
+                "value": _hex(frame.value),
+                "gas": _hex(frame.gas),
+                "input": frame.input,
+            },
+            "blockHash": block.hash,
+            "blockNumber": block.number,  # Parity/Erigon give these two as JSON numbers
+            "transactionHash": c.tx_hash[tid],
+            "transactionPosition": tid - block.first_tx,
+            "subtraces": frame.subtraces,
+            "traceAddress": list(frame.trace_address),
+            "type": "call",
+        }
+        if frame.error is None:
+            out["result"] = {"gasUsed": _hex(frame.gas_used), "output": "0x"}
+        else:
+            out["result"] = None
+            out["error"] = frame.error
+        return out
+
+    def _traces_of_tx(self, tid: int) -> list[dict[str, Any]]:
+        return [self._trace_json(tid, f) for f in self.chain.frames(tid)]
+
+    def _call_tracer(self, tid: int) -> dict[str, Any]:
+        frames = self.chain.frames(tid)
+
+        def node(f: Frame) -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "type": f.call_type.upper(),
+                "from": f.sender,
+                "to": f.to,
+                "value": _hex(f.value),
+                "gas": _hex(f.gas),
+                "gasUsed": _hex(f.gas_used),
+                "input": f.input,
+                "output": "0x",
+            }
+            if f.error is not None:
+                out["error"] = "execution reverted"
+            return out
+
+        # Frames come in pre-order with trace addresses; rebuild the tree from them.
+        root = node(frames[0])
+        by_address: dict[tuple[int, ...], dict[str, Any]] = {(): root}
+        for f in frames[1:]:
+            parent = by_address[f.trace_address[:-1]]
+            child = node(f)
+            parent.setdefault("calls", []).append(child)
+            by_address[f.trace_address] = child
+        return root
+
+    # -- eth_* -----------------------------------------------------------------------------------
+    def _eth_chain_id(self, params: list[Any]) -> str:
+        plan = self.faults
+        if plan is not None and plan.wrong_chain_id and self._rng.random() < plan.wrong_chain_id:
+            self.fault_counts["wrong_chain_id"] += 1
+            return _hex(self.chain.chain_id + 1)
+        return _hex(self.chain.chain_id)
+
+    def _eth_get_block_by_number(self, params: list[Any]) -> Json:
+        tag = params[0] if params else "latest"
+        full = bool(params[1]) if len(params) > 1 else False
+        block = self._block(tag)
+        return None if block is None else self._block_json(block, full)
+
+    def _eth_get_block_by_hash(self, params: list[Any]) -> Json:
+        if not params:
+            raise RpcError(-32602, "missing block hash")
+        n = self.chain.block_by_hash.get(_parse_hash(params[0]))
+        full = bool(params[1]) if len(params) > 1 else False
+        return None if n is None else self._block_json(self.chain.blocks[n], full)
+
+    def _eth_block_tx_count(self, params: list[Any]) -> Json:
+        block = self._block(params[0] if params else "latest")
+        return None if block is None else _hex(block.n_txs)
+
+    def _tid(self, params: list[Any]) -> int | None:
+        if not params:
+            raise RpcError(-32602, "missing transaction hash")
+        return self.chain.tx_by_hash.get(_parse_hash(params[0]))
+
+    def _eth_get_transaction_by_hash(self, params: list[Any]) -> Json:
+        tid = self._tid(params)
+        return None if tid is None else self._tx_json(tid)
+
+    def _eth_get_transaction_receipt(self, params: list[Any]) -> Json:
+        tid = self._tid(params)
+        if tid is None:
+            return None
+        c = self.chain
+        block = c.blocks[c.tx_block[tid]]
+        cumulative = sum(c.tx_gas(t)[1] for t in range(block.first_tx, tid + 1))
+        return self._receipt_json(tid, cumulative)
+
+    def _eth_get_block_receipts(self, params: list[Any]) -> Json:
+        tag = params[0] if params else "latest"
+        if isinstance(tag, str) and len(tag) == 66:
+            n = self.chain.block_by_hash.get(_parse_hash(tag))
+            block = None if n is None else self.chain.blocks[n]
+        else:
+            block = self._block(tag)
+        return None if block is None else self._receipts_of_block(block)
+
+    def _eth_get_code(self, params: list[Any]) -> Json:
+        if not params:
+            raise RpcError(-32602, "missing address")
+        address = _parse_address(params[0])
+        self._block_number(params[1] if len(params) > 1 else "latest")
+        return self.chain.code(address)
+
+    def _eth_get_balance(self, params: list[Any]) -> Json:
+        if not params:
+            raise RpcError(-32602, "missing address")
+        address = _parse_address(params[0])
+        n = self._block_number(params[1] if len(params) > 1 else "latest")
+        assert n is not None
+        return _hex(self.chain.native_balance(address, n))
+
+    def _eth_get_transaction_count(self, params: list[Any]) -> Json:
+        if not params:
+            raise RpcError(-32602, "missing address")
+        address = _parse_address(params[0])
+        n = self._block_number(params[1] if len(params) > 1 else "latest")
+        assert n is not None
+        return _hex(self.chain.nonce(address, n))
+
+    def _eth_call(self, params: list[Any]) -> Json:
+        if not params or not isinstance(params[0], dict):
+            raise RpcError(-32602, "missing call object")
+        call = params[0]
+        if "to" not in call:
+            raise RpcError(-32602, "missing 'to'")
+        to = _parse_address(call["to"])
+        data = str(call.get("data") or call.get("input") or "0x").lower()
+        n = self._block_number(params[1] if len(params) > 1 else "latest")
+        assert n is not None
+        token = self.chain.tokens.get(to)
+        if token is None:
+            if self.chain.code(to) == "0x":
+                return "0x"  # calling an account without code succeeds and returns nothing
+            raise RpcError(-32000, "execution reverted")
+        selector = data[:10]
+        if selector == "0x70a08231" and len(data) >= 10 + 64:  # balanceOf(address)
+            holder = "0x" + data[10 + 24 : 10 + 64]
+            return "0x" + word(self.chain.token_balance(to, holder, n))
+        if selector == "0x313ce567":  # decimals()
+            return "0x" + word(token.decimals)
+        if selector in ("0x95d89b41", "0x06fdde03"):  # symbol(), name()
+            raw = token.symbol.encode()
+            padded = raw.hex().ljust(((len(raw) + 31) // 32) * 64, "0")
+            return "0x" + word(32) + word(len(raw)) + padded
+        raise RpcError(-32000, "execution reverted")
+
+    def _eth_get_logs(self, params: list[Any]) -> Json:
+        flt = params[0] if params else {}
+        if not isinstance(flt, dict):
+            raise RpcError(-32602, "filter must be an object")
+        c = self.chain
+        if flt.get("blockHash") is not None:
+            if "fromBlock" in flt or "toBlock" in flt:
+                raise RpcError(-32602, "blockHash excludes fromBlock/toBlock")
+            n = c.block_by_hash.get(_parse_hash(flt["blockHash"]))
+            if n is None:
+                raise RpcError(-32000, "unknown block")
+            lo = hi = n
+        else:
+            lo, hi = self._range(flt)
+        addresses = _addresses(flt.get("address"))
+        topics: list[set[str] | None] = []
+        raw_topics = flt.get("topics") or []
+        if not isinstance(raw_topics, list):
+            raise RpcError(-32602, "topics must be an array")
+        for t in raw_topics:
+            if t is None:
+                topics.append(None)
+            elif isinstance(t, str):
+                topics.append({_parse_hash(t)})
+            elif isinstance(t, list):
+                topics.append({_parse_hash(x) for x in t} if t else None)
+            else:
+                raise RpcError(-32602, f"invalid topic {t!r}")
+        ids = c.find_logs(lo, hi, addresses, topics)
+        if self.max_logs is not None and len(ids) > self.max_logs:
+            raise RpcError(-32005, f"query returned more than {self.max_logs} results")
+        out = []
+        blocks = c.blocks
+        for lg in ids:
+            tid, entry = c.log(lg)
+            out.append(self._log_json(lg, tid, entry, blocks[c.tx_block[tid]]))
+        return out
+
+    # -- trace_* / debug_* -------------------------------------------------------------------------
+    def _trace_filter(self, params: list[Any]) -> Json:
+        flt = params[0] if params else {}
+        if not isinstance(flt, dict):
+            raise RpcError(-32602, "filter must be an object")
+        flt = dict(flt)
+        flt.setdefault("fromBlock", "earliest")
+        lo, hi = self._range(flt)
+        mode = flt.get("mode", "intersection")
+        if mode not in ("intersection", "union"):
+            raise RpcError(-32602, f"invalid mode {mode!r}")
+        ids = self.chain.find_traces(
+            lo, hi, _addresses(flt.get("fromAddress")), _addresses(flt.get("toAddress")), mode=mode
+        )
+        after = _parse_quantity(flt.get("after", 0), "after")
+        count = flt.get("count")
+        if count is None:
+            ids = ids[after:]
+            if self.max_logs is not None and len(ids) > self.max_logs:
+                raise RpcError(-32005, f"query returned more than {self.max_logs} results")
+        else:
+            ids = ids[after : after + _parse_quantity(count, "count")]
+        out = []
+        for t in ids:
+            tid, frame = self.chain.frame(t)
+            out.append(self._trace_json(tid, frame))
+        return out
+
+    def _trace_block(self, params: list[Any]) -> Json:
+        block = self._block(params[0] if params else "latest")
+        if block is None:
+            return None
+        return [tr for tid in range(block.first_tx, block.first_tx + block.n_txs) for tr in self._traces_of_tx(tid)]
+
+    def _trace_transaction(self, params: list[Any]) -> Json:
+        tid = self._tid(params)
+        return None if tid is None else self._traces_of_tx(tid)
+
+    @staticmethod
+    def _check_tracer(options: Any) -> None:
+        if not isinstance(options, dict) or options.get("tracer") != "callTracer":
+            raise RpcError(-32602, "the dev chain supports only {'tracer': 'callTracer'}")
+
+    def _debug_trace_transaction(self, params: list[Any]) -> Json:
+        self._check_tracer(params[1] if len(params) > 1 else None)
+        tid = self._tid(params)
+        if tid is None:
+            raise RpcError(-32000, "transaction not found")
+        return self._call_tracer(tid)
+
+    def _debug_block(self, block: Block | None) -> Json:
+        if block is None:
+            raise RpcError(-32000, "block not found")
+        return [
+            {"txHash": self.chain.tx_hash[tid], "result": self._call_tracer(tid)}
+            for tid in range(block.first_tx, block.first_tx + block.n_txs)
+        ]
+
+    def _debug_trace_block_by_number(self, params: list[Any]) -> Json:
+        self._check_tracer(params[1] if len(params) > 1 else None)
+        return self._debug_block(self._block(params[0] if params else "latest"))
+
+    def _debug_trace_block_by_hash(self, params: list[Any]) -> Json:
+        self._check_tracer(params[1] if len(params) > 1 else None)
+        n = self.chain.block_by_hash.get(_parse_hash(params[0])) if params else None
+        return self._debug_block(None if n is None else self.chain.blocks[n])
