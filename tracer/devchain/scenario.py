@@ -534,15 +534,19 @@ def build_truth(
     noise_offramps: Sequence[str],
     launderers: Sequence[str],
     terminals: dict[str, tuple[str, str]] | None = None,
+    stop_at_labels: bool = True,
 ) -> Truth:
     """Run `reference_haircut` with every service as a stop and sort the receipts into a Truth.
 
-    Stops: deposit addresses (never followed through their sweep), labelled exchange, mixer, bridge
-    and dex addresses, hubs, and `terminals` (address -> (entity, category), from replayed cases).
+    Stops: deposit addresses (never followed through their sweep), hubs, `terminals` (address ->
+    (entity, category), from replayed cases) and, with `stop_at_labels`, every labelled exchange,
+    mixer, bridge and dex address. Replays pass False: there a labelled router can sit mid-path.
     """
     label_of = {lb.address: lb for lb in sc.labels}
     stop_categories = {"exchange", "mixer", "bridge", "dex"}
-    stops = set(deposit_addresses) | set(hubs) | {a for a, lb in label_of.items() if lb.category in stop_categories}
+    stops = set(deposit_addresses) | set(hubs)
+    if stop_at_labels:
+        stops |= {a for a, lb in label_of.items() if lb.category in stop_categories}
     terminals = terminals or {}
     stops |= set(terminals)
     received, receipts, _ = reference_haircut((tx for _, tx in sc.iter_txs()), sc.genesis_balances, sc.seeds, stops)

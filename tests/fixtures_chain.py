@@ -1,0 +1,68 @@
+"""Pytest fixtures that serve generated scenarios on real dev-chain JSON-RPC servers (127.0.0.1).
+
+- `small_scenario`: a ~300-transfer scenario, generated once per session (seed 7).
+- `devchain`: a started server for `small_scenario` (`.url`, `.server`, `.scenario`), per test.
+- `devchain_factory`: `await devchain_factory(scenario=None, **server_options)` starts more servers
+  (default scenario: `small_scenario`); all are stopped when the module's tests are done. Module
+  scope so module-scoped fixtures (a client shared by a test module) can use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tracer.devchain.chain import Chain
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.devchain.server import DevChainServer
+
+SMALL_SCENARIO_SEED = 7
+
+
+@dataclass
+class RunningDevChain:
+    url: str
+    server: DevChainServer
+    scenario: Scenario | None
+
+    @property
+    def chain(self) -> Chain:
+        return self.server.chain
+
+
+DevChainFactory = Callable[..., Awaitable[RunningDevChain]]
+
+
+@pytest.fixture(scope="session")
+def small_scenario() -> Scenario:
+    return generate(ScenarioParams.for_size(300, seed=SMALL_SCENARIO_SEED))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def devchain_factory(small_scenario: Scenario) -> AsyncIterator[DevChainFactory]:
+    started: list[DevChainServer] = []
+
+    async def start(scenario: Scenario | Chain | None = None, **server_options: Any) -> RunningDevChain:
+        source = small_scenario if scenario is None else scenario
+        server = DevChainServer(source, **server_options)
+        url = await server.start("127.0.0.1", 0)
+        started.append(server)
+        return RunningDevChain(url, server, source if isinstance(source, Scenario) else None)
+
+    yield start
+    for server in started:
+        await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def devchain(small_scenario: Scenario) -> AsyncIterator[RunningDevChain]:
+    server = DevChainServer(small_scenario)
+    url = await server.start("127.0.0.1", 0)
+    try:
+        yield RunningDevChain(url, server, small_scenario)
+    finally:
+        await server.stop()

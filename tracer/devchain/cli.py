@@ -1,0 +1,105 @@
+"""`tracer devchain`: serve a generated, saved or replayed scenario over JSON-RPC until Ctrl-C.
+
+    tracer devchain [--scenario FILE | --generate N_TRANSFERS | --replay CASE_DIR] [--seed S]
+                    [--host 127.0.0.1] [--port 8545] [--latency-ms X] [--rate-limit R]
+                    [--max-logs N] [--no-trace] [--save FILE [--save-only]]
+
+Prints the URL, the seeds and a one-line summary of the scenario on stdout (the URL first, so a
+script can read it). With `--save-only` it writes the scenario and exits without serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from typing import Any
+
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.devchain.server import DevChainServer
+
+DEFAULT_SIZE = 5_000
+
+
+def register(subparsers: Any) -> None:
+    """Add the `devchain` sub-command to the main parser's subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "devchain",
+        help="serve a generated laundering scenario over Ethereum JSON-RPC (for tests, demos, benches)",
+        description="Serve an embedded dev chain over JSON-RPC: a generated scenario (--generate), "
+        "a saved one (--scenario) or a replayed mftracer case (--replay).",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scenario", metavar="FILE", help="a scenario saved with --save (.json or .json.gz)")
+    src.add_argument(
+        "--generate",
+        metavar="N_TRANSFERS",
+        type=int,
+        help=f"generate about this many transfers (default {DEFAULT_SIZE})",
+    )
+    src.add_argument("--replay", metavar="CASE_DIR", help="an mftracer case folder (CSV edges + sources/terminals)")
+    p.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8545, help="port (default 8545; 0 picks a free one)")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="added latency per HTTP request")
+    p.add_argument("--rate-limit", type=float, default=None, help="requests per second before HTTP 429")
+    p.add_argument("--max-logs", type=int, default=None, help="cap on eth_getLogs/trace_filter results (-32005)")
+    p.add_argument("--no-trace", action="store_true", help="answer trace_*/debug_* with -32601 (method not found)")
+    p.add_argument("--save", metavar="FILE", help="also write the scenario to FILE (.gz compresses)")
+    p.add_argument("--save-only", action="store_true", help="write --save FILE and exit without serving")
+    p.set_defaults(func=run)
+
+
+def load_or_generate(args: argparse.Namespace) -> Scenario:
+    if args.scenario:
+        return Scenario.load(args.scenario)
+    if args.replay:
+        from tracer.devchain.replay import load_case
+
+        return load_case(args.replay, seed=args.seed)
+    return generate(ScenarioParams.for_size(args.generate or DEFAULT_SIZE, seed=args.seed))
+
+
+def run(args: argparse.Namespace) -> Any:
+    """Entry point of the sub-command: an exit code, or a coroutine that serves until stopped."""
+    if args.save_only and not args.save:
+        print("tracer devchain: --save-only needs --save FILE", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    scenario = load_or_generate(args)
+    print(f"scenario ready in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
+    if args.save:
+        scenario.save(args.save)
+        print(f"saved {args.save}", file=sys.stderr, flush=True)
+        if args.save_only:
+            print(scenario.summary(), flush=True)
+            return 0
+    return serve(scenario, args)
+
+
+async def serve(scenario: Scenario, args: argparse.Namespace) -> int:
+    server = DevChainServer(
+        scenario,
+        latency=args.latency_ms / 1000.0,
+        rate_limit=args.rate_limit,
+        max_logs=args.max_logs,
+        traces=not args.no_trace,
+    )
+    url = await server.start(args.host, args.port)
+    print(url, flush=True)
+    print("seeds: " + " ".join(scenario.seeds), flush=True)
+    print(scenario.summary(), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests) or no signals
+            pass
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
