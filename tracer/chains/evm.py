@@ -198,7 +198,9 @@ class EvmChain:
         self.request_counts: Counter[str] = self.rpc.request_counts
         self.chain_id: int | None = None
         self.supports_trace = False
-        self.supports_trace_transaction = True  # learnt on first use; only used on the trace path
+        # trace_block / trace_transaction: learnt on first use (only the trace path needs them).
+        self.supports_trace_block = True
+        self.supports_trace_transaction = True
         self.supports_block_receipts = False
         self.debug_method: str | None = None  # "debug_traceBlockByNumber" | "debug_traceTransaction"
         self._connected = False
@@ -245,9 +247,7 @@ class EvmChain:
                 lambda r: isinstance(r, list),
             ):
                 self.debug_method = "debug_traceBlockByNumber"
-            elif await self._probe(
-                "debug_traceTransaction", [_ZERO_HASH, {"tracer": "callTracer"}], lambda r: True
-            ):
+            elif await self._probe("debug_traceTransaction", [_ZERO_HASH, {"tracer": "callTracer"}], lambda r: True):
                 self.debug_method = "debug_traceTransaction"
         self._connected = True
         receipts = "eth_getBlockReceipts" if self.supports_block_receipts else "eth_getTransactionReceipt"
@@ -327,16 +327,11 @@ class EvmChain:
             for key, ans in zip(keys, answers, strict=True)
         }
 
-    async def token_balances(
-        self, queries: Iterable[tuple[str, str, int]]
-    ) -> dict[tuple[str, str, int], int]:
+    async def token_balances(self, queries: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
         """`balanceOf(address)` of tokens at blocks. Calls that revert or return no uint are left
         out of the result (not a token, or the token did not exist yet at that block)."""
         keys = list(dict.fromkeys((normalize_evm(a), normalize_evm(t), int(b)) for a, t, b in queries))
-        calls = [
-            ("eth_call", [{"to": t, "data": _BALANCE_OF + mappers.pad_topic(a)[2:]}, hex(b)])
-            for a, t, b in keys
-        ]
+        calls = [("eth_call", [{"to": t, "data": _BALANCE_OF + mappers.pad_topic(a)[2:]}, hex(b)]) for a, t, b in keys]
         out: dict[tuple[str, str, int], int] = {}
         for key, ans in zip(keys, await self.rpc.batch(calls), strict=True):
             if isinstance(ans, RpcError):
@@ -406,8 +401,7 @@ class EvmChain:
             directions.append("in")
         ordered = tuple(sorted(wanted))
         chunks = [
-            ordered[i : i + self.addresses_per_request]
-            for i in range(0, len(ordered), self.addresses_per_request)
+            ordered[i : i + self.addresses_per_request] for i in range(0, len(ordered), self.addresses_per_request)
         ]
         if self.supports_trace:
             native_job = self._native_by_trace(chunks, directions, from_block, to_block)
@@ -420,9 +414,7 @@ class EvmChain:
         for transfer in (*native, *tokens):
             found.setdefault(transfer.key, transfer)
         times = await self.block_times({t.block_number for t in found.values() if t.block_time < 0})
-        result = [
-            t if t.block_time >= 0 else replace(t, block_time=times[t.block_number]) for t in found.values()
-        ]
+        result = [t if t.block_time >= 0 else replace(t, block_time=times[t.block_number]) for t in found.values()]
         result.sort(key=lambda t: t.order)
         return result
 
@@ -465,35 +457,71 @@ class EvmChain:
         A trace_filter answer holds only the matching calls; a call whose parent reverted has no
         `error` of its own, so the whole transaction's trace is needed to know it moved nothing.
         """
-        hashes = sorted({t.tx_hash for t in transfers if t.position != "tx"})
-        if not hashes:
-            return transfers
-        undone: dict[str, set[tuple[int, ...]]] = {}
-        if self.supports_trace_transaction:
-            answers = await self.rpc.batch([("trace_transaction", [h]) for h in hashes])
-            if any(isinstance(a, RpcError) and is_method_missing(a) for a in answers):
-                self.supports_trace_transaction = False
-                log.warning(
-                    "node has trace_filter but no trace_transaction: reverts of parent calls "
-                    "are checked by receipt status only"
-                )
-            else:
-                for h, ans in zip(hashes, answers, strict=True):
-                    ans = self._expect(ans, f"trace_transaction({h})")
-                    undone[h] = mappers.failed_paths(ans or [])
-        if not self.supports_trace_transaction:
-            receipts = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-            for h, receipt in zip(hashes, receipts, strict=True):
-                receipt = self._expect(receipt, f"eth_getTransactionReceipt({h})")
-                if isinstance(receipt, Mapping) and not _succeeded(receipt):
-                    undone[h] = {()}
-        kept = []
+        by_block: dict[int, set[str]] = {}
         for t in transfers:
-            failed = undone.get(t.tx_hash)
-            if failed and t.position != "tx" and mappers.undone_by_ancestor(_path_of(t.position), failed):
-                continue
-            kept.append(t)
-        return kept
+            if t.position != "tx":
+                by_block.setdefault(t.block_number, set()).add(t.tx_hash)
+        if not by_block:
+            return transfers
+        undone = await self._failed_calls(by_block)
+        return [
+            t
+            for t in transfers
+            if t.position == "tx" or not mappers.undone_by_ancestor(_path_of(t.position), undone.get(t.tx_hash, set()))
+        ]
+
+    async def _failed_calls(self, by_block: dict[int, set[str]]) -> dict[str, set[tuple[int, ...]]]:
+        """Paths of the failed calls of transactions, grouped by block.
+
+        `trace_block` answers for every transaction of a block in one request, so it is used where
+        a block holds several of them; `trace_transaction` otherwise. A node without either gets
+        asked for receipts: that catches a failed transaction, not a reverted intermediate call.
+        """
+        undone: dict[str, set[tuple[int, ...]]] = {}
+        pending = by_block
+        while pending:
+            calls: list[tuple[str, list[Any]]] = []
+            wants: list[tuple[int, set[str]]] = []
+            for block, hashes in sorted(pending.items()):
+                if len(hashes) > 1 and self.supports_trace_block:
+                    calls.append(("trace_block", [hex(block)]))
+                    wants.append((block, hashes))
+                elif self.supports_trace_transaction:
+                    calls.extend(("trace_transaction", [h]) for h in sorted(hashes))
+                    wants.extend((block, {h}) for h in sorted(hashes))
+                else:
+                    calls.extend(("eth_getTransactionReceipt", [h]) for h in sorted(hashes))
+                    wants.extend((block, {h}) for h in sorted(hashes))
+            answers = await self.rpc.batch(calls)
+            again: dict[int, set[str]] = {}
+            for (method, _), (block, hashes), ans in zip(calls, wants, answers, strict=True):
+                if isinstance(ans, RpcError) and is_method_missing(ans) and method != "eth_getTransactionReceipt":
+                    self._lacks(method)
+                    again.setdefault(block, set()).update(hashes)
+                    continue
+                ans = self._expect(ans, f"{method}({block if method == 'trace_block' else next(iter(hashes))})")
+                if method == "eth_getTransactionReceipt":
+                    if isinstance(ans, Mapping) and not _succeeded(ans):
+                        undone[next(iter(hashes))] = {()}
+                    continue
+                per_tx: dict[str, list[Mapping[str, Any]]] = {}
+                for trace in ans or []:
+                    per_tx.setdefault(str(trace.get("transactionHash", "")).lower(), []).append(trace)
+                for h in hashes:
+                    undone[h] = mappers.failed_paths(per_tx.get(h, []))
+            pending = again
+        return undone
+
+    def _lacks(self, method: str) -> None:
+        if method == "trace_block":
+            self.supports_trace_block = False
+        elif method == "trace_transaction":
+            self.supports_trace_transaction = False
+            log.warning(
+                "node at %s has trace_filter but no trace_transaction: reverts of parent calls are "
+                "checked by receipt status only",
+                self.url,
+            )
 
     # block-scan path --------------------------------------------------------------------------
 
@@ -618,9 +646,7 @@ class EvmChain:
         out: dict[str, Mapping[str, Any]] = {}
         if self.debug_method == "debug_traceBlockByNumber":
             chosen = [b for b in blocks if any(worth(tx) for tx in b.get("transactions") or [])]
-            answers = await self.rpc.batch(
-                [("debug_traceBlockByNumber", [b["number"], tracer]) for b in chosen]
-            )
+            answers = await self.rpc.batch([("debug_traceBlockByNumber", [b["number"], tracer]) for b in chosen])
             for block, rows in zip(chosen, answers, strict=True):
                 rows = self._expect(rows, f"debug_traceBlockByNumber({block['number']})")
                 txs = block.get("transactions") or []
@@ -656,21 +682,15 @@ class EvmChain:
     async def _token_transfers(
         self, chunks: list[tuple[str, ...]], directions: list[Direction], from_block: int, to_block: int
     ) -> list[Transfer]:
-        queries = [
-            q for d in directions for c in chunks for q in self._log_ranges(from_block, to_block, c, d)
-        ]
+        queries = [q for d in directions for c in chunks for q in self._log_ranges(from_block, to_block, c, d)]
         found: list[Transfer] = []
 
         def build(q: _RangeQuery) -> tuple[str, list[Any]]:
             padded = [mappers.pad_topic(a) for a in q.addresses]
             topics: list[Any] = (
-                [mappers.TRANSFER_TOPIC, padded]
-                if q.direction == "out"
-                else [mappers.TRANSFER_TOPIC, None, padded]
+                [mappers.TRANSFER_TOPIC, padded] if q.direction == "out" else [mappers.TRANSFER_TOPIC, None, padded]
             )
-            return "eth_getLogs", [
-                {"fromBlock": hex(q.from_block), "toBlock": hex(q.to_block), "topics": topics}
-            ]
+            return "eth_getLogs", [{"fromBlock": hex(q.from_block), "toBlock": hex(q.to_block), "topics": topics}]
 
         def take(q: _RangeQuery, result: Any) -> None:
             for entry in result or []:
@@ -701,8 +721,7 @@ class EvmChain:
         if from_block > to_block:
             return []
         chunked = [
-            contracts[i : i + self.addresses_per_request]
-            for i in range(0, len(contracts), self.addresses_per_request)
+            contracts[i : i + self.addresses_per_request] for i in range(0, len(contracts), self.addresses_per_request)
         ] or [()]
         queries = [q for c in chunked for q in self._log_ranges(from_block, to_block, c, "out")]
         rows: dict[tuple[str, int], Mapping[str, Any]] = {}
@@ -781,9 +800,7 @@ class EvmChain:
                             f"node at {self.url} refuses {method} even for one block ({q.from_block}) "
                             f"and one address: {ans.message}"
                         )
-                    log.debug(
-                        "%s %d..%d refused (%s), splitting", method, q.from_block, q.to_block, ans.message
-                    )
+                    log.debug("%s %d..%d refused (%s), splitting", method, q.from_block, q.to_block, ans.message)
                     following.extend(halves)
                     continue
                 nxt = take(q, ans)

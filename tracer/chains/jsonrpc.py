@@ -285,10 +285,11 @@ class JsonRpcTransport:
             by_id[item.request_id] = item
         single = len(pending) == 1
         bodies = [
-            {"jsonrpc": "2.0", "id": item.request_id, "method": item.method, "params": item.params}
-            for item in pending
+            {"jsonrpc": "2.0", "id": item.request_id, "method": item.method, "params": item.params} for item in pending
         ]
         payload = json.dumps(bodies[0] if single else bodies, separators=(",", ":")).encode()
+        if self._session is None:
+            await self.open()
 
         async with self._semaphore:
             wait = self._not_before - time.monotonic()
