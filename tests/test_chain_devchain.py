@@ -96,6 +96,36 @@ async def test_block_scan_with_debug_is_identical(
     assert found == reference
 
 
+@pytest.mark.parametrize(
+    ("debug_method", "block_receipts"),
+    [("debug_traceTransaction", True), ("debug_traceTransaction", False), ("debug_traceBlockByNumber", False)],
+)
+async def test_other_node_shapes_are_identical(
+    devchain_factory: DevChainFactory,
+    scenario: Scenario,
+    reference: list[Transfer],
+    debug_method: str,
+    block_receipts: bool,
+) -> None:
+    """Geth without eth_getBlockReceipts, or with per-transaction tracing only: same answer."""
+    running = await devchain_factory(scenario)
+    client = EvmChain(running.url, chain=scenario.chain, use_trace_filter=False, batch_size=30)
+    await client.connect()
+    try:
+        # What connect() would have found on such a node.
+        client.debug_method = debug_method
+        client.supports_block_receipts = block_receipts
+        client.request_counts.clear()
+        found = await client.transfers(senders(scenario), 0, scenario.head)
+    finally:
+        await client.close()
+    assert found == reference
+    assert client.request_counts[debug_method] > 0
+    assert (client.request_counts["eth_getBlockReceipts"] > 0) == (
+        block_receipts and debug_method == "debug_traceTransaction"
+    )
+
+
 async def test_without_traces_only_internal_calls_are_missing(
     devchain_factory: DevChainFactory, scenario: Scenario, reference: list[Transfer]
 ) -> None:

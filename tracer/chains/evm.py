@@ -567,8 +567,23 @@ class EvmChain:
             blocks.append(block)
             self._times.put(n, mappers.quantity(block["timestamp"]))
 
-        receipts = await self._receipts(blocks)
-        traced = await self._call_traces(blocks, receipts)
+        if self.debug_method == "debug_traceBlockByNumber":
+            # The root callTracer frame tells whether the transaction failed (`error`) and which
+            # contract it created (`to`): receipts are needed only where a frame is missing.
+            traced = await self._block_call_traces(blocks)
+            outcomes = {h: _frame_outcome(f) for h, f in traced.items()}
+            unknown = [
+                b
+                for b in blocks
+                if any(
+                    isinstance(tx, Mapping) and str(tx["hash"]).lower() not in outcomes and self._outcome_matters(tx)
+                    for tx in b.get("transactions") or []
+                )
+            ]
+            receipts = {**await self._receipts(unknown), **outcomes}
+        else:
+            receipts = await self._receipts(blocks)
+            traced = await self._tx_call_traces(blocks, receipts)
 
         scanned = []
         for block in blocks:
@@ -631,34 +646,39 @@ class EvmChain:
             return True
         return self.debug_method is not None and _calls_code(tx)
 
-    async def _call_traces(
+    async def _block_call_traces(self, blocks: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+        """callTracer root frames by transaction hash, one debug_traceBlockByNumber per block."""
+        chosen = [b for b in blocks if b.get("transactions")]
+        answers = await self.rpc.batch(
+            [("debug_traceBlockByNumber", [b["number"], {"tracer": "callTracer"}]) for b in chosen]
+        )
+        out: dict[str, Mapping[str, Any]] = {}
+        for block, rows in zip(chosen, answers, strict=True):
+            rows = self._expect(rows, f"debug_traceBlockByNumber({block['number']})")
+            txs = block.get("transactions") or []
+            for i, row in enumerate(rows or []):
+                # Geth gives {"txHash", "result"}; older versions only {"result"}, in block order.
+                h = row.get("txHash") or (txs[i]["hash"] if i < len(txs) else None)
+                frame = row.get("result")
+                if h and self._usable_frame(frame):
+                    out[str(h).lower()] = frame
+        return out
+
+    async def _tx_call_traces(
         self, blocks: list[Mapping[str, Any]], receipts: Mapping[str, Mapping[str, Any]]
     ) -> dict[str, Mapping[str, Any]]:
-        """callTracer root frames by transaction hash, for successful transactions that run code."""
-        if self.debug_method is None:
+        """callTracer root frames, one debug_traceTransaction per successful transaction that runs
+        code (a plain value transfer to a contract whose receive() forwards it is not traced)."""
+        if self.debug_method != "debug_traceTransaction":
             return {}
-        tracer = {"tracer": "callTracer"}
-
-        def worth(tx: Mapping[str, Any]) -> bool:
-            receipt = receipts.get(str(tx["hash"]).lower())
-            return _calls_code(tx) and (receipt is None or _succeeded(receipt))
-
+        hashes = [
+            str(tx["hash"]).lower()
+            for b in blocks
+            for tx in b.get("transactions") or []
+            if _calls_code(tx) and _succeeded(receipts.get(str(tx["hash"]).lower()) or {})
+        ]
+        answers = await self.rpc.batch([("debug_traceTransaction", [h, {"tracer": "callTracer"}]) for h in hashes])
         out: dict[str, Mapping[str, Any]] = {}
-        if self.debug_method == "debug_traceBlockByNumber":
-            chosen = [b for b in blocks if any(worth(tx) for tx in b.get("transactions") or [])]
-            answers = await self.rpc.batch([("debug_traceBlockByNumber", [b["number"], tracer]) for b in chosen])
-            for block, rows in zip(chosen, answers, strict=True):
-                rows = self._expect(rows, f"debug_traceBlockByNumber({block['number']})")
-                txs = block.get("transactions") or []
-                for i, row in enumerate(rows or []):
-                    # Geth gives {"txHash", "result"}; older versions only {"result"}, in block order.
-                    h = row.get("txHash") or (txs[i]["hash"] if i < len(txs) else None)
-                    frame = row.get("result")
-                    if h and self._usable_frame(frame):
-                        out[str(h).lower()] = frame
-            return out
-        hashes = [str(tx["hash"]).lower() for b in blocks for tx in b.get("transactions") or [] if worth(tx)]
-        answers = await self.rpc.batch([("debug_traceTransaction", [h, tracer]) for h in hashes])
         for h, frame in zip(hashes, answers, strict=True):
             frame = self._expect(frame, f"debug_traceTransaction({h})")
             if self._usable_frame(frame):
@@ -819,6 +839,12 @@ def _succeeded(receipt: Mapping[str, Any]) -> bool:
     status = receipt.get("status")
     # Receipts before Byzantium carry a state root instead of a status: no failure is visible.
     return status is None or mappers.quantity(status) == 1
+
+
+def _frame_outcome(frame: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A receipt-like record (status, contractAddress) from a transaction's root callTracer frame."""
+    creates = str(frame.get("type", "")).upper().startswith("CREATE")
+    return {"status": "0x0" if frame.get("error") else "0x1", "contractAddress": frame.get("to") if creates else None}
 
 
 def _calls_code(tx: Mapping[str, Any]) -> bool:
