@@ -102,8 +102,9 @@ async def test_web3_reads_blocks_transactions_and_receipts(devchain: RunningDevC
     assert (await w3.eth.get_block("earliest"))["number"] == 0
     assert (await w3.eth.get_block("latest"))["number"] == sc.head
     want = sc.blocks[n - 1].txs
-    assert len(block["transactions"]) == len(want)
-    for got, tx in zip(block["transactions"], want, strict=True):
+    full: list[Any] = list(block["transactions"])
+    assert len(full) == len(want)
+    for got, tx in zip(full, want, strict=True):
         assert got["from"].lower() == tx.sender
         target = tx.token if tx.kind == KIND_TOKEN else tx.to
         assert got["to"].lower() == target
@@ -111,13 +112,13 @@ async def test_web3_reads_blocks_transactions_and_receipts(devchain: RunningDevC
         by_hash = await w3.eth.get_transaction(got["hash"])
         assert by_hash["blockNumber"] == n and by_hash["transactionIndex"] == got["transactionIndex"]
     token_tx = next(i for i, tx in enumerate(want) if tx.kind == KIND_TOKEN and tx.ok)
-    receipt = await w3.eth.get_transaction_receipt(block["transactions"][token_tx]["hash"])
+    receipt = await w3.eth.get_transaction_receipt(full[token_tx]["hash"])
     assert receipt["status"] == 1 and receipt["blockHash"] == block["hash"]
-    (lg,) = receipt["logs"]
+    (lg,) = list[Any](receipt["logs"])
     assert lg["topics"][0].hex() == TRANSFER_TOPIC[2:] and lg["transactionIndex"] == token_tx
     assert int.from_bytes(lg["data"], "big") == want[token_tx].value
     hashes = await w3.eth.get_block(n)
-    assert hashes["transactions"] == [t["hash"] for t in block["transactions"]]
+    assert hashes["transactions"] == [t["hash"] for t in full]
 
 
 async def test_block_receipts_and_failed_transactions(devchain: RunningDevChain, http: aiohttp.ClientSession) -> None:
@@ -213,7 +214,7 @@ async def test_get_logs_by_address_topics_and_block_hash(devchain: RunningDevCha
 
 def _frames(sc: Scenario) -> list[tuple[int, str, str, int, tuple[int, ...], bool]]:
     """(block, from, to, value, traceAddress, ok) of every call frame, in execution order."""
-    out = []
+    out: list[tuple[int, str, str, int, tuple[int, ...], bool]] = []
     for b, tx in sc.iter_txs():
         target = tx.token if tx.kind == KIND_TOKEN else tx.to
         out.append((b.number, tx.sender, target, 0 if tx.kind == KIND_TOKEN else tx.value, (), tx.ok))
@@ -328,7 +329,7 @@ async def test_web3_batch_requests(devchain: RunningDevChain, w3: AsyncWeb3) -> 
         batch.add(w3.eth.get_block(1))
         batch.add(w3.eth.get_block(2))
         batch.add(w3.eth.get_balance(w3.to_checksum_address(devchain.chain.txs[0].sender), 1))
-        answers = await batch.async_execute()
+        answers: list[Any] = list(await batch.async_execute())
     assert [answers[0]["number"], answers[1]["number"]] == [1, 2]
     assert isinstance(answers[2], int)
 
@@ -365,13 +366,14 @@ async def test_without_traces_trace_methods_are_missing(
     devchain_factory: DevChainFactory, http: aiohttp.ClientSession
 ) -> None:
     dc = await devchain_factory(traces=False)
-    for method, params in [
+    cases: list[tuple[str, list[Any]]] = [
         ("trace_filter", [{}]),
         ("trace_block", ["0x1"]),
         ("trace_transaction", ["0x" + "00" * 32]),
         ("debug_traceTransaction", ["0x" + "00" * 32, {"tracer": "callTracer"}]),
         ("debug_traceBlockByNumber", ["0x1", {"tracer": "callTracer"}]),
-    ]:
+    ]
+    for method, params in cases:
         assert (await rpc(http, dc.url, method, *params))["error"]["code"] == -32601
     assert await result(http, dc.url, "eth_getBlockReceipts", "0x1")
 
