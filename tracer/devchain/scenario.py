@@ -204,6 +204,7 @@ class ScenarioParams:
     n_customers: int = 10  # noise users with an exchange deposit address
     n_noise_events: int = 150  # unrelated transactions (their sweeps come on top)
     n_mixer_noise: int = 8  # unrelated mixer deposits (the anonymity set)
+    n_hub_senders: int = 40  # distinct customers paying the unlabelled hub, once each
     n_dust: int = 3
     gas_topup_rate: float = 0.3  # share of ETH laundering wallets that get a small clean top-up
     n_traps: int = 2  # clean money through wallets touched by the laundering, into noise off-ramps
@@ -239,7 +240,9 @@ class ScenarioParams:
             n_dust=k(3, 0.5, 1, 200),
         )
         est = _estimate_laundering_transfers(laundering)
-        rest = max(10, n - est)
+        # A service is recognised by its many distinct payers (tracer's default: 300 senders).
+        hub_senders = max(10, min(3_000, n // 8))
+        rest = max(10, n - est - hub_senders)
         # A noise event makes ~1.2 transfers on average (deposits add a sweep, batches several calls).
         events = max(10, round(rest / 1.2))
         users = max(8, events // 12)
@@ -250,6 +253,7 @@ class ScenarioParams:
             n_noise_users=users,
             n_customers=max(3, users // 4),
             n_mixer_noise=max(3, events // 40),
+            n_hub_senders=hub_senders,
             **laundering,
         )
 
@@ -733,6 +737,7 @@ class _World:
     deposit_exchange: dict[str, str]  # every deposit address -> exchange
     pools: dict[int, str]  # denomination (ETH) -> pool address
     hub: str
+    hub_senders: list[str]
     dex: str
     bridge: str
     batch: str
@@ -853,6 +858,10 @@ def _make_world(b: _Builder, p: ScenarioParams) -> _World:
     b.fund(hub, NATIVE, 5_000 * ETHER)
     b.fund(hub, usdt.address, 50_000_000 * USD6)
 
+    hub_senders = [new() for _ in range(p.n_hub_senders)]
+    for u in hub_senders:
+        b.fund(u, NATIVE, rng.randint(1, 20) * ETHER)
+        b.fund(u, usdt.address, rng.randint(100, 5_000) * USD6)
     users = [new() for _ in range(max(2, p.n_noise_users))]
     for u in users:
         b.fund(u, NATIVE, int(rng.lognormvariate(math.log(30), 1.0) * ETHER))
@@ -877,6 +886,7 @@ def _make_world(b: _Builder, p: ScenarioParams) -> _World:
         deposit_exchange=deposit_exchange,
         pools=pools,
         hub=hub,
+        hub_senders=hub_senders,
         dex=dex,
         bridge=bridge,
         batch=batch,
@@ -1263,6 +1273,12 @@ def _plan_noise(b: _Builder, p: ScenarioParams, w: _World, n_blocks: int) -> Non
             )
         else:  # small change between users
             add(t, N, user(), user(), NATIVE, eth(0.05, 1.0), strict=False)
+    for u in w.hub_senders:  # each of the hub's many customers pays it once
+        t = 1 + int(rand() * n_blocks)
+        if rand() < 0.6:
+            add(t, N, u, hub, NATIVE, int(ETHER * (0.01 + rand())), strict=False)
+        else:
+            add(t, T, u, hub, usdt, int(USD6 * (20 + 2_000 * rand())), strict=False)
     denominations = (1, 1, 10, 10, 100)
     for _ in range(p.n_mixer_noise):
         denom = denominations[int(rand() * 5)]
