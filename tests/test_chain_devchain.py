@@ -205,6 +205,8 @@ async def test_reads_and_logs(devchain_factory: DevChainFactory, scenario: Scena
     client = EvmChain(running.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
     await client.connect()
     try:
+        # The web3.py client under the chain layer talks to the same node.
+        assert await client.w3.eth.block_number == scenario.head == await client.head()
         meta = await client.token_meta([t.address for t in scenario.tokens])
         assert meta == {t.address: (t.decimals, t.symbol) for t in scenario.tokens}
         code = await client.is_contract([*scenario.contracts, *scenario.seeds])

@@ -24,9 +24,7 @@ from tracer.chains.evm import ChainError, EvmChain, WrongChain
 from tracer.chains.mappers import TRANSFER_TOPIC
 from tracer.chains.records import NATIVE, Transfer, TransferKind
 
-CONTRACTS = json.loads((Path(__file__).parent / "data" / "chain" / "test_contracts.json").read_text())[
-    "contracts"
-]
+CONTRACTS = json.loads((Path(__file__).parent / "data" / "chain" / "test_contracts.json").read_text())["contracts"]
 ETH = 10**18
 
 Row = tuple[int, int, str, int, str, str, str, str, int, TransferKind]
@@ -172,9 +170,7 @@ def build_world() -> World:
     h = forwarder.functions.forward(acct[9]).transact({"from": s1, "value": 3 * ETH})
     # Top-level value to the forwarder; the forwarded internal call is invisible without tracing.
     note_native(h, s1, forwarder.address, 3 * ETH)
-    failed = forwarder.functions.forwardThenRevert(acct[9]).transact(
-        {"from": s2, "value": ETH, "gas": 200_000}
-    )
+    failed = forwarder.functions.forwardThenRevert(acct[9]).transact({"from": s2, "value": ETH, "gas": 200_000})
     assert receipt_of(failed).status == 0
     h = w3.eth.send_transaction({"from": s2, "to": acct[9], "value": 4 * ETH})
     note_native(h, s2, acct[9], 4 * ETH)
@@ -369,13 +365,9 @@ async def test_state_reads(world: World) -> None:
         balances = await client.native_balances([(s, b) for s in world.seeds for b in blocks])
         for (address, block), value in balances.items():
             assert value == w3.eth.get_balance(w3.to_checksum_address(address), block)
-        token = w3.eth.contract(
-            address=w3.to_checksum_address(world.token), abi=CONTRACTS["TestToken"]["abi"]
-        )
+        token = w3.eth.contract(address=w3.to_checksum_address(world.token), abi=CONTRACTS["TestToken"]["abi"])
         tb = await client.token_balances([(s1, world.token, world.head), (s2, world.token2, world.head)])
-        assert (
-            tb[(s1, world.token, world.head)] == token.functions.balanceOf(w3.to_checksum_address(s1)).call()
-        )
+        assert tb[(s1, world.token, world.head)] == token.functions.balanceOf(w3.to_checksum_address(s1)).call()
         assert tb[(s2, world.token2, world.head)] == 300 * ETH
         # Before the token existed there is no balanceOf to call: left out, not a made-up zero.
         assert await client.token_balances([(s1, world.token2, 1)]) == {}

@@ -144,9 +144,7 @@ def test_call_tracer_tree_matches_parity_paths() -> None:
             {"type": "SELFDESTRUCT", "from": C, "to": A, "value": "0x6"},
         ],
     }
-    got = mappers.call_frame_transfers(
-        "ethereum", frame, block_number=9, block_time=90, tx_hash=TX, tx_index=1
-    )
+    got = mappers.call_frame_transfers("ethereum", frame, block_number=9, block_time=90, tx_hash=TX, tx_index=1)
     assert [(t.position, t.from_address, t.to_address, t.amount) for t in got] == [
         ("call:1.0", B, D, 3),
         ("call:3", B, D, 2),

@@ -5,12 +5,14 @@ Which node methods are used is decided once, in `connect()`:
 - **trace path** (Erigon, Reth, Nethermind, Anvil, the devchain): `trace_filter` with a list of
   `fromAddress` (outgoing) or `toAddress` (incoming) per request, paginated with after/count;
   covers top-level and internal native transfers. Calls below a reverted call carry no `error`
-  of their own, so transactions with internal transfers are checked with `trace_transaction`.
+  of their own, so transactions with internal transfers are checked with `trace_block` (blocks
+  holding several of them) or `trace_transaction`.
 - **block-scan path** (Geth, eth-tester, most public endpoints): every block of the range is read
   in JSON-RPC batches (`eth_getBlockByNumber(n, true)`, receipts for status), internal calls come
-  from `debug_traceBlockByNumber` or `debug_traceTransaction` with the callTracer when the node has
-  them (and are reported missing once, in a warning, when it has neither). Scanned blocks are
-  kept in a bounded LRU because the engine asks overlapping ranges for different address batches.
+  from `debug_traceBlockByNumber` (whose root frames also give each transaction's status, so no
+  receipts are fetched) or `debug_traceTransaction` with the callTracer when the node has them
+  (and are reported missing once, in a warning, when it has neither). Scanned blocks are kept in
+  a bounded LRU because the engine asks overlapping ranges for different address batches.
 
 ERC-20 transfers come from `eth_getLogs` with topic0 = Transfer and a list of padded addresses in
 topic1 (outgoing) or topic2 (incoming); a range the node refuses as too big is split and retried.
