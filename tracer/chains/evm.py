@@ -598,7 +598,7 @@ class EvmChain:
                 receipt = receipts.get(tx_hash)
                 if receipt is not None and not _succeeded(receipt):
                     continue  # a failed transaction moves nothing, not even its top-level value
-                created = lower_or_none(receipt.get("contractAddress")) if receipt else None
+                created = mappers.lower(receipt.get("contractAddress")) if receipt else None
                 top = mappers.tx_transfer(self.chain, tx, number, ts, created)
                 if top is not None:
                     transfers.append(top)
@@ -858,7 +858,3 @@ def _path_of(position: str) -> tuple[int, ...]:
     if not position.startswith("call:"):
         return ()
     return tuple(int(p) for p in position[5:].split("."))
-
-
-def lower_or_none(value: Any) -> str | None:
-    return value.lower() if isinstance(value, str) else None
