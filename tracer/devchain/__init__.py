@@ -1,1 +1,12 @@
-"""devchain."""
+"""An embedded EVM dev chain to run tracer against, with laundering scenarios and their truth.
+
+- `scenario.py`: `ScenarioParams` / `generate()` (deterministic by seed), `Scenario` (save/load),
+  `Truth` and the reference haircut simulation it comes from.
+- `chain.py`: `Chain`, the in-memory chain (hashes, call frames, logs, balances, indexes, reorgs).
+- `server.py`: `DevChainServer`, Ethereum JSON-RPC over HTTP with latency, rate limits, result
+  caps, optional traces and a seeded `FaultPlan`.
+- `replay.py`: `load_case()`, a real mftracer case replayed as a Scenario with noise.
+- `cli.py`: the `tracer devchain` sub-command.
+
+Only the CLI, tests and benches import it; the tracer itself never does.
+"""

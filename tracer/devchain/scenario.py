@@ -256,7 +256,7 @@ class ScenarioParams:
             n_noise_events=events,
             n_noise_users=users,
             n_customers=max(3, users // 4),
-            n_mixer_noise=max(3, events // 40),
+            n_mixer_noise=max(8, events // 30),
             n_hub_senders=hub_senders,
             **laundering,
         )
@@ -343,8 +343,8 @@ class Scenario:
             raw = json.dumps(data, separators=(",", ":")).encode()
         p = Path(path)
         if p.suffix == ".gz":
-            # Level 3: large scenarios are written by benches that wait for it; ratio barely differs.
-            with gzip.open(p, "wb", compresslevel=3) as fh:
+            # Level 1: benches wait for large scenarios to be written; higher levels gain little.
+            with gzip.open(p, "wb", compresslevel=1) as fh:
                 fh.write(raw)
         else:
             p.write_bytes(raw)
