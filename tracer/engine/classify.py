@@ -22,6 +22,8 @@ class LabelLike(Protocol):
     def category(self) -> str: ...
     @property
     def source(self) -> str: ...
+    @property
+    def evidence(self) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ def by_label(labels: Sequence[LabelLike], policy: Policy) -> Verdict | None:
     """An exit or a stop decided by a label alone (the strongest label wins)."""
     for label in labels:
         if label.category in policy.stop_categories:
+            if label.source == BEHAVIOUR_SOURCE:
+                # Recognised earlier (by this or another trace) from its sweeps: say so.
+                return Verdict("exit", "deposit_address", label.entity, label.category, label.evidence)
             return Verdict("exit", f"label:{label.source}", label.entity, label.category)
     for label in labels:
         if label.category in policy.through_categories:
@@ -67,7 +72,8 @@ def hub(address: str, transfers: Sequence[Transfer], policy: Policy) -> Verdict 
             peers.add(t.from_address)
         elif t.from_address == address:
             peers.add(t.to_address)
-    if len(senders) >= policy.hub_in_degree or len(peers) >= policy.hub_degree:
+    if (len(senders) >= policy.hub_in_degree or len(peers) >= policy.hub_degree) and not forwarder(
+            address, transfers):
         return Verdict("stopped", "hub", None, "unlabelled_service",
                        {"senders": len(senders), "counterparties": len(peers)})
     return None
@@ -88,3 +94,21 @@ def deposit_address(
     evidence["source"] = BEHAVIOUR_SOURCE
     evidence["confidence"] = found.confidence
     return Verdict("exit", "deposit_address", found.entity, "deposit_address", evidence)
+
+
+def forwarder(address: str, transfers: Sequence[Transfer]) -> bool:
+    """A contract that passes on what it receives inside the same transaction (batch payouts,
+    disperse contracts, routers): it holds nothing between transactions, so the haircut model
+    follows each transaction exactly and its many counterparties make it busy, not a hub."""
+    by_tx: dict[tuple[str, str], list[int]] = {}
+    for t in transfers:
+        io = by_tx.setdefault((t.tx_hash, t.asset), [0, 0])
+        if t.to_address == address and t.from_address != address:
+            io[0] += t.amount
+        elif t.from_address == address and t.to_address != address:
+            io[1] += t.amount
+    receiving = [io for io in by_tx.values() if io[0] > 0]
+    if not receiving:
+        return False
+    passed = sum(1 for i, o in receiving if o * 100 >= i * 99)
+    return passed * 100 >= len(receiving) * 95

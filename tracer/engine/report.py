@@ -17,11 +17,14 @@ NATIVE_DECIMALS = 18
 NATIVE_SYMBOL = {"ethereum": "ETH"}
 
 
-def format_amount(raw: int, decimals: int | None) -> str:
-    """Exact decimal string of a raw amount (no floats anywhere near money)."""
+def format_amount(raw: int, decimals: int | None, places: int | None = None) -> str:
+    """Exact decimal string of a raw amount (no floats anywhere near money); `places` rounds
+    down for display only."""
     if not decimals:
         return str(raw)
     q = Decimal(raw).scaleb(-decimals)
+    if places is not None:
+        q = q.quantize(Decimal(1).scaleb(-places), rounding="ROUND_DOWN")
     text = format(q, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
@@ -140,8 +143,8 @@ def render(report: Report, *, max_exits: int = 40) -> str:
         sym, dec = report.symbols.get(asset, (asset[:10], None))
         reached = sum(e.amount for e in report.exits if e.asset == asset)
         share = reached / total if total else 0.0
-        lines.append(f"  left the seeds: {format_amount(total, dec):>20} {sym:<6}"
-                     f" reached exits: {format_amount(reached, dec)} {sym} ({share:.1%})")
+        lines.append(f"  left the seeds: {format_amount(total, dec, 4):>16} {sym:<6}"
+                     f" reached exits: {format_amount(reached, dec, 4)} {sym} ({share:.1%})")
     c = report.counts
     lines.append(f"Counts: {c.get('hops', 0)} hops, {c.get('addresses', 0)} addresses visited, "
                  f"{len(report.exits)} exits, {len(report.stops)} stops")
@@ -154,7 +157,7 @@ def render(report: Report, *, max_exits: int = 40) -> str:
         for i, e in enumerate(report.exits[:max_exits], 1):
             how = "deposit address (sweeps)" if e.reason == "deposit_address" else (e.reason or "")
             lines.append(f"{i:>3}  {(e.entity or '?')[:18]:<18} {how[:22]:<22} {_short(e.address):<17} "
-                         f"{format_amount(e.amount, e.decimals):>18} {e.symbol[:6]:<6} {e.share:>6.1%}  {e.hops}")
+                         f"{format_amount(e.amount, e.decimals, 4):>18} {e.symbol[:6]:<6} {e.share:>6.1%}  {e.hops}")
             if e.path:
                 chain = " → ".join([_short(e.path[0]["from"])] + [_short(s["to"]) for s in e.path])
                 lines.append(f"       path ({len(e.path)} hops): {chain}")

@@ -16,7 +16,7 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -49,6 +49,8 @@ class ChainSource(Protocol):
     async def token_balances(
         self, queries: Sequence[tuple[str, str, int]]
     ) -> dict[tuple[str, str, int], int]: ...
+
+    async def token_meta(self, tokens: Sequence[str]) -> dict[str, tuple[int | None, str | None]]: ...
 
 
 @dataclass
@@ -213,8 +215,14 @@ class Worker:
                    if not (a in known and known[a][0] <= from_blocks[a] and known[a][1] >= trace.to_block)]
         if missing:
             fetch_from = min(from_blocks[a] for a in missing)
-            fetched = await self._chain(trace).transfers(missing, fetch_from, trace.to_block,
-                                                          outgoing=True, incoming=True)
+            chain = self._chain(trace)
+            fetched = await chain.transfers(missing, fetch_from, trace.to_block, outgoing=True, incoming=True)
+            tokens = sorted({t.asset for t in fetched if t.asset != NATIVE})
+            if tokens:
+                # Reports show "1,250 USDT", not raw units of an anonymous contract.
+                meta = await chain.token_meta(tokens)
+                fetched = [replace(t, decimals=meta[t.asset][0], symbol=meta[t.asset][1])
+                           if t.asset in meta and t.symbol is None else t for t in fetched]
             async with self.pool.acquire() as conn, conn.transaction():
                 await store.store_transfers(conn, fetched)
                 await store.set_coverage(conn, trace.chain, missing, fetch_from, trace.to_block)
