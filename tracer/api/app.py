@@ -14,11 +14,12 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
 from tracer.api.auth import Authenticator, auth_middleware
-from tracer.api.context import CTX, ApiContext, ChainClient, Settings
+from tracer.api.context import CTX, REQUEST_ID, ApiContext, ChainClient, Settings
 from tracer.api.cursors import CursorCodec
 from tracer.api.errors import error_middleware
 from tracer.api.metrics import Metrics, metrics_middleware
@@ -34,6 +35,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 CURSOR_SECRET_NAME = "cursor_hmac"
 
 
+#: Passed to aiohttp's request parser (AppRunner/TestServer kwargs). Its default 8 KiB line limit
+#: is answered by the parser itself in text/plain, outside our middlewares; a signed cursor plus
+#: filters, percent-encoded, stays far below 64 KiB, so well-formed requests never meet it.
+PARSER_LIMITS: dict[str, Any] = {"max_line_size": 65536, "max_field_size": 65536}
+
+
 class OpenServerRefused(RuntimeError):
     """No API key exists and the server would listen beyond loopback: it would be open to anyone."""
 
@@ -42,14 +49,14 @@ class OpenServerRefused(RuntimeError):
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Keep a caller's id (a proxy's trace id) when it is sane, so logs line up across services.
     given = request.headers.get("X-Request-Id", "")
-    request["request_id"] = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+    request[REQUEST_ID] = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
     return await handler(request)
 
 
 async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
     # on_response_prepare runs for streamed responses too, where middlewares are too late.
-    if "request_id" in request:
-        response.headers["X-Request-Id"] = request["request_id"]
+    if REQUEST_ID in request:
+        response.headers["X-Request-Id"] = request[REQUEST_ID]
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Content-Type-Options"] = "nosniff"
 

@@ -47,6 +47,7 @@ class Principal:
 
 
 OPEN = Principal("open", None, frozenset(key_store.SCOPES))
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 
 class Authenticator:
@@ -160,10 +161,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                        "create one with `tracer keys create`")
     if not principal.allows(scope):
         raise ApiError(403, "Forbidden", f"this key lacks the {scope!r} scope")
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     return await handler(request)
 
 
 def principal_of(request: web.Request) -> Principal:
-    value = request.get("principal")
-    return value if isinstance(value, Principal) else OPEN
+    return request.get(PRINCIPAL, OPEN)

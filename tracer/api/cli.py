@@ -79,7 +79,7 @@ async def _connect_chains(rpc: str | None, chain: str) -> dict[str, Any]:
 async def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from tracer.api.app import OpenServerRefused, create_app
+    from tracer.api.app import PARSER_LIMITS, OpenServerRefused, create_app
     from tracer.store import keys as key_store
     from tracer.store.db import Database
 
@@ -101,7 +101,7 @@ async def _serve(args: argparse.Namespace) -> int:
             print("tracer: error: --workers needs a chain node: pass --rpc or set TRACER_RPC_URL", file=sys.stderr)
             return 2
         app = create_app(db, chains, settings)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0, **PARSER_LIMITS)
         try:
             await runner.setup()
         except OpenServerRefused as exc:

@@ -85,3 +85,4 @@ class ApiContext:
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("tracer_api", ApiContext)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)

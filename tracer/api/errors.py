@@ -19,7 +19,7 @@ import asyncpg
 from aiohttp import web
 
 from tracer.addresses import InvalidAddress
-from tracer.api.context import CTX
+from tracer.api.context import CTX, REQUEST_ID
 from tracer.engine.policy import PolicyError
 from tracer.engine.service import TraceInputError
 
@@ -77,7 +77,7 @@ def problem(
         body["field"] = field
     if request is not None:
         body["instance"] = request.path
-        rid = request.get("request_id")
+        rid = request.get(REQUEST_ID)
         if rid:
             body["request_id"] = rid
     body.update(extra or {})
@@ -124,11 +124,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
             ConnectionRefusedError) as exc:
         log.warning("event=db_unavailable path=%s error=%r request_id=%s", request.path, exc,
-                    request.get("request_id"))
+                    request.get(REQUEST_ID))
         return problem(503, "Service unavailable", "the database is unreachable; try again shortly",
                        request=request, headers={"Retry-After": "5"})
     except Exception:
         log.exception("event=unhandled_error method=%s path=%s request_id=%s", request.method, request.path,
-                      request.get("request_id"))
+                      request.get(REQUEST_ID))
         return problem(500, "Internal server error",
                        "an unexpected error occurred; quote the request_id when reporting it", request=request)

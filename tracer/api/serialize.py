@@ -7,7 +7,9 @@ so no client ever has to parse a float or guess a scale.
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,17 +19,22 @@ import asyncpg
 
 from tracer.addresses import checksum
 from tracer.chains.records import NATIVE
-from tracer.engine.report import format_amount
 from tracer.store.reads import NATIVE_DECIMALS
 
 NATIVE_SYMBOL = {"ethereum": "ETH"}
+
+
+@functools.lru_cache(maxsize=65536)
+def _unix_iso(ts: int) -> str:
+    # Block times repeat across the rows of a page (one block, many transfers): cache them.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def iso(value: datetime | int | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, int):
-        value = datetime.fromtimestamp(value, UTC)
+        return _unix_iso(value)
     if value.tzinfo is None:  # naive datetimes in this codebase mean UTC
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -39,11 +46,25 @@ def asset_info(chain: str, asset: str, symbol: str | None, decimals: int | None)
     return symbol, decimals
 
 
+def format_units(raw: int, decimals: int | None) -> str:
+    """Exact decimal string of a raw amount in display units, in integer arithmetic (the same text
+    as tracer.engine.report.format_amount, without going through Decimal: this runs per row)."""
+    if not decimals:
+        return str(raw)
+    whole, frac = divmod(raw, _POW10[decimals] if decimals < len(_POW10) else 10**decimals)
+    if not frac:
+        return str(whole)
+    return f"{whole}.{str(frac).rjust(decimals, '0').rstrip('0')}"
+
+
+_POW10 = [10**i for i in range(80)]
+
+
 def amount(chain: str, asset: str, raw: int | Decimal | str, symbol: str | None,
            decimals: int | None) -> dict[str, Any]:
     sym, dec = asset_info(chain, asset, symbol, decimals)
     value = int(raw)
-    return {"asset": asset, "symbol": sym, "decimals": dec, "amount": format_amount(value, dec),
+    return {"asset": asset, "symbol": sym, "decimals": dec, "amount": format_units(value, dec),
             "amount_raw": str(value)}
 
 

@@ -1,0 +1,300 @@
+"""API latency under load: requests/s, p50 and p99 of GET /exits and of a page of hops.
+
+Synthesises a finished trace of N hops (default 1,000,000) straight into Postgres with COPY — no
+engine run — then starts a real `tracer serve` process and drives it from this process with C
+concurrent clients (default 50) for a fixed time per endpoint. Hop pages are drawn at random from
+cursors collected across the whole trace and both sort orders, so the index is read at many
+places, not one hot first page. Prints a table and writes bench/results/api_latency.json.
+
+    python bench/api_latency.py --database-url postgresql://postgres@127.0.0.1/tracer_bench
+    python bench/api_latency.py --smoke --database-url …   # tiny and quick (the test suite runs it)
+
+The synthetic trace is reused by later runs on the same database (found by its label); --fresh
+rebuilds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tracer.store import keys as key_store  # noqa: E402
+from tracer.store.db import Database  # noqa: E402
+
+CHAIN = "ethereum"
+TOKEN = "0xdac17f958d2ee523a2206206994597c13d831ec7"
+EXIT_ENTITIES = 25
+EXIT_ADDRESSES = 200
+
+
+def _addr(i: int) -> str:
+    return f"0x{(0xB0000000 + i):040x}"
+
+
+def _tx(i: int) -> str:
+    return f"0x{(0x7E000000 + i):064x}"
+
+
+async def synthesise(pool: asyncpg.Pool, hops: int, label: str) -> int:
+    """A done trace with `hops` hops: a fan-out tree from 10 seeds, ~0.5% of hops into labelled
+    exchange addresses, some hops stopped below threshold, 10% of value in a token."""
+    rng = random.Random(hops)
+    async with pool.acquire() as conn:
+        base = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM transfers")) + 1
+        seeds = [_addr(i) for i in range(10)]
+        exits = [_addr(10_000_000 + i) for i in range(EXIT_ADDRESSES)]
+        trace_id = int(await conn.fetchval(
+            """INSERT INTO traces (chain, seeds, policy, label, status, from_block, to_block, totals, created_by,
+                                   started_at, finished_at)
+               VALUES ($1, $2, '{}'::jsonb, $3, 'done', 1, $4, $5, 'bench', now(), now()) RETURNING id""",
+            CHAIN, seeds, label, 1 + hops // 10,
+            {"native": str(10**24), TOKEN: str(10**14)}))
+        transfers: list[tuple[Any, ...]] = []
+        hop_rows: list[tuple[Any, ...]] = []
+        exit_hops = 0
+        for i in range(hops):
+            tid = base + i
+            block = 1 + i // 10
+            # Parent i//4 makes a tree of depth ~log4(N); the first 10 addresses are the seeds.
+            src = _addr(i // 4) if i >= 40 else seeds[i % 10]
+            token = i % 10 == 0
+            asset = TOKEN if token else "native"
+            amount = rng.randrange(10**6, 10**9) if token else rng.randrange(10**15, 10**20)
+            status, reason = "followed", "flagged funds"
+            if i % 200 == 7:
+                dst, status, reason = exits[rng.randrange(EXIT_ADDRESSES)], "exit", "label:bench"
+                exit_hops += 1
+            elif i % 50 == 3:
+                dst, status, reason = _addr(20_000_000 + i), "stopped", "below_threshold"
+            else:
+                dst = _addr(i + 10)
+            depth = max(1, (i.bit_length() + 1) // 2)
+            transfers.append((tid, CHAIN, _tx(tid), "log:0" if token else "tx", block,
+                              1_600_000_000 + block * 12, i % 10, src, dst, asset, Decimal(amount),
+                              "token" if token else "native", 6 if token else None, "USDT" if token else None))
+            hop_rows.append((trace_id, tid, src, dst, asset, block, depth, Decimal(amount), 1.0,
+                             "token" if token else "native", status, reason))
+        await conn.copy_records_to_table(
+            "transfers", records=transfers,
+            columns=["id", "chain", "tx_hash", "position", "block_number", "block_time", "tx_index", "from_addr",
+                     "to_addr", "asset", "amount", "kind", "decimals", "symbol"])
+        del transfers
+        await conn.execute("SELECT setval('transfers_id_seq', (SELECT max(id) FROM transfers))")
+        await conn.copy_records_to_table(
+            "hops", records=hop_rows,
+            columns=["trace_id", "transfer_id", "from_addr", "to_addr", "asset", "block_number", "depth", "amount",
+                     "share", "kind", "status", "reason"])
+        del hop_rows
+        await conn.executemany(
+            """INSERT INTO jobs (trace_id, address, kind, depth, is_seed, state, role, reason, entity, category)
+               VALUES ($1, $2, 'address', $3, $4, 'done', $5, $6, $7, $8)""",
+            [(trace_id, s, 0, True, "followed", "seed", None, None) for s in seeds]
+            + [(trace_id, a, 5, False, "exit", "label:bench", f"Exchange {i % EXIT_ENTITIES}", "exchange")
+               for i, a in enumerate(exits)])
+        await conn.execute("ANALYZE transfers; ANALYZE hops; ANALYZE jobs")
+    print(f"synthesised trace #{trace_id}: {hops} hops ({exit_hops} into {EXIT_ADDRESSES} exits)", file=sys.stderr)
+    return trace_id
+
+
+async def find_or_make_trace(pool: asyncpg.Pool, hops: int, fresh: bool) -> tuple[int, float]:
+    label = f"bench:api_latency:{hops}"
+    if not fresh:
+        found = await pool.fetchval("SELECT id FROM traces WHERE label = $1 ORDER BY id DESC LIMIT 1", label)
+        if found is not None:
+            n = await pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", found)
+            if n == hops:
+                return int(found), 0.0
+    started = time.monotonic()
+    trace_id = await synthesise(pool, hops, label)
+    return trace_id, time.monotonic() - started
+
+
+# ------------------------------------------------------------------------------ server and load
+
+
+def start_server(database_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `tracer serve` process on a free port. Its stderr goes to a file: a pipe nobody
+    drains would fill up and stall the server mid-benchmark."""
+    env = dict(os.environ, TRACER_LOG_LEVEL="WARNING", DATABASE_URL=database_url)
+    env.pop("TRACER_RPC_URL", None)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tracer.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+                                 "--database-url", database_url], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        m = re.search(r"listening on (http://\S+)", log_path.read_text(errors="replace"))
+        if m:
+            return proc, m.group(1)
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start:\n" + log_path.read_text(errors="replace"))
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class Result:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    wall: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        n = len(lat)
+
+        def pct(p: float) -> float:
+            return round(lat[min(n - 1, int(p * n))] * 1000, 2) if n else 0.0
+
+        return {"requests": n, "errors": self.errors, "seconds": round(self.wall, 2),
+                "requests_per_s": round(n / self.wall, 1) if self.wall else 0.0,
+                "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+                "mean_ms": round(statistics.fmean(lat) * 1000, 2) if n else 0.0}
+
+
+async def collect_cursors(session: aiohttp.ClientSession, base: str, trace_id: int, pages: int) -> list[str]:
+    """Hop-page URLs spread over the trace: walk both sorts, keep every page's URL."""
+    urls: list[str] = []
+    for sort in ("block", "-amount"):
+        url: str | None = f"/v1/traces/{trace_id}/hops?limit=100&sort={sort}"
+        for _ in range(pages):
+            if url is None:
+                break
+            urls.append(url)
+            async with session.get(base + url) as r:
+                body = await r.json()
+            url = body["links"]["next"]
+    return urls
+
+
+async def load(session: aiohttp.ClientSession, base: str, name: str, urls: list[str], clients: int,
+               seconds: float) -> Result:
+    result = Result(name)
+    stop_at = time.monotonic() + seconds
+    rng = random.Random(1)
+
+    async def client() -> None:
+        while time.monotonic() < stop_at:
+            url = base + rng.choice(urls)
+            t0 = time.perf_counter()
+            try:
+                async with session.get(url) as r:
+                    await r.read()
+                    ok = r.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            if ok:
+                result.latencies.append(time.perf_counter() - t0)
+            else:
+                result.errors += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    result.wall = time.monotonic() - started
+    return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    db = await Database.connect(args.database_url, max_size=4)
+    try:
+        trace_id, synth_s = await find_or_make_trace(db.pool, args.hops, args.fresh)
+        async with db.pool.acquire() as conn:
+            _, key = await key_store.create_key(conn, "bench", ["read"], created_by="bench")
+        hop_count = await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id)
+        exit_count = await db.pool.fetchval(
+            "SELECT count(DISTINCT (to_addr, asset)) FROM hops WHERE trace_id = $1 AND status = 'exit'", trace_id)
+    finally:
+        await db.close()
+    proc, base = start_server(args.database_url, args.server_log)
+    try:
+        connector = aiohttp.TCPConnector(limit=args.clients)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}, timeout=timeout) as session:
+            urls = await collect_cursors(session, base, trace_id, args.pages)
+            # Warm the server (imports, pool connections, plan caches) before measuring.
+            await load(session, base, "warmup", [f"/v1/traces/{trace_id}/exits", *urls[:10]], args.clients,
+                       min(2.0, args.seconds / 2))
+            exits = await load(session, base, "GET /exits", [f"/v1/traces/{trace_id}/exits"], args.clients,
+                               args.seconds)
+            hops = await load(session, base, "GET /hops page (100)", urls, args.clients, args.seconds)
+    finally:
+        stop_server(proc)
+    return {
+        "benchmark": "api_latency", "smoke": args.smoke, "trace_id": trace_id, "hops_in_trace": hop_count,
+        "exit_rows": exit_count, "synthesis_seconds": round(synth_s, 1), "clients": args.clients,
+        "seconds_per_endpoint": args.seconds, "hop_page_urls": len(urls),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "results": {"exits": exits.summary(), "hops_page": hops.summary()},
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"\nAPI latency: trace #{report['trace_id']} with {report['hops_in_trace']:,} hops, "
+          f"{report['exit_rows']} exit rows, {report['clients']} concurrent clients, "
+          f"{report['seconds_per_endpoint']} s per endpoint")
+    print(f"{'endpoint':<26} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, key in (("GET /traces/{id}/exits", "exits"), ("GET /traces/{id}/hops", "hops_page")):
+        r = report["results"][key]
+        print(f"{name:<26} {r['requests']:>9} {r['requests_per_s']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+              f"{r['errors']:>7}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                   help="Postgres URL (env DATABASE_URL); a dedicated database is best")
+    p.add_argument("--hops", type=int, default=1_000_000)
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--seconds", type=float, default=15.0, help="load time per endpoint")
+    p.add_argument("--pages", type=int, default=100, help="hop pages walked per sort to draw requests from")
+    p.add_argument("--fresh", action="store_true", help="synthesise a new trace even if one exists")
+    p.add_argument("--smoke", action="store_true", help="tiny and quick: 3,000 hops, 5 clients, 1 s each")
+    p.add_argument("--out", type=Path, default=None, help="result file (default bench/results/api_latency.json)")
+    args = p.parse_args()
+    args.server_log = Path(tempfile.gettempdir()) / f"tracer-api-latency-{os.getpid()}.log"
+    if args.smoke:
+        args.hops, args.clients, args.seconds, args.pages = 3000, 5, 1.0, 5
+    if not args.database_url:
+        p.error("--database-url (or DATABASE_URL) is required: the benchmark writes a million rows")
+    out = args.out or ROOT / "bench" / "results" / ("api_latency_smoke.json" if args.smoke else "api_latency.json")
+    report = asyncio.run(run(args))
+    print_table(report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten {out}")
+    failed = report["results"]["exits"]["errors"] + report["results"]["hops_page"]["errors"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

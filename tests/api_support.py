@@ -1,0 +1,73 @@
+"""Helpers for the API tests: a live server on a real port, an HTTP client, contract checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tracer.api.app import PARSER_LIMITS, create_app
+from tracer.api.context import Settings
+from tracer.api.openapi import validator
+from tracer.store.db import Database
+
+
+@dataclass
+class Api:
+    """A running API server and a client session pointed at it."""
+
+    base: str
+    session: aiohttp.ClientSession
+    app: web.Application
+
+    async def call(self, method: str, path: str, *, key: str | None = None, expect: int | None = None,
+                   **kwargs: Any) -> tuple[int, Any, Mapping[str, str]]:
+        headers = dict(kwargs.pop("headers", {}))
+        if key is not None:
+            headers["X-API-Key"] = key
+        async with self.session.request(method, self.base + path, headers=headers, **kwargs) as r:
+            raw = await r.read()
+            ctype = r.headers.get("Content-Type", "")
+            body: Any = raw.decode()
+            if "json" in ctype and raw:
+                body = json.loads(raw)
+            if expect is not None:
+                assert r.status == expect, (method, path, r.status, body)
+            if r.status >= 400:
+                check_problem(r.status, ctype, body)
+            assert r.status < 500 or r.status == 503, (method, path, r.status, body)
+            return r.status, body, r.headers
+
+
+def check_problem(status: int, ctype: str, body: Any) -> None:
+    """Every error is RFC 9457 problem+json, valid against its schema, with no traceback in it."""
+    assert ctype.startswith("application/problem+json"), (status, ctype, body)
+    conforms("problem", body)
+    assert body["status"] == status
+    text = json.dumps(body)
+    assert "Traceback" not in text and 'File "' not in text
+
+
+def conforms(schema: str, body: Any) -> None:
+    errors = sorted(validator(schema).iter_errors(body), key=lambda e: list(e.absolute_path))
+    assert not errors, f"{schema}: " + "; ".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+
+
+@asynccontextmanager
+async def running_api(db: Database, chains: Mapping[str, Any] | None = None,
+                      settings: Settings | None = None) -> AsyncIterator[Api]:
+    """create_app() served by aiohttp on 127.0.0.1 (a real socket), plus a client session."""
+    app = create_app(db, chains or {}, settings or Settings())
+    server = TestServer(app, host="127.0.0.1", **PARSER_LIMITS)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Api(str(server.make_url("")).rstrip("/"), session, app)
+    finally:
+        await server.close()
