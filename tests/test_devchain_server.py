@@ -483,3 +483,16 @@ async def test_a_bigger_chain_is_served_quickly(devchain_factory: DevChainFactor
         await result(http, dc.url, "eth_getBalance", hot, "latest")
     assert seeds and logs
     assert time.monotonic() - t0 < 5.0
+
+
+async def test_filter_edges(devchain: RunningDevChain, http: aiohttp.ClientSession) -> None:
+    head = devchain.chain.head
+    future = {"fromBlock": hex(head + 5), "toBlock": hex(head + 9)}
+    assert await result(http, devchain.url, "eth_getLogs", future) == []
+    assert await result(http, devchain.url, "trace_filter", future) == []
+    backwards = await rpc(http, devchain.url, "eth_getLogs", {"fromBlock": "0x5", "toBlock": "0x2"})
+    assert backwards["error"]["code"] == -32602
+    everything = await result(http, devchain.url, "eth_getLogs", {"fromBlock": "0x0", "toBlock": hex(head + 100)})
+    assert await result(http, devchain.url, "eth_getLogs", {"fromBlock": "0x0", "address": []}) == everything
+    assert await result(http, devchain.url, "eth_getBlockByNumber", hex(head + 1), False) is None
+    assert (await rpc(http, devchain.url, "eth_getBalance", "0x" + "1" * 40, hex(head + 1)))["error"]["code"] == -32000

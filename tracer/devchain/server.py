@@ -135,7 +135,8 @@ def _addresses(value: Any) -> set[str] | None:
     if isinstance(value, str):
         return {_parse_address(value)}
     if isinstance(value, list):
-        return {_parse_address(v) for v in value}
+        # An empty list filters nothing, as on geth.
+        return {_parse_address(v) for v in value} or None
     raise RpcError(-32602, f"invalid address list: {value!r}")
 
 
@@ -359,15 +360,19 @@ class DevChainServer:
         n = self._block_number(tag, strict=False)
         return None if n is None else self.chain.blocks[n]
 
-    def _range(self, flt: dict[str, Any]) -> tuple[int, int]:
+    def _range(self, flt: dict[str, Any]) -> tuple[int, int] | None:
+        """(from, to) of a filter, clamped to the head; None when it starts past the head."""
         head = self.chain.head
         lo = self._block_number(flt.get("fromBlock", "latest"), strict=False)
         hi_tag = flt.get("toBlock", "latest")
         hi = self._block_number(hi_tag, strict=False)
-        if lo is None:
-            lo = _parse_quantity(flt.get("fromBlock"), "fromBlock")
         if hi is None:  # past the head: clamp, as nodes do for ranges reaching into the future
+            to = _parse_quantity(hi_tag, "toBlock")
+            if lo is not None and lo > to:
+                raise RpcError(-32602, f"invalid block range: fromBlock {lo} > toBlock {to}")
             hi = head
+        if lo is None:  # starts past the head: nothing there yet
+            return None
         if lo > hi:
             raise RpcError(-32602, f"invalid block range: fromBlock {lo} > toBlock {hi}")
         return lo, hi
@@ -645,7 +650,10 @@ class DevChainServer:
                 raise RpcError(-32000, "unknown block")
             lo = hi = n
         else:
-            lo, hi = self._range(flt)
+            span = self._range(flt)
+            if span is None:
+                return []
+            lo, hi = span
         addresses = _addresses(flt.get("address"))
         topics: list[set[str] | None] = []
         raw_topics = flt.get("topics") or []
@@ -677,7 +685,10 @@ class DevChainServer:
             raise RpcError(-32602, "filter must be an object")
         flt = dict(flt)
         flt.setdefault("fromBlock", "earliest")
-        lo, hi = self._range(flt)
+        span = self._range(flt)
+        if span is None:
+            return []
+        lo, hi = span
         mode = flt.get("mode", "intersection")
         if mode not in ("intersection", "union"):
             raise RpcError(-32602, f"invalid mode {mode!r}")
