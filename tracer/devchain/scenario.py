@@ -256,7 +256,7 @@ class ScenarioParams:
             n_noise_events=events,
             n_noise_users=users,
             n_customers=max(3, users // 4),
-            n_mixer_noise=max(8, events // 30),
+            n_mixer_noise=max(4, events // 30),
             n_hub_senders=hub_senders,
             **laundering,
         )
