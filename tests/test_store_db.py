@@ -445,12 +445,15 @@ async def test_cli_db_migrate(
     async with temporary_database(pg_server_url) as url:
         assert await _run_cli(["db", "migrate", "--database-url", url]) == 0
         expected = [f"applied {m.version:03d}_{m.name}" for m in load_migrations()]
-        assert capsys.readouterr().out.splitlines() == expected
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[:-1] == expected
+        assert lines[-1].startswith("default labels: ") and lines[-1].endswith(" added")
 
         # Second run through $DATABASE_URL instead of the flag: nothing left to do.
         monkeypatch.setenv("DATABASE_URL", url)
         assert await _run_cli(["db", "migrate"]) == 0
-        assert capsys.readouterr().out.strip() == f"up to date (version {ALL_VERSIONS[-1]:03d})"
+        assert capsys.readouterr().out.splitlines() == [
+            f"up to date (version {ALL_VERSIONS[-1]:03d})", "default labels: already loaded"]
 
 
 async def test_cli_db_url(
