@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("trace", help="run one trace with embedded workers and print the report")
-    p.add_argument("seeds", nargs="+", metavar="SEED", help="flagged address(es) to start from")
+    p.add_argument("seeds", nargs="*", metavar="SEED", help="flagged address(es) to start from")
+    p.add_argument("--from-list", choices=["ofac"], help="start from every address a sanctions list names")
+    p.add_argument("--program", help="with --from-list: one programme family, e.g. DPRK (matches DPRK3, DPRK4)")
     _rpc_flag(p)
     _db_flag(p)
     p.add_argument("--max-depth", type=int, help="hops from the seeds before stopping")
@@ -107,7 +109,7 @@ async def _connect_chain(url: str | None, chain: str) -> Any:
 
 async def _trace(args: argparse.Namespace) -> int:
     from tracer.engine import report as treport
-    from tracer.engine.service import create_trace
+    from tracer.engine.service import create_trace, seeds_from_list
     from tracer.runner import run_with_workers
     from tracer.store.db import Database
 
@@ -118,10 +120,17 @@ async def _trace(args: argparse.Namespace) -> int:
         policy["from_block"] = args.from_block
     if args.to_block is not None:
         policy["to_block"] = args.to_block
+    if not args.seeds and not args.from_list:
+        raise SystemExit("tracer: error: give SEED addresses or --from-list ofac [--program DPRK]")
     db = await Database.connect(args.database_url)
     client = await _connect_chain(args.rpc, args.chain)
     try:
-        trace_id = await create_trace(db.pool, client, chain=args.chain, seeds=args.seeds, policy=policy,
+        seeds = list(args.seeds)
+        if args.from_list:
+            seeds += await seeds_from_list(db.pool, args.chain, args.from_list, args.program)
+            print(f"{len(seeds)} seeds from {args.from_list}" + (f" programme {args.program}" if args.program else ""),
+                  file=sys.stderr)
+        trace_id = await create_trace(db.pool, client, chain=args.chain, seeds=seeds, policy=policy,
                                       label=args.label, created_by="cli")
         await run_with_workers(db.pool, {args.chain: client}, trace_id, workers=args.workers)
         rep = await treport.build(db.pool, trace_id)

@@ -11,6 +11,7 @@ import asyncpg
 
 from tracer.addresses import InvalidAddress, normalize_evm
 from tracer.engine.policy import Policy, PolicyError
+from tracer.store import labels as label_store
 from tracer.store import traces as store
 
 MAX_SEEDS = 10_000
@@ -71,6 +72,18 @@ async def create_trace(
             conn, chain=chain, seeds=clean, policy=pol.to_json(), label=label,
             from_block=pol.from_block, to_block=to_block, created_by=created_by,
         )
+
+
+async def seeds_from_list(pool: asyncpg.Pool, chain: str, list_name: str, program: str | None = None) -> list[str]:
+    """Every address of a sanctions list (optionally one programme family) as trace seeds."""
+    if list_name != "ofac":
+        raise TraceInputError("from_list", f"unknown list {list_name!r}; known: ofac")
+    async with pool.acquire() as conn:
+        seeds = await label_store.listed_addresses(conn, chain, source_prefix="ofac", program=program)
+    if not seeds:
+        raise TraceInputError("program", f"no {chain} address of list {list_name!r}"
+                              + (f" in programme {program!r}" if program else "") + " (are the labels loaded?)")
+    return seeds
 
 
 async def wait_for(pool: asyncpg.Pool, trace_id: int, timeout: float = 600.0, poll: float = 0.2) -> str:

@@ -568,3 +568,22 @@ async def counts_by_category(conn: Conn, source_prefix: str | None = None) -> di
         source_prefix,
     )
     return {r["category"]: int(r["n"]) for r in rows}
+
+
+async def listed_addresses(
+    conn: Conn, chain: str, *, source_prefix: str = "ofac", program: str | None = None, at: datetime | None = None
+) -> list[str]:
+    """Addresses a sanctions list names on `chain`, optionally of one programme family (`DPRK`
+    matches DPRK3, DPRK4, ...), listed at `at` (default: now)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT address FROM labels
+           WHERE chain = $1 AND category = 'sanctioned' AND source LIKE $2 || '%'
+             AND ($3::text IS NULL OR EXISTS (
+                   SELECT 1 FROM unnest(string_to_array(coalesce(program, ''), ',')) AS p
+                   WHERE upper(trim(p)) LIKE upper($3) || '%'))
+             AND (valid_from IS NULL OR valid_from <= coalesce($4, now()))
+             AND (valid_to IS NULL OR valid_to > coalesce($4, now()))
+           ORDER BY address""",
+        chain, source_prefix.lower(), program, _opt_utc(at),
+    )
+    return [r["address"] for r in rows]
