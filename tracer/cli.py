@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="trace a generated laundering case on an embedded chain and Postgres")
-    p.add_argument("--size", type=int, default=5000, help="transfers in the generated chain")
+    p.add_argument("--size", type=int, default=20000, help="transfers in the generated chain")
     p.add_argument("--seed", type=int, default=7, help="scenario seed")
     p.add_argument("--workers", type=int, default=4, help="workers tracing in parallel")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
