@@ -39,7 +39,7 @@ class Api:
                 body = json.loads(raw)
             if expect is not None:
                 assert r.status == expect, (method, path, r.status, body)
-            if r.status >= 400:
+            if r.status >= 400 and path != "/v1/health":  # health answers 503 with its own body
                 check_problem(r.status, ctype, body)
             assert r.status < 500 or r.status == 503, (method, path, r.status, body)
             return r.status, body, r.headers

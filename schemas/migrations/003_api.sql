@@ -45,5 +45,9 @@ CREATE INDEX IF NOT EXISTS audit_log_target ON audit_log (target, id);
 -- GET /v1/addresses/{chain}/{address}: the traces an address appears in. jobs has one row per
 -- (trace, address reached), far fewer than hops, so this index is cheap for the workers to keep.
 CREATE INDEX IF NOT EXISTS jobs_address ON jobs (address, trace_id);
+-- GET /v1/traces/{id}/exits: exit hops are a small share of a trace but lie scattered over its
+-- heap pages; this partial covering index answers the exits aggregate with an index-only scan.
+CREATE INDEX IF NOT EXISTS hops_exit_cover ON hops (trace_id, to_addr, asset)
+    INCLUDE (amount, from_addr, depth, block_number, transfer_id) WHERE status = 'exit';
 -- GET /v1/traces?label=…: exact-match filter, newest first.
 CREATE INDEX IF NOT EXISTS traces_label ON traces (label, id) WHERE label IS NOT NULL;

@@ -57,7 +57,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     secret = secret_text.encode() if secret_text else None
     if secret is not None and len(secret) < 16:
         raise SystemExit("tracer: error: TRACER_API_SECRET must be at least 16 characters")
-    return Settings(host=args.host, port=args.port, workers=max(0, args.workers), secret=secret)
+    settings = Settings(host=args.host, port=args.port, workers=max(0, args.workers), secret=secret)
+    cache = os.environ.get("TRACER_API_EXITS_CACHE")
+    if cache is not None:
+        if not cache.isdigit():
+            raise SystemExit("tracer: error: TRACER_API_EXITS_CACHE must be a number of entries (0 disables)")
+        settings.exits_cache_size = int(cache)
+    return settings
 
 
 async def _connect_chains(rpc: str | None, chain: str) -> dict[str, Any]:
@@ -107,6 +113,11 @@ async def _serve(args: argparse.Namespace) -> int:
         except OpenServerRefused as exc:
             print(f"tracer: error: {exc}", file=sys.stderr)
             return 2
+        # Handlers before the "listening" line: whoever reads it may signal us right away.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         addresses = [a for a in runner.addresses if isinstance(a, tuple)]
@@ -116,10 +127,6 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"tracer api: listening on http://{settings.host}:{port} — {mode}; "
               f"chains: {', '.join(sorted(chains)) or 'none (read-only)'}; embedded workers: {settings.workers}",
               file=sys.stderr, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         return 0
     finally:

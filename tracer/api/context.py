@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -58,6 +59,9 @@ class Settings:
     graph_max_hops: int = 250_000
     paths_max_hops: int = 500_000
     health_timeout: float = 3.0
+    #: Rendered exit lists of finished traces kept in memory (a finished trace's exits never change;
+    #: dashboards poll them). 0 disables.
+    exits_cache_size: int = 256
 
     @property
     def allow_open(self) -> bool:
@@ -78,6 +82,7 @@ class ApiContext:
     scopes: dict[tuple[str, str], str | None] = field(default_factory=dict)
     #: (chain, token) -> (symbol, decimals): token metadata never changes, so it is cached forever.
     asset_meta: dict[tuple[str, str], tuple[str | None, int | None]] = field(default_factory=dict)
+    exits_cache: OrderedDict[tuple[object, ...], bytes] = field(default_factory=OrderedDict)
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -22,7 +22,9 @@ Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 NATIVE_DECIMALS = 18
 HOP_SORTS = ("block", "-block", "amount", "-amount")
 
-_HOP_COLUMNS = """h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
+# amount as text: decoding numeric(78,0) into Decimal costs more than the rest of the row, and the
+# API turns it into an exact decimal string anyway.
+_HOP_COLUMNS = """h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount::text AS amount, h.depth, h.status, h.reason,
                   h.share, h.kind, h.block_number, t.tx_hash, t.position, t.block_time, t.decimals, t.symbol"""
 
 
@@ -209,24 +211,38 @@ async def trace_nodes(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
 # ---------------------------------------------------------------- exits and paths
 
 
-async def exits(conn: Conn, trace_id: int, *, asset: str | None = None,
+async def exits(conn: Conn, trace_id: int, chain: str, *, asset: str | None = None,
                 category: str | None = None) -> list[asyncpg.Record]:
-    """Every off-ramp reached, one row per (address, asset), largest first. Reads only exit hops
-    (partial index hops_exits), so it stays fast on traces with millions of hops."""
+    """Every off-ramp reached, one row per (address, asset), largest first.
+
+    The aggregate reads only the partial covering index hops_exit_cover (no heap). Times and token
+    metadata come from one transfer in the first and last block of each exit (index transfers_to),
+    so the cost follows the number of exits rather than the number of hops into them."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT h.to_addr AS address, h.asset, sum(h.amount) AS amount, count(*) AS hops,
-                  count(DISTINCT h.from_addr) AS senders, min(h.depth) AS depth,
-                  min(t.block_time) AS first_time, max(t.block_time) AS last_time,
-                  min(h.block_number) AS first_block, max(h.block_number) AS last_block,
-                  max(t.decimals) AS decimals, max(t.symbol) AS symbol,
-                  j.reason, j.entity, j.category, j.evidence::text AS evidence
-           FROM hops h JOIN transfers t ON t.id = h.transfer_id
-           LEFT JOIN jobs j ON j.trace_id = h.trace_id AND j.address = h.to_addr
-           WHERE h.trace_id = $1 AND h.status = 'exit' AND ($2::text IS NULL OR h.asset = $2)
-             AND ($3::text IS NULL OR j.category = $3)
-           GROUP BY h.to_addr, h.asset, j.reason, j.entity, j.category, j.evidence::text
-           ORDER BY sum(h.amount) DESC, h.to_addr, h.asset""",
-        trace_id, asset, category,
+        """WITH e AS (
+               SELECT h.to_addr, h.asset, sum(h.amount) AS amount, count(*) AS hops,
+                      count(DISTINCT h.from_addr) AS senders, min(h.depth) AS depth,
+                      min(h.block_number) AS first_block, max(h.block_number) AS last_block
+               FROM hops h
+               WHERE h.trace_id = $1 AND h.status = 'exit' AND ($3::text IS NULL OR h.asset = $3)
+               GROUP BY h.to_addr, h.asset
+           )
+           SELECT e.to_addr AS address, e.asset, e.amount::text AS amount, e.hops, e.senders, e.depth,
+                  e.first_block, e.last_block, f.block_time AS first_time, l.block_time AS last_time,
+                  f.decimals, f.symbol, j.reason, j.entity, j.category, j.evidence::text AS evidence
+           FROM e
+           LEFT JOIN jobs j ON j.trace_id = $1 AND j.address = e.to_addr
+           LEFT JOIN LATERAL (
+               SELECT t.block_time, t.decimals, t.symbol FROM transfers t
+               WHERE t.chain = $2 AND t.to_addr = e.to_addr AND t.block_number = e.first_block AND t.asset = e.asset
+               LIMIT 1) f ON true
+           LEFT JOIN LATERAL (
+               SELECT t.block_time FROM transfers t
+               WHERE t.chain = $2 AND t.to_addr = e.to_addr AND t.block_number = e.last_block AND t.asset = e.asset
+               LIMIT 1) l ON true
+           WHERE ($4::text IS NULL OR j.category = $4)
+           ORDER BY e.amount DESC, e.to_addr, e.asset""",
+        trace_id, chain, asset, category,
     )
     return rows
 

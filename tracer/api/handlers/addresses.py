@@ -8,7 +8,6 @@ from typing import Any
 
 from aiohttp import web
 
-from tracer.addresses import checksum
 from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
@@ -82,7 +81,7 @@ async def get(request: web.Request) -> web.Response:
     return ok({
         "chain": chain,
         "address": address,
-        "address_checksum": checksum(address),
+        "address_checksum": ser.checksummed(address),
         "labels": [ser.label(lb, now) for lb in labels],
         "sanctions": [ser.label(lb, now) for lb in sanctions],
         "traces": traces,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -16,6 +17,8 @@ from tracer.api.metrics import CONTENT_TYPE, Labels
 from tracer.api.openapi import document_bytes
 from tracer.store import reads
 
+log = logging.getLogger("tracer.api")
+
 
 async def _check_db(ctx: ApiContext) -> dict[str, Any]:
     started = time.perf_counter()
@@ -24,7 +27,8 @@ async def _check_db(ctx: ApiContext) -> dict[str, Any]:
             async with ctx.pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")
     except Exception as exc:  # any failure is the answer here, not an error of the endpoint
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        log.warning("event=health_db_failed error=%r", exc)
+        return {"ok": False, "error": type(exc).__name__}
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
 
 
@@ -34,7 +38,9 @@ async def _check_chain(ctx: ApiContext, name: str) -> dict[str, Any]:
         async with asyncio.timeout(ctx.settings.health_timeout):
             head = await ctx.chains[name].head()
     except Exception as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        # Only the error's type goes out: health is public, and node URLs often embed an API key.
+        log.warning("event=health_chain_failed chain=%s error=%r", name, exc)
+        return {"ok": False, "error": type(exc).__name__}
     return {"ok": True, "head": int(head), "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
 
 
