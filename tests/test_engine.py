@@ -165,3 +165,23 @@ async def test_sigkilled_worker_loses_and_duplicates_nothing(
     attempts = await labelled_db.pool.fetchval(
         "SELECT max(attempts) FROM jobs WHERE trace_id = $1", trace_id)
     assert attempts >= 2, "no job was taken over from the killed worker"
+
+
+async def test_time_window_resolves_to_blocks(labelled_db: Database, client: EvmChain, scenario: Scenario) -> None:
+    from datetime import UTC, datetime
+
+    head = await client.head()
+    times = await client.block_times([10, 20])
+    start = datetime.fromtimestamp(times[10], UTC).isoformat()
+    trace_id = await create_trace(labelled_db.pool, client, chain=scenario.chain, seeds=scenario.seeds,
+                                  policy={"from_time": start, "to_time": times[20]})
+    row = await labelled_db.pool.fetchrow("SELECT from_block, to_block FROM traces WHERE id = $1", trace_id)
+    assert (row["from_block"], row["to_block"]) == (10, 20) and head > 20
+    await labelled_db.pool.execute("SELECT 1")
+    from tracer.engine.service import TraceInputError
+
+    with pytest.raises(TraceInputError) as err:
+        await create_trace(labelled_db.pool, client, chain=scenario.chain, seeds=scenario.seeds,
+                           policy={"from_time": times[20] + 10**9})
+    assert err.value.field == "policy.from_block"
+    await labelled_db.pool.execute("UPDATE traces SET status = 'cancelled' WHERE id = $1", trace_id)

@@ -37,3 +37,14 @@ def test_bad_fields_are_named(data: dict[str, object], field: str) -> None:
 def test_round_trip() -> None:
     p = Policy.from_json({"max_depth": 7, "min_amount": {"native": "1000"}, "taint_model": "poison"})
     assert Policy.from_json(p.to_json()) == p
+
+
+def test_time_window_accepts_iso_and_unix() -> None:
+    p = Policy.from_json({"from_time": "2024-08-22T14:05:59Z", "to_time": 1724400000})
+    assert p.from_time == 1724335559 and p.to_time == 1724400000
+    with pytest.raises(PolicyError) as err:
+        Policy.from_json({"from_time": "yesterday"})
+    assert err.value.field == "from_time"
+    with pytest.raises(PolicyError) as err:
+        Policy.from_json({"from_time": 10, "to_time": 5})
+    assert err.value.field == "to_time"

@@ -9,6 +9,7 @@ thefts alike.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_evm
@@ -37,6 +38,8 @@ class Policy:
     max_hops: int = 1_000_000
     from_block: int = 0
     to_block: int | None = None  # None: the chain head when the trace is created
+    from_time: int | None = None  # unix seconds (ISO 8601 accepted); narrows the window to blocks from then
+    to_time: int | None = None
     taint_model: str = "haircut"
     min_share: float = 0.0005  # of the seeds' total per asset; below it a hop is not followed
     min_amount: dict[str, int] = field(default_factory=dict)  # asset -> raw amount, overrides min_share
@@ -62,6 +65,9 @@ class Policy:
                 kwargs[name] = _int(name, data[name])
         if data.get("to_block") is not None:
             kwargs["to_block"] = _int("to_block", data["to_block"])
+        for name in ("from_time", "to_time"):
+            if data.get(name) is not None:
+                kwargs[name] = _time(name, data[name])
         if "taint_model" in data:
             if data["taint_model"] not in TAINT_MODELS:
                 raise PolicyError("taint_model", f"must be one of {', '.join(TAINT_MODELS)}")
@@ -92,6 +98,8 @@ class Policy:
             raise PolicyError("from_block", "must be >= 0")
         if self.to_block is not None and self.to_block < self.from_block:
             raise PolicyError("to_block", "must be >= from_block")
+        if self.from_time is not None and self.to_time is not None and self.to_time < self.from_time:
+            raise PolicyError("to_time", "must be >= from_time")
         for name in ("hub_degree", "hub_in_degree", "sweep_blocks"):
             if getattr(self, name) < 1:
                 raise PolicyError(name, "must be >= 1")
@@ -114,6 +122,25 @@ def _int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PolicyError(name, "must be an integer")
     return value
+
+
+def _time(name: str, value: Any) -> int:
+    """Unix seconds from an integer or an ISO 8601 string (naive times are UTC)."""
+    if isinstance(value, bool):
+        raise PolicyError(name, "must be unix seconds or an ISO 8601 time")
+    if isinstance(value, int):
+        if value < 0:
+            raise PolicyError(name, "must be >= 0")
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise PolicyError(name, "must be unix seconds or an ISO 8601 time") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp())
+    raise PolicyError(name, "must be unix seconds or an ISO 8601 time")
 
 
 def _amounts(value: Any) -> dict[str, int]:

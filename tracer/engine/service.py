@@ -21,6 +21,30 @@ CHAINS = ("ethereum",)
 class HeadSource(Protocol):
     async def head(self) -> int: ...
 
+    async def block_times(self, numbers: Sequence[int]) -> dict[int, int]: ...
+
+
+async def block_at_time(chain: HeadSource, when: int, head: int, *, after: bool) -> int:
+    """The first block at or after `when` (after=True), or the last block at or before it.
+
+    Binary search over block timestamps: about log2(head) requests, once per trace.
+    """
+    lo, hi = 0, head
+    while lo < hi:
+        mid = (lo + hi) // 2 if after else (lo + hi + 1) // 2
+        t = (await chain.block_times([mid]))[mid]
+        if after:
+            lo, hi = (mid + 1, hi) if t < when else (lo, mid)
+        else:
+            lo, hi = (lo, mid - 1) if t > when else (mid, hi)
+    # No block on that side of `when`: point past the chain so the window comes out empty.
+    t = (await chain.block_times([lo]))[lo]
+    if after and t < when:
+        return head + 1
+    if not after and t > when:
+        return -1
+    return lo
+
 
 class TraceInputError(ValueError):
     """Bad input to a trace request; `field` names the offending field."""
@@ -65,12 +89,18 @@ async def create_trace(
         raise TraceInputError(f"policy.{exc.field}".rstrip("."), exc.message) from None
     head = await chain_client.head()
     to_block = min(pol.to_block, head) if pol.to_block is not None else head
-    if pol.from_block > to_block:
-        raise TraceInputError("policy.from_block", f"is after the chain head ({head})")
+    from_block = pol.from_block
+    if pol.from_time is not None:
+        from_block = max(from_block, await block_at_time(chain_client, pol.from_time, head, after=True))
+    if pol.to_time is not None:
+        to_block = min(to_block, await block_at_time(chain_client, pol.to_time, head, after=False))
+    if from_block > to_block:
+        raise TraceInputError("policy.from_block", f"the window is empty (blocks {from_block}..{to_block}, "
+                              f"head {head})")
     async with pool.acquire() as conn:
         return await store.insert_trace(
             conn, chain=chain, seeds=clean, policy=pol.to_json(), label=label,
-            from_block=pol.from_block, to_block=to_block, created_by=created_by,
+            from_block=from_block, to_block=to_block, created_by=created_by,
         )
 
 
