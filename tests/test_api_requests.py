@@ -75,6 +75,13 @@ async def test_bodies_that_are_not_json_objects(api: Api) -> None:
     _, p, _ = await api.call("POST", "/v1/traces", data=b"seeds=1", expect=415,
                              headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert p["field"] == "Content-Type"
+    # strings Postgres cannot store (NUL, lone surrogates) are bad input, not a driver crash
+    for raw in (b'{"seeds": ["%s"], "label": "a\\u0000b"}' % SEED.encode(),
+                b'{"seeds": ["%s"], "label": "\\ud800"}' % SEED.encode(),
+                b'{"seeds": ["%s"], "policy": {"stop_categories": ["\\u0000"]}}' % SEED.encode()):
+        await api.call("POST", "/v1/traces", data=raw, expect=400, headers={"Content-Type": "application/json"})
+    for query in ("label=%00", "seed=%00"):
+        await api.call("GET", f"/v1/traces?{query}", expect=400)
     # over the body limit: 413, as a problem, before the body is parsed
     _, p, _ = await api.call("POST", "/v1/traces", data=b'{"seeds": ["' + b"x" * 100_000 + b'"]}', expect=413,
                              headers={"Content-Type": "application/json"})
@@ -201,3 +208,12 @@ async def test_openapi_document_is_served(api: Api) -> None:
 
     _, doc, _ = await api.call("GET", "/v1/openapi.json", expect=200)
     assert doc == bundle() and doc["openapi"].startswith("3.1")
+
+
+async def test_time_window_policy_is_accepted_and_echoed_as_unix_seconds(api: Api) -> None:
+    trace = await _create(api, policy={"from_time": "2023-11-14T22:13:20Z", "to_time": 1_900_000_000})
+    conforms("trace", trace)
+    assert trace["policy"]["from_time"] == 1_700_000_000 and trace["policy"]["to_time"] == 1_900_000_000
+    _, p, _ = await api.call("POST", "/v1/traces", json={"seeds": [SEED], "policy": {"from_time": "yesterday"}},
+                             expect=400)
+    assert p["field"] == "policy.from_time"

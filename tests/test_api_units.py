@@ -120,3 +120,15 @@ def test_request_schemas_match_what_the_server_accepts() -> None:
     assert not v.is_valid({"seeds": ["0x" + "ab" * 20], "policy": {"nope": 1}})
     assert not v.is_valid({"seeds": []})
     assert Path(schemas_dir() / "openapi.yaml").exists()
+
+
+def test_policy_schema_follows_the_engine_policy() -> None:
+    """The contract names every policy field the engine knows, and no other (a new engine field
+    must be documented before the API can echo it)."""
+    from dataclasses import fields
+
+    from tracer.engine.policy import Policy
+
+    schema = json.loads((schemas_dir() / "json" / "policy.schema.json").read_text())
+    assert set(schema["properties"]) == {f.name for f in fields(Policy)}
+    assert validator("policy").is_valid(Policy().to_json())

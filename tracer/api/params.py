@@ -55,9 +55,19 @@ def str_param(request: web.Request, name: str, *, max_len: int = 200) -> str | N
         return None
     if len(text) > max_len:
         raise bad_request(name, f"at most {max_len} characters")
-    if "\x00" in text:  # Postgres text cannot hold NUL; say so instead of failing in the driver
-        raise bad_request(name, "must not contain NUL characters")
+    _storable(name, text)
     return text
+
+
+def _storable(name: str, text: str) -> None:
+    """Postgres text holds neither NUL nor lone surrogates: refuse them here with a 400 instead of
+    letting the driver fail with a 500."""
+    if "\x00" in text:
+        raise bad_request(name, "must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(name, "is not valid Unicode") from None
 
 
 def enum_param(request: web.Request, name: str, choices: Sequence[str], default: str | None = None) -> str | None:
@@ -141,4 +151,5 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         raise bad_request("body", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise bad_request("body", "must be a JSON object")
+    _storable("body", json.dumps(data, ensure_ascii=False).replace("\\u0000", "\x00"))
     return data
