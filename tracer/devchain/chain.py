@@ -1,9 +1,10 @@
 """The dev chain's in-memory state: blocks, transactions, call frames, logs and balances.
 
 `Chain.from_scenario()` expands the compact `ScenarioTx` records of a scenario into what a node
-knows: block and transaction hashes, nonces, call frames (Parity traceAddress), ERC-20 Transfer and
-Tornado-style Deposit logs, contract code, native and token balances at any block. Rendering node
-JSON is `server.py`'s job; this module answers structured questions fast.
+knows: block and transaction hashes, nonces, call frames (Parity traceAddress), logs with the real
+event signatures (ERC-20 Transfer; Tornado Cash Deposit and Withdrawal; Uniswap V2 Swap; THORChain
+router Deposit with its memo), contract code, native and token balances at any block. Rendering
+node JSON is `server.py`'s job; this module answers structured questions fast.
 
 Every call frame and every log gets a global id in execution order, so a block range is an id
 range and per-address / per-topic postings (sorted id lists) answer trace_filter and eth_getLogs by
@@ -23,25 +24,48 @@ from eth_hash.auto import keccak
 
 from tracer.devchain.scenario import (
     KIND_BATCH,
+    KIND_BRIDGE,
     KIND_MIXER,
     KIND_NATIVE,
+    KIND_SWAP,
     KIND_TOKEN,
+    KIND_WITHDRAW,
     Scenario,
     ScenarioTx,
     Token,
     gc_paused,
 )
 
+
+def _topic(signature: str) -> str:
+    return "0x" + keccak(signature.encode()).hex()
+
+
+def _selector(signature: str) -> str:
+    return _topic(signature)[:10]
+
+
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-DEPOSIT_TOPIC = "0x" + keccak(b"Deposit(bytes32,uint32,uint256)").hex()  # Tornado Cash pools
+DEPOSIT_TOPIC = _topic("Deposit(bytes32,uint32,uint256)")  # Tornado Cash pools
+WITHDRAWAL_TOPIC = _topic("Withdrawal(address,bytes32,address,uint256)")  # Tornado Cash pools
+SWAP_TOPIC = _topic("Swap(address,uint256,uint256,uint256,uint256,address)")  # Uniswap V2 pairs
+THOR_DEPOSIT_TOPIC = _topic("Deposit(address,address,uint256,string)")  # THORChain router
 SEL_TRANSFER = "0xa9059cbb"  # transfer(address,uint256)
 SEL_DISPERSE = "0xe63d38ed"  # disperseEther(address[],uint256[])
 SEL_DEPOSIT = "0xb214faa5"  # deposit(bytes32)
+SEL_WITHDRAW = _selector("withdraw(bytes,bytes32,bytes32,address,address,uint256,uint256)")
+SEL_SWAP = _selector("swapExactTokensForETH(uint256,uint256,address[],address,uint256)")
+SEL_THOR_DEPOSIT = _selector("deposit(address,address,uint256,string)")
 ZERO_HASH = "0x" + "0" * 64
+ZERO_ADDRESS = "0x" + "0" * 40
+WETH = "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"  # the pair's other token, as on mainnet
 
 # Gas a node would report; nothing is charged for it (balances are value transfers only).
-_GAS = {KIND_NATIVE: 21_000, KIND_TOKEN: 51_000, KIND_BATCH: 30_000, KIND_MIXER: 980_000}
+_GAS = {KIND_NATIVE: 21_000, KIND_TOKEN: 51_000, KIND_BATCH: 30_000, KIND_MIXER: 980_000, KIND_WITHDRAW: 320_000,
+        KIND_SWAP: 120_000, KIND_BRIDGE: 60_000}
 _GAS_PER_PAYOUT = 9_000
+# Kinds whose contract pays `payouts` in internal calls.
+_PAYING = frozenset({KIND_BATCH, KIND_WITHDRAW, KIND_SWAP, KIND_BRIDGE})
 
 # Fake runtime code per contract role: only its presence matters to clients (is_contract).
 _CODE = {
@@ -61,6 +85,17 @@ def pad_address(address: str) -> str:
 
 def word(n: int) -> str:
     return f"{n:064x}"
+
+
+def _abi_string(text: str) -> str:
+    """The tail of an ABI-encoded string: length word, then the UTF-8 bytes padded to 32."""
+    raw = text.encode()
+    return word(len(raw)) + raw.hex().ljust(((len(raw) + 31) // 32) * 64, "0")
+
+
+def _side(tid: int, tag: str) -> str:
+    # 32 bytes of deterministic filler (a Merkle root, a proof nobody verifies).
+    return hashlib.sha3_256(f"{tag}{tid}".encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -296,7 +331,7 @@ class Chain:
             add_first_log(lg)
             target = tx.token if kind == KIND_TOKEN else tx.to
             frames = [(sender, target)]
-            if kind == KIND_BATCH and tx.ok:
+            if kind in _PAYING and tx.ok:
                 frames.extend((tx.to, who) for who, _ in tx.payouts)
             for frm, to in frames:
                 add_trace_tx(tid)
@@ -345,6 +380,15 @@ class Chain:
                 for index, key in ((logs_by_address, target), (topic0, DEPOSIT_TOPIC), (topic1, commitment)):
                     index.setdefault(key, []).append(lg)
                 lg += 1
+            elif tx.ok and kind > KIND_MIXER:
+                for address, topics in self._service_logs(tx):
+                    add_log_tx(tid)
+                    add_log_address(address)
+                    add_log_topics(topics)
+                    logs_by_address.setdefault(address, []).append(lg)
+                    for pos, topic in enumerate(topics):
+                        self.logs_by_topic[pos].setdefault(topic, []).append(lg)
+                    lg += 1
             tid += 1
         tx_hash = self.tx_hash
         if touched:
@@ -368,10 +412,33 @@ class Chain:
         self.block_by_hash[block.hash] = number
         return block
 
+    def _service_logs(self, tx: ScenarioTx) -> list[tuple[str, tuple[str, ...]]]:
+        """(emitting contract, topics) of a withdrawal, swap or bridge deposit, in emission order."""
+        if tx.kind == KIND_WITHDRAW:
+            return [(tx.to, (WITHDRAWAL_TOPIC, pad_address(self._relayer(tx))))]
+        if tx.kind == KIND_SWAP:
+            # The pair pulls the token first (a Transfer from the trader), then reports the swap.
+            recipient = tx.payouts[0][0]
+            return [(tx.token, (TRANSFER_TOPIC, pad_address(tx.sender), pad_address(tx.to))),
+                    (tx.to, (SWAP_TOPIC, pad_address(tx.sender), pad_address(recipient)))]
+        if tx.kind == KIND_BRIDGE:
+            vault = tx.payouts[0][0] if tx.payouts else ZERO_ADDRESS
+            return [(tx.to, (THOR_DEPOSIT_TOPIC, pad_address(vault), pad_address(ZERO_ADDRESS)))]
+        return []
+
+    @staticmethod
+    def _relayer(tx: ScenarioTx) -> str:
+        # Tornado pays the fee to the relayer named in the proof; a self-sent withdrawal names none.
+        return tx.payouts[1][0] if len(tx.payouts) > 1 else ZERO_ADDRESS
+
     # -- transactions ------------------------------------------------------------------------
     def commitment(self, tid: int) -> str:
         """The bytes32 a mixer deposit commits to: derived from its tx hash, so deterministic."""
         return "0x" + hashlib.sha3_256(("commitment" + self.tx_hash[tid]).encode()).hexdigest()
+
+    def nullifier(self, tid: int) -> str:
+        """The nullifier hash a withdrawal reveals (unlinkable to any commitment, as in Tornado)."""
+        return "0x" + hashlib.sha3_256(("nullifier" + self.tx_hash[tid]).encode()).hexdigest()
 
     def tx_target(self, tid: int) -> str:
         tx = self.txs[tid]
@@ -379,7 +446,8 @@ class Chain:
 
     def tx_value(self, tid: int) -> int:
         tx = self.txs[tid]
-        return 0 if tx.kind == KIND_TOKEN else tx.value
+        # Token transfers, swaps (the token is pulled by the pair) and withdrawals send no ETH.
+        return 0 if tx.kind in (KIND_TOKEN, KIND_SWAP, KIND_WITHDRAW) else tx.value
 
     def tx_input(self, tid: int) -> str:
         tx = self.txs[tid]
@@ -387,6 +455,22 @@ class Chain:
             return SEL_TRANSFER + pad_address(tx.to)[2:] + word(tx.value)
         if tx.kind == KIND_MIXER:
             return SEL_DEPOSIT + self.commitment(tid)[2:]
+        if tx.kind == KIND_WITHDRAW:
+            # withdraw(proof, root, nullifierHash, recipient, relayer, fee, refund): a dummy proof.
+            recipient = tx.payouts[0][0] if tx.payouts else ZERO_ADDRESS
+            fee = tx.payouts[1][1] if len(tx.payouts) > 1 else 0
+            head = (word(7 * 32) + _side(tid, "root") + self.nullifier(tid)[2:] + pad_address(recipient)[2:]
+                    + pad_address(self._relayer(tx))[2:] + word(fee) + word(0))
+            return SEL_WITHDRAW + head + word(32) + _side(tid, "proof")
+        if tx.kind == KIND_SWAP:
+            recipient = tx.payouts[0][0] if tx.payouts else tx.sender
+            path = word(2) + pad_address(tx.token)[2:] + pad_address(WETH)[2:]
+            return (SEL_SWAP + word(tx.value) + word(0) + word(5 * 32) + pad_address(recipient)[2:]
+                    + word(2**32 - 1) + path)
+        if tx.kind == KIND_BRIDGE:
+            vault = tx.payouts[0][0] if tx.payouts else ZERO_ADDRESS
+            return SEL_THOR_DEPOSIT + pad_address(vault)[2:] + pad_address(ZERO_ADDRESS)[2:] + word(tx.value) + \
+                word(4 * 32) + _abi_string(tx.memo)
         if tx.kind == KIND_BATCH:
             n = len(tx.payouts)
             head = word(64) + word(64 + 32 * (n + 1))
@@ -398,7 +482,7 @@ class Chain:
     def tx_gas(self, tid: int) -> tuple[int, int]:
         """(gas limit, gas used)."""
         tx = self.txs[tid]
-        used = _GAS[tx.kind] + (_GAS_PER_PAYOUT * len(tx.payouts) if tx.kind == KIND_BATCH else 0)
+        used = _GAS[tx.kind] + (_GAS_PER_PAYOUT * len(tx.payouts) if tx.kind in _PAYING else 0)
         if not tx.ok:
             used = used * 2 // 3
         return used * 5 // 4, used
@@ -407,7 +491,7 @@ class Chain:
         """The transaction's calls in execution (pre-)order; failed transactions stop at the top."""
         tx = self.txs[tid]
         gas, used = self.tx_gas(tid)
-        subcalls = list(tx.payouts) if tx.kind == KIND_BATCH and tx.ok else []
+        subcalls = list(tx.payouts) if tx.kind in _PAYING and tx.ok else []
         top = Frame(
             tx.sender,
             self.tx_target(tid),
@@ -434,10 +518,18 @@ class Chain:
         out = []
         for lg in range(first, end):
             topics = self.log_topics[lg]
-            if topics[0] == TRANSFER_TOPIC:
+            t0 = topics[0]
+            if t0 == TRANSFER_TOPIC:
                 data = "0x" + word(tx.value)
-            else:
+            elif t0 == DEPOSIT_TOPIC:
                 data = "0x" + word(self._leaf[tid]) + word(self.blocks[self.tx_block[tid]].timestamp)
+            elif t0 == WITHDRAWAL_TOPIC:  # (address to, bytes32 nullifierHash, uint256 fee); relayer indexed
+                fee = tx.payouts[1][1] if len(tx.payouts) > 1 else 0
+                data = "0x" + pad_address(tx.payouts[0][0])[2:] + self.nullifier(tid)[2:] + word(fee)
+            elif t0 == SWAP_TOPIC:  # token0 = the token paid in, token1 = WETH paid out
+                data = "0x" + word(tx.value) + word(0) + word(0) + word(sum(v for _, v in tx.payouts))
+            else:  # THORChain Deposit(address indexed to, address indexed asset, uint amount, string memo)
+                data = "0x" + word(tx.value) + word(64) + _abi_string(tx.memo)
             out.append(Log(self.log_address[lg], topics, data))
         return out
 
@@ -563,7 +655,7 @@ class Chain:
             return 0
         k = t - self.tx_first_trace[tid]
         if k == 0:
-            return 0 if tx.kind == KIND_TOKEN else tx.value
+            return self.tx_value(tid)
         return tx.payouts[k - 1][1]
 
     def _native_timeline(self, address: str) -> tuple[list[int], list[int]]:

@@ -36,6 +36,10 @@ KIND_NATIVE = 0  # sender -> to, `value` wei as the transaction value
 KIND_TOKEN = 1  # sender calls token.transfer(to, value): one Transfer log, tx.value = 0
 KIND_BATCH = 2  # sender calls batch contract `to` with `value` wei; it forwards `payouts` in internal calls
 KIND_MIXER = 3  # sender calls mixer pool `to` with `value` wei (the pool's denomination): a Deposit log
+# Kinds below only appear when a scenario turns its mixer/swap/bridge knobs on.
+KIND_WITHDRAW = 4  # sender (relayer or recipient) calls pool `to`; it pays `payouts` (recipient, then relayer fee)
+KIND_SWAP = 5  # sender pays `value` of `token` into DEX pair `to`; it pays `payouts` in native (a V2 Swap log)
+KIND_BRIDGE = 6  # sender pays `value` wei into bridge router `to` with `memo`; it forwards `payouts` to the vault
 
 SCENARIO_FORMAT = "tracer-devchain-scenario/1"
 
@@ -68,8 +72,10 @@ class ScenarioTx:
     """One transaction, in the compact form the generator writes and the chain expands.
 
     `to` is the recipient of the value for KIND_NATIVE and KIND_TOKEN (for tokens the chain's
-    transaction goes to `token`), the batch contract for KIND_BATCH and the pool for KIND_MIXER.
-    A failed transaction (`ok=False`) moves nothing and emits no log.
+    transaction goes to `token`), the batch contract for KIND_BATCH, the pool for KIND_MIXER and
+    KIND_WITHDRAW, the DEX pair for KIND_SWAP and the bridge router for KIND_BRIDGE. Contracts pay
+    `payouts` out of their own balance in internal calls. A failed transaction (`ok=False`) moves
+    nothing and emits no log.
     """
 
     kind: int
@@ -80,15 +86,22 @@ class ScenarioTx:
     payouts: tuple[tuple[str, int], ...] = ()
     ok: bool = True
     gas_price: int = 20 * GWEI
+    memo: str = ""  # KIND_BRIDGE: the THORChain-style memo naming the destination
 
     def transfers(self) -> list[tuple[str, str, str, int]]:
         """(from, to, asset, amount) value movements in execution order; empty for a failed tx."""
         if not self.ok:
             return []
-        if self.kind == KIND_TOKEN:
+        kind = self.kind
+        if kind == KIND_TOKEN:
             return [(self.sender, self.to, self.token, self.value)] if self.value else []
-        moved = [(self.sender, self.to, NATIVE, self.value)] if self.value else []
-        if self.kind == KIND_BATCH:
+        if kind == KIND_WITHDRAW:
+            return [(self.to, who, NATIVE, amount) for who, amount in self.payouts if amount]
+        if kind == KIND_SWAP:
+            moved = [(self.sender, self.to, self.token, self.value)] if self.value else []
+        else:
+            moved = [(self.sender, self.to, NATIVE, self.value)] if self.value else []
+        if kind == KIND_BATCH or kind >= KIND_SWAP:
             moved.extend((self.to, who, NATIVE, amount) for who, amount in self.payouts if amount)
         return moved
 
@@ -156,6 +169,56 @@ class ExitTruth:
     amount: int
 
 
+@dataclass(frozen=True, slots=True)
+class MixerLinkTruth:
+    """One laundering note through a mixer pool: who deposited it and who withdrew it.
+
+    `clue` names what the withdrawal gives away (address | gas_price | counterparty |
+    multi_denomination); `flagged` is the flagged part of the deposit (haircut), so a certain link
+    carries min(flagged, denomination - fee) to the recipient.
+    """
+
+    pool: str
+    denomination: int
+    depositor: str
+    deposit_block: int
+    recipient: str
+    withdrawal_block: int
+    relayer: str  # "" when the recipient sent the withdrawal itself
+    fee: int
+    clue: str
+    flagged: int
+
+
+@dataclass(frozen=True, slots=True)
+class SwapTruth:
+    """A laundering swap on the DEX pair: the wallet pays `asset_in` and gets `asset_out` back."""
+
+    wallet: str
+    block: int
+    asset_in: str
+    amount_in: int
+    flagged_in: int
+    asset_out: str
+    amount_out: int
+    flagged_out: int  # flagged_in converted at the swap's own rate
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeTruth:
+    """A laundering deposit into a bridge router and where its memo sends the money."""
+
+    router: str
+    sender: str
+    block: int
+    asset: str
+    amount: int
+    flagged: int
+    memo: str
+    dest_chain: str
+    dest_address: str
+
+
 @dataclass(slots=True)
 class Truth:
     offramps: list[OfframpTruth] = field(default_factory=list)
@@ -167,6 +230,12 @@ class Truth:
     other_exits: list[ExitTruth] = field(default_factory=list)
     deposit_addresses: dict[str, str] = field(default_factory=dict)  # every deposit address -> exchange
     launderers: list[str] = field(default_factory=list)  # intermediate wallets of the laundering
+    # With the mixer/swap/bridge knobs on: what following money through them should find. Kept apart
+    # from `offramps` (which stop at every service), so uncertain links never blur those amounts.
+    mixer_links: list[MixerLinkTruth] = field(default_factory=list)
+    swaps: list[SwapTruth] = field(default_factory=list)
+    bridges: list[BridgeTruth] = field(default_factory=list)
+    through_offramps: list[OfframpTruth] = field(default_factory=list)  # reached only through a mixer or swap
 
     def stopped_total(self, asset: str) -> int:
         """Flagged amount of `asset` that reached any stop (off-ramps, mixers, hubs, other exits)."""
@@ -213,13 +282,22 @@ class ScenarioParams:
     gas_topup_rate: float = 0.3  # share of ETH laundering wallets that get a small clean top-up
     n_traps: int = 2  # clean money through wallets touched by the laundering, into noise off-ramps
     failed_rate: float = 0.02  # share of noise transactions that revert
+    # mixers, swaps and bridges: off by default, so scenarios made before them stay identical
+    mixer_withdrawals: bool = False  # launderers withdraw their mixer notes, each leaving a de-mixing clue
+    n_mixer_users: int = 0  # unrelated users who deposit into the pools and withdraw later (the anonymity set)
+    n_swaps: int = 0  # laundering USDT -> ETH swaps on a Uniswap-V2-like pair (USDT in, ETH out internally)
+    n_swap_users: int = 0  # unrelated swaps on the same pair
+    n_bridges: int = 0  # laundering ETH deposits into a THORChain-like router, with destination memos
+    n_bridge_users: int = 0  # unrelated bridge deposits
 
     @classmethod
-    def for_size(cls, n_transfers: int, seed: int = 1) -> ScenarioParams:
+    def for_size(cls, n_transfers: int, seed: int = 1, *, services: bool = False) -> ScenarioParams:
         """Knobs for about `n_transfers` value transfers (50 for unit tests .. millions for benches).
 
         The laundering grows slowly with the size (real cases have tens to a few hundred hops and
         every hop must stay above the relative threshold); the rest is noise and exchange traffic.
+        `services` adds mixer withdrawals with de-mixing clues, DEX swaps and bridge deposits (and
+        unrelated users of each) on top; without it the scenario is exactly what it always was.
         """
         n = max(50, n_transfers)
         g = math.sqrt(n / 300)  # growth of the laundering structure
@@ -227,7 +305,7 @@ class ScenarioParams:
         def k(base: float, power: float, lo: int, hi: int) -> int:
             return max(lo, min(hi, round(base * g**power)))
 
-        laundering = dict(
+        laundering: dict[str, Any] = dict(
             n_seeds=1 if n < 150 else (2 if n < 5_000 else 3),
             n_fanout=k(8, 1.0, 3, 150),
             n_consolidation=k(2, 0.5, 1, 12),
@@ -250,6 +328,16 @@ class ScenarioParams:
         # A noise event makes ~1.2 transfers on average (deposits add a sweep, batches several calls).
         events = max(10, round(rest / 1.2))
         users = max(8, events // 12)
+        extra: dict[str, Any] = {}
+        if services:
+            extra = dict(
+                mixer_withdrawals=True,
+                n_mixer_users=max(40, min(2_000, n // 40)),
+                n_swaps=k(1, 0.3, 1, 4),
+                n_swap_users=max(12, min(500, n // 200)),
+                n_bridges=k(2, 0.3, 2, 6),
+                n_bridge_users=max(8, min(300, n // 300)),
+            )
         return cls(
             seed=seed,
             n_blocks=max(40, n // 100),
@@ -259,6 +347,7 @@ class ScenarioParams:
             n_mixer_noise=max(4, events // 30),
             n_hub_senders=hub_senders,
             **laundering,
+            **extra,
         )
 
 
@@ -377,6 +466,7 @@ def _encode(sc: Scenario) -> dict[str, Any]:
     tokens = [index[tx.token] if tx.token else -1 for tx in txs]
     gas = [tx.gas_price for tx in txs]
     failed = [i for i, tx in enumerate(txs) if not tx.ok]
+    memos = [[i, tx.memo] for i, tx in enumerate(txs) if tx.memo]
     payouts = [[i, [[index[a], v] for a, v in tx.payouts]] for i, tx in enumerate(txs) if tx.payouts]
     counts = [len(block.txs) for block in sc.blocks]
     truth = asdict(sc.truth)
@@ -408,6 +498,7 @@ def _encode(sc: Scenario) -> dict[str, Any]:
             "gas_price": gas,
             "failed": failed,
             "payouts": payouts,
+            "memos": memos,
         },
     }
 
@@ -419,6 +510,7 @@ def _decode(data: dict[str, Any]) -> Scenario:
     cols = data["txs"]
     failed = set(cols["failed"])
     payouts = {i: tuple((table[a], v) for a, v in p) for i, p in cols["payouts"]}
+    memos: dict[int, str] = {i: m for i, m in cols.get("memos", [])}
     empty: tuple[tuple[str, int], ...] = ()
     txs = [
         ScenarioTx(
@@ -430,6 +522,7 @@ def _decode(data: dict[str, Any]) -> Scenario:
             payouts.get(i, empty),
             i not in failed,
             gp,
+            memos.get(i, ""),
         )
         for i, (kind, s, t, value, tok, gp) in enumerate(
             zip(cols["kind"], cols["sender"], cols["to"], cols["value"], cols["token"], cols["gas_price"], strict=True)
@@ -452,6 +545,11 @@ def _decode(data: dict[str, Any]) -> Scenario:
         other_exits=[ExitTruth(**e) for e in t["other_exits"]],
         deposit_addresses=dict(t["deposit_addresses"]),
         launderers=list(t["launderers"]),
+        # Scenarios saved before the mixer/swap/bridge knobs have none of these.
+        mixer_links=[MixerLinkTruth(**m) for m in t.get("mixer_links", [])],
+        swaps=[SwapTruth(**x) for x in t.get("swaps", [])],
+        bridges=[BridgeTruth(**x) for x in t.get("bridges", [])],
+        through_offramps=[OfframpTruth(**o) for o in t.get("through_offramps", [])],
     )
     return Scenario(
         genesis_time=data["genesis_time"],
@@ -588,8 +686,11 @@ def build_truth(
 
 _ALL = -1  # amount placeholder: the sender's whole balance of the asset when the tx executes
 
-# (kind, sender, to, asset, amount, strict, ok, payouts), kept in per-block lists in planning order
-_Event = tuple[int, str, str, str, int, bool, bool, tuple[tuple[str, int], ...]]
+# Optional extras of a planned transaction: (memo, fixed gas price or 0, tag or ""). A tag names the
+# executed ScenarioTx in `_Builder.tagged`, so ground truth can point at it after `run()`.
+_Extra = tuple[str, int, str]
+# (kind, sender, to, asset, amount, strict, ok, payouts, extra), in per-block lists in planning order
+_Event = tuple[int, str, str, str, int, bool, bool, tuple[tuple[str, int], ...], _Extra | None]
 
 EXCHANGE_NAMES = ("Binance", "Coinbase", "Kraken", "OKX", "KuCoin", "Bybit", "Gate.io", "HTX", "Bitfinex", "MEXC")
 
@@ -611,6 +712,7 @@ class _Builder:
         self.sweep_delay_max = 4
         self.batch_contract = ""
         self.txs: dict[int, list[ScenarioTx]] = {}
+        self.tagged: dict[str, tuple[int, ScenarioTx]] = {}  # tag -> (block, executed transaction)
         self.last_block = 0
 
     def new_address(self) -> str:
@@ -634,8 +736,9 @@ class _Builder:
         strict: bool = True,
         ok: bool = True,
         payouts: tuple[tuple[str, int], ...] = (),
+        extra: _Extra | None = None,
     ) -> None:
-        ev = (kind, sender, to, asset, amount, strict, ok, payouts)
+        ev = (kind, sender, to, asset, amount, strict, ok, payouts, extra)
         bucket = self.events.get(block)
         if bucket is None:
             self.events[block] = [ev]
@@ -656,6 +759,17 @@ class _Builder:
 
     def mixer(self, block: int, sender: str, pool: str, amount: int, **kw: Any) -> None:
         self.add(block, KIND_MIXER, sender, pool, NATIVE, amount, **kw)
+
+    def withdraw(self, block: int, sender: str, pool: str, payouts: Sequence[tuple[str, int]], **kw: Any) -> None:
+        p = tuple(payouts)
+        self.add(block, KIND_WITHDRAW, sender, pool, NATIVE, sum(v for _, v in p), payouts=p, **kw)
+
+    def swap(self, block: int, sender: str, pair: str, token: str, amount_in: int, recipient: str, amount_out: int,
+             **kw: Any) -> None:
+        self.add(block, KIND_SWAP, sender, pair, token, amount_in, payouts=((recipient, amount_out),), **kw)
+
+    def bridge(self, block: int, sender: str, router: str, vault: str, amount: int, **kw: Any) -> None:
+        self.add(block, KIND_BRIDGE, sender, router, NATIVE, amount, payouts=((vault, amount),), **kw)
 
     def run(self) -> dict[int, list[ScenarioTx]]:
         """Execute every planned event, block by block, in planning order within a block.
@@ -686,7 +800,22 @@ class _Builder:
             if not batch:
                 continue
             txs: list[ScenarioTx] = []
-            for kind, sender, to, asset, amount, strict, ok, payouts in batch:
+            for kind, sender, to, asset, amount, strict, ok, payouts, extra in batch:
+                if kind >= KIND_WITHDRAW:
+                    # Contract payouts (mixer, swap, bridge): rare, so a general path is fine here.
+                    tx = self._service_tx(block, kind, sender, to, asset, amount, strict, ok, payouts, extra,
+                                          per_asset)
+                    if tx is not None:
+                        txs.append(tx)
+                        for frm, who, moved_asset, _ in tx.transfers():
+                            if frm != sender and who in sweeps_to and (who, moved_asset) not in pending:
+                                pending.add((who, moved_asset))
+                                when = block + 1 + int(rand() * delay_max)
+                                sweep_kind = KIND_NATIVE if moved_asset == NATIVE else KIND_TOKEN
+                                sweeps.setdefault(when, []).append(
+                                    (sweep_kind, who, sweeps_to[who], moved_asset, _ALL, False, True, (), None))
+                                last = max(last, when)
+                    continue
                 bal = per_asset.get(asset)
                 if bal is None:
                     bal = per_asset[asset] = {}
@@ -704,10 +833,15 @@ class _Builder:
                     if amount <= 0:
                         continue
                 gas_price = int((3 + 57 * rand()) * GWEI)
+                if extra is not None and extra[1]:
+                    gas_price = extra[1]  # a gas price the plan chose (a de-mixing clue, a wallet default)
                 if kind == KIND_TOKEN:
-                    txs.append(new_tx(kind, sender, to, amount, asset, (), ok, gas_price))
+                    tx = new_tx(kind, sender, to, amount, asset, (), ok, gas_price)
                 else:
-                    txs.append(new_tx(kind, sender, to, amount, "", payouts, ok, gas_price))
+                    tx = new_tx(kind, sender, to, amount, "", payouts, ok, gas_price)
+                txs.append(tx)
+                if extra is not None and extra[2]:
+                    self.tagged[extra[2]] = (block, tx)
                 if not ok:
                     continue
                 bal[sender] = have - amount
@@ -719,7 +853,7 @@ class _Builder:
                         pending.add((who, asset))
                         when = block + 1 + int(rand() * delay_max)
                         sweep_kind = KIND_NATIVE if asset == NATIVE else KIND_TOKEN
-                        sweeps.setdefault(when, []).append((sweep_kind, who, hot, asset, _ALL, False, True, ()))
+                        sweeps.setdefault(when, []).append((sweep_kind, who, hot, asset, _ALL, False, True, (), None))
                         last = max(last, when)
             if txs:
                 out[block] = txs
@@ -727,6 +861,47 @@ class _Builder:
         if out:
             self.last_block = max(self.last_block, max(out))
         return out
+
+    def _service_tx(
+        self,
+        block: int,
+        kind: int,
+        sender: str,
+        to: str,
+        asset: str,
+        amount: int,
+        strict: bool,
+        ok: bool,
+        payouts: tuple[tuple[str, int], ...],
+        extra: _Extra | None,
+        per_asset: dict[str, dict[str, int]],
+    ) -> ScenarioTx | None:
+        """Execute a withdrawal, swap or bridge deposit: every debit must be covered, else the
+        transaction is a generator bug (strict) or is skipped (noise)."""
+        memo, gas, tag = extra if extra is not None else ("", 0, "")
+        if kind == KIND_SWAP:
+            tx = ScenarioTx(kind, sender, to, amount, asset, payouts, ok, 0, memo)
+        else:
+            tx = ScenarioTx(kind, sender, to, amount, "", payouts, ok, 0, memo)
+        tx.gas_price = gas or int((3 + 57 * self.rng.random()) * GWEI)
+        moves = ScenarioTx(kind, sender, to, amount, tx.token, payouts, True, 0, memo).transfers()
+        if ok:
+            # Debits are checked in execution order: a router forwards what it has just received.
+            delta: dict[tuple[str, str], int] = {}
+            for frm, who, moved_asset, value in moves:
+                have = per_asset.get(moved_asset, {}).get(frm, 0) + delta.get((frm, moved_asset), 0)
+                if value > have:
+                    if strict:
+                        raise RuntimeError(f"scenario generator overdraws {frm} ({moved_asset}) at block {block}")
+                    return None
+                delta[(frm, moved_asset)] = delta.get((frm, moved_asset), 0) - value
+                delta[(who, moved_asset)] = delta.get((who, moved_asset), 0) + value
+            for (who, moved_asset), value in delta.items():
+                bal = per_asset.setdefault(moved_asset, {})
+                bal[who] = bal.get(who, 0) + value
+        if tag:
+            self.tagged[tag] = (block, tx)
+        return tx
 
 
 @dataclass
@@ -753,6 +928,17 @@ class _World:
     contracts: dict[str, str] = field(default_factory=dict)
     trap_candidates: list[str] = field(default_factory=list)  # fan-out wallets that end with nothing
     topped: set[str] = field(default_factory=set)  # laundering wallets that got a gas top-up
+    # mixers, swaps, bridges (only with their knobs on)
+    pair: str = ""  # Uniswap-V2-like USDT/WETH pair
+    router: str = ""  # THORChain-like router
+    vault: str = ""  # the router forwards deposits to this vault
+    relayers: list[str] = field(default_factory=list)  # Tornado relayers: send withdrawals for a fee
+    gas_station: str = ""  # a clean wallet of the launderers that pays gas to their fresh wallets
+    mixer_jobs: list[tuple[str, int, int]] = field(default_factory=list)  # (funder, amount, block) to mix
+    note_plans: list[tuple[str, str, str, int, str, str]] = field(default_factory=list)  # see _plan_mixer
+    swap_plans: list[tuple[str, str]] = field(default_factory=list)  # (wallet, swap tag)
+    bridge_plans: list[tuple[str, str, str, str]] = field(default_factory=list)  # (tag, memo, chain, address)
+    through_deposits: list[str] = field(default_factory=list)  # off-ramps reached only through a service
 
 
 def _split(total: int, n: int, rng: random.Random, spread: float = 0.4) -> list[int]:
@@ -775,12 +961,17 @@ def _generate(p: ScenarioParams) -> Scenario:
     b = _Builder(rng)
     b.sweep_delay_max = max(1, p.sweep_delay_max)
     w = _make_world(b, p)
+    if _has_services(p):
+        _make_services(b, p, w)
     t0 = max(8, p.n_blocks // 10)  # theft block; room before it for pre-theft history (a trap)
     _plan_eth(b, p, w, t0)
     _plan_usdt(b, p, w, t0)
     _plan_dust_and_traps(b, p, w, t0)
     n_blocks = max(p.n_blocks, b.last_block + p.sweep_delay_max + 2)
     _plan_noise(b, p, w, n_blocks)
+    if _has_services(p):
+        _plan_mixer_notes(b, p, w)
+        _plan_service_users(b, p, w, n_blocks)
     txs = b.run()
     last = max(n_blocks, max(txs) if txs else 0)
     blocks = [ScenarioBlock(n, p.genesis_time + n * p.block_time, txs.get(n, [])) for n in range(1, last + 1)]
@@ -804,6 +995,8 @@ def _generate(p: ScenarioParams) -> Scenario:
         noise_offramps=w.noise_offramps,
         launderers=w.launderers,
     )
+    if _has_services(p):
+        _through_truth(sc, b, w)
     return sc
 
 
@@ -963,6 +1156,8 @@ def _plan_eth(b: _Builder, p: ScenarioParams, w: _World, t0: int) -> None:
         jobs.append(("deposit", 1.0, int(min_hop * 1.5)))
     jobs.append(("hub", 0.1, int(min_hop * 1.5)))
     jobs.append(("hot", 0.4, int(min_hop * 1.5)))
+    for _ in range(p.n_bridges):
+        jobs.append(("bridge", 1.0, int(min_hop * 1.5)))
     # Consolidation wallets keep ~0.5% dormant: real launderers rarely empty every wallet.
     budget = int((S - sum(mixer_amounts)) * 0.995)
     allocated = _allocate(budget, jobs, rng)
@@ -1035,6 +1230,10 @@ def _plan_eth(b: _Builder, p: ScenarioParams, w: _World, t0: int) -> None:
                     if rng.random() < p.gas_topup_rate:
                         _gas_topup(b, w, t_job, r)
                     b.native(t_r, r, rng.choice(w.launder_deposits)[0], part)
+            elif name == "mixer" and p.mixer_withdrawals:
+                w.mixer_jobs.append((cons[c], amount, t_job))  # _plan_mixer_notes takes it from here
+            elif name == "bridge":
+                _bridge_job(b, p, w, cons[c], amount, t_job)
             elif name == "mixer":
                 # Through a fresh feeder wallet, as launderers do, then into the pool.
                 feeder = b.new_address()
@@ -1141,6 +1340,7 @@ def _plan_usdt(b: _Builder, p: ScenarioParams, w: _World, t0: int) -> None:
             ("hub", 0.1, int(min_hop * 1.5)),
             ("hot", 0.3, int(min_hop * 1.5)),
         ]
+        jobs += [("swap", 0.5, int(min_hop * 1.5))] * (p.n_swaps // n_hold + (1 if h < p.n_swaps % n_hold else 0))
         allocated = _allocate(int(total * 0.995), jobs, rng)
         for n_job, (name, amount) in enumerate(allocated):
             t_job = t + n_job // 2
@@ -1153,6 +1353,8 @@ def _plan_usdt(b: _Builder, p: ScenarioParams, w: _World, t0: int) -> None:
                 b.token(t_job, usdt, holders[h], rng.choice(w.launder_deposits)[0], amount)
             elif name == "hub":
                 b.token(t_job, usdt, holders[h], w.hub, amount)
+            elif name == "swap":
+                _swap_job(b, p, w, holders[h], amount, t_job)
             else:
                 b.token(t_job, usdt, holders[h], _any_hot(w, rng), amount)
 
@@ -1297,3 +1499,300 @@ def params_from_dict(data: dict[str, Any]) -> ScenarioParams:
     """ScenarioParams from a saved scenario's `params` (unknown keys ignored)."""
     names = {f.name for f in fields(ScenarioParams)}
     return ScenarioParams(**{k: v for k, v in data.items() if k in names})
+
+
+# ---------------------------------------------------------------------------------------------
+# mixers, swaps and bridges (only with their knobs on)
+
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+# THORChain memo assets the generated bridge deposits ask for: (memo asset, chain name)
+_THOR_TARGETS = (("BTC.BTC", "bitcoin"), ("AVAX.AVAX", "avalanche"), ("BSC.BNB", "bsc"))
+
+
+def _has_services(p: ScenarioParams) -> bool:
+    return bool(p.mixer_withdrawals or p.n_mixer_users or p.n_swaps or p.n_swap_users or p.n_bridges
+                or p.n_bridge_users)
+
+
+def _make_services(b: _Builder, p: ScenarioParams, w: _World) -> None:
+    """The DEX pair, the bridge router and its vault, mixer relayers and the launderers' gas station."""
+    new = b.new_address
+    w.pair, w.router, w.vault = new(), new(), new()
+    w.labels.append(ScenarioLabel(w.pair, "Uniswap V2: USDT-WETH", "dex"))
+    w.labels.append(ScenarioLabel(w.router, "THORChain Router", "bridge"))
+    w.contracts[w.pair] = "dex"
+    w.contracts[w.router] = "bridge"
+    # Deep liquidity: every planned swap is paid out, whatever the noise does.
+    b.fund(w.pair, NATIVE, 1_000_000 * ETHER)
+    b.fund(w.pair, w.usdt, 2_000_000_000 * USD6)
+    w.relayers = [new() for _ in range(4)]
+    w.gas_station = new()
+    b.fund(w.gas_station, NATIVE, 50 * ETHER)
+
+
+def _round_gas(rng: random.Random) -> int:
+    # What wallets and relayers suggest: whole gwei, so many transactions share each value.
+    return rng.randint(8, 40) * GWEI
+
+
+def _btc_address(rng: random.Random) -> str:
+    return "bc1q" + "".join(rng.choice(_BECH32) for _ in range(38))
+
+
+def _through_deposit(b: _Builder, w: _World) -> str:
+    """A fresh exchange deposit address reached only through a mixer or a swap: its amounts are
+    ground truth of following money through them, kept apart from the plain off-ramps."""
+    dep = b.new_address()
+    ex = b.rng.choice(list(w.hot_wallets))
+    w.deposit_exchange[dep] = ex
+    b.deposit_sweeps_to[dep] = b.rng.choice(w.hot_wallets[ex])
+    w.through_deposits.append(dep)
+    return dep
+
+
+def _swap_job(b: _Builder, p: ScenarioParams, w: _World, holder: str, amount: int, t: int) -> None:
+    """A fresh wallet takes USDT, swaps all of it for ETH on the pair and cashes the ETH out."""
+    rng = b.rng
+    wallet = b.new_address()
+    w.launderers.append(wallet)
+    b.token(t, w.usdt, holder, wallet, amount)
+    t_swap = t + rng.randint(1, p.max_hop_delay)
+    price = rng.randint(1_900, 2_100)  # USDT per ETH; the pair keeps a 0.3 % fee
+    out = amount * 10**12 * 997 // (1000 * price)
+    tag = f"swap:{len(w.swap_plans)}"
+    b.swap(t_swap, wallet, w.pair, w.usdt, amount, wallet, out, extra=("", 0, tag))
+    b.native(t_swap + rng.randint(1, p.max_hop_delay), wallet, _through_deposit(b, w), _ALL)
+    w.swap_plans.append((wallet, tag))
+
+
+def _bridge_job(b: _Builder, p: ScenarioParams, w: _World, funder: str, amount: int, t: int) -> None:
+    """A fresh wallet takes ETH and deposits it into the router with a memo naming where it goes."""
+    rng = b.rng
+    k = len(w.bridge_plans)
+    sender = b.new_address()
+    w.launderers.append(sender)
+    b.native(t, funder, sender, amount)
+    asset, chain = _THOR_TARGETS[k % len(_THOR_TARGETS)]
+    dest = _btc_address(rng) if chain == "bitcoin" else b.new_address()
+    # Both memo spellings THORChain accepts, one with a trade limit / streaming suffix.
+    memo = f"=:{asset}:{dest}" if k % 2 == 0 else f"SWAP:{asset}:{dest}:0/1/0"
+    tag = f"bridge:{k}"
+    b.bridge(t + rng.randint(1, p.max_hop_delay), sender, w.router, w.vault, amount, extra=(memo, 0, tag))
+    w.bridge_plans.append((tag, memo, chain, dest))
+
+
+_CLUES = ("gas_price", "address", "counterparty")
+
+
+def _plan_mixer_notes(b: _Builder, p: ScenarioParams, w: _World) -> None:
+    """Deposit the launderers' mixer money and withdraw it, each note leaving one published
+    de-mixing clue (Tutela; Wang et al. 2023): the first few notes come from one wallet and go to
+    one recipient (multi-denomination), the rest cycle through an unusual gas price shared by
+    deposit and withdrawal, withdrawing to the depositing address itself, and a gas station that
+    pays both the depositor and the recipient."""
+    rng = b.rng
+    d = p.max_hop_delay
+    jobs = list(w.mixer_jobs)
+    if not jobs:
+        return
+    groups: list[tuple[str, list[tuple[str, int, int]]]] = []
+    first = 0
+    if len(jobs) >= 4:
+        first = 3 if len(jobs) >= 6 else 2
+        groups.append(("multi_denomination", jobs[:first]))
+    groups.extend((_CLUES[k % len(_CLUES)], [job]) for k, job in enumerate(jobs[first:]))
+    for g, (clue, members) in enumerate(groups):
+        feeder = b.new_address()
+        w.launderers.append(feeder)
+        funded = max(t for _, _, t in members)
+        for funder, amount, t in members:
+            b.native(t, funder, feeder, amount)
+        if clue == "counterparty":
+            b.native(funded, w.gas_station, feeder, rng.randint(10, 40) * 10**15)
+        t_dep = funded + rng.randint(1, d)
+        # Not a whole gwei: a gas price set by hand, which almost nobody else uses.
+        unusual = int((12 + 40 * rng.random()) * GWEI) + rng.randint(1, 999_999) if clue == "gas_price" else 0
+        recipient = feeder if clue == "address" else b.new_address()
+        if recipient != feeder:
+            w.launderers.append(recipient)
+        t_w = t_dep + rng.randint(4, 30)
+        if clue == "counterparty":
+            b.native(t_w - 1, w.gas_station, recipient, rng.randint(10, 40) * 10**15)
+        for j, (_, amount, _) in enumerate(members):
+            pool = w.pools[amount // ETHER]
+            dep_tag, wd_tag = f"note:{g}:{j}:d", f"note:{g}:{j}:w"
+            b.mixer(t_dep, feeder, pool, amount, extra=("", unusual or _round_gas(rng), dep_tag))
+            if clue == "gas_price":
+                # The recipient sends its withdrawal itself, with the gas price it deposited with.
+                b.withdraw(t_w + j, recipient, pool, [(recipient, amount)], extra=("", unusual, wd_tag))
+            else:
+                relayer = rng.choice(w.relayers)
+                fee = amount * rng.choice((10, 20, 30)) // 10_000
+                b.withdraw(t_w + j, relayer, pool, [(recipient, amount - fee), (relayer, fee)],
+                           extra=("", _round_gas(rng), wd_tag))
+            w.note_plans.append((clue, pool, dep_tag, amount, wd_tag, recipient))
+        b.native(t_w + len(members) + rng.randint(1, d), recipient, _through_deposit(b, w), _ALL)
+
+
+def _plan_service_users(b: _Builder, p: ScenarioParams, w: _World, n_blocks: int) -> None:
+    """Unrelated users of the pools, the pair and the router: the crowd the laundering hides in."""
+    rng = b.rng
+    new = b.new_address
+    top = max(5, n_blocks)
+    denominations = (1, 1, 1, 10, 10, 10, 100)
+    for _ in range(p.n_mixer_users):
+        u = new()
+        notes = [rng.choice(denominations)]
+        if rng.random() < 0.15:  # some mix two notes and withdraw both to one address
+            notes.append(notes[0] if rng.random() < 0.5 else rng.choice(denominations))
+        b.fund(u, NATIVE, (sum(notes) + 1) * ETHER)
+        t = rng.randint(1, top)
+        gas = _round_gas(rng)
+        for denom in notes:
+            b.mixer(t, u, w.pools[denom], denom * ETHER, extra=("", gas, ""))
+        r = rng.random()
+        recipient = new() if r < 0.65 else (u if r < 0.80 else rng.choice(w.users))
+        t_w = t + rng.randint(1, max(10, top // 2))
+        for j, denom in enumerate(notes):
+            amount = denom * ETHER
+            if rng.random() < 0.7:
+                relayer = rng.choice(w.relayers)
+                fee = amount * rng.choice((10, 20, 30)) // 10_000
+                b.withdraw(t_w + j, relayer, w.pools[denom], [(recipient, amount - fee), (relayer, fee)],
+                           extra=("", _round_gas(rng), ""))
+            else:
+                b.withdraw(t_w + j, recipient, w.pools[denom], [(recipient, amount)], extra=("", _round_gas(rng), ""))
+        if recipient != u and recipient not in w.users and rng.random() < 0.5:
+            b.native(t_w + len(notes) + rng.randint(1, 5), recipient, _any_hot(w, rng), _ALL)
+    for _ in range(p.n_swap_users):
+        u = new()
+        amount = int(rng.lognormvariate(math.log(3_000), 1.0) * USD6) + USD6
+        b.fund(u, w.usdt, amount)
+        b.fund(u, NATIVE, ETHER // 10)
+        price = rng.randint(1_900, 2_100)
+        b.swap(rng.randint(1, top), u, w.pair, w.usdt, amount, u, amount * 10**12 * 997 // (1000 * price))
+    for _ in range(p.n_bridge_users):
+        u = new()
+        amount = rng.randint(1, 50) * ETHER // 10
+        b.fund(u, NATIVE, amount + ETHER // 10)
+        memo = f"=:BTC.BTC:{_btc_address(rng)}"
+        b.bridge(rng.randint(1, top), u, w.router, w.vault, amount, extra=(memo, 0, ""))
+
+
+@dataclass
+class ThroughFlows:
+    """What `reference_through` found: flagged receipts at stops, and per transaction (by id()) the
+    flagged value its sender put into a pool, pair or router, and the flagged value a swap paid out."""
+
+    received: dict[tuple[str, str], int]
+    put_in: dict[int, int]
+    swapped_out: dict[int, int]
+
+
+def reference_through(
+    txs: Iterable[ScenarioTx],
+    genesis_balances: dict[str, dict[str, int]],
+    seeds: Iterable[str],
+    stops: Iterable[str],
+    note_links: dict[int, int],
+) -> ThroughFlows:
+    """`reference_haircut` that also follows money through services with certainty.
+
+    A swap's payout carries the flagged share of what was swapped in (the swap's own rate); a
+    withdrawal listed in `note_links` (id of the withdrawal tx -> id of the deposit tx) pays its
+    recipient the deposit's flagged amount scaled by what the recipient got of the denomination
+    (the relayer's fee is not followed). Everything else stops at stops, as in `reference_haircut`.
+    """
+    seed_set = set(seeds)
+    stop_set = set(stops)
+    balance: dict[tuple[str, str], int] = {}
+    flagged: dict[tuple[str, str], int] = {}
+    for address, assets in genesis_balances.items():
+        for asset, amount in assets.items():
+            balance[(address, asset)] = amount
+    linked_deposits = set(note_links.values())
+    notes: dict[int, int] = {}
+    flows = ThroughFlows({}, {}, {})
+
+    def credit(to: str, asset: str, out: int) -> None:
+        if not out or to in seed_set:
+            return
+        if to in stop_set:
+            flows.received[(to, asset)] = flows.received.get((to, asset), 0) + out
+        else:
+            flagged[(to, asset)] = flagged.get((to, asset), 0) + out
+
+    for tx in txs:
+        if not tx.ok:
+            continue
+        key = id(tx)
+        moves = tx.transfers()
+        if tx.kind == KIND_WITHDRAW and key in note_links:
+            note = notes.pop(note_links[key], 0)
+            denomination = sum(v for _, _, _, v in moves)
+            for i, (frm, to, asset, amount) in enumerate(moves):
+                balance[(frm, asset)] = balance.get((frm, asset), 0) - amount
+                balance[(to, asset)] = balance.get((to, asset), 0) + amount
+                if i == 0 and denomination:
+                    credit(to, asset, note * amount // denomination)
+            continue
+        swapped_in = 0
+        for i, (frm, to, asset, amount) in enumerate(moves):
+            have = balance.get((frm, asset), 0)
+            if tx.kind == KIND_SWAP and i > 0:
+                out = swapped_in * amount // tx.value if tx.value else 0
+                flows.swapped_out[key] = flows.swapped_out.get(key, 0) + out
+            elif frm in seed_set:
+                out = amount
+            elif frm in stop_set:
+                out = 0
+            else:
+                f = flagged.get((frm, asset), 0)
+                out = f * amount // have if f and have else 0
+                if out:
+                    flagged[(frm, asset)] = f - out
+            balance[(frm, asset)] = have - amount
+            balance[(to, asset)] = balance.get((to, asset), 0) + amount
+            if i == 0 and tx.kind in (KIND_MIXER, KIND_SWAP, KIND_BRIDGE):
+                flows.put_in[key] = out
+                swapped_in = out
+                if key in linked_deposits:
+                    notes[key] = out
+            credit(to, asset, out)
+    return flows
+
+
+def _through_truth(sc: Scenario, b: _Builder, w: _World) -> None:
+    """Ground truth of the mixer links, swaps and bridge deposits, from `reference_through`."""
+    truth = sc.truth
+    tagged = b.tagged
+    note_links = {id(tagged[wd][1]): id(tagged[dep][1]) for _, _, dep, _, wd, _ in w.note_plans}
+    label_of = {lb.address: lb for lb in sc.labels}
+    stops = set(truth.deposit_addresses) | set(truth.hubs)
+    stops |= {a for a, lb in label_of.items() if lb.category in ("exchange", "mixer", "bridge", "dex")}
+    flows = reference_through((tx for _, tx in sc.iter_txs()), sc.genesis_balances, sc.seeds, stops, note_links)
+    for clue, pool, dep_tag, amount, wd_tag, recipient in w.note_plans:
+        dep_block, dep_tx = tagged[dep_tag]
+        wd_block, wd_tx = tagged[wd_tag]
+        relayer, fee = (wd_tx.payouts[1][0], wd_tx.payouts[1][1]) if len(wd_tx.payouts) > 1 else ("", 0)
+        truth.mixer_links.append(MixerLinkTruth(
+            pool=pool, denomination=amount, depositor=dep_tx.sender, deposit_block=dep_block, recipient=recipient,
+            withdrawal_block=wd_block, relayer=relayer, fee=fee, clue=clue, flagged=flows.put_in.get(id(dep_tx), 0),
+        ))
+    for wallet, tag in w.swap_plans:
+        block, tx = tagged[tag]
+        truth.swaps.append(SwapTruth(
+            wallet=wallet, block=block, asset_in=tx.token, amount_in=tx.value, flagged_in=flows.put_in.get(id(tx), 0),
+            asset_out=NATIVE, amount_out=sum(v for _, v in tx.payouts), flagged_out=flows.swapped_out.get(id(tx), 0),
+        ))
+    for tag, memo, chain, dest in w.bridge_plans:
+        block, tx = tagged[tag]
+        truth.bridges.append(BridgeTruth(
+            router=tx.to, sender=tx.sender, block=block, asset=NATIVE, amount=tx.value,
+            flagged=flows.put_in.get(id(tx), 0), memo=memo, dest_chain=chain, dest_address=dest,
+        ))
+    through = set(w.through_deposits)
+    for (address, asset), amount in sorted(flows.received.items()):
+        if address in through and amount:
+            truth.through_offramps.append(
+                OfframpTruth(address, truth.deposit_addresses[address], asset, amount, "deposit_address"))
