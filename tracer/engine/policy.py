@@ -48,6 +48,9 @@ class Policy:
     hub_degree: int = 1000  # distinct counterparties that make an unlabelled address a hub
     hub_in_degree: int = 300  # distinct senders that make an unlabelled address a hub
     sweep_blocks: int = 200  # a deposit address forwards to its exchange within this many blocks
+    # A mixer deposit -> withdrawal link is only a scored guess: follow links at least this sure,
+    # carrying the deposit's flagged amount times the confidence.
+    min_link_confidence: float = 0.5
 
     @classmethod
     def from_json(cls, data: Any) -> Policy:
@@ -77,6 +80,11 @@ class Policy:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
                 raise PolicyError("min_share", "must be a number in [0, 1)")
             kwargs["min_share"] = float(value)
+        if "min_link_confidence" in data:
+            value = data["min_link_confidence"]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise PolicyError("min_link_confidence", "must be a number in [0, 1]")
+            kwargs["min_link_confidence"] = float(value)
         if "min_amount" in data:
             kwargs["min_amount"] = _amounts(data["min_amount"])
         for name in ("stop_categories", "through_categories"):
