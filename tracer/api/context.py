@@ -82,6 +82,7 @@ class ApiContext:
     scopes: dict[tuple[str, str], str | None] = field(default_factory=dict)
     #: (chain, token) -> (symbol, decimals): token metadata never changes, so it is cached forever.
     asset_meta: dict[tuple[str, str], tuple[str | None, int | None]] = field(default_factory=dict)
+    trace_chains: dict[int, str] = field(default_factory=dict)  # trace id -> chain (immutable)
     exits_cache: OrderedDict[tuple[object, ...], bytes] = field(default_factory=OrderedDict)
 
     @property

@@ -198,16 +198,6 @@ async def hop_count(conn: Conn, trace_id: int) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id))
 
 
-async def trace_nodes(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
-    """What the trace decided about each address it reached (role, reason, entity, depth)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT address, depth, is_seed, role, reason, entity, category FROM jobs
-           WHERE trace_id = $1 AND kind = 'address'""",
-        trace_id,
-    )
-    return rows
-
-
 # ---------------------------------------------------------------- exits and paths
 
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from tracer.api import params
 from tracer.api import serialize as ser
+from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor, trace_or_404
 from tracer.store import reads
 
@@ -42,9 +43,21 @@ async def list_(request: web.Request) -> web.Response:
     scope = {"trace": trace_id, "sort": sort, "filter": repr(f)}
     after = read_cursor(request, "hops", scope)
     async with ctx.pool.acquire() as conn:
-        trace = await trace_or_404(conn, trace_id)
+        # A trace's chain never changes, so a known trace costs one query per page, not two. An
+        # empty page is the only case where the trace may be gone: check it then (404).
+        chain = ctx.trace_chains.get(trace_id)
+        if chain is None:
+            chain = str((await trace_or_404(conn, trace_id))["chain"])
         rows = await reads.hops_page(conn, trace_id, f, sort=sort, after=after, limit=limit + 1)
-    chain = trace["chain"]
+        if not rows:
+            try:
+                await trace_or_404(conn, trace_id)
+            except ApiError:
+                ctx.trace_chains.pop(trace_id, None)
+                raise
+    if len(ctx.trace_chains) > 10_000:
+        ctx.trace_chains.clear()
+    ctx.trace_chains[trace_id] = chain
     items = [ser.hop(chain, r) for r in rows[:limit]]
     cursor = (make_cursor(request, "hops", scope, reads.hop_sort_key(sort, rows[limit - 1]))
               if len(rows) > limit else None)
