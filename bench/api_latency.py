@@ -3,8 +3,10 @@
 Synthesises a finished trace of N hops (default 1,000,000) straight into Postgres with COPY — no
 engine run — then starts a real `tracer serve` process and drives it from this process with C
 concurrent clients (default 50) for a fixed time per endpoint. Hop pages are drawn at random from
-cursors collected across the whole trace and both sort orders, so the index is read at many
-places, not one hot first page. Prints a table and writes bench/results/api_latency.json.
+cursors collected at both ends of both sort orders plus filtered pages (per depth, per asset), so
+the indexes are read at many places, not one hot first page. Exits are measured twice: as served
+(finished traces' exit lists are cached in the server) and with that cache off. Prints a table
+and writes bench/results/api_latency.json.
 
     python bench/api_latency.py --database-url postgresql://postgres@127.0.0.1/tracer_bench
     python bench/api_latency.py --smoke --database-url …   # tiny and quick (the test suite runs it)
@@ -188,17 +190,21 @@ class Result:
 
 
 async def collect_cursors(session: aiohttp.ClientSession, base: str, trace_id: int, pages: int) -> list[str]:
-    """Hop-page URLs spread over the trace: walk both sorts, keep every page's URL."""
+    """Hop-page URLs from many places of the trace: both ends of both sort orders (walked page by
+    page, so later pages use real cursors), plus filtered pages (per depth, token only, exits only)
+    that land in the middle of the indexes."""
     urls: list[str] = []
-    for sort in ("block", "-amount"):
+    for sort in ("block", "-block", "-amount", "amount"):
         url: str | None = f"/v1/traces/{trace_id}/hops?limit=100&sort={sort}"
-        for _ in range(pages):
+        for _ in range(max(1, pages // 4)):
             if url is None:
                 break
             urls.append(url)
             async with session.get(base + url) as r:
                 body = await r.json()
             url = body["links"]["next"]
+    filters = [f"depth={d}" for d in range(4, 11)] + [f"asset={TOKEN}", "status=exit", "kind=native&sort=-amount"]
+    urls += [f"/v1/traces/{trace_id}/hops?limit=100&{q}" for q in filters]
     return urls
 
 
@@ -293,14 +299,14 @@ def main() -> int:
     p.add_argument("--hops", type=int, default=1_000_000)
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--seconds", type=float, default=15.0, help="load time per endpoint")
-    p.add_argument("--pages", type=int, default=100, help="hop pages walked per sort to draw requests from")
+    p.add_argument("--pages", type=int, default=200, help="hop pages walked (over four sort orders) to draw from")
     p.add_argument("--fresh", action="store_true", help="synthesise a new trace even if one exists")
     p.add_argument("--smoke", action="store_true", help="tiny and quick: 3,000 hops, 5 clients, 1 s each")
     p.add_argument("--out", type=Path, default=None, help="result file (default bench/results/api_latency.json)")
     args = p.parse_args()
     args.server_log = Path(tempfile.gettempdir()) / f"tracer-api-latency-{os.getpid()}.log"
     if args.smoke:
-        args.hops, args.clients, args.seconds, args.pages = 3000, 5, 1.0, 5
+        args.hops, args.clients, args.seconds, args.pages = 3000, 5, 1.0, 8
     if not args.database_url:
         p.error("--database-url (or DATABASE_URL) is required: the benchmark writes a million rows")
     out = args.out or ROOT / "bench" / "results" / ("api_latency_smoke.json" if args.smoke else "api_latency.json")

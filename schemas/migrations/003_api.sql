@@ -49,5 +49,9 @@ CREATE INDEX IF NOT EXISTS jobs_address ON jobs (address, trace_id);
 -- heap pages; this partial covering index answers the exits aggregate with an index-only scan.
 CREATE INDEX IF NOT EXISTS hops_exit_cover ON hops (trace_id, to_addr, asset)
     INCLUDE (amount, from_addr, depth, block_number, transfer_id) WHERE status = 'exit';
+-- GET /v1/traces/{id}/hops?depth=N: depth grows with block height in any trace, so walking
+-- hops_block and filtering on depth reads most of a big trace before it finds a page; this index
+-- serves the depth filter in block order directly.
+CREATE INDEX IF NOT EXISTS hops_depth ON hops (trace_id, depth, block_number, transfer_id);
 -- GET /v1/traces?label=…: exact-match filter, newest first.
 CREATE INDEX IF NOT EXISTS traces_label ON traces (label, id) WHERE label IS NOT NULL;
