@@ -240,7 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         trace_id, synth_s = await find_or_make_trace(db.pool, args.hops, args.fresh)
         async with db.pool.acquire() as conn:
-            _, key = await key_store.create_key(conn, "bench", ["read"], created_by="bench")
+            bench_key, key = await key_store.create_key(conn, "bench", ["read"], created_by="bench")
         hop_count = await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id)
         exit_count = await db.pool.fetchval(
             "SELECT count(DISTINCT (to_addr, asset)) FROM hops WHERE trace_id = $1 AND status = 'exit'", trace_id)
@@ -270,6 +270,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                         args.seconds)
     finally:
         stop_server(proc)
+    db = await Database.connect(args.database_url, max_size=2)
+    try:  # the benchmark's key is not left usable behind it
+        async with db.pool.acquire() as conn:
+            await key_store.revoke_key(conn, bench_key.key_id)
+    finally:
+        await db.close()
     return {
         "benchmark": "api_latency", "smoke": args.smoke, "trace_id": trace_id, "hops_in_trace": hop_count,
         "exit_rows": exit_count, "synthesis_seconds": round(synth_s, 1), "clients": args.clients,
