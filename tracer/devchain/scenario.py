@@ -1700,8 +1700,9 @@ def reference_through(
 
     A swap's payout carries the flagged share of what was swapped in (the swap's own rate); a
     withdrawal listed in `note_links` (id of the withdrawal tx -> id of the deposit tx) pays its
-    recipient the deposit's flagged amount scaled by what the recipient got of the denomination
-    (the relayer's fee is not followed). Everything else stops at stops, as in `reference_haircut`.
+    recipient the deposit's flagged amount, capped by what the recipient got (the relayer's fee
+    is not followed): what a certain link carries in tracer's engine. Everything else stops at
+    stops, as in `reference_haircut`.
     """
     seed_set = set(seeds)
     stop_set = set(stops)
@@ -1729,12 +1730,11 @@ def reference_through(
         moves = tx.transfers()
         if tx.kind == KIND_WITHDRAW and key in note_links:
             note = notes.pop(note_links[key], 0)
-            denomination = sum(v for _, _, _, v in moves)
             for i, (frm, to, asset, amount) in enumerate(moves):
                 balance[(frm, asset)] = balance.get((frm, asset), 0) - amount
                 balance[(to, asset)] = balance.get((to, asset), 0) + amount
-                if i == 0 and denomination:
-                    credit(to, asset, note * amount // denomination)
+                if i == 0:
+                    credit(to, asset, min(note, amount))
             continue
         swapped_in = 0
         for i, (frm, to, asset, amount) in enumerate(moves):

@@ -1,4 +1,5 @@
-"""What an address is to a trace: an off-ramp, a service to stop at, or a wallet to follow.
+"""What an address is to a trace: an off-ramp, a service to stop at or pass through, or a wallet
+to follow.
 
 Pure decisions over data the worker has already fetched; no I/O here.
 """
@@ -42,8 +43,18 @@ class Verdict:
 FOLLOW = Verdict("followed", "flagged funds")
 
 
+MIXER = "mixer"
+BRIDGE = "bridge"
+ENTERED_MIXER = "entered mixer"
+
+
 def by_label(labels: Sequence[LabelLike], policy: Policy) -> Verdict | None:
-    """An exit or a stop decided by a label alone (the strongest label wins)."""
+    """An exit or a stop decided by a label alone (the strongest label wins).
+
+    Services money passes through (`policy.through_categories`): a bridge is a cross-chain exit
+    (the worker adds the destination it decodes); a mixer or a DEX is where the trace stops unless
+    the worker follows the money through it (a linked mixer withdrawal, a same-transaction swap).
+    """
     for label in labels:
         if label.category in policy.stop_categories:
             if label.source == BEHAVIOUR_SOURCE:
@@ -52,9 +63,20 @@ def by_label(labels: Sequence[LabelLike], policy: Policy) -> Verdict | None:
             return Verdict("exit", f"label:{label.source}", label.entity, label.category)
     for label in labels:
         if label.category in policy.through_categories:
-            # Mixers, swaps and bridges are followed by their own linkers; until one claims the
-            # money, the trace records that it entered the service.
+            if label.category == BRIDGE:
+                return Verdict("exit", BRIDGE, label.entity, label.category)
             return Verdict("stopped", f"entered {label.category}", label.entity, label.category)
+    return None
+
+
+def through_category(labels: Sequence[LabelLike], policy: Policy) -> tuple[str, str] | None:
+    """(category, entity) when the address is a service money passes through (and no stop label
+    outranks it): mixer, bridge, dex, swap_service."""
+    if any(label.category in policy.stop_categories for label in labels):
+        return None
+    for label in labels:
+        if label.category in policy.through_categories:
+            return label.category, label.entity
     return None
 
 

@@ -1,14 +1,19 @@
 """Taint models: how much flagged money each outflow of one address carries.
 
 Pure functions over one address's timeline; no I/O. Amounts are integers in raw units, and every
-model conserves taint exactly: an outflow never carries more than is flagged in the wallet at
-that moment, so what leaves never exceeds what arrived.
+model conserves taint per asset: an outflow never carries more than is flagged in the wallet at
+that moment. The one way taint moves between assets is a swap (swaps.py): in a transaction where
+the wallet pays asset A and receives asset B, the flagged share of what it paid carries over to
+what it received, at the swap's own rate. So per asset, what leaves never exceeds what arrived
+flagged plus what swaps converted into it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from tracer.engine import swaps
 
 _MAX_PARENTS = 8
 
@@ -23,15 +28,19 @@ class Movement:
     amount: int
     incoming: bool
     counterparty: str
+    tx: str = ""  # transaction hash: moves of one transaction may form a swap ("" never does)
 
 
 @dataclass(slots=True)
 class TaintedOut:
+    """A flagged outflow; or, with swap == "in", the asset a swap paid back to the wallet."""
+
     transfer_id: int
     asset: str
     amount: int  # flagged part
     total: int  # whole transfer
     parents: list[int] = field(default_factory=list)
+    swap: str | None = None  # "out": paid into a swap; "in": bought by a swap (an inflow of the wallet)
 
 
 @dataclass(slots=True)
@@ -55,24 +64,32 @@ def propagate(
     flagged_in maps an inflow's transfer id to the flagged part of it. prior_balance is the
     wallet's balance per asset just before the timeline starts (clean money already there).
     fully_flagged marks a seed: everything it sends in the window is flagged money.
+
+    A transaction that is a swap (swaps.split) is taken as a unit: its outflows first, then what
+    it bought, credited with the converted taint and returned as TaintedOut(swap="in"); flagged_in
+    is ignored for those inflows, since their taint is exactly this conversion (re-reading it from
+    the hop a previous run wrote would count it twice).
     """
     wallets: dict[str, _Wallet] = {}
     out: list[TaintedOut] = []
-    for move in sorted(timeline, key=lambda m: m.order):
-        wallet = wallets.get(move.asset)
+
+    def wallet_of(asset: str) -> _Wallet:
+        wallet = wallets.get(asset)
         if wallet is None:
-            wallet = wallets[move.asset] = _Wallet(balance=max(0, prior_balance.get(move.asset, 0)))
-        if move.incoming:
-            wallet.balance += move.amount
-            flagged = min(move.amount, flagged_in.get(move.transfer_id, 0))
-            if flagged > 0:
-                wallet.flagged += flagged
-                wallet.sources.append((move.transfer_id, flagged))
-            continue
-        if fully_flagged:
-            carried = move.amount
-        else:
-            carried = _carried(wallet, move.amount, model)
+            wallet = wallets[asset] = _Wallet(balance=max(0, prior_balance.get(asset, 0)))
+        return wallet
+
+    def receive(move: Movement, flagged: int) -> None:
+        wallet = wallet_of(move.asset)
+        wallet.balance += move.amount
+        flagged = min(move.amount, flagged)
+        if flagged > 0:
+            wallet.flagged += flagged
+            wallet.sources.append((move.transfer_id, flagged))
+
+    def send(move: Movement, swap: str | None) -> int:
+        wallet = wallet_of(move.asset)
+        carried = move.amount if fully_flagged else _carried(wallet, move.amount, model)
         # Our balance can fall short of the node's (gas refunds, rewards we do not see); never
         # let it go negative, which would turn later shares into nonsense.
         wallet.balance = max(0, wallet.balance - move.amount)
@@ -80,7 +97,51 @@ def propagate(
             wallet.flagged -= carried
             wallet.flagged = min(wallet.flagged, wallet.balance)
         if carried > 0:
-            out.append(TaintedOut(move.transfer_id, move.asset, carried, move.amount, _parents(wallet)))
+            out.append(TaintedOut(move.transfer_id, move.asset, carried, move.amount, _parents(wallet), swap))
+        return carried
+
+    ordered = sorted(timeline, key=lambda m: m.order)
+    i = 0
+    while i < len(ordered):
+        # Moves of one transaction are contiguous in execution order.
+        j = i + 1
+        if ordered[i].tx:
+            while j < len(ordered) and ordered[j].tx == ordered[i].tx:
+                j += 1
+        group = ordered[i:j]
+        i = j
+        found = swaps.split(group)
+        if found is None:
+            for move in group:
+                if move.incoming:
+                    receive(move, flagged_in.get(move.transfer_id, 0))
+                else:
+                    send(move, None)
+            continue
+        # Inside one transaction the node's order (top-level value, internal calls, logs) says
+        # nothing about what paid for what: settle everything the wallet paid first.
+        bought = set(found.received)
+        paid: dict[str, tuple[int, int]] = {}
+        parents: list[int] = []
+        for k, move in enumerate(group):
+            if k in bought:
+                continue
+            if move.incoming:
+                receive(move, flagged_in.get(move.transfer_id, 0))
+                continue
+            carried = send(move, "out")
+            f, a = paid.get(move.asset, (0, 0))
+            paid[move.asset] = (f + carried, a + move.amount)
+            if carried:
+                parents.append(move.transfer_id)
+        share = swaps.flagged_share(paid)
+        for k in found.received:
+            move = group[k]
+            flagged = swaps.converted(move.amount, share)
+            receive(move, flagged)
+            if flagged > 0:
+                out.append(TaintedOut(move.transfer_id, move.asset, flagged, move.amount,
+                                      parents[:_MAX_PARENTS], "in"))
     return out
 
 
@@ -101,7 +162,10 @@ def _parents(wallet: _Wallet) -> list[int]:
 
 
 def totals_by_asset(outs: Iterable[TaintedOut]) -> dict[str, int]:
+    """Flagged amount per asset leaving the wallet (swap purchases are inflows, not counted)."""
     totals: dict[str, int] = {}
     for o in outs:
+        if o.swap == "in":
+            continue
         totals[o.asset] = totals.get(o.asset, 0) + o.amount
     return totals

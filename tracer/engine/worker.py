@@ -3,6 +3,13 @@
 Workers are stateless. Everything they know comes from Postgres (jobs, hops, cached transfers)
 and the chain node; everything they decide is written back in one transaction per batch, so a
 worker can be killed at any point and another takes over when its lease lapses.
+
+Money that changes form is followed too (mixers.py, swaps.py, bridges.py): a same-transaction
+swap carries the traced share into the asset bought; a mixer deposit is linked to the pool's
+later withdrawals by scored heuristics, and links at least `policy.min_link_confidence` sure are
+followed with the taint scaled by their confidence; a bridge deposit is a cross-chain exit with
+the destination its protocol published. All of it stays batched: one getLogs per block cluster
+for the deposit and bridge events of a batch, one for the histories of all pools involved.
 """
 
 from __future__ import annotations
@@ -18,16 +25,17 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 
 from tracer.chains.records import NATIVE, Transfer
-from tracer.engine import classify
+from tracer.engine import bridges, classify, mixers, swaps
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
-from tracer.engine.taint import Movement, propagate
+from tracer.engine.taint import Movement, TaintedOut, propagate
 from tracer.store import labels as label_store
+from tracer.store import mixers as mixer_store
 from tracer.store import traces as store
 from tracer.store.traces import HopRow, Job, StoredTransfer
 
@@ -51,6 +59,30 @@ class ChainSource(Protocol):
     ) -> dict[tuple[str, str, int], int]: ...
 
     async def token_meta(self, tokens: Sequence[str]) -> dict[str, tuple[int | None, str | None]]: ...
+
+    async def logs(
+        self,
+        address: str | Sequence[str] | None,
+        topics: Sequence[str | Sequence[str] | None],
+        from_block: int,
+        to_block: int,
+    ) -> Sequence[mixers.LogLike]: ...
+
+
+@runtime_checkable
+class GasPriceSource(Protocol):
+    """Optional: gas prices of transactions (the unusual-gas-price de-mixing heuristic needs them)."""
+
+    async def gas_prices(self, tx_hashes: Sequence[str]) -> dict[str, int]: ...
+
+
+# Taint and confidence are decided here; these strings are what hops and verdicts say about it.
+REASON_SWAP = "swap"
+REASON_MIXER_DEPOSIT = "mixer deposit"  # linked: the money went on through a withdrawal
+REASON_MIXER_LINK = "mixer link"  # the withdrawal hop a link created
+_CLUSTER_BLOCKS = 100  # deposits this close share one getLogs for their events
+_MAX_GAS_LOOKUPS = 5_000  # transactions per batch whose gas price is fetched for the linker
+_MAX_DESTINATIONS = 500  # bridge destinations kept in one router's evidence
 
 
 @dataclass
@@ -305,75 +337,387 @@ class Worker:
             verdicts[a] = verdict or FOLLOW
 
         followed = [a for a in active if verdicts[a].role == "followed"]
-        needs = {a: (first_block[a], assets_in[a]) for a in followed
+        moves_of = {a: _moves(a, timelines[a]) for a in followed}
+        # Clean holdings of an asset a wallet bought in a swap dilute the swapped-in taint too.
+        needs = {a: (first_block[a], assets_in[a] | swaps.bought_assets(moves_of[a])) for a in followed
                  if not by_addr[a].is_seed and policy.taint_model == "haircut"}
         prior = await self._prior_balances(trace, needs) if needs else {}
 
-        hops: list[HopRow] = []
+        outs: list[tuple[str, TaintedOut, StoredTransfer]] = []
         for a in followed:
-            job = by_addr[a]
-            by_id = {st.id: st.transfer for st in timelines[a]}
-            moves = [
-                Movement(st.id, st.transfer.order, st.transfer.asset, st.transfer.amount,
-                         st.transfer.to_address == a,
-                         st.transfer.from_address if st.transfer.to_address == a else st.transfer.to_address)
-                for st in timelines[a]
-                if st.transfer.from_address != st.transfer.to_address
-            ]
-            outs = propagate(moves, flagged_in.get(a, {}), prior.get(a, {}),
-                             model=policy.taint_model, fully_flagged=job.is_seed)
-            for o in outs:
-                t = by_id[o.transfer_id]
-                if t.to_address in trace.seeds:
-                    continue  # money moving between flagged wallets is already counted
-                threshold = max(1, policy.threshold(o.asset, trace.totals.get(o.asset, 0)))
-                status, reason = "followed", "flagged funds"
-                if o.amount < threshold:
-                    status, reason = "stopped", "below_threshold"
-                else:
-                    target = known.get(t.to_address)
-                    label_verdict = classify.by_label(labels.get(t.to_address, ()), policy)
-                    if label_verdict is not None:
-                        status, reason = label_verdict.role, label_verdict.reason
-                        verdicts.setdefault(t.to_address, label_verdict)
-                    elif target is not None and target["role"] in ("exit", "stopped"):
-                        status, reason = target["role"], target["reason"]
-                hops.append(HopRow(
-                    transfer_id=o.transfer_id, from_addr=a, to_addr=t.to_address, asset=o.asset,
-                    block_number=t.block_number, depth=job.depth + 1, amount=o.amount,
-                    share=o.amount / o.total if o.total else 0.0, kind=str(t.kind), status=status,
-                    reason=reason, parents=o.parents,
-                ))
+            by_id = {st.id: st for st in timelines[a]}
+            taint = propagate(moves_of[a], flagged_in.get(a, {}), prior.get(a, {}),
+                              model=policy.taint_model, fully_flagged=by_addr[a].is_seed)
+            outs.extend((a, o, by_id[o.transfer_id]) for o in taint)
 
-        await self._commit(trace, jobs, active, verdicts, hops, by_addr)
+        batch = _Batch(verdicts=verdicts)
+        service_logs = await self._service_logs(trace, outs, labels, known)
+        deposits: list[_PendingDeposit] = []
+        bridged: list[tuple[str, StoredTransfer, int]] = []  # (router, deposit transfer, hop index)
+        for a, o, st in outs:
+            job = by_addr[a]
+            t = st.transfer
+            depth = job.depth + 1
+            if o.swap == "in":
+                # The asset a swap bought: an inflow of this wallet, its taint already counted in
+                # this pass (so the hop wakes nobody).
+                if a not in trace.seeds:
+                    batch.add(a, HopRow(st.id, t.from_address, a, o.asset, t.block_number, depth, o.amount,
+                                        o.amount / o.total if o.total else 0.0, str(t.kind), "followed", REASON_SWAP,
+                                        o.parents), quiet=True)
+                continue
+            if t.to_address in trace.seeds:
+                continue  # money moving between flagged wallets is already counted
+            threshold = max(1, policy.threshold(o.asset, trace.totals.get(o.asset, 0)))
+            share = o.amount / o.total if o.total else 0.0
+            status, reason = "followed", "flagged funds"
+            quiet = False
+            through = classify.through_category(labels.get(t.to_address, ()), policy)
+            pool = service_logs.pool_for(t)
+            if o.amount < threshold:
+                status, reason = "stopped", "below_threshold"
+                quiet = o.swap == "out"
+            elif o.swap == "out":
+                status, reason, quiet = "followed", REASON_SWAP, True
+            elif pool is not None and (pool == t.to_address or (through is not None and through[0] == classify.MIXER)):
+                # Into a mixer pool: stopped here unless the linker follows it (decided below).
+                status, reason, quiet = "stopped", classify.ENTERED_MIXER, True
+                deposits.append(_PendingDeposit(a, st, pool, o, depth, len(batch.hops)))
+                entity = through[1] if through else "unlabelled mixer pool (Tornado-compatible events)"
+                batch.services[t.to_address] = Verdict("stopped", classify.ENTERED_MIXER, entity, classify.MIXER)
+            elif through is not None and through[0] == classify.BRIDGE:
+                status, reason = "exit", classify.BRIDGE
+                bridged.append((t.to_address, st, len(batch.hops)))
+            else:
+                target = known.get(t.to_address)
+                label_verdict = classify.by_label(labels.get(t.to_address, ()), policy)
+                if label_verdict is not None:
+                    status, reason = label_verdict.role, label_verdict.reason
+                    if through is not None:
+                        # A mixer contract without a deposit event (governance, a router we could not
+                        # resolve) or a DEX paid without a swap: the hop says so, the address stays open.
+                        batch.services.setdefault(t.to_address, label_verdict)
+                    else:
+                        verdicts.setdefault(t.to_address, label_verdict)
+                elif target is not None and target["role"] in ("exit", "stopped"):
+                    status, reason = target["role"], target["reason"]
+            batch.add(a, HopRow(st.id, a, t.to_address, o.asset, t.block_number, depth, o.amount, share, str(t.kind),
+                                status, reason, o.parents), quiet=quiet)
+
+        if deposits:
+            await self._link(trace, batch, deposits, timelines, labels)
+        if bridged:
+            self._bridge_exits(trace, batch, bridged, service_logs, labels, known)
+        await self._commit(trace, jobs, active, batch, by_addr)
+
+    # ------------------------------------------------------------ services: deposit and bridge events
+
+    async def _service_logs(
+        self,
+        trace: _TraceInfo,
+        outs: Sequence[tuple[str, TaintedOut, StoredTransfer]],
+        labels: Mapping[str, Sequence[label_store.Label]],
+        known: Mapping[str, asyncpg.Record],
+    ) -> _ServiceLogs:
+        """Deposit and bridge events of the transactions that paid flagged money into a mixer or a
+        bridge (labelled, known from an earlier batch, or an unlabelled contract paid a round
+        pool-like amount): one getLogs per cluster of nearby blocks, matched by transaction."""
+        policy = trace.policy
+        blocks: set[int] = set()
+        for _a, o, st in outs:
+            t = st.transfer
+            if o.swap is not None or t.to_address in trace.seeds:
+                continue
+            through = classify.through_category(labels.get(t.to_address, ()), policy)
+            known_pool = (known.get(t.to_address) or {}).get("category") == classify.MIXER
+            if through is not None and through[0] in (classify.MIXER, classify.BRIDGE):
+                blocks.add(t.block_number)
+            elif known_pool or (through is None and t.to_address not in labels and classify.MIXER in
+                                policy.through_categories and mixers.looks_like_denomination(
+                                    t.amount, 18 if t.asset == NATIVE else t.decimals)):
+                blocks.add(t.block_number)
+        found = _ServiceLogs()
+        if not blocks:
+            return found
+        chain = self._chain(trace)
+        topics = [[mixers.DEPOSIT_TOPIC, *bridges.BRIDGE_TOPICS]]
+        answers = await asyncio.gather(*(chain.logs(None, topics, lo, hi) for lo, hi in _clusters(sorted(blocks))))
+        for logs in answers:
+            for lg in logs:
+                event = mixers.decode_pool_log(lg)
+                if event is not None and event.kind == "deposit":
+                    found.pools_of.setdefault(event.tx_hash, []).append(event.pool)
+                    continue
+                exit_ = bridges.decode(lg)
+                if exit_ is not None:
+                    found.bridge_exits.setdefault(exit_.tx_hash, []).append(exit_)
+        return found
+
+    def _bridge_exits(
+        self,
+        trace: _TraceInfo,
+        batch: _Batch,
+        bridged: Sequence[tuple[str, StoredTransfer, int]],
+        service_logs: _ServiceLogs,
+        labels: Mapping[str, Sequence[label_store.Label]],
+        known: Mapping[str, asyncpg.Record],
+    ) -> None:
+        """A bridge deposit is a cross-chain exit; the router's evidence lists every destination
+        this trace sent money to (merged with what earlier batches found)."""
+        by_router: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for router, st, _ in bridged:
+            t = st.transfer
+            entity = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), "bridge")
+            exits = service_logs.bridge_exits.get(t.tx_hash) or [bridges.from_label(entity, t.tx_hash, t.from_address)]
+            for ex in exits:
+                entry = ex.to_json()
+                entry.update({"from": t.from_address, "asset": t.asset, "amount": str(t.amount),
+                              "block_number": t.block_number})
+                entry["continue"] = self._continuation(trace, ex)
+                by_router[router].append(entry)
+        for router, entries in by_router.items():
+            old = known.get(router)
+            evidence = dict(old["evidence"]) if old is not None and isinstance(old["evidence"], dict) else {}
+            have = {(d.get("tx_hash"), d.get("address")) for d in evidence.get("destinations", [])}
+            merged = list(evidence.get("destinations", []))
+            merged.extend(e for e in entries if (e.get("tx_hash"), e.get("address")) not in have)
+            name = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), None)
+            protocols = sorted({str(d.get("protocol")) for d in merged})
+            batch.verdicts[router] = Verdict("exit", classify.BRIDGE, name, classify.BRIDGE, {
+                "cross_chain": True, "protocols": protocols, "destinations": merged[-_MAX_DESTINATIONS:]})
+
+    def _continuation(self, trace: _TraceInfo, ex: bridges.BridgeExit) -> dict[str, Any]:
+        """Whether the money can be followed on the destination chain from here."""
+        if ex.dest_chain is None or ex.dest_address is None:
+            return {"possible": False, "note": "destination not published by the protocol"}
+        if ex.dest_chain == trace.chain:
+            return {"possible": False, "note": "same chain: the bridge pays out from its own contracts"}
+        if ex.dest_chain in self.chains and ex.evm_destination:
+            # A trace covers one chain: the investigator starts the next one from the destination.
+            return {"possible": True, "chain": ex.dest_chain, "address": ex.dest_address,
+                    "note": f"{ex.dest_chain} is configured: start a trace there from {ex.dest_address} "
+                            f"(traces do not yet continue across chains by themselves)"}
+        return {"possible": False, "chain": ex.dest_chain, "address": ex.dest_address,
+                "note": f"no RPC configured for {ex.dest_chain}" if ex.evm_destination
+                else f"{ex.dest_chain} is not an EVM chain tracer reads"}
+
+    # ------------------------------------------------------------ mixers: link deposits to withdrawals
+
+    async def _pool_events(self, trace: _TraceInfo, pools: Sequence[str]) -> None:
+        """Make sure Postgres holds every Deposit/Withdrawal of the pools up to the trace's end
+        block: one getLogs (all pools at once) for what is missing."""
+        async with self.pool.acquire() as conn:
+            covered = await mixer_store.coverage(conn, trace.chain, pools)
+        missing = [p for p in pools if covered.get(p, -1) < trace.to_block]
+        if not missing:
+            return
+        start = min(covered.get(p, -1) + 1 for p in missing)
+        logs = await self._chain(trace).logs(missing, [list(mixers.POOL_TOPICS)], start, trace.to_block)
+        rows = []
+        for lg in logs:
+            e = mixers.decode_pool_log(lg)
+            if e is not None:
+                rows.append(mixer_store.EventRow(e.pool, e.kind, e.block_number, e.log_index, e.block_time, e.tx_hash,
+                                                 e.note, e.leaf_index, e.recipient or None, e.relayer or None, e.fee,
+                                                 None))
+        async with self.pool.acquire() as conn:
+            await mixer_store.store_events(conn, trace.chain, rows, {p: trace.to_block for p in missing})
+
+    async def _gas_prices(self, trace: _TraceInfo, hashes: Sequence[str]) -> dict[str, int]:
+        """Gas prices of transactions, from the chain client if it offers them (GasPriceSource),
+        else through web3's typed API that tracer.chains.evm.EvmChain exposes (batched); {} when
+        neither works, which only leaves the gas-price heuristic out."""
+        if not hashes:
+            return {}
+        chain = self._chain(trace)
+        if isinstance(chain, GasPriceSource):
+            return await chain.gas_prices(hashes)
+        w3 = getattr(chain, "w3", None)
+        if w3 is None:
+            return {}
+        out: dict[str, int] = {}
+        for i in range(0, len(hashes), 100):
+            chunk = hashes[i : i + 100]
+            try:
+                async with w3.batch_requests() as batch:
+                    for h in chunk:
+                        batch.add(w3.eth.get_transaction(h))
+                    answers = await batch.async_execute()
+            except Exception as exc:  # a node without the tx or a flaky batch: the heuristic sits out
+                log.warning("event=gas_prices_unavailable trace=%d error=%r", trace.id, exc)
+                continue
+            for h, tx in zip(chunk, answers, strict=False):
+                price = tx.get("gasPrice") if hasattr(tx, "get") else None
+                if isinstance(price, int):
+                    out[h] = price
+        return out
+
+    async def _link(
+        self,
+        trace: _TraceInfo,
+        batch: _Batch,
+        pending: Sequence[_PendingDeposit],
+        timelines: Mapping[str, Sequence[StoredTransfer]],
+        labels: Mapping[str, Sequence[label_store.Label]],
+    ) -> None:
+        """Score the batch's flagged mixer deposits against their pools' withdrawals and decide
+        which links are followed; the link hops themselves are summed at commit time."""
+        policy = trace.policy
+        pools = sorted({d.pool for d in pending})
+        await self._pool_events(trace, pools)
+        lo = min(d.st.transfer.block_number for d in pending)
+        async with self.pool.acquire() as conn:
+            rows = await mixer_store.events(conn, trace.chain, pools, lo, trace.to_block)
+            before = await mixer_store.counts_before(conn, trace.chain, pools, lo)
+        events: dict[str, list[mixers.PoolEvent]] = defaultdict(list)
+        for r in rows:
+            events[r.pool].append(mixers.PoolEvent(
+                r.pool, "deposit" if r.kind == "deposit" else "withdrawal", r.block_number, r.log_index, r.block_time,
+                r.tx_hash, r.note, r.leaf_index, r.recipient or "", r.relayer or "", r.fee, r.gas_price))
+        flagged = [mixers.FlaggedDeposit(
+            d.st.id, d.pool, d.o.asset, d.st.transfer.amount, d.o.amount, d.owner, d.st.transfer.tx_hash,
+            d.st.transfer.block_number, d.st.transfer.block_time, d.st.transfer.decimals, d.st.transfer.symbol,
+        ) for d in pending]
+        params = mixers.LinkParams()
+        candidates = mixers.candidate_withdrawals(flagged, events, params)
+
+        # Gas prices: the deposits, their candidates, then the pools' other transactions (rarity).
+        known_gas = {e.tx_hash: e.gas_price for evs in events.values() for e in evs if e.gas_price is not None}
+        wanted = [d.tx_hash for d in flagged] + [w.tx_hash for ws in candidates.values() for w in ws]
+        wanted += [e.tx_hash for evs in events.values() for e in evs]
+        lookup = [h for h in dict.fromkeys(wanted) if h not in known_gas][:_MAX_GAS_LOOKUPS]
+        fetched = await self._gas_prices(trace, lookup)
+        if fetched:
+            async with self.pool.acquire() as conn:
+                await mixer_store.set_gas_prices(conn, trace.chain, fetched)
+        gas = {**known_gas, **fetched}
+
+        # Transfers of every candidate recipient (cached like any address's): their counterparties,
+        # and the pool -> recipient transfer a followed link becomes a hop of.
+        start: dict[str, int] = {}
+        for d in flagged:
+            for w in candidates[d.transfer_id]:
+                start[w.recipient] = min(start.get(w.recipient, d.block_number), d.block_number)
+        stored = await self._ensure_transfers(trace, start) if start else []
+        peers: dict[str, set[str]] = defaultdict(set)
+        payouts: dict[tuple[str, str], StoredTransfer] = {}
+        for st in stored:
+            t = st.transfer
+            if t.to_address in start:
+                peers[t.to_address].add(t.from_address)
+                key = (t.tx_hash, t.to_address)
+                if t.from_address != t.to_address and (key not in payouts or t.amount > payouts[key].transfer.amount):
+                    payouts[key] = st
+            if t.from_address in start:
+                peers[t.from_address].add(t.to_address)
+        depositor_txs: dict[str, set[str]] = defaultdict(set)
+        for d in flagged:
+            for st in timelines.get(d.depositor, ()):
+                t = st.transfer
+                peers[d.depositor].add(t.to_address if t.from_address == d.depositor else t.from_address)
+                if t.from_address == d.depositor:
+                    depositor_txs[d.depositor].add(t.tx_hash)
+        deposits_by = {who: [(e.pool, e.block_time) for evs in events.values() for e in evs
+                             if e.kind == "deposit" and e.tx_hash in txs] for who, txs in depositor_txs.items()}
+        # Shared wallets that are labelled services say nothing about who withdrew.
+        maybe_shared: set[str] = set()
+        for d in flagged:
+            for w in candidates[d.transfer_id]:
+                maybe_shared |= peers[d.depositor] & peers.get(w.recipient, set())
+        recipients = sorted({w.recipient for ws in candidates.values() for w in ws})
+        async with self.pool.acquire() as conn:
+            service_labels = await label_store.lookup(conn, trace.chain, sorted(maybe_shared))
+            recipient_labels = await label_store.lookup(conn, trace.chain, recipients)
+            recipient_known = await store.node_verdicts(conn, trace.id, recipients)
+        facts = mixers.LinkFacts(
+            events=events, before=before, denominations={d.pool: d.denomination for d in flagged}, gas_prices=gas,
+            peers=peers, services=set(service_labels) | set(pools), deposits_by=deposits_by,
+        )
+        outcomes = mixers.link(flagged, facts, params)
+
+        by_id = {d.st.id: d for d in pending}
+        write = _MixerWrite()
+        for outcome in outcomes:
+            d = outcome.deposit
+            dep = by_id[d.transfer_id]
+            best = outcome.best(policy.min_link_confidence)
+            best_st = payouts.get((best.withdrawal.tx_hash, best.withdrawal.recipient)) if best is not None else None
+            followed = best is not None and best_st is not None and best.withdrawal.recipient not in trace.seeds
+            for lk in outcome.links:
+                w = lk.withdrawal
+                paid = payouts.get((w.tx_hash, w.recipient))
+                withdrawn = paid.transfer.amount if paid is not None else None
+                is_followed = followed and lk is best
+                write.links.append(mixer_store.LinkRow(
+                    d.transfer_id, w.tx_hash, w.log_index, paid.id if paid is not None else None, w.block_number,
+                    w.block_time, w.recipient, w.relayer or None, w.fee, withdrawn, lk.confidence,
+                    lk.carried(withdrawn) if withdrawn is not None else 0, "followed" if is_followed else "candidate",
+                    [r.to_json() for r in lk.reasons]))
+            write.deposits.append(mixer_store.DepositRow(
+                d.transfer_id, d.pool, d.asset, d.denomination, d.depositor, d.flagged, outcome.anonymity_set,
+                outcome.candidates, "linked" if followed else "unlinked"))
+            if followed and best is not None and best_st is not None:
+                # The deposit hop is followed (through the pool) but never wakes the pool itself.
+                old = batch.hops[dep.hop_index][1]
+                batch.hops[dep.hop_index] = (dep.owner, replace(old, status="followed", reason=REASON_MIXER_DEPOSIT,
+                                                                confidence=best.confidence))
+                recipient = best.withdrawal.recipient
+                verdict = classify.by_label(recipient_labels.get(recipient, ()), policy)
+                target = recipient_known.get(recipient)
+                if verdict is not None:
+                    write.recipient_status[recipient] = (verdict.role, verdict.reason)
+                    batch.verdicts.setdefault(recipient, verdict)
+                elif target is not None and target["role"] in ("exit", "stopped"):
+                    write.recipient_status[recipient] = (target["role"], target["reason"])
+            log.info("event=mixer_deposit trace=%d pool=%s tx=%s anonymity_set=%d candidates=%d linked=%s "
+                     "confidence=%.3f", trace.id, d.pool, d.tx_hash, outcome.anonymity_set, outcome.candidates,
+                     followed, outcome.links[0].confidence if outcome.links else 0.0)
+        batch.mixer = write
+
+    # ------------------------------------------------------------ commit
 
     async def _commit(
         self,
         trace: _TraceInfo,
         jobs: Sequence[Job],
         active: Sequence[str],
-        verdicts: Mapping[str, Verdict],
-        hops: Sequence[HopRow],
+        batch: _Batch,
         by_addr: Mapping[str, Job],
     ) -> None:
+        verdicts = batch.verdicts
         async with self.pool.acquire() as conn, conn.transaction():
             ours = await store.still_ours(conn, self.name, jobs)
             if not ours:
                 return
             # A job whose lease lapsed while we worked belongs to someone else now: drop its part.
-            hops = [h for h in hops if h.from_addr in ours]
-            changed = await store.upsert_hops(conn, trace.id, hops)
+            hops = [h for owner, h in batch.hops if owner in ours]
+            changed = list(await store.upsert_hops(conn, trace.id, hops))
+            mixer = batch.mixer
+            if mixer is not None:
+                kept = {h.transfer_id for h in hops}
+                deposits = [d for d in mixer.deposits if d.transfer_id in kept]
+                links = [lk for lk in mixer.links if lk.deposit_transfer_id in kept]
+                if deposits:
+                    await mixer_store.lock_trace(conn, trace.id)
+                    touched = await mixer_store.write_outcomes(conn, trace.id, deposits, links)
+                    link_hops = await self._link_hops(conn, trace, touched, mixer)
+                    changed.extend(await store.upsert_hops(conn, trace.id, link_hops))
+                    hops.extend(link_hops)
             depth_of = {h.to_addr: h.depth for h in hops}
-            # Only recipients still to be judged need another look; exits and stops are final.
-            wake = sorted({r["to_addr"] for r in changed if r["status"] == "followed"})
+            # Only recipients still to be judged need another look; exits and stops are final, and
+            # hops into a service or back from a swap wake nobody.
+            wake = sorted({r["to_addr"] for r in changed
+                           if r["status"] == "followed" and r["transfer_id"] not in batch.quiet})
             await store.enqueue(conn, trace.id, [(a, depth_of[a]) for a in wake])
             rows = []
-            for a, v in verdicts.items():
+            for a, v in [*verdicts.items(), *((a, v) for a, v in batch.services.items() if a not in verdicts)]:
                 if a in by_addr and a not in ours:
                     continue
                 depth = by_addr[a].depth if a in by_addr else depth_of.get(a, 0)
                 rows.append((a, depth, v.role, v.reason, v.entity, v.category, v.evidence))
             await store.set_verdicts(conn, trace.id, rows)
+            # Services keep per-hop statuses (a linked deposit is followed, an unlinked one stopped):
+            # only verdicts on the address itself rewrite the hops into it.
             for role in ("exit", "stopped"):
                 for reason in sorted({v.reason for a, v in verdicts.items() if v.role == role and a in ours}):
                     addrs = [a for a, v in verdicts.items() if v.role == role and v.reason == reason and a in ours]
@@ -403,3 +747,103 @@ class Worker:
         self.stats.hops_written += len(changed)
         log.debug("event=batch trace=%d jobs=%d hops=%d changed=%d at=%s", trace.id, len(jobs), len(hops),
                   len(changed), datetime.now(UTC).isoformat())
+
+    async def _link_hops(
+        self, conn: store.Conn, trace: _TraceInfo, withdrawal_ids: Sequence[int], mixer: _MixerWrite
+    ) -> list[HopRow]:
+        """Hops pool -> recipient for withdrawals with followed links: every link into one
+        withdrawal adds its carried amount (from this and earlier batches), capped by what the
+        recipient got."""
+        if not withdrawal_ids:
+            return []
+        sums = await mixer_store.followed_into(conn, trace.id, withdrawal_ids)
+        transfers = await mixer_store.transfers_by_id(conn, withdrawal_ids)
+        out = []
+        for wid in withdrawal_ids:
+            t = transfers.get(wid)
+            if t is None:
+                continue
+            carried, confidence, parents, depth = sums.get(wid, (0, 0.0, [], 0))
+            amount = min(carried, t.amount)
+            if amount <= 0:
+                # Every link into it was dropped (new facts on a re-run): the hop carries nothing.
+                out.append(HopRow(wid, t.from_address, t.to_address, t.asset, t.block_number, depth + 1, 0, 0.0,
+                                  str(t.kind), "stopped", "mixer link dropped", parents, 0.0))
+                continue
+            status, reason = mixer.recipient_status.get(t.to_address, ("followed", REASON_MIXER_LINK))
+            out.append(HopRow(wid, t.from_address, t.to_address, t.asset, t.block_number, depth + 1, amount,
+                              amount / t.amount if t.amount else 0.0, str(t.kind), status, reason, parents[:8],
+                              confidence))
+        return out
+
+
+# ---------------------------------------------------------------- helpers and batch state
+
+
+def _moves(address: str, timeline: Sequence[StoredTransfer]) -> list[Movement]:
+    return [
+        Movement(st.id, st.transfer.order, st.transfer.asset, st.transfer.amount, st.transfer.to_address == address,
+                 st.transfer.from_address if st.transfer.to_address == address else st.transfer.to_address,
+                 st.transfer.tx_hash)
+        for st in timeline
+        if st.transfer.from_address != st.transfer.to_address
+    ]
+
+
+def _clusters(blocks: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted blocks as (first, last) ranges, a new range wherever the gap exceeds _CLUSTER_BLOCKS:
+    a few narrow getLogs instead of one over every block in between."""
+    out: list[tuple[int, int]] = []
+    for b in blocks:
+        if out and b - out[-1][1] <= _CLUSTER_BLOCKS:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((b, b))
+    return out
+
+
+@dataclass
+class _ServiceLogs:
+    pools_of: dict[str, list[str]] = field(default_factory=dict)  # tx -> pools that logged a Deposit in it
+    bridge_exits: dict[str, list[bridges.BridgeExit]] = field(default_factory=dict)  # tx -> destinations
+
+    def pool_for(self, t: Transfer) -> str | None:
+        """The pool a transfer paid into: the recipient itself when it logged the Deposit, else
+        (a mixer router forwarding into its pool) the pool that did; None for any other transfer."""
+        pools = self.pools_of.get(t.tx_hash)
+        if not pools:
+            return None
+        return t.to_address if t.to_address in pools else pools[0]
+
+
+@dataclass(frozen=True)
+class _PendingDeposit:
+    owner: str  # the depositing wallet (the job that made the hop)
+    st: StoredTransfer
+    pool: str
+    o: TaintedOut
+    depth: int
+    hop_index: int
+
+
+@dataclass
+class _MixerWrite:
+    deposits: list[mixer_store.DepositRow] = field(default_factory=list)
+    links: list[mixer_store.LinkRow] = field(default_factory=list)
+    recipient_status: dict[str, tuple[str, str]] = field(default_factory=dict)  # labelled/known recipients
+
+
+@dataclass
+class _Batch:
+    """What one batch decided, written by `_commit` in one transaction."""
+
+    verdicts: dict[str, Verdict]  # on addresses; exits and stops are also marked into their hops
+    services: dict[str, Verdict] = field(default_factory=dict)  # pools, DEXes: recorded, hops keep their own
+    hops: list[tuple[str, HopRow]] = field(default_factory=list)  # (owning job's address, hop)
+    quiet: set[int] = field(default_factory=set)  # transfer ids of hops that must not wake their recipient
+    mixer: _MixerWrite | None = None
+
+    def add(self, owner: str, hop: HopRow, *, quiet: bool = False) -> None:
+        self.hops.append((owner, hop))
+        if quiet:
+            self.quiet.add(hop.transfer_id)

@@ -1,0 +1,478 @@
+"""Mixer pools (Tornado Cash and its forks, any EVM chain): deposits, withdrawals and the linker.
+
+A pool holds one asset at one denomination. A deposit emits `Deposit(bytes32 indexed commitment,
+uint32 leafIndex, uint256 timestamp)`; a withdrawal pays the recipient (minus a relayer's fee) and
+emits `Withdrawal(address to, bytes32 nullifierHash, address indexed relayer, uint256 fee)`. The
+zero-knowledge proof hides which deposit a withdrawal spends, so a link deposit -> withdrawal is
+only ever a scored guess from the published de-mixing heuristics (Tutela, arXiv:2201.06811; Wang
+et al., WWW 2023; Béres et al. 2021):
+
+- the same address deposits and withdraws;
+- deposit and withdrawal share an unusual gas price (set by hand, used by almost nobody else);
+- the depositor and the recipient transact with the same third wallets (or with each other);
+- the depositor's multiset of denominations comes back out to one recipient within a window;
+- timing against the pool's anonymity set: how many notes were unspent when the withdrawal came.
+
+Scoring is Bayesian in odds. The prior odds that a withdrawal spends our note are 1 : (N - 1),
+with N the notes unspent in the pool when it executes; each heuristic that fires multiplies the
+odds by a likelihood ratio (its `weight`, stated in the reasons). A deposit's candidates then share
+one probability mass with "none of them" (weight 1), and a greedy one-to-one assignment lets each
+withdrawal spend at most one of the trace's notes, so equivalent notes (three 10 ETH deposits to
+one recipient) link one each instead of splitting into three uncertain thirds.
+
+Everything here is pure: the worker (and bench/mixer_linker.py) fetch the facts and call `link`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+DEPOSIT_TOPIC = "0xa945e51eec50ab98c161376f0db4cf2aeba3ec92755fe2fcd388bdbbb80ff196"
+"""keccak("Deposit(bytes32,uint32,uint256)")"""
+WITHDRAWAL_TOPIC = "0xe9e508bad6d4c3227e881ca19068f099da81b5164dd6d62b2eaf1e8bc6c34931"
+"""keccak("Withdrawal(address,bytes32,address,uint256)")"""
+POOL_TOPICS = (DEPOSIT_TOPIC, WITHDRAWAL_TOPIC)
+
+ZERO_ADDRESS = "0x" + "0" * 40
+NATIVE_DECIMALS = 18
+
+# Likelihood ratios of the heuristics. Calibrated on generated pools (bench/mixer_linker.py):
+# each strong clue alone lifts a link in a pool of ~50 unspent notes well above 0.5, while the
+# weak ones (a whole-gwei gas price, timing) never do.
+LR_SAME_ADDRESS = 5_000.0
+LR_DIRECT_INTERACTION = 5_000.0
+LR_SHARED_PEER = 1_000.0  # one shared third wallet
+LR_SHARED_PEERS = 5_000.0  # two or more
+LR_GAS_UNUSUAL = 1_500.0  # divided by (1 + others using it)^2
+LR_GAS_ROUND = 10.0  # whole or tenth gwei: a wallet default, weak evidence
+LR_MULTI_DENOMINATION = 400.0  # times (notes - 1), divided by (1 + others withdrawing the same)
+LR_NOTHING_BETWEEN = 1.5  # no other deposit into the pool between ours and the withdrawal
+POPULAR_PEER = 3  # a third wallet shared with more candidate recipients than this is a service
+_ODDS_CAP = 1e9
+
+
+class LogLike(Protocol):
+    """A raw log (tracer.chains.evm.LogRecord provides it)."""
+
+    @property
+    def block_number(self) -> int: ...
+    @property
+    def block_time(self) -> int: ...
+    @property
+    def tx_hash(self) -> str: ...
+    @property
+    def log_index(self) -> int: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def topics(self) -> tuple[str, ...]: ...
+    @property
+    def data(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolEvent:
+    """A pool's Deposit or Withdrawal, decoded. `gas_price` comes from the transaction, if known."""
+
+    pool: str
+    kind: Literal["deposit", "withdrawal"]
+    block_number: int
+    log_index: int
+    block_time: int
+    tx_hash: str
+    note: str  # commitment (deposit) or nullifier hash (withdrawal)
+    leaf_index: int | None = None
+    recipient: str = ""
+    relayer: str = ""
+    fee: int = 0
+    gas_price: int | None = None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.block_number, self.log_index)
+
+
+def _words(data: str) -> list[str]:
+    raw = data[2:] if data.startswith("0x") else data
+    return [raw[i : i + 64] for i in range(0, len(raw) - 63, 64)]
+
+
+def decode_pool_log(log: LogLike) -> PoolEvent | None:
+    """A Deposit or Withdrawal log of a Tornado-compatible pool; None for anything else (or a
+    log too short to be one: forks that reuse a topic with other fields are not pools)."""
+    if not log.topics:
+        return None
+    topic0 = log.topics[0].lower()
+    words = _words(log.data)
+    pool = log.address.lower()
+    if topic0 == DEPOSIT_TOPIC and len(log.topics) >= 2 and len(words) >= 2:
+        return PoolEvent(pool, "deposit", log.block_number, log.log_index, log.block_time, log.tx_hash.lower(),
+                         log.topics[1].lower(), leaf_index=int(words[0], 16))
+    if topic0 == WITHDRAWAL_TOPIC and len(log.topics) >= 2 and len(words) >= 3:
+        return PoolEvent(pool, "withdrawal", log.block_number, log.log_index, log.block_time, log.tx_hash.lower(),
+                         "0x" + words[1], recipient="0x" + words[0][24:], relayer="0x" + log.topics[1][-40:].lower(),
+                         fee=int(words[2], 16))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the linker
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedDeposit:
+    """A deposit into a pool that carried flagged money (one hop of the trace)."""
+
+    transfer_id: int
+    pool: str
+    asset: str
+    denomination: int  # what the deposit put in (the transfer's whole amount)
+    flagged: int  # the flagged part of it
+    depositor: str
+    tx_hash: str
+    block_number: int
+    block_time: int
+    decimals: int | None = None
+    symbol: str | None = None
+
+
+@dataclass
+class LinkFacts:
+    """What the linker reads; the caller fetches it in batches.
+
+    `events` holds each pool's events from the first flagged deposit to the end of the window,
+    `before` the counts (deposits, withdrawals) of each pool before them. `peers` maps depositors
+    and candidate recipients to the wallets they transacted with; `services` are addresses never
+    counted as a shared wallet (labelled services, the pools themselves). `deposits_by` lists
+    every deposit (pool, time) each depositor made into the pools, flagged or not.
+    """
+
+    events: Mapping[str, Sequence[PoolEvent]]
+    before: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    denominations: Mapping[str, int] = field(default_factory=dict)
+    gas_prices: Mapping[str, int] = field(default_factory=dict)
+    peers: Mapping[str, set[str]] = field(default_factory=dict)
+    services: set[str] = field(default_factory=set)
+    deposits_by: Mapping[str, Sequence[tuple[str, int]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LinkParams:
+    window_seconds: int = 90 * 86_400  # withdrawals this long after a deposit are candidates
+    multi_window_seconds: int = 86_400  # the multi-denomination heuristic looks this far around
+    max_candidates: int = 400  # nearest withdrawals per deposit (a busy pool has thousands)
+    keep: int = 5  # links reported per deposit (the best; only one can pass a threshold >= 0.5)
+    min_reported: float = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    heuristic: str  # same_address | direct_interaction | shared_peers | gas_price | multi_denomination |
+    #                 timing | anonymity_set
+    detail: str
+    weight: float  # likelihood ratio (anonymity_set: the prior odds)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"heuristic": self.heuristic, "detail": self.detail, "weight": round(self.weight, 6)}
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    deposit: FlaggedDeposit
+    withdrawal: PoolEvent
+    confidence: float
+    odds: float
+    reasons: tuple[Reason, ...]
+
+    def carried(self, withdrawn: int) -> int:
+        """Flagged amount this link carries: the deposit's flagged amount scaled by the
+        confidence, never more than the recipient got out of the pool."""
+        return min(withdrawn, int(self.deposit.flagged * self.confidence))
+
+
+@dataclass
+class DepositOutcome:
+    deposit: FlaggedDeposit
+    anonymity_set: int  # notes unspent in the pool right after this deposit (ours included)
+    candidates: int  # withdrawals considered
+    links: list[Link]  # best first, at most LinkParams.keep
+
+    def best(self, threshold: float) -> Link | None:
+        return self.links[0] if self.links and self.links[0].confidence >= threshold else None
+
+
+def link(
+    deposits: Sequence[FlaggedDeposit], facts: LinkFacts, params: LinkParams | None = None
+) -> list[DepositOutcome]:
+    """Score every flagged deposit against the pool's later withdrawals; best links first."""
+    p = params or LinkParams()
+    index = {pool: _PoolIndex(events, facts.before.get(pool, (0, 0))) for pool, events in facts.events.items()}
+    rarity = _gas_rarity(facts)
+    multisets = _Multisets(facts, p)
+    scored: dict[int, list[tuple[float, PoolEvent, tuple[Reason, ...]]]] = {}
+    outcomes: dict[int, DepositOutcome] = {}
+    for d in deposits:
+        pool = index.get(d.pool)
+        if pool is None:
+            outcomes[d.transfer_id] = DepositOutcome(d, 0, 0, [])
+            continue
+        at = pool.position_of(d)
+        candidates = pool.withdrawals_after(at, d.block_time + p.window_seconds, p.max_candidates)
+        popular = _popular_peers(candidates, facts)
+        pairs = []
+        for cand in candidates:
+            odds, reasons = _score(d, cand, at, pool, facts, rarity, multisets, popular)
+            pairs.append((odds, cand[1], reasons))
+        scored[d.transfer_id] = pairs
+        outcomes[d.transfer_id] = DepositOutcome(d, pool.unspent_after(at), len(candidates), [])
+    # One note per withdrawal: the strongest pairs claim their withdrawal first.
+    claimed: dict[tuple[str, int], int] = {}
+    assigned: dict[int, tuple[str, int]] = {}
+    ranking = sorted(((odds, d_id, w) for d_id, pairs in scored.items() for odds, w, _ in pairs),
+                     key=lambda x: (-x[0], x[1], x[2].position))
+    for _odds, d_id, w in ranking:
+        key = (w.tx_hash, w.log_index)
+        if d_id in assigned or key in claimed:
+            continue
+        claimed[key] = d_id
+        assigned[d_id] = key
+    for d_id, pairs in scored.items():
+        open_pairs = [(o, w, r) for o, w, r in pairs if claimed.get((w.tx_hash, w.log_index), d_id) == d_id]
+        mass = 1.0 + sum(o for o, _, _ in open_pairs)
+        links = [Link(outcomes[d_id].deposit, w, o / mass, o, r) for o, w, r in open_pairs]
+        links.sort(key=lambda lk: (-lk.confidence, lk.withdrawal.position))
+        outcomes[d_id].links = [lk for lk in links[: p.keep] if lk.confidence >= p.min_reported]
+    return [outcomes[d.transfer_id] for d in deposits]
+
+
+def candidate_withdrawals(
+    deposits: Sequence[FlaggedDeposit], events: Mapping[str, Sequence[PoolEvent]], params: LinkParams | None = None
+) -> dict[int, list[PoolEvent]]:
+    """The withdrawals `link` will weigh for each deposit (by transfer id): the caller fetches
+    facts (transfers, gas prices) for exactly these."""
+    p = params or LinkParams()
+    index = {pool: _PoolIndex(evs, (0, 0)) for pool, evs in events.items()}
+    out: dict[int, list[PoolEvent]] = {}
+    for d in deposits:
+        pool = index.get(d.pool)
+        if pool is None:
+            out[d.transfer_id] = []
+            continue
+        at = pool.position_of(d)
+        out[d.transfer_id] = [w for _, w in pool.withdrawals_after(at, d.block_time + p.window_seconds,
+                                                                    p.max_candidates)]
+    return out
+
+
+class _PoolIndex:
+    """One pool's events in order, answering "how many notes were unspent at this point"."""
+
+    def __init__(self, events: Sequence[PoolEvent], before: tuple[int, int]) -> None:
+        self.events = sorted(events, key=lambda e: e.position)
+        self.unspent: list[int] = []  # after each event
+        self.deposits_so_far: list[int] = []
+        n_dep, n_wd = before
+        for e in self.events:
+            if e.kind == "deposit":
+                n_dep += 1
+            else:
+                n_wd += 1
+            self.unspent.append(max(0, n_dep - n_wd))
+            self.deposits_so_far.append(n_dep)
+        self.base_unspent = max(0, before[0] - before[1])
+        self.base_deposits = before[0]
+
+    def position_of(self, d: FlaggedDeposit) -> int:
+        """Index of the deposit's own event (by transaction), or of the last event before its block."""
+        last = -1
+        for i, e in enumerate(self.events):
+            if e.kind == "deposit" and e.tx_hash == d.tx_hash:
+                return i
+            if e.block_number <= d.block_number:
+                last = i
+        return last
+
+    def unspent_after(self, i: int) -> int:
+        return self.unspent[i] if 0 <= i < len(self.unspent) else self.base_unspent
+
+    def deposits_through(self, i: int) -> int:
+        return self.deposits_so_far[i] if 0 <= i < len(self.deposits_so_far) else self.base_deposits
+
+    def withdrawals_after(self, i: int, until: int, limit: int) -> list[tuple[int, PoolEvent]]:
+        out = []
+        for k in range(i + 1, len(self.events)):
+            e = self.events[k]
+            if e.block_time > until:
+                break
+            if e.kind == "withdrawal":
+                out.append((k, e))
+                if len(out) >= limit:
+                    break
+        return out
+
+
+def _score(
+    d: FlaggedDeposit,
+    candidate: tuple[int, PoolEvent],
+    at: int,
+    pool: _PoolIndex,
+    facts: LinkFacts,
+    rarity: Counter[int],
+    multisets: _Multisets,
+    popular: set[str],
+) -> tuple[float, tuple[Reason, ...]]:
+    k, w = candidate
+    reasons: list[Reason] = []
+    # Prior: the withdrawal spends one of the notes unspent when it executes, ours among them.
+    unspent = pool.unspent_after(k - 1) if k > 0 else pool.base_unspent
+    if unspent <= 1:
+        odds = _ODDS_CAP
+        reasons.append(Reason("anonymity_set", "the only unspent note in the pool when it was withdrawn", odds))
+    else:
+        odds = 1.0 / (unspent - 1)
+        reasons.append(Reason("anonymity_set", f"{unspent} notes unspent in the pool at the withdrawal", odds))
+    if w.recipient == d.depositor:
+        reasons.append(Reason("same_address", f"withdrawn to the depositing address {d.depositor}", LR_SAME_ADDRESS))
+    own = facts.peers.get(d.depositor, set())
+    if w.recipient != d.depositor and w.recipient in own:
+        reasons.append(Reason("direct_interaction",
+                              f"the recipient {w.recipient} and the depositor transacted directly",
+                              LR_DIRECT_INTERACTION))
+    else:
+        shared = sorted((own & facts.peers.get(w.recipient, set())) - facts.services - popular
+                        - {d.depositor, w.recipient, d.pool, ZERO_ADDRESS})
+        if shared:
+            weight = LR_SHARED_PEER if len(shared) == 1 else LR_SHARED_PEERS
+            reasons.append(Reason("shared_peers", f"depositor and recipient both transacted with {len(shared)} "
+                                  f"wallet(s): {', '.join(shared[:3])}", weight))
+    gas_d = facts.gas_prices.get(d.tx_hash)
+    gas_w = facts.gas_prices.get(w.tx_hash)
+    if gas_d is not None and gas_d == gas_w and gas_d > 0:
+        others = max(0, rarity[gas_d] - 2)
+        round_price = gas_d % 10**8 == 0
+        weight = (LR_GAS_ROUND if round_price else LR_GAS_UNUSUAL) / (1 + others) ** 2
+        kind = "a whole-gwei (wallet default)" if round_price else "an unusual"
+        reasons.append(Reason("gas_price", f"deposit and withdrawal share {kind} gas price of {gas_d / 1e9:.9g} gwei"
+                              f" ({others} other pool transactions use it)", weight))
+    multi = multisets.match(d, w)
+    if multi is not None:
+        reasons.append(multi)
+    between = pool.deposits_through(k - 1) - pool.deposits_through(at)
+    delay = max(0, w.block_time - d.block_time)
+    if between <= 0:
+        reasons.append(Reason("timing", f"withdrawn {_duration(delay)} after the deposit with no other deposit "
+                              "in between", LR_NOTHING_BETWEEN))
+    else:
+        reasons.append(Reason("timing", f"withdrawn {_duration(delay)} after the deposit; {between} other "
+                              "deposits in between", 1.0))
+    for r in reasons[1:]:
+        odds *= r.weight
+    return min(odds, _ODDS_CAP), tuple(reasons)
+
+
+def _gas_rarity(facts: LinkFacts) -> Counter[int]:
+    """How many of the pools' transactions (each counted once) used each gas price."""
+    seen: dict[str, int] = {}
+    for events in facts.events.values():
+        for e in events:
+            gp = facts.gas_prices.get(e.tx_hash)
+            if gp is not None:
+                seen[e.tx_hash] = gp
+    return Counter(seen.values())
+
+
+def _popular_peers(candidates: Iterable[tuple[int, PoolEvent]], facts: LinkFacts) -> set[str]:
+    """Wallets shared by many candidate recipients: services (an exchange's hot wallet, a
+    relayer's payout address, a faucet) that say nothing about who is behind a withdrawal."""
+    counts: Counter[str] = Counter()
+    for _, w in candidates:
+        counts.update(facts.peers.get(w.recipient, set()))
+    return {a for a, n in counts.items() if n > POPULAR_PEER}
+
+
+class _Multisets:
+    """The multi-denomination heuristic: the multiset of denominations one address deposited
+    comes back out to one recipient within a window (and nobody else withdrew that multiset)."""
+
+    def __init__(self, facts: LinkFacts, params: LinkParams) -> None:
+        self.facts = facts
+        self.window = params.multi_window_seconds
+        self.withdrawals: list[tuple[int, str, int]] = []  # (time, recipient, denomination)
+        for pool, events in facts.events.items():
+            denom = facts.denominations.get(pool)
+            if denom is None:
+                continue
+            self.withdrawals.extend((e.block_time, e.recipient, denom) for e in events if e.kind == "withdrawal")
+        self.withdrawals.sort()
+        self._cache: dict[int, tuple[Counter[int], int, dict[str, Counter[int]]]] = {}
+
+    def _deposited(self, d: FlaggedDeposit) -> tuple[Counter[int], int, int]:
+        times = [(pool, t) for pool, t in self.facts.deposits_by.get(d.depositor, ())
+                 if abs(t - d.block_time) <= self.window and pool in self.facts.denominations]
+        bag = Counter(self.facts.denominations[pool] for pool, _ in times)
+        first = min((t for _, t in times), default=d.block_time)
+        last = max((t for _, t in times), default=d.block_time)
+        return bag, first, last
+
+    def _withdrawn(self, first: int, until: int) -> dict[str, Counter[int]]:
+        bags: dict[str, Counter[int]] = {}
+        for t, recipient, denom in self.withdrawals:
+            if first <= t <= until:
+                bags.setdefault(recipient, Counter())[denom] += 1
+        return bags
+
+    def match(self, d: FlaggedDeposit, w: PoolEvent) -> Reason | None:
+        cached = self._cache.get(d.transfer_id)
+        if cached is None:
+            bag, first, last = self._deposited(d)
+            # One depositor's bag against every recipient's: computed once per deposit.
+            cached = self._cache[d.transfer_id] = (bag, first, self._withdrawn(first, last + self.window)
+                                                   if sum(bag.values()) >= 2 else {})
+        bag, first, bags = cached
+        size = sum(bag.values())
+        if size < 2 or w.block_time < first:
+            return None
+        if bags.get(w.recipient) != bag:
+            return None
+        others = sum(1 for r, b in bags.items() if r != w.recipient and b == bag)
+        weight = LR_MULTI_DENOMINATION * (size - 1) / (1 + others)
+        unit = NATIVE_DECIMALS if d.asset == "native" else d.decimals
+        symbol = "ETH" if d.asset == "native" else (d.symbol or d.asset[:10])
+        parts = ", ".join(f"{n}×{_amount(denom, unit)}" for denom, n in sorted(bag.items(), reverse=True))
+        return Reason("multi_denomination", f"{d.depositor} deposited {{{parts}}} {symbol} and {w.recipient} withdrew "
+                      f"the same within {_duration(self.window)} ({others} other recipients did)", weight)
+
+
+def _amount(raw: int, decimals: int | None) -> str:
+    if not decimals:
+        return str(raw)
+    whole, frac = divmod(raw, 10**decimals)
+    return str(whole) if not frac else f"{whole}.{str(frac).rjust(decimals, '0').rstrip('0')}"
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7_200:
+        return f"{seconds // 60}min"
+    if seconds < 172_800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86_400}d"
+
+
+def looks_like_denomination(amount: int, decimals: int | None) -> bool:
+    """Pool denominations are round: 10^k or 5 x 10^k units (0.1 ETH .. 5,000,000 cDAI). Only
+    transfers of such amounts are worth asking the node whether the recipient is a pool."""
+    if decimals is None or amount <= 0:
+        return False
+    # Tenths are the smallest denomination (0.1 ETH, 0.1 WBTC).
+    tenth = 10 ** max(0, decimals - 1)
+    if amount % tenth:
+        return False
+    units = amount // tenth
+    while units % 10 == 0:
+        units //= 10
+    return units in (1, 5)
