@@ -169,12 +169,23 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc). The API server's CPU per request does
+    not depend on what else runs on the machine, unlike requests/s on a shared 2-core box."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     name: str
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     wall: float = 0.0
+    server_cpu: float = float("nan")
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -186,7 +197,8 @@ class Result:
         return {"requests": n, "errors": self.errors, "seconds": round(self.wall, 2),
                 "requests_per_s": round(n / self.wall, 1) if self.wall else 0.0,
                 "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-                "mean_ms": round(statistics.fmean(lat) * 1000, 2) if n else 0.0}
+                "mean_ms": round(statistics.fmean(lat) * 1000, 2) if n else 0.0,
+                "server_cpu_ms_per_request": round(self.server_cpu * 1000 / n, 3) if n else 0.0}
 
 
 async def collect_cursors(session: aiohttp.ClientSession, base: str, trace_id: int, pages: int) -> list[str]:
@@ -209,8 +221,9 @@ async def collect_cursors(session: aiohttp.ClientSession, base: str, trace_id: i
 
 
 async def load(session: aiohttp.ClientSession, base: str, name: str, urls: list[str], clients: int,
-               seconds: float) -> Result:
+               seconds: float, server_pid: int) -> Result:
     result = Result(name)
+    cpu_before = cpu_seconds(server_pid)
     stop_at = time.monotonic() + seconds
     rng = random.Random(1)
 
@@ -232,6 +245,7 @@ async def load(session: aiohttp.ClientSession, base: str, name: str, urls: list[
     started = time.monotonic()
     await asyncio.gather(*(client() for _ in range(clients)))
     result.wall = time.monotonic() - started
+    result.server_cpu = cpu_seconds(server_pid) - cpu_before
     return result
 
 
@@ -254,9 +268,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}, timeout=timeout) as session:
             urls = await collect_cursors(session, base, trace_id, args.pages)
             # Warm the server (imports, pool connections, plan caches) before measuring.
-            await load(session, base, "warmup", exits_url + urls[:10], args.clients, min(2.0, args.seconds / 2))
-            exits = await load(session, base, "GET /exits", exits_url, args.clients, args.seconds)
-            hops = await load(session, base, "GET /hops page (100)", urls, args.clients, args.seconds)
+            await load(session, base, "warmup", exits_url + urls[:10], args.clients, min(2.0, args.seconds / 2),
+                       proc.pid)
+            exits = await load(session, base, "GET /exits", exits_url, args.clients, args.seconds, proc.pid)
+            hops = await load(session, base, "GET /hops page (100)", urls, args.clients, args.seconds, proc.pid)
     finally:
         stop_server(proc)
     # The same exits request on a server that keeps no rendered exits: every request runs the
@@ -265,9 +280,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         connector = aiohttp.TCPConnector(limit=args.clients)
         async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}, timeout=timeout) as session:
-            await load(session, base, "warmup", exits_url, args.clients, min(1.0, args.seconds / 4))
+            await load(session, base, "warmup", exits_url, args.clients, min(1.0, args.seconds / 4), proc.pid)
             exits_uncached = await load(session, base, "GET /exits (no cache)", exits_url, args.clients,
-                                        args.seconds)
+                                        args.seconds, proc.pid)
     finally:
         stop_server(proc)
     db = await Database.connect(args.database_url, max_size=2)
@@ -280,7 +295,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "api_latency", "smoke": args.smoke, "trace_id": trace_id, "hops_in_trace": hop_count,
         "exit_rows": exit_count, "synthesis_seconds": round(synth_s, 1), "clients": args.clients,
         "seconds_per_endpoint": args.seconds, "hop_page_urls": len(urls),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_after": os.getloadavg()},
         "results": {"exits": exits.summary(), "exits_uncached": exits_uncached.summary(),
                     "hops_page": hops.summary()},
     }
@@ -290,12 +306,13 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"\nAPI latency: trace #{report['trace_id']} with {report['hops_in_trace']:,} hops, "
           f"{report['exit_rows']} exit rows, {report['clients']} concurrent clients, "
           f"{report['seconds_per_endpoint']} s per endpoint")
-    print(f"{'endpoint':<26} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'endpoint':<26} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+          f"{'server CPU ms/req':>18}")
     for name, key in (("GET /traces/{id}/exits", "exits"), ("  same, exits cache off", "exits_uncached"),
                       ("GET /traces/{id}/hops", "hops_page")):
         r = report["results"][key]
         print(f"{name:<26} {r['requests']:>9} {r['requests_per_s']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
-              f"{r['errors']:>7}")
+              f"{r['errors']:>7} {r['server_cpu_ms_per_request']:>18}")
 
 
 def main() -> int:
