@@ -69,3 +69,11 @@ def test_conservation(items: list[tuple[int, bool, bool, str]], prior: int, mode
         assert 0 < o.amount <= o.total
         # an outflow never carries taint that had not yet arrived
         assert sum(a for i, a in flagged.items() if i < o.transfer_id and items[i][3] == o.asset) >= o.amount
+
+
+def test_report_amounts_are_exact_for_uint256() -> None:
+    from tracer.engine.report import format_amount
+
+    raw = 2**256 - 1
+    assert format_amount(raw, 18).replace(".", "").lstrip("0") == str(raw)
+    assert format_amount(1234567890123456789, 18, 4) == "1.2345"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Any
 
 import asyncpg
@@ -22,10 +22,13 @@ def format_amount(raw: int, decimals: int | None, places: int | None = None) -> 
     down for display only."""
     if not decimals:
         return str(raw)
-    q = Decimal(raw).scaleb(-decimals)
-    if places is not None:
-        q = q.quantize(Decimal(1).scaleb(-places), rounding="ROUND_DOWN")
-    text = format(q, "f")
+    # uint256 amounts have up to 78 digits: the default 28-digit context would round them.
+    with localcontext() as ctx:
+        ctx.prec = 100
+        q = Decimal(raw).scaleb(-decimals)
+        if places is not None:
+            q = q.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+        text = format(q, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
