@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from tracer.api.handlers import addresses, audit, exits, graph, hops, paths, system, traces
+from tracer.api.handlers import addresses, audit, exits, graph, hops, labels, paths, system, traces
 
 
 class Route(NamedTuple):
@@ -37,6 +37,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/addresses/{chain}/{address}", addresses.get, "read"),
     Route("POST", "/v1/addresses/{chain}/{address}/labels", addresses.add_label, "trace"),
     Route("GET", "/v1/audit", audit.list_, "admin"),
+    Route("GET", "/v1/labels", labels.list_, "read"),
+    Route("POST", "/v1/labels", labels.create, "trace"),
+    Route("GET", "/v1/screen", labels.screen, "read"),
 )
 
 

@@ -587,3 +587,26 @@ async def listed_addresses(
         chain, source_prefix.lower(), program, _opt_utc(at),
     )
     return [r["address"] for r in rows]
+
+
+async def list_labels(
+    conn: Conn,
+    *,
+    chain: str | None = None,
+    address: str | None = None,
+    category: str | None = None,
+    source: str | None = None,
+    entity: str | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> list[tuple[int, str, str, Label]]:
+    """A keyset page of labels (id order) with optional filters: (id, chain, address, label)."""
+    rows = await conn.fetch(
+        f"""SELECT id, {_COLUMNS} FROM labels
+            WHERE ($1::text IS NULL OR chain = $1) AND ($2::text IS NULL OR address = $2)
+              AND ($3::text IS NULL OR category = $3) AND ($4::text IS NULL OR source = $4)
+              AND ($5::text IS NULL OR lower(entity) = lower($5)) AND ($6::bigint IS NULL OR id > $6)
+            ORDER BY id LIMIT $7""",
+        chain, address, category, source, entity, after_id, limit,
+    )
+    return [(r["id"], r["chain"], r["address"], _label(r, 1)) for r in rows]

@@ -55,9 +55,13 @@ async def create(request: web.Request) -> web.Response:
         raise bad_request("chain", f"unsupported chain {chain!r}; supported: {', '.join(service.CHAINS)}")
     client = chain_client(request, chain)
     principal = principal_of(request)
+    seeds = list(body.get("seeds", []))
+    if body.get("from_list"):
+        seeds += await service.seeds_from_list(ctx.pool, chain, body["from_list"]["list"],
+                                               body["from_list"].get("program"))
     try:
         trace_id = await service.create_trace(
-            ctx.pool, client, chain=chain, seeds=body["seeds"], policy=body.get("policy"),
+            ctx.pool, client, chain=chain, seeds=seeds, policy=body.get("policy"),
             label=body.get("label"), created_by=principal.name,
         )
     except _head_errors() as exc:
@@ -67,7 +71,8 @@ async def create(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="trace.create",
                               target=f"trace:{trace_id}", remote=request.remote,
-                              details={"chain": chain, "seeds": len(body["seeds"]), "label": body.get("label")})
+                              details={"chain": chain, "seeds": len(seeds), "label": body.get("label"),
+                                       "from_list": body.get("from_list")})
         row = await trace_or_404(conn, trace_id)
         meta = await asset_meta(ctx, conn, row)
     return ok(ser.trace(row, meta), status=201, headers={"Location": f"/v1/traces/{trace_id}"})

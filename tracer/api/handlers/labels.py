@@ -1,0 +1,101 @@
+"""Labels as a collection (`/v1/labels`) and sanctions screening (`/v1/screen`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from tracer.api import params
+from tracer.api import serialize as ser
+from tracer.api.auth import principal_of
+from tracer.api.errors import bad_request
+from tracer.api.handlers.addresses import INVESTIGATOR_SOURCE, _parse_time
+from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
+from tracer.api.openapi import field_of, validator
+from tracer.labels.vocab import CATEGORIES, RISK_CATEGORIES
+from tracer.store import keys as key_store
+from tracer.store import labels as label_store
+
+
+def _item(label_id: int, chain: str, address: str, lb: label_store.Label, now: datetime) -> dict[str, Any]:
+    return {"id": label_id, "chain": chain, "address": address, **ser.label(lb, now)}
+
+
+async def list_(request: web.Request) -> web.Response:
+    params.reject_unknown(request, ("chain", "address", "category", "source", "entity", "limit", "cursor"))
+    ctx = ctx_of(request)
+    chain_text = params.str_param(request, "chain", max_len=32)
+    chain = params.chain_name(chain_text) if chain_text else None
+    address = params.address_param(request, "address")
+    category = params.enum_param(request, "category", sorted(CATEGORIES))
+    source = params.str_param(request, "source", max_len=64)
+    entity = params.str_param(request, "entity")
+    limit = page_limit(request)
+    scope = {"chain": chain, "address": address, "category": category, "source": source, "entity": entity}
+    after = read_cursor(request, "labels", scope)
+    after_id = params.parse_int("cursor", after[0], minimum=0) if after else None
+    async with ctx.pool.acquire() as conn:
+        rows = await label_store.list_labels(conn, chain=chain, address=address, category=category, source=source,
+                                             entity=entity, after_id=after_id, limit=limit + 1)
+    now = datetime.now(UTC)
+    items = [_item(i, c, a, lb, now) for i, c, a, lb in rows[:limit]]
+    cursor = make_cursor(request, "labels", scope, [str(rows[limit - 1][0])]) if len(rows) > limit else None
+    return ok({"items": items, "next_cursor": cursor,
+               "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
+
+
+async def create(request: web.Request) -> web.Response:
+    """A case-specific label from an investigator, with who added it in the audit log."""
+    params.reject_unknown(request, ())
+    ctx = ctx_of(request)
+    body = await params.json_object(request)
+    errors = sorted(validator("label-post").iter_errors(body), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise bad_request(field_of(errors[0]), errors[0].message[:300])
+    chain = params.chain_name(body.get("chain", "ethereum"))
+    address = params.parse_address("address", body["address"])
+    if body["category"] not in CATEGORIES:
+        raise bad_request("category", f"must be one of {', '.join(sorted(CATEGORIES))}")
+    valid_from = _parse_time("valid_from", body.get("valid_from"))
+    valid_to = _parse_time("valid_to", body.get("valid_to"))
+    if valid_from and valid_to and valid_to < valid_from:
+        raise bad_request("valid_to", "is before valid_from")
+    principal = principal_of(request)
+    label = label_store.Label(
+        chain=chain, address=address, entity=body["entity"].strip(), category=body["category"],
+        source=INVESTIGATOR_SOURCE, confidence=float(body.get("confidence", 1.0)), valid_from=valid_from,
+        valid_to=valid_to, evidence={"note": body["note"]} if body.get("note") else None, created_by=principal.name,
+    )
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await label_store.upsert_labels(conn, [label])
+        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="label.create",
+                              target=f"address:{chain}:{address}", remote=request.remote,
+                              details={"entity": label.entity, "category": label.category})
+        rows = await label_store.list_labels(conn, chain=chain, address=address, source=INVESTIGATOR_SOURCE,
+                                             entity=label.entity, category=label.category, limit=1000)
+    label_id = max((r[0] for r in rows), default=0)
+    return ok(_item(label_id, chain, address, label, datetime.now(UTC)), status=201)
+
+
+async def screen(request: web.Request) -> web.Response:
+    """Was the address sanctioned (or flagged as hacker, scam, ...) at a time, and by whom."""
+    params.reject_unknown(request, ("chain", "address", "at"))
+    ctx = ctx_of(request)
+    chain = params.chain_name(params.str_param(request, "chain", max_len=32) or "ethereum")
+    address = params.address_param(request, "address")
+    if address is None:
+        raise bad_request("address", "is required")
+    at = _parse_time("at", params.str_param(request, "at", max_len=64)) or datetime.now(UTC)
+    async with ctx.pool.acquire() as conn:
+        sanctions = (await label_store.screen(conn, chain, [address], at=at)).get(address, [])
+        risks = (await label_store.screen(conn, chain, [address], at=at,
+                                          categories=sorted(RISK_CATEGORIES))).get(address, [])
+    risk_only = [lb for lb in risks if lb.category != "sanctioned"]
+    return ok({
+        "chain": chain, "address": address, "at": ser.iso(at),
+        "sanctioned": bool(sanctions),
+        "hits": [{"kind": "sanction", **ser.label(lb, at)} for lb in sanctions]
+        + [{"kind": "risk", **ser.label(lb, at)} for lb in risk_only],
+    })
