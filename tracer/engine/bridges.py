@@ -54,6 +54,8 @@ EVM_CHAINS = {1: "ethereum", 10: "optimism", 56: "bsc", 100: "gnosis", 130: "uni
               324: "zksync", 480: "worldchain", 1135: "lisk", 8453: "base", 34443: "mode", 42161: "arbitrum",
               43114: "avalanche", 57073: "ink", 59144: "linea", 81457: "blast", 534352: "scroll",
               7777777: "zora"}
+# Across names chains by EVM chain id, and Solana by an id of its own (recipients there are bytes32 keys).
+ACROSS_SOLANA = 34268394551451
 # Wormhole's own chain ids.
 WORMHOLE_CHAINS = {1: "solana", 2: "ethereum", 4: "bsc", 5: "polygon", 6: "avalanche", 10: "fantom", 13: "klaytn",
                    14: "celo", 16: "moonbeam", 21: "sui", 22: "aptos", 23: "arbitrum", 24: "optimism", 30: "base",
@@ -155,6 +157,8 @@ def decode(log: LogLike) -> BridgeExit | None:
                               amount=int(words[2], 16))
         if t0 == ACROSS_FUNDS_DEPOSITED and len(log.topics) >= 2 and len(words) >= 9:
             chain_id = int(log.topics[1], 16)
+            if chain_id == ACROSS_SOLANA:
+                return BridgeExit("Across", tx, "solana", _base58(bytes.fromhex(words[7])), amount=int(words[2], 16))
             return BridgeExit("Across", tx, EVM_CHAINS.get(chain_id, f"evm:{chain_id}"), _address32(words[7]),
                               amount=int(words[2], 16))
         if t0 == ACROSS_V2_FUNDS_DEPOSITED and len(log.topics) >= 2 and len(words) >= 6:

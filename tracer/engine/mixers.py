@@ -13,12 +13,16 @@ et al., WWW 2023; Béres et al. 2021):
 - the depositor's multiset of denominations comes back out to one recipient within a window;
 - timing against the pool's anonymity set: how many notes were unspent when the withdrawal came.
 
-Scoring is Bayesian in odds. The prior odds that a withdrawal spends our note are 1 : (N - 1),
-with N the notes unspent in the pool when it executes; each heuristic that fires multiplies the
-odds by a likelihood ratio (its `weight`, stated in the reasons). A deposit's candidates then share
+Scoring is Bayesian in odds. The prior that a withdrawal spends our note is S / N: N notes are
+unspent in the pool when it executes, and S is the chance ours is still among them after the
+withdrawals since our deposit (each spending a random unspent note). Each heuristic that fires
+multiplies the odds by a likelihood ratio (its `weight`, stated in the reasons). A deposit's candidates then share
 one probability mass with "none of them" (weight 1), and a greedy one-to-one assignment lets each
 withdrawal spend at most one of the trace's notes, so equivalent notes (three 10 ETH deposits to
-one recipient) link one each instead of splitting into three uncertain thirds.
+one recipient) link one each instead of splitting into three uncertain thirds. A withdrawal another
+of the trace's flagged deposits claimed does not compete: whichever of the two notes it spent,
+flagged money reached it, so confidence is about where this deposit's money went, not which of
+the trace's own interchangeable notes is which.
 
 Everything here is pure: the worker (and bench/mixer_linker.py) fetch the facts and call `link`.
 """
@@ -48,8 +52,12 @@ LR_SHARED_PEER = 1_000.0  # one shared third wallet
 LR_SHARED_PEERS = 5_000.0  # two or more
 LR_GAS_UNUSUAL = 1_500.0  # divided by (1 + others using it)^2
 LR_GAS_ROUND = 10.0  # whole or tenth gwei: a wallet default, weak evidence
-LR_MULTI_DENOMINATION = 400.0  # times (notes - 1), divided by (1 + others withdrawing the same)
-LR_NOTHING_BETWEEN = 1.5  # no other deposit into the pool between ours and the withdrawal
+# Multi-denomination: k notes withdrawn to one address within span s, out of a window of length T,
+# happen by chance with probability ~ (s / T)^(k - 1); the ratio is the inverse, capped.
+LR_MULTI_BASE = 2.0
+LR_MULTI_MAX = 2_000.0
+MIN_SPAN_SECONDS = 12  # one Ethereum slot: withdrawals in one block are "at once"
+LR_TIMING = ((0, 2.0), (3, 1.5))  # (at most this many other deposits in between, ratio); else 1
 POPULAR_PEER = 3  # a third wallet shared with more candidate recipients than this is a service
 _ODDS_CAP = 1e9
 
@@ -171,7 +179,7 @@ class LinkParams:
 @dataclass(frozen=True, slots=True)
 class Reason:
     heuristic: str  # same_address | direct_interaction | shared_peers | gas_price | multi_denomination |
-    #                 timing | anonymity_set
+    #                 timing | anonymity_set | same_recipient
     detail: str
     weight: float  # likelihood ratio (anonymity_set: the prior odds)
 
@@ -223,9 +231,14 @@ def link(
         candidates = pool.withdrawals_after(at, d.block_time + p.window_seconds, p.max_candidates)
         popular = _popular_peers(candidates, facts)
         pairs = []
+        survival = 1.0  # chance our note is still unspent (withdrawals spend random unspent notes)
         for cand in candidates:
-            odds, reasons = _score(d, cand, at, pool, facts, rarity, multisets, popular)
+            k = cand[0]
+            unspent = pool.unspent_after(k - 1) if k > 0 else pool.base_unspent
+            odds, reasons = _score(d, cand, at, pool, facts, rarity, multisets, popular, survival, unspent)
             pairs.append((odds, cand[1], reasons))
+            if unspent > 0:
+                survival *= 1.0 - 1.0 / unspent
         scored[d.transfer_id] = pairs
         outcomes[d.transfer_id] = DepositOutcome(d, pool.unspent_after(at), len(candidates), [])
     # One note per withdrawal: the strongest pairs claim their withdrawal first.
@@ -242,7 +255,21 @@ def link(
     for d_id, pairs in scored.items():
         open_pairs = [(o, w, r) for o, w, r in pairs if claimed.get((w.tx_hash, w.log_index), d_id) == d_id]
         mass = 1.0 + sum(o for o, _, _ in open_pairs)
-        links = [Link(outcomes[d_id].deposit, w, o / mass, o, r) for o, w, r in open_pairs]
+        # Withdrawals of this pool to one recipient are the same money to the same place: their
+        # probabilities add up, and the link names the one assigned (else the likeliest of them).
+        groups: dict[str, list[tuple[float, PoolEvent, tuple[Reason, ...]]]] = {}
+        for pair in open_pairs:
+            groups.setdefault(pair[1].recipient, []).append(pair)
+        mine = assigned.get(d_id)
+        links = []
+        for members in groups.values():
+            members.sort(key=lambda x: (-((x[1].tx_hash, x[1].log_index) == mine), -x[0], x[1].position))
+            odds, w, reasons = members[0]
+            total = sum(o for o, _, _ in members)
+            if len(members) > 1:
+                reasons = (*reasons, Reason("same_recipient", f"{len(members)} unclaimed withdrawals of this pool "
+                                            f"went to {w.recipient}; their chances add up", total / odds))
+            links.append(Link(outcomes[d_id].deposit, w, total / mass, total, reasons))
         links.sort(key=lambda lk: (-lk.confidence, lk.withdrawal.position))
         outcomes[d_id].links = [lk for lk in links[: p.keep] if lk.confidence >= p.min_reported]
     return [outcomes[d.transfer_id] for d in deposits]
@@ -323,17 +350,18 @@ def _score(
     rarity: Counter[int],
     multisets: _Multisets,
     popular: set[str],
+    survival: float,
+    unspent: int,
 ) -> tuple[float, tuple[Reason, ...]]:
     k, w = candidate
     reasons: list[Reason] = []
-    # Prior: the withdrawal spends one of the notes unspent when it executes, ours among them.
-    unspent = pool.unspent_after(k - 1) if k > 0 else pool.base_unspent
-    if unspent <= 1:
-        odds = _ODDS_CAP
-        reasons.append(Reason("anonymity_set", "the only unspent note in the pool when it was withdrawn", odds))
-    else:
-        odds = 1.0 / (unspent - 1)
-        reasons.append(Reason("anonymity_set", f"{unspent} notes unspent in the pool at the withdrawal", odds))
+    # Prior: the withdrawal spends one of the notes unspent when it executes; ours is among them
+    # only if no earlier withdrawal took it.
+    prior = survival / max(1, unspent)
+    odds = _ODDS_CAP if prior >= 1.0 else prior / (1.0 - prior)
+    since = f"{survival:.0%} chance it was still unspent" if survival < 1.0 else "no withdrawal since the deposit"
+    reasons.append(Reason("anonymity_set", f"{unspent} notes unspent in the pool at the withdrawal ({since})",
+                          odds))
     if w.recipient == d.depositor:
         reasons.append(Reason("same_address", f"withdrawn to the depositing address {d.depositor}", LR_SAME_ADDRESS))
     own = facts.peers.get(d.depositor, set())
@@ -353,21 +381,20 @@ def _score(
     if gas_d is not None and gas_d == gas_w and gas_d > 0:
         others = max(0, rarity[gas_d] - 2)
         round_price = gas_d % 10**8 == 0
-        weight = (LR_GAS_ROUND if round_price else LR_GAS_UNUSUAL) / (1 + others) ** 2
+        # A price many use is no evidence either way (never below 1: a match is not a mismatch).
+        weight = max(1.0, (LR_GAS_ROUND if round_price else LR_GAS_UNUSUAL) / (1 + others) ** 2)
         kind = "a whole-gwei (wallet default)" if round_price else "an unusual"
         reasons.append(Reason("gas_price", f"deposit and withdrawal share {kind} gas price of {gas_d / 1e9:.9g} gwei"
                               f" ({others} other pool transactions use it)", weight))
     multi = multisets.match(d, w)
     if multi is not None:
         reasons.append(multi)
-    between = pool.deposits_through(k - 1) - pool.deposits_through(at)
+    between = max(0, pool.deposits_through(k - 1) - pool.deposits_through(at))
     delay = max(0, w.block_time - d.block_time)
-    if between <= 0:
-        reasons.append(Reason("timing", f"withdrawn {_duration(delay)} after the deposit with no other deposit "
-                              "in between", LR_NOTHING_BETWEEN))
-    else:
-        reasons.append(Reason("timing", f"withdrawn {_duration(delay)} after the deposit; {between} other "
-                              "deposits in between", 1.0))
+    # Withdrawing before others joined the pool leaves a small crowd: launderers in a hurry do.
+    timing = next((ratio for most, ratio in LR_TIMING if between <= most), 1.0)
+    reasons.append(Reason("timing", f"withdrawn {_duration(delay)} after the deposit; {between} other deposits "
+                          "in between", timing))
     for r in reasons[1:]:
         odds *= r.weight
     return min(odds, _ODDS_CAP), tuple(reasons)
@@ -395,7 +422,13 @@ def _popular_peers(candidates: Iterable[tuple[int, PoolEvent]], facts: LinkFacts
 
 class _Multisets:
     """The multi-denomination heuristic: the multiset of denominations one address deposited
-    comes back out to one recipient within a window (and nobody else withdrew that multiset)."""
+    comes back out, all of it, to one recipient, the withdrawals close together in time.
+
+    Chance alone gives some recipient the same multiset (a busy address collecting unrelated
+    withdrawals); it rarely gives them within a short span. So the ratio grows with how tight the
+    recipient's withdrawals are within the window, ~ (T / span)^(k - 1) for k notes, and shrinks
+    with every other recipient holding the same multiset at least as tightly.
+    """
 
     def __init__(self, facts: LinkFacts, params: LinkParams) -> None:
         self.facts = facts
@@ -407,43 +440,47 @@ class _Multisets:
                 continue
             self.withdrawals.extend((e.block_time, e.recipient, denom) for e in events if e.kind == "withdrawal")
         self.withdrawals.sort()
-        self._cache: dict[int, tuple[Counter[int], int, dict[str, Counter[int]]]] = {}
+        # What we have seen of the chain ends here: a window reaching past it is only this long.
+        self.horizon = max((e.block_time for evs in facts.events.values() for e in evs), default=0)
+        self._cache: dict[int, tuple[Counter[int], int, int, dict[str, tuple[Counter[int], int]]]] = {}
 
-    def _deposited(self, d: FlaggedDeposit) -> tuple[Counter[int], int, int]:
+    def _for(self, d: FlaggedDeposit) -> tuple[Counter[int], int, int, dict[str, tuple[Counter[int], int]]]:
+        cached = self._cache.get(d.transfer_id)
+        if cached is not None:
+            return cached
         times = [(pool, t) for pool, t in self.facts.deposits_by.get(d.depositor, ())
                  if abs(t - d.block_time) <= self.window and pool in self.facts.denominations]
         bag = Counter(self.facts.denominations[pool] for pool, _ in times)
         first = min((t for _, t in times), default=d.block_time)
         last = max((t for _, t in times), default=d.block_time)
-        return bag, first, last
-
-    def _withdrawn(self, first: int, until: int) -> dict[str, Counter[int]]:
-        bags: dict[str, Counter[int]] = {}
-        for t, recipient, denom in self.withdrawals:
-            if first <= t <= until:
-                bags.setdefault(recipient, Counter())[denom] += 1
-        return bags
+        until = max(last + MIN_SPAN_SECONDS, min(last + self.window, self.horizon))
+        recipients: dict[str, tuple[Counter[int], int, int]] = {}
+        if sum(bag.values()) >= 2:
+            # One depositor's bag against every recipient's: computed once per deposit.
+            for t, recipient, denom in self.withdrawals:
+                if first <= t <= until:
+                    b, lo, hi = recipients.get(recipient, (Counter(), t, t))
+                    b[denom] += 1
+                    recipients[recipient] = (b, min(lo, t), max(hi, t))
+        spans = {r: (b, hi - lo) for r, (b, lo, hi) in recipients.items()}
+        cached = self._cache[d.transfer_id] = (bag, first, until - first, spans)
+        return cached
 
     def match(self, d: FlaggedDeposit, w: PoolEvent) -> Reason | None:
-        cached = self._cache.get(d.transfer_id)
-        if cached is None:
-            bag, first, last = self._deposited(d)
-            # One depositor's bag against every recipient's: computed once per deposit.
-            cached = self._cache[d.transfer_id] = (bag, first, self._withdrawn(first, last + self.window)
-                                                   if sum(bag.values()) >= 2 else {})
-        bag, first, bags = cached
+        bag, first, length, recipients = self._for(d)
         size = sum(bag.values())
-        if size < 2 or w.block_time < first:
+        found = recipients.get(w.recipient)
+        if size < 2 or found is None or found[0] != bag or w.block_time < first:
             return None
-        if bags.get(w.recipient) != bag:
-            return None
-        others = sum(1 for r, b in bags.items() if r != w.recipient and b == bag)
-        weight = LR_MULTI_DENOMINATION * (size - 1) / (1 + others)
+        span = found[1]
+        tightness = min(LR_MULTI_MAX, (max(length, MIN_SPAN_SECONDS) / max(span, MIN_SPAN_SECONDS)) ** (size - 1))
+        others = sum(1 for r, (b, s) in recipients.items() if r != w.recipient and b == bag and s <= span)
+        weight = min(LR_MULTI_MAX, LR_MULTI_BASE * tightness) / (1 + others)
         unit = NATIVE_DECIMALS if d.asset == "native" else d.decimals
         symbol = "ETH" if d.asset == "native" else (d.symbol or d.asset[:10])
         parts = ", ".join(f"{n}×{_amount(denom, unit)}" for denom, n in sorted(bag.items(), reverse=True))
         return Reason("multi_denomination", f"{d.depositor} deposited {{{parts}}} {symbol} and {w.recipient} withdrew "
-                      f"the same within {_duration(self.window)} ({others} other recipients did)", weight)
+                      f"the same within {_duration(span)} ({others} other recipients did as tightly)", weight)
 
 
 def _amount(raw: int, decimals: int | None) -> str:
