@@ -27,6 +27,7 @@ from tracer.api.routes import add_routes
 from tracer.engine.worker import Worker
 from tracer.store import keys as key_store
 from tracer.store.db import Database
+from tracer.web import server as web_ui
 
 log = logging.getLogger("tracer.api")
 
@@ -146,6 +147,7 @@ def create_app(
     )
     app[CTX] = ctx
     ctx.scopes = add_routes(app)
+    web_ui.add_routes(app)  # the investigator page on / and /ui: public files, no data
     app.on_response_prepare.append(_response_headers)
     app.cleanup_ctx.extend([_secret_ctx, _auth_ctx, _workers_ctx])
     return app
