@@ -311,3 +311,70 @@ async def test_investigator_traces_a_case_in_the_browser(
     assert not errors.errors, errors.errors
     assert not errors_second.errors, errors_second.errors
     await context.close()
+
+
+MODEL_CHECKS = """async () => {
+  const f = await import('/ui/static/format.js');
+  const {TraceModel} = await import('/ui/static/model.js');
+  const out = {};
+  out.amounts = ['2723.323886089415707794', '0.000012345', '1234567.5', '0', '12.5', '999.99999']
+    .map(f.shortAmount);
+  out.units = [f.unitsOf(12345n, 2), f.unitsOf(5n, 3), f.unitsOf(10n ** 21n, 18)];
+  out.ratio = f.ratio(1n, 3n);
+  // A seed S peels off through A -> B -> C -> D (each sends a little to exit X), and fans out to
+  // W1..W3, which all pay T.
+  const a = (c) => '0x' + c.repeat(40);
+  const [S, A, B, C, D, X, W1, W2, W3, T] = ['5', 'a', 'b', 'c', 'd', 'e', '1', '2', '3', '7'].map(a);
+  const node = (id, role, extra = {}) => ({id, role, label: id, reason: null, entity: null, category: null,
+    depth: 1, seed: role === 'seed', ...extra});
+  const nodes = [node(S, 'seed'), node(A, 'followed'), node(B, 'followed'), node(C, 'followed'),
+    node(D, 'followed'), node(X, 'exit', {entity: 'Binance', category: 'exchange'}), node(W1, 'followed'),
+    node(W2, 'followed'), node(W3, 'followed'), node(T, 'followed')];
+  let n = 0;
+  const edge = (s, t, amount, status = 'followed') => ({source: s, target: t,
+    tx_hash: '0x' + (++n).toString(16).padStart(64, '0'), position: 'tx', block_number: n,
+    timestamp: '2024-01-01T00:00:00Z', asset: 'native', symbol: 'ETH', decimals: 0,
+    amount: String(amount), amount_raw: String(amount), depth: 1, kind: 'native', status, reason: status});
+  const edges = [edge(S, A, 100), edge(A, B, 90), edge(A, X, 10, 'exit'), edge(B, C, 80), edge(B, X, 10, 'exit'),
+    edge(C, D, 70), edge(C, X, 10, 'exit'), edge(D, X, 70, 'exit'),
+    edge(S, W1, 10), edge(S, W2, 10), edge(S, W3, 10), edge(W1, T, 10), edge(W2, T, 10), edge(W3, T, 10)];
+  const m = new TraceModel();
+  m.setTrace({id: 1, chain: 'ethereum', seeds: [S], status: 'done',
+    totals: [{asset: 'native', symbol: 'ETH', decimals: 0, amount: '130', amount_raw: '130'}]});
+  out.changed = m.setGraph({nodes, edges});
+  out.unchanged = m.setGraph({nodes, edges});
+  const filters = {collapse: true, group: true, dust: true, expanded: new Set()};
+  const v = m.view(filters);
+  out.collapsed = [...v.chains.values()].map((c) => [c.kind, c.members.length]).sort();
+  out.viewNodes = v.nodes.length;
+  out.xIn = v.edges.filter((e) => e.target === X).map((e) => [e.source.split(':')[0], e.amount, e.hops.length]);
+  const plain = m.view({...filters, collapse: false, group: false});
+  out.plainNodes = plain.nodes.length;
+  out.minShare = m.view({...filters, collapse: false, group: false, minAmount: '50'}).edges.length;
+  const dest = m.destinations('native');
+  out.dest = dest.flows.map((x) => [x.group, x.entity, x.value]).sort();
+  out.flows = m.flows(X).in.map((t) => [t.amount, t.count]);
+  return out;
+}"""
+
+
+async def test_page_logic_formats_collapses_and_attributes(api: Api, browser: Any) -> None:
+    """The page's own modules, in the browser: amounts shortened without floating point, peel
+    chains and fan-outs collapsed, hops merged per sender/recipient/asset, and where the seed's
+    money went."""
+    page = await browser.new_page()
+    errors = PageErrors(page)
+    await page.goto(api.base + "/ui")
+    out = await page.evaluate(MODEL_CHECKS)
+    await page.close()
+    assert out["amounts"] == ["2,723.32", "0.00001234", "1,234,567", "0", "12.5", "999.9999"]
+    assert out["units"] == ["123.45", "0.005", "1000"]
+    assert out["ratio"] == pytest.approx(1 / 3, abs=1e-9)
+    assert out["changed"] is True and out["unchanged"] is False
+    assert out["collapsed"] == [["group", 3], ["peel", 4]]
+    assert out["plainNodes"] == 10 and out["viewNodes"] == 5  # S, peel chain, X, wallet group, T
+    assert out["xIn"] == [["peel", "100", 4]]  # the three peels and the last step, merged
+    assert out["minShare"] == 5  # at least 50% of the stolen 130: S->A, A->B, B->C, C->D, D->X
+    assert out["dest"] == [["exits", "Binance", 100], ["unresolved", None, 30]]
+    assert out["flows"] == [["100", 4]]
+    assert not errors.errors, errors.errors

@@ -14,6 +14,7 @@ const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["queued", "running", "watching"]);
 const FINISHED_EVENTS = new Set(["trace_finished", "trace_failed", "trace_cancelled"]);
 const DRAW_LIMIT = 20000; // hops: beyond this the page shows exposure only and points to the exports
+const DRAW_TARGET = 1500; // hops drawn at first in a bigger trace (the largest ones)
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
 const api = new Api();
@@ -21,7 +22,8 @@ const model = new TraceModel();
 let colours = new EntityColours();
 const state = {
   traceId: null, live: null, selected: null, paths: null, pathIndex: 0, view: null, history: [],
-  refreshing: null, again: false, timer: null, depthTouched: false, laidOut: false, tooLarge: false,
+  refreshing: null, again: false, timer: null, depthTouched: false, laidOut: false, tooLarge: false, loadCost: 0,
+  autoMin: false,
   expanded: new Set(), health: null, sankeyAsset: null,
 };
 
@@ -142,7 +144,8 @@ async function openTrace(id, {push = true} = {}) {
   model.clear();
   colours = new EntityColours();
   Object.assign(state, {traceId: id, selected: null, paths: null, view: null, history: [], depthTouched: false,
-    laidOut: false, tooLarge: false, expanded: new Set(), sankeyAsset: null});
+    laidOut: false, tooLarge: false, expanded: new Set(), sankeyAsset: null, loadCost: 0, autoMin: false});
+  $("flt-min").value = "";
   $("flt-time").value = $("flt-time").max;
   graph.cy.elements().remove();
   graph.userMoved = false;
@@ -187,7 +190,12 @@ function refresh() {
   return state.refreshing;
 }
 
-function scheduleRefresh(delay = 350) {
+/** Big traces cost more to fetch and lay out: wait longer between reloads so the page stays usable. */
+function pause(base) {
+  return Math.max(base, 2 * state.loadCost);
+}
+
+function scheduleRefresh(delay = pause(350)) {
   if (state.timer) return;
   state.timer = setTimeout(() => {
     state.timer = null;
@@ -198,6 +206,7 @@ function scheduleRefresh(delay = 350) {
 async function load() {
   const id = state.traceId;
   if (id === null) return null;
+  const started = performance.now();
   const trace = await api.get(`/v1/traces/${id}`);
   hideAuthBanner();
   if (id !== state.traceId) return trace;
@@ -210,10 +219,12 @@ async function load() {
   ]);
   if (id !== state.traceId) return trace;
   model.setExits(exits);
-  const entities = [...new Map(exits.items.map((x) => [x.entity, x.share])).entries()]
-    .sort((a, b) => b[1] - a[1]).map(([e]) => e);
+  const exposure = new Map();
+  for (const x of exits.items) exposure.set(x.entity, (exposure.get(x.entity) || 0) + x.share);
+  const entities = [...exposure.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([e]) => e);
   colours.assign(entities);
   const changed = graphJson ? model.setGraph(graphJson) : false;
+  if (changed && !state.autoMin) autoMinimum();
   renderTraceBar();
   updateFilterControls();
   if (changed || !state.laidOut) redraw({layout: true});
@@ -221,7 +232,23 @@ async function load() {
   state.history.push({at: Date.now(), status: trace.status, nodes: model.nodes.size, edges: model.edges.size,
     exits: model.exitCount()});
   if (changed && state.selected) renderSelection({refetch: false});
+  state.loadCost = performance.now() - started;
   return trace;
+}
+
+/** A trace with thousands of hops is a hairball: start by drawing about the largest DRAW_TARGET
+ * hops (a minimum share of the stolen total), and say so. Once per trace; the user can lower it. */
+function autoMinimum() {
+  const shares = [];
+  for (const e of model.edges.values()) if (!(e.status === "stopped" && e.reason === "below_threshold")) shares.push(e.share);
+  if (shares.length <= DRAW_TARGET || $("flt-min").value !== "" || $("flt-asset").value) return;
+  state.autoMin = true;
+  shares.sort((a, b) => b - a);
+  const cut = shares[DRAW_TARGET] * 100;
+  const digits = Math.max(0, 1 - Math.floor(Math.log10(cut)));
+  const value = Math.ceil(cut * 10 ** digits) / 10 ** digits;
+  $("flt-min").value = String(value);
+  toast(`${shares.length} hops: drawing those of at least ${value}% of the stolen total. Lower "Min" to see more.`);
 }
 
 // ------------------------------------------------------------------ live updates
@@ -302,7 +329,7 @@ class Live {
         if (err instanceof ApiError && (err.status === 401 || err.status === 403)) return this.set("paused");
       }
       if (trace && !ACTIVE.has(trace.status)) return this.finish();
-      await sleep(1000);
+      await sleep(pause(1000));
     }
   }
 
@@ -776,7 +803,7 @@ function renderLegend() {
   for (const item of legendItems()) {
     if (item.kind === "stopped") continue;
     box.append(el("span", {}, el("i", {class: `shape shape-${item.shape}`, style: {background: item.kind === "exit"
-      ? "conic-gradient(#0072b2 0 25%, #e69f00 0 50%, #009e73 0 75%, #cc79a7 0)" : item.colour}}),
+      ? "conic-gradient(#0072b2 0 25%, #d4a300 0 50%, #009e73 0 75%, #cc79a7 0)" : item.colour}}),
     item.short));
   }
   box.append(el("span", {class: "edge-key"}, "edge width: share of stolen · dashed: stopped · hover for amounts"));

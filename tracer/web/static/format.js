@@ -109,17 +109,32 @@ export function clear(node) {
   return node;
 }
 
-// Entity colours: distinguishable, colour-blind-aware order (Okabe-Ito first, then Tableau).
-const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#8c6d31", "#6b6ecf",
-  "#17becf", "#bcbd22", "#843c39", "#393b79", "#637939", "#7b4173", "#3182bd", "#e6550d"];
+// Entity colours: distinguishable (colour-blind-aware first), and clear of the colours that mean a
+// kind of node (seed red, mixer purple, swap teal, bridge orange, hub brown, wallet grey).
+const PALETTE = ["#0072b2", "#009e73", "#cc79a7", "#56b4e9", "#d4a300", "#66a61e", "#e7298a", "#393b79",
+  "#17becf", "#bcbd22", "#4e79a7", "#af7aa1"];
 
+function hash(text) {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** One colour per entity, chosen from its name (so Binance keeps its colour from trace to trace)
+ * unless a larger entity of the same trace took it first. */
 export class EntityColours {
   constructor() { this.map = new Map(); }
   /** Assign in the order given (largest exposure first), keeping colours already given. */
   assign(entities) { for (const e of entities) this.get(e); }
   get(entity) {
     const key = entity || "(unknown)";
-    if (!this.map.has(key)) this.map.set(key, PALETTE[this.map.size % PALETTE.length]);
+    if (!this.map.has(key)) {
+      const used = new Set(this.map.values());
+      const start = hash(key.toLowerCase()) % PALETTE.length;
+      let colour = PALETTE[start];
+      for (let i = 0; i < PALETTE.length && used.has(colour); i++) colour = PALETTE[(start + i) % PALETTE.length];
+      this.map.set(key, colour);
+    }
     return this.map.get(key);
   }
 }

@@ -199,7 +199,7 @@ export class GraphView {
     const bb = nodes.boundingBox({includeLabels: false});
     const have = bb.w / Math.max(1, bb.h);
     const want = cy.width() / Math.max(1, cy.height());
-    const k = have < want ? Math.min(5, want / Math.max(have, 0.01)) : 1;
+    const k = have < want ? Math.min(12, want / Math.max(have, 0.01)) : 1;
     const target = new Map();
     nodes.forEach((n) => {
       const p = n.position();
