@@ -5,8 +5,12 @@ one its README names (SHA-256) and ships its licence."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import re
+import signal
+import sys
 import tomllib
 from pathlib import Path
 
@@ -65,6 +69,33 @@ async def test_page_and_assets_are_served_without_a_key_while_the_api_needs_one(
         for module in re.findall(r'from "\./([\w.-]+\.js)"', app_js):
             async with s.get(api.base + f"/ui/static/{module}") as r:
                 assert r.status == 200, module
+
+
+@ASYNC
+async def test_tracer_serve_says_where_the_page_is_and_serves_it(database_url: str) -> None:
+    """The real command: its startup line names the page, which it serves with its scripts."""
+    env = dict(os.environ, TRACER_LOG_LEVEL="WARNING")
+    env.pop("TRACER_RPC_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tracer.cli", "serve", "--port", "0", "--database-url", database_url, cwd=ROOT,
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    try:
+        text = ""
+        while "listening on" not in text:
+            line = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert line, text
+            text += line.decode()
+        found = re.search(r"web view: (http://\S+/ui)", text)
+        assert found is not None, text
+        async with aiohttp.ClientSession() as s:
+            async with s.get(found.group(1)) as r:
+                assert r.status == 200 and "<title>tracer" in await r.text()
+            async with s.get(found.group(1) + "/vendor/cytoscape.min.js") as r:
+                assert r.status == 200 and len(await r.read()) > 100_000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
 
 
 BAD_PATHS = (

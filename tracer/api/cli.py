@@ -125,8 +125,8 @@ async def _serve(args: argparse.Namespace) -> int:
         mode = ("OPEN (no API keys configured; loopback only — create one with `tracer keys create`)"
                 if open_mode else "API keys required")
         print(f"tracer api: listening on http://{settings.host}:{port} — {mode}; "
-              f"chains: {', '.join(sorted(chains)) or 'none (read-only)'}; embedded workers: {settings.workers}",
-              file=sys.stderr, flush=True)
+              f"chains: {', '.join(sorted(chains)) or 'none (read-only)'}; embedded workers: {settings.workers}; "
+              f"web view: http://{settings.host}:{port}/ui", file=sys.stderr, flush=True)
         await stop.wait()
         return 0
     finally:
