@@ -55,6 +55,8 @@ async def create(request: web.Request) -> web.Response:
         raise bad_request("chain", f"unsupported chain {chain!r}; supported: {', '.join(service.CHAINS)}")
     client = chain_client(request, chain)
     principal = principal_of(request)
+    if "seeds" not in body and not body.get("from_list"):
+        raise bad_request("seeds", "give seeds (flagged addresses) or from_list (a sanctions list)")
     seeds = list(body.get("seeds", []))
     if body.get("from_list"):
         seeds += await service.seeds_from_list(ctx.pool, chain, body["from_list"]["list"],
