@@ -116,8 +116,8 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(live: 
     started = time.monotonic()
     rc, out = await _schemathesis(base, key, tmp_path, "--max-examples", "25", "--exclude-method", "DELETE")
     assert rc == 0, out[-12000:]
-    assert re.search(r"\b1[0-9] Tested\b|Tested: 1[0-9]\b", out), out[-3000:]  # every operation ran
+    assert re.search(r"\b[12][0-9] Tested\b|Tested: [12][0-9]\b", out), out[-3000:]  # every operation ran
     rc, out = await _schemathesis(base, key, tmp_path, "--max-examples", "10", "--include-method", "DELETE",
                                   "--phases", "examples,coverage,fuzzing")
     assert rc == 0, out[-12000:]
-    assert time.monotonic() - started < 90
+    assert time.monotonic() - started < 150  # 23 operations (alerting added 8)

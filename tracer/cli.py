@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a claimed job stays ours without a heartbeat (a dead worker's jobs return after it)")
     p.set_defaults(func=_worker)
 
-    for module in ("tracer.devchain.cli", "tracer.store.cli", "tracer.labels.cli", "tracer.api.cli"):
+    for module in ("tracer.devchain.cli", "tracer.store.cli", "tracer.labels.cli", "tracer.api.cli",
+                   "tracer.alerts.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from tracer.api.handlers import addresses, audit, exits, graph, hops, labels, paths, system, traces
+from tracer.api.handlers import addresses, alerts, audit, exits, graph, hops, labels, paths, system, traces
 
 
 class Route(NamedTuple):
@@ -40,6 +40,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/labels", labels.list_, "read"),
     Route("POST", "/v1/labels", labels.create, "trace"),
     Route("GET", "/v1/screen", labels.screen, "read"),
+    Route("GET", "/v1/traces/{trace_id}/events", alerts.trace_events, "read"),
+    Route("POST", "/v1/subscriptions", alerts.create, "trace"),
+    Route("GET", "/v1/subscriptions", alerts.list_, "read"),
+    Route("GET", "/v1/subscriptions/{subscription_id}", alerts.get, "read"),
+    Route("DELETE", "/v1/subscriptions/{subscription_id}", alerts.delete, "trace"),
+    Route("GET", "/v1/subscriptions/{subscription_id}/deliveries", alerts.deliveries, "read"),
+    Route("POST", "/v1/subscriptions/{subscription_id}/replay", alerts.replay, "trace"),
+    Route("GET", "/v1/subscriptions/{subscription_id}/events", alerts.subscription_events, "read"),
 )
 
 
@@ -49,4 +57,5 @@ def add_routes(app: web.Application) -> dict[tuple[str, str], str | None]:
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
         scopes[(r.method, r.path)] = r.scope
+    alerts.setup(app)  # the hub behind the event streams
     return scopes

@@ -21,6 +21,7 @@ DEFAULT_STOP = ("exchange", "deposit_address", "hot_wallet", "otc", "payment_pro
 DEFAULT_THROUGH = ("mixer", "dex", "bridge", "swap_service")
 _MAX_DEPTH = 200
 _MAX_HOPS = 10_000_000
+_MAX_CONFIRMATIONS = 10_000
 
 
 class PolicyError(ValueError):
@@ -48,6 +49,8 @@ class Policy:
     hub_degree: int = 1000  # distinct counterparties that make an unlabelled address a hub
     hub_in_degree: int = 300  # distinct senders that make an unlabelled address a hub
     sweep_blocks: int = 200  # a deposit address forwards to its exchange within this many blocks
+    watch: bool = False  # after the historical pass, keep following new blocks (status watching)
+    confirmations: int = 12  # watching: blocks behind the head a block must be before it is followed
     # A mixer deposit -> withdrawal link is only a scored guess: follow links at least this sure,
     # carrying the deposit's flagged amount times the confidence.
     min_link_confidence: float = 0.5
@@ -71,6 +74,12 @@ class Policy:
         for name in ("from_time", "to_time"):
             if data.get(name) is not None:
                 kwargs[name] = _time(name, data[name])
+        if "watch" in data:
+            if not isinstance(data["watch"], bool):
+                raise PolicyError("watch", "must be true or false")
+            kwargs["watch"] = data["watch"]
+        if "confirmations" in data:
+            kwargs["confirmations"] = _int("confirmations", data["confirmations"])
         if "taint_model" in data:
             if data["taint_model"] not in TAINT_MODELS:
                 raise PolicyError("taint_model", f"must be one of {', '.join(TAINT_MODELS)}")
@@ -108,6 +117,8 @@ class Policy:
             raise PolicyError("to_block", "must be >= from_block")
         if self.from_time is not None and self.to_time is not None and self.to_time < self.from_time:
             raise PolicyError("to_time", "must be >= from_time")
+        if not 0 <= self.confirmations <= _MAX_CONFIRMATIONS:
+            raise PolicyError("confirmations", f"must be between 0 and {_MAX_CONFIRMATIONS}")
         for name in ("hub_degree", "hub_in_degree", "sweep_blocks"):
             if getattr(self, name) < 1:
                 raise PolicyError(name, "must be >= 1")

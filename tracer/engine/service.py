@@ -89,6 +89,9 @@ async def create_trace(
         raise TraceInputError(f"policy.{exc.field}".rstrip("."), exc.message) from None
     head = await chain_client.head()
     to_block = min(pol.to_block, head) if pol.to_block is not None else head
+    if pol.watch:
+        # A watching trace only ever reads confirmed blocks: the monitor extends it from there.
+        to_block = min(to_block, max(0, head - pol.confirmations))
     from_block = pol.from_block
     if pol.from_time is not None:
         from_block = max(from_block, await block_at_time(chain_client, pol.from_time, head, after=True))

@@ -34,6 +34,7 @@ from tracer.engine import bridges, classify, mixers, swaps
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
 from tracer.engine.taint import Movement, TaintedOut, propagate
+from tracer.store import alerts as alert_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
 from tracer.store import traces as store
@@ -723,10 +724,8 @@ class Worker:
                     addrs = [a for a, v in verdicts.items() if v.role == role and v.reason == reason and a in ours]
                     await store.mark_hops_into(conn, trace.id, addrs, role, reason)
             events: list[tuple[int | None, str, dict[str, Any]]] = []
-            new_hops = [r for r in changed if r["inserted"]]
-            if new_hops:
-                events.append((trace.id, "hops_added", {
-                    "count": len(new_hops), "transfer_ids": [r["transfer_id"] for r in new_hops[:1000]]}))
+            # One event per new or changed hop, with its amounts and addresses (alert filters need them).
+            await alert_store.insert_hop_events(conn, trace.id, changed)
             for a, v in verdicts.items():
                 if v.role == "exit" and (a not in by_addr or a in ours):
                     events.append((trace.id, "exit_reached", {

@@ -134,19 +134,27 @@ async def fail_trace(conn: Conn, trace_id: int, error: str) -> None:
 
 async def try_finish_trace(conn: Conn, trace_id: int) -> bool:
     """Mark the trace done when its frontier is empty. Run after the caller's own commit, so the
-    last worker to commit always sees every other worker's finished jobs."""
+    last worker to commit always sees every other worker's finished jobs.
+
+    A trace whose policy says `watch` is not done: it becomes `watching` (caught up with its
+    window) and the alert monitor extends its window as new blocks are confirmed."""
     async with conn.transaction():
-        done = await conn.fetchval(
-            """UPDATE traces SET status = 'done', finished_at = now(), updated_at = now()
+        status = await conn.fetchval(
+            """UPDATE traces SET
+                   status = CASE WHEN coalesce((policy->>'watch')::boolean, false) THEN 'watching' ELSE 'done' END,
+                   finished_at = CASE WHEN coalesce((policy->>'watch')::boolean, false) THEN NULL ELSE now() END,
+                   updated_at = now()
                WHERE id = $1 AND status = 'running'
                  AND NOT EXISTS (SELECT 1 FROM jobs WHERE trace_id = $1 AND state <> 'done')
-               RETURNING id""",
+               RETURNING status""",
             trace_id,
         )
-        if done:
-            counts = await trace_progress(conn, trace_id)
-            await insert_events(conn, [(trace_id, "trace_finished", counts)])
-    return bool(done)
+        if status:
+            counts: dict[str, Any] = dict(await trace_progress(conn, trace_id))
+            if status == "watching":
+                counts["to_block"] = await conn.fetchval("SELECT to_block FROM traces WHERE id = $1", trace_id)
+            await insert_events(conn, [(trace_id, "trace_finished" if status == "done" else "trace_watching", counts)])
+    return bool(status)
 
 
 async def cancel_trace(conn: Conn, trace_id: int) -> bool:

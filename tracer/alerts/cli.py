@@ -1,0 +1,105 @@
+"""`tracer alerts deliver` (webhook delivery worker) and `tracer monitor` (follow new blocks).
+
+Both run until SIGINT/SIGTERM and coordinate through Postgres only, so any number of them may
+run anywhere: delivery workers lease subscriptions, monitors take a per-chain advisory lock (one
+acts, the others stand by).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+
+def _db_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                   help="Postgres URL (env DATABASE_URL); unset: the embedded server")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    alerts = subparsers.add_parser("alerts", help="alerting: deliver webhooks")
+    verbs = alerts.add_subparsers(dest="alerts_command", metavar="{deliver}")
+    verbs.required = True
+    d = verbs.add_parser("deliver", help="deliver webhook events until stopped (run as many as you like)")
+    _db_flag(d)
+    d.add_argument("--concurrency", type=int, default=32, help="subscriptions served at once (default 32)")
+    d.add_argument("--max-attempts", type=int, default=12, help="tries before an event goes to dead-letter")
+    d.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds (doubles, jittered)")
+    d.add_argument("--backoff-max", type=float, default=3600.0, help="longest retry delay in seconds")
+    d.add_argument("--timeout", type=float, default=10.0, help="seconds a receiver has to answer")
+    d.add_argument("--lease-seconds", type=float, default=60.0,
+                   help="how long a subscription stays ours without finishing (a dead worker's return after it)")
+    d.add_argument("--poll", type=float, default=1.0, help="seconds between looks for due retries")
+    d.set_defaults(func=_deliver)
+
+    m = subparsers.add_parser("monitor", help="follow new blocks for watching traces; retract reorged hops")
+    _db_flag(m)
+    m.add_argument("--rpc", default=os.environ.get("TRACER_RPC_URL"),
+                   help="JSON-RPC URL of the chain node (env TRACER_RPC_URL)")
+    m.add_argument("--chain", default="ethereum", help="chain served by --rpc (default ethereum)")
+    m.add_argument("--poll", type=float, default=1.0, help="seconds between head polls (default 1)")
+    m.add_argument("--keep-blocks", type=int, default=256, help="block hashes kept to locate a reorg's fork")
+    m.set_defaults(func=_monitor)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _deliver(args: argparse.Namespace) -> int:
+    from tracer.alerts.deliver import Deliverer, DeliverySettings
+    from tracer.alerts.guard import UrlPolicy
+    from tracer.alerts.listen import connector
+    from tracer.store.db import Database
+
+    settings = DeliverySettings(concurrency=max(1, args.concurrency), max_attempts=max(1, args.max_attempts),
+                                backoff_base=args.backoff, backoff_max=args.backoff_max,
+                                request_timeout=args.timeout, lease_seconds=args.lease_seconds, poll=args.poll)
+    db = await Database.connect(args.database_url, max_size=max(4, settings.concurrency // 2 + 2))
+    try:
+        policy = UrlPolicy.from_env()
+        deliverer = Deliverer(db.pool, connect=connector(db.url), settings=settings, url_policy=policy)
+        stop = _stop_on_signals()
+        allow = ",".join(sorted(policy.allow)) or "none"
+        print(f"tracer alerts deliver: {deliverer.name}, concurrency {settings.concurrency}, "
+              f"allow-listed hosts: {allow}", file=sys.stderr, flush=True)
+        await deliverer.run(stop)
+    finally:
+        await db.close()
+    return 0
+
+
+async def _monitor(args: argparse.Namespace) -> int:
+    from tracer.alerts.monitor import Monitor, MonitorSettings
+    from tracer.config import rpc_urls
+    from tracer.store.db import Database
+
+    urls = rpc_urls(args.rpc, args.chain)
+    if not urls:
+        raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
+    from tracer.chains.evm import EvmChain
+
+    db = await Database.connect(args.database_url, max_size=4)
+    chains: dict[str, Any] = {}
+    try:
+        for name, url in urls.items():
+            client = EvmChain(url, chain=name)
+            await client.connect()
+            chains[name] = client
+        monitor = Monitor(db.pool, chains, settings=MonitorSettings(poll=args.poll, keep_blocks=args.keep_blocks))
+        stop = _stop_on_signals()
+        print(f"tracer monitor: chains {', '.join(sorted(chains))}, poll {args.poll}s", file=sys.stderr, flush=True)
+        await monitor.run(stop)
+    finally:
+        for c in chains.values():
+            await c.close()
+        await db.close()
+    return 0

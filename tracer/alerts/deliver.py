@@ -1,0 +1,298 @@
+"""The webhook delivery worker: at-least-once, in order per trace, signed, with backoff and dead-letter.
+
+Workers coordinate through Postgres only. A worker leases a subscription (SKIP LOCKED + lease,
+like trace jobs), posts its due deliveries oldest first, one queue per trace, and gives the lease
+back; a worker that dies mid-way loses its lease and another takes the subscription over,
+re-sending what was not marked delivered (receivers drop duplicates by event id).
+
+Why one subscription per worker slot: it keeps each trace's events in order without locking
+single deliveries, and it bounds what a slow or dead receiver can take from the others to one slot
+for at most half a lease, with short timeouts; the other slots keep serving everyone else.
+
+A failed attempt holds its trace's queue (nothing overtakes it) until a retry time drawn with
+exponential backoff and jitter (so receivers that failed together are not retried together); after
+`max_attempts` tries the event and the queue behind it move to dead-letter, in order, where
+`POST /v1/subscriptions/{id}/replay` puts them back. Redirects are not followed (SSRF).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from tracer import __version__
+from tracer.alerts import events, signing
+from tracer.alerts.guard import GuardedResolver, UnsafeUrl, UrlPolicy, check_url, describe
+from tracer.alerts.listen import Connect, Listener
+from tracer.alerts.sequencer import Sequencer
+from tracer.store import alerts as alert_store
+
+log = logging.getLogger("tracer.alerts")
+
+
+@dataclass
+class DeliverySettings:
+    concurrency: int = 32  # subscriptions served at once by this worker
+    lease_seconds: float = 60.0
+    request_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    max_attempts: int = 12
+    backoff_base: float = 2.0  # first retry after ~2 s, then 4, 8, ... (jittered)
+    backoff_max: float = 3600.0  # 12 tries span about 1.5 hours with these defaults
+    poll: float = 1.0  # look for due retries at least this often
+    per_trace: int = 100  # deliveries of one trace queue fetched at a time
+    retention_seconds: float = 7 * 86400.0  # delivered rows kept for inspection
+    prune_every: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.request_timeout >= self.lease_seconds / 2:
+            # A request must end well inside the lease, or a second worker could take the
+            # subscription over while the first is still waiting on the receiver.
+            self.request_timeout = self.lease_seconds / 3
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds before try `attempt + 1`: exponential, capped, with "equal jitter" (half fixed, half
+    random) so a retry is never immediate yet receivers that failed together are spread out."""
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    return delay / 2 + rng.uniform(0, delay / 2)
+
+
+@dataclass
+class DeliveryStats:
+    attempts: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    claims: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Deliverer:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        connect: Connect | None = None,
+        settings: DeliverySettings | None = None,
+        url_policy: UrlPolicy | None = None,
+        name: str | None = None,
+        sequence: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.pool = pool
+        self.connect = connect
+        self.settings = settings or DeliverySettings()
+        self.url_policy = url_policy if url_policy is not None else UrlPolicy.from_env()
+        self.name = name or f"deliver:{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        self.sequencer = Sequencer(pool) if sequence else None
+        self.stats = DeliveryStats()
+        self._rng = random.Random(seed)
+        self._wake = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+
+    # ------------------------------------------------------------------ loop
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _on_notify(self, channel: str, _payload: str) -> None:
+        if channel == alert_store.EVENTS_CHANNEL:
+            if self.sequencer is not None:
+                self.sequencer.poke()
+        else:
+            self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.url_policy), limit=max(8, s.concurrency * 2),
+                                         ttl_dns_cache=30)
+        timeout = aiohttp.ClientTimeout(total=s.request_timeout, sock_connect=s.connect_timeout)
+        background: list[asyncio.Task[None]] = []
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
+                                         headers={"User-Agent": f"tracer-webhooks/{__version__}"}) as session:
+            self._session = session
+            if self.connect is not None:
+                listener = Listener(self.connect, (alert_store.EVENTS_CHANNEL, alert_store.ALERTS_CHANNEL),
+                                    self._on_notify, on_reconnect=self._reconnected)
+                background.append(asyncio.create_task(listener.run(stop), name="tracer-deliver-listen"))
+            if self.sequencer is not None:
+                background.append(asyncio.create_task(self.sequencer.run(stop), name="tracer-sequencer"))
+            try:
+                await self._loop(stop)
+            finally:
+                for t in background:
+                    t.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                self._session = None
+
+    def _reconnected(self) -> None:
+        # Whatever was announced while we were not listening: look now.
+        self._wake.set()
+        if self.sequencer is not None:
+            self.sequencer.poke()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        tasks: set[asyncio.Task[None]] = set()
+        last_prune = 0.0
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                free = s.concurrency - len(tasks)
+                if free > 0:
+                    try:
+                        async with self.pool.acquire() as conn:
+                            claimed = await alert_store.claim_subscriptions(conn, self.name, free, s.lease_seconds)
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                        log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
+                        claimed = []
+                        await asyncio.sleep(1.0)
+                    self.stats.claims += len(claimed)
+                    for sub in claimed:
+                        task = asyncio.create_task(self._serve(sub), name=f"tracer-deliver-{sub.id}")
+                        tasks.add(task)
+                if time.monotonic() - last_prune > s.prune_every:
+                    last_prune = time.monotonic()
+                    with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                        async with self.pool.acquire() as conn:
+                            await alert_store.prune_deliveries(conn, s.retention_seconds)
+                waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait()),
+                                                     asyncio.ensure_future(stop.wait())}
+                await asyncio.wait(waiters | tasks, timeout=s.poll, return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+                finished = {t for t in tasks if t.done()}
+                for t in finished:
+                    if not t.cancelled() and t.exception() is not None:
+                        log.error("event=deliver_task_crashed error=%r", t.exception())
+                tasks -= finished
+        finally:
+            # Stopping: requests in flight finish (bounded by the request timeout); what they do
+            # not mark delivered is sent again by whoever takes the subscription next.
+            if tasks:
+                await asyncio.wait(tasks, timeout=s.request_timeout + 1)
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ one subscription
+
+    async def _serve(self, sub: alert_store.Leased) -> None:
+        s = self.settings
+        deadline = time.monotonic() + s.lease_seconds / 2
+        succeeded = False
+        try:
+            while time.monotonic() < deadline:
+                async with self.pool.acquire() as conn:
+                    rows = await alert_store.due_deliveries(conn, sub.id, s.per_trace)
+                if not rows:
+                    break
+                queues: dict[int, list[asyncpg.Record]] = {}
+                for r in rows:
+                    queues.setdefault(r["trace_key"], []).append(r)
+                progressed = False
+                for queue in queues.values():
+                    for row in queue:
+                        if not row["due"] or time.monotonic() >= deadline:
+                            break
+                        if not await self._attempt(sub, row):
+                            break  # the rest of this trace's queue waits behind it
+                        progressed = succeeded = True
+                if not progressed:
+                    break
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("event=deliver_db_error subscription=%d error=%r", sub.id, exc)
+        finally:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                async with self.pool.acquire() as conn:
+                    if succeeded:
+                        await alert_store.record_success(conn, sub.id)
+                    await alert_store.release_subscription(conn, sub.id, self.name)
+            # There may be more due (a long queue, a lease cut short): look again right away.
+            self._wake.set()
+
+    async def _attempt(self, sub: alert_store.Leased, row: Mapping[str, Any]) -> bool:
+        """One try of one delivery, recorded; True when the receiver took it."""
+        seq = int(row["seq"])
+        self.stats.attempts += 1
+        try:
+            body = events.encode(events.render(row, subscription_id=sub.id))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            # A payload we cannot render is a bug; failing it (and in the end dead-lettering it)
+            # keeps it from wedging the queue in a crash loop.
+            log.error("event=render_failed subscription=%d seq=%d error=%r", sub.id, seq, exc)
+            await self._failed(sub, row, None, f"cannot render event: {describe(exc)}", None)
+            return False
+        status, error, retry_after = await self._post(sub, row, body)
+        if error:
+            await self._failed(sub, row, status, error, retry_after)
+            return False
+        async with self.pool.acquire() as conn:
+            await alert_store.mark_delivered(conn, sub.id, seq, status or 200)
+        self.stats.delivered += 1
+        return True
+
+    async def _post(self, sub: alert_store.Leased, row: Mapping[str, Any],
+                    body: bytes) -> tuple[int | None, str, float | None]:
+        """POST a signed body: (status, error or "", Retry-After seconds)."""
+        assert self._session is not None
+        stamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            signing.EVENT_ID_HEADER: str(row["seq"]),
+            signing.EVENT_TYPE_HEADER: row["type"],
+            signing.TIMESTAMP_HEADER: str(stamp),
+            signing.SIGNATURE_HEADER: signing.sign(sub.secret, stamp, body),
+        }
+        try:
+            check_url(sub.url, self.url_policy)  # the allow-list may have changed since creation
+            async with self._session.post(sub.url, data=body, headers=headers, allow_redirects=False) as resp:
+                # Read a little so the connection can be reused; never a receiver's whole answer.
+                await resp.content.read(4096)
+                if 200 <= resp.status < 300:
+                    return resp.status, "", None
+                retry_after = _retry_after(resp.headers.get("Retry-After")) if resp.status in (429, 503) else None
+                return resp.status, f"HTTP {resp.status}", retry_after
+        except (aiohttp.ClientError, TimeoutError, OSError, UnsafeUrl) as exc:
+            return None, describe(exc), None
+
+    async def _failed(self, sub: alert_store.Leased, row: Mapping[str, Any], status: int | None, error: str,
+                      retry_after: float | None) -> None:
+        s = self.settings
+        seq, trace_key = int(row["seq"]), int(row["trace_key"])
+        attempts = int(row["attempts"]) + 1
+        self.stats.failed += 1
+        async with self.pool.acquire() as conn:
+            if attempts >= s.max_attempts:
+                self.stats.dead += 1
+                log.warning("event=dead_letter subscription=%d seq=%d attempts=%d error=%s", sub.id, seq, attempts,
+                            error)
+                await alert_store.mark_failed(conn, sub.id, seq, trace_key, status=status, error=error, retry_in=None)
+                return
+            delay = backoff(attempts, s.backoff_base, s.backoff_max, self._rng)
+            if retry_after is not None:  # the receiver said when: no sooner than that (within our cap)
+                delay = max(delay, min(retry_after, s.backoff_max))
+            log.info("event=delivery_failed subscription=%d seq=%d attempt=%d retry_in=%.2fs error=%s", sub.id, seq,
+                     attempts, delay, error)
+            await alert_store.mark_failed(conn, sub.id, seq, trace_key, status=status, error=error, retry_in=delay)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        return None

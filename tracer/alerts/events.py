@@ -1,0 +1,124 @@
+"""The public form of an event: what a webhook receives and what an SSE stream sends.
+
+One function renders both, so a receiver can switch between webhook and stream without a second
+parser. The contract is schemas/json/webhook_event.schema.json. Amounts are exact strings, as in
+the API: `amount` in the asset's units and `amount_raw` in base units, with asset, symbol and
+decimals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+#: Every event type, in the order a trace produces them.
+EVENT_TYPES = (
+    "trace_created",
+    "trace_started",
+    "hop_added",
+    "hop_updated",
+    "exit_reached",
+    "trace_watching",
+    "hop_retracted",
+    "hops_retracted",
+    "trace_finished",
+    "trace_failed",
+    "trace_cancelled",
+)
+#: Types whose body has a `hop` (the others have `data`).
+HOP_TYPES = frozenset({"hop_added", "hop_updated", "hop_retracted"})
+
+_NATIVE_SYMBOL = {"ethereum": "ETH"}
+_NATIVE_DECIMALS = 18
+
+
+def format_units(raw: int, decimals: int | None) -> str:
+    """Exact decimal string of a raw amount in the asset's units (integer arithmetic only)."""
+    if not decimals:
+        return str(raw)
+    whole, frac = divmod(raw, 10**decimals)
+    if not frac:
+        return str(whole)
+    return f"{whole}.{str(frac).rjust(decimals, '0').rstrip('0')}"
+
+
+def _int(value: Any) -> int:
+    # Raw amounts are integer strings; Decimal also reads "2E+18", which numeric text can be.
+    return int(Decimal(str(value)))
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def hop(chain: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    """A hop payload (as the worker or the reorg retraction stored it) in public form."""
+    asset = str(p["asset"])
+    symbol: str | None
+    decimals: int | None
+    if asset == "native":
+        symbol, decimals = _NATIVE_SYMBOL.get(chain, "native"), _NATIVE_DECIMALS
+    else:
+        symbol, decimals = p.get("symbol"), p.get("decimals")
+    raw = _int(p["amount"])
+    whole = _int(p.get("transfer_amount") or raw)
+    block_time = p.get("block_time")
+    return {
+        "tx_hash": p["tx_hash"],
+        "position": p["position"],
+        "block_number": int(p["block_number"]),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(block_time))) if block_time is not None
+        else None,
+        "from": p["from"],
+        "to": p["to"],
+        "depth": int(p["depth"]),
+        "kind": p["kind"],
+        "status": p["status"],
+        "reason": p["reason"],
+        "share": float(p.get("share") or 0.0),
+        "asset": asset,
+        "symbol": symbol,
+        "decimals": decimals,
+        "amount": format_units(raw, decimals),
+        "amount_raw": str(raw),
+        "transfer_amount_raw": str(whole),
+        "to_entity": p.get("to_entity"),
+        "to_category": p.get("to_category"),
+    }
+
+
+def render(row: Mapping[str, Any], *, subscription_id: int | None = None) -> dict[str, Any]:
+    """An event row (seq, trace_id, type, payload, created_at, chain) as its public JSON object.
+
+    `id` is the event's seq: unique, never reused, increasing in commit order; receivers drop
+    duplicates by it (delivery is at least once) and streams resume after it.
+    """
+    chain = row["chain"] or "ethereum"
+    payload: Mapping[str, Any] = row["payload"] or {}
+    body: dict[str, Any] = {
+        "id": int(row["seq"]),
+        "type": row["type"],
+        "created_at": iso(row["created_at"]),
+        "trace_id": row["trace_id"],
+        "chain": chain,
+    }
+    if subscription_id is not None:
+        body["subscription_id"] = subscription_id
+    if row["type"] in HOP_TYPES:
+        body["hop"] = hop(chain, payload)
+    else:
+        body["data"] = dict(payload)
+    return body
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON: the exact bytes that are signed and sent."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,257 @@
+"""Live following: extends watching traces as blocks are confirmed, retracts hops a reorg removed.
+
+Each poll, per chain:
+
+1. Reorg check. The monitor keeps the hashes of the blocks it followed (`chain_blocks`). If the
+   node's hash of the highest of them (at or below the head) differs, the blocks were replaced:
+   the highest recorded block that still matches is the fork point, and everything after it is
+   retracted in one transaction (`store.alerts.retract_after`: hop_retracted events, transfers and
+   coverage dropped, windows moved back), to be followed again from the new chain.
+2. Extension. A watching trace follows blocks up to `head - policy.confirmations`. Its live
+   addresses (those it follows, where money may still sit) are fetched for the new range in one
+   request set for all watching traces that share a window, the transfers are cached like a
+   worker's, and only the addresses that sent something in the range go back on the frontier. The
+   trace runs again (status running) and, once caught up, returns to watching
+   (`traces.try_finish_trace`). Hop events come out of the workers' commits as usual.
+
+Block hashes are read before transfers: if the chain reorganises in between, the stale hashes are
+what gets recorded and the next check sees the difference (the other order could record the new
+chain's hashes next to the old chain's transfers and never notice).
+
+One monitor acts per chain at a time (a session advisory lock); others wait as standbys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import asyncpg
+
+from tracer.chains.records import NATIVE, Transfer
+from tracer.engine.policy import Policy
+from tracer.store import alerts as alert_store
+from tracer.store import traces as trace_store
+
+log = logging.getLogger("tracer.alerts")
+
+_DEFAULT_CONFIRMATIONS = Policy().confirmations
+
+
+class FollowSource(Protocol):
+    """What the monitor needs of a chain client (tracer.chains.evm.EvmChain has it)."""
+
+    async def head(self) -> int: ...
+
+    async def transfers(
+        self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
+        incoming: bool = False,
+    ) -> list[Transfer]: ...
+
+    async def token_meta(self, tokens: Sequence[str]) -> dict[str, tuple[int | None, str | None]]: ...
+
+
+async def block_hashes(client: Any, numbers: Iterable[int]) -> dict[int, str]:
+    """Hashes of blocks the node has (missing ones are left out).
+
+    Uses the client's `block_hashes` when it has one; otherwise one JSON-RPC batch of header-only
+    eth_getBlockByNumber through EvmChain's transport (the chain layer has no hash read yet).
+    """
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return {}
+    own = getattr(client, "block_hashes", None)
+    if own is not None:
+        found: dict[int, str] = await own(wanted)
+        return found
+    answers = await client.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
+    out: dict[int, str] = {}
+    for n, block in zip(wanted, answers, strict=True):
+        if isinstance(block, Mapping) and isinstance(block.get("hash"), str):
+            out[n] = block["hash"].lower()
+    return out
+
+
+@dataclass
+class MonitorSettings:
+    poll: float = 1.0  # seconds between looks at the head (a node's new-head latency is ~1 s anyway)
+    keep_blocks: int = 256  # recorded hashes per chain: how deep a reorg can be located
+    max_range: int = 2000  # blocks followed per step (catching up after downtime goes in steps)
+
+
+@dataclass
+class Extension:
+    trace_id: int
+    from_block: int
+    to_block: int
+    woken: int
+
+
+@dataclass
+class Step:
+    chain: str
+    head: int
+    retraction: alert_store.Retraction | None = None
+    extensions: list[Extension] = field(default_factory=list)
+
+
+class Monitor:
+    def __init__(self, pool: asyncpg.Pool, chains: Mapping[str, FollowSource], *,
+                 settings: MonitorSettings | None = None) -> None:
+        self.pool = pool
+        self.chains = chains
+        self.settings = settings or MonitorSettings()
+        self.steps = 0
+        self.last: dict[str, Step] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll every chain until `stop`; act on a chain only while holding its advisory lock."""
+        lock_conn: asyncpg.Connection | None = None
+        held: set[str] = set()
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    if lock_conn is None or lock_conn.is_closed():
+                        if lock_conn is not None:
+                            with contextlib.suppress(Exception):
+                                await self.pool.release(lock_conn)
+                        lock_conn, held = await self.pool.acquire(), set()
+                    await lock_conn.fetchval("SELECT 1")
+                    for chain in sorted(self.chains):
+                        if chain not in held:
+                            if await lock_conn.fetchval(
+                                    "SELECT pg_try_advisory_lock(hashtext('tracer.monitor'), hashtext($1))", chain):
+                                held.add(chain)
+                                log.info("event=monitor_leader chain=%s", chain)
+                            else:
+                                continue
+                        await self.step(chain)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a node or database hiccup: log, keep polling
+                    log.warning("event=monitor_step_failed error=%r", exc)
+                    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)) \
+                            and lock_conn is not None and lock_conn.is_closed():
+                        held = set()
+                wait = max(0.0, self.settings.poll - (time.monotonic() - started))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        finally:
+            if lock_conn is not None:
+                with contextlib.suppress(Exception):
+                    await lock_conn.execute("SELECT pg_advisory_unlock_all()")
+                with contextlib.suppress(Exception):
+                    await self.pool.release(lock_conn)
+
+    async def step(self, chain: str) -> Step:
+        """One look at one chain: reorg check, then extend the watching traces that are behind."""
+        client = self.chains[chain]
+        head = await client.head()
+        step = Step(chain, head)
+        async with self.pool.acquire() as conn:
+            recorded = await alert_store.recorded_blocks(conn, chain, self.settings.keep_blocks)
+        if recorded:
+            step.retraction = await self._check_reorg(chain, client, head, recorded)
+        async with self.pool.acquire() as conn:
+            traces = await alert_store.watching_traces(conn, chain)
+        groups: dict[tuple[int, int], list[asyncpg.Record]] = defaultdict(list)
+        for row in traces:
+            policy = row["policy"] or {}
+            confirmations = int(policy.get("confirmations", _DEFAULT_CONFIRMATIONS))
+            target = min(head - confirmations, row["to_block"] + self.settings.max_range)
+            if target > row["to_block"]:
+                groups[(row["to_block"], target)].append(row)
+        for (old, target), rows in sorted(groups.items()):
+            step.extensions.extend(await self._extend(chain, client, old, target, rows))
+        self.steps += 1
+        self.last[chain] = step
+        return step
+
+    async def _check_reorg(self, chain: str, client: FollowSource, head: int,
+                           recorded: Sequence[tuple[int, str]]) -> alert_store.Retraction | None:
+        ours = dict(recorded)
+        probe = [n for n, _ in recorded if n <= head]  # highest first
+        if not probe:
+            return None  # the node is behind everything we followed (a lagging replica): wait
+        top = probe[0]
+        now = await block_hashes(client, [top])
+        if top not in now or now[top] == ours[top]:
+            return None  # same block (blocks link to parents, so everything below matches too)
+        theirs = await block_hashes(client, probe)
+        if len(theirs) < len(probe):
+            return None  # the node could not answer for all of them: decide next time
+        matching = [n for n in probe if theirs[n] == ours[n]]
+        fork = max(matching) if matching else min(ours) - 1
+        if not matching:
+            log.error("event=reorg_beyond_window chain=%s recorded_from=%d: retracting from there", chain, min(ours))
+        log.warning("event=reorg chain=%s fork_block=%d replaced=%d..%d head=%d", chain, fork, fork + 1, top, head)
+        async with self.pool.acquire() as conn:
+            result = await alert_store.retract_after(conn, chain, fork, old_hash=ours[top], new_hash=now[top])
+        log.warning("event=hops_retracted chain=%s fork_block=%d hops=%d traces=%s transfers=%d", chain, fork,
+                    result.hops, ",".join(map(str, sorted(result.traces))) or "-", result.transfers)
+        return result
+
+    async def _extend(self, chain: str, client: FollowSource, old: int, target: int,
+                      rows: Sequence[asyncpg.Record]) -> list[Extension]:
+        ids = [int(r["id"]) for r in rows]
+        numbers = {old, *range(max(old + 1, target - self.settings.keep_blocks + 1), target + 1)}
+        hashes = await block_hashes(client, numbers)
+        if len(hashes) < len(numbers):
+            return []  # the node does not have them all yet (a lagging replica): next poll
+        async with self.pool.acquire() as conn:
+            await alert_store.record_blocks(conn, chain, hashes, self.settings.keep_blocks)
+            live = await alert_store.live_addresses(conn, ids)
+        depth: dict[int, dict[str, int]] = defaultdict(dict)
+        for r in live:
+            depth[int(r["trace_id"])][r["address"]] = int(r["depth"])
+        addresses = sorted({r["address"] for r in live})
+        transfers: list[Transfer] = []
+        if addresses:
+            async with self.pool.acquire() as conn:
+                known = await trace_store.coverage(conn, chain, addresses)
+            # Normally every live address is cached up to `old`; one that is not (coverage cut
+            # back by a reorg) is fetched from where its cache ends, so coverage stays contiguous.
+            lagging = [hi + 1 for lo, hi in known.values() if hi < old]
+            fetch_from = max(min([old + 1, *lagging]), min(int(r["from_block"]) for r in rows))
+            transfers = await client.transfers(addresses, fetch_from, target, outgoing=True, incoming=True)
+            transfers = await self._with_token_meta(client, transfers)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await trace_store.store_transfers(conn, transfers)
+                await trace_store.set_coverage(conn, chain, addresses, fetch_from, target)
+        out: list[Extension] = []
+        for row in rows:
+            tid = int(row["id"])
+            mine = depth.get(tid, {})
+            seeds = set(row["seeds"])
+            senders: set[str] = set()
+            seed_out: dict[str, int] = defaultdict(int)
+            for t in transfers:
+                if t.block_number <= old or t.from_address == t.to_address:
+                    continue
+                if t.from_address in mine:
+                    senders.add(t.from_address)
+                if t.from_address in seeds and t.to_address not in seeds:
+                    seed_out[t.asset] += t.amount
+            wake = [(a, mine[a]) for a in sorted(senders)]
+            async with self.pool.acquire() as conn:
+                if await alert_store.extend_trace(conn, tid, old, target, wake, seed_out):
+                    out.append(Extension(tid, old + 1, target, len(wake)))
+                    log.info("event=trace_extended trace=%d blocks=%d..%d woken=%d", tid, old + 1, target, len(wake))
+        return out
+
+    @staticmethod
+    async def _with_token_meta(client: FollowSource, transfers: list[Transfer]) -> list[Transfer]:
+        # Same as the worker: reports and events say "1,250 USDT", not raw units of a contract.
+        tokens = sorted({t.asset for t in transfers if t.asset != NATIVE and t.symbol is None})
+        if not tokens:
+            return transfers
+        meta = await client.token_meta(tokens)
+        return [replace(t, decimals=meta[t.asset][0], symbol=meta[t.asset][1])
+                if t.asset in meta and t.symbol is None else t for t in transfers]
