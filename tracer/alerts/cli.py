@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verbs.required = True
     d = verbs.add_parser("deliver", help="deliver webhook events until stopped (run as many as you like)")
     _db_flag(d)
-    d.add_argument("--concurrency", type=int, default=32, help="subscriptions served at once (default 32)")
+    d.add_argument("--concurrency", type=int, default=64, help="subscriptions served at once (default 64)")
     d.add_argument("--max-attempts", type=int, default=12, help="tries before an event goes to dead-letter")
     d.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds (doubles, jittered)")
     d.add_argument("--backoff-max", type=float, default=3600.0, help="longest retry delay in seconds")
@@ -63,7 +63,8 @@ async def _deliver(args: argparse.Namespace) -> int:
     settings = DeliverySettings(concurrency=max(1, args.concurrency), max_attempts=max(1, args.max_attempts),
                                 backoff_base=args.backoff, backoff_max=args.backoff_max,
                                 request_timeout=args.timeout, lease_seconds=args.lease_seconds, poll=args.poll)
-    db = await Database.connect(args.database_url, max_size=max(4, settings.concurrency // 2 + 2))
+    # Deliveries are written in batches (one transaction for all slots): few connections needed.
+    db = await Database.connect(args.database_url, max_size=max(4, min(20, settings.concurrency // 4 + 4)))
     try:
         policy = UrlPolicy.from_env()
         deliverer = Deliverer(db.pool, connect=connector(db.url), settings=settings, url_policy=policy)

@@ -43,7 +43,7 @@ log = logging.getLogger("tracer.alerts")
 
 @dataclass
 class DeliverySettings:
-    concurrency: int = 32  # subscriptions served at once by this worker
+    concurrency: int = 64  # subscriptions served at once by this worker
     lease_seconds: float = 60.0
     request_timeout: float = 10.0
     connect_timeout: float = 5.0
@@ -54,6 +54,8 @@ class DeliverySettings:
     per_trace: int = 100  # deliveries of one trace queue fetched at a time
     retention_seconds: float = 7 * 86400.0  # delivered rows kept for inspection
     prune_every: float = 600.0
+    claim_delay: float = 0.005  # after a slot frees, wait this long so one claim fills several
+    finish_every: float = 0.005  # delivered marks and lease releases are written in batches this often
 
     def __post_init__(self) -> None:
         if self.request_timeout >= self.lease_seconds / 2:
@@ -101,6 +103,8 @@ class Deliverer:
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
+        self._finisher = _Finisher(pool, self.name, self.settings.finish_every)
+        self._checked: dict[str, str] = {}  # URL -> "" if allowed, else why not (the policy is fixed)
 
     # ------------------------------------------------------------------ loop
 
@@ -129,9 +133,13 @@ class Deliverer:
                 background.append(asyncio.create_task(listener.run(stop), name="tracer-deliver-listen"))
             if self.sequencer is not None:
                 background.append(asyncio.create_task(self.sequencer.run(stop), name="tracer-sequencer"))
+            finisher_stop = asyncio.Event()
+            finisher = asyncio.create_task(self._finisher.run(finisher_stop), name="tracer-deliver-finish")
             try:
                 await self._loop(stop)
             finally:
+                finisher_stop.set()  # after the slots: their last marks and releases are written
+                await asyncio.gather(finisher, return_exceptions=True)
                 for t in background:
                     t.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
@@ -160,8 +168,15 @@ class Deliverer:
                         claimed = []
                         await asyncio.sleep(1.0)
                     self.stats.claims += len(claimed)
+                    first: dict[int, list[asyncpg.Record]] = {}
+                    if claimed:
+                        # One query for the whole claim, not one per subscription.
+                        async with self.pool.acquire() as conn:
+                            for row in await alert_store.due_deliveries(conn, [c.id for c in claimed], s.per_trace):
+                                first.setdefault(row["subscription_id"], []).append(row)
                     for sub in claimed:
-                        task = asyncio.create_task(self._serve(sub), name=f"tracer-deliver-{sub.id}")
+                        task = asyncio.create_task(self._serve(sub, first.get(sub.id, [])),
+                                                   name=f"tracer-deliver-{sub.id}")
                         tasks.add(task)
                 if time.monotonic() - last_prune > s.prune_every:
                     last_prune = time.monotonic()
@@ -178,6 +193,10 @@ class Deliverer:
                     if not t.cancelled() and t.exception() is not None:
                         log.error("event=deliver_task_crashed error=%r", t.exception())
                 tasks -= finished
+                if finished and not stop.is_set():
+                    # Let other slots free up too, so one claim fills several (a claim scans
+                    # every due delivery: one per finished task would cost that scan each time).
+                    await asyncio.sleep(s.claim_delay)
         finally:
             # Stopping: requests in flight finish (bounded by the request timeout); what they do
             # not mark delivered is sent again by whoever takes the subscription next.
@@ -189,16 +208,14 @@ class Deliverer:
 
     # ------------------------------------------------------------------ one subscription
 
-    async def _serve(self, sub: alert_store.Leased) -> None:
+    async def _serve(self, sub: alert_store.Leased, rows: list[asyncpg.Record]) -> None:
+        """Deliver a leased subscription's due queues (`rows`: the first batch, fetched with the
+        claim), then give the lease back."""
         s = self.settings
         deadline = time.monotonic() + s.lease_seconds / 2
         succeeded = False
         try:
-            while time.monotonic() < deadline:
-                async with self.pool.acquire() as conn:
-                    rows = await alert_store.due_deliveries(conn, sub.id, s.per_trace)
-                if not rows:
-                    break
+            while rows and time.monotonic() < deadline:
                 queues: dict[int, list[asyncpg.Record]] = {}
                 for r in rows:
                     queues.setdefault(r["trace_key"], []).append(r)
@@ -210,17 +227,17 @@ class Deliverer:
                         if not await self._attempt(sub, row):
                             break  # the rest of this trace's queue waits behind it
                         progressed = succeeded = True
-                if not progressed:
-                    break
+                if not progressed or all(len(q) < s.per_trace for q in queues.values()):
+                    break  # stuck, or every queue was fetched whole
+                await self._finisher.flush()  # what we sent is marked before we read the queue again
+                async with self.pool.acquire() as conn:
+                    rows = await alert_store.due_deliveries(conn, [sub.id], s.per_trace)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("event=deliver_db_error subscription=%d error=%r", sub.id, exc)
         finally:
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                async with self.pool.acquire() as conn:
-                    if succeeded:
-                        await alert_store.record_success(conn, sub.id)
-                    await alert_store.release_subscription(conn, sub.id, self.name)
-            # There may be more due (a long queue, a lease cut short): look again right away.
+                await self._finisher.release(sub.id, succeeded)
+            # There may be more due (new events, a lease cut short): look again soon.
             self._wake.set()
 
     async def _attempt(self, sub: alert_store.Leased, row: Mapping[str, Any]) -> bool:
@@ -239,8 +256,7 @@ class Deliverer:
         if error:
             await self._failed(sub, row, status, error, retry_after)
             return False
-        async with self.pool.acquire() as conn:
-            await alert_store.mark_delivered(conn, sub.id, seq, status or 200)
+        self._finisher.mark(sub.id, seq, status or 200)
         self.stats.delivered += 1
         return True
 
@@ -256,8 +272,18 @@ class Deliverer:
             signing.TIMESTAMP_HEADER: str(stamp),
             signing.SIGNATURE_HEADER: signing.sign(sub.secret, stamp, body),
         }
+        why = self._checked.get(sub.url)
+        if why is None:
+            # Checked again here, not only at creation: the operator's allow-list may have changed.
+            try:
+                check_url(sub.url, self.url_policy)
+                why = ""
+            except UnsafeUrl as exc:
+                why = describe(exc)
+            self._checked[sub.url] = why
+        if why:
+            return None, why, None
         try:
-            check_url(sub.url, self.url_policy)  # the allow-list may have changed since creation
             async with self._session.post(sub.url, data=body, headers=headers, allow_redirects=False) as resp:
                 # Read a little so the connection can be reused; never a receiver's whole answer.
                 await resp.content.read(4096)
@@ -265,7 +291,7 @@ class Deliverer:
                     return resp.status, "", None
                 retry_after = _retry_after(resp.headers.get("Retry-After")) if resp.status in (429, 503) else None
                 return resp.status, f"HTTP {resp.status}", retry_after
-        except (aiohttp.ClientError, TimeoutError, OSError, UnsafeUrl) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return None, describe(exc), None
 
     async def _failed(self, sub: alert_store.Leased, row: Mapping[str, Any], status: int | None, error: str,
@@ -287,6 +313,63 @@ class Deliverer:
             log.info("event=delivery_failed subscription=%d seq=%d attempt=%d retry_in=%.2fs error=%s", sub.id, seq,
                      attempts, delay, error)
             await alert_store.mark_failed(conn, sub.id, seq, trace_key, status=status, error=error, retry_in=delay)
+
+
+class _Finisher:
+    """Writes delivered marks and lease releases for all of a worker's slots in one transaction
+    every few milliseconds, so a delivery costs an HTTP request and no database round trip of its
+    own. A mark lost to a crash before its batch is written only means that event is sent again
+    (delivery is at least once); a lease is released only after its marks are written."""
+
+    def __init__(self, pool: asyncpg.Pool, worker: str, every: float) -> None:
+        self.pool = pool
+        self.worker = worker
+        self.every = every
+        self._marks: list[tuple[int, int, int]] = []
+        self._releases: list[tuple[int, bool]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._kick = asyncio.Event()
+
+    def mark(self, subscription_id: int, seq: int, status: int) -> None:
+        self._marks.append((subscription_id, seq, status))
+
+    async def flush(self) -> None:
+        """Wait until everything marked so far is written."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._kick.set()
+        await fut
+
+    async def release(self, subscription_id: int, succeeded: bool) -> None:
+        self._releases.append((subscription_id, succeeded))
+        await self.flush()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while True:
+            if not (self._marks or self._releases or self._waiters):
+                if stop.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), 0.1)
+                self._kick.clear()
+                continue
+            await asyncio.sleep(self.every)  # gather what the other slots finish meanwhile
+            marks, releases, waiters = self._marks, self._releases, self._waiters
+            self._marks, self._releases, self._waiters = [], [], []
+            try:
+                async with self.pool.acquire() as conn:
+                    await alert_store.finish_deliveries(conn, self.worker, marks, releases)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # Unwritten marks are re-sent and unreleased leases lapse: nothing is lost.
+                log.warning("event=deliver_finish_failed marks=%d releases=%d error=%r", len(marks), len(releases),
+                            exc)
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(exc)
+                continue
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -360,39 +360,47 @@ async def claim_subscriptions(conn: Conn, worker: str, limit: int, lease_seconds
     return [Leased(r["id"], r["name"], r["url"], r["secret"]) for r in rows]
 
 
-async def release_subscription(conn: Conn, subscription_id: int, worker: str) -> None:
-    await conn.execute(
-        "UPDATE subscriptions SET lease_until = NULL, leased_by = NULL WHERE id = $1 AND leased_by = $2",
-        subscription_id, worker,
-    )
+async def finish_deliveries(conn: Conn, worker: str, delivered: Sequence[tuple[int, int, int]],
+                            released: Sequence[tuple[int, bool]]) -> None:
+    """Mark (subscription, seq, HTTP status) delivered and give leases back, (subscription, any
+    success), in one transaction: a worker batches these for all its slots, so a delivery costs no
+    round trip of its own. Marks are written before the leases go, so nobody re-sends them."""
+    async with conn.transaction():
+        if delivered:
+            await conn.execute(
+                """UPDATE deliveries d SET state = 'delivered', attempts = d.attempts + 1, last_status = u.status,
+                          last_error = NULL, delivered_at = now(), updated_at = now()
+                   FROM unnest($1::bigint[], $2::bigint[], $3::int[]) AS u(sid, seq, status)
+                   WHERE d.subscription_id = u.sid AND d.seq = u.seq AND d.state = 'pending'""",
+                [d[0] for d in delivered], [d[1] for d in delivered], [d[2] for d in delivered],
+            )
+        if released:
+            await conn.execute(
+                """UPDATE subscriptions s SET lease_until = NULL, leased_by = NULL,
+                          last_success_at = CASE WHEN u.ok THEN now() ELSE s.last_success_at END
+                   FROM unnest($1::bigint[], $2::bool[]) AS u(id, ok)
+                   WHERE s.id = u.id AND s.leased_by = $3""",
+                [r[0] for r in released], [r[1] for r in released], worker,
+            )
 
 
-async def due_deliveries(conn: Conn, subscription_id: int, per_trace: int) -> list[asyncpg.Record]:
-    """The first `per_trace` pending deliveries of each of the subscription's due queues, with their
-    events, in seq order."""
+async def due_deliveries(conn: Conn, subscription_ids: Sequence[int], per_trace: int) -> list[asyncpg.Record]:
+    """The first `per_trace` pending deliveries of each due queue of the subscriptions, with their
+    events, in seq order (one query for a whole claim of subscriptions)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT d.seq, d.trace_key, d.attempts, d.next_at <= now() AS due,
+        """SELECT d.subscription_id, d.seq, d.trace_key, d.attempts, d.next_at <= now() AS due,
                   e.id AS event_id, e.trace_id, e.type, e.payload, e.created_at, t.chain
-           FROM (SELECT DISTINCT trace_key FROM deliveries
-                 WHERE subscription_id = $1 AND state = 'pending' AND next_at <= now()) k
+           FROM (SELECT DISTINCT subscription_id, trace_key FROM deliveries
+                 WHERE subscription_id = ANY($1::bigint[]) AND state = 'pending' AND next_at <= now()) k
            CROSS JOIN LATERAL (
-               SELECT * FROM deliveries d WHERE d.subscription_id = $1 AND d.trace_key = k.trace_key
+               SELECT * FROM deliveries d WHERE d.subscription_id = k.subscription_id AND d.trace_key = k.trace_key
                  AND d.state = 'pending' ORDER BY d.seq LIMIT $2) d
            JOIN events e ON e.id = d.event_id
            LEFT JOIN traces t ON t.id = e.trace_id
-           ORDER BY d.seq""",
-        subscription_id, per_trace,
+           ORDER BY d.subscription_id, d.seq""",
+        list(subscription_ids), per_trace,
     )
     return rows
-
-
-async def mark_delivered(conn: Conn, subscription_id: int, seq: int, status: int) -> None:
-    await conn.execute(
-        """UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $3, last_error = NULL,
-                  delivered_at = now(), updated_at = now()
-           WHERE subscription_id = $1 AND seq = $2 AND state = 'pending'""",
-        subscription_id, seq, status,
-    )
 
 
 async def mark_failed(conn: Conn, subscription_id: int, seq: int, trace_key: int, *, status: int | None,
@@ -423,10 +431,6 @@ async def mark_failed(conn: Conn, subscription_id: int, seq: int, trace_key: int
             )
         await conn.execute(
             "UPDATE subscriptions SET last_failure_at = now(), last_error = $2 WHERE id = $1", subscription_id, error)
-
-
-async def record_success(conn: Conn, subscription_id: int) -> None:
-    await conn.execute("UPDATE subscriptions SET last_success_at = now() WHERE id = $1", subscription_id)
 
 
 async def replay_dead(conn: Conn, subscription_id: int) -> int:
