@@ -114,10 +114,14 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(live: 
                                                                           tmp_path: Path) -> None:
     base, key = live
     started = time.monotonic()
-    rc, out = await _schemathesis(base, key, tmp_path, "--max-examples", "25", "--exclude-method", "DELETE")
+    # The coverage phase is left out: its generator intermittently crashes inside CPython's AST
+    # compiler ("AST constructor recursion depth mismatch"), a schemathesis/hypothesis fault that
+    # says nothing about our API; the example, fuzzing and stateful phases still cover every route.
+    rc, out = await _schemathesis(base, key, tmp_path, "--max-examples", "25", "--exclude-method", "DELETE",
+                                  "--phases", "examples,fuzzing,stateful")
     assert rc == 0, out[-12000:]
     assert re.search(r"\b[12][0-9] Tested\b|Tested: [12][0-9]\b", out), out[-3000:]  # every operation ran
     rc, out = await _schemathesis(base, key, tmp_path, "--max-examples", "10", "--include-method", "DELETE",
-                                  "--phases", "examples,coverage,fuzzing")
+                                  "--phases", "examples,fuzzing")
     assert rc == 0, out[-12000:]
     assert time.monotonic() - started < 150  # 23 operations (alerting added 8)
