@@ -10,7 +10,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import signal
+import subprocess
+import sys
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ from tracer.devchain.scenario import Scenario
 from tracer.devchain.server import DevChainServer, FaultPlan
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
+from tracer.store.db import Database
 
 Hop = tuple[str, int, str, str, int, str, str]
 
@@ -136,3 +142,84 @@ async def run_faulty(pool: asyncpg.Pool, scenario: Scenario, server: FaultyDevCh
     error = await pool.fetchval("SELECT error FROM traces WHERE id = $1", trace_id)
     return FaultRun(status, await hop_rows(pool, trace_id), await duplicate_hops(pool, trace_id),
                     server.injected(), error)
+
+
+# ------------------------------------------------------------------------------ SIGKILLed workers
+
+
+def worker_process(db_url: str, rpc: str, *, lease: float = 1.0, batch_size: int = 4) -> subprocess.Popen[bytes]:
+    """A real `tracer worker` OS process (so SIGKILL is a real crash)."""
+    cmd = [sys.executable, "-m", "tracer.cli", "worker", "--database-url", db_url, "--rpc", rpc,
+           "--lease-seconds", str(lease), "--batch-size", str(batch_size)]
+    env = dict(os.environ, TRACER_LOG_LEVEL="ERROR")
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+
+
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+@dataclass
+class KillRun:
+    trace_id: int
+    status: str
+    kills: int
+    error: str | None = None
+
+
+async def kill_workers_at_random(db: Database, scenario: Scenario, rpc: str, rng: random.Random, *,
+                                 workers: int = 1, max_kills: int = 2, timeout: float = 120.0) -> KillRun:
+    """Trace the scenario with worker processes; SIGKILL 1..max_kills of them at moments `rng`
+    picks (a hop count to wait for, then a delay, then a victim holding jobs when one does),
+    leaving `workers` alive. Every process starts up front (a Python start costs seconds on a
+    busy box), so the survivors take over leased jobs as soon as the leases lapse."""
+    client = EvmChain(rpc, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    await client.connect()
+    try:
+        trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={})
+    finally:
+        await client.close()
+    n_kills = rng.randint(1, max_kills)
+    procs = [worker_process(db.url, rpc) for _ in range(workers + n_kills)]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    kills = 0
+    try:
+        for _ in range(n_kills):
+            wanted = rng.randint(0, 40)
+            while loop.time() < deadline:
+                row = await db.pool.fetchrow(
+                    """SELECT t.status, (SELECT count(*) FROM hops h WHERE h.trace_id = t.id) AS hops,
+                              EXISTS (SELECT 1 FROM jobs j WHERE j.trace_id = t.id AND j.attempts > 0) AS claimed
+                       FROM traces t WHERE t.id = $1""", trace_id)
+                if (row["claimed"] and row["hops"] >= wanted) or row["status"] not in ("queued", "running"):
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(rng.uniform(0.0, 0.4))
+            if await db.pool.fetchval("SELECT status FROM traces WHERE id = $1", trace_id) not in ("queued", "running"):
+                break
+            holders = await db.pool.fetch(
+                "SELECT DISTINCT worker FROM jobs WHERE trace_id = $1 AND state = 'running'", trace_id)
+            holding = [p for p in procs if p.poll() is None and any(f":{p.pid}:" in (r["worker"] or "")
+                                                                   for r in holders)]
+            victim = rng.choice(holding or [p for p in procs if p.poll() is None])
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            kills += 1
+        while loop.time() < deadline:
+            status = await db.pool.fetchval("SELECT status FROM traces WHERE id = $1", trace_id)
+            if status not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop_processes(procs)
+    row = await db.pool.fetchrow("SELECT status, error FROM traces WHERE id = $1", trace_id)
+    return KillRun(trace_id, row["status"], kills, row["error"])
