@@ -22,6 +22,7 @@ from tracer.addresses import InvalidAddress
 from tracer.api.context import CTX, REQUEST_ID
 from tracer.engine.policy import PolicyError
 from tracer.engine.service import TraceInputError
+from tracer.store.db import is_transient
 
 log = logging.getLogger("tracer.api")
 
@@ -121,14 +122,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _http_exception(request, exc)
     except asyncio.CancelledError:
         raise
-    except (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
-            ConnectionRefusedError) as exc:
+    except Exception as exc:
+        if not (isinstance(exc, (asyncpg.CannotConnectNowError, ConnectionRefusedError)) or is_transient(exc)):
+            log.exception("event=unhandled_error method=%s path=%s request_id=%s", request.method, request.path,
+                          request.get(REQUEST_ID))
+            return problem(500, "Internal server error",
+                           "an unexpected error occurred; quote the request_id when reporting it", request=request)
+        # The database restarting or unreachable (refused, reset, socket gone, shutting down).
         log.warning("event=db_unavailable path=%s error=%r request_id=%s", request.path, exc,
                     request.get(REQUEST_ID))
         return problem(503, "Service unavailable", "the database is unreachable; try again shortly",
                        request=request, headers={"Retry-After": "5"})
-    except Exception:
-        log.exception("event=unhandled_error method=%s path=%s request_id=%s", request.method, request.path,
-                      request.get(REQUEST_ID))
-        return problem(500, "Internal server error",
-                       "an unexpected error occurred; quote the request_id when reporting it", request=request)

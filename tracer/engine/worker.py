@@ -131,8 +131,10 @@ class Worker:
         while not stop.is_set():
             try:
                 done = await self.run_once()
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-                # Postgres restarting or unreachable: nothing was committed, leases will lapse.
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError) as exc:
+                # Postgres restarting (shutting down, starting up) or unreachable: nothing was
+                # committed, leases will lapse.
                 log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
                 done = 0
                 await asyncio.sleep(1.0)
