@@ -689,6 +689,10 @@ class Worker:
     ) -> None:
         verdicts = batch.verdicts
         async with self.pool.acquire() as conn, conn.transaction():
+            # One commit of a trace at a time (the chain work happened before, unlocked): commits
+            # touch each other's job and hop rows in no common order, which deadlocked, and a hop
+            # written while another worker marked its recipient an exit kept "followed" forever.
+            await mixer_store.lock_trace(conn, trace.id)
             ours = await store.still_ours(conn, self.name, jobs)
             if not ours:
                 return
@@ -701,19 +705,23 @@ class Worker:
                 deposits = [d for d in mixer.deposits if d.transfer_id in kept]
                 links = [lk for lk in mixer.links if lk.deposit_transfer_id in kept]
                 if deposits:
-                    await mixer_store.lock_trace(conn, trace.id)
                     touched = await mixer_store.write_outcomes(conn, trace.id, deposits, links)
                     link_hops = await self._link_hops(conn, trace, touched, mixer)
                     changed.extend(await store.upsert_hops(conn, trace.id, link_hops))
                     hops.extend(link_hops)
+            # Recipients another worker judged since we read their verdicts: the hops say so too.
+            await self._mark_judged(conn, trace, [r["to_addr"] for r in changed if r["status"] == "followed"],
+                                    set(verdicts) | set(batch.services))
             depth_of = {h.to_addr: h.depth for h in hops}
             # Only recipients still to be judged need another look; exits and stops are final, and
             # hops into a service or back from a swap wake nobody.
             wake = sorted({r["to_addr"] for r in changed
                            if r["status"] == "followed" and r["transfer_id"] not in batch.quiet})
             await store.enqueue(conn, trace.id, [(a, depth_of[a]) for a in wake])
+            verdicts = await self._merge_destinations(conn, trace, verdicts)
             rows = []
-            for a, v in [*verdicts.items(), *((a, v) for a, v in batch.services.items() if a not in verdicts)]:
+            for a, v in sorted([*verdicts.items(), *((a, v) for a, v in batch.services.items() if a not in verdicts)],
+                               key=lambda av: av[0]):
                 if a in by_addr and a not in ours:
                     continue
                 depth = by_addr[a].depth if a in by_addr else depth_of.get(a, 0)
@@ -748,6 +756,46 @@ class Worker:
         self.stats.hops_written += len(changed)
         log.debug("event=batch trace=%d jobs=%d hops=%d changed=%d at=%s", trace.id, len(jobs), len(hops),
                   len(changed), datetime.now(UTC).isoformat())
+
+    async def _merge_destinations(
+        self, conn: store.Conn, trace: _TraceInfo, verdicts: dict[str, Verdict]
+    ) -> dict[str, Verdict]:
+        """Bridge evidence accumulates over batches: merge this batch's destinations with those
+        committed since we read them (under the commit lock, so none is lost)."""
+        routers = sorted(a for a, v in verdicts.items() if v.reason == classify.BRIDGE and v.evidence)
+        if not routers:
+            return verdicts
+        current = await store.node_verdicts(conn, trace.id, routers)
+        out = dict(verdicts)
+        for a in routers:
+            v = verdicts[a]
+            row = current.get(a)
+            old = row["evidence"] if row is not None and isinstance(row["evidence"], dict) else {}
+            merged = list(old.get("destinations", []))
+            have = {(d.get("tx_hash"), d.get("address")) for d in merged}
+            merged.extend(d for d in (v.evidence or {}).get("destinations", [])
+                          if (d.get("tx_hash"), d.get("address")) not in have)
+            evidence = dict(v.evidence or {})
+            evidence["destinations"] = merged[-_MAX_DESTINATIONS:]
+            evidence["protocols"] = sorted({str(d.get("protocol")) for d in merged})
+            out[a] = replace(v, evidence=evidence)
+        return out
+
+    async def _mark_judged(
+        self, conn: store.Conn, trace: _TraceInfo, recipients: Sequence[str], decided_here: set[str]
+    ) -> None:
+        """Mark followed hops into recipients that already carry a final verdict (an exit, a hub)
+        in this trace. Services money passes through keep per-hop statuses and are left alone."""
+        wanted = sorted(set(recipients) - decided_here)
+        if not wanted:
+            return
+        through = set(trace.policy.through_categories)
+        final: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for a, row in (await store.node_verdicts(conn, trace.id, wanted)).items():
+            if row["role"] in ("exit", "stopped") and row["category"] not in through:
+                final[(row["role"], row["reason"])].append(a)
+        for (role, reason), addrs in sorted(final.items()):
+            await store.mark_hops_into(conn, trace.id, addrs, role, reason)
 
     async def _link_hops(
         self, conn: store.Conn, trace: _TraceInfo, withdrawal_ids: Sequence[int], mixer: _MixerWrite

@@ -231,9 +231,10 @@ async def transfers_by_id(conn: Conn, ids: Iterable[int]) -> dict[int, Transfer]
 
 
 async def lock_trace(conn: Conn, trace_id: int) -> None:
-    """Serialise link writes of one trace (two workers linking deposits into one withdrawal would
-    otherwise each sum without the other's links). Held until the transaction ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('tracer.mixer_links'), $1::int)", trace_id % (2**31))
+    """Serialise the workers' commits of one trace, until the transaction ends. Link writes need
+    it (two workers linking deposits into one withdrawal would each sum without the other's
+    links), and so do the job and hop rows every commit touches in no common order."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('tracer.trace_commit'), $1::int)", trace_id % (2**31))
 
 
 # ---------------------------------------------------------------- reading (the API)
