@@ -122,8 +122,8 @@ class FaultRun:
 
 
 async def run_trace(pool: asyncpg.Pool, client: EvmChain, scenario: Scenario, *, workers: int = 2,
-                    timeout: float = 120.0) -> tuple[int, str]:
-    trace_id = await create_trace(pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={})
+                    timeout: float = 120.0, policy: dict[str, Any] | None = None) -> tuple[int, str]:
+    trace_id = await create_trace(pool, client, chain=scenario.chain, seeds=scenario.seeds, policy=policy or {})
     status = await run_with_workers(pool, {scenario.chain: client}, trace_id, workers=workers, progress=False,
                                     timeout=timeout)
     return trace_id, status
