@@ -584,16 +584,26 @@ class Worker:
         params = mixers.LinkParams()
         candidates = mixers.candidate_withdrawals(flagged, events, params)
 
-        # Gas prices: the deposits, their candidates, then the pools' other transactions (rarity).
-        known_gas = {e.tx_hash: e.gas_price for evs in events.values() for e in evs if e.gas_price is not None}
-        wanted = [d.tx_hash for d in flagged] + [w.tx_hash for ws in candidates.values() for w in ws]
-        wanted += [e.tx_hash for evs in events.values() for e in evs]
-        lookup = [h for h in dict.fromkeys(wanted) if h not in known_gas][:_MAX_GAS_LOOKUPS]
-        fetched = await self._gas_prices(trace, lookup)
+        # Gas prices: of the deposits and their candidates; of the pools' other transactions only
+        # when a deposit and a candidate share one (how rare it is decides what the match is worth).
+        gas: dict[str, int] = {e.tx_hash: e.gas_price for evs in events.values() for e in evs
+                               if e.gas_price is not None}
+        fetched: dict[str, int] = {}
+
+        async def fill(hashes: list[str]) -> None:
+            lookup = [h for h in dict.fromkeys(hashes) if h not in gas][: _MAX_GAS_LOOKUPS - len(fetched)]
+            got = await self._gas_prices(trace, lookup)
+            gas.update(got)
+            fetched.update(got)
+
+        if any(candidates.values()):
+            await fill([d.tx_hash for d in flagged] + [w.tx_hash for ws in candidates.values() for w in ws])
+            if any(gas.get(d.tx_hash) is not None and gas.get(d.tx_hash) == gas.get(w.tx_hash)
+                   for d in flagged for w in candidates[d.transfer_id]):
+                await fill([e.tx_hash for evs in events.values() for e in evs])
         if fetched:
             async with self.pool.acquire() as conn:
                 await mixer_store.set_gas_prices(conn, trace.chain, fetched)
-        gas = {**known_gas, **fetched}
 
         # Transfers of every candidate recipient (cached like any address's): their counterparties,
         # and the pool -> recipient transfer a followed link becomes a hop of.
