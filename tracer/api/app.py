@@ -137,7 +137,8 @@ def create_app(
 ) -> web.Application:
     settings = settings or Settings()
     metrics = Metrics()
-    auth = Authenticator(lambda: db.pool, cache_seconds=settings.key_cache_seconds, allow_open=settings.allow_open)
+    auth = Authenticator(lambda: db.pool, cache_seconds=settings.key_cache_seconds, allow_open=settings.allow_open,
+                         rate_limit=settings.rate_limit, rate_limit_burst=settings.rate_limit_burst)
     ctx = ApiContext(db=db, chains=dict(chains or {}), settings=settings, metrics=metrics, auth=auth)
     app = web.Application(
         client_max_size=settings.max_body,

@@ -2,7 +2,8 @@
 
 A key comes in `X-API-Key: trk_…` or `Authorization: Bearer trk_…`. Scopes: `read` (every GET),
 `trace` (start and cancel traces, label addresses; implies read), `admin` (everything, including
-deleting traces and reading the audit log). Checked keys are cached for a few seconds
+deleting traces and reading the audit log). With Settings.rate_limit each key (each client address
+in open mode) gets a token bucket; past it, 429 with Retry-After. Checked keys are cached for a few seconds
 (Settings.key_cache_seconds), which is also how long a revocation takes to bite.
 
 With no active key in the database the API runs open, every caller acting as "open" with every
@@ -16,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,11 +52,40 @@ OPEN = Principal("open", None, frozenset(key_store.SCOPES))
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 
+class RateLimiter:
+    """Token buckets per caller: `rate` requests per second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate limit needs rate > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = float(burst)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, stamp)
+
+    def take(self, caller: str) -> float:
+        """Spend one token of `caller`: 0.0 when allowed, else the seconds until one is there."""
+        now = self._clock()
+        tokens, stamp = self._buckets.get(caller, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+        if len(self._buckets) >= _CACHE_MAX and caller not in self._buckets:
+            # Forget full buckets first: they behave exactly like new ones.
+            self._buckets = {c: b for c, b in self._buckets.items()
+                             if b[0] + (now - b[1]) * self.rate < self.burst}
+        if tokens >= 1.0:
+            self._buckets[caller] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[caller] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
 class Authenticator:
-    def __init__(self, pool_getter: Callable[[], asyncpg.Pool], *, cache_seconds: float, allow_open: bool) -> None:
+    def __init__(self, pool_getter: Callable[[], asyncpg.Pool], *, cache_seconds: float, allow_open: bool,
+                 rate_limit: float | None = None, rate_limit_burst: int = 20) -> None:
         self._pool = pool_getter
         self.cache_seconds = cache_seconds
         self.allow_open = allow_open
+        self.limiter = RateLimiter(rate_limit, rate_limit_burst) if rate_limit else None
         self._keys: dict[bytes, tuple[float, Principal | None, str]] = {}
         self._has_keys: tuple[float, bool] = (0.0, False)
         self._touched: dict[int, float] = {}
@@ -159,6 +190,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     else:
         raise ApiError(401, "Unauthorized", "no API keys are configured and this server is not loopback-only; "
                        "create one with `tracer keys create`")
+    if auth.limiter is not None:
+        caller = f"key:{principal.key_pk}" if principal.key_pk is not None else f"addr:{request.remote}"
+        wait = auth.limiter.take(caller)
+        if wait > 0:
+            raise ApiError(429, "Too many requests",
+                           f"this key is limited to {auth.limiter.rate:g} requests per second "
+                           f"(bursts of {auth.limiter.burst:g}); retry in {wait:.1f}s",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
     if not principal.allows(scope):
         raise ApiError(403, "Forbidden", f"this key lacks the {scope!r} scope")
     request[PRINCIPAL] = principal

@@ -54,6 +54,10 @@ class Settings:
     #: How long a checked key (or "no keys exist") is trusted before asking Postgres again: the
     #: delay after which a revocation takes effect.
     key_cache_seconds: float = 5.0
+    #: Requests per second each API key (or, in open mode, each client address) may make, with
+    #: bursts up to `rate_limit_burst`; beyond it 429 with Retry-After. None: no limit.
+    rate_limit: float | None = None
+    rate_limit_burst: int = 20
     #: Formats built in memory (graphml, gexf) and path searches refuse bigger traces (422); the
     #: streamed formats (csv, json, dot) have no limit.
     graph_max_hops: int = 250_000

@@ -19,12 +19,16 @@ is a no-op. Partial sources (tagpacks, CSV) are upserted and never delist anythi
 
 from __future__ import annotations
 
+import csv
 import json
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tracer.labels.csvfile import REQUIRED as CSV_REQUIRED
 from tracer.labels.csvfile import parse_label_csv
@@ -90,6 +94,17 @@ def parse_file(path: Path, fmt: str = "auto", list_date: datetime | None = None)
     """Parse without touching the database. `list_date` overrides the file's own date."""
     if fmt == "auto":
         fmt = detect_format(path)
+    try:
+        parsed = _parse(path, fmt, list_date)
+    except (ET.ParseError, yaml.YAMLError, csv.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # A damaged file: say so with the parser's position, never a traceback.
+        raise LabelImportError(f"{path.name}: malformed {fmt} file: {exc}") from None
+    if list_date is not None:
+        parsed.list_date = list_date
+    return parsed
+
+
+def _parse(path: Path, fmt: str, list_date: datetime | None) -> ParsedList:
     if fmt == "sdn-xml":
         parsed = parse_sdn_xml(path)
     elif fmt == "sdn-advanced":
@@ -106,8 +121,6 @@ def parse_file(path: Path, fmt: str = "auto", list_date: datetime | None = None)
         parsed = parse_label_csv(path)
     else:
         raise LabelImportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    if list_date is not None:
-        parsed.list_date = list_date
     return parsed
 
 
