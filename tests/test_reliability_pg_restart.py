@@ -79,11 +79,16 @@ async def test_postgres_restart_mid_trace(
                            lease_seconds=1.5) for i in range(2)]
             tasks = [asyncio.create_task(w.run(stop)) for w in crew]
             try:
-                while await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id) < 5:
+                # Stop the server at a moment a batch is in flight: some hops written, jobs leased.
+                while True:
+                    hops = await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id)
+                    held = await db.pool.fetchval(
+                        "SELECT count(*) FROM jobs WHERE trace_id = $1 AND state = 'running'", trace_id)
+                    if hops >= 5 and held:
+                        break
                     assert not any(t.done() for t in tasks)
-                    await asyncio.sleep(0.02)
-                held = await db.pool.fetchval(
-                    "SELECT count(*) FROM jobs WHERE trace_id = $1 AND state = 'running'", trace_id)
+                    assert await _status(db, trace_id) != "done", "the trace finished before the restart"
+                    await asyncio.sleep(0.005)
                 await asyncio.to_thread(stop_embedded, data_dir)
                 status, _, _ = await api.call("GET", f"/v1/traces/{trace_id}")
                 assert status == 503, status  # "database unreachable, retry", not a 500 or a hang

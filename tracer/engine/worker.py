@@ -138,6 +138,12 @@ class Worker:
                 log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
                 done = 0
                 await asyncio.sleep(1.0)
+            except asyncpg.InternalClientError as exc:
+                # A connection torn down mid-operation (a server restart) can leave asyncpg in a
+                # state it reports this way; like the errors above it is the database, not the work.
+                log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
+                done = 0
+                await asyncio.sleep(1.0)
             if done == 0:
                 if until_idle and not await self._any_runnable():
                     return
