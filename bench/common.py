@@ -81,8 +81,28 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
+    # Load from other work on the machine moves the figures: recorded so a slow run can be told apart.
     return {"cpus": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "load_average": load, "code": code_version()}
+
+
+def code_version() -> str:
+    """The commit the figures were measured on (`+dirty` when the work tree differs from it)."""
+    stamp = ROOT / ".bench-commit"  # written by exports of a commit, which have no .git
+    if stamp.exists():
+        return stamp.read_text().strip()
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + ("+dirty" if dirty else "")) if head else "unknown"
 
 
 async def postgres_info(url: str) -> dict[str, Any]:

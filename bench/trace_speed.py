@@ -8,7 +8,7 @@ database, starts a trace from the thieves' wallets, waits for it to finish and p
 hops/s, JSON-RPC requests per 1,000 hops, the lower bound and the ratio to it, and each worker's
 peak RSS (item 6 of the benchmark issue; the API's is measured by bench/memory.py).
 
-    python bench/trace_speed.py                       # ~1.2M transfers, ~110k hops, 1/2/4 workers
+    python bench/trace_speed.py                       # ~1.25M transfers, ~110k hops, 1/2/4 workers
     python bench/trace_speed.py --workers 4           # one fleet size
     python bench/trace_speed.py --smoke               # tiny, seconds (the test suite runs it)
 
@@ -54,6 +54,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import tempfile
 import time
 from collections import Counter
@@ -88,7 +89,7 @@ BATCH_CALLS = 100  # EvmChain's default JSON-RPC batch size
 
 
 def bench_params(transfers: int, scale: float, seed: int) -> ScenarioParams:
-    """`for_size` noise with a laundering tree `scale` times ~100k hops (1.0 gives ~97k)."""
+    """`for_size` noise with a laundering tree of about `scale` x 78k hops (the default policy, min_share 0)."""
 
     def n(base: float, lo: int = 1) -> int:
         return max(lo, round(base * scale))
@@ -193,7 +194,8 @@ async def run_fleet(
 ) -> dict[str, Any]:
     name = new_db_name(f"speed_w{workers}")
     url = await create_database(server_pg, name, template=template)
-    pool = await create_pool(url, min_size=1, max_size=2)
+    # No statement timeout: the bench's own queries over the finished trace may take a while.
+    pool = await create_pool(url, min_size=1, max_size=2, command_timeout=None)
     fleet = WorkerFleet(url, server.url, workers, Path(tempfile.mkdtemp(prefix="tracer-bench-workers-")),
                         extra_args=["--concurrency", str(args.concurrency), "--batch-size", str(args.batch_size)])
     stop = asyncio.Event()
@@ -208,6 +210,8 @@ async def run_fleet(
         trace_id = await create_trace(pool, _Head(server), chain=sc.chain, seeds=sc.seeds,
                                       policy={"min_share": 0.0}, label=f"bench:{NAME}:{workers}")
         last = 0.0
+        progress: list[list[float]] = []
+        loads: list[float] = []
         while True:
             status = await pool.fetchval("SELECT status FROM traces WHERE id = $1", trace_id)
             if status not in ("queued", "running"):
@@ -219,13 +223,15 @@ async def run_fleet(
                 raise RuntimeError(f"trace not done after {args.timeout:.0f}s")
             if elapsed - last >= args.progress_every:
                 last = elapsed
+                loads.append(os.getloadavg()[0])
                 p = await pool.fetchrow(
                     """SELECT (SELECT count(*) FROM hops WHERE trace_id = $1) AS hops,
                               (SELECT count(*) FROM jobs WHERE trace_id = $1 AND state <> 'done') AS frontier""",
                     trace_id)
                 c = server.request_counts
                 print(f"  [{workers}w {elapsed:6.0f}s] {p['hops']:>8} hops, frontier {p['frontier']:>6}, "
-                      f"{c['http']:>6} posts ({c['http_429']} refused 429)", flush=True)
+                      f"{c['http']:>6} posts ({c['http_429']} refused 429), load {loads[-1]:.1f}", flush=True)
+                progress.append([round(elapsed, 1), p["hops"], c["http"]])
             await asyncio.sleep(0.2)
         times = await pool.fetchrow("SELECT created_at, finished_at, status, error FROM traces WHERE id = $1",
                                     trace_id)
@@ -234,6 +240,9 @@ async def run_fleet(
         counts = Counter(server.request_counts)
         fleet.sample()
         async with pool.acquire() as conn:
+            # The tables grew from nothing during the trace; without statistics (a new database,
+            # autovacuum off or not yet run) the planner picks nested scans that take minutes.
+            await conn.execute("ANALYZE hops; ANALYZE jobs; ANALYZE address_coverage")
             found = await outcome(conn, trace_id)
             bound = await lower_bound(conn, trace_id, sc.chain, args.latency_ms / 1000, args.rate_limit)
     finally:
@@ -269,6 +278,9 @@ async def run_fleet(
         "posts_ratio_to_bound": round(posts / bound["http_posts"], 2) if bound["http_posts"] else None,
         "wall_ratio_to_bound": round(wall / bound["seconds"], 2) if bound["seconds"] else None,
         "worker_peak_rss_mb": [round(p, 1) for p in peaks],
+        # Other work on the machine slows a run down: the 1-minute load average while it ran.
+        "load_average_during": round(sum(loads) / len(loads), 2) if loads else None,
+        "progress": progress,
     }
 
 
@@ -333,11 +345,12 @@ def print_tables(report: dict[str, Any]) -> None:
         f"Tracing speed: {sc['transfers']:,} transfers, {node['latency_ms']:g} ms/request, "
         f"cap {node['rate_limit_per_s']} requests/s",
         ["workers", "wall s", "hops", "hops/s", "calls/1k hops", "posts/1k hops", "429s", "bound s",
-         "x bound", "same", "peak RSS MB"],
+         "x bound", "same", "peak RSS MB", "load"],
         [[r["workers"], r["wall_seconds"], r["hops"], r["hops_per_second"], r["calls_per_1000_hops"],
           r["posts_per_1000_hops"], r["http_429"], r["lower_bound"]["seconds"], r["wall_ratio_to_bound"],
           "yes" if r["same_result_as_first"] else "NO",
-          max(r["worker_peak_rss_mb"]) if r["worker_peak_rss_mb"] else None] for r in report["runs"]]))
+          max(r["worker_peak_rss_mb"]) if r["worker_peak_rss_mb"] else None, r["load_average_during"]]
+         for r in report["runs"]]))
     print()
     print(table(
         "JSON-RPC requests against the lower bound (what an ideal client must ask)",
@@ -355,8 +368,8 @@ def print_tables(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transfers", type=int, default=1_000_000, help="noise size (for_size), default 1000000")
-    parser.add_argument("--scale", type=float, default=1.15,
-                        help="laundering tree size; 1.0 is ~97k hops (default 1.15)")
+    parser.add_argument("--scale", type=float, default=1.4,
+                        help="laundering tree size; 1.0 is ~78k hops (default 1.4)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4],
                         help="fleet sizes, comma-separated (default 1,2,4)")
