@@ -78,7 +78,8 @@ def truth_at_terminals(sc: Scenario, terminals: set[str], asset: str) -> dict[st
     """Flagged raw amount of `asset` the replayed chain's haircut ground truth puts on each terminal."""
     t = sc.truth
     out: dict[str, int] = {}
-    for item in (*t.offramps, *t.other_exits, *t.hub_receipts, *t.mixer_deposits):
+    items: list[Any] = [*t.offramps, *t.other_exits, *t.hub_receipts, *t.mixer_deposits]
+    for item in items:
         if item.address in terminals and item.asset == asset:
             out[item.address] = out.get(item.address, 0) + item.amount
     return out
@@ -126,16 +127,16 @@ async def evaluate_case(case: Path, args: argparse.Namespace) -> dict[str, Any]:
     truth = truth_at_terminals(sc, terminals, usd)
     attributed = {a: min(into.get((a, usd), 0), v) for a, v in truth.items()}
     edge_usd: dict[str, float] = {}
-    for e in edges:
-        if e.to in terminals:
-            edge_usd[e.to] = edge_usd.get(e.to, 0.0) + e.usd
+    for edge in edges:
+        if edge.to in terminals:
+            edge_usd[edge.to] = edge_usd.get(edge.to, 0.0) + edge.usd
     exit_addresses = {e.address for e in rep.exits}
     false_exits = sorted(exit_addresses - terminals)
     # A false exit that pays a terminal in the case is usually the terminal's own deposit address
     # (the case names the exchange's hot wallet, the trace stops one hop earlier, at the
     # customer's deposit address): counted apart, since it points at the same off-ramp.
-    feeds = {e.sender for e in edges if e.to in terminals}
-    fed = {e.to for e in edges if e.sender in exit_addresses and e.to in terminals}
+    feeds = {edge.sender for edge in edges if edge.to in terminals}
+    fed = {edge.to for edge in edges if edge.sender in exit_addresses and edge.to in terminals}
     # Why each false exit was taken for an off-ramp: the label or behaviour that decided it.
     why: dict[str, dict[str, Any]] = {}
     for e in rep.exits:
@@ -172,14 +173,16 @@ async def evaluate_case(case: Path, args: argparse.Namespace) -> dict[str, Any]:
         "false_exits_paying_a_terminal": sum(1 for a in false_exits if a in feeds),
         "terminals_reached_or_fed_by_an_exit": len(reached | fed),
         "false_exit_usd": round(false_usd, 2),
-        "false_exit_details": sorted(why.values(), key=lambda w: -w["usd"])[:50],
+        "false_exit_details": [
+            w if args.addresses else {k: v for k, v in w.items() if k != "address"}
+            for w in sorted(why.values(), key=lambda w: -w["usd"])[:50]],
         "hops": hops,
         "hops_per_edge": round(hops / len(edges), 2) if edges else None,
         "chain_transfers": sc.transfer_count(),
         "jsonrpc_calls": calls,
         "trace_seconds": round(trace_s, 2),
         "seconds": round(time.perf_counter() - t0, 2),
-        "missed_terminals": sorted(terminals - reached)[:50],
+        "missed_terminals": sorted(terminals - reached)[:50] if args.addresses else len(terminals - reached),
     }
 
 
@@ -252,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case trace")
     parser.add_argument("--keep", action="store_true", help="keep the per-case databases")
+    # Off by default: results are committed, and the cases' contents must not be copied into the project.
+    parser.add_argument("--addresses", action="store_true",
+                        help="list the addresses of false exits and missed terminals in the JSON")
     add_common_args(parser)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tracer-bench-accuracy-") as tmp:

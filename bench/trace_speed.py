@@ -58,6 +58,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,10 @@ class _Head:
 
     async def head(self) -> int:
         return self.server.chain.head
+
+    async def block_times(self, numbers: Sequence[int]) -> dict[int, int]:
+        blocks = self.server.chain.blocks
+        return {n: blocks[n].timestamp for n in numbers}
 
 
 async def lower_bound(conn: Any, trace_id: int, chain: str, latency: float, rate: float | None) -> dict[str, Any]:
