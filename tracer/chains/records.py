@@ -22,7 +22,10 @@ class Transfer:
     Addresses and hashes are lowercase 0x-hex. `position` makes the transfer unique inside its
     transaction: "tx" for the top-level value, "call:0.2" for the internal call at traceAddress
     [0, 2], "log:17" for the token log with logIndex 17. `order` sorts transfers of one block in
-    execution order (tx index first, then position inside it).
+    execution order (tx index first, then position inside it). `memo` is what the chain says
+    about the payment when it says anything (a Bitcoin OP_RETURN, a THORChain outbound's
+    `OUT:<inbound tx hash>`): cross-chain continuation matches payouts to deposits by it. It is
+    not part of the key and not stored in Postgres.
     """
 
     chain: str
@@ -38,6 +41,7 @@ class Transfer:
     kind: TransferKind
     decimals: int | None = None
     symbol: str | None = None
+    memo: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
