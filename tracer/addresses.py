@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from eth_utils import is_checksum_address, to_checksum_address
@@ -43,3 +44,184 @@ def normalize_evm(address: object) -> str:
 def checksum(address: str) -> str:
     """EIP-55 form for display."""
     return str(to_checksum_address(address))
+
+
+BITCOIN = "bitcoin"
+"""Chain name of Bitcoin; every other chain name is an EVM chain."""
+
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+# Version byte -> network of base58check addresses: P2PKH and P2SH, mainnet then testnet/regtest
+# (testnet, signet and regtest share the version bytes).
+_B58_VERSIONS = {0x00: "P2PKH", 0x05: "P2SH", 0x6F: "P2PKH", 0xC4: "P2SH"}
+_BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_BECH32_HRPS = ("bc", "tb", "bcrt")
+_BECH32_CONST = 1
+_BECH32M_CONST = 0x2BC830A3
+
+
+def _b58decode_check(text: str) -> bytes | None:
+    num = 0
+    for ch in text:
+        digit = _B58_INDEX.get(ch)
+        if digit is None:
+            return None
+        num = num * 58 + digit
+    body = num.to_bytes((num.bit_length() + 7) // 8, "big") if num else b""
+    raw = b"\x00" * (len(text) - len(text.lstrip("1"))) + body
+    if len(raw) < 5:
+        return None
+    payload, check = raw[:-4], raw[-4:]
+    if hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4] != check:
+        return None
+    return payload
+
+
+def _bech32_polymod(values: list[int]) -> int:
+    gen = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i in range(5):
+            chk ^= gen[i] if (top >> i) & 1 else 0
+    return chk
+
+
+def _hrp_expand(hrp: str) -> list[int]:
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def _convertbits(data: list[int], frombits: int, tobits: int) -> bytes | None:
+    acc = 0
+    bits = 0
+    out = bytearray()
+    maxv = (1 << tobits) - 1
+    for value in data:
+        acc = (acc << frombits) | value
+        bits += frombits
+        while bits >= tobits:
+            bits -= tobits
+            out.append((acc >> bits) & maxv)
+    # Segwit programs are whole bytes: leftover bits must be fewer than 5 and all zero (BIP-173).
+    if bits >= frombits or (acc << (tobits - bits)) & maxv:
+        return None
+    return bytes(out)
+
+
+def _segwit_reason(address: str) -> str | None:
+    """None when `address` (already lowercased) is a valid segwit address, else why not."""
+    hrp, sep, data_part = address.rpartition("1")
+    if not sep or hrp not in _BECH32_HRPS:
+        return "unknown bech32 prefix (expected bc1, tb1 or bcrt1)"
+    if len(address) > 90 or len(data_part) < 7:
+        return "bech32 address of the wrong length"
+    data: list[int] = []
+    for ch in data_part:
+        pos = _BECH32_CHARSET.find(ch)
+        if pos < 0:
+            return f"character {ch!r} is not in the bech32 alphabet"
+        data.append(pos)
+    const = _bech32_polymod(_hrp_expand(hrp) + data)
+    version = data[0]
+    if version > 16:
+        return "invalid witness version"
+    # BIP-350: version 0 uses the bech32 checksum, versions 1..16 bech32m.
+    if const != (_BECH32_CONST if version == 0 else _BECH32M_CONST):
+        return "bad bech32 checksum" if version == 0 else "bad bech32m checksum"
+    program = _convertbits(data[1:-6], 5, 8)
+    if program is None or not 2 <= len(program) <= 40:
+        return "invalid witness program"
+    if version == 0 and len(program) not in (20, 32):
+        return "version 0 witness program must be 20 (P2WPKH) or 32 (P2WSH) bytes"
+    if version == 1 and len(program) != 32:
+        return "taproot (version 1) witness program must be 32 bytes"
+    return None
+
+
+def normalize_btc(address: object) -> str:
+    """Return the canonical form of a Bitcoin address, or raise InvalidAddress.
+
+    Base58check (P2PKH, P2SH) keeps its case, which is part of the encoding; bech32/bech32m
+    (P2WPKH, P2WSH, P2TR) is lowercased, and mixed case is refused as BIP-173 requires. Mainnet,
+    testnet/signet and regtest are accepted: the chain adapter checks the network on connect.
+    """
+    if not isinstance(address, str):
+        raise InvalidAddress(address, "not a string")
+    text = address.strip()
+    if not text:
+        raise InvalidAddress(address, "empty")
+    lower = text.lower()
+    if lower.startswith(tuple(h + "1" for h in _BECH32_HRPS)):
+        if text != lower and text != text.upper():
+            raise InvalidAddress(address, "mixed-case bech32 address")
+        reason = _segwit_reason(lower)
+        if reason is not None:
+            raise InvalidAddress(address, reason)
+        return lower
+    if not 25 <= len(text) <= 35:
+        raise InvalidAddress(address, "not a Bitcoin address (base58 addresses are 25-35 characters)")
+    payload = _b58decode_check(text)
+    if payload is None:
+        raise InvalidAddress(address, "bad base58 character or checksum")
+    if len(payload) != 21 or payload[0] not in _B58_VERSIONS:
+        raise InvalidAddress(address, "unknown base58 version byte or length")
+    return text
+
+
+def btc_script_type(address: str) -> str:
+    """Script type of a normalised Bitcoin address: p2pkh, p2sh, p2wpkh, p2wsh, p2tr or witness."""
+    if address.startswith(tuple(h + "1" for h in _BECH32_HRPS)):
+        hrp = address.rpartition("1")[0]
+        data = address[len(hrp) + 1 :]
+        version = _BECH32_CHARSET.find(data[0])
+        size = len(data) - 7  # minus version char and 6 checksum chars
+        if version == 0:
+            return "p2wpkh" if size == 32 else "p2wsh"
+        if version == 1 and size == 52:
+            return "p2tr"
+        return "witness"
+    payload = _b58decode_check(address)
+    kind = _B58_VERSIONS.get(payload[0]) if payload else None
+    return "p2sh" if kind == "P2SH" else "p2pkh"
+
+
+def is_btc_chain(chain: str) -> bool:
+    return chain == BITCOIN
+
+
+def normalize_address(chain: str, address: object) -> str:
+    """Normalise `address` by the rules of `chain`: "bitcoin" is Bitcoin, every other chain EVM."""
+    if chain == BITCOIN:
+        return normalize_btc(address)
+    return normalize_evm(address)
+
+
+def encode_btc_segwit(hrp: str, version: int, program: bytes) -> str:
+    """Bech32 (version 0) or bech32m (1..16) address of a witness program: for generated scenarios."""
+    data = [version]
+    acc = bits = 0
+    for byte in program:
+        acc = (acc << 8) | byte
+        bits += 8
+        while bits >= 5:
+            bits -= 5
+            data.append((acc >> bits) & 31)
+    if bits:
+        data.append((acc << (5 - bits)) & 31)
+    const = _BECH32_CONST if version == 0 else _BECH32M_CONST
+    polymod = _bech32_polymod(_hrp_expand(hrp) + data + [0] * 6) ^ const
+    checksum_digits = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_BECH32_CHARSET[d] for d in data + checksum_digits)
+
+
+def encode_btc_base58(version: int, payload: bytes) -> str:
+    """Base58check address (version byte + 20-byte hash): for generated scenarios."""
+    raw = bytes([version]) + payload
+    raw += hashlib.sha256(hashlib.sha256(raw).digest()).digest()[:4]
+    num = int.from_bytes(raw, "big")
+    out = ""
+    while num:
+        num, rem = divmod(num, 58)
+        out = _B58_ALPHABET[rem] + out
+    return "1" * (len(raw) - len(raw.lstrip(b"\x00"))) + out
