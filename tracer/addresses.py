@@ -42,7 +42,9 @@ def normalize_evm(address: object) -> str:
 
 
 def checksum(address: str) -> str:
-    """EIP-55 form for display."""
+    """EIP-55 form for display; a Bitcoin address has no other display form and comes back as is."""
+    if not _HEX40.match(address):
+        return address
     return str(to_checksum_address(address))
 
 

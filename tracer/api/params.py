@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tracer.addresses import InvalidAddress, normalize_evm
+from tracer.addresses import InvalidAddress, normalize_address
 from tracer.api.errors import ApiError, bad_request
 
 _MAX_BIGINT = (1 << 63) - 1
@@ -90,16 +90,16 @@ def enum_list_param(request: web.Request, name: str, choices: Sequence[str]) -> 
     return sorted(set(values))
 
 
-def address_param(request: web.Request, name: str) -> str | None:
+def address_param(request: web.Request, name: str, chain: str = "ethereum") -> str | None:
     text = _query(request, name)
     if text is None:
         return None
-    return parse_address(name, text)
+    return parse_address(name, text, chain)
 
 
-def parse_address(name: str, text: Any) -> str:
+def parse_address(name: str, text: Any, chain: str = "ethereum") -> str:
     try:
-        return normalize_evm(text)
+        return normalize_address(chain, text)
     except InvalidAddress as exc:
         raise bad_request(name, f"invalid address: {exc.reason}") from None
 

@@ -9,13 +9,13 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from tracer.addresses import InvalidAddress, normalize_evm
+from tracer.addresses import InvalidAddress, normalize_address
 from tracer.engine.policy import Policy, PolicyError
 from tracer.store import labels as label_store
 from tracer.store import traces as store
 
 MAX_SEEDS = 10_000
-CHAINS = ("ethereum",)
+CHAINS = ("ethereum", "bitcoin")
 
 
 class HeadSource(Protocol):
@@ -55,7 +55,7 @@ class TraceInputError(ValueError):
         self.message = message
 
 
-def parse_seeds(seeds: Any) -> list[str]:
+def parse_seeds(seeds: Any, chain: str = "ethereum") -> list[str]:
     if not isinstance(seeds, list) or not seeds:
         raise TraceInputError("seeds", "must be a non-empty list of addresses")
     if len(seeds) > MAX_SEEDS:
@@ -63,7 +63,7 @@ def parse_seeds(seeds: Any) -> list[str]:
     out: list[str] = []
     for i, s in enumerate(seeds):
         try:
-            out.append(normalize_evm(s))
+            out.append(normalize_address(chain, s))
         except InvalidAddress as exc:
             raise TraceInputError(f"seeds[{i}]", exc.reason) from None
     return sorted(set(out))
@@ -82,7 +82,7 @@ async def create_trace(
     """Validate, fix the block range (the head now, so every worker sees the same chain), queue."""
     if chain not in CHAINS:
         raise TraceInputError("chain", f"unsupported chain {chain!r}; supported: {', '.join(CHAINS)}")
-    clean = parse_seeds(list(seeds))
+    clean = parse_seeds(list(seeds), chain)
     try:
         pol = policy if isinstance(policy, Policy) else Policy.from_json(policy)
     except PolicyError as exc:

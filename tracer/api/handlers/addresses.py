@@ -25,7 +25,7 @@ INVESTIGATOR_SOURCE = "investigator"
 
 def _target(request: web.Request) -> tuple[str, str]:
     chain = params.chain_name(request.match_info["chain"])
-    address = params.parse_address("address", request.match_info["address"])
+    address = params.parse_address("address", request.match_info["address"], chain)
     return chain, address
 
 

@@ -28,7 +28,7 @@ async def list_(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     chain_text = params.str_param(request, "chain", max_len=32)
     chain = params.chain_name(chain_text) if chain_text else None
-    address = params.address_param(request, "address")
+    address = params.address_param(request, "address", chain or "ethereum")
     category = params.enum_param(request, "category", sorted(CATEGORIES))
     source = params.str_param(request, "source", max_len=64)
     entity = params.str_param(request, "entity")
@@ -55,7 +55,7 @@ async def create(request: web.Request) -> web.Response:
     if errors:
         raise bad_request(field_of(errors[0]), errors[0].message[:300])
     chain = params.chain_name(body.get("chain", "ethereum"))
-    address = params.parse_address("address", body["address"])
+    address = params.parse_address("address", body["address"], chain)
     if body["category"] not in CATEGORIES:
         raise bad_request("category", f"must be one of {', '.join(sorted(CATEGORIES))}")
     valid_from = _parse_time("valid_from", body.get("valid_from"))
@@ -84,7 +84,7 @@ async def screen(request: web.Request) -> web.Response:
     params.reject_unknown(request, ("chain", "address", "at"))
     ctx = ctx_of(request)
     chain = params.chain_name(params.str_param(request, "chain", max_len=32) or "ethereum")
-    address = params.address_param(request, "address")
+    address = params.address_param(request, "address", chain)
     if address is None:
         raise bad_request("address", "is required")
     at = _parse_time("at", params.str_param(request, "at", max_len=64)) or datetime.now(UTC)
