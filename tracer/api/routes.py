@@ -11,7 +11,19 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from tracer.api.handlers import addresses, alerts, audit, exits, graph, hops, labels, paths, system, traces
+from tracer.api.handlers import (
+    addresses,
+    alerts,
+    audit,
+    exits,
+    graph,
+    hops,
+    labels,
+    mixer_links,
+    paths,
+    system,
+    traces,
+)
 
 
 class Route(NamedTuple):
@@ -34,6 +46,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/traces/{trace_id}/exits", exits.list_, "read"),
     Route("GET", "/v1/traces/{trace_id}/paths", paths.get, "read"),
     Route("GET", "/v1/traces/{trace_id}/graph", graph.export, "read"),
+    Route("GET", "/v1/traces/{trace_id}/mixer-links", mixer_links.list_, "read"),
     Route("GET", "/v1/addresses/{chain}/{address}", addresses.get, "read"),
     Route("POST", "/v1/addresses/{chain}/{address}/labels", addresses.add_label, "trace"),
     Route("GET", "/v1/audit", audit.list_, "admin"),
