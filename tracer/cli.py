@@ -98,14 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
-async def _connect_chain(url: str | None, chain: str) -> Any:
-    from tracer.chains.evm import EvmChain
+async def _connect_chain(url: str | None, chain: str, pool: Any) -> Any:
+    from tracer.nodes import connect_checked
 
     if not url:
         raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
-    client = EvmChain(url, chain=chain)
-    await client.connect()
-    return client
+    # Refuses a node whose chain id differs from the one the database records for the name.
+    return await connect_checked(pool, chain, url)
 
 
 async def _trace(args: argparse.Namespace) -> int:
@@ -124,7 +123,11 @@ async def _trace(args: argparse.Namespace) -> int:
     if not args.seeds and not args.from_list:
         raise SystemExit("tracer: error: give SEED addresses or --from-list ofac [--program DPRK]")
     db = await Database.connect(args.database_url)
-    client = await _connect_chain(args.rpc, args.chain)
+    try:
+        client = await _connect_chain(args.rpc, args.chain, db.pool)
+    except BaseException:
+        await db.close()
+        raise
     try:
         seeds = list(args.seeds)
         if args.from_list:
@@ -145,13 +148,19 @@ async def _trace(args: argparse.Namespace) -> int:
 async def _worker(args: argparse.Namespace) -> int:
     from tracer.config import rpc_urls
     from tracer.engine.worker import Worker
+    from tracer.nodes import connect_all
     from tracer.store.db import Database
 
     urls = rpc_urls(args.rpc, args.chain)
     if not urls:
         raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
     db = await Database.connect(args.database_url)
-    chains = {name: await _connect_chain(url, name) for name, url in urls.items()}
+    try:
+        # Refuses a node whose chain id differs from the one the database records for its name.
+        chains = await connect_all(db.pool, urls)
+    except BaseException:
+        await db.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

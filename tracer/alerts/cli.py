@@ -86,15 +86,13 @@ async def _monitor(args: argparse.Namespace) -> int:
     urls = rpc_urls(args.rpc, args.chain)
     if not urls:
         raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
-    from tracer.chains.evm import EvmChain
+    from tracer.nodes import connect_all
 
     db = await Database.connect(args.database_url, max_size=4)
     chains: dict[str, Any] = {}
     try:
-        for name, url in urls.items():
-            client = EvmChain(url, chain=name)
-            await client.connect()
-            chains[name] = client
+        # Refuses a node whose chain id differs from the one the database records for its name.
+        chains.update(await connect_all(db.pool, urls))
         monitor = Monitor(db.pool, chains, settings=MonitorSettings(poll=args.poll, keep_blocks=args.keep_blocks))
         stop = _stop_on_signals()
         print(f"tracer monitor: chains {', '.join(sorted(chains))}, poll {args.poll}s", file=sys.stderr, flush=True)

@@ -66,20 +66,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-async def _connect_chains(rpc: str | None, chain: str) -> dict[str, Any]:
+async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> dict[str, Any]:
     from tracer.config import rpc_urls
 
     urls = rpc_urls(rpc, chain)
     if not urls:
         return {}
-    from tracer.chains.evm import EvmChain
+    from tracer.nodes import connect_all
 
-    clients: dict[str, Any] = {}
-    for name, url in urls.items():
-        client = EvmChain(url, chain=name)
-        await client.connect()
-        clients[name] = client
-    return clients
+    # Refuses a node whose chain id differs from the one the database records for its name.
+    return dict(await connect_all(pool, urls))
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -102,7 +98,7 @@ async def _serve(args: argparse.Namespace) -> int:
                   "serve an open API. Create a key (tracer keys create --scope admin) or use --host 127.0.0.1.",
                   file=sys.stderr)
             return 2
-        chains = await _connect_chains(args.rpc or os.environ.get("TRACER_RPC_URL"), args.chain)
+        chains = await _connect_chains(args.rpc or os.environ.get("TRACER_RPC_URL"), args.chain, db.pool)
         if settings.workers and not chains:
             print("tracer: error: --workers needs a chain node: pass --rpc or set TRACER_RPC_URL", file=sys.stderr)
             return 2

@@ -1,0 +1,69 @@
+"""SQL for the chain id behind each chain name (schemas/migrations/007_chain_ids.sql).
+
+The first process that connects a node for a chain name records the node's chain id; every later
+one compares against it. A worker pointed at a node of another chain would otherwise put that
+chain's transfers in the shared cache under the name, and every trace on it would follow them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+import asyncpg
+
+Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedChain:
+    chain: str
+    chain_id: int
+    first_node: str | None
+    first_seen: datetime
+
+
+def node_name(url: str) -> str:
+    """Where a node is, without what may be a secret: RPC URLs carry API keys in their user info,
+    path or query (`https://mainnet.infura.io/v3/<key>`), so only scheme, host and port are kept."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}" if parts.scheme else host
+
+
+async def recorded_chain_id(conn: Conn, chain: str) -> PinnedChain | None:
+    row = await conn.fetchrow(
+        "SELECT chain, chain_id, first_node, first_seen FROM chain_ids WHERE chain = $1", chain)
+    if row is None:
+        return None
+    return PinnedChain(row["chain"], int(row["chain_id"]), row["first_node"], row["first_seen"])
+
+
+async def pin_chain_id(conn: Conn, chain: str, chain_id: int, node_url: str | None = None) -> PinnedChain:
+    """Record `chain_id` for `chain` unless one is recorded already; return what is recorded.
+
+    The caller compares: a different id in the answer means this node serves another chain.
+    Two processes seeing a new name at once both land on the first insert (ON CONFLICT)."""
+    await conn.execute(
+        """INSERT INTO chain_ids (chain, chain_id, first_node) VALUES ($1, $2, $3)
+           ON CONFLICT (chain) DO NOTHING""",
+        chain, chain_id, node_name(node_url) if node_url else None,
+    )
+    pinned = await recorded_chain_id(conn, chain)
+    if pinned is None:  # only if someone deleted the row between the two statements
+        raise RuntimeError(f"chain id of {chain!r} vanished while being recorded")
+    return pinned
+
+
+async def forget_chain_id(conn: Conn, chain: str) -> bool:
+    """Drop the record (after moving a chain name to another network on purpose)."""
+    done = await conn.execute("DELETE FROM chain_ids WHERE chain = $1", chain)
+    return bool(done.endswith(" 1"))
