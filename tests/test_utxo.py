@@ -1,0 +1,346 @@
+"""UTXO heuristics (tracer.engine.utxo) on constructed transactions: change outputs, CoinJoin
+patterns shaped like real Whirlpool, Wasabi and JoinMarket rounds, links through a CoinJoin, and
+common-input-ownership clustering."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tracer.addresses import encode_btc_base58, encode_btc_segwit, normalize_btc
+from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
+from tracer.engine import utxo
+
+BTC = 100_000_000
+
+
+def _h(tag: str, n: int, size: int) -> bytes:
+    return hashlib.sha256(f"{tag}:{n}".encode()).digest()[:size]
+
+
+def wpkh(n: int) -> str:
+    return encode_btc_segwit("bc", 0, _h("wpkh", n, 20))
+
+
+def tr(n: int) -> str:
+    return encode_btc_segwit("bc", 1, _h("tr", n, 32))
+
+
+def pkh(n: int) -> str:
+    return encode_btc_base58(0x00, _h("pkh", n, 20))
+
+
+def sh(n: int) -> str:
+    return encode_btc_base58(0x05, _h("sh", n, 20))
+
+
+_txn = [0]
+
+
+def tx(
+    inputs: list[tuple[str | None, int]], outputs: list[tuple[str | None, int]], *, coinbase: bool = False
+) -> UtxoTx:
+    _txn[0] += 1
+    txid = hashlib.sha256(f"tx{_txn[0]}".encode()).hexdigest()
+    ins = tuple(TxIn(i, a, v, hashlib.sha256(f"prev{_txn[0]}:{i}".encode()).hexdigest(), 0, coinbase=coinbase)
+                for i, (a, v) in enumerate(inputs))
+    outs = tuple(TxOut(i, a, v) for i, (a, v) in enumerate(outputs))
+    fee = max(0, sum(v for _, v in inputs) - sum(v for _, v in outputs))
+    return UtxoTx(txid, 800_000, 1_700_000_000, 1, ins, outs, fee)
+
+
+def test_generated_addresses_are_valid_and_typed() -> None:
+    for make, kind in ((wpkh, "p2wpkh"), (tr, "p2tr"), (pkh, "p2pkh"), (sh, "p2sh")):
+        a = make(1)
+        assert normalize_btc(a) == a
+        assert utxo.script_type(a) == kind
+    assert utxo.script_type(None) is None
+    assert utxo.script_type(None, "op_return") == "op_return"
+    assert utxo.script_type(wpkh(1), "v0_p2wpkh") == "p2wpkh"
+    assert utxo.script_type(tr(1), "v1_p2tr") == "p2tr"
+
+
+def test_round_amounts() -> None:
+    assert utxo.is_round(5_000_000) and utxo.is_round(10_000)
+    assert not utxo.is_round(5_000_001) and not utxo.is_round(0) and not utxo.is_round(1_234_567)
+
+
+# -- change outputs -------------------------------------------------------------------------------
+
+
+def test_change_by_script_type() -> None:
+    # p2wpkh wallet pays a legacy address: the p2wpkh output is the change (amounts tell nothing).
+    t = tx([(wpkh(1), 100_003_000)], [(pkh(2), 31_234_567), (wpkh(3), 68_765_433)])
+    guess = utxo.detect_change(t)
+    assert guess.vout == 1
+    assert any("same script type" in r and "p2wpkh" in r for r in guess.reasons)
+    assert "two outputs: one payment and one change" in guess.reasons
+    assert guess.confidence == pytest.approx(0.6)
+
+
+def test_change_by_round_payment() -> None:
+    t = tx([(wpkh(1), 100_000_000)], [(wpkh(2), 5_000_000), (wpkh(3), 94_987_654)])
+    guess = utxo.detect_change(t)
+    assert guess.vout == 1
+    assert any("non-round" in r for r in guess.reasons)
+
+
+def test_round_and_type_agree_raise_confidence() -> None:
+    t = tx([(wpkh(1), 100_000_000)], [(tr(2), 25_000_000), (wpkh(3), 74_987_654)])
+    guess = utxo.detect_change(t)
+    assert guess.vout == 1 and guess.confidence == pytest.approx(0.8)
+    assert guess.scores == {0: 0.0, 1: 2.0}
+
+
+def test_change_by_address_reuse_wins_over_everything() -> None:
+    # The change goes back to the input's own address even though it is the round one.
+    a = wpkh(1)
+    t = tx([(a, 100_000_000)], [(wpkh(2), 12_345_678), (a, 87_000_000)])
+    guess = utxo.detect_change(t)
+    assert guess.vout == 1
+    assert guess.reasons[0] == "address reuse: pays back an input address"
+    assert guess.confidence == pytest.approx(0.95)
+
+
+def test_optimal_change_smaller_than_every_input() -> None:
+    t = tx([(wpkh(1), 30_000_000), (wpkh(2), 40_000_000)], [(wpkh(3), 61_234_567), (wpkh(4), 8_754_321)])
+    guess = utxo.detect_change(t)
+    assert guess.vout == 1
+    assert any("optimal change" in r for r in guess.reasons)
+
+
+def test_an_address_seen_before_is_not_fresh_change() -> None:
+    payee = wpkh(2)
+    t = tx([(wpkh(1), 100_000_000)], [(payee, 41_234_567), (wpkh(3), 58_754_321)])
+    assert utxo.detect_change(t).vout is None  # nothing tells them apart
+    guess = utxo.detect_change(t, seen={payee})
+    assert guess.vout == 1 and guess.scores == {0: 0.0, 1: 1.0}
+    assert any("only fresh address" in r for r in guess.reasons)
+    # Reuse of an input address is change even if the address was seen (it was: as the input).
+    a = wpkh(1)
+    t2 = tx([(a, 100_000_000)], [(payee, 41_234_567), (a, 58_754_321)])
+    assert utxo.detect_change(t2, seen={a, payee}).vout == 1
+
+
+def test_no_change_when_nothing_stands_out() -> None:
+    t = tx([(wpkh(1), 100_000_000)], [(wpkh(2), 41_234_567), (wpkh(3), 58_754_321)])
+    guess = utxo.detect_change(t)
+    assert guess.vout is None and guess.confidence == 0.0
+    assert "no output stands out" in guess.reasons[0]
+    sweep = tx([(wpkh(1), 100_000_000)], [(wpkh(2), 99_990_000)])
+    assert utxo.detect_change(sweep).vout is None
+    # OP_RETURN outputs are not candidates.
+    memo = tx([(wpkh(1), 100_000_000)], [(None, 0), (wpkh(2), 99_990_000)])
+    assert utxo.detect_change(memo).vout is None
+
+
+def test_more_than_two_outputs_need_a_margin_of_two() -> None:
+    # A batch payment: one heuristic alone does not single out the change among three outputs.
+    t = tx([(wpkh(1), 100_000_000)], [(wpkh(2), 10_000_000), (wpkh(3), 20_000_000), (wpkh(4), 69_987_654)])
+    assert utxo.detect_change(t).vout is None
+    t2 = tx([(wpkh(1), 100_000_000)], [(pkh(2), 10_000_000), (sh(3), 20_000_000), (wpkh(4), 69_987_654)])
+    guess = utxo.detect_change(t2)
+    assert guess.vout == 2
+    assert "two outputs: one payment and one change" not in guess.reasons
+
+
+# -- CoinJoins ------------------------------------------------------------------------------------
+
+
+def whirlpool_mix(denomination: int = 5_000_000) -> UtxoTx:
+    """A Whirlpool 0.05 BTC mix as seen on chain: 5 p2wpkh inputs (two fresh premix outputs that
+    carry the miner fee on top of the denomination, three remixes of exactly the denomination),
+    5 fresh p2wpkh outputs of exactly the denomination."""
+    ins = [(wpkh(100), denomination + 1_170), (wpkh(101), denomination + 1_170), (wpkh(102), denomination),
+           (wpkh(103), denomination), (wpkh(104), denomination)]
+    return tx(ins, [(wpkh(110 + i), denomination) for i in range(5)])
+
+
+def test_whirlpool_5x5() -> None:
+    info = utxo.detect_coinjoin(whirlpool_mix())
+    assert info is not None
+    assert info.pattern == "whirlpool" and info.denomination == 5_000_000 and info.anonymity_set == 5
+    assert info.equal_vouts == (0, 1, 2, 3, 4) and info.change_vouts == ()
+    for d in utxo.WHIRLPOOL_DENOMINATIONS:
+        found = utxo.detect_coinjoin(whirlpool_mix(d))
+        assert found is not None and found.pattern == "whirlpool"
+    # Not a pool denomination, or not 5 x 5: not Whirlpool (and too small for the others).
+    assert utxo.detect_coinjoin(whirlpool_mix(3_000_000)) is not None  # still 5 equal: JoinMarket-shaped
+    assert utxo.detect_coinjoin(whirlpool_mix(3_000_000)).pattern == "joinmarket"  # type: ignore[union-attr]
+
+
+def test_whirlpool_links_are_one_in_five() -> None:
+    mix = whirlpool_mix()
+    info = utxo.detect_coinjoin(mix)
+    assert info is not None
+    links = utxo.coinjoin_links(mix, info, {wpkh(102)})
+    assert [lk.kind for lk in links] == ["mixed"] * 5
+    assert all(lk.confidence == pytest.approx(0.2) for lk in links)
+    assert "one of 5 equal 0.05 BTC outputs" in links[0].reasons[0]
+
+
+BASE = 9_992_506  # a Wasabi 1.x base denomination (it drifted just under 0.1 BTC)
+
+
+def wasabi_round(n_equal: int = 60) -> tuple[UtxoTx, str, int]:
+    """A Wasabi 1.x round: n_equal outputs of the base denomination, a few at the 2x level, the
+    coordinator's fee (0.003% x anonymity set per participant), each participant's change.
+    Returns the tx, the tainted participant's address and the vout of its change."""
+    ins: list[tuple[str | None, int]] = []
+    outs: list[tuple[str | None, int]] = []
+    fee_per_input = 3_500
+    coord_fee = int(utxo.WASABI_FEE_RATE * n_equal * BASE)  # per base-denomination participant
+    tainted = wpkh(500)
+    tainted_in = 35_000_000  # 0.35 BTC: buys three base outputs
+    ins.append((tainted, tainted_in))
+    outs += [(wpkh(600 + i), BASE) for i in range(3)]
+    tainted_change = tainted_in - 3 * BASE - 3 * coord_fee - fee_per_input
+    outs.append((wpkh(700), tainted_change))
+    change_vout = len(outs) - 1
+    k = 3
+    p = 0
+    # Other participants: one base output each (some with two inputs), a few on the 2x level.
+    while k < n_equal:
+        p += 1
+        amount = BASE + 10_000_000 + 137_911 * p  # changes of 0.1-0.18 BTC
+        ins.append((wpkh(1000 + p), amount))
+        outs.append((wpkh(2000 + p), BASE))
+        outs.append((wpkh(3000 + p), amount - BASE - coord_fee - fee_per_input))
+        k += 1
+    for j in range(4):
+        ins.append((wpkh(4000 + j), 2 * BASE + 250_000))
+        outs.append((wpkh(4100 + j), 2 * BASE))
+    total_fee = coord_fee * (n_equal + 8)
+    outs.append((wpkh(9999), total_fee))
+    order = list(range(len(outs)))
+    # Wasabi shuffles outputs; keep it deterministic and keep track of the tainted change.
+    order = order[::2] + order[1::2]
+    shuffled = [outs[i] for i in order]
+    return tx(ins, shuffled), tainted, order.index(change_vout)
+
+
+def test_wasabi_round() -> None:
+    t, _tainted, change_vout = wasabi_round()
+    info = utxo.detect_coinjoin(t)
+    assert info is not None and info.pattern == "wasabi"
+    assert info.denomination == BASE and info.anonymity_set == 60
+    assert len(info.equal_vouts) == 60 + 4  # base denomination and the 2x level
+    assert info.coordinator_vout is not None and t.outputs[info.coordinator_vout].address == wpkh(9999)
+    assert change_vout in info.change_vouts
+    assert info.coordinator_vout not in info.change_vouts
+    assert any("coordinator fee" in r for r in info.reasons)
+
+
+def test_wasabi_links_follow_the_participant_change() -> None:
+    t, tainted, change_vout = wasabi_round()
+    info = utxo.detect_coinjoin(t)
+    assert info is not None
+    links = utxo.coinjoin_links(t, info, {tainted})
+    best = links[0]
+    assert best.kind == "change" and best.vout == change_vout
+    assert best.confidence == pytest.approx(utxo.CHANGE_LINK_SAME_TYPE)
+    assert "3 x 0.09992506 BTC mixed" in best.reasons[0]
+    mixed = [lk for lk in links if lk.kind == "mixed"]
+    assert len(mixed) == len(info.equal_vouts)
+    assert all(lk.confidence == pytest.approx(3 / 60) for lk in mixed)
+    # Only one output is above any sensible link threshold.
+    assert [lk.vout for lk in links if lk.confidence >= 0.5] == [change_vout]
+
+
+def test_change_link_of_another_script_type_is_less_sure() -> None:
+    t, tainted, change_vout = wasabi_round()
+    outs = list(t.outputs)
+    outs[change_vout] = TxOut(change_vout, pkh(77), outs[change_vout].value)
+    t2 = UtxoTx(t.txid, t.block_number, t.block_time, t.tx_index, t.inputs, tuple(outs), t.fee)
+    info = utxo.detect_coinjoin(t2)
+    assert info is not None
+    best = utxo.coinjoin_links(t2, info, {tainted})[0]
+    assert best.vout == change_vout and best.confidence == pytest.approx(utxo.CHANGE_LINK_OTHER_TYPE)
+
+
+def test_joinmarket() -> None:
+    # Taker and 3 makers: 4 equal 0.25 BTC outputs, 3 maker changes (the taker sent exactly 0.25
+    # plus its fees); each maker's change is its inputs less the denomination plus its fee income.
+    d = 25_000_000
+    ins = [(wpkh(1), d + 3_000), (wpkh(2), 40_000_000), (wpkh(3), 31_234_567), (wpkh(3), 10_000_000),
+           (wpkh(4), 60_000_000)]
+    outs = [(wpkh(11), d), (wpkh(12), d), (wpkh(13), d), (wpkh(14), d),
+            (wpkh(22), 40_000_000 - d + 250), (wpkh(23), 41_234_567 - d + 250), (wpkh(24), 60_000_000 - d + 250)]
+    t = tx(ins, outs)
+    info = utxo.detect_coinjoin(t)
+    assert info is not None and info.pattern == "joinmarket"
+    assert info.anonymity_set == 4 and info.equal_vouts == (0, 1, 2, 3) and info.change_vouts == (4, 5, 6)
+    # The maker at wpkh(3) spent two inputs: its change is the one that fits their sum.
+    links = utxo.coinjoin_links(t, info, {wpkh(3)})
+    assert (links[0].kind, links[0].vout) == ("change", 5)
+    assert links[0].confidence == pytest.approx(utxo.CHANGE_LINK_SAME_TYPE)
+    assert "fee income" in links[0].reasons[0]
+    assert [lk.confidence for lk in links[1:]] == pytest.approx([1 / 4] * 4)
+    # The taker has no change: its money is one of the four equal outputs.
+    taker = utxo.coinjoin_links(t, info, {wpkh(1)})
+    assert [lk.kind for lk in taker] == ["mixed"] * 4 and taker[0].confidence == pytest.approx(0.25)
+
+
+def test_two_change_outputs_that_fit_share_the_confidence() -> None:
+    d = 25_000_000
+    ins = [(wpkh(1), 30_000_000), (wpkh(2), 30_000_000), (wpkh(3), 50_000_000)]
+    outs = [(wpkh(11), d), (wpkh(12), d), (wpkh(13), d),
+            (wpkh(21), 30_000_000 - d - 2_000), (wpkh(22), 30_000_000 - d - 2_100), (wpkh(23), 50_000_000 - d - 2_000)]
+    t = tx(ins, outs)
+    info = utxo.detect_coinjoin(t)
+    assert info is not None and info.pattern == "joinmarket"
+    links = utxo.coinjoin_links(t, info, {wpkh(2)})
+    change = [lk for lk in links if lk.kind == "change"]
+    assert {lk.vout for lk in change} == {3, 4}
+    assert all(lk.confidence == pytest.approx(utxo.CHANGE_LINK_SAME_TYPE / 2) for lk in change)
+    assert not any(lk.confidence >= 0.5 for lk in links)
+    assert utxo.coinjoin_links(t, info, {wpkh(99)}) == []  # not a participant
+
+
+def test_equal_outputs_without_participants_are_not_a_coinjoin() -> None:
+    # An exchange's batch payout: one input, five customers paid the same amount.
+    batch = tx([(wpkh(1), 60_000_000)], [(wpkh(10 + i), 10_000_000) for i in range(5)] + [(wpkh(1), 9_990_000)])
+    assert utxo.detect_coinjoin(batch) is None
+    # Two equal outputs are a coincidence, not a pattern.
+    pair = tx([(wpkh(1), 30_000_000), (wpkh(2), 30_000_000)], [(wpkh(3), 25_000_000), (wpkh(4), 25_000_000)])
+    assert utxo.detect_coinjoin(pair) is None
+    assert utxo.detect_coinjoin(tx([(wpkh(1), 10)], [(wpkh(2), 5)])) is None
+
+
+def test_wasabi2_round() -> None:
+    # WabiSabi: 80 inputs, outputs in standard denominations (several equal groups), a few leftovers.
+    denoms = [5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 1_048_576, 2_097_152]
+    ins = [(wpkh(5000 + i), 1_500_000 + 7_919 * i) for i in range(80)]
+    outs = [(wpkh(6000 + i), denoms[i % len(denoms)]) for i in range(96)] + [(wpkh(7000 + i), 13_337 + i)
+                                                                             for i in range(10)]
+    info = utxo.detect_coinjoin(tx(ins, outs))
+    assert info is not None and info.pattern == "wasabi2"
+    assert info.anonymity_set == 12 and len(info.equal_vouts) == 96 and len(info.change_vouts) == 10
+
+
+def test_coinjoin_info_json() -> None:
+    info = utxo.detect_coinjoin(whirlpool_mix())
+    assert info is not None
+    body = info.to_json()
+    assert body["pattern"] == "whirlpool" and body["denomination"] == "5000000" and body["anonymity_set"] == 5
+
+
+# -- common-input ownership -----------------------------------------------------------------------
+
+
+def test_clusters_merge_inputs_transitively_and_skip_coinjoins() -> None:
+    a, b, c, d = wpkh(1), wpkh(2), pkh(3), tr(4)
+    c1 = utxo.Clusters()
+    assert c1.add(tx([(a, 10), (b, 20)], [(wpkh(9), 25)]))
+    assert c1.add(tx([(b, 10), (c, 20)], [(wpkh(9), 25)]))
+    assert c1.same(a, c) and not c1.same(a, d)
+    assert c1.members(a) == {a, b, c}
+    mix = whirlpool_mix()
+    assert not c1.add(mix)
+    assert c1.skipped == [mix.txid]
+    assert not c1.same(wpkh(100), wpkh(101))
+    # Coinbase inputs have no owner to merge.
+    assert not c1.add(tx([(None, 0)], [(d, 625_000_000)], coinbase=True))
+    groups = utxo.cluster([tx([(a, 1), (b, 1)], [(d, 1)]), tx([(d, 1), (wpkh(5), 1)], [(a, 1)])]).groups()
+    assert sorted(map(sorted, groups)) == sorted([sorted({a, b}), sorted({d, wpkh(5)})])
