@@ -211,6 +211,7 @@ class EvmChain:
         self._times: _Lru[int, int] = _Lru(max(block_cache_size * 16, 65536))
         self._token_meta: dict[str, tuple[int | None, str | None]] = {}
         self._contracts: set[str] = set()
+        self._gas: _Lru[str, int] = _Lru(max(block_cache_size * 4, 16384))
 
     @property
     def w3(self) -> AsyncWeb3:
@@ -374,6 +375,45 @@ class EvmChain:
             if isinstance(code, str) and code not in ("0x", "0x0", ""):
                 self._contracts.add(a)
         return {a: a in self._contracts for a in wanted}
+
+    async def gas_prices(self, tx_hashes: Iterable[str]) -> dict[str, int]:
+        """Gas price (wei) paid by each transaction, for the mixer linker's unusual-gas-price
+        heuristic: `gasPrice` of eth_getTransactionByHash (nodes report the effective price there
+        for mined EIP-1559 transactions), else `effectiveGasPrice` when a node puts it there.
+        Batched; cached, since a mined transaction's price never changes. Transactions the node
+        does not know, or answers for with an error, are left out: the heuristic then sits out
+        for them rather than failing the trace."""
+        wanted = list(dict.fromkeys(str(h).lower() for h in tx_hashes))
+        out: dict[str, int] = {}
+        missing: list[str] = []
+        for h in wanted:
+            cached = self._gas.get(h)
+            if cached is None:
+                missing.append(h)
+            else:
+                out[h] = cached
+        if not missing:
+            return out
+        answers = await self.rpc.batch([("eth_getTransactionByHash", [h]) for h in missing])
+        for h, tx in zip(missing, answers, strict=True):
+            if isinstance(tx, RpcError):
+                log.debug("eth_getTransactionByHash(%s) failed: %s", h, tx.message)
+                continue
+            if not isinstance(tx, Mapping):
+                continue  # unknown transaction (null)
+            raw = tx.get("gasPrice")
+            if raw is None:
+                raw = tx.get("effectiveGasPrice")
+            if raw is None:
+                continue
+            try:
+                price = mappers.quantity(raw)
+            except (TypeError, ValueError):
+                log.debug("eth_getTransactionByHash(%s): unreadable gas price %r", h, raw)
+                continue
+            self._gas.put(h, price)
+            out[h] = price
+        return out
 
     # -- transfers ----------------------------------------------------------------------------
 
