@@ -227,3 +227,22 @@ def encode_btc_base58(version: int, payload: bytes) -> str:
         num, rem = divmod(num, 58)
         out = _B58_ALPHABET[rem] + out
     return "1" * (len(raw) - len(raw.lstrip(b"\x00"))) + out
+
+
+def btc_script_pubkey(address: str) -> bytes:
+    """The output script a normalised Bitcoin address stands for (what a node shows as scriptpubkey)."""
+    if address.startswith(tuple(h + "1" for h in _BECH32_HRPS)):
+        hrp, _, data_part = address.rpartition("1")
+        data = [_BECH32_CHARSET.find(ch) for ch in data_part]
+        program = _convertbits(data[1:-6], 5, 8)
+        if program is None:
+            raise InvalidAddress(address, "invalid witness program")
+        version = data[0]
+        opcode = 0 if version == 0 else 0x50 + version  # OP_0, OP_1 .. OP_16
+        return bytes([opcode, len(program)]) + program
+    payload = _b58decode_check(address)
+    if payload is None or len(payload) != 21:
+        raise InvalidAddress(address, "bad base58 address")
+    if _B58_VERSIONS.get(payload[0]) == "P2SH":
+        return b"\xa9\x14" + payload[1:] + b"\x87"  # OP_HASH160 <20> OP_EQUAL
+    return b"\x76\xa9\x14" + payload[1:] + b"\x88\xac"  # OP_DUP OP_HASH160 <20> OP_EQUALVERIFY OP_CHECKSIG

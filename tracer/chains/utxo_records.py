@@ -21,7 +21,7 @@ class TxIn:
     value: int
     prev_txid: str
     prev_vout: int
-    script_type: str | None = None  # p2pkh, p2sh, p2wpkh, p2wsh, p2tr, ... as the node names it
+    script_type: str | None = None  # p2pkh, p2sh, p2wpkh, p2wsh, p2tr (v0_/v1_ prefixes dropped)
     coinbase: bool = False
 
     @property
@@ -36,7 +36,7 @@ class TxOut:
     index: int  # vout position
     address: str | None
     value: int
-    script_type: str | None = None  # p2pkh, p2sh, p2wpkh, p2wsh, p2tr, op_return, ...
+    script_type: str | None = None  # p2pkh, p2sh, p2wpkh, p2wsh, p2tr, op_return, or the node's name
     op_return: bytes | None = None
 
     @property
@@ -88,3 +88,14 @@ class UtxoTx:
 
     def output_addresses(self) -> list[str]:
         return list(dict.fromkeys(o.address for o in self.outputs if o.address is not None))
+
+
+@dataclass(frozen=True, slots=True)
+class Outspend:
+    """Whether output `vout` of a transaction is spent, and by which input of which transaction."""
+
+    vout: int
+    spent: bool
+    txid: str | None = None
+    vin: int | None = None
+    block_number: int | None = None
