@@ -11,6 +11,7 @@ import pytest
 from tracer.addresses import encode_btc_base58, encode_btc_segwit, normalize_btc
 from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
 from tracer.engine import utxo
+from tracer.engine.taint import Movement, propagate
 
 BTC = 100_000_000
 
@@ -344,3 +345,58 @@ def test_clusters_merge_inputs_transitively_and_skip_coinjoins() -> None:
     assert not c1.add(tx([(None, 0)], [(d, 625_000_000)], coinbase=True))
     groups = utxo.cluster([tx([(a, 1), (b, 1)], [(d, 1)]), tx([(d, 1), (wpkh(5), 1)], [(a, 1)])]).groups()
     assert sorted(map(sorted, groups)) == sorted([sorted({a, b}), sorted({d, wpkh(5)})])
+
+
+# -- what the worker does with them ---------------------------------------------------------------
+
+
+def test_enter_coinjoin_follows_only_the_change_and_scales_taint() -> None:
+    t, tainted, change_vout = wasabi_round()
+    info = utxo.detect_coinjoin(t)
+    assert info is not None
+    # Half of the participant's 0.35 BTC was flagged.
+    entry = utxo.enter_coinjoin(t, info, tainted, 17_500_000, 35_000_000, min_confidence=0.5)
+    assert entry.linked
+    followed = [o for o in entry.outputs if o.followed]
+    assert [o.vout for o in followed] == [change_vout]
+    change = followed[0]
+    assert change.carried == int(change.value * 0.5 * utxo.CHANGE_LINK_SAME_TYPE)
+    mixed = [o for o in entry.outputs if o.kind == "mixed"]
+    assert all(not o.followed and o.carried == int(o.value * 0.5 * 3 / 60) for o in mixed)
+    ev = entry.evidence()
+    assert ev["anonymity_set"] == 60 and ev["pattern"] == "wasabi" and ev["flagged"] == "17500000"
+    assert ev["summary"].startswith("entered CoinJoin (wasabi), 0.175 BTC flagged, anonymity set 60")
+    assert len(ev["links"]) == 10 and ev["links"][0]["followed"] is True
+    # A threshold under 1/n follows the equal outputs too; above the change's confidence, nothing.
+    low = utxo.enter_coinjoin(t, info, tainted, 17_500_000, 35_000_000, min_confidence=0.01)
+    assert sum(o.followed for o in low.outputs) == 1 + len(info.equal_vouts)
+    high = utxo.enter_coinjoin(t, info, tainted, 17_500_000, 35_000_000, min_confidence=0.99)
+    assert not high.linked
+
+
+def test_enter_whirlpool_is_unlinked_at_the_default_threshold() -> None:
+    mix = whirlpool_mix()
+    info = utxo.detect_coinjoin(mix)
+    assert info is not None
+    entry = utxo.enter_coinjoin(mix, info, wpkh(102), 5_000_000, 5_000_000, min_confidence=0.5)
+    assert not entry.linked and len(entry.outputs) == 5
+    assert all(o.carried == 1_000_000 for o in entry.outputs)  # 1/5 of each 0.05 BTC output
+
+
+def test_merge_inflows_bounds_taint_by_the_whole_output() -> None:
+    # The change address got its output as three proportional parts (one per CoinJoin input
+    # address); the traced part is 100, the link carries 900 into the 1,000-sat output.
+    order = (5, 1, 0, "in")
+    moves = [Movement(1, order, "native", 100, True, "a", "cj"), Movement(2, order, "native", 500, True, "b", "cj"),
+             Movement(3, order, "native", 400, True, "c", "cj"), Movement(4, (6, 0, 0, "o"), "native", 1_000, False,
+                                                                          "x", "next")]
+    unmerged = propagate(moves, {1: 900}, {})
+    assert unmerged[0].amount == 100  # capped by the part: taint lost
+    merged, flagged = utxo.merge_inflows(moves, {1: 900})
+    assert [m.transfer_id for m in merged] == [1, 4] and merged[0].amount == 1_000
+    assert flagged == {1: 900}
+    out = propagate(merged, flagged, {})
+    assert out[0].amount == 900 and out[0].parents == [1]
+    # An untouched timeline comes back as it was.
+    same, same_flagged = utxo.merge_inflows(moves[:1] + moves[3:], {1: 50})
+    assert same == moves[:1] + moves[3:] and same_flagged == {1: 50}

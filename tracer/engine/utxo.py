@@ -21,12 +21,13 @@ Whirlpool and JoinMarket protocol documents for CoinJoins).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tracer.addresses import btc_script_type
 from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
+from tracer.engine.taint import Movement
 
 SATS_PER_BTC = 100_000_000
 # Whirlpool pools (Samourai): 0.001, 0.01, 0.05 and 0.5 BTC; every mix is 5 inputs x 5 outputs.
@@ -392,3 +393,104 @@ def cluster(txs: Iterable[UtxoTx]) -> Clusters:
     for tx in txs:
         c.add(tx)
     return c
+
+
+# ---------------------------------------------------------------- what the worker does with them
+
+
+@dataclass(frozen=True)
+class OutputTaint:
+    """Flagged money a participant's CoinJoin entry carries into one output, if followed."""
+
+    vout: int
+    address: str | None
+    value: int
+    kind: str  # change | mixed
+    confidence: float
+    carried: int  # flagged share of the output, scaled by the confidence
+    followed: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CoinJoinEntry:
+    """One traced wallet's flagged money entering one CoinJoin: reported like a mixer deposit."""
+
+    txid: str
+    depositor: str
+    info: CoinJoinInfo
+    flagged: int  # flagged sats the wallet's inputs brought in
+    sent: int  # what the wallet's inputs brought in, flagged or not
+    outputs: tuple[OutputTaint, ...]  # scored links, best first
+
+    @property
+    def linked(self) -> bool:
+        return any(o.followed for o in self.outputs)
+
+    def evidence(self, keep: int = 10) -> dict[str, Any]:
+        return {"coinjoin": self.txid, **self.info.to_json(), "depositor": self.depositor,
+                "flagged": str(self.flagged), "entered": str(self.sent),
+                "summary": f"entered CoinJoin ({self.info.pattern}), {fmt_btc(self.flagged)} flagged, "
+                           f"anonymity set {self.info.anonymity_set}",
+                "links": [{"vout": o.vout, "address": o.address, "value": str(o.value), "kind": o.kind,
+                           "confidence": round(o.confidence, 6), "carried": str(o.carried), "followed": o.followed,
+                           "reasons": list(o.reasons)} for o in self.outputs[:keep]]}
+
+
+def enter_coinjoin(
+    tx: UtxoTx, info: CoinJoinInfo, depositor: str, flagged: int, sent: int, min_confidence: float
+) -> CoinJoinEntry:
+    """Score where `depositor`'s flagged money went in the CoinJoin `tx`.
+
+    `flagged` of the `sent` sats the depositor's inputs put in were flagged (its taint model
+    decided). Each link carries the flagged share of its output times the link's confidence, so a
+    followed change output carries what it most likely holds, and equal outputs, each 1/n likely,
+    are followed only when the policy's threshold is that low.
+    """
+    share = flagged / sent if sent > 0 else 0.0
+    outs = []
+    for lk in coinjoin_links(tx, info, {depositor}):
+        carried = min(lk.value, int(lk.value * share * lk.confidence))
+        outs.append(OutputTaint(lk.vout, lk.address, lk.value, lk.kind, lk.confidence, carried,
+                                lk.confidence >= min_confidence and carried > 0 and lk.address is not None,
+                                lk.reasons))
+    return CoinJoinEntry(tx.txid, depositor, info, flagged, sent, tuple(outs))
+
+
+def merge_inflows(
+    moves: Sequence[Movement], flagged_in: Mapping[int, int]
+) -> tuple[list[Movement], dict[int, int]]:
+    """One incoming movement per transaction and asset, with the flagged amounts of its parts.
+
+    The chain layer splits an output among the transaction's input addresses in proportion, so a
+    wallet paid by a multi-party transaction (a CoinJoin change output) receives several
+    transfers at the same instant; a link can carry more flagged money into the output than the
+    one part attributed to the traced input. The wallet received the whole output: merged, the
+    flagged amount is bounded by the output, not by that part. Merged moves keep the id of their
+    flagged part (else their first), so hops name the inflow a trace followed.
+    """
+    groups: dict[tuple[str, str], list[Movement]] = {}
+    out: list[Movement] = []
+    for m in moves:
+        if m.incoming and m.tx:
+            key = (m.tx, m.asset)
+            if key not in groups:
+                groups[key] = []
+                out.append(m)  # placeholder: replaced below, keeps the order
+            groups[key].append(m)
+        else:
+            out.append(m)
+    flagged = dict(flagged_in)
+    merged: dict[tuple[str, str], Movement] = {}
+    for key, parts in groups.items():
+        if len(parts) == 1:
+            merged[key] = parts[0]
+            continue
+        head = next((m for m in parts if flagged_in.get(m.transfer_id, 0) > 0), parts[0])
+        total_flagged = sum(flagged_in.get(m.transfer_id, 0) for m in parts)
+        merged[key] = replace(head, amount=sum(m.amount for m in parts))
+        for m in parts:
+            flagged.pop(m.transfer_id, None)
+        if total_flagged:
+            flagged[head.transfer_id] = total_flagged
+    return [merged[(m.tx, m.asset)] if m.incoming and m.tx else m for m in out], flagged
