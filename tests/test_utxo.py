@@ -400,3 +400,31 @@ def test_merge_inflows_bounds_taint_by_the_whole_output() -> None:
     # An untouched timeline comes back as it was.
     same, same_flagged = utxo.merge_inflows(moves[:1] + moves[3:], {1: 50})
     assert same == moves[:1] + moves[3:] and same_flagged == {1: 50}
+
+
+def test_plan_marks_peel_change_and_turns_coinjoin_outflows_into_an_entry() -> None:
+    w = wpkh(40)
+    peel = tx([(w, 100_000_000)], [(pkh(41), 5_000_000), (wpkh(42), 94_990_000 - 1_234)])
+    cj, tainted, change_vout = wasabi_round()
+    flows = [utxo.Outflow(w, 1, peel.txid, pkh(41), 5_000_000, 5_000_000),
+             utxo.Outflow(w, 2, peel.txid, wpkh(42), 94_988_766, 94_988_766)]
+    # The CoinJoin as the chain layer flattens it: the tainted input's part of every output.
+    total_in = cj.total_in
+    flows += [utxo.Outflow(tainted, 100 + o.index, cj.txid, o.address or "", o.value * 35_000_000 // total_in,
+                           o.value * 35_000_000 // total_in) for o in cj.outputs]
+    p = utxo.plan(flows, {peel.txid: peel, cj.txid: cj}, {}, set(), 0.5)
+    assert p.change == {2: {"change": True, "txid": peel.txid, "vout": 1, "confidence": 0.8,
+                            "reasons": p.change[2]["reasons"]}}
+    assert any("non-round" in r for r in p.change[2]["reasons"])
+    assert p.inside == {100 + o.index for o in cj.outputs}
+    (entry,) = p.entries
+    assert entry.depositor == tainted and entry.info.anonymity_set == 60
+    assert [o.vout for o in entry.outputs if o.followed] == [change_vout]
+    assert p.transfer_of[(tainted, cj.txid, cj.outputs[change_vout].address or "")] == 100 + change_vout
+    # The payee was seen before the peel: the fresh output is the change even when both are round.
+    peel2 = tx([(w, 100_000_000)], [(wpkh(41), 5_000_000), (wpkh(43), 94_990_000)])
+    flows2 = [utxo.Outflow(w, 3, peel2.txid, wpkh(41), 1, 1), utxo.Outflow(w, 4, peel2.txid, wpkh(43), 1, 1)]
+    assert utxo.plan(flows2, {peel2.txid: peel2}, {w: [(799_999, wpkh(41))]}, set(), 0.5).change.keys() == {4}
+    assert utxo.plan(flows2, {peel2.txid: peel2}, {w: [(800_001, wpkh(41))]}, set(), 0.5).change == {}
+    assert utxo.plan(flows2, {peel2.txid: peel2}, {}, {wpkh(41)}, 0.5).change.keys() == {4}
+    assert utxo.plan(flows2, {}, {}, set(), 0.5).change == {}  # transaction not fetched: nothing decided

@@ -494,3 +494,66 @@ def merge_inflows(
         if total_flagged:
             flagged[head.transfer_id] = total_flagged
     return [merged[(m.tx, m.asset)] if m.incoming and m.tx else m for m in out], flagged
+
+
+@dataclass(frozen=True, slots=True)
+class Outflow:
+    """One flagged outflow of a traced wallet, as its taint model computed it."""
+
+    owner: str
+    transfer_id: int
+    txid: str
+    to_address: str
+    flagged: int
+    total: int
+
+
+@dataclass
+class Plan:
+    """How a batch's Bitcoin outflows are written: CoinJoin entries instead of ordinary hops, and
+    the change output of each ordinary transaction marked."""
+
+    entries: list[CoinJoinEntry] = field(default_factory=list)
+    inside: set[int] = field(default_factory=set)  # outflow transfer ids into CoinJoins
+    change: dict[int, dict[str, Any]] = field(default_factory=dict)  # transfer id -> hop evidence
+    transfer_of: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (owner, txid, to) -> id
+
+
+def plan(
+    outflows: Sequence[Outflow],
+    txs: Mapping[str, UtxoTx],
+    history: Mapping[str, Sequence[tuple[int, str]]],
+    known: Collection[str],
+    min_confidence: float,
+) -> Plan:
+    """Decide, per traced wallet and transaction, what the batch writes.
+
+    `history` lists each owner's (block, counterparty) pairs: counterparties before a transaction
+    are addresses seen before it (with `known`, the addresses this trace already reached), so an
+    output to one of them is not fresh change.
+    """
+    out = Plan()
+    groups: dict[tuple[str, str], list[Outflow]] = {}
+    for f in outflows:
+        groups.setdefault((f.owner, f.txid), []).append(f)
+        out.transfer_of.setdefault((f.owner, f.txid, f.to_address), f.transfer_id)
+    for (owner, txid), flows in sorted(groups.items()):
+        tx = txs.get(txid)
+        if tx is None:
+            continue
+        info = detect_coinjoin(tx)
+        if info is not None:
+            out.entries.append(enter_coinjoin(tx, info, owner, sum(f.flagged for f in flows),
+                                              sum(f.total for f in flows), min_confidence))
+            out.inside.update(f.transfer_id for f in flows)
+            continue
+        block = tx.block_number if tx.block_number is not None else 1 << 62
+        seen = {c for b, c in history.get(owner, ()) if b < block} | set(known)
+        guess = detect_change(tx, seen)
+        if guess.vout is None:
+            continue
+        address = tx.outputs[guess.vout].address
+        for f in flows:
+            if f.to_address == address:
+                out.change[f.transfer_id] = {"change": True, "txid": txid, **guess.to_json()}
+    return out
