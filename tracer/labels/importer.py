@@ -96,12 +96,39 @@ def parse_file(path: Path, fmt: str = "auto", list_date: datetime | None = None)
         fmt = detect_format(path)
     try:
         parsed = _parse(path, fmt, list_date)
+    except LabelImportError:
+        raise
     except (ET.ParseError, yaml.YAMLError, csv.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
         # A damaged file: say so with the parser's position, never a traceback.
         raise LabelImportError(f"{path.name}: malformed {fmt} file: {exc}") from None
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, RecursionError) as exc:
+        # Well-formed syntax in the wrong shape (a list where the format has an object, a number
+        # where it has text): still the file's fault, not ours.
+        raise LabelImportError(
+            f"{path.name}: malformed {fmt} file: unexpected structure ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    _refuse_nul(parsed, path.name)
     if list_date is not None:
         parsed.list_date = list_date
     return parsed
+
+
+def _refuse_nul(parsed: ParsedList, name: str) -> None:
+    """Postgres text cannot hold NUL: a file carrying one (raw, or JSON's \\u0000) is refused here
+    rather than failing half-way through the database writes."""
+    def bad(text: str | None) -> bool:
+        return text is not None and "\x00" in text
+
+    for lb in [*parsed.labels, *parsed.case_lost]:
+        if any(bad(v) for v in (lb.chain, lb.address, lb.entity, lb.category, lb.source, lb.program)) or (
+                lb.evidence is not None and "\\u0000" in json.dumps(lb.evidence)):
+            raise LabelImportError(f"{name}: malformed {parsed.format} file: a NUL character in the entry "
+                                   f"for {lb.address.replace(chr(0), '')!r}")
+    for address, reason in parsed.invalid:
+        if bad(address) or bad(reason):
+            raise LabelImportError(f"{name}: malformed {parsed.format} file: a NUL character in an address")
+    if any(bad(n) for n in parsed.notes):
+        raise LabelImportError(f"{name}: malformed {parsed.format} file: a NUL character")
 
 
 def _parse(path: Path, fmt: str, list_date: datetime | None) -> ParsedList:

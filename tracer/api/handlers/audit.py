@@ -9,7 +9,7 @@ from tracer.api import serialize as ser
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
 from tracer.store import keys as key_store
 
-ACTIONS = ("trace.create", "trace.cancel", "trace.delete", "label.create", "key.create", "key.revoke",
+ACTIONS = ("trace.create", "trace.cancel", "trace.delete", "label.create", "label.import", "key.create", "key.revoke",
            "subscription.create", "subscription.delete", "subscription.replay")
 
 
