@@ -232,7 +232,7 @@ def encode_btc_base58(version: int, payload: bytes) -> str:
 def btc_script_pubkey(address: str) -> bytes:
     """The output script a normalised Bitcoin address stands for (what a node shows as scriptpubkey)."""
     if address.startswith(tuple(h + "1" for h in _BECH32_HRPS)):
-        hrp, _, data_part = address.rpartition("1")
+        _hrp, _, data_part = address.rpartition("1")
         data = [_BECH32_CHARSET.find(ch) for ch in data_part]
         program = _convertbits(data[1:-6], 5, 8)
         if program is None:

@@ -1,0 +1,322 @@
+"""The Esplora REST API (aiohttp) over a generated Bitcoin scenario (tracer/devchain/bitcoin.py).
+
+`EsploraServer` answers the endpoints tracer's Bitcoin adapter uses, shaped like Blockstream's
+electrs: `/blocks/tip/height`, `/blocks/tip/hash`, `/block-height/:h`, `/block/:hash`,
+`/block/:hash/txids`, `/block/:hash/status`, `/tx/:txid`, `/tx/:txid/status`,
+`/tx/:txid/outspends`, `/address/:a`, `/address/:a/txs` (the newest `page_size` confirmed;
+no mempool here), `/address/:a/txs/chain[/:last_seen_txid]`. Bad input answers 400 with a text
+body, unknown objects 404, as electrs does. The knobs are those of the JSON-RPC devchain
+(tracer/devchain/server.py): per-request latency, a requests/s limit (HTTP 429 with Retry-After)
+and a seeded `FaultPlan` (hangs, 5xx, connection resets, truncated bodies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+from tracer.addresses import InvalidAddress, btc_script_pubkey, normalize_btc
+from tracer.devchain.bitcoin import COINBASE_TXID, BitcoinChainIndex, BitcoinScenario, BtcBlock, BtcOutput, BtcTx
+from tracer.devchain.server import DevChainServer, FaultPlan, _TokenBucket
+
+_ESPLORA_TYPES = {"p2wpkh": "v0_p2wpkh", "p2wsh": "v0_p2wsh", "p2tr": "v1_p2tr"}
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def _script_asm(script: bytes, stype: str) -> str:
+    if stype == "op_return":
+        data = script[2:] if len(script) > 1 else b""
+        return f"OP_RETURN OP_PUSHBYTES_{len(data)} {data.hex()}" if data else "OP_RETURN"
+    return script.hex()
+
+
+def _op_return_script(data: bytes) -> bytes:
+    if len(data) <= 75:
+        return b"\x6a" + bytes([len(data)]) + data
+    return b"\x6a\x4c" + bytes([len(data)]) + data  # OP_PUSHDATA1 (memos stay under 256 bytes)
+
+
+class EsploraServer:
+    """Serve a BitcoinScenario over the Esplora REST API on 127.0.0.1."""
+
+    def __init__(
+        self,
+        scenario: BitcoinScenario,
+        *,
+        latency: float = 0.0,
+        rate_limit: float | None = None,
+        faults: FaultPlan | None = None,
+        page_size: int = 25,
+    ) -> None:
+        self.scenario = scenario
+        self.index = BitcoinChainIndex(scenario)
+        self.latency = latency
+        self.rate_limit = rate_limit
+        self.faults = faults
+        self.page_size = page_size
+        self.request_counts: Counter[str] = Counter()
+        self.fault_counts: Counter[str] = Counter()
+        self._bucket = _TokenBucket(rate_limit) if rate_limit else None
+        self._rng = random.Random(faults.seed if faults else 0)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_get("/blocks/tip/height", self._tip_height)
+        r.add_get("/blocks/tip/hash", self._tip_hash)
+        r.add_get("/block-height/{height}", self._block_height)
+        r.add_get("/block/{hash}", self._block)
+        r.add_get("/block/{hash}/txids", self._block_txids)
+        r.add_get("/block/{hash}/status", self._block_status)
+        r.add_get("/tx/{txid}", self._tx)
+        r.add_get("/tx/{txid}/status", self._tx_status)
+        r.add_get("/tx/{txid}/outspends", self._outspends)
+        r.add_get("/address/{address}", self._address)
+        r.add_get("/address/{address}/txs", self._address_txs)
+        r.add_get("/address/{address}/txs/chain", self._address_txs_chain)
+        r.add_get("/address/{address}/txs/chain/{last}", self._address_txs_chain)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = self._runner.addresses[0]
+        self.url = f"http://{host}:{bound[1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- knobs -------------------------------------------------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.request_counts["http"] += 1
+        route = request.match_info.route.resource
+        self.request_counts[route.canonical if route is not None else request.path] += 1
+        if self._bucket is not None and not self._bucket.allow():
+            self.request_counts["http_429"] += 1
+            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": "1"})
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        fault = self._draw_fault()
+        if fault == "hang":
+            await asyncio.sleep(self.faults.hang_seconds if self.faults else 0)
+        elif fault in ("http_500", "http_502", "http_503"):
+            return web.Response(status=int(fault[-3:]), text="upstream trouble")
+        elif fault == "reset":
+            DevChainServer._reset(request)
+            raise asyncio.CancelledError
+        response: web.StreamResponse = await handler(request)
+        if fault == "malformed" and isinstance(response, web.Response) and response.body is not None:
+            body = bytes(response.body)  # type: ignore[arg-type]
+            return web.Response(body=b"<html>" + body[: max(1, len(body) // 2)], status=response.status,
+                                content_type=response.content_type)
+        return response
+
+    def _draw_fault(self) -> str | None:
+        plan = self.faults
+        if plan is None:
+            return None
+        u = self._rng.random()
+        for name in ("hang", "http_500", "http_502", "http_503", "reset", "malformed"):
+            rate: float = getattr(plan, name)
+            if u < rate:
+                self.fault_counts[name] += 1
+                return name
+            u -= rate
+        return None
+
+    # -- helpers -----------------------------------------------------------------------------------
+    @staticmethod
+    def _json(value: Any) -> web.Response:
+        return web.Response(body=json.dumps(value, separators=(",", ":")).encode(), content_type="application/json")
+
+    @staticmethod
+    def _bad(text: str) -> web.Response:
+        return web.Response(status=400, text=text)
+
+    @staticmethod
+    def _missing(text: str) -> web.Response:
+        return web.Response(status=404, text=text)
+
+    def _block_of(self, request: web.Request) -> BtcBlock | web.Response:
+        h = request.match_info["hash"].lower()
+        if len(h) != 64 or not set(h) <= _HEX64:
+            return self._bad("Invalid hex string")
+        blk = self.index.by_hash.get(h)
+        return blk if blk is not None else self._missing("Block not found")
+
+    def _tx_of(self, request: web.Request) -> tuple[BtcTx, BtcBlock, int] | web.Response:
+        t = request.match_info["txid"].lower()
+        if len(t) != 64 or not set(t) <= _HEX64:
+            return self._bad("Invalid hex string")
+        found = self.index.txs.get(t)
+        return found if found is not None else self._missing("Transaction not found")
+
+    def _address_of(self, request: web.Request) -> str | web.Response:
+        try:
+            address = normalize_btc(request.match_info["address"])
+        except InvalidAddress:
+            return self._bad("Invalid Bitcoin address")
+        hrp = self.index.network.bech32_hrp
+        if address.startswith(("bc1", "tb1", "bcrt1")) and not address.startswith(hrp + "1"):
+            return self._bad("Address on invalid network")
+        return address
+
+    def _out_json(self, o: BtcOutput) -> dict[str, Any]:
+        if o.op_return is not None:
+            script = _op_return_script(o.op_return)
+            return {"scriptpubkey": script.hex(), "scriptpubkey_asm": _script_asm(script, "op_return"),
+                    "scriptpubkey_type": "op_return", "value": o.value}
+        assert o.address is not None
+        script = btc_script_pubkey(o.address)
+        return {"scriptpubkey": script.hex(), "scriptpubkey_asm": _script_asm(script, o.script_type),
+                "scriptpubkey_type": _ESPLORA_TYPES.get(o.script_type, o.script_type),
+                "scriptpubkey_address": o.address, "value": o.value}
+
+    def _status(self, blk: BtcBlock) -> dict[str, Any]:
+        return {"confirmed": True, "block_height": blk.height, "block_hash": blk.hash, "block_time": blk.timestamp}
+
+    def tx_json(self, tx: BtcTx, blk: BtcBlock) -> dict[str, Any]:
+        vin: list[dict[str, Any]] = []
+        total_in = 0
+        for i in tx.inputs:
+            if tx.coinbase:
+                vin.append({"txid": COINBASE_TXID, "vout": 0xFFFFFFFF, "prevout": None,
+                            "scriptsig": "03" + blk.height.to_bytes(3, "little").hex(), "scriptsig_asm": "",
+                            "is_coinbase": True, "sequence": 0xFFFFFFFF})
+                continue
+            prev = self.index.prevout(i)
+            total_in += prev.value
+            vin.append({"txid": i.txid, "vout": i.vout, "prevout": self._out_json(prev), "scriptsig": "",
+                        "scriptsig_asm": "", "witness": ["30" * 36, "02" + "11" * 32], "is_coinbase": False,
+                        "sequence": 0xFFFFFFFD})
+        vout = [self._out_json(o) for o in tx.outputs]
+        total_out = sum(o.value for o in tx.outputs)
+        size = 10 + 68 * len(tx.inputs) + 31 * len(tx.outputs)
+        return {"txid": tx.txid, "version": 2, "locktime": 0, "vin": vin, "vout": vout, "size": size,
+                "weight": size * 4, "fee": 0 if tx.coinbase else total_in - total_out, "status": self._status(blk)}
+
+    # -- handlers ----------------------------------------------------------------------------------
+    async def _tip_height(self, request: web.Request) -> web.Response:
+        return web.Response(text=str(self.index.head))
+
+    async def _tip_hash(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.index.blocks[-1].hash)
+
+    async def _block_height(self, request: web.Request) -> web.Response:
+        text = request.match_info["height"]
+        if not text.isdigit():
+            return self._bad("Invalid height")
+        h = int(text)
+        if h > self.index.head:
+            return self._missing("Block not found")
+        return web.Response(text=self.index.blocks[h].hash)
+
+    async def _block(self, request: web.Request) -> web.Response:
+        blk = self._block_of(request)
+        if isinstance(blk, web.Response):
+            return blk
+        return self._json({"id": blk.hash, "height": blk.height, "version": 0x20000000, "timestamp": blk.timestamp,
+                           "tx_count": len(blk.txs), "size": 1000 * len(blk.txs), "weight": 4000 * len(blk.txs),
+                           "merkle_root": blk.txs[0].txid, "previousblockhash": blk.prev_hash if blk.height else None,
+                           "mediantime": blk.timestamp - 3000, "nonce": blk.height, "bits": 0x1D00FFFF,
+                           "difficulty": 1})
+
+    async def _block_txids(self, request: web.Request) -> web.Response:
+        blk = self._block_of(request)
+        if isinstance(blk, web.Response):
+            return blk
+        return self._json([t.txid for t in blk.txs])
+
+    async def _block_status(self, request: web.Request) -> web.Response:
+        blk = self._block_of(request)
+        if isinstance(blk, web.Response):
+            return blk
+        nxt = self.index.blocks[blk.height + 1].hash if blk.height < self.index.head else None
+        return self._json({"in_best_chain": True, "height": blk.height, "next_best": nxt})
+
+    async def _tx(self, request: web.Request) -> web.Response:
+        found = self._tx_of(request)
+        if isinstance(found, web.Response):
+            return found
+        tx, blk, _pos = found
+        return self._json(self.tx_json(tx, blk))
+
+    async def _tx_status(self, request: web.Request) -> web.Response:
+        found = self._tx_of(request)
+        if isinstance(found, web.Response):
+            return found
+        return self._json(self._status(found[1]))
+
+    async def _outspends(self, request: web.Request) -> web.Response:
+        found = self._tx_of(request)
+        if isinstance(found, web.Response):
+            return found
+        tx = found[0]
+        out: list[dict[str, Any]] = []
+        for k in range(len(tx.outputs)):
+            spender = self.index.spent_by.get((tx.txid, k))
+            if spender is None:
+                out.append({"spent": False})
+            else:
+                txid, vin, height = spender
+                out.append({"spent": True, "txid": txid, "vin": vin, "status": self._status(self.index.blocks[height])})
+        return self._json(out)
+
+    async def _address(self, request: web.Request) -> web.Response:
+        address = self._address_of(request)
+        if isinstance(address, web.Response):
+            return address
+        funded = spent = 0
+        funded_n = spent_n = 0
+        for txid in self.index.history(address):
+            tx = self.index.txs[txid][0]
+            for o in tx.outputs:
+                if o.address == address:
+                    funded, funded_n = funded + o.value, funded_n + 1
+            if not tx.coinbase:
+                for i in tx.inputs:
+                    prev = self.index.prevout(i)
+                    if prev.address == address:
+                        spent, spent_n = spent + prev.value, spent_n + 1
+        zero = {"funded_txo_count": 0, "funded_txo_sum": 0, "spent_txo_count": 0, "spent_txo_sum": 0, "tx_count": 0}
+        return self._json({"address": address, "chain_stats": {
+            "funded_txo_count": funded_n, "funded_txo_sum": funded, "spent_txo_count": spent_n,
+            "spent_txo_sum": spent, "tx_count": len(self.index.history(address))}, "mempool_stats": zero})
+
+    def _page(self, address: str, last: str | None) -> list[dict[str, Any]] | web.Response:
+        txids = self.index.history(address)
+        start = 0
+        if last is not None:
+            last = last.lower()
+            if len(last) != 64 or not set(last) <= _HEX64:
+                return self._bad("Invalid hex string")
+            if last not in txids:
+                return self._json([])
+            start = txids.index(last) + 1
+        page = txids[start:start + self.page_size]
+        return [self.tx_json(self.index.txs[t][0], self.index.txs[t][1]) for t in page]
+
+    async def _address_txs(self, request: web.Request) -> web.Response:
+        address = self._address_of(request)
+        if isinstance(address, web.Response):
+            return address
+        page = self._page(address, None)
+        return page if isinstance(page, web.Response) else self._json(page)
+
+    async def _address_txs_chain(self, request: web.Request) -> web.Response:
+        address = self._address_of(request)
+        if isinstance(address, web.Response):
+            return address
+        page = self._page(address, request.match_info.get("last"))
+        return page if isinstance(page, web.Response) else self._json(page)
