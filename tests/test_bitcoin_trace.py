@@ -1,0 +1,131 @@
+"""A Bitcoin peel chain traced end to end: POST /v1/traces with chain "bitcoin" on a real API
+server, real workers reading a real Esplora server (the devchain's) through EsploraChain, results
+read back over HTTP and checked against the generator's ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.api_support import Api, conforms, running_api
+from tracer.api.context import Settings
+from tracer.chains.bitcoin import EsploraChain
+from tracer.chains.records import NATIVE
+from tracer.demo import load_scenario_labels
+from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
+from tracer.devchain.esplora import EsploraServer
+from tracer.store.db import Database
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+def scenario() -> BitcoinScenario:
+    # No CoinJoin here: what follows one is another test's subject (the engine's CoinJoin handling).
+    return generate(BitcoinScenarioParams(seed=11, peel_hops=15, coinjoin=False))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def esplora(scenario: BitcoinScenario) -> AsyncIterator[EsploraServer]:
+    server = EsploraServer(scenario, page_size=4)  # small pages: the hot wallets' histories page
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(db: Database, esplora: EsploraServer, scenario: BitcoinScenario) -> AsyncIterator[Api]:
+    client = EsploraChain(esplora.url, network="mainnet")
+    await client.connect()
+    await load_scenario_labels(db.pool, scenario)  # type: ignore[arg-type]  # duck-typed: chain + labels
+    settings = Settings(workers=2, worker_lease_seconds=10.0, page_max=500)
+    try:
+        async with running_api(db, {"bitcoin": client}, settings) as a:
+            yield a
+    finally:
+        await client.close()
+
+
+async def _run(api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    _status, trace, _ = await api.call("POST", "/v1/traces", expect=201, json=body)
+    conforms("trace", trace)
+    for _ in range(600):
+        _, trace, _ = await api.call("GET", f"/v1/traces/{trace['id']}", expect=200)
+        if trace["status"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.1)
+    assert trace["status"] == "done", trace
+    return trace
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def trace(api: Api, scenario: BitcoinScenario) -> dict[str, Any]:
+    return await _run(api, {"chain": "bitcoin", "seeds": scenario.seeds, "label": "peel chain"})
+
+
+async def test_peel_chain_reaches_every_exchange_deposit_with_its_payment(
+    api: Api, trace: dict[str, Any], scenario: BitcoinScenario
+) -> None:
+    truth = scenario.truth
+    assert trace["chain"] == "bitcoin" and trace["seeds"] == scenario.seeds
+    totals = {t["asset"]: t for t in trace["totals"]}
+    # What left the seed: the stolen coins less the fee of the first hop.
+    first = truth.peel[0]
+    assert int(totals[NATIVE]["amount_raw"]) == first.payment + first.change
+
+    _, exits, _ = await api.call("GET", f"/v1/traces/{trace['id']}/exits", expect=200)
+    conforms("exit-list", exits)
+    got = {e["address"]: e for e in exits["items"]}
+    assert len(truth.offramps) == 15
+    for o in truth.offramps:
+        e = got.get(o.address)
+        assert e is not None, f"deposit address {o.address} ({o.entity}) not reached"
+        # Every peel hop is wholly stolen money: the flagged amount is the payment, to the satoshi.
+        assert int(e["amount_raw"]) == o.amount, (o, e)
+        assert e["entity"] == o.entity
+        assert e["recognised_by"]["method"] == "behaviour"  # found by its sweep, not by a label
+    # Nothing else is an exit: the change addresses were followed, not stopped.
+    assert set(got) == {o.address for o in truth.offramps}
+    assert not set(got) & set(truth.noise_offramps)
+
+    _, hops, _ = await api.call("GET", f"/v1/traces/{trace['id']}/hops?limit=500", expect=200)
+    by_to = {h["to"] if "to" in h else h["to_address"]: h for h in hops["items"]}
+    for hop in truth.peel:
+        h = by_to[hop.change_address]
+        assert h["status"] == "followed" and int(h["amount_raw"]) == hop.change
+        assert h["tx_hash"] == hop.txid
+    depth_of = {o.address: got[o.address]["depth"] for o in truth.offramps if "depth" in got[o.address]}
+    if depth_of:
+        assert max(depth_of.values()) == len(truth.peel)
+
+
+async def test_amounts_are_shown_in_btc(api: Api, trace: dict[str, Any], scenario: BitcoinScenario) -> None:
+    totals = {t["asset"]: t for t in trace["totals"]}
+    t = totals[NATIVE]
+    assert t["decimals"] == 8 and t["symbol"] == "BTC", t
+    assert Decimal(t["amount"]) * 10**8 == int(t["amount_raw"])
+
+
+async def test_bad_bitcoin_seeds_are_a_400(api: Api) -> None:
+    for bad, why in [("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5", "checksum"),
+                     ("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb", "checksum"),
+                     ("0x098b716b8aaf21512996dc57eb0615e2383e2f96", "")]:
+        status, body, _ = await api.call("POST", "/v1/traces", json={"chain": "bitcoin", "seeds": [bad]})
+        assert status == 400, body
+        assert body["field"].startswith("seeds"), body
+        assert why in body["detail"], body
+
+
+async def test_the_address_view_takes_bitcoin_addresses(api: Api, trace: dict[str, Any],
+                                                        scenario: BitcoinScenario) -> None:
+    d = scenario.truth.offramps[0].address
+    _, body, _ = await api.call("GET", f"/v1/addresses/bitcoin/{d}", expect=200)
+    assert body["address"] == d and body["chain"] == "bitcoin"
+    assert any(t["trace_id"] == trace["id"] and t["role"] == "exit" for t in body["traces"])
+    status, body, _ = await api.call("GET", "/v1/addresses/bitcoin/bc1qnotanaddress")
+    assert status == 400 and body["field"] == "address"
