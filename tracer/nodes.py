@@ -1,9 +1,16 @@
 """Chain clients for long-running processes (`tracer worker`, `serve`, `monitor`, `trace`), held to
-the chain id the database records for each chain name (`tracer.store.chains`).
+one chain: the chain id the database records for each name, and the blocks traces have read.
 
 A chain name is a promise about which chain its transfers come from: they are cached under it and
 shared by every trace. So the first node seen for a name fixes its chain id, and a process whose
 node for that name serves another id refuses to start instead of mixing two chains.
+
+`ReorgGuard` keeps that promise through reorganisations. A read near the head (transfers, logs,
+balances up to block B) checks the node's hash of B against the hash first recorded for B
+(`block_pins`), before and after the read. A mismatch means blocks traces already read were
+replaced: what was read past the fork is retracted (`retract_after`, as the alert monitor does),
+the traces still in their historical pass fail with the reason (re-running one traces the new
+chain), and the read raises `ChainReorganised`, so no batch commits hops of a vanished block.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from tracer.chains.errors import WrongChain
-from tracer.chains.evm import EvmChain
+from tracer.chains.factory import ChainClient, make_chain
 from tracer.store import chains as chain_store
 
 
@@ -32,9 +39,10 @@ async def check_chain_id(pool: asyncpg.Pool, chain: str, chain_id: int, url: str
         )
 
 
-async def connect_checked(pool: asyncpg.Pool, chain: str, url: str, **options: Any) -> EvmChain:
-    """A connected EvmChain for `chain` whose node serves the chain id recorded for the name."""
-    client = EvmChain(url, chain=chain, **options)
+async def connect_checked(pool: asyncpg.Pool, chain: str, url: str, **options: Any) -> ChainClient:
+    """A connected client for `chain` (EsploraChain for "bitcoin", else EvmChain) whose node serves the
+    chain id recorded for the name (Bitcoin's: its network's magic number)."""
+    client = make_chain(chain, url, **options)
     try:
         await client.connect()
         assert client.chain_id is not None  # connect() sets it or raises
@@ -45,9 +53,9 @@ async def connect_checked(pool: asyncpg.Pool, chain: str, url: str, **options: A
     return client
 
 
-async def connect_all(pool: asyncpg.Pool, urls: Mapping[str, str], **options: Any) -> dict[str, EvmChain]:
+async def connect_all(pool: asyncpg.Pool, urls: Mapping[str, str], **options: Any) -> dict[str, ChainClient]:
     """connect_checked() for every chain name; nothing stays open if one of them is refused."""
-    clients: dict[str, EvmChain] = {}
+    clients: dict[str, ChainClient] = {}
     try:
         for name, url in urls.items():
             clients[name] = await connect_checked(pool, name, url, **options)

@@ -1,0 +1,39 @@
+"""Chain clients by chain name: "bitcoin" is Bitcoin over Esplora, every other name an EVM chain.
+
+    client = await connect_chain("bitcoin", "https://blockstream.info/api")   # EsploraChain
+    client = await connect_chain("ethereum", "http://localhost:8545")          # EvmChain
+
+Options go to the client's constructor. Bitcoin's network (mainnet, testnet, testnet4, signet,
+regtest) is checked against the server's genesis block; `network=` or `TRACER_BITCOIN_NETWORK`
+picks it (default mainnet).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tracer.addresses import BITCOIN
+from tracer.chains.bitcoin import EsploraChain
+from tracer.chains.evm import EvmChain
+
+ChainClient = EvmChain | EsploraChain
+
+
+def make_chain(name: str, url: str, **options: Any) -> ChainClient:
+    """The client for chain `name`, not connected yet."""
+    if name == BITCOIN:
+        options.setdefault("network", os.environ.get("TRACER_BITCOIN_NETWORK") or "mainnet")
+        return EsploraChain(url, chain=name, **options)
+    return EvmChain(url, chain=name, **options)
+
+
+async def connect_chain(name: str, url: str, **options: Any) -> ChainClient:
+    """A connected client for chain `name` (closed again if connecting fails: wrong chain, no node)."""
+    client = make_chain(name, url, **options)
+    try:
+        await client.connect()
+    except BaseException:
+        await client.close()
+        raise
+    return client
