@@ -21,7 +21,11 @@ from tracer.addresses import checksum
 from tracer.chains.records import NATIVE
 from tracer.store.reads import NATIVE_DECIMALS
 
-NATIVE_SYMBOL = {"ethereum": "ETH"}
+NATIVE_SYMBOL = {"ethereum": "ETH", "arbitrum": "ETH", "optimism": "ETH", "base": "ETH", "linea": "ETH",
+                 "scroll": "ETH", "zksync": "ETH", "blast": "ETH", "avalanche": "AVAX", "bsc": "BNB",
+                 "polygon": "POL", "gnosis": "xDAI", "bitcoin": "BTC"}
+# Native coins without 18 decimals (a trace can continue onto these chains through a bridge).
+NATIVE_DECIMALS_OF = {"bitcoin": 8}
 
 
 @functools.lru_cache(maxsize=65536)
@@ -48,7 +52,7 @@ def checksummed(address: str) -> str:
 
 def asset_info(chain: str, asset: str, symbol: str | None, decimals: int | None) -> tuple[str | None, int | None]:
     if asset == NATIVE:
-        return NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS
+        return NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS_OF.get(chain, NATIVE_DECIMALS)
     return symbol, decimals
 
 
@@ -113,7 +117,10 @@ def trace(row: asyncpg.Record, meta: Mapping[str, tuple[str | None, int | None]]
 
 
 def hop(chain: str, row: asyncpg.Record) -> dict[str, Any]:
-    out = {
+    """One hop; `chain` is the trace's own, used when the row does not name the hop's chain."""
+    chain = row.get("chain") or chain
+    out: dict[str, Any] = {
+        "chain": chain,
         "tx_hash": row["tx_hash"],
         "position": row["position"],
         "block_number": row["block_number"],
@@ -126,6 +133,11 @@ def hop(chain: str, row: asyncpg.Record) -> dict[str, Any]:
         "reason": row["reason"],
         "share": round(float(row["share"]), 9),
     }
+    evidence = row.get("evidence")
+    if evidence:
+        # Inferred hops say why they exist (a bridge payout: the deposit, the protocol, the match).
+        out["confidence"] = round(float(row["confidence"]), 6)
+        out["evidence"] = json.loads(evidence) if isinstance(evidence, str) else evidence
     out.update(amount(chain, row["asset"], row["amount"], row["symbol"], row["decimals"]))
     return out
 
@@ -140,10 +152,15 @@ def recognised_by(reason: str | None, evidence: dict[str, Any] | None) -> dict[s
 
 
 def exit_line(chain: str, row: asyncpg.Record, totals: Mapping[str, int]) -> dict[str, Any]:
+    """One off-ramp; `chain` is the trace's own (its totals are in that chain's units: an exit on
+    a chain the trace continued into has no share of them)."""
+    home = chain
+    chain = row.get("chain") or chain
     raw = int(row["amount"])
-    total = totals.get(row["asset"], 0)
+    total = totals.get(row["asset"], 0) if chain == home else 0
     evidence = json.loads(row["evidence"]) if row["evidence"] else None
     out = {
+        "chain": chain,
         "address": row["address"],
         "address_checksum": checksummed(row["address"]),
         "entity": row["entity"],

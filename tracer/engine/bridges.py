@@ -16,15 +16,22 @@ decodes them from raw logs:
 Bridges that publish nothing (the Avalanche bridge's deposit address credits the same address on
 Avalanche) are handled by `from_label`.
 
-Pure functions; the worker fetches the logs of the deposit transactions.
+When the destination chain is configured the trace continues there (`match_payout`): the payout
+to the destination address is found among its incoming transfers after the deposit, by memo when
+the chain publishes one (THORChain outbounds say `OUT:<inbound tx hash>`; a Bitcoin payout carries
+it in an OP_RETURN), else by timing alone, with a confidence that says which.
+
+Pure functions; the worker fetches the logs of the deposit transactions and the payouts.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tracer.chains.records import NATIVE, Transfer
 from tracer.engine.mixers import LogLike
 
 THORCHAIN_DEPOSIT = "0xef519b7eb82aaf6ac376a6df2d793843ebfd593de5f1a0601d3cc6ab49ebb395"
@@ -240,3 +247,78 @@ def from_label(entity: str, tx: str, sender: str) -> BridgeExit:
         # The Avalanche bridge credits the sending address on the C-chain.
         return BridgeExit(entity, tx, "avalanche", sender, note="the Avalanche bridge credits the same address")
     return BridgeExit(entity, tx, None, None, note="no destination event decoded for this bridge")
+
+
+# ---------------------------------------------------------------- payouts on the destination chain
+
+PAYOUT_WINDOW = 24 * 3600
+"""Seconds after a deposit in which a payout without a memo match is looked for."""
+MATCH_MEMO = "memo"  # the payout names the deposit: certain
+MATCH_SINGLE = "single candidate"  # the only payment to the destination in the window
+MATCH_EARLIEST = "earliest of several"  # several payments: the first one after the deposit
+CONFIDENCE = {MATCH_MEMO: 1.0, MATCH_SINGLE: 0.7, MATCH_EARLIEST: 0.5}
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutMatch:
+    transfer: Transfer
+    method: str
+    confidence: float
+    candidates: int  # payments to the destination weighed (within the window, of the asset)
+
+
+def memo_names(memo: str | None, tx_hash: str) -> bool:
+    """Whether a payout memo names the deposit: THORChain outbounds carry `OUT:<inbound hash>`,
+    the hash in upper case without 0x on THORChain, as the source chain spells it elsewhere."""
+    if not memo:
+        return False
+    parts = memo.strip().split(":")
+    if len(parts) < 2 or parts[0].strip().upper() != "OUT":
+        return False
+    named = parts[1].strip().lower().removeprefix("0x")
+    return bool(named) and named == tx_hash.lower().removeprefix("0x")
+
+
+def payout_asset(ex: BridgeExit) -> str | None:
+    """The asset the payout is in, as tracer names assets (`native` or a token contract), when the
+    protocol says: THORChain `CHAIN.SYMBOL` is the chain's coin, `CHAIN.SYMBOL-0xCONTRACT` a token.
+    None: any asset."""
+    if ex.dest_asset is None or "." not in ex.dest_asset:
+        return None
+    _chain, symbol = ex.dest_asset.split(".", 1)
+    if "-" in symbol:
+        contract = symbol.split("-", 1)[1].strip().lower()
+        return contract if _EVM_ADDRESS.match(contract) else None
+    return NATIVE
+
+
+def match_payout(
+    incoming: Sequence[Transfer], ex: BridgeExit, deposit_time: int, *, window: int = PAYOUT_WINDOW
+) -> PayoutMatch | None:
+    """The payout of a bridge deposit among the destination's incoming transfers (any order).
+
+    A memo naming the deposit wins whenever it came (large outbounds are delayed); otherwise the
+    payments of the expected asset within `window` seconds after the deposit: one is taken with
+    confidence 0.7, the earliest of several with 0.5. None: nothing arrived."""
+    address = (ex.dest_address or "").lower()
+    mine = sorted((t for t in incoming if t.to_address.lower() == address and t.from_address.lower() != address
+                   and t.block_time >= deposit_time), key=lambda t: t.order)
+    for t in mine:
+        if memo_names(t.memo, ex.tx_hash):
+            return PayoutMatch(t, MATCH_MEMO, CONFIDENCE[MATCH_MEMO], 1)
+    asset = payout_asset(ex)
+    candidates = [t for t in mine if t.block_time <= deposit_time + window and (asset is None or t.asset == asset)
+                  and not (t.memo and t.memo.strip().upper().startswith("OUT:"))]  # another deposit's payout
+    if not candidates:
+        return None
+    method = MATCH_SINGLE if len(candidates) == 1 else MATCH_EARLIEST
+    return PayoutMatch(candidates[0], method, CONFIDENCE[method], len(candidates))
+
+
+def carried(deposit_flagged: int, deposit_amount: int, payout_amount: int, confidence: float) -> int:
+    """Flagged part of a payout: the deposit's flagged share, at the bridge's own rate (whatever
+    the payout is worth), scaled by how sure the match is; integer arithmetic where it matters."""
+    if deposit_amount <= 0 or deposit_flagged <= 0:
+        return 0
+    flagged = min(payout_amount, payout_amount * deposit_flagged // deposit_amount)
+    return int(flagged * confidence) if confidence < 1.0 else flagged

@@ -50,6 +50,7 @@ class ExitLine:
     last_time: int
     evidence: dict[str, Any] | None
     path: list[dict[str, Any]] = field(default_factory=list)
+    chain: str = ""  # the off-ramp's chain: the trace's own or one it continued into
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -105,15 +106,19 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
     exits: list[ExitLine] = []
     for r in exit_rows:
         asset = r["asset"]
-        sym, dec = symbols.get(asset, (r["symbol"] or asset[:10], r["decimals"]))
+        chain = r["chain"] or trace["chain"]
+        home = chain == trace["chain"]
+        sym, dec = symbols.get(asset, (r["symbol"] or asset[:10], r["decimals"])) if home else (
+            r["symbol"] or asset[:10], r["decimals"])
         if asset == NATIVE:
-            dec = NATIVE_DECIMALS
+            sym, dec = NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS
         amount = int(r["amount"])
-        total = totals.get(asset, 0)
+        # The totals are in the trace's own chain's units: an exit elsewhere has no share of them.
+        total = totals.get(asset, 0) if home else 0
         line = ExitLine(
             address=r["address"], entity=r["entity"], category=r["category"], reason=r["reason"], asset=asset,
             symbol=sym, decimals=dec, amount=amount, share=(amount / total) if total else 0.0, hops=r["hops"],
-            first_time=r["first_time"], last_time=r["last_time"], evidence=r["evidence"],
+            first_time=r["first_time"], last_time=r["last_time"], evidence=r["evidence"], chain=chain,
         )
         if g is not None:
             paths = tgraph.paths_to(g, list(trace["seeds"]), r["address"], limit=1)
@@ -122,7 +127,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
                               "block_number": s.block_number} for s in paths[0]]
         exits.append(line)
     stops = [{"address": r["address"], "reason": r["reason"], "entity": r["entity"], "category": r["category"],
-              "depth": r["depth"], "amounts": r["amounts"]} for r in stop_rows]
+              "depth": r["depth"], "amounts": r["amounts"], "chain": r["chain"]} for r in stop_rows]
     return Report(trace_id, trace["status"], trace["chain"], list(trace["seeds"]), totals, symbols, exits, stops,
                   {k: int(v) for k, v in counts.items()}, trace["error"])
 

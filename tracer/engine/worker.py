@@ -8,7 +8,11 @@ Money that changes form is followed too (mixers.py, swaps.py, bridges.py): a sam
 swap carries the traced share into the asset bought; a mixer deposit is linked to the pool's
 later withdrawals by scored heuristics, and links at least `policy.min_link_confidence` sure are
 followed with the taint scaled by their confidence; a bridge deposit is a cross-chain exit with
-the destination its protocol published. All of it stays batched: one getLogs per block cluster
+the destination its protocol published, and when that chain is configured the trace continues
+there: the payout becomes a hop on the destination chain (matched by memo, else by timing, with
+the confidence that says which) and its recipient a job of that chain. A batch holds jobs of one
+trace on one chain; `_TraceInfo` is the trace as seen from that chain (its block window, and the
+seeds and totals only on the trace's own chain). All of it stays batched: one getLogs per block cluster
 for the deposit and bridge events of a batch, one for the histories of all pools involved.
 """
 
@@ -29,10 +33,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 
+from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.records import NATIVE, Transfer
 from tracer.engine import bridges, classify, mixers, swaps
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
+from tracer.engine.service import block_at_time
 from tracer.engine.taint import Movement, TaintedOut, propagate
 from tracer.store import alerts as alert_store
 from tracer.store import labels as label_store
@@ -71,6 +77,16 @@ class ChainSource(Protocol):
 
 
 @runtime_checkable
+class WindowSource(Protocol):
+    """What a chain needs on top of ChainSource to be continued into from a bridge: its head and
+    block times (the block at the deposit's time is where the payout search starts)."""
+
+    async def head(self) -> int: ...
+
+    async def block_times(self, numbers: Sequence[int]) -> dict[int, int]: ...
+
+
+@runtime_checkable
 class GasPriceSource(Protocol):
     """Optional: gas prices of transactions (the unusual-gas-price de-mixing heuristic needs them)."""
 
@@ -81,6 +97,8 @@ class GasPriceSource(Protocol):
 REASON_SWAP = "swap"
 REASON_MIXER_DEPOSIT = "mixer deposit"  # linked: the money went on through a withdrawal
 REASON_MIXER_LINK = "mixer link"  # the withdrawal hop a link created
+REASON_BRIDGE = "bridge"  # the payout hop on the destination chain a bridge deposit continued into
+MAX_HOPS = "max_hops"  # the verdict on addresses left unexpanded once the trace holds policy.max_hops hops
 _CLUSTER_BLOCKS = 100  # deposits this close share one getLogs for their events
 _MAX_GAS_LOOKUPS = 5_000  # transactions per batch whose gas price is fetched for the linker
 _MAX_DESTINATIONS = 500  # bridge destinations kept in one router's evidence
@@ -104,6 +122,12 @@ class _TraceInfo:
     from_block: int
     to_block: int
     totals: dict[str, int]
+    home: str = ""  # the trace's own chain (`chain` is the batch's)
+    hops: int = 0  # hops the trace held when the batch began (policy.max_hops)
+
+    @property
+    def foreign(self) -> bool:
+        return self.chain != self.home
 
 
 class Worker:
@@ -161,7 +185,7 @@ class Worker:
             jobs = await store.claim_jobs(conn, self.name, self.batch_size, self.lease_seconds)
         if not jobs:
             return 0
-        trace = await self._trace(jobs[0].trace_id)
+        trace = await self._trace(jobs[0].trace_id, jobs[0].chain or None)
         heartbeat = asyncio.create_task(self._heartbeat(jobs))
         try:
             if trace is None:
@@ -207,15 +231,28 @@ class Worker:
             else:
                 await store.release_jobs(conn, self.name, jobs, min(30.0, 0.5 * 2**attempts))
 
-    async def _trace(self, trace_id: int) -> _TraceInfo | None:
+    async def _trace(self, trace_id: int, chain: str | None = None) -> _TraceInfo | None:
+        """The trace as a batch on `chain` sees it (default: the trace's own chain)."""
         async with self.pool.acquire() as conn:
             row = await store.get_trace(conn, trace_id)
-        if row is None:
-            return None
+            if row is None:
+                return None
+            home = row["chain"]
+            if chain is None or chain == home:
+                return _TraceInfo(
+                    id=row["id"], chain=home, seeds=frozenset(row["seeds"]),
+                    policy=Policy.from_json(row["policy"]), from_block=row["from_block"], to_block=row["to_block"],
+                    totals={k: int(v) for k, v in (row["totals"] or {}).items()}, home=home,
+                    hops=row["hop_count"],
+                )
+            window = await store.chain_window(conn, trace_id, chain)
+        if window is None:
+            raise RuntimeError(f"trace {trace_id} has jobs on {chain!r} but no window there")
+        # Seeds are addresses of the trace's own chain; its totals are in that chain's units, so
+        # on a continued chain only policy.min_amount sets the threshold.
         return _TraceInfo(
-            id=row["id"], chain=row["chain"], seeds=frozenset(row["seeds"]),
-            policy=Policy.from_json(row["policy"]), from_block=row["from_block"], to_block=row["to_block"],
-            totals={k: int(v) for k, v in (row["totals"] or {}).items()},
+            id=row["id"], chain=chain, seeds=frozenset(), policy=Policy.from_json(row["policy"]),
+            from_block=window.from_block, to_block=window.to_block, totals={}, home=home, hops=row["hop_count"],
         )
 
     def _chain(self, trace: _TraceInfo) -> ChainSource:
@@ -294,8 +331,10 @@ class Worker:
         policy = trace.policy
         addresses = [j.address for j in jobs]
         by_addr = {j.address: j for j in jobs}
+        if await self._hop_limit(trace, jobs):
+            return
         async with self.pool.acquire() as conn:
-            inflows = await store.inflow_hops(conn, trace.id, addresses)
+            inflows = await store.inflow_hops(conn, trace.id, addresses, trace.chain)
         flagged_in: dict[str, dict[int, int]] = defaultdict(dict)
         first_block: dict[str, int] = {}
         assets_in: dict[str, set[str]] = defaultdict(set)
@@ -331,7 +370,7 @@ class Worker:
                       if st.transfer.from_address == a}
         async with self.pool.acquire() as conn:
             labels = await label_store.lookup(conn, trace.chain, sorted(recipients))
-            known = await store.node_verdicts(conn, trace.id, sorted(recipients))
+            known = await store.node_verdicts(conn, trace.id, sorted(recipients), trace.chain)
 
         for a in active:
             job = by_addr[a]
@@ -416,7 +455,7 @@ class Worker:
         if deposits:
             await self._link(trace, batch, deposits, timelines, labels)
         if bridged:
-            self._bridge_exits(trace, batch, bridged, service_logs, labels, known)
+            await self._bridge_exits(trace, batch, bridged, service_logs, labels, known)
         await self._commit(trace, jobs, active, batch, by_addr)
 
     # ------------------------------------------------------------ services: deposit and bridge events
@@ -462,7 +501,7 @@ class Worker:
                     found.bridge_exits.setdefault(exit_.tx_hash, []).append(exit_)
         return found
 
-    def _bridge_exits(
+    async def _bridge_exits(
         self,
         trace: _TraceInfo,
         batch: _Batch,
@@ -472,17 +511,19 @@ class Worker:
         known: Mapping[str, asyncpg.Record],
     ) -> None:
         """A bridge deposit is a cross-chain exit; the router's evidence lists every destination
-        this trace sent money to (merged with what earlier batches found)."""
+        this trace sent money to (merged with what earlier batches found). Where the destination
+        chain is configured the payout there continues the trace (`_continue`)."""
         by_router: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for router, st, _ in bridged:
+        for router, st, hop_index in bridged:
             t = st.transfer
+            owner, deposit_hop = batch.hops[hop_index]
             entity = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), "bridge")
             exits = service_logs.bridge_exits.get(t.tx_hash) or [bridges.from_label(entity, t.tx_hash, t.from_address)]
             for ex in exits:
                 entry = ex.to_json()
                 entry.update({"from": t.from_address, "asset": t.asset, "amount": str(t.amount),
                               "block_number": t.block_number})
-                entry["continue"] = self._continuation(trace, ex)
+                entry["continue"] = await self._continue(trace, batch, owner, st, deposit_hop, ex)
                 by_router[router].append(entry)
         for router, entries in by_router.items():
             old = known.get(router)
@@ -495,20 +536,104 @@ class Worker:
             batch.verdicts[router] = Verdict("exit", classify.BRIDGE, name, classify.BRIDGE, {
                 "cross_chain": True, "protocols": protocols, "destinations": merged[-_MAX_DESTINATIONS:]})
 
-    def _continuation(self, trace: _TraceInfo, ex: bridges.BridgeExit) -> dict[str, Any]:
-        """Whether the money can be followed on the destination chain from here."""
+    async def _continue(
+        self, trace: _TraceInfo, batch: _Batch, owner: str, st: StoredTransfer, deposit_hop: HopRow,
+        ex: bridges.BridgeExit,
+    ) -> dict[str, Any]:
+        """Whether the money can be followed on the destination chain (`possible`: the chain is
+        configured and the address valid there) and whether it was (`followed`, with the payout
+        the destination's incoming transfers gave, matched by memo or by timing)."""
         if ex.dest_chain is None or ex.dest_address is None:
             return {"possible": False, "note": "destination not published by the protocol"}
-        if ex.dest_chain == trace.chain:
+        dest = ex.dest_chain
+        if dest == trace.chain:
             return {"possible": False, "note": "same chain: the bridge pays out from its own contracts"}
-        if ex.dest_chain in self.chains and ex.evm_destination:
-            # A trace covers one chain: the investigator starts the next one from the destination.
-            return {"possible": True, "chain": ex.dest_chain, "address": ex.dest_address,
-                    "note": f"{ex.dest_chain} is configured: start a trace there from {ex.dest_address} "
-                            f"(traces do not yet continue across chains by themselves)"}
-        return {"possible": False, "chain": ex.dest_chain, "address": ex.dest_address,
-                "note": f"no RPC configured for {ex.dest_chain}" if ex.evm_destination
-                else f"{ex.dest_chain} is not an EVM chain tracer reads"}
+        client = self.chains.get(dest)
+        if client is None:
+            return {"possible": False, "chain": dest, "address": ex.dest_address,
+                    "note": f"no RPC configured for {dest}"}
+        try:
+            address = normalize_address(dest, ex.dest_address)
+        except InvalidAddress as exc:
+            return {"possible": False, "chain": dest, "address": ex.dest_address,
+                    "note": f"not a {dest} address: {exc.reason}"}
+        if not isinstance(client, WindowSource):
+            return {"possible": False, "chain": dest, "address": address,
+                    "note": f"the {dest} client cannot find blocks by time"}
+        out: dict[str, Any] = {"possible": True, "followed": False, "chain": dest, "address": address}
+        if deposit_hop.status != "exit" or deposit_hop.amount <= 0:
+            out["note"] = "the flagged part of the deposit is below the threshold: not followed"
+            return out
+        deposit = st.transfer
+        window, start = await self._window(trace, dest, client, deposit.block_time)
+        match = await self._find_payout(dest, client, address, ex, deposit.block_time, start, window)
+        if match is None:
+            out.update(note=f"no payout to {address} on {dest} within "
+                                            f"{bridges.PAYOUT_WINDOW // 3600} h of the deposit "
+                                            f"(blocks {window.from_block}..{window.to_block})")
+            return out
+        payout, pm = match
+        p = payout.transfer
+        amount = bridges.carried(deposit_hop.amount, deposit.amount, p.amount, pm.confidence)
+        proof = {"chain": trace.chain, "tx_hash": deposit.tx_hash, "position": deposit.position,
+                 "transfer_id": st.id, "protocol": ex.protocol, "match": pm.method, "confidence": pm.confidence,
+                 "candidates": pm.candidates, "carried": str(amount)}
+        if ex.memo is not None:
+            proof["memo"] = ex.memo
+        out["payout"] = {"tx_hash": p.tx_hash, "block_number": p.block_number, "asset": p.asset,
+                         "amount": str(p.amount), "carried": str(amount), "match": pm.method,
+                         "confidence": pm.confidence, "candidates": pm.candidates}
+        if pm.confidence < trace.policy.min_link_confidence:
+            out["note"] = (f"payout found ({pm.method}) but its confidence {pm.confidence} is below "
+                           f"policy.min_link_confidence: not followed")
+            return out
+        out["followed"] = True
+        out["note"] = f"followed on {dest}: payout {p.tx_hash} ({pm.method}, confidence {pm.confidence})"
+        batch.continuations.append(_Continuation(owner, dest, payout, deposit_hop.depth + 1, proof))
+        return out
+
+    async def _window(
+        self, trace: _TraceInfo, chain: str, client: WindowSource, since: int
+    ) -> tuple[store.ChainWindow, int]:
+        """The trace's window on `chain`, opened (or moved back to `since`) for a continuation,
+        and the first block at or after `since` there. The window's end is fixed by the first
+        continuation into the chain, so every worker reads the same blocks."""
+        async with self.pool.acquire() as conn:
+            window = await store.chain_window(conn, trace.id, chain)
+        head = window.to_block if window is not None else await client.head()
+        start = await block_at_time(client, since, head, after=True)
+        if window is not None and (chain == trace.home or window.from_block <= start):
+            # Back on the trace's own chain its window is the trace's; elsewhere it already covers this.
+            return window, start
+        async with self.pool.acquire() as conn:
+            return await store.open_chain_window(conn, trace.id, chain, min(start, head), head), start
+
+    async def _find_payout(
+        self, chain: str, client: ChainSource, address: str, ex: bridges.BridgeExit, since: int, start: int,
+        window: store.ChainWindow,
+    ) -> tuple[StoredTransfer, bridges.PayoutMatch] | None:
+        """The destination's transfers from the deposit's time (block `start`) to the window's end,
+        asked of the node (memos are not kept in Postgres) and cached like any address's; the
+        matched payout."""
+        if start > window.to_block:
+            return None
+        fetched = await client.transfers([address], start, window.to_block, outgoing=True, incoming=True)
+        tokens = sorted({t.asset for t in fetched if t.asset != NATIVE})
+        if tokens:
+            meta = await client.token_meta(tokens)
+            fetched = [replace(t, decimals=meta[t.asset][0], symbol=meta[t.asset][1])
+                       if t.asset in meta and t.symbol is None else t for t in fetched]
+        match = bridges.match_payout(fetched, ex, since)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.store_transfers(conn, fetched)
+            await store.set_coverage(conn, chain, [address], start, window.to_block)
+        if match is None:
+            return None
+        t = match.transfer
+        async with self.pool.acquire() as conn:
+            stored = await store.load_transfers(conn, chain, [address], t.block_number, t.block_number)
+        found = next((s for s in stored if s.transfer.key == t.key), None)
+        return (found, match) if found is not None else None
 
     # ------------------------------------------------------------ mixers: link deposits to withdrawals
 
@@ -647,7 +772,7 @@ class Worker:
         async with self.pool.acquire() as conn:
             service_labels = await label_store.lookup(conn, trace.chain, sorted(maybe_shared))
             recipient_labels = await label_store.lookup(conn, trace.chain, recipients)
-            recipient_known = await store.node_verdicts(conn, trace.id, recipients)
+            recipient_known = await store.node_verdicts(conn, trace.id, recipients, trace.chain)
         facts = mixers.LinkFacts(
             events=events, before=before, denominations={d.pool: d.denomination for d in flagged}, gas_prices=gas,
             peers=peers, services=set(service_labels) | set(pools), deposits_by=deposits_by,
@@ -713,7 +838,8 @@ class Worker:
             if not ours:
                 return
             # A job whose lease lapsed while we worked belongs to someone else now: drop its part.
-            hops = [h for owner, h in batch.hops if owner in ours]
+            hops = [h if h.chain is not None else replace(h, chain=trace.chain) for owner, h in batch.hops
+                    if owner in ours]
             changed = list(await store.upsert_hops(conn, trace.id, hops))
             mixer = batch.mixer
             if mixer is not None:
@@ -725,30 +851,50 @@ class Worker:
                     link_hops = await self._link_hops(conn, trace, touched, mixer)
                     changed.extend(await store.upsert_hops(conn, trace.id, link_hops))
                     hops.extend(link_hops)
+            # Bridge payouts on other chains: their hops, and verdicts on labelled recipients there.
+            remote: dict[tuple[str, str], Verdict] = {}
+            continuations = [c for c in batch.continuations if c.owner in ours]
+            if continuations:
+                payout_hops, remote = await self._payout_hops(conn, trace, continuations)
+                changed.extend(await store.upsert_hops(conn, trace.id, payout_hops))
+                hops.extend(payout_hops)
             # Recipients another worker judged since we read their verdicts: the hops say so too.
-            await self._mark_judged(conn, trace, [r["to_addr"] for r in changed if r["status"] == "followed"],
-                                    set(verdicts) | set(batch.services))
-            depth_of = {h.to_addr: h.depth for h in hops}
+            followed: dict[str, list[str]] = defaultdict(list)
+            for r in changed:
+                if r["status"] == "followed":
+                    followed[r["chain"]].append(r["to_addr"])
+            for chain, recipients in sorted(followed.items()):
+                decided = (set(verdicts) | set(batch.services) if chain == trace.chain
+                           else {a for c, a in remote if c == chain})
+                await self._mark_judged(conn, trace, chain, recipients, decided)
+            depth_of = {(h.chain, h.to_addr): h.depth for h in hops}
             # Only recipients still to be judged need another look; exits and stops are final, and
             # hops into a service or back from a swap wake nobody.
-            wake = sorted({r["to_addr"] for r in changed
-                           if r["status"] == "followed" and r["transfer_id"] not in batch.quiet})
-            await store.enqueue(conn, trace.id, [(a, depth_of[a]) for a in wake])
+            wake: dict[str, set[str]] = defaultdict(set)
+            for r in changed:
+                if r["status"] == "followed" and r["transfer_id"] not in batch.quiet:
+                    wake[r["chain"]].add(r["to_addr"])
+            for chain, woken in sorted(wake.items()):
+                await store.enqueue(conn, trace.id, [(a, depth_of[(chain, a)]) for a in sorted(woken)], chain)
             verdicts = await self._merge_destinations(conn, trace, verdicts)
             rows = []
             for a, v in sorted([*verdicts.items(), *((a, v) for a, v in batch.services.items() if a not in verdicts)],
                                key=lambda av: av[0]):
                 if a in by_addr and a not in ours:
                     continue
-                depth = by_addr[a].depth if a in by_addr else depth_of.get(a, 0)
+                depth = by_addr[a].depth if a in by_addr else depth_of.get((trace.chain, a), 0)
                 rows.append((a, depth, v.role, v.reason, v.entity, v.category, v.evidence))
-            await store.set_verdicts(conn, trace.id, rows)
+            await store.set_verdicts(conn, trace.id, rows, trace.chain)
             # Services keep per-hop statuses (a linked deposit is followed, an unlinked one stopped):
             # only verdicts on the address itself rewrite the hops into it.
             for role in ("exit", "stopped"):
                 for reason in sorted({v.reason for a, v in verdicts.items() if v.role == role and a in ours}):
                     addrs = [a for a, v in verdicts.items() if v.role == role and v.reason == reason and a in ours]
-                    await store.mark_hops_into(conn, trace.id, addrs, role, reason)
+                    await store.mark_hops_into(conn, trace.id, addrs, role, reason, trace.chain)
+            for (chain, a), v in sorted(remote.items()):
+                await store.set_verdicts(conn, trace.id, [(a, depth_of.get((chain, a), 0), v.role, v.reason, v.entity,
+                                                          v.category, v.evidence)], chain)
+                await store.mark_hops_into(conn, trace.id, [a], v.role, v.reason, chain)
             events: list[tuple[int | None, str, dict[str, Any]]] = []
             # One event per new or changed hop, with its amounts and addresses (alert filters need them).
             await alert_store.insert_hop_events(conn, trace.id, changed)
@@ -756,6 +902,11 @@ class Worker:
                 if v.role == "exit" and (a not in by_addr or a in ours):
                     events.append((trace.id, "exit_reached", {
                         "address": a, "entity": v.entity, "category": v.category, "reason": v.reason}))
+            for (chain, a), v in sorted(remote.items()):
+                if v.role == "exit":
+                    events.append((trace.id, "exit_reached", {
+                        "address": a, "entity": v.entity, "category": v.category, "reason": v.reason,
+                        "chain": chain}))
             await store.insert_events(conn, events)
             deposit_labels = [(a, v) for a, v in verdicts.items()
                               if v.reason == "deposit_address" and a in ours]
@@ -768,10 +919,74 @@ class Worker:
                         valid_from=None, valid_to=None, program=None, evidence=v.evidence,
                         created_by=f"trace:{trace.id}",
                     ) for a, v in deposit_labels])
+            await store.add_hop_count(conn, trace.id, sum(1 for r in changed if r["inserted"]))
             await store.complete_jobs(conn, self.name, [j for j in jobs if j.address in ours])
         self.stats.hops_written += len(changed)
-        log.debug("event=batch trace=%d jobs=%d hops=%d changed=%d at=%s", trace.id, len(jobs), len(hops),
-                  len(changed), datetime.now(UTC).isoformat())
+        log.debug("event=batch trace=%d chain=%s jobs=%d hops=%d changed=%d at=%s", trace.id, trace.chain, len(jobs),
+                  len(hops), len(changed), datetime.now(UTC).isoformat())
+
+    async def _payout_hops(
+        self, conn: store.Conn, trace: _TraceInfo, continuations: Sequence[_Continuation]
+    ) -> tuple[list[HopRow], dict[tuple[str, str], Verdict]]:
+        """Hops bridge vault -> destination on the destination chains. Every deposit paid out by
+        one payout adds what it carries (from this and earlier batches: the hop's evidence keeps
+        each deposit's part, so re-running a deposit replaces its part), capped by the payout."""
+        ids = sorted({c.payout.id for c in continuations})
+        earlier = await store.hop_evidence(conn, trace.id, ids)
+        by_payout: dict[int, list[_Continuation]] = defaultdict(list)
+        for c in continuations:
+            by_payout[c.payout.id].append(c)
+        recipients: dict[str, set[str]] = defaultdict(set)
+        for c in continuations:
+            recipients[c.chain].add(c.payout.transfer.to_address)
+        labels = {chain: await label_store.lookup(conn, chain, sorted(addrs)) for chain, addrs in recipients.items()}
+        out: list[HopRow] = []
+        remote: dict[tuple[str, str], Verdict] = {}
+        for pid in ids:
+            cs = by_payout[pid]
+            chain, t = cs[0].chain, cs[0].payout.transfer
+
+            def key(d: Mapping[str, Any]) -> tuple[str, str, str]:
+                return (str(d.get("chain")), str(d.get("tx_hash")), str(d.get("position")))
+
+            parts = {key(d): d for d in earlier.get(pid, {}).get("deposits", [])}
+            parts.update({key(c.deposit): c.deposit for c in cs})
+            deposits = [parts[k] for k in sorted(parts)]
+            amount = min(t.amount, sum(int(d["carried"]) for d in deposits))
+            confidence = max(float(d["confidence"]) for d in deposits)
+            status, reason = "followed", REASON_BRIDGE
+            verdict = classify.by_label(labels[chain].get(t.to_address, ()), trace.policy)
+            if verdict is not None:
+                status, reason = verdict.role, verdict.reason
+                remote[(chain, t.to_address)] = verdict
+            out.append(HopRow(pid, t.from_address, t.to_address, t.asset, t.block_number, min(c.depth for c in cs),
+                              amount, amount / t.amount if t.amount else 0.0, str(t.kind), status, reason,
+                              sorted({int(d["transfer_id"]) for d in deposits})[:8], confidence, chain,
+                              {"bridge": True, "deposits": deposits}))
+            log.info("event=bridge_continued trace=%d from=%s to=%s payout=%s amount=%d confidence=%.2f", trace.id,
+                     trace.chain, chain, t.tx_hash, amount, confidence)
+        return out, remote
+
+    async def _hop_limit(self, trace: _TraceInfo, jobs: Sequence[Job]) -> bool:
+        """Once the trace holds policy.max_hops hops, addresses still on the frontier are not
+        expanded: they are stopped with reason max_hops (and the trace says so once)."""
+        if trace.hops < trace.policy.max_hops:
+            return False
+        async with self.pool.acquire() as conn, conn.transaction():
+            await mixer_store.lock_trace(conn, trace.id)
+            ours = await store.still_ours(conn, self.name, jobs)
+            stop = [j for j in jobs if j.address in ours]
+            if not stop:
+                return True
+            evidence = {"max_hops": trace.policy.max_hops, "hops": trace.hops}
+            await store.set_verdicts(conn, trace.id, [(j.address, j.depth, "stopped", MAX_HOPS, None, None, evidence)
+                                                      for j in stop], trace.chain)
+            await store.mark_hops_into(conn, trace.id, [j.address for j in stop], "stopped", MAX_HOPS, trace.chain)
+            if await store.note_hop_limit(conn, trace.id):
+                await store.insert_events(conn, [(trace.id, "hop_limit_reached", evidence)])
+            await store.complete_jobs(conn, self.name, stop)
+        log.info("event=hop_limit trace=%d chain=%s stopped=%d hops=%d", trace.id, trace.chain, len(stop), trace.hops)
+        return True
 
     async def _merge_destinations(
         self, conn: store.Conn, trace: _TraceInfo, verdicts: dict[str, Verdict]
@@ -781,7 +996,7 @@ class Worker:
         routers = sorted(a for a, v in verdicts.items() if v.reason == classify.BRIDGE and v.evidence)
         if not routers:
             return verdicts
-        current = await store.node_verdicts(conn, trace.id, routers)
+        current = await store.node_verdicts(conn, trace.id, routers, trace.chain)
         out = dict(verdicts)
         for a in routers:
             v = verdicts[a]
@@ -798,7 +1013,7 @@ class Worker:
         return out
 
     async def _mark_judged(
-        self, conn: store.Conn, trace: _TraceInfo, recipients: Sequence[str], decided_here: set[str]
+        self, conn: store.Conn, trace: _TraceInfo, chain: str, recipients: Sequence[str], decided_here: set[str]
     ) -> None:
         """Mark followed hops into recipients that already carry a final verdict (an exit, a hub)
         in this trace. Services money passes through keep per-hop statuses and are left alone."""
@@ -807,11 +1022,11 @@ class Worker:
             return
         through = set(trace.policy.through_categories)
         final: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for a, row in (await store.node_verdicts(conn, trace.id, wanted)).items():
+        for a, row in (await store.node_verdicts(conn, trace.id, wanted, chain)).items():
             if row["role"] in ("exit", "stopped") and row["category"] not in through:
                 final[(row["role"], row["reason"])].append(a)
         for (role, reason), addrs in sorted(final.items()):
-            await store.mark_hops_into(conn, trace.id, addrs, role, reason)
+            await store.mark_hops_into(conn, trace.id, addrs, role, reason, chain)
 
     async def _link_hops(
         self, conn: store.Conn, trace: _TraceInfo, withdrawal_ids: Sequence[int], mixer: _MixerWrite
@@ -833,12 +1048,12 @@ class Worker:
             if amount <= 0:
                 # Every link into it was dropped (new facts on a re-run): the hop carries nothing.
                 out.append(HopRow(wid, t.from_address, t.to_address, t.asset, t.block_number, depth + 1, 0, 0.0,
-                                  str(t.kind), "stopped", "mixer link dropped", parents, 0.0))
+                                  str(t.kind), "stopped", "mixer link dropped", parents, 0.0, trace.chain))
                 continue
             status, reason = mixer.recipient_status.get(t.to_address, ("followed", REASON_MIXER_LINK))
             out.append(HopRow(wid, t.from_address, t.to_address, t.asset, t.block_number, depth + 1, amount,
                               amount / t.amount if t.amount else 0.0, str(t.kind), status, reason, parents[:8],
-                              confidence))
+                              confidence, trace.chain))
         return out
 
 
@@ -898,6 +1113,18 @@ class _MixerWrite:
     recipient_status: dict[str, tuple[str, str]] = field(default_factory=dict)  # labelled/known recipients
 
 
+@dataclass(frozen=True)
+class _Continuation:
+    """A bridge payout on another chain that continues the trace (written at commit time, where
+    the contributions of every deposit paid out by it are summed)."""
+
+    owner: str  # the depositing wallet's job
+    chain: str
+    payout: StoredTransfer
+    depth: int
+    deposit: dict[str, Any]  # the deposit side of the evidence, with what it carries ("carried")
+
+
 @dataclass
 class _Batch:
     """What one batch decided, written by `_commit` in one transaction."""
@@ -907,6 +1134,7 @@ class _Batch:
     hops: list[tuple[str, HopRow]] = field(default_factory=list)  # (owning job's address, hop)
     quiet: set[int] = field(default_factory=set)  # transfer ids of hops that must not wake their recipient
     mixer: _MixerWrite | None = None
+    continuations: list[_Continuation] = field(default_factory=list)
 
     def add(self, owner: str, hop: HopRow, *, quiet: bool = False) -> None:
         self.hops.append((owner, hop))

@@ -75,7 +75,7 @@ async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[Mapping
            FROM unnest($2::bigint[], $3::bool[]) AS c(tid, ins)
            JOIN hops h ON h.trace_id = $1 AND h.transfer_id = c.tid
            JOIN transfers t ON t.id = c.tid
-           LEFT JOIN jobs j ON j.trace_id = $1 AND j.address = h.to_addr
+           LEFT JOIN jobs j ON j.trace_id = $1 AND j.address = h.to_addr AND j.chain = h.chain
            WHERE h.reason <> 'below_threshold'
            ORDER BY t.block_number, t.tx_index, t.position""",
         trace_id, [int(r["transfer_id"]) for r in changed], [bool(r["inserted"]) for r in changed],

@@ -25,7 +25,8 @@ HOP_SORTS = ("block", "-block", "amount", "-amount")
 # amount as text: decoding numeric(78,0) into Decimal costs more than the rest of the row, and the
 # API turns it into an exact decimal string anyway.
 _HOP_COLUMNS = """h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount::text AS amount, h.depth, h.status, h.reason,
-                  h.share, h.kind, h.block_number, t.tx_hash, t.position, t.block_time, t.decimals, t.symbol"""
+                  h.share, h.kind, h.block_number, t.tx_hash, t.position, t.block_time, t.decimals, t.symbol,
+                  h.chain, h.confidence, h.evidence::text AS evidence"""
 
 
 # ---------------------------------------------------------------- traces
@@ -207,28 +208,32 @@ async def exits(conn: Conn, trace_id: int, chain: str, *, asset: str | None = No
 
     The aggregate reads only the partial covering index hops_exit_cover (no heap). Times and token
     metadata come from one transfer in the first and last block of each exit (index transfers_to),
-    so the cost follows the number of exits rather than the number of hops into them."""
+    so the cost follows the number of exits rather than the number of hops into them. `chain`
+    is the trace's own; exits on chains it continued into carry theirs."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """WITH e AS (
-               SELECT h.to_addr, h.asset, sum(h.amount) AS amount, count(*) AS hops,
+               SELECT h.chain, h.to_addr, h.asset, sum(h.amount) AS amount, count(*) AS hops,
                       count(DISTINCT h.from_addr) AS senders, min(h.depth) AS depth,
                       min(h.block_number) AS first_block, max(h.block_number) AS last_block
                FROM hops h
                WHERE h.trace_id = $1 AND h.status = 'exit' AND ($3::text IS NULL OR h.asset = $3)
-               GROUP BY h.to_addr, h.asset
+               GROUP BY h.to_addr, h.asset, h.chain
            )
            SELECT e.to_addr AS address, e.asset, e.amount::text AS amount, e.hops, e.senders, e.depth,
                   e.first_block, e.last_block, f.block_time AS first_time, l.block_time AS last_time,
-                  f.decimals, f.symbol, j.reason, j.entity, j.category, j.evidence::text AS evidence
+                  f.decimals, f.symbol, j.reason, j.entity, j.category, j.evidence::text AS evidence,
+                  coalesce(e.chain, $2) AS chain
            FROM e
-           LEFT JOIN jobs j ON j.trace_id = $1 AND j.address = e.to_addr
+           LEFT JOIN jobs j ON j.trace_id = $1 AND j.chain = e.chain AND j.address = e.to_addr
            LEFT JOIN LATERAL (
                SELECT t.block_time, t.decimals, t.symbol FROM transfers t
-               WHERE t.chain = $2 AND t.to_addr = e.to_addr AND t.block_number = e.first_block AND t.asset = e.asset
+               WHERE t.chain = e.chain AND t.to_addr = e.to_addr AND t.block_number = e.first_block
+                 AND t.asset = e.asset
                LIMIT 1) f ON true
            LEFT JOIN LATERAL (
                SELECT t.block_time FROM transfers t
-               WHERE t.chain = $2 AND t.to_addr = e.to_addr AND t.block_number = e.last_block AND t.asset = e.asset
+               WHERE t.chain = e.chain AND t.to_addr = e.to_addr AND t.block_number = e.last_block
+                 AND t.asset = e.asset
                LIMIT 1) l ON true
            WHERE ($4::text IS NULL OR j.category = $4)
            ORDER BY e.amount DESC, e.to_addr, e.asset""",
@@ -251,7 +256,7 @@ async def ancestor_hops(conn: Conn, trace_id: int, target: str, *, max_hops: int
                WHERE h.trace_id = $1 AND (h.status = 'followed' OR h.to_addr = $2)
            )
            SELECT h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
-                  t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol
+                  t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol, h.chain
            FROM hops h JOIN transfers t ON t.id = h.transfer_id
            WHERE h.trace_id = $1 AND h.to_addr IN (SELECT address FROM up)
              AND (h.status = 'followed' OR h.to_addr = $2)
@@ -308,14 +313,16 @@ async def trace_statuses(conn: Conn) -> dict[str, int]:
 
 async def iter_graph_nodes(conn: Conn, trace_id: int, *, prefetch: int = 2000) -> AsyncIterator[asyncpg.Record]:
     """Every address at either end of a hop, with the trace's verdict on it when it has one
-    (recipients below the threshold were never judged). Server-side cursor: constant memory."""
+    (recipients below the threshold were never judged). Server-side cursor: constant memory.
+    A hop's sender is on the hop's chain, except a bridge payout's (the vault pays on the
+    destination chain too, so it is a node of that chain: one (chain, address) per node)."""
     async for row in conn.cursor(
-        """SELECT a.address, j.depth, coalesce(j.is_seed, false) AS is_seed, j.role, j.reason, j.entity,
+        """SELECT a.address, a.chain, j.depth, coalesce(j.is_seed, false) AS is_seed, j.role, j.reason, j.entity,
                   j.category
-           FROM (SELECT from_addr AS address FROM hops WHERE trace_id = $1
-                 UNION SELECT to_addr FROM hops WHERE trace_id = $1) a
-           LEFT JOIN jobs j ON j.trace_id = $1 AND j.address = a.address
-           ORDER BY a.address""",
+           FROM (SELECT from_addr AS address, chain FROM hops WHERE trace_id = $1
+                 UNION SELECT to_addr, chain FROM hops WHERE trace_id = $1) a
+           LEFT JOIN jobs j ON j.trace_id = $1 AND j.chain = a.chain AND j.address = a.address
+           ORDER BY a.address, a.chain""",
         trace_id, prefetch=prefetch,
     ):
         yield row

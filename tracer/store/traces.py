@@ -35,6 +35,7 @@ class Job:
     is_seed: bool
     generation: int
     attempts: int
+    chain: str = ""  # the chain the address is on (a trace may continue across bridges)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,17 @@ class HopRow:
     reason: str
     parents: list[int]
     confidence: float = 1.0
+    chain: str | None = None  # None: the trace's own chain
+    evidence: dict[str, Any] | None = None  # why an inferred hop exists (a bridge payout's match)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainWindow:
+    """The blocks a trace reads on one chain."""
+
+    chain: str
+    from_block: int
+    to_block: int
 
 
 # ---------------------------------------------------------------- traces
@@ -82,7 +94,7 @@ async def insert_trace(
             chain, list(seeds), policy, label, from_block, to_block, created_by,
         )
         await conn.execute(
-            "INSERT INTO jobs (trace_id, address, kind, depth) VALUES ($1, '', 'start', 0)", trace_id
+            "INSERT INTO jobs (trace_id, chain, address, kind, depth) VALUES ($1, $2, '', 'start', 0)", trace_id, chain
         )
         await insert_events(conn, [(trace_id, "trace_created", {"seeds": list(seeds)})])
     return trace_id
@@ -113,9 +125,9 @@ async def start_trace(conn: Conn, trace_id: int, totals: dict[str, int], seed_jo
         trace_id, {k: str(v) for k, v in totals.items()},
     )
     await conn.execute(
-        """INSERT INTO jobs (trace_id, address, kind, depth, is_seed)
-           SELECT $1, a, 'address', 0, true FROM unnest($2::text[]) AS a
-           ON CONFLICT (trace_id, address) DO NOTHING""",
+        """INSERT INTO jobs (trace_id, chain, address, kind, depth, is_seed)
+           SELECT $1, (SELECT chain FROM traces WHERE id = $1), a, 'address', 0, true FROM unnest($2::text[]) AS a
+           ON CONFLICT (trace_id, chain, address) DO NOTHING""",
         trace_id, list(seed_jobs),
     )
 
@@ -185,37 +197,38 @@ async def delete_trace(conn: Conn, trace_id: int) -> bool:
 async def claim_jobs(conn: Conn, worker: str, limit: int, lease_seconds: float) -> list[Job]:
     """Claim up to `limit` runnable jobs of one trace in one statement.
 
-    Lapsed leases (a killed worker) are runnable again. Claims stay within one trace so a
-    batch shares one chain and one policy; start jobs go first so a trace's seeds get going.
+    Lapsed leases (a killed worker) are runnable again. Claims stay within one trace and one of
+    its chains so a batch shares one chain, one block window and one policy; start jobs go first
+    so a trace's seeds get going.
     """
     rows = await conn.fetch(
         """WITH pick AS (
-               SELECT j.trace_id FROM jobs j JOIN traces t ON t.id = j.trace_id
+               SELECT j.trace_id, j.chain FROM jobs j JOIN traces t ON t.id = j.trace_id
                WHERE j.state <> 'done' AND (j.lease_until IS NULL OR j.lease_until < now())
                  AND t.status IN ('queued', 'running')
-               ORDER BY j.trace_id LIMIT 1
+               ORDER BY j.trace_id, (j.chain = t.chain) DESC, j.chain LIMIT 1
            ), c AS (
-               SELECT j.trace_id, j.address FROM jobs j, pick
-               WHERE j.trace_id = pick.trace_id AND j.state <> 'done'
+               SELECT j.trace_id, j.chain, j.address FROM jobs j, pick
+               WHERE j.trace_id = pick.trace_id AND j.chain = pick.chain AND j.state <> 'done'
                  AND (j.lease_until IS NULL OR j.lease_until < now())
                ORDER BY (j.kind = 'start') DESC, j.depth, j.address
                LIMIT $1 FOR UPDATE OF j SKIP LOCKED
            )
            UPDATE jobs j SET state = 'running', worker = $2, attempts = j.attempts + 1,
                   lease_until = now() + make_interval(secs => $3), updated_at = now()
-           FROM c WHERE j.trace_id = c.trace_id AND j.address = c.address
-           RETURNING j.trace_id, j.address, j.kind, j.depth, j.is_seed, j.generation, j.attempts""",
+           FROM c WHERE j.trace_id = c.trace_id AND j.chain = c.chain AND j.address = c.address
+           RETURNING j.trace_id, j.address, j.kind, j.depth, j.is_seed, j.generation, j.attempts, j.chain""",
         limit, worker, lease_seconds,
     )
-    return [Job(r["trace_id"], r["address"], r["kind"], r["depth"], r["is_seed"], r["generation"], r["attempts"])
-            for r in rows]
+    return [Job(r["trace_id"], r["address"], r["kind"], r["depth"], r["is_seed"], r["generation"], r["attempts"],
+                r["chain"]) for r in rows]
 
 
 async def extend_leases(conn: Conn, worker: str, jobs: Sequence[Job], lease_seconds: float) -> None:
     await conn.execute(
         """UPDATE jobs SET lease_until = now() + make_interval(secs => $4)
-           WHERE trace_id = $1 AND address = ANY($2::text[]) AND worker = $3 AND state = 'running'""",
-        jobs[0].trace_id, [j.address for j in jobs], worker, lease_seconds,
+           WHERE trace_id = $1 AND chain = $5 AND address = ANY($2::text[]) AND worker = $3 AND state = 'running'""",
+        jobs[0].trace_id, [j.address for j in jobs], worker, lease_seconds, jobs[0].chain,
     )
 
 
@@ -226,8 +239,8 @@ async def release_jobs(conn: Conn, worker: str, jobs: Sequence[Job], delay_secon
     await conn.execute(
         """UPDATE jobs SET state = 'pending', worker = NULL,
                   lease_until = now() + make_interval(secs => $4), updated_at = now()
-           WHERE trace_id = $1 AND address = ANY($2::text[]) AND worker = $3 AND state = 'running'""",
-        jobs[0].trace_id, [j.address for j in jobs], worker, delay_seconds,
+           WHERE trace_id = $1 AND chain = $5 AND address = ANY($2::text[]) AND worker = $3 AND state = 'running'""",
+        jobs[0].trace_id, [j.address for j in jobs], worker, delay_seconds, jobs[0].chain,
     )
 
 
@@ -243,8 +256,9 @@ async def complete_jobs(conn: Conn, worker: str, jobs: Sequence[Job]) -> int:
         """UPDATE jobs j SET state = CASE WHEN j.generation = g.gen THEN 'done' ELSE 'pending' END,
                   lease_until = NULL, worker = NULL, updated_at = now()
            FROM unnest($2::text[], $3::int[]) AS g(address, gen)
-           WHERE j.trace_id = $1 AND j.address = g.address AND j.worker = $4 AND j.state = 'running'""",
-        jobs[0].trace_id, [j.address for j in jobs], [j.generation for j in jobs], worker,
+           WHERE j.trace_id = $1 AND j.chain = $5 AND j.address = g.address AND j.worker = $4
+             AND j.state = 'running'""",
+        jobs[0].trace_id, [j.address for j in jobs], [j.generation for j in jobs], worker, jobs[0].chain,
     )
     return int(result.split()[-1])
 
@@ -253,19 +267,24 @@ async def still_ours(conn: Conn, worker: str, jobs: Sequence[Job]) -> set[str]:
     """Addresses whose lease we still hold (locked until the caller's transaction ends)."""
     rows = await conn.fetch(
         """SELECT j.address FROM unnest($2::text[]) AS a(address)
-           CROSS JOIN LATERAL (SELECT address FROM jobs WHERE trace_id = $1 AND address = a.address
+           CROSS JOIN LATERAL (SELECT address FROM jobs WHERE trace_id = $1 AND chain = $4 AND address = a.address
                                  AND worker = $3 AND state = 'running' OFFSET 0) s
-           JOIN jobs j ON j.trace_id = $1 AND j.address = s.address
+           JOIN jobs j ON j.trace_id = $1 AND j.chain = $4 AND j.address = s.address
            -- repeated on j: after waiting for a lock, Postgres re-checks j's conditions only
            WHERE j.worker = $3 AND j.state = 'running'
            FOR UPDATE OF j""",
-        jobs[0].trace_id, [j.address for j in jobs], worker,
+        jobs[0].trace_id, [j.address for j in jobs], worker, jobs[0].chain,
     )
     return {r["address"] for r in rows}
 
 
-async def enqueue(conn: Conn, trace_id: int, children: Iterable[tuple[str, int]]) -> None:
-    """Put addresses on the frontier, or wake them again when new flagged money reached them.
+_CHAIN = "coalesce({arg}::text, (SELECT chain FROM traces WHERE id = $1))"
+"""SQL for a chain argument: None means the trace's own chain."""
+
+
+async def enqueue(conn: Conn, trace_id: int, children: Iterable[tuple[str, int]], chain: str | None = None) -> None:
+    """Put addresses (of `chain`, default the trace's own) on the frontier, or wake them again
+    when new flagged money reached them.
 
     A waking job keeps its smallest depth; a job that is running gets its generation bumped, so
     the worker finishing it re-queues it instead of marking it done on stale inputs.
@@ -274,45 +293,50 @@ async def enqueue(conn: Conn, trace_id: int, children: Iterable[tuple[str, int]]
     if not pairs:
         return
     await conn.execute(
-        """INSERT INTO jobs (trace_id, address, kind, depth)
-           SELECT $1, a, 'address', d FROM unnest($2::text[], $3::int[]) AS c(a, d)
-           ON CONFLICT (trace_id, address) DO UPDATE SET
+        f"""INSERT INTO jobs (trace_id, chain, address, kind, depth)
+           SELECT $1, {_CHAIN.format(arg="$4")}, a, 'address', d FROM unnest($2::text[], $3::int[]) AS c(a, d)
+           ON CONFLICT (trace_id, chain, address) DO UPDATE SET
                depth = LEAST(jobs.depth, excluded.depth),
                generation = jobs.generation + 1,
                state = CASE WHEN jobs.state = 'done' AND jobs.role IS DISTINCT FROM 'exit'
                             THEN 'pending' ELSE jobs.state END,
                updated_at = now()""",
-        trace_id, [a for a, _ in pairs], [d for _, d in pairs],
+        trace_id, [a for a, _ in pairs], [d for _, d in pairs], chain,
     )
 
 
 async def set_verdicts(conn: Conn, trace_id: int, verdicts: Sequence[tuple[str, int, str, str, str | None,
-                                                                         str | None, dict[str, Any] | None]]) -> None:
+                                                                         str | None, dict[str, Any] | None]],
+                       chain: str | None = None) -> None:
     """Record each address's role in the trace: (address, depth, role, reason, entity, category,
-    evidence). Exits found from labels get a finished job row so they are never processed."""
+    evidence), on `chain` (default the trace's own). Exits found from labels get a finished job
+    row so they are never processed."""
     if not verdicts:
         return
     await conn.execute(
-        """INSERT INTO jobs (trace_id, address, kind, depth, state, role, reason, entity, category, evidence)
-           SELECT $1, v.a, 'address', v.d, 'done', v.role, v.reason, v.entity, v.category, v.evidence::jsonb
+        f"""INSERT INTO jobs (trace_id, chain, address, kind, depth, state, role, reason, entity, category, evidence)
+           SELECT $1, {_CHAIN.format(arg="$9")}, v.a, 'address', v.d, 'done', v.role, v.reason, v.entity,
+                  v.category, v.evidence::jsonb
            FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
                 AS v(a, d, role, reason, entity, category, evidence)
-           ON CONFLICT (trace_id, address) DO UPDATE SET
+           ON CONFLICT (trace_id, chain, address) DO UPDATE SET
                depth = LEAST(jobs.depth, excluded.depth), role = excluded.role, reason = excluded.reason,
                entity = excluded.entity, category = excluded.category, evidence = excluded.evidence,
                updated_at = now()""",
         trace_id,
         [v[0] for v in verdicts], [v[1] for v in verdicts], [v[2] for v in verdicts],
         [v[3] for v in verdicts], [v[4] for v in verdicts], [v[5] for v in verdicts],
-        [json.dumps(v[6]) if v[6] is not None else None for v in verdicts],
+        [json.dumps(v[6]) if v[6] is not None else None for v in verdicts], chain,
     )
 
 
-async def node_verdicts(conn: Conn, trace_id: int, addresses: Sequence[str]) -> dict[str, asyncpg.Record]:
+async def node_verdicts(conn: Conn, trace_id: int, addresses: Sequence[str],
+                        chain: str | None = None) -> dict[str, asyncpg.Record]:
     rows = await conn.fetch(
-        """SELECT j.* FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
-           CROSS JOIN LATERAL (SELECT * FROM jobs WHERE trace_id = $1 AND address = a.a OFFSET 0) j""",
-        trace_id, list(addresses),
+        f"""SELECT j.* FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
+           CROSS JOIN LATERAL (SELECT * FROM jobs WHERE trace_id = $1 AND chain = {_CHAIN.format(arg="$3")}
+                                 AND address = a.a OFFSET 0) j""",
+        trace_id, list(addresses), chain,
     )
     return {r["address"]: r for r in rows}
 
@@ -409,62 +433,119 @@ async def load_transfers(
 # ---------------------------------------------------------------- hops
 
 
-async def inflow_hops(conn: Conn, trace_id: int, addresses: Sequence[str]) -> list[asyncpg.Record]:
-    """Flagged money that reached the addresses: hops into them, with their block."""
+async def inflow_hops(conn: Conn, trace_id: int, addresses: Sequence[str],
+                      chain: str | None = None) -> list[asyncpg.Record]:
+    """Flagged money that reached the addresses (on `chain`): hops into them, with their block."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT h.transfer_id, h.to_addr, h.asset, h.amount, h.depth, h.block_number
+        f"""SELECT h.transfer_id, h.to_addr, h.asset, h.amount, h.depth, h.block_number
            FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
            CROSS JOIN LATERAL (SELECT transfer_id, to_addr, asset, amount, depth, block_number FROM hops
-                               WHERE trace_id = $1 AND to_addr = a.a OFFSET 0) h""",
-        trace_id, list(addresses),
+                               WHERE trace_id = $1 AND to_addr = a.a AND chain = {_CHAIN.format(arg="$3")}
+                               OFFSET 0) h""",
+        trace_id, list(addresses), chain,
     )
     return rows
 
 
 async def upsert_hops(conn: Conn, trace_id: int, hops: Sequence[HopRow]) -> list[asyncpg.Record]:
     """Write hops; return the ones that are new or whose amount grew (their recipients need
-    another look). Unchanged hops are not rewritten."""
+    another look). Unchanged hops are not rewritten. A hop without a chain is on the trace's own."""
     if not hops:
         return []
     rows: list[asyncpg.Record] = await conn.fetch(
-        """INSERT INTO hops (trace_id, transfer_id, from_addr, to_addr, asset, block_number, depth, amount, share,
-                             kind, status, reason, parents, confidence)
+        f"""INSERT INTO hops (trace_id, transfer_id, from_addr, to_addr, asset, block_number, depth, amount, share,
+                             kind, status, reason, parents, confidence, chain, evidence)
            SELECT $1, h.tid, h.fa, h.ta, h.asset, h.block, h.depth, h.amount, h.share, h.kind, h.status, h.reason,
-                  CASE WHEN h.parents = '' THEN '{}'::bigint[] ELSE string_to_array(h.parents, ',')::bigint[] END,
-                  h.conf
+                  CASE WHEN h.parents = '' THEN '{{}}'::bigint[] ELSE string_to_array(h.parents, ',')::bigint[] END,
+                  h.conf, {_CHAIN.format(arg="h.chain")}, h.evidence::jsonb
            FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[], $8::numeric[],
-                       $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[], $14::float8[])
-                AS h(tid, fa, ta, asset, block, depth, amount, share, kind, status, reason, parents, conf)
+                       $9::float8[], $10::text[], $11::text[], $12::text[], $13::text[], $14::float8[], $15::text[],
+                       $16::text[])
+                AS h(tid, fa, ta, asset, block, depth, amount, share, kind, status, reason, parents, conf, chain,
+                     evidence)
            ON CONFLICT (trace_id, transfer_id) DO UPDATE SET
                amount = excluded.amount, share = excluded.share, depth = LEAST(hops.depth, excluded.depth),
                status = excluded.status, reason = excluded.reason, parents = excluded.parents,
-               confidence = excluded.confidence, updated_at = now()
-           WHERE (hops.amount, hops.status, hops.reason, hops.depth)
-                 IS DISTINCT FROM (excluded.amount, excluded.status, excluded.reason, LEAST(hops.depth, excluded.depth))
-           RETURNING transfer_id, to_addr, asset, amount, status, depth, (xmax = 0) AS inserted""",
+               confidence = excluded.confidence, evidence = excluded.evidence, updated_at = now()
+           WHERE (hops.amount, hops.status, hops.reason, hops.depth, hops.evidence)
+                 IS DISTINCT FROM (excluded.amount, excluded.status, excluded.reason, LEAST(hops.depth, excluded.depth),
+                                   excluded.evidence)
+           RETURNING transfer_id, to_addr, asset, amount, status, depth, chain, (xmax = 0) AS inserted""",
         trace_id,
         [h.transfer_id for h in hops], [h.from_addr for h in hops], [h.to_addr for h in hops],
         [h.asset for h in hops], [h.block_number for h in hops], [h.depth for h in hops],
         [Decimal(h.amount) for h in hops], [h.share for h in hops], [h.kind for h in hops],
         [h.status for h in hops], [h.reason for h in hops], [",".join(map(str, h.parents)) for h in hops],
-        [h.confidence for h in hops],
+        [h.confidence for h in hops], [h.chain for h in hops],
+        [json.dumps(h.evidence) if h.evidence is not None else None for h in hops],
     )
     return rows
 
 
-async def mark_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], status: str, reason: str) -> None:
-    """Once an address is classified (exit by behaviour, hub, ...), the hops into it say why."""
+async def mark_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], status: str, reason: str,
+                         chain: str | None = None) -> None:
+    """Once an address (of `chain`) is classified (exit by behaviour, hub, ...), the hops into it say why."""
     await conn.execute(
-        """UPDATE hops SET status = $3, reason = $4, updated_at = now()
+        f"""UPDATE hops SET status = $3, reason = $4, updated_at = now()
            FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
            CROSS JOIN LATERAL (SELECT transfer_id FROM hops WHERE trace_id = $1 AND to_addr = a.a
+                                 AND chain = {_CHAIN.format(arg="$5")}
                                  AND (status, reason) IS DISTINCT FROM ($3, $4) AND status <> 'stopped'
                                OFFSET 0) x
            WHERE hops.trace_id = $1 AND hops.transfer_id = x.transfer_id
              -- repeated on the row updated: re-checked if a concurrent writer changed it first
              AND (hops.status, hops.reason) IS DISTINCT FROM ($3, $4) AND hops.status <> 'stopped'""",
-        trace_id, list(addresses), status, reason,
+        trace_id, list(addresses), status, reason, chain,
     )
+
+
+async def hop_evidence(conn: Conn, trace_id: int, transfer_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The evidence recorded on hops (inferred hops merge what earlier batches found)."""
+    rows = await conn.fetch(
+        """SELECT transfer_id, evidence FROM hops
+           WHERE trace_id = $1 AND transfer_id = ANY($2::bigint[]) AND evidence IS NOT NULL""",
+        trace_id, list(transfer_ids),
+    )
+    out: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        ev = r["evidence"]
+        out[r["transfer_id"]] = json.loads(ev) if isinstance(ev, str) else dict(ev)
+    return out
+
+
+# ---------------------------------------------------------------- chain windows
+
+
+async def chain_window(conn: Conn, trace_id: int, chain: str) -> ChainWindow | None:
+    """The block window of `chain` in the trace: the trace's own for its own chain, else the one
+    recorded when the trace first continued there (None: it never did)."""
+    row = await conn.fetchrow(
+        """SELECT chain, from_block, to_block FROM traces WHERE id = $1 AND chain = $2
+           UNION ALL
+           SELECT chain, from_block, to_block FROM trace_chains WHERE trace_id = $1 AND chain = $2""",
+        trace_id, chain,
+    )
+    return ChainWindow(row["chain"], row["from_block"], row["to_block"]) if row else None
+
+
+async def open_chain_window(conn: Conn, trace_id: int, chain: str, from_block: int, to_block: int) -> ChainWindow:
+    """Record the window of a chain the trace continues into. The first continuation fixes the
+    end (that chain's head then), so every worker reads the same blocks; an earlier deposit only
+    moves the start back."""
+    row = await conn.fetchrow(
+        """INSERT INTO trace_chains (trace_id, chain, from_block, to_block) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (trace_id, chain) DO UPDATE SET from_block = LEAST(trace_chains.from_block, excluded.from_block)
+           RETURNING chain, from_block, to_block""",
+        trace_id, chain, from_block, to_block,
+    )
+    return ChainWindow(row["chain"], row["from_block"], row["to_block"])
+
+
+async def chain_windows(conn: Conn, trace_id: int) -> list[ChainWindow]:
+    """The windows of the chains a trace continued into (not its own)."""
+    rows = await conn.fetch(
+        "SELECT chain, from_block, to_block FROM trace_chains WHERE trace_id = $1 ORDER BY chain", trace_id)
+    return [ChainWindow(r["chain"], r["from_block"], r["to_block"]) for r in rows]
 
 
 async def hop_count(conn: Conn, trace_id: int) -> int:
@@ -494,11 +575,11 @@ async def exits(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
         """SELECT h.to_addr AS address, h.asset, sum(h.amount) AS amount, count(*) AS hops,
                   min(t.block_time) AS first_time, max(t.block_time) AS last_time,
                   min(h.depth) AS depth, max(t.decimals) AS decimals, max(t.symbol) AS symbol,
-                  j.reason, j.entity, j.category, j.evidence
+                  j.reason, j.entity, j.category, j.evidence, h.chain
            FROM hops h JOIN transfers t ON t.id = h.transfer_id
-           LEFT JOIN jobs j ON j.trace_id = h.trace_id AND j.address = h.to_addr
+           LEFT JOIN jobs j ON j.trace_id = h.trace_id AND j.chain = h.chain AND j.address = h.to_addr
            WHERE h.trace_id = $1 AND h.status = 'exit'
-           GROUP BY h.to_addr, h.asset, j.reason, j.entity, j.category, j.evidence
+           GROUP BY h.chain, h.to_addr, h.asset, j.reason, j.entity, j.category, j.evidence
            ORDER BY sum(h.amount) DESC, h.to_addr""",
         trace_id,
     )
@@ -508,10 +589,10 @@ async def exits(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
 async def stops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
     """Addresses where the trace stopped without reaching an off-ramp (hubs, mixers, limits)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT j.address, j.reason, j.entity, j.category, j.depth,
+        """SELECT j.address, j.reason, j.entity, j.category, j.depth, j.chain,
                   coalesce((SELECT jsonb_object_agg(asset, amount::text) FROM
                      (SELECT asset, sum(amount) AS amount FROM hops h WHERE h.trace_id = j.trace_id
-                        AND h.to_addr = j.address GROUP BY asset) s), '{}'::jsonb) AS amounts
+                        AND h.chain = j.chain AND h.to_addr = j.address GROUP BY asset) s), '{}'::jsonb) AS amounts
            FROM jobs j WHERE j.trace_id = $1 AND j.role = 'stopped' ORDER BY j.depth, j.address""",
         trace_id,
     )
@@ -522,8 +603,21 @@ async def all_hops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
                   h.share, h.confidence, h.kind, t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol,
-                  t.position
+                  t.position, h.chain, h.evidence
            FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""",
         trace_id,
     )
     return rows
+
+
+async def add_hop_count(conn: Conn, trace_id: int, inserted: int) -> None:
+    """Count hops a commit inserted (policy.max_hops is checked against the count)."""
+    if inserted:
+        await conn.execute("UPDATE traces SET hop_count = hop_count + $2 WHERE id = $1", trace_id, inserted)
+
+
+async def note_hop_limit(conn: Conn, trace_id: int) -> bool:
+    """Record that the trace hit policy.max_hops; True the first time only."""
+    return bool(await conn.fetchval(
+        """UPDATE traces SET hop_limit_reached = true, updated_at = now()
+           WHERE id = $1 AND NOT hop_limit_reached RETURNING id""", trace_id))

@@ -1,0 +1,273 @@
+"""One trace across two chains: THORChain deposits on the home devchain whose memos name addresses
+on a second EVM devchain ("avalanche") continue there as payout hops, then hop by hop to an
+exchange, through the real API, real workers and two real JSON-RPC servers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.api_support import Api, conforms, running_api
+from tracer.api.context import Settings
+from tracer.chains.evm import EvmChain
+from tracer.chains.records import NATIVE, Transfer, TransferKind
+from tracer.demo import load_scenario_labels
+from tracer.devchain.crosschain import CrossChain, destination
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.engine import bridges
+from tracer.engine.service import create_trace
+from tracer.runner import run_with_workers
+from tracer.store.db import Database
+
+DEST = "avalanche"
+DEST_ID = 43114
+
+
+@pytest.fixture(scope="module")
+def home() -> Scenario:
+    # Six THORChain deposits: memos cycle through BTC, AVAX and BNB, so two go to avalanche.
+    return generate(replace(ScenarioParams.for_size(1000, seed=11, services=True), n_bridges=6))
+
+
+@pytest.fixture(scope="module")
+def cross(home: Scenario) -> CrossChain:
+    return destination(home, DEST, DEST_ID, decoys=1)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def chains(home: Scenario, cross: CrossChain, devchain_factory: Any) -> AsyncIterator[dict[str, EvmChain]]:
+    out: dict[str, EvmChain] = {}
+    for sc in (home, cross.scenario):
+        server = await devchain_factory(sc)
+        client = EvmChain(server.url, chain=sc.chain, expected_chain_id=sc.chain_id)
+        await client.connect()
+        out[sc.chain] = client
+    yield out
+    for client in out.values():
+        await client.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(db: Database, chains: dict[str, EvmChain], home: Scenario, cross: CrossChain) -> AsyncIterator[Api]:
+    await load_scenario_labels(db.pool, home)
+    await load_scenario_labels(db.pool, cross.scenario)
+    async with running_api(db, chains, Settings(workers=2, worker_lease_seconds=10.0, page_max=500)) as a:
+        yield a
+
+
+async def _run_over_api(api: Api, home: Scenario, policy: dict[str, Any]) -> dict[str, Any]:
+    _, body, _ = await api.call("POST", "/v1/traces", expect=201,
+                                json={"chain": home.chain, "seeds": home.seeds, "policy": policy})
+    for _ in range(1200):
+        _, body, _ = await api.call("GET", f"/v1/traces/{body['id']}", expect=200)
+        if body["status"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.1)
+    assert body["status"] == "done", body
+    return body
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def trace(api: Api, home: Scenario) -> dict[str, Any]:
+    return await _run_over_api(api, home, {"max_depth": 40})
+
+
+async def _hops(api: Api, trace_id: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    url: str | None = f"/v1/traces/{trace_id}/hops?limit=500"
+    while url:
+        _, page, _ = await api.call("GET", url, expect=200)
+        conforms("hop-page", page)
+        out.extend(page["items"])
+        url = page["links"]["next"]
+    return out
+
+
+async def _exits(api: Api, trace_id: int) -> list[dict[str, Any]]:
+    _, body, _ = await api.call("GET", f"/v1/traces/{trace_id}/exits", expect=200)
+    conforms("exit-list", body)
+    items: list[dict[str, Any]] = body["items"]
+    return items
+
+
+def _router_destinations(exits: list[dict[str, Any]], router: str) -> dict[tuple[str, str], dict[str, Any]]:
+    [line] = [e for e in exits if e["address"] == router and e["asset"] == NATIVE]
+    evidence = line["recognised_by"]["evidence"]
+    return {(d["from"], d["address"]): d for d in evidence["destinations"]}
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destination_chain(
+    api: Api, trace: dict[str, Any], home: Scenario, cross: CrossChain
+) -> None:
+    assert len(cross.payouts) == 2 and [p.decoy for p in cross.payouts] == [True, False]
+    hops = await _hops(api, trace["id"])
+    assert {h["chain"] for h in hops} == {home.chain, DEST}
+    router = home.truth.bridges[0].router
+    expected: dict[str, int] = {}
+    for p in cross.payouts:
+        dep = p.deposit
+        [deposit_hop] = [h for h in hops if h["chain"] == home.chain and h["from"] == dep.sender
+                         and h["to"] == router]
+        assert deposit_hop["status"] == "exit"
+        flagged = int(deposit_hop["amount_raw"])
+        assert abs(flagged - dep.flagged) <= dep.flagged * 0.001
+        # The payout: a hop on the destination chain, carrying the deposit's flagged share at the
+        # bridge's own rate, times the confidence of the timing match.
+        [payout] = [h for h in hops if h["chain"] == DEST and h["to"] == p.address and h["from"] == p.vault]
+        method = bridges.MATCH_EARLIEST if p.decoy else bridges.MATCH_SINGLE
+        confidence = bridges.CONFIDENCE[method]
+        want = int(p.amount * flagged // dep.amount * confidence)
+        assert (payout["status"], payout["reason"], payout["confidence"]) == ("followed", "bridge", confidence)
+        assert int(payout["amount_raw"]) == want
+        assert payout["depth"] == deposit_hop["depth"] + 1
+        [proof] = payout["evidence"]["deposits"]
+        assert (proof["chain"], proof["tx_hash"], proof["protocol"], proof["match"]) == (
+            home.chain, deposit_hop["tx_hash"], "THORChain", method)
+        assert proof["candidates"] == (2 if p.decoy else 1)
+        # Then the engine follows it as any wallet: every hop of the path carries it on, to the
+        # exchange deposit address (recognised by its sweep to the labelled hot wallet there).
+        chain_path = [p.address, *p.path, p.deposit_address]
+        for depth, (a, b) in enumerate(itertools.pairwise(chain_path), start=payout["depth"] + 1):
+            [h] = [h for h in hops if h["chain"] == DEST and h["from"] == a and h["to"] == b]
+            assert abs(int(h["amount_raw"]) - want) <= 2 and h["depth"] == depth
+            assert (h["status"], h["reason"]) == (("exit", "deposit_address") if b == p.deposit_address
+                                                  else ("followed", "flagged funds"))
+        expected[p.deposit_address] = want
+    # The destination's later, unrelated inflow is not part of the trace.
+    assert not [h for h in hops if h["chain"] == DEST and h["to"] == cross.payouts[0].address
+                and h["from"] != cross.vault]
+    exits = await _exits(api, trace["id"])
+    remote = {e["address"]: e for e in exits if e["chain"] == DEST}
+    assert set(remote) == set(expected)
+    for address, want in expected.items():
+        e = remote[address]
+        assert (e["category"], e["entity"], e["reason"]) == ("deposit_address", "Binance", "deposit_address")
+        assert abs(int(e["amount_raw"]) - want) <= 4
+        assert e["symbol"] == "AVAX" and e["share"] == 0.0  # totals are in the home chain's units
+    assert all(e["chain"] == home.chain for e in exits if e["address"] not in expected)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_router_evidence_says_which_destinations_were_followed(
+    api: Api, trace: dict[str, Any], home: Scenario, cross: CrossChain
+) -> None:
+    exits = await _exits(api, trace["id"])
+    destinations = _router_destinations(exits, home.truth.bridges[0].router)
+    payouts = {p.address: p for p in cross.payouts}
+    for b in home.truth.bridges:
+        follow = destinations[(b.sender, b.dest_address)]["continue"]
+        if b.dest_chain == DEST:
+            p = payouts[b.dest_address.lower()]
+            assert (follow["possible"], follow["followed"], follow["chain"]) == (True, True, DEST)
+            assert follow["payout"]["match"] == (bridges.MATCH_EARLIEST if p.decoy else bridges.MATCH_SINGLE)
+            assert int(follow["payout"]["amount"]) == p.amount
+        else:
+            assert follow["possible"] is False and follow["note"] == f"no RPC configured for {b.dest_chain}"
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_two_workers_one_worker_and_a_rerun_give_identical_hops(
+    api: Api, db: Database, trace: dict[str, Any], home: Scenario, chains: dict[str, EvmChain]
+) -> None:
+    def key(h: dict[str, Any]) -> tuple[Any, ...]:
+        return (h["chain"], h["tx_hash"], h["position"], h["amount_raw"], h["status"], h["reason"], h["depth"])
+
+    reference = sorted(key(h) for h in await _hops(api, trace["id"]))
+    # The same trace again, by one worker in this process: everything now comes from the cache.
+    again = await create_trace(db.pool, chains[home.chain], chain=home.chain, seeds=home.seeds,
+                               policy={"max_depth": 40})
+    assert await run_with_workers(db.pool, chains, again, workers=1, progress=False) == "done"
+    assert sorted(key(h) for h in await _hops(api, again)) == reference
+    windows = await db.pool.fetch("SELECT chain, from_block, to_block FROM trace_chains WHERE trace_id = ANY($1)",
+                                  [trace["id"], again])
+    assert len(windows) == 2 and {w["chain"] for w in windows} == {DEST}
+    assert len({(w["from_block"], w["to_block"]) for w in windows}) == 1
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_without_the_destination_chain_the_deposit_stays_a_reported_exit(
+    api: Api, db: Database, home: Scenario, chains: dict[str, EvmChain]
+) -> None:
+    only_home = {home.chain: chains[home.chain]}
+    trace_id = await create_trace(db.pool, only_home[home.chain], chain=home.chain, seeds=home.seeds, policy={})
+    assert await run_with_workers(db.pool, only_home, trace_id, workers=2, progress=False) == "done"
+    hops = await _hops(api, trace_id)
+    assert {h["chain"] for h in hops} == {home.chain}
+    destinations = _router_destinations(await _exits(api, trace_id), home.truth.bridges[0].router)
+    for b in home.truth.bridges:
+        follow = destinations[(b.sender, b.dest_address)]["continue"]
+        assert follow["possible"] is False and follow["note"] == f"no RPC configured for {b.dest_chain}"
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_max_hops_stops_expanding_and_says_so(api: Api, db: Database, home: Scenario) -> None:
+    body = await _run_over_api(api, home, {"max_depth": 40, "max_hops": 5})
+    hops = await _hops(api, body["id"])
+    # Batches that began under the limit finish, so a trace holds a little more than the limit.
+    assert 5 <= len(hops) < 200
+    stopped = await db.pool.fetch("SELECT address FROM jobs WHERE trace_id = $1 AND reason = 'max_hops'", body["id"])
+    assert stopped
+    events = await db.pool.fetch("SELECT payload FROM events WHERE trace_id = $1 AND type = 'hop_limit_reached'",
+                                 body["id"])
+    assert len(events) == 1
+    full = await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = (SELECT min(id) FROM traces)")
+    assert len(hops) < full
+
+
+# -- payout matching (pure) --------------------------------------------------------------------
+
+DEPOSIT_TX = "0x" + "ab" * 32
+DEST_ADDR = "0x" + "22" * 20
+VAULT = "0x" + "33" * 20
+
+
+def _payment(block: int, time: int, amount: int, memo: str | None = None, asset: str = NATIVE,
+             sender: str = VAULT) -> Transfer:
+    return Transfer(DEST, block, time, f"0x{block:064x}", 0, "tx", sender, DEST_ADDR, asset, amount,
+                    TransferKind.NATIVE, memo=memo)
+
+
+def test_memo_names_the_deposit_whatever_the_spelling() -> None:
+    assert bridges.memo_names("OUT:" + DEPOSIT_TX[2:].upper(), DEPOSIT_TX)
+    assert bridges.memo_names("out:" + DEPOSIT_TX, DEPOSIT_TX)
+    assert not bridges.memo_names("REFUND:" + DEPOSIT_TX[2:], DEPOSIT_TX)
+    assert not bridges.memo_names("OUT:" + "cd" * 32, DEPOSIT_TX)
+    assert not bridges.memo_names("OUT:", DEPOSIT_TX) and not bridges.memo_names(None, DEPOSIT_TX)
+
+
+def test_match_payout_prefers_the_memo_then_timing() -> None:
+    ex = bridges.thorchain_memo(DEPOSIT_TX, f"=:AVAX.AVAX:{DEST_ADDR}", 10)
+    early = _payment(10, 1_000, 5)
+    other_deposit = _payment(11, 1_100, 7, memo="OUT:" + "cd" * 32)
+    named = _payment(900, 1_000 + 2 * 86_400, 9, memo="OUT:" + DEPOSIT_TX[2:].upper())  # late, but named
+    m = bridges.match_payout([early, other_deposit, named], ex, 900)
+    assert m is not None and (m.transfer, m.method, m.confidence) == (named, bridges.MATCH_MEMO, 1.0)
+    # Without the memo: another deposit's payout is no candidate, the one left is taken at 0.7.
+    m = bridges.match_payout([early, other_deposit], ex, 900)
+    assert m is not None and (m.transfer, m.method, m.confidence, m.candidates) == (early, bridges.MATCH_SINGLE,
+                                                                                    0.7, 1)
+    later = _payment(12, 1_200, 3)
+    token = _payment(13, 1_150, 3, asset="0x" + "44" * 20)  # not the asset the memo asked for
+    before = _payment(1, 100, 3)  # before the deposit
+    m = bridges.match_payout([later, token, before, early], ex, 900)
+    assert m is not None and (m.transfer, m.method, m.confidence, m.candidates) == (early, bridges.MATCH_EARLIEST,
+                                                                                    0.5, 2)
+    assert bridges.match_payout([before, _payment(14, 900 + 86_401, 3)], ex, 900) is None
+    assert bridges.match_payout([_payment(15, 1_000, 3, sender=DEST_ADDR)], ex, 900) is None  # its own money
+
+
+def test_carried_is_the_flagged_share_at_the_bridges_rate() -> None:
+    assert bridges.carried(5, 10, 300, 1.0) == 150
+    assert bridges.carried(10, 10, 300, 0.7) == 210
+    assert bridges.carried(0, 10, 300, 1.0) == 0
+    assert bridges.carried(10**20, 10**20, 3 * 10**21 + 1, 1.0) == 3 * 10**21 + 1
+    usdc = bridges.thorchain_memo(DEPOSIT_TX, "=:ETH.USDC-0XA0B86991C6218B36C1D19D4A2E9EB0CE3606EB48:0x1")
+    assert bridges.payout_asset(usdc) == "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+    assert bridges.payout_asset(bridges.BridgeExit("Across", DEPOSIT_TX, "base", DEST_ADDR)) is None

@@ -1,0 +1,126 @@
+"""A second chain for cross-chain tests: where a scenario's bridge deposits get paid out.
+
+`destination(home, chain="avalanche", chain_id=43114)` builds a Scenario for the destination chain
+of the home scenario's bridge deposits (`home.truth.bridges` whose memo names that chain): the
+bridge's vault there pays each destination address the bridged amount at the bridge's rate a
+couple of minutes after the deposit, and the money then moves a few hops to an exchange deposit
+address, which sweeps it to the exchange's labelled hot wallet (so the tracer's exit there is the
+deposit address, recognised by its sweep).
+Unrelated vault payouts to other users make up the chain's noise; `decoys` of the destinations
+also receive an unrelated payment later the same day, so matching by timing sees several
+candidates there. Serve it with `DevChainServer` beside the home chain's server.
+
+Blocks come every `block_seconds` from the home scenario's genesis time, so a timestamp means
+the same moment on both chains. Deterministic by the home scenario and `seed`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from tracer.chains.records import NATIVE
+from tracer.devchain.scenario import (
+    KIND_NATIVE,
+    BridgeTruth,
+    Scenario,
+    ScenarioBlock,
+    ScenarioLabel,
+    ScenarioTx,
+    Truth,
+)
+
+ETHER = 10**18
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutTruth:
+    """One bridge deposit on the home chain and what became of it on the destination chain."""
+
+    deposit: BridgeTruth
+    vault: str
+    address: str  # the destination the memo names
+    time: int  # payout time
+    amount: int  # paid out (destination chain's raw units)
+    path: tuple[str, ...]  # wallets the payout moves through after the destination, in order
+    deposit_address: str  # the exchange deposit address it reaches (the exit), swept to `exchange`
+    exchange: str  # the labelled hot wallet
+    decoy: bool  # the destination also got an unrelated payment within the day
+
+
+@dataclass
+class CrossChain:
+    scenario: Scenario
+    vault: str
+    exchange: str
+    payouts: list[PayoutTruth] = field(default_factory=list)
+
+
+def destination(
+    home: Scenario,
+    chain: str = "avalanche",
+    chain_id: int = 43114,
+    *,
+    rate: Fraction = Fraction(30),
+    delay: int = 120,
+    hops: int = 2,
+    decoys: int = 1,
+    noise: int = 20,
+    block_seconds: int = 12,
+    seed: int = 1,
+) -> CrossChain:
+    """The destination chain of `home`'s bridge deposits to `chain` (see the module docstring)."""
+    rng = random.Random(f"crosschain:{seed}:{chain}")
+
+    def new() -> str:
+        return f"0x{rng.getrandbits(160):040x}"
+
+    vault, exchange, stranger = new(), new(), new()
+    times = {b.number: b.timestamp for b in home.blocks}
+    deposits = sorted((b for b in home.truth.bridges if b.dest_chain == chain), key=lambda b: (b.block, b.sender))
+    events: dict[int, list[ScenarioTx]] = {}
+
+    def at(when: int, tx: ScenarioTx) -> None:
+        events.setdefault(max(1, -(-(when - home.genesis_time) // block_seconds)), []).append(tx)
+
+    payouts: list[PayoutTruth] = []
+    total = 0
+    for i, dep in enumerate(deposits):
+        when = times[dep.block] + delay
+        amount = int(dep.amount * rate)
+        total += amount
+        address = dep.dest_address.lower()
+        path = tuple(new() for _ in range(hops))
+        deposit_address = new()
+        at(when, ScenarioTx(KIND_NATIVE, vault, address, amount))
+        hop_from, t = address, when
+        for nxt in (*path, deposit_address, exchange):
+            t += 60
+            at(t, ScenarioTx(KIND_NATIVE, hop_from, nxt, amount))
+            hop_from = nxt
+        decoy = i < decoys
+        if decoy:
+            # Later the same day someone else pays the destination: two candidates by timing.
+            at(when + 3600, ScenarioTx(KIND_NATIVE, stranger, address, amount // 7))
+        payouts.append(PayoutTruth(dep, vault, address, when, amount, path, deposit_address, exchange, decoy))
+    # Unrelated users of the bridge around the same time.
+    start = min((times[d.block] for d in deposits), default=home.genesis_time)
+    for _ in range(noise):
+        at(start + rng.randint(0, 6 * 3600), ScenarioTx(KIND_NATIVE, vault, new(), rng.randint(1, 50) * ETHER))
+    head = max(events, default=1) + 10
+    blocks = [ScenarioBlock(n, home.genesis_time + n * block_seconds, events.get(n, [])) for n in range(1, head + 1)]
+    scenario = Scenario(
+        genesis_time=home.genesis_time,
+        blocks=blocks,
+        tokens=[],
+        genesis_balances={vault: {NATIVE: total + 100_000 * ETHER}, stranger: {NATIVE: 1_000 * ETHER}},
+        contracts={},
+        seeds=[],
+        labels=[ScenarioLabel(exchange, "Binance", "exchange")],
+        truth=Truth(),
+        chain_id=chain_id,
+        chain=chain,
+        params={"crosschain": {"home_chain": home.chain, "seed": seed, "rate": str(rate), "delay": delay}},
+    )
+    return CrossChain(scenario, vault, exchange, payouts)
