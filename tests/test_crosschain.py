@@ -1,6 +1,7 @@
-"""One trace across two chains: THORChain deposits on the home devchain whose memos name addresses
-on a second EVM devchain ("avalanche") continue there as payout hops, then hop by hop to an
-exchange, through the real API, real workers and two real JSON-RPC servers."""
+"""One trace across three chains: THORChain deposits on the home devchain whose memos name addresses
+on a second EVM devchain ("avalanche") or on Bitcoin continue there as payout hops (matched by
+timing on the EVM chain, by the vault's OP_RETURN memo on Bitcoin), then hop by hop to an exchange,
+through the real API, real workers, two real JSON-RPC servers and a real Esplora server."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ import pytest_asyncio
 
 from tests.api_support import Api, conforms, running_api
 from tracer.api.context import Settings
+from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
 from tracer.chains.records import NATIVE, Transfer, TransferKind
 from tracer.demo import load_scenario_labels
-from tracer.devchain.crosschain import CrossChain, destination
+from tracer.devchain.bitcoin import BitcoinScenario
+from tracer.devchain.crosschain import CrossChain, destination, with_bitcoin_payouts
+from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.engine import bridges
 from tracer.engine.service import create_trace
@@ -30,9 +34,20 @@ DEST_ID = 43114
 
 
 @pytest.fixture(scope="module")
-def home() -> Scenario:
-    # Six THORChain deposits: memos cycle through BTC, AVAX and BNB, so two go to avalanche.
-    return generate(replace(ScenarioParams.for_size(1000, seed=11, services=True), n_bridges=6))
+def home_and_btc() -> tuple[Scenario, BitcoinScenario]:
+    # Six THORChain deposits: memos cycle through BTC, AVAX and BNB, so two go to each.
+    return with_bitcoin_payouts(generate(replace(ScenarioParams.for_size(1000, seed=11, services=True),
+                                                 n_bridges=6)))
+
+
+@pytest.fixture(scope="module")
+def home(home_and_btc: tuple[Scenario, BitcoinScenario]) -> Scenario:
+    return home_and_btc[0]
+
+
+@pytest.fixture(scope="module")
+def btc(home_and_btc: tuple[Scenario, BitcoinScenario]) -> BitcoinScenario:
+    return home_and_btc[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +56,30 @@ def cross(home: Scenario) -> CrossChain:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def chains(home: Scenario, cross: CrossChain, devchain_factory: Any) -> AsyncIterator[dict[str, EvmChain]]:
-    out: dict[str, EvmChain] = {}
+async def chains(home: Scenario, cross: CrossChain, btc: BitcoinScenario,
+                 devchain_factory: Any) -> AsyncIterator[dict[str, Any]]:
+    out: dict[str, Any] = {}
     for sc in (home, cross.scenario):
         server = await devchain_factory(sc)
         client = EvmChain(server.url, chain=sc.chain, expected_chain_id=sc.chain_id)
         await client.connect()
         out[sc.chain] = client
+    esplora = EsploraServer(btc)
+    await esplora.start()
+    out["bitcoin"] = EsploraChain(esplora.url, network="mainnet")
+    await out["bitcoin"].connect()
     yield out
     for client in out.values():
         await client.close()
+    await esplora.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(db: Database, chains: dict[str, EvmChain], home: Scenario, cross: CrossChain) -> AsyncIterator[Api]:
+async def api(db: Database, chains: dict[str, Any], home: Scenario, cross: CrossChain,
+              btc: BitcoinScenario) -> AsyncIterator[Api]:
     await load_scenario_labels(db.pool, home)
     await load_scenario_labels(db.pool, cross.scenario)
+    await load_scenario_labels(db.pool, btc)  # type: ignore[arg-type]  # duck-typed: chain + labels
     async with running_api(db, chains, Settings(workers=2, worker_lease_seconds=10.0, page_max=500)) as a:
         yield a
 
@@ -108,7 +131,7 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
 ) -> None:
     assert len(cross.payouts) == 2 and [p.decoy for p in cross.payouts] == [True, False]
     hops = await _hops(api, trace["id"])
-    assert {h["chain"] for h in hops} == {home.chain, DEST}
+    assert {h["chain"] for h in hops} == {home.chain, DEST, "bitcoin"}
     router = home.truth.bridges[0].router
     expected: dict[str, int] = {}
     for p in cross.payouts:
@@ -151,7 +174,37 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
         assert (e["category"], e["entity"], e["reason"]) == ("deposit_address", "Binance", "deposit_address")
         assert abs(int(e["amount_raw"]) - want) <= 4
         assert e["symbol"] == "AVAX" and e["share"] == 0.0  # totals are in the home chain's units
-    assert all(e["chain"] == home.chain for e in exits if e["address"] not in expected)
+    assert all(e["chain"] in (home.chain, "bitcoin") for e in exits if e["address"] not in expected)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_deposit_whose_memo_names_bitcoin_continues_as_a_bitcoin_hop_in_the_same_trace(
+    api: Api, trace: dict[str, Any], home: Scenario, btc: BitcoinScenario
+) -> None:
+    hops = await _hops(api, trace["id"])
+    exits = {e["address"]: e for e in await _exits(api, trace["id"]) if e["chain"] == "bitcoin"}
+    router = home.truth.bridges[0].router
+    deposits = [b for b in home.truth.bridges if b.dest_chain == "bitcoin"]
+    assert len(deposits) == len(btc.truth.handoffs) == 2
+    for dep, ho in zip(deposits, btc.truth.handoffs, strict=True):
+        [deposit_hop] = [h for h in hops if h["chain"] == home.chain and h["from"] == dep.sender
+                         and h["to"] == router]
+        flagged = int(deposit_hop["amount_raw"])
+        # The vault's payout names the deposit in its OP_RETURN: matched by memo, with certainty,
+        # though the vault paid other users around the same time.
+        [payout] = [h for h in hops if h["chain"] == "bitcoin" and h["tx_hash"] == ho.txid and h["to"] == ho.address]
+        assert (payout["from"], payout["status"], payout["reason"], payout["confidence"]) == (
+            ho.vault, "followed", "bridge", 1.0)
+        want = ho.amount * flagged // dep.amount
+        assert int(payout["amount_raw"]) == want and payout["symbol"] == "BTC" and payout["decimals"] == 8
+        [proof] = payout["evidence"]["deposits"]
+        assert (proof["tx_hash"], proof["match"], proof["memo"]) == (deposit_hop["tx_hash"], bridges.MATCH_MEMO,
+                                                                     dep.memo)
+        # On Bitcoin the engine follows it into the exchange deposit address it was paid into.
+        assert ho.onward_deposit is not None and ho.onward_amount is not None
+        e = exits[ho.onward_deposit]
+        assert e["entity"] == ho.exchange
+        assert abs(int(e["amount_raw"]) - want * ho.onward_amount // ho.amount) <= 2
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -168,13 +221,16 @@ async def test_router_evidence_says_which_destinations_were_followed(
             assert (follow["possible"], follow["followed"], follow["chain"]) == (True, True, DEST)
             assert follow["payout"]["match"] == (bridges.MATCH_EARLIEST if p.decoy else bridges.MATCH_SINGLE)
             assert int(follow["payout"]["amount"]) == p.amount
+        elif b.dest_chain == "bitcoin":
+            assert (follow["possible"], follow["followed"], follow["chain"]) == (True, True, "bitcoin")
+            assert (follow["payout"]["match"], follow["payout"]["confidence"]) == (bridges.MATCH_MEMO, 1.0)
         else:
             assert follow["possible"] is False and follow["note"] == f"no RPC configured for {b.dest_chain}"
 
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_two_workers_one_worker_and_a_rerun_give_identical_hops(
-    api: Api, db: Database, trace: dict[str, Any], home: Scenario, chains: dict[str, EvmChain]
+    api: Api, db: Database, trace: dict[str, Any], home: Scenario, chains: dict[str, Any]
 ) -> None:
     def key(h: dict[str, Any]) -> tuple[Any, ...]:
         return (h["chain"], h["tx_hash"], h["position"], h["amount_raw"], h["status"], h["reason"], h["depth"])
@@ -187,13 +243,13 @@ async def test_two_workers_one_worker_and_a_rerun_give_identical_hops(
     assert sorted(key(h) for h in await _hops(api, again)) == reference
     windows = await db.pool.fetch("SELECT chain, from_block, to_block FROM trace_chains WHERE trace_id = ANY($1)",
                                   [trace["id"], again])
-    assert len(windows) == 2 and {w["chain"] for w in windows} == {DEST}
-    assert len({(w["from_block"], w["to_block"]) for w in windows}) == 1
+    assert len(windows) == 4 and {w["chain"] for w in windows} == {DEST, "bitcoin"}
+    assert len({(w["chain"], w["from_block"], w["to_block"]) for w in windows}) == 2
 
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_without_the_destination_chain_the_deposit_stays_a_reported_exit(
-    api: Api, db: Database, home: Scenario, chains: dict[str, EvmChain]
+    api: Api, db: Database, home: Scenario, chains: dict[str, Any]
 ) -> None:
     only_home = {home.chain: chains[home.chain]}
     trace_id = await create_trace(db.pool, only_home[home.chain], chain=home.chain, seeds=home.seeds, policy={})

@@ -12,16 +12,27 @@ candidates there. Serve it with `DevChainServer` beside the home chain's server.
 
 Blocks come every `block_seconds` from the home scenario's genesis time, so a timestamp means
 the same moment on both chains. Deterministic by the home scenario and `seed`.
+
+`with_bitcoin_payouts(home)` does the same for the deposits whose memo names Bitcoin: it gives
+them valid P2WPKH destinations (the generator's are only address-shaped), then generates a Bitcoin
+history (tracer.devchain.bitcoin) where THORChain's vault pays each one with the OP_RETURN memo
+`OUT:<deposit tx hash>`, among payouts to other users, and the destination pays it on into an
+exchange deposit address. Serve it with `EsploraServer`.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from tracer.addresses import encode_btc_segwit
 from tracer.chains.records import NATIVE
+from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, Handoff
+from tracer.devchain.bitcoin import generate as generate_bitcoin
+from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import (
+    KIND_BRIDGE,
     KIND_NATIVE,
     BridgeTruth,
     Scenario,
@@ -124,3 +135,40 @@ def destination(
         params={"crosschain": {"home_chain": home.chain, "seed": seed, "rate": str(rate), "delay": delay}},
     )
     return CrossChain(scenario, vault, exchange, payouts)
+
+
+def with_bitcoin_payouts(
+    home: Scenario, *, sats_per_ether: int = 5_000_000, seed: int = 1, **params: object
+) -> tuple[Scenario, BitcoinScenario]:
+    """`home` (changed in place: call this before serving it or building its other chains) with
+    valid Bitcoin destinations in its memos, and the Bitcoin chain paying them (see the module
+    docstring). `params` go to BitcoinScenarioParams."""
+    rng = random.Random(f"crosschain-btc:{seed}")
+    renamed: dict[str, str] = {}
+    bridges = []
+    for b in home.truth.bridges:
+        if b.dest_chain == "bitcoin":
+            address = encode_btc_segwit("bc", 0, rng.randbytes(20))
+            renamed[b.memo] = b.memo.replace(b.dest_address, address)
+            b = replace(b, memo=renamed[b.memo], dest_address=address)
+        bridges.append(b)
+    for block in home.blocks:
+        for tx in block.txs:
+            if tx.kind == KIND_BRIDGE and tx.memo in renamed:
+                tx.memo = renamed[tx.memo]
+    home.truth.bridges = bridges
+    # The deposits' transaction hashes are what the vault's memos name: ask the chain the server
+    # will build from the same scenario.
+    chain = Chain.from_scenario(home)
+    handoffs = []
+    for tid, tx in enumerate(chain.txs):
+        if tx.kind == KIND_BRIDGE and tx.memo in renamed.values():
+            dest = next(b for b in bridges if b.memo == tx.memo)
+            when = chain.blocks[chain.tx_block[tid]].timestamp
+            handoffs.append(Handoff.thorchain(chain.tx_hash[tid], tx.value * sats_per_ether // ETHER, when,
+                                              dest.dest_address))
+    first = min((h.time for h in handoffs), default=home.genesis_time)
+    btc = generate_bitcoin(BitcoinScenarioParams(**{  # type: ignore[arg-type]
+        "seed": seed, "genesis_time": first - 6 * 3600, "coinjoin": False, "peel_hops": 3, **params,
+        "handoffs": tuple(handoffs)}))
+    return home, btc
