@@ -1,0 +1,392 @@
+"""EsploraChain over real HTTP against the devchain's Esplora server: paging, the proportional
+flattening of transactions into transfers, OP_RETURN memos, balances, faults and retries, the
+network check; Bitcoin address validation with the BIP-173/BIP-350 vectors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracer.addresses import (
+    InvalidAddress,
+    btc_script_type,
+    checksum,
+    normalize_address,
+    normalize_btc,
+)
+from tracer.chains.bitcoin import EsploraChain, NotFound, flatten, split_amounts
+from tracer.chains.errors import ChainError, WrongChain
+from tracer.chains.factory import connect_chain
+from tracer.chains.records import NATIVE
+from tracer.devchain.bitcoin import (
+    COIN,
+    BitcoinChainIndex,
+    BitcoinScenario,
+    BitcoinScenarioParams,
+    Handoff,
+    generate,
+)
+from tracer.devchain.esplora import EsploraServer
+from tracer.devchain.server import FaultPlan
+
+aio = pytest.mark.asyncio(loop_scope="session")
+
+INBOUND = "0x" + "5e" * 32
+
+
+# -- addresses ----------------------------------------------------------------------------------
+
+VALID = [
+    ("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", "p2pkh"),
+    ("3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy", "p2sh"),
+    ("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "p2wpkh"),
+    ("bc1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3qccfmv3",
+     "bc1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3qccfmv3", "p2wsh"),
+    ("bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0",
+     "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0", "p2tr"),
+    ("tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7",
+     "tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7", "p2wsh"),
+    ("mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn", "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn", "p2pkh"),
+    ("2MzQwSSnBHWHqSAqtTVQ6v47XtaisrJa1Vc", "2MzQwSSnBHWHqSAqtTVQ6v47XtaisrJa1Vc", "p2sh"),
+    ("  bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4 ", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "p2wpkh"),
+]
+
+INVALID = [
+    ("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb", "checksum"),  # last character changed
+    ("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfN0", "checksum"),  # 0 is not base58
+    ("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5", "checksum"),
+    ("bc1qW508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "mixed-case"),
+    # BIP-350: a v1+ program with a bech32 (not bech32m) checksum, and v0 with bech32m.
+    ("bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqh2y7hd", "bech32m"),
+    ("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4x", "checksum"),
+    ("tc1qw508d6qejxtdg4y5r3zarvary0c5xw7kg3g4ty", "Bitcoin address"),
+    ("bc1zw508d6qejxtdg4y5r3zarvaryvqyzf3du", "checksum"),
+    ("0x098b716b8aaf21512996dc57eb0615e2383e2f96", "Bitcoin address"),
+    ("", "empty"),
+    (None, "not a string"),
+    (12345, "not a string"),
+]
+
+
+@pytest.mark.parametrize(("text", "canonical", "kind"), VALID)
+def test_valid_bitcoin_addresses_normalise(text: str, canonical: str, kind: str) -> None:
+    assert normalize_btc(text) == canonical
+    assert normalize_address("bitcoin", text) == canonical
+    assert btc_script_type(canonical) == kind
+    assert checksum(canonical) == canonical  # no EIP-55 form: displayed as it is
+
+
+@pytest.mark.parametrize(("text", "reason"), INVALID)
+def test_invalid_bitcoin_addresses_are_refused_with_a_reason(text: Any, reason: str) -> None:
+    with pytest.raises(InvalidAddress) as err:
+        normalize_btc(text)
+    assert reason.lower() in err.value.reason.lower(), err.value.reason
+
+
+def test_normalize_address_dispatches_by_chain() -> None:
+    evm = "0x098B716B8Aaf21512996dC57EB0615e2383E2f96"
+    assert normalize_address("ethereum", evm) == evm.lower()
+    assert normalize_address("arbitrum", evm) == evm.lower()
+    with pytest.raises(InvalidAddress):
+        normalize_address("bitcoin", evm)
+    with pytest.raises(InvalidAddress):
+        normalize_address("ethereum", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
+
+
+# -- flattening arithmetic ------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 10**12), min_size=1, max_size=7),
+       st.lists(st.integers(1, 10**12), min_size=1, max_size=7), st.integers(0, 10**6))
+def test_split_amounts_keeps_every_input_share_and_every_output_exact(ins: list[int], outs: list[int],
+                                                                      fee: int) -> None:
+    total_in = sum(outs) + fee
+    # Scale the inputs so they hold exactly the outputs plus the fee.
+    ins = [max(1, v * total_in // sum(ins)) for v in ins]
+    ins[-1] += total_in - sum(ins)
+    if ins[-1] <= 0:
+        return
+    m = split_amounts(ins, outs)
+    assert all(c >= 0 for row in m for c in row)
+    assert [sum(m[i][j] for i in range(len(ins))) for j in range(len(outs))] == outs
+    for i, row in enumerate(m):
+        exact = ins[i] * sum(outs) / total_in
+        assert abs(sum(row) - exact) < 1  # the input's share, rounded
+        for j, cell in enumerate(row):
+            assert abs(cell - ins[i] * outs[j] / total_in) <= len(ins) + len(outs)
+
+
+# -- over HTTP ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def scenario() -> BitcoinScenario:
+    handoffs = (Handoff.thorchain(INBOUND, 3 * COIN, 1_700_006_000),)
+    return generate(BitcoinScenarioParams(seed=5, peel_hops=10, handoffs=handoffs, noise_per_block=4))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def servers(scenario: BitcoinScenario) -> AsyncIterator[dict[str, EsploraServer]]:
+    started = {"healthy": EsploraServer(scenario), "paged": EsploraServer(scenario, page_size=3)}
+    for s in started.values():
+        await s.start()
+    yield started
+    for s in started.values():
+        await s.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(servers: dict[str, EsploraServer]) -> AsyncIterator[EsploraChain]:
+    c = EsploraChain(servers["healthy"].url)
+    await c.connect()
+    yield c
+    await c.close()
+
+
+def _all_addresses(scenario: BitcoinScenario) -> list[str]:
+    index = BitcoinChainIndex(scenario)
+    return sorted(index.address_txs)
+
+
+@aio
+async def test_connect_checks_the_network_by_its_genesis_block(servers: dict[str, EsploraServer]) -> None:
+    c = EsploraChain(servers["healthy"].url, network="mainnet")
+    await c.connect()
+    assert c.network is not None and c.network.name == "mainnet" and c.chain_id == 0xD9B4BEF9
+    await c.close()
+    wrong = EsploraChain(servers["healthy"].url, network="regtest")
+    with pytest.raises(WrongChain, match="mainnet"):
+        await wrong.connect()
+    await wrong.close()
+
+    regtest = generate(BitcoinScenarioParams(seed=2, network="regtest", peel_hops=3, coinjoin=False,
+                                             noise_per_block=1, tail_blocks=5))
+    assert all(s.startswith("bcrt1") for s in regtest.seeds)
+    server = EsploraServer(regtest)
+    url = await server.start()
+    try:
+        with pytest.raises(WrongChain, match="regtest"):
+            await connect_chain("bitcoin", url)  # mainnet by default
+        c = await connect_chain("bitcoin", url, network="regtest")
+        assert isinstance(c, EsploraChain) and c.chain_id == 0xDAB5BFFA
+        transfers = await c.transfers(regtest.seeds, 0, await c.head())
+        assert transfers and transfers[0].from_address == regtest.seeds[0]
+        await c.close()
+    finally:
+        await server.stop()
+
+
+@aio
+async def test_head_and_block_times(client: EsploraChain, scenario: BitcoinScenario) -> None:
+    assert await client.head() == scenario.head
+    times = await client.block_times([0, 1, scenario.head])
+    assert times == {0: scenario.blocks[0].timestamp, 1: scenario.blocks[1].timestamp,
+                     scenario.head: scenario.blocks[-1].timestamp}
+    with pytest.raises(NotFound):
+        await client.block_times([scenario.head + 5])
+
+
+@aio
+async def test_paging_gives_the_same_transfers_with_small_pages(
+    client: EsploraChain, servers: dict[str, EsploraServer], scenario: BitcoinScenario
+) -> None:
+    exchanges = [lb.address for lb in scenario.labels if lb.category == "exchange"]
+    addresses = exchanges + scenario.seeds + [h.change_address for h in scenario.truth.peel]
+    full = await client.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True)
+    paged_client = EsploraChain(servers["paged"].url, page_size=3)
+    await paged_client.connect()
+    try:
+        paged = await paged_client.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True)
+        assert paged == full
+        assert paged_client.request_counts["address/txs/chain"] > 10  # the hot wallets paged
+        # A window in the middle: paging stops once a page ends below it.
+        lo, hi = scenario.head // 3, scenario.head // 2
+        before = paged_client.request_counts["address/txs/chain"]
+        window = await paged_client.transfers(exchanges, lo, hi, outgoing=True, incoming=True)
+        assert window == [t for t in full if lo <= t.block_number <= hi
+                          and (t.from_address in exchanges or t.to_address in exchanges)]
+        assert paged_client.request_counts["address/txs/chain"] - before < before
+    finally:
+        await paged_client.close()
+    assert [t.order for t in full] == sorted(t.order for t in full)
+    assert len({t.key for t in full}) == len(full)
+
+
+@aio
+async def test_directions(client: EsploraChain, scenario: BitcoinScenario) -> None:
+    hop = scenario.truth.peel[3]
+    out = await client.transfers([hop.from_address], 0, scenario.head, outgoing=True, incoming=False)
+    inc = await client.transfers([hop.from_address], 0, scenario.head, outgoing=False, incoming=True)
+    assert {t.to_address: t.amount for t in out} == {hop.deposit_address: hop.payment, hop.change_address: hop.change}
+    assert [t.to_address for t in inc] == [hop.from_address]
+    assert all(t.asset == NATIVE and t.decimals == 8 and t.symbol == "BTC" for t in out + inc)
+    assert await client.transfers([hop.from_address], 0, scenario.head, outgoing=False, incoming=False) == []
+
+
+@aio
+async def test_flattening_sums_over_every_transaction(client: EsploraChain, scenario: BitcoinScenario) -> None:
+    """Over the whole chain: each output address receives exactly its outputs (unless it also
+    paid in: change back to an input address does not move), each input pays its proportional
+    share, and nothing comes out of the fee."""
+    transfers = await client.transfers(_all_addresses(scenario), 0, scenario.head, outgoing=True, incoming=True)
+    by_tx: dict[str, list[Any]] = defaultdict(list)
+    for t in transfers:
+        by_tx[t.tx_hash].append(t)
+    txs = await client.transactions(list(by_tx))
+    checked = 0
+    for txid, tx in txs.items():
+        assert tx.block_number is not None and tx.tx_index >= 1  # coinbase first, never flattened
+        mine = by_tx[txid]
+        assert sorted(mine, key=lambda t: t.position) == sorted(flatten(tx), key=lambda t: t.position)
+        assert sum(t.amount for t in mine) <= tx.total_in - tx.fee
+        senders = set(tx.input_addresses())
+        for out in tx.outputs:
+            if out.address is None or out.address in senders:
+                continue
+            got = sum(t.amount for t in mine if t.to_address == out.address)
+            assert got == sum(o.value for o in tx.outputs if o.address == out.address)
+        if not senders & set(tx.output_addresses()):
+            assert sum(t.amount for t in mine) == tx.total_out
+            for inp in tx.inputs:
+                share = sum(t.amount for t in mine if t.position.startswith(f"io:{inp.index}:"))
+                assert abs(share - inp.value * tx.total_out / tx.total_in) < 1
+            checked += 1
+    assert checked > 50
+    cj = scenario.truth.coinjoins[0]
+    coinjoin = [t for t in transfers if t.tx_hash == cj.txid]
+    assert len(coinjoin) == len(txs[cj.txid].inputs) * len(txs[cj.txid].outputs)
+
+
+@aio
+async def test_transactions_and_memos(client: EsploraChain, scenario: BitcoinScenario) -> None:
+    ho = scenario.truth.handoffs[0]
+    cj = scenario.truth.coinjoins[0]
+    txs = await client.transactions([ho.txid, cj.txid, ho.txid.upper()])
+    payout = txs[ho.txid]
+    assert payout.memo == "OUT:" + INBOUND[2:].upper() == ho.memo
+    assert payout.outputs[0].script_type == "op_return" and payout.outputs[0].address is None
+    assert {o.address: o.value for o in payout.outputs if o.address == ho.address} == {ho.address: ho.amount}
+    # The payout's transfers carry the memo (cross-chain continuation matches on it).
+    incoming = await client.transfers([ho.address], 0, scenario.head, outgoing=False, incoming=True)
+    assert [(t.from_address, t.amount, t.memo) for t in incoming] == [(ho.vault, ho.amount, ho.memo)]
+
+    mix = txs[cj.txid]
+    equal = [o for o in mix.outputs if o.value == cj.denomination]
+    assert len(equal) == cj.anonymity_set == len(cj.equal_vouts)
+    assert {o.script_type for o in mix.outputs} == {"p2wpkh"}
+    assert [i.index for i in mix.inputs if i.index in cj.tainted_vins] == list(cj.tainted_vins)
+    assert sum(mix.inputs[k].value for k in cj.tainted_vins) == cj.tainted_in
+
+    spends = await client.outspends(ho.txid)
+    assert len(spends) == len(payout.outputs)
+    dest_vout = next(o.index for o in payout.outputs if o.address == ho.address)
+    assert spends[dest_vout].spent and spends[dest_vout].txid == ho.onward_txid
+    assert not spends[0].spent  # the OP_RETURN
+
+
+@aio
+async def test_native_balances_from_history(client: EsploraChain, scenario: BitcoinScenario) -> None:
+    index = BitcoinChainIndex(scenario)
+    wallets = [lb.address for lb in scenario.labels] + scenario.seeds + [h.change_address for h in scenario.truth.peel]
+    heights = [0, 3, scenario.truth.peel[2].block, scenario.head // 2, scenario.head]
+    got = await client.native_balances([(a, h) for a in wallets for h in heights])
+    for a in wallets:
+        for h in heights:
+            expected = 0
+            for blk in scenario.blocks[: h + 1]:
+                for tx in blk.txs:
+                    expected += sum(o.value for o in tx.outputs if o.address == a)
+                    if not tx.coinbase:
+                        expected -= sum(index.prevout(i).value for i in tx.inputs if index.prevout(i).address == a)
+            assert got[(a, h)] == expected, (a, h)
+    before_first_hop = (scenario.seeds[0], scenario.truth.peel[0].block - 1)
+    assert (await client.native_balances([before_first_hop]))[before_first_hop] == scenario.truth.stolen[NATIVE]
+
+
+@aio
+async def test_bad_addresses_are_refused_before_any_request(client: EsploraChain) -> None:
+    before = client.request_counts["http"]
+    with pytest.raises(InvalidAddress):
+        await client.transfers(["bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5"], 0, 10)
+    with pytest.raises(InvalidAddress):
+        await client.native_balances([("0x098b716b8aaf21512996dc57eb0615e2383e2f96", 1)])
+    assert client.request_counts["http"] == before
+
+
+@aio
+async def test_a_server_on_another_network_refuses_the_address(servers: dict[str, EsploraServer]) -> None:
+    c = EsploraChain(servers["healthy"].url)
+    await c.connect()
+    try:
+        with pytest.raises(ChainError, match="invalid network"):
+            await c.transfers(["tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7"], 0, 10)
+    finally:
+        await c.close()
+
+
+@aio
+async def test_faults_and_rate_limits_are_ridden_out(
+    client: EsploraChain, servers: dict[str, EsploraServer], scenario: BitcoinScenario
+) -> None:
+    addresses = scenario.seeds + [h.change_address for h in scenario.truth.peel] + \
+        [lb.address for lb in scenario.labels if lb.category == "exchange"]
+    healthy = await client.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True)
+    balances = await client.native_balances([(a, scenario.head // 2) for a in addresses])
+    plan = FaultPlan(seed=3, hang=0.03, hang_seconds=2.0, http_500=0.06, http_502=0.03, http_503=0.06,
+                     reset=0.05, malformed=0.08)
+    faulty = EsploraServer(scenario, faults=plan, rate_limit=150.0, page_size=5)
+    url = await faulty.start()
+    c = EsploraChain(url, timeout=0.5, retries=12, backoff=0.01, max_backoff=0.2, page_size=5)
+    try:
+        await c.connect()
+        assert await c.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True) == healthy
+        assert await c.native_balances([(a, scenario.head // 2) for a in addresses]) == balances
+    finally:
+        await c.close()
+        await faulty.stop()
+    for kind in ("hang", "http_500", "http_503", "reset", "malformed"):
+        assert faulty.fault_counts[kind] > 0, faulty.fault_counts
+    assert c.request_counts["http"] > sum(v for k, v in c.request_counts.items() if k != "http") / 2
+
+
+@aio
+async def test_429_retry_after_pauses_every_request(scenario: BitcoinScenario) -> None:
+    server = EsploraServer(scenario, rate_limit=5.0)
+    url = await server.start()
+    c = EsploraChain(url, backoff=0.01, retries=8, concurrency=4)
+    try:
+        await c.connect()
+        times = await c.block_times(range(0, 12))
+        assert len(times) == 12
+        assert server.request_counts["http_429"] > 0
+    finally:
+        await c.close()
+        await server.stop()
+
+
+@aio
+async def test_a_dead_server_is_a_chain_error(scenario: BitcoinScenario) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = EsploraChain(f"http://127.0.0.1:{port}", retries=2, backoff=0.01)
+    with pytest.raises(ChainError, match="gave up after 2 tries"):
+        await c.connect()
+    await c.close()
+    # A server that only ever answers 5xx gives up the same way, naming the endpoint.
+    server = EsploraServer(scenario, faults=FaultPlan(http_502=1.0))
+    url = await server.start()
+    c = EsploraChain(url, retries=3, backoff=0.01)
+    try:
+        with pytest.raises(ChainError, match="block-height"):
+            await asyncio.wait_for(c.connect(), 10)
+    finally:
+        await c.close()
+        await server.stop()
