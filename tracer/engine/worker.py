@@ -148,6 +148,9 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.idle_sleep = idle_sleep
         self.stats = WorkerStats()
+        # (chain, time, head) -> first block at or after the time: a deposit's payout search
+        # starts there, and its depositor may be processed again (a binary search of node calls).
+        self._block_at: dict[tuple[str, int, int], int] = {}
 
     async def run(self, stop: asyncio.Event | None = None, *, until_idle: bool = False) -> None:
         """Work until `stop` is set (or, with until_idle, until no job is runnable)."""
@@ -601,7 +604,12 @@ class Worker:
         async with self.pool.acquire() as conn:
             window = await store.chain_window(conn, trace.id, chain)
         head = window.to_block if window is not None else await client.head()
-        start = await block_at_time(client, since, head, after=True)
+        key = (chain, since, head)
+        if key not in self._block_at:
+            if len(self._block_at) > 10_000:
+                self._block_at.clear()
+            self._block_at[key] = await block_at_time(client, since, head, after=True)
+        start = self._block_at[key]
         if window is not None and (chain == trace.home or window.from_block <= start):
             # Back on the trace's own chain its window is the trace's; elsewhere it already covers this.
             return window, start

@@ -486,8 +486,10 @@ async def watching_traces(conn: Conn, chain: str) -> list[asyncpg.Record]:
 async def live_addresses(conn: Conn, trace_ids: Sequence[int]) -> list[asyncpg.Record]:
     """Addresses the traces follow (money may still sit there): their new outflows extend the trace."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT trace_id, address, depth FROM jobs
-           WHERE trace_id = ANY($1::bigint[]) AND kind = 'address' AND role = 'followed'""",
+        """SELECT trace_id, address, depth FROM jobs j
+           WHERE trace_id = ANY($1::bigint[]) AND kind = 'address' AND role = 'followed'
+             -- the monitor follows the trace's own chain; chains it continued into keep their window
+             AND chain = (SELECT chain FROM traces t WHERE t.id = j.trace_id)""",
         list(trace_ids),
     )
     return rows

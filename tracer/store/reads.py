@@ -281,10 +281,12 @@ async def address_traces(conn: Conn, chain: str, address: str, *, limit: int) ->
                             FROM (SELECT h.asset, sum(h.amount) AS amount, max(t.decimals) AS decimals,
                                          max(t.symbol) AS symbol
                                   FROM hops h JOIN transfers t ON t.id = h.transfer_id
-                                  WHERE h.trace_id = tr.id AND h.to_addr = $2 GROUP BY h.asset) s),
+                                  WHERE h.trace_id = tr.id AND h.to_addr = $2 AND h.chain = $1
+                                  GROUP BY h.asset) s),
                            '[]'::jsonb)::text AS received
            FROM jobs j JOIN traces tr ON tr.id = j.trace_id
-           WHERE j.address = $2 AND tr.chain = $1 AND j.kind = 'address'
+           -- the address on this chain, in traces started here or continued here through a bridge
+           WHERE j.address = $2 AND j.chain = $1 AND j.kind = 'address'
            ORDER BY tr.id DESC LIMIT $3""",
         chain, address, limit,
     )
