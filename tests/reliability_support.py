@@ -25,10 +25,12 @@ import asyncpg
 from aiohttp import web
 
 from tracer.chains.evm import EvmChain
-from tracer.devchain.scenario import Scenario
+from tracer.devchain.chain import Chain
+from tracer.devchain.scenario import KIND_NATIVE, Scenario, ScenarioTx
 from tracer.devchain.server import DevChainServer, FaultPlan
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
+from tracer.store import labels as label_store
 from tracer.store.db import Database
 
 Hop = tuple[str, int, str, str, int, str, str]
@@ -223,3 +225,66 @@ async def kill_workers_at_random(db: Database, scenario: Scenario, rpc: str, rng
         stop_processes(procs)
     row = await db.pool.fetchrow("SELECT status, error FROM traces WHERE id = $1", trace_id)
     return KillRun(trace_id, row["status"], kills, row["error"])
+
+
+# ------------------------------------------------------------------------------ reorg mid-trace
+
+ETH = 10**18
+REORG_SEED = "0x" + "5e" * 20  # the thief
+REORG_A, REORG_B, REORG_C = "0x" + "a1" * 20, "0x" + "b2" * 20, "0x" + "c3" * 20
+REORG_EXCHANGE = "0x" + "ec" * 20  # a labelled exchange wallet
+_REORG_TAIL = 4  # empty blocks after the payments, so the window ends past them
+
+
+def _pay(sender: str, to: str, eth: int) -> ScenarioTx:
+    return ScenarioTx(KIND_NATIVE, sender, to, eth * ETH)
+
+
+def reorg_chains() -> tuple[Chain, Chain]:
+    """(before, after): SEED -> A -> B -> exchange, and the same chain after a reorg replaced every
+    block from A's payment on with A -> C -> exchange (block 1, SEED -> A, is shared)."""
+    def base() -> Chain:
+        c = Chain(chain_id=1337, genesis_balances={REORG_SEED: {"native": 100 * ETH}})
+        c.append_block([_pay(REORG_SEED, REORG_A, 10)])
+        return c
+
+    before = base()
+    before.append_block([_pay(REORG_A, REORG_B, 10)])
+    before.append_block([_pay(REORG_B, REORG_EXCHANGE, 10)])
+    for _ in range(_REORG_TAIL):
+        before.append_block([])
+    after = base()
+    after.append_block([_pay(REORG_A, REORG_B, 10)])  # replaced below, so both went through one reorg
+    after.reorg(1, [[_pay(REORG_A, REORG_C, 10)], [_pay(REORG_C, REORG_EXCHANGE, 10)]]
+                + [[] for _ in range(_REORG_TAIL)])
+    return before, after
+
+
+class ReorgingDevChain(DevChainServer):
+    """Serves `reorg_chains()[0]` and reorganises it into `[1]` the moment a request first asks about
+    `trigger` (by then the hop into it is recorded), before answering that request."""
+
+    def __init__(self, trigger: str = REORG_B, **options: Any) -> None:
+        super().__init__(reorg_chains()[0], **options)
+        self.trigger = trigger[2:]
+        self.reorged = False
+
+    def handle_body(self, body: bytes) -> Any:
+        if not self.reorged and self.trigger.encode() in body.lower():
+            self.reorged = True
+            self.chain.reorg(self.chain.head - 1, [[_pay(REORG_A, REORG_C, 10)], [_pay(REORG_C, REORG_EXCHANGE, 10)]]
+                             + [[] for _ in range(_REORG_TAIL)])
+            self.fault_counts["reorg"] += 1
+        return super().handle_body(body)
+
+
+async def label_reorg_exchange(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await label_store.upsert_labels(conn, [label_store.Label("ethereum", REORG_EXCHANGE, "Binance", "exchange",
+                                                                 "test")])
+
+
+async def trace_reorg_seed(pool: asyncpg.Pool, client: Any, *, timeout: float = 60.0) -> tuple[int, str]:
+    trace_id = await create_trace(pool, client, chain="ethereum", seeds=[REORG_SEED], policy={})
+    status = await run_with_workers(pool, {"ethereum": client}, trace_id, workers=1, progress=False, timeout=timeout)
+    return trace_id, status

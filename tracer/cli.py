@@ -100,11 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _connect_chain(url: str | None, chain: str, pool: Any) -> Any:
     from tracer.nodes import connect_checked
+    from tracer.reorg import guarded
 
     if not url:
         raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
-    # Refuses a node whose chain id differs from the one the database records for the name.
-    return await connect_checked(pool, chain, url)
+    # Refuses a node whose chain id differs from the one the database records for the name; the
+    # guard fails the trace with its reason if the chain reorganises under what it read.
+    return guarded(await connect_checked(pool, chain, url), pool, chain)
 
 
 async def _trace(args: argparse.Namespace) -> int:
@@ -149,6 +151,7 @@ async def _worker(args: argparse.Namespace) -> int:
     from tracer.config import rpc_urls
     from tracer.engine.worker import Worker
     from tracer.nodes import connect_all
+    from tracer.reorg import guarded
     from tracer.store.db import Database
 
     urls = rpc_urls(args.rpc, args.chain)
@@ -157,7 +160,7 @@ async def _worker(args: argparse.Namespace) -> int:
     db = await Database.connect(args.database_url)
     try:
         # Refuses a node whose chain id differs from the one the database records for its name.
-        chains = await connect_all(db.pool, urls)
+        chains = {name: guarded(client, db.pool, name) for name, client in (await connect_all(db.pool, urls)).items()}
     except BaseException:
         await db.close()
         raise

@@ -1,16 +1,9 @@
 """Chain clients for long-running processes (`tracer worker`, `serve`, `monitor`, `trace`), held to
-one chain: the chain id the database records for each name, and the blocks traces have read.
+the chain id the database records for each chain name (`tracer.store.chains`).
 
 A chain name is a promise about which chain its transfers come from: they are cached under it and
 shared by every trace. So the first node seen for a name fixes its chain id, and a process whose
 node for that name serves another id refuses to start instead of mixing two chains.
-
-`ReorgGuard` keeps that promise through reorganisations. A read near the head (transfers, logs,
-balances up to block B) checks the node's hash of B against the hash first recorded for B
-(`block_pins`), before and after the read. A mismatch means blocks traces already read were
-replaced: what was read past the fork is retracted (`retract_after`, as the alert monitor does),
-the traces still in their historical pass fail with the reason (re-running one traces the new
-chain), and the read raises `ChainReorganised`, so no batch commits hops of a vanished block.
 """
 
 from __future__ import annotations

@@ -73,9 +73,11 @@ async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> dict[str, A
     if not urls:
         return {}
     from tracer.nodes import connect_all
+    from tracer.reorg import guarded
 
-    # Refuses a node whose chain id differs from the one the database records for its name.
-    return dict(await connect_all(pool, urls))
+    # Refuses a node whose chain id differs from the one the database records for its name; the
+    # guard fails traces with the reason if the chain reorganises under what they read.
+    return {name: guarded(client, pool, name) for name, client in (await connect_all(pool, urls)).items()}
 
 
 async def _serve(args: argparse.Namespace) -> int:

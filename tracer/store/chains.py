@@ -67,3 +67,47 @@ async def forget_chain_id(conn: Conn, chain: str) -> bool:
     """Drop the record (after moving a chain name to another network on purpose)."""
     done = await conn.execute("DELETE FROM chain_ids WHERE chain = $1", chain)
     return bool(done.endswith(" 1"))
+
+
+# ---------------------------------------------------------------------------- block pins (008)
+
+
+async def pin_block(conn: Conn, chain: str, number: int, block_hash: str) -> str:
+    """Record `block_hash` for block `number` unless a hash is recorded; return the recorded one."""
+    recorded: str | None = await conn.fetchval(
+        """INSERT INTO block_pins (chain, number, hash) VALUES ($1, $2, $3)
+           ON CONFLICT (chain, number) DO UPDATE SET hash = block_pins.hash
+           RETURNING hash""",
+        chain, number, block_hash,
+    )
+    if recorded is None:  # RETURNING of an upsert always yields the row
+        raise RuntimeError(f"no pin recorded for block {number} of {chain!r}")
+    return recorded
+
+
+async def pins_below(conn: Conn, chain: str, below: int, limit: int) -> list[tuple[int, str]]:
+    """The highest recorded pins under `below`, highest first (to locate a reorg's fork)."""
+    rows = await conn.fetch(
+        "SELECT number, hash FROM block_pins WHERE chain = $1 AND number < $2 ORDER BY number DESC LIMIT $3",
+        chain, below, limit,
+    )
+    return [(int(r["number"]), str(r["hash"])) for r in rows]
+
+
+async def prune_pins(conn: Conn, chain: str, below: int) -> None:
+    await conn.execute("DELETE FROM block_pins WHERE chain = $1 AND number < $2", chain, below)
+
+
+async def forget_pins_after(conn: Conn, chain: str, fork: int) -> None:
+    await conn.execute("DELETE FROM block_pins WHERE chain = $1 AND number > $2", chain, fork)
+
+
+async def traces_reading_past(conn: Conn, chain: str, fork: int) -> list[int]:
+    """Traces in their historical pass on `chain` that have started reading a window past `fork`."""
+    rows = await conn.fetch(
+        """SELECT id FROM traces t WHERE chain = $1 AND status IN ('queued', 'running') AND to_block > $2
+             AND (started_at IS NOT NULL OR EXISTS (SELECT 1 FROM jobs j WHERE j.trace_id = t.id AND j.attempts > 0))
+           ORDER BY id FOR UPDATE""",
+        chain, fork,
+    )
+    return [int(r["id"]) for r in rows]
