@@ -25,6 +25,7 @@ from tracer.devchain.crosschain import CrossChain, destination, with_bitcoin_pay
 from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.engine import bridges
+from tracer.engine import report as treport
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store.db import Database
@@ -127,7 +128,7 @@ def _router_destinations(exits: list[dict[str, Any]], router: str) -> dict[tuple
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destination_chain(
-    api: Api, trace: dict[str, Any], home: Scenario, cross: CrossChain
+    api: Api, db: Database, trace: dict[str, Any], home: Scenario, cross: CrossChain
 ) -> None:
     assert len(cross.payouts) == 2 and [p.decoy for p in cross.payouts] == [True, False]
     hops = await _hops(api, trace["id"])
@@ -174,6 +175,13 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
         assert (e["category"], e["entity"], e["reason"]) == ("deposit_address", "Binance", "deposit_address")
         assert abs(int(e["amount_raw"]) - want) <= 4
         assert e["symbol"] == "AVAX" and e["share"] == 0.0  # totals are in the home chain's units
+    # The report's path to each of them crosses the bridge from the depositor to the destination.
+    rep = await treport.build(db.pool, trace["id"])
+    for p in cross.payouts:
+        [line] = [x for x in rep.exits if x.address == p.deposit_address]
+        assert line.chain == DEST and line.path and line.path[0]["from"] in home.seeds
+        steps = [(s["from"], s["to"]) for s in line.path]
+        assert (p.deposit.sender, p.address) in steps and steps[-1] == (p.path[-1], p.deposit_address)
     assert all(e["chain"] in (home.chain, "bitcoin") for e in exits if e["address"] not in expected)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +22,22 @@ class PathStep:
 
 
 def build(hops: Iterable[Any]) -> nx.MultiDiGraph:
-    """One edge per hop (keyed by transfer id); nodes are addresses."""
+    """One edge per hop (keyed by transfer id); nodes are addresses. A bridge payout on another
+    chain also gets an edge from each depositor it pays out (keyed "bridge:<id>:<n>", status
+    followed), so paths cross the bridge: the vault paying it is not where the money came from."""
     g: nx.MultiDiGraph = nx.MultiDiGraph()
     for h in hops:
         g.add_edge(h["from_addr"], h["to_addr"], key=h["transfer_id"], amount=int(h["amount"]),
                    asset=h["asset"], tx_hash=h["tx_hash"], block_number=h["block_number"],
                    depth=h["depth"], status=h["status"], reason=h["reason"])
+        evidence = h.get("evidence") if hasattr(h, "get") else None
+        if isinstance(evidence, str):
+            evidence = json.loads(evidence)
+        for n, d in enumerate((evidence or {}).get("deposits", []) if isinstance(evidence, dict) else []):
+            if d.get("from"):
+                g.add_edge(d["from"], h["to_addr"], key=f"bridge:{h['transfer_id']}:{n}", amount=int(h["amount"]),
+                           asset=h["asset"], tx_hash=h["tx_hash"], block_number=h["block_number"],
+                           depth=h["depth"], status="followed", reason=h["reason"])
     return g
 
 

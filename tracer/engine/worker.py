@@ -578,7 +578,8 @@ class Worker:
         payout, pm = match
         p = payout.transfer
         amount = bridges.carried(deposit_hop.amount, deposit.amount, p.amount, pm.confidence)
-        proof = {"chain": trace.chain, "tx_hash": deposit.tx_hash, "position": deposit.position,
+        proof = {"chain": trace.chain, "from": deposit.from_address, "tx_hash": deposit.tx_hash,
+                 "position": deposit.position,
                  "transfer_id": st.id, "protocol": ex.protocol, "match": pm.method, "confidence": pm.confidence,
                  "candidates": pm.candidates, "carried": str(amount)}
         if ex.memo is not None:
