@@ -428,3 +428,25 @@ def test_plan_marks_peel_change_and_turns_coinjoin_outflows_into_an_entry() -> N
     assert utxo.plan(flows2, {peel2.txid: peel2}, {w: [(800_001, wpkh(41))]}, set(), 0.5).change == {}
     assert utxo.plan(flows2, {peel2.txid: peel2}, {}, {wpkh(41)}, 0.5).change.keys() == {4}
     assert utxo.plan(flows2, {}, {}, set(), 0.5).change == {}  # transaction not fetched: nothing decided
+
+
+def test_a_whale_taking_several_equal_outputs() -> None:
+    # WabiSabi-style: 21 participants, the whale (98.7 BTC in) takes 5 of 25 equal 0.1 BTC outputs;
+    # inputs are fewer than equal outputs, and its change dwarfs every other output.
+    d = 10_000_000
+    whale = wpkh(800)
+    ins: list[tuple[str | None, int]] = [(whale, 9_870_000_000)]
+    outs: list[tuple[str | None, int]] = [(wpkh(810 + i), d) for i in range(5)]
+    outs.append((wpkh(820), 9_870_000_000 - 5 * d - 3_500 - 150_000))
+    for p in range(20):
+        value = d + 2_000_000 + 1_733_331 * p
+        ins.append((wpkh(900 + p), value))
+        outs += [(wpkh(1000 + p), d), (wpkh(1100 + p), value - d - 1_500 - 30_000)]
+    outs.append((wpkh(1200), 750_000))  # coordinator
+    t = tx(ins, outs)
+    info = utxo.detect_coinjoin(t)
+    assert info is not None and info.pattern == "wasabi" and info.anonymity_set == 25
+    links = utxo.coinjoin_links(t, info, {whale})
+    assert (links[0].kind, links[0].vout, links[0].confidence) == ("change", 5, utxo.CHANGE_LINK_SAME_TYPE)
+    assert "5 x 0.1 BTC mixed" in links[0].reasons[0]
+    assert all(lk.confidence == pytest.approx(5 / 25) for lk in links[1:])

@@ -37,6 +37,7 @@ WHIRLPOOL_SIZE = 5
 # with rounds of 50-100 participants; the band is generous on purpose.
 WASABI_BASE_BAND = (5_000_000, 20_000_000)
 WASABI_MIN_EQUAL = 10
+WASABI_MIN_PARTICIPANTS = 5
 WASABI_FEE_RATE = 0.00003  # coordinator fee per participant: 0.003% x anonymity set x denomination
 # Wasabi 2 (WabiSabi) rounds: hundreds of inputs, outputs in many standard denominations.
 WASABI2_MIN_INPUTS = 50
@@ -53,7 +54,7 @@ CHANGE_LINK_SAME_TYPE = 0.95
 CHANGE_LINK_OTHER_TYPE = 0.75
 # Fees a participant pays out of its change: mining fee share plus coordinator fee.
 _FEE_SLACK_SATS = 100_000
-_FEE_SLACK_SHARE = 0.01
+_FEE_SLACK_SHARE = 0.005
 _MAKER_FEE_SATS = 10_000
 _MAKER_FEE_SHARE = 0.001
 
@@ -211,7 +212,10 @@ def detect_coinjoin(tx: UtxoTx) -> CoinJoinInfo | None:
         return CoinJoinInfo("whirlpool", denom, n, equal, (), None, (
             f"Whirlpool: 5 inputs, 5 outputs of the {fmt_btc(denom)} pool denomination",))
 
-    if n >= WASABI_MIN_EQUAL and n_in >= n and WASABI_BASE_BAND[0] <= denom <= WASABI_BASE_BAND[1]:
+    # A Wasabi participant may take several equal outputs (WabiSabi lets it), so inputs need not
+    # outnumber them; many distinct input addresses still set a round apart from a batch payout.
+    if (n >= WASABI_MIN_EQUAL and len(in_addrs) >= max(WASABI_MIN_PARTICIPANTS, n // 3)
+            and WASABI_BASE_BAND[0] <= denom <= WASABI_BASE_BAND[1]):
         # Mixing levels: equal groups at about 2, 4, 8... times the base denomination.
         levels = {v for v, c in counts.items() if c >= 2 and v != denom and _near_power_of_two(v, denom)}
         level_vouts = tuple(i for i, v in values if v in levels)
@@ -282,8 +286,9 @@ def coinjoin_links(tx: UtxoTx, info: CoinJoinInfo, tainted: Collection[str]) -> 
     """Score where the inputs of the `tainted` addresses went in a CoinJoin: best first.
 
     The participant bought k equal outputs and got back what remained less fees (plus, for a
-    JoinMarket maker, a small fee income) as change. JoinMarket participants buy one; Wasabi mixes
-    as much as the inputs cover, so the largest k with a fitting change output wins. A change
+    JoinMarket maker, a small fee income) as change. JoinMarket participants buy one; a Wasabi
+    participant mixes as much as it chooses, and the largest k (below the anonymity set) with a
+    fitting change output wins. A change
     output that fits is the participant's own, with high confidence when it is the only one; each
     equal output is theirs with probability k / anonymity set.
     """
@@ -292,7 +297,9 @@ def coinjoin_links(tx: UtxoTx, info: CoinJoinInfo, tainted: Collection[str]) -> 
     if total <= 0 or info.denomination <= 0:
         return []
     in_types = {_type(tx.inputs[i]) for i in mine}
-    k_max = 1 if info.pattern == "joinmarket" else max(1, total // info.denomination)
+    # Nobody holds every equal output of a round (there would be nobody to mix with); bounding k
+    # also keeps a whale's change (inputs far above the denomination) from matching by chance.
+    k_max = 1 if info.pattern == "joinmarket" else max(1, min(total // info.denomination, info.anonymity_set - 1))
     fits: list[int] = []
     k_bought = k_max
     for k in range(k_max, 0, -1):
