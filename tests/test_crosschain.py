@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -278,9 +279,10 @@ async def test_max_hops_stops_expanding_and_says_so(api: Api, db: Database, home
     assert 5 <= len(hops) < 200
     stopped = await db.pool.fetch("SELECT address FROM jobs WHERE trace_id = $1 AND reason = 'max_hops'", body["id"])
     assert stopped
-    events = await db.pool.fetch("SELECT payload FROM events WHERE trace_id = $1 AND type = 'hop_limit_reached'",
-                                 body["id"])
-    assert len(events) == 1
+    [finished] = await db.pool.fetch("SELECT payload FROM events WHERE trace_id = $1 AND type = 'trace_finished'",
+                                     body["id"])
+    payload = finished["payload"]
+    assert (json.loads(payload) if isinstance(payload, str) else payload)["hop_limit_reached"] is True
     full = await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = (SELECT min(id) FROM traces)")
     assert len(hops) < full
 

@@ -978,7 +978,8 @@ class Worker:
 
     async def _hop_limit(self, trace: _TraceInfo, jobs: Sequence[Job]) -> bool:
         """Once the trace holds policy.max_hops hops, addresses still on the frontier are not
-        expanded: they are stopped with reason max_hops (and the trace says so once)."""
+        expanded: they are stopped with reason max_hops, and the trace records that it hit the
+        limit (its trace_finished event says so)."""
         if trace.hops < trace.policy.max_hops:
             return False
         async with self.pool.acquire() as conn, conn.transaction():
@@ -991,8 +992,7 @@ class Worker:
             await store.set_verdicts(conn, trace.id, [(j.address, j.depth, "stopped", MAX_HOPS, None, None, evidence)
                                                       for j in stop], trace.chain)
             await store.mark_hops_into(conn, trace.id, [j.address for j in stop], "stopped", MAX_HOPS, trace.chain)
-            if await store.note_hop_limit(conn, trace.id):
-                await store.insert_events(conn, [(trace.id, "hop_limit_reached", evidence)])
+            await store.note_hop_limit(conn, trace.id)
             await store.complete_jobs(conn, self.name, stop)
         log.info("event=hop_limit trace=%d chain=%s stopped=%d hops=%d", trace.id, trace.chain, len(stop), trace.hops)
         return True

@@ -163,6 +163,9 @@ async def try_finish_trace(conn: Conn, trace_id: int) -> bool:
         )
         if status:
             counts: dict[str, Any] = dict(await trace_progress(conn, trace_id))
+            if await conn.fetchval("SELECT hop_limit_reached FROM traces WHERE id = $1", trace_id):
+                # Addresses were left unexpanded (jobs stopped with reason max_hops): the result is partial.
+                counts["hop_limit_reached"] = True
             if status == "watching":
                 counts["to_block"] = await conn.fetchval("SELECT to_block FROM traces WHERE id = $1", trace_id)
             await insert_events(conn, [(trace_id, "trace_finished" if status == "done" else "trace_watching", counts)])
