@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,8 @@ from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
 from tracer.devchain.esplora import EsploraServer
+from tracer.labels import importer
+from tracer.store import labels as label_store
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -129,3 +133,40 @@ async def test_the_address_view_takes_bitcoin_addresses(api: Api, trace: dict[st
     assert any(t["trace_id"] == trace["id"] and t["role"] == "exit" for t in body["traces"])
     status, body, _ = await api.call("GET", "/v1/addresses/bitcoin/bc1qnotanaddress")
     assert status == 400 and body["field"] == "address"
+
+
+async def test_ofac_xbt_and_tagpack_bitcoin_labels_drive_a_trace(
+    api: Api, db: Database, trace: dict[str, Any], scenario: BitcoinScenario, tmp_path: Path
+) -> None:
+    """Bitcoin labels from the formats of the shipped sources: an OFAC per-asset XBT list names the
+    thief (a trace starts from the list), a GraphSense tagpack names one deposit address's owner
+    (the exit is then recognised by its label)."""
+    thief = scenario.seeds[0]
+    typo = thief[:-1] + ("q" if thief[-1] != "q" else "p")  # a bech32 checksum error
+    xbt = tmp_path / "sanctioned_addresses_XBT.txt"
+    xbt.write_text(f"{thief}\n{typo}\nTUCsTq7TofTCJRRoHk6RvhMoS2mJLm5Yzq\n", encoding="utf-8")
+    labelled = scenario.truth.offramps[2]
+    pack = tmp_path / "tags.csv"
+    pack.write_text(
+        "tagpack,address,currency,network,label,category,abuse,actor,source,confidence,lastmod,is_public,context\n"
+        f"packs/exchanges.yaml,{labelled.address.upper() if labelled.address.startswith('bc1') else labelled.address},"
+        f"BTC,,{labelled.entity} deposit,exchange,,{labelled.entity.lower()},https://example.org,ownership,,,\n"
+        "packs/exchanges.yaml,1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb,BTC,,bad,exchange,,nobody,,service_data,,,\n",
+        encoding="utf-8")
+    async with db.pool.acquire() as conn:
+        sanctions = await importer.import_file(conn, xbt, list_date=datetime(2026, 8, 20, tzinfo=UTC))
+        tags = await importer.import_file(conn, pack)
+    assert sanctions.stats["invalid"] == 1  # the checksum typo; the Tron key is filed under tron
+    assert tags.stats["invalid"] == 1
+    async with db.pool.acquire() as conn:
+        assert thief in await label_store.screen(conn, "bitcoin", [thief])
+        found = await label_store.lookup(conn, "bitcoin", [labelled.address])
+        assert any(lb.category == "exchange" for lb in found[labelled.address])
+
+    second = await _run(api, {"chain": "bitcoin", "from_list": {"list": "ofac"}, "label": "from OFAC XBT"})
+    assert second["seeds"] == [thief]
+    _, exits, _ = await api.call("GET", f"/v1/traces/{second['id']}/exits", expect=200)
+    got = {e["address"]: e for e in exits["items"]}
+    assert {a: int(e["amount_raw"]) for a, e in got.items()} == {o.address: o.amount for o in scenario.truth.offramps}
+    assert got[labelled.address]["recognised_by"]["method"] == "label"
+    assert all(e["recognised_by"]["method"] == "behaviour" for a, e in got.items() if a != labelled.address)

@@ -20,7 +20,7 @@ LAZARUS_ETH = "0x098b716b8aaf21512996dc57eb0615e2383e2f96"
 TC_POOL = "0x12d66f87a04a9e220743712ce6d9bb1b5616b8fc"
 GARANTEX_TRX = "TNXoiAJ3dct8Fjg4M9fkLFh9S2v9TXc32G"
 YAN_XBT = "1Kuf2Rd8mDyAViwBozGTNYnvWL8uYFrkVo"
-BECH32 = "bc1qsxrngwusqm9cklmqllmfzmc85nt7dwnl2mw3ea"
+BECH32 = "bc1q2kp3yzdyaf0ahnfcnpjzs7tnw3y0m6fq4gy8wp"  # a valid bech32 address (checksums are checked)
 
 
 def day(y: int, m: int, d: int) -> datetime:
@@ -206,7 +206,7 @@ async def test_tagpack_flat_csv(tmp_path: Path) -> None:
         "tagpack,address,currency,network,label,category,abuse,actor,source,confidence,lastmod,is_public,context\n"
         "packs/ransomware.yaml,1Lud76Q98VRHCUiyK7XUs7AgFofrqXeP78,BTC,,7ev3n,,ransomware,,"
         "https://zenodo.org/record/1238041,forensic,2021-11-14,,\n"
-        "packs/mixing_fc2021.yaml,1BitcoinMixerXXXXXXXXXXXXXXXXXXXX,BTC,,Bitcoin Mixer,mixing_service,,,"
+        "packs/mixing_fc2021.yaml,1BitcoinEaterAddressDontSendf59kuE,BTC,,Bitcoin Mixer,mixing_service,,,"
         "https://example.org,forensic,,,\"{\"\"note\"\": \"\"x\"\"}\"\n"
     )
     path = write(tmp_path, "tags.csv", text)

@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from tracer.addresses import InvalidAddress, normalize_evm
+from tracer.addresses import BITCOIN, InvalidAddress, normalize_btc, normalize_evm
 
 
 class Category(StrEnum):
@@ -180,6 +180,8 @@ def chain_for_asset(asset: str, address: str) -> str:
         return ticker.lower()
     if ticker in _ASSET_CHAINS:
         chain = _ASSET_CHAINS[ticker]
+        if chain == "bitcoin" and _TRON_ADDRESS.match(text):
+            return "tron"  # OFAC lists a Tron address under XBT: the address's shape decides
         # AVAX/MATIC lists may carry non-EVM spellings (X-chain, bech32): keep the ticker's chain
         # only for 0x addresses, else name the chain after the ticker so nothing is mismatched.
         if chain in EVM_CHAINS and text[:2].lower() != "0x":
@@ -201,6 +203,10 @@ def normalize_address(chain: str, address: str) -> str:
     if chain in EVM_CHAINS:
         return normalize_evm(text)
     lower = text.lower()
+    if chain == BITCOIN and not (text == lower and not lower.startswith(_BECH32_PREFIXES)):
+        # Checksums checked, so a typo is reported instead of stored; a lowercased base58 address
+        # (some lists publish them) cannot be checked and goes on to the importer's case-lost path.
+        return normalize_btc(text)
     if lower.startswith(_BECH32_PREFIXES) or _CASHADDR.match(text):
         return lower
     return text
