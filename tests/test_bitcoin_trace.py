@@ -5,6 +5,9 @@ read back over HTTP and checked against the generator's ground truth."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +24,7 @@ from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
 from tracer.devchain.esplora import EsploraServer
+from tracer.engine import service
 from tracer.labels import importer
 from tracer.store import labels as label_store
 from tracer.store.db import Database
@@ -170,3 +174,44 @@ async def test_ofac_xbt_and_tagpack_bitcoin_labels_drive_a_trace(
     assert {a: int(e["amount_raw"]) for a, e in got.items()} == {o.address: o.amount for o in scenario.truth.offramps}
     assert got[labelled.address]["recognised_by"]["method"] == "label"
     assert all(e["recognised_by"]["method"] == "behaviour" for a, e in got.items() if a != labelled.address)
+
+
+async def test_cli_trace_and_worker_configured_for_bitcoin(api: Api, db: Database, esplora: EsploraServer,
+                                                           scenario: BitcoinScenario) -> None:
+    """`tracer trace --chain bitcoin --rpc URL` and a `tracer worker` configured only by
+    TRACER_RPC_URL_BITCOIN build their client through the factory (EsploraChain)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACER_RPC_URL")}
+    env["TRACER_LOG_LEVEL"] = "WARNING"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tracer.cli", "trace", "--chain", "bitcoin", "--rpc", esplora.url,
+        "--database-url", db.url, "--workers", "2", "--json", *scenario.seeds,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    report = json.loads(out)
+    exits = {e["address"]: int(e["amount_raw"]) for e in report["exits"]}
+    assert {e["symbol"] for e in report["exits"]} == {"BTC"}
+    assert exits == {o.address: o.amount for o in scenario.truth.offramps}
+
+    async with db.pool.acquire() as conn:
+        head = await conn.fetchval("SELECT max(to_block) FROM traces WHERE chain = 'bitcoin'")
+    client = EsploraChain(esplora.url)
+    await client.connect()
+    try:
+        trace_id = await service.create_trace(db.pool, client, chain="bitcoin", seeds=scenario.seeds,
+                                              label="worker process")
+    finally:
+        await client.close()
+    assert head == scenario.head
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tracer.cli", "worker", "--database-url", db.url,
+        env={**env, "TRACER_RPC_URL_BITCOIN": esplora.url},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert await service.wait_for(db.pool, trace_id, timeout=120) == "done"
+    finally:
+        worker.terminate()
+        _, werr = await asyncio.wait_for(worker.communicate(), 30)
+    exit_rows = await db.pool.fetch("SELECT to_addr, sum(amount) AS amount FROM hops WHERE trace_id = $1 "
+                                    "AND status = 'exit' GROUP BY to_addr", trace_id)
+    assert {r["to_addr"]: int(r["amount"]) for r in exit_rows} == exits, werr.decode()[-2000:]

@@ -3,6 +3,7 @@
     tracer devchain [--scenario FILE | --generate N_TRANSFERS | --replay CASE_DIR] [--seed S]
                     [--host 127.0.0.1] [--port 8545] [--latency-ms X] [--rate-limit R]
                     [--max-logs N] [--no-trace] [--save FILE [--save-only]]
+    tracer devchain --bitcoin [--seed S] [--host H] [--port N] [--latency-ms X] [--rate-limit R]
 
 Prints the URL, the seeds and a one-line summary of the scenario on stdout (the URL first, so a
 script can read it). With `--save-only` it writes the scenario and exits without serving.
@@ -49,6 +50,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-trace", action="store_true", help="answer trace_*/debug_* with -32601 (method not found)")
     p.add_argument("--save", metavar="FILE", help="also write the scenario to FILE (.gz compresses)")
     p.add_argument("--save-only", action="store_true", help="write --save FILE and exit without serving")
+    p.add_argument("--bitcoin", action="store_true",
+                   help="serve a generated Bitcoin scenario (peel chain, CoinJoin, THORChain payouts) over the "
+                   "Esplora REST API instead (--seed, --latency-ms and --rate-limit apply)")
     p.set_defaults(func=run)
 
 
@@ -67,6 +71,12 @@ def run(args: argparse.Namespace) -> Any:
     if args.save_only and not args.save:
         print("tracer devchain: --save-only needs --save FILE", file=sys.stderr)
         return 2
+    if getattr(args, "bitcoin", False):
+        if args.scenario or args.replay or args.save:
+            print("tracer devchain: --bitcoin generates its scenario; --scenario, --replay and --save do not apply",
+                  file=sys.stderr)
+            return 2
+        return serve_bitcoin(args)
     t0 = time.monotonic()
     scenario = load_or_generate(args)
     print(f"scenario ready in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
@@ -77,6 +87,35 @@ def run(args: argparse.Namespace) -> Any:
             print(scenario.summary(), flush=True)
             return 0
     return serve(scenario, args)
+
+
+async def serve_bitcoin(args: argparse.Namespace) -> int:
+    from tracer.devchain.bitcoin import BitcoinScenarioParams
+    from tracer.devchain.bitcoin import generate as generate_bitcoin
+    from tracer.devchain.esplora import EsploraServer
+
+    scenario = generate_bitcoin(BitcoinScenarioParams(seed=args.seed))
+    server = EsploraServer(scenario, latency=args.latency_ms / 1000.0, rate_limit=args.rate_limit)
+    url = await server.start(args.host, args.port)
+    print(url, flush=True)
+    print("seeds: " + " ".join(scenario.seeds), flush=True)
+    print(scenario.summary(), flush=True)
+    try:
+        await _until_signalled()
+    finally:
+        await server.stop()
+    return 0
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests) or no signals
+            pass
+    await stop.wait()
 
 
 async def serve(scenario: Scenario, args: argparse.Namespace) -> int:

@@ -14,7 +14,8 @@ from tracer.engine import graph as tgraph
 from tracer.store import traces as store
 
 NATIVE_DECIMALS = 18
-NATIVE_SYMBOL = {"ethereum": "ETH"}
+NATIVE_SYMBOL = {"ethereum": "ETH", "bitcoin": "BTC"}
+NATIVE_DECIMALS_OF = {"bitcoin": 8}  # satoshis; EVM chains count wei
 
 
 def format_amount(raw: int, decimals: int | None, places: int | None = None) -> str:
@@ -99,7 +100,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         )
     totals = {k: int(v) for k, v in (trace["totals"] or {}).items()}
     symbols: dict[str, tuple[str, int | None]] = {
-        NATIVE: (NATIVE_SYMBOL.get(trace["chain"], "native"), NATIVE_DECIMALS)}
+        NATIVE: (NATIVE_SYMBOL.get(trace["chain"], "native"), NATIVE_DECIMALS_OF.get(trace["chain"], NATIVE_DECIMALS))}
     for r in meta_rows:
         symbols[r["asset"]] = (r["symbol"], r["decimals"])
     g = tgraph.build(hops) if hops else None
@@ -111,7 +112,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         sym, dec = symbols.get(asset, (r["symbol"] or asset[:10], r["decimals"])) if home else (
             r["symbol"] or asset[:10], r["decimals"])
         if asset == NATIVE:
-            sym, dec = NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS
+            sym, dec = NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS_OF.get(chain, NATIVE_DECIMALS)
         amount = int(r["amount"])
         # The totals are in the trace's own chain's units: an exit elsewhere has no share of them.
         total = totals.get(asset, 0) if home else 0
