@@ -472,6 +472,20 @@ class EsploraChain:
         self._hashes.put(height, value)
         return value
 
+    async def block_hashes(self, numbers: Iterable[int]) -> dict[int, str]:
+        """Current hashes of blocks (read fresh, never cached: the live monitor compares them to find
+        reorgs); heights the server does not have yet are left out."""
+        wanted = sorted(set(int(n) for n in numbers))
+
+        async def one(n: int) -> str | None:
+            try:
+                return str(await self._get(f"/block-height/{n}", "block-height", text=_HASH)).lower()
+            except NotFound:
+                return None
+
+        found = await gather_or_cancel(one(n) for n in wanted)
+        return {n: h for n, h in zip(wanted, found, strict=True) if h is not None}
+
     async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
         wanted = sorted(set(int(n) for n in numbers))
         missing = [n for n in wanted if n not in self._times]
