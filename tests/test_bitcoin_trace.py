@@ -215,3 +215,18 @@ async def test_cli_trace_and_worker_configured_for_bitcoin(api: Api, db: Databas
     exit_rows = await db.pool.fetch("SELECT to_addr, sum(amount) AS amount FROM hops WHERE trace_id = $1 "
                                     "AND status = 'exit' GROUP BY to_addr", trace_id)
     assert {r["to_addr"]: int(r["amount"]) for r in exit_rows} == exits, werr.decode()[-2000:]
+
+
+async def test_filters_take_bitcoin_addresses(api: Api, trace: dict[str, Any], scenario: BitcoinScenario) -> None:
+    hop = scenario.truth.peel[4]
+    tid = trace["id"]
+    _, page, _ = await api.call("GET", f"/v1/traces/{tid}/hops?to={hop.change_address}", expect=200)
+    assert [int(h["amount_raw"]) for h in page["items"]] == [hop.change]
+    _, page, _ = await api.call("GET", f"/v1/traces/{tid}/hops?from={hop.from_address}", expect=200)
+    assert {int(h["amount_raw"]) for h in page["items"]} == {hop.change, hop.payment}
+    _, paths, _ = await api.call("GET", f"/v1/traces/{tid}/paths?to={hop.deposit_address}", expect=200)
+    assert paths["items"] if "items" in paths else paths["paths"]
+    _, listed, _ = await api.call("GET", f"/v1/traces?seed={scenario.seeds[0]}", expect=200)
+    assert tid in [t["id"] for t in listed["items"]]
+    status, body, _ = await api.call("GET", f"/v1/traces/{tid}/hops?to=bc1qbadbadbad")
+    assert status == 400 and body["field"] == "to"

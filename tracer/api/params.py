@@ -14,6 +14,7 @@ from tracer.addresses import InvalidAddress, normalize_address
 from tracer.api.errors import ApiError, bad_request
 
 _MAX_BIGINT = (1 << 63) - 1
+ANY_CHAIN = "any"
 _CHAIN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -98,6 +99,10 @@ def address_param(request: web.Request, name: str, chain: str = "ethereum") -> s
 
 
 def parse_address(name: str, text: Any, chain: str = "ethereum") -> str:
+    """`chain` "any": the address's own shape says which (0x is EVM, else Bitcoin), for filters
+    over traces and hops that may span chains."""
+    if chain == ANY_CHAIN:
+        chain = "ethereum" if isinstance(text, str) and text.strip()[:2].lower() == "0x" else "bitcoin"
     try:
         return normalize_address(chain, text)
     except InvalidAddress as exc:

@@ -23,9 +23,9 @@ def _filter(request: web.Request) -> reads.HopFilter:
         max_depth=params.int_param(request, "max_depth", maximum=10_000),
         min_amount=params.decimal_param(request, "min_amount"),
         asset=params.asset_param(request, "asset"),
-        address=params.address_param(request, "address"),
-        from_addr=params.address_param(request, "from"),
-        to_addr=params.address_param(request, "to"),
+        address=params.address_param(request, "address", params.ANY_CHAIN),
+        from_addr=params.address_param(request, "from", params.ANY_CHAIN),
+        to_addr=params.address_param(request, "to", params.ANY_CHAIN),
         kind=params.enum_param(request, "kind", KINDS),
         status=params.enum_param(request, "status", HOP_STATUSES),
     )

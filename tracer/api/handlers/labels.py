@@ -28,7 +28,7 @@ async def list_(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     chain_text = params.str_param(request, "chain", max_len=32)
     chain = params.chain_name(chain_text) if chain_text else None
-    address = params.address_param(request, "address", chain or "ethereum")
+    address = params.address_param(request, "address", chain or params.ANY_CHAIN)
     category = params.enum_param(request, "category", sorted(CATEGORIES))
     source = params.str_param(request, "source", max_len=64)
     entity = params.str_param(request, "entity")

@@ -24,7 +24,7 @@ async def get(request: web.Request) -> web.Response:
     params.reject_unknown(request, ("to", "limit"))
     ctx = ctx_of(request)
     trace_id = params.trace_id(request)
-    target = params.address_param(request, "to")
+    target = params.address_param(request, "to", params.ANY_CHAIN)
     if target is None:
         raise bad_request("to", "required: the address to find paths to")
     limit = params.int_param(request, "limit", minimum=1, maximum=50, default=10)

@@ -84,7 +84,7 @@ async def list_(request: web.Request) -> web.Response:
     params.reject_unknown(request, ("status", "seed", "label", "limit", "cursor"))
     ctx = ctx_of(request)
     statuses = params.enum_list_param(request, "status", STATUSES)
-    seed = params.address_param(request, "seed")
+    seed = params.address_param(request, "seed", params.ANY_CHAIN)
     label = params.str_param(request, "label")
     limit = page_limit(request)
     scope = {"status": statuses, "seed": seed, "label": label}
