@@ -26,7 +26,7 @@ import random
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -35,7 +35,8 @@ import asyncpg
 
 from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.records import NATIVE, Transfer
-from tracer.engine import bridges, classify, mixers, swaps
+from tracer.chains.utxo_records import UtxoTx
+from tracer.engine import bridges, classify, mixers, swaps, utxo
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
 from tracer.engine.service import block_at_time
@@ -93,11 +94,22 @@ class GasPriceSource(Protocol):
     async def gas_prices(self, tx_hashes: Sequence[str]) -> dict[str, int]: ...
 
 
+@runtime_checkable
+class UtxoSource(Protocol):
+    """A UTXO chain (tracer.chains.bitcoin.EsploraChain): whole transactions, which the change and
+    CoinJoin heuristics (tracer.engine.utxo) read where the flattened transfers cannot tell."""
+
+    async def transactions(self, txids: Iterable[str]) -> dict[str, UtxoTx]: ...
+
+
 # Taint and confidence are decided here; these strings are what hops and verdicts say about it.
 REASON_SWAP = "swap"
 REASON_MIXER_DEPOSIT = "mixer deposit"  # linked: the money went on through a withdrawal
 REASON_MIXER_LINK = "mixer link"  # the withdrawal hop a link created
 REASON_BRIDGE = "bridge"  # the payout hop on the destination chain a bridge deposit continued into
+REASON_CHANGE = "change"  # UTXO: the payer's change output (a peel chain goes on through it)
+REASON_COINJOIN_LINK = "coinjoin link"  # UTXO: a CoinJoin output a scored link follows
+ENTERED_COINJOIN = "entered CoinJoin"  # UTXO: a CoinJoin output no link is sure enough to follow
 MAX_HOPS = "max_hops"  # the verdict on addresses left unexpanded once the trace holds policy.max_hops hops
 _CLUSTER_BLOCKS = 100  # deposits this close share one getLogs for their events
 _MAX_GAS_LOOKUPS = 5_000  # transactions per batch whose gas price is fetched for the linker
@@ -389,6 +401,12 @@ class Worker:
 
         followed = [a for a in active if verdicts[a].role == "followed"]
         moves_of = {a: _moves(a, timelines[a]) for a in followed}
+        utxo_source = self._utxo_source(trace)
+        if utxo_source is not None:
+            # One output paid by several inputs arrives as one transfer per input: the wallet
+            # received it whole (a CoinJoin link can carry more than the traced input's part).
+            for a in followed:
+                moves_of[a], flagged_in[a] = utxo.merge_inflows(moves_of[a], flagged_in.get(a, {}))
         # Clean holdings of an asset a wallet bought in a swap dilute the swapped-in taint too.
         needs = {a: (first_block[a], assets_in[a] | swaps.bought_assets(moves_of[a])) for a in followed
                  if not by_addr[a].is_seed and policy.taint_model == "haircut"}
@@ -402,6 +420,8 @@ class Worker:
             outs.extend((a, o, by_id[o.transfer_id]) for o in taint)
 
         batch = _Batch(verdicts=verdicts)
+        utxo_plan = (await self._utxo_plan(trace, utxo_source, outs, timelines, known)
+                     if utxo_source is not None else None)
         service_logs = await self._service_logs(trace, outs, labels, known)
         deposits: list[_PendingDeposit] = []
         bridged: list[tuple[str, StoredTransfer, int]] = []  # (router, deposit transfer, hop index)
@@ -419,6 +439,8 @@ class Worker:
                 continue
             if t.to_address in trace.seeds:
                 continue  # money moving between flagged wallets is already counted
+            if utxo_plan is not None and st.id in utxo_plan.inside:
+                continue  # into a CoinJoin: written as the wallet's entry (_coinjoins)
             threshold = max(1, policy.threshold(o.asset, trace.totals.get(o.asset, 0)))
             share = o.amount / o.total if o.total else 0.0
             status, reason = "followed", "flagged funds"
@@ -452,14 +474,101 @@ class Worker:
                         verdicts.setdefault(t.to_address, label_verdict)
                 elif target is not None and target["role"] in ("exit", "stopped"):
                     status, reason = target["role"], target["reason"]
+            evidence = None
+            if utxo_plan is not None and st.id in utxo_plan.change and status == "followed" and reason == FOLLOW.reason:
+                reason, evidence = REASON_CHANGE, utxo_plan.change[st.id]
             batch.add(a, HopRow(st.id, a, t.to_address, o.asset, t.block_number, depth, o.amount, share, str(t.kind),
-                                status, reason, o.parents), quiet=quiet)
+                                status, reason, o.parents, evidence=evidence), quiet=quiet)
 
+        if utxo_plan is not None and utxo_plan.entries:
+            self._coinjoins(trace, batch, utxo_plan, outs, by_addr, labels, known)
         if deposits:
             await self._link(trace, batch, deposits, timelines, labels)
         if bridged:
             await self._bridge_exits(trace, batch, bridged, service_logs, labels, known)
         await self._commit(trace, jobs, active, batch, by_addr)
+
+    # ------------------------------------------------------------ UTXO chains: change and CoinJoins
+
+    def _utxo_source(self, trace: _TraceInfo) -> UtxoSource | None:
+        chain = self.chains.get(trace.chain)
+        return chain if isinstance(chain, UtxoSource) else None
+
+    async def _utxo_plan(
+        self,
+        trace: _TraceInfo,
+        source: UtxoSource,
+        outs: Sequence[tuple[str, TaintedOut, StoredTransfer]],
+        timelines: Mapping[str, Sequence[StoredTransfer]],
+        known: Mapping[str, asyncpg.Record],
+    ) -> utxo.Plan:
+        """The transactions of the batch's flagged outflows (one request set), read by the change
+        and CoinJoin heuristics."""
+        flows = [utxo.Outflow(a, st.id, st.transfer.tx_hash, st.transfer.to_address, o.amount, o.total)
+                 for a, o, st in outs if o.swap is None and st.transfer.to_address not in trace.seeds]
+        if not flows:
+            return utxo.Plan()
+        txs = await source.transactions(sorted({f.txid for f in flows}))
+        history = {a: [(st.transfer.block_number,
+                        st.transfer.to_address if st.transfer.from_address == a else st.transfer.from_address)
+                        for st in timelines.get(a, ())] for a in {f.owner for f in flows}}
+        return utxo.plan(flows, txs, history, set(known), trace.policy.min_link_confidence)
+
+    def _coinjoins(
+        self,
+        trace: _TraceInfo,
+        batch: _Batch,
+        plan: utxo.Plan,
+        outs: Sequence[tuple[str, TaintedOut, StoredTransfer]],
+        by_addr: Mapping[str, Job],
+        labels: Mapping[str, Sequence[label_store.Label]],
+        known: Mapping[str, asyncpg.Record],
+    ) -> None:
+        """A wallet's flagged money entering a CoinJoin, reported like a mixer deposit: the
+        wallet's verdict names the CoinJoin, its pattern and anonymity set; each equal output gets
+        a stopped hop ("entered CoinJoin") with its likely share; links at least
+        policy.min_link_confidence sure (the wallet's own change) are followed, carrying the
+        output's flagged share times the confidence. Hop shares are of the whole output: the
+        transfer a hop is written on is only the traced input's part of it."""
+        policy = trace.policy
+        written = {st.id: (o, st) for _a, o, st in outs}
+        for entry in plan.entries:
+            owner = entry.depositor
+            depth = by_addr[owner].depth + 1
+            info = entry.info
+            head = {"coinjoin": entry.txid, "pattern": info.pattern, "anonymity_set": info.anonymity_set,
+                    "denomination": str(info.denomination), "flagged_entered": str(entry.flagged),
+                    "summary": entry.evidence(keep=0)["summary"]}
+            for link in entry.outputs:
+                tid = plan.transfer_of.get((owner, entry.txid, link.address or ""))
+                if tid is None or tid not in written or link.address is None:
+                    continue  # the wallet's part of this output carried no flagged money
+                o, st = written[tid]
+                t = st.transfer
+                status, reason, quiet = "stopped", ENTERED_COINJOIN, True
+                if link.followed:
+                    status, reason, quiet = "followed", REASON_COINJOIN_LINK, False
+                    if link.carried < max(1, policy.threshold(o.asset, trace.totals.get(o.asset, 0))):
+                        status, reason, quiet = "stopped", "below_threshold", True
+                    else:
+                        label_verdict = classify.by_label(labels.get(link.address, ()), policy)
+                        target = known.get(link.address)
+                        if label_verdict is not None:
+                            status, reason = label_verdict.role, label_verdict.reason
+                            batch.verdicts.setdefault(link.address, label_verdict)
+                        elif target is not None and target["role"] in ("exit", "stopped"):
+                            status, reason = target["role"], target["reason"]
+                evidence = {**head, "vout": link.vout, "kind": link.kind, "output_value": str(link.value),
+                            "reasons": list(link.reasons)}
+                batch.add(owner, HopRow(st.id, owner, link.address, o.asset, t.block_number, depth, link.carried,
+                                        link.carried / link.value if link.value else 0.0, str(t.kind), status, reason,
+                                        o.parents, confidence=link.confidence, evidence=evidence), quiet=quiet)
+            v = batch.verdicts.get(owner, FOLLOW)
+            ev = dict(v.evidence or {})
+            ev["coinjoins"] = [*ev.get("coinjoins", []), entry.evidence()]
+            batch.verdicts[owner] = replace(v, evidence=ev)
+            log.info("event=coinjoin_entry trace=%d tx=%s pattern=%s anonymity_set=%d flagged=%d linked=%s",
+                     trace.id, entry.txid, info.pattern, info.anonymity_set, entry.flagged, entry.linked)
 
     # ------------------------------------------------------------ services: deposit and bridge events
 
