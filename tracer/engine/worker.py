@@ -137,10 +137,6 @@ class _TraceInfo:
     home: str = ""  # the trace's own chain (`chain` is the batch's)
     hops: int = 0  # hops the trace held when the batch began (policy.max_hops)
 
-    @property
-    def foreign(self) -> bool:
-        return self.chain != self.home
-
 
 class Worker:
     def __init__(
@@ -680,17 +676,15 @@ class Worker:
         window, start = await self._window(trace, dest, client, deposit.block_time)
         match = await self._find_payout(dest, client, address, ex, deposit.block_time, start, window)
         if match is None:
-            out.update(note=f"no payout to {address} on {dest} within "
-                                            f"{bridges.PAYOUT_WINDOW // 3600} h of the deposit "
-                                            f"(blocks {window.from_block}..{window.to_block})")
+            out["note"] = (f"no payout to {address} on {dest} within {bridges.PAYOUT_WINDOW // 3600} h of the "
+                           f"deposit (blocks {window.from_block}..{window.to_block})")
             return out
         payout, pm = match
         p = payout.transfer
         amount = bridges.carried(deposit_hop.amount, deposit.amount, p.amount, pm.confidence)
         proof = {"chain": trace.chain, "from": deposit.from_address, "tx_hash": deposit.tx_hash,
-                 "position": deposit.position,
-                 "transfer_id": st.id, "protocol": ex.protocol, "match": pm.method, "confidence": pm.confidence,
-                 "candidates": pm.candidates, "carried": str(amount)}
+                 "position": deposit.position, "transfer_id": st.id, "protocol": ex.protocol, "match": pm.method,
+                 "confidence": pm.confidence, "candidates": pm.candidates, "carried": str(amount)}
         if ex.memo is not None:
             proof["memo"] = ex.memo
         out["payout"] = {"tx_hash": p.tx_hash, "block_number": p.block_number, "asset": p.asset,
