@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from tests.api_support import Api, conforms, running_api
+from tests.fixtures_db import temporary_database
 from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
@@ -29,7 +30,7 @@ from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
-from tracer.store.db import Database
+from tracer.store.db import Database, create_pool, migrate, migrations_dir
 
 DEST = "avalanche"
 DEST_ID = 43114
@@ -338,3 +339,47 @@ def test_carried_is_the_flagged_share_at_the_bridges_rate() -> None:
     usdc = bridges.thorchain_memo(DEPOSIT_TX, "=:ETH.USDC-0XA0B86991C6218B36C1D19D4A2E9EB0CE3606EB48:0x1")
     assert bridges.payout_asset(usdc) == "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
     assert bridges.payout_asset(bridges.BridgeExit("Across", DEPOSIT_TX, "base", DEST_ADDR)) is None
+
+
+# -- migration 006 on a database that already holds single-chain traces ---------------------------
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_migration_backfills_the_chain_of_existing_jobs_and_hops(pg_server_url: str, tmp_path: Any) -> None:
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in sorted(migrations_dir().glob("*.sql")):
+        if int(path.name[:3]) < 6:
+            (before / path.name).write_text(path.read_text())
+    async with temporary_database(pg_server_url) as url:
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            assert await migrate(pool, before) == [1, 2, 3, 4, 5]
+            trace_id = await pool.fetchval(
+                """INSERT INTO traces (chain, seeds, policy, from_block, to_block)
+                   VALUES ('base', ARRAY['0x01'], '{}'::jsonb, 0, 10) RETURNING id""")
+            await pool.execute("INSERT INTO jobs (trace_id, address, kind, depth) VALUES ($1, '0x02', 'address', 1)",
+                               trace_id)
+            tid = await pool.fetchval(
+                """INSERT INTO transfers (chain, tx_hash, position, block_number, block_time, tx_index, from_addr,
+                                          to_addr, asset, amount, kind)
+                   VALUES ('base', '0xaa', 'tx', 1, 1, 0, '0x01', '0x02', 'native', 5, 'native') RETURNING id""")
+            await pool.execute(
+                """INSERT INTO hops (trace_id, transfer_id, from_addr, to_addr, asset, block_number, depth, amount,
+                                     share, kind, status, reason) VALUES
+                   ($1, $2, '0x01', '0x02', 'native', 1, 1, 5, 1.0, 'native', 'followed', 'flagged funds')""",
+                trace_id, tid)
+            assert 6 in await migrate(pool)
+            assert await pool.fetchval("SELECT chain FROM jobs WHERE trace_id = $1", trace_id) == "base"
+            assert await pool.fetchval("SELECT chain FROM hops WHERE trace_id = $1", trace_id) == "base"
+            assert await pool.fetchval("SELECT hop_count FROM traces WHERE id = $1", trace_id) == 1
+            # Writers that do not name a chain (the bench's bulk loads) get the trace's own.
+            await pool.execute("INSERT INTO jobs (trace_id, address, kind, depth) VALUES ($1, '0x03', 'address', 2)",
+                               trace_id)
+            assert await pool.fetchval("SELECT chain FROM jobs WHERE address = '0x03'") == "base"
+            # The same address on another chain of the trace is another job.
+            await pool.execute("""INSERT INTO jobs (trace_id, chain, address, kind, depth)
+                                  VALUES ($1, 'bitcoin', '0x03', 'address', 3)""", trace_id)
+            assert await pool.fetchval("SELECT count(*) FROM jobs WHERE address = '0x03'") == 2
+        finally:
+            await pool.close()
