@@ -163,13 +163,13 @@ JUNK_JSON: list[Any] = [None, True, False, 0, -1, 2**64, 1.5, float("1e308"), ""
 BAD_ADDRESSES = [
     "", "0x", "0x123", "0x" + "g" * 40, "0x" + "1" * 39, "0x" + "1" * 41, "1" * 42,
     "0xBE0eB53F46cd790Cd13851d5EFf43D12404d33e8",  # mixed case, checksum wrong
-    " 0x098b716b8aaf21512996dc57eb0615e2383e2f96", "0x098b716b8aaf21512996dc57eb0615e2383e2f96\n",
+    # (surrounding whitespace is trimmed by design, so " 0x…" is not junk)
     "0x098b716b8aaf21512996dc57eb0615e2383e2f9\u0664", "0X" + "G" * 40, "bc1qinvalid",
     "1BoatSLRHtKNngkdXEeobR76b53LETtpyT",
     "0x" + "0" * 40 + "00", "%30x" + "1" * 40, "0x%00" + "1" * 38,
 ]
-BAD_CHAINS = ["", "Ethereum", "ETHEREUM", "eth ereum", "ethereum;", "-", "1", "x" * 33, "💥", "../ethereum",
-              "ethereum%00", "solana", "bitcoin\x00"]
+BAD_CHAINS = ["Ethereum", "ETHEREUM", "eth ereum", "ethereum;", "-", "1", "x" * 33, "💥", "../ethereum",
+              "ethereum%00", "bitcoin\x00"]
 BAD_POLICIES: list[Any] = [
     None, [], "haircut", 5, {"max_depth": -1}, {"max_depth": 10**9}, {"max_depth": "3"}, {"max_depth": 1.5},
     {"max_hops": -5}, {"max_hops": 10**12}, {"model": "everything"}, {"min_share": 2}, {"min_share": -0.1},
@@ -218,6 +218,11 @@ def junk_requests(trace_id: int) -> list[Request]:
         out.append(Request("chains", f"trace {c!r}", "POST", "/v1/traces", json_body=_trace_body(chain=c),
                            send_json=True))
         out.append(Request("chains", f"labels filter {c!r}", "GET", "/v1/labels", params={"chain": c}))
+    # A well-formed name without a node is readable (labels may exist for it) but cannot be traced.
+    out.append(Request("chains", "reading an unconfigured chain", "GET", f"/v1/addresses/solana/{VALID_ADDRESS}",
+                       allowed=(200, 400)))
+    out.append(Request("chains", "tracing on an unconfigured chain", "POST", "/v1/traces", send_json=True,
+                       json_body=_trace_body(chain="solana")))
     for p in BAD_POLICIES:
         out.append(Request("policies", f"policy {json.dumps(p)[:60]}", "POST", "/v1/traces",
                            json_body=_trace_body(policy=p), send_json=True))

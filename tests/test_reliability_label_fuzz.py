@@ -134,3 +134,25 @@ async def test_a_file_past_the_size_cap_is_413_and_nothing_is_written(db: Databa
                                                               PLAIN_CSV.encode() + b"#" * 8192 + b"\n"))
     assert status == 413 and refusal_problem(status, ctype, body) is None, body
     assert await _counts(db) == before
+
+
+async def test_deeply_nested_json_is_refused_not_a_crash(db: Database) -> None:
+    # With web3 imported (as in every process with a chain client) the recursion limit is 100,000:
+    # this body used to overflow the C stack of the JSON decoder and kill the server (SIGSEGV).
+    import sys
+
+    import tracer.chains.evm  # noqa: F401  (what raises the limit)
+
+    key = await _admin(db, "nested")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, 100_000))  # the condition, whatever web3 does in future
+    async with running_api(db) as api:
+        _, body, _ = await api.call("POST", "/v1/traces", key=key, data=deep,
+                                    headers={"Content-Type": "application/json"}, expect=400)
+        assert body["field"] == "body" and "nested" in body["detail"]
+        status, body, ctype = await _send(api, key, LabelFile("", "sanctioned-addresses.json", "application/json",
+                                                              b'{"addresses": ' + deep + b"}"))
+        assert status == 400 and "nested" in body["detail"] and refusal_problem(status, ctype, body) is None
+        await api.call("GET", "/v1/health")  # still serving
+    sys.setrecursionlimit(old_limit)

@@ -12,9 +12,11 @@ from aiohttp import web
 
 from tracer.addresses import InvalidAddress, normalize_address
 from tracer.api.errors import ApiError, bad_request
+from tracer.nesting import too_deep
 
 _MAX_BIGINT = (1 << 63) - 1
 ANY_CHAIN = "any"
+_MAX_NESTING = 64  # request bodies: a policy is three levels deep
 _CHAIN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -148,6 +150,8 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if ctype.split(";")[0].strip().lower() not in ("application/json", ""):
         raise ApiError(415, "Unsupported media type", "send the body as application/json", field="Content-Type")
     raw = await request.read()  # raises 413 past client_max_size
+    if too_deep(raw, _MAX_NESTING):  # before json.loads: deep enough input crashes the process
+        raise bad_request("body", f"JSON nested deeper than {_MAX_NESTING} levels")
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as exc:

@@ -42,9 +42,11 @@ from tracer.labels.ofac import (
 )
 from tracer.labels.parsed import LabelImportError, ParsedList, sha256_file
 from tracer.labels.tagpacks import parse_tagpack_csv, parse_tagpack_yaml
+from tracer.nesting import too_deep
 from tracer.store import labels as store
 from tracer.store.labels import Conn, Label, StoredLabel
 
+_MAX_NESTING = 200  # label files nest a few levels; an OFAC JSON entry is four
 FORMATS = ("auto", "sdn-xml", "sdn-advanced", "ofac-json", "ofac-flat", "ofac-asset-list", "tagpack", "csv")
 
 
@@ -94,6 +96,8 @@ def parse_file(path: Path, fmt: str = "auto", list_date: datetime | None = None)
     """Parse without touching the database. `list_date` overrides the file's own date."""
     if fmt == "auto":
         fmt = detect_format(path)
+    if too_deep(path.read_bytes(), _MAX_NESTING):  # before a parser recurses into it (see tracer.nesting)
+        raise LabelImportError(f"{path.name}: malformed {fmt} file: nested deeper than {_MAX_NESTING} levels")
     try:
         parsed = _parse(path, fmt, list_date)
     except LabelImportError:
