@@ -6,7 +6,9 @@ The thief peels its way to a Wasabi-style round (5 of its equal 0.1 BTC outputs 
 its change), then cashes the change out at one exchange and the consolidated mixed outputs at
 another. The trace must report the CoinJoin entry with its anonymity set, follow the change (its
 own output, high confidence) to the first exchange, and not spread over the equal outputs; a
-policy that accepts 1-in-5 links follows those too, with the taint scaled down.
+policy that accepts 1-in-5 links follows those too, with the taint scaled down. A second history
+(tracer.devchain.bitcoin_coinjoin) has the thief enter a Whirlpool 5 x 5 mix, which has no change:
+the trace reports it and stops, unless 1-in-5 links are accepted.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import pytest
 import pytest_asyncio
 
 from tests.api_support import Api, conforms, running_api
+from tests.fixtures_db import temporary_database
 from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, CoinJoinTruth, generate
+from tracer.devchain.bitcoin_coinjoin import whirlpool
 from tracer.devchain.esplora import EsploraServer
 from tracer.engine import utxo
 from tracer.store.db import Database
@@ -172,3 +176,62 @@ async def test_a_lower_link_threshold_follows_the_equal_outputs_scaled(
     assert e is not None
     assert 0 < int(e["amount_raw"]) <= via_mixed.amount // 5
     assert int(e["amount_raw"]) >= via_mixed.amount // 5 - 10_000
+
+
+# -- Whirlpool: a mix with no change -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mix_scenario() -> BitcoinScenario:
+    return whirlpool()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def mix_api(pg_server_url: str, migrated_template: str, mix_scenario: BitcoinScenario) -> AsyncIterator[Api]:
+    # Its own database: the same heights hold other blocks than the first history's.
+    server = EsploraServer(mix_scenario)
+    await server.start()
+    client = EsploraChain(server.url, network="mainnet")
+    try:
+        async with temporary_database(pg_server_url, template=migrated_template) as url:
+            mix_db = await Database.connect(url)
+            try:
+                await client.connect()
+                await load_scenario_labels(mix_db.pool, mix_scenario)  # type: ignore[arg-type]
+                async with running_api(mix_db, {"bitcoin": client}, Settings(workers=2, page_max=500)) as a:
+                    yield a
+            finally:
+                await mix_db.close()
+    finally:
+        await client.close()
+        await server.stop()
+
+
+async def test_whirlpool_is_reported_and_the_trace_stops_there(mix_api: Api, mix_scenario: BitcoinScenario) -> None:
+    (mix,) = mix_scenario.truth.coinjoins
+    trace = await _run(mix_api, {"chain": "bitcoin", "seeds": mix_scenario.seeds, "label": "whirlpool"})
+    hops = [h for h in await _hops(mix_api, trace["id"]) if h["tx_hash"] == mix.txid]
+    outs = _outputs(mix_scenario, mix.txid)
+    assert {h["to"] for h in hops} == {a for a, _ in outs} and len(hops) == 5
+    for h in hops:
+        assert (h["status"], h["reason"]) == ("stopped", "entered CoinJoin")
+        assert h["evidence"]["pattern"] == "whirlpool" and h["evidence"]["anonymity_set"] == 5
+        assert h["confidence"] == pytest.approx(0.2)
+        assert int(h["amount_raw"]) == mix.denomination // 5  # the premix was wholly stolen money
+    (cashout,) = mix_scenario.truth.postmix_offramps
+    assert cashout.address not in await _exits(mix_api, trace["id"])
+
+
+async def test_whirlpool_with_1_in_5_links_reaches_the_cash_out_with_a_fifth(
+    mix_api: Api, mix_scenario: BitcoinScenario
+) -> None:
+    (mix,) = mix_scenario.truth.coinjoins
+    trace = await _run(mix_api, {"chain": "bitcoin", "seeds": mix_scenario.seeds, "label": "whirlpool 1-in-5",
+                                 "policy": {"min_link_confidence": 0.2}})
+    hops = [h for h in await _hops(mix_api, trace["id"]) if h["tx_hash"] == mix.txid]
+    assert [h["reason"] for h in hops] == ["coinjoin link"] * 5
+    (cashout,) = mix_scenario.truth.postmix_offramps
+    e = (await _exits(mix_api, trace["id"])).get(cashout.address)
+    assert e is not None and e["recognised_by"]["method"] == "behaviour"
+    # The postmix output held 0.05 BTC of which a fifth is flagged; the cash-out spent it less a fee.
+    assert int(e["amount_raw"]) == cashout.amount * (mix.denomination // 5) // mix.denomination
