@@ -232,3 +232,9 @@ async def test_filters_take_bitcoin_addresses(api: Api, trace: dict[str, Any], s
     assert tid in [t["id"] for t in listed["items"]]
     status, body, _ = await api.call("GET", f"/v1/traces/{tid}/hops?to=bc1qbadbadbad")
     assert status == 400 and body["field"] == "to"
+
+
+async def test_a_chain_this_server_does_not_follow_is_a_400(api: Api) -> None:
+    status, body, _ = await api.call("POST", "/v1/traces", json={
+        "chain": "ethereum", "seeds": ["0x098b716b8aaf21512996dc57eb0615e2383e2f96"]})
+    assert status == 400 and body["field"] == "chain" and "bitcoin" in body["detail"], body

@@ -82,7 +82,13 @@ def next_link(request: web.Request, cursor: str | None) -> str | None:
 
 
 def chain_client(request: web.Request, chain: str) -> Any:
-    client = ctx_of(request).chains.get(chain)
+    chains = ctx_of(request).chains
+    client = chains.get(chain)
+    if client is None and chains:
+        # The server follows other chains: asking it for this one is the request's mistake, and
+        # waiting will not fix it (a server with no node at all is unavailable: 503 below).
+        raise bad_request("chain", f"this server has no node for chain {chain!r}; it serves "
+                          f"{', '.join(sorted(chains))}")
     if client is None:
         raise ApiError(503, "Chain unavailable", f"no node is configured for chain {chain!r} on this server",
                        field="chain", headers={"Retry-After": "30"})
