@@ -450,3 +450,32 @@ def test_a_whale_taking_several_equal_outputs() -> None:
     assert (links[0].kind, links[0].vout, links[0].confidence) == ("change", 5, utxo.CHANGE_LINK_SAME_TYPE)
     assert "5 x 0.1 BTC mixed" in links[0].reasons[0]
     assert all(lk.confidence == pytest.approx(5 / 25) for lk in links[1:])
+
+
+def test_two_traced_wallets_in_one_coinjoin_share_one_change() -> None:
+    # The thief registers coins of two addresses (0.22 + 0.13 BTC): one change for both, which fits
+    # neither alone. Scored together, each wallet's entry carries its part of the change.
+    t, tainted, change_vout = wasabi_round()
+    a, b = wpkh(501), wpkh(502)
+    ins = [TxIn(0, a, 22_000_000, "11" * 32, 0), TxIn(len(t.inputs), b, 13_000_000, "22" * 32, 0),
+           *(i for i in t.inputs if i.address != tainted)]
+    t2 = UtxoTx(t.txid, t.block_number, t.block_time, t.tx_index, tuple(ins), t.outputs, t.fee)
+    info = utxo.detect_coinjoin(t2)
+    assert info is not None
+    for alone in (a, b):
+        assert change_vout not in [lk.vout for lk in utxo.coinjoin_links(t2, info, {alone}) if lk.kind == "change"]
+    out_a = sum(o.value for o in t2.outputs) * 22_000_000 // t2.total_in
+    out_b = sum(o.value for o in t2.outputs) * 13_000_000 // t2.total_in
+    flows = [utxo.Outflow(a, 1, t2.txid, t2.outputs[0].address or "", out_a, out_a),
+             utxo.Outflow(b, 2, t2.txid, t2.outputs[0].address or "", out_b, out_b)]
+    p = utxo.plan(flows, {t2.txid: t2}, {}, set(), 0.5)
+    ea, eb = sorted(p.entries, key=lambda e: e.depositor != a)
+    assert ea.depositor == a and ea.companions == (b,) and eb.companions == (a,)
+    change_a = next(o for o in ea.outputs if o.followed)
+    change_b = next(o for o in eb.outputs if o.followed)
+    assert change_a.vout == change_b.vout == change_vout
+    value = t2.outputs[change_vout].value
+    conf = utxo.CHANGE_LINK_SAME_TYPE
+    assert change_a.carried == int(value * out_a / (out_a + out_b) * conf)
+    assert change_a.carried + change_b.carried == pytest.approx(value * conf, abs=2)
+    assert ea.evidence()["together_with"] == [b]

@@ -429,6 +429,7 @@ class CoinJoinEntry:
     flagged: int  # flagged sats the wallet's inputs brought in
     sent: int  # what the wallet's inputs brought in, flagged or not
     outputs: tuple[OutputTaint, ...]  # scored links, best first
+    companions: tuple[str, ...] = ()  # other traced wallets scored together with this one
 
     @property
     def linked(self) -> bool:
@@ -436,7 +437,7 @@ class CoinJoinEntry:
 
     def evidence(self, keep: int = 10) -> dict[str, Any]:
         return {"coinjoin": self.txid, **self.info.to_json(), "depositor": self.depositor,
-                "flagged": str(self.flagged), "entered": str(self.sent),
+                "flagged": str(self.flagged), "entered": str(self.sent), "together_with": list(self.companions),
                 "summary": f"entered CoinJoin ({self.info.pattern}), {fmt_btc(self.flagged)} flagged, "
                            f"anonymity set {self.info.anonymity_set}",
                 "links": [{"vout": o.vout, "address": o.address, "value": str(o.value), "kind": o.kind,
@@ -445,7 +446,8 @@ class CoinJoinEntry:
 
 
 def enter_coinjoin(
-    tx: UtxoTx, info: CoinJoinInfo, depositor: str, flagged: int, sent: int, min_confidence: float
+    tx: UtxoTx, info: CoinJoinInfo, depositor: str, flagged: int, sent: int, min_confidence: float,
+    *, companions: Collection[str] = (), together_sent: int | None = None,
 ) -> CoinJoinEntry:
     """Score where `depositor`'s flagged money went in the CoinJoin `tx`.
 
@@ -453,15 +455,20 @@ def enter_coinjoin(
     decided). Each link carries the flagged share of its output times the link's confidence, so a
     followed change output carries what it most likely holds, and equal outputs, each 1/n likely,
     are followed only when the policy's threshold is that low.
+
+    `companions` are other traced wallets whose inputs entered the same CoinJoin: a participant
+    registers several coins, often of several addresses, and gets one change for all of them, so
+    links are scored for their inputs together (`together_sent` in all) and this wallet's entry
+    carries its part of each output.
     """
-    share = flagged / sent if sent > 0 else 0.0
+    share = flagged / (together_sent or sent) if (together_sent or sent) > 0 else 0.0
     outs = []
-    for lk in coinjoin_links(tx, info, {depositor}):
+    for lk in coinjoin_links(tx, info, {depositor, *companions}):
         carried = min(lk.value, int(lk.value * share * lk.confidence))
         outs.append(OutputTaint(lk.vout, lk.address, lk.value, lk.kind, lk.confidence, carried,
                                 lk.confidence >= min_confidence and carried > 0 and lk.address is not None,
                                 lk.reasons))
-    return CoinJoinEntry(tx.txid, depositor, info, flagged, sent, tuple(outs))
+    return CoinJoinEntry(tx.txid, depositor, info, flagged, sent, tuple(outs), tuple(sorted(set(companions))))
 
 
 def merge_inflows(
@@ -544,14 +551,20 @@ def plan(
     for f in outflows:
         groups.setdefault((f.owner, f.txid), []).append(f)
         out.transfer_of.setdefault((f.owner, f.txid, f.to_address), f.transfer_id)
+    owners_in: dict[str, set[str]] = {}
+    sent_in: dict[str, int] = {}
+    for (owner, txid), flows in groups.items():
+        owners_in.setdefault(txid, set()).add(owner)
+        sent_in[txid] = sent_in.get(txid, 0) + sum(f.total for f in flows)
     for (owner, txid), flows in sorted(groups.items()):
         tx = txs.get(txid)
         if tx is None:
             continue
         info = detect_coinjoin(tx)
         if info is not None:
-            out.entries.append(enter_coinjoin(tx, info, owner, sum(f.flagged for f in flows),
-                                              sum(f.total for f in flows), min_confidence))
+            out.entries.append(enter_coinjoin(
+                tx, info, owner, sum(f.flagged for f in flows), sum(f.total for f in flows), min_confidence,
+                companions=owners_in[txid] - {owner}, together_sent=sent_in[txid]))
             out.inside.update(f.transfer_id for f in flows)
             continue
         block = tx.block_number if tx.block_number is not None else 1 << 62
