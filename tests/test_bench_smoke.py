@@ -56,3 +56,21 @@ def test_memory_smoke(tmp_path: Path, pg_server_url: str) -> None:
     report = _run("memory.py", tmp_path / "memory.json", pg_server_url, "--trace-args", "--workers 1")
     assert report["worker"]["peak_rss_mb"] > 0
     assert report["api"]["peak_rss_mb"] > 0
+
+
+def test_faults_smoke(tmp_path: Path, pg_server_url: str) -> None:
+    # The script exits non-zero when a hop is lost, duplicated or wrong, a server error answered
+    # junk, or a refused label file left rows behind: the run passing is the bar of issue #9.
+    report = _run("faults.py", tmp_path / "faults.json", pg_server_url, timeout=600)
+    rows = {r["kind"]: r for r in report["faults"]}
+    assert {"timeout (hang)", "http 500", "connection reset", "malformed json", "batch out of order",
+            "partial batch", "429 with Retry-After", "429 without Retry-After", "wrong chain id", "reorg mid-trace",
+            "worker SIGKILL", "all at once"} <= set(rows)
+    assert all(r["injected"] > 0 for r in rows.values()), {k: r["injected"] for k, r in rows.items()}
+    assert rows["wrong chain id"]["refused"] == 2
+    assert rows["reorg mid-trace"]["failed_with_reason"] + rows["reorg mid-trace"]["completed"] >= 2
+    totals = report["totals"]
+    assert totals["hops_lost"] == totals["hops_duplicated"] == totals["wrong_hops"] == 0
+    assert totals["server_errors"] == 0 and totals["half_written"] == 0
+    assert {f["category"] for f in report["fuzz"]} >= {"openapi", "addresses", "chains", "policies", "bodies",
+                                                        "cursors", "label files"}
