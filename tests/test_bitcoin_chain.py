@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -398,3 +399,24 @@ async def test_block_hashes_for_the_live_monitor(client: EsploraChain, scenario:
 
     got = await block_hashes(client, [0, 5, scenario.head, scenario.head + 1])
     assert got == {0: scenario.blocks[0].hash, 5: scenario.blocks[5].hash, scenario.head: scenario.blocks[-1].hash}
+
+
+@aio
+async def test_devchain_cli_serves_bitcoin_over_esplora() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tracer.cli", "devchain", "--bitcoin", "--port", "0", "--seed", "4",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    try:
+        url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        seeds = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().split()[1:]
+        expected = generate(BitcoinScenarioParams(seed=4))
+        assert url.startswith("http://") and seeds == expected.seeds
+        c = await connect_chain("bitcoin", url)
+        try:
+            assert await c.head() == expected.head
+        finally:
+            await c.close()
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
