@@ -14,6 +14,7 @@ the trace reports it and stops, unless 1-in-5 links are accepted.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +30,7 @@ from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, Coin
 from tracer.devchain.bitcoin_coinjoin import whirlpool
 from tracer.devchain.esplora import EsploraServer
 from tracer.engine import utxo
+from tracer.store import traces as store
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -159,7 +161,7 @@ async def test_the_change_is_followed_to_the_exchange(
 
 
 async def test_a_lower_link_threshold_follows_the_equal_outputs_scaled(
-    api: Api, scenario: BitcoinScenario, cj: CoinJoinTruth
+    api: Api, db: Database, scenario: BitcoinScenario, cj: CoinJoinTruth
 ) -> None:
     trace = await _run(api, {"chain": "bitcoin", "seeds": scenario.seeds, "label": "coinjoin, 1-in-5 links",
                              "policy": {"min_link_confidence": 0.2, "min_share": 0.00001}})
@@ -176,6 +178,21 @@ async def test_a_lower_link_threshold_follows_the_equal_outputs_scaled(
     assert e is not None
     assert 0 < int(e["amount_raw"]) <= via_mixed.amount // 5
     assert int(e["amount_raw"]) >= via_mixed.amount // 5 - 10_000
+    # The wallets' verdicts keep what the hops do not: the depositor's CoinJoin entries, and the
+    # mixed outputs' consolidation names them as one owner (common inputs, outside the CoinJoin).
+    thief_outs = [outs[v][0] or "" for v in cj.thief_equal_vouts]
+    depositor = next(h["from"] for h in hops if h["tx_hash"] == cj.txid)
+    async with db.pool.acquire() as conn:
+        verdicts = await store.node_verdicts(conn, trace["id"], [depositor, *thief_outs], "bitcoin")
+    entry = _json(verdicts[depositor]["evidence"])["coinjoins"][0]
+    assert entry["coinjoin"] == cj.txid and entry["anonymity_set"] == cj.anonymity_set
+    assert entry["flagged"] == entry["entered"]  # the peel chain's money was all stolen
+    for a in thief_outs:
+        assert _json(verdicts[a]["evidence"])["co_spent_with"] == sorted(set(thief_outs) - {a})
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 # -- Whirlpool: a mix with no change -------------------------------------------------------------

@@ -479,3 +479,14 @@ def test_two_traced_wallets_in_one_coinjoin_share_one_change() -> None:
     assert change_a.carried == int(value * out_a / (out_a + out_b) * conf)
     assert change_a.carried + change_b.carried == pytest.approx(value * conf, abs=2)
     assert ea.evidence()["together_with"] == [b]
+
+
+def test_plan_names_the_addresses_a_wallet_spends_with() -> None:
+    w, x = wpkh(60), pkh(61)
+    t = tx([(w, 10_000_000), (x, 20_000_000)], [(wpkh(62), 29_990_000)])
+    flows = [utxo.Outflow(w, 1, t.txid, wpkh(62), 5_000_000, 9_996_666)]
+    assert utxo.plan(flows, {t.txid: t}, {}, set(), 0.5).cospent == {w: [x]}
+    # Never through a CoinJoin: its inputs belong to many.
+    mix = whirlpool_mix()
+    flows = [utxo.Outflow(wpkh(102), 2, mix.txid, wpkh(110), 1_000_000, 5_000_000)]
+    assert utxo.plan(flows, {mix.txid: mix}, {}, set(), 0.5).cospent == {}

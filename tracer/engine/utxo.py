@@ -531,6 +531,9 @@ class Plan:
     inside: set[int] = field(default_factory=set)  # outflow transfer ids into CoinJoins
     change: dict[int, dict[str, Any]] = field(default_factory=dict)  # transfer id -> hop evidence
     transfer_of: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (owner, txid, to) -> id
+    # Addresses whose inputs a traced wallet spent together with its own (common-input ownership,
+    # CoinJoins excluded): the same owner's other wallets, worth naming to an investigator.
+    cospent: dict[str, list[str]] = field(default_factory=dict)
 
 
 def plan(
@@ -556,10 +559,12 @@ def plan(
     for (owner, txid), flows in groups.items():
         owners_in.setdefault(txid, set()).add(owner)
         sent_in[txid] = sent_in.get(txid, 0) + sum(f.total for f in flows)
+    owners = Clusters()
     for (owner, txid), flows in sorted(groups.items()):
         tx = txs.get(txid)
         if tx is None:
             continue
+        owners.add(tx)
         info = detect_coinjoin(tx)
         if info is not None:
             out.entries.append(enter_coinjoin(
@@ -576,4 +581,8 @@ def plan(
         for f in flows:
             if f.to_address == address:
                 out.change[f.transfer_id] = {"change": True, "txid": txid, **guess.to_json()}
+    for owner in sorted({f.owner for f in outflows}):
+        others = sorted(owners.members(owner) - {owner})
+        if others:
+            out.cospent[owner] = others
     return out

@@ -478,6 +478,9 @@ class Worker:
 
         if utxo_plan is not None and utxo_plan.entries:
             self._coinjoins(trace, batch, utxo_plan, outs, by_addr, labels, known)
+        for owner, others in (utxo_plan.cospent.items() if utxo_plan is not None else ()):
+            v = verdicts[owner]
+            verdicts[owner] = replace(v, evidence={**(v.evidence or {}), "co_spent_with": others[:_MAX_DESTINATIONS]})
         if deposits:
             await self._link(trace, batch, deposits, timelines, labels)
         if bridged:
