@@ -38,9 +38,9 @@ DEST_ID = 43114
 
 @pytest.fixture(scope="module")
 def home_and_btc() -> tuple[Scenario, BitcoinScenario]:
-    # Six THORChain deposits: memos cycle through BTC, AVAX and BNB, so two go to each.
+    # Nine THORChain deposits: memos cycle through BTC, AVAX and BNB, so three go to each.
     return with_bitcoin_payouts(generate(replace(ScenarioParams.for_size(1000, seed=11, services=True),
-                                                 n_bridges=6)))
+                                                 n_bridges=9)))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def btc(home_and_btc: tuple[Scenario, BitcoinScenario]) -> BitcoinScenario:
 
 @pytest.fixture(scope="module")
 def cross(home: Scenario) -> CrossChain:
-    return destination(home, DEST, DEST_ID, decoys=1)
+    return destination(home, DEST, DEST_ID, decoys=2, memos=1)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -63,7 +63,7 @@ async def chains(home: Scenario, cross: CrossChain, btc: BitcoinScenario,
                  devchain_factory: Any) -> AsyncIterator[dict[str, Any]]:
     out: dict[str, Any] = {}
     for sc in (home, cross.scenario):
-        server = await devchain_factory(sc)
+        server = await devchain_factory(sc if sc is home else cross.chain())
         client = EvmChain(server.url, chain=sc.chain, expected_chain_id=sc.chain_id)
         await client.connect()
         out[sc.chain] = client
@@ -132,7 +132,11 @@ def _router_destinations(exits: list[dict[str, Any]], router: str) -> dict[tuple
 async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destination_chain(
     api: Api, db: Database, trace: dict[str, Any], home: Scenario, cross: CrossChain
 ) -> None:
-    assert len(cross.payouts) == 2 and [p.decoy for p in cross.payouts] == [True, False]
+    # The first payout is a router outbound whose memo names the deposit (taken with certainty
+    # although a later payment makes two candidates); the others plain transfers, matched by timing:
+    # the earliest of two candidates, then the only one.
+    assert [p.decoy for p in cross.payouts] == [True, True, False]
+    assert [p.memo is not None for p in cross.payouts] == [True, False, False]
     hops = await _hops(api, trace["id"])
     assert {h["chain"] for h in hops} == {home.chain, DEST, "bitcoin"}
     router = home.truth.bridges[0].router
@@ -146,17 +150,19 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
         assert abs(flagged - dep.flagged) <= dep.flagged * 0.001
         # The payout: a hop on the destination chain, carrying the deposit's flagged share at the
         # bridge's own rate, times the confidence of the timing match.
-        [payout] = [h for h in hops if h["chain"] == DEST and h["to"] == p.address and h["from"] == p.vault]
-        method = bridges.MATCH_EARLIEST if p.decoy else bridges.MATCH_SINGLE
+        [payout] = [h for h in hops if h["chain"] == DEST and h["to"] == p.address and h["from"] == p.payer]
+        method = bridges.MATCH_MEMO if p.memo else bridges.MATCH_EARLIEST if p.decoy else bridges.MATCH_SINGLE
         confidence = bridges.CONFIDENCE[method]
-        want = int(p.amount * flagged // dep.amount * confidence)
+        want = bridges.carried(flagged, dep.amount, p.amount, confidence)
+        share = p.amount * flagged // dep.amount  # exact integers: a float would round a wei amount
+        assert want == (share if confidence == 1.0 else int(share * confidence))
         assert (payout["status"], payout["reason"], payout["confidence"]) == ("followed", "bridge", confidence)
         assert int(payout["amount_raw"]) == want
         assert payout["depth"] == deposit_hop["depth"] + 1
         [proof] = payout["evidence"]["deposits"]
         assert (proof["chain"], proof["tx_hash"], proof["protocol"], proof["match"]) == (
             home.chain, deposit_hop["tx_hash"], "THORChain", method)
-        assert proof["candidates"] == (2 if p.decoy else 1)
+        assert proof["candidates"] == (1 if p.memo or not p.decoy else 2)
         # Then the engine follows it as any wallet: every hop of the path carries it on, to the
         # exchange deposit address (recognised by its sweep to the labelled hot wallet there).
         chain_path = [p.address, *p.path, p.deposit_address]
@@ -168,7 +174,7 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
         expected[p.deposit_address] = want
     # The destination's later, unrelated inflow is not part of the trace.
     assert not [h for h in hops if h["chain"] == DEST and h["to"] == cross.payouts[0].address
-                and h["from"] != cross.vault]
+                and h["from"] != cross.payouts[0].payer]
     exits = await _exits(api, trace["id"])
     remote = {e["address"]: e for e in exits if e["chain"] == DEST}
     assert set(remote) == set(expected)
@@ -195,10 +201,12 @@ async def test_a_deposit_whose_memo_names_bitcoin_continues_as_a_bitcoin_hop_in_
     exits = {e["address"]: e for e in await _exits(api, trace["id"]) if e["chain"] == "bitcoin"}
     router = home.truth.bridges[0].router
     deposits = [b for b in home.truth.bridges if b.dest_chain == "bitcoin"]
-    assert len(deposits) == len(btc.truth.handoffs) == 2
-    for dep, ho in zip(deposits, btc.truth.handoffs, strict=True):
+    assert len(deposits) == len(btc.truth.handoffs) == 3
+    for dep in deposits:
         [deposit_hop] = [h for h in hops if h["chain"] == home.chain and h["from"] == dep.sender
                          and h["to"] == router]
+        [ho] = [ho for ho in btc.truth.handoffs if bridges.memo_names(ho.memo, deposit_hop["tx_hash"])]
+        assert ho.address == dep.dest_address
         flagged = int(deposit_hop["amount_raw"])
         # The vault's payout names the deposit in its OP_RETURN: matched by memo, with certainty,
         # though the vault paid other users around the same time.
@@ -229,7 +237,8 @@ async def test_router_evidence_says_which_destinations_were_followed(
         if b.dest_chain == DEST:
             p = payouts[b.dest_address.lower()]
             assert (follow["possible"], follow["followed"], follow["chain"]) == (True, True, DEST)
-            assert follow["payout"]["match"] == (bridges.MATCH_EARLIEST if p.decoy else bridges.MATCH_SINGLE)
+            assert follow["payout"]["match"] == (bridges.MATCH_MEMO if p.memo else bridges.MATCH_EARLIEST if p.decoy
+                                                 else bridges.MATCH_SINGLE)
             assert int(follow["payout"]["amount"]) == p.amount
         elif b.dest_chain == "bitcoin":
             assert (follow["possible"], follow["followed"], follow["chain"]) == (True, True, "bitcoin")

@@ -8,7 +8,11 @@ address, which sweeps it to the exchange's labelled hot wallet (so the tracer's 
 deposit address, recognised by its sweep).
 Unrelated vault payouts to other users make up the chain's noise; `decoys` of the destinations
 also receive an unrelated payment later the same day, so matching by timing sees several
-candidates there. Serve it with `DevChainServer` beside the home chain's server.
+candidates there. The first `memos` payouts go through the THORChain router on that chain, as real
+EVM outbounds do (`transferOut`: the router pays the destination and logs `TransferOut(vault, to,
+asset, amount, memo)` with the memo `OUT:<deposit tx hash>`); the others are plain transfers from
+the vault. Serve `CrossChain.chain()` (an `OutboundChain`) with `DevChainServer` beside the home
+chain's server.
 
 Blocks come every `block_seconds` from the home scenario's genesis time, so a timestamp means
 the same moment on both chains. Deterministic by the home scenario and `seed`.
@@ -26,11 +30,13 @@ import random
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from eth_hash.auto import keccak
+
 from tracer.addresses import encode_btc_segwit
 from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, Handoff
 from tracer.devchain.bitcoin import generate as generate_bitcoin
-from tracer.devchain.chain import Chain
+from tracer.devchain.chain import Chain, Log, _abi_string, pad_address, word
 from tracer.devchain.scenario import (
     KIND_BRIDGE,
     KIND_NATIVE,
@@ -51,6 +57,8 @@ class PayoutTruth:
 
     deposit: BridgeTruth
     vault: str
+    payer: str  # who pays the destination: the router for an outbound with a memo, else the vault
+    memo: str | None  # the TransferOut memo naming the deposit (None: a plain transfer, no memo)
     address: str  # the destination the memo names
     time: int  # payout time
     amount: int  # paid out (destination chain's raw units)
@@ -60,12 +68,44 @@ class PayoutTruth:
     decoy: bool  # the destination also got an unrelated payment within the day
 
 
+TRANSFER_OUT_TOPIC = "0x" + keccak(b"TransferOut(address,address,address,uint256,string)").hex()
+"""THORChain router outbounds."""
+
+
+class OutboundChain(Chain):
+    """A devchain whose bridge transactions with an `OUT:` memo are THORChain router outbounds:
+    the vault calls the router, the router pays the destination (an internal call) and logs
+    TransferOut(address indexed vault, address indexed to, address asset, uint amount, string memo)."""
+
+    @staticmethod
+    def _outbound(tx: ScenarioTx) -> bool:
+        return tx.kind == KIND_BRIDGE and tx.memo.upper().startswith("OUT:") and bool(tx.payouts)
+
+    def _service_logs(self, tx: ScenarioTx) -> list[tuple[str, tuple[str, ...]]]:
+        if self._outbound(tx):
+            return [(tx.to, (TRANSFER_OUT_TOPIC, pad_address(tx.sender), pad_address(tx.payouts[0][0])))]
+        return super()._service_logs(tx)
+
+    def logs(self, tid: int) -> list[Log]:
+        out = super().logs(tid)
+        tx = self.txs[tid]
+        if not self._outbound(tx):
+            return out
+        # (address asset, uint amount, string memo): the native coin is asset 0x0.
+        data = "0x" + word(0) + word(tx.payouts[0][1]) + word(96) + _abi_string(tx.memo)
+        return [Log(lg.address, lg.topics, data) for lg in out]
+
+
 @dataclass
 class CrossChain:
     scenario: Scenario
     vault: str
+    router: str
     exchange: str
     payouts: list[PayoutTruth] = field(default_factory=list)
+
+    def chain(self) -> OutboundChain:
+        return OutboundChain.from_scenario(self.scenario)  # type: ignore[return-value]
 
 
 def destination(
@@ -77,6 +117,7 @@ def destination(
     delay: int = 120,
     hops: int = 2,
     decoys: int = 1,
+    memos: int = 1,
     noise: int = 20,
     block_seconds: int = 12,
     seed: int = 1,
@@ -87,9 +128,15 @@ def destination(
     def new() -> str:
         return f"0x{rng.getrandbits(160):040x}"
 
-    vault, exchange, stranger = new(), new(), new()
+    vault, router, exchange, stranger = new(), new(), new(), new()
     times = {b.number: b.timestamp for b in home.blocks}
     deposits = sorted((b for b in home.truth.bridges if b.dest_chain == chain), key=lambda b: (b.block, b.sender))
+    # The deposits' transaction hashes, which outbound memos name, as the home chain's server has them.
+    hashes: dict[tuple[str, str], str] = {}
+    if memos:
+        built = Chain.from_scenario(home)
+        hashes = {(tx.sender, tx.memo): built.tx_hash[tid] for tid, tx in enumerate(built.txs)
+                  if tx.kind == KIND_BRIDGE}
     events: dict[int, list[ScenarioTx]] = {}
 
     def at(when: int, tx: ScenarioTx) -> None:
@@ -104,7 +151,11 @@ def destination(
         address = dep.dest_address.lower()
         path = tuple(new() for _ in range(hops))
         deposit_address = new()
-        at(when, ScenarioTx(KIND_NATIVE, vault, address, amount))
+        memo = "OUT:" + hashes[(dep.sender, dep.memo)].removeprefix("0x").upper() if i < memos else None
+        if memo is not None:
+            at(when, ScenarioTx(KIND_BRIDGE, vault, router, amount, payouts=((address, amount),), memo=memo))
+        else:
+            at(when, ScenarioTx(KIND_NATIVE, vault, address, amount))
         hop_from, t = address, when
         for nxt in (*path, deposit_address, exchange):
             t += 60
@@ -114,7 +165,8 @@ def destination(
         if decoy:
             # Later the same day someone else pays the destination: two candidates by timing.
             at(when + 3600, ScenarioTx(KIND_NATIVE, stranger, address, amount // 7))
-        payouts.append(PayoutTruth(dep, vault, address, when, amount, path, deposit_address, exchange, decoy))
+        payouts.append(PayoutTruth(dep, vault, router if memo else vault, memo, address, when, amount, path,
+                                   deposit_address, exchange, decoy))
     # Unrelated users of the bridge around the same time.
     start = min((times[d.block] for d in deposits), default=home.genesis_time)
     for _ in range(noise):
@@ -126,7 +178,7 @@ def destination(
         blocks=blocks,
         tokens=[],
         genesis_balances={vault: {NATIVE: total + 100_000 * ETHER}, stranger: {NATIVE: 1_000 * ETHER}},
-        contracts={},
+        contracts={router: "bridge"},
         seeds=[],
         labels=[ScenarioLabel(exchange, "Binance", "exchange")],
         truth=Truth(),
@@ -134,7 +186,7 @@ def destination(
         chain=chain,
         params={"crosschain": {"home_chain": home.chain, "seed": seed, "rate": str(rate), "delay": delay}},
     )
-    return CrossChain(scenario, vault, exchange, payouts)
+    return CrossChain(scenario, vault, router, exchange, payouts)
 
 
 def with_bitcoin_payouts(

@@ -53,6 +53,10 @@ WORMHOLE_MESSAGE = "0x6eb224fb001ed210e379b335e35efe88672a8ce935d981a6896b27ffdf
 STARGATE_OFT_SENT = "0x85496b760a4b7f8d66384b9df21b381f5d1b1e79f229a47aaf4c232edc2fe59a"
 """keccak("OFTSent(bytes32,uint32,address,uint256,uint256)")"""
 
+THORCHAIN_TRANSFER_OUT = "0xa9cd03aa3c1b4515114539cd53d22085129d495cb9e9f9af77864526240f1bf7"
+"""keccak("TransferOut(address,address,address,uint256,string)"): an outbound (payout) of the
+THORChain router on an EVM chain, `vault` and `to` indexed, the memo `OUT:<inbound tx hash>`."""
+
 BRIDGE_TOPICS = (THORCHAIN_DEPOSIT, ACROSS_V3_FUNDS_DEPOSITED, ACROSS_FUNDS_DEPOSITED, ACROSS_V2_FUNDS_DEPOSITED,
                  HOP_TRANSFER_SENT_TO_L2, HOP_TRANSFER_SENT, WORMHOLE_MESSAGE, STARGATE_OFT_SENT)
 
@@ -313,6 +317,19 @@ def match_payout(
         return None
     method = MATCH_SINGLE if len(candidates) == 1 else MATCH_EARLIEST
     return PayoutMatch(candidates[0], method, CONFIDENCE[method], len(candidates))
+
+
+def transfer_out_memo(log: LogLike) -> tuple[str, str] | None:
+    """(recipient, memo) of a THORChain router TransferOut log; None for any other log."""
+    if len(log.topics) < 3 or log.topics[0].lower() != THORCHAIN_TRANSFER_OUT:
+        return None
+    words = _words(log.data)
+    if len(words) < 3:
+        return None
+    memo = _bytes_at(log.data, words[2])
+    if memo is None:
+        return None
+    return "0x" + log.topics[2].lower()[-40:], memo.decode("utf-8", "replace")
 
 
 def carried(deposit_flagged: int, deposit_amount: int, payout_amount: int, confidence: float) -> int:

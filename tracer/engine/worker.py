@@ -729,10 +729,20 @@ class Worker:
     ) -> tuple[StoredTransfer, bridges.PayoutMatch] | None:
         """The destination's transfers from the deposit's time (block `start`) to the window's end,
         asked of the node (memos are not kept in Postgres) and cached like any address's; the
-        matched payout."""
+        matched payout. On EVM chains the memo of a THORChain payout is in the router's
+        TransferOut event, not in the transfer: one getLogs for the destination's."""
         if start > window.to_block:
             return None
         fetched = await client.transfers([address], start, window.to_block, outgoing=True, incoming=True)
+        if any(t.to_address == address and t.memo is None for t in fetched):
+            topic = "0x" + "0" * 24 + address[2:] if address.startswith("0x") and len(address) == 42 else None
+            outs = await client.logs(None, [bridges.THORCHAIN_TRANSFER_OUT, None, topic], start,
+                                     window.to_block) if topic else []
+            memos = {lg.tx_hash.lower(): out[1] for lg in outs
+                     if (out := bridges.transfer_out_memo(lg)) is not None and out[0] == address}
+            if memos:
+                fetched = [replace(t, memo=memos[t.tx_hash]) if t.to_address == address and t.memo is None
+                           and t.tx_hash in memos else t for t in fetched]
         tokens = sorted({t.asset for t in fetched if t.asset != NATIVE})
         if tokens:
             meta = await client.token_meta(tokens)
