@@ -293,7 +293,8 @@ async def test_transactions_and_memos(client: EsploraChain, scenario: BitcoinSce
 
 
 @aio
-async def test_native_balances_from_history(client: EsploraChain, scenario: BitcoinScenario) -> None:
+async def test_native_balances_from_history(client: EsploraChain, servers: dict[str, EsploraServer],
+                                            scenario: BitcoinScenario) -> None:
     index = BitcoinChainIndex(scenario)
     wallets = [lb.address for lb in scenario.labels] + scenario.seeds + [h.change_address for h in scenario.truth.peel]
     heights = [0, 3, scenario.truth.peel[2].block, scenario.head // 2, scenario.head]
@@ -307,6 +308,19 @@ async def test_native_balances_from_history(client: EsploraChain, scenario: Bitc
                     if not tx.coinbase:
                         expected -= sum(index.prevout(i).value for i in tx.inputs if index.prevout(i).address == a)
             assert got[(a, h)] == expected, (a, h)
+    # Small pages: the long histories (the labelled wallets) are read back from their stats only
+    # down to the lowest block asked, not to their first transaction.
+    paged = EsploraChain(servers["paged"].url, page_size=3)
+    await paged.connect()
+    try:
+        assert await paged.native_balances([(a, h) for a in wallets for h in heights]) == got
+        assert paged.request_counts["address"] > 0
+        hot = next(lb.address for lb in scenario.labels if lb.entity == "Binance")
+        start = paged.request_counts["address/txs/chain"]
+        assert (await paged.native_balances([(hot, scenario.head)]))[(hot, scenario.head)] == got[(hot, scenario.head)]
+        assert paged.request_counts["address/txs/chain"] == start  # nothing after the head: no paging
+    finally:
+        await paged.close()
     before_first_hop = (scenario.seeds[0], scenario.truth.peel[0].block - 1)
     assert (await client.native_balances([before_first_hop]))[before_first_hop] == scenario.truth.stolen[NATIVE]
 
