@@ -10,6 +10,7 @@ import pytest
 
 from tracer.addresses import encode_btc_base58, encode_btc_segwit, normalize_btc
 from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
+from tracer.devchain.bitcoin import BitcoinChainIndex, BitcoinScenario, BitcoinScenarioParams, generate
 from tracer.engine import utxo
 from tracer.engine.taint import Movement, propagate
 
@@ -490,3 +491,42 @@ def test_plan_names_the_addresses_a_wallet_spends_with() -> None:
     mix = whirlpool_mix()
     flows = [utxo.Outflow(wpkh(102), 2, mix.txid, wpkh(110), 1_000_000, 5_000_000)]
     assert utxo.plan(flows, {mix.txid: mix}, {}, set(), 0.5).cospent == {}
+
+
+# -- over whole generated histories (tracer.devchain.bitcoin, written independently) -------------
+
+
+def _utxo_txs(sc: BitcoinScenario) -> dict[str, UtxoTx]:
+    idx = BitcoinChainIndex(sc)
+    out = {}
+    for blk, k, t in sc.iter_txs():
+        ins = tuple(TxIn(n, None, 0, i.txid, i.vout, coinbase=True) if t.coinbase else
+                    TxIn(n, idx.prevout(i).address, idx.prevout(i).value, i.txid, i.vout, idx.prevout(i).script_type)
+                    for n, i in enumerate(t.inputs))
+        outs = tuple(TxOut(n, o.address, o.value, o.script_type, o.op_return) for n, o in enumerate(t.outputs))
+        out[t.txid] = UtxoTx(t.txid, blk.height, blk.timestamp, k, ins, outs)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_generated_histories(seed: int) -> None:
+    """Every transaction of a generated history: the CoinJoin and only it is one (no false
+    positive among peels, sweeps, batch withdrawals, vault payouts), its truth matches, the
+    thief's change is its one followed link, and every peel hop's change is found."""
+    sc = generate(BitcoinScenarioParams(seed=seed))
+    txs = _utxo_txs(sc)
+    (truth,) = sc.truth.coinjoins
+    found = {txid: info for txid, t in txs.items() if (info := utxo.detect_coinjoin(t)) is not None}
+    assert list(found) == [truth.txid]
+    info = found[truth.txid]
+    assert (info.pattern, info.denomination, info.anonymity_set) == ("wasabi", truth.denomination,
+                                                                      truth.anonymity_set)
+    assert set(info.equal_vouts) == set(truth.equal_vouts) and info.coordinator_vout == truth.coordinator_vout
+    assert set(info.change_vouts) == set(truth.change_vouts)
+    mix = txs[truth.txid]
+    thief = {mix.inputs[v].address or "" for v in truth.tainted_vins}
+    entry = utxo.enter_coinjoin(mix, info, thief.pop(), truth.tainted_in, truth.tainted_in, 0.5)
+    assert [o.vout for o in entry.outputs if o.followed] == [truth.thief_change_vout]
+    for hop in sc.truth.peel:
+        t = txs[hop.txid]
+        assert utxo.detect_change(t).vout == next(o.index for o in t.outputs if o.address == hop.change_address)

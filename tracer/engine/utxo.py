@@ -20,6 +20,7 @@ Whirlpool and JoinMarket protocol documents for CoinJoins).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,8 @@ WHIRLPOOL_SIZE = 5
 WASABI_BASE_BAND = (5_000_000, 20_000_000)
 WASABI_MIN_EQUAL = 10
 WASABI_MIN_PARTICIPANTS = 5
-WASABI_FEE_RATE = 0.00003  # coordinator fee per participant: 0.003% x anonymity set x denomination
+WASABI_FEE_RATE = 0.00003  # Wasabi 1.x coordinator fee per participant: 0.003% x anonymity set x denomination
+WABISABI_FEE_RATE = 0.003  # Wasabi 2.x coordinator fee: 0.3% of the amount mixed
 # Wasabi 2 (WabiSabi) rounds: hundreds of inputs, outputs in many standard denominations.
 WASABI2_MIN_INPUTS = 50
 JOINMARKET_MIN_EQUAL = 3
@@ -219,12 +221,12 @@ def detect_coinjoin(tx: UtxoTx) -> CoinJoinInfo | None:
         # Mixing levels: equal groups at about 2, 4, 8... times the base denomination.
         levels = {v for v, c in counts.items() if c >= 2 and v != denom and _near_power_of_two(v, denom)}
         level_vouts = tuple(i for i, v in values if v in levels)
-        fee_target = WASABI_FEE_RATE * n * n * denom
+        targets = (WASABI_FEE_RATE * n * n * denom, WABISABI_FEE_RATE * n * denom)
         coordinator = None
         others = [i for i in rest if tx.outputs[i].value not in levels]
-        near = [i for i in others if fee_target / 3 <= tx.outputs[i].value <= fee_target * 3]
+        near = [i for i in others if any(t / 3 <= tx.outputs[i].value <= t * 3 for t in targets)]
         if near:
-            coordinator = min(near, key=lambda i: abs(tx.outputs[i].value - fee_target))
+            coordinator = min(near, key=lambda i: min(abs(math.log(tx.outputs[i].value / t)) for t in targets))
         reasons = [f"Wasabi: {n} equal outputs of {fmt_btc(denom)} (base denomination ~0.1 BTC), {n_in} inputs"]
         if levels:
             reasons.append(f"{len(level_vouts)} outputs at higher mixing levels")
