@@ -238,3 +238,11 @@ async def test_a_chain_this_server_does_not_follow_is_a_400(api: Api) -> None:
     status, body, _ = await api.call("POST", "/v1/traces", json={
         "chain": "ethereum", "seeds": ["0x098b716b8aaf21512996dc57eb0615e2383e2f96"]})
     assert status == 400 and body["field"] == "chain" and "bitcoin" in body["detail"], body
+
+
+async def test_min_amount_is_in_btc(api: Api, trace: dict[str, Any], scenario: BitcoinScenario) -> None:
+    payments = sorted(h.payment for h in scenario.truth.peel)
+    cut = Decimal(payments[len(payments) // 2]) / 10**8
+    _, page, _ = await api.call("GET", f"/v1/traces/{trace['id']}/hops?status=exit&min_amount={cut}&limit=500",
+                                expect=200)
+    assert sorted(int(h["amount_raw"]) for h in page["items"]) == [p for p in payments if p >= cut * 10**8]

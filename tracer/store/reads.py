@@ -134,11 +134,11 @@ def _hop_where(f: HopFilter, args: list[Any]) -> str:
     if f.status is not None:
         parts.append(f"h.status = {arg(f.status)}")
     if f.min_amount is not None:
-        # Display units to raw units per row: native has 18 decimals, a token those of its contract
-        # (unknown decimals: the amount is already raw).
+        # Display units to raw units per row: native has the decimals its transfers carry (8 on
+        # Bitcoin), else 18, a token those of its contract (unknown decimals: the amount is raw).
         parts.append(
             f"h.amount >= {arg(f.min_amount)}::numeric * power(10::numeric, CASE WHEN h.asset = '{NATIVE}' "
-            f"THEN {NATIVE_DECIMALS} ELSE coalesce(t.decimals, 0) END)"
+            f"THEN coalesce(t.decimals, {NATIVE_DECIMALS}) ELSE coalesce(t.decimals, 0) END)"
         )
     return " AND ".join(parts)
 
