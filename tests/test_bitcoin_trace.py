@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -246,3 +247,37 @@ async def test_min_amount_is_in_btc(api: Api, trace: dict[str, Any], scenario: B
     _, page, _ = await api.call("GET", f"/v1/traces/{trace['id']}/hops?status=exit&min_amount={cut}&limit=500",
                                 expect=200)
     assert sorted(int(h["amount_raw"]) for h in page["items"]) == [p for p in payments if p >= cut * 10**8]
+
+
+async def test_the_web_form_starts_a_bitcoin_trace(api: Api, scenario: BitcoinScenario) -> None:
+    """The investigator's page takes Bitcoin seeds (and refuses a malformed one before posting)."""
+    from tests.test_web_e2e import CHROMIUM_ARGS, find_chromium
+
+    chromium = find_chromium()
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        pytest.skip("Playwright for Python is not installed")
+    if chromium is None:
+        pytest.skip("no Chromium found")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = await browser.new_page()
+            page.set_default_timeout(60_000)
+            await page.goto(api.base + "/ui")
+            await page.fill("#f-seeds", "bc1qnot-an-address")
+            await page.click("#f-submit")
+            await page.wait_for_selector("#form-error:text('Not an address: bc1qnot-an-address')")
+            await page.fill("#f-seeds", scenario.seeds[0])
+            await page.fill("#f-label", "browser bitcoin")
+            await page.click("#f-submit")
+            await page.wait_for_url(re.compile(r"/ui\?trace=\d+$"))
+            trace_id = int(page.url.rsplit("=", 1)[1])
+            await page.wait_for_function("() => document.querySelector('#trace-status').textContent === 'done'")
+        finally:
+            await browser.close()
+    _, trace, _ = await api.call("GET", f"/v1/traces/{trace_id}", expect=200)
+    assert trace["chain"] == "bitcoin" and trace["label"] == "browser bitcoin"
+    _, exits, _ = await api.call("GET", f"/v1/traces/{trace_id}/exits", expect=200)
+    assert {e["address"] for e in exits["items"]} == {o.address for o in scenario.truth.offramps}
