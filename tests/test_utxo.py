@@ -453,33 +453,45 @@ def test_a_whale_taking_several_equal_outputs() -> None:
     assert all(lk.confidence == pytest.approx(5 / 25) for lk in links[1:])
 
 
-def test_two_traced_wallets_in_one_coinjoin_share_one_change() -> None:
-    # The thief registers coins of two addresses (0.22 + 0.13 BTC): one change for both, which fits
-    # neither alone. Scored together, each wallet's entry carries its part of the change.
+def test_two_addresses_of_one_participant_share_one_change() -> None:
+    # The thief split its coins over two addresses in one transaction (0.22 + 0.13 BTC) and
+    # registered both: one change for both, which fits neither alone. Siblings (outputs of one
+    # earlier transaction) are scored together, each wallet's entry carrying its part.
     t, tainted, change_vout = wasabi_round()
     a, b = wpkh(501), wpkh(502)
-    ins = [TxIn(0, a, 22_000_000, "11" * 32, 0), TxIn(len(t.inputs), b, 13_000_000, "22" * 32, 0),
+    ins = [TxIn(0, a, 22_000_000, "11" * 32, 0), TxIn(len(t.inputs), b, 13_000_000, "11" * 32, 1),
            *(i for i in t.inputs if i.address != tainted)]
     t2 = UtxoTx(t.txid, t.block_number, t.block_time, t.tx_index, tuple(ins), t.outputs, t.fee)
     info = utxo.detect_coinjoin(t2)
     assert info is not None
+    assert utxo.sibling_inputs(t2, info, a) == {b} and utxo.sibling_inputs(t2, info, b) == {a}
     for alone in (a, b):
         assert change_vout not in [lk.vout for lk in utxo.coinjoin_links(t2, info, {alone}) if lk.kind == "change"]
-    out_a = sum(o.value for o in t2.outputs) * 22_000_000 // t2.total_in
-    out_b = sum(o.value for o in t2.outputs) * 13_000_000 // t2.total_in
-    flows = [utxo.Outflow(a, 1, t2.txid, t2.outputs[0].address or "", out_a, out_a),
-             utxo.Outflow(b, 2, t2.txid, t2.outputs[0].address or "", out_b, out_b)]
-    p = utxo.plan(flows, {t2.txid: t2}, {}, set(), 0.5)
-    ea, eb = sorted(p.entries, key=lambda e: e.depositor != a)
-    assert ea.depositor == a and ea.companions == (b,) and eb.companions == (a,)
+    out_a = t2.total_out * 22_000_000 // t2.total_in
+    out_b = t2.total_out * 13_000_000 // t2.total_in
+    value = t2.outputs[change_vout].value
+    conf = utxo.CHANGE_LINK_SAME_TYPE
+    # Only a is traced (b's coins dilute a's share all the same), then both in one batch, then
+    # each in a batch of its own: the same links and amounts every time.
+    only_a = utxo.plan([utxo.Outflow(a, 1, t2.txid, t2.outputs[0].address or "", out_a, out_a)],
+                       {t2.txid: t2}, {}, set(), 0.5)
+    both = utxo.plan([utxo.Outflow(a, 1, t2.txid, t2.outputs[0].address or "", out_a, out_a),
+                      utxo.Outflow(b, 2, t2.txid, t2.outputs[0].address or "", out_b, out_b)], {t2.txid: t2}, {},
+                     set(), 0.5)
+    only_b = utxo.plan([utxo.Outflow(b, 2, t2.txid, t2.outputs[0].address or "", out_b, out_b)],
+                       {t2.txid: t2}, {}, set(), 0.5)
+    ea, eb = sorted(both.entries, key=lambda e: e.depositor != a)
+    assert only_a.entries == [ea] and only_b.entries == [eb]
+    assert ea.companions == (b,) and eb.companions == (a,) and ea.evidence()["together_with"] == [b]
     change_a = next(o for o in ea.outputs if o.followed)
     change_b = next(o for o in eb.outputs if o.followed)
     assert change_a.vout == change_b.vout == change_vout
-    value = t2.outputs[change_vout].value
-    conf = utxo.CHANGE_LINK_SAME_TYPE
-    assert change_a.carried == int(value * out_a / (out_a + out_b) * conf)
-    assert change_a.carried + change_b.carried == pytest.approx(value * conf, abs=2)
-    assert ea.evidence()["together_with"] == [b]
+    assert change_a.carried == pytest.approx(value * out_a / (out_a + out_b) * conf, abs=2)
+    assert change_a.carried + change_b.carried == pytest.approx(value * conf, abs=3)
+    # Coins of unrelated origin are other participants'.
+    ins[1] = TxIn(len(t.inputs), b, 13_000_000, "22" * 32, 0)
+    t3 = UtxoTx(t.txid, t.block_number, t.block_time, t.tx_index, tuple(ins), t.outputs, t.fee)
+    assert utxo.sibling_inputs(t3, info, a) == set()
 
 
 def test_plan_names_the_addresses_a_wallet_spends_with() -> None:
@@ -487,6 +499,11 @@ def test_plan_names_the_addresses_a_wallet_spends_with() -> None:
     t = tx([(w, 10_000_000), (x, 20_000_000)], [(wpkh(62), 29_990_000)])
     flows = [utxo.Outflow(w, 1, t.txid, wpkh(62), 5_000_000, 9_996_666)]
     assert utxo.plan(flows, {t.txid: t}, {}, set(), 0.5).cospent == {w: [x]}
+    # Another traced wallet spending with x in the same batch stays out of w's cluster.
+    y = wpkh(63)
+    t2 = tx([(y, 10_000_000), (x, 1_000_000)], [(wpkh(64), 10_990_000)])
+    flows2 = [*flows, utxo.Outflow(y, 3, t2.txid, wpkh(64), 5_000_000, 9_990_000)]
+    assert utxo.plan(flows2, {t.txid: t, t2.txid: t2}, {}, set(), 0.5).cospent == {w: [x], y: [x]}
     # Never through a CoinJoin: its inputs belong to many.
     mix = whirlpool_mix()
     flows = [utxo.Outflow(wpkh(102), 2, mix.txid, wpkh(110), 1_000_000, 5_000_000)]

@@ -473,6 +473,16 @@ def enter_coinjoin(
     return CoinJoinEntry(tx.txid, depositor, info, flagged, sent, tuple(outs), tuple(sorted(set(companions))))
 
 
+def sibling_inputs(tx: UtxoTx, info: CoinJoinInfo, owner: str) -> set[str]:
+    """Other input addresses of a CoinJoin that are `owner`'s too: coins created by the same
+    earlier transaction as one of the owner's coins (a wallet splitting its money before
+    registering it). Coins of the round's denomination are left out: outputs of one earlier
+    CoinJoin (remixes) belong to different users."""
+    parents = {i.prev_txid for i in tx.inputs if i.address == owner}
+    return {i.address for i in tx.inputs if i.address and i.address != owner and i.prev_txid in parents
+            and i.value != info.denomination}
+
+
 def merge_inflows(
     moves: Sequence[Movement], flagged_in: Mapping[int, int]
 ) -> tuple[list[Movement], dict[int, int]]:
@@ -548,30 +558,34 @@ def plan(
     """Decide, per traced wallet and transaction, what the batch writes.
 
     `history` lists each owner's (block, counterparty) pairs: counterparties before a transaction
-    are addresses seen before it (with `known`, the addresses this trace already reached), so an
-    output to one of them is not fresh change.
+    are addresses seen before it (with `known`, other addresses the caller knows were used), so
+    an output to one of them is not fresh change. Every decision reads only the transactions and
+    the owner's own history, never which other wallets happen to share the batch, so a trace
+    comes out the same whatever the number of workers.
     """
     out = Plan()
     groups: dict[tuple[str, str], list[Outflow]] = {}
     for f in outflows:
         groups.setdefault((f.owner, f.txid), []).append(f)
         out.transfer_of.setdefault((f.owner, f.txid, f.to_address), f.transfer_id)
-    owners_in: dict[str, set[str]] = {}
-    sent_in: dict[str, int] = {}
-    for (owner, txid), flows in groups.items():
-        owners_in.setdefault(txid, set()).add(owner)
-        sent_in[txid] = sent_in.get(txid, 0) + sum(f.total for f in flows)
-    owners = Clusters()
+    # One cluster per owner, over its own transactions: another wallet sharing the batch must not
+    # join two owners' clusters (the answer would depend on how jobs were batched).
+    owners: dict[str, Clusters] = {}
     for (owner, txid), flows in sorted(groups.items()):
         tx = txs.get(txid)
         if tx is None:
             continue
-        owners.add(tx)
+        owners.setdefault(owner, Clusters()).add(tx)
         info = detect_coinjoin(tx)
         if info is not None:
-            out.entries.append(enter_coinjoin(
-                tx, info, owner, sum(f.flagged for f in flows), sum(f.total for f in flows), min_confidence,
-                companions=owners_in[txid] - {owner}, together_sent=sent_in[txid]))
+            sent = sum(f.total for f in flows)
+            companions = sibling_inputs(tx, info, owner)
+            # The companions' coins, traced or not, are the same participant's: their part of the
+            # outputs dilutes this wallet's share of each output it may own.
+            share_out = tx.total_out / tx.total_in if tx.total_in else 1.0
+            together = sent + int(sum(i.value for i in tx.inputs if i.address in companions) * share_out)
+            out.entries.append(enter_coinjoin(tx, info, owner, sum(f.flagged for f in flows), sent, min_confidence,
+                                              companions=companions, together_sent=together))
             out.inside.update(f.transfer_id for f in flows)
             continue
         block = tx.block_number if tx.block_number is not None else 1 << 62
@@ -583,8 +597,8 @@ def plan(
         for f in flows:
             if f.to_address == address:
                 out.change[f.transfer_id] = {"change": True, "txid": txid, **guess.to_json()}
-    for owner in sorted({f.owner for f in outflows}):
-        others = sorted(owners.members(owner) - {owner})
+    for owner, clusters in sorted(owners.items()):
+        others = sorted(clusters.members(owner) - {owner})
         if others:
             out.cospent[owner] = others
     return out

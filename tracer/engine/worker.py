@@ -416,8 +416,7 @@ class Worker:
             outs.extend((a, o, by_id[o.transfer_id]) for o in taint)
 
         batch = _Batch(verdicts=verdicts)
-        utxo_plan = (await self._utxo_plan(trace, utxo_source, outs, timelines, known)
-                     if utxo_source is not None else None)
+        utxo_plan = await self._utxo_plan(trace, utxo_source, outs, timelines) if utxo_source is not None else None
         service_logs = await self._service_logs(trace, outs, labels, known)
         deposits: list[_PendingDeposit] = []
         bridged: list[tuple[str, StoredTransfer, int]] = []  # (router, deposit transfer, hop index)
@@ -499,10 +498,10 @@ class Worker:
         source: UtxoSource,
         outs: Sequence[tuple[str, TaintedOut, StoredTransfer]],
         timelines: Mapping[str, Sequence[StoredTransfer]],
-        known: Mapping[str, asyncpg.Record],
     ) -> utxo.Plan:
         """The transactions of the batch's flagged outflows (one request set), read by the change
-        and CoinJoin heuristics."""
+        and CoinJoin heuristics. Addresses seen before a transaction come from the wallet's own
+        history only: what the trace reached meanwhile depends on worker timing."""
         flows = [utxo.Outflow(a, st.id, st.transfer.tx_hash, st.transfer.to_address, o.amount, o.total)
                  for a, o, st in outs if o.swap is None and st.transfer.to_address not in trace.seeds]
         if not flows:
@@ -511,7 +510,7 @@ class Worker:
         history = {a: [(st.transfer.block_number,
                         st.transfer.to_address if st.transfer.from_address == a else st.transfer.from_address)
                         for st in timelines.get(a, ())] for a in {f.owner for f in flows}}
-        return utxo.plan(flows, txs, history, set(known), trace.policy.min_link_confidence)
+        return utxo.plan(flows, txs, history, frozenset(), trace.policy.min_link_confidence)
 
     def _coinjoins(
         self,
