@@ -30,6 +30,8 @@ from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, Coin
 from tracer.devchain.bitcoin_coinjoin import whirlpool
 from tracer.devchain.esplora import EsploraServer
 from tracer.engine import utxo
+from tracer.engine.service import create_trace
+from tracer.runner import run_with_workers
 from tracer.store import traces as store
 from tracer.store.db import Database
 
@@ -252,3 +254,25 @@ async def test_whirlpool_with_1_in_5_links_reaches_the_cash_out_with_a_fifth(
     assert e is not None and e["recognised_by"]["method"] == "behaviour"
     # The postmix output held 0.05 BTC of which a fifth is flagged; the cash-out spent it less a fee.
     assert int(e["amount_raw"]) == cashout.amount * (mix.denomination // 5) // mix.denomination
+
+
+async def test_more_workers_give_the_same_hops(
+    api: Api, db: Database, esplora: EsploraServer, scenario: BitcoinScenario
+) -> None:
+    """1 and then 4 extra workers (the API's own 2 claim jobs too): batches differ, hops do not."""
+    client = EsploraChain(esplora.url, network="mainnet")
+    await client.connect()
+    try:
+        seen = []
+        for workers in (1, 4):
+            trace_id = await create_trace(db.pool, client, chain="bitcoin", seeds=scenario.seeds,
+                                          policy={"min_link_confidence": 0.2, "min_share": 0.00001})
+            assert await run_with_workers(db.pool, {"bitcoin": client}, trace_id, workers=workers,
+                                          progress=False) == "done"
+            seen.append(sorted((h["tx_hash"], h["position"], h["to"], h["status"], h["reason"], h["amount_raw"],
+                                h.get("confidence"), json.dumps(h.get("evidence"), sort_keys=True))
+                               for h in await _hops(api, trace_id)))
+    finally:
+        await client.close()
+    assert seen[0] == seen[1]
+    assert any(h[4] == "coinjoin link" for h in seen[0]) and any(h[4] == "change" for h in seen[0])
