@@ -434,3 +434,55 @@ async def test_devchain_cli_serves_bitcoin_over_esplora() -> None:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
+
+
+@aio
+async def test_positions_from_merkle_proofs_or_block_lists_agree(
+    servers: dict[str, EsploraServer], scenario: BitcoinScenario
+) -> None:
+    """A transaction's position in its block comes from its merkle proof when few of a block's
+    transactions are wanted, from the block's txid list when many are: both say the same."""
+    addresses = scenario.seeds + [h.change_address for h in scenario.truth.peel] + \
+        [h.deposit_address for h in scenario.truth.peel]
+    results = []
+    for threshold in (1, 10**6):
+        c = EsploraChain(servers["healthy"].url, block_list_threshold=threshold)
+        await c.connect()
+        try:
+            results.append(await c.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True))
+            counts = c.request_counts
+        finally:
+            await c.close()
+        used, unused = ("block/txids", "tx/merkle-proof") if threshold == 1 else ("tx/merkle-proof", "block/txids")
+        assert counts[used] > 0 and counts[unused] == 0
+    assert results[0] == results[1]
+    index = BitcoinChainIndex(scenario)
+    for t in results[0]:
+        assert t.tx_index == index.txs[t.tx_hash][2]
+
+
+@aio
+async def test_merkle_proofs_fold_to_the_block_merkle_root(servers: dict[str, EsploraServer],
+                                                           scenario: BitcoinScenario) -> None:
+    import hashlib
+
+    import aiohttp
+
+    def h(data: bytes) -> bytes:
+        return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+    block = max(scenario.blocks, key=lambda b: len(b.txs))
+    base = servers["healthy"].url
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/block/{block.hash}") as r:
+            root = (await r.json())["merkle_root"]
+        for pos, tx in enumerate(block.txs):
+            async with session.get(f"{base}/tx/{tx.txid}/merkle-proof") as r:
+                proof = await r.json()
+            assert proof["pos"] == pos and proof["block_height"] == block.height
+            acc, k = bytes.fromhex(tx.txid)[::-1], pos
+            for sibling in proof["merkle"]:
+                s = bytes.fromhex(sibling)[::-1]
+                acc = h(s + acc) if k & 1 else h(acc + s)
+                k //= 2
+            assert acc[::-1].hex() == root

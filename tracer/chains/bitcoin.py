@@ -3,8 +3,9 @@
 Esplora is the HTTP API of Blockstream's and mempool.space's explorers and of self-hosted
 electrs. The endpoints used:
 
-- `/blocks/tip/height`, `/block-height/:h` (hash), `/block/:hash` (timestamp),
-  `/block/:hash/txids` (a transaction's position in its block: Esplora's tx JSON lacks it);
+- `/blocks/tip/height`, `/block-height/:h` (hash), `/block/:hash` (timestamp);
+- a transaction's position in its block, which Esplora's tx JSON lacks: `/tx/:txid/merkle-proof`
+  (`pos`) for a few transactions of a block, `/block/:hash/txids` for many;
 - `/address/:a/txs` (mempool plus the newest confirmed page) then `/address/:a/txs/chain/:last`
   for older pages, newest first: paging stops below the block range asked for;
 - `/tx/:txid` and `/tx/:txid/outspends`.
@@ -333,6 +334,7 @@ class EsploraChain:
         max_retry_after: float = 120.0,
         page_size: int = 25,
         cache_size: int = 65536,
+        block_list_threshold: int = 8,
     ) -> None:
         if concurrency < 1 or retries < 1:
             raise ValueError("concurrency and retries must be at least 1")
@@ -350,6 +352,8 @@ class EsploraChain:
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
         self.page_size = page_size
+        # Transactions of one block from which its whole txid list is cheaper than merkle proofs.
+        self.block_list_threshold = max(1, block_list_threshold)
         self.request_counts: Counter[str] = Counter()
         self._semaphore = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -513,7 +517,7 @@ class EsploraChain:
 
     # -- transactions -------------------------------------------------------------------------
 
-    async def _positions(self, block_hash: str) -> dict[str, int]:
+    async def _block_positions(self, block_hash: str) -> dict[str, int]:
         cached = self._block_index.get(block_hash)
         if cached is not None:
             return dict(cached)
@@ -524,19 +528,42 @@ class EsploraChain:
         self._block_index.put(block_hash, index)
         return index
 
+    async def _merkle_position(self, txid: str) -> int:
+        proof = await self._get(f"/tx/{txid}/merkle-proof", "tx/merkle-proof")
+        pos = proof.get("pos") if isinstance(proof, Mapping) else None
+        if not isinstance(pos, int) or isinstance(pos, bool) or pos < 0:
+            raise ChainError(f"malformed Esplora merkle proof of {txid}: {str(proof)[:120]}")
+        return pos
+
+    async def _positions(self, raw: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """Each transaction's position in its block, which Esplora's tx JSON leaves out. A block
+        holding many of them: its txid list (one request, but ~200 kB for a full mainnet block);
+        a few: their merkle proofs (~1 kB each), whose `pos` is the position."""
+        by_block: dict[str, list[str]] = {}
+        for r in raw:
+            by_block.setdefault(str(r["status"]["block_hash"]).lower(), []).append(str(r["txid"]).lower())
+        lists = [h for h, txids in by_block.items()
+                 if len(txids) >= self.block_list_threshold or self._block_index.get(h) is not None]
+        proofs = [t for h, txids in by_block.items() if h not in lists for t in txids]
+        found: dict[str, int] = {}
+        for h, index in zip(lists, await gather_or_cancel(self._block_positions(h) for h in lists), strict=True):
+            for t in by_block[h]:
+                if t not in index:
+                    raise ChainError(f"transaction {t} is not in the txid list of its block {h}")
+                found[t] = index[t]
+        found.update(zip(proofs, await gather_or_cancel(self._merkle_position(t) for t in proofs), strict=True))
+        return found
+
     async def _with_positions(self, raw: Sequence[Mapping[str, Any]]) -> list[UtxoTx]:
-        """Parse confirmed txs, with their position in the block (one txid list per block)."""
-        hashes = sorted({str(r["status"]["block_hash"]).lower() for r in raw})
-        indexes = dict(zip(hashes, await gather_or_cancel(self._positions(h) for h in hashes), strict=True))
+        """Parse confirmed txs, with their position in the block."""
+        fresh = [r for r in raw if self._txs.get(str(r["txid"]).lower()) is None]
+        positions = await self._positions(fresh)
         out: list[UtxoTx] = []
         for r in raw:
             txid = str(r["txid"]).lower()
             cached = self._txs.get(txid)
             if cached is None:
-                position = indexes[str(r["status"]["block_hash"]).lower()].get(txid)
-                if position is None:
-                    raise ChainError(f"transaction {txid} is not in the txid list of its block")
-                cached = parse_tx(r, position)
+                cached = parse_tx(r, positions[txid])
                 self._txs.put(txid, cached)
                 if cached.block_number is not None and cached.block_time is not None:
                     self._times.setdefault(cached.block_number, cached.block_time)

@@ -3,7 +3,7 @@
 `EsploraServer` answers the endpoints tracer's Bitcoin adapter uses, shaped like Blockstream's
 electrs: `/blocks/tip/height`, `/blocks/tip/hash`, `/block-height/:h`, `/block/:hash`,
 `/block/:hash/txids`, `/block/:hash/status`, `/tx/:txid`, `/tx/:txid/status`,
-`/tx/:txid/outspends`, `/address/:a`, `/address/:a/txs` (the newest `page_size` confirmed;
+`/tx/:txid/outspends`, `/tx/:txid/merkle-proof`, `/address/:a`, `/address/:a/txs` (the newest `page_size` confirmed;
 no mempool here), `/address/:a/txs/chain[/:last_seen_txid]`. Bad input answers 400 with a text
 body, unknown objects 404, as electrs does. The knobs are those of the JSON-RPC devchain
 (tracer/devchain/server.py): per-request latency, a requests/s limit (HTTP 429 with Retry-After)
@@ -13,6 +13,7 @@ and a seeded `FaultPlan` (hangs, 5xx, connection resets, truncated bodies).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 from collections import Counter
@@ -39,6 +40,32 @@ def _op_return_script(data: bytes) -> bytes:
     if len(data) <= 75:
         return b"\x6a" + bytes([len(data)]) + data
     return b"\x6a\x4c" + bytes([len(data)]) + data  # OP_PUSHDATA1 (memos stay under 256 bytes)
+
+
+def merkle_branch(txids: list[str], pos: int) -> list[str]:
+    """The merkle branch of transaction `pos` (display hex, as electrs answers it)."""
+    level = [bytes.fromhex(t)[::-1] for t in txids]
+    branch: list[str] = []
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(level[-1])
+        branch.append(level[pos ^ 1][::-1].hex())
+        level = [_sha256d(level[k] + level[k + 1]) for k in range(0, len(level), 2)]
+        pos //= 2
+    return branch
+
+
+def merkle_root(txids: list[str]) -> str:
+    level = [bytes.fromhex(t)[::-1] for t in txids]
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(level[-1])
+        level = [_sha256d(level[k] + level[k + 1]) for k in range(0, len(level), 2)]
+    return level[0][::-1].hex()
+
+
+def _sha256d(data: bytes) -> bytes:
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
 class EsploraServer:
@@ -79,6 +106,7 @@ class EsploraServer:
         r.add_get("/tx/{txid}", self._tx)
         r.add_get("/tx/{txid}/status", self._tx_status)
         r.add_get("/tx/{txid}/outspends", self._outspends)
+        r.add_get("/tx/{txid}/merkle-proof", self._merkle_proof)
         r.add_get("/address/{address}", self._address)
         r.add_get("/address/{address}/txs", self._address_txs)
         r.add_get("/address/{address}/txs/chain", self._address_txs_chain)
@@ -228,7 +256,8 @@ class EsploraServer:
             return blk
         return self._json({"id": blk.hash, "height": blk.height, "version": 0x20000000, "timestamp": blk.timestamp,
                            "tx_count": len(blk.txs), "size": 1000 * len(blk.txs), "weight": 4000 * len(blk.txs),
-                           "merkle_root": blk.txs[0].txid, "previousblockhash": blk.prev_hash if blk.height else None,
+                           "merkle_root": merkle_root([t.txid for t in blk.txs]),
+                           "previousblockhash": blk.prev_hash if blk.height else None,
                            "mediantime": blk.timestamp - 3000, "nonce": blk.height, "bits": 0x1D00FFFF,
                            "difficulty": 1})
 
@@ -257,6 +286,14 @@ class EsploraServer:
         if isinstance(found, web.Response):
             return found
         return self._json(self._status(found[1]))
+
+    async def _merkle_proof(self, request: web.Request) -> web.Response:
+        found = self._tx_of(request)
+        if isinstance(found, web.Response):
+            return found
+        _tx, blk, pos = found
+        return self._json({"block_height": blk.height, "merkle": merkle_branch([t.txid for t in blk.txs], pos),
+                           "pos": pos})
 
     async def _outspends(self, request: web.Request) -> web.Response:
         found = self._tx_of(request)
