@@ -190,6 +190,12 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
         assert line.chain == DEST and line.path and line.path[0]["from"] in home.seeds
         steps = [(s["from"], s["to"]) for s in line.path]
         assert (p.deposit.sender, p.address) in steps and steps[-1] == (p.path[-1], p.deposit_address)
+    text = treport.render(rep, max_exits=100)
+    assert text.count(f"{DEST}: deposit") == len(cross.payouts)
+    # What reached exits is measured against the seeds' totals on the home chain only (swaps
+    # bought ETH with USDT, so it may exceed the ETH that left the seeds).
+    reached = sum(e.amount for e in rep.exits if e.asset == NATIVE and e.chain == home.chain)
+    assert f"({reached / rep.totals[NATIVE]:.1%})" in text
     assert all(e["chain"] in (home.chain, "bitcoin") for e in exits if e["address"] not in expected)
 
 

@@ -150,7 +150,8 @@ def render(report: Report, *, max_exits: int = 40) -> str:
                  + (" …" if len(report.seeds) > 6 else ""))
     for asset, total in sorted(report.totals.items()):
         sym, dec = report.symbols.get(asset, (asset[:10], None))
-        reached = sum(e.amount for e in report.exits if e.asset == asset)
+        # Exits on chains the trace continued into are in other units: not counted against the totals.
+        reached = sum(e.amount for e in report.exits if e.asset == asset and e.chain in ("", report.chain))
         share = reached / total if total else 0.0
         lines.append(f"  left the seeds: {format_amount(total, dec, 4):>16} {sym:<6}"
                      f" reached exits: {format_amount(reached, dec, 4)} {sym} ({share:.1%})")
@@ -165,6 +166,8 @@ def render(report: Report, *, max_exits: int = 40) -> str:
                      f"{'amount':>18} {'asset':<6} {'share':>6}  hops")
         for i, e in enumerate(report.exits[:max_exits], 1):
             how = "deposit address (sweeps)" if e.reason == "deposit_address" else (e.reason or "")
+            if e.chain and e.chain != report.chain:
+                how = f"{e.chain}: {how}"
             lines.append(f"{i:>3}  {(e.entity or '?')[:18]:<18} {how[:22]:<22} {_short(e.address):<17} "
                          f"{format_amount(e.amount, e.decimals, 4):>18} {e.symbol[:6]:<6} {e.share:>6.1%}  {e.hops}")
             if e.path:
