@@ -190,6 +190,11 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
         assert line.chain == DEST and line.path and line.path[0]["from"] in home.seeds
         steps = [(s["from"], s["to"]) for s in line.path]
         assert (p.deposit.sender, p.address) in steps and steps[-1] == (p.path[-1], p.deposit_address)
+        # The paths endpoint crosses the bridge too.
+        _, found, _ = await api.call("GET", f"/v1/traces/{trace['id']}/paths?to={p.deposit_address}", expect=200)
+        conforms("paths", found)
+        assert found["seeds_reached"] and found["paths"][0]["addresses"][0] in home.seeds
+        assert p.address in found["paths"][0]["addresses"]
     text = treport.render(rep, max_exits=100)
     assert text.count(f"{DEST}: deposit") == len(cross.payouts)
     # What reached exits is measured against the seeds' totals on the home chain only (swaps

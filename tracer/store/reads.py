@@ -243,7 +243,9 @@ async def exits(conn: Conn, trace_id: int, chain: str, *, asset: str | None = No
 
 
 async def ancestor_hops(conn: Conn, trace_id: int, target: str, *, max_hops: int) -> list[asyncpg.Record]:
-    """The hops that can lead to `target`: walk backwards over followed hops from the hops into it.
+    """The hops that can lead to `target`: walk backwards over followed hops from the hops into it,
+    and across bridges from a payout on another chain to the wallets whose deposits it pays out
+    (named in the payout hop's evidence; `graph.build` links them).
 
     Only this part of the trace graph is loaded for a path query, not the whole trace. Returns at
     most max_hops + 1 rows, so the caller can tell when the sub-graph is too big.
@@ -252,11 +254,16 @@ async def ancestor_hops(conn: Conn, trace_id: int, target: str, *, max_hops: int
         """WITH RECURSIVE up(address) AS (
                SELECT $2::text
                UNION
-               SELECT h.from_addr FROM hops h JOIN up ON h.to_addr = up.address
-               WHERE h.trace_id = $1 AND (h.status = 'followed' OR h.to_addr = $2)
+               SELECT x.address FROM hops h JOIN up ON h.to_addr = up.address
+               CROSS JOIN LATERAL (
+                   SELECT h.from_addr AS address
+                   UNION ALL
+                   SELECT d->>'from' FROM jsonb_array_elements(coalesce(h.evidence->'deposits', '[]'::jsonb)) d
+               ) x
+               WHERE h.trace_id = $1 AND (h.status = 'followed' OR h.to_addr = $2) AND x.address IS NOT NULL
            )
            SELECT h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
-                  t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol, h.chain
+                  t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol, h.chain, h.evidence
            FROM hops h JOIN transfers t ON t.id = h.transfer_id
            WHERE h.trace_id = $1 AND h.to_addr IN (SELECT address FROM up)
              AND (h.status = 'followed' OR h.to_addr = $2)
