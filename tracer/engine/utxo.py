@@ -16,6 +16,16 @@ Whirlpool and JoinMarket protocol documents for CoinJoins).
   is one of `anonymity_set` indistinguishable coins.
 - `Clusters`: common-input-ownership (all inputs of one transaction belong to one wallet), never
   over CoinJoins, whose inputs belong to many.
+- `plan`, `enter_coinjoin`, `merge_inflows`: what the worker does with them for one batch
+  (tracer.engine.worker): a wallet's outflows into a CoinJoin become one entry, reported like a
+  mixer deposit, whose links at least `policy.min_link_confidence` sure are followed with the
+  output's flagged share times the confidence; an ordinary transaction's change output is marked
+  on its hop; a multi-party output is received whole. Every decision reads the transactions and
+  the wallet's own history only, never what else shares the batch.
+
+CoinJoins are not written to the mixer-links store (`mixer_deposits`/`mixer_links`): its records
+and the API schema behind it describe a pool contract and its withdrawals; the hops and the
+depositor's verdict evidence carry the CoinJoin instead.
 """
 
 from __future__ import annotations
