@@ -358,7 +358,7 @@ class EsploraChain:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._not_before = 0.0
-        self._txs = _Lru(cache_size)  # txid -> UtxoTx (confirmed ones only)
+        self._txs = _Lru(cache_size)  # txid -> (block hash, UtxoTx), confirmed ones only
         self._block_index = _Lru(4096)  # block hash -> {txid: position}
         self._times: dict[int, int] = {}
         self._hashes = _Lru(cache_size)  # height -> block hash
@@ -555,19 +555,22 @@ class EsploraChain:
         return found
 
     async def _with_positions(self, raw: Sequence[Mapping[str, Any]]) -> list[UtxoTx]:
-        """Parse confirmed txs, with their position in the block."""
-        fresh = [r for r in raw if self._txs.get(str(r["txid"]).lower()) is None]
-        positions = await self._positions(fresh)
+        """Parse confirmed txs, with their position in the block. A cached parse is reused only
+        while the transaction is still in the same block (after a reorg it is read again)."""
+        def cached(r: Mapping[str, Any]) -> UtxoTx | None:
+            hit = self._txs.get(str(r["txid"]).lower())
+            return hit[1] if hit is not None and hit[0] == str(r["status"]["block_hash"]).lower() else None
+
+        positions = await self._positions([r for r in raw if cached(r) is None])
         out: list[UtxoTx] = []
         for r in raw:
-            txid = str(r["txid"]).lower()
-            cached = self._txs.get(txid)
-            if cached is None:
-                cached = parse_tx(r, positions[txid])
-                self._txs.put(txid, cached)
-                if cached.block_number is not None and cached.block_time is not None:
-                    self._times.setdefault(cached.block_number, cached.block_time)
-            out.append(cached)
+            tx = cached(r)
+            if tx is None:
+                tx = parse_tx(r, positions[str(r["txid"]).lower()])
+                self._txs.put(tx.txid, (str(r["status"]["block_hash"]).lower(), tx))
+                if tx.block_number is not None and tx.block_time is not None:
+                    self._times[tx.block_number] = tx.block_time
+            out.append(tx)
         return out
 
     @staticmethod
@@ -641,7 +644,7 @@ class EsploraChain:
         for t in wanted:
             cached = self._txs.get(t)
             if cached is not None:
-                out[t] = cached
+                out[t] = cached[1]
             else:
                 missing.append(t)
         raw = await gather_or_cancel(self._get(f"/tx/{t}", "tx") for t in missing)
