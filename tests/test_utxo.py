@@ -168,8 +168,7 @@ def test_whirlpool_5x5() -> None:
         found = utxo.detect_coinjoin(whirlpool_mix(d))
         assert found is not None and found.pattern == "whirlpool"
     # Not a pool denomination, or not 5 x 5: not Whirlpool (and too small for the others).
-    assert utxo.detect_coinjoin(whirlpool_mix(3_000_000)) is not None  # still 5 equal: JoinMarket-shaped
-    assert utxo.detect_coinjoin(whirlpool_mix(3_000_000)).pattern == "joinmarket"  # type: ignore[union-attr]
+    assert utxo.detect_coinjoin(whirlpool_mix(3_000_000)) is None  # 5 equal, no change: no known pattern
 
 
 def test_whirlpool_links_are_one_in_five() -> None:
@@ -304,6 +303,10 @@ def test_equal_outputs_without_participants_are_not_a_coinjoin() -> None:
     # An exchange's batch payout: one input, five customers paid the same amount.
     batch = tx([(wpkh(1), 60_000_000)], [(wpkh(10 + i), 10_000_000) for i in range(5)] + [(wpkh(1), 9_990_000)])
     assert utxo.detect_coinjoin(batch) is None
+    # Swept deposits paying three equal withdrawals with one change: an exchange, not JoinMarket.
+    sweep_pay = tx([(wpkh(30 + i), 4_000_000) for i in range(6)],
+                   [(wpkh(40), 1_000_000), (wpkh(41), 1_000_000), (wpkh(42), 1_000_000), (wpkh(43), 20_990_000)])
+    assert utxo.detect_coinjoin(sweep_pay) is None
     # Two equal outputs are a coincidence, not a pattern.
     pair = tx([(wpkh(1), 30_000_000), (wpkh(2), 30_000_000)], [(wpkh(3), 25_000_000), (wpkh(4), 25_000_000)])
     assert utxo.detect_coinjoin(pair) is None

@@ -10,7 +10,7 @@ Whirlpool and JoinMarket protocol documents for CoinJoins).
   followed along its change instead of fanning out over every payment.
 - `detect_coinjoin`: Wasabi (1.x: ~0.1 BTC base denomination, many inputs, coordinator fee; 2.x:
   many standard denominations), Whirlpool (5 inputs, 5 equal outputs of a pool denomination) and
-  JoinMarket (n >= 3 equal outputs plus at most n change outputs).
+  JoinMarket (n >= 3 equal outputs plus n - 1 or n change outputs).
 - `coinjoin_links`: where a tainted participant's money could have gone: its own change output
   (its inputs minus the denominations it bought minus fees) is nearly certain; each equal output
   is one of `anonymity_set` indistinguishable coins.
@@ -253,7 +253,9 @@ def detect_coinjoin(tx: UtxoTx) -> CoinJoinInfo | None:
             f"WabiSabi round: {n_in} inputs, {len(grouped)} of {len(values)} outputs in {groups} equal "
             f"denominations (largest group {n} x {fmt_btc(denom)})",))
 
-    if n >= JOINMARKET_MIN_EQUAL and len(rest) <= n and n_in >= n and len(in_addrs) >= n:
+    # Every JoinMarket maker gets change (the taker may sweep without): n - 1 or n change outputs.
+    # An exchange paying a few equal withdrawals out of swept deposits has one change, not n - 1.
+    if n >= JOINMARKET_MIN_EQUAL and n - 1 <= len(rest) <= n and n_in >= n and len(in_addrs) >= n:
         return CoinJoinInfo("joinmarket", denom, n, equal, tuple(rest), None, (
             f"JoinMarket: {n} equal outputs of {fmt_btc(denom)} and {len(rest)} change outputs "
             f"from {len(in_addrs)} input addresses",))
