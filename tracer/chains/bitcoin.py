@@ -362,7 +362,6 @@ class EsploraChain:
         self._block_index = _Lru(4096)  # block hash -> {txid: position}
         self._times: dict[int, int] = {}
         self._hashes = _Lru(cache_size)  # height -> block hash
-        self._connected = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -384,7 +383,6 @@ class EsploraChain:
         self.network = net
         # The network's magic number stands for it where tracer records a chain id per chain name.
         self.chain_id = net.magic if net else int(genesis[-12:] or "0", 16)
-        self._connected = True
         head = await self.head()
         log.info("chain %s (Bitcoin %s) at %s: head %d, via Esplora", self.chain,
                  net.name if net else "unknown network", self.url, head)
