@@ -281,3 +281,18 @@ async def test_the_web_form_starts_a_bitcoin_trace(api: Api, scenario: BitcoinSc
     assert trace["chain"] == "bitcoin" and trace["label"] == "browser bitcoin"
     _, exits, _ = await api.call("GET", f"/v1/traces/{trace_id}/exits", expect=200)
     assert {e["address"] for e in exits["items"]} == {o.address for o in scenario.truth.offramps}
+
+
+async def test_graph_exports_and_events_of_a_bitcoin_trace(api: Api, trace: dict[str, Any],
+                                                            scenario: BitcoinScenario) -> None:
+    tid = trace["id"]
+    _, graph, _ = await api.call("GET", f"/v1/traces/{tid}/graph?format=json", expect=200)
+    conforms("graph", graph)
+    text = json.dumps(graph)
+    assert all(o.address in text for o in scenario.truth.offramps)
+    for fmt in ("csv", "dot", "graphml", "gexf"):
+        _, body, _ = await api.call("GET", f"/v1/traces/{tid}/graph?format={fmt}", expect=200)
+        assert scenario.seeds[0] in body and scenario.truth.offramps[0].address in body
+    _, events, _ = await api.call("GET", f"/v1/traces/{tid}/events?limit=500", expect=200)
+    exits = [e for e in events["items"] if e["type"] == "exit_reached"]
+    assert {e["data"]["address"] for e in exits} >= {o.address for o in scenario.truth.offramps}
