@@ -55,6 +55,7 @@ from common import (  # noqa: E402
     table,
     write_result,
 )
+from yarl import URL  # noqa: E402
 
 from tests.fuzz_inputs import (  # noqa: E402
     Request,
@@ -63,6 +64,7 @@ from tests.fuzz_inputs import (  # noqa: E402
     openapi_cases,
     refusal_problem,
     tampered,
+    url_of,
 )
 from tests.reliability_support import (  # noqa: E402
     SCRIPT,
@@ -336,13 +338,13 @@ class FuzzRow:
 
 async def _send(session: aiohttp.ClientSession, base: str, key: str, req: Request) -> tuple[int, str, Any]:
     headers = {"X-API-Key": key, **req.headers}
-    kwargs: dict[str, Any] = {"headers": headers, "params": req.params}
+    kwargs: dict[str, Any] = {"headers": headers}
     if req.raw_body is not None:
         kwargs["data"] = req.raw_body
     elif req.send_json:
         kwargs["data"] = json.dumps(req.json_body, allow_nan=True)
         headers.setdefault("Content-Type", "application/json")
-    async with session.request(req.method, base + req.path, **kwargs) as r:
+    async with session.request(req.method, URL(base + url_of(req), encoded=True), **kwargs) as r:
         raw = await r.read()
         ctype = r.headers.get("Content-Type", "")
         body: Any = raw.decode(errors="replace")

@@ -259,7 +259,18 @@ def junk_requests(trace_id: int) -> list[Request]:
 def _path_safe(text: str) -> str:
     from urllib.parse import quote
 
-    return quote(text, safe="") or "%20"
+    # surrogatepass: a lone surrogate goes out as the (invalid UTF-8) bytes it stands for.
+    return quote(text, safe="", errors="surrogatepass") or "%20"
+
+
+def url_of(req: Request) -> str:
+    """The request's path and query, percent-encoded here so junk no HTTP client would encode
+    (lone surrogates, NUL) still goes out; send it with yarl's `encoded=True`."""
+    from urllib.parse import quote, urlencode
+
+    items = list(req.params.items()) if isinstance(req.params, dict) else list(req.params)
+    query = urlencode(items, quote_via=quote, errors="surrogatepass")
+    return req.path + ("?" + query if query else "")
 
 
 def tampered(cursor: str, rng: random.Random, n: int = 20) -> list[tuple[str, str]]:
