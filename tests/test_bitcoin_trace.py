@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.alerts_support import wait_until
 from tests.api_support import Api, conforms, running_api
+from tests.fixtures_db import temporary_database
+from tracer.alerts.monitor import Monitor, MonitorSettings
 from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.records import NATIVE
@@ -26,6 +29,7 @@ from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
 from tracer.devchain.esplora import EsploraServer
 from tracer.engine import service
+from tracer.engine.worker import Worker
 from tracer.labels import importer
 from tracer.store import labels as label_store
 from tracer.store.db import Database
@@ -296,3 +300,55 @@ async def test_graph_exports_and_events_of_a_bitcoin_trace(api: Api, trace: dict
     _, events, _ = await api.call("GET", f"/v1/traces/{tid}/events?limit=500", expect=200)
     exits = [e for e in events["items"] if e["type"] == "exit_reached"]
     assert {e["data"]["address"] for e in exits} >= {o.address for o in scenario.truth.offramps}
+
+
+async def test_a_watching_bitcoin_trace_follows_new_blocks(pg_server_url: str, migrated_template: str) -> None:
+    """Live following on Bitcoin: the Esplora devchain grows (its tip is raised block by block)
+    under a watching trace; the monitor records the new blocks' hashes through EsploraChain,
+    wakes the addresses that moved and the workers follow the peel chain as it is mined, until
+    the trace holds every deposit address the finished chain has, with the same amounts."""
+    sc = generate(BitcoinScenarioParams(seed=23, peel_hops=6, coinjoin=False, tail_blocks=15))
+    truth = sc.truth
+    first_hop = truth.peel[0].block
+    server = EsploraServer(sc, tip=first_hop + 1)  # the theft and the first hop only, so far
+    await server.start()
+    async with temporary_database(pg_server_url, template=migrated_template) as url:
+        db = await Database.connect(url, migrate=False)
+        client = EsploraChain(server.url)
+        await client.connect()
+        stop = asyncio.Event()
+        chains = {"bitcoin": client}
+        tasks = [asyncio.create_task(w.run(stop)) for w in
+                 (Worker(db.pool, chains, name=f"btc-live-{i}", idle_sleep=0.05) for i in range(2))]
+        tasks.append(asyncio.create_task(Monitor(db.pool, chains, settings=MonitorSettings(poll=0.05)).run(stop)))
+        try:
+            await load_scenario_labels(db.pool, sc)  # type: ignore[arg-type]
+            tid = await service.create_trace(db.pool, client, chain="bitcoin", seeds=sc.seeds,
+                                             policy={"watch": True, "confirmations": 1})
+
+            async def exits() -> dict[str, int]:
+                rows = await db.pool.fetch("SELECT to_addr, sum(amount) AS a FROM hops WHERE trace_id = $1 AND "
+                                           "status = 'exit' GROUP BY to_addr", tid)
+                return {r["to_addr"]: int(r["a"]) for r in rows}
+
+            async def watching() -> bool:
+                return bool(await db.pool.fetchval("SELECT status = 'watching' FROM traces WHERE id = $1", tid))
+
+            await wait_until(watching, what="the historical pass")
+            assert await exits() == {}  # the first deposit address has not been swept yet
+            while server.tip is not None and server.tip < sc.head:
+                server.tip += 1
+                await asyncio.sleep(0.02)
+            expected = {o.address: o.amount for o in truth.offramps}
+            await wait_until(lambda: _same(exits(), expected), timeout=60, what="every deposit address, live")
+            assert await db.pool.fetchval("SELECT to_block FROM traces WHERE id = $1", tid) == sc.head - 1
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+            await client.close()
+            await db.close()
+    await server.stop()
+
+
+async def _same(got: Any, expected: dict[str, int]) -> bool:
+    return bool(await got == expected)

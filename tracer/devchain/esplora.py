@@ -7,7 +7,8 @@ electrs: `/blocks/tip/height`, `/blocks/tip/hash`, `/block-height/:h`, `/block/:
 no mempool here), `/address/:a/txs/chain[/:last_seen_txid]`. Bad input answers 400 with a text
 body, unknown objects 404, as electrs does. The knobs are those of the JSON-RPC devchain
 (tracer/devchain/server.py): per-request latency, a requests/s limit (HTTP 429 with Retry-After)
-and a seeded `FaultPlan` (hangs, 5xx, connection resets, truncated bodies).
+and a seeded `FaultPlan` (hangs, 5xx, connection resets, truncated bodies); `tip` hides the blocks
+above it, and raising it makes the chain grow under a live trace.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ class EsploraServer:
         rate_limit: float | None = None,
         faults: FaultPlan | None = None,
         page_size: int = 25,
+        tip: int | None = None,
     ) -> None:
         self.scenario = scenario
+        self.tip = tip
         self.index = BitcoinChainIndex(scenario)
         self.latency = latency
         self.rate_limit = rate_limit
@@ -163,6 +166,15 @@ class EsploraServer:
             u -= rate
         return None
 
+    # -- a chain that grows ------------------------------------------------------------------------
+    @property
+    def head(self) -> int:
+        """The highest block served: `tip` when set (the chain "grows" as a test raises it)."""
+        return self.index.head if self.tip is None else min(self.tip, self.index.head)
+
+    def _history(self, address: str) -> list[str]:
+        return [t for t in self.index.history(address) if self.index.txs[t][1].height <= self.head]
+
     # -- helpers -----------------------------------------------------------------------------------
     @staticmethod
     def _json(value: Any) -> web.Response:
@@ -181,14 +193,14 @@ class EsploraServer:
         if len(h) != 64 or not set(h) <= _HEX64:
             return self._bad("Invalid hex string")
         blk = self.index.by_hash.get(h)
-        return blk if blk is not None else self._missing("Block not found")
+        return blk if blk is not None and blk.height <= self.head else self._missing("Block not found")
 
     def _tx_of(self, request: web.Request) -> tuple[BtcTx, BtcBlock, int] | web.Response:
         t = request.match_info["txid"].lower()
         if len(t) != 64 or not set(t) <= _HEX64:
             return self._bad("Invalid hex string")
         found = self.index.txs.get(t)
-        return found if found is not None else self._missing("Transaction not found")
+        return found if found is not None and found[1].height <= self.head else self._missing("Transaction not found")
 
     def _address_of(self, request: web.Request) -> str | web.Response:
         try:
@@ -236,17 +248,17 @@ class EsploraServer:
 
     # -- handlers ----------------------------------------------------------------------------------
     async def _tip_height(self, request: web.Request) -> web.Response:
-        return web.Response(text=str(self.index.head))
+        return web.Response(text=str(self.head))
 
     async def _tip_hash(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.index.blocks[-1].hash)
+        return web.Response(text=self.index.blocks[self.head].hash)
 
     async def _block_height(self, request: web.Request) -> web.Response:
         text = request.match_info["height"]
         if not text.isdigit():
             return self._bad("Invalid height")
         h = int(text)
-        if h > self.index.head:
+        if h > self.head:
             return self._missing("Block not found")
         return web.Response(text=self.index.blocks[h].hash)
 
@@ -271,7 +283,7 @@ class EsploraServer:
         blk = self._block_of(request)
         if isinstance(blk, web.Response):
             return blk
-        nxt = self.index.blocks[blk.height + 1].hash if blk.height < self.index.head else None
+        nxt = self.index.blocks[blk.height + 1].hash if blk.height < self.head else None
         return self._json({"in_best_chain": True, "height": blk.height, "next_best": nxt})
 
     async def _tx(self, request: web.Request) -> web.Response:
@@ -303,6 +315,8 @@ class EsploraServer:
         out: list[dict[str, Any]] = []
         for k in range(len(tx.outputs)):
             spender = self.index.spent_by.get((tx.txid, k))
+            if spender is not None and spender[2] > self.head:
+                spender = None  # spent in a block not mined yet
             if spender is None:
                 out.append({"spent": False})
             else:
@@ -316,7 +330,7 @@ class EsploraServer:
             return address
         funded = spent = 0
         funded_n = spent_n = 0
-        for txid in self.index.history(address):
+        for txid in self._history(address):
             tx = self.index.txs[txid][0]
             for o in tx.outputs:
                 if o.address == address:
@@ -329,10 +343,10 @@ class EsploraServer:
         zero = {"funded_txo_count": 0, "funded_txo_sum": 0, "spent_txo_count": 0, "spent_txo_sum": 0, "tx_count": 0}
         return self._json({"address": address, "chain_stats": {
             "funded_txo_count": funded_n, "funded_txo_sum": funded, "spent_txo_count": spent_n,
-            "spent_txo_sum": spent, "tx_count": len(self.index.history(address))}, "mempool_stats": zero})
+            "spent_txo_sum": spent, "tx_count": len(self._history(address))}, "mempool_stats": zero})
 
     def _page(self, address: str, last: str | None) -> list[dict[str, Any]] | web.Response:
-        txids = self.index.history(address)
+        txids = self._history(address)
         start = 0
         if last is not None:
             last = last.lower()
