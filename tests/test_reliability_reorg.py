@@ -103,3 +103,25 @@ async def test_without_a_reorg_the_guard_changes_nothing(db: Database, devchain_
         (REORG_SEED, REORG_A), (REORG_A, REORG_B), (REORG_B, REORG_EXCHANGE)}
     assert client.reorgs_detected == 0
     assert await db.pool.fetchval("SELECT count(*) FROM block_pins WHERE chain = 'ethereum'") >= 1
+
+
+async def test_the_guard_depth_is_configurable(db: Database, devchain_factory: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    steady = await devchain_factory(reorg_chains()[0])
+    raw = await _client(steady.url)
+    try:
+        monkeypatch.setenv("TRACER_REORG_GUARD_DEPTH", "0")
+        assert guarded(raw, db.pool, "ethereum") is raw
+        monkeypatch.setenv("TRACER_REORG_GUARD_DEPTH", "3")
+        guard = guarded(raw, db.pool, "ethereum")
+        assert isinstance(guard, ReorgGuard)
+        await db.pool.execute("DELETE FROM block_pins")
+        await guard.native_balances([(REORG_A, 1)])  # head 7: block 1 is final at depth 3, not pinned
+        await guard.native_balances([(REORG_A, 6)])  # within 3 of the head: pinned
+        pinned = await db.pool.fetch("SELECT number FROM block_pins WHERE chain = 'ethereum'")
+        assert [r["number"] for r in pinned] == [6]
+        monkeypatch.setenv("TRACER_REORG_GUARD_DEPTH", "many")
+        with pytest.raises(SystemExit, match="TRACER_REORG_GUARD_DEPTH"):
+            guarded(raw, db.pool, "ethereum")
+    finally:
+        await raw.close()

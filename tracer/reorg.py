@@ -8,12 +8,14 @@ the fork is retracted (`retract_after`, as the alert monitor does: hops with `ho
 events, cached transfers and coverage), the traces still in their historical pass on that window
 fail with the reason (re-running one traces the new chain), and the read raises
 `ChainReorganised`, so the batch that noticed commits nothing. Reads deeper than `GUARD_DEPTH`
-under the head are final and cost nothing extra; a checked read costs two header requests.
+under the head are final and cost nothing extra; a checked read costs one header request (two
+for the first read up to a block) and one indexed lookup in Postgres.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -73,17 +75,24 @@ class ReorgGuard:
     async def _guarded(self, block: int, read: Callable[[], Awaitable[T]]) -> T:
         if block < 0 or not await self._near_head(block):
             return await read()
-        before = await self._hash(block)
-        if before is None:  # past the node's head: nothing of it can have been read yet
-            return await read()
         async with self._pool.acquire() as conn:
-            pinned = await chain_store.pin_block(conn, self._chain, block, before)
-        if pinned != before:
-            await self._reorganised(block, pinned, before)
+            pinned = await chain_store.block_pin(conn, self._chain, block)
+        if pinned is None:
+            # The first read up to this block: record the hash it starts from (concurrent first
+            # readers agree on one through the upsert).
+            before = await self._hash(block)
+            if before is None:  # past the node's head: nothing of it can have been read yet
+                return await read()
+            async with self._pool.acquire() as conn:
+                pinned = await chain_store.pin_block(conn, self._chain, block, before)
+            if pinned != before:
+                await self._reorganised(block, pinned, before)
         result = await read()
+        # One check after the read is enough once a pin exists: a reorg before or during the read
+        # leaves the node with another hash for the block than the pin.
         after = await self._hash(block)
-        if after != before:
-            await self._reorganised(block, before, after or "(gone)")
+        if after != pinned:
+            await self._reorganised(block, pinned, after or "(gone)")
         return result
 
     async def _reorganised(self, block: int, old: str, new: str) -> None:
@@ -130,6 +139,20 @@ class ReorgGuard:
         return await self._guarded(top, lambda: self._client.token_balances(wanted))
 
 
+def guard_depth() -> int:
+    """`TRACER_REORG_GUARD_DEPTH` (blocks under the head that are checked; 0 turns the guard off),
+    default GUARD_DEPTH."""
+    text = os.environ.get("TRACER_REORG_GUARD_DEPTH", "").strip()
+    if not text:
+        return GUARD_DEPTH
+    if not text.isdigit():
+        # Read at process start-up: a clear line rather than a traceback.
+        raise SystemExit(f"tracer: error: TRACER_REORG_GUARD_DEPTH must be a number of blocks (0: off), not {text!r}")
+    return int(text)
+
+
 def guarded(client: Any, pool: asyncpg.Pool, chain: str) -> Any:
-    """`client` behind a ReorgGuard when it is an EVM client (the guard reads EVM block hashes)."""
-    return ReorgGuard(client, pool, chain) if isinstance(client, EvmChain) else client
+    """`client` behind a ReorgGuard when it is an EVM client (the guard reads EVM block hashes)
+    and the guard is on."""
+    depth = guard_depth()
+    return ReorgGuard(client, pool, chain, depth=depth) if isinstance(client, EvmChain) and depth > 0 else client

@@ -85,6 +85,13 @@ async def pin_block(conn: Conn, chain: str, number: int, block_hash: str) -> str
     return recorded
 
 
+async def block_pin(conn: Conn, chain: str, number: int) -> str | None:
+    """The hash recorded for block `number`, if any."""
+    found: str | None = await conn.fetchval(
+        "SELECT hash FROM block_pins WHERE chain = $1 AND number = $2", chain, number)
+    return found
+
+
 async def pins_below(conn: Conn, chain: str, below: int, limit: int) -> list[tuple[int, str]]:
     """The highest recorded pins under `below`, highest first (to locate a reorg's fork)."""
     rows = await conn.fetch(
