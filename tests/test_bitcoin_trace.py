@@ -341,7 +341,10 @@ async def test_a_watching_bitcoin_trace_follows_new_blocks(pg_server_url: str, m
                 await asyncio.sleep(0.02)
             expected = {o.address: o.amount for o in truth.offramps}
             await wait_until(lambda: _same(exits(), expected), timeout=60, what="every deposit address, live")
-            assert await db.pool.fetchval("SELECT to_block FROM traces WHERE id = $1", tid) == sc.head - 1
+            await wait_until(lambda: _same(db.pool.fetchval("SELECT to_block FROM traces WHERE id = $1", tid),
+                                           sc.head - 1), what="the window at the confirmed head")
+            await wait_until(watching, what="caught up")
+            assert await exits() == expected
         finally:
             stop.set()
             await asyncio.gather(*tasks)
@@ -350,5 +353,5 @@ async def test_a_watching_bitcoin_trace_follows_new_blocks(pg_server_url: str, m
     await server.stop()
 
 
-async def _same(got: Any, expected: dict[str, int]) -> bool:
+async def _same(got: Any, expected: Any) -> bool:
     return bool(await got == expected)
