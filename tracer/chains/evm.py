@@ -20,6 +20,7 @@ topic1 (outgoing) or topic2 (incoming); a range the node refuses as too big is s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -71,6 +72,10 @@ _RESULT_CAP_MARKERS = (
     "returned too many",
 )
 
+# HTTP batches of trace_block/trace_transaction answers in flight at once while looking for
+# reverted calls: each answer holds every call of a block (up to ~1 MB decoded), so a few at a
+# time bound the memory a busy wallet costs, at little cost in speed.
+_FAILED_CALL_BATCHES = 2
 _BALANCE_OF = "0x70a08231"
 _DECIMALS = "0x313ce567"
 _SYMBOL = "0x95d89b41"
@@ -479,18 +484,19 @@ class EvmChain:
             return "trace_filter", [params]
 
         queries = [_RangeQuery(from_block, to_block, c, d) for d in directions for c in chunks]
-        traces: list[Mapping[str, Any]] = []
+        transfers: list[Transfer] = []
 
         def take(q: _RangeQuery, result: Any) -> _RangeQuery | None:
             rows = result or []
             if not isinstance(rows, list):
                 raise ChainError(f"trace_filter answered {type(rows).__name__}, expected a list")
-            traces.extend(rows)
+            # Mapped as each page arrives: the raw trace dicts (several times a Transfer's size)
+            # of a busy address's whole history are never held at once.
+            transfers.extend(t for t in (mappers.parity_trace_transfer(self.chain, tr, -1) for tr in rows) if t)
             # A full page means there may be more: ask for the next one.
             return replace(q, after=q.after + len(rows)) if len(rows) >= page else None
 
         await self._run_range_queries(queries, build, take)
-        transfers = [t for t in (mappers.parity_trace_transfer(self.chain, tr, -1) for tr in traces) if t]
         return await self._drop_reverted_internal(transfers)
 
     async def _drop_reverted_internal(self, transfers: list[Transfer]) -> list[Transfer]:
@@ -521,6 +527,7 @@ class EvmChain:
         """
         undone: dict[str, set[tuple[int, ...]]] = {}
         pending = by_block
+        slots = asyncio.Semaphore(_FAILED_CALL_BATCHES)
         while pending:
             calls: list[tuple[str, list[Any]]] = []
             wants: list[tuple[int, set[str]]] = []
@@ -534,25 +541,46 @@ class EvmChain:
                 else:
                     calls.extend(("eth_getTransactionReceipt", [h]) for h in sorted(hashes))
                     wants.extend((block, {h}) for h in sorted(hashes))
-            answers = await self.rpc.batch(calls)
             again: dict[int, set[str]] = {}
-            for (method, _), (block, hashes), ans in zip(calls, wants, answers, strict=True):
-                if isinstance(ans, RpcError) and is_method_missing(ans) and method != "eth_getTransactionReceipt":
-                    self._lacks(method)
-                    again.setdefault(block, set()).update(hashes)
-                    continue
-                ans = self._expect(ans, f"{method}({block if method == 'trace_block' else next(iter(hashes))})")
-                if method == "eth_getTransactionReceipt":
-                    if isinstance(ans, Mapping) and not _succeeded(ans):
-                        undone[next(iter(hashes))] = {()}
-                    continue
-                per_tx: dict[str, list[Mapping[str, Any]]] = {}
-                for trace in ans or []:
-                    per_tx.setdefault(str(trace.get("transactionHash", "")).lower(), []).append(trace)
-                for h in hashes:
-                    undone[h] = mappers.failed_paths(per_tx.get(h, []))
+            # A busy address's internal transfers can span thousands of blocks, and a trace_block
+            # answer holds every call of its block: asking for all of them in one go held them
+            # all at once (hundreds of MB for one wallet). Each HTTP batch is reduced to failed-
+            # call paths as soon as it arrives, and only a few are in flight at a time.
+            step = self.rpc.batch_size
+            await gather_or_cancel(self._failed_in(calls[i : i + step], wants[i : i + step], slots, undone, again)
+                                   for i in range(0, len(calls), step))
             pending = again
         return undone
+
+    async def _failed_in(
+        self,
+        calls: list[tuple[str, list[Any]]],
+        wants: list[tuple[int, set[str]]],
+        slots: asyncio.Semaphore,
+        undone: dict[str, set[tuple[int, ...]]],
+        again: dict[int, set[str]],
+    ) -> None:
+        """One HTTP batch of `_failed_calls`: failed-call paths into `undone`, and the blocks to
+        ask again another way (the node lacks the method) into `again`."""
+        async with slots:
+            answers = await self.rpc.batch(calls)
+        for (method, _), (block, hashes), ans in zip(calls, wants, answers, strict=True):
+            if isinstance(ans, RpcError) and is_method_missing(ans) and method != "eth_getTransactionReceipt":
+                self._lacks(method)
+                again.setdefault(block, set()).update(hashes)
+                continue
+            ans = self._expect(ans, f"{method}({block if method == 'trace_block' else next(iter(hashes))})")
+            if method == "eth_getTransactionReceipt":
+                if isinstance(ans, Mapping) and not _succeeded(ans):
+                    undone[next(iter(hashes))] = {()}
+                continue
+            per_tx: dict[str, list[Mapping[str, Any]]] = {}
+            for trace in ans or []:
+                h = str(trace.get("transactionHash", "")).lower()
+                if h in hashes:  # the block's other transactions do not matter here
+                    per_tx.setdefault(h, []).append(trace)
+            for h in hashes:
+                undone[h] = mappers.failed_paths(per_tx.get(h, []))
 
     def _lacks(self, method: str) -> None:
         if method == "trace_block":
