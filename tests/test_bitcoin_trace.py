@@ -182,14 +182,15 @@ async def test_ofac_xbt_and_tagpack_bitcoin_labels_drive_a_trace(
 
 async def test_cli_trace_and_worker_configured_for_bitcoin(api: Api, db: Database, esplora: EsploraServer,
                                                            scenario: BitcoinScenario) -> None:
-    """`tracer trace --chain bitcoin --rpc URL` and a `tracer worker` configured only by
-    TRACER_RPC_URL_BITCOIN build their client through the factory (EsploraChain)."""
+    """`tracer trace --chain bitcoin` and a `tracer worker`, configured only by
+    TRACER_RPC_URL_BITCOIN, build their client through the factory (EsploraChain)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACER_RPC_URL")}
     env["TRACER_LOG_LEVEL"] = "WARNING"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tracer.cli", "trace", "--chain", "bitcoin", "--rpc", esplora.url,
+        sys.executable, "-m", "tracer.cli", "trace", "--chain", "bitcoin",
         "--database-url", db.url, "--workers", "2", "--json", *scenario.seeds,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        env={**env, "TRACER_RPC_URL_BITCOIN": esplora.url}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()[-2000:]
     report = json.loads(out)

@@ -126,7 +126,10 @@ async def _trace(args: argparse.Namespace) -> int:
         raise SystemExit("tracer: error: give SEED addresses or --from-list ofac [--program DPRK]")
     db = await Database.connect(args.database_url)
     try:
-        client = await _connect_chain(args.rpc, args.chain, db.pool)
+        from tracer.config import rpc_urls
+
+        # --rpc / TRACER_RPC_URL, else the chain's own TRACER_RPC_URL_<CHAIN> (e.g. _BITCOIN).
+        client = await _connect_chain(args.rpc or rpc_urls(None, args.chain).get(args.chain), args.chain, db.pool)
     except BaseException:
         await db.close()
         raise
