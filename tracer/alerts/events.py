@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from tracer.engine.report import NATIVE_DECIMALS_OF, NATIVE_SYMBOL
+
 #: Every event type, in the order a trace produces them.
 EVENT_TYPES = (
     "trace_created",
@@ -32,7 +34,6 @@ EVENT_TYPES = (
 #: Types whose body has a `hop` (the others have `data`).
 HOP_TYPES = frozenset({"hop_added", "hop_updated", "hop_retracted"})
 
-_NATIVE_SYMBOL = {"ethereum": "ETH"}
 _NATIVE_DECIMALS = 18
 
 
@@ -60,18 +61,22 @@ def iso(value: datetime | None) -> str | None:
 
 
 def hop(chain: str, p: Mapping[str, Any]) -> dict[str, Any]:
-    """A hop payload (as the worker or the reorg retraction stored it) in public form."""
+    """A hop payload (as the worker or the reorg retraction stored it) in public form. `chain` is
+    the trace's own, for payloads stored before hops named theirs (a trace may continue onto
+    other chains: a hop's amount is in its own chain's units)."""
+    chain = str(p.get("chain") or chain)
     asset = str(p["asset"])
     symbol: str | None
     decimals: int | None
     if asset == "native":
-        symbol, decimals = _NATIVE_SYMBOL.get(chain, "native"), _NATIVE_DECIMALS
+        symbol, decimals = NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS_OF.get(chain, _NATIVE_DECIMALS)
     else:
         symbol, decimals = p.get("symbol"), p.get("decimals")
     raw = _int(p["amount"])
     whole = _int(p.get("transfer_amount") or raw)
     block_time = p.get("block_time")
     return {
+        "chain": chain,
         "tx_hash": p["tx_hash"],
         "position": p["position"],
         "block_number": int(p["block_number"]),

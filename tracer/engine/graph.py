@@ -19,25 +19,43 @@ class PathStep:
     asset: str
     tx_hash: str
     block_number: int
+    chain: str = ""  # the chain the step's transaction and amount are on
+    from_chain: str = ""  # the sender's chain: another one only on a bridge step
 
 
-def build(hops: Iterable[Any]) -> nx.MultiDiGraph:
-    """One edge per hop (keyed by transfer id); nodes are addresses. A bridge payout on another
-    chain also gets an edge from each depositor it pays out (keyed "bridge:<id>:<n>", status
-    followed), so paths cross the bridge: the vault paying it is not where the money came from."""
+Node = tuple[str, str]  # (chain, address): one address on two chains of a trace is two nodes
+
+
+def _evidence(h: Any) -> dict[str, Any]:
+    evidence = h.get("evidence") if hasattr(h, "get") else None
+    if isinstance(evidence, str):
+        evidence = json.loads(evidence)
+    return evidence if isinstance(evidence, dict) else {}
+
+
+def bridge_deposits(h: Any) -> list[dict[str, Any]]:
+    """The deposits a bridge payout hop pays out (its evidence), each naming its depositor."""
+    deposits = _evidence(h).get("deposits", [])
+    return [d for d in deposits if isinstance(d, dict) and d.get("from")] if isinstance(deposits, list) else []
+
+
+def build(hops: Iterable[Any], chain: str = "") -> nx.MultiDiGraph:
+    """One edge per hop (keyed by transfer id); nodes are (chain, address), `chain` standing in
+    for hops that do not name theirs. A bridge payout also gets an edge from each depositor it pays
+    out, on the deposit's chain (keyed "bridge:<id>:<n>", status followed), so paths cross the
+    bridge: the vault paying it is not where the money came from."""
     g: nx.MultiDiGraph = nx.MultiDiGraph()
     for h in hops:
-        g.add_edge(h["from_addr"], h["to_addr"], key=h["transfer_id"], amount=int(h["amount"]),
+        c = (h.get("chain") if hasattr(h, "get") else None) or chain
+        g.add_edge((c, h["from_addr"]), (c, h["to_addr"]), key=h["transfer_id"], amount=int(h["amount"]),
                    asset=h["asset"], tx_hash=h["tx_hash"], block_number=h["block_number"],
-                   depth=h["depth"], status=h["status"], reason=h["reason"])
-        evidence = h.get("evidence") if hasattr(h, "get") else None
-        if isinstance(evidence, str):
-            evidence = json.loads(evidence)
-        for n, d in enumerate((evidence or {}).get("deposits", []) if isinstance(evidence, dict) else []):
-            if d.get("from"):
-                g.add_edge(d["from"], h["to_addr"], key=f"bridge:{h['transfer_id']}:{n}", amount=int(h["amount"]),
-                           asset=h["asset"], tx_hash=h["tx_hash"], block_number=h["block_number"],
-                           depth=h["depth"], status="followed", reason=h["reason"])
+                   depth=h["depth"], status=h["status"], reason=h["reason"], chain=c, from_chain=c)
+        for n, d in enumerate(bridge_deposits(h)):
+            src = d.get("chain") or chain
+            g.add_edge((src, d["from"]), (c, h["to_addr"]), key=f"bridge:{h['transfer_id']}:{n}",
+                       amount=int(d.get("carried") or h["amount"]), asset=h["asset"], tx_hash=h["tx_hash"],
+                       block_number=h["block_number"], depth=h["depth"], status="followed", reason=h["reason"],
+                       chain=c, from_chain=src)
     return g
 
 
@@ -53,46 +71,48 @@ def _flow_graph(g: nx.MultiDiGraph) -> nx.DiGraph:
     return d
 
 
-def paths_to(g: nx.MultiDiGraph, seeds: Sequence[str], target: str, limit: int = 10) -> list[list[PathStep]]:
-    """The widest paths (largest bottleneck amount first) from any seed to `target`.
+def paths_to(g: nx.MultiDiGraph, seeds: Sequence[str], target: str, limit: int = 10,
+             chain: str | None = None, target_chain: str | None = None) -> list[list[PathStep]]:
+    """The widest paths (largest bottleneck amount first) from any seed (on `chain`, the trace's
+    own; None: any) to `target` on `target_chain` (None: whichever chains of the trace it is on).
 
     Only hops that were followed (or end at the target) count, so a path never runs through
     an exit or a stop.
     """
     d = _flow_graph(g)
-    if target not in d:
-        return []
-    # Work backwards from the target over followed edges: the sub-graph that can reach it.
-    usable = nx.DiGraph()
-    for u, v, data in d.edges(data=True):
-        if v == target or any(h["status"] == "followed" for h in data["hops"]):
-            usable.add_edge(u, v, amount=data["amount"], hops=data["hops"])
-    if target not in usable:
-        return []
-    ancestors = nx.ancestors(usable, target) | {target}
-    sub = usable.subgraph(ancestors)
-    paths: list[list[PathStep]] = []
-    found: list[tuple[int, list[str]]] = []
-    for seed in seeds:
-        if seed not in sub:
+    targets = sorted(n for n in d if n[1] == target and (target_chain is None or n[0] == target_chain))
+    wanted = set(seeds)
+    sources = [n for n in d if n[1] in wanted and (chain is None or n[0] == chain)]
+    found: list[tuple[int, list[Node]]] = []
+    for goal in targets:
+        # Work backwards from the target over followed edges: the sub-graph that can reach it.
+        usable = nx.DiGraph()
+        for u, v, data in d.edges(data=True):
+            if v == goal or any(h["status"] == "followed" for h in data["hops"]):
+                usable.add_edge(u, v, amount=data["amount"], hops=data["hops"])
+        if goal not in usable:
             continue
-        found.extend(_k_widest(sub, seed, target, limit))
+        sub = usable.subgraph(nx.ancestors(usable, goal) | {goal})
+        for seed in sorted(sources):
+            if seed in sub:
+                found.extend(_k_widest(sub, seed, goal, limit))
     found.sort(key=lambda x: -x[0])
+    paths: list[list[PathStep]] = []
     for _, node_path in found[:limit]:
         steps = []
         for u, v in itertools.pairwise(node_path):
-            data = sub[u][v]
+            data = d[u][v]
             biggest = max(data["hops"], key=lambda h: h["amount"])
-            steps.append(PathStep(u, v, data["amount"], biggest["asset"], biggest["tx_hash"],
-                                  biggest["block_number"]))
+            steps.append(PathStep(u[1], v[1], data["amount"], biggest["asset"], biggest["tx_hash"],
+                                  biggest["block_number"], biggest["chain"], biggest["from_chain"]))
         paths.append(steps)
     return paths
 
 
-def _k_widest(g: nx.DiGraph, source: str, target: str, k: int) -> list[tuple[int, list[str]]]:
+def _k_widest(g: nx.DiGraph, source: Node, target: Node, k: int) -> list[tuple[int, list[Node]]]:
     # Simple paths ordered by hop count can be exponential in number; cap the enumeration and
     # keep the widest ones, which is what an investigator reads first.
-    out: list[tuple[int, list[str]]] = []
+    out: list[tuple[int, list[Node]]] = []
     try:
         gen = nx.shortest_simple_paths(g, source, target)
         for i, p in enumerate(gen):
@@ -106,8 +126,8 @@ def _k_widest(g: nx.DiGraph, source: str, target: str, k: int) -> list[tuple[int
     return out[:k]
 
 
-def flow_per_exit(g: nx.MultiDiGraph) -> dict[str, dict[str, int]]:
-    flows: dict[str, dict[str, int]] = {}
+def flow_per_exit(g: nx.MultiDiGraph) -> dict[Node, dict[str, int]]:
+    flows: dict[Node, dict[str, int]] = {}
     for _u, v, data in g.edges(data=True):
         if data["status"] == "exit":
             per = flows.setdefault(v, {})

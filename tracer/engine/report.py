@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Any
@@ -14,7 +16,13 @@ from tracer.engine import graph as tgraph
 from tracer.store import traces as store
 
 NATIVE_DECIMALS = 18
-NATIVE_SYMBOL = {"ethereum": "ETH", "bitcoin": "BTC"}
+# Hop reasons of CoinJoin outputs the trace did not follow (tracer.engine.worker writes them).
+ENTERED_REASONS = frozenset({"entered CoinJoin", "below_threshold"})
+# The native coin of each chain a trace can start on or continue into (tracer.alerts.events too).
+NATIVE_SYMBOL = {"ethereum": "ETH", "arbitrum": "ETH", "optimism": "ETH", "base": "ETH", "linea": "ETH",
+                 "scroll": "ETH", "zksync": "ETH", "blast": "ETH", "unichain": "ETH", "worldchain": "ETH",
+                 "lisk": "ETH", "mode": "ETH", "ink": "ETH", "zora": "ETH", "avalanche": "AVAX", "bsc": "BNB",
+                 "polygon": "POL", "gnosis": "xDAI", "bitcoin": "BTC"}
 NATIVE_DECIMALS_OF = {"bitcoin": 8}  # satoshis; EVM chains count wei
 
 
@@ -61,6 +69,54 @@ class ExitLine:
 
 
 @dataclass
+class CoinJoinLine:
+    """One traced wallet's flagged money entering one CoinJoin, and the links followed out of it."""
+
+    chain: str
+    depositor: str
+    txid: str
+    pattern: str
+    anonymity_set: int
+    denomination: int
+    flagged: int  # flagged sats the wallet brought in
+    links: list[dict[str, Any]]  # outputs followed (or ended at an exit): to, kind, amount, confidence
+    unfollowed: int  # outputs reported but not followed (1-in-n links below policy.min_link_confidence)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["denomination"], d["flagged"] = str(self.denomination), str(self.flagged)
+        return d
+
+
+@dataclass
+class Continuation:
+    """A bridge deposit and its payout on the destination chain (followed or only reported)."""
+
+    from_chain: str
+    chain: str
+    protocol: str
+    depositor: str
+    deposit_tx: str
+    recipient: str
+    followed: bool
+    note: str
+    payout_tx: str | None = None
+    asset: str | None = None
+    symbol: str | None = None
+    decimals: int | None = None
+    payout: int | None = None  # what the payout paid
+    carried: int | None = None  # the flagged share it carries on
+    match: str | None = None
+    confidence: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("payout", "carried"):
+            d[k] = None if d[k] is None else str(d[k])
+        return d
+
+
+@dataclass
 class Report:
     trace_id: int
     status: str
@@ -72,6 +128,8 @@ class Report:
     stops: list[dict[str, Any]]
     counts: dict[str, int]
     error: str | None
+    coinjoins: list[CoinJoinLine] = field(default_factory=list)
+    continuations: list[Continuation] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +139,8 @@ class Report:
                        for a, v in self.totals.items()},
             "exits": [e.to_json() for e in self.exits],
             "stops": self.stops, "counts": self.counts, "error": self.error,
+            "coinjoins": [c.to_json() for c in self.coinjoins],
+            "continuations": [c.to_json() for c in self.continuations],
         }
 
 
@@ -92,7 +152,8 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         exit_rows = await store.exits(conn, trace_id)
         stop_rows = await store.stops(conn, trace_id)
         counts = await store.trace_progress(conn, trace_id)
-        hops = await store.all_hops(conn, trace_id) if with_paths and exit_rows else []
+        # The hops also carry the CoinJoin entries (their evidence): without paths, none are listed.
+        hops = await store.all_hops(conn, trace_id) if with_paths else []
         meta_rows = await conn.fetch(
             """SELECT DISTINCT ON (asset) asset, symbol, decimals FROM transfers
                WHERE chain = $1 AND asset = ANY($2::text[]) AND symbol IS NOT NULL""",
@@ -103,7 +164,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         NATIVE: (NATIVE_SYMBOL.get(trace["chain"], "native"), NATIVE_DECIMALS_OF.get(trace["chain"], NATIVE_DECIMALS))}
     for r in meta_rows:
         symbols[r["asset"]] = (r["symbol"], r["decimals"])
-    g = tgraph.build(hops) if hops else None
+    g = tgraph.build(hops, trace["chain"]) if hops and exit_rows else None
     exits: list[ExitLine] = []
     for r in exit_rows:
         asset = r["asset"]
@@ -122,15 +183,81 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
             first_time=r["first_time"], last_time=r["last_time"], evidence=r["evidence"], chain=chain,
         )
         if g is not None:
-            paths = tgraph.paths_to(g, list(trace["seeds"]), r["address"], limit=1)
+            paths = tgraph.paths_to(g, list(trace["seeds"]), r["address"], limit=1, chain=trace["chain"],
+                                    target_chain=chain)
             if paths:
                 line.path = [{"from": s.from_addr, "to": s.to_addr, "tx_hash": s.tx_hash,
-                              "block_number": s.block_number} for s in paths[0]]
+                              "block_number": s.block_number, "chain": s.chain} for s in paths[0]]
         exits.append(line)
     stops = [{"address": r["address"], "reason": r["reason"], "entity": r["entity"], "category": r["category"],
               "depth": r["depth"], "amounts": r["amounts"], "chain": r["chain"]} for r in stop_rows]
     return Report(trace_id, trace["status"], trace["chain"], list(trace["seeds"]), totals, symbols, exits, stops,
-                  {k: int(v) for k, v in counts.items()}, trace["error"])
+                  {k: int(v) for k, v in counts.items()}, trace["error"], coinjoins(hops, trace["chain"]),
+                  continuations(exits, hops, trace["chain"]))
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def units(chain: str, asset: str, symbol: str | None, decimals: int | None) -> tuple[str, int | None]:
+    """Symbol and decimals of an asset on `chain` (the native coin's are the chain's own)."""
+    if asset == NATIVE:
+        return NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS_OF.get(chain, NATIVE_DECIMALS)
+    return symbol or asset[:10], decimals
+
+
+def coinjoins(hops: Sequence[Any], chain: str) -> list[CoinJoinLine]:
+    """The CoinJoin entries of a trace, from the hops the worker wrote on the CoinJoins' outputs
+    (each names the CoinJoin, its pattern and anonymity set): one line per wallet and CoinJoin."""
+    lines: dict[tuple[str, str, str], CoinJoinLine] = {}
+    for h in sorted(hops, key=lambda h: (h["block_number"], str(h["position"] or ""))):
+        ev = _json(h["evidence"])
+        if not isinstance(ev, dict) or not ev.get("coinjoin"):
+            continue
+        c = h["chain"] or chain
+        key = (c, h["from_addr"], ev["coinjoin"])
+        line = lines.get(key)
+        if line is None:
+            line = lines[key] = CoinJoinLine(c, h["from_addr"], ev["coinjoin"], str(ev.get("pattern")),
+                                             int(ev.get("anonymity_set") or 0), int(ev.get("denomination") or 0),
+                                             int(ev.get("flagged_entered") or 0), [], 0)
+        if h["reason"] in ENTERED_REASONS:
+            line.unfollowed += 1
+        else:
+            line.links.append({"to": h["to_addr"], "kind": ev.get("kind"), "vout": ev.get("vout"),
+                               "amount": str(int(h["amount"])), "confidence": float(h["confidence"] or 0.0),
+                               "status": h["status"], "reason": h["reason"]})
+    return list(lines.values())
+
+
+def continuations(exits: Sequence[ExitLine], hops: Sequence[Any], chain: str) -> list[Continuation]:
+    """Every bridge deposit whose payout was found on its destination chain, from the bridge's
+    verdict evidence (followed or not: a payout below policy.min_link_confidence is reported)."""
+    meta = {((h["chain"] or chain), h["tx_hash"], h["asset"]): (h["symbol"], h["decimals"]) for h in hops}
+    out: list[Continuation] = []
+    seen: set[tuple[str, str, str]] = set()
+    for e in exits:
+        ev = _json(e.evidence)
+        for d in (ev.get("destinations") or []) if isinstance(ev, dict) else []:
+            follow = d.get("continue") or {}
+            payout = follow.get("payout")
+            key = (str(d.get("tx_hash")), str(d.get("address")), e.chain or chain)
+            if not payout or key in seen:
+                continue
+            seen.add(key)
+            dest = str(follow.get("chain") or d.get("chain"))
+            asset = str(payout.get("asset") or NATIVE)
+            sym, dec = units(dest, asset, *meta.get((dest, payout.get("tx_hash"), asset), (None, None)))
+            out.append(Continuation(
+                from_chain=e.chain or chain, chain=dest, protocol=str(d.get("protocol")), depositor=str(d.get("from")),
+                deposit_tx=str(d.get("tx_hash")), recipient=str(follow.get("address") or d.get("address")),
+                followed=bool(follow.get("followed")), note=str(follow.get("note") or ""),
+                payout_tx=payout.get("tx_hash"), asset=asset, symbol=sym, decimals=dec,
+                payout=int(payout["amount"]) if payout.get("amount") is not None else None,
+                carried=int(payout["carried"]) if payout.get("carried") is not None else None,
+                match=payout.get("match"), confidence=payout.get("confidence")))
+    return out
 
 
 def _short(addr: str) -> str:
@@ -175,6 +302,35 @@ def render(report: Report, *, max_exits: int = 40) -> str:
                 lines.append(f"       path ({len(e.path)} hops): {chain}")
         if len(report.exits) > max_exits:
             lines.append(f"  … {len(report.exits) - max_exits} more exits (use --json for all)")
+    if report.coinjoins:
+        lines.append("")
+        lines.append(f"CoinJoins entered ({len(report.coinjoins)}):")
+        for i, cj in enumerate(report.coinjoins, 1):
+            sym, dec = units(cj.chain, NATIVE, None, None)
+            lines.append(f"{i:>3}  {_short(cj.depositor)} → CoinJoin {cj.txid[:10]}… ({cj.pattern}, anonymity set "
+                         f"{cj.anonymity_set}, {format_amount(cj.denomination, dec)} {sym} outputs): "
+                         f"{format_amount(cj.flagged, dec, 8)} {sym} flagged in")
+            for lk in cj.links:
+                lines.append(f"       link followed: {lk['kind']} → {_short(lk['to'])} "
+                             f"{format_amount(int(lk['amount']), dec, 8)} {sym} at {lk['confidence']:.0%} "
+                             f"({lk['status']})")
+            if not cj.links:
+                lines.append("       no link followed: the trace stops in the CoinJoin")
+            if cj.unfollowed:
+                lines.append(f"       {cj.unfollowed} outputs reported, not followed "
+                             "(below policy.min_link_confidence)")
+    if report.continuations:
+        lines.append("")
+        lines.append(f"Cross-chain continuations ({len(report.continuations)}):")
+        for i, cc in enumerate(report.continuations, 1):
+            paid = "" if cc.payout is None else f"{format_amount(cc.payout, cc.decimals, 8)} {cc.symbol}"
+            carried = ("" if cc.carried is None
+                       else f", carrying {format_amount(cc.carried, cc.decimals, 8)} {cc.symbol}")
+            lines.append(f"{i:>3}  {cc.from_chain} → {cc.chain} via {cc.protocol}: {_short(cc.depositor)} deposit "
+                         f"{cc.deposit_tx[:12]}…")
+            lines.append(f"       payout {paid} to {_short(cc.recipient)} in {str(cc.payout_tx)[:12]}…{carried}; "
+                         f"match {cc.match}, confidence {cc.confidence}; "
+                         + ("followed" if cc.followed else f"not followed ({cc.note})"))
     if report.stops:
         reasons: dict[str, int] = {}
         for s in report.stops:

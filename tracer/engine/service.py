@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 import asyncpg
 
-from tracer.addresses import InvalidAddress, normalize_address
+from tracer.addresses import BITCOIN, InvalidAddress, normalize_address
+from tracer.engine.bridges import EVM_CHAINS
 from tracer.engine.policy import Policy, PolicyError
 from tracer.store import labels as label_store
 from tracer.store import traces as store
 
 MAX_SEEDS = 10_000
-CHAINS = ("ethereum", "bitcoin")
+# Chain names a trace may start on when the caller does not say which chains it has nodes for:
+# every EVM chain the bridge decoders name, and Bitcoin.
+CHAINS = tuple(sorted({*EVM_CHAINS.values(), BITCOIN}))
+
+
+def check_chain(chain: Any, configured: Collection[str] | None = None) -> str:
+    """`chain` if a trace may start there: one of `configured` (the chains this process has nodes
+    for) when given and not empty, else one of the known names (CHAINS)."""
+    accepted = sorted(configured) if configured else list(CHAINS)
+    if not isinstance(chain, str) or chain not in accepted:
+        raise TraceInputError("chain", f"unsupported chain {chain!r}; accepted: {', '.join(accepted)}")
+    return chain
 
 
 class HeadSource(Protocol):
@@ -78,10 +90,12 @@ async def create_trace(
     policy: Any = None,
     label: str | None = None,
     created_by: str | None = None,
+    chains: Collection[str] | None = None,
 ) -> int:
-    """Validate, fix the block range (the head now, so every worker sees the same chain), queue."""
-    if chain not in CHAINS:
-        raise TraceInputError("chain", f"unsupported chain {chain!r}; supported: {', '.join(CHAINS)}")
+    """Validate, fix the block range (the head now, so every worker sees the same chain), queue.
+
+    `chains`: the chain names the caller has nodes for (see check_chain)."""
+    check_chain(chain, chains)
     clean = parse_seeds(list(seeds), chain)
     try:
         pol = policy if isinstance(policy, Policy) else Policy.from_json(policy)

@@ -90,7 +90,7 @@ _HOP_JSON = """jsonb_build_object(
     'asset', h.asset, 'amount', h.amount::text, 'transfer_amount', t.amount::text,
     'symbol', t.symbol, 'decimals', t.decimals, 'depth', h.depth, 'kind', h.kind,
     'status', h.status, 'reason', h.reason, 'share', h.share,
-    'to_entity', j.entity, 'to_category', j.category)"""
+    'to_entity', j.entity, 'to_category', j.category, 'chain', h.chain)"""
 
 
 # ---------------------------------------------------------------- the sequencer
@@ -599,7 +599,7 @@ async def retract_after(conn: Conn, chain: str, fork_block: int, *, old_hash: st
                 "transfer_amount": str(int(r["transfer_amount"])), "symbol": r["symbol"], "decimals": r["decimals"],
                 "depth": r["depth"], "kind": r["kind"], "status": r["status"], "reason": r["reason"],
                 "share": r["share"], "to_entity": v["entity"] if v else None,
-                "to_category": v["category"] if v else None,
+                "to_category": v["category"] if v else None, "chain": chain,
             }))
         for trace_id in traces:
             mine = [r for r in gone if r["trace_id"] == trace_id]

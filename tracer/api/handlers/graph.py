@@ -4,6 +4,12 @@ DOT (Graphviz) and CSV (spreadsheets, Gephi's and Maltego's table import).
 JSON, DOT and CSV are streamed from a server-side cursor, so a trace of millions of hops exports
 in constant memory. GraphML and GEXF are written by networkx from an in-memory graph and are
 refused (422) above Settings.graph_max_hops.
+
+A trace that continued onto other chains through bridges (it has `trace_chains` windows) names
+its nodes "<chain>:<address>", an address on two chains being two nodes, and links each bridge
+deposit to its payout on the destination chain with an edge of kind "bridge" (depositor -> payout
+recipient, carrying the payout's flagged share, with the match's confidence). A single-chain
+trace keeps plain addresses as ids.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, trace_or_404
+from tracer.engine.graph import bridge_deposits
 from tracer.store import reads
+from tracer.store import traces as trace_store
 
 FORMATS = {
     "json": ("application/json", "json"),
@@ -33,8 +41,10 @@ FORMATS = {
     "csv": ("text/csv", "csv"),
 }
 EDGE_COLUMNS = ("source", "target", "tx_hash", "position", "block_number", "timestamp", "asset", "symbol",
-                "decimals", "amount", "amount_raw", "depth", "kind", "status", "reason")
-NODE_COLUMNS = ("id", "label", "role", "reason", "entity", "category", "depth", "seed")
+                "decimals", "amount", "amount_raw", "depth", "kind", "status", "reason", "chain", "confidence")
+_HOP_FIELDS = EDGE_COLUMNS[2:15]  # what an edge copies from the hop
+NODE_COLUMNS = ("id", "label", "role", "reason", "entity", "category", "depth", "seed", "chain")
+BRIDGE = "bridge"  # the kind of an edge from a bridge deposit's sender to its payout's recipient
 _FLUSH = 64 * 1024
 
 
@@ -44,21 +54,50 @@ def _role(node: asyncpg.Record) -> str:
     return node["role"] or "reached"
 
 
-def _node_label(node: asyncpg.Record) -> str:
+class _Ids:
+    """Node ids: plain addresses on a single-chain trace, "<chain>:<address>" on a multichain one."""
+
+    def __init__(self, chain: str, multi: bool) -> None:
+        self.chain = chain
+        self.multi = multi
+
+    def of(self, chain: str | None, address: str) -> str:
+        return f"{chain or self.chain}:{address}" if self.multi else address
+
+
+def _node_label(node: asyncpg.Record, ids: _Ids) -> str:
     a = node["address"]
     short = f"{a[:8]}…{a[-4:]}"
-    return f"{node['entity']} ({short})" if node["entity"] else short
+    text = f"{node['entity']} ({short})" if node["entity"] else short
+    return f"{node['chain']}: {text}" if ids.multi else text
 
 
-def _edge(chain: str, row: asyncpg.Record) -> dict[str, Any]:
-    h = ser.hop(chain, row)
-    return {"source": h["from"], "target": h["to"], **{k: h[k] for k in EDGE_COLUMNS[2:]}}
+def _edges(ids: _Ids, row: asyncpg.Record) -> list[dict[str, Any]]:
+    """The hop's edge, then, for a bridge payout, one "bridge" edge per deposit it pays out."""
+    h = ser.hop(ids.chain, row)
+    chain = h["chain"]
+    edge = {"source": ids.of(chain, h["from"]), "target": ids.of(chain, h["to"]),
+            **{k: h[k] for k in _HOP_FIELDS}, "chain": chain}
+    if "confidence" in h:
+        edge["confidence"] = h["confidence"]
+    out = [edge]
+    for d in bridge_deposits(row):
+        carried = int(d.get("carried") or h["amount_raw"])
+        src = str(d.get("chain") or ids.chain)
+        out.append({"source": ids.of(src, str(d["from"])), "target": edge["target"],
+                    **{k: h[k] for k in _HOP_FIELDS},
+                    **ser.amount(chain, h["asset"], carried, h["symbol"], h["decimals"]),
+                    "kind": BRIDGE, "reason": BRIDGE, "chain": chain,
+                    "confidence": round(float(d.get("confidence") or 0.0), 6), "from_chain": src,
+                    "deposit_tx_hash": str(d.get("tx_hash")), "protocol": d.get("protocol"),
+                    "match": d.get("match")})
+    return out
 
 
-def _node(node: asyncpg.Record) -> dict[str, Any]:
-    return {"id": node["address"], "label": _node_label(node), "role": _role(node), "reason": node["reason"],
-            "entity": node["entity"], "category": node["category"], "depth": node["depth"],
-            "seed": bool(node["is_seed"])}
+def _node(node: asyncpg.Record, ids: _Ids) -> dict[str, Any]:
+    return {"id": ids.of(node["chain"], node["address"]), "label": _node_label(node, ids), "role": _role(node),
+            "reason": node["reason"], "entity": node["entity"], "category": node["category"],
+            "depth": node["depth"], "seed": bool(node["is_seed"]), "chain": node["chain"] or ids.chain}
 
 
 def _dot_id(text: Any) -> str:
@@ -84,19 +123,25 @@ class _Out:
         self.buf = io.StringIO()
 
 
-async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, table: str, trace: asyncpg.Record
-                  ) -> None:
+async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, table: str, trace: asyncpg.Record,
+                  ids: _Ids) -> None:
     chain, trace_id = trace["chain"], trace["id"]
     nodes: AsyncIterator[asyncpg.Record] = reads.iter_graph_nodes(conn, trace_id)
-    edges: AsyncIterator[asyncpg.Record] = reads.iter_hops(conn, trace_id)
+    hops: AsyncIterator[asyncpg.Record] = reads.iter_hops(conn, trace_id)
+
+    async def edges() -> AsyncIterator[dict[str, Any]]:
+        async for row in hops:
+            for e in _edges(ids, row):
+                yield e
+
     if fmt == "csv":
         line = io.StringIO()
         writer = csv.writer(line, lineterminator="\n")
         columns = NODE_COLUMNS if table == "nodes" else EDGE_COLUMNS
         writer.writerow(columns)
-        source = (_node(n) async for n in nodes) if table == "nodes" else (_edge(chain, e) async for e in edges)
+        source = (_node(n, ids) async for n in nodes) if table == "nodes" else edges()
         async for item in source:
-            writer.writerow(["" if item[c] is None else item[c] for c in columns])
+            writer.writerow(["" if item.get(c) is None else item[c] for c in columns])
             await out.write(line.getvalue())
             line.seek(0)
             line.truncate()
@@ -105,12 +150,12 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
                                     "multigraph": True})[:-1] + ',"nodes":[')
         first = True
         async for n in nodes:
-            await out.write(("" if first else ",") + json.dumps(_node(n), ensure_ascii=False))
+            await out.write(("" if first else ",") + json.dumps(_node(n, ids), ensure_ascii=False))
             first = False
         await out.write('],"edges":[')
         first = True
-        async for e in edges:
-            await out.write(("" if first else ",") + json.dumps(_edge(chain, e), ensure_ascii=False))
+        async for e in edges():
+            await out.write(("" if first else ",") + json.dumps(e, ensure_ascii=False))
             first = False
         await out.write("]}")
     else:  # dot
@@ -119,32 +164,37 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
         async for n in nodes:
             role = _role(n)
             colour = f", color={colours[role]}" if role in colours else ""
-            await out.write(f"  {_dot_id(n['address'])} [label={_dot_id(_node_label(n))}{colour}];\n")
-        async for e in edges:
-            d = _edge(chain, e)
+            await out.write(f"  {_dot_id(ids.of(n['chain'], n['address']))} "
+                            f"[label={_dot_id(_node_label(n, ids))}{colour}];\n")
+        async for d in edges():
             label = f"{d['amount']} {d['symbol'] or d['asset'][:10]}"
-            await out.write(f"  {_dot_id(d['source'])} -> {_dot_id(d['target'])} [label={_dot_id(label)}];\n")
+            style = ""
+            if d["kind"] == BRIDGE:
+                label = f"{d['protocol'] or BRIDGE} {d['from_chain']} → {d['chain']}: {label} ({d['confidence']:.0%})"
+                style = ", style=dashed, color=blue"
+            await out.write(f"  {_dot_id(d['source'])} -> {_dot_id(d['target'])} [label={_dot_id(label)}{style}];\n")
         await out.write("}\n")
     await out.flush()
 
 
-def _nx_graph(chain: str, trace_id: int, nodes: list[asyncpg.Record], edges: list[asyncpg.Record]
+def _nx_graph(ids: _Ids, trace_id: int, nodes: list[asyncpg.Record], rows: list[asyncpg.Record]
               ) -> nx.MultiDiGraph:
-    g: nx.MultiDiGraph = nx.MultiDiGraph(name=f"tracer trace {trace_id} ({chain})")
+    g: nx.MultiDiGraph = nx.MultiDiGraph(name=f"tracer trace {trace_id} ({ids.chain})")
     for n in nodes:
         # GraphML and GEXF want one type per attribute and no nulls: empty strings stand in.
-        g.add_node(n["address"], label=_node_label(n), role=_role(n), reason=n["reason"] or "",
-                   entity=n["entity"] or "", category=n["category"] or "",
-                   depth=n["depth"] if n["depth"] is not None else -1)
-    for e in edges:
-        d = _edge(chain, e)
-        g.add_edge(d["source"], d["target"], key=str(e["transfer_id"]), tx_hash=d["tx_hash"],
-                   position=d["position"], block_number=d["block_number"], timestamp=d["timestamp"] or "",
-                   asset=d["asset"], symbol=d["symbol"] or "", amount=d["amount"], amount_raw=d["amount_raw"],
-                   # Gephi lays out and sizes edges by a numeric weight. It is an approximation for
-                   # drawing only; amount / amount_raw stay the exact values.
-                   weight=float(d["amount"]), depth=d["depth"], kind=d["kind"], status=d["status"],
-                   reason=d["reason"])
+        g.add_node(ids.of(n["chain"], n["address"]), label=_node_label(n, ids), role=_role(n),
+                   reason=n["reason"] or "", entity=n["entity"] or "", category=n["category"] or "",
+                   depth=n["depth"] if n["depth"] is not None else -1, chain=n["chain"] or ids.chain)
+    for row in rows:
+        for i, d in enumerate(_edges(ids, row)):
+            key = str(row["transfer_id"]) if i == 0 else f"{BRIDGE}:{row['transfer_id']}:{i - 1}"
+            g.add_edge(d["source"], d["target"], key=key, tx_hash=d["tx_hash"], position=d["position"],
+                       block_number=d["block_number"], timestamp=d["timestamp"] or "", asset=d["asset"],
+                       symbol=d["symbol"] or "", amount=d["amount"], amount_raw=d["amount_raw"],
+                       # Gephi lays out and sizes edges by a numeric weight. It is an approximation for
+                       # drawing only; amount / amount_raw stay the exact values.
+                       weight=float(d["amount"]), depth=d["depth"], kind=d["kind"], status=d["status"],
+                       reason=d["reason"], chain=d["chain"], confidence=float(d.get("confidence", 1.0)))
     return g
 
 
@@ -166,6 +216,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     content_type, ext = FORMATS[fmt]
     async with ctx.pool.acquire() as conn:
         trace = await trace_or_404(conn, trace_id)
+        ids = _Ids(trace["chain"], bool(await trace_store.chain_windows(conn, trace_id)))
         if fmt in ("graphml", "gexf"):
             count = await reads.hop_count(conn, trace_id)
             if count > ctx.settings.graph_max_hops:
@@ -175,7 +226,7 @@ async def export(request: web.Request) -> web.StreamResponse:
             async with conn.transaction(readonly=True):
                 nodes = [n async for n in reads.iter_graph_nodes(conn, trace_id)]
                 edges = [e async for e in reads.iter_hops(conn, trace_id)]
-            g = await asyncio.to_thread(_nx_graph, trace["chain"], trace_id, nodes, edges)
+            g = await asyncio.to_thread(_nx_graph, ids, trace_id, nodes, edges)
             text = await asyncio.to_thread(lambda: "\n".join(_render(g, fmt)) + "\n")
             return web.Response(text=text, content_type=content_type, headers={
                 "Content-Disposition": f'attachment; filename="trace-{trace_id}.{ext}"'})
@@ -186,6 +237,6 @@ async def export(request: web.Request) -> web.StreamResponse:
         # One read-only snapshot for nodes and edges, so they agree while workers keep writing.
         async with conn.transaction(readonly=True, isolation="repeatable_read"):
             await response.prepare(request)
-            await _stream(conn, _Out(response), fmt, table, trace)
+            await _stream(conn, _Out(response), fmt, table, trace, ids)
         await response.write_eof()
         return response

@@ -50,9 +50,12 @@ async def create(request: web.Request) -> web.Response:
     if errors:
         err = errors[0]
         raise bad_request(field_of(err), err.message[:300])
-    chain = body.get("chain", "ethereum")
-    if chain not in service.CHAINS:
-        raise bad_request("chain", f"unsupported chain {chain!r}; supported: {', '.join(service.CHAINS)}")
+    # A process with nodes (embedded workers) accepts the chains it has; a read-only one accepts
+    # any known chain name, and the missing node is then a 503 below.
+    try:
+        chain = service.check_chain(body.get("chain", "ethereum"), list(ctx.chains))
+    except service.TraceInputError as exc:
+        raise bad_request("chain", exc.message) from None
     client = chain_client(request, chain)
     principal = principal_of(request)
     if "seeds" not in body and not body.get("from_list"):
@@ -64,7 +67,7 @@ async def create(request: web.Request) -> web.Response:
     try:
         trace_id = await service.create_trace(
             ctx.pool, client, chain=chain, seeds=seeds, policy=body.get("policy"),
-            label=body.get("label"), created_by=principal.name,
+            label=body.get("label"), created_by=principal.name, chains=list(ctx.chains),
         )
     except _head_errors() as exc:
         log.warning("event=node_unavailable chain=%s error=%r", chain, exc)

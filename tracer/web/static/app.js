@@ -5,7 +5,8 @@
 import {Api, ApiError, StreamUnsupported, saveBlob} from "./api.js";
 import {renderExposure, renderSankey} from "./exposure.js";
 import {
-  EntityColours, ago, amountText, clear, copyText, el, exactText, pct, ratio, shortAddr, shortHash, timeText, unitsOf,
+  EntityColours, addressOf, ago, amountText, clear, copyText, el, exactText, pct, ratio, shortAddr, shortHash, timeText,
+  unitsOf,
 } from "./format.js";
 import {GraphView, KIND_COLOURS, legendItems} from "./graph.js";
 import {KINDS, TraceModel, nodeTitle} from "./model.js";
@@ -449,7 +450,7 @@ function redraw({layout = false} = {}) {
 function drawExposure() {
   renderExposure({
     model, colours, sankeyAsset: state.sankeyAsset,
-    onPickExit: (address) => selectNode(address, {center: true}),
+    onPickExit: (address, chain) => selectNode(model.idOf(address, chain), {center: true}),
     onPickEntity: (entity) => {
       const ids = [...model.nodes.values()].filter((n) => n.kind === "exit" && n.entity === entity).map((n) => n.id);
       clearSelection();
@@ -464,11 +465,19 @@ function viewId(address) {
   return state.view?.groupOf.get(address)?.id || address;
 }
 
+/** The graph node ids of a path's addresses: each step names its chain (a bridge step its sender's too). */
+function pathIds(path) {
+  const home = model.trace?.chain;
+  return [model.idOf(path.addresses[0], path.steps[0]?.from_chain || path.steps[0]?.chain || home),
+    ...path.steps.map((s) => model.idOf(s.to, s.chain || home))];
+}
+
 function applyHighlight() {
   if (state.paths && state.paths[state.pathIndex]) {
     const path = state.paths[state.pathIndex];
-    const nodes = path.addresses.map(viewId);
-    const edges = path.steps.map((s) => `${viewId(s.from)}>${viewId(s.to)}>${s.asset}`);
+    const ids = pathIds(path);
+    const nodes = ids.map(viewId);
+    const edges = path.steps.map((s, i) => `${viewId(ids[i])}>${viewId(ids[i + 1])}>${s.asset}`);
     graph.highlight(nodes, edges);
   } else if (!state.selected) {
     graph.clearHighlight();
@@ -541,10 +550,11 @@ function amountsList(list) {
   }));
 }
 
-function counterparty(address) {
-  const n = model.nodes.get(address);
-  return el("button", {type: "button", class: "link mono", title: address,
-    onclick: () => selectNode(address, {center: true})}, n && n.entity ? `${n.entity} ${shortAddr(address)}` : shortAddr(address));
+function counterparty(id) {
+  const n = model.nodes.get(id);
+  const on = n?.chainTag ? ` (${n.chainTag})` : "";
+  return el("button", {type: "button", class: "link mono", title: id,
+    onclick: () => selectNode(id, {center: true})}, (n && n.entity ? `${n.entity} ${shortAddr(id)}` : shortAddr(id)) + on);
 }
 
 function hopTable(flows) {
@@ -570,16 +580,19 @@ function hopTable(flows) {
   return wrap;
 }
 
-function renderNodeDetails(address, {refetch}) {
-  const n = model.nodes.get(address);
+function renderNodeDetails(id, {refetch}) {
+  const n = model.nodes.get(id);
   const body = clear($("details-body"));
+  // The node id is "<chain>:<address>" on a multichain trace, else the address.
+  const address = n?.address || addressOf(id);
+  const chain = n?.chain || model.trace?.chain || "ethereum";
   body.dataset.address = address;
   if (!n) {
     body.append(el("p", {class: "muted"}, "This address is not in the trace (yet)."));
     return;
   }
-  const flows = model.flows(address);
-  const exit = (model.exits?.items || []).filter((x) => x.address === address);
+  const flows = model.flows(id);
+  const exit = (model.exits?.items || []).filter((x) => x.address === address && (x.chain || chain) === chain);
   const colour = n.kind === "exit" ? colours.get(n.entity) : null;
   body.append(
     el("div", {class: "d-head"}, kindChip(n.kind, colour), el("h2", {}, nodeTitle(n))),
@@ -589,6 +602,7 @@ function renderNodeDetails(address, {refetch}) {
   );
   const facts = el("dl", {class: "facts"});
   const fact = (k, ...v) => facts.append(el("dt", {}, k), el("dd", {}, ...v));
+  if (model.multichain) fact("Chain", chain);
   fact("Verdict", `${n.role}${n.reason && n.reason !== n.role ? ` — ${n.reason.replace(/_/g, " ")}` : ""}`);
   if (n.category) fact("Category", n.category.replace(/_/g, " "));
   fact("Depth", n.depth === null || n.depth === undefined ? "–" : `${n.depth} hop${n.depth === 1 ? "" : "s"} from a seed`);
@@ -609,17 +623,17 @@ function renderNodeDetails(address, {refetch}) {
   if (n.kind !== "seed") body.append(el("h3", {}, "Paths from the seeds"), paths);
   body.append(el("h3", {}, `Hops `, el("small", {}, `${flows.inEdges.length} in · ${flows.outEdges.length} out`)),
     hopTable(flows));
-  loadLabels(address, labels);
+  loadLabels(id, address, chain, labels);
   if (n.kind !== "seed") {
-    if (refetch || !state.paths) loadPaths(address, paths);
+    if (refetch || !state.paths) loadPaths(id, address, paths);
     else renderPaths(paths);
   }
 }
 
-async function loadLabels(address, box) {
+async function loadLabels(id, address, chain, box) {
   try {
-    const info = await api.get(`/v1/addresses/${model.trace.chain}/${address}`);
-    if (state.selected?.id !== address) return;
+    const info = await api.get(`/v1/addresses/${chain}/${address}`);
+    if (state.selected?.id !== id) return;
     clear(box);
     for (const s of info.sanctions) {
       box.append(el("div", {class: "label sanction"}, el("b", {}, "SANCTIONED"), ` ${s.entity}`,
@@ -642,12 +656,15 @@ async function loadLabels(address, box) {
   }
 }
 
-async function loadPaths(address, box) {
+async function loadPaths(id, address, box) {
   clear(box).append(el("span", {class: "muted"}, "finding paths…"));
   try {
     const r = await api.get(`/v1/traces/${state.traceId}/paths?to=${address}&limit=5`);
-    if (state.selected?.id !== address) return;
-    state.paths = r.paths;
+    if (state.selected?.id !== id) return;
+    // The address may be on two chains of the trace: keep the paths that end at this node.
+    const chain = model.nodes.get(id)?.chain;
+    state.paths = model.multichain && chain ? r.paths.filter((p) => !p.steps.length
+      || (p.steps[p.steps.length - 1].chain || model.trace.chain) === chain) : r.paths;
     state.pathIndex = 0;
     renderPaths(box);
     applyHighlight();
@@ -675,16 +692,18 @@ function renderPaths(box) {
       amountText(p.bottleneck)), " — the most flagged money that can have taken this whole path."));
   }
   const ol = el("ol", {class: "path", id: "path", dataset: {hops: p.hops}});
+  const ids = pathIds(p);
   p.addresses.forEach((a, i) => {
-    const n = model.nodes.get(a);
+    const n = model.nodes.get(ids[i]);
     const step = i > 0 ? p.steps[i - 1] : null;
+    const crossing = step?.from_chain ? ` · bridge ${step.from_chain} → ${step.chain}` : "";
     ol.append(el("li", {dataset: {address: a}, class: n ? n.kind : ""},
       step ? el("div", {class: "step", title: `${step.tx_hash} · block ${step.block_number}`},
         el("span", {class: "arrow"}, "↓ "), el("b", {title: exactText(step)}, amountText(step)),
-        el("small", {}, ` ${timeText(step.timestamp)} · tx ${shortHash(step.tx_hash)}`)) : null,
+        el("small", {}, ` ${timeText(step.timestamp)} · tx ${shortHash(step.tx_hash)}${crossing}`)) : null,
       el("div", {class: "stop"}, el("i", {class: "dot", style: {background: n?.kind === "exit"
         ? colours.get(n.entity) : KIND_COLOURS[n?.kind || "intermediate"]}}),
-      counterparty(a), n && n.kind !== "intermediate" ? el("small", {}, ` ${KINDS[n.kind]?.label || ""}`) : null)));
+      counterparty(ids[i]), n && n.kind !== "intermediate" ? el("small", {}, ` ${KINDS[n.kind]?.label || ""}`) : null)));
   });
   box.append(ol);
 }

@@ -78,7 +78,7 @@ export function renderExposure({model, colours, onPickExit, onPickEntity, sankey
   const body = clear(document.querySelector("#exp-table tbody"));
   for (const x of exits?.items || []) {
     const h = how(x);
-    body.append(el("tr", {dataset: {address: x.address}, onclick: () => onPickExit(x.address),
+    body.append(el("tr", {dataset: {address: x.address}, onclick: () => onPickExit(x.address, x.chain),
       title: `${x.address_checksum} — click to show it in the graph`},
     el("td", {}, el("i", {class: "swatch", style: {background: colours.get(x.entity)}}), x.entity || "–"),
     el("td", {class: "mono"}, shortAddr(x.address_checksum || x.address)),

@@ -64,7 +64,23 @@ export function pct(share) {
 }
 
 export function shortAddr(a) {
+  a = addressOf(a);
   return a && a.length > 12 ? `${a.slice(0, 6)}…${a.slice(-4)}` : a || "";
+}
+
+// A multichain trace's graph names its nodes "<chain>:<address>" (an address on two chains is two nodes).
+const QUALIFIED = /^([a-z][a-z0-9-]{0,31}):(0x[0-9a-f]{40}|[123mn][1-9A-HJ-NP-Za-km-z]{24,34}|(?:bc|tb|bcrt)1[02-9ac-hj-np-z]{6,87})$/;
+
+/** The address of a graph node id (the id itself on a single-chain trace). */
+export function addressOf(id) {
+  const m = QUALIFIED.exec(id || "");
+  return m ? m[2] : id;
+}
+
+/** The chain a graph node id names, or null for a plain address. */
+export function chainOf(id) {
+  const m = QUALIFIED.exec(id || "");
+  return m ? m[1] : null;
 }
 
 export function shortHash(h) {

@@ -56,6 +56,9 @@ const STYLE = [
   }},
   {selector: "edge[status = 'stopped']", style: {"line-style": "dashed"}},
   {selector: "edge[dust = 1]", style: {"opacity": 0.5, "label": ""}},
+  // A bridge deposit's sender to its payout's recipient on the destination chain.
+  {selector: "edge[bridge = 1]", style: {"line-style": "dashed", "line-color": "#6f42c1",
+    "target-arrow-color": "#6f42c1"}},
   {selector: ".faded", style: {"opacity": 0.25, "text-opacity": 0.35}},
   {selector: "node.on-path", style: {"border-width": 4, "border-color": "#f5a524", "opacity": 1, "z-index": 20}},
   {selector: "edge.on-path", style: {"line-color": "#f5a524", "target-arrow-color": "#f5a524", "opacity": 1,
@@ -176,9 +179,13 @@ export class GraphView {
     else if (e.status === "exit") colour = colours.get(target?.entity);
     else if (e.status === "stopped" && target) colour = KIND_COLOURS[target.kind] || "#b8ad95";
     const width = Math.min(16, 1 + 14 * Math.sqrt(Math.max(0, e.share)));
-    const label = amountText(e) + (e.hops.length > 1 ? ` · ${e.hops.length} hops` : "");
+    let label = amountText(e) + (e.hops.length > 1 ? ` · ${e.hops.length} hops` : "");
+    if (e.bridge) {
+      const b = e.hops.find((h) => h.kind === "bridge");
+      label = `${b.protocol || "bridge"} → ${b.chain}: ${label} (${Math.round((b.confidence ?? 0) * 100)}%)`;
+    }
     return {id: e.id, source: e.source, target: e.target, colour, width, label, status: e.status,
-      dust: dust ? 1 : 0};
+      dust: dust ? 1 : 0, bridge: e.bridge ? 1 : 0};
   }
 
   /**

@@ -2,7 +2,7 @@
 // what is derived for drawing: node kinds, filtered and aggregated edges, collapsed peel chains,
 // and the seeds-to-destinations flow used by the Sankey view.
 
-import {ratio, shortAddr, unitsOf} from "./format.js";
+import {addressOf, chainOf, ratio, shortAddr, unitsOf} from "./format.js";
 
 const SWAP_CATEGORIES = new Set(["dex", "swap_service", "swap"]);
 
@@ -36,9 +36,11 @@ export function kindOf(n) {
 export function nodeTitle(n) {
   if (n.kind === "peel") return `Peel chain · ${n.members.length} wallets`;
   if (n.kind === "group") return `${n.members.length} parallel wallets`;
-  if (n.entity) return n.entity;
-  if (n.kind === "seed") return `Seed ${shortAddr(n.id)}`;
-  return shortAddr(n.id);
+  // On a multichain trace every node says its chain: one address may be a node on two chains.
+  const on = n.chainTag ? ` · ${n.chainTag}` : "";
+  if (n.entity) return n.entity + on;
+  if (n.kind === "seed") return `Seed ${shortAddr(n.id)}${on}`;
+  return shortAddr(n.id) + on;
 }
 
 /** Where money ends, for the flow view: name and what it means. */
@@ -74,22 +76,47 @@ export class TraceModel {
   setTrace(trace) {
     this.trace = trace;
     this.totals = new Map((trace.totals || []).map((t) => [t.asset, {...t, raw: BigInt(t.amount_raw)}]));
-    for (const e of this.edges.values()) e.share = ratio(e.raw, this.totals.get(e.asset)?.raw);
+    for (const e of this.edges.values()) e.share = this.shareOf(e, e.raw);
+  }
+
+  /** The share of the seeds' total an edge carries: 0 on other chains (their amounts are in other units). */
+  shareOf(e, raw) {
+    if (!this.isHome(e)) return 0;
+    return ratio(raw, this.totals.get(e.asset)?.raw);
+  }
+
+  isHome(e) {
+    return !e.chain || !this.trace || e.chain === this.trace.chain;
+  }
+
+  /** The graph node of an address: on `chain` (default: the trace's own) when the trace spans several. */
+  idOf(address, chain) {
+    if (!this.multichain) return address;
+    const id = `${chain || this.trace?.chain || "ethereum"}:${address}`;
+    if (this.nodes.has(id) || chain) return id;
+    for (const n of this.nodes.values()) if (n.address === address) return n.id;
+    return id;
   }
 
   /** Replace the graph with a newer export; true when anything drawn changed. */
   setGraph(g) {
     const nodes = new Map();
-    for (const n of g.nodes) nodes.set(n.id, {...n, kind: kindOf(n)});
+    this.multichain = g.nodes.some((n) => chainOf(n.id) !== null);
+    for (const n of g.nodes) {
+      nodes.set(n.id, {...n, kind: kindOf(n), address: addressOf(n.id), chain: n.chain || chainOf(n.id),
+        chainTag: this.multichain ? n.chain || chainOf(n.id) : null});
+    }
     const edges = new Map();
     for (const e of g.edges) {
-      const key = `${e.tx_hash}:${e.position}`;
+      // A bridge edge shares its transaction with the payout hop it stands for: its key names the depositor.
+      const key = `${e.kind === "bridge" ? `bridge>${e.source}>` : ""}${e.chain || ""}:${e.tx_hash}:${e.position}`;
       const raw = BigInt(e.amount_raw);
-      edges.set(key, {...e, key, raw, time: Date.parse(e.timestamp || "") || 0,
-        share: ratio(raw, this.totals.get(e.asset)?.raw)});
+      edges.set(key, {...e, key, raw, time: Date.parse(e.timestamp || "") || 0, share: this.shareOf(e, raw)});
     }
     let roles = "";
-    for (const n of nodes.values()) if (n.kind !== "intermediate" && n.kind !== "dust") roles += n.id.slice(2, 8) + n.kind;
+    for (const n of nodes.values()) {
+      if (n.kind !== "intermediate" && n.kind !== "dust") roles += n.address.slice(2, 8) + (n.chain || "") + n.kind;
+    }
     let statuses = 0;
     for (const e of edges.values()) statuses += e.status === "exit" ? 3 : e.status === "stopped" ? 1 : 0;
     const signature = `${nodes.size}/${edges.size}/${statuses}/${roles}`;
@@ -110,8 +137,9 @@ export class TraceModel {
     this.exits = exits;
   }
 
+  /** The seeds' graph node ids (on the trace's own chain). */
   get seeds() {
-    return this.trace ? this.trace.seeds : [];
+    return this.trace ? this.trace.seeds.map((s) => this.idOf(s, this.trace.chain)) : [];
   }
 
   assets() {
@@ -143,6 +171,7 @@ export class TraceModel {
     const sum = (list) => {
       const m = new Map();
       for (const e of list) {
+        if (e.kind === "bridge") continue; // restates the payout hop into the same wallet
         const t = m.get(e.asset) || {asset: e.asset, symbol: e.symbol, decimals: e.decimals, raw: 0n, count: 0};
         t.raw += e.raw;
         t.count += 1;
@@ -190,12 +219,13 @@ export class TraceModel {
       let m = merged.get(id);
       if (!m) {
         m = {id, source: s, target: t, asset: e.asset, symbol: e.symbol, decimals: e.decimals, raw: 0n, share: 0,
-          hops: [], status: e.status, reason: e.reason, depth: e.depth};
+          hops: [], status: e.status, reason: e.reason, depth: e.depth, chain: e.chain, bridge: false};
         merged.set(id, m);
       }
       m.raw += e.raw;
       m.share += e.share;
       m.hops.push(e);
+      if (e.kind === "bridge") m.bridge = true;
       if (e.status === "exit" || (e.status === "stopped" && m.status === "followed")) m.status = e.status;
       if (e.status !== "stopped" || e.reason !== "below_threshold") m.reason = e.reason;
       m.depth = Math.min(m.depth, e.depth);
@@ -310,7 +340,9 @@ export class TraceModel {
     const comp = new Map();
     const perSeed = new Float64Array(seeds.length);
     const flows = new Map();
-    const edges = [...this.edges.values()].filter((e) => e.asset === asset)
+    // Only the trace's own chain: amounts elsewhere are in other units, and a bridge edge
+    // restates a payout on the destination chain.
+    const edges = [...this.edges.values()].filter((e) => e.asset === asset && this.isHome(e) && e.kind !== "bridge")
       .sort((a, b) => a.depth - b.depth || a.block_number - b.block_number || (a.key < b.key ? -1 : 1));
     for (const e of edges) {
       const value = Number(e.raw) / scale;
