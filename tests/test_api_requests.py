@@ -49,7 +49,7 @@ async def _create(api: Api, **body: Any) -> dict[str, Any]:
     ({"seeds": [SEED], "chain": "dogecoin"}, "chain"),
     ({"seeds": [SEED], "policy": {"max_depth": 0}}, "policy.max_depth"),
     ({"seeds": [SEED], "policy": {"max_depth": "deep"}}, "policy.max_depth"),
-    ({"seeds": [SEED], "policy": {"taint_model": "fifo"}}, "policy.taint_model"),
+    ({"seeds": [SEED], "policy": {"taint_model": "lifo"}}, "policy.taint_model"),
     ({"seeds": [SEED], "policy": {"min_share": 1.5}}, "policy.min_share"),
     ({"seeds": [SEED], "policy": {"bogus": 1}}, "policy.bogus"),
     ({"seeds": [SEED], "policy": {"min_amount": {"native": "-1"}}}, "policy.min_amount.native"),

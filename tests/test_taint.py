@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracer.engine.taint import Movement, propagate
+from tracer.engine.taint import Movement, propagate, totals_by_asset
 
 
 def mv(tid: int, block: int, amount: int, incoming: bool, asset: str = "native") -> Movement:
@@ -56,7 +56,7 @@ moves = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(moves, st.integers(0, 10**24), st.sampled_from(["haircut", "poison"]))
+@given(moves, st.integers(0, 10**24), st.sampled_from(["haircut", "poison", "fifo"]))
 def test_conservation(items: list[tuple[int, bool, bool, str]], prior: int, model: str) -> None:
     tl = [mv(i, i, amount, incoming, asset) for i, (amount, incoming, _, asset) in enumerate(items)]
     flagged = {i: amount for i, (amount, incoming, flag, _) in enumerate(items) if incoming and flag}
@@ -69,6 +69,138 @@ def test_conservation(items: list[tuple[int, bool, bool, str]], prior: int, mode
         assert 0 < o.amount <= o.total
         # an outflow never carries taint that had not yet arrived
         assert sum(a for i, a in flagged.items() if i < o.transfer_id and items[i][3] == o.asset) >= o.amount
+
+
+# ------------------------------------------------------------------ fifo
+
+
+def test_fifo_spends_the_clean_prior_balance_first() -> None:
+    # W holds 10 clean, receives 30 flagged, sends 20: the first 10 out are the clean coins, the
+    # next 10 come from the flagged lot (haircut would say 15, poison 20).
+    tl = [mv(2, 2, 30, True), mv(3, 3, 20, False)]
+    [out] = propagate(tl, {2: 30}, {"native": 10}, model="fifo")
+    assert (out.transfer_id, out.amount, out.parents) == (3, 10, [2])
+
+
+def test_fifo_clean_coin_spent_first_passes_nothing_then_the_flagged_lot_leaves_whole() -> None:
+    tl = [mv(1, 1, 50, True), mv(2, 2, 40, True), mv(3, 3, 50, False), mv(4, 4, 40, False)]
+    outs = propagate(tl, {2: 40}, {}, model="fifo")
+    assert [(o.transfer_id, o.amount, o.parents) for o in outs] == [(4, 40, [2])]
+    haircut = propagate(tl, {2: 40}, {}, model="haircut")
+    assert [(o.transfer_id, o.amount) for o in haircut] == [(3, 50 * 40 // 90), (4, 40 - 50 * 40 // 90)]
+
+
+def test_fifo_partly_flagged_lot_gives_up_its_share_exactly() -> None:
+    # One inflow of 7 of which 3 flagged, spent 2 + 2 + 3: cumulative floors 3*2//7=0, 3*4//7=1, 3
+    tl = [mv(1, 1, 7, True), mv(2, 2, 2, False), mv(3, 3, 2, False), mv(4, 4, 3, False)]
+    outs = propagate(tl, {1: 3}, {}, model="fifo")
+    assert [(o.transfer_id, o.amount) for o in outs] == [(3, 1), (4, 2)]
+    assert sum(o.amount for o in outs) == 3
+
+
+def test_fifo_outflow_spanning_lots_names_the_flagged_ones_biggest_first() -> None:
+    tl = [mv(1, 1, 5, True), mv(2, 2, 10, True), mv(3, 3, 20, True), mv(4, 4, 35, False)]
+    [out] = propagate(tl, {1: 5, 3: 20}, {"native": 1}, model="fifo")
+    # the 1 prior, the 5 flagged, the 10 clean, the first 19 of the 20 flagged
+    assert (out.amount, out.parents) == (24, [3, 1])
+
+
+def test_fifo_outflow_larger_than_what_we_saw_empties_every_lot() -> None:
+    tl = [mv(1, 1, 10, True), mv(2, 2, 30, False), mv(3, 3, 10, True), mv(4, 4, 10, False)]
+    outs = propagate(tl, {1: 10, 3: 4}, {}, model="fifo")
+    assert [(o.transfer_id, o.amount) for o in outs] == [(2, 10), (4, 4)]
+
+
+def _io(tid: int, vin: int, vout: int, amount: int, incoming: bool, tx: str = "t") -> Movement:
+    return Movement(tid, (5, 0, 2, f"io:{vin}:{vout}"), "native", amount, incoming, "x", tx)
+
+
+def test_fifo_bitcoin_inputs_go_in_vin_order_compared_as_numbers() -> None:
+    # Inside one transaction the flattened transfers of vin 2 come before those of vin 10 (as
+    # text "io:10:0" < "io:2:0"): the older, clean coins are paid out first.
+    tl = [mv(1, 1, 20, True), mv(2, 2, 20, True),
+          _io(10, 10, 0, 20, False), _io(11, 2, 1, 20, False)]
+    outs = propagate(tl, {2: 20}, {}, model="fifo")
+    assert [(o.transfer_id, o.amount) for o in outs] == [(10, 20)]
+
+
+def _sw(tid: int, block: int, asset: str, amount: int, incoming: bool) -> Movement:
+    return Movement(tid, (block, 0, 0, f"log:{tid}"), asset, amount, incoming, "pool", f"tx{block}")
+
+
+def test_fifo_swaps_carry_the_flagged_part_of_the_lots_paid() -> None:
+    # 100 clean native, then 50 flagged; swap 100 native -> 200 tok (all clean coins: nothing
+    # carried), swap 50 native -> 100 tok (all flagged); then send 150 + 150 tok.
+    tl = [mv(1, 1, 50, True),
+          _sw(2, 2, "native", 100, False), _sw(3, 2, "tok", 200, True),
+          _sw(4, 3, "native", 50, False), _sw(5, 3, "tok", 100, True),
+          mv(6, 4, 150, False, "tok"), mv(7, 5, 150, False, "tok")]
+    outs = propagate(tl, {1: 50}, {"native": 100}, model="fifo")
+    assert [(o.transfer_id, o.asset, o.amount, o.swap) for o in outs] == [
+        (4, "native", 50, "out"), (5, "tok", 100, "in"), (7, "tok", 100, None)]
+    assert totals_by_asset(outs) == {"native": 50, "tok": 100}
+
+
+def test_fifo_seed_still_sends_everything_flagged() -> None:
+    tl = [mv(1, 1, 100, True), mv(2, 2, 70, False)]
+    assert [o.amount for o in propagate(tl, {}, {"native": 5}, model="fifo", fully_flagged=True)] == [70]
+
+
+def test_unknown_model_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError):
+        propagate([mv(1, 1, 1, True)], {}, {}, model="lifo")
+
+
+def _reference_fifo(items: list[tuple[int, bool, int]], prior: int) -> list[int]:
+    """Independent fifo: coins laid on one line in arrival order, each lot [start, start+A) with
+    F flagged spread evenly (F * covered // A); an outflow covers the next `amount` of the line."""
+    lots: list[tuple[int, int, int]] = [(0, prior, 0)] if prior else []
+    end = prior
+    spent = 0
+    carried: list[int] = []
+
+    def flagged_upto(x: int) -> int:
+        return sum(f * min(max(x - s, 0), a) // a for s, a, f in lots)
+
+    for amount, incoming, flagged in items:
+        if incoming:
+            lots.append((end, amount, min(flagged, amount)))
+            end += amount
+        else:
+            to = min(spent + amount, end)
+            carried.append(flagged_upto(to) - flagged_upto(spent))
+            spent = to
+    return carried
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 1000), st.booleans(), st.integers(0, 1000)), min_size=1, max_size=30),
+       st.integers(0, 1000))
+def test_fifo_matches_a_reference_and_stays_within_poison(items: list[tuple[int, bool, int]], prior: int) -> None:
+    tl = [mv(i + 1, i + 1, amount, incoming) for i, (amount, incoming, _) in enumerate(items)]
+    flagged = {i + 1: f for i, (_, incoming, f) in enumerate(items) if incoming and f}
+    fifo = {o.transfer_id: o.amount for o in propagate(tl, flagged, {"native": prior}, model="fifo")}
+    poison = {o.transfer_id: o.amount for o in propagate(tl, flagged, {"native": prior}, model="poison")}
+    haircut = propagate(tl, flagged, {"native": prior}, model="haircut")
+    outflows = [i + 1 for i, (_, incoming, _) in enumerate(items) if not incoming]
+    assert [fifo.get(t, 0) for t in outflows] == _reference_fifo(items, prior)
+    # Poison takes flagged money first, so no model has paid out more flagged money by any point.
+    so_far_fifo = so_far_poison = 0
+    for t in outflows:
+        so_far_fifo += fifo.get(t, 0)
+        so_far_poison += poison.get(t, 0)
+        assert so_far_fifo <= so_far_poison
+    # Conservation: no more leaves than arrived flagged; an emptied wallet lets all of it out,
+    # whatever the model.
+    arrived = sum(min(f, items[t - 1][0]) for t, f in flagged.items())
+    assert sum(fifo.values()) <= arrived
+    balance = prior  # as the models keep it: an outflow beyond it empties the wallet
+    for amount, incoming, _ in items:
+        balance = balance + amount if incoming else max(0, balance - amount)
+    if balance == 0:
+        assert sum(fifo.values()) == sum(poison.values()) == sum(o.amount for o in haircut)
 
 
 def test_report_amounts_are_exact_for_uint256() -> None:

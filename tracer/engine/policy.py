@@ -14,7 +14,9 @@ from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_evm
 
-TAINT_MODELS = ("haircut", "poison")
+# haircut: in proportion; poison: flagged first; fifo: coins leave in the order they arrived
+# (tracer.engine.taint has the rules of each).
+TAINT_MODELS = ("haircut", "poison", "fifo")
 # Where an investigator's trace ends: services that know their customers and can freeze funds.
 DEFAULT_STOP = ("exchange", "deposit_address", "hot_wallet", "otc", "payment_processor", "fiat_gateway")
 # Services money passes through while changing form (mixers, swaps, bridges).

@@ -6,16 +6,32 @@ that moment. The one way taint moves between assets is a swap (swaps.py): in a t
 the wallet pays asset A and receives asset B, the flagged share of what it paid carries over to
 what it received, at the swap's own rate. So per asset, what leaves never exceeds what arrived
 flagged plus what swaps converted into it.
+
+Models (policy.taint_model):
+- haircut (default): every outflow carries the flagged share of the balance it leaves from.
+- poison: every outflow carries as much flagged money as is left, up to its amount.
+- fifo: the wallet keeps its coins as lots in arrival order, the clean prior balance first, then
+  each inflow with its flagged part; an outflow consumes lots from the front and carries the
+  flagged part of what it consumed (a lot consumed in part gives up the same share of its flagged
+  part, rounded so that consuming all of it gives up all of it: integers, nothing created or lost).
+  So a wallet that held clean money before the theft money came in pays the clean money out first.
+  On Bitcoin this is the order in which an address's coins arrived: a transaction's flattened
+  transfers ("io:<vin>:<vout>", tracer.chains.bitcoin.flatten) are walked in vin order, then vout
+  order (compared as numbers, so vin 10 comes after vin 2), so a wallet whose older clean coin is
+  spent first passes no taint. It is the rule an investigator applies to one address's coins, not
+  UTXO-exact tracking (which coin an input spends is not in the flattened transfers).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tracer.engine import swaps
 
 _MAX_PARENTS = 8
+MODELS = ("haircut", "poison", "fifo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +60,29 @@ class TaintedOut:
 
 
 @dataclass(slots=True)
+class _Lot:
+    """Coins of one arrival (fifo): `consumed` of `amount` already left, and with them
+    flagged * consumed // amount of the flagged part (the cumulative floor keeps it exact)."""
+
+    transfer_id: int  # 0: the prior balance
+    amount: int
+    flagged: int
+    consumed: int = 0
+
+    def take(self, amount: int) -> int:
+        """Consume `amount` (at most what is left); return the flagged part of it."""
+        before = self.flagged * self.consumed // self.amount
+        self.consumed += amount
+        return self.flagged * self.consumed // self.amount - before
+
+
+@dataclass(slots=True)
 class _Wallet:
     balance: int = 0
     flagged: int = 0
     # (transfer_id, flagged amount) of inflows that put flagged money here, newest last
     sources: list[tuple[int, int]] = field(default_factory=list)
+    lots: deque[_Lot] = field(default_factory=deque)  # fifo only, oldest first
 
 
 def propagate(
@@ -77,19 +111,29 @@ def propagate(
         wallet = wallets.get(asset)
         if wallet is None:
             wallet = wallets[asset] = _Wallet(balance=max(0, prior_balance.get(asset, 0)))
+            if fifo and wallet.balance:
+                wallet.lots.append(_Lot(0, wallet.balance, 0))
         return wallet
 
     def receive(move: Movement, flagged: int) -> None:
         wallet = wallet_of(move.asset)
         wallet.balance += move.amount
-        flagged = min(move.amount, flagged)
+        flagged = max(0, min(move.amount, flagged))
+        if fifo and move.amount > 0:
+            wallet.lots.append(_Lot(move.transfer_id, move.amount, flagged))
         if flagged > 0:
             wallet.flagged += flagged
             wallet.sources.append((move.transfer_id, flagged))
 
     def send(move: Movement, swap: str | None) -> int:
         wallet = wallet_of(move.asset)
-        carried = move.amount if fully_flagged else _carried(wallet, move.amount, model)
+        parents: list[int] | None = None
+        if fully_flagged:
+            carried = move.amount
+        elif fifo:
+            carried, parents = _consume(wallet, move.amount)
+        else:
+            carried = _carried(wallet, move.amount, model)
         # Our balance can fall short of the node's (gas refunds, rewards we do not see); never
         # let it go negative, which would turn later shares into nonsense.
         wallet.balance = max(0, wallet.balance - move.amount)
@@ -97,10 +141,14 @@ def propagate(
             wallet.flagged -= carried
             wallet.flagged = min(wallet.flagged, wallet.balance)
         if carried > 0:
-            out.append(TaintedOut(move.transfer_id, move.asset, carried, move.amount, _parents(wallet), swap))
+            out.append(TaintedOut(move.transfer_id, move.asset, carried, move.amount,
+                                  _parents(wallet) if parents is None else parents, swap))
         return carried
 
-    ordered = sorted(timeline, key=lambda m: m.order)
+    if model not in MODELS:
+        raise ValueError(f"unknown taint model {model!r}")
+    fifo = model == "fifo"
+    ordered = sorted(timeline, key=_execution_order)
     i = 0
     while i < len(ordered):
         # Moves of one transaction are contiguous in execution order.
@@ -143,6 +191,39 @@ def propagate(
                 out.append(TaintedOut(move.transfer_id, move.asset, flagged, move.amount,
                                       parents[:_MAX_PARENTS], "in"))
     return out
+
+
+def _execution_order(move: Movement) -> tuple[int, int, int, tuple[int, ...], str]:
+    """Movement.order, with a Bitcoin "io:<vin>:<vout>" position compared as numbers: as text,
+    "io:10:0" would sort before "io:2:0" and fifo would spend a later input's coins first."""
+    block, tx_index, rank, position = move.order
+    numbers: tuple[int, ...] = ()
+    if position.startswith("io:"):
+        parts = position[3:].split(":")
+        if all(p.isdigit() for p in parts):
+            numbers = tuple(int(p) for p in parts)
+    return (block, tx_index, rank, numbers, position)
+
+
+def _consume(wallet: _Wallet, amount: int) -> tuple[int, list[int]]:
+    """fifo: take `amount` from the oldest lots; the flagged part taken, and the flagged lots it
+    came from (biggest first). An outflow larger than every lot we know of (money we did not
+    see arrive) empties them all, like the other models when the balance falls short."""
+    carried = 0
+    sources: list[tuple[int, int]] = []
+    left = amount
+    while left > 0 and wallet.lots:
+        lot = wallet.lots[0]
+        step = min(left, lot.amount - lot.consumed)
+        part = lot.take(step)
+        left -= step
+        if part > 0:
+            carried += part
+            sources.append((lot.transfer_id, part))
+        if lot.consumed >= lot.amount:
+            wallet.lots.popleft()
+    biggest = sorted(sources, key=lambda s: -s[1])[:_MAX_PARENTS]
+    return carried, [tid for tid, _ in biggest]
 
 
 def _carried(wallet: _Wallet, amount: int, model: str) -> int:

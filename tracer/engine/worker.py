@@ -404,8 +404,9 @@ class Worker:
             for a in followed:
                 moves_of[a], flagged_in[a] = utxo.merge_inflows(moves_of[a], flagged_in.get(a, {}))
         # Clean holdings of an asset a wallet bought in a swap dilute the swapped-in taint too.
+        # Poison ignores clean money; haircut dilutes with it, fifo spends it first.
         needs = {a: (first_block[a], assets_in[a] | swaps.bought_assets(moves_of[a])) for a in followed
-                 if not by_addr[a].is_seed and policy.taint_model == "haircut"}
+                 if not by_addr[a].is_seed and policy.taint_model != "poison"}
         prior = await self._prior_balances(trace, needs) if needs else {}
 
         outs: list[tuple[str, TaintedOut, StoredTransfer]] = []
