@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 
 from tests import test_crosschain as cc
+from tests import test_web_e2e as web_e2e
 from tests.api_support import Api, conforms, running_api
 from tests.fixtures_db import temporary_database
 from tracer.chains.bitcoin import EsploraChain
@@ -362,3 +363,66 @@ async def test_report_lists_coinjoin_entries(wasabi_db: tuple[Database, EsploraC
     assert f"link followed: change → {link['to'][:8]}" in text and "at 95% (followed)" in text
     assert f"{cj.anonymity_set} outputs reported, not followed" in text
     assert rep.to_json()["coinjoins"][0]["denomination"] == str(cj.denomination)
+
+
+# -- the web view draws a cross-chain trace ------------------------------------------------------
+
+chromium, browser = web_e2e.chromium, web_e2e.browser
+
+PAGE_CHECKS = """async (tid) => {
+  const {TraceModel, nodeTitle} = await import('/ui/static/model.js');
+  const f = await import('/ui/static/format.js');
+  const get = async (path) => (await fetch(path)).json();
+  const m = new TraceModel();
+  m.setTrace(await get(`/v1/traces/${tid}`));
+  m.setGraph(await get(`/v1/traces/${tid}/graph?format=json`));
+  const titles = [...m.nodes.values()].map((n) => [n.id, n.chain, nodeTitle(n)]);
+  const plain = m.view({collapse: false, group: false, dust: true, expanded: new Set()});
+  const dest = m.destinations('native');
+  return {multichain: m.multichain, titles, seeds: m.seeds, viewNodes: plain.nodes.length, nodes: m.nodes.size,
+    bridges: plain.edges.filter((e) => e.bridge).length, destSeeds: dest.seeds.map((s) => s.id),
+    short: f.shortAddr('bitcoin:bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4'),
+    addr: f.addressOf('avalanche:0x' + 'ab'.repeat(20)), plainAddr: f.addressOf('0x' + 'ab'.repeat(20))};
+}"""
+
+
+@ASYNC
+async def test_the_web_view_draws_a_cross_chain_trace(
+    api: Api, trace: dict[str, Any], home: Scenario, cross: CrossChain, btc: BitcoinScenario, browser: Any
+) -> None:
+    tid = trace["id"]
+    page = await browser.new_page(viewport=web_e2e.VIEWPORT)
+    errors = web_e2e.PageErrors(page)
+    # The page logic on the API's own export: nodes per chain, each titled with its chain.
+    await page.goto(api.base + "/ui")
+    out = await page.evaluate(PAGE_CHECKS, tid)
+    assert out["multichain"] is True
+    assert out["seeds"] == [f"{home.chain}:{s}" for s in home.seeds]
+    assert set(out["destSeeds"]) <= set(out["seeds"]) and out["destSeeds"]
+    assert all(title.endswith(f" · {chain}") for _id, chain, title in out["titles"])
+    assert out["viewNodes"] == out["nodes"] and out["bridges"] == len(cross.payouts) + len(btc.truth.handoffs)
+    assert (out["short"], out["addr"], out["plainAddr"]) == ("bc1qw5…f3t4", "0x" + "ab" * 20, "0x" + "ab" * 20)
+    # The page itself: open the trace, click the Bitcoin exchange deposit, read the path across the bridge.
+    await page.goto(f"{api.base}/ui?trace={tid}")
+    await page.wait_for_function("() => document.querySelector('#trace-status').textContent === 'done'",
+                                 timeout=web_e2e.TIMEOUT_MS)
+    await web_e2e._settled(page)
+    drawn = await page.evaluate("tracerUI.cy.nodes().map(n => [n.id(), n.data('label')])")
+    assert any(i.startswith("bitcoin:") for i, _ in drawn) and any(i.startswith(f"{DEST}:") for i, _ in drawn)
+    assert all(label.endswith(f" · {i.split(':')[0]}") for i, label in drawn if i.startswith(("bitcoin:", f"{DEST}:")))
+    assert await page.evaluate("tracerUI.cy.edges('[bridge = 1]').length") >= 1
+    # Exposure keeps each chain's coin apart: Binance's AVAX is not added to its ETH.
+    bars = await page.evaluate("[...document.querySelectorAll('#exp-bars .bar-label')].map(e => e.textContent)")
+    assert any(f"Binance · {DEST}" in b for b in bars) and any(" · bitcoin" in b for b in bars)
+    ho = btc.truth.handoffs[0]
+    target = f"bitcoin:{ho.onward_deposit}"
+    await page.evaluate("(id) => tracerUI.cy.getElementById(id).emit('tap')", target)
+    await page.wait_for_selector("#path li")
+    shown = await page.evaluate("[...document.querySelectorAll('#path li')].map(li => li.dataset.address)")
+    _, found, _ = await api.call("GET", f"/v1/traces/{tid}/paths?to={ho.onward_deposit}&limit=5", expect=200)
+    assert shown == found["paths"][0]["addresses"] and ho.address in shown
+    assert "bridge " + home.chain + " → bitcoin" in await page.inner_text("#path")
+    assert "Chain" in await page.inner_text("#details-body") and "bitcoin" in await page.inner_text("#details-body")
+    await web_e2e._screenshot(page, "crosschain-trace.png")
+    await page.close()
+    assert not errors.errors, errors.errors

@@ -14,15 +14,16 @@ const GROUP_COLOURS = {
   hub: KIND_COLOURS.hub, depth: "#b8ad95", dust: "#c9d1db", unresolved: "#aab6c5",
 };
 
-/** Exit lines grouped by entity and asset, largest share first. */
+/** Exit lines grouped by entity, chain and asset, largest share first ("native" is another coin on
+ * each chain a trace continued into). */
 export function byEntity(exits) {
   const groups = new Map();
   for (const x of exits?.items || []) {
-    const key = `${x.entity || "?"}|${x.asset}`;
+    const key = `${x.entity || "?"}|${x.chain || ""}|${x.asset}`;
     let g = groups.get(key);
     if (!g) {
-      g = {entity: x.entity || "(unnamed)", asset: x.asset, symbol: x.symbol, decimals: x.decimals, raw: 0n, share: 0,
-        addresses: [], categories: new Set()};
+      g = {entity: x.entity || "(unnamed)", chain: x.chain || null, asset: x.asset, symbol: x.symbol,
+        decimals: x.decimals, raw: 0n, share: 0, addresses: [], categories: new Set()};
       groups.set(key, g);
     }
     g.raw += BigInt(x.amount_raw);
@@ -62,13 +63,15 @@ export function renderExposure({model, colours, onPickExit, onPickEntity, sankey
 
   const bars = clear(document.getElementById("exp-bars"));
   const groups = byEntity(exits);
+  const home = model.trace?.chain;
+  const elsewhere = (chain) => (chain && home && chain !== home ? ` · ${chain}` : "");
   const top = groups[0]?.share || 1;
   for (const g of groups) {
     const colour = colours.get(g.entity);
     bars.append(el("div", {class: "bar-row", dataset: {entity: g.entity}, title: `${g.entity}: ${exactText(g)} ` +
         `(${pct(g.share)} of the seeds' ${g.symbol}) at ${g.addresses.length} address(es)`,
       onclick: () => onPickEntity(g.entity)},
-      el("span", {class: "bar-label"}, el("i", {class: "swatch", style: {background: colour}}), g.entity,
+      el("span", {class: "bar-label"}, el("i", {class: "swatch", style: {background: colour}}), g.entity + elsewhere(g.chain),
         el("small", {}, ` ${[...g.categories].join(", ").replace(/_/g, " ")}`)),
       el("span", {class: "bar-track"}, el("span", {class: "bar-fill",
         style: {width: `${Math.max(0.5, (g.share / top) * 100)}%`, background: colour}})),
@@ -80,7 +83,7 @@ export function renderExposure({model, colours, onPickExit, onPickEntity, sankey
     const h = how(x);
     body.append(el("tr", {dataset: {address: x.address}, onclick: () => onPickExit(x.address, x.chain),
       title: `${x.address_checksum} — click to show it in the graph`},
-    el("td", {}, el("i", {class: "swatch", style: {background: colours.get(x.entity)}}), x.entity || "–"),
+    el("td", {}, el("i", {class: "swatch", style: {background: colours.get(x.entity)}}), (x.entity || "–") + elsewhere(x.chain)),
     el("td", {class: "mono"}, shortAddr(x.address_checksum || x.address)),
     el("td", {title: h.title}, h.text),
     el("td", {class: "num", title: exactText(x)}, amountText(x)),

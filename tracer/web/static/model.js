@@ -200,7 +200,8 @@ export class TraceModel {
       if (f.asset && e.asset !== f.asset) continue;
       if (f.timeMax && e.time && e.time > f.timeMax) continue;
       if (!f.dust && isDust(e)) continue;
-      if (minShare && e.share < minShare) continue;
+      // A share of the seeds' total means nothing on another chain (other units): kept.
+      if (minShare && this.isHome(e) && e.share < minShare) continue;
       if (minUnits && Number(e.amount) < minUnits) continue;
       kept.push(e);
     }
