@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from tracer.addresses import InvalidAddress, normalize_evm
+from tracer.addresses import BITCOIN, InvalidAddress, normalize_address
 from tracer.alerts.events import EVENT_TYPES, iso
 from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url
 from tracer.alerts.signing import MIN_SECRET_LENGTH, new_secret
@@ -51,20 +51,29 @@ class Created:
     watch_trace_id: int | None
 
 
-def _addresses(value: Any, field: str) -> list[str] | None:
+def _shape_chain(address: Any) -> str:
+    """The chain an address's shape says: 0x is EVM (ethereum unless the body names another),
+    anything else is taken for Bitcoin and must pass its checks."""
+    return "ethereum" if isinstance(address, str) and address.strip()[:2].lower() == "0x" else BITCOIN
+
+
+def _addresses(value: Any, field: str, chain: str | None) -> tuple[list[str] | None, str | None]:
+    """Normalised addresses, and the chain they were read for: `chain` when the body names it,
+    else the first address's shape (one subscription watches one chain: all must be of it)."""
     if value is None:
-        return None
+        return None, None
     if not isinstance(value, list) or not value:
         raise SubscriptionError(field, "must be a non-empty list of addresses")
     if len(value) > MAX_ADDRESSES:
         raise SubscriptionError(field, f"at most {MAX_ADDRESSES} addresses")
+    chain = chain if isinstance(chain, str) else _shape_chain(value[0])
     out = []
     for i, a in enumerate(value):
         try:
-            out.append(normalize_evm(a))
+            out.append(normalize_address(chain, a))
         except InvalidAddress as exc:
-            raise SubscriptionError(f"{field}[{i}]", exc.reason) from None
-    return sorted(set(out))
+            raise SubscriptionError(f"{field}[{i}]", f"{exc.reason} (a {chain} address is expected)") from None
+    return sorted(set(out)), chain
 
 
 def _names(value: Any, field: str) -> list[str] | None:
@@ -121,8 +130,9 @@ async def create(
     chain = body.get("chain", "ethereum")
     if chain not in service.CHAINS:
         raise SubscriptionError("chain", f"unsupported chain {chain!r}; supported: {', '.join(service.CHAINS)}")
+    addresses, chain_read = _addresses(body.get("addresses"), "addresses", body.get("chain"))
+    chain = chain_read or chain
     trace_id = body.get("trace_id")
-    addresses = _addresses(body.get("addresses"), "addresses")
     watch = body.get("watch")
     if watch is None:
         watch = addresses is not None and trace_id is None
@@ -151,6 +161,9 @@ async def create(
                 raise SubscriptionError("trace_id", f"no trace {trace_id}", status=404)
             if row["chain"] != chain and "chain" in body:
                 raise SubscriptionError("chain", f"trace {trace_id} is on {row['chain']}")
+            if addresses is not None and (row["chain"] == BITCOIN) != (chain == BITCOIN):
+                raise SubscriptionError("addresses",
+                                        f"trace {trace_id} is on {row['chain']}: these are {chain} addresses")
             chain = row["chain"]
             if watch:
                 status = await alert_store.watch_trace(conn, trace_id, confirmations)

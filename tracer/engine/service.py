@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from tracer.addresses import BITCOIN, InvalidAddress, normalize_address
+from tracer.chains.bitcoin import NETWORKS
 from tracer.engine.bridges import EVM_CHAINS
 from tracer.engine.policy import Policy, PolicyError
 from tracer.store import labels as label_store
@@ -67,7 +69,45 @@ class TraceInputError(ValueError):
         self.message = message
 
 
-def parse_seeds(seeds: Any, chain: str = "ethereum") -> list[str]:
+# First character of a base58 address by version byte: P2PKH 0x00 "1", P2SH 0x05 "3"; testnet,
+# signet and regtest share 0x6F ("m" or "n") and 0xC4 ("2").
+_B58_FIRST = {0x00: "1", 0x05: "3", 0x6F: "mn", 0xC4: "2"}
+
+
+def bitcoin_network(client: Any) -> str | None:
+    """The Bitcoin network this process reads: the connected client's (checked against the
+    server's genesis block), else the one it was built for, else TRACER_BITCOIN_NETWORK (default
+    mainnet, as tracer.chains.factory builds clients). None: a client told not to check."""
+    net = getattr(client, "network", None)
+    name = getattr(net, "name", None) or getattr(client, "expected_network", None)
+    if isinstance(name, str):
+        return name
+    if hasattr(client, "expected_network"):
+        return None
+    return os.environ.get("TRACER_BITCOIN_NETWORK") or "mainnet"
+
+
+def _network_mismatch(address: str, network: str) -> str | None:
+    """Why a (valid) Bitcoin address cannot be on `network`, or None if it can. Every address
+    names its network (bech32 prefix, base58 version byte): a testnet seed on a mainnet trace has
+    no history there, and would otherwise fail only when a worker asks the server about it."""
+    net = NETWORKS.get(network)
+    if net is None:
+        return None
+    hrp = address.rpartition("1")[0] if address[:2].lower() in ("bc", "tb") else None
+    if hrp in ("bc", "tb", "bcrt"):
+        if hrp == net.bech32_hrp:
+            return None
+        kind = {"bc": "mainnet", "tb": "testnet/signet", "bcrt": "regtest"}[hrp]
+    else:
+        if address[:1] in _B58_FIRST[net.p2pkh_version] + _B58_FIRST[net.p2sh_version]:
+            return None
+        kind = "mainnet" if address[:1] in "13" else "testnet/signet/regtest"
+    return f"a {kind} address, but this server reads Bitcoin {network} (TRACER_BITCOIN_NETWORK)"
+
+
+def parse_seeds(seeds: Any, chain: str = "ethereum", network: str | None = None) -> list[str]:
+    """Normalised, deduplicated seeds; on Bitcoin with `network`, every seed must be of it."""
     if not isinstance(seeds, list) or not seeds:
         raise TraceInputError("seeds", "must be a non-empty list of addresses")
     if len(seeds) > MAX_SEEDS:
@@ -75,9 +115,13 @@ def parse_seeds(seeds: Any, chain: str = "ethereum") -> list[str]:
     out: list[str] = []
     for i, s in enumerate(seeds):
         try:
-            out.append(normalize_address(chain, s))
+            address = normalize_address(chain, s)
         except InvalidAddress as exc:
             raise TraceInputError(f"seeds[{i}]", exc.reason) from None
+        wrong = _network_mismatch(address, network) if chain == BITCOIN and network else None
+        if wrong is not None:
+            raise TraceInputError(f"seeds[{i}]", wrong)
+        out.append(address)
     return sorted(set(out))
 
 
@@ -96,7 +140,7 @@ async def create_trace(
 
     `chains`: the chain names the caller has nodes for (see check_chain)."""
     check_chain(chain, chains)
-    clean = parse_seeds(list(seeds), chain)
+    clean = parse_seeds(list(seeds), chain, bitcoin_network(chain_client) if chain == BITCOIN else None)
     try:
         pol = policy if isinstance(policy, Policy) else Policy.from_json(policy)
     except PolicyError as exc:

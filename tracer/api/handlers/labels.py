@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tracer.addresses import BITCOIN
 from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
@@ -21,6 +22,12 @@ from tracer.store import labels as label_store
 
 def _item(label_id: int, chain: str, address: str, lb: label_store.Label, now: datetime) -> dict[str, Any]:
     return {"id": label_id, "chain": chain, "address": address, **ser.label(lb, now)}
+
+
+def _shape_chain(address: Any) -> str:
+    """The chain a request that names none means: 0x addresses are Ethereum's, any other is
+    taken for Bitcoin (and must then pass Bitcoin's checks, or the answer is a 400 naming it)."""
+    return "ethereum" if isinstance(address, str) and address.strip()[:2].lower() == "0x" else BITCOIN
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -54,7 +61,7 @@ async def create(request: web.Request) -> web.Response:
     errors = sorted(validator("label-post").iter_errors(body), key=lambda e: list(e.absolute_path))
     if errors:
         raise bad_request(field_of(errors[0]), errors[0].message[:300])
-    chain = params.chain_name(body.get("chain", "ethereum"))
+    chain = params.chain_name(body["chain"]) if "chain" in body else _shape_chain(body["address"])
     address = params.parse_address("address", body["address"], chain)
     if body["category"] not in CATEGORIES:
         raise bad_request("category", f"must be one of {', '.join(sorted(CATEGORIES))}")
@@ -83,10 +90,12 @@ async def screen(request: web.Request) -> web.Response:
     """Was the address sanctioned (or flagged as hacker, scam, ...) at a time, and by whom."""
     params.reject_unknown(request, ("chain", "address", "at"))
     ctx = ctx_of(request)
-    chain = params.chain_name(params.str_param(request, "chain", max_len=32) or "ethereum")
-    address = params.address_param(request, "address", chain)
-    if address is None:
+    chain_text = params.str_param(request, "chain", max_len=32)
+    text = params.str_param(request, "address", max_len=128)
+    if text is None:
         raise bad_request("address", "is required")
+    chain = params.chain_name(chain_text) if chain_text else _shape_chain(text)
+    address = params.parse_address("address", text, chain)
     at = _parse_time("at", params.str_param(request, "at", max_len=64)) or datetime.now(UTC)
     async with ctx.pool.acquire() as conn:
         sanctions = (await label_store.screen(conn, chain, [address], at=at)).get(address, [])
