@@ -2,8 +2,9 @@
 
     tracer devchain [--scenario FILE | --generate N_TRANSFERS | --replay CASE_DIR] [--seed S]
                     [--host 127.0.0.1] [--port 8545] [--latency-ms X] [--rate-limit R]
-                    [--max-logs N] [--no-trace] [--save FILE [--save-only]]
+                    [--max-logs N] [--no-trace] [--save FILE [--save-only]] [--labels-out FILE]
     tracer devchain --bitcoin [--seed S] [--host H] [--port N] [--latency-ms X] [--rate-limit R]
+                    [--labels-out FILE]
 
 Prints the URL, the seeds and a one-line summary of the scenario on stdout (the URL first, so a
 script can read it). With `--save-only` it writes the scenario and exits without serving.
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.devchain.scenario import Scenario, ScenarioLabel, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 
 DEFAULT_SIZE = 5_000
@@ -50,6 +53,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-trace", action="store_true", help="answer trace_*/debug_* with -32601 (method not found)")
     p.add_argument("--save", metavar="FILE", help="also write the scenario to FILE (.gz compresses)")
     p.add_argument("--save-only", action="store_true", help="write --save FILE and exit without serving")
+    p.add_argument("--labels-out", metavar="FILE",
+                   help="write the scenario's labels (exchanges, mixers, bridges) as a label CSV that "
+                        "`tracer labels import FILE` loads, so a trace against this chain finds its exits")
     p.add_argument("--bitcoin", action="store_true",
                    help="serve a generated Bitcoin scenario (peel chain, CoinJoin, THORChain payouts) over the "
                    "Esplora REST API instead (--seed, --latency-ms and --rate-limit apply)")
@@ -80,6 +86,8 @@ def run(args: argparse.Namespace) -> Any:
     t0 = time.monotonic()
     scenario = load_or_generate(args)
     print(f"scenario ready in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
+    if args.labels_out:
+        write_labels(args.labels_out, scenario.chain, scenario.labels)
     if args.save:
         scenario.save(args.save)
         print(f"saved {args.save}", file=sys.stderr, flush=True)
@@ -89,12 +97,26 @@ def run(args: argparse.Namespace) -> Any:
     return serve(scenario, args)
 
 
+def write_labels(path: str, chain: str, labels: Iterable[ScenarioLabel]) -> None:
+    """The scenario's labels in the plain label CSV format (tracer.labels.csvfile)."""
+    rows = sorted({(lb.address, lb.entity, lb.category) for lb in labels})
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["chain", "address", "entity", "category", "source"])
+        for address, entity, category in rows:
+            out.writerow([chain, address, entity, category, "devchain"])
+    print(f"wrote {len(rows)} labels to {path} (load them with: tracer labels import {path})",
+          file=sys.stderr, flush=True)
+
+
 async def serve_bitcoin(args: argparse.Namespace) -> int:
     from tracer.devchain.bitcoin import BitcoinScenarioParams
     from tracer.devchain.bitcoin import generate as generate_bitcoin
     from tracer.devchain.esplora import EsploraServer
 
     scenario = generate_bitcoin(BitcoinScenarioParams(seed=args.seed))
+    if args.labels_out:
+        write_labels(args.labels_out, "bitcoin", scenario.labels)
     server = EsploraServer(scenario, latency=args.latency_ms / 1000.0, rate_limit=args.rate_limit)
     url = await server.start(args.host, args.port)
     print(url, flush=True)
