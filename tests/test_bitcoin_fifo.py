@@ -114,3 +114,12 @@ async def test_an_unknown_taint_model_is_a_400_naming_the_field(
                                            "policy": {"taint_model": "lifo"}})
     assert status == 400 and body["field"] == "policy.taint_model"
     assert "fifo" in body["detail"]
+
+
+async def test_fifo_conserves_taint_on_a_generated_evm_laundering_scenario(database_url: str, db: Database) -> None:
+    # The same model on the other chain family, over a whole generated case (peel chains, swaps,
+    # mixers, deposit addresses): no address sends more flagged money than reached it, and the
+    # exits hold at most what left the seeds (the check of tests/test_reliability_conservation.py).
+    from tests.test_reliability_conservation import check_conservation
+
+    assert await check_conservation(database_url, 250, 11, "fifo") > 0
