@@ -91,11 +91,22 @@ def test_fifo_clean_coin_spent_first_passes_nothing_then_the_flagged_lot_leaves_
 
 
 def test_fifo_partly_flagged_lot_gives_up_its_share_exactly() -> None:
-    # One inflow of 7 of which 3 flagged, spent 2 + 2 + 3: cumulative floors 3*2//7=0, 3*4//7=1, 3
+    # One inflow of 7 of which 3 flagged, spent 2 + 2 + 3: 3*2//7 = 0, then 3*2//5 = 1, then the
+    # last 3 coins take the 2 flagged left.
     tl = [mv(1, 1, 7, True), mv(2, 2, 2, False), mv(3, 3, 2, False), mv(4, 4, 3, False)]
     outs = propagate(tl, {1: 3}, {}, model="fifo")
     assert [(o.transfer_id, o.amount) for o in outs] == [(3, 1), (4, 2)]
     assert sum(o.amount for o in outs) == 3
+
+
+def test_fifo_part_of_a_lot_never_loses_taint_when_the_lot_gains_some() -> None:
+    # A lot of 5 spent 2 + 1 + 2. With 2 flagged a cumulative floor gives the middle slice
+    # 2*3//5 - 2*2//5 = 1, with 3 flagged 9//5 - 6//5 = 0: less taint out for more taint in. Haircut
+    # inside the lot keeps every slice growing.
+    tl = [mv(1, 1, 5, True), mv(2, 2, 2, False), mv(3, 3, 1, False), mv(4, 4, 2, False)]
+    for flagged, expected in ((2, {4: 2}), (3, {2: 1, 4: 2}), (4, {2: 1, 3: 1, 4: 2})):
+        outs = propagate(tl, {1: flagged}, {}, model="fifo")
+        assert {o.transfer_id: o.amount for o in outs} == expected
 
 
 def test_fifo_outflow_spanning_lots_names_the_flagged_ones_biggest_first() -> None:
@@ -154,24 +165,26 @@ def test_unknown_model_is_refused() -> None:
 
 
 def _reference_fifo(items: list[tuple[int, bool, int]], prior: int) -> list[int]:
-    """Independent fifo: coins laid on one line in arrival order, each lot [start, start+A) with
-    F flagged spread evenly (F * covered // A); an outflow covers the next `amount` of the line."""
-    lots: list[tuple[int, int, int]] = [(0, prior, 0)] if prior else []
-    end = prior
-    spent = 0
+    """Independent fifo: a queue of [coins left, flagged left] in arrival order; an outflow walks
+    it from the front, and a lot it takes only part of gives up that part's flagged share
+    (rounded down), its last coins whatever flagged is left."""
+    queue: list[list[int]] = [[prior, 0]] if prior else []
+    head = 0
     carried: list[int] = []
-
-    def flagged_upto(x: int) -> int:
-        return sum(f * min(max(x - s, 0), a) // a for s, a, f in lots)
-
     for amount, incoming, flagged in items:
         if incoming:
-            lots.append((end, amount, min(flagged, amount)))
-            end += amount
-        else:
-            to = min(spent + amount, end)
-            carried.append(flagged_upto(to) - flagged_upto(spent))
-            spent = to
+            queue.append([amount, min(flagged, amount)])
+            continue
+        got = 0
+        while amount and head < len(queue):
+            coins, dirty = queue[head]
+            if amount >= coins:
+                got, amount, head = got + dirty, amount - coins, head + 1
+            else:
+                part = dirty * amount // coins
+                queue[head] = [coins - amount, dirty - part]
+                got, amount = got + part, 0
+        carried.append(got)
     return carried
 
 
@@ -201,6 +214,24 @@ def test_fifo_matches_a_reference_and_stays_within_poison(items: list[tuple[int,
         balance = balance + amount if incoming else max(0, balance - amount)
     if balance == 0:
         assert sum(fifo.values()) == sum(poison.values()) == sum(o.amount for o in haircut)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 1000), st.booleans(), st.integers(0, 1000)), min_size=1, max_size=30),
+       st.integers(0, 1000), st.integers(0, 29), st.integers(1, 1000), st.sampled_from(["haircut", "poison", "fifo"]))
+def test_more_flagged_inflow_never_means_less_flagged_outflow(
+    items: list[tuple[int, bool, int]], prior: int, which: int, more: int, model: str
+) -> None:
+    # The workers' fixed point rests on this: a wallet re-run after one of its inflows got more
+    # taint never passes less on, on any outflow, so a recipient woken earlier never has too much.
+    tl = [mv(i + 1, i + 1, amount, incoming) for i, (amount, incoming, _) in enumerate(items)]
+    flagged = {i + 1: f for i, (_, incoming, f) in enumerate(items) if incoming}
+    if which + 1 not in flagged:
+        return
+    grown = {**flagged, which + 1: flagged[which + 1] + more}
+    before = {o.transfer_id: o.amount for o in propagate(tl, flagged, {"native": prior}, model=model)}
+    after = {o.transfer_id: o.amount for o in propagate(tl, grown, {"native": prior}, model=model)}
+    assert all(after.get(t, 0) >= amount for t, amount in before.items()), (before, after)
 
 
 def test_report_amounts_are_exact_for_uint256() -> None:

@@ -12,8 +12,8 @@ Models (policy.taint_model):
 - poison: every outflow carries as much flagged money as is left, up to its amount.
 - fifo: the wallet keeps its coins as lots in arrival order, the clean prior balance first, then
   each inflow with its flagged part; an outflow consumes lots from the front and carries the
-  flagged part of what it consumed (a lot consumed in part gives up the same share of its flagged
-  part, rounded so that consuming all of it gives up all of it: integers, nothing created or lost).
+  flagged part of what it consumed (a lot consumed in part gives up its flagged share of the part,
+  rounded down, and its last coins take what is left: integers, nothing created or lost).
   So a wallet that held clean money before the theft money came in pays the clean money out first.
   On Bitcoin this is the order in which an address's coins arrived: a transaction's flattened
   transfers ("io:<vin>:<vout>", tracer.chains.bitcoin.flatten) are walked in vin order, then vout
@@ -61,19 +61,23 @@ class TaintedOut:
 
 @dataclass(slots=True)
 class _Lot:
-    """Coins of one arrival (fifo): `consumed` of `amount` already left, and with them
-    flagged * consumed // amount of the flagged part (the cumulative floor keeps it exact)."""
+    """What is left of the coins of one arrival (fifo), and the flagged part of it."""
 
     transfer_id: int  # 0: the prior balance
-    amount: int
+    left: int
     flagged: int
-    consumed: int = 0
 
     def take(self, amount: int) -> int:
-        """Consume `amount` (at most what is left); return the flagged part of it."""
-        before = self.flagged * self.consumed // self.amount
-        self.consumed += amount
-        return self.flagged * self.consumed // self.amount - before
+        """Consume `amount` (at most what is left); return the flagged part of it: the lot's
+        flagged share, rounded down, and all that is left of it with the lot's last coins. This
+        is haircut inside one lot, so the part never shrinks when the lot's flagged part grows:
+        a cumulative floor (flagged x consumed // amount) would be as exact but can give one
+        unit less to a slice when the lot gets more taint, and the workers' fixed point needs
+        taint that only grows (docs/ARCHITECTURE.md, "How a trace runs")."""
+        part = self.flagged * amount // self.left
+        self.flagged -= part
+        self.left -= amount
+        return part
 
 
 @dataclass(slots=True)
@@ -214,13 +218,13 @@ def _consume(wallet: _Wallet, amount: int) -> tuple[int, list[int]]:
     left = amount
     while left > 0 and wallet.lots:
         lot = wallet.lots[0]
-        step = min(left, lot.amount - lot.consumed)
+        step = min(left, lot.left)
         part = lot.take(step)
         left -= step
         if part > 0:
             carried += part
             sources.append((lot.transfer_id, part))
-        if lot.consumed >= lot.amount:
+        if lot.left <= 0:
             wallet.lots.popleft()
     biggest = sorted(sources, key=lambda s: -s[1])[:_MAX_PARENTS]
     return carried, [tid for tid, _ in biggest]
