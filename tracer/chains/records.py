@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -49,7 +50,16 @@ class Transfer:
 
     @property
     def order(self) -> tuple[int, int, int, str]:
-        return (self.block_number, self.tx_index, _position_rank(self.position), self.position)
+        return (self.block_number, self.tx_index, _position_rank(self.position), position_key(self.position))
+
+
+def position_key(position: str) -> str:
+    """The position with its numbers zero-padded, so text order is execution order: "log:9"
+    before "log:17", "call:0.2" before "call:0.10", "io:2:0" before "io:10:0"."""
+    return _DIGITS.sub(lambda m: m.group().zfill(10), position)
+
+
+_DIGITS = re.compile(r"\d+")
 
 
 def _position_rank(position: str) -> int:
