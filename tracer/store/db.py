@@ -331,11 +331,18 @@ class Database:
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Close the pool; connections still checked out after ``grace_s`` seconds are terminated."""
-        try:
-            await asyncio.wait_for(self.pool.close(), grace_s)
-        except TimeoutError:
-            log.warning("database close timed out, terminating connections grace_s=%s", grace_s)
-            self.pool.terminate()
+        # asyncio.wait, not wait_for: wait_for cancels pool.close() on timeout and then waits for
+        # the cancellation, which a close stuck on a dead server's connection never completes.
+        closing = asyncio.ensure_future(self.pool.close())
+        done, _ = await asyncio.wait({closing}, timeout=grace_s)
+        if done:
+            closing.result()
+            return
+        log.warning("database close timed out, terminating connections grace_s=%s", grace_s)
+        self.pool.terminate()
+        done, _ = await asyncio.wait({closing}, timeout=grace_s)
+        if not done:
+            closing.cancel()
 
     async def __aenter__(self) -> Database:
         return self
