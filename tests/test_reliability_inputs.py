@@ -98,7 +98,7 @@ async def test_malformed_label_files_are_refused_whole(db: Database, tmp_path: P
     assert refused >= tried // 3, (refused, tried)
 
 
-def test_rate_limiter_buckets_are_per_caller() -> None:
+async def test_rate_limiter_buckets_are_per_caller() -> None:  # async: the module's asyncio mark
     now = [0.0]
     limiter = RateLimiter(2.0, 3, clock=lambda: now[0])
     assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
