@@ -20,7 +20,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from tests.fixtures_chain import DevChainFactory
-from tracer.chains.evm import _FAILED_CALL_BATCHES, EvmChain
+from tracer.chains.evm import _HEAVY_BATCHES, EvmChain
 from tracer.devchain.scenario import KIND_BATCH, Scenario, ScenarioParams, generate
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -95,8 +95,8 @@ async def test_few_trace_batches_in_flight_and_the_same_transfers(
         want = await direct.transfers([busy], 0, head, outgoing=True, incoming=True)
         assert got == want
         assert sum(1 for t in got if t.position.startswith("call:")) >= 20
-        assert counting.batches >= 3 * _FAILED_CALL_BATCHES  # enough batches for the bound to matter
-        assert 1 <= counting.most <= _FAILED_CALL_BATCHES
+        assert counting.batches >= 3 * _HEAVY_BATCHES  # enough batches for the bound to matter
+        assert 1 <= counting.most <= _HEAVY_BATCHES
     finally:
         await small.close()
         await direct.close()

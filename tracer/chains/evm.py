@@ -21,6 +21,7 @@ topic1 (outgoing) or topic2 (incoming); a range the node refuses as too big is s
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,10 +73,10 @@ _RESULT_CAP_MARKERS = (
     "returned too many",
 )
 
-# HTTP batches of trace_block/trace_transaction answers in flight at once while looking for
-# reverted calls: each answer holds every call of a block (up to ~1 MB decoded), so a few at a
-# time bound the memory a busy wallet costs, at little cost in speed.
-_FAILED_CALL_BATCHES = 2
+# HTTP batches of bulky answers (block traces while looking for reverted calls, block headers
+# for timestamps) in flight at once, per client: one trace_block answer holds every call of its
+# block (up to ~1 MB decoded), so a few batches at a time bound what a busy wallet costs.
+_HEAVY_BATCHES = 2
 _BALANCE_OF = "0x70a08231"
 _DECIMALS = "0x313ce567"
 _SYMBOL = "0x95d89b41"
@@ -217,6 +218,7 @@ class EvmChain:
         self._token_meta: dict[str, tuple[int | None, str | None]] = {}
         self._contracts: set[str] = set()
         self._gas: _Lru[str, int] = _Lru(max(block_cache_size * 4, 16384))
+        self._heavy = asyncio.Semaphore(_HEAVY_BATCHES)
 
     @property
     def w3(self) -> AsyncWeb3:
@@ -317,14 +319,19 @@ class EvmChain:
             else:
                 out[n] = cached
         if missing:
-            answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in missing])
-            for n, block in zip(missing, answers, strict=True):
-                block = self._expect(block, f"eth_getBlockByNumber({n})")
-                if not isinstance(block, Mapping):
-                    raise ChainError(f"node at {self.url} has no block {n}")
-                ts = mappers.quantity(block["timestamp"])
-                self._times.put(n, ts)
-                out[n] = ts
+
+            def take(offset: int, answers: list[Any]) -> None:
+                for n, block in zip(missing[offset : offset + len(answers)], answers, strict=True):
+                    block = self._expect(block, f"eth_getBlockByNumber({n})")
+                    if not isinstance(block, Mapping):
+                        raise ChainError(f"node at {self.url} has no block {n}")
+                    ts = mappers.quantity(block["timestamp"])
+                    self._times.put(n, ts)
+                    out[n] = ts
+
+            # A header carries its block's transaction hashes (100+ on a busy chain) and only the
+            # timestamp is wanted: thousands of blocks are read a few batches at a time.
+            await self._in_slices([("eth_getBlockByNumber", [hex(n), False]) for n in missing], take)
         return out
 
     async def native_balances(self, queries: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -527,7 +534,6 @@ class EvmChain:
         """
         undone: dict[str, set[tuple[int, ...]]] = {}
         pending = by_block
-        slots = asyncio.Semaphore(_FAILED_CALL_BATCHES)
         while pending:
             calls: list[tuple[str, list[Any]]] = []
             wants: list[tuple[int, set[str]]] = []
@@ -546,25 +552,23 @@ class EvmChain:
             # answer holds every call of its block: asking for all of them in one go held them
             # all at once (hundreds of MB for one wallet). Each HTTP batch is reduced to failed-
             # call paths as soon as it arrives, and only a few are in flight at a time.
-            step = self.rpc.batch_size
-            await gather_or_cancel(self._failed_in(calls[i : i + step], wants[i : i + step], slots, undone, again)
-                                   for i in range(0, len(calls), step))
+            await self._in_slices(calls, functools.partial(self._take_failed, calls, wants, undone, again))
             pending = again
         return undone
 
-    async def _failed_in(
+    def _take_failed(
         self,
         calls: list[tuple[str, list[Any]]],
         wants: list[tuple[int, set[str]]],
-        slots: asyncio.Semaphore,
         undone: dict[str, set[tuple[int, ...]]],
         again: dict[int, set[str]],
+        offset: int,
+        answers: list[Any],
     ) -> None:
-        """One HTTP batch of `_failed_calls`: failed-call paths into `undone`, and the blocks to
-        ask again another way (the node lacks the method) into `again`."""
-        async with slots:
-            answers = await self.rpc.batch(calls)
-        for (method, _), (block, hashes), ans in zip(calls, wants, answers, strict=True):
+        """One HTTP batch of `_failed_calls` answered: failed-call paths into `undone`, and the
+        blocks to ask again another way (the node lacks the method) into `again`."""
+        end = offset + len(answers)
+        for (method, _), (block, hashes), ans in zip(calls[offset:end], wants[offset:end], answers, strict=True):
             if isinstance(ans, RpcError) and is_method_missing(ans) and method != "eth_getTransactionReceipt":
                 self._lacks(method)
                 again.setdefault(block, set()).update(hashes)
@@ -581,6 +585,22 @@ class EvmChain:
                     per_tx.setdefault(h, []).append(trace)
             for h in hashes:
                 undone[h] = mappers.failed_paths(per_tx.get(h, []))
+
+    async def _in_slices(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], take: Callable[[int, list[Any]], None]
+    ) -> None:
+        """Send `calls` one HTTP batch at a time, at most `_HEAVY_BATCHES` in flight for the whole
+        client, and hand each batch's answers to `take(offset, answers)` as soon as they arrive:
+        answers too big to hold all at once (block traces, headers of thousands of blocks) never
+        are, however many callers run at the same time."""
+        step = max(1, self.rpc.batch_size)
+
+        async def one(offset: int) -> None:
+            async with self._heavy:
+                answers = await self.rpc.batch(calls[offset : offset + step])
+            take(offset, answers)
+
+        await gather_or_cancel(one(i) for i in range(0, len(calls), step))
 
     def _lacks(self, method: str) -> None:
         if method == "trace_block":
