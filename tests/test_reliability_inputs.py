@@ -3,13 +3,13 @@ half-written; each API key has its own rate limit (429 problem+json with Retry-A
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import pytest
 
 from tests.api_support import running_api
+from tests.fuzz_inputs import VALID_FILES
 from tracer.api.auth import RateLimiter
 from tracer.api.context import Settings
 from tracer.labels.importer import import_file
@@ -19,36 +19,8 @@ from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-OFAC_JSON = json.dumps({
-    "metadata": {"lastUpdated": "2026-08-22T04:43:26.646Z", "sdnListDate": "08/20/2026", "source": "OFAC SDN List",
-                 "totalAddresses": 1},
-    "addresses": {"0x098b716b8aaf21512996dc57eb0615e2383e2f96": {
-        "type": "Digital Currency Address - ETH",
-        "entries": [{"entity": "LAZARUS GROUP", "program": "DPRK3", "type": "Digital Currency Address - ETH",
-                     "uid": "27307", "akas": []}]}},
-})
-TAGPACK = """title: example
-creator: tests
-label: binance
-category: exchange
-currency: ETH
-confidence: service_data
-source: https://example.org
-actor: binance
-tags:
-- address: '0xBE0eB53F46cd790Cd13851d5EFf43D12404d33E8'
-  label: binance reserve wallets ETH
-"""
-PLAIN_CSV = ("chain,address,entity,category,source\n"
-             "ethereum,0x28C6c06298d514Db089934071355E5743bf21d60,Binance,hot_wallet,analyst\n")
-SDN_XML = """<?xml version="1.0" encoding="utf-8"?>
-<sdnList xmlns="http://tempuri.org/sdnList.xsd"><publshInformation><Publish_Date>08/20/2026</Publish_Date>
-</publshInformation><sdnEntry><uid>27307</uid><lastName>LAZARUS GROUP</lastName><sdnType>Entity</sdnType>
-<programList><program>DPRK3</program></programList><idList><id><uid>1</uid>
-<idType>Digital Currency Address - ETH</idType><idNumber>0x098b716b8aaf21512996dc57eb0615e2383e2f96</idNumber>
-</id></idList></sdnEntry></sdnList>
-"""
-VALID = {"sanctioned-addresses.json": OFAC_JSON, "pack.yaml": TAGPACK, "mine.csv": PLAIN_CSV, "sdn.xml": SDN_XML}
+# The valid files the mutations start from: the ones the label fuzz test uses.
+VALID = {name: text for name, (_, text) in VALID_FILES.items()}
 
 
 def mutations(text: str, rng: random.Random, n: int) -> list[bytes]:
