@@ -13,18 +13,15 @@ above it, and raising it makes the chain grow under a live trace.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import random
-from collections import Counter
 from typing import Any
 
 from aiohttp import web
 
 from tracer.addresses import InvalidAddress, btc_script_pubkey, normalize_btc
 from tracer.devchain.bitcoin import COINBASE_TXID, BitcoinChainIndex, BitcoinScenario, BtcBlock, BtcOutput, BtcTx
-from tracer.devchain.server import DevChainServer, FaultPlan, _TokenBucket
+from tracer.devchain.http import FaultPlan, KnobServer
 
 _ESPLORA_TYPES = {"p2wpkh": "v0_p2wpkh", "p2wsh": "v0_p2wsh", "p2tr": "v1_p2tr"}
 _HEX64 = frozenset("0123456789abcdef")
@@ -69,8 +66,10 @@ def _sha256d(data: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
-class EsploraServer:
+class EsploraServer(KnobServer):
     """Serve a BitcoinScenario over the Esplora REST API on 127.0.0.1."""
+
+    TOO_MANY_TEXT = "Too Many Requests"
 
     def __init__(
         self,
@@ -82,22 +81,13 @@ class EsploraServer:
         page_size: int = 25,
         tip: int | None = None,
     ) -> None:
+        super().__init__(latency=latency, rate_limit=rate_limit, faults=faults)
         self.scenario = scenario
         self.tip = tip
         self.index = BitcoinChainIndex(scenario)
-        self.latency = latency
-        self.rate_limit = rate_limit
-        self.faults = faults
         self.page_size = page_size
-        self.request_counts: Counter[str] = Counter()
-        self.fault_counts: Counter[str] = Counter()
-        self._bucket = _TokenBucket(rate_limit) if rate_limit else None
-        self._rng = random.Random(faults.seed if faults else 0)
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
-    # -- lifecycle -------------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
         r.add_get("/blocks/tip/height", self._tip_height)
@@ -114,57 +104,22 @@ class EsploraServer:
         r.add_get("/address/{address}/txs", self._address_txs)
         r.add_get("/address/{address}/txs/chain", self._address_txs_chain)
         r.add_get("/address/{address}/txs/chain/{last}", self._address_txs_chain)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = self._runner.addresses[0]
-        self.url = f"http://{host}:{bound[1]}"
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app
 
     # -- knobs -------------------------------------------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.request_counts["http"] += 1
         route = request.match_info.route.resource
         self.request_counts[route.canonical if route is not None else request.path] += 1
-        if self._bucket is not None and not self._bucket.allow():
-            self.request_counts["http_429"] += 1
-            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": "1"})
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        fault = self._draw_fault()
-        if fault == "hang":
-            await asyncio.sleep(self.faults.hang_seconds if self.faults else 0)
-        elif fault in ("http_500", "http_502", "http_503"):
-            return web.Response(status=int(fault[-3:]), text="upstream trouble")
-        elif fault == "reset":
-            DevChainServer._reset(request)
-            raise asyncio.CancelledError
+        early, fault = await self._misbehave(request)
+        if early is not None:
+            return early
         response: web.StreamResponse = await handler(request)
         if fault == "malformed" and isinstance(response, web.Response) and response.body is not None:
             body = bytes(response.body)  # type: ignore[arg-type]
             return web.Response(body=b"<html>" + body[: max(1, len(body) // 2)], status=response.status,
                                 content_type=response.content_type)
         return response
-
-    def _draw_fault(self) -> str | None:
-        plan = self.faults
-        if plan is None:
-            return None
-        u = self._rng.random()
-        for name in ("hang", "http_500", "http_502", "http_503", "reset", "malformed"):
-            rate: float = getattr(plan, name)
-            if u < rate:
-                self.fault_counts[name] += 1
-                return name
-            u -= rate
-        return None
 
     # -- a chain that grows ------------------------------------------------------------------------
     @property

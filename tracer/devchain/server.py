@@ -10,22 +10,16 @@ connection resets, malformed bodies, shuffled or partial batch answers, a wrong 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-import random
-import socket
-import struct
-import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from tracer.devchain.chain import ZERO_HASH, Block, Chain, Frame, Log, word
+from tracer.devchain.http import FaultPlan, KnobServer
 from tracer.devchain.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -52,47 +46,6 @@ class RpcError(Exception):
         if self.data is not None:
             err["data"] = self.data
         return err
-
-
-@dataclass
-class FaultPlan:
-    """Seeded misbehaviour, as rates in [0, 1] per HTTP request (batch ones per batch).
-
-    At most one of hang / http_5xx / reset / malformed happens to a request (drawn in that order
-    from one number); shuffle_batch and partial_batch are drawn per batch, wrong_chain_id per
-    eth_chainId call. A hang sleeps `hang_seconds` (past a client's timeout) and then answers.
-    """
-
-    seed: int = 0
-    hang: float = 0.0
-    hang_seconds: float = 30.0
-    http_500: float = 0.0
-    http_502: float = 0.0
-    http_503: float = 0.0
-    reset: float = 0.0
-    malformed: float = 0.0
-    shuffle_batch: float = 0.0
-    partial_batch: float = 0.0
-    wrong_chain_id: float = 0.0
-
-
-class _TokenBucket:
-    """`rate` requests per second with a burst of `rate`: steady clients pass, bursts get 429."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 def _hex(n: int) -> str:
@@ -145,7 +98,7 @@ def _side_hash(tag: str, h: str) -> str:
     return "0x" + hashlib.sha3_256((tag + h).encode()).hexdigest()
 
 
-class DevChainServer:
+class DevChainServer(KnobServer):
     """Serve a Scenario (or an already built Chain) over HTTP JSON-RPC on 127.0.0.1."""
 
     SAFE_DEPTH = 32  # "safe" and "finalized" block tags lag the head like on mainnet
@@ -167,17 +120,9 @@ class DevChainServer:
         else:
             self.scenario = scenario_or_chain
             self.chain = Chain.from_scenario(scenario_or_chain)
-        self.latency = latency
-        self.rate_limit = rate_limit
+        super().__init__(latency=latency, rate_limit=rate_limit, faults=faults)
         self.max_logs = max_logs
         self.traces = traces
-        self.faults = faults
-        self.request_counts: Counter[str] = Counter()
-        self.fault_counts: Counter[str] = Counter()
-        self._bucket = _TokenBucket(rate_limit) if rate_limit else None
-        self._rng = random.Random(faults.seed if faults else 0)
-        self._runner: web.AppRunner | None = None
-        self.url = ""
         self._methods: dict[str, Callable[[list[Any]], Json]] = {
             "eth_chainId": self._eth_chain_id,
             "net_version": lambda p: str(self.chain.chain_id),
@@ -205,42 +150,17 @@ class DevChainServer:
             "debug_traceBlockByHash": self._debug_trace_block_by_hash,
         }
 
-    # -- lifecycle -------------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on host:port (0 = any free port) and return the URL."""
+    def _app(self) -> web.Application:
         app = web.Application(client_max_size=256 * 1024**2)
         app.router.add_post("/", self._handle)
         app.router.add_post("/{tail:.*}", self._handle)
-        # A short shutdown timeout: hanging (fault-injected) handlers must not hold up stop().
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = self._runner.addresses[0]
-        self.url = f"http://{host}:{bound[1]}"
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app
 
     # -- HTTP --------------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.request_counts["http"] += 1
-        if self._bucket is not None and not self._bucket.allow():
-            self.request_counts["http_429"] += 1
-            return web.Response(status=429, text="rate limit exceeded", headers={"Retry-After": "1"})
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        fault = self._draw_fault()
-        if fault == "hang":
-            await asyncio.sleep(self.faults.hang_seconds if self.faults else 0)
-        elif fault in ("http_500", "http_502", "http_503"):
-            return web.Response(status=int(fault[-3:]), text="upstream trouble")
-        elif fault == "reset":
-            self._reset(request)
-            raise asyncio.CancelledError  # nothing more to answer on a dead connection
+        early, fault = await self._misbehave(request)
+        if early is not None:
+            return early
         body = await request.read()
         answer = self.handle_body(body)
         if fault == "malformed":
@@ -249,33 +169,6 @@ class DevChainServer:
         if answer is None:  # a batch of notifications only
             return web.Response(status=204)
         return web.Response(body=json.dumps(answer, separators=(",", ":")).encode(), content_type="application/json")
-
-    def _draw_fault(self) -> str | None:
-        plan = self.faults
-        if plan is None:
-            return None
-        u = self._rng.random()
-        for name in ("hang", "http_500", "http_502", "http_503", "reset", "malformed"):
-            rate: float = getattr(plan, name)
-            if u < rate:
-                self.fault_counts[name] += 1
-                return name
-            u -= rate
-        return None
-
-    @staticmethod
-    def _reset(request: web.Request) -> None:
-        transport = request.transport
-        if transport is None:
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # SO_LINGER 0: close() sends RST, so the client sees "connection reset by peer".
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-        transport.abort()
 
     # -- JSON-RPC ----------------------------------------------------------------------------------
     def handle_body(self, body: bytes) -> Json:
