@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from tracer.devchain.http import KnobServer
 from tracer.devchain.scenario import Scenario, ScenarioLabel, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 
@@ -118,10 +119,15 @@ async def serve_bitcoin(args: argparse.Namespace) -> int:
     if args.labels_out:
         write_labels(args.labels_out, "bitcoin", scenario.labels)
     server = EsploraServer(scenario, latency=args.latency_ms / 1000.0, rate_limit=args.rate_limit)
+    return await _serve_until_signalled(server, args, scenario.seeds, scenario.summary())
+
+
+async def _serve_until_signalled(server: KnobServer, args: argparse.Namespace, seeds: list[str], summary: str) -> int:
+    """Start `server`, print its URL, seeds and summary (the lines scripts read), serve until a signal."""
     url = await server.start(args.host, args.port)
     print(url, flush=True)
-    print("seeds: " + " ".join(scenario.seeds), flush=True)
-    print(scenario.summary(), flush=True)
+    print("seeds: " + " ".join(seeds), flush=True)
+    print(summary, flush=True)
     try:
         await _until_signalled()
     finally:
@@ -148,19 +154,4 @@ async def serve(scenario: Scenario, args: argparse.Namespace) -> int:
         max_logs=args.max_logs,
         traces=not args.no_trace,
     )
-    url = await server.start(args.host, args.port)
-    print(url, flush=True)
-    print("seeds: " + " ".join(scenario.seeds), flush=True)
-    print(scenario.summary(), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests) or no signals
-            pass
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-    return 0
+    return await _serve_until_signalled(server, args, scenario.seeds, scenario.summary())
