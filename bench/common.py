@@ -17,7 +17,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,19 @@ async def migrated_database(server: str, name: str) -> str:
     finally:
         await pool.close()
     return url
+
+
+@asynccontextmanager
+async def throwaway_database(server: str, bench: str, *, keep: bool = False) -> AsyncIterator[str]:
+    """A new migrated `tracer_bench_<bench>_*` database on `server` (yields its URL), dropped on
+    exit unless `keep` (to look at what a run wrote)."""
+    name = new_db_name(bench)
+    url = await migrated_database(server, name)
+    try:
+        yield url
+    finally:
+        if not keep:
+            await drop_database(server, name)
 
 
 # ------------------------------------------------------------------------------------ processes

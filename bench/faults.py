@@ -46,13 +46,11 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from common import (  # noqa: E402
     add_common_args,
-    drop_database,
     machine,
-    migrated_database,
-    new_db_name,
     postgres_info,
     server_url,
     table,
+    throwaway_database,
     write_result,
 )
 from yarl import URL  # noqa: E402
@@ -236,58 +234,56 @@ async def reorg_row(server_pg: str, rounds: int) -> Row:
     row = Row("reorg mid-trace")
     started = time.perf_counter()
     for _ in range(rounds):
-        name = new_db_name("faults_reorg")
-        url = await migrated_database(server_pg, name)
-        db = await Database.connect(url, min_size=1, max_size=6)
-        try:
-            await label_reorg_exchange(db.pool)
-            final = DevChainServer(reorg_chains()[1])
-            await final.start("127.0.0.1", 0)
-            healthy = EvmChain(final.url, chain="ethereum", expected_chain_id=1337)
+        async with throwaway_database(server_pg, "faults_reorg") as url:
+            db = await Database.connect(url, min_size=1, max_size=6)
             try:
-                await healthy.connect()
-                ref_id, _ = await trace_reorg_seed(db.pool, healthy)
-                reference = await hop_rows(db.pool, ref_id)
+                await label_reorg_exchange(db.pool)
+                final = DevChainServer(reorg_chains()[1])
+                await final.start("127.0.0.1", 0)
+                healthy = EvmChain(final.url, chain="ethereum", expected_chain_id=1337)
+                try:
+                    await healthy.connect()
+                    ref_id, _ = await trace_reorg_seed(db.pool, healthy)
+                    reference = await hop_rows(db.pool, ref_id)
+                finally:
+                    await healthy.close()
+                    await final.stop()
+                await forget_transfers(db.pool)
+                server = ReorgingDevChain()
+                await server.start("127.0.0.1", 0)
+                raw = EvmChain(server.url, chain="ethereum", expected_chain_id=1337, timeout=5.0, retries=2,
+                               backoff=0.05)
+                try:
+                    await raw.connect()
+                    client = guarded(raw, db.pool, "ethereum")
+                    assert isinstance(client, ReorgGuard)
+                    trace_id, status = await trace_reorg_seed(db.pool, client)
+                    row.injected += server.fault_counts["reorg"]
+                    row.traces += 1
+                    error = await db.pool.fetchval("SELECT error FROM traces WHERE id = $1", trace_id)
+                    hops = await hop_rows(db.pool, trace_id)
+                    row.wrong += len(set(hops) - set(reference))
+                    row.duplicated += await duplicate_hops(db.pool, trace_id)
+                    if status == "done":
+                        row.completed += 1
+                        row.lost += len(set(reference) - set(hops))
+                    elif error and "reorganised" in error:
+                        row.failed_with_reason += 1
+                        row.notes.append(error)
+                    else:
+                        row.notes.append(f"{status} without the reorg as reason: {error}")
+                    # Traced again on the same node, now serving the final chain.
+                    again_id, again_status = await trace_reorg_seed(db.pool, client)
+                    row.traces += 1
+                    again = await hop_rows(db.pool, again_id)
+                    if again_status == "done":
+                        row.completed += 1
+                    _compare(row, reference, again, await duplicate_hops(db.pool, again_id))
+                finally:
+                    await raw.close()
+                    await server.stop()
             finally:
-                await healthy.close()
-                await final.stop()
-            await forget_transfers(db.pool)
-            server = ReorgingDevChain()
-            await server.start("127.0.0.1", 0)
-            raw = EvmChain(server.url, chain="ethereum", expected_chain_id=1337, timeout=5.0, retries=2,
-                           backoff=0.05)
-            try:
-                await raw.connect()
-                client = guarded(raw, db.pool, "ethereum")
-                assert isinstance(client, ReorgGuard)
-                trace_id, status = await trace_reorg_seed(db.pool, client)
-                row.injected += server.fault_counts["reorg"]
-                row.traces += 1
-                error = await db.pool.fetchval("SELECT error FROM traces WHERE id = $1", trace_id)
-                hops = await hop_rows(db.pool, trace_id)
-                row.wrong += len(set(hops) - set(reference))
-                row.duplicated += await duplicate_hops(db.pool, trace_id)
-                if status == "done":
-                    row.completed += 1
-                    row.lost += len(set(reference) - set(hops))
-                elif error and "reorganised" in error:
-                    row.failed_with_reason += 1
-                    row.notes.append(error)
-                else:
-                    row.notes.append(f"{status} without the reorg as reason: {error}")
-                # Traced again on the same node, now serving the final chain.
-                again_id, again_status = await trace_reorg_seed(db.pool, client)
-                row.traces += 1
-                again = await hop_rows(db.pool, again_id)
-                if again_status == "done":
-                    row.completed += 1
-                _compare(row, reference, again, await duplicate_hops(db.pool, again_id))
-            finally:
-                await raw.close()
-                await server.stop()
-        finally:
-            await db.close()
-            await drop_database(server_pg, name)
+                await db.close()
     row.seconds = time.perf_counter() - started
     print(f"  reorg: {row.failed_with_reason} failed with the reason, {row.completed}/{row.traces} done, "
           f"wrong {row.wrong}, lost {row.lost}", flush=True)
@@ -467,26 +463,24 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     label_mutations = 2 if args.smoke else args.label_mutations
     sc = generate(ScenarioParams.for_size(size, seed=args.seed))
     print(f"scenario: {sc.summary()}", flush=True)
-    name = new_db_name("faults")
-    url = await migrated_database(pg, name)
-    db = await Database.connect(url, min_size=1, max_size=12)
-    try:
-        started = time.perf_counter()
-        ref_id, reference = await reference_trace(db, sc)
-        print(f"reference: trace {ref_id}, {len(reference)} hops", flush=True)
-        print("node faults:", flush=True)
-        rows = await fault_rows(db, sc, reference, rounds)
-        rows.append(await wrong_chain_row(db, sc))
-        rows.append(await reorg_row(pg, rounds))
-        print("worker SIGKILL:", flush=True)
-        rows.append(await kill_row(db, sc, reference, kill_rounds))
-        print("API fuzz:", flush=True)
-        fuzz = await fuzz_api(db, sc, ref_id, per_field=per_field, label_mutations=label_mutations, seed=args.seed)
-        total_seconds = time.perf_counter() - started
-        pg_info = await postgres_info(url)
-    finally:
-        await db.close()
-        await drop_database(pg, name)
+    async with throwaway_database(pg, "faults") as url:
+        db = await Database.connect(url, min_size=1, max_size=12)
+        try:
+            started = time.perf_counter()
+            ref_id, reference = await reference_trace(db, sc)
+            print(f"reference: trace {ref_id}, {len(reference)} hops", flush=True)
+            print("node faults:", flush=True)
+            rows = await fault_rows(db, sc, reference, rounds)
+            rows.append(await wrong_chain_row(db, sc))
+            rows.append(await reorg_row(pg, rounds))
+            print("worker SIGKILL:", flush=True)
+            rows.append(await kill_row(db, sc, reference, kill_rounds))
+            print("API fuzz:", flush=True)
+            fuzz = await fuzz_api(db, sc, ref_id, per_field=per_field, label_mutations=label_mutations, seed=args.seed)
+            total_seconds = time.perf_counter() - started
+            pg_info = await postgres_info(url)
+        finally:
+            await db.close()
 
     print()
     print(table("Faults injected (each trace compared with the healthy node's hops)",

@@ -31,13 +31,11 @@ from typing import Any
 import asyncpg
 from common import (
     add_common_args,
-    drop_database,
     machine,
-    migrated_database,
-    new_db_name,
     postgres_info,
     server_url,
     table,
+    throwaway_database,
     write_result,
 )
 
@@ -203,28 +201,26 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     pg = server_url(args.database_url)
-    name = new_db_name("ingest")
     t0 = time.perf_counter()
     transfers = synth_transfers(args.rows, args.seed)
     print(f"synthesised {len(transfers):,} transfers in {time.perf_counter() - t0:.0f}s", flush=True)
-    url = await migrated_database(pg, name)
-    pool = await create_pool(url, min_size=1, max_size=1, command_timeout=None)
-    try:
-        async with pool.acquire() as conn:
-            t_results = await bench_transfers(conn, transfers, args.transfer_batch, args.repeats)
-            # Hops reference transfers: the ones now in the table (ids assigned by the last run).
-            rows = await conn.fetch(
-                "SELECT id, tx_hash, position FROM transfers ORDER BY id")
-            by_key = {(t.tx_hash, t.position): t for t in transfers}
-            stored = [(r["id"], by_key[(r["tx_hash"], r["position"])]) for r in rows]
-            trace_id = await store.insert_trace(conn, chain=CHAIN, seeds=[stored[0][1].from_address], policy={},
-                                                label="bench:ingest", from_block=0, to_block=20_000_000)
-            hops = synth_hops(stored, args.seed)
-            h_results = await bench_hops(conn, hops, trace_id, args.hop_batches, args.repeats)
-    finally:
-        await pool.close()
-        if not args.keep:
-            await drop_database(pg, name)
+    async with throwaway_database(pg, "ingest", keep=args.keep) as url:
+        pool = await create_pool(url, min_size=1, max_size=1, command_timeout=None)
+        try:
+            async with pool.acquire() as conn:
+                t_results = await bench_transfers(conn, transfers, args.transfer_batch, args.repeats)
+                # Hops reference transfers: the ones now in the table (ids assigned by the last run).
+                rows = await conn.fetch(
+                    "SELECT id, tx_hash, position FROM transfers ORDER BY id")
+                by_key = {(t.tx_hash, t.position): t for t in transfers}
+                stored = [(r["id"], by_key[(r["tx_hash"], r["position"])]) for r in rows]
+                trace_id = await store.insert_trace(conn, chain=CHAIN, seeds=[stored[0][1].from_address],
+                                                    policy={}, label="bench:ingest", from_block=0,
+                                                    to_block=20_000_000)
+                hops = synth_hops(stored, args.seed)
+                h_results = await bench_hops(conn, hops, trace_id, args.hop_batches, args.repeats)
+        finally:
+            await pool.close()
     return {
         "benchmark": NAME,
         "smoke": bool(args.smoke),
