@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -43,6 +44,24 @@ class Api:
                 check_problem(r.status, ctype, body)
             assert r.status < 500 or r.status == 503, (method, path, r.status, body)
             return r.status, body, r.headers
+
+    async def wait_done(self, trace_id: int, *, tries: int = 600) -> dict[str, Any]:
+        """The trace once it has left queued/running (polled every 0.1 s, at most `tries` times),
+        which must be done."""
+        body: dict[str, Any] = {}
+        for _ in range(tries):
+            _, body, _ = await self.call("GET", f"/v1/traces/{trace_id}", expect=200)
+            if body["status"] not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.1)
+        assert body["status"] == "done", body
+        return body
+
+    async def run_trace(self, body: dict[str, Any], *, tries: int = 600) -> dict[str, Any]:
+        """POST /v1/traces (201, a valid trace) and wait_done(): the finished trace."""
+        _, made, _ = await self.call("POST", "/v1/traces", expect=201, json=body)
+        conforms("trace", made)
+        return await self.wait_done(int(made["id"]), tries=tries)
 
 
 def check_problem(status: int, ctype: str, body: Any) -> None:

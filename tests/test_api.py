@@ -8,7 +8,6 @@ scenario's ground truth.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -65,13 +64,7 @@ async def trace(api: Api, scenario: Scenario) -> dict[str, Any]:
     assert headers["Location"] == f"/v1/traces/{body['id']}"
     assert body["status"] in ("queued", "running")
     assert body["seeds"] == sorted(scenario.seeds)  # normalised to lowercase
-    for _ in range(600):
-        _, body, _ = await api.call("GET", f"/v1/traces/{body['id']}", expect=200)
-        if body["status"] not in ("queued", "running"):
-            break
-        await asyncio.sleep(0.1)
-    assert body["status"] == "done", body
-    return body
+    return await api.wait_done(body["id"])
 
 
 async def _all_hops(api: Api, trace_id: int, query: str = "", limit: int = 97) -> list[dict[str, Any]]:

@@ -75,12 +75,7 @@ async def trace_id(api: Api, scenario: Scenario) -> int:
     _, body, _ = await api.call("POST", "/v1/traces", expect=201, json={
         "chain": scenario.chain, "seeds": scenario.seeds, "policy": {"min_link_confidence": STRICT}})
     tid = int(body["id"])
-    for _ in range(1800):
-        _, body, _ = await api.call("GET", f"/v1/traces/{tid}", expect=200)
-        if body["status"] not in ("queued", "running"):
-            break
-        await asyncio.sleep(0.1)
-    assert body["status"] == "done", body
+    await api.wait_done(tid, tries=1800)
     return tid
 
 

@@ -9,22 +9,17 @@ testnet or regtest seed on this mainnet server is a 400 at creation instead of a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from tests.api_support import Api, conforms, running_api
+from tests.api_support import Api, conforms
+from tests.bitcoin_support import fifo_api_fixture, fifo_story_fixture  # noqa: F401  (fixtures "api", "story")
 from tracer.addresses import encode_btc_base58, encode_btc_segwit
-from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
-from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario
-from tracer.devchain.bitcoin_fifo import FifoTruth, fifo_story
-from tracer.devchain.esplora import EsploraServer
+from tracer.devchain.bitcoin_fifo import FifoTruth
 from tracer.engine import service
 from tracer.store import alerts as alert_store
 from tracer.store.db import Database
@@ -43,27 +38,6 @@ TEST_BECH32 = encode_btc_segwit("tb", 0, _program("test"))
 TEST_P2PKH = encode_btc_base58(0x6F, _program("test-p2pkh"))
 REGTEST_BECH32 = encode_btc_segwit("bcrt", 0, _program("regtest"))
 EVM = "0x" + "42" * 20
-
-
-@pytest.fixture(scope="module")
-def story() -> tuple[BitcoinScenario, FifoTruth]:
-    return fifo_story()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(db: Database, story: tuple[BitcoinScenario, FifoTruth]) -> AsyncIterator[Api]:
-    scenario, _ = story
-    server = EsploraServer(scenario)
-    await server.start()
-    client = EsploraChain(server.url, network="mainnet")
-    try:
-        await client.connect()
-        await load_scenario_labels(db.pool, scenario)  # type: ignore[arg-type]  # duck-typed: chain + labels
-        async with running_api(db, {"bitcoin": client}, Settings(workers=2, worker_lease_seconds=10.0)) as a:
-            yield a
-    finally:
-        await client.close()
-        await server.stop()
 
 
 # ---------------------------------------------------------------- labels and screening
@@ -140,13 +114,7 @@ async def test_a_subscription_filters_on_a_bitcoin_address(
     conforms("subscription", sub)
     assert (sub["chain"], sub["addresses"], sub["watch"]) == ("bitcoin", [t.wallet], False)
 
-    _, trace, _ = await api.call("POST", "/v1/traces", expect=201, json={"chain": "bitcoin", "seeds": scenario.seeds})
-    for _ in range(600):
-        _, trace, _ = await api.call("GET", f"/v1/traces/{trace['id']}", expect=200)
-        if trace["status"] not in ("queued", "running"):
-            break
-        await asyncio.sleep(0.1)
-    assert trace["status"] == "done", trace
+    await api.run_trace({"chain": "bitcoin", "seeds": scenario.seeds})
     await _sequence(db)
     _, got, _ = await api.call("GET", f"/v1/subscriptions/{sub['id']}/events", expect=200)
     conforms("event-page", got)

@@ -13,19 +13,18 @@ the trace reports it and stops, unless 1-in-5 links are accepted.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from tests.api_support import Api, conforms, running_api
-from tests.fixtures_db import temporary_database
+from tests.api_support import Api, conforms
+from tests.bitcoin_support import SETTINGS, bitcoin_api, own_database, running_esplora
 from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
-from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, CoinJoinTruth, generate
 from tracer.devchain.bitcoin_coinjoin import whirlpool
 from tracer.devchain.esplora import EsploraServer
@@ -51,34 +50,14 @@ def cj(scenario: BitcoinScenario) -> CoinJoinTruth:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def esplora(scenario: BitcoinScenario) -> AsyncIterator[EsploraServer]:
-    server = EsploraServer(scenario)
-    await server.start()
-    yield server
-    await server.stop()
+    async with running_esplora(scenario) as server:
+        yield server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def api(db: Database, esplora: EsploraServer, scenario: BitcoinScenario) -> AsyncIterator[Api]:
-    client = EsploraChain(esplora.url, network="mainnet")
-    await client.connect()
-    await load_scenario_labels(db.pool, scenario)  # type: ignore[arg-type]  # duck-typed: chain + labels
-    settings = Settings(workers=2, worker_lease_seconds=10.0, page_max=500)
-    try:
-        async with running_api(db, {"bitcoin": client}, settings) as a:
-            yield a
-    finally:
-        await client.close()
-
-
-async def _run(api: Api, body: dict[str, Any]) -> dict[str, Any]:
-    _status, trace, _ = await api.call("POST", "/v1/traces", expect=201, json=body)
-    for _ in range(600):
-        _, trace, _ = await api.call("GET", f"/v1/traces/{trace['id']}", expect=200)
-        if trace["status"] not in ("queued", "running"):
-            break
-        await asyncio.sleep(0.1)
-    assert trace["status"] == "done", trace
-    return trace
+    async with bitcoin_api(db, esplora, scenario, replace(SETTINGS, page_max=500)) as a:
+        yield a
 
 
 async def _hops(api: Api, trace_id: int) -> list[dict[str, Any]]:
@@ -102,7 +81,7 @@ def _outputs(scenario: BitcoinScenario, txid: str) -> list[tuple[str | None, int
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def trace(api: Api, scenario: BitcoinScenario) -> dict[str, Any]:
-    return await _run(api, {"chain": "bitcoin", "seeds": scenario.seeds, "label": "coinjoin"})
+    return await api.run_trace({"chain": "bitcoin", "seeds": scenario.seeds, "label": "coinjoin"})
 
 
 async def test_the_coinjoin_entry_is_reported_with_its_anonymity_set(
@@ -165,7 +144,7 @@ async def test_the_change_is_followed_to_the_exchange(
 async def test_a_lower_link_threshold_follows_the_equal_outputs_scaled(
     api: Api, db: Database, scenario: BitcoinScenario, cj: CoinJoinTruth
 ) -> None:
-    trace = await _run(api, {"chain": "bitcoin", "seeds": scenario.seeds, "label": "coinjoin, 1-in-5 links",
+    trace = await api.run_trace({"chain": "bitcoin", "seeds": scenario.seeds, "label": "coinjoin, 1-in-5 links",
                              "policy": {"min_link_confidence": 0.2, "min_share": 0.00001}})
     outs = _outputs(scenario, cj.txid)
     hops = await _hops(api, trace["id"])
@@ -208,27 +187,14 @@ def mix_scenario() -> BitcoinScenario:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def mix_api(pg_server_url: str, migrated_template: str, mix_scenario: BitcoinScenario) -> AsyncIterator[Api]:
     # Its own database: the same heights hold other blocks than the first history's.
-    server = EsploraServer(mix_scenario)
-    await server.start()
-    client = EsploraChain(server.url, network="mainnet")
-    try:
-        async with temporary_database(pg_server_url, template=migrated_template) as url:
-            mix_db = await Database.connect(url)
-            try:
-                await client.connect()
-                await load_scenario_labels(mix_db.pool, mix_scenario)  # type: ignore[arg-type]
-                async with running_api(mix_db, {"bitcoin": client}, Settings(workers=2, page_max=500)) as a:
-                    yield a
-            finally:
-                await mix_db.close()
-    finally:
-        await client.close()
-        await server.stop()
+    async with (running_esplora(mix_scenario) as server, own_database(pg_server_url, migrated_template) as mix_db,
+                bitcoin_api(mix_db, server, mix_scenario, Settings(workers=2, page_max=500)) as a):
+        yield a
 
 
 async def test_whirlpool_is_reported_and_the_trace_stops_there(mix_api: Api, mix_scenario: BitcoinScenario) -> None:
     (mix,) = mix_scenario.truth.coinjoins
-    trace = await _run(mix_api, {"chain": "bitcoin", "seeds": mix_scenario.seeds, "label": "whirlpool"})
+    trace = await mix_api.run_trace({"chain": "bitcoin", "seeds": mix_scenario.seeds, "label": "whirlpool"})
     hops = [h for h in await _hops(mix_api, trace["id"]) if h["tx_hash"] == mix.txid]
     outs = _outputs(mix_scenario, mix.txid)
     assert {h["to"] for h in hops} == {a for a, _ in outs} and len(hops) == 5
@@ -245,7 +211,7 @@ async def test_whirlpool_with_1_in_5_links_reaches_the_cash_out_with_a_fifth(
     mix_api: Api, mix_scenario: BitcoinScenario
 ) -> None:
     (mix,) = mix_scenario.truth.coinjoins
-    trace = await _run(mix_api, {"chain": "bitcoin", "seeds": mix_scenario.seeds, "label": "whirlpool 1-in-5",
+    trace = await mix_api.run_trace({"chain": "bitcoin", "seeds": mix_scenario.seeds, "label": "whirlpool 1-in-5",
                                  "policy": {"min_link_confidence": 0.2}})
     hops = [h for h in await _hops(mix_api, trace["id"]) if h["tx_hash"] == mix.txid]
     assert [h["reason"] for h in hops] == ["coinjoin link"] * 5

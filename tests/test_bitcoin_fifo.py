@@ -15,20 +15,14 @@ coin to Kraken (1,000 sat fee each). FIFO and haircut must disagree, by hand:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from tests.api_support import Api, conforms, running_api
-from tracer.api.context import Settings
-from tracer.chains.bitcoin import EsploraChain
-from tracer.demo import load_scenario_labels
+from tests.api_support import Api, conforms
+from tests.bitcoin_support import fifo_api_fixture, fifo_story_fixture  # noqa: F401  (fixtures "api", "story")
 from tracer.devchain.bitcoin import BitcoinScenario
-from tracer.devchain.bitcoin_fifo import FifoTruth, fifo_story
-from tracer.devchain.esplora import EsploraServer
+from tracer.devchain.bitcoin_fifo import FifoTruth
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -38,37 +32,9 @@ HAIRCUT_BINANCE = 22_221_975
 HAIRCUT_KRAKEN = 17_777_136
 
 
-@pytest.fixture(scope="module")
-def story() -> tuple[BitcoinScenario, FifoTruth]:
-    return fifo_story()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(db: Database, story: tuple[BitcoinScenario, FifoTruth]) -> AsyncIterator[Api]:
-    scenario, _ = story
-    server = EsploraServer(scenario)
-    await server.start()
-    client = EsploraChain(server.url, network="mainnet")
-    try:
-        await client.connect()
-        await load_scenario_labels(db.pool, scenario)  # type: ignore[arg-type]  # duck-typed: chain + labels
-        async with running_api(db, {"bitcoin": client}, Settings(workers=2, worker_lease_seconds=10.0)) as a:
-            yield a
-    finally:
-        await client.close()
-        await server.stop()
-
-
 async def _run(api: Api, seeds: list[str], model: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    _, trace, _ = await api.call("POST", "/v1/traces", expect=201,
-                                 json={"chain": "bitcoin", "seeds": seeds, "policy": {"taint_model": model}})
+    trace = await api.run_trace({"chain": "bitcoin", "seeds": seeds, "policy": {"taint_model": model}})
     assert trace["policy"]["taint_model"] == model
-    for _ in range(600):
-        _, trace, _ = await api.call("GET", f"/v1/traces/{trace['id']}", expect=200)
-        if trace["status"] not in ("queued", "running"):
-            break
-        await asyncio.sleep(0.1)
-    assert trace["status"] == "done", trace
     _, page, _ = await api.call("GET", f"/v1/traces/{trace['id']}/hops?limit=500", expect=200)
     conforms("hop-page", page)
     _, exits, _ = await api.call("GET", f"/v1/traces/{trace['id']}/exits", expect=200)

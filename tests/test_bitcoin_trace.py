@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,10 +20,10 @@ import pytest
 import pytest_asyncio
 
 from tests.alerts_support import wait_until
-from tests.api_support import Api, conforms, running_api
+from tests.api_support import Api, conforms
+from tests.bitcoin_support import SETTINGS, bitcoin_api, running_esplora
 from tests.fixtures_db import temporary_database
 from tracer.alerts.monitor import Monitor, MonitorSettings
-from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels
@@ -45,40 +46,20 @@ def scenario() -> BitcoinScenario:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def esplora(scenario: BitcoinScenario) -> AsyncIterator[EsploraServer]:
-    server = EsploraServer(scenario, page_size=4)  # small pages: the hot wallets' histories page
-    await server.start()
-    yield server
-    await server.stop()
+    # Small pages: the hot wallets' histories page.
+    async with running_esplora(scenario, page_size=4) as server:
+        yield server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def api(db: Database, esplora: EsploraServer, scenario: BitcoinScenario) -> AsyncIterator[Api]:
-    client = EsploraChain(esplora.url, network="mainnet")
-    await client.connect()
-    await load_scenario_labels(db.pool, scenario)  # type: ignore[arg-type]  # duck-typed: chain + labels
-    settings = Settings(workers=2, worker_lease_seconds=10.0, page_max=500)
-    try:
-        async with running_api(db, {"bitcoin": client}, settings) as a:
-            yield a
-    finally:
-        await client.close()
-
-
-async def _run(api: Api, body: dict[str, Any]) -> dict[str, Any]:
-    _status, trace, _ = await api.call("POST", "/v1/traces", expect=201, json=body)
-    conforms("trace", trace)
-    for _ in range(600):
-        _, trace, _ = await api.call("GET", f"/v1/traces/{trace['id']}", expect=200)
-        if trace["status"] not in ("queued", "running"):
-            break
-        await asyncio.sleep(0.1)
-    assert trace["status"] == "done", trace
-    return trace
+    async with bitcoin_api(db, esplora, scenario, replace(SETTINGS, page_max=500)) as a:
+        yield a
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def trace(api: Api, scenario: BitcoinScenario) -> dict[str, Any]:
-    return await _run(api, {"chain": "bitcoin", "seeds": scenario.seeds, "label": "peel chain"})
+    return await api.run_trace({"chain": "bitcoin", "seeds": scenario.seeds, "label": "peel chain"})
 
 
 async def test_peel_chain_reaches_every_exchange_deposit_with_its_payment(
@@ -171,7 +152,7 @@ async def test_ofac_xbt_and_tagpack_bitcoin_labels_drive_a_trace(
         found = await label_store.lookup(conn, "bitcoin", [labelled.address])
         assert any(lb.category == "exchange" for lb in found[labelled.address])
 
-    second = await _run(api, {"chain": "bitcoin", "from_list": {"list": "ofac"}, "label": "from OFAC XBT"})
+    second = await api.run_trace({"chain": "bitcoin", "from_list": {"list": "ofac"}, "label": "from OFAC XBT"})
     assert second["seeds"] == [thief]
     _, exits, _ = await api.call("GET", f"/v1/traces/{second['id']}/exits", expect=200)
     got = {e["address"]: e for e in exits["items"]}

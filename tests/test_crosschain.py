@@ -5,7 +5,6 @@ through the real API, real workers, two real JSON-RPC servers and a real Esplora
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -88,15 +87,7 @@ async def api(db: Database, chains: dict[str, Any], home: Scenario, cross: Cross
 
 
 async def _run_over_api(api: Api, home: Scenario, policy: dict[str, Any]) -> dict[str, Any]:
-    _, body, _ = await api.call("POST", "/v1/traces", expect=201,
-                                json={"chain": home.chain, "seeds": home.seeds, "policy": policy})
-    for _ in range(1200):
-        _, body, _ = await api.call("GET", f"/v1/traces/{body['id']}", expect=200)
-        if body["status"] not in ("queued", "running"):
-            break
-        await asyncio.sleep(0.1)
-    assert body["status"] == "done", body
-    return body
+    return await api.run_trace({"chain": home.chain, "seeds": home.seeds, "policy": policy}, tries=1200)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

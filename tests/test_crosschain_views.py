@@ -25,12 +25,11 @@ import pytest_asyncio
 from tests import test_crosschain as cc
 from tests import test_web_e2e as web_e2e
 from tests.api_support import Api, conforms, running_api
-from tests.fixtures_db import temporary_database
+from tests.bitcoin_support import esplora_client, own_database, running_esplora
 from tracer.chains.bitcoin import EsploraChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
 from tracer.devchain.crosschain import CrossChain
-from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.scenario import Scenario
 from tracer.engine import bridges, service, utxo
 from tracer.engine import graph as tgraph
@@ -322,21 +321,10 @@ def wasabi() -> BitcoinScenario:
 async def wasabi_db(pg_server_url: str, migrated_template: str, wasabi: BitcoinScenario
                     ) -> AsyncIterator[tuple[Database, EsploraChain]]:
     # Its own database: the same heights hold other blocks than the cross-chain scenario's Bitcoin.
-    server = EsploraServer(wasabi)
-    await server.start()
-    client = EsploraChain(server.url, network="mainnet")
-    try:
-        async with temporary_database(pg_server_url, template=migrated_template) as url:
-            cj_db = await Database.connect(url)
-            try:
-                await client.connect()
-                await load_scenario_labels(cj_db.pool, wasabi)  # type: ignore[arg-type]
-                yield cj_db, client
-            finally:
-                await cj_db.close()
-    finally:
-        await client.close()
-        await server.stop()
+    async with (running_esplora(wasabi) as server, own_database(pg_server_url, migrated_template) as cj_db,
+                esplora_client(server.url) as client):
+        await load_scenario_labels(cj_db.pool, wasabi)  # type: ignore[arg-type]
+        yield cj_db, client
 
 
 @ASYNC
