@@ -6,6 +6,13 @@ report, then checks it against the scenario's ground truth. The launderers use s
 Tornado-style mixer (whose withdrawals leave de-mixing clues), a DEX swap and a cross-chain
 bridge, so the report shows the mixer links with their confidence, the swap legs and the bridge
 exit with its destination.
+
+The bridge deposits' destination chains are served too (tracer.devchain.crosschain): each EVM
+chain the memos name gets a JSON-RPC devchain of its own where the bridge pays the destinations
+(on the first through the router, whose logs name the deposit; on the others by plain transfers
+the engine matches by timing), and Bitcoin an Esplora server whose vault pays them with `OUT:`
+memos. The workers get all of them, so the trace continues across the bridge to the exchanges on
+the far side, and the ground-truth check also measures the continuations and those exits.
 """
 
 from __future__ import annotations
@@ -14,13 +21,20 @@ import json
 import sys
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import asyncpg
 
+from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
-from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.devchain.bitcoin import BitcoinScenario
+from tracer.devchain.crosschain import CrossChain, destination, with_bitcoin_payouts
+from tracer.devchain.esplora import EsploraServer
+from tracer.devchain.scenario import BridgeTruth, Scenario, ScenarioLabel, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
+from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.engine.service import create_trace
 from tracer.labels.defaults import load_default_labels
@@ -41,20 +55,48 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
     db = await Database.connect(database_url)
     _say(f"postgres: {'embedded at ' + db.url if db.embedded else db.url}")
     scenario = generate(ScenarioParams.for_size(size, seed=seed, services=True))
+    # Before the home chain is served: the Bitcoin payouts give its memos valid destinations.
+    # Seeded by the whole case: Postgres caches transfers by chain name and address, so another
+    # case's far chains (same names) must not reuse this one's addresses.
+    far = far_chains(scenario, seed=seed * 1_000_003 + size)
     server = DevChainServer(scenario)
     url = await server.start("127.0.0.1", 0)
     _say(f"devchain: {url} ({size} transfers generated, seed {seed})")
     client = EvmChain(url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    chains: dict[str, EvmChain | EsploraChain] = {scenario.chain: client}
+    servers: list[DevChainServer | EsploraServer] = [server]
     try:
         await client.connect()
+        for cross in far.evm:
+            srv = DevChainServer(cross.chain())
+            servers.append(srv)
+            dest_url = await srv.start("127.0.0.1", 0)
+            chains[cross.scenario.chain] = EvmChain(dest_url, chain=cross.scenario.chain,
+                                                    expected_chain_id=cross.scenario.chain_id)
+            await chains[cross.scenario.chain].connect()
+            _say(f"devchain: {cross.scenario.chain} at {dest_url} (chain id {cross.scenario.chain_id}, "
+                 f"bridge payouts of {len(cross.payouts)} deposits)")
+        if far.bitcoin is not None:
+            esplora = EsploraServer(far.bitcoin)
+            servers.append(esplora)
+            btc_url = await esplora.start("127.0.0.1", 0)
+            chains["bitcoin"] = EsploraChain(btc_url, network=far.bitcoin.network)
+            await chains["bitcoin"].connect()
+            _say(f"esplora: bitcoin at {btc_url} ({len(far.bitcoin.blocks)} blocks, vault payouts of "
+                 f"{len(far.bitcoin.truth.handoffs)} deposits)")
+        if far.unserved:
+            _say(f"not served (the devchain cannot build them): {', '.join(sorted(far.unserved))}")
         n = await load_scenario_labels(db.pool, scenario)
+        for other in far.scenarios():
+            n += await load_scenario_labels(db.pool, other)
         defaults = await load_default_labels(db.pool)
         _say(f"labels: default set {'already loaded' if defaults.skipped else f'{defaults.inserted} loaded'}")
         _say(f"labels: {n} scenario labels loaded (exchange hot wallets, mixer, ...)")
         trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={},
                                       label=f"demo seed {seed}", created_by="demo")
-        _say(f"trace #{trace_id}: {len(scenario.seeds)} seeds, default policy, {workers} workers")
-        status = await run_with_workers(db.pool, {scenario.chain: client}, trace_id, workers=workers)
+        _say(f"trace #{trace_id}: {len(scenario.seeds)} seeds, default policy, {workers} workers, "
+             f"chains {', '.join(chains)}")
+        status = await run_with_workers(db.pool, chains, trace_id, workers=workers)
         rep = await treport.build(db.pool, trace_id)
         if as_json:
             print(json.dumps(rep.to_json(), indent=2))
@@ -66,18 +108,71 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
                 hop_rows = await trace_store.all_hops(conn, trace_id)
             print(_services(rep, list(mixer_rows), [h for h in hop_rows if h["reason"] == "swap"]))
             print()
-            print(_truth_check(rep, scenario, list(mixer_rows)))
-            calls = sum(v for k, v in client.request_counts.items() if k != "http")
-            print(f"\n{calls} JSON-RPC calls in {client.request_counts.get('http', 0)} HTTP requests; "
-                  f"{time.monotonic() - t0:.1f}s in all")
+            print(_truth_check(rep, scenario, list(mixer_rows), far))
+            rpc = [c for c in chains.values() if isinstance(c, EvmChain)]
+            calls = sum(v for c in rpc for k, v in c.request_counts.items() if k != "http")
+            esplora_calls = sum(c.request_counts.get("http", 0) for c in chains.values()
+                                if isinstance(c, EsploraChain))
+            print(f"\n{calls} JSON-RPC calls in {sum(c.request_counts.get('http', 0) for c in rpc)} HTTP requests"
+                  + (f" on {len(rpc)} chains" if len(rpc) > 1 else "")
+                  + (f", {esplora_calls} Esplora requests" if esplora_calls else "")
+                  + f"; {time.monotonic() - t0:.1f}s in all")
         return 0 if status == "done" else 1
     finally:
-        await client.close()
-        await server.stop()
+        for c in chains.values():
+            await c.close()
+        for running in servers:
+            await running.stop()
         await db.close()
 
 
-async def load_scenario_labels(pool: asyncpg.Pool, scenario: Scenario) -> int:
+# EVM chain names the bridge parsers know, by name: the ids a destination devchain answers with.
+_EVM_CHAIN_IDS = {name: chain_id for chain_id, name in bridges.EVM_CHAINS.items()}
+
+
+@dataclass
+class FarChains:
+    """The chains a scenario's bridge deposits pay out on, as the devchain builds them."""
+
+    evm: list[CrossChain] = field(default_factory=list)
+    bitcoin: BitcoinScenario | None = None
+    unserved: set[str] = field(default_factory=set)  # named by memos, but no devchain for them
+
+    def scenarios(self) -> list[Scenario | BitcoinScenario]:
+        return [c.scenario for c in self.evm] + ([self.bitcoin] if self.bitcoin is not None else [])
+
+
+def far_chains(home: Scenario, *, seed: int) -> FarChains:
+    """Every destination chain `home`'s bridge memos name that the devchain can build. Changes
+    `home` when some memo names Bitcoin (see crosschain.with_bitcoin_payouts): call it before
+    serving `home`."""
+    named = {b.dest_chain for b in home.truth.bridges}
+    far = FarChains()
+    if "bitcoin" in named:
+        _, far.bitcoin = with_bitcoin_payouts(home, seed=seed)
+    for name in sorted(named - {"bitcoin", home.chain}):
+        if name not in _EVM_CHAIN_IDS:
+            far.unserved.add(name)
+        elif not far.evm:
+            # Router outbounds naming the deposit in their memo (the first; a decoy payment too).
+            far.evm.append(destination(home, name, _EVM_CHAIN_IDS[name], seed=seed))
+        else:
+            # Plain transfers from the vault, so the demo also shows payouts matched by timing.
+            far.evm.append(destination(home, name, _EVM_CHAIN_IDS[name], seed=seed, memos=0, decoys=0))
+    return far
+
+
+class Labelled(Protocol):
+    """A generated chain with labelled services: an EVM Scenario or a BitcoinScenario."""
+
+    @property
+    def chain(self) -> str: ...
+
+    @property
+    def labels(self) -> Sequence[ScenarioLabel]: ...
+
+
+async def load_scenario_labels(pool: asyncpg.Pool, scenario: Labelled) -> int:
     """The scenario's labelled services (exchange hot wallets, mixer, ...) as labels."""
     labels = []
     for lb in scenario.labels:
@@ -148,7 +243,8 @@ def _services(rep: treport.Report, mixer_rows: list[Any], swap_hops: list[Any]) 
     return "\n".join(lines)
 
 
-def _truth_check(rep: treport.Report, scenario: Scenario, mixer_rows: list[Any] | None = None) -> str:
+def _truth_check(rep: treport.Report, scenario: Scenario, mixer_rows: list[Any] | None = None,
+                 far: FarChains | None = None) -> str:
     """How the report compares with what the generator knows it did."""
     truth = scenario.truth
     found = {(e.address, e.asset): e.amount for e in rep.exits}
@@ -173,4 +269,76 @@ def _truth_check(rep: treport.Report, scenario: Scenario, mixer_rows: list[Any] 
                  for d in (e.evidence or {}).get("destinations", [])}
         hit = sum(1 for b in truth.bridges if b.dest_address.lower() in dests)
         lines.append(f"  bridge destinations decoded: {hit} of {len(truth.bridges)}")
+    if truth.bridges and far is not None:
+        lines.extend(_far_truth_check(rep, scenario, far))
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _FarExit:
+    """Where the generator sent one bridge deposit's payout on the destination chain."""
+
+    chain: str
+    deposit: BridgeTruth
+    recipient: str  # the destination the memo names
+    payout: int  # what the bridge paid it (the destination chain's units)
+    match: str  # how the engine should find the payout: by memo, or by timing (bridges.MATCH_*)
+    address: str  # the exchange deposit address the money ends in
+    exchange: str | None
+    onward: float  # the part of the payout the destination passed on to `address`
+
+
+def _far_exits(far: FarChains, scenario: Scenario) -> list[_FarExit]:
+    out = [_FarExit(c.scenario.chain, p.deposit, p.address, p.amount,
+                    bridges.MATCH_MEMO if p.memo else bridges.MATCH_EARLIEST if p.decoy else bridges.MATCH_SINGLE,
+                    p.deposit_address, next((lb.entity for lb in c.scenario.labels if lb.address == p.exchange), None),
+                    1.0)
+           for c in far.evm for p in c.payouts]
+    if far.bitcoin is not None:
+        by_destination = {b.dest_address: b for b in scenario.truth.bridges if b.dest_chain == "bitcoin"}
+        for ho in far.bitcoin.truth.handoffs:
+            dep = by_destination.get(ho.address)
+            if dep is None or ho.onward_deposit is None or not ho.onward_amount:
+                continue
+            out.append(_FarExit("bitcoin", dep, ho.address, ho.amount, bridges.MATCH_MEMO, ho.onward_deposit,
+                                ho.exchange, ho.onward_amount / ho.amount))
+    return out
+
+
+def _far_truth_check(rep: treport.Report, scenario: Scenario, far: FarChains) -> list[str]:
+    """The continuations across the bridge and the exits on the far side, against the destination
+    scenarios' truth. The amount expected there is the deposit's flagged share (the generator's)
+    of the payout, times the confidence of the way the payout can be matched (by timing, only part
+    of it is passed on), times the part the destination passed on to the exchange."""
+    served = {c.scenario.chain for c in far.evm} | ({"bitcoin"} if far.bitcoin is not None else set())
+    to_served = [b for b in scenario.truth.bridges if b.dest_chain in served]
+    conts = {(c.depositor.lower(), c.recipient.lower()): c for c in rep.continuations}
+    followed = [b for b in to_served
+                if (c := conts.get((b.sender.lower(), b.dest_address.lower()))) is not None and c.followed]
+    elsewhere = len(scenario.truth.bridges) - len(to_served)
+    lines = [f"  continuations followed across the bridge: {len(followed)} of {len(to_served)}"
+             + (f" ({elsewhere} more to chains the demo does not serve)" if elsewhere else "")]
+    exits = {(e.chain, e.address.lower()): e for e in rep.exits if e.chain and e.chain != rep.chain}
+    per_chain: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    worst = 0.0
+    wrong_entity = wrong_match = 0
+    truth_exits = _far_exits(far, scenario)
+    for t in truth_exits:
+        c = conts.get((t.deposit.sender.lower(), t.recipient.lower()))
+        wrong_match += c is not None and c.match != t.match
+        per_chain[t.chain][1] += 1
+        e = exits.get((t.chain, t.address.lower()))
+        if e is None:
+            continue
+        per_chain[t.chain][0] += 1
+        wrong_entity += e.entity != t.exchange
+        want = t.deposit.flagged * t.payout / t.deposit.amount * bridges.CONFIDENCE[t.match] * t.onward
+        worst = max(worst, abs(e.amount - want) / want if want else 0.0)
+    hit = sum(n for n, _ in per_chain.values())
+    lines.append(f"  payouts matched otherwise than the generator paid them (memo / timing): {wrong_match}")
+    lines.append(f"  destination-chain exits found: {hit} of {len(truth_exits)} ("
+                 + ", ".join(f"{ch} {n}/{m}" for ch, (n, m) in sorted(per_chain.items()))
+                 + f"); worst amount error {worst:.4%}; wrong exchange named: {wrong_entity}")
+    known = {(t.chain, t.address.lower()) for t in truth_exits}
+    lines.append(f"  destination-chain exits not in the truth: {sum(1 for k in exits if k not in known)}")
+    return lines
