@@ -68,6 +68,22 @@ async def test_demo_runs_end_to_end(database_url: str) -> None:
     found, total = line.split("found: ")[1].split(";")[0].split(" of ")
     assert found == total and int(total) > 0
     assert "noise off-ramps wrongly reported: 0" in r.stdout
+    # The bridge deposits continue on the chains their memos name (served beside the home chain),
+    # to the exchanges there.
+    assert "Through services:" in r.stdout and "esplora: bitcoin at" in r.stderr
+    section = r.stdout.split("Cross-chain continuations (")[1].split("\n\n")[0]
+    listed = int(section.split(")")[0])
+    assert listed > 0 and section.count("; followed") == listed
+    assert {"bitcoin", "avalanche", "bsc"} <= {w for w in section.split() if w in ("bitcoin", "avalanche", "bsc")}
+    for what in ("continuations followed across the bridge", "destination-chain exits found"):
+        line = next(x for x in r.stdout.splitlines() if what in x)
+        found, total = line.split(": ")[1].split(" (")[0].split(";")[0].split(" of ")
+        assert found == total and int(total) > 0, line
+    far = next(x for x in r.stdout.splitlines() if "destination-chain exits found" in x)
+    assert float(far.split("worst amount error ")[1].split("%")[0]) < 0.1, far
+    assert "destination-chain exits not in the truth: 0" in r.stdout
+    assert "payouts matched otherwise than the generator paid them (memo / timing): 0" in r.stdout
+    assert "wrong exchange named: 0" in r.stdout
 
 
 async def _run(fn: Any, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
