@@ -45,6 +45,20 @@ class Api:
             assert r.status < 500 or r.status == 503, (method, path, r.status, body)
             return r.status, body, r.headers
 
+    async def pages(self, url: str, *, most: int = 1000) -> AsyncIterator[dict[str, Any]]:
+        """Each page of a paginated list, from `url` on through links.next (which must agree with
+        next_cursor), at most `most` pages."""
+        next_url = url
+        for _ in range(most):
+            _, page, _ = await self.call("GET", next_url, expect=200)
+            yield page
+            link: str | None = page["links"]["next"]
+            assert (link is None) == (page["next_cursor"] is None), page
+            if link is None:
+                return
+            next_url = link
+        raise AssertionError(f"{url}: more than {most} pages")
+
     async def wait_done(self, trace_id: int, *, tries: int = 600) -> dict[str, Any]:
         """The trace once it has left queued/running (polled every 0.1 s, at most `tries` times),
         which must be done."""

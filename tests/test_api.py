@@ -69,17 +69,10 @@ async def trace(api: Api, scenario: Scenario) -> dict[str, Any]:
 
 async def _all_hops(api: Api, trace_id: int, query: str = "", limit: int = 97) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    url: str | None = f"/v1/traces/{trace_id}/hops?limit={limit}{query}"
-    pages = 0
-    while url:
-        _, page, _ = await api.call("GET", url, expect=200)
+    async for page in api.pages(f"/v1/traces/{trace_id}/hops?limit={limit}{query}"):
         conforms("hop-page", page)
         assert len(page["items"]) <= limit
         out.extend(page["items"])
-        url = page["links"]["next"]
-        assert (url is None) == (page["next_cursor"] is None)
-        pages += 1
-        assert pages < 1000
     return out
 
 

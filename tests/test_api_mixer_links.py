@@ -81,17 +81,10 @@ async def trace_id(api: Api, scenario: Scenario) -> int:
 
 async def _all(api: Api, tid: int, query: str = "", limit: int = 2) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    url: str | None = f"/v1/traces/{tid}/mixer-links?limit={limit}{query}"
-    pages = 0
-    while url:
-        _, page, _ = await api.call("GET", url, expect=200)
+    async for page in api.pages(f"/v1/traces/{tid}/mixer-links?limit={limit}{query}", most=500):
         _conforms_page(page)
         assert page["trace_id"] == tid and len(page["items"]) <= limit
         out.extend(page["items"])
-        url = page["links"]["next"]
-        assert (url is None) == (page["next_cursor"] is None)
-        pages += 1
-        assert pages < 500
     return out
 
 
@@ -151,11 +144,8 @@ async def test_followed_links_are_the_mixer_link_hops(api: Api, trace_id: int) -
     items = await _all(api, trace_id, query="&status=linked", limit=100)
     assert items and all(i["status"] == "linked" for i in items)
     hops: list[dict[str, Any]] = []
-    url: str | None = f"/v1/traces/{trace_id}/hops?limit=1000"
-    while url:
-        _, page, _ = await api.call("GET", url, expect=200)
+    async for page in api.pages(f"/v1/traces/{trace_id}/hops?limit=1000"):
         hops.extend(page["items"])
-        url = page["links"]["next"]
     link_hops = {h["tx_hash"] for h in hops if h["reason"] == "mixer link"}
     followed = {w["tx_hash"] for i in items for w in i["withdrawals"] if w["followed"]}
     assert followed and followed == link_hops

@@ -97,12 +97,9 @@ async def trace(api: Api, home: Scenario) -> dict[str, Any]:
 
 async def _hops(api: Api, trace_id: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    url: str | None = f"/v1/traces/{trace_id}/hops?limit=500"
-    while url:
-        _, page, _ = await api.call("GET", url, expect=200)
+    async for page in api.pages(f"/v1/traces/{trace_id}/hops?limit=500"):
         conforms("hop-page", page)
         out.extend(page["items"])
-        url = page["links"]["next"]
     return out
 
 
