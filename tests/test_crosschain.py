@@ -267,14 +267,25 @@ async def test_two_workers_one_worker_and_a_rerun_give_identical_hops(
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_without_the_destination_chain_the_deposit_stays_a_reported_exit(
-    api: Api, db: Database, home: Scenario, chains: dict[str, Any]
+    pg_server_url: str, migrated_template: str, home: Scenario, chains: dict[str, Any]
 ) -> None:
+    # A database of its own: the module's API runs workers that read every chain, and they would
+    # take part in this trace and continue it.
     only_home = {home.chain: chains[home.chain]}
-    trace_id = await create_trace(db.pool, only_home[home.chain], chain=home.chain, seeds=home.seeds, policy={})
-    assert await run_with_workers(db.pool, only_home, trace_id, workers=2, progress=False) == "done"
-    hops = await _hops(api, trace_id)
+    async with temporary_database(pg_server_url, template=migrated_template) as url:
+        own = await Database.connect(url)
+        try:
+            await load_scenario_labels(own.pool, home)
+            trace_id = await create_trace(own.pool, only_home[home.chain], chain=home.chain, seeds=home.seeds,
+                                          policy={})
+            assert await run_with_workers(own.pool, only_home, trace_id, workers=2, progress=False) == "done"
+            async with running_api(own, only_home, Settings(page_max=500)) as api:
+                hops = await _hops(api, trace_id)
+                exits = await _exits(api, trace_id)
+        finally:
+            await own.close()
     assert {h["chain"] for h in hops} == {home.chain}
-    destinations = _router_destinations(await _exits(api, trace_id), home.truth.bridges[0].router)
+    destinations = _router_destinations(exits, home.truth.bridges[0].router)
     for b in home.truth.bridges:
         follow = destinations[(b.sender, b.dest_address)]["continue"]
         assert follow["possible"] is False and follow["note"] == f"no RPC configured for {b.dest_chain}"

@@ -186,14 +186,12 @@ class Worker:
                     await asyncio.wait_for(stop.wait(), self.idle_sleep)
 
     async def _any_runnable(self) -> bool:
-        return bool(await self.pool.fetchval(
-            """SELECT EXISTS (SELECT 1 FROM jobs j JOIN traces t ON t.id = j.trace_id
-               WHERE j.state <> 'done' AND t.status IN ('queued', 'running'))"""
-        ))
+        async with self.pool.acquire() as conn:
+            return await store.any_runnable(conn, list(self.chains))
 
     async def run_once(self) -> int:
         async with self.pool.acquire() as conn:
-            jobs = await store.claim_jobs(conn, self.name, self.batch_size, self.lease_seconds)
+            jobs = await store.claim_jobs(conn, self.name, self.batch_size, self.lease_seconds, list(self.chains))
         if not jobs:
             return 0
         trace = await self._trace(jobs[0].trace_id, jobs[0].chain or None)

@@ -197,18 +197,23 @@ async def delete_trace(conn: Conn, trace_id: int) -> bool:
 # ---------------------------------------------------------------- jobs
 
 
-async def claim_jobs(conn: Conn, worker: str, limit: int, lease_seconds: float) -> list[Job]:
+async def claim_jobs(
+    conn: Conn, worker: str, limit: int, lease_seconds: float, chains: Sequence[str] | None = None
+) -> list[Job]:
     """Claim up to `limit` runnable jobs of one trace in one statement.
 
     Lapsed leases (a killed worker) are runnable again. Claims stay within one trace and one of
     its chains so a batch shares one chain, one block window and one policy; start jobs go first
-    so a trace's seeds get going.
+    so a trace's seeds get going. `chains` limits the claim to the chains the worker has a node
+    for: in a fleet where only some workers read Bitcoin, the others leave its jobs alone instead
+    of failing them.
     """
     rows = await conn.fetch(
         """WITH pick AS (
                SELECT j.trace_id, j.chain FROM jobs j JOIN traces t ON t.id = j.trace_id
                WHERE j.state <> 'done' AND (j.lease_until IS NULL OR j.lease_until < now())
                  AND t.status IN ('queued', 'running')
+                 AND ($4::text[] IS NULL OR j.chain = ANY($4::text[]))
                ORDER BY j.trace_id, (j.chain = t.chain) DESC, j.chain LIMIT 1
            ), c AS (
                SELECT j.trace_id, j.chain, j.address FROM jobs j, pick
@@ -221,10 +226,20 @@ async def claim_jobs(conn: Conn, worker: str, limit: int, lease_seconds: float) 
                   lease_until = now() + make_interval(secs => $3), updated_at = now()
            FROM c WHERE j.trace_id = c.trace_id AND j.chain = c.chain AND j.address = c.address
            RETURNING j.trace_id, j.address, j.kind, j.depth, j.is_seed, j.generation, j.attempts, j.chain""",
-        limit, worker, lease_seconds,
+        limit, worker, lease_seconds, list(chains) if chains is not None else None,
     )
     return [Job(r["trace_id"], r["address"], r["kind"], r["depth"], r["is_seed"], r["generation"], r["attempts"],
                 r["chain"]) for r in rows]
+
+
+async def any_runnable(conn: Conn, chains: Sequence[str] | None = None) -> bool:
+    """Whether a job of a live trace (on one of `chains`, when given) is still to be done."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM jobs j JOIN traces t ON t.id = j.trace_id
+           WHERE j.state <> 'done' AND t.status IN ('queued', 'running')
+             AND ($1::text[] IS NULL OR j.chain = ANY($1::text[])))""",
+        list(chains) if chains is not None else None,
+    ))
 
 
 async def extend_leases(conn: Conn, worker: str, jobs: Sequence[Job], lease_seconds: float) -> None:
