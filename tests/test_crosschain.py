@@ -160,6 +160,12 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
             assert (h["status"], h["reason"]) == (("exit", "deposit_address") if b == p.deposit_address
                                                   else ("followed", "flagged funds"))
         expected[p.deposit_address] = want
+    # The router's evidence says what crossed, as of the final taint (not a first, smaller pass).
+    destinations = _router_destinations(await _exits(api, trace["id"]), router)
+    for p in cross.payouts:
+        [payout] = [h for h in hops if h["chain"] == DEST and h["to"] == p.address and h["from"] == p.payer]
+        follow = destinations[(p.deposit.sender, p.address)]["continue"]
+        assert follow["followed"] is True and int(follow["payout"]["carried"]) == int(payout["amount_raw"])
     # The destination's later, unrelated inflow is not part of the trace.
     assert not [h for h in hops if h["chain"] == DEST and h["to"] == cross.payouts[0].address
                 and h["from"] != cross.payouts[0].payer]

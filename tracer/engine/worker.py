@@ -637,9 +637,7 @@ class Worker:
         for router, entries in by_router.items():
             old = known.get(router)
             evidence = dict(old["evidence"]) if old is not None and isinstance(old["evidence"], dict) else {}
-            have = {(d.get("tx_hash"), d.get("address")) for d in evidence.get("destinations", [])}
-            merged = list(evidence.get("destinations", []))
-            merged.extend(e for e in entries if (e.get("tx_hash"), e.get("address")) not in have)
+            merged = _merge_destinations_lists(evidence.get("destinations", []), entries)
             name = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), None)
             protocols = sorted({str(d.get("protocol")) for d in merged})
             batch.verdicts[router] = Verdict("exit", classify.BRIDGE, name, classify.BRIDGE, {
@@ -1125,10 +1123,7 @@ class Worker:
             v = verdicts[a]
             row = current.get(a)
             old = row["evidence"] if row is not None and isinstance(row["evidence"], dict) else {}
-            merged = list(old.get("destinations", []))
-            have = {(d.get("tx_hash"), d.get("address")) for d in merged}
-            merged.extend(d for d in (v.evidence or {}).get("destinations", [])
-                          if (d.get("tx_hash"), d.get("address")) not in have)
+            merged = _merge_destinations_lists(old.get("destinations", []), (v.evidence or {}).get("destinations", []))
             evidence = dict(v.evidence or {})
             evidence["destinations"] = merged[-_MAX_DESTINATIONS:]
             evidence["protocols"] = sorted({str(d.get("protocol")) for d in merged})
@@ -1181,6 +1176,31 @@ class Worker:
 
 
 # ---------------------------------------------------------------- helpers and batch state
+
+
+def _merge_destinations_lists(
+    old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One entry per (deposit tx, destination), first-seen order. A deposit processed again after
+    more flagged money reached it carries more across the bridge; taint only grows, so the entry
+    carrying more (followed before not followed) is the current one, whichever batch wrote it."""
+    def rank(d: dict[str, Any]) -> tuple[bool, int]:
+        follow = d.get("continue")
+        follow = follow if isinstance(follow, dict) else {}
+        payout = follow.get("payout")
+        payout = payout if isinstance(payout, dict) else {}
+        try:
+            carried = int(payout.get("carried", 0))
+        except (TypeError, ValueError):
+            carried = 0
+        return (bool(follow.get("followed")), carried)
+
+    out: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for d in [*old, *new]:
+        key = (d.get("tx_hash"), d.get("address"))
+        if key not in out or rank(d) >= rank(out[key]):
+            out[key] = d
+    return list(out.values())
 
 
 def _moves(address: str, timeline: Sequence[StoredTransfer]) -> list[Movement]:
