@@ -43,7 +43,7 @@ from tracer.runner import run_with_workers
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
 from tracer.store import traces as trace_store
-from tracer.store.db import Database
+from tracer.store.db import DEMO_DATABASE, Database, redact_url, resolve_database_url, start_embedded
 
 
 def _say(msg: str) -> None:
@@ -52,8 +52,12 @@ def _say(msg: str) -> None:
 
 async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, database_url: str | None) -> int:
     t0 = time.monotonic()
+    embedded = resolve_database_url(database_url) is None
+    if embedded:
+        # A database of its own, new each run (see DEMO_DATABASE); `tracer serve --demo` serves it.
+        database_url = await start_embedded(database=DEMO_DATABASE, fresh=True)
     db = await Database.connect(database_url)
-    _say(f"postgres: {'embedded at ' + db.url if db.embedded else db.url}")
+    _say(f"postgres: {'embedded, database ' + DEMO_DATABASE + ' at ' + redact_url(db.url) if embedded else db.url}")
     scenario = generate(ScenarioParams.for_size(size, seed=seed, services=True))
     # Before the home chain is served: the Bitcoin payouts give its memos valid destinations.
     # Seeded by the whole case: Postgres caches transfers by chain name and address, so another
@@ -117,6 +121,8 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
                   + (f" on {len(rpc)} chains" if len(rpc) > 1 else "")
                   + (f", {esplora_calls} Esplora requests" if esplora_calls else "")
                   + f"; {time.monotonic() - t0:.1f}s in all")
+            serve = "tracer serve --demo" if embedded else "tracer serve"
+            print(f"Explore trace #{trace_id} in the web view: {serve}, then open http://127.0.0.1:8080/ui?trace={trace_id}")
         return 0 if status == "done" else 1
     finally:
         for c in chains.values():

@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--workers", type=int, default=0,
                    help="trace workers to run inside this process (default 0: run `tracer worker` separately)")
     p.add_argument("--db-pool-size", type=int, default=20, help="Postgres connections for this process")
+    p.add_argument("--demo", action="store_true",
+                   help="serve the database `tracer demo` wrote to on the embedded server (its own, remade each run)")
     p.set_defaults(func=_serve)
 
     keys = subparsers.add_parser("keys", help="API keys: create, list, revoke")
@@ -85,10 +87,17 @@ async def _serve(args: argparse.Namespace) -> int:
 
     from tracer.api.app import PARSER_LIMITS, OpenServerRefused, create_app
     from tracer.store import keys as key_store
-    from tracer.store.db import Database
+    from tracer.store.db import DEMO_DATABASE, Database, resolve_database_url, start_embedded
 
     settings = _settings(args)
-    db = await Database.connect(args.database_url, max_size=max(2, args.db_pool_size))
+    url = args.database_url
+    if args.demo:
+        if resolve_database_url(url) is not None:
+            print("tracer: error: --demo serves the embedded server's demo database; with a database URL set, "
+                  "`tracer demo` wrote to that database: serve it without --demo", file=sys.stderr)
+            return 2
+        url = await start_embedded(database=DEMO_DATABASE)
+    db = await Database.connect(url, max_size=max(2, args.db_pool_size))
     chains: dict[str, Any] = {}
     runner: web.AppRunner | None = None
     try:

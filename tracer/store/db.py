@@ -62,6 +62,10 @@ T = TypeVar("T")
 
 #: Name of the database created on the embedded server (the maintenance db ``postgres`` stays empty).
 EMBEDDED_DATABASE = "tracer"
+# `tracer demo` on the embedded server writes here, made anew each run: a generated chain's
+# transfers cached under a real chain's name ("ethereum") must never mix with real data, nor one
+# demo case's with the next one's.
+DEMO_DATABASE = "tracer_demo"
 #: Default per-statement timeout (seconds) for pool operations: long enough for the biggest batch
 #: upsert, short enough that a wedged query surfaces as an error instead of a silent hang.
 DEFAULT_COMMAND_TIMEOUT = 60.0
@@ -214,12 +218,29 @@ async def ensure_database(server_url: str, name: str) -> None:
         await conn.close()
 
 
-async def start_embedded(data_dir: Path | None = None) -> str:
-    """Start (or reuse) the embedded server and return the URL of its ``tracer`` database."""
+async def recreate_database(server_url: str, name: str) -> None:
+    """Drop database ``name`` (closing its sessions) and create it empty."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+        log.info("database recreated name=%s", name)
+    finally:
+        await conn.close()
+
+
+async def start_embedded(
+    data_dir: Path | None = None, *, database: str = EMBEDDED_DATABASE, fresh: bool = False
+) -> str:
+    """Start (or reuse) the embedded server and return the URL of its ``tracer`` database (or of
+    ``database``; ``fresh`` drops and recreates it first)."""
     started = time.monotonic()
     server_url = await asyncio.to_thread(start_embedded_server, data_dir)
-    await ensure_database(server_url, EMBEDDED_DATABASE)
-    url = with_database(server_url, EMBEDDED_DATABASE)
+    if fresh:
+        await recreate_database(server_url, database)
+    else:
+        await ensure_database(server_url, database)
+    url = with_database(server_url, database)
     log.info(
         "embedded postgres ready data_dir=%s url=%s elapsed_s=%.2f",
         embedded_pgdata(data_dir),
