@@ -63,8 +63,8 @@ async def test_two_different_cases_in_a_row_are_both_right(data_dir: Path) -> No
 
 async def test_serve_demo_serves_the_demo_database(data_dir: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tracer.cli", "serve", "--demo", "--port", "0", env=_env(data_dir, TRACER_LOG_LEVEL="INFO"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "tracer.cli", "serve", "--demo", "--port", "0",
+        env=_env(data_dir, TRACER_LOG_LEVEL="INFO"), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     assert proc.stderr is not None
     try:
         seen = ""
