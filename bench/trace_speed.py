@@ -78,6 +78,7 @@ from common import (
     write_result,
 )
 
+from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
@@ -379,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4],
                         help="fleet sizes, comma-separated (default 1,2,4)")
     parser.add_argument("--concurrency", type=int, default=2, help="batch loops per worker process (default 2)")
-    parser.add_argument("--batch-size", type=int, default=32, help="frontier addresses per batch (default 32)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"frontier addresses per batch (default {DEFAULT_BATCH_SIZE}, the worker's)")
     parser.add_argument("--latency-ms", type=float, default=30.0)
     parser.add_argument("--rate-limit", type=float, default=50.0, help="HTTP requests/s before 429")
     parser.add_argument("--timeout", type=float, default=4 * 3600.0, help="give up a trace after this many s")

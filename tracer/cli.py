@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tracer import __version__, logs
+from tracer.config import DEFAULT_BATCH_SIZE
 
 
 def _db_flag(p: argparse.ArgumentParser) -> None:
@@ -59,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _rpc_flag(p)
     _db_flag(p)
     p.add_argument("--concurrency", type=int, default=2, help="concurrent job batches in this process")
-    p.add_argument("--batch-size", type=int, default=32, help="frontier addresses per batch")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"frontier addresses per batch (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--lease-seconds", type=float, default=30.0,
                    help="how long a claimed job stays ours without a heartbeat (a dead worker's jobs return after it)")
     p.set_defaults(func=_worker)

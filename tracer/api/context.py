@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import asyncpg
 from aiohttp import web
 
+from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.engine.worker import ChainSource
 from tracer.store.db import Database
 
@@ -42,7 +43,7 @@ class Settings:
     port: int = 8080
     #: Workers run inside the API process (0: the API only queues; `tracer worker` does the work).
     workers: int = 0
-    worker_batch_size: int = 32
+    worker_batch_size: int = DEFAULT_BATCH_SIZE
     worker_lease_seconds: float = 30.0
     #: HMAC key for pagination cursors; None: a random secret kept in the database, shared by every
     #: API process on it (so a cursor works on any replica and after a restart).

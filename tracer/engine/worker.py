@@ -36,6 +36,7 @@ import asyncpg
 from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.records import NATIVE, Transfer
 from tracer.chains.utxo_records import UtxoTx
+from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.engine import bridges, classify, mixers, swaps, utxo
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
@@ -145,7 +146,7 @@ class Worker:
         chains: Mapping[str, ChainSource],
         *,
         name: str | None = None,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         lease_seconds: float = 30.0,
         idle_sleep: float = 0.2,
     ) -> None:
