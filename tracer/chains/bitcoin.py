@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import re
 import time
 from collections import Counter, OrderedDict
@@ -42,6 +41,9 @@ from tracer.addresses import BITCOIN, InvalidAddress, normalize_btc
 from tracer.chains.errors import ChainError, WrongChain
 from tracer.chains.jsonrpc import gather_or_cancel
 from tracer.chains.records import NATIVE, Transfer, TransferKind
+from tracer.chains.retry import Retry as _Retry
+from tracer.chains.retry import backoff_delay
+from tracer.chains.retry import parse_retry_after as _parse_retry_after
 from tracer.chains.utxo_records import Outspend, TxIn, TxOut, UtxoTx
 
 __all__ = [
@@ -101,25 +103,9 @@ class NotFound(ChainError):
     """The server has no such block, transaction or address page (HTTP 404)."""
 
 
-class _Retry(Exception):
-    def __init__(self, problem: str, retry_after: float | None = None) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.retry_after = retry_after
-
-
 _RETRY_STATUS = frozenset({408, 425, 429})
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
 _HEIGHT = re.compile(r"[0-9]{1,10}")
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 # Esplora names script types by witness version; the records use the plain names.
@@ -413,10 +399,8 @@ class EsploraChain:
                 if failures >= self.retries:
                     raise ChainError(f"Esplora server at {self.url} gave up after {failures} tries on "
                                      f"{endpoint} ({path}): {problem}")
-                delay = min(self.max_backoff, self.backoff * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
-                if retry_after is not None:
-                    delay = max(delay, min(retry_after, self.max_retry_after))
-                await asyncio.sleep(delay)
+                await asyncio.sleep(backoff_delay(failures, self.backoff, self.max_backoff, retry_after,
+                                                  self.max_retry_after))
             try:
                 return await self._exchange(path, endpoint, text)
             except _Retry as exc:

@@ -21,11 +21,9 @@ results" means "split the range" or "give up".
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import itertools
 import json
 import logging
-import random
 import re
 import time
 from collections import Counter
@@ -37,6 +35,9 @@ import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from tracer.chains.errors import ChainError, RpcError
+from tracer.chains.retry import Retry as _Retry
+from tracer.chains.retry import backoff_delay
+from tracer.chains.retry import parse_retry_after as _parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,6 @@ def is_rate_limited(err: RpcError) -> bool:
 
 def is_method_missing(err: RpcError) -> bool:
     return err.code == -32601 or bool(_METHOD_MISSING.search(err.message))
-
-
-class _Retry(Exception):
-    """One exchange failed in a way another try may fix."""
-
-    def __init__(self, problem: str, retry_after: float | None = None) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.retry_after = retry_after
 
 
 class _BatchRefused(Exception):
@@ -116,20 +108,6 @@ class _Item:
     done: bool = False
     value: Any = None
     request_id: int = field(default=-1)
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 async def gather_or_cancel(aws: Iterable[Awaitable[T]]) -> list[T]:
@@ -270,12 +248,7 @@ class JsonRpcTransport:
             pending = still
 
     async def _sleep_backoff(self, failures: int, retry_after: float | None) -> None:
-        delay = min(self.max_backoff, self.backoff * 2 ** (failures - 1))
-        # Full jitter on the upper half: concurrent clients that failed together spread out.
-        delay *= random.uniform(0.5, 1.0)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_retry_after))
-        await asyncio.sleep(delay)
+        await asyncio.sleep(backoff_delay(failures, self.backoff, self.max_backoff, retry_after, self.max_retry_after))
 
     async def _exchange(self, pending: list[_Item]) -> str:
         """Send `pending` once; mark items answered. Returns a note on what was left unanswered."""

@@ -1,0 +1,42 @@
+"""What the chain clients (JSON-RPC and Esplora) share about retrying: the failure another try
+may fix, the server's Retry-After, and how long to wait before the next try."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+
+
+class Retry(Exception):
+    """One exchange failed in a way another try may fix."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_delay(failures: int, base: float, cap: float, retry_after: float | None, max_retry_after: float) -> float:
+    """Exponential backoff with jitter on its upper half (clients that failed together spread
+    out), never shorter than the server's Retry-After (itself capped: a hostile or broken server
+    cannot park us for a day)."""
+    delay = min(cap, base * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, max_retry_after))
+    return delay
