@@ -165,6 +165,13 @@ class LinkFacts:
     peers: Mapping[str, set[str]] = field(default_factory=dict)
     services: set[str] = field(default_factory=set)
     deposits_by: Mapping[str, Sequence[tuple[str, int]]] = field(default_factory=dict)
+    # Candidate recipients' wallets when the caller reads them over another window than the
+    # depositors' (an address can be both); empty: `peers` serves both roles.
+    recipient_peers: Mapping[str, set[str]] = field(default_factory=dict)
+
+    def peers_of_recipient(self, address: str) -> set[str]:
+        source = self.recipient_peers if self.recipient_peers else self.peers
+        return source.get(address, set())
 
 
 @dataclass(frozen=True)
@@ -370,7 +377,7 @@ def _score(
                               f"the recipient {w.recipient} and the depositor transacted directly",
                               LR_DIRECT_INTERACTION))
     else:
-        shared = sorted((own & facts.peers.get(w.recipient, set())) - facts.services - popular
+        shared = sorted((own & facts.peers_of_recipient(w.recipient)) - facts.services - popular
                         - {d.depositor, w.recipient, d.pool, ZERO_ADDRESS})
         if shared:
             weight = LR_SHARED_PEER if len(shared) == 1 else LR_SHARED_PEERS
@@ -416,7 +423,7 @@ def _popular_peers(candidates: Iterable[tuple[int, PoolEvent]], facts: LinkFacts
     relayer's payout address, a faucet) that say nothing about who is behind a withdrawal."""
     counts: Counter[str] = Counter()
     for _, w in candidates:
-        counts.update(facts.peers.get(w.recipient, set()))
+        counts.update(facts.peers_of_recipient(w.recipient))
     return {a for a, n in counts.items() if n > POPULAR_PEER}
 
 

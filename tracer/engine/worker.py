@@ -859,23 +859,25 @@ class Worker:
                 await mixer_store.set_gas_prices(conn, trace.chain, fetched)
 
         # Transfers of every candidate recipient (cached like any address's): their counterparties,
-        # and the pool -> recipient transfer a followed link becomes a hop of.
-        start: dict[str, int] = {}
-        for d in flagged:
-            for w in candidates[d.transfer_id]:
-                start[w.recipient] = min(start.get(w.recipient, d.block_number), d.block_number)
+        # and the pool -> recipient transfer a followed link becomes a hop of. Over the whole trace
+        # window, not from this batch's earliest deposit: the shared-peers evidence must not depend
+        # on which deposits happened to share a batch (workers' timing).
+        start = {w.recipient: trace.from_block for d in flagged for w in candidates[d.transfer_id]}
         stored = await self._ensure_transfers(trace, start) if start else []
+        # Recipients' and depositors' wallets apart: an address can be both, and the depositor's
+        # side is read from its own timeline (its window), the recipient's over the trace's.
+        recipient_peers: dict[str, set[str]] = defaultdict(set)
         peers: dict[str, set[str]] = defaultdict(set)
         payouts: dict[tuple[str, str], StoredTransfer] = {}
         for st in stored:
             t = st.transfer
             if t.to_address in start:
-                peers[t.to_address].add(t.from_address)
+                recipient_peers[t.to_address].add(t.from_address)
                 key = (t.tx_hash, t.to_address)
                 if t.from_address != t.to_address and (key not in payouts or t.amount > payouts[key].transfer.amount):
                     payouts[key] = st
             if t.from_address in start:
-                peers[t.from_address].add(t.to_address)
+                recipient_peers[t.from_address].add(t.to_address)
         depositor_txs: dict[str, set[str]] = defaultdict(set)
         for d in flagged:
             for st in timelines.get(d.depositor, ()):
@@ -889,7 +891,7 @@ class Worker:
         maybe_shared: set[str] = set()
         for d in flagged:
             for w in candidates[d.transfer_id]:
-                maybe_shared |= peers[d.depositor] & peers.get(w.recipient, set())
+                maybe_shared |= peers[d.depositor] & recipient_peers.get(w.recipient, set())
         recipients = sorted({w.recipient for ws in candidates.values() for w in ws})
         async with self.pool.acquire() as conn:
             service_labels = await label_store.lookup(conn, trace.chain, sorted(maybe_shared))
@@ -898,6 +900,7 @@ class Worker:
         facts = mixers.LinkFacts(
             events=events, before=before, denominations={d.pool: d.denomination for d in flagged}, gas_prices=gas,
             peers=peers, services=set(service_labels) | set(pools), deposits_by=deposits_by,
+            recipient_peers=recipient_peers,
         )
         outcomes = mixers.link(flagged, facts, params)
 
