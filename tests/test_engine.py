@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from tests.reliability_support import stop_processes, worker_process
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
@@ -93,18 +91,11 @@ async def test_trace_finds_every_offramp_with_the_right_amount(
     assert "deposit address" in text
 
 
-def _worker_cmd(db_url: str, rpc: str, lease: float = 2.0) -> list[str]:
-    return [sys.executable, "-m", "tracer.cli", "worker", "--database-url", db_url, "--rpc", rpc,
-            "--lease-seconds", str(lease), "--batch-size", "8"]
-
-
 async def _run_with_processes(db: Database, client: EvmChain, scenario: Scenario, url: str, n: int,
                               kill_after: float | None = None) -> int:
     trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={})
-    env = dict(os.environ, TRACER_LOG_LEVEL="WARNING")
-    # Real OS processes (not tasks) so a SIGKILL is a real crash; their stderr goes to pytest's capture.
-    procs = [subprocess.Popen(_worker_cmd(db.url, url), env=env, stdout=subprocess.DEVNULL)  # noqa: ASYNC220
-             for _ in range(n)]
+    # Real OS processes (not tasks) so a SIGKILL is a real crash.
+    procs = [worker_process(db.url, url, lease=2.0, batch_size=8) for _ in range(n)]
     try:
         if kill_after is not None:
             # Kill a worker for real while it holds leased jobs mid-trace.
@@ -122,14 +113,7 @@ async def _run_with_processes(db: Database, client: EvmChain, scenario: Scenario
         status = await wait_for(db.pool, trace_id, timeout=240)
         assert status == "done"
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
     return trace_id
 
 
