@@ -131,6 +131,22 @@ async def run_trace(pool: asyncpg.Pool, client: EvmChain, scenario: Scenario, *,
     return trace_id, status
 
 
+async def reference_hops(db: Database, scenario: Scenario, devchain_factory: Any) -> list[Hop]:
+    """The scenario traced against a healthy devchain (labels loaded): what every faulty run must match."""
+    from tracer.demo import load_scenario_labels
+
+    await load_scenario_labels(db.pool, scenario)
+    healthy = await devchain_factory(scenario)
+    client = EvmChain(healthy.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    await client.connect()
+    try:
+        trace_id, status = await run_trace(db.pool, client, scenario)
+    finally:
+        await client.close()
+    assert status == "done"
+    return await hop_rows(db.pool, trace_id)
+
+
 async def run_faulty(pool: asyncpg.Pool, scenario: Scenario, server: FaultyDevChain, *, workers: int = 2,
                      timeout: float = 120.0) -> FaultRun:
     """Trace the scenario's seeds on `server` (already started) with embedded workers."""

@@ -14,13 +14,11 @@ from tests.reliability_support import (
     FaultyDevChain,
     every_fault,
     faulty_client,
-    hop_rows,
+    reference_hops,
     run_faulty,
-    run_trace,
 )
 from tracer.chains.errors import WrongChain
 from tracer.chains.evm import EvmChain
-from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.devchain.server import FaultPlan
 from tracer.engine.service import create_trace
@@ -32,16 +30,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def _reference(db: Database, scenario: Scenario, devchain_factory: Any) -> list[Any]:
-    await load_scenario_labels(db.pool, scenario)
-    healthy = await devchain_factory(scenario)
-    client = EvmChain(healthy.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
-    await client.connect()
-    try:
-        trace_id, status = await run_trace(db.pool, client, scenario)
-    finally:
-        await client.close()
-    assert status == "done"
-    hops = await hop_rows(db.pool, trace_id)
+    hops = await reference_hops(db, scenario, devchain_factory)
     assert len(hops) > 10, "the reference trace found too little to compare"
     return hops
 

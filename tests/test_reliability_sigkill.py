@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.reliability_support import duplicate_hops, forget_transfers, hop_rows, run_trace
+from tests.reliability_support import duplicate_hops, forget_transfers, hop_rows, reference_hops
 from tests.reliability_support import kill_workers_at_random as kill_run
-from tracer.chains.evm import EvmChain
-from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.store.db import Database
 
@@ -24,16 +22,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def reference(db: Database, small_scenario: Scenario, devchain_factory: Any) -> list[Any]:
-    await load_scenario_labels(db.pool, small_scenario)
-    healthy = await devchain_factory(small_scenario)
-    client = EvmChain(healthy.url, chain=small_scenario.chain, expected_chain_id=small_scenario.chain_id)
-    await client.connect()
-    try:
-        trace_id, status = await run_trace(db.pool, client, small_scenario)
-    finally:
-        await client.close()
-    assert status == "done"
-    return await hop_rows(db.pool, trace_id)
+    return await reference_hops(db, small_scenario, devchain_factory)
 
 
 # Each seed costs ~9 s on a busy 2-CPU box (Python processes starting); more with the variable.
