@@ -28,6 +28,7 @@ from tracer.engine import service
 from tracer.engine.policy import Policy, PolicyError
 from tracer.store import alerts as alert_store
 from tracer.store import traces as trace_store
+from tracer.store.db import retrying
 
 log = logging.getLogger("tracer.alerts")
 
@@ -205,8 +206,13 @@ async def create(
 
 async def delete(pool: asyncpg.Pool, subscription_id: int) -> bool:
     """Delete a subscription and its queue; a watchlist's own trace is cancelled with it."""
-    async with pool.acquire() as conn:
-        row = await alert_store.delete_subscription(conn, subscription_id)
+    async def remove() -> asyncpg.Record | None:
+        async with pool.acquire() as conn:
+            return await alert_store.delete_subscription(conn, subscription_id)
+
+    # The delete cascades to the subscription's deliveries while the sequencer may be inserting
+    # new ones for it: Postgres can pick us as a deadlock's victim. One statement, so run it again.
+    row = await retrying(remove)
     if row is None:
         return False
     if row["watch_trace_id"] is not None:
