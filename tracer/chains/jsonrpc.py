@@ -25,6 +25,7 @@ import itertools
 import json
 import logging
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Iterable, Sequence
@@ -88,16 +89,23 @@ class RpcHttpProvider(AsyncHTTPProvider):
     session manager (which owns the cached aiohttp session) and reads the response itself.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # web3's session manager guards its session cache with ONE threading.Lock for the whole
+        # process (a class attribute), taken through a thread pool; a task cancelled while waiting
+        # for it can leave it held for good, and every later client in the process then hangs in
+        # connect(). Our own lock keeps another client's accident from reaching us.
+        self._request_session_manager._lock = threading.Lock()
+        self.raw_session: aiohttp.ClientSession | None = None
+
     async def post_raw(self, payload: bytes) -> tuple[int, dict[str, str], bytes]:
         assert self.endpoint_uri is not None  # set from the url in __init__
-        response = await self._request_session_manager.async_get_response_from_post_request(
-            self.endpoint_uri, data=payload, **self.get_request_kwargs()
-        )
-        try:
+        if self.raw_session is None:
+            raise ChainError("JsonRpcTransport.open() must be awaited before use")
+        # Straight through our own session: no session-cache lock on the hot path.
+        async with self.raw_session.post(self.endpoint_uri, data=payload, **self.get_request_kwargs()) as response:
             body = await response.read()
             return response.status, dict(response.headers), body
-        finally:
-            response.release()
 
 
 @dataclass(slots=True)
@@ -171,10 +179,12 @@ class JsonRpcTransport:
                 connector=aiohttp.TCPConnector(limit=self.concurrency),
                 raise_for_status=False,
             )
+            self.provider.raw_session = self._session
             await self.provider.cache_async_session(self._session)
 
     async def close(self) -> None:
         await self.provider.disconnect()
+        self.provider.raw_session = None
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
@@ -271,6 +281,8 @@ class JsonRpcTransport:
             self.request_counts["http"] += 1
             for item in pending:
                 self.request_counts[item.method] += 1
+            if self._session is None:
+                await self.open()
             try:
                 status, headers, raw = await self.provider.post_raw(payload)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
