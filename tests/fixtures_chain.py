@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
@@ -66,3 +68,19 @@ async def devchain(small_scenario: Scenario) -> AsyncIterator[RunningDevChain]:
         yield RunningDevChain(url, server, small_scenario)
     finally:
         await server.stop()
+
+
+@asynccontextmanager
+async def serving(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+    """Serve one POST handler on 127.0.0.1 (a free port): a scripted or proxying node. Yields its URL."""
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert site._server is not None
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+    finally:
+        await runner.cleanup()

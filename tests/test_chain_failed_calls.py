@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from tests.fixtures_chain import DevChainFactory
+from tests.fixtures_chain import DevChainFactory, serving
 from tracer.chains.evm import _HEAVY_BATCHES, EvmChain
 from tracer.devchain.scenario import KIND_BATCH, Scenario, ScenarioParams, generate
 
@@ -62,18 +62,10 @@ async def node(scenario: Scenario, devchain_factory: DevChainFactory) -> AsyncIt
             if tracing:
                 counting.in_flight -= 1
 
-    app = web.Application()
-    app.router.add_post("/", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    counting.url = f"http://127.0.0.1:{port}/"
     try:
-        yield counting, upstream.url
+        async with serving(handle) as counting.url:
+            yield counting, upstream.url
     finally:
-        await runner.cleanup()
         await session.close()
 
 

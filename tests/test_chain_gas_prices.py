@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from tests.fixtures_chain import DevChainFactory
+from tests.fixtures_chain import DevChainFactory, serving
 from tracer.chains.evm import EvmChain
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
@@ -129,17 +129,10 @@ async def other_node(scenario: Scenario, devchain_factory: DevChainFactory) -> A
                     a["result"]["effectiveGasPrice"] = a["result"].pop("gasPrice")
         return web.Response(text=json.dumps(answer), content_type="application/json")
 
-    app = web.Application()
-    app.router.add_post("/", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"http://127.0.0.1:{port}/", upstream.chain
+        async with serving(handle) as url:
+            yield url, upstream.chain
     finally:
-        await runner.cleanup()
         await session.close()
 
 
