@@ -33,7 +33,7 @@ import asyncpg
 
 from tracer import __version__
 from tracer.alerts import events, signing
-from tracer.alerts.guard import GuardedResolver, UnsafeUrl, UrlPolicy, check_url, describe
+from tracer.alerts.guard import GuardedConnector, UnsafeUrl, UrlPolicy, check_url, describe
 from tracer.alerts.listen import Connect, Listener
 from tracer.alerts.sequencer import Sequencer
 from tracer.store import alerts as alert_store
@@ -105,6 +105,7 @@ class Deliverer:
         self._session: aiohttp.ClientSession | None = None
         self._finisher = _Finisher(pool, self.name, self.settings.finish_every)
         self._checked: dict[str, str] = {}  # URL -> "" if allowed, else why not (the policy is fixed)
+        self.connector: GuardedConnector | None = None
 
     # ------------------------------------------------------------------ loop
 
@@ -120,8 +121,8 @@ class Deliverer:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.url_policy), limit=max(8, s.concurrency * 2),
-                                         ttl_dns_cache=30)
+        connector = GuardedConnector(self.url_policy, limit=max(8, s.concurrency * 2), ttl_dns_cache=30)
+        self.connector = connector
         timeout = aiohttp.ClientTimeout(total=s.request_timeout, sock_connect=s.connect_timeout)
         background: list[asyncio.Task[None]] = []
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,

@@ -13,9 +13,18 @@ services (the cloud metadata endpoint at 169.254.169.254, the database, admin po
   operator says so; `TRACER_WEBHOOK_ALLOW_PRIVATE=1` lifts the address rule for every host (a
   private deployment where all receivers are internal).
 
-The URL is checked when a subscription is created and again before every request, and names are
-checked after resolution, at connect time (`GuardedResolver`), so a name that resolves to a
-public address when checked and to an internal one when called (DNS rebinding) is still refused.
+The URL is read the way the HTTP client will read it (yarl: IDNA, fullwidth and circled digits
+folded to ASCII, so `https://１２７.０.０.１/` *is* 127.0.0.1), and a host written with anything but
+ASCII is refused outright, as are the legacy numeric IPv4 spellings (`127.1`, `0177.0.0.1`,
+`2130706433`) that the C resolver maps onto addresses. IPv6 forms that carry an IPv4 address
+(IPv4-mapped and -compatible, 6to4 2002::/16, NAT64 64:ff9b::/96) are judged by that address;
+Teredo (2001::/32) and local-use NAT64 are refused.
+
+The URL is checked when a subscription is created and again before every request; then the
+delivery session's connector (`GuardedConnector`) filters every address it is about to connect
+to, IP literals included, after resolution, and its socket factory refuses any address not so
+approved: a name that resolves to a public address when checked and to an internal one when
+called (DNS rebinding), or a spelling the checks above missed, still opens no connection.
 Redirects are never followed.
 """
 
@@ -24,15 +33,23 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa", ".lan")
 MAX_URL_LENGTH = 2048
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_TEREDO = ipaddress.ip_network("2001::/32")
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsafeUrl(ValueError):
@@ -53,14 +70,72 @@ class UrlPolicy:
         return cls(allow=hosts, allow_private=source.get("TRACER_WEBHOOK_ALLOW_PRIVATE", "") in ("1", "true", "yes"))
 
     def allows_host(self, host: str, port: int | None) -> bool:
-        host = host.lower()
+        host = host.lower().rstrip(".")
         return host in self.allow or (port is not None and f"{host}:{port}" in self.allow)
 
 
-def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, compatible, 6to4, NAT64), if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or (ip in _V4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def _public(ip: IP) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _TEREDO or ip in _NAT64_LOCAL:
+            return False  # Teredo hides its client address; local NAT64 reaches the local network
+        inner = _embedded_v4(ip)
+        if inner is not None:
+            return _public(inner)
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_link_local)
+
+
+def public_address(text: str) -> bool:
+    """Whether a literal address (as a socket reports it, IPv6 scope id allowed) is public."""
+    try:
+        return _public(ipaddress.ip_address(text.split("%", 1)[0]))
+    except ValueError:
+        return False
+
+
+def _legacy_ipv4(host: str) -> bool:
+    """A host the C resolver would read as an IPv4 address although it is not a dotted quad of
+    decimals: 127.1, 0177.0.0.1, 0x7f.1, 2130706433 (inet_aton's forms)."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return False
+    for part in parts:
+        low = part.lower()
+        if not (low.isascii() and (low.isdigit() or (low.startswith("0x") and all(c in "0123456789abcdef" for c in
+                                                                                   low[2:])))):
+            return False
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return True
+    return False
+
+
+def _host_of(url: str) -> tuple[str, str, int | None, URL]:
+    """(scheme, host, port, parsed) as the HTTP client will see them."""
+    try:
+        parsed = URL(url)
+        port = parsed.port
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise UnsafeUrl(f"not a valid URL: {exc}") from None
+    raw = url.split("://", 1)[1] if "://" in url else ""
+    netloc = raw.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if not netloc.isascii():
+        # The client would fold fullwidth or circled digits and IDNA-encode names: a non-ASCII host
+        # is either a disguise or a name an operator cannot read; ask for the ASCII spelling.
+        raise UnsafeUrl("host must be written in ASCII (use the punycode xn-- form for an international name)")
+    host = (parsed.raw_host or "").lower()
+    return (parsed.scheme or "").lower(), host, port, parsed
 
 
 def check_url(url: str, policy: UrlPolicy) -> str:
@@ -69,35 +144,32 @@ def check_url(url: str, policy: UrlPolicy) -> str:
         raise UnsafeUrl("a URL is required")
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeUrl(f"longer than {MAX_URL_LENGTH} characters")
-    if any(c.isspace() or ord(c) < 0x20 for c in url):
+    if any(c.isspace() or ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in url):
         raise UnsafeUrl("contains whitespace or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise UnsafeUrl(f"not a valid URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
+    scheme, host, port, parsed = _host_of(url)
     if scheme not in ("https", "http"):
         raise UnsafeUrl("must be an https URL")
     if not host:
         raise UnsafeUrl("has no host")
-    if parts.username is not None or parts.password is not None:
+    if parsed.user is not None or parsed.password is not None:
         raise UnsafeUrl("must not carry credentials (use the subscription secret to authenticate)")
-    allowed = policy.allows_host(host, port or (443 if scheme == "https" else 80))
+    bare = host.rstrip(".")
+    if _legacy_ipv4(bare):
+        raise UnsafeUrl(f"{host} is not a canonical address (write IPv4 as four decimal numbers)")
+    allowed = policy.allows_host(bare, port or (443 if scheme == "https" else 80))
     if scheme != "https" and not allowed:
         raise UnsafeUrl("must be https (plain http only for hosts on the operator's allow-list)")
     if allowed:
         return url
     try:
-        ip = ipaddress.ip_address(host)
+        ip: IP | None = ipaddress.ip_address(bare)
     except ValueError:
         ip = None
     if ip is not None:
         if not (policy.allow_private or _public(ip)):
             raise UnsafeUrl(f"{host} is not a public address (loopback, private and link-local are refused)")
         return url
-    if host == "localhost" or host.endswith(_LOCAL_SUFFIXES) or "." not in host.strip("."):
+    if bare == "localhost" or bare.endswith(_LOCAL_SUFFIXES) or "." not in bare:
         if not policy.allow_private:
             raise UnsafeUrl(f"{host} is a local name")
     return url
@@ -105,8 +177,7 @@ def check_url(url: str, policy: UrlPolicy) -> str:
 
 class GuardedResolver(AbstractResolver):
     """Resolves like aiohttp's default resolver, then drops the addresses the policy refuses;
-    a name left with none fails to connect. (aiohttp does not resolve IP literals: `check_url`
-    covers those before each request.)"""
+    a name left with none fails to connect."""
 
     def __init__(self, policy: UrlPolicy, inner: AbstractResolver | None = None) -> None:
         self.policy = policy
@@ -117,13 +188,48 @@ class GuardedResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         if self.policy.allow_private or self.policy.allows_host(host, port):
             return results
-        kept = [r for r in results if _public(ipaddress.ip_address(r["host"]))]
+        kept = [r for r in results if public_address(r["host"])]
         if not kept:
             raise OSError(f"webhook host {host} resolves only to non-public addresses; refused")
         return kept
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """A TCP connector that filters every address it is about to connect to, IP literals
+    included (aiohttp does not pass those to the resolver), and whose socket factory refuses any
+    address the filter did not approve: the check is on the address connected to, whatever the
+    spelling of the URL. `refused` counts the connections it stopped (tests and logs read it)."""
+
+    def __init__(self, policy: UrlPolicy, **kwargs: Any) -> None:
+        self.policy = policy
+        self.refused = 0
+        self._approved: set[tuple[str, int]] = set()  # non-public (address, port) of allow-listed hosts
+        super().__init__(resolver=GuardedResolver(policy), socket_factory=self._socket, **kwargs)
+
+    async def _resolve_host(self, host: str, port: int, traces: Sequence[Any] | None = None) -> list[ResolveResult]:
+        results: list[ResolveResult] = await super()._resolve_host(host, port, traces=traces)
+        if self.policy.allow_private or self.policy.allows_host(host, port):
+            for r in results:
+                self._approved.add((r["host"].split("%", 1)[0], r["port"]))
+            return results
+        kept = [r for r in results if public_address(r["host"])]
+        if not kept:
+            self.refused += 1
+            raise OSError(f"webhook host {host} is not a public address; refused")
+        return kept
+
+    def _socket(self, addr_info: Any) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        address, port = str(sockaddr[0]).split("%", 1)[0], int(sockaddr[1])
+        if not (public_address(address) or (address, port) in self._approved):
+            self.refused += 1
+            raise OSError(f"connection to {address} refused by the webhook guard")
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setblocking(False)
+        return sock
 
 
 def describe(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -104,8 +105,23 @@ async def _subscription_or_404(conn: Any, sid: int) -> asyncpg.Record:
     return row
 
 
+_HTTP_ERROR = re.compile(r"HTTP [0-9]{3}")
+NETWORK_ERROR = "delivery failed (network)"
+
+
+def shown_error(request: web.Request, error: str | None) -> str | None:
+    """A delivery error as this caller may see it. The network-level text (refused, reset, TLS
+    version, resolver messages) tells which internal hosts and ports answer: only an admin reads
+    it (the delivery worker logs it too); others learn the receiver's HTTP status or that the
+    network failed."""
+    if error is None or principal_of(request).allows("admin") or _HTTP_ERROR.fullmatch(error):
+        return error
+    return NETWORK_ERROR
+
+
 def _show(request: web.Request, row: asyncpg.Record, counts: dict[str, int] | None) -> dict[str, Any]:
     body = subs.public(row, counts)
+    body["last_error"] = shown_error(request, body["last_error"])
     principal = principal_of(request)
     owner = principal.key_pk is not None and principal.key_pk == row["api_key_id"]
     if body["url"] and not (principal.allows("admin") or owner):
@@ -201,7 +217,8 @@ async def deliveries(request: web.Request) -> web.Response:
     items = [{
         "event_id": int(r["seq"]), "trace_id": r["trace_key"] or None, "type": r["type"], "state": r["state"],
         "attempts": r["attempts"], "next_attempt_at": ev.iso(r["next_at"]) if r["state"] == "pending" else None,
-        "last_status": r["last_status"], "last_error": r["last_error"], "created_at": ev.iso(r["created_at"]),
+        "last_status": r["last_status"], "last_error": shown_error(request, r["last_error"]),
+        "created_at": ev.iso(r["created_at"]),
         "delivered_at": ev.iso(r["delivered_at"]),
     } for r in rows[:limit]]
     cursor = make_cursor(request, "deliveries", scope, [str(rows[limit - 1]["seq"])]) if len(rows) > limit else None
