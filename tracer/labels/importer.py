@@ -47,6 +47,9 @@ from tracer.store import labels as store
 from tracer.store.labels import Conn, Label, StoredLabel
 
 _MAX_NESTING = 200  # label files nest a few levels; an OFAC JSON entry is four
+#: Evidence kept with one label, as JSON. An OFAC entry's evidence is a few hundred bytes and a
+#: tagpack's context a few KiB; a bigger one is a file built to bloat every read of the address.
+MAX_EVIDENCE_BYTES = 64 << 10
 FORMATS = ("auto", "sdn-xml", "sdn-advanced", "ofac-json", "ofac-flat", "ofac-asset-list", "tagpack", "csv")
 
 
@@ -112,6 +115,7 @@ def parse_file(path: Path, fmt: str = "auto", list_date: datetime | None = None)
             f"{path.name}: malformed {fmt} file: unexpected structure ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
     _refuse_nul(parsed, path.name)
+    _refuse_bloat(parsed, path.name)
     if list_date is not None:
         parsed.list_date = list_date
     return parsed
@@ -133,6 +137,15 @@ def _refuse_nul(parsed: ParsedList, name: str) -> None:
             raise LabelImportError(f"{name}: malformed {parsed.format} file: a NUL character in an address")
     if any(bad(n) for n in parsed.notes):
         raise LabelImportError(f"{name}: malformed {parsed.format} file: a NUL character")
+
+
+def _refuse_bloat(parsed: ParsedList, name: str) -> None:
+    for lb in [*parsed.labels, *parsed.case_lost]:
+        if lb.evidence is not None:
+            size = len(json.dumps(lb.evidence, ensure_ascii=False).encode("utf-8"))
+            if size > MAX_EVIDENCE_BYTES:
+                raise LabelImportError(f"{name}: the evidence of the entry for {lb.address!r} is {size} bytes of JSON; "
+                                       f"at most {MAX_EVIDENCE_BYTES} are kept per label")
 
 
 def _parse(path: Path, fmt: str, list_date: datetime | None) -> ParsedList:

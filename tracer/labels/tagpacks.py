@@ -54,6 +54,24 @@ _ABUSE: dict[str, Category] = {
     "sextortion": Category.SCAM,
 }
 
+class NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without anchors and aliases. A TagPack never needs them, and an alias is
+    how a few hundred bytes expand into gigabytes ("billion laughs": each level repeats the one
+    below), which no size limit on the file itself can catch."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed in "
+                                              "label files", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as the label importers accept it: safe types only, no anchors or aliases."""
+    return yaml.load(text, Loader=NoAliasLoader)
+
+
 _HEADER_FIELDS = ("category", "abuse", "source", "currency", "network", "confidence", "lastmod", "actor",
                   "context", "is_public", "label")
 _TAG_COLUMNS = {"tagpack", "address", "currency", "label"}
@@ -102,7 +120,7 @@ def tag_to_label(tag: Mapping[str, Any], pack: str, parsed: ParsedList) -> Label
 
 
 def parse_tagpack_yaml(path: Path) -> ParsedList:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("tags"), list):
         raise LabelImportError(f"{path}: not a TagPack (no 'tags' list)")
     pack = path.stem
