@@ -10,6 +10,8 @@ from typing import Any
 
 import networkx as nx
 
+from tracer.engine import widest
+
 
 @dataclass(frozen=True)
 class PathStep:
@@ -24,6 +26,7 @@ class PathStep:
 
 
 Node = tuple[str, str]  # (chain, address): one address on two chains of a trace is two nodes
+_ANY_SEED: Node = ("", "")  # no address is empty: the virtual source of every path
 
 
 def _evidence(h: Any) -> dict[str, Any]:
@@ -73,8 +76,9 @@ def _flow_graph(g: nx.MultiDiGraph) -> nx.DiGraph:
 
 def paths_to(g: nx.MultiDiGraph, seeds: Sequence[str], target: str, limit: int = 10,
              chain: str | None = None, target_chain: str | None = None) -> list[list[PathStep]]:
-    """The widest paths (largest bottleneck amount first) from any seed (on `chain`, the trace's
-    own; None: any) to `target` on `target_chain` (None: whichever chains of the trace it is on).
+    """The widest paths (largest bottleneck amount first, then fewest hops: tracer.engine.widest)
+    from any seed (on `chain`, the trace's own; None: any) to `target` on `target_chain` (None:
+    whichever chains of the trace it is on). Exact, however many paths the graph holds.
 
     Only hops that were followed (or end at the target) count, so a path never runs through
     an exit or a stop.
@@ -83,20 +87,19 @@ def paths_to(g: nx.MultiDiGraph, seeds: Sequence[str], target: str, limit: int =
     targets = sorted(n for n in d if n[1] == target and (target_chain is None or n[0] == target_chain))
     wanted = set(seeds)
     sources = [n for n in d if n[1] in wanted and (chain is None or n[0] == chain)]
-    found: list[tuple[int, list[Node]]] = []
+    found: list[tuple[tuple[float, int], list[Node]]] = []
     for goal in targets:
-        # Work backwards from the target over followed edges: the sub-graph that can reach it.
-        usable = nx.DiGraph()
+        # Only edges that continue (followed) or end at the goal carry money towards it.
+        adj: dict[Node, dict[Node, float]] = {}
         for u, v, data in d.edges(data=True):
             if v == goal or any(h["status"] == "followed" for h in data["hops"]):
-                usable.add_edge(u, v, amount=data["amount"], hops=data["hops"])
-        if goal not in usable:
-            continue
-        sub = usable.subgraph(nx.ancestors(usable, goal) | {goal})
-        for seed in sorted(sources):
-            if seed in sub:
-                found.extend(_k_widest(sub, seed, goal, limit))
-    found.sort(key=lambda x: -x[0])
+                adj.setdefault(u, {})[v] = data["amount"]
+        # One virtual source paying every seed without limit: a path from any seed, ranked once.
+        adj[_ANY_SEED] = {s: widest.INF for s in sorted(sources)}
+        for w, node_path in widest.k_widest(adj, _ANY_SEED, goal, limit):
+            found.append(((-w, len(node_path)), node_path[1:]))
+    # Paths to the same address on several chains: merge their rankings (each is already sorted).
+    found.sort(key=lambda x: x[0])
     paths: list[list[PathStep]] = []
     for _, node_path in found[:limit]:
         steps = []
@@ -107,23 +110,6 @@ def paths_to(g: nx.MultiDiGraph, seeds: Sequence[str], target: str, limit: int =
                                   biggest["block_number"], biggest["chain"], biggest["from_chain"]))
         paths.append(steps)
     return paths
-
-
-def _k_widest(g: nx.DiGraph, source: Node, target: Node, k: int) -> list[tuple[int, list[Node]]]:
-    # Simple paths ordered by hop count can be exponential in number; cap the enumeration and
-    # keep the widest ones, which is what an investigator reads first.
-    out: list[tuple[int, list[Node]]] = []
-    try:
-        gen = nx.shortest_simple_paths(g, source, target)
-        for i, p in enumerate(gen):
-            width = min(g[u][v]["amount"] for u, v in itertools.pairwise(p))
-            out.append((width, p))
-            if i >= 4 * k:
-                break
-    except nx.NetworkXNoPath:
-        return []
-    out.sort(key=lambda x: -x[0])
-    return out[:k]
 
 
 def flow_per_exit(g: nx.MultiDiGraph) -> dict[Node, dict[str, int]]:
