@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,13 @@ import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-import tracer
+from tracer.resources import schemas_root
 
 
 def schemas_dir() -> Path:
-    """`schemas/` of the source tree (override with $TRACER_SCHEMAS_DIR)."""
-    env = os.environ.get("TRACER_SCHEMAS_DIR")
-    return Path(env) if env else Path(tracer.__file__).resolve().parent.parent / "schemas"
+    """`schemas/`: inside the installed package for a wheel, the source tree's in a checkout
+    (override with $TRACER_SCHEMAS_DIR)."""
+    return schemas_root()
 
 
 def _component_name(path: Path) -> str:

@@ -54,7 +54,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-import tracer
+from tracer.resources import schemas_root
 
 log = logging.getLogger(__name__)
 
@@ -462,14 +462,14 @@ class Migration:
 
 
 def migrations_dir() -> Path:
-    """``schemas/migrations`` of the source tree (override with ``$TRACER_MIGRATIONS_DIR``)."""
+    """``schemas/migrations`` (override with ``$TRACER_MIGRATIONS_DIR``): inside the installed
+    package for a wheel, next to the package in a checkout."""
     env = os.environ.get("TRACER_MIGRATIONS_DIR")
-    path = Path(env) if env else Path(tracer.__file__).resolve().parent.parent / "schemas" / "migrations"
+    path = Path(env) if env else schemas_root() / "migrations"
     if not path.is_dir():
         raise MigrationError(
-            f"migrations folder not found: {path}. It ships with the source tree (schemas/migrations "
-            "next to the tracer package); install from a checkout (pip install -e .) or point "
-            "TRACER_MIGRATIONS_DIR at it."
+            f"migrations folder not found: {path}. It ships inside the package (tracer/schemas) and in "
+            "the source tree (schemas/migrations); reinstall tracer or point TRACER_MIGRATIONS_DIR at it."
         )
     return path
 
