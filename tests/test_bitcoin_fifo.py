@@ -89,3 +89,33 @@ async def test_fifo_conserves_taint_on_a_generated_evm_laundering_scenario(datab
     from tests.test_reliability_conservation import check_conservation
 
     assert await check_conservation(database_url, 250, 11, "fifo") > 0
+
+
+async def test_full_poison_flags_all_that_leaves_and_is_not_conserved(
+    api: Api, story: tuple[BitcoinScenario, FifoTruth]
+) -> None:
+    # The literature's poison: W received stolen coin, so all it pays afterwards is flagged in
+    # full, its older clean coin too: the exchanges get more than was stolen.
+    scenario, t = story
+    hops, exits = await _run(api, scenario.seeds, "full_poison")
+    paid = [h for h in hops if h["from"] == t.wallet]
+    assert {h["to"] for h in paid} == {t.first_exchange, t.second_exchange}
+    assert all(h["share"] == 1.0 for h in paid), paid
+    assert sum(int(e["amount_raw"]) for e in exits.values()) > 40_000_000
+    assert all(int(exits[a]["amount_raw"]) >= v for a, v in
+               {t.first_exchange: HAIRCUT_BINANCE, t.second_exchange: HAIRCUT_KRAKEN}.items())
+
+
+async def test_policy_value_poison_still_means_flagged_first(
+    api: Api, story: tuple[BitcoinScenario, FifoTruth]
+) -> None:
+    # "poison" was flagged_first's name before full_poison existed: clients sending it keep the
+    # same model (the trace's policy says the new name), and the amounts are flagged_first's.
+    scenario, _ = story
+    _, made, _ = await api.call("POST", "/v1/traces", expect=201, json={
+        "chain": "bitcoin", "seeds": scenario.seeds, "policy": {"taint_model": "poison"}})
+    assert made["policy"]["taint_model"] == "flagged_first"
+    await api.wait_done(int(made["id"]))
+    _, old, _ = await api.call("GET", f"/v1/traces/{made['id']}/exits", expect=200)
+    _, first = await _run(api, scenario.seeds, "flagged_first")
+    assert {e["address"]: e["amount_raw"] for e in old["items"]} == {a: e["amount_raw"] for a, e in first.items()}

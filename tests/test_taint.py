@@ -17,10 +17,28 @@ def test_haircut_example_from_domain_notes() -> None:
     assert (out.transfer_id, out.amount, out.parents) == (3, 15, [2])
 
 
-def test_poison_carries_up_to_what_is_flagged() -> None:
+def test_flagged_first_carries_up_to_what_is_flagged() -> None:
     tl = [mv(1, 1, 10, True), mv(2, 2, 30, True), mv(3, 3, 20, False), mv(4, 4, 20, False)]
-    outs = propagate(tl, {2: 30}, {}, model="poison")
+    outs = propagate(tl, {2: 30}, {}, model="flagged_first")
     assert [(o.transfer_id, o.amount) for o in outs] == [(3, 20), (4, 10)]
+
+
+def test_policy_value_poison_is_still_flagged_first() -> None:
+    # "poison" was flagged_first's name: traces and clients that send it get the same model.
+    from tracer.engine.policy import Policy
+
+    assert Policy.from_json({"taint_model": "poison"}).taint_model == "flagged_first"
+    assert Policy.from_json({"taint_model": "full_poison"}).taint_model == "full_poison"
+
+
+def test_full_poison_flags_every_later_outflow_whole_and_is_not_conserved() -> None:
+    # The literature's poison: 1 flagged unit in, everything out afterwards is flagged, any asset.
+    tl = [mv(1, 1, 5, False), mv(2, 2, 100, True), mv(3, 3, 1, True), mv(4, 4, 60, False),
+          mv(5, 5, 45, False), mv(6, 6, 700, False, "usdt")]
+    outs = propagate(tl, {3: 1}, {"native": 1000}, model="full_poison")
+    assert [(o.transfer_id, o.amount, o.total) for o in outs] == [(4, 60, 60), (5, 45, 45), (6, 700, 700)]
+    assert sum(o.amount for o in outs if o.asset == "native") > 1  # 105 out for 1 in
+    assert propagate(tl, {}, {}, model="full_poison") == []
 
 
 def test_prior_balance_dilutes_and_outflows_before_taint_carry_nothing() -> None:
@@ -56,8 +74,11 @@ moves = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(moves, st.integers(0, 10**24), st.sampled_from(["haircut", "poison", "fifo"]))
+@given(moves, st.integers(0, 10**24), st.sampled_from(["haircut", "flagged_first", "poison", "fifo"]))
 def test_conservation(items: list[tuple[int, bool, bool, str]], prior: int, model: str) -> None:
+    from tracer.engine.policy import Policy
+
+    model = Policy.from_json({"taint_model": model}).taint_model  # "poison": its old name, still accepted
     tl = [mv(i, i, amount, incoming, asset) for i, (amount, incoming, _, asset) in enumerate(items)]
     flagged = {i: amount for i, (amount, incoming, flag, _) in enumerate(items) if incoming and flag}
     outs = propagate(tl, flagged, {"native": prior}, model=model)
@@ -71,12 +92,31 @@ def test_conservation(items: list[tuple[int, bool, bool, str]], prior: int, mode
         assert sum(a for i, a in flagged.items() if i < o.transfer_id and items[i][3] == o.asset) >= o.amount
 
 
+@settings(max_examples=300, deadline=None)
+@given(moves, st.integers(0, 10**24))
+def test_full_poison_is_everything_after_the_first_flagged_inflow(
+    items: list[tuple[int, bool, bool, str]], prior: int
+) -> None:
+    # Not conserved, by definition: checked against the definition instead.
+    tl = [mv(i, i, amount, incoming, asset) for i, (amount, incoming, _, asset) in enumerate(items)]
+    flagged = {i: amount for i, (amount, incoming, flag, _) in enumerate(items) if incoming and flag}
+    outs = {o.transfer_id: o for o in propagate(tl, flagged, {"native": prior}, model="full_poison")}
+    first = min(flagged, default=len(items))
+    for i, (amount, incoming, _, _) in enumerate(items):
+        if incoming:
+            continue
+        if i > first:
+            assert outs[i].amount == outs[i].total == amount
+        else:
+            assert i not in outs
+
+
 # ------------------------------------------------------------------ fifo
 
 
 def test_fifo_spends_the_clean_prior_balance_first() -> None:
     # W holds 10 clean, receives 30 flagged, sends 20: the first 10 out are the clean coins, the
-    # next 10 come from the flagged lot (haircut would say 15, poison 20).
+    # next 10 come from the flagged lot (haircut would say 15, flagged_first 20).
     tl = [mv(2, 2, 30, True), mv(3, 3, 20, False)]
     [out] = propagate(tl, {2: 30}, {"native": 10}, model="fifo")
     assert (out.transfer_id, out.amount, out.parents) == (3, 10, [2])
@@ -191,20 +231,22 @@ def _reference_fifo(items: list[tuple[int, bool, int]], prior: int) -> list[int]
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 1000), st.booleans(), st.integers(0, 1000)), min_size=1, max_size=30),
        st.integers(0, 1000))
-def test_fifo_matches_a_reference_and_stays_within_poison(items: list[tuple[int, bool, int]], prior: int) -> None:
+def test_fifo_matches_a_reference_and_stays_within_flagged_first(
+    items: list[tuple[int, bool, int]], prior: int
+) -> None:
     tl = [mv(i + 1, i + 1, amount, incoming) for i, (amount, incoming, _) in enumerate(items)]
     flagged = {i + 1: f for i, (_, incoming, f) in enumerate(items) if incoming and f}
     fifo = {o.transfer_id: o.amount for o in propagate(tl, flagged, {"native": prior}, model="fifo")}
-    poison = {o.transfer_id: o.amount for o in propagate(tl, flagged, {"native": prior}, model="poison")}
+    first = {o.transfer_id: o.amount for o in propagate(tl, flagged, {"native": prior}, model="flagged_first")}
     haircut = propagate(tl, flagged, {"native": prior}, model="haircut")
     outflows = [i + 1 for i, (_, incoming, _) in enumerate(items) if not incoming]
     assert [fifo.get(t, 0) for t in outflows] == _reference_fifo(items, prior)
-    # Poison takes flagged money first, so no model has paid out more flagged money by any point.
-    so_far_fifo = so_far_poison = 0
+    # flagged_first takes flagged money first, so no model has paid out more flagged money by any point.
+    so_far_fifo = so_far_first = 0
     for t in outflows:
         so_far_fifo += fifo.get(t, 0)
-        so_far_poison += poison.get(t, 0)
-        assert so_far_fifo <= so_far_poison
+        so_far_first += first.get(t, 0)
+        assert so_far_fifo <= so_far_first
     # Conservation: no more leaves than arrived flagged; an emptied wallet lets all of it out,
     # whatever the model.
     arrived = sum(min(f, items[t - 1][0]) for t, f in flagged.items())
@@ -213,12 +255,13 @@ def test_fifo_matches_a_reference_and_stays_within_poison(items: list[tuple[int,
     for amount, incoming, _ in items:
         balance = balance + amount if incoming else max(0, balance - amount)
     if balance == 0:
-        assert sum(fifo.values()) == sum(poison.values()) == sum(o.amount for o in haircut)
+        assert sum(fifo.values()) == sum(first.values()) == sum(o.amount for o in haircut)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 1000), st.booleans(), st.integers(0, 1000)), min_size=1, max_size=30),
-       st.integers(0, 1000), st.integers(0, 29), st.integers(1, 1000), st.sampled_from(["haircut", "poison", "fifo"]))
+       st.integers(0, 1000), st.integers(0, 29), st.integers(1, 1000),
+       st.sampled_from(["haircut", "flagged_first", "fifo", "full_poison"]))
 def test_more_flagged_inflow_never_means_less_flagged_outflow(
     items: list[tuple[int, bool, int]], prior: int, which: int, more: int, model: str
 ) -> None:

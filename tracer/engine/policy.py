@@ -14,9 +14,13 @@ from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_evm
 
-# haircut: in proportion; poison: flagged first; fifo: coins leave in the order they arrived
-# (tracer.engine.taint has the rules of each).
-TAINT_MODELS = ("haircut", "poison", "fifo")
+# haircut: in proportion; flagged_first: flagged money leaves first; fifo: coins leave in the order
+# they arrived; full_poison: the literature's poison, everything a tainted address sends is flagged
+# (not conserved). tracer.engine.taint has the rules of each.
+TAINT_MODELS = ("haircut", "flagged_first", "fifo", "full_poison")
+# Values accepted for compatibility: "poison" was flagged_first's name before full_poison existed.
+# Traces and clients that sent it keep getting the same model; the stored policy says the new name.
+TAINT_MODEL_ALIASES = {"poison": "flagged_first"}
 # Where an investigator's trace ends: services that know their customers and can freeze funds.
 DEFAULT_STOP = ("exchange", "deposit_address", "hot_wallet", "otc", "payment_processor", "fiat_gateway")
 # Services money passes through while changing form (mixers, swaps, bridges).
@@ -83,9 +87,12 @@ class Policy:
         if "confirmations" in data:
             kwargs["confirmations"] = _int("confirmations", data["confirmations"])
         if "taint_model" in data:
-            if data["taint_model"] not in TAINT_MODELS:
-                raise PolicyError("taint_model", f"must be one of {', '.join(TAINT_MODELS)}")
-            kwargs["taint_model"] = data["taint_model"]
+            model = data["taint_model"]
+            model = TAINT_MODEL_ALIASES.get(model, model) if isinstance(model, str) else model
+            if model not in TAINT_MODELS:
+                raise PolicyError("taint_model", f"must be one of {', '.join(TAINT_MODELS)} "
+                                                 "(poison: the old name of flagged_first)")
+            kwargs["taint_model"] = model
         if "min_share" in data:
             value = data["min_share"]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:

@@ -1,15 +1,23 @@
 """Taint models: how much flagged money each outflow of one address carries.
 
 Pure functions over one address's timeline; no I/O. Amounts are integers in raw units, and every
-model conserves taint per asset: an outflow never carries more than is flagged in the wallet at
-that moment. The one way taint moves between assets is a swap (swaps.py): in a transaction where
+model but full_poison conserves taint per asset: an outflow never carries more than is flagged in
+the wallet at that moment. The one way taint moves between assets is a swap (swaps.py): in a transaction where
 the wallet pays asset A and receives asset B, the flagged share of what it paid carries over to
 what it received, at the swap's own rate. So per asset, what leaves never exceeds what arrived
 flagged plus what swaps converted into it.
 
 Models (policy.taint_model):
 - haircut (default): every outflow carries the flagged share of the balance it leaves from.
-- poison: every outflow carries as much flagged money as is left, up to its amount.
+- flagged_first: flagged money leaves before clean money: every outflow carries as much flagged
+  money as is left, up to its amount. Conserved. Before it had this name it was called "poison";
+  the policy still accepts `poison` and reads it as flagged_first (POLICY_ALIASES), since traces
+  and clients use that value. It is not the literature's poison, which is full_poison below.
+- full_poison: the literature's poison. Once an address has received flagged money (any asset,
+  in execution order), every later outflow of it (any asset) is flagged in full; before that,
+  none is. NOT conserved: one flagged wei makes all that leaves afterwards flagged, so exits can
+  add up to more than was stolen and shares of the stolen total can exceed 100%. The upper bound
+  of exposure (where could any of it have gone), not an amount.
 - fifo: the wallet keeps its coins as lots in arrival order, the clean prior balance first, then
   each inflow with its flagged part; an outflow consumes lots from the front and carries the
   flagged part of what it consumed (a lot consumed in part gives up its flagged share of the part,
@@ -31,7 +39,8 @@ from dataclasses import dataclass, field
 from tracer.engine import swaps
 
 _MAX_PARENTS = 8
-MODELS = ("haircut", "poison", "fifo")
+MODELS = ("haircut", "flagged_first", "fifo", "full_poison")
+CLEAN_MONEY_MODELS = frozenset({"haircut", "fifo"})  # the models a wallet's clean prior balance changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,7 @@ def propagate(
     """
     wallets: dict[str, _Wallet] = {}
     out: list[TaintedOut] = []
+    poisoned = False  # full_poison: flagged money has reached the address (any asset)
 
     def wallet_of(asset: str) -> _Wallet:
         wallet = wallets.get(asset)
@@ -120,6 +130,7 @@ def propagate(
         return wallet
 
     def receive(move: Movement, flagged: int) -> None:
+        nonlocal poisoned
         wallet = wallet_of(move.asset)
         wallet.balance += move.amount
         flagged = max(0, min(move.amount, flagged))
@@ -128,12 +139,15 @@ def propagate(
         if flagged > 0:
             wallet.flagged += flagged
             wallet.sources.append((move.transfer_id, flagged))
+            poisoned = True
 
     def send(move: Movement, swap: str | None) -> int:
         wallet = wallet_of(move.asset)
         parents: list[int] | None = None
-        if fully_flagged:
+        if fully_flagged or (full_poison and poisoned):
             carried = move.amount
+        elif full_poison:
+            carried = 0
         elif fifo:
             carried, parents = _consume(wallet, move.amount)
         else:
@@ -141,7 +155,7 @@ def propagate(
         # Our balance can fall short of the node's (gas refunds, rewards we do not see); never
         # let it go negative, which would turn later shares into nonsense.
         wallet.balance = max(0, wallet.balance - move.amount)
-        if not fully_flagged:
+        if not fully_flagged and not full_poison:
             wallet.flagged -= carried
             wallet.flagged = min(wallet.flagged, wallet.balance)
         if carried > 0:
@@ -152,6 +166,7 @@ def propagate(
     if model not in MODELS:
         raise ValueError(f"unknown taint model {model!r}")
     fifo = model == "fifo"
+    full_poison = model == "full_poison"
     ordered = sorted(timeline, key=_execution_order)
     i = 0
     while i < len(ordered):
@@ -233,7 +248,7 @@ def _consume(wallet: _Wallet, amount: int) -> tuple[int, list[int]]:
 def _carried(wallet: _Wallet, amount: int, model: str) -> int:
     if wallet.flagged <= 0:
         return 0
-    if model == "poison":
+    if model == "flagged_first":
         return min(amount, wallet.flagged)
     if wallet.balance <= amount:
         return min(amount, wallet.flagged)

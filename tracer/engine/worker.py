@@ -41,7 +41,7 @@ from tracer.engine import bridges, classify, mixers, swaps, utxo
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
 from tracer.engine.service import block_at_time
-from tracer.engine.taint import Movement, TaintedOut, propagate
+from tracer.engine.taint import CLEAN_MONEY_MODELS, Movement, TaintedOut, propagate
 from tracer.store import alerts as alert_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
@@ -403,9 +403,9 @@ class Worker:
             for a in followed:
                 moves_of[a], flagged_in[a] = utxo.merge_inflows(moves_of[a], flagged_in.get(a, {}))
         # Clean holdings of an asset a wallet bought in a swap dilute the swapped-in taint too.
-        # Poison ignores clean money; haircut dilutes with it, fifo spends it first.
+        # flagged_first and full_poison ignore clean money; haircut dilutes with it, fifo spends it first.
         needs = {a: (first_block[a], assets_in[a] | swaps.bought_assets(moves_of[a])) for a in followed
-                 if not by_addr[a].is_seed and policy.taint_model != "poison"}
+                 if not by_addr[a].is_seed and policy.taint_model in CLEAN_MONEY_MODELS}
         prior = await self._prior_balances(trace, needs) if needs else {}
 
         outs: list[tuple[str, TaintedOut, StoredTransfer]] = []
