@@ -24,6 +24,7 @@ from tracer.api.cursors import CursorCodec
 from tracer.api.errors import error_middleware
 from tracer.api.metrics import Metrics, metrics_middleware
 from tracer.api.routes import add_routes
+from tracer.api.sameorigin import same_origin_middleware
 from tracer.engine.worker import Worker
 from tracer.store import keys as key_store
 from tracer.store.db import Database
@@ -144,7 +145,8 @@ def create_app(
         client_max_size=settings.max_body,
         # Outermost first: the request id exists before anything logs, metrics see the final
         # status of every response including errors, and auth errors become problem bodies.
-        middlewares=[request_id_middleware, metrics_middleware(metrics), error_middleware, auth_middleware],
+        middlewares=[request_id_middleware, metrics_middleware(metrics), error_middleware, same_origin_middleware,
+                     auth_middleware],
     )
     app[CTX] = ctx
     ctx.scopes = add_routes(app)

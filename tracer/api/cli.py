@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from tracer.api.context import Settings, is_loopback
+from tracer.api.sameorigin import parse_hosts
 
 
 def _db_flag(p: argparse.ArgumentParser) -> None:
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--db-pool-size", type=int, default=20, help="Postgres connections for this process")
     p.add_argument("--demo", action="store_true",
                    help="serve the database `tracer demo` wrote to on the embedded server (its own, remade each run)")
+    p.add_argument("--allowed-hosts", default=os.environ.get("TRACER_ALLOWED_HOSTS"), metavar="HOSTS",
+                   help="comma-separated Host names the API answers for (default $TRACER_ALLOWED_HOSTS; unset: the "
+                        "loopback names and --host, checked in open mode only; '*' for any)")
     p.set_defaults(func=_serve)
 
     keys = subparsers.add_parser("keys", help="API keys: create, list, revoke")
@@ -59,7 +63,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     secret = secret_text.encode() if secret_text else None
     if secret is not None and len(secret) < 16:
         raise SystemExit("tracer: error: TRACER_API_SECRET must be at least 16 characters")
-    settings = Settings(host=args.host, port=args.port, workers=max(0, args.workers), secret=secret)
+    settings = Settings(host=args.host, port=args.port, workers=max(0, args.workers), secret=secret,
+                        allowed_hosts=parse_hosts(args.allowed_hosts))
     cache = os.environ.get("TRACER_API_EXITS_CACHE")
     if cache is not None:
         if not cache.isdigit():

@@ -67,6 +67,9 @@ class Settings:
     #: Rendered exit lists of finished traces kept in memory (a finished trace's exits never change;
     #: dashboards poll them). 0 disables.
     exits_cache_size: int = 256
+    #: Host names the server answers for (TRACER_ALLOWED_HOSTS); None: the loopback names and the
+    #: bound address, enforced in open mode only (see tracer.api.sameorigin).
+    allowed_hosts: tuple[str, ...] | None = None
 
     @property
     def allow_open(self) -> bool:

@@ -145,10 +145,12 @@ def chain_name(text: str) -> str:
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400/413/415 problem."""
+    """The request body as a JSON object, or a 400/413/415 problem. Only as application/json: a
+    browser sends text/plain (or no type) cross-site without asking, application/json never."""
     ctype = request.headers.get("Content-Type", "")
-    if ctype.split(";")[0].strip().lower() not in ("application/json", ""):
-        raise ApiError(415, "Unsupported media type", "send the body as application/json", field="Content-Type")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "Unsupported media type", "send the body as application/json (Content-Type header)",
+                       field="Content-Type")
     raw = await request.read()  # raises 413 past client_max_size
     if too_deep(raw, _MAX_NESTING):  # before json.loads: deep enough input crashes the process
         raise bad_request("body", f"JSON nested deeper than {_MAX_NESTING} levels")

@@ -30,13 +30,36 @@ from tracer.store import keys as key_store
 MAX_FILE = 64 << 20
 _CHUNK = 1 << 16
 #: Content types a label file may come as, with the file suffix that steers format detection.
+#: A file must declare its type: no type at all and text/plain (what a browser sends cross-site
+#: without asking) are refused, except text/plain for OFAC's plain address lists (.txt).
 _SUFFIXES = {
-    "application/octet-stream": "", "text/plain": "", "": "",
+    "application/octet-stream": "", "text/plain": ".txt",
     "text/csv": ".csv", "application/csv": ".csv",
     "application/json": ".json",
     "application/xml": ".xml", "text/xml": ".xml",
     "application/yaml": ".yaml", "application/x-yaml": ".yaml", "text/yaml": ".yaml",
 }
+#: The suffixes and formats each declared type may carry (octet-stream: any, the format decides).
+_FAMILY = {".csv": ({".csv"}, {"csv", "ofac-flat", "tagpack"}), ".json": ({".json"}, {"ofac-json", "ofac-asset-list"}),
+           ".xml": ({".xml"}, {"sdn-xml", "sdn-advanced"}), ".yaml": ({".yaml", ".yml"}, {"tagpack"}),
+           ".txt": ({".txt"}, {"ofac-asset-list"})}
+
+
+def _check_declared(ctype: str, name: str, fmt: str, named: bool) -> None:
+    suffix = _SUFFIXES[ctype]
+    if not suffix:
+        return
+    suffixes, formats = _FAMILY[suffix]
+    own = Path(name).suffix.lower()
+    if named and own in {s for f in _FAMILY.values() for s in f[0]} and own not in suffixes:
+        raise ApiError(415, "Unsupported media type", f"a {own} file sent as {ctype}", field="Content-Type")
+    if fmt != "auto" and fmt not in formats:
+        raise ApiError(415, "Unsupported media type", f"format {fmt} is not sent as {ctype}", field="Content-Type")
+    asset_list = named and Path(name).name.lower().startswith("sanctioned_addresses_")
+    if suffix == ".txt" and fmt == "auto" and not asset_list:
+        raise ApiError(415, "Unsupported media type", "text/plain is only for OFAC address lists "
+                       "(sanctioned_addresses_*.txt or format=ofac-asset-list); declare the file's type",
+                       field="Content-Type")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -71,6 +94,7 @@ async def create(request: web.Request) -> web.Response:
                        field="Content-Type")
     fmt = params.enum_param(request, "format", FORMATS, default="auto") or "auto"
     name = _file_name(request, ctype)
+    _check_declared(ctype, name, fmt, "filename" in request.query)
     date_text = params.str_param(request, "list_date", max_len=32)
     try:
         list_date = parse_date(date_text) if date_text else None
