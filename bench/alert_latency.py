@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import secrets as secrets_mod
 import signal
 import statistics
@@ -40,6 +39,8 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import write_result  # noqa: E402
 
 from tracer.alerts import signing  # noqa: E402
 from tracer.alerts import subscriptions as subs  # noqa: E402
@@ -218,11 +219,9 @@ async def _measure(args: argparse.Namespace, database_url: str) -> dict[str, Any
             "first_webhook_ms": {"p50": statistics.median(firsts) * 1000, "max": max(firsts) * 1000},
             "last_webhook_ms": {"p50": statistics.median(lasts) * 1000, "max": max(lasts) * 1000},
             "hop_committed_ms": {"p50": statistics.median(commits) * 1000, "max": max(commits) * 1000},
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                        # Everything (Postgres, node, receiver, 3 processes) shares these CPUs:
-                        # other load on the machine shows in the figures.
-                        "load_average_before": [round(x, 2) for x in load_before],
-                        "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+            # Everything (Postgres, node, receiver, 3 processes) shares the CPUs: other load on the
+            # machine shows in the figures (write_result adds the load at the end).
+            "machine": {"load_average_before": [round(x, 2) for x in load_before]},
         }
     finally:
         for p in procs:
@@ -271,10 +270,7 @@ def main() -> int:
           f"{report['hop_committed_ms']['max']:>10.0f}")
     print(f"  bad signatures: {report['bad_signatures']}; other events delivered (trace_watching to unfiltered "
           f"subscriptions): {report['other_events_delivered']}")
-    out = args.out or ROOT / "bench" / "results" / ("alert_latency.smoke.json" if args.smoke else "alert_latency.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"  -> {out}")
+    write_result("alert_latency", report, args.smoke, args.out, database_url=args.server_url)
     return 0 if report["bad_signatures"] == 0 else 1
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import random
 import re
 import signal
@@ -40,6 +38,8 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import write_result  # noqa: E402
 
 from tracer.store import keys as key_store  # noqa: E402
 from tracer.store.db import Database  # noqa: E402
@@ -295,11 +295,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "api_latency", "smoke": args.smoke, "trace_id": trace_id, "hops_in_trace": hop_count,
         "exit_rows": exit_count, "synthesis_seconds": round(synth_s, 1), "clients": args.clients,
         "seconds_per_endpoint": args.seconds, "hop_page_urls": len(urls),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_after": os.getloadavg()},
+        # What is measured: the API over a trace synthesised by COPY, not one the engine traced.
+        "trace_source": "synthesised with COPY (no engine run)",
+        "postgres": {"version": await _server_version(args.database_url)},
         "results": {"exits": exits.summary(), "exits_uncached": exits_uncached.summary(),
                     "hops_page": hops.summary()},
     }
+
+
+async def _server_version(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -332,12 +341,9 @@ def main() -> int:
         args.hops, args.clients, args.seconds, args.pages = 3000, 5, 1.0, 8
     if not args.database_url:
         p.error("--database-url (or DATABASE_URL) is required: the benchmark writes a million rows")
-    out = args.out or ROOT / "bench" / "results" / ("api_latency_smoke.json" if args.smoke else "api_latency.json")
     report = asyncio.run(run(args))
     print_table(report)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten {out}")
+    write_result("api_latency", report, args.smoke, args.out, database_url=args.database_url)
     failed = sum(r["errors"] for r in report["results"].values())
     return 1 if failed else 0
 

@@ -61,9 +61,14 @@ def result_path(name: str, smoke: bool, out: Path | None) -> Path:
     return RESULTS / (f"{name}.smoke.json" if smoke else f"{name}.json")
 
 
-def write_result(name: str, report: dict[str, Any], smoke: bool, out: Path | None) -> Path:
+def write_result(name: str, report: dict[str, Any], smoke: bool, out: Path | None, *,
+                 database_url: str | None = None) -> Path:
+    """Write the report with the machine facts it was measured under (see `machine`)."""
     import json
 
+    facts = machine(database_url or server_url(None))
+    # A bench's own machine entries (load before the run, say) are kept next to the common ones.
+    report["machine"] = {**report.get("machine", {}), **facts}
     path = result_path(name, smoke, out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -71,8 +76,52 @@ def write_result(name: str, report: dict[str, Any], smoke: bool, out: Path | Non
     return path
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on (they mean little without it)."""
+#: Packages whose versions move the figures (the driver, the HTTP stack, the node client).
+PACKAGES = ("tracer", "asyncpg", "aiohttp", "web3", "networkx", "orjson", "uvloop")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def postgres_version(url: str) -> str | None:
+    """The server version at `url`, or None when it cannot be reached (the facts stay writable)."""
+    import threading
+
+    found: list[str] = []
+
+    async def ask() -> None:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            found.append(str(await conn.fetchval("SHOW server_version")))
+        finally:
+            await conn.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(ask())
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            pass
+
+    # Its own thread and loop: callers may already be inside a running loop.
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(30)
+    return found[0] if found else None
+
+
+def machine(database_url: str | None = None) -> dict[str, Any]:
+    """What the figures were measured on (they mean little without it): cores, memory, load
+    average (1, 5, 15 min: the machine is shared, and other work moves the figures), Python,
+    Postgres and package versions, and the commit of the code."""
     mem_gb = None
     try:
         with open("/proc/meminfo") as fh:
@@ -86,9 +135,13 @@ def machine() -> dict[str, Any]:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = []
-    # Load from other work on the machine moves the figures: recorded so a slow run can be told apart.
-    return {"cpus": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(),
-            "platform": platform.platform(), "load_average": load, "code": code_version()}
+    facts: dict[str, Any] = {
+        "cpus": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(),
+        "platform": platform.platform(), "load_average": load, "packages": package_versions(),
+        "code": code_version()}
+    if database_url:
+        facts["postgres"] = postgres_version(database_url)
+    return facts
 
 
 def code_version() -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import time
@@ -31,6 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from common import write_result  # noqa: E402
 
 from tracer.chains.evm import EvmChain  # noqa: E402
 from tracer.chains.records import Transfer  # noqa: E402
@@ -251,10 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     report = asyncio.run(main_async(args))
     # A smoke run must not overwrite the committed figures of a full run.
-    out = args.out or (DEFAULT_OUT.with_suffix(".smoke.json") if args.smoke else DEFAULT_OUT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    write_result("rpc_efficiency", report, args.smoke, args.out)
     return 0
 
 
