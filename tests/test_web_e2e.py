@@ -193,6 +193,10 @@ async def test_investigator_traces_a_case_in_the_browser(
     await _settled(page)
     _, trace, _ = await api.call("GET", f"/v1/traces/{trace_id}", headers=headers, expect=200)
     assert trace["status"] == "done" and trace["label"] == "browser case"
+    # The summary says how prior balances were read (the devchain keeps every state) and why.
+    method = page.locator("#balance-method")
+    assert await method.text_content() == "balances from node state"
+    assert await method.get_attribute("title") == trace["balance_method_reason"]
     _, exits, _ = await api.call("GET", f"/v1/traces/{trace_id}/exits", headers=headers, expect=200)
     exit_addresses = {x["address"] for x in exits["items"]}
     assert len(exit_addresses) >= 3

@@ -34,12 +34,19 @@ async def check_chain_id(pool: asyncpg.Pool, chain: str, chain_id: int, url: str
 
 async def connect_checked(pool: asyncpg.Pool, chain: str, url: str, **options: Any) -> ChainClient:
     """A connected client for `chain` (EsploraChain for "bitcoin", else EvmChain) whose node serves the
-    chain id recorded for the name (Bitcoin's: its network's magic number)."""
+    chain id recorded for the name (Bitcoin's: its network's magic number). What an EVM node said
+    to the historical-state probe is recorded too (`node_state`)."""
     client = make_chain(chain, url, **options)
     try:
         await client.connect()
         assert client.chain_id is not None  # connect() sets it or raises
         await check_chain_id(pool, chain, client.chain_id, url)
+        probe = getattr(client, "state_probe", None)
+        if probe is not None:
+            # Recorded beside the chain id: whether this node answers balances at old blocks.
+            async with pool.acquire() as conn:
+                await chain_store.record_node_state(
+                    conn, chain, url, probe.historical_state, probe.block, probe.head, probe.detail)
     except BaseException:
         await client.close()
         raise

@@ -109,6 +109,10 @@ def trace(row: asyncpg.Record, meta: Mapping[str, tuple[str | None, int | None]]
         "finished_at": iso(row["finished_at"]),
         "updated_at": iso(row["updated_at"]),
         "totals": [amount(chain, a, v, *meta.get(a, (None, None))) for a, v in sorted((totals or {}).items())],
+        # How prior balances were read: node_state (an archive node), derived_from_history (a node
+        # without old state), not_needed (models that ignore clean money); null until the trace starts.
+        "balance_method": row["balance_method"],
+        "balance_method_reason": row["balance_method_reason"],
         "links": links_for_trace(row["id"]),
     }
     if counters is not None:

@@ -24,3 +24,12 @@ class RpcError(Exception):
         self.code = code
         self.message = message
         self.data = data
+
+
+class StateUnavailable(ChainError):
+    """The node keeps no state at the block asked for (a full node, Anvil by default): balances
+    there must come from somewhere else (tracer.engine.balances derives them from history)."""
+
+    def __init__(self, message: str, block: int) -> None:
+        super().__init__(message)
+        self.block = block

@@ -31,8 +31,8 @@ from typing import Any, Generic, Literal, TypeVar
 from web3 import AsyncWeb3
 
 from tracer.addresses import InvalidAddress, normalize_evm
-from tracer.chains import mappers
-from tracer.chains.errors import ChainError, RpcError, WrongChain
+from tracer.chains import history, mappers
+from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
 from tracer.chains.jsonrpc import JsonRpcTransport, gather_or_cancel, is_method_missing
 from tracer.chains.records import Transfer
 
@@ -42,6 +42,7 @@ __all__ = [
     "InvalidAddress",
     "LogRecord",
     "RpcError",
+    "StateUnavailable",
     "WrongChain",
     "is_result_cap",
 ]
@@ -136,6 +137,7 @@ class _ScannedBlock:
     number: int
     time: int
     transfers: tuple[Transfer, ...]  # every successful native value move in the block
+    senders: tuple[tuple[str, str], ...] = ()  # (from, hash) of every transaction, failed ones too
 
 
 K = TypeVar("K")
@@ -210,6 +212,9 @@ class EvmChain:
         self.supports_trace_block = True
         self.supports_trace_transaction = True
         self.supports_block_receipts = False
+        # Whether the node answers balances at old blocks (an archive node); probed in connect().
+        self.historical_state: bool | None = None
+        self.state_probe: history.StateProbe | None = None
         self.debug_method: str | None = None  # "debug_traceBlockByNumber" | "debug_traceTransaction"
         self._connected = False
         self._warned_no_internal = False
@@ -247,10 +252,13 @@ class EvmChain:
             )
         head = await self.head()
         self.supports_trace = self.use_trace_filter and await self._probe_trace_filter(head)
+        # Receipts give the fees balances are derived with, on either path.
+        self.supports_block_receipts = await self._probe(
+            "eth_getBlockReceipts", [hex(head)], lambda r: isinstance(r, list)
+        )
+        self.state_probe = await history.probe_historical_state(self, head)
+        self.historical_state = self.state_probe.historical_state
         if not self.supports_trace:
-            self.supports_block_receipts = await self._probe(
-                "eth_getBlockReceipts", [hex(head)], lambda r: isinstance(r, list)
-            )
             if await self._probe(
                 "debug_traceBlockByNumber",
                 [hex(head), {"tracer": "callTracer"}],
@@ -262,13 +270,16 @@ class EvmChain:
         self._connected = True
         receipts = "eth_getBlockReceipts" if self.supports_block_receipts else "eth_getTransactionReceipt"
         log.info(
-            "chain %s (id %d) at %s: head %d, native transfers via %s%s",
+            "chain %s (id %d) at %s: head %d, native transfers via %s, receipts via %s, %s",
             self.chain,
             self.chain_id,
             self.url,
             head,
             self.path,
-            "" if self.supports_trace else f", receipts via {receipts}",
+            receipts,
+            "archive state (balances at old blocks)"
+            if self.historical_state
+            else f"no historical state: balances will be derived from history ({self.state_probe.detail})",
         )
 
     async def close(self) -> None:
@@ -335,8 +346,10 @@ class EvmChain:
         return out
 
     async def native_balances(self, queries: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Balances at blocks; raises StateUnavailable when the node keeps no state at one of them."""
         keys = list(dict.fromkeys((normalize_evm(a), int(b)) for a, b in queries))
         answers = await self.rpc.batch([("eth_getBalance", [a, hex(b)]) for a, b in keys])
+        self._state_missing(answers, [b for _, b in keys])
         return {
             key: mappers.quantity(self._expect(ans, f"eth_getBalance{key}"))
             for key, ans in zip(keys, answers, strict=True)
@@ -344,11 +357,14 @@ class EvmChain:
 
     async def token_balances(self, queries: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
         """`balanceOf(address)` of tokens at blocks. Calls that revert or return no uint are left
-        out of the result (not a token, or the token did not exist yet at that block)."""
+        out of the result (not a token, or the token did not exist yet at that block); a node that
+        keeps no state at a block raises StateUnavailable."""
         keys = list(dict.fromkeys((normalize_evm(a), normalize_evm(t), int(b)) for a, t, b in queries))
         calls = [("eth_call", [{"to": t, "data": _BALANCE_OF + mappers.pad_topic(a)[2:]}, hex(b)]) for a, t, b in keys]
         out: dict[tuple[str, str, int], int] = {}
-        for key, ans in zip(keys, await self.rpc.batch(calls), strict=True):
+        answers = await self.rpc.batch(calls)
+        self._state_missing(answers, [b for _, _, b in keys])
+        for key, ans in zip(keys, answers, strict=True):
             if isinstance(ans, RpcError):
                 log.debug("balanceOf%s failed: %s", key, ans.message)
                 continue
@@ -356,6 +372,59 @@ class EvmChain:
             if value is not None:
                 out[key] = value
         return out
+
+    def _state_missing(self, answers: Sequence[Any], blocks: Sequence[int]) -> None:
+        for ans, block in zip(answers, blocks, strict=True):
+            if isinstance(ans, RpcError) and history.is_state_missing(ans):
+                if self.historical_state:
+                    log.warning("node at %s keeps no state at block %d after all: %s", self.url, block, ans.message)
+                raise StateUnavailable(
+                    f"node at {self.url} keeps no state at block {block}: {ans.message} (code {ans.code})", block
+                )
+
+    async def fees_paid(self, addresses: Iterable[str], from_block: int, to_block: int) -> list[history.FeePaid]:
+        """The fee of every transaction `addresses` sent in [from_block, to_block], failed ones
+        and ones that moved no value included: what a balance lost besides its transfers."""
+        self._require_connected()
+        wanted = frozenset(normalize_evm(a) for a in addresses)
+        if not wanted or from_block > to_block:
+            return []
+        sent: dict[str, tuple[str, int, str]] = {}
+        if self.supports_trace:
+            ordered = tuple(sorted(wanted))
+            page = self.trace_page_size
+            step = self.addresses_per_request
+            chunks = [ordered[i : i + step] for i in range(0, len(ordered), step)]
+
+            def build(q: _RangeQuery) -> tuple[str, list[Any]]:
+                params: dict[str, Any] = {
+                    "fromBlock": hex(q.from_block),
+                    "toBlock": hex(q.to_block),
+                    "fromAddress": list(q.addresses),
+                    "count": page,
+                }
+                if q.after:
+                    params["after"] = q.after
+                return "trace_filter", [params]
+
+            def take(q: _RangeQuery, result: Any) -> _RangeQuery | None:
+                rows = result or []
+                for row in rows:
+                    found = history.top_level_sender(row)
+                    if found is not None and found[0] in wanted:
+                        sent[found[2]] = found
+                return replace(q, after=q.after + len(rows)) if len(rows) >= page else None
+
+            await self._run_range_queries([_RangeQuery(from_block, to_block, c) for c in chunks], build, take)
+        else:
+
+            def pick(block: _ScannedBlock) -> None:
+                for sender, tx_hash in block.senders:
+                    if sender in wanted:
+                        sent[tx_hash] = (sender, block.number, tx_hash)
+
+            await self._each_block(from_block, to_block, pick)
+        return await history.sent_fees(self, sent.values())
 
     async def token_meta(self, tokens: Iterable[str]) -> dict[str, tuple[int | None, str | None]]:
         """(decimals, symbol) per token via eth_call at the latest block; None where it has none."""
@@ -632,6 +701,11 @@ class EvmChain:
                 if (outgoing and t.from_address in wanted) or (incoming and t.to_address in wanted):
                     out.append(t)
 
+        await self._each_block(from_block, to_block, pick)
+        return out
+
+    async def _each_block(self, from_block: int, to_block: int, pick: Callable[[_ScannedBlock], None]) -> None:
+        """Every block of the range, scanned (or from the LRU), handed to `pick` (in no set order)."""
         # Windows bound memory (a mainnet block with full transactions is ~100 kB of JSON).
         window = max(1, min(self.rpc.batch_size * self.rpc.concurrency, 1000))
         missing: list[int] = []
@@ -645,7 +719,6 @@ class EvmChain:
             for block in await self._scan_blocks(missing[start : start + window]):
                 self._blocks.put(block.number, block)
                 pick(block)
-        return out
 
     async def _scan_blocks(self, numbers: list[int]) -> list[_ScannedBlock]:
         answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
@@ -679,10 +752,14 @@ class EvmChain:
         for block in blocks:
             number, ts = mappers.quantity(block["number"]), mappers.quantity(block["timestamp"])
             transfers: list[Transfer] = []
+            senders: list[tuple[str, str]] = []
             for tx in block.get("transactions") or []:
                 if not isinstance(tx, Mapping):
                     raise ChainError("eth_getBlockByNumber(n, true) returned hashes, not transactions")
                 tx_hash = str(tx["hash"]).lower()
+                sender = mappers.lower(tx.get("from"))
+                if sender is not None:
+                    senders.append((sender, tx_hash))
                 receipt = receipts.get(tx_hash)
                 if receipt is not None and not _succeeded(receipt):
                     continue  # a failed transaction moves nothing, not even its top-level value
@@ -702,7 +779,7 @@ class EvmChain:
                             tx_index=mappers.quantity(tx.get("transactionIndex") or 0),
                         )
                     )
-            scanned.append(_ScannedBlock(number, ts, tuple(transfers)))
+            scanned.append(_ScannedBlock(number, ts, tuple(transfers), tuple(senders)))
         return scanned
 
     async def _receipts(self, blocks: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

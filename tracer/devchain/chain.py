@@ -183,6 +183,7 @@ class Chain:
         self._pad: dict[str, str] = {}
         # balance timelines, built on first use: address -> (sorted ids, running sums)
         self._native_cache: dict[str, tuple[list[int], list[int]]] = {}
+        self._fee_cache: dict[str, tuple[list[int], list[int]]] = {}
         self._token_cache: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         self._reorgs = 0
         self._add_block([], genesis_time)
@@ -272,6 +273,8 @@ class Chain:
         self._forget_balances(touched)
 
     def _forget_balances(self, addresses: set[str]) -> None:
+        # Charged balances fund every fee up to the head: any new block changes them all.
+        self._fee_cache.clear()
         for a in addresses:
             self._native_cache.pop(a, None)
         if self._token_cache:
@@ -308,7 +311,7 @@ class Chain:
         topic0, topic1, topic2, _ = self.logs_by_topic
         pad = self._pad
         sha3 = hashlib.sha3_256
-        track = bool(self._native_cache or self._token_cache)
+        track = bool(self._native_cache or self._token_cache or self._fee_cache)
         touched: set[str] = set()
         t = first_trace
         lg = first_log
@@ -692,12 +695,33 @@ class Chain:
         self._token_cache[key] = timeline
         return timeline
 
-    def native_balance(self, address: str, block: int) -> int:
-        """Wei held by `address` at the end of `block` (genesis plus value transfers; no gas)."""
+    def native_balance(self, address: str, block: int, *, charge_gas: bool = False) -> int:
+        """Wei held by `address` at the end of `block` (genesis plus value transfers; with
+        `charge_gas`, minus the fees of the transactions it sent, as a real chain would)."""
         ids, sums = self._native_timeline(address)
         end = self.blocks[block].first_trace + self.blocks[block].n_traces
         k = bisect_left(ids, end)
-        return self.genesis_balances.get(address, {}).get("native", 0) + (sums[k - 1] if k else 0)
+        held = self.genesis_balances.get(address, {}).get("native", 0) + (sums[k - 1] if k else 0)
+        if charge_gas:
+            # Genesis also funds every fee the address will pay (scenarios fund value only).
+            held += self.fees_paid(address, self.head) - self.fees_paid(address, block)
+        return held
+
+    def fees_paid(self, address: str, block: int) -> int:
+        """Fees (gas used x gas price) of the transactions `address` sent up to the end of `block`."""
+        cached = self._fee_cache.get(address)
+        if cached is None:
+            ids: list[int] = []
+            fees: list[int] = []
+            for t in self.traces_from.get(address, ()):
+                tid = self.trace_tx[t]
+                if self.tx_first_trace[tid] == t and self.txs[tid].sender == address:
+                    ids.append(t)
+                    fees.append(self.tx_gas(tid)[1] * self.txs[tid].gas_price)
+            cached = self._fee_cache[address] = (ids, list(accumulate(fees)))
+        ids, sums = cached
+        k = bisect_left(ids, self.blocks[block].first_trace + self.blocks[block].n_traces)
+        return sums[k - 1] if k else 0
 
     def token_balance(self, token: str, address: str, block: int) -> int:
         ids, sums = self._token_timeline(token, address)

@@ -52,6 +52,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rate-limit", type=float, default=None, help="requests per second before HTTP 429")
     p.add_argument("--max-logs", type=int, default=None, help="cap on eth_getLogs/trace_filter results (-32005)")
     p.add_argument("--no-trace", action="store_true", help="answer trace_*/debug_* with -32601 (method not found)")
+    p.add_argument("--prune-history", action="store_true",
+                   help="keep only the newest state, like a full node or Anvil --prune-history: balances and "
+                        "calls at older blocks answer BlockOutOfRangeError (-32602)")
+    p.add_argument("--charge-gas", action="store_true", help="balances pay their transactions' fees")
     p.add_argument("--save", metavar="FILE", help="also write the scenario to FILE (.gz compresses)")
     p.add_argument("--save-only", action="store_true", help="write --save FILE and exit without serving")
     p.add_argument("--labels-out", metavar="FILE",
@@ -153,5 +157,7 @@ async def serve(scenario: Scenario, args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit,
         max_logs=args.max_logs,
         traces=not args.no_trace,
+        keep_states=1 if args.prune_history else None,
+        charge_gas=args.charge_gas,
     )
     return await _serve_until_signalled(server, args, scenario.seeds, scenario.summary())

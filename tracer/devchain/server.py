@@ -113,6 +113,8 @@ class DevChainServer(KnobServer):
         max_logs: int | None = None,
         traces: bool = True,
         faults: FaultPlan | None = None,
+        keep_states: int | None = None,
+        charge_gas: bool = False,
     ) -> None:
         if isinstance(scenario_or_chain, Chain):
             self.chain = scenario_or_chain
@@ -123,6 +125,11 @@ class DevChainServer(KnobServer):
         super().__init__(latency=latency, rate_limit=rate_limit, faults=faults)
         self.max_logs = max_logs
         self.traces = traces
+        # None: every block's state is kept (an archive node). N: only the newest N, and reads of
+        # state at older blocks are refused as Anvil refuses them (`--prune-history` keeps 1).
+        self.keep_states = keep_states
+        # Balances lose the fees their transactions paid (receipts report them either way).
+        self.charge_gas = charge_gas
         self._methods: dict[str, Callable[[list[Any]], Json]] = {
             "eth_chainId": self._eth_chain_id,
             "net_version": lambda p: str(self.chain.chain_id),
@@ -247,6 +254,15 @@ class DevChainServer(KnobServer):
             if strict:
                 raise RpcError(-32000, "header not found")
             return None
+        return n
+
+    def _state_at(self, tag: Any) -> int:
+        """The block number of a state read, refused like Anvil when that state is not kept."""
+        n = self._block_number(tag)
+        assert n is not None
+        head = self.chain.head
+        if self.keep_states is not None and n <= head - self.keep_states:
+            raise RpcError(-32602, f"BlockOutOfRangeError: block height is {head} but requested was {n}")
         return n
 
     def _block(self, tag: Any) -> Block | None:
@@ -484,23 +500,21 @@ class DevChainServer(KnobServer):
         if not params:
             raise RpcError(-32602, "missing address")
         address = _parse_address(params[0])
-        self._block_number(params[1] if len(params) > 1 else "latest")
+        self._state_at(params[1] if len(params) > 1 else "latest")
         return self.chain.code(address)
 
     def _eth_get_balance(self, params: list[Any]) -> Json:
         if not params:
             raise RpcError(-32602, "missing address")
         address = _parse_address(params[0])
-        n = self._block_number(params[1] if len(params) > 1 else "latest")
-        assert n is not None
-        return _hex(self.chain.native_balance(address, n))
+        n = self._state_at(params[1] if len(params) > 1 else "latest")
+        return _hex(self.chain.native_balance(address, n, charge_gas=self.charge_gas))
 
     def _eth_get_transaction_count(self, params: list[Any]) -> Json:
         if not params:
             raise RpcError(-32602, "missing address")
         address = _parse_address(params[0])
-        n = self._block_number(params[1] if len(params) > 1 else "latest")
-        assert n is not None
+        n = self._state_at(params[1] if len(params) > 1 else "latest")
         return _hex(self.chain.nonce(address, n))
 
     def _eth_call(self, params: list[Any]) -> Json:
@@ -511,8 +525,7 @@ class DevChainServer(KnobServer):
             raise RpcError(-32602, "missing 'to'")
         to = _parse_address(call["to"])
         data = str(call.get("data") or call.get("input") or "0x").lower()
-        n = self._block_number(params[1] if len(params) > 1 else "latest")
-        assert n is not None
+        n = self._state_at(params[1] if len(params) > 1 else "latest")
         token = self.chain.tokens.get(to)
         if token is None:
             if self.chain.code(to) == "0x":

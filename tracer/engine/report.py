@@ -130,6 +130,8 @@ class Report:
     error: str | None
     coinjoins: list[CoinJoinLine] = field(default_factory=list)
     continuations: list[Continuation] = field(default_factory=list)
+    balance_method: str | None = None  # node_state | derived_from_history | not_needed (engine/balances.py)
+    balance_method_reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +143,7 @@ class Report:
             "stops": self.stops, "counts": self.counts, "error": self.error,
             "coinjoins": [c.to_json() for c in self.coinjoins],
             "continuations": [c.to_json() for c in self.continuations],
+            "balance_method": self.balance_method, "balance_method_reason": self.balance_method_reason,
         }
 
 
@@ -193,7 +196,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
               "depth": r["depth"], "amounts": r["amounts"], "chain": r["chain"]} for r in stop_rows]
     return Report(trace_id, trace["status"], trace["chain"], list(trace["seeds"]), totals, symbols, exits, stops,
                   {k: int(v) for k, v in counts.items()}, trace["error"], coinjoins(hops, trace["chain"]),
-                  continuations(exits, hops, trace["chain"]))
+                  continuations(exits, hops, trace["chain"]), trace["balance_method"], trace["balance_method_reason"])
 
 
 def _json(value: Any) -> Any:
@@ -282,6 +285,9 @@ def render(report: Report, *, max_exits: int = 40) -> str:
         share = reached / total if total else 0.0
         lines.append(f"  left the seeds: {format_amount(total, dec, 4):>16} {sym:<6}"
                      f" reached exits: {format_amount(reached, dec, 4)} {sym} ({share:.1%})")
+    if report.balance_method:
+        lines.append(f"Prior balances: {report.balance_method.replace('_', ' ')}"
+                     + (f" ({report.balance_method_reason})" if report.balance_method_reason else ""))
     c = report.counts
     lines.append(f"Counts: {c.get('hops', 0)} hops, {c.get('addresses', 0)} addresses visited, "
                  f"{len(report.exits)} exits, {len(report.stops)} stops")

@@ -37,12 +37,13 @@ from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.records import NATIVE, Transfer
 from tracer.chains.utxo_records import UtxoTx
 from tracer.config import DEFAULT_BATCH_SIZE
-from tracer.engine import bridges, classify, mixers, swaps, utxo
+from tracer.engine import balances, bridges, classify, mixers, swaps, utxo
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
 from tracer.engine.service import block_at_time
 from tracer.engine.taint import CLEAN_MONEY_MODELS, Movement, TaintedOut, propagate
 from tracer.store import alerts as alert_store
+from tracer.store import balances as balance_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
 from tracer.store import traces as store
@@ -285,6 +286,8 @@ class Worker:
             if not await store.still_ours(conn, self.name, [job]):
                 return
             await store.start_trace(conn, trace.id, dict(totals), seeds)
+            method, why = balances.planned(self.chains.get(trace.chain), trace.policy.taint_model)
+            await balance_store.note_balance_method(conn, trace.id, method, why)
             await store.insert_events(conn, [(trace.id, "trace_started",
                                               {"totals": {k: str(v) for k, v in totals.items()}})])
             await store.complete_jobs(conn, self.name, [job])
@@ -318,22 +321,20 @@ class Worker:
             return await store.load_transfers(conn, trace.chain, addresses, lo, trace.to_block)
 
     async def _prior_balances(
-        self, trace: _TraceInfo, needs: Mapping[str, tuple[int, set[str]]]
+        self, trace: _TraceInfo, needs: Mapping[str, tuple[int, set[str]]],
+        timelines: Mapping[str, Sequence[StoredTransfer]],
     ) -> dict[str, dict[str, int]]:
         """Each address's balance per asset just before its first flagged inflow, so clean money
-        already in the wallet dilutes the flagged share (haircut)."""
-        native_q = [(a, fb - 1) for a, (fb, assets) in needs.items() if fb > 0 and NATIVE in assets]
-        token_q = [(a, asset, fb - 1) for a, (fb, assets) in needs.items() if fb > 0
-                   for asset in sorted(assets) if asset != NATIVE]
-        chain = self._chain(trace)
-        native = await chain.native_balances(native_q) if native_q else {}
-        tokens = await chain.token_balances(token_q) if token_q else {}
-        out: dict[str, dict[str, int]] = defaultdict(dict)
-        for (a, _block), value in native.items():
-            out[a][NATIVE] = value
-        for (a, asset, _block), value in tokens.items():
-            out[a][asset] = value
-        return out
+        already in the wallet dilutes the flagged share (haircut): from the node's state, or
+        derived from the history when the node keeps none (tracer.engine.balances)."""
+        history = {a: [st.transfer for st in timelines.get(a, ())] for a in needs}
+        found = await balances.prior_balances(self._chain(trace), needs, history, trace.to_block)
+        if found.method != balances.NODE_STATE:
+            where = "" if trace.chain == trace.home else f"on {trace.chain}: "
+            async with self.pool.acquire() as conn:
+                await balance_store.note_balance_method(conn, trace.id, found.method, where + found.reason,
+                                                        replace=bool(found.conservative))
+        return found.balances
 
     # ------------------------------------------------------------ one batch of frontier addresses
 
@@ -406,7 +407,7 @@ class Worker:
         # flagged_first and full_poison ignore clean money; haircut dilutes with it, fifo spends it first.
         needs = {a: (first_block[a], assets_in[a] | swaps.bought_assets(moves_of[a])) for a in followed
                  if not by_addr[a].is_seed and policy.taint_model in CLEAN_MONEY_MODELS}
-        prior = await self._prior_balances(trace, needs) if needs else {}
+        prior = await self._prior_balances(trace, needs, timelines) if needs else {}
 
         outs: list[tuple[str, TaintedOut, StoredTransfer]] = []
         for a in followed:

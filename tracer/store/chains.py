@@ -118,3 +118,39 @@ async def traces_reading_past(conn: Conn, chain: str, fork: int) -> list[int]:
         chain, fork,
     )
     return [int(r["id"]) for r in rows]
+
+
+# ---------------------------------------------------------------------------- node state (009)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    chain: str
+    node: str
+    historical_state: bool
+    probe_block: int
+    head: int
+    detail: str
+    checked_at: datetime
+
+
+async def record_node_state(
+    conn: Conn, chain: str, node_url: str, historical_state: bool, probe_block: int, head: int, detail: str
+) -> None:
+    """What a node answered to the first-contact state probe; the latest answer per node wins
+    (an operator may turn a full node into an archive one)."""
+    await conn.execute(
+        """INSERT INTO node_state (chain, node, historical_state, probe_block, head, detail)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (chain, node) DO UPDATE SET historical_state = EXCLUDED.historical_state,
+             probe_block = EXCLUDED.probe_block, head = EXCLUDED.head, detail = EXCLUDED.detail, checked_at = now()""",
+        chain, node_name(node_url), historical_state, probe_block, head, detail,
+    )
+
+
+async def node_states(conn: Conn, chain: str) -> list[NodeState]:
+    rows = await conn.fetch(
+        """SELECT chain, node, historical_state, probe_block, head, detail, checked_at FROM node_state
+           WHERE chain = $1 ORDER BY node""", chain)
+    return [NodeState(r["chain"], r["node"], r["historical_state"], int(r["probe_block"]), int(r["head"]),
+                      r["detail"], r["checked_at"]) for r in rows]

@@ -353,6 +353,21 @@ class Live {
 
 // ------------------------------------------------------------------ header of the trace
 
+const BALANCE_METHODS = {
+  node_state: "balances from node state",
+  derived_from_history: "balances derived from history",
+  not_needed: "no balances needed",
+};
+
+// Which way the prior balances (clean money that dilutes the taint) were read, and why: a node
+// without old state makes the worker derive them, and an investigator should know.
+function balanceLine(t) {
+  if (!t.balance_method) return null;
+  const text = BALANCE_METHODS[t.balance_method] || t.balance_method;
+  return el("span", {id: "balance-method", class: `balance-method ${t.balance_method}`,
+                     title: t.balance_method_reason || ""}, text);
+}
+
 function renderTraceBar() {
   const t = model.trace;
   if (!t) return;
@@ -373,6 +388,7 @@ function renderTraceBar() {
     el("span", {}, el("b", {}, p.exits ?? 0), " exits"),
     el("span", {title: "mixers, bridges, swaps, hubs and the depth limit"}, el("b", {}, p.stops ?? 0), " stops"),
     ACTIVE.has(t.status) ? el("span", {title: "addresses still to visit"}, el("b", {}, p.frontier ?? 0), " to visit") : null,
+    balanceLine(t),
     t.error ? el("span", {class: "error"}, t.error) : null,
     state.tooLarge ? el("span", {class: "error"}, `over ${DRAW_LIMIT} hops: graph not drawn, use the exports`) : null,
   ];

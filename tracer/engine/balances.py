@@ -1,0 +1,207 @@
+"""Prior balances for the haircut and FIFO models: from the node's state, or derived from history.
+
+The haircut and FIFO models need each address's balance of each asset just before its first flagged inflow
+(clean money already in the wallet dilutes the flagged share). An archive node answers that
+directly (`eth_getBalance` / `balanceOf` at block fb - 1): method `node_state`. A full node, Anvil
+by default and most public endpoints keep only recent state, so the balance is derived instead
+(method `derived_from_history`), exactly, from what those nodes still serve:
+
+    balance before fb = balance at the head
+                        - what the address received in [fb, head]
+                        + what it sent in [fb, head]
+                        + the fees of the transactions it sent in [fb, head]   (native coin only)
+
+The transfers of [fb, to_block] are the ones the worker already holds for the address (the trace
+reads them anyway); only the tail (to_block, head] and the fees (receipts: gasUsed x
+effectiveGasPrice, one batch) are extra requests, for the whole batch of addresses at once.
+
+When the derivation does not add up (a negative balance: money arrived in a way no transfer shows,
+such as a block reward, a beacon withdrawal or a node-side `setBalance`), the address gets NO clean
+prior balance. That is the most conservative choice for an investigator: the flagged share of what
+the address sends on is then the largest the transfers allow, so an exit is never under-reported;
+it may be over-reported by the clean money that was there. The trace's `balance_method_reason`
+says how many addresses were treated so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from tracer.chains.errors import StateUnavailable
+from tracer.chains.records import NATIVE, Transfer
+from tracer.engine.taint import CLEAN_MONEY_MODELS
+
+log = logging.getLogger("tracer.balances")
+
+NODE_STATE = "node_state"
+DERIVED = "derived_from_history"
+NOT_NEEDED = "not_needed"
+_HEAD_TRIES = 3  # a node keeping only the newest state refuses a head that moved meanwhile
+
+
+class BalanceSource(Protocol):
+    """What reading prior balances needs from a chain client (EvmChain provides it)."""
+
+    async def native_balances(self, queries: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
+
+    async def token_balances(
+        self, queries: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], int]: ...
+
+
+@runtime_checkable
+class HistorySource(Protocol):
+    """What deriving balances needs on top (EvmChain provides it; a client without it is asked
+    for node state only)."""
+
+    historical_state: bool | None
+
+    async def head(self) -> int: ...
+
+    async def transfers(
+        self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
+        incoming: bool = False,
+    ) -> list[Transfer]: ...
+
+    async def fees_paid(self, addresses: Iterable[str], from_block: int, to_block: int) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True)
+class PriorBalances:
+    balances: dict[str, dict[str, int]]
+    method: str  # NODE_STATE | DERIVED
+    reason: str
+    conservative: tuple[str, ...] = field(default=())  # derived balances that did not add up: 0
+
+
+def node_state_reason() -> str:
+    return "the node answered balances at the blocks before each address's first flagged inflow (archive state)"
+
+
+def planned(chain: object, taint_model: str) -> tuple[str, str]:
+    """The method a trace starting on `chain` will use, and why (recorded when it starts)."""
+    if taint_model not in CLEAN_MONEY_MODELS:
+        return NOT_NEEDED, f"the {taint_model} model ignores clean balances"
+    probe = getattr(chain, "state_probe", None)
+    if getattr(chain, "historical_state", None) is False:
+        return DERIVED, _derived_reason(probe.describe() if probe is not None else "the node keeps no old state")
+    return NODE_STATE, node_state_reason()
+
+
+def _derived_reason(why: str) -> str:
+    return (f"{why}; each prior balance is the balance at the head minus the transfers since, plus the "
+            "fees (receipts) of the transactions the address sent since")
+
+
+async def prior_balances(
+    chain: BalanceSource,
+    needs: Mapping[str, tuple[int, set[str]]],
+    history: Mapping[str, Sequence[Transfer]],
+    to_block: int,
+) -> PriorBalances:
+    """Each address's balance per asset at the end of block fb - 1, for needs[a] = (fb, assets).
+
+    `history[a]` holds the address's transfers of [fb, to_block] (both directions); they are used
+    only when the node has no state at fb - 1."""
+    wanted = {a: (fb, assets) for a, (fb, assets) in needs.items() if fb > 0}
+    if not wanted:
+        return PriorBalances({}, NODE_STATE, node_state_reason())
+    source = chain if isinstance(chain, HistorySource) else None
+    if source is not None and source.historical_state is False:
+        probe = getattr(chain, "state_probe", None)
+        why = probe.describe() if probe is not None else "the node keeps no old state"
+        return await derive(source, chain, wanted, history, to_block, why)
+    try:
+        return await _from_state(chain, wanted)
+    except StateUnavailable as exc:
+        if source is None:
+            raise
+        log.info("event=balances_derived reason=%r", str(exc))
+        return await derive(source, chain, wanted, history, to_block, str(exc))
+
+
+async def _from_state(chain: BalanceSource, needs: Mapping[str, tuple[int, set[str]]]) -> PriorBalances:
+    native_q = [(a, fb - 1) for a, (fb, assets) in needs.items() if NATIVE in assets]
+    token_q = [(a, asset, fb - 1) for a, (fb, assets) in needs.items() for asset in sorted(assets) if asset != NATIVE]
+    native = await chain.native_balances(native_q) if native_q else {}
+    tokens = await chain.token_balances(token_q) if token_q else {}
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for (a, _block), value in native.items():
+        out[a][NATIVE] = value
+    for (a, asset, _block), value in tokens.items():
+        out[a][asset] = value
+    return PriorBalances(dict(out), NODE_STATE, node_state_reason())
+
+
+async def derive(
+    source: HistorySource,
+    chain: BalanceSource,
+    needs: Mapping[str, tuple[int, set[str]]],
+    history: Mapping[str, Sequence[Transfer]],
+    to_block: int,
+    why: str,
+) -> PriorBalances:
+    """Balances before each fb from the balances at the head and the history since (module doc)."""
+    addresses = sorted(needs)
+    native_addrs = [a for a in addresses if NATIVE in needs[a][1]]
+    token_q = [(a, t) for a in addresses for t in sorted(needs[a][1]) if t != NATIVE]
+    for attempt in range(_HEAD_TRIES):
+        head = await source.head()
+        try:
+            native_now = await chain.native_balances([(a, head) for a in native_addrs]) if native_addrs else {}
+            tokens_now = await chain.token_balances([(a, t, head) for a, t in token_q]) if token_q else {}
+            break
+        except StateUnavailable:
+            if attempt == _HEAD_TRIES - 1:
+                raise
+    flows: dict[str, list[Transfer]] = {a: [t for t in history.get(a, ()) if t.block_number <= head]
+                                        for a in addresses}
+    if head > to_block:
+        for t in await source.transfers(addresses, to_block + 1, head, outgoing=True, incoming=True):
+            for a in {t.from_address, t.to_address} & set(flows):
+                flows[a].append(t)
+    lo = min(needs[a][0] for a in addresses)
+    fees: dict[str, int] = defaultdict(int)
+    native_set = frozenset(native_addrs)
+    if native_addrs:
+        for f in await source.fees_paid(native_addrs, lo, head):
+            if f.address in native_set and f.block_number >= needs[f.address][0]:
+                fees[f.address] += f.fee
+
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    conservative: list[str] = []
+    for a in addresses:
+        fb, assets = needs[a]
+        now: dict[str, int] = {}
+        if a in native_set:
+            now[NATIVE] = native_now[(a, head)]
+        for asset in assets:
+            if asset != NATIVE and (a, asset, head) in tokens_now:
+                now[asset] = tokens_now[(a, asset, head)]
+        delta: dict[str, int] = defaultdict(int)
+        for t in flows[a]:
+            if t.block_number < fb or t.asset not in now:
+                continue
+            if t.to_address == a:
+                delta[t.asset] += t.amount
+            if t.from_address == a:
+                delta[t.asset] -= t.amount
+        short = False
+        for asset, value in now.items():
+            before = value - delta[asset] + (fees[a] if asset == NATIVE else 0)
+            if before < 0:
+                short = True
+                before = 0
+            out[a][asset] = before
+        if short:
+            conservative.append(a)
+    reason = _derived_reason(why)
+    if conservative:
+        reason += (f"; {len(conservative)} address(es) whose history does not add up (money arrived in a way "
+                   "no transfer shows) were given no clean balance, the most conservative taint")
+        log.info("event=balances_conservative addresses=%d first=%s", len(conservative), conservative[0])
+    return PriorBalances(dict(out), DERIVED, reason, tuple(conservative))
