@@ -27,12 +27,13 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from tracer import truth_check
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
 from tracer.devchain.bitcoin import BitcoinScenario
 from tracer.devchain.crosschain import CrossChain, destination, with_bitcoin_payouts
 from tracer.devchain.esplora import EsploraServer
-from tracer.devchain.scenario import BridgeTruth, Scenario, ScenarioLabel, ScenarioParams, generate
+from tracer.devchain.scenario import Scenario, ScenarioLabel, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 from tracer.engine import bridges
 from tracer.engine import report as treport
@@ -102,8 +103,9 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
              f"chains {', '.join(chains)}")
         status = await run_with_workers(db.pool, chains, trace_id, workers=workers)
         rep = await treport.build(db.pool, trace_id)
+        check = await truth_check.check_trace(db.pool, trace_id, scenario, far)
         if as_json:
-            print(json.dumps(rep.to_json(), indent=2))
+            print(json.dumps({**rep.to_json(), "truth_check": check.to_json()}, indent=2))
         else:
             print(treport.render(rep))
             print()
@@ -112,7 +114,7 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
                 hop_rows = await trace_store.all_hops(conn, trace_id)
             print(_services(rep, list(mixer_rows), [h for h in hop_rows if h["reason"] == "swap"]))
             print()
-            print(_truth_check(rep, scenario, list(mixer_rows), far))
+            print(check.render())
             rpc = [c for c in chains.values() if isinstance(c, EvmChain)]
             calls = sum(v for c in rpc for k, v in c.request_counts.items() if k != "http")
             esplora_calls = sum(c.request_counts.get("http", 0) for c in chains.values()
@@ -123,7 +125,10 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
                   + f"; {time.monotonic() - t0:.1f}s in all")
             serve = "tracer serve --demo" if embedded else "tracer serve"
             print(f"Explore trace #{trace_id} in the web view: {serve}, then open http://127.0.0.1:8080/ui?trace={trace_id}")
-        return 0 if status == "done" else 1
+        if not check.ok:
+            _say(f"ground truth check FAILED: {len(check.mismatches)} disagreement(s) (listed above)")
+        # Exit 1 when the trace did not finish or disagrees with the truth: the demo is a check.
+        return 0 if status == "done" and check.ok else 1
     finally:
         for c in chains.values():
             await c.close()
@@ -225,9 +230,9 @@ def _services(rep: treport.Report, mixer_rows: list[Any], swap_hops: list[Any]) 
     legs: dict[str, list[Any]] = defaultdict(list)
     for h in swap_hops:
         legs[h["tx_hash"]].append(h)
+    wallet_of = {h["transfer_id"]: w for w, h in truth_check.swap_wallets(swap_hops)}
     for tx, hops in sorted(legs.items(), key=lambda kv: kv[1][0]["block_number"]):
-        wallets = {h["from_addr"] for h in hops} & {h["to_addr"] for h in hops}
-        wallet = next(iter(wallets), hops[0]["from_addr"])
+        wallet = wallet_of[hops[0]["transfer_id"]]  # not the pool: it too sends and receives
         paid = [h for h in hops if h["from_addr"] == wallet]
         got = [h for h in hops if h["to_addr"] == wallet]
         lines.append(f"  swap   {_short(wallet)} paid "
@@ -247,104 +252,3 @@ def _services(rep: treport.Report, mixer_rows: list[Any], swap_hops: list[Any]) 
     if len(lines) == 1:
         lines.append("  (none reached)")
     return "\n".join(lines)
-
-
-def _truth_check(rep: treport.Report, scenario: Scenario, mixer_rows: list[Any] | None = None,
-                 far: FarChains | None = None) -> str:
-    """How the report compares with what the generator knows it did."""
-    truth = scenario.truth
-    found = {(e.address, e.asset): e.amount for e in rep.exits}
-    lines = ["Ground truth check (the generator knows where the money went):"]
-    hit = 0
-    worst = 0.0
-    for o in truth.offramps:
-        got = found.get((o.address, o.asset), 0)
-        if got:
-            hit += 1
-            worst = max(worst, abs(got - o.amount) / o.amount if o.amount else 0.0)
-    lines.append(f"  off-ramps found: {hit} of {len(truth.offramps)}; worst amount error {worst:.4%}")
-    noise = set(truth.noise_offramps)
-    false_exits = [e for e in rep.exits if e.address in noise]
-    lines.append(f"  noise off-ramps wrongly reported: {len(false_exits)}")
-    if truth.mixer_links and mixer_rows is not None:
-        linked = {(r["depositor"], r["pool"]) for r in mixer_rows if r["status"] == "linked"}
-        hit = sum(1 for m in truth.mixer_links if (m.depositor, m.pool) in linked)
-        lines.append(f"  laundering mixer notes linked: {hit} of {len(truth.mixer_links)}")
-    if truth.bridges:
-        dests = {str(d.get("address")).lower() for e in rep.exits if e.reason == "bridge"
-                 for d in (e.evidence or {}).get("destinations", [])}
-        hit = sum(1 for b in truth.bridges if b.dest_address.lower() in dests)
-        lines.append(f"  bridge destinations decoded: {hit} of {len(truth.bridges)}")
-    if truth.bridges and far is not None:
-        lines.extend(_far_truth_check(rep, scenario, far))
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class _FarExit:
-    """Where the generator sent one bridge deposit's payout on the destination chain."""
-
-    chain: str
-    deposit: BridgeTruth
-    recipient: str  # the destination the memo names
-    payout: int  # what the bridge paid it (the destination chain's units)
-    match: str  # how the engine should find the payout: by memo, or by timing (bridges.MATCH_*)
-    address: str  # the exchange deposit address the money ends in
-    exchange: str | None
-    onward: float  # the part of the payout the destination passed on to `address`
-
-
-def _far_exits(far: FarChains, scenario: Scenario) -> list[_FarExit]:
-    out = [_FarExit(c.scenario.chain, p.deposit, p.address, p.amount,
-                    bridges.MATCH_MEMO if p.memo else bridges.MATCH_EARLIEST if p.decoy else bridges.MATCH_SINGLE,
-                    p.deposit_address, next((lb.entity for lb in c.scenario.labels if lb.address == p.exchange), None),
-                    1.0)
-           for c in far.evm for p in c.payouts]
-    if far.bitcoin is not None:
-        by_destination = {b.dest_address: b for b in scenario.truth.bridges if b.dest_chain == "bitcoin"}
-        for ho in far.bitcoin.truth.handoffs:
-            dep = by_destination.get(ho.address)
-            if dep is None or ho.onward_deposit is None or not ho.onward_amount:
-                continue
-            out.append(_FarExit("bitcoin", dep, ho.address, ho.amount, bridges.MATCH_MEMO, ho.onward_deposit,
-                                ho.exchange, ho.onward_amount / ho.amount))
-    return out
-
-
-def _far_truth_check(rep: treport.Report, scenario: Scenario, far: FarChains) -> list[str]:
-    """The continuations across the bridge and the exits on the far side, against the destination
-    scenarios' truth. The amount expected there is the deposit's flagged share (the generator's)
-    of the payout, times the confidence of the way the payout can be matched (by timing, only part
-    of it is passed on), times the part the destination passed on to the exchange."""
-    served = {c.scenario.chain for c in far.evm} | ({"bitcoin"} if far.bitcoin is not None else set())
-    to_served = [b for b in scenario.truth.bridges if b.dest_chain in served]
-    conts = {(c.depositor.lower(), c.recipient.lower()): c for c in rep.continuations}
-    followed = [b for b in to_served
-                if (c := conts.get((b.sender.lower(), b.dest_address.lower()))) is not None and c.followed]
-    elsewhere = len(scenario.truth.bridges) - len(to_served)
-    lines = [f"  continuations followed across the bridge: {len(followed)} of {len(to_served)}"
-             + (f" ({elsewhere} more to chains the demo does not serve)" if elsewhere else "")]
-    exits = {(e.chain, e.address.lower()): e for e in rep.exits if e.chain and e.chain != rep.chain}
-    per_chain: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    worst = 0.0
-    wrong_entity = wrong_match = 0
-    truth_exits = _far_exits(far, scenario)
-    for t in truth_exits:
-        c = conts.get((t.deposit.sender.lower(), t.recipient.lower()))
-        wrong_match += c is not None and c.match != t.match
-        per_chain[t.chain][1] += 1
-        e = exits.get((t.chain, t.address.lower()))
-        if e is None:
-            continue
-        per_chain[t.chain][0] += 1
-        wrong_entity += e.entity != t.exchange
-        want = t.deposit.flagged * t.payout / t.deposit.amount * bridges.CONFIDENCE[t.match] * t.onward
-        worst = max(worst, abs(e.amount - want) / want if want else 0.0)
-    hit = sum(n for n, _ in per_chain.values())
-    lines.append(f"  payouts matched otherwise than the generator paid them (memo / timing): {wrong_match}")
-    lines.append(f"  destination-chain exits found: {hit} of {len(truth_exits)} ("
-                 + ", ".join(f"{ch} {n}/{m}" for ch, (n, m) in sorted(per_chain.items()))
-                 + f"); worst amount error {worst:.4%}; wrong exchange named: {wrong_entity}")
-    known = {(t.chain, t.address.lower()) for t in truth_exits}
-    lines.append(f"  destination-chain exits not in the truth: {sum(1 for k in exits if k not in known)}")
-    return lines

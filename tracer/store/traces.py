@@ -621,7 +621,7 @@ async def all_hops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
                   h.share, h.confidence, h.kind, t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol,
-                  t.position, h.chain, h.evidence
+                  t.position, h.chain, h.evidence, h.parents
            FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""",
         trace_id,
     )
