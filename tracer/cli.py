@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     _db_flag(p)
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("trace", help="run one trace with embedded workers and print the report")
+    # `@FILE` reads arguments from FILE, one a line (seeds written by `tracer devchain --seeds-out`).
+    p = sub.add_parser("trace", help="run one trace with embedded workers and print the report",
+                       fromfile_prefix_chars="@")
     p.add_argument("seeds", nargs="*", metavar="SEED", help="flagged address(es) to start from")
     p.add_argument("--from-list", choices=["ofac"], help="start from every address a sanctions list names")
     p.add_argument("--program", help="with --from-list: one programme family, e.g. DPRK (matches DPRK3, DPRK4)")
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-block", type=int, help="first block of the window")
     p.add_argument("--to-block", type=int, help="last block of the window (default: head)")
     p.add_argument("--policy", help="policy as a JSON object (fields of the API's policy)")
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--workers", type=int, default=4,
+                   help="embedded workers (0: leave the jobs to `tracer worker` processes and wait)")
     p.add_argument("--label", help="a name for the trace")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_trace)

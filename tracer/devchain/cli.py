@@ -3,8 +3,9 @@
     tracer devchain [--scenario FILE | --generate N_TRANSFERS | --replay CASE_DIR] [--seed S]
                     [--host 127.0.0.1] [--port 8545] [--latency-ms X] [--rate-limit R]
                     [--max-logs N] [--no-trace] [--save FILE [--save-only]] [--labels-out FILE]
+                    [--seeds-out FILE]
     tracer devchain --bitcoin [--seed S] [--host H] [--port N] [--latency-ms X] [--rate-limit R]
-                    [--labels-out FILE]
+                    [--labels-out FILE] [--seeds-out FILE]
 
 Prints the URL, the seeds and a one-line summary of the scenario on stdout (the URL first, so a
 script can read it). With `--save-only` it writes the scenario and exits without serving.
@@ -61,6 +62,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--labels-out", metavar="FILE",
                    help="write the scenario's labels (exchanges, mixers, bridges) as a label CSV that "
                         "`tracer labels import FILE` loads, so a trace against this chain finds its exits")
+    p.add_argument("--seeds-out", metavar="FILE",
+                   help="write the scenario's seeds (the thieves' wallets), one per line: "
+                        "`tracer trace @FILE` traces them")
     p.add_argument("--bitcoin", action="store_true",
                    help="serve a generated Bitcoin scenario (peel chain, CoinJoin, THORChain payouts) over the "
                    "Esplora REST API instead (--seed, --latency-ms and --rate-limit apply)")
@@ -93,6 +97,8 @@ def run(args: argparse.Namespace) -> Any:
     print(f"scenario ready in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
     if args.labels_out:
         write_labels(args.labels_out, scenario.chain, scenario.labels)
+    if args.seeds_out:
+        write_seeds(args.seeds_out, scenario.seeds)
     if args.save:
         scenario.save(args.save)
         print(f"saved {args.save}", file=sys.stderr, flush=True)
@@ -114,6 +120,14 @@ def write_labels(path: str, chain: str, labels: Iterable[ScenarioLabel]) -> None
           file=sys.stderr, flush=True)
 
 
+def write_seeds(path: str, seeds: Iterable[str]) -> None:
+    """One seed a line: what `tracer trace @FILE` reads as its SEED arguments."""
+    seeds = list(seeds)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(f"{s}\n" for s in seeds)
+    print(f"wrote {len(seeds)} seeds to {path} (trace them with: tracer trace @{path})", file=sys.stderr, flush=True)
+
+
 async def serve_bitcoin(args: argparse.Namespace) -> int:
     from tracer.devchain.bitcoin import BitcoinScenarioParams
     from tracer.devchain.bitcoin import generate as generate_bitcoin
@@ -122,6 +136,8 @@ async def serve_bitcoin(args: argparse.Namespace) -> int:
     scenario = generate_bitcoin(BitcoinScenarioParams(seed=args.seed))
     if args.labels_out:
         write_labels(args.labels_out, "bitcoin", scenario.labels)
+    if args.seeds_out:
+        write_seeds(args.seeds_out, scenario.seeds)
     server = EsploraServer(scenario, latency=args.latency_ms / 1000.0, rate_limit=args.rate_limit)
     return await _serve_until_signalled(server, args, scenario.seeds, scenario.summary())
 
