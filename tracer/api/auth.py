@@ -28,6 +28,7 @@ from aiohttp import web
 from tracer.api.context import CTX, is_loopback
 from tracer.api.errors import ApiError
 from tracer.store import keys as key_store
+from tracer.store.ownership import Owner
 
 log = logging.getLogger("tracer.api")
 
@@ -41,11 +42,26 @@ class Principal:
     name: str
     key_pk: int | None
     scopes: frozenset[str]
+    team: str | None = None
 
     def allows(self, scope: str) -> bool:
         if "admin" in self.scopes or scope in self.scopes:
             return True
         return scope == "read" and "trace" in self.scopes
+
+    @property
+    def owner(self) -> Owner:
+        """What this caller's new traces, subscriptions and labels belong to."""
+        return Owner(self.key_pk, self.team)
+
+    def owns(self, owner: Owner | None) -> bool:
+        """May act on (cancel, delete, replay) a row of `owner`: its key, its team, or an admin."""
+        if self.allows("admin"):
+            return True
+        if owner is None or owner.nobody:
+            return False
+        return (self.key_pk is not None and owner.key_id == self.key_pk) or (
+            self.team is not None and owner.team == self.team)
 
 
 OPEN = Principal("open", None, frozenset(key_store.SCOPES))
@@ -133,7 +149,7 @@ class Authenticator:
             return None, "unknown API key"
         if key.revoked_at is not None:
             return None, "API key revoked"
-        return Principal(key.name, key.id, frozenset(key.scopes)), ""
+        return Principal(key.name, key.id, frozenset(key.scopes), key.team), ""
 
     def _touch(self, principal: Principal) -> None:
         if principal.key_pk is None:

@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c.add_argument("--scope", action="append", choices=("read", "trace", "admin"), required=True,
                    help="repeat for several: read (GET), trace (start/cancel traces, label), admin (everything)")
     c.add_argument("--name", default=None, help="who or what the key is for (shown in the audit log)")
+    c.add_argument("--team", default=None,
+                   help="keys of one team own their traces, subscriptions and private labels together")
     c.add_argument("--json", action="store_true", help="print the key and its record as JSON")
     _db_flag(c)
     c.set_defaults(func=_keys_create)
@@ -156,12 +158,12 @@ async def _keys_create(args: argparse.Namespace) -> int:
     name = args.name or f"key-{'-'.join(sorted(set(args.scope)))}"
     async with await Database.connect(args.database_url, max_size=2) as db:
         async with db.pool.acquire() as conn, conn.transaction():
-            key, text = await key_store.create_key(conn, name, args.scope, created_by="cli")
+            key, text = await key_store.create_key(conn, name, args.scope, created_by="cli", team=args.team)
             await key_store.audit(conn, actor="cli", api_key_id=key.id, action="key.create", target=f"key:{key.id}",
-                                  details={"name": name, "scopes": list(key.scopes)})
+                                  details={"name": name, "scopes": list(key.scopes), "team": args.team})
     if args.json:
         print(json.dumps({"id": key.id, "key_id": key.key_id, "name": key.name, "scopes": list(key.scopes),
-                          "key": text}))
+                          "team": key.team, "key": text}))
     else:
         print(text)
         print(f"key #{key.id} {key.name!r} scopes={','.join(key.scopes)}: store it now, it is not shown again",
@@ -177,6 +179,7 @@ async def _keys_list(args: argparse.Namespace) -> int:
         async with db.pool.acquire() as conn:
             keys = await key_store.list_keys(conn)
     rows: list[dict[str, Any]] = [{"id": k.id, "key_id": k.key_id, "name": k.name, "scopes": list(k.scopes),
+             "team": k.team,
              "created_at": k.created_at.isoformat(), "last_used_at": k.last_used_at and k.last_used_at.isoformat(),
              "revoked_at": k.revoked_at and k.revoked_at.isoformat()} for k in keys]
     if args.json:

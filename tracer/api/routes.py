@@ -54,6 +54,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/labels", labels.list_, "read"),
     Route("POST", "/v1/labels", labels.create, "trace"),
     Route("POST", "/v1/labels/import", label_imports.create, "admin"),
+    Route("POST", "/v1/labels/{label_id}/publish", labels.publish, "admin"),
     Route("GET", "/v1/screen", labels.screen, "read"),
     Route("GET", "/v1/traces/{trace_id}/events", alerts.trace_events, "read"),
     Route("POST", "/v1/subscriptions", alerts.create, "trace"),

@@ -32,6 +32,8 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    #: Keys of one team own their traces, subscriptions and private labels together.
+    team: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +64,11 @@ def split_key(presented: str) -> tuple[str, str] | None:
 
 def _key(r: asyncpg.Record) -> ApiKey:
     return ApiKey(r["id"], r["key_id"], bytes(r["secret_sha256"]), r["name"], tuple(r["scopes"]),
-                  r["created_by"], r["created_at"], r["last_used_at"], r["revoked_at"])
+                  r["created_by"], r["created_at"], r["last_used_at"], r["revoked_at"], r.get("team"))
 
 
-async def create_key(conn: Conn, name: str, scopes: list[str], created_by: str | None = None) -> tuple[ApiKey, str]:
+async def create_key(conn: Conn, name: str, scopes: list[str], created_by: str | None = None, *,
+                     team: str | None = None) -> tuple[ApiKey, str]:
     """Store a new key; return it and the full key text (the only time the secret exists)."""
     bad = sorted(set(scopes) - set(SCOPES))
     if bad or not scopes:
@@ -74,9 +77,9 @@ async def create_key(conn: Conn, name: str, scopes: list[str], created_by: str |
     # 32 random bytes: brute force is out of reach, which is why a fast hash is enough.
     secret = secrets.token_urlsafe(32).replace("_", "-")
     row = await conn.fetchrow(
-        """INSERT INTO api_keys (key_id, secret_sha256, name, scopes, created_by)
-           VALUES ($1, $2, $3, $4, $5) RETURNING *""",
-        key_id, hash_secret(secret), name, sorted(set(scopes), key=SCOPES.index), created_by,
+        """INSERT INTO api_keys (key_id, secret_sha256, name, scopes, created_by, team)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
+        key_id, hash_secret(secret), name, sorted(set(scopes), key=SCOPES.index), created_by, team,
     )
     assert row is not None
     return _key(row), f"{KEY_PREFIX}{key_id}_{secret}"

@@ -77,6 +77,29 @@ class Label:
 
 
 @dataclass(frozen=True)
+class Viewer:
+    """Whose private labels a read sees besides the public ones (migration 010): a key's own and
+    its team's; `everything` for admins listing labels to publish them and for the CLI."""
+
+    key_id: int | None = None
+    team: str | None = None
+    everything: bool = False
+
+    def args(self) -> tuple[bool, int | None, str | None]:
+        return self.everything, self.key_id, self.team
+
+
+#: The engine and anything shared by every caller: public labels only.
+PUBLIC = Viewer()
+
+
+def _visible(n: int) -> str:
+    """The visibility test, with the Viewer's args as parameters $n, $n+1, $n+2."""
+    return (f"(${n}::boolean OR NOT private OR owner_key_id = ${n + 1}::bigint "
+            f"OR owner_team = ${n + 2}::text)")
+
+
+@dataclass(frozen=True)
 class StoredLabel:
     id: int
     label: Label
@@ -384,7 +407,7 @@ def _key_addresses(chain: str, addresses: Sequence[str]) -> dict[str, list[str]]
 
 
 async def lookup(
-    conn: Conn, chain: str, addresses: Sequence[str], at: datetime | None = None
+    conn: Conn, chain: str, addresses: Sequence[str], at: datetime | None = None, viewer: Viewer = PUBLIC
 ) -> dict[str, list[Label]]:
     """Labels of a batch of addresses on one chain, in one query, strongest first.
 
@@ -401,10 +424,12 @@ async def lookup(
             WHERE chain = $1 AND address = ANY($2::text[])
               AND ($3::timestamptz IS NULL
                    OR ((valid_from IS NULL OR valid_from <= $3) AND (valid_to IS NULL OR valid_to > $3)))
+              AND {_visible(4)}
             ORDER BY address, confidence DESC, valid_from DESC NULLS LAST, id""",
         chain,
         list(keyed),
         _opt_utc(at),
+        *viewer.args(),
     )
     out: dict[str, list[Label]] = {}
     for row in rows:
@@ -420,6 +445,7 @@ async def screen(
     addresses: Sequence[str],
     at: datetime | None = None,
     categories: Iterable[str] = (Category.SANCTIONED,),
+    viewer: Viewer = PUBLIC,
 ) -> dict[str, list[Label]]:
     """Which addresses were listed (sanctioned by default) at `at` (None: now), in one query.
 
@@ -436,11 +462,13 @@ async def screen(
         f"""SELECT {_COLUMNS} FROM labels
             WHERE chain = ANY($1::text[]) AND address = ANY($2::text[]) AND category = ANY($3::text[])
               AND (valid_from IS NULL OR valid_from <= $4) AND (valid_to IS NULL OR valid_to > $4)
+              AND {_visible(5)}
             ORDER BY address, confidence DESC, id""",
         chains,
         list(keyed),
         [str(c) for c in categories],
         when,
+        *viewer.args(),
     )
     out: dict[str, list[Label]] = {}
     for row in rows:
@@ -599,6 +627,7 @@ async def list_labels(
     entity: str | None = None,
     after_id: int | None = None,
     limit: int = 100,
+    viewer: Viewer = PUBLIC,
 ) -> list[tuple[int, str, str, Label]]:
     """A keyset page of labels (id order) with optional filters: (id, chain, address, label)."""
     rows = await conn.fetch(
@@ -606,7 +635,8 @@ async def list_labels(
             WHERE ($1::text IS NULL OR chain = $1) AND ($2::text IS NULL OR address = $2)
               AND ($3::text IS NULL OR category = $3) AND ($4::text IS NULL OR source = $4)
               AND ($5::text IS NULL OR lower(entity) = lower($5)) AND ($6::bigint IS NULL OR id > $6)
+              AND {_visible(8)}
             ORDER BY id LIMIT $7""",
-        chain, address, category, source, entity, after_id, limit,
+        chain, address, category, source, entity, after_id, limit, *viewer.args(),
     )
     return [(r["id"], r["chain"], r["address"], _label(r, 1)) for r in rows]

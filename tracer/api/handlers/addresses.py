@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tracer.api import params
+from tracer.api import owners, params
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
 from tracer.api.errors import bad_request
@@ -17,10 +17,10 @@ from tracer.api.openapi import field_of, validator
 from tracer.labels.vocab import CATEGORIES
 from tracer.store import keys as key_store
 from tracer.store import labels as label_store
-from tracer.store import reads
+from tracer.store import ownership, reads
 
 TRACE_LIMIT = 200
-INVESTIGATOR_SOURCE = "investigator"
+INVESTIGATOR_SOURCE = owners.INVESTIGATOR_SOURCE
 
 
 def _target(request: web.Request) -> tuple[str, str]:
@@ -45,8 +45,9 @@ async def get(request: web.Request) -> web.Response:
     chain, address = _target(request)
     now = datetime.now(UTC)
     async with ctx.pool.acquire() as conn:
-        labels = (await label_store.lookup(conn, chain, [address])).get(address, [])
-        sanctions = (await label_store.screen(conn, chain, [address], at=now)).get(address, [])
+        seen = owners.viewer(principal_of(request))
+        labels = (await label_store.lookup(conn, chain, [address], viewer=seen)).get(address, [])
+        sanctions = (await label_store.screen(conn, chain, [address], at=now, viewer=seen)).get(address, [])
         rows = await reads.address_traces(conn, chain, address, limit=TRACE_LIMIT)
         seeded = await reads.traces_seeded_by(conn, chain, address, limit=TRACE_LIMIT)
     traces: list[dict[str, Any]] = []
@@ -117,13 +118,15 @@ async def add_label(request: web.Request) -> web.Response:
     try:
         label = label_store.Label(
             chain=chain, address=address, entity=body["entity"].strip(), category=body["category"],
-            source=INVESTIGATOR_SOURCE, confidence=float(body.get("confidence", 1.0)), valid_from=valid_from,
-            valid_to=valid_to, evidence=evidence, created_by=principal.name,
+            source=owners.label_source(principal), confidence=float(body.get("confidence", 1.0)),
+            valid_from=valid_from, valid_to=valid_to, evidence=evidence, created_by=principal.name,
         )
     except ValueError as exc:
         raise bad_request("body", str(exc)) from None
     async with ctx.pool.acquire() as conn, conn.transaction():
         await label_store.upsert_labels(conn, [label])
+        if owners.private_labels(principal):
+            await ownership.make_labels_private(conn, chain, address, label.source, principal.owner)
         await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="label.create",
                               target=f"address:{chain}:{address}", remote=request.remote,
                               details={"entity": label.entity, "category": label.category})

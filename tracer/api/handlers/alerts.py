@@ -32,7 +32,7 @@ from tracer.alerts import subscriptions as subs
 from tracer.alerts.guard import UrlPolicy
 from tracer.alerts.hub import Hub
 from tracer.alerts.listen import connector
-from tracer.api import params
+from tracer.api import owners, params
 from tracer.api.auth import principal_of
 from tracer.api.context import CTX
 from tracer.api.errors import ApiError, bad_request, not_found
@@ -40,6 +40,7 @@ from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_
 from tracer.api.openapi import field_of, validator
 from tracer.store import alerts as alert_store
 from tracer.store import keys as key_store
+from tracer.store import ownership, reads
 
 _FINAL = ("done", "failed", "cancelled")
 _MAX_SEQ = (1 << 63) - 1
@@ -143,6 +144,13 @@ async def create(request: web.Request) -> web.Response:
     if errors:
         raise bad_request(field_of(errors[0]), errors[0].message[:300])
     principal = principal_of(request)
+    if body.get("watch") and isinstance(body.get("trace_id"), int):
+        async with ctx.pool.acquire() as conn:
+            # Watching changes the trace (a done one starts again): its owner's call. One that
+            # cannot watch any more is refused below with 409, whoever asks.
+            watched = await reads.get_trace(conn, body["trace_id"])
+            if watched is not None and watched["status"] not in ("failed", "cancelled"):
+                await owners.require_trace(request, conn, body["trace_id"])
     try:
         created = await subs.create(ctx.pool, ctx.chains, body, url_policy=_state(request).url_policy,
                                     created_by=principal.name, api_key_id=principal.key_pk)
@@ -151,6 +159,9 @@ async def create(request: web.Request) -> web.Response:
                                     503: "Chain unavailable"}.get(exc.status, "Invalid subscription"),
                        exc.message, field=exc.field) from None
     async with ctx.pool.acquire() as conn:
+        await ownership.set_subscription_team(conn, created.id, principal.team)
+        if created.watch_trace_id is not None:
+            await ownership.set_trace_owner(conn, created.watch_trace_id, principal.owner)
         await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="subscription.create",
                               target=f"subscription:{created.id}", remote=request.remote,
                               details={"delivery": body.get("delivery", "webhook"), "trace_id": body.get("trace_id"),
@@ -193,6 +204,8 @@ async def delete(request: web.Request) -> web.Response:
     params.reject_unknown(request, ())
     ctx = ctx_of(request)
     sid = _subscription_id(request)
+    async with ctx.pool.acquire() as conn:
+        await owners.require_subscription(request, conn, sid)
     if not await subs.delete(ctx.pool, sid):
         raise not_found(f"no subscription {sid}")
     principal = principal_of(request)
@@ -237,6 +250,7 @@ async def replay(request: web.Request) -> web.Response:
             raise bad_request(next(iter(body)), "replay takes no options")
     async with ctx.pool.acquire() as conn:
         row = await _subscription_or_404(conn, sid)
+        await owners.require_subscription(request, conn, sid)
         if row["delivery"] != "webhook":
             raise ApiError(409, "Conflict", "a stream subscription has no deliveries: resume it with Last-Event-ID")
         count = await alert_store.replay_dead(conn, sid)

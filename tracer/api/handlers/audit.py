@@ -10,7 +10,7 @@ from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_
 from tracer.store import keys as key_store
 
 ACTIONS = ("trace.create", "trace.cancel", "trace.delete", "label.create", "label.import", "key.create", "key.revoke",
-           "subscription.create", "subscription.delete", "subscription.replay")
+           "subscription.create", "subscription.delete", "subscription.replay", "label.publish")
 
 
 async def list_(request: web.Request) -> web.Response:

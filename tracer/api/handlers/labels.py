@@ -8,20 +8,22 @@ from typing import Any
 from aiohttp import web
 
 from tracer.addresses import BITCOIN
-from tracer.api import params
+from tracer.api import owners, params
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
-from tracer.api.errors import bad_request
-from tracer.api.handlers.addresses import INVESTIGATOR_SOURCE, _parse_time
+from tracer.api.errors import bad_request, not_found
+from tracer.api.handlers.addresses import _parse_time
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
 from tracer.api.openapi import field_of, validator
 from tracer.labels.vocab import CATEGORIES, RISK_CATEGORIES
 from tracer.store import keys as key_store
 from tracer.store import labels as label_store
+from tracer.store import ownership
 
 
-def _item(label_id: int, chain: str, address: str, lb: label_store.Label, now: datetime) -> dict[str, Any]:
-    return {"id": label_id, "chain": chain, "address": address, **ser.label(lb, now)}
+def _item(label_id: int, chain: str, address: str, lb: label_store.Label, now: datetime,
+          private: bool) -> dict[str, Any]:
+    return {"id": label_id, "chain": chain, "address": address, **ser.label(lb, now), "private": private}
 
 
 def _shape_chain(address: Any) -> str:
@@ -45,9 +47,11 @@ async def list_(request: web.Request) -> web.Response:
     after_id = params.parse_int("cursor", after[0], minimum=0) if after else None
     async with ctx.pool.acquire() as conn:
         rows = await label_store.list_labels(conn, chain=chain, address=address, category=category, source=source,
-                                             entity=entity, after_id=after_id, limit=limit + 1)
+                                             entity=entity, after_id=after_id, limit=limit + 1,
+                                             viewer=owners.viewer(principal_of(request), admin_sees_all=True))
+        private = await ownership.label_privacy(conn, [r[0] for r in rows[:limit]])
     now = datetime.now(UTC)
-    items = [_item(i, c, a, lb, now) for i, c, a, lb in rows[:limit]]
+    items = [_item(i, c, a, lb, now, private.get(i, False)) for i, c, a, lb in rows[:limit]]
     cursor = make_cursor(request, "labels", scope, [str(rows[limit - 1][0])]) if len(rows) > limit else None
     return ok({"items": items, "next_cursor": cursor,
                "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
@@ -72,18 +76,43 @@ async def create(request: web.Request) -> web.Response:
     principal = principal_of(request)
     label = label_store.Label(
         chain=chain, address=address, entity=body["entity"].strip(), category=body["category"],
-        source=INVESTIGATOR_SOURCE, confidence=float(body.get("confidence", 1.0)), valid_from=valid_from,
+        source=owners.label_source(principal), confidence=float(body.get("confidence", 1.0)), valid_from=valid_from,
         valid_to=valid_to, evidence={"note": body["note"]} if body.get("note") else None, created_by=principal.name,
     )
     async with ctx.pool.acquire() as conn, conn.transaction():
         await label_store.upsert_labels(conn, [label])
+        private = owners.private_labels(principal)
+        if private:
+            await ownership.make_labels_private(conn, chain, address, label.source, principal.owner)
         await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="label.create",
                               target=f"address:{chain}:{address}", remote=request.remote,
                               details={"entity": label.entity, "category": label.category})
-        rows = await label_store.list_labels(conn, chain=chain, address=address, source=INVESTIGATOR_SOURCE,
-                                             entity=label.entity, category=label.category, limit=1000)
+        rows = await label_store.list_labels(conn, chain=chain, address=address, source=label.source,
+                                             entity=label.entity, category=label.category, limit=1000,
+                                             viewer=owners.viewer(principal))
     label_id = max((r[0] for r in rows), default=0)
-    return ok(_item(label_id, chain, address, label, datetime.now(UTC)), status=201)
+    return ok(_item(label_id, chain, address, label, datetime.now(UTC), private), status=201)
+
+
+async def publish(request: web.Request) -> web.Response:
+    """An admin makes a key's private label public: screening and every trace then use it."""
+    params.reject_unknown(request, ())
+    ctx = ctx_of(request)
+    text = request.match_info["label_id"]
+    if not text.isdigit() or len(text) > 18 or int(text) < 1:
+        raise bad_request("label_id", "must be a positive integer")
+    label_id = int(text)
+    principal = principal_of(request)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        was_private = await ownership.publish_label(conn, label_id)
+        if was_private is None:
+            raise not_found(f"no label {label_id}")
+        if was_private:
+            await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="label.publish",
+                                  target=f"label:{label_id}", remote=request.remote)
+        rows = await label_store.list_labels(conn, after_id=label_id - 1, limit=1, viewer=owners.viewer(principal))
+    i, c, a, lb = rows[0]
+    return ok(_item(i, c, a, lb, datetime.now(UTC), False))
 
 
 async def screen(request: web.Request) -> web.Response:
@@ -98,9 +127,10 @@ async def screen(request: web.Request) -> web.Response:
     address = params.parse_address("address", text, chain)
     at = _parse_time("at", params.str_param(request, "at", max_len=64)) or datetime.now(UTC)
     async with ctx.pool.acquire() as conn:
-        sanctions = (await label_store.screen(conn, chain, [address], at=at)).get(address, [])
-        risks = (await label_store.screen(conn, chain, [address], at=at,
-                                          categories=sorted(RISK_CATEGORIES))).get(address, [])
+        seen = owners.viewer(principal_of(request))  # public labels plus the caller's own
+        sanctions = (await label_store.screen(conn, chain, [address], at=at, viewer=seen)).get(address, [])
+        risks = (await label_store.screen(conn, chain, [address], at=at, categories=sorted(RISK_CATEGORIES),
+                                          viewer=seen)).get(address, [])
     risk_only = [lb for lb in risks if lb.category != "sanctioned"]
     return ok({
         "chain": chain, "address": address, "at": ser.iso(at),

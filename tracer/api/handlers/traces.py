@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from tracer.api import params
+from tracer.api import owners, params
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
 from tracer.api.errors import ApiError, bad_request, not_found
@@ -25,7 +25,7 @@ from tracer.api.handlers.common import (
 from tracer.api.openapi import field_of, validator
 from tracer.engine import service
 from tracer.store import keys as key_store
-from tracer.store import reads
+from tracer.store import ownership, reads
 
 log = logging.getLogger("tracer.api")
 
@@ -74,6 +74,7 @@ async def create(request: web.Request) -> web.Response:
         raise ApiError(503, "Chain node unavailable", f"could not read the chain head of {chain}: "
                        f"{type(exc).__name__}", headers={"Retry-After": "10"}) from None
     async with ctx.pool.acquire() as conn:
+        await ownership.set_trace_owner(conn, trace_id, principal.owner)
         await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="trace.create",
                               target=f"trace:{trace_id}", remote=request.remote,
                               details={"chain": chain, "seeds": len(seeds), "label": body.get("label"),
@@ -120,6 +121,8 @@ async def cancel(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     trace_id = params.trace_id(request)
     principal = principal_of(request)
+    async with ctx.pool.acquire() as conn:
+        await owners.require_trace(request, conn, trace_id)
     cancelled = await service.cancel_trace(ctx.pool, trace_id)
     async with ctx.pool.acquire() as conn:
         row = await trace_or_404(conn, trace_id)
