@@ -184,6 +184,7 @@ class EvmChain:
         retries: int = 6,
         *,
         use_trace_filter: bool = True,
+        debug_method: str | None = None,
         addresses_per_request: int = 500,
         trace_page_size: int = 1000,
         block_cache_size: int = 4096,
@@ -194,6 +195,8 @@ class EvmChain:
         self.chain = chain
         self.expected_chain_id = expected_chain_id
         self.use_trace_filter = use_trace_filter
+        # With use_trace_filter=False: this debug method without probing (a node may have both).
+        self.forced_debug_method = debug_method
         self.addresses_per_request = max(1, addresses_per_request)
         self.trace_page_size = max(1, trace_page_size)
         self.max_log_range = max_log_range
@@ -259,7 +262,9 @@ class EvmChain:
         self.state_probe = await history.probe_historical_state(self, head)
         self.historical_state = self.state_probe.historical_state
         if not self.supports_trace:
-            if await self._probe(
+            if self.forced_debug_method:
+                self.debug_method = self.forced_debug_method
+            elif await self._probe(
                 "debug_traceBlockByNumber",
                 [hex(head), {"tracer": "callTracer"}],
                 lambda r: isinstance(r, list),

@@ -6,6 +6,8 @@
                     [--seeds-out FILE]
     tracer devchain --bitcoin [--seed S] [--host H] [--port N] [--latency-ms X] [--rate-limit R]
                     [--labels-out FILE] [--seeds-out FILE]
+    tracer devchain --anvil [--anvil-history archive|pruned|prune-history] [--anvil-url URL]
+                    [--generate N | --scenario FILE | --replay DIR] [--seed S] [--port N] [--labels-out FILE]
 
 Prints the URL, the seeds and a one-line summary of the scenario on stdout (the URL first, so a
 script can read it). With `--save-only` it writes the scenario and exits without serving.
@@ -68,6 +70,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bitcoin", action="store_true",
                    help="serve a generated Bitcoin scenario (peel chain, CoinJoin, THORChain payouts) over the "
                    "Esplora REST API instead (--seed, --latency-ms and --rate-limit apply)")
+    p.add_argument("--anvil", action="store_true",
+                   help="execute the scenario as real transactions on Anvil (Foundry's EVM node, started here; "
+                   "npm ci --prefix tests/node installs it) and serve that node instead of the emulator")
+    p.add_argument("--anvil-history", choices=("archive", "pruned", "prune-history"), default="archive",
+                   help="with --anvil: keep every state (archive, default), Anvil's default (recent states only, as "
+                   "a full node) or --prune-history")
+    p.add_argument("--anvil-url", metavar="URL",
+                   help="with --anvil: execute on this already running, fresh Anvil node (started with "
+                   "--auto-impersonate --order fifo --disable-pool-balance-checks and the scenario's chain id) "
+                   "and exit")
     p.set_defaults(func=run)
 
 
@@ -105,6 +117,8 @@ def run(args: argparse.Namespace) -> Any:
         if args.save_only:
             print(scenario.summary(), flush=True)
             return 0
+    if getattr(args, "anvil", False) or getattr(args, "anvil_url", None):
+        return serve_anvil(scenario, args)
     return serve(scenario, args)
 
 
@@ -164,6 +178,37 @@ async def _until_signalled() -> None:
         except (NotImplementedError, RuntimeError):  # not the main thread (tests) or no signals
             pass
     await stop.wait()
+
+
+async def serve_anvil(scenario: Scenario, args: argparse.Namespace) -> int:
+    """Execute `scenario` on Anvil; print the node's URL, the seeds and the run's summary."""
+    from tracer.devchain.anvil.executor import execute_scenario
+    from tracer.devchain.anvil.node import AnvilNotFound, start_anvil
+
+    if args.anvil_url:
+        report = await execute_scenario(args.anvil_url, scenario)
+        for line in (args.anvil_url, "seeds: " + " ".join(scenario.seeds), scenario.summary(), report.summary()):
+            print(line, flush=True)
+        return 0 if not report.mismatches else 1
+    mode = {"archive": "archive", "pruned": "pruned", "prune-history": "prune_history"}[args.anvil_history]
+    try:
+        node = await start_anvil(chain_id=scenario.chain_id, mode=mode,  # type: ignore[arg-type]
+                                 timestamp=scenario.genesis_time, port=args.port or None, host=args.host)
+    except AnvilNotFound as exc:
+        print(f"tracer devchain: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = await execute_scenario(node.url, scenario)
+        print(node.url, flush=True)
+        print("seeds: " + " ".join(scenario.seeds), flush=True)
+        print(scenario.summary(), flush=True)
+        print(f"{report.summary()}; anvil {args.anvil_history}", flush=True)
+        if report.mismatches:
+            return 1
+        await _until_signalled()
+    finally:
+        node.stop()
+    return 0
 
 
 async def serve(scenario: Scenario, args: argparse.Namespace) -> int:

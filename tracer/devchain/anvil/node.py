@@ -86,14 +86,20 @@ class AnvilNode:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def anvil_args(*, port: int, chain_id: int, mode: Mode, timestamp: int | None, cache: Path) -> list[str]:
+def anvil_args(*, port: int, chain_id: int, mode: Mode, timestamp: int | None, cache: Path,
+               host: str = "127.0.0.1") -> list[str]:
     args = [
-        "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
+        "--host", host, "--port", str(port), "--chain-id", str(chain_id),
         # Any sender can send (the scenario's wallets have no keys here).
         "--auto-impersonate",
         # Gas costs nothing unless a transaction asks for a price: balances stay the scenario's.
         "--base-fee", "0", "--gas-price", "0", "--disable-min-priority-fee",
         "--no-mining",
+        # A block holds a scenario block's transactions in the order they were sent, however many.
+        "--order", "fifo", "--gas-limit", str(2**40),
+        # A wallet may spend in a block what it receives earlier in that block: the pool would
+        # check the balance before the block and refuse it.
+        "--disable-pool-balance-checks",
         "--accounts", "1",
         "--cache-path", str(cache),
         "--quiet",
@@ -124,7 +130,7 @@ def _spawn(argv: list[str], home: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 async def start_anvil(*, chain_id: int = 1337, mode: Mode = "pruned", timestamp: int | None = None,
-                      port: int | None = None, extra_args: list[str] | None = None,
+                      port: int | None = None, host: str = "127.0.0.1", extra_args: list[str] | None = None,
                       startup_timeout: float = 30.0) -> AnvilNode:
     """Start Anvil on 127.0.0.1 and wait until it answers JSON-RPC. Mining is off: blocks are mined
     on demand (`evm_mine`), so one scenario block's transactions go into one Anvil block."""
@@ -132,10 +138,11 @@ async def start_anvil(*, chain_id: int = 1337, mode: Mode = "pruned", timestamp:
     home = Path(tempfile.mkdtemp(prefix="tracer-anvil-"))
     log = home / "anvil.log"
     port = port or free_port()
-    args = anvil_args(port=port, chain_id=chain_id, mode=mode, timestamp=timestamp, cache=home / "cache")
+    args = anvil_args(port=port, chain_id=chain_id, mode=mode, timestamp=timestamp, cache=home / "cache", host=host)
     args += extra_args or []
     proc = _spawn([binary, *args], home, log)
-    node = AnvilNode(f"http://127.0.0.1:{port}", chain_id, mode, proc, home, log, args)
+    reach = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    node = AnvilNode(f"http://{reach}:{port}", chain_id, mode, proc, home, log, args)
     deadline = time.monotonic() + startup_timeout
     async with aiohttp.ClientSession() as session:
         while True:

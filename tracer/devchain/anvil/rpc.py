@@ -11,8 +11,8 @@ Call = tuple[str, list[Any]]
 
 
 class RpcError(RuntimeError):
-    def __init__(self, method: str, error: Any) -> None:
-        super().__init__(f"{method}: {error}")
+    def __init__(self, method: str, error: Any, params: Any = None) -> None:
+        super().__init__(f"{method}: {error}" + (f" (params {str(params)[:400]})" if params is not None else ""))
         self.method = method
         self.error = error
 
@@ -60,11 +60,11 @@ class AnvilRpc:
             if isinstance(answers, dict):  # a whole-batch error
                 raise RpcError("batch", answers.get("error", answers))
             by_id = {a["id"]: a for a in answers}
-            for i, (method, _) in enumerate(chunk):
+            for i, (method, params) in enumerate(chunk):
                 a = by_id[i]
                 if "error" in a:
                     if not tolerate:
-                        raise RpcError(method, a["error"])
+                        raise RpcError(method, a["error"], params)
                     out.append(RpcError(method, a["error"]))
                 else:
                     out.append(a.get("result"))
