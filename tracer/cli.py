@@ -14,6 +14,7 @@ from typing import Any
 
 from tracer import __version__, logs
 from tracer.config import DEFAULT_BATCH_SIZE
+from tracer.textsafe import terminal_safe
 
 
 def _db_flag(p: argparse.ArgumentParser) -> None:
@@ -148,7 +149,8 @@ async def _trace(args: argparse.Namespace) -> int:
                                       label=args.label, created_by="cli")
         await run_with_workers(db.pool, {args.chain: client}, trace_id, workers=args.workers)
         rep = await treport.build(db.pool, trace_id)
-        print(json.dumps(rep.to_json(), indent=2) if args.json else treport.render(rep))
+        # Entity names come from label files: no terminal escape sequences reach the screen.
+        print(json.dumps(rep.to_json(), indent=2) if args.json else terminal_safe(treport.render(rep)))
         return 0 if rep.status == "done" else 1
     finally:
         await client.close()

@@ -26,6 +26,7 @@ from tracer.labels.parsed import LabelImportError, parse_date
 from tracer.labels.vocab import normalize_address, normalize_chain
 from tracer.store import labels as store
 from tracer.store.db import Database
+from tracer.textsafe import terminal_safe
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -176,8 +177,8 @@ async def _show(args: argparse.Namespace) -> int:
     for item in out:
         span = f"{(item['valid_from'] or '…')[:10]} → {(item['valid_to'] or 'now')[:10]}"
         program = f" [{item['program']}]" if item["program"] else ""
-        print(f"  {item['category']:17} {item['entity']}{program}  source={item['source']} "
-              f"confidence={item['confidence']:g}  valid {span}")
+        print(terminal_safe(f"  {item['category']:17} {item['entity']}{program}  source={item['source']} "
+                            f"confidence={item['confidence']:g}  valid {span}"))
         for e in item["events"]:
             print(f"      {e['event']:9} {(e['at'] or '')[:10]}  (import {e['import_id'] or '-'})")
     return 0

@@ -32,6 +32,7 @@ from tracer.api.handlers.common import ctx_of, trace_or_404
 from tracer.engine.graph import bridge_deposits
 from tracer.store import reads
 from tracer.store import traces as trace_store
+from tracer.textsafe import csv_cell, escape_controls, xml_text
 
 FORMATS = {
     "json": ("application/json", "json"),
@@ -101,7 +102,7 @@ def _node(node: asyncpg.Record, ids: _Ids) -> dict[str, Any]:
 
 
 def _dot_id(text: Any) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+    return '"' + escape_controls(str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")) + '"'
 
 
 class _Out:
@@ -141,7 +142,7 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
         writer.writerow(columns)
         source = (_node(n, ids) async for n in nodes) if table == "nodes" else edges()
         async for item in source:
-            writer.writerow(["" if item.get(c) is None else item[c] for c in columns])
+            writer.writerow(["" if item.get(c) is None else csv_cell(item[c]) for c in columns])
             await out.write(line.getvalue())
             line.seek(0)
             line.truncate()
@@ -182,19 +183,21 @@ def _nx_graph(ids: _Ids, trace_id: int, nodes: list[asyncpg.Record], rows: list[
     g: nx.MultiDiGraph = nx.MultiDiGraph(name=f"tracer trace {trace_id} ({ids.chain})")
     for n in nodes:
         # GraphML and GEXF want one type per attribute and no nulls: empty strings stand in.
-        g.add_node(ids.of(n["chain"], n["address"]), label=_node_label(n, ids), role=_role(n),
-                   reason=n["reason"] or "", entity=n["entity"] or "", category=n["category"] or "",
+        # Attribute text comes from label files and keys: no raw control characters in XML.
+        g.add_node(ids.of(n["chain"], n["address"]), label=xml_text(_node_label(n, ids)), role=_role(n),
+                   reason=xml_text(n["reason"] or ""), entity=xml_text(n["entity"] or ""),
+                   category=xml_text(n["category"] or ""),
                    depth=n["depth"] if n["depth"] is not None else -1, chain=n["chain"] or ids.chain)
     for row in rows:
         for i, d in enumerate(_edges(ids, row)):
             key = str(row["transfer_id"]) if i == 0 else f"{BRIDGE}:{row['transfer_id']}:{i - 1}"
             g.add_edge(d["source"], d["target"], key=key, tx_hash=d["tx_hash"], position=d["position"],
                        block_number=d["block_number"], timestamp=d["timestamp"] or "", asset=d["asset"],
-                       symbol=d["symbol"] or "", amount=d["amount"], amount_raw=d["amount_raw"],
+                       symbol=xml_text(d["symbol"] or ""), amount=d["amount"], amount_raw=d["amount_raw"],
                        # Gephi lays out and sizes edges by a numeric weight. It is an approximation for
                        # drawing only; amount / amount_raw stay the exact values.
                        weight=float(d["amount"]), depth=d["depth"], kind=d["kind"], status=d["status"],
-                       reason=d["reason"], chain=d["chain"], confidence=float(d.get("confidence", 1.0)))
+                       reason=xml_text(d["reason"]), chain=d["chain"], confidence=float(d.get("confidence", 1.0)))
     return g
 
 
