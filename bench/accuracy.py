@@ -28,14 +28,23 @@ Per case it prints:
     python bench/accuracy.py ../shared/data/cases/mftracer          # every case in the folder
     python bench/accuracy.py ../shared/data/cases/mftracer/54m      # one case
     python bench/accuracy.py --smoke        # a tiny made-up case, seconds (the test suite runs it)
+    python bench/accuracy.py --node anvil ../shared/data/cases/mftracer   # devchain and Anvil, side by side
+
+`--node anvil` also executes each replayed case as real transactions on Anvil (Foundry's EVM
+node, archive-like; `tracer.devchain.anvil.executor`, which first checks the node ends with the
+replay's balances) and traces it there the same way; the tables put the devchain's figures and
+Anvil's side by side, and the JSON goes to bench/results/accuracy_anvil.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +72,7 @@ from tracer.runner import run_with_workers
 from tracer.store.db import Database
 
 NAME = "accuracy"
+NODES = ("devchain", "anvil")
 USD = 10**6  # the replay's stablecoin has 6 decimals
 
 
@@ -87,14 +97,43 @@ def truth_at_terminals(sc: Scenario, terminals: set[str], asset: str) -> dict[st
     return out
 
 
-async def evaluate_case(case: Path, args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def serving(sc: Scenario, node: str, facts: dict[str, Any]) -> AsyncIterator[str]:
+    """The replayed chain served by the devchain's emulator, or executed on a fresh Anvil node."""
+    if node == "devchain":
+        server = DevChainServer(sc)
+        url = await server.start("127.0.0.1", 0)
+        try:
+            yield url
+        finally:
+            await server.stop()
+        return
+    from tracer.devchain.anvil.executor import execute_scenario
+    from tracer.devchain.anvil.node import running_anvil
+
+    async with running_anvil(chain_id=sc.chain_id, mode="archive", timestamp=sc.genesis_time) as anvil:
+        run = await execute_scenario(anvil.url, sc)
+        if run.mismatches:
+            raise SystemExit(f"Anvil does not hold the replayed chain: {run.summary()}")
+        facts.update(anvil_execution_seconds=round(run.seconds, 2), anvil_transactions=run.transactions,
+                     anvil_setup_transactions=run.setup_transactions, anvil_state="archive")
+        yield anvil.url
+
+
+async def evaluate_case(case: Path, args: argparse.Namespace, node: str = "devchain") -> dict[str, Any]:
     name, edges, sources, terminal_list = read_case(case)
     terminals = set(terminal_list)
     t0 = time.perf_counter()
     sc = load_case(case, seed=args.seed, noise=args.noise)
     usd = sc.tokens[0].address
-    server = DevChainServer(sc)
-    url = await server.start("127.0.0.1", 0)
+    facts: dict[str, Any] = {}
+    async with serving(sc, node, facts) as url:
+        return await _trace_case(name, edges, sources, terminals, sc, usd, url, t0, args, node, facts)
+
+
+async def _trace_case(name: str, edges: list[Any], sources: list[str], terminals: set[str], sc: Scenario, usd: str,
+                      url: str, t0: float, args: argparse.Namespace, node: str,
+                      facts: dict[str, Any]) -> dict[str, Any]:
     pg = server_url(args.database_url)
     db_name = new_db_name(f"acc_{slug(name)}")
     try:
@@ -121,7 +160,6 @@ async def evaluate_case(case: Path, args: argparse.Namespace) -> dict[str, Any]:
             await client.close()
             await db.close()
     finally:
-        await server.stop()
         if not args.keep:
             await drop_database(pg, db_name)
 
@@ -173,6 +211,8 @@ async def evaluate_case(case: Path, args: argparse.Namespace) -> dict[str, Any]:
     into_terminals_usd = sum(into.get((a, usd), 0) for a in terminals) / USD
     return {
         "case": name,
+        "node": node,
+        **facts,
         "status": status,
         "edges": len(edges),
         "sources": len(sources),
@@ -238,25 +278,38 @@ def write_smoke_case(root: Path) -> Path:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    results = []
+    nodes = ["devchain"] if args.node == "devchain" else ["devchain", "anvil"]
+    results: dict[str, list[dict[str, Any]]] = {n: [] for n in nodes}
     for case in case_dirs(args.cases):
-        print(f"case {case.name}...", flush=True)
-        r = await evaluate_case(case, args)
-        print(f"  {r['status']}: {r['terminals_reached']}/{r['terminals']} terminals, value recall "
-              f"{r['value_recall']}, {r['false_exits']} false exits, {r['hops']} hops in {r['trace_seconds']}s",
-              flush=True)
-        results.append(r)
-    return {
-        "benchmark": NAME,
+        for node in nodes:
+            print(f"case {case.name} on {node}...", flush=True)
+            r = await evaluate_case(case, args, node)
+            print(f"  {r['status']}: {r['terminals_reached']}/{r['terminals']} terminals, value recall "
+                  f"{r['value_recall']}, {r['false_exits']} false exits, {r['hops']} hops in {r['trace_seconds']}s",
+                  flush=True)
+            results[node].append(r)
+    report: dict[str, Any] = {
+        "benchmark": NAME if args.node == "devchain" else f"{NAME}_anvil",
         "smoke": bool(args.smoke),
         "cases_path": str(args.cases) if not args.smoke else "(made-up smoke case)",
         "noise": args.noise,
         "seed": args.seed,
         "policy": "default",
         "workers": args.workers,
-        "cases": results,
+        "cases": results["devchain"],
         "machine": machine(),
     }
+    if args.node == "anvil":
+        report["anvil_cases"] = results["anvil"]
+        report["machine"]["anvil"] = anvil_version()
+    return report
+
+
+def anvil_version() -> str:
+    from tracer.devchain.anvil.node import find_anvil
+
+    out = subprocess.run([find_anvil(), "--version"], capture_output=True, text=True, timeout=30).stdout
+    return out.splitlines()[0].strip() if out else "unknown"
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -276,6 +329,36 @@ def print_table(report: dict[str, Any]) -> None:
           r["false_exits"] - r["false_exits_paying_a_terminal"]] for r in report["cases"]]))
 
 
+def print_side_by_side(report: dict[str, Any]) -> None:
+    """The same two tables, each figure as devchain | Anvil."""
+    pairs = list(zip(report["cases"], report["anvil_cases"], strict=True))
+
+    def both(key: str, dev: dict[str, Any], anvil: dict[str, Any]) -> str:
+        return f"{dev[key]} | {anvil[key]}"
+
+    print()
+    print(table(
+        f"Accuracy on real cases, devchain | Anvil (replayed with noise {report['noise']:g}, default policy)",
+        ["case", "edges", "terminals", "reached", "terminal recall", "value recall", "false exits",
+         "(paying a terminal)", "false exit USD", "hops", "hops/edge"],
+        [[d["case"], d["edges"], d["terminals"], *(both(k, d, a) for k in (
+            "terminals_reached", "terminal_recall", "value_recall", "false_exits", "false_exits_paying_a_terminal",
+            "false_exit_usd", "hops", "hops_per_edge"))] for d, a in pairs]))
+    print()
+    print(table(
+        "Counting an exit that pays a terminal in the case as reaching it, devchain | Anvil",
+        ["case", "terminal recall", "value recall", "false exits left"],
+        [[d["case"], both("terminal_recall_same_offramp", d, a), both("value_recall_same_offramp", d, a),
+          f"{d['false_exits'] - d['false_exits_paying_a_terminal']} | "
+          f"{a['false_exits'] - a['false_exits_paying_a_terminal']}"] for d, a in pairs]))
+    print()
+    print(table(
+        "Anvil runs (archive-like node; the replay executed as real transactions first)",
+        ["case", "transactions", "executed in s", "trace s (devchain | Anvil)", "JSON-RPC calls (devchain | Anvil)"],
+        [[a["case"], a["anvil_transactions"], a["anvil_execution_seconds"], both("trace_seconds", d, a),
+          both("jsonrpc_calls", d, a)] for d, a in pairs]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cases", nargs="?", type=Path,
@@ -285,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case trace")
     parser.add_argument("--keep", action="store_true", help="keep the per-case databases")
+    parser.add_argument("--node", choices=NODES, default="devchain",
+                        help="anvil: also execute each replay on Anvil and trace it there (side by side)")
     # Off by default: results are committed, and the cases' contents must not be copied into the project.
     parser.add_argument("--addresses", action="store_true",
                         help="list the addresses of false exits and missed terminals in the JSON")
@@ -296,8 +381,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cases is None:
             parser.error("give the case folder (e.g. ../shared/data/cases/mftracer), or --smoke")
         report = asyncio.run(main_async(args))
-    print_table(report)
-    write_result(NAME, report, args.smoke, args.out)
+    if args.node == "anvil":
+        print_side_by_side(report)
+    else:
+        print_table(report)
+    write_result(report["benchmark"], report, args.smoke, args.out)
     return 0
 
 

@@ -52,6 +52,18 @@ def test_accuracy_smoke(tmp_path: Path, pg_server_url: str) -> None:
         assert case[key] is not None
 
 
+def test_accuracy_anvil_smoke(tmp_path: Path, pg_server_url: str) -> None:
+    from tests.anvil_support import require_anvil
+
+    require_anvil()
+    report = _run("accuracy.py", tmp_path / "accuracy_anvil.json", pg_server_url, "--node", "anvil")
+    (dev,), (anvil,) = report["cases"], report["anvil_cases"]
+    assert (dev["node"], anvil["node"]) == ("devchain", "anvil") and anvil["status"] == "done"
+    assert anvil["anvil_transactions"] > 0 and report["machine"]["anvil"].startswith("anvil Version")
+    for key in ("terminal_recall_same_offramp", "value_recall_same_offramp"):
+        assert dev[key] is not None and anvil[key] is not None
+
+
 def test_memory_smoke(tmp_path: Path, pg_server_url: str) -> None:
     report = _run("memory.py", tmp_path / "memory.json", pg_server_url, "--trace-args", "--workers 1")
     assert report["worker"]["peak_rss_mb"] > 0

@@ -179,6 +179,10 @@ def _one(sc: Scenario, p: Placement, block: int, i: int, tx: ScenarioTx,
     kind = tx.kind
     value = 0
     extra: list[Sent] = []
+    if kind == KIND_TOKEN and tx.token == NATIVE:
+        # A "token" transfer of the native asset (the replay's noise draws kind and asset apart):
+        # what it moves, by ScenarioTx.transfers(), is ETH, so it is sent as an ETH transfer.
+        kind = KIND_NATIVE
     if kind == KIND_NATIVE:
         to, data, value = tx.to, "0x", tx.value
         gas = 60_000 if p.has_code(to) else 21_000
