@@ -34,6 +34,7 @@ from tracer.addresses import InvalidAddress, normalize_evm
 from tracer.chains import history, mappers
 from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
 from tracer.chains.jsonrpc import JsonRpcTransport, gather_or_cancel, is_method_missing
+from tracer.chains.limits import HTTP_TOO_LARGE, is_result_cap, span_limit, suggested_range
 from tracer.chains.records import Transfer
 
 __all__ = [
@@ -51,29 +52,6 @@ log = logging.getLogger(__name__)
 
 Direction = Literal["out", "in"]
 
-# Ways nodes and providers say "this query is too big, ask for less" (Infura -32005, Alchemy,
-# QuickNode, Erigon, Geth, Nethermind, Ankr, ...). A query refused this way is split, not retried.
-_RESULT_CAP_MARKERS = (
-    "more than",
-    "query returned more than",
-    "response size exceeded",
-    "response size should not greater",
-    "block range too large",
-    "block range is too large",
-    "block range exceeded",
-    "range too large",
-    "range is too large",
-    "exceed maximum block range",
-    "limit exceeded",
-    "log response size exceeded",
-    "too many results",
-    "too many logs",
-    "result set too large",
-    "query timeout exceeded",
-    "max results",
-    "returned too many",
-)
-
 # HTTP batches of bulky answers (block traces while looking for reverted calls, block headers
 # for timestamps) in flight at once, per client: one trace_block answer holds every call of its
 # block (up to ~1 MB decoded), so a few batches at a time bound what a busy wallet costs.
@@ -82,14 +60,6 @@ _BALANCE_OF = "0x70a08231"
 _DECIMALS = "0x313ce567"
 _SYMBOL = "0x95d89b41"
 _ZERO_HASH = "0x" + "00" * 32
-
-
-def is_result_cap(err: RpcError) -> bool:
-    """True when the node refused a query for its size (split it), false for other errors."""
-    message = err.message.lower()
-    if err.code == -32005 and "rate" not in message:
-        return True
-    return any(marker in message for marker in _RESULT_CAP_MARKERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +86,15 @@ class _RangeQuery:
     direction: Direction = "out"
     after: int = 0  # trace_filter pagination offset
 
-    def split(self) -> tuple[_RangeQuery, _RangeQuery] | None:
+    def split(self, addresses_first: bool = False) -> tuple[_RangeQuery, _RangeQuery] | None:
+        """Halves: by block range first, or by address list first when the request itself was
+        too big (HTTP 413: fewer blocks would not make it smaller)."""
+        if addresses_first and len(self.addresses) > 1:
+            half = len(self.addresses) // 2
+            return (
+                replace(self, addresses=self.addresses[:half], after=0),
+                replace(self, addresses=self.addresses[half:], after=0),
+            )
         if self.to_block > self.from_block:
             mid = (self.from_block + self.to_block) // 2
             return (
@@ -130,6 +108,12 @@ class _RangeQuery:
                 replace(self, addresses=self.addresses[half:], after=0),
             )
         return None
+
+    def cut_at(self, last: int) -> tuple[_RangeQuery, _RangeQuery] | None:
+        """[from, last] and [last + 1, to], when `last` (a node's suggested end) is inside."""
+        if not self.from_block <= last < self.to_block:
+            return None
+        return replace(self, to_block=last, after=0), replace(self, from_block=last + 1, after=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -886,7 +870,7 @@ class EvmChain:
 
         def take(q: _RangeQuery, result: Any) -> None:
             for entry in result or []:
-                t = mappers.log_transfer(self.chain, entry, -1)
+                t = mappers.log_transfer(self.chain, entry, self._log_time(entry))
                 if t is not None:
                     found.append(t)
 
@@ -935,7 +919,12 @@ class EvmChain:
                 rows[(str(entry["blockHash"]).lower(), mappers.quantity(entry["logIndex"]))] = entry
 
         await self._run_range_queries(queries, build, take)
-        times = await self.block_times({mappers.quantity(e["blockNumber"]) for e in rows.values()})
+        times = await self.block_times(
+            {mappers.quantity(e["blockNumber"]) for e in rows.values() if self._log_time(e) < 0}
+        )
+        for e in rows.values():
+            if self._log_time(e) >= 0:
+                times[mappers.quantity(e["blockNumber"])] = self._log_time(e)
         records = [
             LogRecord(
                 block_number=mappers.quantity(e["blockNumber"]),
@@ -951,6 +940,16 @@ class EvmChain:
         ]
         records.sort(key=lambda r: (r.block_number, r.log_index))
         return records
+
+    def _log_time(self, entry: Mapping[str, Any]) -> int:
+        """The log's block time when the node puts it in the log (`blockTimestamp`: newer Geth,
+        Reth, Anvil), which saves a header request for its block; -1 otherwise."""
+        raw = entry.get("blockTimestamp")
+        if raw is None:
+            return -1
+        ts = mappers.quantity(raw)
+        self._times.put(mappers.quantity(entry["blockNumber"]), ts)
+        return ts
 
     def _log_ranges(
         self, from_block: int, to_block: int, addresses: tuple[str, ...], direction: Direction
@@ -986,19 +985,39 @@ class EvmChain:
                             f"node at {self.url} refused {method} for blocks "
                             f"{q.from_block}..{q.to_block}: {ans.message}"
                         )
-                    halves = q.split()
-                    if halves is None:
+                    parts = self._smaller(q, method, ans)
+                    if parts is None:
                         raise ChainError(
                             f"node at {self.url} refuses {method} even for one block ({q.from_block}) "
                             f"and one address: {ans.message}"
                         )
                     log.debug("%s %d..%d refused (%s), splitting", method, q.from_block, q.to_block, ans.message)
-                    following.extend(halves)
+                    following.extend(parts)
                     continue
                 nxt = take(q, ans)
                 if nxt is not None:
                     following.append(nxt)
             pending = following
+
+    def _smaller(self, q: _RangeQuery, method: str, err: RpcError) -> Sequence[_RangeQuery] | None:
+        """The queries to ask instead of one refused for its size: cut where the node suggests
+        (a range it names, or a block-span cap it states, which holds for later eth_getLogs too),
+        else halved."""
+        suggested = suggested_range(err)
+        if suggested is not None:
+            parts = q.cut_at(suggested[1])
+            if parts is not None:
+                return parts
+        span = span_limit(err)
+        if span is not None and q.to_block - q.from_block + 1 > span:
+            if method == "eth_getLogs" and (self.max_log_range is None or span < self.max_log_range):
+                log.info("node at %s caps eth_getLogs at %d blocks: cutting every query to that", self.url, span)
+                self.max_log_range = span
+            return [
+                replace(q, from_block=lo, to_block=min(lo + span - 1, q.to_block), after=0)
+                for lo in range(q.from_block, q.to_block + 1, span)
+            ]
+        return q.split(addresses_first=err.code == HTTP_TOO_LARGE)
 
     def _expect(self, answer: Any, what: str) -> Any:
         """An answer that must not be a JSON-RPC error."""

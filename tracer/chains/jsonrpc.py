@@ -10,6 +10,8 @@ public or self-hosted node that it cannot get from `provider.make_batch_request`
   malformed JSON and rate-limit error objects; after `retries` tries without progress it raises
   `ChainError` naming the method and the last problem;
 - bounded concurrency (an `asyncio.Semaphore` around each HTTP POST);
+- HTTP 413 (payload too large): a batch is re-sent in halves, a single request answered with an
+  `RpcError` of code 413 so that the caller splits its query;
 - `request_counts`, a Counter per JSON-RPC method (each batch member counted, retries included)
   plus "http" for each HTTP POST, so benchmarks can report what a trace costs a node.
 
@@ -62,6 +64,7 @@ _BATCH_UNSUPPORTED = re.compile(r"batch.*(not supported|unsupported|disabled)", 
 # HTTP statuses that are retried without looking at the body: the node asks us to slow down.
 # 5xx bodies are read first (some proxies wrap JSON-RPC answers in a 500) and retried if empty.
 _RETRY_NOW = frozenset({408, 425, 429})
+_TOO_LARGE = 413
 
 
 def is_rate_limited(err: RpcError) -> bool:
@@ -288,6 +291,16 @@ class JsonRpcTransport:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 raise _Retry(f"{type(exc).__name__}: {exc or 'timeout'}") from exc
 
+        if status == _TOO_LARGE:
+            # Request or response too big for the provider: a batch is cut in halves (smaller
+            # batches from now on); a single request gets an RpcError with code 413, which range
+            # queries read as "ask for less" (tracer.chains.limits).
+            if not single:
+                raise _BatchRefused(f"HTTP 413 for a batch of {len(pending)}", unsupported=False)
+            item = pending[0]
+            item.value = RpcError(item.method, _TOO_LARGE, f"HTTP 413 payload too large: {raw[:120]!r}")
+            item.done = True
+            return ""
         if status in _RETRY_NOW:
             retry_after = _parse_retry_after(headers.get("Retry-After"))
             if retry_after:
