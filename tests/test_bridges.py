@@ -92,7 +92,7 @@ def test_thorchain_router_deposit_log() -> None:
 
 def test_across_events() -> None:
     v3 = "".join([pad("0x" + "aa" * 20), pad("0x" + "bb" * 20), word(10**18), word(99 * 10**16), word(1), word(2),
-                  word(3), pad(RECIPIENT), pad("0x" + "00" * 20), word(13 * 32), word(0)])
+                  word(3), pad(RECIPIENT), pad("0x" + "00" * 20), word(10 * 32), word(0)])
     ex = bridges.decode(log([bridges.ACROSS_V3_FUNDS_DEPOSITED, word(42161), word(7), pad(DEPOSITOR)], v3))
     assert ex is not None and (ex.protocol, ex.dest_chain, ex.dest_address, ex.amount) == (
         "Across", "arbitrum", RECIPIENT, 10**18)
@@ -100,7 +100,7 @@ def test_across_events() -> None:
     ex = bridges.decode(log([bridges.ACROSS_FUNDS_DEPOSITED, word(8453), word(7), pad(DEPOSITOR)], b32))
     assert ex is not None and (ex.dest_chain, ex.dest_address) == ("base", RECIPIENT)
     key = "ff" * 32
-    other = "".join([word(1)] * 7) + key + word(0) + word(13 * 32) + word(0)
+    other = "".join([word(1)] * 7) + key + word(0) + word(10 * 32) + word(0)
     ex = bridges.decode(log([bridges.ACROSS_FUNDS_DEPOSITED, word(99999), word(7), pad(DEPOSITOR)], other))
     assert ex is not None and ex.dest_chain == "evm:99999" and ex.dest_address == "0x" + key  # not an address
     ex = bridges.decode(log([bridges.ACROSS_FUNDS_DEPOSITED, word(bridges.ACROSS_SOLANA), word(7), pad(DEPOSITOR)],

@@ -133,7 +133,8 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
         dep = p.deposit
         [deposit_hop] = [h for h in hops if h["chain"] == home.chain and h["from"] == dep.sender
                          and h["to"] == router]
-        assert deposit_hop["status"] == "exit"
+        # Continued on the far chain: a crossing, not an exit (its amount is counted at the exits there).
+        assert (deposit_hop["status"], deposit_hop["reason"]) == ("followed", "crossing")
         flagged = int(deposit_hop["amount_raw"])
         assert abs(flagged - dep.flagged) <= dep.flagged * 0.001
         # The payout: a hop on the destination chain, carrying the deposit's flagged share at the
@@ -170,6 +171,14 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
     assert not [h for h in hops if h["chain"] == DEST and h["to"] == cross.payouts[0].address
                 and h["from"] != cross.payouts[0].payer]
     exits = await _exits(api, trace["id"])
+    # One count: the router's exit line holds only the deposits nobody continued (to BNB, whose
+    # chain is not served); the continued ones are crossings, counted at the exits they reach.
+    into_router = [h for h in hops if h["chain"] == home.chain and h["to"] == router]
+    assert {h["reason"] for h in into_router if h["status"] == "followed"} == {"crossing"}
+    [router_line] = [e for e in exits if e["address"] == router and e["asset"] == NATIVE]
+    assert int(router_line["amount_raw"]) == sum(int(h["amount_raw"]) for h in into_router if h["status"] == "exit")
+    assert sum(1 for h in into_router if h["status"] == "exit") == sum(
+        1 for b in home.truth.bridges if b.dest_chain not in (DEST, "bitcoin"))
     remote = {e["address"]: e for e in exits if e["chain"] == DEST}
     assert set(remote) == set(expected)
     for address, want in expected.items():

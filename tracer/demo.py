@@ -240,14 +240,13 @@ def _services(rep: treport.Report, mixer_rows: list[Any], swap_hops: list[Any]) 
                      + " and got " + " + ".join(_units(h["amount"], h["decimals"], h["symbol"], h["asset"])
                                                   for h in got)
                      + f" back (flagged shares, tx {tx[:10]}…)")
-    for e in rep.exits:
-        if e.reason != "bridge":
-            continue
-        for d in (e.evidence or {}).get("destinations", []):
+    for b in rep.bridges:  # continued deposits are crossings, not exits: read from the bridges
+        for d in b.destinations:
             where = (d.get("continue") or {}).get("note") or "not followed on the destination chain"
-            lines.append(f"  bridge {(e.entity or 'bridge')[:18]} ({d.get('protocol')}): "
+            symbol, decimals = treport.units(b.chain, str(d.get("asset")), None, None)
+            lines.append(f"  bridge {(b.entity or 'bridge')[:18]} ({d.get('protocol')}): "
                          f"{_short(str(d.get('from')))} sent "
-                         f"{_units(d.get('amount', 0), e.decimals, e.symbol, e.asset)} -> {d.get('chain')} "
+                         f"{_units(d.get('amount', 0), decimals, symbol, str(d.get('asset')))} -> {d.get('chain')} "
                          f"{d.get('address')} ({where})")
     if len(lines) == 1:
         lines.append("  (none reached)")

@@ -110,9 +110,19 @@ def evaluate(rep: treport.Report, scenario: Scenario, *, mixer_rows: Sequence[Ma
         key = (home, _norm(o.address), o.asset)
         lo, hi = _confidence_band(exits.get(key), links)
         expected[key] = _Expected(o.entity, o.amount * lo, o.amount * hi, "off-ramp behind a mixer or swap")
+    # A deposit the trace continues on a served far chain is a crossing, not an exit: the bridge's
+    # exit holds only the deposits nobody continued (and is no exit when every one was).
+    served = ({c.scenario.chain for c in far.evm} | ({"bitcoin"} if far.bitcoin is not None else set())
+              if far is not None else set())
+    crossed: dict[str, int] = defaultdict(int)
+    for b in truth.bridges:
+        if b.dest_chain in served:
+            crossed[_norm(b.router)] += b.flagged
     for x in truth.other_exits:
         if x.category == "bridge":  # dex and mixer pools are passed through, not exits
-            expected[(home, _norm(x.address), x.asset)] = _Expected(x.entity, x.amount, x.amount, "bridge deposit")
+            left = x.amount - crossed.get(_norm(x.address), 0)
+            if left > x.amount * tolerance:
+                expected[(home, _norm(x.address), x.asset)] = _Expected(x.entity, left, left, "bridge deposit")
     for t in _far_exits(far, scenario) if far is not None else []:
         # The deposit's flagged share of the payout, times the confidence of the way the payout can
         # be matched (by timing, only part is passed on), times the part passed on to the exchange.
@@ -308,8 +318,8 @@ def _check_bridges(check: TruthCheck, rep: treport.Report, scenario: Scenario, f
     deposits = scenario.truth.bridges
     if not deposits:
         return
-    dests = {_norm(str(d.get("address"))) for e in rep.exits if e.reason == "bridge"
-             for d in (e.evidence or {}).get("destinations", [])}
+    # A deposit continued on the far chain is a crossing, not an exit: read the bridges themselves.
+    dests = {_norm(str(d.get("address"))) for b in rep.bridges for d in b.destinations}
     hit = sum(1 for b in deposits if _norm(b.dest_address) in dests)
     for b in deposits:
         if _norm(b.dest_address) not in dests:

@@ -14,10 +14,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from eth_abi import decode as abi_decode
+from eth_abi.decoding import ContextFramesBytesIO
+from eth_abi.exceptions import DecodingError
+from eth_abi.registry import registry as abi_registry
+
+from tracer.chains import events
 from tracer.chains.records import NATIVE, Transfer, TransferKind
 
-TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-"""topic0 of `Transfer(address indexed from, address indexed to, uint256 value)`."""
+TRANSFER_TOPIC = events.topic("erc20", "Transfer(address,address,uint256)")
+"""topic0 of `Transfer(address indexed from, address indexed to, uint256 value)` (abi/erc20.json)."""
+# Token logs are the bulk of what a trace reads: eth_abi's uint256 decoder is fetched once
+# (decode() looks it up per call, five times slower).
+_UINT256: Any = abi_registry.get_decoder("uint256")
 
 # Call kinds that move value to their target. DELEGATECALL and CALLCODE run the target's code in
 # the caller's context (the value shown is the caller's, nothing moves); STATICCALL moves nothing.
@@ -212,10 +221,10 @@ def log_transfer(chain: str, entry: Mapping[str, Any], block_time: int) -> Trans
     topics = entry.get("topics") or []
     if len(topics) != 3 or str(topics[0]).lower() != TRANSFER_TOPIC or entry.get("removed"):
         return None  # ERC-721 Transfer indexes tokenId as a fourth topic: not a fungible amount
-    data = str(entry.get("data") or "0x")
-    if len(data) < 66:
+    try:
+        amount = _uint256(str(entry.get("data") or "0x"))
+    except (ValueError, DecodingError):
         return None
-    amount = int(data[2:66], 16)
     if amount <= 0:
         return None
     return Transfer(
@@ -233,11 +242,22 @@ def log_transfer(chain: str, entry: Mapping[str, Any], block_time: int) -> Trans
     )
 
 
+def _uint256(data: str) -> int:
+    """The first uint256 of ABI-encoded hex data (an ERC-20 Transfer's value, a call's result)."""
+    raw = bytes.fromhex(data.removeprefix("0x"))
+    if len(raw) < 32:
+        raise ValueError("shorter than one ABI word")
+    return int(_UINT256(ContextFramesBytesIO(raw[:32])))
+
+
 def decode_uint(result: Any) -> int | None:
     """A single uint256 return value, or None for an empty or short answer."""
-    if not isinstance(result, str) or len(result) < 66:
+    if not isinstance(result, str):
         return None
-    return int(result[2:66], 16)
+    try:
+        return _uint256(result)
+    except (ValueError, DecodingError):
+        return None
 
 
 def decode_symbol(result: Any) -> str | None:
@@ -251,17 +271,14 @@ def decode_symbol(result: Any) -> str | None:
     if len(raw) == 32:
         text = raw.rstrip(b"\0")
     elif len(raw) >= 64:
-        offset = int.from_bytes(raw[:32], "big")
-        if offset + 32 > len(raw):
-            return None
-        length = int.from_bytes(raw[offset : offset + 32], "big")
-        text = raw[offset + 32 : offset + 32 + length]
-        if len(text) != length:
+        try:
+            (text,) = abi_decode(["bytes"], raw)  # a string's layout; its UTF-8 is checked below
+        except DecodingError:
             return None
     else:
         return None
     try:
-        decoded = text.decode("utf-8")
+        decoded = bytes(text).decode("utf-8")
     except UnicodeDecodeError:
         return None
     return decoded if decoded.isprintable() else None

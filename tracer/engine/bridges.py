@@ -1,8 +1,9 @@
 """Bridges: where flagged money leaves the chain, and where it says it is going.
 
 A deposit into a bridge (a labelled router, spoke pool or token bridge) is a cross-chain exit.
-Most protocols publish the destination in an event of the deposit transaction; this module
-decodes them from raw logs:
+Most protocols publish the destination in an event of the deposit transaction; the chain layer
+decodes the events with web3 from one ABI file per protocol (tracer.chains.events) and this
+module reads the records:
 
 - THORChain router `Deposit(address indexed to, address indexed asset, uint amount, string memo)`:
   the memo names the destination asset and address (`=:BTC.BTC:bc1q...`, `SWAP:ETH.ETH:0x...`).
@@ -28,61 +29,49 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from tracer.chains import events, networks
+from tracer.chains.events import LogLike
 from tracer.chains.records import NATIVE, Transfer
-from tracer.engine.mixers import LogLike
 
-THORCHAIN_DEPOSIT = "0xef519b7eb82aaf6ac376a6df2d793843ebfd593de5f1a0601d3cc6ab49ebb395"
-"""keccak("Deposit(address,address,uint256,string)")"""
-ACROSS_V3_FUNDS_DEPOSITED = "0xa123dc29aebf7d0c3322c8eeb5b999e859f39937950ed31056532713d0de396f"
-"""keccak("V3FundsDeposited(address,address,uint256,uint256,uint256,uint32,uint32,uint32,uint32,address,address,
-address,bytes)")"""
-ACROSS_FUNDS_DEPOSITED = "0x32ed1a409ef04c7b0227189c3a103dc5ac10e775a15b785dcc510201f7c25ad3"
-"""keccak("FundsDeposited(bytes32,bytes32,uint256,uint256,uint256,uint256,uint32,uint32,uint32,bytes32,bytes32,
-bytes32,bytes)")"""
-ACROSS_V2_FUNDS_DEPOSITED = "0xafc4df6845a4ab948b492800d3d8a25d538a102a2bc07cd01f1cfa097fddcff6"
-"""keccak("FundsDeposited(uint256,uint256,uint256,int64,uint32,uint32,address,address,address,bytes)")"""
-HOP_TRANSFER_SENT_TO_L2 = "0x0a0607688c86ec1775abcdbab7b33a3a35a6c9cde677c9be880150c231cc6b0b"
-"""keccak("TransferSentToL2(uint256,address,uint256,uint256,uint256,address,uint256)")"""
-HOP_TRANSFER_SENT = "0xe35dddd4ea75d7e9b3fe93af4f4e40e778c3da4074c9d93e7c6536f1e803c1eb"
-"""keccak("TransferSent(bytes32,uint256,address,uint256,bytes32,uint256,uint256,uint256,uint256)")"""
-WORMHOLE_MESSAGE = "0x6eb224fb001ed210e379b335e35efe88672a8ce935d981a6896b27ffdf52a3b2"
-"""keccak("LogMessagePublished(address,uint64,uint32,bytes,uint8)")"""
-STARGATE_OFT_SENT = "0x85496b760a4b7f8d66384b9df21b381f5d1b1e79f229a47aaf4c232edc2fe59a"
-"""keccak("OFTSent(bytes32,uint32,address,uint256,uint256)")"""
+THORCHAIN_DEPOSIT = events.topic("thorchain", "Deposit(address,address,uint256,string)")
+ACROSS_V3_FUNDS_DEPOSITED = events.topic(
+    "across", "V3FundsDeposited(address,address,uint256,uint256,uint256,uint32,uint32,uint32,uint32,address,address,"
+    "address,bytes)")
+ACROSS_FUNDS_DEPOSITED = events.topic(
+    "across", "FundsDeposited(bytes32,bytes32,uint256,uint256,uint256,uint256,uint32,uint32,uint32,bytes32,bytes32,"
+    "bytes32,bytes)")
+ACROSS_V2_FUNDS_DEPOSITED = events.topic(
+    "across", "FundsDeposited(uint256,uint256,uint256,int64,uint32,uint32,address,address,address,bytes)")
+HOP_TRANSFER_SENT_TO_L2 = events.topic(
+    "hop", "TransferSentToL2(uint256,address,uint256,uint256,uint256,address,uint256)")
+HOP_TRANSFER_SENT = events.topic(
+    "hop", "TransferSent(bytes32,uint256,address,uint256,bytes32,uint256,uint256,uint256,uint256)")
+WORMHOLE_MESSAGE = events.topic("wormhole", "LogMessagePublished(address,uint64,uint32,bytes,uint8)")
+STARGATE_OFT_SENT = events.topic("stargate", "OFTSent(bytes32,uint32,address,uint256,uint256)")
+THORCHAIN_TRANSFER_OUT = events.topic("thorchain", "TransferOut(address,address,address,uint256,string)")
+"""An outbound (payout) of the THORChain router on an EVM chain, `vault` and `to` indexed, the
+memo `OUT:<inbound tx hash>`."""
 
-THORCHAIN_TRANSFER_OUT = "0xa9cd03aa3c1b4515114539cd53d22085129d495cb9e9f9af77864526240f1bf7"
-"""keccak("TransferOut(address,address,address,uint256,string)"): an outbound (payout) of the
-THORChain router on an EVM chain, `vault` and `to` indexed, the memo `OUT:<inbound tx hash>`."""
+# Every deposit event of a bridge the chain layer decodes (one ABI file per protocol), and the
+# payout events of the far side (THORChain TransferOut, Across fills, Wormhole redeems).
+BRIDGE_TOPICS = tuple(t for t in events.topics_of(*events.BRIDGE_PROTOCOLS)
+                      if t not in events.topics_of("wormhole") or t == WORMHOLE_MESSAGE)
+PAYOUT_TOPICS = (THORCHAIN_TRANSFER_OUT, *(t for t in events.topics_of("across") if t not in BRIDGE_TOPICS),
+                 *(t for t in events.topics_of("wormhole") if t != WORMHOLE_MESSAGE))
 
-BRIDGE_TOPICS = (THORCHAIN_DEPOSIT, ACROSS_V3_FUNDS_DEPOSITED, ACROSS_FUNDS_DEPOSITED, ACROSS_V2_FUNDS_DEPOSITED,
-                 HOP_TRANSFER_SENT_TO_L2, HOP_TRANSFER_SENT, WORMHOLE_MESSAGE, STARGATE_OFT_SENT)
-
-# EVM chain ids as our chain names (config.rpc_urls keys: TRACER_RPC_URL_<NAME>).
-EVM_CHAINS = {1: "ethereum", 10: "optimism", 56: "bsc", 100: "gnosis", 130: "unichain", 137: "polygon",
-              324: "zksync", 480: "worldchain", 1135: "lisk", 8453: "base", 34443: "mode", 42161: "arbitrum",
-              43114: "avalanche", 57073: "ink", 59144: "linea", 81457: "blast", 534352: "scroll",
-              7777777: "zora"}
-# Across names chains by EVM chain id, and Solana by an id of its own (recipients there are bytes32 keys).
-ACROSS_SOLANA = 34268394551451
-# Wormhole's own chain ids.
-WORMHOLE_CHAINS = {1: "solana", 2: "ethereum", 4: "bsc", 5: "polygon", 6: "avalanche", 10: "fantom", 13: "klaytn",
-                   14: "celo", 16: "moonbeam", 21: "sui", 22: "aptos", 23: "arbitrum", 24: "optimism", 30: "base",
-                   34: "scroll"}
-# LayerZero V2 endpoint ids (Stargate V2).
-LAYERZERO_CHAINS = {30101: "ethereum", 30102: "bsc", 30106: "avalanche", 30109: "polygon", 30110: "arbitrum",
-                    30111: "optimism", 30181: "mantle", 30183: "linea", 30184: "base", 30214: "scroll"}
-# THORChain chain codes in memo assets.
-THORCHAIN_CHAINS = {"BTC": "bitcoin", "ETH": "ethereum", "BCH": "bitcoin-cash", "LTC": "litecoin",
-                    "DOGE": "dogecoin", "GAIA": "cosmos", "AVAX": "avalanche", "BSC": "bsc", "BASE": "base",
-                    "THOR": "thorchain", "TRON": "tron", "XRP": "xrp"}
+# Chain numberings live in one registry (tracer.chains.networks); these names stay for readers.
+EVM_CHAINS = networks.EVM
+ACROSS_SOLANA = networks.ACROSS_SOLANA
+WORMHOLE_CHAINS = networks.WORMHOLE
+LAYERZERO_CHAINS = networks.LAYERZERO
+THORCHAIN_CHAINS = networks.THORCHAIN
 # Single-letter assets THORChain accepts in memos.
 THORCHAIN_SHORT_ASSETS = {"a": "AVAX.AVAX", "b": "BTC.BTC", "c": "BCH.BCH", "d": "DOGE.DOGE", "e": "ETH.ETH",
                           "g": "GAIA.ATOM", "l": "LTC.LTC", "r": "THOR.RUNE", "s": "BSC.BNB"}
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +86,9 @@ class BridgeExit:
     amount: int | None = None  # what the bridge event says it took, in the source asset's raw units
     memo: str | None = None
     note: str | None = None
+    deposit_id: int | None = None  # Across deposit id, Wormhole sequence: what the payout repeats
+    service: str | None = None  # the contract paid (Wormhole: the token bridge, not the core emitter)
+    event: str | None = None  # the event it was decoded from (None: recognised by label only)
 
     @property
     def evm_destination(self) -> bool:
@@ -113,106 +105,23 @@ class BridgeExit:
             out["memo"] = self.memo
         if self.note is not None:
             out["note"] = self.note
+        if self.deposit_id is not None:
+            out["deposit_id"] = self.deposit_id
         return out
-
-
-def _words(data: str) -> list[str]:
-    raw = data[2:] if data.startswith("0x") else data
-    return [raw[i : i + 64] for i in range(0, len(raw) - 63, 64)]
-
-
-def _bytes_at(data: str, offset_word: str) -> bytes | None:
-    """A dynamic `bytes`/`string` value of ABI-encoded data, from the word holding its offset."""
-    raw = data[2:] if data.startswith("0x") else data
-    try:
-        offset = int(offset_word, 16) * 2
-        length = int(raw[offset : offset + 64], 16) * 2
-        value = raw[offset + 64 : offset + 64 + length]
-        if len(value) != length:
-            return None
-        return bytes.fromhex(value)
-    except ValueError:
-        return None
-
-
-def _address32(word: str) -> str:
-    """A 32-byte address field: an EVM address when left-padded with zeros, else the raw bytes32."""
-    word = word.lower()
-    return "0x" + word[24:] if word[:24] == "0" * 24 else "0x" + word
-
-
-def _base58(raw: bytes) -> str:
-    n = int.from_bytes(raw, "big")
-    out = ""
-    while n:
-        n, r = divmod(n, 58)
-        out = _B58[r] + out
-    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
 
 
 def decode(log: LogLike) -> BridgeExit | None:
     """The destination published by one bridge log; None when the log is no bridge deposit."""
-    if not log.topics:
-        return None
-    t0 = log.topics[0].lower()
-    tx = log.tx_hash.lower()
-    words = _words(log.data)
-    try:
-        if t0 == THORCHAIN_DEPOSIT and len(words) >= 2:
-            memo_raw = _bytes_at(log.data, words[1])
-            memo = memo_raw.decode("utf-8", "replace") if memo_raw is not None else ""
-            return thorchain_memo(tx, memo, int(words[0], 16))
-        if t0 == ACROSS_V3_FUNDS_DEPOSITED and len(log.topics) >= 2 and len(words) >= 9:
-            chain_id = int(log.topics[1], 16)
-            return BridgeExit("Across", tx, EVM_CHAINS.get(chain_id, f"evm:{chain_id}"), "0x" + words[7][24:],
-                              amount=int(words[2], 16))
-        if t0 == ACROSS_FUNDS_DEPOSITED and len(log.topics) >= 2 and len(words) >= 9:
-            chain_id = int(log.topics[1], 16)
-            if chain_id == ACROSS_SOLANA:
-                return BridgeExit("Across", tx, "solana", _base58(bytes.fromhex(words[7])), amount=int(words[2], 16))
-            return BridgeExit("Across", tx, EVM_CHAINS.get(chain_id, f"evm:{chain_id}"), _address32(words[7]),
-                              amount=int(words[2], 16))
-        if t0 == ACROSS_V2_FUNDS_DEPOSITED and len(log.topics) >= 2 and len(words) >= 6:
-            chain_id = int(log.topics[1], 16)
-            return BridgeExit("Across", tx, EVM_CHAINS.get(chain_id, f"evm:{chain_id}"), "0x" + words[5][24:],
-                              amount=int(words[0], 16))
-        if t0 == HOP_TRANSFER_SENT_TO_L2 and len(log.topics) >= 3 and words:
-            chain_id = int(log.topics[1], 16)
-            return BridgeExit("Hop", tx, EVM_CHAINS.get(chain_id, f"evm:{chain_id}"), "0x" + log.topics[2][-40:],
-                              amount=int(words[0], 16))
-        if t0 == HOP_TRANSFER_SENT and len(log.topics) >= 4 and words:
-            chain_id = int(log.topics[2], 16)
-            return BridgeExit("Hop", tx, EVM_CHAINS.get(chain_id, f"evm:{chain_id}"), "0x" + log.topics[3][-40:],
-                              amount=int(words[0], 16))
-        if t0 == WORMHOLE_MESSAGE and len(words) >= 3:
-            payload = _bytes_at(log.data, words[2])
-            return _wormhole(tx, payload) if payload is not None else None
-        if t0 == STARGATE_OFT_SENT and len(words) >= 2:
-            eid = int(words[0], 16)
-            return BridgeExit("Stargate", tx, LAYERZERO_CHAINS.get(eid, f"layerzero:{eid}"), None,
-                              amount=int(words[1], 16),
-                              note="the recipient travels in the LayerZero packet, not in the event")
-    except ValueError:
-        return None
-    return None
+    rec = events.decode(log)
+    return from_send(rec) if isinstance(rec, events.BridgeSend) else None
 
 
-def _wormhole(tx: str, payload: bytes) -> BridgeExit | None:
-    # Token bridge payloads: id(1) amount(32) token(32) tokenChain(2) to(32) toChain(2) ... (1 = transfer,
-    # 3 = transfer with payload). Attestations and other apps' messages are no transfer of value.
-    if len(payload) < 101 or payload[0] not in (1, 3):
-        return None
-    amount = int.from_bytes(payload[1:33], "big")
-    to = payload[67:99]
-    to_chain = int.from_bytes(payload[99:101], "big")
-    chain = WORMHOLE_CHAINS.get(to_chain, f"wormhole:{to_chain}")
-    if chain == "solana":
-        address = _base58(to)
-    else:
-        address = _address32(to.hex())
-    # Wormhole normalises amounts to 8 decimals: say so rather than pretend they are raw units.
-    return BridgeExit("Wormhole", tx, chain, address, amount=None,
-                      note=f"payload amount {amount} (Wormhole's 8-decimal normalised units)")
+def from_send(rec: events.BridgeSend) -> BridgeExit | None:
+    """A decoded bridge deposit as the destination the engine follows (THORChain's memo read here)."""
+    if rec.protocol == "THORChain":
+        return replace(thorchain_memo(rec.tx_hash, rec.memo or "", rec.amount), service=rec.service, event=rec.event)
+    return BridgeExit(rec.protocol, rec.tx_hash, rec.dest_chain, rec.recipient, amount=rec.amount, note=rec.note,
+                      deposit_id=rec.deposit_id, service=rec.service, event=rec.event)
 
 
 def thorchain_memo(tx: str, memo: str, amount: int | None = None) -> BridgeExit:
@@ -321,15 +230,10 @@ def match_payout(
 
 def transfer_out_memo(log: LogLike) -> tuple[str, str] | None:
     """(recipient, memo) of a THORChain router TransferOut log; None for any other log."""
-    if len(log.topics) < 3 or log.topics[0].lower() != THORCHAIN_TRANSFER_OUT:
+    rec = events.decode(log)
+    if not isinstance(rec, events.BridgePayout) or rec.protocol != "THORChain" or rec.recipient is None:
         return None
-    words = _words(log.data)
-    if len(words) < 3:
-        return None
-    memo = _bytes_at(log.data, words[2])
-    if memo is None:
-        return None
-    return "0x" + log.topics[2].lower()[-40:], memo.decode("utf-8", "replace")
+    return rec.recipient, rec.memo or ""
 
 
 def carried(deposit_flagged: int, deposit_amount: int, payout_amount: int, confidence: float) -> int:

@@ -32,12 +32,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-DEPOSIT_TOPIC = "0xa945e51eec50ab98c161376f0db4cf2aeba3ec92755fe2fcd388bdbbb80ff196"
-"""keccak("Deposit(bytes32,uint32,uint256)")"""
-WITHDRAWAL_TOPIC = "0xe9e508bad6d4c3227e881ca19068f099da81b5164dd6d62b2eaf1e8bc6c34931"
-"""keccak("Withdrawal(address,bytes32,address,uint256)")"""
+from tracer.chains import events as chain_events
+
+DEPOSIT_TOPIC = chain_events.topic("tornado", "Deposit(bytes32,uint32,uint256)")
+WITHDRAWAL_TOPIC = chain_events.topic("tornado", "Withdrawal(address,bytes32,address,uint256)")
 POOL_TOPICS = (DEPOSIT_TOPIC, WITHDRAWAL_TOPIC)
 
 ZERO_ADDRESS = "0x" + "0" * 40
@@ -62,23 +62,7 @@ POPULAR_PEER = 3  # a third wallet shared with more candidate recipients than th
 _ODDS_CAP = 1e9
 
 
-class LogLike(Protocol):
-    """A raw log (tracer.chains.evm.LogRecord provides it)."""
-
-    @property
-    def block_number(self) -> int: ...
-    @property
-    def block_time(self) -> int: ...
-    @property
-    def tx_hash(self) -> str: ...
-    @property
-    def log_index(self) -> int: ...
-    @property
-    def address(self) -> str: ...
-    @property
-    def topics(self) -> tuple[str, ...]: ...
-    @property
-    def data(self) -> str: ...
+LogLike = chain_events.LogLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,26 +87,17 @@ class PoolEvent:
         return (self.block_number, self.log_index)
 
 
-def _words(data: str) -> list[str]:
-    raw = data[2:] if data.startswith("0x") else data
-    return [raw[i : i + 64] for i in range(0, len(raw) - 63, 64)]
-
-
 def decode_pool_log(log: LogLike) -> PoolEvent | None:
-    """A Deposit or Withdrawal log of a Tornado-compatible pool; None for anything else (or a
-    log too short to be one: forks that reuse a topic with other fields are not pools)."""
-    if not log.topics:
-        return None
-    topic0 = log.topics[0].lower()
-    words = _words(log.data)
-    pool = log.address.lower()
-    if topic0 == DEPOSIT_TOPIC and len(log.topics) >= 2 and len(words) >= 2:
-        return PoolEvent(pool, "deposit", log.block_number, log.log_index, log.block_time, log.tx_hash.lower(),
-                         log.topics[1].lower(), leaf_index=int(words[0], 16))
-    if topic0 == WITHDRAWAL_TOPIC and len(log.topics) >= 2 and len(words) >= 3:
-        return PoolEvent(pool, "withdrawal", log.block_number, log.log_index, log.block_time, log.tx_hash.lower(),
-                         "0x" + words[1], recipient="0x" + words[0][24:], relayer="0x" + log.topics[1][-40:].lower(),
-                         fee=int(words[2], 16))
+    """A Deposit or Withdrawal log of a Tornado-compatible pool (decoded by the chain layer with
+    the pool's ABI); None for anything else, or a log that does not fit the ABI (forks that reuse
+    a topic with other fields are not pools)."""
+    rec = chain_events.decode(log)
+    if isinstance(rec, chain_events.PoolDeposit):
+        return PoolEvent(rec.emitter, "deposit", rec.block_number, rec.log_index, rec.block_time, rec.tx_hash,
+                         rec.commitment, leaf_index=rec.leaf_index)
+    if isinstance(rec, chain_events.PoolWithdrawal):
+        return PoolEvent(rec.emitter, "withdrawal", rec.block_number, rec.log_index, rec.block_time, rec.tx_hash,
+                         rec.nullifier_hash, recipient=rec.to, relayer=rec.relayer, fee=rec.fee)
     return None
 
 

@@ -108,12 +108,29 @@ class Continuation:
     carried: int | None = None  # the flagged share it carries on
     match: str | None = None
     confidence: float | None = None
+    bridge: str = ""  # the bridge contract deposited into
+    recognised_by: str = "label"  # "event": no label, the contract's own deposit event named it
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("payout", "carried"):
             d[k] = None if d[k] is None else str(d[k])
         return d
+
+
+@dataclass
+class BridgeLine:
+    """A bridge the trace deposited into: every destination it decoded, continued or not."""
+
+    address: str
+    chain: str
+    entity: str | None
+    recognised_by: str  # "label" or "event"
+    evidence: dict[str, Any]
+
+    @property
+    def destinations(self) -> list[dict[str, Any]]:
+        return list(self.evidence.get("destinations") or [])
 
 
 @dataclass
@@ -130,6 +147,7 @@ class Report:
     error: str | None
     coinjoins: list[CoinJoinLine] = field(default_factory=list)
     continuations: list[Continuation] = field(default_factory=list)
+    bridges: list[BridgeLine] = field(default_factory=list)
     balance_method: str | None = None  # node_state | derived_from_history | not_needed (engine/balances.py)
     balance_method_reason: str | None = None
 
@@ -153,6 +171,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         if trace is None:
             raise KeyError(trace_id)
         exit_rows = await store.exits(conn, trace_id)
+        bridge_rows = await store.bridge_verdicts(conn, trace_id)
         stop_rows = await store.stops(conn, trace_id)
         counts = await store.trace_progress(conn, trace_id)
         # The hops also carry the CoinJoin entries (their evidence): without paths, none are listed.
@@ -196,7 +215,8 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
               "depth": r["depth"], "amounts": r["amounts"], "chain": r["chain"]} for r in stop_rows]
     return Report(trace_id, trace["status"], trace["chain"], list(trace["seeds"]), totals, symbols, exits, stops,
                   {k: int(v) for k, v in counts.items()}, trace["error"], coinjoins(hops, trace["chain"]),
-                  continuations(exits, hops, trace["chain"]), trace["balance_method"], trace["balance_method_reason"])
+                  continuations(bridge_rows, hops, trace["chain"]), bridge_lines(bridge_rows, trace["chain"]),
+                  trace["balance_method"], trace["balance_method_reason"])
 
 
 def _json(value: Any) -> Any:
@@ -234,18 +254,21 @@ def coinjoins(hops: Sequence[Any], chain: str) -> list[CoinJoinLine]:
     return list(lines.values())
 
 
-def continuations(exits: Sequence[ExitLine], hops: Sequence[Any], chain: str) -> list[Continuation]:
+def continuations(bridges: Sequence[Any], hops: Sequence[Any], chain: str) -> list[Continuation]:
     """Every bridge deposit whose payout was found on its destination chain, from the bridge's
-    verdict evidence (followed or not: a payout below policy.min_link_confidence is reported)."""
+    verdict evidence (followed or not: a payout below policy.min_link_confidence is reported).
+    `bridges`: rows of store.bridge_verdicts (a continued deposit is a crossing, not an exit)."""
     meta = {((h["chain"] or chain), h["tx_hash"], h["asset"]): (h["symbol"], h["decimals"]) for h in hops}
     out: list[Continuation] = []
     seen: set[tuple[str, str, str]] = set()
-    for e in exits:
-        ev = _json(e.evidence)
+    for b in bridges:
+        ev = _json(b["evidence"])
+        home = b["chain"] or chain
+        how = str(ev.get("recognised_by") or "label") if isinstance(ev, dict) else "label"
         for d in (ev.get("destinations") or []) if isinstance(ev, dict) else []:
             follow = d.get("continue") or {}
             payout = follow.get("payout")
-            key = (str(d.get("tx_hash")), str(d.get("address")), e.chain or chain)
+            key = (str(d.get("tx_hash")), str(d.get("address")), home)
             if not payout or key in seen:
                 continue
             seen.add(key)
@@ -253,13 +276,24 @@ def continuations(exits: Sequence[ExitLine], hops: Sequence[Any], chain: str) ->
             asset = str(payout.get("asset") or NATIVE)
             sym, dec = units(dest, asset, *meta.get((dest, payout.get("tx_hash"), asset), (None, None)))
             out.append(Continuation(
-                from_chain=e.chain or chain, chain=dest, protocol=str(d.get("protocol")), depositor=str(d.get("from")),
+                from_chain=home, chain=dest, protocol=str(d.get("protocol")), depositor=str(d.get("from")),
                 deposit_tx=str(d.get("tx_hash")), recipient=str(follow.get("address") or d.get("address")),
                 followed=bool(follow.get("followed")), note=str(follow.get("note") or ""),
                 payout_tx=payout.get("tx_hash"), asset=asset, symbol=sym, decimals=dec,
                 payout=int(payout["amount"]) if payout.get("amount") is not None else None,
                 carried=int(payout["carried"]) if payout.get("carried") is not None else None,
-                match=payout.get("match"), confidence=payout.get("confidence")))
+                match=payout.get("match"), confidence=payout.get("confidence"), bridge=str(b["address"]),
+                recognised_by=how))
+    return out
+
+
+def bridge_lines(rows: Sequence[Any], chain: str) -> list[BridgeLine]:
+    out = []
+    for r in rows:
+        ev = _json(r["evidence"])
+        ev = ev if isinstance(ev, dict) else {}
+        out.append(BridgeLine(r["address"], r["chain"] or chain, r["entity"], str(ev.get("recognised_by") or "label"),
+                              ev))
     return out
 
 
@@ -332,8 +366,9 @@ def render(report: Report, *, max_exits: int = 40) -> str:
             paid = "" if cc.payout is None else f"{format_amount(cc.payout, cc.decimals, 8)} {cc.symbol}"
             carried = ("" if cc.carried is None
                        else f", carrying {format_amount(cc.carried, cc.decimals, 8)} {cc.symbol}")
-            lines.append(f"{i:>3}  {cc.from_chain} → {cc.chain} via {cc.protocol}: {_short(cc.depositor)} deposit "
-                         f"{cc.deposit_tx[:12]}…")
+            how = " (recognised by event)" if cc.recognised_by == "event" else ""
+            lines.append(f"{i:>3}  {cc.from_chain} → {cc.chain} via {cc.protocol}{how}: {_short(cc.depositor)} "
+                         f"deposit {cc.deposit_tx[:12]}…")
             lines.append(f"       payout {paid} to {_short(cc.recipient)} in {str(cc.payout_tx)[:12]}…{carried}; "
                          f"match {cc.match}, confidence {cc.confidence}; "
                          + ("followed" if cc.followed else f"not followed ({cc.note})"))

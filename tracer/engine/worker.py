@@ -40,6 +40,7 @@ from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.engine import balances, bridges, classify, mixers, swaps, utxo
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
+from tracer.engine.recognised import SERVICE_TOPICS, SWAP_TOPICS, ServiceLogs, dex_evidence, recognised_evidence
 from tracer.engine.service import block_at_time
 from tracer.engine.taint import CLEAN_MONEY_MODELS, Movement, TaintedOut, propagate
 from tracer.store import alerts as alert_store
@@ -109,6 +110,7 @@ REASON_SWAP = "swap"
 REASON_MIXER_DEPOSIT = "mixer deposit"  # linked: the money went on through a withdrawal
 REASON_MIXER_LINK = "mixer link"  # the withdrawal hop a link created
 REASON_BRIDGE = "bridge"  # the payout hop on the destination chain a bridge deposit continued into
+REASON_CROSSING = "crossing"  # a bridge deposit the trace continued on the far chain: not an exit
 REASON_CHANGE = "change"  # UTXO: the payer's change output (a peel chain goes on through it)
 REASON_COINJOIN_LINK = "coinjoin link"  # UTXO: a CoinJoin output a scored link follows
 ENTERED_COINJOIN = "entered CoinJoin"  # UTXO: a CoinJoin output no link is sure enough to follow
@@ -443,6 +445,7 @@ class Worker:
             quiet = False
             through = classify.through_category(labels.get(t.to_address, ()), policy)
             pool = service_logs.pool_for(t)
+            unlabelled = through is None and t.to_address not in labels
             if o.amount < threshold:
                 status, reason = "stopped", "below_threshold"
                 quiet = o.swap == "out"
@@ -457,6 +460,15 @@ class Worker:
             elif through is not None and through[0] == classify.BRIDGE:
                 status, reason = "exit", classify.BRIDGE
                 bridged.append((t.to_address, st, len(batch.hops)))
+            elif unlabelled and classify.BRIDGE in policy.through_categories and service_logs.bridge_for(
+                    t, labelled=False):
+                # No label, but the contract paid emitted a bridge deposit in this transaction.
+                status, reason = "exit", classify.BRIDGE
+                bridged.append((t.to_address, st, len(batch.hops)))
+            elif unlabelled and "dex" in policy.through_categories and service_logs.swapped_in(t):
+                status, reason, quiet = "stopped", "entered dex", True
+                batch.services.setdefault(t.to_address, Verdict(
+                    "stopped", "entered dex", "DEX pool (Uniswap-style Swap event)", "dex", dex_evidence(t)))
             else:
                 target = known.get(t.to_address)
                 label_verdict = classify.by_label(labels.get(t.to_address, ()), policy)
@@ -577,12 +589,15 @@ class Worker:
         outs: Sequence[tuple[str, TaintedOut, StoredTransfer]],
         labels: Mapping[str, Sequence[label_store.Label]],
         known: Mapping[str, asyncpg.Record],
-    ) -> _ServiceLogs:
-        """Deposit and bridge events of the transactions that paid flagged money into a mixer or a
-        bridge (labelled, known from an earlier batch, or an unlabelled contract paid a round
-        pool-like amount): one getLogs per cluster of nearby blocks, matched by transaction."""
+    ) -> ServiceLogs:
+        """Deposit, bridge and swap events of the transactions that paid flagged money into a
+        mixer or a bridge (labelled or known from an earlier batch) or into any unlabelled
+        recipient (which may be a service recognised by its events, tracer.engine.recognised):
+        one getLogs per cluster of nearby blocks for the protocols' topics, one for the DEX swaps
+        of the unlabelled recipients, matched by transaction."""
         policy = trace.policy
         blocks: set[int] = set()
+        unlabelled: dict[int, set[str]] = defaultdict(set)
         for _a, o, st in outs:
             t = st.transfer
             if o.swap is not None or t.to_address in trace.seeds:
@@ -591,25 +606,27 @@ class Worker:
             known_pool = (known.get(t.to_address) or {}).get("category") == classify.MIXER
             if through is not None and through[0] in (classify.MIXER, classify.BRIDGE):
                 blocks.add(t.block_number)
-            elif known_pool or (through is None and t.to_address not in labels and classify.MIXER in
-                                policy.through_categories and mixers.looks_like_denomination(
-                                    t.amount, 18 if t.asset == NATIVE else t.decimals)):
+            elif known_pool or (through is None and t.to_address not in labels and (
+                    o.amount >= max(1, policy.threshold(o.asset, trace.totals.get(o.asset, 0)))
+                    or (classify.MIXER in policy.through_categories and mixers.looks_like_denomination(
+                        t.amount, 18 if t.asset == NATIVE else t.decimals)))):
                 blocks.add(t.block_number)
-        found = _ServiceLogs()
+                if t.to_address not in labels:
+                    unlabelled[t.block_number].add(t.to_address)
+        found = ServiceLogs()
         if not blocks:
             return found
         chain = self._chain(trace)
-        topics = [[mixers.DEPOSIT_TOPIC, *bridges.BRIDGE_TOPICS]]
-        answers = await asyncio.gather(*(chain.logs(None, topics, lo, hi) for lo, hi in _clusters(sorted(blocks))))
-        for logs in answers:
+        clusters = _clusters(sorted(blocks))
+        asks = [chain.logs(None, [list(SERVICE_TOPICS)], lo, hi) for lo, hi in clusters]
+        if "dex" in policy.through_categories:
+            for lo, hi in clusters:
+                pools = sorted({a for b in range(lo, hi + 1) for a in unlabelled.get(b, ())})
+                if pools:
+                    asks.append(chain.logs(pools, [list(SWAP_TOPICS)], lo, hi))
+        for logs in await asyncio.gather(*asks):
             for lg in logs:
-                event = mixers.decode_pool_log(lg)
-                if event is not None and event.kind == "deposit":
-                    found.pools_of.setdefault(event.tx_hash, []).append(event.pool)
-                    continue
-                exit_ = bridges.decode(lg)
-                if exit_ is not None:
-                    found.bridge_exits.setdefault(exit_.tx_hash, []).append(exit_)
+                found.add(lg)
         return found
 
     async def _bridge_exits(
@@ -617,7 +634,7 @@ class Worker:
         trace: _TraceInfo,
         batch: _Batch,
         bridged: Sequence[tuple[str, StoredTransfer, int]],
-        service_logs: _ServiceLogs,
+        service_logs: ServiceLogs,
         labels: Mapping[str, Sequence[label_store.Label]],
         known: Mapping[str, asyncpg.Record],
     ) -> None:
@@ -625,25 +642,40 @@ class Worker:
         this trace sent money to (merged with what earlier batches found). Where the destination
         chain is configured the payout there continues the trace (`_continue`)."""
         by_router: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        recognised: dict[str, list[bridges.BridgeExit]] = defaultdict(list)
         for router, st, hop_index in bridged:
             t = st.transfer
             owner, deposit_hop = batch.hops[hop_index]
-            entity = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), "bridge")
-            exits = service_logs.bridge_exits.get(t.tx_hash) or [bridges.from_label(entity, t.tx_hash, t.from_address)]
+            entity = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), None)
+            exits = service_logs.bridge_for(t, labelled=entity is not None)
+            if entity is None:
+                recognised[router].extend(exits)
+            exits = exits or [bridges.from_label(entity or "bridge", t.tx_hash, t.from_address)]
+            crossed = False
             for ex in exits:
                 entry = ex.to_json()
                 entry.update({"from": t.from_address, "asset": t.asset, "amount": str(t.amount),
                               "block_number": t.block_number})
                 entry["continue"] = await self._continue(trace, batch, owner, st, deposit_hop, ex)
+                crossed = crossed or bool(entry["continue"].get("followed"))
                 by_router[router].append(entry)
+            if crossed:
+                # Followed on the far chain: a crossing, counted once at the exits it reaches there.
+                batch.hops[hop_index] = (owner, replace(deposit_hop, status="followed", reason=REASON_CROSSING))
+                batch.quiet.add(deposit_hop.transfer_id)
         for router, entries in by_router.items():
             old = known.get(router)
             evidence = dict(old["evidence"]) if old is not None and isinstance(old["evidence"], dict) else {}
             merged = _merge_destinations_lists(evidence.get("destinations", []), entries)
             name = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), None)
             protocols = sorted({str(d.get("protocol")) for d in merged})
+            extra: dict[str, Any] = {}
+            if name is None and (recognised.get(router) or evidence.get("recognised_by")):
+                extra = recognised_evidence(recognised.get(router, []))
+                extra["events"] = sorted({*extra["events"], *evidence.get("events", [])})
+                name = " / ".join(protocols) + " (recognised by event)"
             batch.verdicts[router] = Verdict("exit", classify.BRIDGE, name, classify.BRIDGE, {
-                "cross_chain": True, "protocols": protocols, "destinations": merged[-_MAX_DESTINATIONS:]})
+                "cross_chain": True, "protocols": protocols, **extra, "destinations": merged[-_MAX_DESTINATIONS:]})
 
     async def _continue(
         self, trace: _TraceInfo, batch: _Batch, owner: str, st: StoredTransfer, deposit_hop: HopRow,
@@ -1014,7 +1046,9 @@ class Worker:
             # Services keep per-hop statuses (a linked deposit is followed, an unlinked one stopped):
             # only verdicts on the address itself rewrite the hops into it.
             for role in ("exit", "stopped"):
-                for reason in sorted({v.reason for a, v in verdicts.items() if v.role == role and a in ours}):
+                # A bridge keeps per-hop statuses: a deposit continued on the far chain is a crossing.
+                for reason in sorted({v.reason for a, v in verdicts.items() if v.role == role and a in ours
+                                      and v.reason != classify.BRIDGE}):
                     addrs = [a for a, v in verdicts.items() if v.role == role and v.reason == reason and a in ours]
                     await store.mark_hops_into(conn, trace.id, addrs, role, reason, trace.chain)
             for (chain, a), v in sorted(remote.items()):
@@ -1228,20 +1262,6 @@ def _clusters(blocks: Sequence[int]) -> list[tuple[int, int]]:
         else:
             out.append((b, b))
     return out
-
-
-@dataclass
-class _ServiceLogs:
-    pools_of: dict[str, list[str]] = field(default_factory=dict)  # tx -> pools that logged a Deposit in it
-    bridge_exits: dict[str, list[bridges.BridgeExit]] = field(default_factory=dict)  # tx -> destinations
-
-    def pool_for(self, t: Transfer) -> str | None:
-        """The pool a transfer paid into: the recipient itself when it logged the Deposit, else
-        (a mixer router forwarding into its pool) the pool that did; None for any other transfer."""
-        pools = self.pools_of.get(t.tx_hash)
-        if not pools:
-            return None
-        return t.to_address if t.to_address in pools else pools[0]
 
 
 @dataclass(frozen=True)

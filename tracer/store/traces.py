@@ -604,6 +604,18 @@ async def exits(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
     return rows
 
 
+async def bridge_verdicts(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    """The bridges a trace deposited into (labelled or recognised by event), with the destinations
+    and continuations their evidence lists; a deposit continued on the far chain is no exit, so
+    these are read apart from `exits`."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT address, chain, entity, evidence FROM jobs
+           WHERE trace_id = $1 AND role = 'exit' AND reason = 'bridge' ORDER BY chain, address""",
+        trace_id,
+    )
+    return rows
+
+
 async def stops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
     """Addresses where the trace stopped without reaching an off-ramp (hubs, mixers, limits)."""
     rows: list[asyncpg.Record] = await conn.fetch(

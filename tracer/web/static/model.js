@@ -385,6 +385,11 @@ export class TraceModel {
   }
 
   destinationOf(e) {
+    if (e.status === "followed" && e.reason === "crossing") {
+      // A bridge deposit followed on the far chain: it crossed, it did not exit (counted there).
+      const n = this.nodes.get(e.target);
+      return {group: "bridge", entity: n?.entity || null};
+    }
     if (e.status === "exit") {
       const n = this.nodes.get(e.target);
       return {group: "exits", entity: n?.entity || shortAddr(e.target)};
