@@ -38,6 +38,7 @@ from tracer.chains.records import NATIVE, Transfer
 from tracer.chains.utxo_records import UtxoTx
 from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.engine import balances, bridges, classify, mixers, swaps, utxo
+from tracer.engine import depth as depth_rule
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import SERVICE_TOPICS, SWAP_TOPICS, ServiceLogs, dex_evidence, recognised_evidence
@@ -394,7 +395,7 @@ class Worker:
             verdict = (classify.deposit_address(a, transfers, labels, policy)
                        or classify.hub(a, transfers, policy))
             if verdict is None and job.depth >= policy.max_depth:
-                verdict = Verdict("stopped", "max_depth")
+                verdict = Verdict("stopped", depth_rule.MAX_DEPTH)  # lifted if a shorter path comes (depth.py)
             verdicts[a] = verdict or FOLLOW
 
         followed = [a for a in active if verdicts[a].role == "followed"]
@@ -480,7 +481,7 @@ class Worker:
                         batch.services.setdefault(t.to_address, label_verdict)
                     else:
                         verdicts.setdefault(t.to_address, label_verdict)
-                elif target is not None and target["role"] in ("exit", "stopped"):
+                elif target is not None and depth_rule.final(target):
                     status, reason = target["role"], target["reason"]
             evidence = None
             if utxo_plan is not None and st.id in utxo_plan.change and status == "followed" and reason == FOLLOW.reason:
@@ -567,7 +568,7 @@ class Worker:
                         if label_verdict is not None:
                             status, reason = label_verdict.role, label_verdict.reason
                             batch.verdicts.setdefault(link.address, label_verdict)
-                        elif target is not None and target["role"] in ("exit", "stopped"):
+                        elif target is not None and depth_rule.final(target):
                             status, reason = target["role"], target["reason"]
                 evidence = {**head, "vout": link.vout, "kind": link.kind, "output_value": str(link.value),
                             "reasons": list(link.reasons)}
@@ -969,7 +970,7 @@ class Worker:
                 if verdict is not None:
                     write.recipient_status[recipient] = (verdict.role, verdict.reason)
                     batch.verdicts.setdefault(recipient, verdict)
-                elif target is not None and target["role"] in ("exit", "stopped"):
+                elif target is not None and depth_rule.final(target):
                     write.recipient_status[recipient] = (target["role"], target["reason"])
             log.info("event=mixer_deposit trace=%d pool=%s tx=%s anonymity_set=%d candidates=%d linked=%s "
                      "confidence=%.3f", trace.id, d.pool, d.tx_hash, outcome.anonymity_set, outcome.candidates,
@@ -1043,6 +1044,11 @@ class Worker:
                 depth = by_addr[a].depth if a in by_addr else depth_of.get((trace.chain, a), 0)
                 rows.append((a, depth, v.role, v.reason, v.entity, v.category, v.evidence))
             await store.set_verdicts(conn, trace.id, rows, trace.chain)
+            # Followed now, perhaps stopped at max_depth before: the hops that stop marked reopen.
+            reopened = await store.reopen_hops_into(
+                conn, trace.id, sorted(a for a, v in verdicts.items() if v.role == "followed" and a in ours),
+                depth_rule.MAX_DEPTH, trace.chain)
+            changed.extend(reopened)
             # Services keep per-hop statuses (a linked deposit is followed, an unlinked one stopped):
             # only verdicts on the address itself rewrite the hops into it.
             for role in ("exit", "stopped"):
@@ -1180,7 +1186,7 @@ class Worker:
         through = set(trace.policy.through_categories)
         final: dict[tuple[str, str], list[str]] = defaultdict(list)
         for a, row in (await store.node_verdicts(conn, trace.id, wanted, chain)).items():
-            if row["role"] in ("exit", "stopped") and row["category"] not in through:
+            if depth_rule.final(row) and row["category"] not in through:
                 final[(row["role"], row["reason"])].append(a)
         for (role, reason), addrs in sorted(final.items()):
             await store.mark_hops_into(conn, trace.id, addrs, role, reason, chain)

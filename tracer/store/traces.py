@@ -504,7 +504,9 @@ async def mark_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], st
                          chain: str | None = None) -> None:
     """Once an address (of `chain`) is classified (exit by behaviour, hub, ...), the hops into it say why."""
     await conn.execute(
-        f"""UPDATE hops SET status = $3, reason = $4, updated_at = now()
+        f"""UPDATE hops SET status = $3, reason = $4, updated_at = now(),
+               -- what a followed hop said before the stop: a lifted max_depth stop restores it
+               followed_reason = CASE WHEN hops.status = 'followed' THEN hops.reason ELSE hops.followed_reason END
            FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
            CROSS JOIN LATERAL (SELECT transfer_id FROM hops WHERE trace_id = $1 AND to_addr = a.a
                                  AND chain = {_CHAIN.format(arg="$5")}
@@ -515,6 +517,29 @@ async def mark_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], st
              AND (hops.status, hops.reason) IS DISTINCT FROM ($3, $4) AND hops.status <> 'stopped'""",
         trace_id, list(addresses), status, reason, chain,
     )
+
+
+async def reopen_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], reason: str,
+                           chain: str | None = None) -> list[asyncpg.Record]:
+    """Hops into addresses (of `chain`) that a stop with `reason` marked, followed again with the
+    reason they had before it (an address stopped at max_depth that a shorter path reached).
+    Returns them as upsert_hops does (for their events)."""
+    if not addresses:
+        return []
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""UPDATE hops SET status = 'followed', reason = coalesce(hops.followed_reason, 'flagged funds'),
+                   followed_reason = NULL, updated_at = now()
+           FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
+           CROSS JOIN LATERAL (SELECT transfer_id FROM hops WHERE trace_id = $1 AND to_addr = a.a
+                                 AND chain = {_CHAIN.format(arg="$4")} AND status = 'stopped' AND reason = $3
+                               OFFSET 0) x
+           WHERE hops.trace_id = $1 AND hops.transfer_id = x.transfer_id AND hops.status = 'stopped'
+             AND hops.reason = $3
+           RETURNING hops.transfer_id, hops.to_addr, hops.asset, hops.amount, hops.status, hops.depth, hops.chain,
+                     false AS inserted""",
+        trace_id, list(addresses), reason, chain,
+    )
+    return rows
 
 
 async def hop_evidence(conn: Conn, trace_id: int, transfer_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
