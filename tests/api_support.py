@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tracer.api.app import PARSER_LIMITS, create_app
+from tracer.api.app import create_app, server_options
 from tracer.api.context import Settings
 from tracer.api.openapi import validator
 from tracer.store.db import Database
@@ -96,9 +96,10 @@ def conforms(schema: str, body: Any) -> None:
 async def running_api(db: Database, chains: Mapping[str, Any] | None = None,
                       settings: Settings | None = None) -> AsyncIterator[Api]:
     """create_app() served by aiohttp on 127.0.0.1 (a real socket), plus a client session."""
-    app = create_app(db, chains or {}, settings or Settings())
-    server = TestServer(app, host="127.0.0.1", **PARSER_LIMITS)
-    await server.start_server()
+    settings = settings or Settings()
+    app = create_app(db, chains or {}, settings)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(**server_options(settings))  # runner options go here, not to TestServer()
     try:
         async with aiohttp.ClientSession() as session:
             yield Api(str(server.make_url("")).rstrip("/"), session, app)

@@ -43,6 +43,14 @@ CURSOR_SECRET_NAME = "cursor_hmac"
 PARSER_LIMITS: dict[str, Any] = {"max_line_size": 65536, "max_field_size": 65536}
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """AppRunner/TestServer kwargs: the parser limits, and the header-read timeout. aiohttp arms its
+    keep-alive timer when a connection opens and closes the connection if, when it fires, the
+    request's headers are still incomplete: so it bounds how long headers may take to arrive
+    (slow-header clients holding connections open), and how long an idle connection stays."""
+    return {**PARSER_LIMITS, "keepalive_timeout": settings.header_timeout}
+
+
 class OpenServerRefused(RuntimeError):
     """No API key exists and the server would listen beyond loopback: it would be open to anyone."""
 

@@ -2,8 +2,9 @@
 
 A key comes in `X-API-Key: trk_…` or `Authorization: Bearer trk_…`. Scopes: `read` (every GET),
 `trace` (start and cancel traces, label addresses; implies read), `admin` (everything, including
-deleting traces and reading the audit log). With Settings.rate_limit each key (each client address
-in open mode) gets a token bucket; past it, 429 with Retry-After. Checked keys are cached for a few seconds
+deleting traces and reading the audit log). With Settings.rate_limit each key gets a token bucket
+kept in Postgres and shared by every API process (each client address in open mode, in memory);
+past it, 429 with Retry-After. Checked keys are cached for a few seconds
 (Settings.key_cache_seconds), which is also how long a revocation takes to bite.
 
 With no active key in the database the API runs open, every caller acting as "open" with every
@@ -28,6 +29,7 @@ from aiohttp import web
 from tracer.api.context import CTX, is_loopback
 from tracer.api.errors import ApiError
 from tracer.store import keys as key_store
+from tracer.store import ownership
 from tracer.store.ownership import Owner
 
 log = logging.getLogger("tracer.api")
@@ -207,8 +209,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise ApiError(401, "Unauthorized", "no API keys are configured and this server is not loopback-only; "
                        "create one with `tracer keys create`")
     if auth.limiter is not None:
-        caller = f"key:{principal.key_pk}" if principal.key_pk is not None else f"addr:{request.remote}"
-        wait = auth.limiter.take(caller)
+        if principal.key_pk is not None:
+            # One bucket per key in Postgres: every API process serving this key draws from it.
+            async with auth._pool().acquire() as conn:
+                wait = await ownership.take_token(conn, f"key:{principal.key_pk}", auth.limiter.rate,
+                                                  auth.limiter.burst)
+        else:  # open mode: loopback callers, one process; per client address, in memory
+            wait = auth.limiter.take(f"addr:{request.remote}")
         if wait > 0:
             raise ApiError(429, "Too many requests",
                            f"this key is limited to {auth.limiter.rate:g} requests per second "

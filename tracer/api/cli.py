@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--allowed-hosts", default=os.environ.get("TRACER_ALLOWED_HOSTS"), metavar="HOSTS",
                    help="comma-separated Host names the API answers for (default $TRACER_ALLOWED_HOSTS; unset: the "
                         "loopback names and --host, checked in open mode only; '*' for any)")
+    for flag, env, kind, text in _LIMITS:
+        p.add_argument(flag, type=kind, default=None, metavar="N", help=f"{text} (default ${env}, else "
+                       f"{getattr(Settings(), flag[2:].replace('-', '_')) or 'off'}; see docs/SECURITY.md)")
     p.set_defaults(func=_serve)
 
     keys = subparsers.add_parser("keys", help="API keys: create, list, revoke")
@@ -60,6 +63,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.set_defaults(func=_keys_revoke)
 
 
+#: (flag, environment variable, type, what) of each limit `tracer serve` takes; the Settings field
+#: is the flag's name. Flag over variable over the Settings default.
+_LIMITS: tuple[tuple[str, str, type, str], ...] = (
+    ("--max-seeds", "TRACER_MAX_SEEDS", int, "seeds per trace and addresses per watchlist"),
+    ("--max-active-traces", "TRACER_MAX_ACTIVE_TRACES", int, "unfinished traces per key (or team)"),
+    ("--max-subscriptions", "TRACER_MAX_SUBSCRIPTIONS", int, "subscriptions per key (or team)"),
+    ("--rate-limit", "TRACER_RATE_LIMIT", float, "requests per second per key, shared by every API process "
+     "through Postgres (0: no limit)"),
+    ("--rate-limit-burst", "TRACER_RATE_LIMIT_BURST", int, "requests a key may make at once above the rate"),
+    ("--header-timeout", "TRACER_HEADER_TIMEOUT", float, "seconds a client may take to send request headers"),
+    ("--paths-budget", "TRACER_PATHS_BUDGET", float, "seconds one /paths search may run"),
+    ("--paths-max-seeds", "TRACER_PATHS_MAX_SEEDS", int, "most seeds of a trace /paths searches"),
+)
+
+
+def _limits(args: argparse.Namespace, settings: Settings) -> None:
+    for flag, env, kind, _ in _LIMITS:
+        name = flag[2:].replace("-", "_")
+        value = getattr(args, name, None)
+        if value is None and os.environ.get(env, "").strip():
+            try:
+                value = kind(os.environ[env])
+            except ValueError:
+                raise SystemExit(f"tracer: error: {env} must be a number") from None
+        if value is None:
+            continue
+        if value < 0 or (value == 0 and name not in ("rate_limit",)):
+            raise SystemExit(f"tracer: error: {flag} must be positive")
+        setattr(settings, name, value if not (name == "rate_limit" and value == 0) else None)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     secret_text = os.environ.get("TRACER_API_SECRET")
     secret = secret_text.encode() if secret_text else None
@@ -67,6 +101,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit("tracer: error: TRACER_API_SECRET must be at least 16 characters")
     settings = Settings(host=args.host, port=args.port, workers=max(0, args.workers), secret=secret,
                         allowed_hosts=parse_hosts(args.allowed_hosts))
+    _limits(args, settings)
     cache = os.environ.get("TRACER_API_EXITS_CACHE")
     if cache is not None:
         if not cache.isdigit():
@@ -92,7 +127,7 @@ async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> dict[str, A
 async def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from tracer.api.app import PARSER_LIMITS, OpenServerRefused, create_app
+    from tracer.api.app import OpenServerRefused, create_app, server_options
     from tracer.store import keys as key_store
     from tracer.store.db import DEMO_DATABASE, Database, resolve_database_url, start_embedded
 
@@ -121,7 +156,7 @@ async def _serve(args: argparse.Namespace) -> int:
             print("tracer: error: --workers needs a chain node: pass --rpc or set TRACER_RPC_URL", file=sys.stderr)
             return 2
         app = create_app(db, chains, settings)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0, **PARSER_LIMITS)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0, **server_options(settings))
         try:
             await runner.setup()
         except OpenServerRefused as exc:

@@ -67,6 +67,18 @@ class Settings:
     #: Rendered exit lists of finished traces kept in memory (a finished trace's exits never change;
     #: dashboards poll them). 0 disables.
     exits_cache_size: int = 256
+    #: Quotas (docs/SECURITY.md): seeds per trace (and addresses per watchlist); unfinished traces
+    #: and subscriptions per key, or per team for keys that have one (429 past them).
+    max_seeds: int = 1000
+    max_active_traces: int = 20
+    max_subscriptions: int = 100
+    #: Seconds a connection may take to send a request's headers (and an idle keep-alive
+    #: connection may stay open): slow-header connections are closed.
+    header_timeout: float = 15.0
+    #: Path searches (/paths): wall-clock budget in seconds (a search past it is stopped: 503), and
+    #: the most seeds a trace may have for one (422 beyond).
+    paths_budget: float = 10.0
+    paths_max_seeds: int = 1000
     #: Host names the server answers for (TRACER_ALLOWED_HOSTS); None: the loopback names and the
     #: bound address, enforced in open mode only (see tracer.api.sameorigin).
     allowed_hosts: tuple[str, ...] | None = None

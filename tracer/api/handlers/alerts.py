@@ -32,7 +32,7 @@ from tracer.alerts import subscriptions as subs
 from tracer.alerts.guard import UrlPolicy
 from tracer.alerts.hub import Hub
 from tracer.alerts.listen import connector
-from tracer.api import owners, params
+from tracer.api import limits, owners, params
 from tracer.api.auth import principal_of
 from tracer.api.context import CTX
 from tracer.api.errors import ApiError, bad_request, not_found
@@ -144,6 +144,13 @@ async def create(request: web.Request) -> web.Response:
     if errors:
         raise bad_request(field_of(errors[0]), errors[0].message[:300])
     principal = principal_of(request)
+    watchlist = body.get("addresses") is not None and body.get("trace_id") is None and body.get("watch") is not False
+    if watchlist and isinstance(body["addresses"], list):  # it starts a trace from these addresses
+        limits.check_seeds(request, len(body["addresses"]), "addresses")
+    async with ctx.pool.acquire() as conn:
+        await limits.check_subscription_quota(request, conn, principal)
+        if watchlist:
+            await limits.check_trace_quota(request, conn, principal)
     if body.get("watch") and isinstance(body.get("trace_id"), int):
         async with ctx.pool.acquire() as conn:
             # Watching changes the trace (a done one starts again): its owner's call. One that

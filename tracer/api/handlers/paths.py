@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
-from tracer.api import params
+from tracer.api import params, pathsearch
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError, bad_request
 from tracer.api.handlers.common import ctx_of, ok, trace_or_404
 from tracer.engine import graph as tgraph
 from tracer.store import reads
 
-
-def _paths(rows: list[asyncpg.Record], seeds: list[str], target: str, limit: int, chain: str
-           ) -> list[list[tgraph.PathStep]]:
-    return tgraph.paths_to(tgraph.build(rows, chain), seeds, target, limit=limit, chain=chain)
+log = logging.getLogger("tracer.api")
 
 
 def _step(s: tgraph.PathStep, meta: dict[tuple[str, str], tuple[str | None, int | None]],
@@ -42,9 +38,13 @@ async def get(request: web.Request) -> web.Response:
         raise bad_request("to", "required: the address to find paths to")
     limit = params.int_param(request, "limit", minimum=1, maximum=50, default=10)
     assert limit is not None
-    cap = ctx.settings.paths_max_hops
+    s = ctx.settings
+    cap = s.paths_max_hops
     async with ctx.pool.acquire() as conn:
         trace = await trace_or_404(conn, trace_id)
+        if len(trace["seeds"]) > s.paths_max_seeds:
+            raise ApiError(422, "Graph too large", f"trace {trace_id} has {len(trace['seeds'])} seeds; path search is "
+                           f"limited to traces of {s.paths_max_seeds} (TRACER_PATHS_MAX_SEEDS)", field="trace_id")
         rows = await reads.ancestor_hops(conn, trace_id, target, max_hops=cap)
     if len(rows) > cap:
         raise ApiError(422, "Graph too large", f"more than {cap} hops lead to {target}; path search is refused "
@@ -52,8 +52,22 @@ async def get(request: web.Request) -> web.Response:
     chain = trace["chain"]
     meta = {(r["chain"] or chain, r["asset"]): (r["symbol"], r["decimals"]) for r in rows}
     times = {(r["chain"] or chain, r["tx_hash"]): r["block_time"] for r in rows}
-    # networkx is CPU-bound: run it off the event loop so other requests keep flowing.
-    found = await asyncio.to_thread(_paths, rows, list(trace["seeds"]), target, limit, chain) if rows else []
+    # CPU-bound and its cost grows with seeds × limit: in a child process, under a budget, and
+    # stopped if the client leaves (tracer.api.pathsearch).
+    found: list[list[tgraph.PathStep]] = []
+    if rows:
+        try:
+            found = await pathsearch.search(rows, list(trace["seeds"]), target, limit, chain, budget=s.paths_budget,
+                                            gone=lambda: request.transport is None or request.transport.is_closing())
+        except pathsearch.PathSearchTimeout:
+            raise ApiError(503, "Path search over budget",
+                           f"the search for paths to {target} was stopped after {s.paths_budget:g} s "
+                           "(TRACER_PATHS_BUDGET); ask for fewer paths (limit) or export the graph",
+                           headers={"Retry-After": "60"}) from None
+        except pathsearch.PathSearchAbandoned:
+            log.info("event=paths_abandoned trace=%d to=%s", trace_id, target)
+            # Nobody reads it; 499 ("client closed request", as proxies log it) keeps metrics honest.
+            raise ApiError(499, "Client closed request", "the client left; the search was stopped") from None
     paths: list[dict[str, Any]] = []
     for steps in found:
         if not steps:  # the target is itself a seed: nothing to walk

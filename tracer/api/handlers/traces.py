@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from tracer.api import owners, params
+from tracer.api import limits, owners, params
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
 from tracer.api.errors import ApiError, bad_request, not_found
@@ -64,6 +64,9 @@ async def create(request: web.Request) -> web.Response:
     if body.get("from_list"):
         seeds += await service.seeds_from_list(ctx.pool, chain, body["from_list"]["list"],
                                                body["from_list"].get("program"))
+    limits.check_seeds(request, len(set(seeds)), "seeds")
+    async with ctx.pool.acquire() as conn:
+        await limits.check_trace_quota(request, conn, principal)
     try:
         trace_id = await service.create_trace(
             ctx.pool, client, chain=chain, seeds=seeds, policy=body.get("policy"),
