@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +36,7 @@ INSTALL_HINT = "npm ci --prefix tests/node  (installs Anvil and solc-js from tes
 # only, as a full node); prune_history: `--prune-history` (no state kept on disk at all).
 Mode = Literal["archive", "pruned", "prune_history"]
 ARCHIVE_STATES = 1_000_000
+_LISTENING = re.compile(r"Listening on (?P<host>\S+):(?P<port>\d+)")
 
 
 class AnvilNotFound(RuntimeError):
@@ -54,12 +57,6 @@ def find_anvil() -> str:
         return str(NPM_BINARY)
     raise AnvilNotFound(f"anvil not found (TRACER_ANVIL unset, none on PATH, none in {NPM_BINARY}); "
                         f"install it with: {INSTALL_HINT}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -102,7 +99,6 @@ def anvil_args(*, port: int, chain_id: int, mode: Mode, timestamp: int | None, c
         "--disable-pool-balance-checks",
         "--accounts", "1",
         "--cache-path", str(cache),
-        "--quiet",
     ]
     if timestamp is not None:
         args += ["--timestamp", str(timestamp)]
@@ -123,26 +119,39 @@ async def _answers(url: str, session: aiohttp.ClientSession) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    # Linux: SIGTERM to Anvil when the process that started it dies (a killed test run must not
+    # leave nodes behind, writing states to a HOME nobody deletes).
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _spawn(argv: list[str], home: Path, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), XDG_DATA_HOME=str(home / ".local"))
     with open(log, "wb") as fh:
-        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 async def start_anvil(*, chain_id: int = 1337, mode: Mode = "pruned", timestamp: int | None = None,
                       port: int | None = None, host: str = "127.0.0.1", extra_args: list[str] | None = None,
                       startup_timeout: float = 30.0) -> AnvilNode:
-    """Start Anvil on 127.0.0.1 and wait until it answers JSON-RPC. Mining is off: blocks are mined
-    on demand (`evm_mine`), so one scenario block's transactions go into one Anvil block."""
+    """Start Anvil and wait until it answers JSON-RPC. Mining is off: blocks are mined on demand
+    (`evm_mine`), so one scenario block's transactions go into one Anvil block.
+
+    Without `port` Anvil picks a free one itself (`--port 0`) and the URL comes from its own
+    "Listening on" line: probing a port chosen beforehand could reach another process's node
+    (other tests start Anvil nodes at the same time)."""
     binary = find_anvil()
     home = Path(tempfile.mkdtemp(prefix="tracer-anvil-"))
     log = home / "anvil.log"
-    port = port or free_port()
-    args = anvil_args(port=port, chain_id=chain_id, mode=mode, timestamp=timestamp, cache=home / "cache", host=host)
+    args = anvil_args(port=port or 0, chain_id=chain_id, mode=mode, timestamp=timestamp, cache=home / "cache",
+                      host=host)
     args += extra_args or []
     proc = _spawn([binary, *args], home, log)
-    reach = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    node = AnvilNode(f"http://{reach}:{port}", chain_id, mode, proc, home, log, args)
+    node = AnvilNode("", chain_id, mode, proc, home, log, args)
     deadline = time.monotonic() + startup_timeout
     async with aiohttp.ClientSession() as session:
         while True:
@@ -150,11 +159,16 @@ async def start_anvil(*, chain_id: int = 1337, mode: Mode = "pruned", timestamp:
                 out = log.read_text(errors="replace")[-2000:]
                 node.stop()
                 raise RuntimeError(f"anvil exited with {proc.returncode} at start: {out}")
-            if await _answers(node.url, session):
+            if not node.url:
+                found = _LISTENING.search(log.read_text(errors="replace"))
+                if found:
+                    reach = "127.0.0.1" if found["host"] in ("0.0.0.0", "::", "[::]") else found["host"]
+                    node.url = f"http://{reach}:{found['port']}"
+            if node.url and await _answers(node.url, session):
                 return node
             if time.monotonic() > deadline:
                 node.stop()
-                raise RuntimeError(f"anvil did not answer on {node.url} within {startup_timeout:.0f}s")
+                raise RuntimeError(f"anvil did not answer within {startup_timeout:.0f}s (log {log})")
             await asyncio.sleep(0.05)
 
 
