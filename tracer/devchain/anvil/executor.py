@@ -123,6 +123,9 @@ async def _check_node(rpc: AnvilRpc, scenario: Scenario) -> None:
     chain_id, head = await rpc.batch([("eth_chainId", []), ("eth_blockNumber", [])])
     if int(chain_id, 16) != scenario.chain_id:
         raise ExecutionError(f"node at {rpc.url} has chain id {int(chain_id, 16)}, the scenario {scenario.chain_id}")
+    numbers = [b.number for b in scenario.blocks]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ExecutionError("the scenario's blocks must be numbered 1..N without gaps (Anvil mines them in order)")
     if int(head, 16) != 0:
         raise ExecutionError(f"node at {rpc.url} is at block {int(head, 16)}: scenario block N must be node block "
                              "N, so start a fresh node")
