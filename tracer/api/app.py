@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tracer.api import nodewatch
 from tracer.api.auth import Authenticator, auth_middleware
 from tracer.api.context import CTX, REQUEST_ID, ApiContext, ChainClient, Settings
 from tracer.api.cursors import CursorCodec
@@ -106,7 +107,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     if s.workers <= 0:
         yield
         return
-    if not ctx.chains:
+    if not ctx.chains and not app[nodewatch.NODES]:
         raise RuntimeError("embedded workers need a chain node: pass --rpc or set TRACER_RPC_URL")
     stop = asyncio.Event()
     workers = [Worker(ctx.pool, ctx.chains, name=f"api-{secrets.token_hex(3)}-{i}", batch_size=s.worker_batch_size,
@@ -143,7 +144,10 @@ def create_app(
     db: Database,
     chains: Mapping[str, ChainClient] | None = None,
     settings: Settings | None = None,
+    down_nodes: Mapping[str, nodewatch.DownNode] | None = None,
 ) -> web.Application:
+    """`down_nodes`: chains whose node could not be reached at start; the app serves without them
+    and connects them in the background (tracer.api.nodewatch)."""
     settings = settings or Settings()
     metrics = Metrics()
     auth = Authenticator(lambda: db.pool, cache_seconds=settings.key_cache_seconds, allow_open=settings.allow_open,
@@ -160,5 +164,6 @@ def create_app(
     ctx.scopes = add_routes(app)
     web_ui.add_routes(app)  # the investigator page on / and /ui: public files, no data
     app.on_response_prepare.append(_response_headers)
-    app.cleanup_ctx.extend([_secret_ctx, _auth_ctx, _workers_ctx])
+    app[nodewatch.NODES] = dict(down_nodes or {})
+    app.cleanup_ctx.extend([_secret_ctx, _auth_ctx, nodewatch.reconnect_ctx, _workers_ctx])
     return app

@@ -110,18 +110,38 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> dict[str, Any]:
-    from tracer.config import rpc_urls
+#: How long `tracer serve` waits for a node at start before serving without it (it keeps trying).
+NODE_START_TIMEOUT = 5.0
 
-    urls = rpc_urls(rpc, chain)
-    if not urls:
-        return {}
-    from tracer.nodes import connect_all
+
+async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(connected clients, down nodes): a node that cannot be reached does not stop the API (it
+    serves reads and connects the node when it answers); one serving another chain does."""
+    from tracer.api.nodewatch import DownNode
+    from tracer.chains.errors import WrongChain
+    from tracer.config import rpc_urls
+    from tracer.nodes import connect_checked
     from tracer.reorg import guarded
 
-    # Refuses a node whose chain id differs from the one the database records for its name; the
-    # guard fails traces with the reason if the chain reorganises under what they read.
-    return {name: guarded(client, pool, name) for name, client in (await connect_all(pool, urls)).items()}
+    clients: dict[str, Any] = {}
+    down: dict[str, DownNode] = {}
+    for name, url in rpc_urls(rpc, chain).items():
+        async def connect(name: str = name, url: str = url) -> Any:
+            # Refuses a node whose chain id differs from the one the database records for its
+            # name; the guard fails traces with the reason if the chain reorganises under them.
+            return guarded(await connect_checked(pool, name, url), pool, name)
+
+        try:
+            clients[name] = await asyncio.wait_for(connect(), NODE_START_TIMEOUT)
+        except WrongChain:
+            for client in clients.values():
+                await client.close()
+            raise
+        except Exception as exc:  # unreachable, timing out, answering garbage: serve without it
+            print(f"tracer api: warning: the node for chain {name} is unreachable ({type(exc).__name__}); serving "
+                  "without it and retrying in the background", file=sys.stderr, flush=True)
+            down[name] = DownNode(connect, type(exc).__name__)
+    return clients, down
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -151,11 +171,11 @@ async def _serve(args: argparse.Namespace) -> int:
                   "serve an open API. Create a key (tracer keys create --scope admin) or use --host 127.0.0.1.",
                   file=sys.stderr)
             return 2
-        chains = await _connect_chains(args.rpc or os.environ.get("TRACER_RPC_URL"), args.chain, db.pool)
-        if settings.workers and not chains:
+        chains, down = await _connect_chains(args.rpc or os.environ.get("TRACER_RPC_URL"), args.chain, db.pool)
+        if settings.workers and not chains and not down:
             print("tracer: error: --workers needs a chain node: pass --rpc or set TRACER_RPC_URL", file=sys.stderr)
             return 2
-        app = create_app(db, chains, settings)
+        app = create_app(db, chains, settings, down_nodes=down)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0, **server_options(settings))
         try:
             await runner.setup()
@@ -174,7 +194,8 @@ async def _serve(args: argparse.Namespace) -> int:
         mode = ("OPEN (no API keys configured; loopback only — create one with `tracer keys create`)"
                 if open_mode else "API keys required")
         print(f"tracer api: listening on http://{settings.host}:{port} — {mode}; "
-              f"chains: {', '.join(sorted(chains)) or 'none (read-only)'}; embedded workers: {settings.workers}; "
+              f"chains: {', '.join(sorted(chains)) or 'none (read-only)'}"
+              f"{'; down: ' + ', '.join(sorted(down)) if down else ''}; embedded workers: {settings.workers}; "
               f"web view: http://{settings.host}:{port}/ui", file=sys.stderr, flush=True)
         await stop.wait()
         return 0

@@ -79,6 +79,8 @@ class Settings:
     #: the most seeds a trace may have for one (422 beyond).
     paths_budget: float = 10.0
     paths_max_seeds: int = 1000
+    #: A chain node unreachable at start is retried this often (tracer.api.nodewatch).
+    node_retry_seconds: float = 5.0
     #: Host names the server answers for (TRACER_ALLOWED_HOSTS); None: the loopback names and the
     #: bound address, enforced in open mode only (see tracer.api.sameorigin).
     allowed_hosts: tuple[str, ...] | None = None

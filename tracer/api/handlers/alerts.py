@@ -32,7 +32,7 @@ from tracer.alerts import subscriptions as subs
 from tracer.alerts.guard import UrlPolicy
 from tracer.alerts.hub import Hub
 from tracer.alerts.listen import connector
-from tracer.api import limits, owners, params
+from tracer.api import limits, nodewatch, owners, params
 from tracer.api.auth import principal_of
 from tracer.api.context import CTX
 from tracer.api.errors import ApiError, bad_request, not_found
@@ -147,6 +147,9 @@ async def create(request: web.Request) -> web.Response:
     watchlist = body.get("addresses") is not None and body.get("trace_id") is None and body.get("watch") is not False
     if watchlist and isinstance(body["addresses"], list):  # it starts a trace from these addresses
         limits.check_seeds(request, len(body["addresses"]), "addresses")
+        first = body["addresses"][0] if body["addresses"] else ""
+        shape = "ethereum" if isinstance(first, str) and first.strip()[:2].lower() == "0x" else "bitcoin"
+        nodewatch.refuse_if_down(request, body.get("chain") or shape)
     async with ctx.pool.acquire() as conn:
         await limits.check_subscription_quota(request, conn, principal)
         if watchlist:

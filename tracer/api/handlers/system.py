@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from tracer import __version__
-from tracer.api import params
+from tracer.api import nodewatch, params
 from tracer.api.context import ApiContext
 from tracer.api.handlers.common import ctx_of, ok
 from tracer.api.metrics import CONTENT_TYPE, Labels
@@ -50,6 +50,8 @@ async def health(request: web.Request) -> web.Response:
     names = sorted(ctx.chains)
     results = await asyncio.gather(_check_db(ctx), *(_check_chain(ctx, n) for n in names))
     db, chains = results[0], dict(zip(names, results[1:], strict=True))
+    for name in request.app[nodewatch.NODES]:  # unreachable since start; retried in the background
+        chains[name] = {"ok": False, "error": "NodeUnavailable"}
     healthy = db["ok"] and all(c["ok"] for c in chains.values())
     body = {"status": "ok" if healthy else "unavailable", "version": __version__, "postgres": db,
             "chains": chains, "embedded_workers": len(ctx.workers)}

@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from tracer.api import limits, owners, params
+from tracer.api import limits, nodewatch, owners, params
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
 from tracer.api.errors import ApiError, bad_request, not_found
@@ -52,6 +52,7 @@ async def create(request: web.Request) -> web.Response:
         raise bad_request(field_of(err), err.message[:300])
     # A process with nodes (embedded workers) accepts the chains it has; a read-only one accepts
     # any known chain name, and the missing node is then a 503 below.
+    nodewatch.refuse_if_down(request, body.get("chain", "ethereum"))
     try:
         chain = service.check_chain(body.get("chain", "ethereum"), list(ctx.chains))
     except service.TraceInputError as exc:
