@@ -184,3 +184,14 @@ async def test_api_report_and_text_say_which_method(db: Database, devchain_facto
     assert built.to_json()["balance_method_reason"] == done["balance_method_reason"]
     text = report.render(built)
     assert "Prior balances: derived from history (the node keeps no state at block 1" in text
+
+
+async def test_no_internal_calls_means_no_clean_balance(db: Database, devchain_factory: DevChainFactory,
+                                                        small_scenario: Scenario, labelled: None) -> None:
+    """A node without trace_* or debug_* hides ETH moved by contracts: a derived history would miss
+    it, so every address gets the most conservative taint and the trace says why."""
+    pruned = await devchain_factory(charge_gas=True, keep_states=1, traces=False)
+    _, row = await _trace(db, pruned.url, small_scenario, {})
+    assert row["balance_method"] == balances.DERIVED
+    assert "no internal calls" in row["balance_method_reason"]
+    assert "most conservative" in row["balance_method_reason"]

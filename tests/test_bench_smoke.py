@@ -88,3 +88,11 @@ def test_faults_smoke(tmp_path: Path, pg_server_url: str) -> None:
     assert totals["server_errors"] == 0 and totals["half_written"] == 0
     assert {f["category"] for f in report["fuzz"]} >= {"openapi", "addresses", "chains", "policies", "bodies",
                                                         "cursors", "label files"}
+
+
+def test_balances_smoke(tmp_path: Path, pg_server_url: str) -> None:
+    report = _run("balances.py", tmp_path / "balances.json", pg_server_url)
+    assert report["hops_identical"] is True
+    methods = [r["balance_method"] for r in report["runs"].values()]
+    assert methods == ["node_state", "derived_from_history"]
+    assert all(r["status"] == "done" and r["hops"] > 0 for r in report["runs"].values())

@@ -174,6 +174,15 @@ async def derive(
 
     out: dict[str, dict[str, int]] = defaultdict(dict)
     conservative: list[str] = []
+    if str(getattr(source, "path", "")).endswith("(no internal calls)"):
+        # ETH moved by contracts is invisible on this node: a history without it cannot be
+        # trusted either way, so no address gets clean money (the most conservative taint).
+        reason = _derived_reason(why) + ("; but this node shows no internal calls (no trace_* or debug_* "
+                                         "methods), so history is incomplete: no address was given a clean "
+                                         "balance, the most conservative taint")
+        log.info("event=balances_conservative addresses=%d reason=no_internal_calls", len(addresses))
+        return PriorBalances({a: {asset: 0 for asset in needs[a][1]} for a in addresses}, DERIVED, reason,
+                             tuple(addresses))
     for a in addresses:
         fb, assets = needs[a]
         now: dict[str, int] = {}
