@@ -57,6 +57,8 @@ NAME = "mixer_linker"
 THRESHOLD = 0.5
 #: Heuristics that are evidence about a pair (anonymity set and timing only set the odds).
 HEURISTICS = ("same_address", "direct_interaction", "shared_peers", "gas_price", "multi_denomination")
+#: Links followed on no pair evidence: the pool's anonymity set (and timing) alone.
+ANONYMITY_ONLY = "anonymity_set_only"
 #: The heuristic each planted clue is meant for.
 CLUE_HEURISTIC = {"address": "same_address", "counterparty": "shared_peers", "gas_price": "gas_price",
                   "multi_denomination": "multi_denomination"}
@@ -116,7 +118,8 @@ async def run_seed(server: str, seed: int, users: int) -> SeedResult:
                 status = await run_with_workers(db.pool, {sc.chain: client}, trace_id, workers=2, progress=False)
                 seconds = time.monotonic() - t0
                 if status != "done":
-                    raise RuntimeError(f"trace ended {status}: {await db.pool.fetchval('SELECT error FROM traces WHERE id = $1', trace_id)}")
+                    error = await db.pool.fetchval("SELECT error FROM traces WHERE id = $1", trace_id)
+                    raise RuntimeError(f"trace ended {status}: {error}")
                 async with db.pool.acquire() as conn:
                     rows = await mixer_store.mixer_links(conn, trace_id, limit=10_000)
             finally:
@@ -172,8 +175,8 @@ def score(results: list[SeedResult]) -> dict[str, Any]:
     stray = sum(r.stray_links for r in results)
     found = sum(n.exact for n in notes)
     per_heuristic = {}
-    for h in HEURISTICS:
-        backed = [n for n in followed if h in n.heuristics]
+    for h in (*HEURISTICS, ANONYMITY_ONLY):
+        backed = [n for n in followed if (h in n.heuristics if h != ANONYMITY_ONLY else not n.heuristics)]
         meant = [n for n in clued if CLUE_HEURISTIC.get(n.clue) == h]
         per_heuristic[h] = {
             "followed_links": len(backed), "exact": sum(n.exact for n in backed),

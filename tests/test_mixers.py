@@ -8,8 +8,6 @@ launderers withdraw their Tornado notes leaving one published clue each, over a 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -479,15 +477,3 @@ async def test_deposits_nobody_withdrew_are_reported_with_their_anonymity_set(
             assert int(stops[m.address]["amounts"][m.asset]) == pytest.approx(m.amount, rel=1e-3)
     finally:
         await client.close()
-
-
-def test_bench_smoke(tmp_path: Path, pg_server_url: str) -> None:
-    out = tmp_path / "mixer_linker.json"
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "mixer_linker.py"), "--smoke", "--out", str(out),
-                          "--database-url", pg_server_url], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "laundering notes" in run.stdout
-    report = json.loads(out.read_text())
-    [seed] = report["seeds"]
-    assert seed["laundering_notes"] == 10 and seed["unrelated_users"] == 200
-    assert seed["found"] >= 8 and seed["wrong_links_above_threshold"] <= 1

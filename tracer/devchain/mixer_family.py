@@ -123,6 +123,9 @@ def generate_family(p: MixerFamilyParams) -> Scenario:
         b.native(block, wallet, dep, _ALL)
 
     top = p.blocks - 60
+    # Launderers come once the crowd is in: a note deposited into a near-empty pool is given away
+    # by the anonymity set alone (the only unspent note), which is not what a clue measures.
+    warm = p.blocks // 3
     notes: list[tuple[str, str, str, int, str, str]] = []  # (clue, pool, dep tag, amount, wd tag, recipient)
     n_none = round(p.launderers * p.no_clue_share)
     clues = [NO_CLUE] * n_none + [CLUES[k % len(CLUES)] for k in range(p.launderers - n_none)]
@@ -132,7 +135,7 @@ def generate_family(p: MixerFamilyParams) -> Scenario:
         if clue == "multi_denomination":
             members = rng.sample(DENOMINATIONS, 2) + ([rng.choice(DENOMINATIONS[:2])] if rng.random() < 0.5 else [])
         feeder = new()
-        t = rng.randint(5, top)
+        t = rng.randint(warm, top)
         b.native(t, seeds[g % len(seeds)], feeder, sum(members) * ETHER)
         if desks:
             # Gas money from an OTC desk that also pays unrelated recipients: the trap.
@@ -188,7 +191,8 @@ def _crowd(b: _Builder, p: MixerFamilyParams, pools: dict[int, str], relayers: l
     desk_customers = {d: p.otc_customers for d in desks}
     for _ in range(p.users):
         u = new()
-        denom = rng.choice((1, 1, 1, 10, 10, 10, 100))
+        # Every pool gets its crowd: a thin pool gives a note away by its anonymity set alone.
+        denom = rng.choice(DENOMINATIONS)
         n_notes = 2 if rng.random() < 0.15 else 1
         b.fund(u, NATIVE, (denom * n_notes + 1) * ETHER)
         t = rng.randint(1, top)

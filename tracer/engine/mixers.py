@@ -249,8 +249,10 @@ def link(
             odds, w, reasons = members[0]
             total = sum(o for o, _, _ in members)
             if len(members) > 1:
+                # Odds are 0 when the pool had spent every earlier note (survival 0): nothing to add up.
+                gain = total / odds if odds > 0 else 1.0
                 reasons = (*reasons, Reason("same_recipient", f"{len(members)} unclaimed withdrawals of this pool "
-                                            f"went to {w.recipient}; their chances add up", total / odds))
+                                            f"went to {w.recipient}; their chances add up", gain))
             links.append(Link(outcomes[d_id].deposit, w, total / mass, total, reasons))
         links.sort(key=lambda lk: (-lk.confidence, lk.withdrawal.position))
         outcomes[d_id].links = [lk for lk in links[: p.keep] if lk.confidence >= p.min_reported]
