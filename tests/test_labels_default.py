@@ -112,3 +112,39 @@ async def test_cli_import_show_and_load_default(
     assert {lb["category"] for lb in shown["labels"]} == {"mixer"}
     assert await _run(["labels", "show", "TNXoiAJ3dct8Fjg4M9fkLFh9S2v9TXc32G", *url]) == 0
     assert "ofac-sdn:TRX" in capsys.readouterr().out
+
+
+# Each protocol launderers bridge through, and the chains whose contracts the default set must
+# name (the real addresses, with where they were found: tracer/data/labels/bridge_contracts.csv).
+BRIDGE_PROTOCOLS = {
+    "THORChain": {"ethereum", "bsc", "avalanche"},
+    "Maya Protocol": {"ethereum"},
+    "Across Protocol": {"ethereum", "arbitrum", "optimism", "polygon", "base"},
+    "Wormhole": {"ethereum", "bsc", "polygon", "avalanche", "arbitrum", "optimism", "base", "fantom", "celo"},
+    "Stargate": {"ethereum", "arbitrum", "avalanche", "base", "bsc", "gnosis"},
+    "Hop Protocol": {"ethereum", "polygon", "arbitrum", "optimism", "gnosis"},
+    "Synapse": {"ethereum", "arbitrum", "avalanche", "bsc", "optimism", "polygon", "base", "fantom"},
+    "deBridge": {"ethereum", "bsc", "polygon", "arbitrum", "avalanche", "optimism", "base", "fantom"},
+    "Symbiosis": {"ethereum", "bsc", "avalanche", "polygon", "arbitrum", "optimism", "base"},
+    "Orbiter Finance": {"ethereum", "arbitrum", "optimism", "base"},
+}
+REAL_ROUTERS = {("ethereum", "0xd37bbe5744d730a1d98d8dc97c42f0ca46ad7146"),
+                ("bsc", "0xb30ec53f98ff5947ede720d32ac2da7e52a5f56b")}
+
+
+def test_each_bridge_protocol_has_its_contracts_on_each_chain_named() -> None:
+    rows, invalid = read_label_csv(DEFAULT_CSV)
+    assert not invalid
+    found: dict[str, set[str]] = {}
+    for label, _ in rows:
+        ev = label.evidence or {}
+        if label.category == "bridge" and ev.get("protocol"):
+            found.setdefault(ev["protocol"], set()).add(label.chain)
+            # Provenance: the repository at a commit and the file the address is listed in, and when.
+            repo, _, path = str(ev["listed_in"]).partition(":")
+            assert "@" in repo and len(repo.split("@")[1]) == 40 and path, ev
+            assert datetime.strptime(ev["checked"], "%Y-%m-%d") and ev["role"]
+    for protocol, chains in BRIDGE_PROTOCOLS.items():
+        assert chains <= found.get(protocol, set()), (protocol, chains - found.get(protocol, set()))
+    thorchain = {(lb.chain, lb.address) for lb, _ in rows if (lb.evidence or {}).get("protocol") == "THORChain"}
+    assert REAL_ROUTERS <= thorchain

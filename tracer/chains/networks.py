@@ -81,3 +81,11 @@ def evm_chain_id(name: str) -> int | None:
         if chain == name:
             return n
     return None
+
+
+def wormhole_id(name: str) -> int | None:
+    """Wormhole's id of one of tracer's chain names (None: not a chain Wormhole serves, as listed)."""
+    for n, chain in WORMHOLE.items():
+        if chain == name:
+            return n
+    return None

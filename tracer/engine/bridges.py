@@ -55,6 +55,14 @@ THORCHAIN_TRANSFER_OUT = events.topic("thorchain", "TransferOut(address,address,
 """An outbound (payout) of the THORChain router on an EVM chain, `vault` and `to` indexed, the
 memo `OUT:<inbound tx hash>`."""
 
+ACROSS_FILLS = (events.topic("across", "FilledV3Relay(address,address,uint256,uint256,uint256,uint256,uint32,uint32,"
+                                          "uint32,address,address,address,address,bytes,(address,bytes,uint256,uint8))"),
+                events.topic("across", "FilledRelay(bytes32,bytes32,uint256,uint256,uint256,uint256,uint256,uint32,"
+                                       "uint32,bytes32,bytes32,bytes32,bytes32,bytes32,(bytes32,bytes32,uint256,uint8))"))
+"""Across relayers' fills on the destination chain: origin chain id and deposit id indexed."""
+WORMHOLE_REDEEMED = events.topic("wormhole", "TransferRedeemed(uint16,bytes32,uint64)")
+"""The Wormhole token bridge paying out a transfer: the source chain, emitter and sequence indexed."""
+
 # Every deposit event of a bridge the chain layer decodes (one ABI file per protocol), and the
 # payout events of the far side (THORChain TransferOut, Across fills, Wormhole redeems).
 BRIDGE_TOPICS = tuple(t for t in events.topics_of(*events.BRIDGE_PROTOCOLS)
@@ -167,9 +175,11 @@ def from_label(entity: str, tx: str, sender: str) -> BridgeExit:
 PAYOUT_WINDOW = 24 * 3600
 """Seconds after a deposit in which a payout without a memo match is looked for."""
 MATCH_MEMO = "memo"  # the payout names the deposit: certain
+MATCH_ID = "deposit id"  # the payout's event repeats the deposit's id (Across deposit id, Wormhole sequence): certain
 MATCH_SINGLE = "single candidate"  # the only payment to the destination in the window
 MATCH_EARLIEST = "earliest of several"  # several payments: the first one after the deposit
-CONFIDENCE = {MATCH_MEMO: 1.0, MATCH_SINGLE: 0.7, MATCH_EARLIEST: 0.5}
+CONFIDENCE = {MATCH_MEMO: 1.0, MATCH_ID: 1.0, MATCH_SINGLE: 0.7, MATCH_EARLIEST: 0.5}
+_REF_PREFIXES = ("OUT:", "ACROSS:", "WORMHOLE:")  # payouts that name a deposit: never another's by timing
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +216,8 @@ def payout_asset(ex: BridgeExit) -> str | None:
 
 
 def match_payout(
-    incoming: Sequence[Transfer], ex: BridgeExit, deposit_time: int, *, window: int = PAYOUT_WINDOW
+    incoming: Sequence[Transfer], ex: BridgeExit, deposit_time: int, *, window: int = PAYOUT_WINDOW,
+    ref: str | None = None,
 ) -> PayoutMatch | None:
     """The payout of a bridge deposit among the destination's incoming transfers (any order).
 
@@ -219,9 +230,11 @@ def match_payout(
     for t in mine:
         if memo_names(t.memo, ex.tx_hash):
             return PayoutMatch(t, MATCH_MEMO, CONFIDENCE[MATCH_MEMO], 1)
+        if ref is not None and t.memo == ref:
+            return PayoutMatch(t, MATCH_ID, CONFIDENCE[MATCH_ID], 1)
     asset = payout_asset(ex)
     candidates = [t for t in mine if t.block_time <= deposit_time + window and (asset is None or t.asset == asset)
-                  and not (t.memo and t.memo.strip().upper().startswith("OUT:"))]  # another deposit's payout
+                  and not (t.memo and t.memo.strip().upper().startswith(_REF_PREFIXES))]  # another deposit's payout
     if not candidates:
         return None
     method = MATCH_SINGLE if len(candidates) == 1 else MATCH_EARLIEST
@@ -234,6 +247,59 @@ def transfer_out_memo(log: LogLike) -> tuple[str, str] | None:
     if not isinstance(rec, events.BridgePayout) or rec.protocol != "THORChain" or rec.recipient is None:
         return None
     return rec.recipient, rec.memo or ""
+
+
+def _word(n: int) -> str:
+    return "0x" + f"{n:064x}"
+
+
+def _pad(address: str) -> str:
+    return "0x" + "0" * 24 + address.lower().removeprefix("0x")
+
+
+def deposit_ref(ex: BridgeExit, source_chain: str) -> str | None:
+    """What the payout of a deposit repeats on the far chain, as `payout_memo` spells it: Across
+    fills name the origin chain and deposit id, Wormhole redeems the emitter chain, emitter
+    (the source token bridge) and sequence. None: the protocol names the deposit otherwise (a
+    THORChain memo names its hash) or not at all."""
+    if ex.deposit_id is None:
+        return None
+    if ex.protocol == "Across":
+        return f"ACROSS:{source_chain}:{ex.deposit_id}"
+    if ex.protocol == "Wormhole" and ex.service:
+        return f"WORMHOLE:{source_chain}:{_pad(ex.service)}:{ex.deposit_id}"
+    return None
+
+
+def payout_filter(ex: BridgeExit, source_chain: str, address: str) -> list[str | list[str] | None] | None:
+    """eth_getLogs topics finding the payout event of a deposit on its destination chain (None:
+    the protocol has none tracer reads): THORChain's TransferOut to the recipient, the Across fill
+    of this deposit id, the Wormhole redeem of this sequence."""
+    if ex.protocol == "THORChain":
+        return [THORCHAIN_TRANSFER_OUT, None, _pad(address)] if _EVM_ADDRESS.match(address) else None
+    if ex.deposit_id is None:
+        return None
+    if ex.protocol == "Across" and (cid := networks.evm_chain_id(source_chain)) is not None:
+        return [list(ACROSS_FILLS), _word(cid), _word(ex.deposit_id)]
+    if ex.protocol == "Wormhole" and ex.service and (wid := networks.wormhole_id(source_chain)) is not None:
+        return [WORMHOLE_REDEEMED, _word(wid), _pad(ex.service), _word(ex.deposit_id)]
+    return None
+
+
+def payout_memo(log: LogLike, address: str) -> tuple[str, str] | None:
+    """(payout tx, what it says about the deposit) of a bridge payout event to `address`: the
+    THORChain memo, or the reference `deposit_ref` spells. A Wormhole redeem names no recipient
+    (its VAA does): the query asked for this deposit's sequence, so the payment in its transaction is it."""
+    rec = events.decode(log)
+    if not isinstance(rec, events.BridgePayout):
+        return None
+    if rec.protocol == "THORChain" and rec.recipient == address:
+        return rec.tx_hash, rec.memo or ""
+    if rec.protocol == "Across" and rec.recipient == address:
+        return rec.tx_hash, f"ACROSS:{rec.origin_chain}:{rec.deposit_id}"
+    if rec.protocol == "Wormhole":
+        return rec.tx_hash, f"WORMHOLE:{rec.origin_chain}:{rec.origin_emitter}:{rec.deposit_id}"
+    return None
 
 
 def carried(deposit_flagged: int, deposit_amount: int, payout_amount: int, confidence: float) -> int:

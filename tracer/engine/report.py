@@ -333,6 +333,8 @@ def render(report: Report, *, max_exits: int = 40) -> str:
                      f"{'amount':>18} {'asset':<6} {'share':>6}  hops")
         for i, e in enumerate(report.exits[:max_exits], 1):
             how = "deposit address (sweeps)" if e.reason == "deposit_address" else (e.reason or "")
+            if e.reason == "bridge" and (_json(e.evidence) or {}).get("recognised_by") == "event":
+                how = "bridge, by its event"
             if e.chain and e.chain != report.chain:
                 how = f"{e.chain}: {how}"
             lines.append(f"{i:>3}  {(e.entity or '?')[:18]:<18} {how[:22]:<22} {_short(e.address):<17} "

@@ -649,8 +649,7 @@ class Worker:
             owner, deposit_hop = batch.hops[hop_index]
             entity = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), None)
             exits = service_logs.bridge_for(t, labelled=entity is not None)
-            if entity is None:
-                recognised[router].extend(exits)
+            recognised[router].extend(exits)
             exits = exits or [bridges.from_label(entity or "bridge", t.tx_hash, t.from_address)]
             crossed = False
             for ex in exits:
@@ -671,10 +670,11 @@ class Worker:
             name = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), None)
             protocols = sorted({str(d.get("protocol")) for d in merged})
             extra: dict[str, Any] = {}
-            if name is None and (recognised.get(router) or evidence.get("recognised_by")):
+            if recognised.get(router) or evidence.get("recognised_by") == "event":
+                # Its own deposit event says what it is and where the money went, label or not.
                 extra = recognised_evidence(recognised.get(router, []))
                 extra["events"] = sorted({*extra["events"], *evidence.get("events", [])})
-                name = " / ".join(protocols) + " (recognised by event)"
+                name = name or " / ".join(protocols) + " (recognised by event)"
             batch.verdicts[router] = Verdict("exit", classify.BRIDGE, name, classify.BRIDGE, {
                 "cross_chain": True, "protocols": protocols, **extra, "destinations": merged[-_MAX_DESTINATIONS:]})
 
@@ -708,7 +708,7 @@ class Worker:
             return out
         deposit = st.transfer
         window, start = await self._window(trace, dest, client, deposit.block_time)
-        match = await self._find_payout(dest, client, address, ex, deposit.block_time, start, window)
+        match = await self._find_payout(dest, client, address, ex, deposit.block_time, start, window, trace.chain)
         if match is None:
             out["note"] = (f"no payout to {address} on {dest} within {bridges.PAYOUT_WINDOW // 3600} h of the "
                            f"deposit (blocks {window.from_block}..{window.to_block})")
@@ -756,21 +756,20 @@ class Worker:
 
     async def _find_payout(
         self, chain: str, client: ChainSource, address: str, ex: bridges.BridgeExit, since: int, start: int,
-        window: store.ChainWindow,
+        window: store.ChainWindow, source: str,
     ) -> tuple[StoredTransfer, bridges.PayoutMatch] | None:
         """The destination's transfers from the deposit's time (block `start`) to the window's end,
         asked of the node (memos are not kept in Postgres) and cached like any address's; the
-        matched payout. On EVM chains the memo of a THORChain payout is in the router's
-        TransferOut event, not in the transfer: one getLogs for the destination's."""
+        matched payout. On EVM chains what names the deposit is in the payout's event, not in the
+        transfer (THORChain's TransferOut memo, the Across fill's deposit id, the Wormhole redeem's
+        sequence): one getLogs for this deposit's (`source` is the deposit's chain)."""
         if start > window.to_block:
             return None
         fetched = await client.transfers([address], start, window.to_block, outgoing=True, incoming=True)
-        if any(t.to_address == address and t.memo is None for t in fetched):
-            topic = "0x" + "0" * 24 + address[2:] if address.startswith("0x") and len(address) == 42 else None
-            outs = await client.logs(None, [bridges.THORCHAIN_TRANSFER_OUT, None, topic], start,
-                                     window.to_block) if topic else []
-            memos = {lg.tx_hash.lower(): out[1] for lg in outs
-                     if (out := bridges.transfer_out_memo(lg)) is not None and out[0] == address}
+        topics = bridges.payout_filter(ex, source, address)
+        if topics is not None and any(t.to_address == address and t.memo is None for t in fetched):
+            outs = await client.logs(None, topics, start, window.to_block)
+            memos = {out[0]: out[1] for lg in outs if (out := bridges.payout_memo(lg, address)) is not None}
             if memos:
                 fetched = [replace(t, memo=memos[t.tx_hash]) if t.to_address == address and t.memo is None
                            and t.tx_hash in memos else t for t in fetched]
@@ -779,7 +778,7 @@ class Worker:
             meta = await client.token_meta(tokens)
             fetched = [replace(t, decimals=meta[t.asset][0], symbol=meta[t.asset][1])
                        if t.asset in meta and t.symbol is None else t for t in fetched]
-        match = bridges.match_payout(fetched, ex, since)
+        match = bridges.match_payout(fetched, ex, since, ref=bridges.deposit_ref(ex, source))
         async with self.pool.acquire() as conn, conn.transaction():
             await store.store_transfers(conn, fetched)
             await store.set_coverage(conn, chain, [address], start, window.to_block)

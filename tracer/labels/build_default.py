@@ -341,12 +341,41 @@ def add_graphsense(c: Collector, data: Path) -> None:
     # walletexplorer mixers live in the flat file with category mixing_service; handled above.
 
 
+BRIDGE_CONTRACTS = Path(__file__).resolve().parents[1] / "data" / "labels" / "bridge_contracts.csv"
+
+
+def add_bridge_contracts(c: Collector, path: Path = BRIDGE_CONTRACTS) -> None:
+    """The bridges launderers use, from the curated list beside the default set (each row names the
+    public repository and file the address is listed in, and when it was read there). A contract an
+    explorer tag already names keeps that row, with the protocol, role and source added to it."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        lines = [line for line in fh if not line.startswith("#")]
+    for r in csv.DictReader(lines):
+        label = _label(r["chain"], r["address"], r["protocol"], Category.BRIDGE, 0.95, {
+            "protocol": r["protocol"], "role": r["role"], "listed_in": f"{r['upstream']}:{r['path']}",
+            "checked": r["checked"]})
+        if label is None:
+            continue
+        upstream = r["upstream"].split("@")[0] + "@" + r["upstream"].split("@")[1][:7] if "@" in r["upstream"] else (
+            r["upstream"])
+        same = [row for key, row in c.rows.items() if key[0] == label.chain and key[1] == label.address
+                and key[2] == Category.BRIDGE]
+        if same:
+            for row in same:
+                row.upstream.add(upstream)
+                row.label = replace(row.label, confidence=max(row.label.confidence, label.confidence),
+                                    evidence={**(row.label.evidence or {}), **(label.evidence or {})})
+            continue
+        c.add(label, upstream)
+
+
 def build(data: Path) -> tuple[list[tuple[Label, str | None]], dict[str, Any], Counter[str]]:
     c = Collector()
     ofac_date = add_ofac(c, data)
     add_tornado(c, data)
     add_explorer_services(c, data)
     add_graphsense(c, data)
+    add_bridge_contracts(c)
     rows = c.finish()
     manifest: dict[str, Any] = {
         "file": CSV_NAME,
@@ -362,6 +391,7 @@ def build(data: Path) -> tuple[list[tuple[Label, str | None]], dict[str, Any], C
             "eth-labels": "dawsbot/eth-labels@98b046a66254a24eb10ed18ac221d83333ae293d (MIT)",
             "graphsense": "graphsense/graphsense-tagpacks@29ff93c8ab0db37370453a290b7becba429b73f8 (MIT)",
             "tornado-cash": "derived from the above (see SOURCES.md)",
+            "bridge-contracts": "bridge_contracts.csv: each row's public repository, file and date (see SOURCES.md)",
         },
     }
     return rows, manifest, c.skipped

@@ -15,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,14 @@ def compile_all() -> dict[str, dict[str, Any]]:
         raise RuntimeError(f"solc-js is not installed; run: {INSTALL_HINT}")
     version = subprocess.run(["npx", "--no-install", "solcjs", "--version"], cwd=NODE_DIR, check=True,
                              capture_output=True, text=True).stdout.strip()
-    done = subprocess.run(["npx", "--no-install", "solcjs", "--standard-json"], cwd=NODE_DIR, check=True,
-                          input=json.dumps(request), capture_output=True, text=True)
+    # Into a file, not a pipe: solcjs exits before a pipe takes more than 64 KiB of its answer.
+    with tempfile.TemporaryFile("w+") as answer:
+        subprocess.run(["npx", "--no-install", "solcjs", "--standard-json"], cwd=NODE_DIR, check=True,
+                       input=json.dumps(request), stdout=answer, stderr=subprocess.PIPE, text=True)
+        answer.seek(0)
+        text = answer.read()
     # solcjs may print warnings before the JSON document.
-    out = json.loads(done.stdout[done.stdout.index("{"):])
+    out = json.loads(text[text.index("{"):])
     errors = [e for e in out.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise RuntimeError("solc: " + "\n".join(e.get("formattedMessage", str(e)) for e in errors))
