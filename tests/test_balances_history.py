@@ -195,3 +195,42 @@ async def test_no_internal_calls_means_no_clean_balance(db: Database, devchain_f
     assert row["balance_method"] == balances.DERIVED
     assert "no internal calls" in row["balance_method_reason"]
     assert "most conservative" in row["balance_method_reason"]
+
+
+async def test_state_refused_after_a_yes_probe_is_derived_too(
+        db: Database, devchain_factory: DevChainFactory, small_scenario: Scenario, labelled: None) -> None:
+    """A node that answered the probe but refuses the reads a trace makes (its window moved on, as a
+    full node's does while a long trace runs): the refused batch derives its balances and the
+    trace says why, with the same hops as on an archive node."""
+    archive = await devchain_factory(charge_gas=True)
+    head = archive.chain.head
+    refused = {"reads": 0}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = json.loads(await request.read())
+        members = body if isinstance(body, list) else [body]
+        answers = []
+        for req in members:
+            params = req.get("params") or []
+            old = (req["method"] == "eth_getBalance" and params[0] != "0x" + "00" * 20
+                   and int(params[1], 16) < head)
+            if old:
+                refused["reads"] += 1
+                answers.append({"jsonrpc": "2.0", "id": req["id"], "error": {
+                    "code": -32602, "message": f"BlockOutOfRangeError: block height is {head} but requested was "
+                                               f"{int(params[1], 16)}"}})
+            else:
+                answers.append(archive.server.handle_request(req))
+        return web.json_response(answers if isinstance(body, list) else answers[0])
+
+    a_id, _ = await _trace(db, archive.url, small_scenario, {})
+    async with serving(handle) as url:
+        client = await _client(url, small_scenario)
+        assert client.historical_state is True
+        await client.close()
+        r_id, row = await _trace(db, url, small_scenario, {})
+    assert refused["reads"] > 0
+    assert row["balance_method"] == balances.DERIVED
+    assert row["balance_method_reason"].startswith("node at ") and "keeps no state at block" in row[
+        "balance_method_reason"]
+    assert await hop_rows(db.pool, r_id) == await hop_rows(db.pool, a_id)
