@@ -19,7 +19,7 @@ mixer links are scored against the generator's ground truth, note by note:
 
 Prints the tables and writes bench/results/mixer_linker.json.
 
-    python bench/mixer_linker.py                      # 3 seeds, 200 unrelated users each
+    python bench/mixer_linker.py                      # 5 seeds, 200 unrelated users each
     python bench/mixer_linker.py --smoke              # 1 seed, 60 users (run by the tests)
 """
 
@@ -235,7 +235,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(ap)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--users", type=int, default=200, help="unrelated pool users per seed")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
