@@ -144,3 +144,19 @@ async def _in_thread(fn: Any, *args: Any) -> Any:
     import asyncio
 
     return await asyncio.to_thread(fn, *args)
+
+
+async def test_swap_lines_name_the_wallet_that_swapped_not_the_pair(db: Database, case: Scenario, traced: int) -> None:
+    from tracer.demo import _services, _short
+    from tracer.engine import report as treport
+    from tracer.store import traces as trace_store
+
+    rep = await treport.build(db.pool, traced)
+    async with db.pool.acquire() as conn:
+        hops = await trace_store.all_hops(conn, traced)
+    lines = [x for x in _services(rep, [], [h for h in hops if h["reason"] == "swap"]).splitlines()
+             if x.startswith("  swap")]
+    payers = {x.split()[1] for x in lines}
+    assert payers == {_short(s.wallet) for s in case.truth.swaps}, lines
+    pairs = {_short(lb.address) for lb in case.labels if lb.category == "dex"}
+    assert not payers & pairs
