@@ -26,7 +26,7 @@ import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from web3 import AsyncWeb3
 
@@ -34,7 +34,8 @@ from tracer.addresses import InvalidAddress, normalize_evm
 from tracer.chains import history, mappers
 from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
 from tracer.chains.jsonrpc import JsonRpcTransport, gather_or_cancel, is_method_missing
-from tracer.chains.limits import HTTP_TOO_LARGE, is_result_cap, span_limit, suggested_range
+from tracer.chains.limits import Direction, is_result_cap, smaller
+from tracer.chains.limits import RangeQuery as _RangeQuery
 from tracer.chains.records import Transfer
 
 __all__ = [
@@ -49,8 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Direction = Literal["out", "in"]
 
 # HTTP batches of bulky answers (block traces while looking for reverted calls, block headers
 # for timestamps) in flight at once, per client: one trace_block answer holds every call of its
@@ -74,46 +73,6 @@ class LogRecord:
     address: str
     topics: tuple[str, ...]
     data: str
-
-
-@dataclass(frozen=True, slots=True)
-class _RangeQuery:
-    """One trace_filter or eth_getLogs query; split in halves (range first) when refused as too big."""
-
-    from_block: int
-    to_block: int
-    addresses: tuple[str, ...]  # the list that may be split; () when there is none
-    direction: Direction = "out"
-    after: int = 0  # trace_filter pagination offset
-
-    def split(self, addresses_first: bool = False) -> tuple[_RangeQuery, _RangeQuery] | None:
-        """Halves: by block range first, or by address list first when the request itself was
-        too big (HTTP 413: fewer blocks would not make it smaller)."""
-        if addresses_first and len(self.addresses) > 1:
-            half = len(self.addresses) // 2
-            return (
-                replace(self, addresses=self.addresses[:half], after=0),
-                replace(self, addresses=self.addresses[half:], after=0),
-            )
-        if self.to_block > self.from_block:
-            mid = (self.from_block + self.to_block) // 2
-            return (
-                replace(self, to_block=mid, after=0),
-                replace(self, from_block=mid + 1, after=0),
-            )
-        if len(self.addresses) > 1:
-            half = len(self.addresses) // 2
-            return (
-                replace(self, addresses=self.addresses[:half], after=0),
-                replace(self, addresses=self.addresses[half:], after=0),
-            )
-        return None
-
-    def cut_at(self, last: int) -> tuple[_RangeQuery, _RangeQuery] | None:
-        """[from, last] and [last + 1, to], when `last` (a node's suggested end) is inside."""
-        if not self.from_block <= last < self.to_block:
-            return None
-        return replace(self, to_block=last, after=0), replace(self, from_block=last + 1, after=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,17 +344,6 @@ class EvmChain:
             step = self.addresses_per_request
             chunks = [ordered[i : i + step] for i in range(0, len(ordered), step)]
 
-            def build(q: _RangeQuery) -> tuple[str, list[Any]]:
-                params: dict[str, Any] = {
-                    "fromBlock": hex(q.from_block),
-                    "toBlock": hex(q.to_block),
-                    "fromAddress": list(q.addresses),
-                    "count": page,
-                }
-                if q.after:
-                    params["after"] = q.after
-                return "trace_filter", [params]
-
             def take(q: _RangeQuery, result: Any) -> _RangeQuery | None:
                 rows = result or []
                 for row in rows:
@@ -404,7 +352,8 @@ class EvmChain:
                         sent[found[2]] = found
                 return replace(q, after=q.after + len(rows)) if len(rows) >= page else None
 
-            await self._run_range_queries([_RangeQuery(from_block, to_block, c) for c in chunks], build, take)
+            queries = [_RangeQuery(from_block, to_block, c) for c in chunks]
+            await self._run_range_queries(queries, self._trace_filter_request, take)
         else:
 
             def pick(block: _ScannedBlock) -> None:
@@ -536,18 +485,6 @@ class EvmChain:
         self, chunks: list[tuple[str, ...]], directions: list[Direction], from_block: int, to_block: int
     ) -> list[Transfer]:
         page = self.trace_page_size
-
-        def build(q: _RangeQuery) -> tuple[str, list[Any]]:
-            params: dict[str, Any] = {
-                "fromBlock": hex(q.from_block),
-                "toBlock": hex(q.to_block),
-                "fromAddress" if q.direction == "out" else "toAddress": list(q.addresses),
-                "count": page,
-            }
-            if q.after:
-                params["after"] = q.after
-            return "trace_filter", [params]
-
         queries = [_RangeQuery(from_block, to_block, c, d) for d in directions for c in chunks]
         transfers: list[Transfer] = []
 
@@ -561,8 +498,20 @@ class EvmChain:
             # A full page means there may be more: ask for the next one.
             return replace(q, after=q.after + len(rows)) if len(rows) >= page else None
 
-        await self._run_range_queries(queries, build, take)
+        await self._run_range_queries(queries, self._trace_filter_request, take)
         return await self._drop_reverted_internal(transfers)
+
+    def _trace_filter_request(self, q: _RangeQuery) -> tuple[str, list[Any]]:
+        # Block numbers always in hex: Anvil refuses tags ("latest") in trace_filter.
+        params: dict[str, Any] = {
+            "fromBlock": hex(q.from_block),
+            "toBlock": hex(q.to_block),
+            "fromAddress" if q.direction == "out" else "toAddress": list(q.addresses),
+            "count": self.trace_page_size,
+        }
+        if q.after:
+            params["after"] = q.after
+        return "trace_filter", [params]
 
     async def _drop_reverted_internal(self, transfers: list[Transfer]) -> list[Transfer]:
         """Drop internal transfers undone by a reverting ancestor call.
@@ -1000,24 +949,13 @@ class EvmChain:
             pending = following
 
     def _smaller(self, q: _RangeQuery, method: str, err: RpcError) -> Sequence[_RangeQuery] | None:
-        """The queries to ask instead of one refused for its size: cut where the node suggests
-        (a range it names, or a block-span cap it states, which holds for later eth_getLogs too),
-        else halved."""
-        suggested = suggested_range(err)
-        if suggested is not None:
-            parts = q.cut_at(suggested[1])
-            if parts is not None:
-                return parts
-        span = span_limit(err)
-        if span is not None and q.to_block - q.from_block + 1 > span:
-            if method == "eth_getLogs" and (self.max_log_range is None or span < self.max_log_range):
-                log.info("node at %s caps eth_getLogs at %d blocks: cutting every query to that", self.url, span)
-                self.max_log_range = span
-            return [
-                replace(q, from_block=lo, to_block=min(lo + span - 1, q.to_block), after=0)
-                for lo in range(q.from_block, q.to_block + 1, span)
-            ]
-        return q.split(addresses_first=err.code == HTTP_TOO_LARGE)
+        """What to ask instead of a query refused for its size (tracer.chains.limits.smaller); a
+        block-span cap the node states holds for every later eth_getLogs too."""
+        parts, span = smaller(q, err)
+        if span is not None and method == "eth_getLogs" and (self.max_log_range is None or span < self.max_log_range):
+            log.info("node at %s caps eth_getLogs at %d blocks: cutting every query to that", self.url, span)
+            self.max_log_range = span
+        return parts
 
     def _expect(self, answer: Any, what: str) -> Any:
         """An answer that must not be a JSON-RPC error."""

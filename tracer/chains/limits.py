@@ -17,11 +17,14 @@ too large) of a single request comes back from the transport as an RpcError with
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from tracer.chains.errors import RpcError
 
 HTTP_TOO_LARGE = 413
+Direction = Literal["out", "in"]
 
 _RESULT_CAP_MARKERS = (
     "more than",
@@ -101,3 +104,61 @@ def _number(value: object) -> int:
         return value
     text = str(value).strip()
     return int(text, 16) if text[:2].lower() == "0x" else int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeQuery:
+    """One trace_filter or eth_getLogs query; cut or split when refused as too big."""
+
+    from_block: int
+    to_block: int
+    addresses: tuple[str, ...]  # the list that may be split; () when there is none
+    direction: Direction = "out"
+    after: int = 0  # trace_filter pagination offset
+
+    def split(self, addresses_first: bool = False) -> tuple[RangeQuery, RangeQuery] | None:
+        """Halves: by block range first, or by address list first when the request itself was
+        too big (HTTP 413: fewer blocks would not make it smaller)."""
+        if addresses_first and len(self.addresses) > 1:
+            half = len(self.addresses) // 2
+            return (
+                replace(self, addresses=self.addresses[:half], after=0),
+                replace(self, addresses=self.addresses[half:], after=0),
+            )
+        if self.to_block > self.from_block:
+            mid = (self.from_block + self.to_block) // 2
+            return (
+                replace(self, to_block=mid, after=0),
+                replace(self, from_block=mid + 1, after=0),
+            )
+        if len(self.addresses) > 1:
+            half = len(self.addresses) // 2
+            return (
+                replace(self, addresses=self.addresses[:half], after=0),
+                replace(self, addresses=self.addresses[half:], after=0),
+            )
+        return None
+
+    def cut_at(self, last: int) -> tuple[RangeQuery, RangeQuery] | None:
+        """[from, last] and [last + 1, to], when `last` (a node's suggested end) is inside."""
+        if not self.from_block <= last < self.to_block:
+            return None
+        return replace(self, to_block=last, after=0), replace(self, from_block=last + 1, after=0)
+
+
+def smaller(q: RangeQuery, err: RpcError) -> tuple[Sequence[RangeQuery] | None, int | None]:
+    """The queries to ask instead of `q`, refused by `err` for its size: cut where the node
+    suggests (a range it names), or into the block span it states (returned too, so the caller
+    can cut later queries up front), else halved (None: nothing left to split)."""
+    suggested = suggested_range(err)
+    if suggested is not None:
+        parts = q.cut_at(suggested[1])
+        if parts is not None:
+            return parts, None
+    span = span_limit(err)
+    if span is not None and q.to_block - q.from_block + 1 > span:
+        return [
+            replace(q, from_block=lo, to_block=min(lo + span - 1, q.to_block), after=0)
+            for lo in range(q.from_block, q.to_block + 1, span)
+        ], span
+    return q.split(addresses_first=err.code == HTTP_TOO_LARGE), None
