@@ -15,12 +15,22 @@ The transfers of [fb, to_block] are the ones the worker already holds for the ad
 reads them anyway); only the tail (to_block, head] and the fees (receipts: gasUsed x
 effectiveGasPrice, one batch) are extra requests, for the whole batch of addresses at once.
 
-When the derivation does not add up (a negative balance: money arrived in a way no transfer shows,
-such as a block reward, a beacon withdrawal or a node-side `setBalance`), the address gets NO clean
-prior balance. That is the most conservative choice for an investigator: the flagged share of what
-the address sends on is then the largest the transfers allow, so an exit is never under-reported;
-it may be over-reported by the clean money that was there. The trace's `balance_method_reason`
-says how many addresses were treated so.
+A balance change no transaction shows moves the derived balance away from the real one by its
+amount. What the history can tell, the trace treats as incomplete and gives NO clean prior balance,
+the most conservative choice for an investigator (the flagged share of what the address sends on
+is then the largest the transfers allow: its exits are never under-reported, possibly
+over-reported by the clean money that was there):
+
+- a derived balance below zero (money left, or a transfer was counted that the balance does not
+  hold: a node-side `setBalance`, a missed transaction): that address;
+- a node that shows no internal calls (no trace_* or debug_*): ETH forwarded by contracts is
+  missing from every history, so every address.
+
+What it cannot tell: money that arrives with no transaction (validator withdrawals, fee-recipient
+rewards, a node-side `setBalance` gift) makes the derived balance larger than the real one, so the
+flagged share is diluted by money that was not there. Such addresses (validators, block builders)
+are rarely on a laundering path; an archive node has no such gap. The trace's
+`balance_method_reason` says how many addresses were treated conservatively.
 """
 
 from __future__ import annotations
@@ -147,7 +157,10 @@ async def derive(
 ) -> PriorBalances:
     """Balances before each fb from the balances at the head and the history since (module doc)."""
     addresses = sorted(needs)
-    native_addrs = [a for a in addresses if NATIVE in needs[a][1]]
+    # ETH moved by contracts is invisible on a node without trace_* or debug_*: no native history
+    # there can be trusted, so no address gets clean ETH (tokens move by logs: still exact).
+    blind = str(getattr(source, "path", "")).endswith("(no internal calls)")
+    native_addrs = [a for a in addresses if NATIVE in needs[a][1] and not blind]
     token_q = [(a, t) for a in addresses for t in sorted(needs[a][1]) if t != NATIVE]
     for attempt in range(_HEAD_TRIES):
         head = await source.head()
@@ -161,8 +174,9 @@ async def derive(
     flows: dict[str, list[Transfer]] = {a: [t for t in history.get(a, ()) if t.block_number <= head]
                                         for a in addresses}
     if head > to_block:
+        wanted = set(flows)
         for t in await source.transfers(addresses, to_block + 1, head, outgoing=True, incoming=True):
-            for a in {t.from_address, t.to_address} & set(flows):
+            for a in {t.from_address, t.to_address} & wanted:
                 flows[a].append(t)
     lo = min(needs[a][0] for a in addresses)
     fees: dict[str, int] = defaultdict(int)
@@ -174,15 +188,6 @@ async def derive(
 
     out: dict[str, dict[str, int]] = defaultdict(dict)
     conservative: list[str] = []
-    if str(getattr(source, "path", "")).endswith("(no internal calls)"):
-        # ETH moved by contracts is invisible on this node: a history without it cannot be
-        # trusted either way, so no address gets clean money (the most conservative taint).
-        reason = _derived_reason(why) + ("; but this node shows no internal calls (no trace_* or debug_* "
-                                         "methods), so history is incomplete: no address was given a clean "
-                                         "balance, the most conservative taint")
-        log.info("event=balances_conservative addresses=%d reason=no_internal_calls", len(addresses))
-        return PriorBalances({a: {asset: 0 for asset in needs[a][1]} for a in addresses}, DERIVED, reason,
-                             tuple(addresses))
     for a in addresses:
         fb, assets = needs[a]
         now: dict[str, int] = {}
@@ -206,11 +211,17 @@ async def derive(
                 short = True
                 before = 0
             out[a][asset] = before
+        if blind and NATIVE in assets:
+            out[a][NATIVE] = 0
+            short = True
         if short:
             conservative.append(a)
     reason = _derived_reason(why)
-    if conservative:
-        reason += (f"; {len(conservative)} address(es) whose history does not add up (money arrived in a way "
-                   "no transfer shows) were given no clean balance, the most conservative taint")
+    if blind:
+        reason += ("; but this node shows no internal calls (no trace_* or debug_* methods), so ETH histories "
+                   "are incomplete: no address was given a clean ETH balance, the most conservative taint")
+    elif conservative:
+        reason += (f"; {len(conservative)} address(es) whose history does not add up (they hold less than their "
+                   "transfers since explain) were given no clean balance, the most conservative taint")
         log.info("event=balances_conservative addresses=%d first=%s", len(conservative), conservative[0])
     return PriorBalances(dict(out), DERIVED, reason, tuple(conservative))
