@@ -97,4 +97,4 @@ async def test_an_installed_wheel_migrates_and_runs_the_demo(
         assert code == 0, err[-3000:]
         code, out, err = await _run(venv, tmp_path, "demo", "--size", "1500", env=env)
         assert code == 0, err[-3000:]
-        assert "off-ramps found" in out
+        assert "exits found with the right amount" in out  # exit 0: the truth check passed
