@@ -9,7 +9,9 @@ archive node reports: the traces on both nodes give the same hops, to the wei.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -234,3 +236,31 @@ async def test_state_refused_after_a_yes_probe_is_derived_too(
     assert row["balance_method_reason"].startswith("node at ") and "keeps no state at block" in row[
         "balance_method_reason"]
     assert await hop_rows(db.pool, r_id) == await hop_rows(db.pool, a_id)
+
+
+async def test_cli_devchain_prune_history_and_trace_report(db: Database) -> None:
+    """As a user runs it: `tracer devchain --prune-history --charge-gas` (a real process) and
+    `tracer trace --json` against it: the report says the balances were derived, and why."""
+    devchain = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tracer.cli", "devchain", "--generate", "300", "--seed", "9", "--port", "0",
+        "--prune-history", "--charge-gas", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert devchain.stdout is not None
+        url = (await asyncio.wait_for(devchain.stdout.readline(), 60)).decode().strip()
+        seeds = (await asyncio.wait_for(devchain.stdout.readline(), 10)).decode().split()[1:]
+        assert url.startswith("http://") and seeds
+        trace = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tracer.cli", "trace", *seeds, "--rpc", url, "--database-url", db.url, "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(trace.communicate(), 180)
+        assert trace.returncode == 0, err.decode()[-2000:]
+    finally:
+        devchain.terminate()
+        await devchain.wait()
+    report = json.loads(out)
+    assert report["status"] == "done"
+    assert report["balance_method"] == "derived_from_history"
+    assert "BlockOutOfRangeError: block height is" in report["balance_method_reason"]
+    async with db.pool.acquire() as conn:
+        [state] = [s for s in await chain_store.node_states(conn, "ethereum") if s.node == chain_store.node_name(url)]
+    assert state.historical_state is False and "BlockOutOfRange" in state.detail
