@@ -10,7 +10,8 @@ use too (through tests/reliability_support.py; bench imports nothing from tests/
   duplicate can happen: hops themselves are keyed by (trace, transfer)).
 - `reference_hops` / `run_faulty`: one trace on a healthy node, one on a faulty one, embedded
   workers. `forget_transfers` only drops the coverage records: workers then still read the
-  transfers cached in Postgres, so `bench/faults.py` traces each faulty run on a fresh database.
+  transfers cached in Postgres, so a run meant to ask the faulty node everything traces on a
+  `FreshDatabases` clone instead (nothing cached, the scenario's labels loaded).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +39,59 @@ from tracer.devchain.server import DevChainServer, FaultPlan
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import labels as label_store
-from tracer.store.db import Database
+from tracer.store.db import Database, quote_ident, with_database
 
 Hop = tuple[str, int, str, str, int, str, str]
+
+
+class FreshDatabases:
+    """Databases cloned from a template holding only the schema and the scenario's labels: every
+    trace starts with no transfer cached, so its workers read everything from its own node."""
+
+    def __init__(self, server: str, template: str) -> None:
+        self.server = server
+        self.template = template
+
+    @classmethod
+    async def create(cls, server: str, scenario: Scenario) -> FreshDatabases:
+        from tracer.demo import load_scenario_labels
+
+        name = f"tracer_bench_faults_template_{secrets.token_hex(4)}"
+        await _admin(server, f"CREATE DATABASE {quote_ident(name)}")
+        try:
+            db = await Database.connect(with_database(server, name), min_size=1, max_size=2)  # migrates
+            try:
+                await load_scenario_labels(db.pool, scenario)
+            finally:
+                await db.close()  # a template must have no session open when it is cloned
+        except BaseException:
+            await _admin(server, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+            raise
+        return cls(server, name)
+
+    @asynccontextmanager
+    async def fresh(self, max_size: int = 8) -> AsyncIterator[Database]:
+        name = f"tracer_bench_faults_run_{secrets.token_hex(4)}"
+        await _admin(self.server, f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(self.template)}")
+        try:
+            db = await Database.connect(with_database(self.server, name), min_size=1, max_size=max_size)
+            try:
+                yield db
+            finally:
+                await db.close()
+        finally:
+            await _admin(self.server, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+
+    async def drop(self) -> None:
+        await _admin(self.server, f"DROP DATABASE IF EXISTS {quote_ident(self.template)} WITH (FORCE)")
+
+
+async def _admin(server: str, sql: str) -> None:
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 class FaultyDevChain(DevChainServer):

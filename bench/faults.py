@@ -43,8 +43,6 @@ import logging
 import random
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,10 +55,6 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from common import (  # noqa: E402
     add_common_args,
-    create_database,
-    drop_database,
-    migrated_database,
-    new_db_name,
     postgres_info,
     server_url,
     table,
@@ -70,6 +64,7 @@ from common import (  # noqa: E402
 from faultkit import (  # noqa: E402
     SCRIPT,
     FaultyDevChain,
+    FreshDatabases,
     Hop,
     ReorgingDevChain,
     compare_hops,
@@ -99,7 +94,6 @@ from tracer.api.app import PARSER_LIMITS, create_app  # noqa: E402
 from tracer.api.context import Settings  # noqa: E402
 from tracer.chains.errors import WrongChain  # noqa: E402
 from tracer.chains.evm import EvmChain  # noqa: E402
-from tracer.demo import load_scenario_labels  # noqa: E402
 from tracer.devchain.chain import Chain  # noqa: E402
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate  # noqa: E402
 from tracer.devchain.server import DevChainServer, FaultPlan  # noqa: E402
@@ -155,40 +149,6 @@ def _compare(row: Row, reference: list[Hop], hops: list[Hop], *, count_lost: boo
         row.notes.append(f"altered {ref[0]}:{ref[1]}: {ref[2:]} became {got[2:]}")
     for h in diff.extra[:2]:
         row.notes.append(f"not in the reference {h[0]}:{h[1]} {h[2]} -> {h[3]} {h[4]}")
-
-
-class FreshDatabases:
-    """Databases cloned from a template holding only the schema and the scenario's labels: every
-    trace starts with no transfer cached, so its workers read everything from its own node."""
-
-    def __init__(self, server: str, template: str) -> None:
-        self.server = server
-        self.template = template
-
-    @classmethod
-    async def create(cls, server: str, sc: Scenario) -> FreshDatabases:
-        name = new_db_name("faults_template")
-        url = await migrated_database(server, name)
-        db = await Database.connect(url, min_size=1, max_size=2)
-        try:
-            await load_scenario_labels(db.pool, sc)
-        finally:
-            await db.close()  # a template must have no session open when it is cloned
-        return cls(server, name)
-
-    @asynccontextmanager
-    async def fresh(self, max_size: int = 8) -> AsyncIterator[Database]:
-        name = new_db_name("faults_run")
-        url = await create_database(self.server, name, template=self.template)
-        db = await Database.connect(url, min_size=1, max_size=max_size)
-        try:
-            yield db
-        finally:
-            await db.close()
-            await drop_database(self.server, name)
-
-    async def drop(self) -> None:
-        await drop_database(self.server, self.template)
 
 
 # ------------------------------------------------------------------------------------ node faults

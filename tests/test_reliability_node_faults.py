@@ -12,6 +12,7 @@ import pytest
 from tests.reliability_support import (
     SCRIPT,
     FaultyDevChain,
+    FreshDatabases,
     every_fault,
     faulty_client,
     reference_hops,
@@ -36,16 +37,21 @@ async def _reference(db: Database, scenario: Scenario, devchain_factory: Any) ->
 
 
 async def test_every_node_fault_at_once_gives_the_healthy_hops(
-    db: Database, small_scenario: Scenario, devchain_factory: Any
+    db: Database, small_scenario: Scenario, devchain_factory: Any, pg_server_url: str
 ) -> None:
     reference = await _reference(db, small_scenario, devchain_factory)
     server = FaultyDevChain(small_scenario, faults=every_fault(seed=3), rate_limit=10.0, bare_429=0.05, seed=3,
                             script=SCRIPT)
     await server.start("127.0.0.1", 0)
+    # On a database of its own: in the reference's, workers would read the transfers it cached
+    # instead of asking the faulty node.
+    dbs = await FreshDatabases.create(pg_server_url, small_scenario)
     try:
-        run = await run_faulty(db.pool, small_scenario, server)
+        async with dbs.fresh() as fresh:
+            run = await run_faulty(fresh.pool, small_scenario, server)
     finally:
         await server.stop()
+        await dbs.drop()
     assert run.status == "done", run.error
     assert run.duplicates == 0
     assert run.hops == reference

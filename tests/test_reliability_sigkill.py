@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.reliability_support import duplicate_hops, forget_transfers, hop_rows, reference_hops
+from tests.reliability_support import FreshDatabases, duplicate_hops, hop_rows, reference_hops
 from tests.reliability_support import kill_workers_at_random as kill_run
 from tracer.devchain.scenario import Scenario
 from tracer.store.db import Database
@@ -31,13 +31,18 @@ SEEDS = [int(s) for s in os.environ.get("TRACER_SIGKILL_SEEDS", "1,2").split(","
 
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_random_sigkills_lose_and_duplicate_nothing(
-    seed: int, db: Database, small_scenario: Scenario, devchain_factory: Any, reference: list[Any]
+    seed: int, small_scenario: Scenario, devchain_factory: Any, reference: list[Any], pg_server_url: str
 ) -> None:
     # A slow node keeps batches in flight long enough for kills to land inside them.
     slow = await devchain_factory(small_scenario, latency=0.03)
-    await forget_transfers(db.pool)
-    result = await kill_run(db, small_scenario, slow.url, random.Random(seed))
-    assert result.status == "done", result.error
-    assert result.kills >= 1
-    assert await duplicate_hops(db.pool, result.trace_id) == 0
-    assert await hop_rows(db.pool, result.trace_id) == reference
+    # A database of its own: nothing cached by the reference run, every transfer read anew.
+    dbs = await FreshDatabases.create(pg_server_url, small_scenario)
+    try:
+        async with dbs.fresh() as fresh:
+            result = await kill_run(fresh, small_scenario, slow.url, random.Random(seed))
+            assert result.status == "done", result.error
+            assert result.kills >= 1
+            assert await duplicate_hops(fresh.pool, result.trace_id) == 0
+            assert await hop_rows(fresh.pool, result.trace_id) == reference
+    finally:
+        await dbs.drop()
