@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
 from tracer.devchain.chain import ZERO_HASH, Block, Chain, Frame, Log, word
 from tracer.devchain.http import FaultPlan, KnobServer
+from tracer.devchain.prices import PricePath, by_feed
 from tracer.devchain.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class DevChainServer(KnobServer):
         faults: FaultPlan | None = None,
         keep_states: int | None = None,
         charge_gas: bool = False,
+        prices: Iterable[PricePath] = (),
     ) -> None:
         if isinstance(scenario_or_chain, Chain):
             self.chain = scenario_or_chain
@@ -130,6 +132,8 @@ class DevChainServer(KnobServer):
         self.keep_states = keep_states
         # Balances lose the fees their transactions paid (receipts report them either way).
         self.charge_gas = charge_gas
+        # Chainlink-compatible aggregators answering from a price path (tracer.devchain.prices).
+        self.prices = by_feed(prices)
         self._methods: dict[str, Callable[[list[Any]], Json]] = {
             "eth_chainId": self._eth_chain_id,
             "net_version": lambda p: str(self.chain.chain_id),
@@ -526,6 +530,12 @@ class DevChainServer(KnobServer):
         to = _parse_address(call["to"])
         data = str(call.get("data") or call.get("input") or "0x").lower()
         n = self._state_at(params[1] if len(params) > 1 else "latest")
+        feed = self.prices.get(to)
+        if feed is not None:
+            answer = feed.answer_call(data, self.chain.blocks[n].timestamp)
+            if answer is None:
+                raise RpcError(-32000, "execution reverted")
+            return answer
         token = self.chain.tokens.get(to)
         if token is None:
             if self.chain.code(to) == "0x":

@@ -1,0 +1,91 @@
+"""SQL for USD prices and registered price feeds (schemas/migrations/014_prices.sql)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from tracer.chains.feeds import Feed
+
+Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRow:
+    chain: str
+    asset: str
+    block_number: int | None
+    day: dt.date | None
+    time: int | None
+    usd: Decimal | None
+    source: str  # feed | par | file | unavailable
+    feed: str | None = None
+    round_id: int | None = None
+    file: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceKey:
+    """An asset at a block of its chain, with the block's time: what a hop needs priced."""
+
+    chain: str
+    asset: str
+    block_number: int
+    time: int
+
+
+async def register_feed(conn: Conn, feed: Feed) -> None:
+    await conn.execute(
+        """INSERT INTO price_feeds (chain, asset, feed_chain, feed, pair, provenance) VALUES ($1,$2,$3,$4,$5,$6)
+           ON CONFLICT (chain, asset) DO UPDATE SET feed_chain = EXCLUDED.feed_chain, feed = EXCLUDED.feed,
+               pair = EXCLUDED.pair, provenance = EXCLUDED.provenance""",
+        feed.chain, feed.asset, feed.feed_chain, feed.feed, feed.pair, feed.provenance)
+
+
+async def registered_feeds(conn: Conn) -> list[Feed]:
+    rows = await conn.fetch("SELECT chain, asset, feed_chain, feed, pair, provenance FROM price_feeds")
+    return [Feed(r["chain"], r["asset"], r["feed_chain"], r["feed"], r["pair"], r["provenance"]) for r in rows]
+
+
+async def save_prices(conn: Conn, rows: Iterable[PriceRow]) -> int:
+    """Insert or replace prices (same asset, source and block or day): a re-import corrects."""
+    data = [(r.chain, r.asset, r.block_number, r.day, r.time, r.usd, r.source, r.feed, r.round_id, r.file, r.note)
+            for r in rows]
+    if not data:
+        return 0
+    await conn.executemany(
+        """INSERT INTO prices (chain, asset, block_number, day, time, usd, source, feed, round_id, file, note)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+           ON CONFLICT (chain, asset, source, coalesce(block_number, -1), coalesce(day, DATE '1970-01-01'))
+           DO UPDATE SET time = EXCLUDED.time, usd = EXCLUDED.usd, feed = EXCLUDED.feed,
+               round_id = EXCLUDED.round_id, file = EXCLUDED.file, note = EXCLUDED.note, created_at = now()""",
+        data)
+    return len(data)
+
+
+async def prices_of(conn: Conn, assets: Sequence[tuple[str, str]]) -> list[PriceRow]:
+    """Every stored price of these (chain, asset) pairs."""
+    if not assets:
+        return []
+    rows = await conn.fetch(
+        """SELECT p.chain, p.asset, block_number, day, time, usd, source, feed, round_id, file, note
+           FROM prices p JOIN unnest($1::text[], $2::text[]) AS w(chain, asset)
+             ON p.chain = w.chain AND p.asset = w.asset""",
+        [c for c, _ in assets], [a for _, a in assets])
+    return [PriceRow(r["chain"], r["asset"], r["block_number"], r["day"], r["time"], r["usd"], r["source"],
+                     r["feed"], None if r["round_id"] is None else int(r["round_id"]), r["file"], r["note"])
+            for r in rows]
+
+
+async def hop_price_keys(conn: Conn, trace_id: int) -> list[PriceKey]:
+    """The distinct (chain, asset, block) of a trace's hops, with the blocks' times."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT h.chain, h.asset, t.block_number, t.block_time FROM hops h
+           JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", trace_id)
+    return [PriceKey(r["chain"], r["asset"], int(r["block_number"]), int(r["block_time"] or 0)) for r in rows]
