@@ -35,7 +35,7 @@ from eth_utils import event_abi_to_log_topic
 from eth_utils.abi import collapse_if_tuple
 from web3 import Web3
 
-from tracer.chains.networks import chain_name
+from tracer.chains.networks import GATEWAYS, chain_name
 
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -330,11 +330,12 @@ def _record(protocol: str, name: str, log: LogLike, a: dict[str, Any]) -> Decode
     if protocol == "symbiosis":
         return send(chain_name("evm", int(a["chainID"])), _addr(a["to"]), int(a["amount"]), _addr(a["token"]))
     if protocol == "multichain":
-        to = a["to"]
-        return send(chain_name("evm", int(a["toChainID"])), _addr(to) if not isinstance(to, bytes) else _text(to),
-                    int(a["amount"]), _addr(a["token"]))
+        # The V6 router names the recipient as a string: a Tron or other base58 address keeps its case.
+        to = _text(a["to"])
+        recipient = to.lower() if _is_evm_address(to) else to
+        return send(chain_name("evm", int(a["toChainID"])), recipient, int(a["amount"]), _addr(a["token"]))
     if protocol == "l2_gateways":
-        return _gateway(name, a, send)
+        return _gateway(name, a, send, GATEWAYS.get(emitter))
     return None
 
 
@@ -377,16 +378,16 @@ def _wormhole(a: dict[str, Any], send: Any) -> BridgeSend | None:
                 note=f"payload amount {amount} (Wormhole's 8-decimal normalised units)")
 
 
-def _gateway(name: str, a: dict[str, Any], send: Any) -> BridgeSend:
+def _gateway(name: str, a: dict[str, Any], send: Any, dest: str | None) -> BridgeSend:
     # A native gateway serves one L2: the event says who gets the money, its address says where.
-    note = "native L2 gateway: the destination chain is the one this gateway serves (known from its address)"
+    note = None if dest else "native L2 gateway: the destination is the chain this gateway serves, unknown here"
     if name in ("LockedEther", "LockedERC20"):
-        return send(None, _addr(a["depositReceiver"]), int(a["amount"]),
+        return send(dest, _addr(a["depositReceiver"]), int(a["amount"]),
                     _addr(a["rootToken"]) if "rootToken" in a else None, note=note)
     if name == "DepositInitiated":
-        return send(None, _addr(a["_to"]), int(a["_amount"]), _addr(a["l1Token"]), note=note)
+        return send(dest, _addr(a["_to"]), int(a["_amount"]), _addr(a["l1Token"]), note=note)
     token = a.get("l1Token") or a.get("localToken")
-    return send(None, _addr(a["to"]), int(a["amount"]), _addr(token) if token else None, note=note)
+    return send(dest, _addr(a["to"]), int(a["amount"]), _addr(token) if token else None, note=note)
 
 
 _PROTOCOL_NAMES = {"thorchain": "THORChain", "across": "Across", "wormhole": "Wormhole", "stargate": "Stargate",
@@ -394,6 +395,10 @@ _PROTOCOL_NAMES = {"thorchain": "THORChain", "across": "Across", "wormhole": "Wo
                    "symbiosis": "Symbiosis", "multichain": "Multichain", "l2_gateways": "L2 gateway"}
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _is_evm_address(text: str) -> bool:
+    return len(text) == 42 and text[:2] == "0x" and all(ch in "0123456789abcdefABCDEF" for ch in text[2:])
 
 
 def _address32(word: str) -> str:

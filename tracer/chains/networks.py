@@ -26,7 +26,8 @@ EVM: dict[int, str] = {
 ACROSS_SOLANA = 34268394551451
 """Across names Solana by an id of its own (recipients there are bytes32 keys)."""
 
-DEBRIDGE: dict[int, str] = {7565164: "solana"}
+DEBRIDGE_SOLANA = 7565164
+DEBRIDGE: dict[int, str] = {DEBRIDGE_SOLANA: "solana"}
 """deBridge's internal ids for chains whose EIP-155 id collides or that have none; others are EVM ids."""
 
 WORMHOLE: dict[int, str] = {
@@ -57,6 +58,14 @@ MAYA: dict[str, str] = {
     "MAYA": "mayachain", "XRD": "radix", "ZEC": "zcash",
 }
 """Maya Protocol's chain codes (the same memo grammar as THORChain)."""
+
+GATEWAYS: dict[str, str] = {
+    "0x99c9fc46f92e8a1c0dec1b1747d010903e884be1": "optimism",  # Optimism: Gateway (L1StandardBridge)
+    "0x3154cf16ccdb4c6d922629664174b904d80f2c35": "base",  # Base: Base Bridge (L1StandardBridge)
+    "0x8484ef722627bf18ca5ae6bcf031c23e6e922b30": "polygon",  # Polygon (Matic): Ether Bridge (EtherPredicate)
+}
+"""Native L2 gateways on Ethereum whose deposit events tracer decodes: each serves one chain, which
+the event does not name (Etherscan name tags, brianleect/etherscan-labels@923aba7, MIT)."""
 
 _SPACES: dict[str, dict[int, str]] = {"evm": EVM, "wormhole": WORMHOLE, "layerzero": LAYERZERO}
 
