@@ -22,6 +22,7 @@ from tracer.api.handlers import (
     labels,
     mixer_links,
     paths,
+    report,
     system,
     traces,
 )
@@ -45,6 +46,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/traces/{trace_id}/cancel", traces.cancel, "trace"),
     Route("GET", "/v1/traces/{trace_id}/hops", hops.list_, "read"),
     Route("GET", "/v1/traces/{trace_id}/exits", exits.list_, "read"),
+    Route("GET", "/v1/traces/{trace_id}/report", report.get, "read"),
     Route("GET", "/v1/traces/{trace_id}/paths", paths.get, "read"),
     Route("GET", "/v1/traces/{trace_id}/graph", graph.export, "read"),
     Route("GET", "/v1/traces/{trace_id}/mixer-links", mixer_links.list_, "read"),

@@ -1,7 +1,8 @@
-"""``tracer prices``: USD prices.
+"""``tracer prices`` and ``tracer report``: USD prices and a trace's report to file.
 
     tracer prices import FILE...          # date or block, asset, chain, usd (CSV or JSON)
     tracer prices feeds                   # the price feeds known (shipped and registered)
+    tracer report ID [--html FILE] [--pdf FILE] [--rpc URL --chain NAME]
 
 Every verb takes ``--database-url`` (default ``$DATABASE_URL``, else the embedded server).
 """
@@ -38,6 +39,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _db(p)
     p.set_defaults(func=lambda a: asyncio.run(_feeds(a)))
 
+    p = subparsers.add_parser("report", help="write a trace's report (HTML, PDF) for the file")
+    p.add_argument("trace_id", type=int, metavar="ID")
+    p.add_argument("--html", type=Path, metavar="FILE", help="write the self-contained HTML report here")
+    p.add_argument("--pdf", type=Path, metavar="FILE", help="write the report as PDF (headless Chromium)")
+    p.add_argument("--rpc", default=os.environ.get("TRACER_RPC_URL"),
+                   help="node to read missing prices from (env TRACER_RPC_URL); else stored prices only")
+    p.add_argument("--chain", default="ethereum", help="chain name of --rpc (default ethereum)")
+    _db(p)
+    p.set_defaults(func=lambda a: asyncio.run(_report(a)))
+
 
 async def _import(args: argparse.Namespace) -> int:
     parsed = []
@@ -67,4 +78,29 @@ async def _feeds(args: argparse.Namespace) -> int:
         await db.close()
     for f in [*registered, *known.KNOWN_FEEDS]:
         print(terminal_safe(f"{f.chain:<10} {f.asset:<42} {f.pair:<12} {f.feed_chain}:{f.feed}  ({f.provenance})"))
+    return 0
+
+
+async def _report(args: argparse.Namespace) -> int:
+    from tracer.engine import report_doc
+
+    db = await Database.connect(args.database_url)
+    chains = {}
+    try:
+        if args.rpc:
+            from tracer.nodes import connect_checked
+
+            chains[args.chain] = await connect_checked(db.pool, args.chain, args.rpc)
+        doc = await report_doc.build_document(db.pool, args.trace_id, chains)
+        html = report_doc.render_html(doc)
+        if args.html:
+            args.html.write_text(html, encoding="utf-8")
+        if args.pdf:
+            args.pdf.write_bytes(await report_doc.html_to_pdf(html))
+        if not args.html and not args.pdf:
+            sys.stdout.write(html)
+    finally:
+        for c in chains.values():
+            await c.close()
+        await db.close()
     return 0

@@ -1,0 +1,116 @@
+"""The trace report to file over the API: HTML escaped against hostile label names, and a PDF
+printed by headless Chromium whose text (pdftotext) holds every exit address, its USD amount and
+the transaction hashes of its widest path."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.api_support import Api, running_api
+from tracer.api.context import Settings
+from tracer.chains import feeds
+from tracer.chains.evm import EvmChain
+from tracer.chains.records import NATIVE
+from tracer.demo import load_scenario_labels
+from tracer.devchain.prices import paths_for
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.engine import report_doc
+from tracer.engine.dollars import trace_dollars
+from tracer.store import labels as label_store
+from tracer.store import prices as price_store
+from tracer.store.db import Database
+
+HOSTILE = "Evil <script>alert(1)</script>\x1b[31m\x07 & Co"
+
+
+@pytest.fixture(scope="module")
+def case() -> Scenario:
+    return generate(ScenarioParams.for_size(400, seed=11))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(db: Database, case: Scenario, devchain_factory: Any) -> AsyncIterator[Api]:
+    ts = [case.genesis_time] + [b.timestamp for b in case.blocks]
+    paths = paths_for(case.chain, ts[0], ts[-1], seed=11, tokens=[t.address for t in case.tokens])
+    node = await devchain_factory(case, prices=paths)
+    client = EvmChain(node.url, chain=case.chain, expected_chain_id=case.chain_id)
+    await client.connect()
+    await load_scenario_labels(db.pool, case)
+    async with db.pool.acquire() as conn:
+        for p in paths:
+            if p.asset != NATIVE:
+                await price_store.register_feed(conn, feeds.Feed(p.chain, p.asset, p.feed_chain, p.feed, p.pair,
+                                                                 "test: devchain price path"))
+    try:
+        async with running_api(db, {case.chain: client}, Settings(workers=2, worker_lease_seconds=10.0)) as a:
+            yield a
+    finally:
+        await client.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def trace(api: Api, db: Database, case: Scenario) -> dict[str, Any]:
+    done = await api.run_trace({"chain": case.chain, "seeds": case.seeds, "policy": {"max_depth": 8}}, tries=1200)
+    _, body, _ = await api.call("GET", f"/v1/traces/{done['id']}/exits", expect=200)
+    first = body["items"][0]["address"]
+    # A label name from a hostile list on the first exit: markup and terminal escapes.
+    async with db.pool.acquire() as conn:
+        await label_store.upsert_labels(conn, [label_store.Label(
+            chain=case.chain, address=first, entity=HOSTILE, category="exchange", source="hostile-list")])
+    return done
+
+
+async def _get(api: Api, path: str) -> tuple[int, bytes, str]:
+    async with api.session.get(api.base + path) as r:
+        return r.status, await r.read(), r.headers.get("Content-Type", "")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_html_report_escapes_label_names_and_shows_dollars(api: Api, db: Database, trace: dict[str, Any]) -> None:
+    status, raw, ctype = await _get(api, f"/v1/traces/{trace['id']}/report?format=html")
+    assert status == 200 and ctype.startswith("text/html")
+    text = raw.decode()
+    assert "<script" not in text and "\x1b" not in text and "\x07" not in text
+    assert "Evil &lt;script&gt;alert(1)&lt;/script&gt;[31m &amp; Co" in text
+    d = await trace_dollars(db.pool, trace["id"])
+    assert d.seeds.usd is not None and d.seeds.usd > 0
+    assert d.sources.get("feed", 0) > 0 and "unavailable" not in d.sources
+    for (_, address, _), usd in d.exits.items():
+        assert address in text and usd.usd is not None
+        assert report_doc._usd(usd.usd) in text
+    # The parts always sum to the seeds' dollars (every hop priced, each counted where it ends).
+    total = d.exits_total.priced + d.stopped.priced + d.held.priced
+    assert abs(total - d.seeds.priced) <= Decimal("0.01") * max(1, len(d.values))
+    status, _, _ = await _get(api, f"/v1/traces/{trace['id']}/report?format=docx")
+    assert status == 400
+    status, _, _ = await _get(api, "/v1/traces/999999/report")
+    assert status == 404
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_pdf_report_text_has_every_exit_its_dollars_and_path_hashes(api: Api, db: Database,
+                                                                       trace: dict[str, Any]) -> None:
+    if report_doc.find_chromium() is None or shutil.which("pdftotext") is None:
+        pytest.skip("needs chromium and pdftotext (poppler-utils)")
+    status, raw, ctype = await _get(api, f"/v1/traces/{trace['id']}/report?format=pdf")
+    assert status == 200 and ctype == "application/pdf" and raw.startswith(b"%PDF")
+    proc = await asyncio.create_subprocess_exec("pdftotext", "-raw", "-", "-", stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate(raw)
+    flat = "".join(out.decode().split())  # long hashes wrap inside table cells
+    doc = await report_doc.build_document(db.pool, trace["id"])
+    assert doc.report.exits
+    for x in doc.report.exits:
+        assert x.address in flat.lower() or x.address in flat
+        usd = doc.dollars.exit_usd(x.chain or doc.report.chain, x.address, x.asset)
+        assert "".join(report_doc._usd(usd).split()) in flat
+        for step in x.path:
+            assert step["tx_hash"] in flat
+    assert doc.hop_set_sha256 in flat

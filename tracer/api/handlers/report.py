@@ -1,0 +1,33 @@
+"""The trace report to file: GET /v1/traces/{id}/report?format=html|pdf (engine/report_doc.py).
+Prices the trace's hops still lack are read from the configured nodes' feeds first."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tracer.api import params
+from tracer.api.errors import ApiError
+from tracer.api.handlers.common import ctx_of, trace_or_404
+from tracer.engine import report_doc
+
+
+async def get(request: web.Request) -> web.Response:
+    params.reject_unknown(request, ("format",))
+    ctx = ctx_of(request)
+    trace_id = params.trace_id(request)
+    fmt = params.enum_param(request, "format", ("html", "pdf"), default="html")
+    async with ctx.pool.acquire() as conn:
+        await trace_or_404(conn, trace_id)
+    doc = await report_doc.build_document(ctx.pool, trace_id, ctx.chains)
+    text = report_doc.render_html(doc)
+    name = f"trace-{trace_id}-report"
+    if fmt == "pdf":
+        try:
+            pdf = await report_doc.html_to_pdf(text)
+        except report_doc.PdfUnavailable as exc:
+            raise ApiError(503, "PDF unavailable", str(exc)) from None
+        return web.Response(body=pdf, content_type="application/pdf",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})
+    return web.Response(text=text, content_type="text/html", charset="utf-8",
+                        headers={"Content-Disposition": f'inline; filename="{name}.html"',
+                                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})

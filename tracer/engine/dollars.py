@@ -1,0 +1,116 @@
+"""A trace in dollars: every hop at its block's price (engine/pricing.py), summed the way a person
+reads the trace: what left the seeds, what reached each exit (one share of the seeds' dollars,
+across assets and chains), what stopped (hubs, mixers, limits) and what is still held at addresses
+followed (flagged in, not yet out). A sum with an unpriced hop is unknown, and says how many."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tracer.engine import pricing
+from tracer.engine.pricing import PricingRun, Value, usd_text
+from tracer.store import traces as store
+
+
+@dataclass
+class Usd:
+    """A sum of hop values; `unpriced` hops had no price, so `usd` is None when any did."""
+
+    priced: Decimal = Decimal(0)
+    unpriced: int = 0
+    hops: int = 0
+
+    def add(self, v: Value, sign: int = 1) -> None:
+        self.hops += 1
+        if v.usd is None:
+            self.unpriced += 1
+        else:
+            self.priced += sign * v.usd
+
+    @property
+    def usd(self) -> Decimal | None:
+        return None if self.unpriced else self.priced
+
+    def to_json(self) -> dict[str, Any]:
+        return {"usd": usd_text(self.usd), "unpriced_hops": self.unpriced}
+
+
+@dataclass
+class TraceDollars:
+    seeds: Usd
+    exits: dict[tuple[str, str, str], Usd]  # (chain, address, asset)
+    stopped: Usd
+    held: Usd  # flagged dollars in minus out at addresses followed (seeds excluded)
+    values: dict[int, Value]  # by transfer id
+    pricing: PricingRun | None = None
+    sources: dict[str, int] = field(default_factory=dict)
+
+    def exit_usd(self, chain: str, address: str, asset: str) -> Decimal | None:
+        u = self.exits.get((chain, address, asset))
+        return None if u is None else u.usd
+
+    def share(self, usd: Decimal | None) -> float | None:
+        seeds = self.seeds.usd
+        if usd is None or not seeds:
+            return None
+        return float(usd / seeds)
+
+    @property
+    def exits_total(self) -> Usd:
+        total = Usd()
+        for u in self.exits.values():
+            total.priced += u.priced
+            total.unpriced += u.unpriced
+            total.hops += u.hops
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        ex = self.exits_total
+        return {"seeds": self.seeds.to_json(), "exits": ex.to_json(), "exits_share": self.share(ex.usd),
+                "stopped": self.stopped.to_json(), "held": self.held.to_json(),
+                "price_sources": self.sources, "notes": self.pricing.notes if self.pricing else []}
+
+
+async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, Any] | None = None,
+                        hops: Sequence[Any] | None = None) -> TraceDollars:
+    """The trace's dollars; with `chains`, prices still missing are read from their feeds first."""
+    run = await pricing.price_trace(pool, chains, trace_id) if chains else None
+    async with pool.acquire() as conn:
+        trace = await store.get_trace(conn, trace_id)
+        if trace is None:
+            raise KeyError(trace_id)
+        if hops is None:
+            hops = await store.all_hops(conn, trace_id)
+        values = await pricing.hop_values(conn, hops)
+    home = trace["chain"]
+    seeds = {s for s in trace["seeds"]}
+    out = TraceDollars(Usd(), {}, Usd(), Usd(), values, run)
+    followed: set[tuple[str, str]] = set()
+    for h in hops:
+        if h["status"] == "followed":
+            followed.add((h["chain"] or home, h["to_addr"]))
+    for h in hops:
+        v = values[int(h["transfer_id"])]
+        if v.source:
+            out.sources[v.source] = out.sources.get(v.source, 0) + 1
+        chain = h["chain"] or home
+        from_seed = chain == home and h["from_addr"] in seeds
+        into_seed = chain == home and h["to_addr"] in seeds
+        if from_seed and not into_seed:
+            out.seeds.add(v)
+        if into_seed:
+            continue
+        if h["status"] == "exit":
+            out.exits.setdefault((chain, h["to_addr"], h["asset"]), Usd()).add(v)
+        elif h["status"] == "stopped":
+            out.stopped.add(v)
+        else:
+            out.held.add(v)
+        if (chain, h["from_addr"]) in followed and not from_seed:
+            out.held.add(v, -1)
+    return out
