@@ -176,6 +176,7 @@ async def test_bridge_payouts_continue_the_trace_to_an_exchange_on_the_destinati
     into_router = [h for h in hops if h["chain"] == home.chain and h["to"] == router]
     assert {h["reason"] for h in into_router if h["status"] == "followed"} == {"crossing"}
     [router_line] = [e for e in exits if e["address"] == router and e["asset"] == NATIVE]
+    assert router_line["recognised_by"]["method"] == "event"  # its Deposit event named the destinations
     assert int(router_line["amount_raw"]) == sum(int(h["amount_raw"]) for h in into_router if h["status"] == "exit")
     assert sum(1 for h in into_router if h["status"] == "exit") == sum(
         1 for b in home.truth.bridges if b.dest_chain not in (DEST, "bitcoin"))

@@ -147,7 +147,10 @@ def hop(chain: str, row: asyncpg.Record) -> dict[str, Any]:
 
 
 def recognised_by(reason: str | None, evidence: dict[str, Any] | None) -> dict[str, Any]:
-    """How an exit was recognised: a label (and whose) or the deposit-address sweep behaviour."""
+    """How an exit was recognised: a label (and whose), the deposit-address sweep behaviour, or
+    (a bridge) the deposit event its contract emitted, labelled or not."""
+    if evidence and evidence.get("recognised_by") == "event":
+        return {"method": "event", "source": ", ".join(evidence.get("events") or []) or reason, "evidence": evidence}
     if reason and reason.startswith("label:"):
         return {"method": "label", "source": reason.split(":", 1)[1], "evidence": evidence}
     if reason == "deposit_address":

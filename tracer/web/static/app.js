@@ -627,7 +627,7 @@ function renderNodeDetails(id, {refetch}) {
     fact("Recognised by", r.method === "behaviour"
       ? `behaviour: ${r.evidence?.heuristic || "sweeps"}${r.evidence?.sweeps ? ` (${r.evidence.sweeps} sweeps` +
         `${r.evidence.confidence ? `, confidence ${Math.round(r.evidence.confidence * 100)}%` : ""})` : ""}`
-      : `label (${r.source || "?"})`);
+      : r.method === "event" ? `event: ${r.source}` : `label (${r.source || "?"})`);
     fact("First / last seen", `${timeText(exit[0].first_seen)} / ${timeText(exit[0].last_seen)}`);
   }
   fact("Flagged in", amountsList(flows.in));

@@ -43,6 +43,7 @@ function how(x) {
       (c ? ` (confidence ${Math.round(c * 100)}%)` : "")};
   }
   if (r.method === "label") return {text: `label`, title: `labelled (source: ${r.source})`};
+  if (r.method === "event") return {text: "event", title: `recognised by its event: ${r.source}`};
   return {text: r.source || x.reason || "–", title: x.reason || ""};
 }
 
