@@ -32,6 +32,7 @@ import signal
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,16 @@ def _fresh(i: int) -> str:
 
 
 class Receiver:
-    """Counts each subscription's hop_added webhooks per recipient, with arrival times."""
+    """Counts each subscription's hop_added webhooks per recipient, with arrival times, and every
+    event a receiver (a subscription's path) got more than once: delivery is at least once, so a
+    retry after a lost answer is where a duplicate can happen."""
 
     def __init__(self, secrets: dict[str, str]) -> None:
         self.secrets = secrets
         self.arrivals: dict[str, list[float]] = {}  # recipient -> arrival times (one per subscription)
         self.bad_signatures = 0
         self.requests = 0
+        self.seen: Counter[tuple[str, Any]] = Counter()  # (subscription path, event id) -> deliveries
         self.changed = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -90,10 +94,15 @@ class Receiver:
                               request.headers.get(signing.SIGNATURE_HEADER)):
             self.bad_signatures += 1
         event = json.loads(body)
+        self.seen[(request.path, event.get("id"))] += 1
         if event["type"] == "hop_added":
             self.arrivals.setdefault(event["hop"]["to"], []).append(at)
             self.changed.set()
         return web.Response(text="ok")
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.seen.values() if n > 1)
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -213,6 +222,7 @@ async def _measure(args: argparse.Namespace, database_url: str) -> dict[str, Any
             "deliver_concurrency": args.deliver_concurrency,
             "deliveries": len(latencies),
             "bad_signatures": rx.bad_signatures,
+            "duplicate_deliveries": rx.duplicates,
             "other_events_delivered": other,
             "latency_ms": {"p50": _percentile(latencies, 50) * 1000, "p90": _percentile(latencies, 90) * 1000,
                            "p99": _percentile(latencies, 99) * 1000, "max": max(latencies) * 1000},
@@ -268,10 +278,11 @@ def main() -> int:
     print(f"  {'last webhook of a block':<28}{last['p50']:>10.0f}{'':>10}{last['max']:>10.0f}")
     print(f"  {'hop committed (worker)':<28}{report['hop_committed_ms']['p50']:>10.0f}{'':>10}"
           f"{report['hop_committed_ms']['max']:>10.0f}")
+    print(f"  events delivered twice to one subscription: {report['duplicate_deliveries']}")
     print(f"  bad signatures: {report['bad_signatures']}; other events delivered (trace_watching to unfiltered "
           f"subscriptions): {report['other_events_delivered']}")
     write_result("alert_latency", report, args.smoke, args.out, database_url=args.server_url)
-    return 0 if report["bad_signatures"] == 0 else 1
+    return 0 if report["bad_signatures"] == 0 and report["duplicate_deliveries"] == 0 else 1
 
 
 if __name__ == "__main__":

@@ -71,7 +71,9 @@ def _alerts(r: Result) -> tuple[str, str]:
     lat = r["latency_ms"]
     fig = (f"p50 {sec(lat['p50'])}, p99 {sec(lat['p99'])} over {n(r['deliveries'])} webhooks ({r['rounds']} blocks); "
            f"first webhook of a block p50 {sec(r['first_webhook_ms']['p50'])}, last p50 "
-           f"{sec(r['last_webhook_ms']['p50'])}; {r['bad_signatures']} bad signatures")
+           f"{sec(r['last_webhook_ms']['p50'])}; {r['bad_signatures']} bad signatures"
+           + (f", {r['duplicate_deliveries']} events delivered twice to one subscription"
+              if "duplicate_deliveries" in r else ""))
     return what, fig
 
 

@@ -28,5 +28,5 @@ async def test_alert_latency_smoke(pg_server_url: str, tmp_path: Path) -> None:
     assert "p50 ms" in text and "every webhook" in text
     report = json.loads(out.read_text())
     assert report["deliveries"] == report["subscriptions"] * report["rounds"] == 150
-    assert report["bad_signatures"] == 0
+    assert report["bad_signatures"] == 0 and report["duplicate_deliveries"] == 0
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
