@@ -30,7 +30,7 @@ import yaml
 
 from tracer.devchain.scenario import Scenario
 from tracer.engine import report as treport
-from tracer.store.db import create_pool, with_database
+from tracer.store.db import create_pool, quote_ident, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -179,15 +179,30 @@ class Stack:
         self.ports[name] = mapping
 
 
+def _admin(server: str, sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 @pytest.fixture
 def compose_database(pg_server_url: str) -> Iterator[str]:
+    """An empty database (the stack's migrate job makes the schema), dropped after."""
     name = f"tracer_compose_{secrets.token_hex(4)}"
-    subprocess.run(["psql", "-q", pg_server_url, "-c", f'CREATE DATABASE "{name}"'], check=True)
+    _admin(pg_server_url, f"CREATE DATABASE {quote_ident(name)}")
     try:
         yield with_database(pg_server_url, name)
     finally:
-        subprocess.run(["psql", "-q", pg_server_url, "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-                       check=False)
+        _admin(pg_server_url, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
 
 def test_the_compose_stack_traces_the_scenario_to_its_exits(compose_database: str, tmp_path: Path) -> None:
