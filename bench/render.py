@@ -202,6 +202,19 @@ def _faults(r: Result) -> tuple[str, str]:
     return what, fig
 
 
+def _attacks(r: Result) -> tuple[str, str]:
+    probes = r["probes"]
+    areas: dict[str, int] = {}
+    for x in probes:
+        areas[x["area"]] = areas.get(x["area"], 0) + 1
+    what = ("attack probes against real `tracer serve` processes (open mode, with keys, node down) on a devchain "
+            "and a throwaway database")
+    slowest = max(x["seconds"] for x in probes)
+    fig = (f"{r['refused']} of {r['total']} probes refused as they must be ("
+           + ", ".join(f"{a} {k}" for a, k in areas.items()) + f"); slowest answer {slowest:.2f} s")
+    return what, fig
+
+
 def _memory(r: Result) -> tuple[str, str]:
     w, api = r["worker"], r["api"]
     what = ("peak RSS (VmHWM) of `tracer worker` during the trace-speed runs and of `tracer serve` during the API "
@@ -225,6 +238,7 @@ ROWS: list[tuple[str, str, Callable[[Result], tuple[str, str]]]] = [
     ("accuracy_anvil", "python bench/accuracy.py --node anvil ../shared/data/cases/mftracer", _accuracy_anvil),
     ("balances", "python bench/balances.py", _balances),
     ("faults", "python bench/faults.py", _faults),
+    ("attacks", "python bench/attacks.py", _attacks),
     ("memory", "python bench/memory.py --reuse-trace-speed --api-args '--hops 200000'", _memory),
 ]
 
