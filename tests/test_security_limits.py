@@ -19,6 +19,7 @@ from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
 from tracer.devchain.scenario import Scenario
 from tracer.store import keys as key_store
+from tracer.store import ownership
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -124,6 +125,12 @@ async def test_rate_limit_is_shared_by_api_processes(db: Database, keys: dict[st
                 assert int(headers["Retry-After"]) >= 1
         assert statuses == [200] * 4 + [429] * 4, statuses
         await api.call("GET", "/v1/traces?limit=1", key=keys["quota-a"], expect=200)  # another key's bucket
+    assert await db.pool.fetchval("SELECT count(*) FROM api_rate_buckets") == 2
+    async with db.pool.acquire() as conn:
+        await ownership.prune_buckets(conn, 3600)
+        assert await conn.fetchval("SELECT count(*) FROM api_rate_buckets") == 2  # recent: kept
+        await ownership.prune_buckets(conn, 0)
+        assert await conn.fetchval("SELECT count(*) FROM api_rate_buckets") == 0
 
 
 async def test_slow_header_connections_are_closed(db: Database) -> None:

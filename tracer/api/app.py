@@ -28,6 +28,7 @@ from tracer.api.routes import add_routes
 from tracer.api.sameorigin import same_origin_middleware
 from tracer.engine.worker import Worker
 from tracer.store import keys as key_store
+from tracer.store import ownership
 from tracer.store.db import Database
 from tracer.web import server as web_ui
 
@@ -97,8 +98,26 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
                     "this machine (create one with `tracer keys create`)", ctx.settings.host)
     else:
         log.info("event=api_keys active=%d", active)
+    pruner = asyncio.create_task(_prune_rate_buckets(ctx)) if ctx.settings.rate_limit else None
     yield
+    if pruner is not None:
+        pruner.cancel()
+        await asyncio.gather(pruner, return_exceptions=True)
     await ctx.auth.close()
+
+
+async def _prune_rate_buckets(ctx: ApiContext) -> None:
+    """Forget rate buckets idle long enough to be full again: one row per key ever seen otherwise."""
+    s = ctx.settings
+    assert s.rate_limit
+    idle = max(3600.0, s.rate_limit_burst / s.rate_limit)
+    while True:
+        await asyncio.sleep(600.0)
+        try:
+            async with ctx.pool.acquire() as conn:
+                await ownership.prune_buckets(conn, idle)
+        except Exception as exc:  # housekeeping: the next round tries again
+            log.debug("event=rate_prune_failed error=%r", exc)
 
 
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
