@@ -14,7 +14,7 @@ from aiohttp import web
 from tracer.api.auth import Principal, principal_of
 from tracer.api.errors import ApiError
 from tracer.store import ownership
-from tracer.store.labels import Viewer
+from tracer.store.ownership import Viewer
 
 INVESTIGATOR_SOURCE = "investigator"
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeAlias
 import asyncpg
 
 from tracer.labels.vocab import CATEGORIES, EVM_CHAINS, Category
+from tracer.store.ownership import PUBLIC, Viewer, visible_sql
 
 # A pool hands out proxies, tests use plain connections; both have the same query methods.
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
@@ -74,29 +75,6 @@ class Label:
         return (self.valid_from is None or _utc(self.valid_from) <= at) and (
             self.valid_to is None or at < _utc(self.valid_to)
         )
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Whose private labels a read sees besides the public ones (migration 010): a key's own and
-    its team's; `everything` for admins listing labels to publish them and for the CLI."""
-
-    key_id: int | None = None
-    team: str | None = None
-    everything: bool = False
-
-    def args(self) -> tuple[bool, int | None, str | None]:
-        return self.everything, self.key_id, self.team
-
-
-#: The engine and anything shared by every caller: public labels only.
-PUBLIC = Viewer()
-
-
-def _visible(n: int) -> str:
-    """The visibility test, with the Viewer's args as parameters $n, $n+1, $n+2."""
-    return (f"(${n}::boolean OR NOT private OR owner_key_id = ${n + 1}::bigint "
-            f"OR owner_team = ${n + 2}::text)")
 
 
 @dataclass(frozen=True)
@@ -424,7 +402,7 @@ async def lookup(
             WHERE chain = $1 AND address = ANY($2::text[])
               AND ($3::timestamptz IS NULL
                    OR ((valid_from IS NULL OR valid_from <= $3) AND (valid_to IS NULL OR valid_to > $3)))
-              AND {_visible(4)}
+              AND {visible_sql(4)}
             ORDER BY address, confidence DESC, valid_from DESC NULLS LAST, id""",
         chain,
         list(keyed),
@@ -462,7 +440,7 @@ async def screen(
         f"""SELECT {_COLUMNS} FROM labels
             WHERE chain = ANY($1::text[]) AND address = ANY($2::text[]) AND category = ANY($3::text[])
               AND (valid_from IS NULL OR valid_from <= $4) AND (valid_to IS NULL OR valid_to > $4)
-              AND {_visible(5)}
+              AND {visible_sql(5)}
             ORDER BY address, confidence DESC, id""",
         chains,
         list(keyed),
@@ -635,7 +613,7 @@ async def list_labels(
             WHERE ($1::text IS NULL OR chain = $1) AND ($2::text IS NULL OR address = $2)
               AND ($3::text IS NULL OR category = $3) AND ($4::text IS NULL OR source = $4)
               AND ($5::text IS NULL OR lower(entity) = lower($5)) AND ($6::bigint IS NULL OR id > $6)
-              AND {_visible(8)}
+              AND {visible_sql(8)}
             ORDER BY id LIMIT $7""",
         chain, address, category, source, entity, after_id, limit, *viewer.args(),
     )

@@ -27,6 +27,29 @@ class Owner:
         return self.key_id is None and self.team is None
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """Whose private labels a read sees besides the public ones (migration 010): a key's own and
+    its team's; `everything` for admins listing labels to publish them and for the CLI."""
+
+    key_id: int | None = None
+    team: str | None = None
+    everything: bool = False
+
+    def args(self) -> tuple[bool, int | None, str | None]:
+        return self.everything, self.key_id, self.team
+
+
+#: The engine and anything shared by every caller: public labels only.
+PUBLIC = Viewer()
+
+
+def visible_sql(n: int) -> str:
+    """The visibility test, with the Viewer's args as parameters $n, $n+1, $n+2."""
+    return (f"(${n}::boolean OR NOT private OR owner_key_id = ${n + 1}::bigint "
+            f"OR owner_team = ${n + 2}::text)")
+
+
 async def set_trace_owner(conn: Conn, trace_id: int, owner: Owner) -> None:
     await conn.execute("UPDATE traces SET owner_key_id = $2, owner_team = $3 WHERE id = $1",
                        trace_id, owner.key_id, owner.team)
