@@ -7,7 +7,9 @@ pools, the Wormhole core and token bridges. Unrelated users deposit through them
 swaps, Across and Wormhole transfers) so they look like the busy services they are. Each thief
 bridges once; the far side pays out (THORChain `OUT:<hash>`, an Across relayer's fill, a Wormhole
 redeem) to a payee, who pays an exchange deposit address that sweeps to a labelled hot wallet.
-A fourth thief uses a THORChain-style router at an address no label names: recognised by its event.
+A fourth thief uses a THORChain-style router at an address no label names: recognised by its event;
+two more pay an unlabelled Tornado-style pool and a Uniswap-V2-style pair (amounts that are no pool
+denomination, so only the events can tell): the trace stops there and says what they are.
 
 Each trace runs through the real API and workers: it continues on the far chain to the right
 exit with the right amount, the report names the bridge "recognised by event", and the continued
@@ -153,7 +155,7 @@ async def build_world(eth: Node, bsc: Node, arb: Node) -> dict[str, Case]:
     c.deposit_tx, c.bridge, c.match = r["transactionHash"], THOR_ROUTER["ethereum"], bridges.MATCH_MEMO
     c = cases["unlabelled"]
     r = await eth.tx(c.thief, UNLABELLED_ROUTER, router.call_data(
-        "deposit", vault["ethereum"], ZERO, 0, f"=:BSC.BNB:{payee['unlabelled']}"), value=10 * ETHER)
+        "deposit", vault["ethereum"], ZERO, 0, f"=:BSC.BNB:{payee['unlabelled']}"), value=11 * ETHER)
     c.deposit_tx, c.bridge, c.match = r["transactionHash"], UNLABELLED_ROUTER, bridges.MATCH_MEMO
     c = cases["across"]
     r = await eth.tx(c.thief, ACROSS_POOL["ethereum"], pool.call_data(
@@ -193,7 +195,32 @@ async def build_world(eth: Node, bsc: Node, arb: Node) -> dict[str, Case]:
     c.exit_address, c.exit_amount = deposit["across"], 29_900 * ETHER // 1000
     for name, case in cases.items():
         await _sweep(bsc if case.far_chain == "bsc" else arb, payee[name], deposit[name], case.exit_amount)
+    await _services(eth, admin, users, cases)
     return cases
+
+
+async def _services(eth: Node, admin: str, users: list[str], cases: dict[str, Case]) -> None:
+    """Two more thieves, into services no label names: a Tornado-style pool (recognised by its
+    Deposit) and a Uniswap-V2-style pair whose output goes to another wallet (recognised by its
+    Swap): the trace stops at each and says what it is, instead of following it as a wallet."""
+    mixer, pair, coin = art.artifact(art.POOL), art.artifact(art.PAIR), art.artifact(art.STABLECOIN)
+    pool_at, pair_at, token_at = "0x" + "70" * 20, "0x" + "9a" * 20, "0x" + "70ce" * 10
+    await eth.place(pool_at, art.POOL)
+    await eth.place(pair_at, art.PAIR)
+    await eth.place(token_at, art.STABLECOIN)
+    await eth.tx(admin, pool_at, mixer.call_data("initialize", 7 * ETHER))
+    await eth.tx(admin, token_at, coin.call_data("initialize", "Tether USD", "USDT", 6))
+    await eth.tx(admin, token_at, coin.call_data("mint", [pair_at], [2_000_000 * 10**6]))
+    await eth.tx(admin, pair_at, pair.call_data("initialize", token_at))
+    await eth.tx(admin, pair_at, "0x", value=1_000 * ETHER)
+    await eth.tx(admin, pair_at, pair.call_data("mint", admin))
+    for i, u in enumerate(users[37:40]):  # the pool's other users
+        await eth.tx(u, pool_at, mixer.call_data("deposit", bytes([i]) * 32), value=7 * ETHER)
+    for n, (name, bridge) in enumerate((("pool", pool_at), ("pair", pair_at))):
+        cases[name] = c = Case(name, addr(0xEF, n), "ethereum", "", bridge=bridge)
+        await eth.fund(c.thief, amount=60 * ETHER)
+    await eth.tx(cases["pool"].thief, pool_at, mixer.call_data("deposit", b"\xee" * 32), value=7 * ETHER)
+    await eth.tx(cases["pair"].thief, pair_at, pair.call_data("swapETHForTokens", 0, addr(0x66, 1)), value=6 * ETHER)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -268,3 +295,24 @@ async def test_the_trace_crosses_the_bridge_to_the_right_exit_with_the_right_amo
     assert f"via {protocol} (recognised by event)" in treport.render(rep)
     assert [(x.chain, x.address, x.amount) for x in rep.exits] == [(case.far_chain, case.exit_address,
                                                                      case.exit_amount)]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize(("family", "reason", "entity"), [
+    ("pool", "entered mixer", "unlabelled mixer pool (Tornado-compatible events)"),
+    ("pair", "entered dex", "DEX pool (Uniswap-style Swap event)")])
+async def test_unlabelled_pools_and_pairs_are_recognised_by_their_events(
+    world: tuple[Api, dict[str, Case]], db: Database, family: str, reason: str, entity: str
+) -> None:
+    api, cases = world
+    case = cases[family]
+    trace = await api.run_trace({"chain": case.home_chain, "seeds": [case.thief], "policy": {"hub_in_degree": 5}},
+                                tries=1200)
+    hops = await _hops(api, trace["id"])
+    [into] = [h for h in hops if h["from"] == case.thief and h["to"] == case.bridge]
+    assert (into["status"], into["reason"]) == ("stopped", reason)
+    assert not [h for h in hops if h["from"] == case.bridge]  # not followed as a wallet
+    rep = await treport.build(db.pool, trace["id"])
+    [stop] = [x for x in rep.stops if x["address"] == case.bridge]
+    assert (stop["reason"], stop["entity"]) == (reason, entity)
+    assert not rep.exits

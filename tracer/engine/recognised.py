@@ -43,7 +43,7 @@ class ServiceLogs:
 
     pools_of: dict[str, list[str]] = field(default_factory=dict)  # tx -> pools that logged a Deposit in it
     bridge_exits: dict[str, list[bridges.BridgeExit]] = field(default_factory=dict)  # tx -> destinations
-    swaps_of: dict[str, set[str]] = field(default_factory=dict)  # tx -> DEX pools that logged a Swap in it
+    swaps_of: dict[str, dict[str, str]] = field(default_factory=dict)  # tx -> {DEX pool: swap recipient}
 
     def add(self, log: events.LogLike) -> None:
         rec = events.decode(log)
@@ -56,7 +56,7 @@ class ServiceLogs:
             if ex is not None:
                 self.bridge_exits.setdefault(rec.tx_hash, []).append(ex)
         elif isinstance(rec, events.PairSwap):
-            self.swaps_of.setdefault(rec.tx_hash, set()).add(rec.emitter)
+            self.swaps_of.setdefault(rec.tx_hash, {})[rec.emitter] = rec.recipient
 
     def pool_for(self, t: Transfer) -> str | None:
         """The pool a transfer paid into: the recipient itself when it logged the Deposit, else
@@ -78,6 +78,9 @@ class ServiceLogs:
         """Whether the recipient is a DEX pool that swapped in the transfer's transaction."""
         return t.to_address in self.swaps_of.get(t.tx_hash, ())
 
+    def swap_recipient(self, t: Transfer) -> str | None:
+        return self.swaps_of.get(t.tx_hash, {}).get(t.to_address)
+
 
 def recognised_evidence(exits: list[bridges.BridgeExit]) -> dict[str, Any]:
     """What a verdict says about a bridge recognised by its events."""
@@ -85,5 +88,8 @@ def recognised_evidence(exits: list[bridges.BridgeExit]) -> dict[str, Any]:
             "events": sorted({f"{ex.protocol} {ex.event}" if ex.event else ex.protocol for ex in exits})}
 
 
-def dex_evidence(t: Transfer) -> dict[str, Any]:
-    return {"recognised_by": RECOGNISED_BY_EVENT, "events": ["Swap"], "tx_hash": t.tx_hash}
+def dex_evidence(t: Transfer, recipient: str | None) -> dict[str, Any]:
+    """A DEX pool recognised by its Swap: the trace stops there (the output went to `recipient`,
+    not back to the payer, so no same-transaction swap carries the taint on)."""
+    return {"recognised_by": RECOGNISED_BY_EVENT, "events": ["Swap"], "tx_hash": t.tx_hash,
+            "swap_recipient": recipient}

@@ -469,7 +469,8 @@ class Worker:
             elif unlabelled and "dex" in policy.through_categories and service_logs.swapped_in(t):
                 status, reason, quiet = "stopped", "entered dex", True
                 batch.services.setdefault(t.to_address, Verdict(
-                    "stopped", "entered dex", "DEX pool (Uniswap-style Swap event)", "dex", dex_evidence(t)))
+                    "stopped", "entered dex", "DEX pool (Uniswap-style Swap event)", "dex",
+                    dex_evidence(t, service_logs.swap_recipient(t))))
             else:
                 target = known.get(t.to_address)
                 label_verdict = classify.by_label(labels.get(t.to_address, ()), policy)
