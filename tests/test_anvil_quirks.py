@@ -131,6 +131,21 @@ async def test_fees_with_and_without_block_receipts(node: tuple[str, str]) -> No
         finally:
             await older.close()
     assert per_tx == with_block and len(with_block) == 5
+
+    def unpriced(req: dict[str, Any], ans: dict[str, Any]) -> dict[str, Any]:
+        # Receipts of pre-London blocks on some nodes: no effectiveGasPrice (the tx's gasPrice then).
+        ans = no_block_receipts(req, ans)
+        if req["method"] == "eth_getTransactionReceipt" and isinstance(ans.get("result"), dict):
+            ans["result"].pop("effectiveGasPrice", None)
+        return ans
+
+    async with _proxy(url, unpriced) as proxied:
+        old = await _client(proxied)
+        try:
+            assert await old.fees_paid([PAYER], 0, head) == with_block
+            assert old.request_counts["eth_getTransactionByHash"] == 5
+        finally:
+            await old.close()
     assert [f.fee for f in with_block] == [21_000 * GWEI, 42_000 * GWEI, 42_000 * GWEI, 63_000 * GWEI, 84_000 * GWEI]
 
 

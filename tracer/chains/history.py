@@ -131,8 +131,12 @@ async def sent_fees(client: EvmChain, sent: Iterable[tuple[str, int, str]]) -> l
         if isinstance(r, RpcError) or not isinstance(r, Mapping):
             raise ChainError(f"node at {client.url} has no receipt for {h}: {getattr(r, 'message', r)}")
         receipts[h] = r
+    # Receipts of old (pre-London) blocks on some nodes carry no effectiveGasPrice: the price is
+    # the transaction's own gasPrice then.
+    unpriced = [h for h, r in receipts.items() if r.get("effectiveGasPrice") is None]
+    prices = await client.gas_prices(unpriced) if unpriced else {}
     return sorted(
-        (FeePaid(a, b, h, receipt_fee(receipts[h])) for h, (a, b) in wanted.items()),
+        (FeePaid(a, b, h, receipt_fee(receipts[h], prices.get(h))) for h, (a, b) in wanted.items()),
         key=lambda f: (f.block_number, f.tx_hash),
     )
 
