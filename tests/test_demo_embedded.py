@@ -59,6 +59,9 @@ async def test_two_different_cases_in_a_row_are_both_right(data_dir: Path) -> No
             assert found == total and total > 0, (size, what, found, total)
         assert "exits reported that the truth does not have: 0" in out and "PASSED" in out
         assert "tracer serve --demo" in out
+        # Exits in dollars at the time of each hop; with stopped and held they make the seeds' total.
+        assert "In dollars at the time of each hop:" in out
+        assert "Dollar check against the generator's prices: OK" in out and "MISMATCH" not in out
 
 
 async def test_serve_demo_serves_the_demo_database(data_dir: Path) -> None:

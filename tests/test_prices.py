@@ -137,7 +137,8 @@ async def test_a_traced_case_is_valued_at_its_blocks_prices(small_scenario: Scen
                                                           db: Database) -> None:
     sc = small_scenario
     ts = [sc.genesis_time] + [b.timestamp for b in sc.blocks]
-    paths = paths_for("ethereum", ts[0], ts[-1], seed=3, tokens=[t.address for t in sc.tokens])
+    # A round every 2 blocks: a price read at the wrong block shows.
+    paths = paths_for("ethereum", ts[0], ts[-1], seed=3, tokens=[t.address for t in sc.tokens], heartbeat=24)
     node = await devchain_factory(sc, prices=paths)
     client = EvmChain(node.url, chain=sc.chain, expected_chain_id=sc.chain_id)
     await client.connect()

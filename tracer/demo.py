@@ -30,19 +30,25 @@ import asyncpg
 from tracer import truth_check
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
+from tracer.chains.feeds import Feed
+from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin import BitcoinScenario
 from tracer.devchain.crosschain import CrossChain, destination, with_bitcoin_payouts
 from tracer.devchain.esplora import EsploraServer
+from tracer.devchain.prices import PricePath, case_paths
 from tracer.devchain.scenario import Scenario, ScenarioLabel, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
+from tracer.dollars_check import check_dollars, render_dollars
 from tracer.engine import bridges
 from tracer.engine import report as treport
+from tracer.engine.dollars import trace_dollars
 from tracer.engine.service import create_trace
 from tracer.labels.defaults import load_default_labels
 from tracer.labels.vocab import normalize_category
 from tracer.runner import run_with_workers
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
+from tracer.store import prices as price_store
 from tracer.store import traces as trace_store
 from tracer.store.db import DEMO_DATABASE, Database, redact_url, resolve_database_url, start_embedded
 
@@ -64,7 +70,9 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
     # Seeded by the whole case: Postgres caches transfers by chain name and address, so another
     # case's far chains (same names) must not reuse this one's addresses.
     far = far_chains(scenario, seed=seed * 1_000_003 + size)
-    server = DevChainServer(scenario)
+    # Chainlink-compatible feeds on every served chain, answering from the generator's price paths.
+    paths = case_paths(scenario, [c.scenario for c in far.evm], bitcoin=far.bitcoin, seed=seed)
+    server = DevChainServer(scenario, prices=paths[scenario.chain])
     url = await server.start("127.0.0.1", 0)
     _say(f"devchain: {url} ({size} transfers generated, seed {seed})")
     client = EvmChain(url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
@@ -73,7 +81,7 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
     try:
         await client.connect()
         for cross in far.evm:
-            srv = DevChainServer(cross.chain())
+            srv = DevChainServer(cross.chain(), prices=paths.get(cross.scenario.chain, []))
             servers.append(srv)
             dest_url = await srv.start("127.0.0.1", 0)
             chains[cross.scenario.chain] = EvmChain(dest_url, chain=cross.scenario.chain,
@@ -94,6 +102,7 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
         n = await load_scenario_labels(db.pool, scenario)
         for other in far.scenarios():
             n += await load_scenario_labels(db.pool, other)
+        await register_case_feeds(db.pool, paths)
         defaults = await load_default_labels(db.pool)
         _say(f"labels: default set {'already loaded' if defaults.skipped else f'{defaults.inserted} loaded'}")
         _say(f"labels: {n} scenario labels loaded (exchange hot wallets, mixer, ...)")
@@ -104,10 +113,16 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
         status = await run_with_workers(db.pool, chains, trace_id, workers=workers)
         rep = await treport.build(db.pool, trace_id)
         check = await truth_check.check_trace(db.pool, trace_id, scenario, far)
+        dollars = await trace_dollars(db.pool, trace_id, chains)
+        dcheck = check_dollars(scenario, paths[scenario.chain], dollars, rep)
         if as_json:
-            print(json.dumps({**rep.to_json(), "truth_check": check.to_json()}, indent=2))
+            print(json.dumps({**rep.to_json(), "truth_check": check.to_json(), "dollars": dollars.to_json(),
+                              "dollar_check": {"ok": dcheck.ok, "lines": dcheck.lines,
+                                               "mismatches": dcheck.mismatches}}, indent=2))
         else:
             print(treport.render(rep))
+            print()
+            print(render_dollars(rep, dollars))
             print()
             async with db.pool.acquire() as conn:
                 mixer_rows = await mixer_store.mixer_links(conn, trace_id, limit=1000)
@@ -115,6 +130,7 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
             print(_services(rep, list(mixer_rows), [h for h in hop_rows if h["reason"] == "swap"]))
             print()
             print(check.render())
+            print(dcheck.render())
             rpc = [c for c in chains.values() if isinstance(c, EvmChain)]
             calls = sum(v for c in rpc for k, v in c.request_counts.items() if k != "http")
             esplora_calls = sum(c.request_counts.get("http", 0) for c in chains.values()
@@ -127,8 +143,10 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
             print(f"Explore trace #{trace_id} in the web view: {serve}, then open http://127.0.0.1:8080/ui?trace={trace_id}")
         if not check.ok:
             _say(f"ground truth check FAILED: {len(check.mismatches)} disagreement(s) (listed above)")
+        if not dcheck.ok:
+            _say(f"dollar check FAILED: {len(dcheck.mismatches)} disagreement(s) (listed above)")
         # Exit 1 when the trace did not finish or disagrees with the truth: the demo is a check.
-        return 0 if status == "done" and check.ok else 1
+        return 0 if status == "done" and check.ok and dcheck.ok else 1
     finally:
         for c in chains.values():
             await c.close()
@@ -251,3 +269,13 @@ def _services(rep: treport.Report, mixer_rows: list[Any], swap_hops: list[Any]) 
     if len(lines) == 1:
         lines.append("  (none reached)")
     return "\n".join(lines)
+
+
+async def register_case_feeds(pool: asyncpg.Pool, paths: dict[str, list[PricePath]]) -> None:
+    """The generated tokens' feeds (the shipped list knows real token addresses only)."""
+    async with pool.acquire() as conn:
+        for chain_paths in paths.values():
+            for p in chain_paths:
+                if p.asset != NATIVE:
+                    await price_store.register_feed(conn, Feed(p.chain, p.asset, p.feed_chain, p.feed, p.pair,
+                                                               "generated case: devchain price path"))

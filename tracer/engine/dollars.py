@@ -90,10 +90,6 @@ async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, 
     home = trace["chain"]
     seeds = {s for s in trace["seeds"]}
     out = TraceDollars(Usd(), {}, Usd(), Usd(), values, run)
-    followed: set[tuple[str, str]] = set()
-    for h in hops:
-        if h["status"] == "followed":
-            followed.add((h["chain"] or home, h["to_addr"]))
     for h in hops:
         v = values[int(h["transfer_id"])]
         if v.source:
@@ -111,6 +107,9 @@ async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, 
             out.stopped.add(v)
         else:
             out.held.add(v)
-        if (chain, h["from_addr"]) in followed and not from_seed:
+        if not from_seed:
+            # Out of an address followed, or a bridge's payout on the far chain (its vault is no
+            # address of the trace): the value leaves what is held there, or at the bridge, whose
+            # deposit was counted held when it crossed.
             out.held.add(v, -1)
     return out
