@@ -120,7 +120,7 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(live: 
     rc, out = await _schemathesis(base, key, tmp_path, "--max-examples", "25", "--exclude-method", "DELETE",
                                   "--phases", "examples,fuzzing,stateful")
     assert rc == 0, out[-12000:]
-    assert re.search(r"\b[12][0-9] Tested\b|Tested: [12][0-9]\b", out), out[-3000:]  # every operation ran
+    assert re.search(r"\b[1-9][0-9] Tested\b|Tested: [1-9][0-9]\b", out), out[-3000:]  # every operation ran
     rc, out = await _schemathesis(base, key, tmp_path, "--max-examples", "10", "--include-method", "DELETE",
                                   "--phases", "examples,fuzzing")
     assert rc == 0, out[-12000:]

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_worker)
 
     for module in ("tracer.devchain.cli", "tracer.store.cli", "tracer.labels.cli", "tracer.api.cli",
-                   "tracer.alerts.cli", "tracer.engine.cli"):
+                   "tracer.alerts.cli", "tracer.engine.cli", "tracer.store.cases_cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -15,6 +15,7 @@ from tracer.api.errors import bad_request
 from tracer.api.handlers.common import ctx_of, ok
 from tracer.api.openapi import field_of, validator
 from tracer.labels.vocab import CATEGORIES
+from tracer.store import cases as case_store
 from tracer.store import keys as key_store
 from tracer.store import labels as label_store
 from tracer.store import ownership, reads
@@ -50,6 +51,8 @@ async def get(request: web.Request) -> web.Response:
         sanctions = (await label_store.screen(conn, chain, [address], at=now, viewer=seen)).get(address, [])
         rows = await reads.address_traces(conn, chain, address, limit=TRACE_LIMIT)
         seeded = await reads.traces_seeded_by(conn, chain, address, limit=TRACE_LIMIT)
+        in_cases = await case_store.cases_with_address(conn, chain, address,
+                                                       owners.viewer(principal_of(request), admin_sees_all=True))
     traces: list[dict[str, Any]] = []
     most: dict[str, tuple[int, str | None, int | None]] = {}
     for r in rows:
@@ -86,6 +89,9 @@ async def get(request: web.Request) -> web.Response:
         "labels": [ser.label(lb, now) for lb in labels],
         "sanctions": [ser.label(lb, now) for lb in sanctions],
         "traces": traces,
+        # "also in case N": the cases this key can see that reached, noted or tagged the address.
+        "cases": [{"case_id": c.id, "title": c.title, "via": c.via, "links": {"case": f"/v1/cases/{c.id}"}}
+                  for c in in_cases],
         "exposure": {
             "level": level,
             "sanctioned": bool(sanctions),
