@@ -225,10 +225,15 @@ class EvmChain:
             head,
             self.path,
             receipts,
-            "archive state (balances at old blocks)"
-            if self.historical_state
-            else f"no historical state: balances will be derived from history ({self.state_probe.detail})",
+            "archive state (balances at old blocks)" if self.historical_state else "no historical state",
         )
+        if self.state_probe is not None and not self.state_probe.historical_state:
+            # Not an error, but it changes how taint is computed: operators should see it.
+            log.warning(
+                "chain %s: %s; prior balances will be derived from history (README, 'Which nodes')",
+                self.chain,
+                self.state_probe.describe(),
+            )
 
     async def close(self) -> None:
         await self.rpc.close()
