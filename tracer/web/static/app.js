@@ -3,6 +3,7 @@
 // exposure, export, share a link.
 
 import {Api, ApiError, StreamUnsupported, saveBlob} from "./api.js";
+import {CasesView} from "./cases.js";
 import {renderExposure, renderSankey} from "./exposure.js";
 import {
   EntityColours, addressOf, ago, amountText, clear, copyText, el, exactText, pct, ratio, shortAddr, shortHash, timeText,
@@ -36,8 +37,10 @@ const graph = new GraphView($("cy"), {
   tooltip: {box: $("tooltip"), content: tipContent},
 });
 
+const cases = new CasesView({api, openTrace: (id, opts) => openTrace(id, opts), toast: (t, bad) => toast(t, bad)});
+
 // Exposed for debugging from the console and for the end-to-end test.
-window.tracerUI = {api, model, graph, state, get cy() { return graph.cy; }};
+window.tracerUI = {api, model, graph, state, cases, get cy() { return graph.cy; }};
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -158,7 +161,7 @@ async function openTrace(id, {push = true} = {}) {
   for (const li of document.querySelectorAll("#trace-list li")) {
     li.classList.toggle("active", Number(li.dataset.traceId) === id);
   }
-  const url = `/ui?trace=${id}`;
+  const url = cases.caseId === null ? `/ui?trace=${id}` : `/ui?case=${cases.caseId}&trace=${id}`;
   if (push && location.pathname + location.search !== url) history.pushState({trace: id}, "", url);
   document.title = `tracer · trace #${id}`;
   let trace;
@@ -667,6 +670,8 @@ async function loadLabels(id, address, chain, box) {
         ...others.slice(0, 8).map((t) => el("button", {type: "button", class: "link", onclick: () => openTrace(t.trace_id)},
           `#${t.trace_id} `))));
     }
+    const inCases = cases.alsoIn(info);
+    if (inCases) box.append(inCases);
   } catch (err) {
     clear(box).append(el("span", {class: "muted"}, `labels unavailable (${err.message})`));
   }
@@ -856,6 +861,7 @@ function init() {
     hideAuthBanner();
     toast(api.key ? "API key saved in this browser" : "No API key");
     loadTraceList();
+    cases.loadList();
     if (state.traceId !== null) openTrace(state.traceId, {push: false});
   });
   $("key-forget").addEventListener("click", () => {
@@ -900,6 +906,8 @@ function init() {
     toast(ok ? `Link copied: ${link}` : link);
   });
   window.addEventListener("popstate", () => {
+    const caseId = new URLSearchParams(location.search).get("case");
+    if (caseId && /^\d+$/.test(caseId) && Number(caseId) !== cases.caseId) cases.open(caseId, {push: false});
     const id = new URLSearchParams(location.search).get("trace");
     if (id && Number(id) !== state.traceId) openTrace(id, {push: false});
   });
@@ -912,8 +920,12 @@ function init() {
   showTraceSummary();
   loadHealth();
   loadTraceList();
+  cases.init();
+  cases.loadList();
   const id = new URLSearchParams(location.search).get("trace");
-  if (id && /^\d+$/.test(id)) openTrace(id, {push: false});
+  const caseId = new URLSearchParams(location.search).get("case");
+  if (caseId && /^\d+$/.test(caseId)) cases.open(caseId, {traceId: id && /^\d+$/.test(id) ? id : null, push: false});
+  else if (id && /^\d+$/.test(id)) openTrace(id, {push: false});
   else redraw();
 }
 
