@@ -202,3 +202,13 @@ async def test_bridge_deposits_are_cross_chain_exits_with_their_destination(
             assert follow["possible"] is False and follow["note"]
     # The bridged money is not followed on this chain past the router.
     assert router not in {s["address"] for s in traced.stops}
+
+
+def test_maya_memos_use_mayas_chain_codes() -> None:
+    # Maya's router emits THORChain's events; its label says whose it is, its memo codes differ.
+    thor = bridges.thorchain_memo(TX, "=:ARB.ETH:0x" + "22" * 20, 7)
+    assert (thor.protocol, thor.dest_chain) == ("THORChain", "arb")  # no ARB chain on THORChain
+    maya = bridges.as_maya(thor)
+    assert (maya.protocol, maya.dest_chain, maya.dest_address, maya.amount) == (
+        "Maya Protocol", "arbitrum", "0x" + "22" * 20, 7)
+    assert bridges.thorchain_memo(TX, "=:MAYA.CACAO:maya1xyz", maya=True).dest_chain == "mayachain"

@@ -132,8 +132,9 @@ def from_send(rec: events.BridgeSend) -> BridgeExit | None:
                       deposit_id=rec.deposit_id, service=rec.service, event=rec.event)
 
 
-def thorchain_memo(tx: str, memo: str, amount: int | None = None) -> BridgeExit:
-    """A THORChain deposit memo read as a destination.
+def thorchain_memo(tx: str, memo: str, amount: int | None = None, *, maya: bool = False) -> BridgeExit:
+    """A THORChain (or, `maya`, Maya Protocol: same router events, same memo grammar, its own chain
+    codes) deposit memo read as a destination.
 
     Swaps: `SWAP:ASSET:DEST[:LIMIT[:AFFILIATE:FEE]]`, also spelt `s:` or `=:`; ASSET is
     CHAIN.SYMBOL[-CONTRACT] (`~` trade and `/` synthetic assets stay on THORChain) or a one-letter
@@ -142,24 +143,32 @@ def thorchain_memo(tx: str, memo: str, amount: int | None = None) -> BridgeExit:
     """
     parts = memo.strip().split(":")
     action = parts[0].strip().lower() if parts else ""
+    protocol, home = ("Maya Protocol", "mayachain") if maya else ("THORChain", "thorchain")
     if action in ("swap", "s", "=") and len(parts) >= 2:
         asset = THORCHAIN_SHORT_ASSETS.get(parts[1], parts[1]).upper()
         dest = parts[2].strip() if len(parts) >= 3 and parts[2].strip() else None
         note: str | None
         if "~" in asset or "/" in asset:
-            chain: str | None = "thorchain"
-            note = "trade or synthetic asset: the money stays on THORChain"
+            chain: str | None = home
+            note = f"trade or synthetic asset: the money stays on {protocol}"
         else:
             code = asset.split(".", 1)[0]
-            chain = THORCHAIN_CHAINS.get(code, code.lower() or None)
-            note = None if dest else "no destination address in the memo: THORChain pays the sender's address"
-        return BridgeExit("THORChain", tx, chain, dest, asset, amount, memo, note)
+            chain = networks.chain_name("maya" if maya else "thorchain", code) if code else None
+            note = None if dest else f"no destination address in the memo: {protocol} pays the sender's address"
+        return BridgeExit(protocol, tx, chain, dest, asset, amount, memo, note)
     if action in ("add", "a", "+") and len(parts) >= 2:
         asset = THORCHAIN_SHORT_ASSETS.get(parts[1], parts[1]).upper()
         dest = parts[2].strip() if len(parts) >= 3 and parts[2].strip() else None
-        return BridgeExit("THORChain", tx, "thorchain", dest, asset, amount, memo,
-                          "liquidity added to a THORChain pool")
-    return BridgeExit("THORChain", tx, None, None, None, amount, memo, "memo names no destination")
+        return BridgeExit(protocol, tx, home, dest, asset, amount, memo, f"liquidity added to a {protocol} pool")
+    return BridgeExit(protocol, tx, None, None, None, amount, memo, "memo names no destination")
+
+
+def as_maya(ex: BridgeExit) -> BridgeExit:
+    """A router deposit read as THORChain's, read again with Maya's chain codes (a Maya router,
+    known by its label, emits THORChain's events)."""
+    if ex.protocol != "THORChain" or ex.memo is None:
+        return ex
+    return replace(thorchain_memo(ex.tx_hash, ex.memo, ex.amount, maya=True), service=ex.service, event=ex.event)
 
 
 def from_label(entity: str, tx: str, sender: str) -> BridgeExit:

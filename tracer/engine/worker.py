@@ -650,6 +650,8 @@ class Worker:
             owner, deposit_hop = batch.hops[hop_index]
             entity = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), None)
             exits = service_logs.bridge_for(t, labelled=entity is not None)
+            if entity is not None and "maya" in entity.lower():
+                exits = [bridges.as_maya(ex) for ex in exits]
             recognised[router].extend(exits)
             exits = exits or [bridges.from_label(entity or "bridge", t.tx_hash, t.from_address)]
             crossed = False
