@@ -114,3 +114,32 @@ async def test_pdf_report_text_has_every_exit_its_dollars_and_path_hashes(api: A
         for step in x.path:
             assert step["tx_hash"] in flat
     assert doc.hop_set_sha256 in flat
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_api_hops_and_exits_carry_usd(api: Api, db: Database, trace: dict[str, Any]) -> None:
+    from tests.api_support import conforms
+
+    tid = trace["id"]
+    d = await trace_dollars(db.pool, tid)
+    _, body, _ = await api.call("GET", f"/v1/traces/{tid}/exits", expect=200)
+    conforms("exit-list", body)
+    assert body["usd"]["seeds"] == f"{d.seeds.usd:.2f}" and body["usd"]["unpriced_hops"] == 0
+    for item in body["items"]:
+        want = d.exit_usd(item["chain"], item["address"], item["asset"])
+        assert item["usd"] == f"{want:.2f}" and item["usd_share"] == pytest.approx(float(want / d.seeds.usd))
+    _, by_usd, _ = await api.call("GET", f"/v1/traces/{tid}/exits?sort=usd", expect=200)
+    values = [Decimal(i["usd"]) for i in by_usd["items"]]
+    assert values == sorted(values, reverse=True) and len(values) == len(body["items"])
+    cut = values[len(values) // 2]
+    _, rich, _ = await api.call("GET", f"/v1/traces/{tid}/exits?min_usd={cut}", expect=200)
+    assert rich["items"] and all(Decimal(i["usd"]) >= cut for i in rich["items"])
+    assert len(rich["items"]) < len(values) or values[-1] >= cut
+    await api.call("GET", f"/v1/traces/{tid}/exits?min_usd=-1", expect=400)
+    seen = 0
+    async for page in api.pages(f"/v1/traces/{tid}/hops?limit=100"):
+        conforms("hop-page", page)
+        for h in page["items"]:
+            assert h["usd_source"] == "feed" and Decimal(h["usd"]) > 0
+            seen += 1
+    assert seen == len(d.values)

@@ -120,8 +120,9 @@ def trace(row: asyncpg.Record, meta: Mapping[str, tuple[str | None, int | None]]
     return out
 
 
-def hop(chain: str, row: asyncpg.Record) -> dict[str, Any]:
-    """One hop; `chain` is the trace's own, used when the row does not name the hop's chain."""
+def hop(chain: str, row: asyncpg.Record, usd: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One hop; `chain` is the trace's own, used when the row does not name the hop's chain;
+    `usd`: its dollars (tracer.api.usd.fields)."""
     chain = row.get("chain") or chain
     out: dict[str, Any] = {
         "chain": chain,
@@ -143,6 +144,7 @@ def hop(chain: str, row: asyncpg.Record) -> dict[str, Any]:
         out["confidence"] = round(float(row["confidence"]), 6)
         out["evidence"] = json.loads(evidence) if isinstance(evidence, str) else evidence
     out.update(amount(chain, row["asset"], row["amount"], row["symbol"], row["decimals"]))
+    out.update(usd or {"usd": None, "usd_source": None})
     return out
 
 
@@ -158,7 +160,8 @@ def recognised_by(reason: str | None, evidence: dict[str, Any] | None) -> dict[s
     return {"method": "other", "source": reason, "evidence": evidence}
 
 
-def exit_line(chain: str, row: asyncpg.Record, totals: Mapping[str, int]) -> dict[str, Any]:
+def exit_line(chain: str, row: asyncpg.Record, totals: Mapping[str, int],
+              usd: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One off-ramp; `chain` is the trace's own (its totals are in that chain's units: an exit on
     a chain the trace continued into has no share of them)."""
     home = chain
@@ -185,6 +188,7 @@ def exit_line(chain: str, row: asyncpg.Record, totals: Mapping[str, int]) -> dic
         "last_block": row["last_block"],
     }
     out.update(amount(chain, row["asset"], raw, row["symbol"], row["decimals"]))
+    out.update(usd or {"usd": None, "usd_share": None})
     return out
 
 

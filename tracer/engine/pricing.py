@@ -85,9 +85,23 @@ def feed_of(chain: str, asset: str, registered: Sequence[known.Feed]) -> known.F
 
 async def price_trace(pool: asyncpg.Pool, chains: Mapping[str, Any], trace_id: int) -> PricingRun:
     """Fetch and store the prices a trace's hops still lack (see the module doc)."""
-    run = PricingRun()
     async with pool.acquire() as conn:
         keys = await store.hop_price_keys(conn, trace_id)
+    return await price_keys(pool, chains, keys)
+
+
+def keys_of(hops: Iterable[Any]) -> list[PriceKey]:
+    """The price keys of hop rows (chain, asset, block_number, block_time)."""
+    return list({PriceKey(h["chain"], h["asset"], int(h["block_number"]), int(h["block_time"] or 0)): None
+                 for h in hops})
+
+
+async def price_keys(pool: asyncpg.Pool, chains: Mapping[str, Any], keys: Sequence[PriceKey]) -> PricingRun:
+    """Fetch and store the prices of `keys` not stored yet."""
+    run = PricingRun()
+    if not keys:
+        return run
+    async with pool.acquire() as conn:
         registered = await store.registered_feeds(conn)
         have = await store.prices_of(conn, sorted({(k.chain, k.asset) for k in keys}))
     done = {(p.chain, p.asset, p.block_number) for p in have if p.source in ("feed", "par", "unavailable")}
@@ -112,9 +126,9 @@ async def price_trace(pool: asyncpg.Pool, chains: Mapping[str, Any], trace_id: i
             rows += await _read_feeds(client, feed_chain, items, run)
         except ChainError as exc:
             note = f"{feed_chain} node failed reading price feeds: {exc}"
-            log.warning("trace %d: %s", trace_id, note)
+            log.warning("prices: %s", note)
+            # Not stored: a node that failed now may answer the next read.
             run.notes.append(note)
-            rows += [_par_or_unknown(k, note) for k, _ in items]
     async with pool.acquire() as conn, conn.transaction():
         await store.save_prices(conn, rows)
     for r in rows:

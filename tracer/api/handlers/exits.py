@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -10,6 +11,8 @@ from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.context import ApiContext
 from tracer.api.handlers.common import asset_meta, ctx_of, dumps, trace_or_404
+from tracer.engine.dollars import trace_dollars
+from tracer.engine.pricing import usd_text
 from tracer.store import reads
 
 FINISHED = ("done", "failed", "cancelled")
@@ -24,16 +27,18 @@ def _remember(ctx: ApiContext, key: tuple[object, ...], body: bytes) -> None:
 
 
 async def list_(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ("asset", "category"))
+    params.reject_unknown(request, ("asset", "category", "sort", "min_usd"))
     ctx = ctx_of(request)
     trace_id = params.trace_id(request)
     asset = params.asset_param(request, "asset")
     category = params.str_param(request, "category", max_len=64)
+    sort = params.enum_param(request, "sort", ("amount", "usd"), default="amount")
+    min_usd = params.decimal_param(request, "min_usd")
     async with ctx.pool.acquire() as conn:
         trace = await trace_or_404(conn, trace_id)
         # A finished trace's exits never change; updated_at in the key covers a trace that is
         # deleted and whose id is reused, or re-opened by a future "watching" mode.
-        key = (trace_id, trace["status"], trace["updated_at"], asset, category)
+        key = (trace_id, trace["status"], trace["updated_at"], asset, category, sort, min_usd)
         cached = ctx.exits_cache.get(key) if trace["status"] in FINISHED else None
         if cached is not None:
             ctx.exits_cache.move_to_end(key)
@@ -42,7 +47,16 @@ async def list_(request: web.Request) -> web.Response:
         meta = await asset_meta(ctx, conn, trace)
     chain = trace["chain"]
     totals = {a: int(v) for a, v in (trace["totals"] or {}).items()}
-    items = [ser.exit_line(chain, r, totals) for r in rows]
+    # Dollars at the time of each hop (prices still missing are read from the nodes' feeds).
+    dollars = await trace_dollars(ctx.pool, trace_id, ctx.chains)
+    items = []
+    for r in rows:
+        value = dollars.exit_usd(r["chain"] or chain, r["address"], r["asset"])
+        if min_usd is not None and (value is None or value < min_usd):
+            continue
+        items.append(ser.exit_line(chain, r, totals, {"usd": usd_text(value), "usd_share": dollars.share(value)}))
+    if sort == "usd":  # largest first, unknown last
+        items.sort(key=lambda i: (i["usd"] is None, -Decimal(i["usd"] or 0)))
     reached: dict[str, int] = {}
     for r in rows:
         reached[r["asset"]] = reached.get(r["asset"], 0) + int(r["amount"])
@@ -52,8 +66,14 @@ async def list_(request: web.Request) -> web.Response:
         summary.append({"total": ser.amount(chain, a, total, sym, dec),
                         "reached_exits": ser.amount(chain, a, reached.get(a, 0), sym, dec),
                         "share": round(reached.get(a, 0) / total, 9) if total else 0.0})
+    seeds = dollars.seeds.usd
+    reached_usd = dollars.exits_total.usd
     body = dumps({"trace_id": trace_id, "status": trace["status"], "complete": trace["status"] == "done",
-                  "totals": summary, "items": items}).encode()
+                  "totals": summary, "items": items,
+                  "usd": {"seeds": usd_text(seeds), "exits": usd_text(reached_usd),
+                          "exits_share": dollars.share(reached_usd),
+                          "stopped": usd_text(dollars.stopped.usd), "held": usd_text(dollars.held.usd),
+                          "unpriced_hops": sum(1 for v in dollars.values.values() if v.usd is None)}}).encode()
     if trace["status"] in FINISHED and ctx.settings.exits_cache_size > 0:
         _remember(ctx, key, body)
     return web.Response(body=body, content_type="application/json")

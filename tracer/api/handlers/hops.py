@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tracer.api import params
+from tracer.api import params, usd
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor, trace_or_404
@@ -58,7 +58,8 @@ async def list_(request: web.Request) -> web.Response:
     if len(ctx.trace_chains) > 10_000:
         ctx.trace_chains.clear()
     ctx.trace_chains[trace_id] = chain
-    items = [ser.hop(chain, r) for r in rows[:limit]]
+    values = await usd.hop_values(ctx, rows[:limit])
+    items = [ser.hop(chain, r, usd.fields(values.get(int(r["transfer_id"])))) for r in rows[:limit]]
     cursor = (make_cursor(request, "hops", scope, reads.hop_sort_key(sort, rows[limit - 1]))
               if len(rows) > limit else None)
     return ok({"trace_id": trace_id, "sort": sort, "items": items, "next_cursor": cursor,
