@@ -389,8 +389,10 @@ def reorg_chains() -> tuple[Chain, Chain]:
 
 
 class ReorgingDevChain(DevChainServer):
-    """Serves `reorg_chains()[0]` and reorganises it into `[1]` the moment a request first asks about
-    `trigger` (by then the hop into it is recorded), before answering that request."""
+    """Serves `reorg_chains()[0]` and reorganises it into `[1]` the moment a request first asks for
+    `trigger`'s own transfers (a `trace_filter` naming it: by then the hop into it is recorded), before
+    answering that request. Other reads that name it earlier (the receipts and logs a batch reads to
+    recognise services among its recipients) do not count."""
 
     def __init__(self, trigger: str = REORG_B, **options: Any) -> None:
         super().__init__(reorg_chains()[0], **options)
@@ -398,7 +400,8 @@ class ReorgingDevChain(DevChainServer):
         self.reorged = False
 
     def handle_body(self, body: bytes) -> Any:
-        if not self.reorged and self.trigger.encode() in body.lower():
+        lowered = body.lower()
+        if not self.reorged and b"trace_filter" in lowered and self.trigger.encode() in lowered:
             self.reorged = True
             self.chain.reorg(self.chain.head - 1, [[_pay(REORG_A, REORG_C, 10)], [_pay(REORG_C, REORG_EXCHANGE, 10)]]
                              + [[] for _ in range(_REORG_TAIL)])
