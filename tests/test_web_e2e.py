@@ -31,7 +31,8 @@ import pytest_asyncio
 from tests.api_support import Api, running_api
 from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
-from tracer.demo import load_scenario_labels
+from tracer.demo import load_scenario_labels, register_case_feeds
+from tracer.devchain.prices import case_paths
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.store import keys as key_store
 from tracer.store.db import Database
@@ -94,10 +95,13 @@ async def api_key(db: Database) -> str:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def api(db: Database, scenario: Scenario, devchain_factory: Any, api_key: str) -> AsyncIterator[Api]:
     # A little node latency so the trace takes a few seconds and the page sees it grow.
-    server = await devchain_factory(scenario, latency=0.02)
+    # Price feeds on the node, so the exposure panel reads dollars (tracer.devchain.prices).
+    paths = case_paths(scenario, seed=21)
+    server = await devchain_factory(scenario, latency=0.02, prices=paths[scenario.chain])
     chain = EvmChain(server.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
     await chain.connect()
     await load_scenario_labels(db.pool, scenario)
+    await register_case_feeds(db.pool, paths)
     try:
         async with running_api(db, {scenario.chain: chain}, Settings(workers=2, worker_lease_seconds=10.0)) as a:
             yield a
@@ -197,7 +201,8 @@ async def test_investigator_traces_a_case_in_the_browser(
     method = page.locator("#balance-method")
     assert await method.text_content() == "balances from node state"
     assert await method.get_attribute("title") == trace["balance_method_reason"]
-    _, exits, _ = await api.call("GET", f"/v1/traces/{trace_id}/exits", headers=headers, expect=200)
+    # The page lists exits by dollar value, largest first.
+    _, exits, _ = await api.call("GET", f"/v1/traces/{trace_id}/exits?sort=usd", headers=headers, expect=200)
     exit_addresses = {x["address"] for x in exits["items"]}
     assert len(exit_addresses) >= 3
     history = await page.evaluate("tracerUI.state.history")
@@ -228,6 +233,12 @@ async def test_investigator_traces_a_case_in_the_browser(
     summary = await page.locator("#exp-summary").text_content()
     for line in exits["totals"]:
         assert line["total"]["symbol"] in summary
+    # One line in dollars across assets: what reached exits of what left the seeds.
+    usd = exits["usd"]
+    assert usd["seeds"] is not None and usd["unpriced_hops"] == 0
+    assert f"${round(float(usd['seeds'])):,}" in summary and f"${round(float(usd['exits'])):,}" in summary
+    usd_cells = await rows.evaluate_all("rs => rs.map(r => r.querySelectorAll('td')[4].textContent)")
+    assert usd_cells == [f"${round(float(x['usd'])):,}" for x in exits["items"]]
     assert await page.locator("#sankey svg path").count() >= len(entities)
 
     # Click the largest exit in the graph (a real mouse click on the canvas).

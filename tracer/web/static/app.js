@@ -223,12 +223,12 @@ async function load() {
   state.tooLarge = hops > DRAW_LIMIT;
   const [graphJson, exits] = await Promise.all([
     state.tooLarge ? Promise.resolve(null) : api.get(`/v1/traces/${id}/graph?format=json`),
-    api.get(`/v1/traces/${id}/exits`),
+    api.get(`/v1/traces/${id}/exits?sort=usd`),  // largest dollar value first
   ]);
   if (id !== state.traceId) return trace;
   model.setExits(exits);
   const exposure = new Map();
-  for (const x of exits.items) exposure.set(x.entity, (exposure.get(x.entity) || 0) + x.share);
+  for (const x of exits.items) exposure.set(x.entity, (exposure.get(x.entity) || 0) + (x.usd_share ?? x.share));
   const entities = [...exposure.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([e]) => e);
   colours.assign(entities);
   const changed = graphJson ? model.setGraph(graphJson) : false;

@@ -2,7 +2,7 @@
 // GET /v1/traces/{id}/exits, exact amounts) and a Sankey flow from the seeds to where the money went
 // (laid out by d3-sankey from the trace's hops).
 
-import {amountText, clear, el, exactText, pct, shortAddr, timeText, unitsOf} from "./format.js";
+import {amountText, clear, el, exactText, pct, shortAddr, timeText, unitsOf, usdText} from "./format.js";
 import {KIND_COLOURS} from "./graph.js";
 import {DESTINATIONS} from "./model.js";
 
@@ -23,16 +23,19 @@ export function byEntity(exits) {
     let g = groups.get(key);
     if (!g) {
       g = {entity: x.entity || "(unnamed)", chain: x.chain || null, asset: x.asset, symbol: x.symbol,
-        decimals: x.decimals, raw: 0n, share: 0, addresses: [], categories: new Set()};
+        decimals: x.decimals, raw: 0n, share: 0, usd: 0, usdKnown: true, addresses: [], categories: new Set()};
       groups.set(key, g);
     }
     g.raw += BigInt(x.amount_raw);
     g.share += x.share;
+    if (x.usd == null) g.usdKnown = false; else g.usd += Number(x.usd);
     g.addresses.push(x.address);
     if (x.category) g.categories.add(x.category);
   }
   for (const g of groups.values()) g.amount = unitsOf(g.raw, g.decimals);
-  return [...groups.values()].sort((a, b) => b.share - a.share || (a.entity < b.entity ? -1 : 1));
+  // Largest dollar value first (one scale across assets and chains); unknown values last.
+  const key = (g) => (g.usdKnown ? g.usd : -1);
+  return [...groups.values()].sort((a, b) => key(b) - key(a) || b.share - a.share || (a.entity < b.entity ? -1 : 1));
 }
 
 function how(x) {
@@ -50,6 +53,14 @@ function how(x) {
 export function renderExposure({model, colours, onPickExit, onPickEntity, sankeyAsset}) {
   const exits = model.exits;
   const summary = clear(document.getElementById("exp-summary"));
+  const usd = exits?.usd;
+  if (usd && usd.seeds != null) {
+    summary.append(el("div", {class: "exp-total", title: "US dollars at the price of each asset at the block of each hop"},
+      el("span", {class: "asset"}, "USD"),
+      el("span", {class: "meter"}, el("span", {style: {width: `${Math.min(100, (usd.exits_share || 0) * 100)}%`}})),
+      el("span", {}, el("b", {}, usdText(usd.exits)), ` of ${usdText(usd.seeds)} reached exits · `,
+        el("b", {}, usd.exits_share == null ? "?" : pct(usd.exits_share)))));
+  }
   for (const line of exits?.totals || []) {
     summary.append(el("div", {class: "exp-total", title: `${exactText(line.reached_exits)} of ${exactText(line.total)}`},
       el("span", {class: "asset"}, line.total.symbol || shortAddr(line.total.asset)),
@@ -66,7 +77,7 @@ export function renderExposure({model, colours, onPickExit, onPickEntity, sankey
   const groups = byEntity(exits);
   const home = model.trace?.chain;
   const elsewhere = (chain) => (chain && home && chain !== home ? ` · ${chain}` : "");
-  const top = groups[0]?.share || 1;
+  const top = Math.max(...groups.map((g) => (g.usdKnown && usd?.seeds ? g.usd / Number(usd.seeds) : g.share)), 1e-12);
   for (const g of groups) {
     const colour = colours.get(g.entity);
     bars.append(el("div", {class: "bar-row", dataset: {entity: g.entity}, title: `${g.entity}: ${exactText(g)} ` +
@@ -75,8 +86,9 @@ export function renderExposure({model, colours, onPickExit, onPickEntity, sankey
       el("span", {class: "bar-label"}, el("i", {class: "swatch", style: {background: colour}}), g.entity + elsewhere(g.chain),
         el("small", {}, ` ${[...g.categories].join(", ").replace(/_/g, " ")}`)),
       el("span", {class: "bar-track"}, el("span", {class: "bar-fill",
-        style: {width: `${Math.max(0.5, (g.share / top) * 100)}%`, background: colour}})),
-      el("span", {class: "bar-value"}, el("b", {}, pct(g.share)), " ", amountText(g))));
+        style: {width: `${Math.max(0.5, ((g.usdKnown && usd?.seeds ? g.usd / Number(usd.seeds) : g.share) / top) * 100)}%`,
+          background: colour}})),
+      el("span", {class: "bar-value"}, el("b", {}, g.usdKnown ? usdText(g.usd) : pct(g.share)), " ", amountText(g))));
   }
 
   const body = clear(document.querySelector("#exp-table tbody"));
@@ -88,7 +100,8 @@ export function renderExposure({model, colours, onPickExit, onPickEntity, sankey
     el("td", {class: "mono"}, shortAddr(x.address_checksum || x.address)),
     el("td", {title: h.title}, h.text),
     el("td", {class: "num", title: exactText(x)}, amountText(x)),
-    el("td", {class: "num"}, pct(x.share)),
+    el("td", {class: "num", title: x.usd_source ? `price: ${x.usd_source}` : "no price known"}, usdText(x.usd)),
+    el("td", {class: "num"}, pct(x.usd_share ?? x.share)),
     el("td", {class: "nowrap"}, timeText(x.first_seen))));
   }
 

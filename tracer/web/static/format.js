@@ -56,6 +56,13 @@ export function ratio(raw, total) {
   return Number((raw * 1000000000n) / total) / 1e9;
 }
 
+/** US dollars, whole dollars with thousands separators ("$1,234,567"); "–" when unknown. */
+export function usdText(usd) {
+  if (usd == null) return "–";
+  const n = Number(usd);
+  return (n < 0 ? "-$" : "$") + Math.round(Math.abs(n)).toLocaleString("en-US");
+}
+
 export function pct(share) {
   if (!share) return "0%";
   const p = share * 100;
