@@ -293,6 +293,11 @@ async def test_the_trace_crosses_the_bridge_to_the_right_exit_with_the_right_amo
     if family == "unlabelled":
         assert line.entity == "THORChain (recognised by event)"
     assert f"via {protocol} (recognised by event)" in treport.render(rep)
+    # Alerts count once too: an exit_reached for the exchange deposit address, none for the bridge.
+    _, page, _ = await api.call("GET", f"/v1/traces/{trace['id']}/events?limit=500", expect=200)
+    conforms("event-page", page)
+    reached = [e for e in page["items"] if e["type"] == "exit_reached"]
+    assert [e["data"]["address"] for e in reached] == [case.exit_address], reached
     assert [(x.chain, x.address, x.amount) for x in rep.exits] == [(case.far_chain, case.exit_address,
                                                                      case.exit_amount)]
 

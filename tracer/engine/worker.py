@@ -1067,7 +1067,8 @@ class Worker:
             # One event per new or changed hop, with its amounts and addresses (alert filters need them).
             await alert_store.insert_hop_events(conn, trace.id, changed)
             for a, v in verdicts.items():
-                if v.role == "exit" and (a not in by_addr or a in ours):
+                # A bridge whose every deposit crossed is no exit: the exits it leads to will say so.
+                if v.role == "exit" and (a not in by_addr or a in ours) and not _all_crossed(v):
                     events.append((trace.id, "exit_reached", {
                         "address": a, "entity": v.entity, "category": v.category, "reason": v.reason}))
             for (chain, a), v in sorted(remote.items()):
@@ -1248,6 +1249,13 @@ def _merge_destinations_lists(
         if key not in out or rank(d) >= rank(out[key]):
             out[key] = d
     return list(out.values())
+
+
+def _all_crossed(v: Verdict) -> bool:
+    """A bridge verdict whose every deposit was followed on the far chain."""
+    destinations = (v.evidence or {}).get("destinations") or [] if v.reason == classify.BRIDGE else []
+    return bool(destinations) and all(isinstance(d.get("continue"), dict) and d["continue"].get("followed")
+                                      for d in destinations)
 
 
 def _moves(address: str, timeline: Sequence[StoredTransfer]) -> list[Movement]:
