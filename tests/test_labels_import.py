@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tracer.addresses import normalize_tron
 from tracer.labels.importer import detect_format, import_file, parse_file
 from tracer.labels.parsed import LabelImportError
 from tracer.labels.vocab import chain_for_asset, normalize_address, normalize_category
@@ -101,8 +102,10 @@ async def test_ofac_json_and_case_lost_addresses(db: Database, tmp_path: Path) -
             await import_file(conn, trx)
         r = await import_file(conn, trx, list_date=day(2024, 9, 27))
         assert r.scope == "ofac-sdn:TRX" and r.stats["added"] == 1
-        hit = await store.lookup(conn, "tron", [GARANTEX_TRX])
-        assert hit[GARANTEX_TRX][0].source == "ofac-sdn:TRX"
+        # Stored as Tron's hex (0x41 + 20 bytes), what traces look labels up by.
+        garantex = normalize_tron(GARANTEX_TRX)
+        hit = await store.lookup(conn, "tron", [garantex])
+        assert hit[garantex][0].source == "ofac-sdn:TRX"
 
     path = write(tmp_path, "sanctioned-addresses.json", ofac_json("08/20/2026", {
         LAZARUS_ETH: ("ETH", "LAZARUS GROUP", "DPRK3", "27307"),
@@ -193,7 +196,7 @@ async def test_tagpack_yaml(db: Database, tmp_path: Path) -> None:
     assert btc.evidence is not None and btc.evidence["source_url"] == "https://example.org/proof-of-reserves"
     hack = by_addr["0x098b716b8aaf21512996dc57eb0615e2383e2f96"]
     assert (hack.category, hack.entity, hack.confidence) == ("hacker", "lazarusgroup", 0.95)
-    assert by_addr["TV6MuMXfmLbBqPZvBHdwFsDnQeVfnmiuSi"].chain == "tron"
+    assert by_addr[normalize_tron("TV6MuMXfmLbBqPZvBHdwFsDnQeVfnmiuSi")].chain == "tron"
     async with db.pool.acquire() as conn:
         r = await import_file(conn, path)
         assert r.scope is None and r.stats["upserted"] == 4

@@ -42,14 +42,21 @@ def normalize_evm(address: object) -> str:
 
 
 def checksum(address: str) -> str:
-    """EIP-55 form for display; a Bitcoin address has no other display form and comes back as is."""
+    """The display form: EIP-55 for EVM, base58check `T...` for Tron's stored hex; a Bitcoin
+    address has no other display form and comes back as is."""
+    if _TRON_HEX.match(address):
+        return tron_base58(address)
     if not _HEX40.match(address):
         return address
     return str(to_checksum_address(address))
 
 
 BITCOIN = "bitcoin"
-"""Chain name of Bitcoin; every other chain name is an EVM chain."""
+"""Chain name of Bitcoin; every other chain name but TRON is an EVM chain."""
+TRON = "tron"
+"""Chain name of Tron: addresses are stored as `0x41` + 20 bytes hex, shown as base58check `T...`."""
+_TRON_HEX = re.compile(r"^0x41[0-9a-f]{40}$")
+_TRON_VERSION = 0x41
 
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
@@ -193,10 +200,68 @@ def is_btc_chain(chain: str) -> bool:
 
 
 def normalize_address(chain: str, address: object) -> str:
-    """Normalise `address` by the rules of `chain`: "bitcoin" is Bitcoin, every other chain EVM."""
+    """Normalise `address` by the rules of `chain`: "bitcoin" is Bitcoin, "tron" Tron, every other
+    chain EVM."""
     if chain == BITCOIN:
         return normalize_btc(address)
+    if chain == TRON:
+        return normalize_tron(address)
     return normalize_evm(address)
+
+
+def normalize_tron(address: object) -> str:
+    """The stored form of a Tron address, `0x41` + 40 lowercase hex, or raise InvalidAddress.
+
+    Accepted: base58check `T...` (what wallets, explorers and sanction lists show; its checksum is
+    checked), the node's hex `41...` with or without 0x, and a 20-byte 0x address as Tron's
+    JSON-RPC and EVM-side bridges spell it (the 0x41 prefix is implied there).
+    """
+    if not isinstance(address, str):
+        raise InvalidAddress(address, "not a string")
+    text = address.strip()
+    if text[:1] == "T":
+        if len(text) != 34:
+            raise InvalidAddress(address, f"a base58 Tron address is 34 characters, got {len(text)}")
+        payload = _b58decode_check(text)
+        if payload is None:
+            raise InvalidAddress(address, "bad base58 character or checksum")
+        if len(payload) != 21 or payload[0] != _TRON_VERSION:
+            raise InvalidAddress(address, "not a Tron address (version byte 0x41)")
+        return "0x" + payload.hex()
+    body = text[2:] if text[:2] in ("0x", "0X") else text
+    if not re.fullmatch(r"[0-9a-fA-F]*", body):
+        raise InvalidAddress(address, "not a Tron address (T... base58, or hex)")
+    if len(body) == 42 and body[:2] == "41":
+        return "0x" + body.lower()
+    if len(body) == 40 and text[:2] in ("0x", "0X"):
+        return "0x41" + body.lower()
+    raise InvalidAddress(address, "not a Tron address (T... base58, 41 + 20 bytes hex, or 0x + 20 bytes)")
+
+
+def tron_base58(address: str) -> str:
+    """Base58check `T...` of a stored Tron address (0x41 + 20 bytes)."""
+    if not _TRON_HEX.match(address):
+        raise InvalidAddress(address, "not a stored Tron address (0x41 + 40 lowercase hex)")
+    return encode_btc_base58(_TRON_VERSION, bytes.fromhex(address[4:]))
+
+
+def tron_evm(address: str) -> str:
+    """The 20-byte 0x form Tron's JSON-RPC speaks (eth_getLogs addresses, topics, eth_call)."""
+    return "0x" + address[4:]
+
+
+def shape_chain(address: object) -> str:
+    """The chain family an address's own shape names, where no chain is given: a 34-character
+    `T...` or 0x41 + 20 bytes is Tron, another 0x address EVM ("ethereum"), the rest Bitcoin
+    (which then must pass Bitcoin's checks)."""
+    text = address.strip() if isinstance(address, str) else ""
+    if (text[:1] == "T" and len(text) == 34) or (len(text) == 44 and text[:4].lower() == "0x41"):
+        return TRON
+    return "ethereum" if text[:2].lower() == "0x" else BITCOIN
+
+
+def is_tron_hex(address: str) -> bool:
+    return bool(_TRON_HEX.match(address))
 
 
 def encode_btc_segwit(hrp: str, version: int, program: bytes) -> str:
@@ -218,7 +283,7 @@ def encode_btc_segwit(hrp: str, version: int, program: bytes) -> str:
 
 
 def encode_btc_base58(version: int, payload: bytes) -> str:
-    """Base58check address (version byte + 20-byte hash): for generated scenarios."""
+    """Base58check address (version byte + 20-byte hash): generated Bitcoin scenarios, Tron's `T...`."""
     raw = bytes([version]) + payload
     raw += hashlib.sha256(hashlib.sha256(raw).digest()).digest()[:4]
     num = int.from_bytes(raw, "big")

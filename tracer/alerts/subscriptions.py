@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from tracer.addresses import BITCOIN, InvalidAddress, normalize_address
+from tracer.addresses import BITCOIN, TRON, InvalidAddress, normalize_address, shape_chain
 from tracer.alerts.events import EVENT_TYPES, iso
 from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url
 from tracer.alerts.signing import MIN_SECRET_LENGTH, new_secret
@@ -53,9 +53,13 @@ class Created:
 
 
 def _shape_chain(address: Any) -> str:
-    """The chain an address's shape says: 0x is EVM (ethereum unless the body names another),
-    anything else is taken for Bitcoin and must pass its checks."""
-    return "ethereum" if isinstance(address, str) and address.strip()[:2].lower() == "0x" else BITCOIN
+    """The chain an address's shape says: 0x is EVM (ethereum unless the body names another), T...
+    Tron, anything else is taken for Bitcoin and must pass its checks."""
+    return shape_chain(address)
+
+
+def _family(chain: str) -> str:
+    return chain if chain in (BITCOIN, TRON) else "evm"
 
 
 def _addresses(value: Any, field: str, chain: str | None) -> tuple[list[str] | None, str | None]:
@@ -162,7 +166,7 @@ async def create(
                 raise SubscriptionError("trace_id", f"no trace {trace_id}", status=404)
             if row["chain"] != chain and "chain" in body:
                 raise SubscriptionError("chain", f"trace {trace_id} is on {row['chain']}")
-            if addresses is not None and (row["chain"] == BITCOIN) != (chain == BITCOIN):
+            if addresses is not None and _family(row["chain"]) != _family(chain):
                 raise SubscriptionError("addresses",
                                         f"trace {trace_id} is on {row['chain']}: these are {chain} addresses")
             chain = row["chain"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tracer.addresses import InvalidAddress, normalize_address
+from tracer.addresses import InvalidAddress, normalize_address, shape_chain
 from tracer.api.errors import ApiError, bad_request
 from tracer.nesting import too_deep
 
@@ -101,10 +101,10 @@ def address_param(request: web.Request, name: str, chain: str = "ethereum") -> s
 
 
 def parse_address(name: str, text: Any, chain: str = "ethereum") -> str:
-    """`chain` "any": the address's own shape says which (0x is EVM, else Bitcoin), for filters
-    over traces and hops that may span chains."""
+    """`chain` "any": the address's own shape says which (0x is EVM, T... Tron, else Bitcoin), for
+    filters over traces and hops that may span chains."""
     if chain == ANY_CHAIN:
-        chain = "ethereum" if isinstance(text, str) and text.strip()[:2].lower() == "0x" else "bitcoin"
+        chain = shape_chain(text)
     try:
         return normalize_address(chain, text)
     except InvalidAddress as exc:

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tracer.addresses import InvalidAddress
+from tracer.addresses import InvalidAddress, checksum
 from tracer.labels.defaults import load_default_labels
 from tracer.labels.importer import FORMATS, import_file
 from tracer.labels.parsed import LabelImportError, parse_date
@@ -167,13 +167,13 @@ async def _show(args: argparse.Namespace) -> int:
             "events": [{"event": e.event, "at": _iso(e.at), "import_id": e.import_id} for e in events],
         })
     if args.json:
-        print(json.dumps({"chain": chain, "address": address, "labels": out}, indent=2, default=str))
+        print(json.dumps({"chain": chain, "address": checksum(address), "labels": out}, indent=2, default=str))
         return 0
     when = f" at {args.at.date().isoformat()}" if args.at is not None else ""
     if not out:
-        print(f"{chain} {address}: no labels{when}")
+        print(f"{chain} {checksum(address)}: no labels{when}")
         return 0
-    print(f"{chain} {address}{when}:")
+    print(f"{chain} {checksum(address)}{when}:")
     for item in out:
         span = f"{(item['valid_from'] or '…')[:10]} → {(item['valid_to'] or 'now')[:10]}"
         program = f" [{item['program']}]" if item["program"] else ""

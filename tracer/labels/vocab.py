@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from tracer.addresses import BITCOIN, InvalidAddress, normalize_btc, normalize_evm
+from tracer.addresses import BITCOIN, TRON, InvalidAddress, normalize_btc, normalize_evm, normalize_tron
 
 
 class Category(StrEnum):
@@ -202,6 +202,10 @@ def normalize_address(chain: str, address: str) -> str:
         raise InvalidAddress(address, "empty or contains whitespace")
     if chain in EVM_CHAINS:
         return normalize_evm(text)
+    if chain == TRON:
+        if text[:1] == "t" and text == text.lower():
+            return text  # a lowercased base58 address: unusable, the importer's case-lost path
+        return normalize_tron(text)  # hex inside, like the traces that look labels up
     lower = text.lower()
     if chain == BITCOIN and not (text == lower and not lower.startswith(_BECH32_PREFIXES)):
         # Checksums checked, so a typo is reported instead of stored; a lowercased base58 address
