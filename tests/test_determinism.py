@@ -1,11 +1,12 @@
 """The same hops whatever the number and timing of workers: hop by hop (transfer, amount, status)
 on generated scenarios of several seeds and shapes, with 1 worker taking big batches (breadth
 first), 2 workers taking batches of 3 and 4 workers taking one address at a time; with max_depth
-cuts; on a hand-made chain where a slow node makes the long path to an address arrive before the
-short one (a max_depth stop that a shorter path must lift) and new flagged money reach an address
-already processed (a re-wake). max_hops is a global cap whose cut depends on timing: what it
-guarantees is checked instead (README, "max_hops"). Real devchain over JSON-RPC, real Postgres,
-real workers."""
+cuts; through swaps, bridges and mixer links (a services case, and the mixer family where many
+wallets' deposits compete for one pool's withdrawals); on a hand-made chain where a slow node
+makes the long path to an address arrive before the short one (a max_depth stop that a shorter
+path must lift) and new flagged money reach an address already processed (a re-wake). max_hops
+is a global cap whose cut depends on timing: what it guarantees is checked instead (README,
+"max_hops"). Real devchain over JSON-RPC, real Postgres, real workers."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.determinism_support import hops_of, roles_of, trace_with
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.chain import Chain
+from tracer.devchain.mixer_family import MixerFamilyParams, generate_family
 from tracer.devchain.scenario import KIND_NATIVE, Scenario, ScenarioParams, ScenarioTx, generate
 from tracer.devchain.server import DevChainServer
 from tracer.store.db import Database
@@ -73,28 +75,9 @@ async def test_hops_are_the_same_with_1_2_and_4_workers(
         assert roles == ref_roles, crew
 
 
-def _after_mixer_links(*runs: dict[int, tuple[Any, ...]]) -> set[int]:
-    """Transfers at or downstream of a mixer link hop in any of the runs (pool -> recipient, then
-    everything the recipients' money reached)."""
-    out: set[int] = set()
-    for hops in runs:
-        by_sender: dict[str, list[int]] = {}
-        for t, h in hops.items():
-            by_sender.setdefault(h[0], []).append(t)
-        todo = [t for t, h in hops.items() if h[5] == "mixer link"]
-        while todo:
-            t = todo.pop()
-            if t in out:
-                continue
-            out.add(t)
-            todo.extend(by_sender.get(hops[t][1], []))
-    return out
-
-
-async def test_swaps_and_bridges_are_the_same_too_mixer_links_aside(db: Database, devchain_factory: Any) -> None:
-    # A case with services: swaps and bridge deposits are followed the same whatever the crew.
-    # Mixer links are not (a link's confidence depends on which deposits shared a batch, see
-    # docs/ARCHITECTURE.md): what they carry and all it reaches is left out of the comparison.
+async def test_swaps_bridges_and_mixer_links_are_the_same_too(db: Database, devchain_factory: Any) -> None:
+    # A case with services: swaps, bridge deposits and mixer links (what each carries, and all it
+    # reaches) are followed the same whatever the crew.
     sc = generate(ScenarioParams.for_size(1000, seed=5, services=True))
     node = await devchain_factory(sc)
     client = EvmChain(node.url, chain=sc.chain, expected_chain_id=sc.chain_id)
@@ -109,12 +92,52 @@ async def test_swaps_and_bridges_are_the_same_too_mixer_links_aside(db: Database
             runs.append({t: (*h, reasons[t]) for t, h in _key(await hops_of(db.pool, tid)).items()})
     finally:
         await client.close()
-    skip = _after_mixer_links(*runs)
-    kept = [{t: h[:5] for t, h in run.items() if t not in skip} for run in runs]
-    assert sum(1 for h in runs[0].values() if h[5] == "swap") >= 2
-    assert sum(1 for h in runs[0].values() if h[5] == "bridge") >= 1 and len(kept[0]) > 100
-    for crew, run in zip(CREWS[1:], kept[1:], strict=True):
-        assert _diff(kept[0], run) == [], crew
+    ref = runs[0]
+    assert sum(1 for h in ref.values() if h[5] == "swap") >= 2
+    assert sum(1 for h in ref.values() if h[5] == "bridge") >= 1 and len(ref) > 100
+    assert sum(1 for h in ref.values() if h[5] == "mixer link" and h[4] == "followed") >= 3
+    for crew, run in zip(CREWS[1:], runs[1:], strict=True):
+        assert _diff(ref, run) == [], crew
+
+
+async def test_deposits_competing_for_one_pool_s_withdrawals_link_the_same_whatever_the_crew(
+    db: Database, devchain_factory: Any
+) -> None:
+    # The mixer family: a dozen launderers' wallets, all fed by the same two seeds (so several are
+    # flagged in one batch or not, depending on the crew), deposit into the same three pools, and
+    # OTC desks that paid several of them also paid unrelated recipients: their deposits compete
+    # for the same withdrawals. Links, what they carry and all it reaches: the same hop by hop.
+    sc = generate_family(MixerFamilyParams(seed=1, users=60))
+    node = await devchain_factory(sc)
+    client = EvmChain(node.url, chain=sc.chain, expected_chain_id=sc.chain_id)
+    await client.connect()
+    try:
+        await load_scenario_labels(db.pool, sc)
+        runs, contested = [], []
+        for workers, batch in CREWS:
+            tid = await trace_with(db.pool, client, sc.chain, sc.seeds, {}, workers=workers, batch_size=batch)
+            rows = await db.pool.fetch("SELECT transfer_id, reason FROM hops WHERE trace_id = $1", tid)
+            reasons = {r["transfer_id"]: r["reason"] for r in rows}
+            runs.append({t: (*h, reasons[t]) for t, h in _key(await hops_of(db.pool, tid)).items()})
+            links = await db.pool.fetch(
+                """SELECT deposit_transfer_id AS d, withdrawal_tx AS w, confidence, carried, status FROM mixer_links
+                   WHERE trace_id = $1 ORDER BY 1, 2""", tid)
+            contested.append([tuple(r.values()) for r in links])
+    finally:
+        await client.close()
+    ref = runs[0]
+    # Competition really happens: several wallets' flagged deposits in each pool (every withdrawal
+    # after two of them is a candidate of both).
+    pools = {p.address for p in sc.mixer_pools}
+    depositors: dict[str, set[str]] = {}
+    for h in ref.values():
+        if h[1] in pools:
+            depositors.setdefault(h[1], set()).add(h[0])
+    assert len(depositors) == 3 and all(len(ws) >= 3 for ws in depositors.values()), depositors
+    assert sum(1 for h in ref.values() if h[5] == "mixer link" and h[4] == "followed") >= 5
+    for crew, run, links in zip(CREWS[1:], runs[1:], contested[1:], strict=True):
+        assert _diff(ref, run) == [], crew
+        assert links == contested[0], crew  # every candidate's confidence and amount, not only followed ones
 
 
 # ------------------------------------------------------------------ a slow node reorders the paths

@@ -11,18 +11,22 @@ et al., WWW 2023; Béres et al. 2021):
 - deposit and withdrawal share an unusual gas price (set by hand, used by almost nobody else);
 - the depositor and the recipient transact with the same third wallets (or with each other);
 - the depositor's multiset of denominations comes back out to one recipient within a window;
-- timing against the pool's anonymity set: how many notes were unspent when the withdrawal came.
+- timing against the pool's anonymity set: how many notes were unspent when the withdrawal came;
+- a rival: the recipient deposited into the pool itself before, its own note explains it too.
 
 Scoring is Bayesian in odds. The prior that a withdrawal spends our note is S / N: N notes are
 unspent in the pool when it executes, and S is the chance ours is still among them after the
 withdrawals since our deposit (each spending a random unspent note). Each heuristic that fires
 multiplies the odds by a likelihood ratio (its `weight`, stated in the reasons). A deposit's candidates then share
 one probability mass with "none of them" (weight 1), and a greedy one-to-one assignment lets each
-withdrawal spend at most one of the trace's notes, so equivalent notes (three 10 ETH deposits to
-one recipient) link one each instead of splitting into three uncertain thirds. A withdrawal another
-of the trace's flagged deposits claimed does not compete: whichever of the two notes it spent,
-flagged money reached it, so confidence is about where this deposit's money went, not which of
-the trace's own interchangeable notes is which.
+withdrawal spend at most one of the depositor's notes in the pool, so equivalent notes (three 10 ETH
+deposits to one recipient) link one each instead of splitting into three uncertain thirds. A
+withdrawal another of the depositor's notes claimed does not compete: whichever of the two it spent,
+the depositor's money reached it, so confidence is about where this deposit's money went, not which
+of one wallet's interchangeable notes is which. The notes that compete are the depositor's, read
+from the chain (`LinkFacts.deposits_by`, flagged or not), never other wallets' flagged deposits: a
+link depends on chain data and on its own deposit, not on which other deposits the trace found, or
+when (tracer/engine/mixer_scope.py gives each depositor the facts of its own pools).
 
 Everything here is pure: the worker (and bench/mixer_linker.py) fetch the facts and call `link`.
 """
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tracer.chains import events as chain_events
+from tracer.engine.mixer_pool import PoolIndex
 
 DEPOSIT_TOPIC = chain_events.topic("tornado", "Deposit(bytes32,uint32,uint256)")
 WITHDRAWAL_TOPIC = chain_events.topic("tornado", "Withdrawal(address,bytes32,address,uint256)")
@@ -130,7 +135,7 @@ class LinkFacts:
     `before` the counts (deposits, withdrawals) of each pool before them. `peers` maps depositors
     and candidate recipients to the wallets they transacted with; `services` are addresses never
     counted as a shared wallet (labelled services, the pools themselves). `deposits_by` lists
-    every deposit (pool, time) each depositor made into the pools, flagged or not.
+    every deposit event each depositor made into the pools, flagged or not: its notes.
     """
 
     events: Mapping[str, Sequence[PoolEvent]]
@@ -139,10 +144,13 @@ class LinkFacts:
     gas_prices: Mapping[str, int] = field(default_factory=dict)
     peers: Mapping[str, set[str]] = field(default_factory=dict)
     services: set[str] = field(default_factory=set)
-    deposits_by: Mapping[str, Sequence[tuple[str, int]]] = field(default_factory=dict)
+    deposits_by: Mapping[str, Sequence[PoolEvent]] = field(default_factory=dict)
     # Candidate recipients' wallets when the caller reads them over another window than the
     # depositors' (an address can be both); empty: `peers` serves both roles.
     recipient_peers: Mapping[str, set[str]] = field(default_factory=dict)
+    # Deposits candidate recipients made into the pools themselves (read from their transfers):
+    # a recipient's own note explains its withdrawal as well as ours would (same address).
+    recipient_notes: Mapping[str, Sequence[PoolEvent]] = field(default_factory=dict)
 
     def peers_of_recipient(self, address: str) -> set[str]:
         source = self.recipient_peers if self.recipient_peers else self.peers
@@ -161,7 +169,7 @@ class LinkParams:
 @dataclass(frozen=True, slots=True)
 class Reason:
     heuristic: str  # same_address | direct_interaction | shared_peers | gas_price | multi_denomination |
-    #                 timing | anonymity_set | same_recipient
+    #                 timing | anonymity_set | same_recipient | recipient_own_note
     detail: str
     weight: float  # likelihood ratio (anonymity_set: the prior odds)
 
@@ -199,12 +207,13 @@ def link(
 ) -> list[DepositOutcome]:
     """Score every flagged deposit against the pool's later withdrawals; best links first."""
     p = params or LinkParams()
-    index = {pool: _PoolIndex(events, facts.before.get(pool, (0, 0))) for pool, events in facts.events.items()}
+    index = {pool: PoolIndex(events, facts.before.get(pool, (0, 0))) for pool, events in facts.events.items()}
     rarity = _gas_rarity(facts)
     multisets = _Multisets(facts, p)
     scored: dict[int, list[tuple[float, PoolEvent, tuple[Reason, ...]]]] = {}
     outcomes: dict[int, DepositOutcome] = {}
-    for d in deposits:
+    groups = _notes(deposits, facts)
+    for d in (d for notes in groups.values() for d in notes):
         pool = index.get(d.pool)
         if pool is None:
             outcomes[d.transfer_id] = DepositOutcome(d, 0, 0, [])
@@ -223,28 +232,33 @@ def link(
                 survival *= 1.0 - 1.0 / unspent
         scored[d.transfer_id] = pairs
         outcomes[d.transfer_id] = DepositOutcome(d, pool.unspent_after(at), len(candidates), [])
-    # One note per withdrawal: the strongest pairs claim their withdrawal first.
+    # One note per withdrawal: within each depositor's notes in a pool, the strongest pairs claim
+    # their withdrawal first.
     claimed: dict[tuple[str, int], int] = {}
     assigned: dict[int, tuple[str, int]] = {}
-    ranking = sorted(((odds, d_id, w) for d_id, pairs in scored.items() for odds, w, _ in pairs),
-                     key=lambda x: (-x[0], x[1], x[2].position))
-    for _odds, d_id, w in ranking:
-        key = (w.tx_hash, w.log_index)
-        if d_id in assigned or key in claimed:
-            continue
-        claimed[key] = d_id
-        assigned[d_id] = key
-    for d_id, pairs in scored.items():
+    for notes in groups.values():
+        # Ties go to the earlier note (chain order), then the earlier withdrawal.
+        ranking = sorted(((odds, (d.block_number, d.tx_hash, d.transfer_id), w) for d in notes
+                          for odds, w, _ in scored.get(d.transfer_id, ())), key=lambda x: (-x[0], x[1], x[2].position))
+        for _odds, (_, _, d_id), w in ranking:
+            key = (w.tx_hash, w.log_index)
+            if d_id in assigned or key in claimed:
+                continue
+            claimed[key] = d_id
+            assigned[d_id] = key
+    for d in deposits:
+        d_id = d.transfer_id
+        pairs = scored.get(d_id, [])
         open_pairs = [(o, w, r) for o, w, r in pairs if claimed.get((w.tx_hash, w.log_index), d_id) == d_id]
         mass = 1.0 + sum(o for o, _, _ in open_pairs)
         # Withdrawals of this pool to one recipient are the same money to the same place: their
         # probabilities add up, and the link names the one assigned (else the likeliest of them).
-        groups: dict[str, list[tuple[float, PoolEvent, tuple[Reason, ...]]]] = {}
+        by_recipient: dict[str, list[tuple[float, PoolEvent, tuple[Reason, ...]]]] = {}
         for pair in open_pairs:
-            groups.setdefault(pair[1].recipient, []).append(pair)
+            by_recipient.setdefault(pair[1].recipient, []).append(pair)
         mine = assigned.get(d_id)
         links = []
-        for members in groups.values():
+        for members in by_recipient.values():
             members.sort(key=lambda x: (-((x[1].tx_hash, x[1].log_index) == mine), -x[0], x[1].position))
             odds, w, reasons = members[0]
             total = sum(o for o, _, _ in members)
@@ -259,77 +273,49 @@ def link(
     return [outcomes[d.transfer_id] for d in deposits]
 
 
-def candidate_withdrawals(
-    deposits: Sequence[FlaggedDeposit], events: Mapping[str, Sequence[PoolEvent]], params: LinkParams | None = None
-) -> dict[int, list[PoolEvent]]:
-    """The withdrawals `link` will weigh for each deposit (by transfer id): the caller fetches
-    facts (transfers, gas prices) for exactly these."""
-    p = params or LinkParams()
-    index = {pool: _PoolIndex(evs, (0, 0)) for pool, evs in events.items()}
-    out: dict[int, list[PoolEvent]] = {}
+def _notes(deposits: Sequence[FlaggedDeposit], facts: LinkFacts) -> dict[tuple[str, str], list[FlaggedDeposit]]:
+    """Each depositor's notes in each pool: its flagged deposits, then its other deposits there
+    (from `facts.deposits_by`, carrying nothing: they only compete), under negative ids."""
+    groups: dict[tuple[str, str], list[FlaggedDeposit]] = {}
     for d in deposits:
+        groups.setdefault((d.depositor, d.pool), []).append(d)
+    next_id = -1
+    for (depositor, pool), notes in groups.items():
+        taken = Counter(d.tx_hash for d in notes)
+        first = notes[0]
+        for e in sorted((e for e in facts.deposits_by.get(depositor, ()) if e.pool == pool and e.kind == "deposit"),
+                        key=lambda e: e.position):
+            if taken[e.tx_hash] > 0:
+                taken[e.tx_hash] -= 1
+                continue
+            notes.append(FlaggedDeposit(next_id, pool, first.asset, first.denomination, 0, depositor, e.tx_hash,
+                                        e.block_number, e.block_time, first.decimals, first.symbol))
+            next_id -= 1
+    return groups
+
+
+def candidate_withdrawals(
+    deposits: Sequence[FlaggedDeposit], facts: LinkFacts, params: LinkParams | None = None
+) -> dict[int, list[PoolEvent]]:
+    """The withdrawals `link` will weigh for each deposit and each other note of its depositor in
+    its pool (by transfer id; the other notes' ids are negative): the caller fetches facts (gas
+    prices, recipients' transfers) for exactly these. `facts` needs only `events` and `deposits_by`."""
+    p = params or LinkParams()
+    index = {pool: PoolIndex(evs, (0, 0)) for pool, evs in facts.events.items()}
+    out: dict[int, list[PoolEvent]] = {}
+    for d in (d for notes in _notes(deposits, facts).values() for d in notes):
         pool = index.get(d.pool)
-        if pool is None:
-            out[d.transfer_id] = []
-            continue
-        at = pool.position_of(d)
-        out[d.transfer_id] = [w for _, w in pool.withdrawals_after(at, d.block_time + p.window_seconds,
-                                                                    p.max_candidates)]
+        at = pool.position_of(d) if pool is not None else 0
+        out[d.transfer_id] = [] if pool is None else [
+            w for _, w in pool.withdrawals_after(at, d.block_time + p.window_seconds, p.max_candidates)]
     return out
-
-
-class _PoolIndex:
-    """One pool's events in order, answering "how many notes were unspent at this point"."""
-
-    def __init__(self, events: Sequence[PoolEvent], before: tuple[int, int]) -> None:
-        self.events = sorted(events, key=lambda e: e.position)
-        self.unspent: list[int] = []  # after each event
-        self.deposits_so_far: list[int] = []
-        n_dep, n_wd = before
-        for e in self.events:
-            if e.kind == "deposit":
-                n_dep += 1
-            else:
-                n_wd += 1
-            self.unspent.append(max(0, n_dep - n_wd))
-            self.deposits_so_far.append(n_dep)
-        self.base_unspent = max(0, before[0] - before[1])
-        self.base_deposits = before[0]
-
-    def position_of(self, d: FlaggedDeposit) -> int:
-        """Index of the deposit's own event (by transaction), or of the last event before its block."""
-        last = -1
-        for i, e in enumerate(self.events):
-            if e.kind == "deposit" and e.tx_hash == d.tx_hash:
-                return i
-            if e.block_number <= d.block_number:
-                last = i
-        return last
-
-    def unspent_after(self, i: int) -> int:
-        return self.unspent[i] if 0 <= i < len(self.unspent) else self.base_unspent
-
-    def deposits_through(self, i: int) -> int:
-        return self.deposits_so_far[i] if 0 <= i < len(self.deposits_so_far) else self.base_deposits
-
-    def withdrawals_after(self, i: int, until: int, limit: int) -> list[tuple[int, PoolEvent]]:
-        out = []
-        for k in range(i + 1, len(self.events)):
-            e = self.events[k]
-            if e.block_time > until:
-                break
-            if e.kind == "withdrawal":
-                out.append((k, e))
-                if len(out) >= limit:
-                    break
-        return out
 
 
 def _score(
     d: FlaggedDeposit,
     candidate: tuple[int, PoolEvent],
     at: int,
-    pool: _PoolIndex,
+    pool: PoolIndex,
     facts: LinkFacts,
     rarity: Counter[int],
     multisets: _Multisets,
@@ -379,9 +365,34 @@ def _score(
     timing = next((ratio for most, ratio in LR_TIMING if between <= most), 1.0)
     reasons.append(Reason("timing", f"withdrawn {_duration(delay)} after the deposit; {between} other deposits "
                           "in between", timing))
+    rival = _rival_notes(d, w, k, pool, facts, survival, unspent)
+    if rival is not None:
+        reasons.append(rival)
     for r in reasons[1:]:
         odds *= r.weight
     return min(odds, _ODDS_CAP), tuple(reasons)
+
+
+def _rival_notes(
+    d: FlaggedDeposit, w: PoolEvent, k: int, pool: PoolIndex, facts: LinkFacts, survival: float, unspent: int
+) -> Reason | None:
+    """Another note than ours with strong evidence for this withdrawal: the recipient's own,
+    deposited before it (same address). The withdrawal spends one note: with the rival's chance
+    (its survival times LR_SAME_ADDRESS) among the others', ours shrinks by (N - S) / (N - S + R).
+    Read from the chain (the recipient's transfers), whatever the trace found flagged."""
+    if w.recipient == d.depositor:
+        return None  # the depositor's own notes: they compete by assignment (link)
+    mass, n = 0.0, 0
+    for e in facts.recipient_notes.get(w.recipient, ()):
+        i = pool.index.get(e.position)
+        if e.pool == w.pool and i is not None and i < k and e.tx_hash != d.tx_hash:
+            mass += pool.survival(i, k) * (LR_SAME_ADDRESS - 1.0)
+            n += 1
+    others = unspent - survival
+    if mass <= 0 or others <= 0:
+        return None
+    return Reason("recipient_own_note", f"{w.recipient} deposited {n} note(s) into this pool itself before this "
+                  "withdrawal: its own note explains it as well", others / (others + mass))
 
 
 def _gas_rarity(facts: LinkFacts) -> Counter[int]:
@@ -432,8 +443,8 @@ class _Multisets:
         cached = self._cache.get(d.transfer_id)
         if cached is not None:
             return cached
-        times = [(pool, t) for pool, t in self.facts.deposits_by.get(d.depositor, ())
-                 if abs(t - d.block_time) <= self.window and pool in self.facts.denominations]
+        times = [(e.pool, e.block_time) for e in self.facts.deposits_by.get(d.depositor, ())
+                 if abs(e.block_time - d.block_time) <= self.window and e.pool in self.facts.denominations]
         bag = Counter(self.facts.denominations[pool] for pool, _ in times)
         first = min((t for _, t in times), default=d.block_time)
         last = max((t for _, t in times), default=d.block_time)

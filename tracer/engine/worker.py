@@ -37,7 +37,7 @@ from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.records import NATIVE, Transfer
 from tracer.chains.utxo_records import UtxoTx
 from tracer.config import DEFAULT_BATCH_SIZE
-from tracer.engine import balances, bridges, classify, mixers, swaps, utxo
+from tracer.engine import balances, bridges, classify, mixer_scope, mixers, swaps, utxo
 from tracer.engine import depth as depth_rule
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
@@ -857,10 +857,11 @@ class Worker:
         policy = trace.policy
         pools = sorted({d.pool for d in pending})
         await self._pool_events(trace, pools)
-        lo = min(d.st.transfer.block_number for d in pending)
+        # The pools' events over the trace's whole window, not from the batch's first deposit:
+        # what a link weighs must not depend on which deposits shared the batch (mixer_scope.py).
         async with self.pool.acquire() as conn:
-            rows = await mixer_store.events(conn, trace.chain, pools, lo, trace.to_block)
-            before = await mixer_store.counts_before(conn, trace.chain, pools, lo)
+            rows = await mixer_store.events(conn, trace.chain, pools, trace.from_block, trace.to_block)
+            before = await mixer_store.counts_before(conn, trace.chain, pools, trace.from_block)
         events: dict[str, list[mixers.PoolEvent]] = defaultdict(list)
         for r in rows:
             events[r.pool].append(mixers.PoolEvent(
@@ -870,8 +871,21 @@ class Worker:
             d.st.id, d.pool, d.o.asset, d.st.transfer.amount, d.o.amount, d.owner, d.st.transfer.tx_hash,
             d.st.transfer.block_number, d.st.transfer.block_time, d.st.transfer.decimals, d.st.transfer.symbol,
         ) for d in pending]
+        # Each depositor's deposits into the pools since it held flagged money (its timeline):
+        # its notes, which compete for withdrawals, and the multi-denomination heuristic's bag.
+        depositor_txs: dict[str, set[str]] = defaultdict(set)
+        peers: dict[str, set[str]] = defaultdict(set)
+        for d in flagged:
+            for st in timelines.get(d.depositor, ()):
+                t = st.transfer
+                peers[d.depositor].add(t.to_address if t.from_address == d.depositor else t.from_address)
+                if t.from_address == d.depositor:
+                    depositor_txs[d.depositor].add(t.tx_hash)
+        deposits_by = {who: [e for evs in events.values() for e in evs if e.kind == "deposit" and e.tx_hash in txs]
+                       for who, txs in depositor_txs.items()}
         params = mixers.LinkParams()
-        candidates = mixers.candidate_withdrawals(flagged, events, params)
+        candidates = mixers.candidate_withdrawals(flagged, mixers.LinkFacts(events, deposits_by=deposits_by), params)
+        notes = [e.tx_hash for es in deposits_by.values() for e in es]
 
         # Gas prices: of the deposits and their candidates; of the pools' other transactions only
         # when a deposit and a candidate share one (how rare it is decides what the match is worth).
@@ -886,9 +900,10 @@ class Worker:
             fetched.update(got)
 
         if any(candidates.values()):
-            await fill([d.tx_hash for d in flagged] + [w.tx_hash for ws in candidates.values() for w in ws])
-            if any(gas.get(d.tx_hash) is not None and gas.get(d.tx_hash) == gas.get(w.tx_hash)
-                   for d in flagged for w in candidates[d.transfer_id]):
+            await fill([d.tx_hash for d in flagged] + notes + [w.tx_hash for ws in candidates.values() for w in ws])
+            # A note and a candidate share a price: how rare it is decides what the match is worth.
+            if {gas[h] for h in [d.tx_hash for d in flagged] + notes if h in gas} & {
+                    gas[w.tx_hash] for ws in candidates.values() for w in ws if w.tx_hash in gas}:
                 await fill([e.tx_hash for evs in events.values() for e in evs])
         if fetched:
             async with self.pool.acquire() as conn:
@@ -898,12 +913,14 @@ class Worker:
         # and the pool -> recipient transfer a followed link becomes a hop of. Over the whole trace
         # window, not from this batch's earliest deposit: the shared-peers evidence must not depend
         # on which deposits happened to share a batch (workers' timing).
-        start = {w.recipient: trace.from_block for d in flagged for w in candidates[d.transfer_id]}
+        start = {w.recipient: trace.from_block for ws in candidates.values() for w in ws}
         stored = await self._ensure_transfers(trace, start) if start else []
         # Recipients' and depositors' wallets apart: an address can be both, and the depositor's
         # side is read from its own timeline (its window), the recipient's over the trace's.
         recipient_peers: dict[str, set[str]] = defaultdict(set)
-        peers: dict[str, set[str]] = defaultdict(set)
+        # A recipient's own deposits into the pools (chain data): notes that rival ours.
+        pool_deposits = {(e.pool, e.tx_hash): e for evs in events.values() for e in evs if e.kind == "deposit"}
+        recipient_notes: dict[str, list[mixers.PoolEvent]] = defaultdict(list)
         payouts: dict[tuple[str, str], StoredTransfer] = {}
         for st in stored:
             t = st.transfer
@@ -914,31 +931,27 @@ class Worker:
                     payouts[key] = st
             if t.from_address in start:
                 recipient_peers[t.from_address].add(t.to_address)
-        depositor_txs: dict[str, set[str]] = defaultdict(set)
-        for d in flagged:
-            for st in timelines.get(d.depositor, ()):
-                t = st.transfer
-                peers[d.depositor].add(t.to_address if t.from_address == d.depositor else t.from_address)
-                if t.from_address == d.depositor:
-                    depositor_txs[d.depositor].add(t.tx_hash)
-        deposits_by = {who: [(e.pool, e.block_time) for evs in events.values() for e in evs
-                             if e.kind == "deposit" and e.tx_hash in txs] for who, txs in depositor_txs.items()}
+                note = pool_deposits.get((t.to_address, t.tx_hash))
+                if note is not None:
+                    recipient_notes[t.from_address].append(note)
         # Shared wallets that are labelled services say nothing about who withdrew.
-        maybe_shared: set[str] = set()
-        for d in flagged:
-            for w in candidates[d.transfer_id]:
-                maybe_shared |= peers[d.depositor] & recipient_peers.get(w.recipient, set())
         recipients = sorted({w.recipient for ws in candidates.values() for w in ws})
+        theirs = set().union(*(recipient_peers.get(r, set()) for r in recipients))
+        maybe_shared = set().union(*(own & theirs for own in peers.values()))
         async with self.pool.acquire() as conn:
             service_labels = await label_store.lookup(conn, trace.chain, sorted(maybe_shared))
             recipient_labels = await label_store.lookup(conn, trace.chain, recipients)
             recipient_known = await store.node_verdicts(conn, trace.id, recipients, trace.chain)
+        # Labels traces learn from behaviour (exchange deposit addresses) are left out: when one is
+        # learned depends on the workers' order, and a deposit address is one customer's, not a
+        # service's crowd.
+        services = {a for a, found in service_labels.items() if any(lb.source != "behaviour" for lb in found)}
         facts = mixers.LinkFacts(
             events=events, before=before, denominations={d.pool: d.denomination for d in flagged}, gas_prices=gas,
-            peers=peers, services=set(service_labels) | set(pools), deposits_by=deposits_by,
-            recipient_peers=recipient_peers,
+            peers=peers, services=services, deposits_by=deposits_by, recipient_peers=recipient_peers,
+            recipient_notes=recipient_notes,
         )
-        outcomes = mixers.link(flagged, facts, params)
+        outcomes = mixer_scope.link_each_depositor(flagged, facts, params)
 
         by_id = {d.st.id: d for d in pending}
         write = _MixerWrite()

@@ -1,0 +1,58 @@
+"""Which facts each wallet's mixer deposits are linked with, so that a link does not depend on
+which deposits a worker happened to batch together.
+
+A worker links the flagged deposits of one batch at once, and reads facts for all of them: the
+pools' events, gas prices, counterparties. Several of the linker's measures are taken over
+everything in those facts: how rare a gas price is among the pools' transactions, which
+denominations a recipient withdrew (the multi-denomination heuristic), which addresses are pools
+(never a shared wallet), and which notes compete for a withdrawal. Fed a whole batch, a deposit's
+confidence, hence the amount its link carries, moved with the other wallets' deposits in it.
+
+Here each depositing wallet is linked on its own, with the facts of the pools its flagged deposits
+went to: their events over the trace's whole window, and its own deposits there (its notes, which
+compete with each other; `mixers.link`). A wallet's flagged deposits are always in one batch
+(they are the outflows of one job, all recomputed whenever it is processed), so a link depends
+only on chain data in the trace's window, on the depositor's own timeline and on the flagged
+amount of its own deposits: never on batch composition or order. Taint only grows, and a link
+carries its deposit's flagged amount times a confidence that no other wallet's deposit moves, so
+the amounts links carry only grow as the trace finds more flagged money (the engine's fixed point).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from tracer.engine.mixers import DepositOutcome, FlaggedDeposit, LinkFacts, LinkParams, link
+
+
+def own_facts(depositor: str, deposits: Sequence[FlaggedDeposit], facts: LinkFacts) -> LinkFacts:
+    """The part of a batch's facts about `depositor` and the pools its flagged `deposits` went to."""
+    pools = {d.pool for d in deposits}
+    return LinkFacts(
+        events={p: evs for p, evs in facts.events.items() if p in pools},
+        before={p: c for p, c in facts.before.items() if p in pools},
+        denominations={p: v for p, v in facts.denominations.items() if p in pools},
+        gas_prices=facts.gas_prices,  # looked up by transaction: other pools' entries are never read
+        peers={depositor: facts.peers.get(depositor, set())},
+        # The pools are never a shared wallet, whichever other pools the batch held.
+        services=set(facts.services) | pools,
+        deposits_by={depositor: [e for e in facts.deposits_by.get(depositor, ()) if e.pool in pools]},
+        recipient_peers=facts.recipient_peers,
+        recipient_notes=facts.recipient_notes,
+    )
+
+
+def link_each_depositor(
+    deposits: Sequence[FlaggedDeposit], facts: LinkFacts, params: LinkParams | None = None
+) -> list[DepositOutcome]:
+    """`mixers.link` for each depositing wallet apart, with its own facts; outcomes in the order
+    of `deposits`."""
+    by_depositor: dict[str, list[FlaggedDeposit]] = defaultdict(list)
+    for d in deposits:
+        by_depositor[d.depositor].append(d)
+    outcomes: dict[int, DepositOutcome] = {}
+    for depositor, mine in sorted(by_depositor.items()):
+        for outcome in link(mine, own_facts(depositor, mine, facts), params):
+            outcomes[outcome.deposit.transfer_id] = outcome
+    return [outcomes[d.transfer_id] for d in deposits]
