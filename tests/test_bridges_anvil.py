@@ -281,6 +281,9 @@ async def test_the_trace_crosses_the_bridge_to_the_right_exit_with_the_right_amo
     assert [(e["chain"], e["address"]) for e in exits] == [(case.far_chain, case.exit_address)], exits
     [e] = exits
     assert (e["category"], e["entity"], int(e["amount_raw"])) == ("deposit_address", "Binance", case.exit_amount)
+    # The trace's own counter agrees: the bridge whose deposit crossed is not an exit.
+    _, summary, _ = await api.call("GET", f"/v1/traces/{trace['id']}", expect=200)
+    assert summary["progress"]["exits"] == 1, summary["progress"]
     # The report names the bridge and how it was recognised, and lists no exit twice.
     rep = await treport.build(db.pool, trace["id"])
     [cont] = rep.continuations

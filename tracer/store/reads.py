@@ -67,7 +67,10 @@ async def trace_counters(conn: Conn, trace_id: int) -> dict[str, int]:
              (SELECT count(*) FROM hops WHERE trace_id = $1 AND status = 'exit') AS exit_hops,
              (SELECT count(*) FROM jobs WHERE trace_id = $1 AND kind = 'address') AS addresses,
              (SELECT count(*) FROM jobs WHERE trace_id = $1 AND state <> 'done') AS frontier,
-             (SELECT count(*) FROM jobs WHERE trace_id = $1 AND role = 'exit') AS exits,
+             -- A bridge whose every deposit crossed (followed on the far chain) is no exit.
+             (SELECT count(*) FROM jobs j WHERE j.trace_id = $1 AND j.role = 'exit' AND EXISTS (
+                SELECT 1 FROM hops h WHERE h.trace_id = $1 AND h.to_addr = j.address AND h.chain = j.chain
+                  AND h.status = 'exit')) AS exits,
              (SELECT count(*) FROM jobs WHERE trace_id = $1 AND role = 'stopped') AS stops""",
         trace_id,
     )
