@@ -12,6 +12,7 @@ from tracer.api import owners, params
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
 from tracer.api.errors import bad_request, not_found
+from tracer.api.handlers import exposure
 from tracer.api.handlers.addresses import _parse_time
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
 from tracer.api.openapi import field_of, validator
@@ -117,7 +118,7 @@ async def publish(request: web.Request) -> web.Response:
 
 async def screen(request: web.Request) -> web.Response:
     """Was the address sanctioned (or flagged as hacker, scam, ...) at a time, and by whom."""
-    params.reject_unknown(request, ("chain", "address", "at"))
+    params.reject_unknown(request, ("chain", "address", "at", "depth", "from_block", "to_block"))
     ctx = ctx_of(request)
     chain_text = params.str_param(request, "chain", max_len=32)
     text = params.str_param(request, "address", max_len=128)
@@ -126,15 +127,21 @@ async def screen(request: web.Request) -> web.Response:
     chain = params.chain_name(chain_text) if chain_text else _shape_chain(text)
     address = params.parse_address("address", text, chain)
     at = _parse_time("at", params.str_param(request, "at", max_len=64)) or datetime.now(UTC)
+    depth = params.int_param(request, "depth", minimum=0, maximum=exposure.MAX_DEPTH, default=0)
+    from_block = params.int_param(request, "from_block", minimum=1)
+    to_block = params.int_param(request, "to_block", minimum=1)
     async with ctx.pool.acquire() as conn:
         seen = owners.viewer(principal_of(request))  # public labels plus the caller's own
         sanctions = (await label_store.screen(conn, chain, [address], at=at, viewer=seen)).get(address, [])
         risks = (await label_store.screen(conn, chain, [address], at=at, categories=sorted(RISK_CATEGORIES),
                                           viewer=seen)).get(address, [])
     risk_only = [lb for lb in risks if lb.category != "sanctioned"]
-    return ok({
+    answer: dict[str, Any] = {
         "chain": chain, "address": address, "at": ser.iso(at),
         "sanctioned": bool(sanctions),
         "hits": [{"kind": "sanction", **ser.label(lb, at)} for lb in sanctions]
         + [{"kind": "risk", **ser.label(lb, at)} for lb in risk_only],
-    })
+    }
+    if depth:  # indirect exposure: the inflows `depth` hops back (tracer.engine.backward)
+        answer["exposure"] = await exposure.indirect(request, chain, address, depth, from_block, to_block)
+    return ok(answer)
