@@ -197,7 +197,7 @@ async def test_without_old_state_prices_fall_back_to_the_file_else_unknown(
             hops = await conn.fetch(
                 """SELECT h.transfer_id, h.chain, h.asset, h.amount, t.block_number, t.block_time, t.decimals
                    FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", trace_id)
-            values = await pricing.hop_values(conn, hops)
+            values = await pricing.hop_values(conn, hops, run)
             native = [h for h in hops if h["asset"] == NATIVE]
             assert native and all(values[h["transfer_id"]].usd is None for h in native)
             assert all("no state" in values[h["transfer_id"]].detail or "BlockOutOfRange" in

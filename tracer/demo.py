@@ -38,10 +38,10 @@ from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.prices import PricePath, case_paths
 from tracer.devchain.scenario import Scenario, ScenarioLabel, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
-from tracer.dollars_check import check_dollars, render_dollars
+from tracer.dollars_check import check_dollars
 from tracer.engine import bridges
 from tracer.engine import report as treport
-from tracer.engine.dollars import trace_dollars
+from tracer.engine.dollars import render_dollars, trace_dollars
 from tracer.engine.service import create_trace
 from tracer.labels.defaults import load_default_labels
 from tracer.labels.vocab import normalize_category

@@ -13,27 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
-from typing import Any
 
 from tracer.chains.records import NATIVE
 from tracer.devchain.prices import PricePath
 from tracer.devchain.scenario import Scenario
 from tracer.engine import report as treport
-from tracer.engine.dollars import TraceDollars
-from tracer.engine.pricing import usd_text
+from tracer.engine.dollars import TraceDollars, usd
 
 TOLERANCE = Decimal("0.001")  # 0.1 % of the seeds' dollars
 # The generator's off-ramp amounts valued at the first arrival: the trace values each hop at its
 # own block, and prices move (at most ~0.4 % a round) between the first and the last.
 EXIT_TOLERANCE = Decimal("0.01")
-
-
-def usd(value: Decimal | None) -> str:
-    text = usd_text(value)
-    if text is None:
-        return "unknown"
-    whole, _, cents = text.partition(".")
-    return f"${int(whole):,}.{cents}"
 
 
 def seeds_truth(sc: Scenario, paths: Sequence[PricePath]) -> Decimal:
@@ -87,34 +77,6 @@ def check_dollars(sc: Scenario, paths: Sequence[PricePath], d: TraceDollars,
         out.mismatches.append(f"exits + stopped + held = {usd(parts)}, not the seeds' {usd(d.seeds.priced)}")
     out.ok = not out.mismatches
     return out
-
-
-def render_dollars(report: treport.Report, d: TraceDollars, *, max_exits: int = 40) -> str:
-    """The report's exits in dollars at the time of each hop, largest first, one share each."""
-    ex = d.exits_total
-    share = d.share(ex.usd)
-    lines = [f"In dollars at the time of each hop: {usd(d.seeds.usd)} left the seeds; "
-             f"{usd(ex.usd)} reached exits" + (f" ({share:.1%})" if share is not None else "")
-             + f"; {usd(d.stopped.usd)} stopped; {usd(d.held.usd)} held at addresses followed"]
-    for note in (d.pricing.notes if d.pricing else []):
-        lines.append(f"  prices: {note}")
-    srcs = ", ".join(f"{n} hops by {k}" for k, n in sorted(d.sources.items()))
-    lines.append(f"  prices from: {srcs or 'nowhere'}")
-    rows: list[tuple[Decimal, Any]] = []
-    for x in report.exits:
-        rows.append((d.exit_usd(x.chain or report.chain, x.address, x.asset) or Decimal(-1), x))
-    rows.sort(key=lambda r: -r[0])
-    lines.append(f"{'#':>3}  {'entity':<18} {'chain':<9} {'address':<17} {'amount':>18} {'asset':<6} "
-                 f"{'USD':>16} {'share':>6}")
-    for i, (value, x) in enumerate(rows[:max_exits], 1):
-        v = None if value < 0 else value
-        sh = d.share(v)
-        lines.append(f"{i:>3}  {(x.entity or '?')[:18]:<18} {(x.chain or report.chain)[:9]:<9} "
-                     f"{x.address[:8]}…{x.address[-6:]:<6}  {treport.format_amount(x.amount, x.decimals, 4):>18} "
-                     f"{x.symbol[:6]:<6} {usd(v):>16} {'' if sh is None else f'{sh:.1%}':>6}")
-    if len(rows) > max_exits:
-        lines.append(f"  … {len(rows) - max_exits} more exits")
-    return "\n".join(lines)
 
 
 def _exits_against_truth(sc: Scenario, paths: Sequence[PricePath], d: TraceDollars, report: treport.Report,

@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS prices (
     chain        text        NOT NULL,
     asset        text        NOT NULL,
     block_number bigint,                      -- the asset chain's block the price is for
+    block_time   bigint,                      -- that block's time: a block number names one block per chain
+                                              -- (name), but test and dev chains reuse names
     day          date,                        -- a file price by date: the whole UTC day
     time         bigint,                      -- unix seconds the price stands for (feed: round's updatedAt)
     usd          numeric,                     -- NULL: unknown, `note` says why (never 0)
@@ -30,5 +32,6 @@ CREATE TABLE IF NOT EXISTS prices (
     CHECK (usd IS NULL OR usd > 0)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS prices_key
-    ON prices (chain, asset, source, coalesce(block_number, -1), coalesce(day, DATE '1970-01-01'));
+    ON prices (chain, asset, source, coalesce(block_number, -1), coalesce(block_time, -1),
+               coalesce(day, DATE '1970-01-01'));
 CREATE INDEX IF NOT EXISTS prices_block ON prices (chain, asset, block_number);

@@ -52,6 +52,7 @@ class PricingRun:
     asked: int = 0
     stored: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    misses: dict[tuple[str, str, int], str] = field(default_factory=dict)  # why a price is unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +105,9 @@ async def price_keys(pool: asyncpg.Pool, chains: Mapping[str, Any], keys: Sequen
     async with pool.acquire() as conn:
         registered = await store.registered_feeds(conn)
         have = await store.prices_of(conn, sorted({(k.chain, k.asset) for k in keys}))
-    done = {(p.chain, p.asset, p.block_number) for p in have if p.source in ("feed", "par", "unavailable")}
-    todo = [k for k in keys if (k.chain, k.asset, k.block_number) not in done]
+    done = {(p.chain, p.asset, p.block_number, p.block_time) for p in have
+            if p.source in ("feed", "par", "unavailable")}
+    todo = [k for k in keys if (k.chain, k.asset, k.block_number, k.time) not in done]
     run.asked = len(todo)
     rows: list[PriceRow] = []
     by_feed_chain: dict[str, list[tuple[PriceKey, known.Feed]]] = defaultdict(list)
@@ -129,9 +131,16 @@ async def price_keys(pool: asyncpg.Pool, chains: Mapping[str, Any], keys: Sequen
             log.warning("prices: %s", note)
             # Not stored: a node that failed now may answer the next read.
             run.notes.append(note)
-    async with pool.acquire() as conn, conn.transaction():
-        await store.save_prices(conn, rows)
+    # Only prices are kept: why one is unknown depends on the node, the feeds registered and the
+    # files imported, any of which can change before the next read.
     for r in rows:
+        if r.usd is None:
+            assert r.block_number is not None
+            run.misses[(r.chain, r.asset, r.block_number)] = r.note or "no price"
+    kept = [r for r in rows if r.usd is not None]
+    async with pool.acquire() as conn, conn.transaction():
+        await store.save_prices(conn, kept)
+    for r in kept:
         run.stored[r.source] = run.stored.get(r.source, 0) + 1
     return run
 
@@ -157,7 +166,7 @@ async def _read_feeds(client: _FeedChain, feed_chain: str, items: list[tuple[Pri
         if isinstance(ans, FeedRound):
             out.append(PriceRow(k.chain, k.asset, k.block_number, None, ans.updated_at, ans.usd, "feed",
                                 feed=f.feed, round_id=ans.round_id,
-                                note=f"{f.pair} on {feed_chain} at block {q[1]}"))
+                                note=f"{f.pair} on {feed_chain} at block {q[1]}", block_time=k.time))
         else:
             assert ans is not None
             if ans.reason == "no_state":
@@ -174,16 +183,17 @@ def _par_or_unknown(k: PriceKey, why: str) -> PriceRow:
     symbol = known.STABLECOINS.get((k.chain, k.asset))
     if symbol is not None:
         return PriceRow(k.chain, k.asset, k.block_number, None, k.time, Decimal(1), "par",
-                        note=f"{symbol} valued at 1 USD (par): {why}")
-    return PriceRow(k.chain, k.asset, k.block_number, None, k.time, None, "unavailable", note=why)
+                        note=f"{symbol} valued at 1 USD (par): {why}", block_time=k.time)
+    return PriceRow(k.chain, k.asset, k.block_number, None, k.time, None, "unavailable", note=why, block_time=k.time)
 
 
 class PriceBook:
     """Stored prices of some assets, looked up as a hop needs: feed or par at its block, else a
     file price for that block, else a file price for its UTC day."""
 
-    def __init__(self, rows: Iterable[PriceRow]) -> None:
-        self.at_block: dict[tuple[str, str, int], PriceRow] = {}
+    def __init__(self, rows: Iterable[PriceRow], misses: Mapping[tuple[str, str, int], str] | None = None) -> None:
+        self.misses = misses or {}
+        self.at_block: dict[tuple[str, str, int, int | None], PriceRow] = {}
         self.file_block: dict[tuple[str, str, int], PriceRow] = {}
         self.file_day: dict[tuple[str, str, dt.date], PriceRow] = {}
         for r in rows:
@@ -193,13 +203,13 @@ class PriceBook:
                 elif r.day is not None:
                     self.file_day[(r.chain, r.asset, r.day)] = r
             elif r.block_number is not None:
-                self.at_block[(r.chain, r.asset, r.block_number)] = r
+                self.at_block[(r.chain, r.asset, r.block_number, r.block_time)] = r
 
     def price(self, chain: str, asset: str, block: int, time: int) -> tuple[PriceRow | None, str]:
-        row = self.at_block.get((chain, asset, block))
+        row = self.at_block.get((chain, asset, block, time))
         if row is not None and row.usd is not None:
             return row, ""
-        why = row.note or "" if row is not None else "not priced yet"
+        why = (row.note or "" if row is not None else self.misses.get((chain, asset, block), "not priced yet"))
         hit = self.file_block.get((chain, asset, block))
         if hit is None:
             day = dt.datetime.fromtimestamp(time, dt.UTC).date()
@@ -229,14 +239,15 @@ class PriceBook:
         return Value(usd, row.usd, row.source, detail, when)
 
 
-async def price_book(conn: Any, assets: Iterable[tuple[str, str]]) -> PriceBook:
-    return PriceBook(await store.prices_of(conn, sorted(set(assets))))
+async def price_book(conn: Any, assets: Iterable[tuple[str, str]],
+                     misses: Mapping[tuple[str, str, int], str] | None = None) -> PriceBook:
+    return PriceBook(await store.prices_of(conn, sorted(set(assets))), misses)
 
 
-async def hop_values(conn: Any, hops: Sequence[Any]) -> dict[int, Value]:
+async def hop_values(conn: Any, hops: Sequence[Any], run: PricingRun | None = None) -> dict[int, Value]:
     """USD of each hop (rows with transfer_id, chain, asset, amount, block_number, block_time,
-    decimals), by transfer id."""
-    book = await price_book(conn, ((h["chain"], h["asset"]) for h in hops))
+    decimals), by transfer id; `run`: the pricing that preceded, for why a price is unknown."""
+    book = await price_book(conn, ((h["chain"], h["asset"]) for h in hops), run.misses if run else None)
     return {int(h["transfer_id"]): book.value(h["chain"], h["asset"], int(h["block_number"]),
                                               int(h["block_time"] or 0), int(h["amount"]), h["decimals"])
             for h in hops}

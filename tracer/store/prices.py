@@ -28,6 +28,7 @@ class PriceRow:
     round_id: int | None = None
     file: str | None = None
     note: str | None = None
+    block_time: int | None = None  # the block's own time (read-side check that it is the same block)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +56,16 @@ async def registered_feeds(conn: Conn) -> list[Feed]:
 
 async def save_prices(conn: Conn, rows: Iterable[PriceRow]) -> int:
     """Insert or replace prices (same asset, source and block or day): a re-import corrects."""
-    data = [(r.chain, r.asset, r.block_number, r.day, r.time, r.usd, r.source, r.feed, r.round_id, r.file, r.note)
-            for r in rows]
+    data = [(r.chain, r.asset, r.block_number, r.day, r.time, r.usd, r.source, r.feed, r.round_id, r.file, r.note,
+             r.block_time) for r in rows]
     if not data:
         return 0
     await conn.executemany(
-        """INSERT INTO prices (chain, asset, block_number, day, time, usd, source, feed, round_id, file, note)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
-           ON CONFLICT (chain, asset, source, coalesce(block_number, -1), coalesce(day, DATE '1970-01-01'))
+        """INSERT INTO prices (chain, asset, block_number, day, time, usd, source, feed, round_id, file, note,
+                                block_time)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
+           ON CONFLICT (chain, asset, source, coalesce(block_number, -1), coalesce(block_time, -1),
+                        coalesce(day, DATE '1970-01-01'))
            DO UPDATE SET time = EXCLUDED.time, usd = EXCLUDED.usd, feed = EXCLUDED.feed,
                round_id = EXCLUDED.round_id, file = EXCLUDED.file, note = EXCLUDED.note, created_at = now()""",
         data)
@@ -74,12 +77,13 @@ async def prices_of(conn: Conn, assets: Sequence[tuple[str, str]]) -> list[Price
     if not assets:
         return []
     rows = await conn.fetch(
-        """SELECT p.chain, p.asset, block_number, day, time, usd, source, feed, round_id, file, note
+        """SELECT p.chain, p.asset, block_number, day, time, usd, source, feed, round_id, file, note, block_time
            FROM prices p JOIN unnest($1::text[], $2::text[]) AS w(chain, asset)
              ON p.chain = w.chain AND p.asset = w.asset""",
         [c for c, _ in assets], [a for _, a in assets])
     return [PriceRow(r["chain"], r["asset"], r["block_number"], r["day"], r["time"], r["usd"], r["source"],
-                     r["feed"], None if r["round_id"] is None else int(r["round_id"]), r["file"], r["note"])
+                     r["feed"], None if r["round_id"] is None else int(r["round_id"]), r["file"], r["note"],
+                     r["block_time"])
             for r in rows]
 
 
