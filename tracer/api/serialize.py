@@ -23,9 +23,9 @@ from tracer.store.reads import NATIVE_DECIMALS
 
 NATIVE_SYMBOL = {"ethereum": "ETH", "arbitrum": "ETH", "optimism": "ETH", "base": "ETH", "linea": "ETH",
                  "scroll": "ETH", "zksync": "ETH", "blast": "ETH", "avalanche": "AVAX", "bsc": "BNB",
-                 "polygon": "POL", "gnosis": "xDAI", "bitcoin": "BTC"}
+                 "polygon": "POL", "gnosis": "xDAI", "bitcoin": "BTC", "tron": "TRX"}
 # Native coins without 18 decimals (a trace can continue onto these chains through a bridge).
-NATIVE_DECIMALS_OF = {"bitcoin": 8}
+NATIVE_DECIMALS_OF = {"bitcoin": 8, "tron": 6}
 
 
 @functools.lru_cache(maxsize=65536)

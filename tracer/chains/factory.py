@@ -1,7 +1,9 @@
-"""Chain clients by chain name: "bitcoin" is Bitcoin over Esplora, every other name an EVM chain.
+"""Chain clients by chain name: "bitcoin" is Bitcoin over Esplora, "tron" Tron (JSON-RPC + HTTP API),
+every other name an EVM chain.
 
     client = await connect_chain("bitcoin", "https://blockstream.info/api")   # EsploraChain
     client = await connect_chain("ethereum", "http://localhost:8545")          # EvmChain
+    client = await connect_chain("tron", "https://api.trongrid.io/jsonrpc")   # TronChain
 
 Options go to the client's constructor. Bitcoin's network (mainnet, testnet, testnet4, signet,
 regtest) is checked against the server's genesis block; `network=` or `TRACER_BITCOIN_NETWORK`
@@ -13,11 +15,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tracer.addresses import BITCOIN
+from tracer.addresses import BITCOIN, TRON
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
+from tracer.chains.tron import TronChain
 
-ChainClient = EvmChain | EsploraChain
+ChainClient = EvmChain | EsploraChain | TronChain
 
 
 def make_chain(name: str, url: str, **options: Any) -> ChainClient:
@@ -25,6 +28,11 @@ def make_chain(name: str, url: str, **options: Any) -> ChainClient:
     if name == BITCOIN:
         options.setdefault("network", os.environ.get("TRACER_BITCOIN_NETWORK") or "mainnet")
         return EsploraChain(url, chain=name, **options)
+    if name == TRON:
+        # `url` is the JSON-RPC (TRACER_RPC_URL_TRON); the HTTP API beside it, TRACER_TRON_API_URL.
+        options.setdefault("api_url", os.environ.get("TRACER_TRON_API_URL") or None)
+        options.setdefault("api_key", os.environ.get("TRACER_TRON_API_KEY") or None)
+        return TronChain(url, chain=name, **options)
     return EvmChain(url, chain=name, **options)
 
 

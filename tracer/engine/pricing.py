@@ -34,7 +34,7 @@ from tracer.store.prices import PriceKey, PriceRow
 
 log = logging.getLogger(__name__)
 
-NATIVE_DECIMALS_OF = {"bitcoin": 8}  # satoshis; EVM chains count wei (18)
+NATIVE_DECIMALS_OF = {"bitcoin": 8, "tron": 6}  # satoshis; EVM chains count wei (18)
 
 
 class _FeedChain(Protocol):

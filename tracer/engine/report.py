@@ -22,8 +22,8 @@ ENTERED_REASONS = frozenset({"entered CoinJoin", "below_threshold"})
 NATIVE_SYMBOL = {"ethereum": "ETH", "arbitrum": "ETH", "optimism": "ETH", "base": "ETH", "linea": "ETH",
                  "scroll": "ETH", "zksync": "ETH", "blast": "ETH", "unichain": "ETH", "worldchain": "ETH",
                  "lisk": "ETH", "mode": "ETH", "ink": "ETH", "zora": "ETH", "avalanche": "AVAX", "bsc": "BNB",
-                 "polygon": "POL", "gnosis": "xDAI", "bitcoin": "BTC"}
-NATIVE_DECIMALS_OF = {"bitcoin": 8}  # satoshis; EVM chains count wei
+                 "polygon": "POL", "gnosis": "xDAI", "bitcoin": "BTC", "tron": "TRX"}
+NATIVE_DECIMALS_OF = {"bitcoin": 8, "tron": 6}  # satoshis; EVM chains count wei
 
 
 def format_amount(raw: int, decimals: int | None, places: int | None = None) -> str:

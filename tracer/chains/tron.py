@@ -1,0 +1,355 @@
+"""Tron through a node's two faces: its JSON-RPC (TRC-20 `Transfer` logs by `eth_getLogs`, token
+metadata by `eth_call`) and its HTTP API (blocks, execution results, accounts), as a java-tron
+FullNode and TronGrid serve them.
+
+    client = TronChain("https://api.trongrid.io/jsonrpc", api_url="https://api.trongrid.io")
+
+Addresses come in and go out as tracer stores them, `0x41` + 20 bytes hex (tracer.addresses shows
+them as `T...`); the JSON-RPC speaks 20-byte 0x addresses and is converted at this edge.
+
+- TRC-20: `eth_getLogs` with the Transfer topic and the addresses in topic 1 (outgoing) or 2
+  (incoming), ranges of `log_span` blocks and `addresses_per_request` addresses, one JSON-RPC batch.
+- TRX, TRC-10 and internal transactions: no node indexes them by address, so the range's blocks are
+  read (`/wallet/getblockbylimitnext`, 100 a request) and, for blocks where a contract was called,
+  their execution results (`/wallet/gettransactioninfobyblocknum`, whose `internal_transactions`
+  a node records when `vm.saveInternalTx` is on, as TronGrid's do). Blocks are cached: the worker
+  reads the same windows for many addresses.
+- Confirmation: `head()` is the solidified block (`/wallet/getnodeinfo`), which Tron's consensus
+  never reverts: every read is at or below it, so no reorg guard is needed.
+- Balances: a Tron node keeps only the current state (`historical_state` False): TRX by
+  `/wallet/getaccount`, TRC-20 by `balanceOf` through `/wallet/triggerconstantcontract`; earlier
+  balances are derived from history by tracer.engine.balances.
+- The chain id is the JSON-RPC's `eth_chainId`, which Tron takes from the genesis block's id: the
+  HTTP API's genesis must end with it, or the two URLs serve different chains (WrongChain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from tracer.addresses import normalize_tron, tron_evm
+from tracer.chains import tron_mappers as tm
+from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
+from tracer.chains.evm import LogRecord
+from tracer.chains.history import FeePaid
+from tracer.chains.jsonrpc import JsonRpcTransport
+from tracer.chains.records import NATIVE, Transfer
+from tracer.chains.tron_http import TronHttp
+
+log = logging.getLogger(__name__)
+
+TRON = "tron"
+_BLOCKS_PER_REQUEST = 100  # getblockbylimitnext's cap
+_DECIMALS = "0x313ce567"
+_SYMBOL = "0x95d89b41"
+
+
+def api_url_for(rpc_url: str) -> str:
+    """The HTTP API beside a JSON-RPC URL where none is configured: TronGrid and java-tron serve
+    the JSON-RPC under `/jsonrpc` of the same host (java-tron on its own port, 8545, by default:
+    configure TRACER_TRON_API_URL then)."""
+    url = rpc_url.rstrip("/")
+    return url[: -len("/jsonrpc")] if url.endswith("/jsonrpc") else url
+
+
+class TronChain:
+    """Read access to Tron; see the module docstring."""
+
+    historical_state: bool | None = False
+    state_probe = None
+
+    def __init__(
+        self,
+        url: str,
+        chain: str = TRON,
+        *,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 20.0,
+        retries: int = 6,
+        rate: float | None = None,
+        log_span: int = 5000,
+        addresses_per_request: int = 100,
+        cache_blocks: int = 20_000,
+        backoff: float = 0.5,
+    ) -> None:
+        self.url = url
+        self.chain = chain
+        self.chain_id: int | None = None
+        self.path = "tron (eth_getLogs + HTTP API blocks)"
+        self.rpc = JsonRpcTransport(url, concurrency=concurrency, timeout=timeout, retries=retries, backoff=backoff)
+        self.api = TronHttp(api_url or api_url_for(url), api_key=api_key, concurrency=concurrency, timeout=timeout,
+                            retries=retries, rate=rate, backoff=backoff)
+        self.log_span = max(1, log_span)
+        self.addresses_per_request = max(1, addresses_per_request)
+        self._cache_size = cache_blocks
+        self._blocks: OrderedDict[int, tm.TronBlock] = OrderedDict()
+        self._infos: OrderedDict[int, Any] = OrderedDict()
+        self._meta: dict[str, tuple[int | None, str | None]] = {}
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        return {**self.rpc.request_counts, **{f"api:{k}": v for k, v in self.api.request_counts.items()}}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self.rpc.open()
+        await self.api.open()
+        self.chain_id = int(str(await self.rpc.call("eth_chainId", [])), 16)
+        genesis = tm.parse_block(await self.api.post("/wallet/getblockbynum", {"num": 0}))
+        if genesis is None or int(genesis.ref.hash[-8:], 16) != self.chain_id:
+            seen = genesis.ref.hash if genesis else "no genesis block"
+            raise WrongChain(f"the Tron HTTP API at {self.api.url} serves another chain ({seen}) than the JSON-RPC at "
+                             f"{self.url} (chain id {self.chain_id}): check TRACER_TRON_API_URL")
+        log.info("chain %s (Tron, chain id %d) at %s: solidified head %d", self.chain, self.chain_id, self.url,
+                 await self.head())
+
+    async def close(self) -> None:
+        await self.rpc.close()
+        await self.api.close()
+
+    async def __aenter__(self) -> TronChain:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- blocks -------------------------------------------------------------------------------
+
+    async def head(self) -> int:
+        """The solidified block: Tron's confirmation (irreversible once 2/3 of the SRs built on it)."""
+        return tm.solidified(await self.api.post("/wallet/getnodeinfo", {}))
+
+    def _keep(self, store: OrderedDict[int, Any], number: int, value: Any) -> None:
+        store[number] = value
+        store.move_to_end(number)
+        while len(store) > self._cache_size:
+            store.popitem(last=False)
+
+    async def _read_blocks(self, numbers: Iterable[int]) -> dict[int, tm.TronBlock]:
+        wanted = sorted(set(numbers))
+        missing = [n for n in wanted if n not in self._blocks]
+        runs: list[tuple[int, int]] = []  # [start, end) of at most 100 consecutive missing blocks
+        for n in missing:
+            if runs and runs[-1][1] == n and n - runs[-1][0] < _BLOCKS_PER_REQUEST:
+                runs[-1] = (runs[-1][0], n + 1)
+            else:
+                runs.append((n, n + 1))
+
+        async def run(start: int, end: int) -> None:
+            answer = await self.api.post("/wallet/getblockbylimitnext", {"startNum": start, "endNum": end})
+            for raw in (answer or {}).get("block") or ():
+                block = tm.parse_block(raw)
+                if block is not None:
+                    self._keep(self._blocks, block.number, block)
+
+        await asyncio.gather(*(run(s, e) for s, e in runs))
+        return {n: self._blocks[n] for n in wanted if n in self._blocks}
+
+    async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
+        return {n: b.ref.timestamp for n, b in (await self._read_blocks(numbers)).items()}
+
+    async def block_hashes(self, numbers: Iterable[int]) -> dict[int, str]:
+        return {n: b.ref.hash for n, b in (await self._read_blocks(numbers)).items()}
+
+    async def _infos_of(self, numbers: Iterable[int]) -> dict[int, Any]:
+        wanted = sorted(set(numbers))
+
+        async def one(n: int) -> None:
+            if n not in self._infos:
+                self._keep(self._infos, n, await self.api.post("/wallet/gettransactioninfobyblocknum", {"num": n}))
+
+        await asyncio.gather(*(one(n) for n in wanted))
+        return {n: self._infos[n] for n in wanted if n in self._infos}
+
+    # -- transfers ----------------------------------------------------------------------------
+
+    async def transfers(
+        self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
+        incoming: bool = False,
+    ) -> list[Transfer]:
+        """Every TRX, TRC-10 and TRC-20 movement out of (and/or into) `addresses` in the range."""
+        wanted = {normalize_tron(a) for a in addresses}
+        if not wanted or from_block > to_block:
+            return []
+        tokens, native = await asyncio.gather(
+            self._token_transfers(sorted(wanted), from_block, to_block, outgoing, incoming),
+            self._block_transfers(wanted, from_block, to_block, outgoing, incoming),
+        )
+        found = {t.key: t for t in [*tokens, *native]}
+        return sorted(found.values(), key=lambda t: t.order)
+
+    async def _block_transfers(
+        self, wanted: set[str], from_block: int, to_block: int, outgoing: bool, incoming: bool,
+    ) -> list[Transfer]:
+        blocks = await self._read_blocks(range(from_block, to_block + 1))
+        infos = await self._infos_of(n for n, b in blocks.items() if b.calls_contracts())
+        out = []
+        for n, block in blocks.items():
+            moved = tm.block_transfers(self.chain, block)
+            if n in infos:
+                moved += tm.internal_transfers(self.chain, block, infos[n])
+            out += [t for t in moved
+                    if (outgoing and t.from_address in wanted) or (incoming and t.to_address in wanted)]
+        return out
+
+    def _log_queries(self, addresses: Sequence[str], topic: int, from_block: int, to_block: int,
+                     contracts: Sequence[str] = ()) -> list[tuple[str, list[Any]]]:
+        padded = ["0x" + "0" * 24 + a[4:] for a in addresses]
+        calls: list[tuple[str, list[Any]]] = []
+        for i in range(0, len(padded) or 1, self.addresses_per_request):
+            chunk = padded[i : i + self.addresses_per_request] or None
+            topics: list[Any] = [tm.TRANSFER_TOPIC, None, None]
+            topics[topic] = chunk
+            for lo in range(from_block, to_block + 1, self.log_span):
+                params: dict[str, Any] = {"fromBlock": hex(lo), "toBlock": hex(min(to_block, lo + self.log_span - 1)),
+                                          "topics": topics}
+                if contracts:
+                    params["address"] = [tron_evm(c) for c in contracts]
+                calls.append(("eth_getLogs", [params]))
+        return calls
+
+    async def _get_logs(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Mapping[str, Any]]:
+        entries: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for answer in await self.rpc.batch(calls):
+            if isinstance(answer, RpcError):
+                raise ChainError(f"Tron JSON-RPC at {self.url} refused eth_getLogs: {answer.message}")
+            for entry in answer or ():
+                if not entry.get("removed"):
+                    entries[(str(entry["transactionHash"]).lower(), str(entry["logIndex"]))] = entry
+        return list(entries.values())
+
+    async def _token_transfers(
+        self, wanted: Sequence[str], from_block: int, to_block: int, outgoing: bool, incoming: bool,
+    ) -> list[Transfer]:
+        calls = []
+        if outgoing:
+            calls += self._log_queries(wanted, 1, from_block, to_block)
+        if incoming:
+            calls += self._log_queries(wanted, 2, from_block, to_block)
+        entries = await self._get_logs(calls)
+        times = await self.block_times({int(str(e["blockNumber"]), 16) for e in entries})
+        out = []
+        for e in entries:
+            t = tm.log_transfer(self.chain, e, times.get(int(str(e["blockNumber"]), 16), 0))
+            if t is not None:
+                out.append(t)
+        return out
+
+    async def logs(
+        self, address: str | Sequence[str] | None, topics: Sequence[str | Sequence[str] | None],
+        from_block: int, to_block: int,
+    ) -> list[LogRecord]:
+        """Logs of contracts (any, with None) matching `topics`, contract addresses in tracer's form."""
+        if from_block > to_block:
+            return []
+        contracts = [address] if isinstance(address, str) else list(address or ())
+        filt = [t if t is None or isinstance(t, str) else list(t) for t in topics]
+        calls = []
+        for i in range(0, len(contracts) or 1, self.addresses_per_request):
+            chunk = [tron_evm(normalize_tron(c)) for c in contracts[i : i + self.addresses_per_request]]
+            for lo in range(from_block, to_block + 1, self.log_span):
+                params: dict[str, Any] = {"fromBlock": hex(lo), "toBlock": hex(min(to_block, lo + self.log_span - 1)),
+                                          "topics": filt}
+                if chunk:
+                    params["address"] = chunk
+                calls.append(("eth_getLogs", [params]))
+        entries = await self._get_logs(calls)
+        times = await self.block_times({int(str(e["blockNumber"]), 16) for e in entries})
+        records = [LogRecord(
+            block_number=int(str(e["blockNumber"]), 16), block_time=times.get(int(str(e["blockNumber"]), 16), 0),
+            tx_hash=str(e["transactionHash"]).lower(), tx_index=int(str(e["transactionIndex"]), 16),
+            log_index=int(str(e["logIndex"]), 16), address=normalize_tron(str(e["address"])),
+            topics=tuple(str(t).lower() for t in e.get("topics") or ()), data=str(e.get("data") or "0x").lower(),
+        ) for e in entries]
+        return sorted(records, key=lambda r: (r.block_number, r.log_index))
+
+    async def fees_paid(self, addresses: Iterable[str], from_block: int, to_block: int) -> list[FeePaid]:
+        """TRX each address's own transactions burnt for energy and bandwidth (their `fee`)."""
+        wanted = {normalize_tron(a) for a in addresses}
+        blocks = await self._read_blocks(range(from_block, to_block + 1))
+        owned = {n: [t for t in b.txs if t.owner in wanted] for n, b in blocks.items()}
+        infos = await self._infos_of(n for n, txs in owned.items() if txs)
+        out = []
+        for n, txs in owned.items():
+            paid = tm.fees(infos.get(n))
+            out += [FeePaid(t.owner or "", n, t.tx_hash, paid[t.tx_hash]) for t in txs if paid.get(t.tx_hash)]
+        return out
+
+    # -- state --------------------------------------------------------------------------------
+
+    async def _current(self, blocks: Iterable[int]) -> None:
+        head = await self.head()
+        old = [b for b in blocks if b < head]
+        if old:
+            raise StateUnavailable(f"a Tron node keeps only the current state, not block {min(old)}", min(old))
+
+    async def native_balances(self, queries: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        wanted = list(queries)
+        await self._current(b for _, b in wanted)
+
+        async def one(address: str) -> int:
+            account = await self.api.post("/wallet/getaccount", {"address": address[2:], "visible": False})
+            return int((account or {}).get("balance") or 0)
+
+        values = await asyncio.gather(*(one(a) for a, _ in wanted))
+        return dict(zip(wanted, values, strict=True))
+
+    async def token_balances(self, queries: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
+        wanted = list(queries)
+        await self._current(b for _, _, b in wanted)
+
+        async def one(address: str, token: str) -> int:
+            answer = await self.api.post("/wallet/triggerconstantcontract", {
+                "owner_address": address[2:], "contract_address": token[2:], "function_selector": "balanceOf(address)",
+                "parameter": "0" * 24 + address[4:], "visible": False,
+            })
+            value = tm.constant_uint(answer)
+            if value is None:
+                raise ChainError(f"balanceOf({address}) on TRC-20 {token} failed on the Tron node at {self.api.url}")
+            return value
+
+        values = await asyncio.gather(*(one(a, t) for a, t, _ in wanted))
+        return dict(zip(wanted, values, strict=True))
+
+    async def token_meta(self, tokens: Iterable[str]) -> dict[str, tuple[int | None, str | None]]:
+        """(decimals, symbol) of TRC-20 contracts (`eth_call`) and TRC-10 ids (`getassetissuebyid`)."""
+        wanted = [t for t in dict.fromkeys(tokens) if t != NATIVE and t not in self._meta]
+        trc20 = [t for t in wanted if not t.startswith(tm.TRC10_PREFIX)]
+        if trc20:
+            answers = await self.rpc.batch([("eth_call", [{"to": tron_evm(t), "data": sel}, "latest"])
+                                            for t in trc20 for sel in (_DECIMALS, _SYMBOL)])
+            for i, token in enumerate(trc20):
+                self._meta[token] = (tm_decimals(answers[2 * i]), tm_symbol(answers[2 * i + 1]))
+        for token in (t for t in wanted if t.startswith(tm.TRC10_PREFIX)):
+            issue = await self.api.post("/wallet/getassetissuebyid", {"value": token[len(tm.TRC10_PREFIX):]})
+            abbr = str((issue or {}).get("abbr") or "")
+            try:
+                abbr = bytes.fromhex(abbr).decode("utf-8")
+            except ValueError:
+                pass
+            self._meta[token] = (int((issue or {}).get("precision") or 0), abbr or None)
+        return {t: self._meta.get(t, (None, None)) for t in tokens if t != NATIVE}
+
+
+def tm_decimals(answer: Any) -> int | None:
+    if not isinstance(answer, str) or len(answer) < 3:
+        return None
+    value = int(answer[2:66], 16)
+    return value if value <= 255 else None
+
+
+def tm_symbol(answer: Any) -> str | None:
+    if not isinstance(answer, str) or len(answer) < 130:
+        return None
+    raw = bytes.fromhex(answer[2:])
+    size = int.from_bytes(raw[32:64], "big")
+    text = raw[64 : 64 + size].decode("utf-8", errors="replace")
+    return text[:32] or None

@@ -1,0 +1,220 @@
+"""Tron node JSON -> tracer records. Node JSON stops here (see tracer.chains.records).
+
+Shapes, as java-tron's HTTP API answers with `visible` false (hex addresses `41...`, hex text):
+- a block (`/wallet/getblockbynum`, each of `/wallet/getblockbylimitnext`'s `block` list):
+  `blockID`, `block_header.raw_data.{number, timestamp (ms)}`, `transactions` (absent when empty),
+  each with `txID`, `ret[0].contractRet`, `raw_data.contract[0].{type, parameter.value}`;
+- a block's execution results (`/wallet/gettransactioninfobyblocknum`): a list of `{id, fee,
+  receipt.result, internal_transactions: [{hash, caller_address, transferTo_address, rejected,
+  callValueInfo: [{callValue} | {tokenId, callValue} | {}]}]}` (`{}` or `[]` for no transactions);
+- `/wallet/getnodeinfo`'s `solidityBlock`: "Num:<height>,ID:<block id>";
+- logs from the JSON-RPC (`eth_getLogs`): Ethereum's shape, addresses as 20-byte 0x (no 41).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tracer.addresses import InvalidAddress, normalize_tron
+from tracer.chains.errors import ChainError
+from tracer.chains.records import NATIVE, BlockRef, Transfer, TransferKind
+
+TRC10_PREFIX = "trc10:"
+"""The `asset` of a TRC-10 token: `trc10:<token id>` (TRC-20 tokens use their contract address)."""
+
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+SUCCESS = "SUCCESS"
+_SOLID = re.compile(r"^Num:(\d+),ID:([0-9a-fA-F]{64})$")
+
+
+@dataclass(frozen=True, slots=True)
+class TronTx:
+    tx_hash: str  # 0x + txID
+    index: int
+    kind: str  # the contract type: TransferContract, TransferAssetContract, TriggerSmartContract, ...
+    owner: str | None
+    to: str | None  # the payee, or the contract a TriggerSmartContract calls
+    asset: str
+    amount: int
+    success: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TronBlock:
+    ref: BlockRef  # hash 0x + blockID, timestamp in seconds
+    txs: tuple[TronTx, ...]
+
+    @property
+    def number(self) -> int:
+        return self.ref.number
+
+    def calls_contracts(self) -> bool:
+        """Whether any transaction calls a contract (only those can have internal transactions)."""
+        return any(t.kind == "TriggerSmartContract" for t in self.txs)
+
+
+def _address(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return normalize_tron(value)
+    except InvalidAddress:
+        return None
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ChainError(f"malformed Tron answer: {what} is {value!r}")
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ChainError(f"malformed Tron answer: {what} is {value!r}") from exc
+
+
+def _trc10_id(value: Any) -> str:
+    """TRC-10 ids: `asset_name` is the id's decimal text, hex-encoded when `visible` is false (its
+    hex is digits too: "1002000" is "31303032303030"); `tokenId` of internal transactions is plain."""
+    text = str(value or "")
+    try:
+        decoded = bytes.fromhex(text).decode("ascii")
+    except ValueError:
+        decoded = ""
+    return TRC10_PREFIX + (decoded if decoded.isdigit() else text)
+
+
+def parse_tx(raw: Mapping[str, Any], index: int) -> TronTx:
+    txid = str(raw.get("txID") or "").lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", txid):
+        raise ChainError(f"malformed Tron transaction: txID {raw.get('txID')!r}")
+    ret = raw.get("ret") or [{}]
+    success = (ret[0] or {}).get("contractRet", SUCCESS) == SUCCESS
+    contracts = (raw.get("raw_data") or {}).get("contract") or [{}]
+    contract = contracts[0] or {}
+    kind = str(contract.get("type") or "")
+    value = (contract.get("parameter") or {}).get("value") or {}
+    owner = _address(value.get("owner_address"))
+    if kind == "TransferContract":
+        to, asset, amount = _address(value.get("to_address")), NATIVE, _int(value.get("amount", 0), "amount")
+    elif kind == "TransferAssetContract":
+        to = _address(value.get("to_address"))
+        asset, amount = _trc10_id(value.get("asset_name")), _int(value.get("amount", 0), "amount")
+    elif kind == "TriggerSmartContract":
+        # TRX sent with the call (`call_value`) moves to the contract at the top level.
+        to, asset, amount = _address(value.get("contract_address")), NATIVE, _int(value.get("call_value", 0), "call")
+    else:
+        to, asset, amount = None, NATIVE, 0
+    return TronTx("0x" + txid, index, kind, owner, to, asset, amount, success)
+
+
+def parse_block(raw: Any) -> TronBlock | None:
+    """A block, or None for the `{}` a node answers past its head."""
+    if not isinstance(raw, Mapping) or not raw.get("blockID"):
+        return None
+    header = ((raw.get("block_header") or {}).get("raw_data")) or {}
+    number = _int(header.get("number", 0), "block number")
+    ms = _int(header.get("timestamp", 0), "block timestamp")
+    ref = BlockRef(number, "0x" + str(raw["blockID"]).lower(), ms // 1000)
+    txs = tuple(parse_tx(t, i) for i, t in enumerate(raw.get("transactions") or ()))
+    return TronBlock(ref, txs)
+
+
+def block_transfers(chain: str, block: TronBlock) -> list[Transfer]:
+    """TRX and TRC-10 moved by the block's own transactions (failed ones move nothing)."""
+    out = []
+    for tx in block.txs:
+        if not tx.success or tx.amount <= 0 or tx.owner is None or tx.to is None:
+            continue
+        token = tx.asset != NATIVE
+        out.append(Transfer(
+            chain=chain, block_number=block.number, block_time=block.ref.timestamp, tx_hash=tx.tx_hash,
+            tx_index=tx.index, position="tx", from_address=tx.owner, to_address=tx.to, asset=tx.asset,
+            amount=tx.amount, kind=TransferKind.TOKEN if token else TransferKind.NATIVE,
+            decimals=6 if not token else None, symbol="TRX" if not token else None,
+        ))
+    return out
+
+
+def internal_transfers(chain: str, block: TronBlock, infos: Any) -> list[Transfer]:
+    """TRX and TRC-10 that contracts moved (`internal_transactions` of the block's results); a
+    rejected call or a reverted transaction moves nothing."""
+    if not isinstance(infos, Sequence) or isinstance(infos, str):
+        return []  # `{}`: no transactions in the block
+    index = {t.tx_hash: t.index for t in block.txs}
+    out = []
+    for info in infos:
+        if not isinstance(info, Mapping):
+            continue
+        tx_hash = "0x" + str(info.get("id") or "").lower()
+        receipt = info.get("receipt") or {}
+        if receipt.get("result", SUCCESS) != SUCCESS or tx_hash not in index:
+            continue
+        for i, itx in enumerate(info.get("internal_transactions") or ()):
+            if itx.get("rejected"):
+                continue
+            src, dst = _address(itx.get("caller_address")), _address(itx.get("transferTo_address"))
+            if src is None or dst is None:
+                continue
+            for j, cv in enumerate(itx.get("callValueInfo") or ()):
+                amount = _int((cv or {}).get("callValue", 0), "callValue")
+                if amount <= 0:
+                    continue
+                token = "tokenId" in cv
+                out.append(Transfer(
+                    chain=chain, block_number=block.number, block_time=block.ref.timestamp, tx_hash=tx_hash,
+                    tx_index=index[tx_hash], position=f"call:{i}" if j == 0 else f"call:{i}.{j}",
+                    from_address=src, to_address=dst, asset=_trc10_id(cv["tokenId"]) if token else NATIVE,
+                    amount=amount, kind=TransferKind.INTERNAL if not token else TransferKind.TOKEN,
+                    decimals=None if token else 6, symbol=None if token else "TRX",
+                ))
+    return out
+
+
+def fees(infos: Any) -> dict[str, int]:
+    """What each transaction of a block cost in TRX (sun): its `fee`."""
+    if not isinstance(infos, Sequence) or isinstance(infos, str):
+        return {}
+    return {"0x" + str(i.get("id") or "").lower(): _int(i.get("fee", 0), "fee")
+            for i in infos if isinstance(i, Mapping) and i.get("fee")}
+
+
+def _topic_address(topic: str) -> str:
+    return normalize_tron("0x" + topic[-40:])
+
+
+def log_transfer(chain: str, entry: Mapping[str, Any], block_time: int) -> Transfer | None:
+    """A TRC-20 Transfer log from eth_getLogs (an ERC-721's, with a 4th topic, is not value)."""
+    topics = [str(t).lower() for t in entry.get("topics") or ()]
+    if len(topics) != 3 or topics[0] != TRANSFER_TOPIC:
+        return None
+    data = str(entry.get("data") or "0x")
+    amount = int(data[2:66] or "0", 16)
+    if amount <= 0:
+        return None
+    return Transfer(
+        chain=chain, block_number=int(str(entry["blockNumber"]), 16), block_time=block_time,
+        tx_hash=str(entry["transactionHash"]).lower(), tx_index=int(str(entry["transactionIndex"]), 16),
+        position=f"log:{int(str(entry['logIndex']), 16)}", from_address=_topic_address(topics[1]),
+        to_address=_topic_address(topics[2]), asset=normalize_tron(str(entry["address"])), amount=amount,
+        kind=TransferKind.TOKEN,
+    )
+
+
+def solidified(nodeinfo: Any) -> int:
+    """The solidified (irreversible) block's height from `/wallet/getnodeinfo`."""
+    text = nodeinfo.get("solidityBlock") if isinstance(nodeinfo, Mapping) else None
+    m = _SOLID.match(str(text or ""))
+    if m is None:
+        raise ChainError(f"malformed Tron answer: getnodeinfo's solidityBlock is {text!r}")
+    return int(m.group(1))
+
+
+def constant_uint(answer: Any) -> int | None:
+    """The uint256 a `/wallet/triggerconstantcontract` call returned (None: it failed)."""
+    if not isinstance(answer, Mapping) or not (answer.get("result") or {}).get("result"):
+        return None
+    out = answer.get("constant_result") or []
+    text = str(out[0]) if out else ""
+    return int(text[:64], 16) if re.fullmatch(r"[0-9a-fA-F]{64,}", text) else None
