@@ -248,3 +248,43 @@ async def test_cli_creates_notes_lists_and_shows_cases(api: Api, keys: dict[str,
     # Made without a key: only admins see it through the API.
     await api.call("GET", f"/v1/cases/{cid}", key=keys["alice"], expect=404)
     await api.call("GET", f"/v1/cases/{cid}", key=keys["admin"], expect=200)
+
+
+async def test_connections_between_addresses_in_a_trace_and_a_case(api: Api, keys: dict[str, str], traces: list[int],
+                                                                   small_scenario: Scenario) -> None:
+    _, case, _ = await api.call("POST", "/v1/cases", key=keys["alice"], expect=201,
+                                json={"title": "connections", "traces": traces})
+    _, full, _ = await api.call("GET", f"/v1/cases/{case['id']}", key=keys["alice"], expect=200)
+    target = full["shared_addresses"][0]["address"]
+    seeds = small_scenario.seeds[:2]
+    # In one trace: the same paths as the trace's own /paths from its seed.
+    _, body, _ = await api.call("GET", f"/v1/connections?from={seeds[0]}&to={target}&trace_id={traces[0]}",
+                                key=keys["alice"], expect=200)
+    conforms("connections", body)
+    _, own, _ = await api.call("GET", f"/v1/traces/{traces[0]}/paths?to={target}", key=keys["alice"], expect=200)
+    assert [p["addresses"] for p in body["paths"]] == [p["addresses"] for p in own["paths"]]
+    assert body["paths"] and all(p["trace_id"] == traces[0] for p in body["paths"])
+    # From a wallet in the middle of a path: the paths start there.
+    middle = own["paths"][0]["addresses"][1]
+    if middle != target:
+        _, mid, _ = await api.call("GET", f"/v1/connections?from={middle}&to={target}&trace_id={traces[0]}",
+                                   key=keys["alice"], expect=200)
+        assert mid["paths"] and all(p["addresses"][0] == middle for p in mid["paths"])
+    # In the case: both seeds (a set, comma-separated) reach the address, each through its own trace.
+    _, both, _ = await api.call("GET", f"/v1/connections?from={','.join(seeds)}&to={target}&case_id={case['id']}"
+                                "&limit=50", key=keys["alice"], expect=200)
+    conforms("connections", both)
+    assert {p["trace_id"] for p in both["paths"]} == set(traces)
+    widths = [int(p["bottleneck"]["amount_raw"]) for p in both["paths"] if p["bottleneck"]]
+    assert widths == sorted(widths, reverse=True), "widest first"
+    # Not connected: the target does not send back to the seed.
+    _, none, _ = await api.call("GET", f"/v1/connections?from={target}&to={seeds[0]}&trace_id={traces[0]}",
+                                key=keys["alice"], expect=200)
+    assert none["paths"] == []
+    await api.call("GET", f"/v1/connections?from={seeds[0]}&to={target}&case_id={case['id']}", key=keys["bob"],
+                   expect=404)
+    for query, field in ((f"from={seeds[0]}&to={target}", "trace_id"),
+                         (f"from={seeds[0]}&to={target}&trace_id=1&case_id=1", "trace_id"),
+                         (f"to={target}&trace_id=1", "from"), (f"from=0x12&to={target}&trace_id=1", "from")):
+        _, p, _ = await api.call("GET", f"/v1/connections?{query}", key=keys["alice"], expect=400)
+        assert p["field"] == field
