@@ -143,3 +143,24 @@ async def test_api_hops_and_exits_carry_usd(api: Api, db: Database, trace: dict[
             assert h["usd_source"] == "feed" and Decimal(h["usd"]) > 0
             seen += 1
     assert seen == len(d.values)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_graph_exports_carry_usd(api: Api, db: Database, trace: dict[str, Any]) -> None:
+    from tests.api_support import conforms
+
+    tid = trace["id"]
+    d = await trace_dollars(db.pool, tid)
+    by_tx = {}
+    async with db.pool.acquire() as conn:
+        for h in await conn.fetch("""SELECT h.transfer_id, t.tx_hash, t.position FROM hops h
+                                     JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", tid):
+            by_tx[(h["tx_hash"], h["position"])] = d.values[h["transfer_id"]].usd
+    _, graph, _ = await api.call("GET", f"/v1/traces/{tid}/graph?format=json", expect=200)
+    conforms("graph", graph)
+    assert graph["edges"]
+    for e in graph["edges"]:
+        assert e["usd"] == f"{by_tx[(e['tx_hash'], e['position'])]:.2f}"
+    _, csv_text, _ = await api.call("GET", f"/v1/traces/{tid}/graph?format=csv", expect=200)
+    header, first = csv_text.splitlines()[:2]
+    assert header.split(",")[-1] == "usd" and first.split(",")[-1] == graph["edges"][0]["usd"]

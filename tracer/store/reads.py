@@ -187,6 +187,12 @@ async def hops_page(
     return rows
 
 
+async def trace_assets(conn: Conn, trace_id: int) -> list[tuple[str, str]]:
+    """The (chain, asset) pairs a trace's hops move."""
+    rows = await conn.fetch("SELECT DISTINCT chain, asset FROM hops WHERE trace_id = $1", trace_id)
+    return [(r["chain"], r["asset"]) for r in rows]
+
+
 async def iter_hops(conn: Conn, trace_id: int, *, prefetch: int = 2000) -> AsyncIterator[asyncpg.Record]:
     """Every hop of a trace through a server-side cursor (the caller holds a transaction), so an
     export of millions of hops streams in constant memory."""

@@ -29,7 +29,9 @@ from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, trace_or_404
+from tracer.engine import pricing
 from tracer.engine.graph import bridge_deposits
+from tracer.engine.pricing import PriceBook, usd_text
 from tracer.store import reads
 from tracer.store import traces as trace_store
 from tracer.textsafe import csv_cell, escape_controls, xml_text
@@ -42,7 +44,7 @@ FORMATS = {
     "csv": ("text/csv", "csv"),
 }
 EDGE_COLUMNS = ("source", "target", "tx_hash", "position", "block_number", "timestamp", "asset", "symbol",
-                "decimals", "amount", "amount_raw", "depth", "kind", "status", "reason", "chain", "confidence")
+                "decimals", "amount", "amount_raw", "depth", "kind", "status", "reason", "chain", "confidence", "usd")
 _HOP_FIELDS = EDGE_COLUMNS[2:15]  # what an edge copies from the hop
 NODE_COLUMNS = ("id", "label", "role", "reason", "entity", "category", "depth", "seed", "chain")
 BRIDGE = "bridge"  # the kind of an edge from a bridge deposit's sender to its payout's recipient
@@ -73,12 +75,18 @@ def _node_label(node: asyncpg.Record, ids: _Ids) -> str:
     return f"{node['chain']}: {text}" if ids.multi else text
 
 
-def _edges(ids: _Ids, row: asyncpg.Record) -> list[dict[str, Any]]:
-    """The hop's edge, then, for a bridge payout, one "bridge" edge per deposit it pays out."""
+def _edges(ids: _Ids, row: asyncpg.Record, book: PriceBook) -> list[dict[str, Any]]:
+    """The hop's edge, then, for a bridge payout, one "bridge" edge per deposit it pays out;
+    `usd`: the amount at its asset's price at the hop's block (None: unknown)."""
     h = ser.hop(ids.chain, row)
     chain = h["chain"]
+
+    def usd(raw: int) -> str | None:
+        return usd_text(book.value(chain, row["asset"], int(row["block_number"]), int(row["block_time"] or 0), raw,
+                                   row["decimals"]).usd)
+
     edge = {"source": ids.of(chain, h["from"]), "target": ids.of(chain, h["to"]),
-            **{k: h[k] for k in _HOP_FIELDS}, "chain": chain}
+            **{k: h[k] for k in _HOP_FIELDS}, "chain": chain, "usd": usd(int(h["amount_raw"]))}
     if "confidence" in h:
         edge["confidence"] = h["confidence"]
     out = [edge]
@@ -91,7 +99,7 @@ def _edges(ids: _Ids, row: asyncpg.Record) -> list[dict[str, Any]]:
                     "kind": BRIDGE, "reason": BRIDGE, "chain": chain,
                     "confidence": round(float(d.get("confidence") or 0.0), 6), "from_chain": src,
                     "deposit_tx_hash": str(d.get("tx_hash")), "protocol": d.get("protocol"),
-                    "match": d.get("match")})
+                    "match": d.get("match"), "usd": usd(carried)})
     return out
 
 
@@ -125,14 +133,14 @@ class _Out:
 
 
 async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, table: str, trace: asyncpg.Record,
-                  ids: _Ids) -> None:
+                  ids: _Ids, book: PriceBook) -> None:
     chain, trace_id = trace["chain"], trace["id"]
     nodes: AsyncIterator[asyncpg.Record] = reads.iter_graph_nodes(conn, trace_id)
     hops: AsyncIterator[asyncpg.Record] = reads.iter_hops(conn, trace_id)
 
     async def edges() -> AsyncIterator[dict[str, Any]]:
         async for row in hops:
-            for e in _edges(ids, row):
+            for e in _edges(ids, row, book):
                 yield e
 
     if fmt == "csv":
@@ -178,8 +186,8 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
     await out.flush()
 
 
-def _nx_graph(ids: _Ids, trace_id: int, nodes: list[asyncpg.Record], rows: list[asyncpg.Record]
-              ) -> nx.MultiDiGraph:
+def _nx_graph(ids: _Ids, trace_id: int, nodes: list[asyncpg.Record], rows: list[asyncpg.Record],
+              book: PriceBook) -> nx.MultiDiGraph:
     g: nx.MultiDiGraph = nx.MultiDiGraph(name=f"tracer trace {trace_id} ({ids.chain})")
     for n in nodes:
         # GraphML and GEXF want one type per attribute and no nulls: empty strings stand in.
@@ -189,7 +197,7 @@ def _nx_graph(ids: _Ids, trace_id: int, nodes: list[asyncpg.Record], rows: list[
                    category=xml_text(n["category"] or ""),
                    depth=n["depth"] if n["depth"] is not None else -1, chain=n["chain"] or ids.chain)
     for row in rows:
-        for i, d in enumerate(_edges(ids, row)):
+        for i, d in enumerate(_edges(ids, row, book)):
             key = str(row["transfer_id"]) if i == 0 else f"{BRIDGE}:{row['transfer_id']}:{i - 1}"
             g.add_edge(d["source"], d["target"], key=key, tx_hash=d["tx_hash"], position=d["position"],
                        block_number=d["block_number"], timestamp=d["timestamp"] or "", asset=d["asset"],
@@ -197,7 +205,8 @@ def _nx_graph(ids: _Ids, trace_id: int, nodes: list[asyncpg.Record], rows: list[
                        # Gephi lays out and sizes edges by a numeric weight. It is an approximation for
                        # drawing only; amount / amount_raw stay the exact values.
                        weight=float(d["amount"]), depth=d["depth"], kind=d["kind"], status=d["status"],
-                       reason=xml_text(d["reason"]), chain=d["chain"], confidence=float(d.get("confidence", 1.0)))
+                       reason=xml_text(d["reason"]), chain=d["chain"], confidence=float(d.get("confidence", 1.0)),
+                       usd=d["usd"] or "")
     return g
 
 
@@ -218,8 +227,13 @@ async def export(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "Invalid request", "table=nodes only applies to format=csv", field="table")
     content_type, ext = FORMATS[fmt]
     async with ctx.pool.acquire() as conn:
+        await trace_or_404(conn, trace_id)
+    # Dollars beside the amounts: prices still missing are read from the nodes' feeds first.
+    run = await pricing.price_trace(ctx.pool, ctx.chains, trace_id)
+    async with ctx.pool.acquire() as conn:
         trace = await trace_or_404(conn, trace_id)
         ids = _Ids(trace["chain"], bool(await trace_store.chain_windows(conn, trace_id)))
+        book = await pricing.price_book(conn, await reads.trace_assets(conn, trace_id), run.misses)
         if fmt in ("graphml", "gexf"):
             count = await reads.hop_count(conn, trace_id)
             if count > ctx.settings.graph_max_hops:
@@ -229,7 +243,7 @@ async def export(request: web.Request) -> web.StreamResponse:
             async with conn.transaction(readonly=True):
                 nodes = [n async for n in reads.iter_graph_nodes(conn, trace_id)]
                 edges = [e async for e in reads.iter_hops(conn, trace_id)]
-            g = await asyncio.to_thread(_nx_graph, ids, trace_id, nodes, edges)
+            g = await asyncio.to_thread(_nx_graph, ids, trace_id, nodes, edges, book)
             text = await asyncio.to_thread(lambda: "\n".join(_render(g, fmt)) + "\n")
             return web.Response(text=text, content_type=content_type, headers={
                 "Content-Disposition": f'attachment; filename="trace-{trace_id}.{ext}"'})
@@ -240,6 +254,6 @@ async def export(request: web.Request) -> web.StreamResponse:
         # One read-only snapshot for nodes and edges, so they agree while workers keep writing.
         async with conn.transaction(readonly=True, isolation="repeatable_read"):
             await response.prepare(request)
-            await _stream(conn, _Out(response), fmt, table, trace, ids)
+            await _stream(conn, _Out(response), fmt, table, trace, ids, book)
         await response.write_eof()
         return response
