@@ -115,6 +115,20 @@ async def test_case_page_shows_traces_meeting_points_and_notes_as_text(
     await page.wait_for_selector(".also-in-case", timeout=TIMEOUT_MS)
     text = await page.text_content(".also-in-case")
     assert text is not None and f"#{other['id']} older lead" in text
+
+    # Source of funds from the address panel: a wallet the thief paid directly names the thief.
+    await api.call("POST", f"/v1/addresses/ethereum/{small_scenario.seeds[0]}/labels", key=key, expect=201,
+                   json={"entity": "VictimDAO exploiter", "category": "hacker"})
+    _, hops, _ = await api.call("GET", f"/v1/traces/{min(ids)}/hops?depth=1&limit=100", key=key, expect=200)
+    first = json.dumps(sorted({h["to"] for h in hops["items"] if h["from"] == small_scenario.seeds[0]}))
+    node = await page.evaluate(
+        f"() => {{ const want = {first}; const n = tracerUI.cy.nodes().filter(n => want.includes(n.id())); "
+        "if (!n.length) return null; n[0].emit('tap'); return n[0].id(); }")
+    assert node is not None, "a wallet the thief paid is drawn"
+    await page.click("#d-sources-go")
+    await page.wait_for_selector(".source-list li", timeout=TIMEOUT_MS)
+    flagged = await page.locator(".flagged-source").all_text_contents()
+    assert any("hacker" in f and "VictimDAO exploiter" in f for f in flagged), flagged
     await _screenshot(page, "case-page.png")
     assert not errors.errors, errors.errors
     await page.close()

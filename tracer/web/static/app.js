@@ -5,6 +5,7 @@
 import {Api, ApiError, StreamUnsupported, saveBlob} from "./api.js";
 import {CasesView} from "./cases.js";
 import {renderExposure, renderSankey} from "./exposure.js";
+import {sourcesBox} from "./sources.js";
 import {
   EntityColours, addressOf, ago, amountText, clear, copyText, el, exactText, pct, ratio, shortAddr, shortHash, timeText,
   unitsOf,
@@ -642,6 +643,7 @@ function renderNodeDetails(id, {refetch}) {
   if (n.kind !== "seed") body.append(el("h3", {}, "Paths from the seeds"), paths);
   body.append(el("h3", {}, `Hops `, el("small", {}, `${flows.inEdges.length} in · ${flows.outEdges.length} out`)),
     hopTable(flows));
+  body.append(el("h3", {}, "Source of funds"), sourcesBox(api, chain, address));
   loadLabels(id, address, chain, labels);
   if (n.kind !== "seed") {
     if (refetch || !state.paths) loadPaths(id, address, paths);
