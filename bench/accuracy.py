@@ -156,6 +156,7 @@ async def _trace_case(name: str, edges: list[Any], sources: list[str], terminals
                 trace_id)}
             hops = int(await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id))
             calls = sum(v for k, v in client.request_counts.items() if k != "http")
+            by_method = dict(sorted((k, v) for k, v in client.request_counts.items() if k != "http"))
         finally:
             await client.close()
             await db.close()
@@ -244,6 +245,8 @@ async def _trace_case(name: str, edges: list[Any], sources: list[str], terminals
         "hops_per_edge": round(hops / len(edges), 2) if edges else None,
         "chain_transfers": sc.transfer_count(),
         "jsonrpc_calls": calls,
+        "calls_per_1000_hops": round(1000 * calls / hops, 1) if hops else None,
+        "calls_by_method": by_method,
         "trace_seconds": round(trace_s, 2),
         "seconds": round(time.perf_counter() - t0, 2),
         "missed_terminals": sorted(terminals - reached)[:50] if args.addresses else len(terminals - reached),

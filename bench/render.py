@@ -154,7 +154,15 @@ def _accuracy_cases(cases: list[Result]) -> str:
 def _accuracy(r: Result) -> tuple[str, str]:
     what = ("engine run on real cases replayed on the devchain (case folder as argument, never copied), "
             f"{r['policy']} policy")
-    return what, _accuracy_cases(r["cases"])
+    fig = _accuracy_cases(r["cases"])
+    calls = " / ".join(f"{c['calls_per_1000_hops']:,.0f}" for c in r["cases"] if c.get("calls_per_1000_hops"))
+    prev = (r.get("side_by_side_previous_code") or {}).get("cases") or {}
+    before = " / ".join(f"{p['calls_per_1000_hops_before']:,.0f}" for p in prev.values())
+    if calls:
+        fig += f"; {calls} JSON-RPC calls per 1,000 hops"
+        if before:
+            fig += f" (previous code `{r['side_by_side_previous_code']['previous_code']}`, same run: {before})"
+    return what, fig
 
 
 def _accuracy_anvil(r: Result) -> tuple[str, str]:

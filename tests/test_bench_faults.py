@@ -66,8 +66,8 @@ def _lying_client(change: Any, victim: tuple[str, str]) -> Any:
 
     class Lying(EvmChain):
         async def transfers(self, addresses: Iterable[str], from_block: int, to_block: int, outgoing: bool = True,
-                            incoming: bool = False) -> list[Transfer]:
-            found = await super().transfers(addresses, from_block, to_block, outgoing, incoming)
+                            incoming: bool = False, times: bool = True) -> list[Transfer]:
+            found = await super().transfers(addresses, from_block, to_block, outgoing, incoming, times)
             out = []
             for t in found:
                 if (t.tx_hash, t.position) == victim:

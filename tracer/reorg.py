@@ -120,10 +120,17 @@ class ReorgGuard:
     # -- the block-bound reads the engine makes ------------------------------------------------
 
     async def transfers(self, addresses: Iterable[str], from_block: int, to_block: int, outgoing: bool = True,
-                        incoming: bool = False) -> Any:
+                        incoming: bool = False, times: bool = True) -> Any:
         wanted = list(addresses)
         return await self._guarded(to_block, lambda: self._client.transfers(wanted, from_block, to_block,
-                                                                              outgoing=outgoing, incoming=incoming))
+                                                                              outgoing=outgoing, incoming=incoming,
+                                                                              times=times))
+
+    async def block_times(self, numbers: Iterable[int]) -> Any:
+        # Read apart from the transfers (only for blocks that became hops): a reorg since then
+        # can change them, so they are checked like any block-bound read.
+        wanted = sorted(set(numbers))
+        return await self._guarded(max(wanted, default=-1), lambda: self._client.block_times(wanted))
 
     async def logs(self, address: Any, topics: Any, from_block: int, to_block: int) -> Any:
         return await self._guarded(to_block, lambda: self._client.logs(address, topics, from_block, to_block))

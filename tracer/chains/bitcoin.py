@@ -591,9 +591,11 @@ class EsploraChain:
         *,
         outgoing: bool = True,
         incoming: bool = False,
+        times: bool = True,
     ) -> list[Transfer]:
         """Transfers from (outgoing) and/or to (incoming) the addresses in blocks
-        [from_block, to_block], sorted by .order, one per key."""
+        [from_block, to_block], sorted by .order, one per key (`times` is accepted for the
+        worker's interface: an Esplora transaction carries its block time, so it always has one)."""
         wanted = list(dict.fromkeys(normalize_btc(a) for a in addresses))
         if not wanted or (not outgoing and not incoming) or from_block > to_block:
             return []

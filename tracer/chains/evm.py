@@ -298,6 +298,9 @@ class EvmChain:
             await self._in_slices([("eth_getBlockByNumber", [hex(n), False]) for n in missing], take)
         return out
 
+    def _cached_times(self, numbers: Iterable[int]) -> dict[int, int]:
+        return {n: ts for n in numbers if (ts := self._times.get(n)) is not None}
+
     async def native_balances(self, queries: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Balances at blocks; raises StateUnavailable when the node keeps no state at one of them."""
         keys = list(dict.fromkeys((normalize_evm(a), int(b)) for a, b in queries))
@@ -448,11 +451,17 @@ class EvmChain:
         to_block: int,
         outgoing: bool = True,
         incoming: bool = False,
+        times: bool = True,
     ) -> list[Transfer]:
         """Every value transfer out of (and, if asked, into) `addresses` in [from_block, to_block].
 
         Native top-level, native internal and ERC-20; failed transactions and calls and zero
         values left out; deduplicated by `Transfer.key`; sorted by `Transfer.order`.
+
+        `times=False`: no header is read for block times the answers and the cache do not already
+        hold (`block_time` is then -1). A busy wallet's noise spans thousands of blocks, and only
+        the few transfers that become hops need a time: the caller reads those with
+        `block_times`, one batch for the blocks it keeps.
         """
         self._require_connected()
         wanted = frozenset(normalize_evm(a) for a in addresses)
@@ -479,8 +488,10 @@ class EvmChain:
         found: dict[tuple[str, str, str], Transfer] = {}
         for transfer in (*native, *tokens):
             found.setdefault(transfer.key, transfer)
-        times = await self.block_times({t.block_number for t in found.values() if t.block_time < 0})
-        result = [t if t.block_time >= 0 else replace(t, block_time=times[t.block_number]) for t in found.values()]
+        untimed = {t.block_number for t in found.values() if t.block_time < 0}
+        known = await self.block_times(untimed) if times else self._cached_times(untimed)
+        result = [t if t.block_time >= 0 or t.block_number not in known
+                  else replace(t, block_time=known[t.block_number]) for t in found.values()]
         result.sort(key=lambda t: t.order)
         return result
 

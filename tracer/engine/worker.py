@@ -61,7 +61,7 @@ class ChainSource(Protocol):
 
     async def transfers(
         self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
-        incoming: bool = False,
+        incoming: bool = False, times: bool = True,
     ) -> list[Transfer]: ...
 
     async def native_balances(self, queries: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
@@ -310,9 +310,13 @@ class Worker:
         if missing:
             fetch_from = min(from_blocks[a] for a in missing)
             chain = self._chain(trace)
-            fetched = await chain.transfers(missing, fetch_from, trace.to_block, outgoing=True, incoming=True)
+            # Block times and token names are read later, for the transfers that become hops
+            # (_described): a wallet's noise spans thousands of blocks and tokens nobody reports.
+            lazy = isinstance(chain, WindowSource)
+            fetched = await chain.transfers(missing, fetch_from, trace.to_block, outgoing=True, incoming=True,
+                                            times=not lazy)
             tokens = sorted({t.asset for t in fetched if t.asset != NATIVE})
-            if tokens:
+            if tokens and not lazy:
                 # Reports show "1,250 USDT", not raw units of an anonymous contract.
                 meta = await chain.token_meta(tokens)
                 fetched = [replace(t, decimals=meta[t.asset][0], symbol=meta[t.asset][1])
@@ -322,6 +326,31 @@ class Worker:
                 await store.set_coverage(conn, trace.chain, missing, fetch_from, trace.to_block)
         async with self.pool.acquire() as conn:
             return await store.load_transfers(conn, trace.chain, addresses, lo, trace.to_block)
+
+    async def _described(
+        self, trace: _TraceInfo, outs: list[tuple[str, TaintedOut, StoredTransfer]]
+    ) -> list[tuple[str, TaintedOut, StoredTransfer]]:
+        """The outflows with their block times and token names, read for these transfers only
+        (they were fetched without) and stored for the next trace that meets them."""
+        chain = self._chain(trace)
+        untimed = sorted({st.transfer.block_number for _, _, st in outs if st.transfer.block_time < 0})
+        unnamed = sorted({st.transfer.asset for _, _, st in outs
+                          if st.transfer.asset != NATIVE and st.transfer.symbol is None})
+        if not (untimed and isinstance(chain, WindowSource)) and not unnamed:
+            return outs
+        times = await chain.block_times(untimed) if untimed and isinstance(chain, WindowSource) else {}
+        meta = await chain.token_meta(unnamed) if unnamed else {}
+        changed: dict[int, StoredTransfer] = {}
+        for _, _, st in outs:
+            t = st.transfer
+            when = times.get(t.block_number, t.block_time) if t.block_time < 0 else t.block_time
+            decimals, symbol = meta.get(t.asset, (t.decimals, t.symbol)) if t.symbol is None else (t.decimals, t.symbol)
+            if (when, decimals, symbol) != (t.block_time, t.decimals, t.symbol):
+                changed[st.id] = StoredTransfer(st.id, replace(t, block_time=when, decimals=decimals, symbol=symbol))
+        if changed:
+            async with self.pool.acquire() as conn:
+                await store.describe_transfers(conn, [st.transfer_row() for st in changed.values()])
+        return [(a, o, changed.get(st.id, st)) for a, o, st in outs]
 
     async def _prior_balances(
         self, trace: _TraceInfo, needs: Mapping[str, tuple[int, set[str]]],
@@ -419,6 +448,7 @@ class Worker:
                               model=policy.taint_model, fully_flagged=by_addr[a].is_seed)
             outs.extend((a, o, by_id[o.transfer_id]) for o in taint)
 
+        outs = await self._described(trace, outs)
         batch = _Batch(verdicts=verdicts)
         utxo_plan = await self._utxo_plan(trace, utxo_source, outs, timelines) if utxo_source is not None else None
         service_logs = await self._service_logs(trace, outs, labels, known)

@@ -43,6 +43,10 @@ class StoredTransfer:
     id: int
     transfer: Transfer
 
+    def transfer_row(self) -> tuple[int, int, int | None, str | None]:
+        """(id, block_time, decimals, symbol): what describe_transfers fills in."""
+        return (self.id, self.transfer.block_time, self.transfer.decimals, self.transfer.symbol)
+
 
 @dataclass(frozen=True, slots=True)
 class HopRow:
@@ -363,7 +367,8 @@ async def node_verdicts(conn: Conn, trace_id: int, addresses: Sequence[str],
 
 
 async def store_transfers(conn: Conn, transfers: Sequence[Transfer]) -> None:
-    """Insert chain transfers, skipping ones already known; one COPY and one INSERT per batch."""
+    """Insert chain transfers, skipping ones already known (but giving a time to one stored without:
+    the worker fetches without reading headers); one COPY and one INSERT per batch."""
     if not transfers:
         return
     async with conn.transaction():
@@ -382,11 +387,28 @@ async def store_transfers(conn: Conn, transfers: Sequence[Transfer]) -> None:
         await conn.execute(
             """INSERT INTO transfers (chain, tx_hash, position, block_number, block_time, tx_index, from_addr,
                                       to_addr, asset, amount, kind, decimals, symbol)
-               SELECT chain, tx_hash, position, block_number, block_time, tx_index, from_addr, to_addr, asset,
+               SELECT DISTINCT ON (chain, tx_hash, position)
+                      chain, tx_hash, position, block_number, block_time, tx_index, from_addr, to_addr, asset,
                       amount, kind, decimals, symbol FROM transfers_in
-               ORDER BY chain, tx_hash, position
-               ON CONFLICT (chain, tx_hash, position) DO NOTHING"""
+               ORDER BY chain, tx_hash, position, block_time DESC
+               ON CONFLICT (chain, tx_hash, position) DO UPDATE SET block_time = excluded.block_time
+               WHERE transfers.block_time < 0 AND excluded.block_time >= 0"""
         )
+
+
+async def describe_transfers(conn: Conn, rows: Sequence[tuple[int, int, int | None, str | None]]) -> None:
+    """Fill what transfers (by id) were stored without: the block time (-1) and the token's
+    decimals and symbol (NULL), (id, block_time, decimals, symbol) each; what is known stays."""
+    if not rows:
+        return
+    ordered = sorted(rows)
+    await conn.execute(
+        """UPDATE transfers t SET block_time = CASE WHEN t.block_time < 0 THEN b.ts ELSE t.block_time END,
+                                  decimals = COALESCE(t.decimals, b.decimals), symbol = COALESCE(t.symbol, b.symbol)
+           FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[]) AS b(id, ts, decimals, symbol)
+           WHERE t.id = b.id""",
+        [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered], [r[3] for r in ordered],
+    )
 
 
 async def coverage(conn: Conn, chain: str, addresses: Sequence[str]) -> dict[str, tuple[int, int]]:

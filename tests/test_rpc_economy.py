@@ -1,0 +1,107 @@
+"""RPC economy (issue 22): the worker reads block headers and token names only for the transfers
+that become hops, and the hops (with their times, decimals and symbols) are the same as when every
+fetched transfer had them read. Real devchain, Postgres, workers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.fixtures_db import temporary_database
+from tracer.chains.evm import EvmChain
+from tracer.chains.records import Transfer
+from tracer.demo import load_scenario_labels
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.engine.service import create_trace
+from tracer.runner import run_with_workers
+from tracer.store.db import Database
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+Hop = tuple[str, str, str, str, str, int, str, str, int | None, str | None, int]
+
+
+class EagerChain:
+    """The worker's view of a client that cannot read block times apart from transfers (no
+    `block_times`): it then asks for every transfer's time while fetching, as before issue 22."""
+
+    def __init__(self, client: EvmChain) -> None:
+        self.client = client
+
+    async def transfers(self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
+                        incoming: bool = False, times: bool = True) -> list[Transfer]:
+        assert times, "a client without block_times must be asked for times with the transfers"
+        return await self.client.transfers(addresses, from_block, to_block, outgoing=outgoing, incoming=incoming)
+
+    async def native_balances(self, queries: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return await self.client.native_balances(queries)
+
+    async def token_balances(self, queries: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
+        return await self.client.token_balances(queries)
+
+    async def token_meta(self, tokens: Sequence[str]) -> dict[str, tuple[int | None, str | None]]:
+        return await self.client.token_meta(tokens)
+
+    async def logs(self, address: Any, topics: Any, from_block: int, to_block: int) -> Any:
+        return await self.client.logs(address, topics, from_block, to_block)
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    return generate(ScenarioParams.for_size(3000, seed=11))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def chain_url(scenario: Scenario, devchain_factory: Any) -> AsyncIterator[str]:
+    server = await devchain_factory(scenario)
+    yield server.url
+
+
+async def _trace(server_url: str, template: str, chain_url: str, scenario: Scenario, eager: bool) -> tuple[
+        set[Hop], dict[str, int], int]:
+    """Hops of one trace on a fresh database and a fresh client, and the calls that client made."""
+    client = EvmChain(chain_url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    await client.connect()
+    try:
+        async with temporary_database(server_url, template=template) as url:
+            db = await Database.connect(url, migrate=False)
+            try:
+                await load_scenario_labels(db.pool, scenario)
+                source: Any = EagerChain(client) if eager else client
+                trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds, policy={})
+                status = await run_with_workers(db.pool, {scenario.chain: source}, trace_id, workers=1,
+                                                progress=False)
+                assert status == "done"
+                rows = await db.pool.fetch(
+                    """SELECT t.tx_hash, t.position, h.from_addr, h.to_addr, h.asset, h.amount, h.status, h.reason,
+                              t.decimals, t.symbol, t.block_time
+                       FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", trace_id)
+                untimed = await db.pool.fetchval("SELECT count(*) FROM transfers WHERE block_time < 0")
+            finally:
+                await db.close()
+        hops = {(r["tx_hash"], r["position"], r["from_addr"], r["to_addr"], r["asset"], int(r["amount"]),
+                 r["status"], r["reason"], r["decimals"], r["symbol"], r["block_time"]) for r in rows}
+        return hops, dict(client.request_counts), int(untimed)
+    finally:
+        await client.close()
+
+
+async def test_headers_only_for_hops_and_the_same_hops(
+    chain_url: str, scenario: Scenario, pg_server_url: str, migrated_template: str
+) -> None:
+    eager, eager_calls, eager_untimed = await _trace(pg_server_url, migrated_template, chain_url, scenario, True)
+    lazy, lazy_calls, lazy_untimed = await _trace(pg_server_url, migrated_template, chain_url, scenario, False)
+    assert len(eager) > 50
+    # The same hops, each with the same block time: hop by hop, not totals.
+    assert lazy == eager
+    assert all(h[-1] >= 0 for h in lazy)
+    assert eager_untimed == 0
+    assert lazy_untimed > 0  # noise transfers were stored without a time: nobody needed one
+    hop_blocks = len({(h[0]) for h in lazy})
+    assert lazy_calls.get("eth_getBlockByNumber", 0) <= hop_blocks
+    assert lazy_calls.get("eth_getBlockByNumber", 0) < eager_calls.get("eth_getBlockByNumber", 0)
+    assert any(h[9] for h in lazy)  # token hops carry their symbol
+    assert lazy_calls.get("eth_call", 0) <= eager_calls.get("eth_call", 0)
