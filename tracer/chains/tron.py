@@ -173,9 +173,10 @@ class TronChain:
 
     async def transfers(
         self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
-        incoming: bool = False,
+        incoming: bool = False, times: bool = True,
     ) -> list[Transfer]:
-        """Every TRX, TRC-10 and TRC-20 movement out of (and/or into) `addresses` in the range."""
+        """Every TRX, TRC-10 and TRC-20 movement out of (and/or into) `addresses` in the range
+        (`times` is the worker's interface: blocks read here carry their time, so all have one)."""
         wanted = {normalize_tron(a) for a in addresses}
         if not wanted or from_block > to_block:
             return []
