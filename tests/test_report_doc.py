@@ -164,3 +164,20 @@ async def test_graph_exports_carry_usd(api: Api, db: Database, trace: dict[str, 
     _, csv_text, _ = await api.call("GET", f"/v1/traces/{tid}/graph?format=csv", expect=200)
     header, first = csv_text.splitlines()[:2]
     assert header.split(",")[-1] == "usd" and first.split(",")[-1] == graph["edges"][0]["usd"]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_path_steps_carry_usd(api: Api, db: Database, trace: dict[str, Any]) -> None:
+    tid = trace["id"]
+    d = await trace_dollars(db.pool, tid)
+    _, exits, _ = await api.call("GET", f"/v1/traces/{tid}/exits?sort=usd", expect=200)
+    target = exits["items"][0]["address"]
+    _, paths, _ = await api.call("GET", f"/v1/traces/{tid}/paths?to={target}&limit=2", expect=200)
+    async with db.pool.acquire() as conn:
+        ids = {(r["tx_hash"], r["from_addr"], r["to_addr"]): r["transfer_id"] for r in await conn.fetch(
+            """SELECT h.transfer_id, t.tx_hash, h.from_addr, h.to_addr FROM hops h
+               JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", tid)}
+    assert paths["paths"]
+    for step in paths["paths"][0]["steps"]:
+        hop = d.values[ids[(step["tx_hash"], step["from"], step["to"])]]
+        assert step["usd_source"] == "feed" and step["usd"] == f"{hop.usd:.2f}"

@@ -12,18 +12,24 @@ from tracer.api import serialize as ser
 from tracer.api.errors import ApiError, bad_request
 from tracer.api.handlers.common import ctx_of, ok, trace_or_404
 from tracer.engine import graph as tgraph
+from tracer.engine import pricing
+from tracer.engine.pricing import PriceBook, usd_text
 from tracer.store import reads
 
 log = logging.getLogger("tracer.api")
 
 
 def _step(s: tgraph.PathStep, meta: dict[tuple[str, str], tuple[str | None, int | None]],
-          times: dict[tuple[str, str], Any]) -> dict[str, Any]:
+          times: dict[tuple[str, str], Any], book: PriceBook | None = None) -> dict[str, Any]:
     # Amounts in the step's own chain's units: a trace that crossed a bridge onto Bitcoin counts
     # satoshis there, not wei.
     step = dict(ser.amount(s.chain, s.asset, s.amount, *meta.get((s.chain, s.asset), (None, None))),
                 **{"chain": s.chain, "from": s.from_addr, "to": s.to_addr, "tx_hash": s.tx_hash,
                    "block_number": s.block_number, "timestamp": ser.iso(times.get((s.chain, s.tx_hash)))})
+    if book is not None:  # dollars at the step's block
+        value = book.value(s.chain, s.asset, s.block_number, int(times.get((s.chain, s.tx_hash)) or 0), s.amount,
+                           meta.get((s.chain, s.asset), (None, None))[1])
+        step["usd"], step["usd_source"] = usd_text(value.usd), value.source
     if s.from_chain and s.from_chain != s.chain:
         step["from_chain"] = s.from_chain  # a bridge: the depositor on one chain, the payout on another
     return step
@@ -68,6 +74,13 @@ async def get(request: web.Request) -> web.Response:
             log.info("event=paths_abandoned trace=%d to=%s", trace_id, target)
             # Nobody reads it; 499 ("client closed request", as proxies log it) keeps metrics honest.
             raise ApiError(499, "Client closed request", "the client left; the search was stopped") from None
+    # Each step's dollars at its block (prices still missing read from the nodes' feeds first).
+    book = PriceBook([])
+    if found:
+        await pricing.price_keys(ctx.pool, ctx.chains, pricing.keys_of(
+            [{**dict(r), "chain": r["chain"] or chain} for r in rows]))
+        async with ctx.pool.acquire() as conn:
+            book = await pricing.price_book(conn, {(r["chain"] or chain, r["asset"]) for r in rows})
     paths: list[dict[str, Any]] = []
     for steps in found:
         if not steps:  # the target is itself a seed: nothing to walk
@@ -82,7 +95,7 @@ async def get(request: web.Request) -> web.Response:
             "bottleneck": (
                 ser.amount(one[0], one[1], min(s.amount for s in steps), *meta.get(one, (None, None)))
                 if one is not None else None),
-            "steps": [_step(s, meta, times) for s in steps],
+            "steps": [_step(s, meta, times, book) for s in steps],
         }
         paths.append(path)
     return ok({"trace_id": trace_id, "to": target, "seeds_reached": bool(found), "paths": paths})
