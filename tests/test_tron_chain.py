@@ -72,6 +72,9 @@ async def test_balances_at_the_head_only(client: TronChain, story: TronStory) ->
     assert native[(hot, head)] == story.trx[hot] > 0
     tokens = await client.token_balances([(hot, USDT, head)])
     assert tokens[(hot, USDT, head)] == story.trc20[(USDT, hot)] == 612_345 * USD + 678_901
+    okx = story.truth.hot_wallets["OKX"]
+    trc10 = await client.token_balances([(okx, "trc10:" + TRC10_ID, head)])
+    assert trc10[(okx, "trc10:" + TRC10_ID, head)] == 5_000_000_000
     with pytest.raises(StateUnavailable):
         await client.native_balances([(hot, head - 5)])
     meta = await client.token_meta([USDT, "trc10:" + TRC10_ID])

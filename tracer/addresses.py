@@ -260,6 +260,18 @@ def shape_chain(address: object) -> str:
     return "ethereum" if text[:2].lower() == "0x" else BITCOIN
 
 
+_TRON_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])0x41[0-9a-f]{40}(?![0-9A-Za-z])")
+
+
+def show_tron(text: str) -> str:
+    """`text` (a JSON body, a CSV or GraphML export) with every stored Tron address in it shown as
+    `T...`: 0x41 + 40 hex standing alone is nothing else (EVM addresses have 40 hex digits in all,
+    hashes 64), so outputs convert in one place instead of at each address field."""
+    if "0x41" not in text:
+        return text
+    return _TRON_IN_TEXT.sub(lambda m: tron_base58(m.group(0)), text)
+
+
 def is_tron_hex(address: str) -> bool:
     return bool(_TRON_HEX.match(address))
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from tracer.addresses import show_tron
 from tracer.engine.report import NATIVE_DECIMALS_OF, NATIVE_SYMBOL
 
 #: Every event type, in the order a trace produces them.
@@ -126,4 +127,4 @@ def render(row: Mapping[str, Any], *, subscription_id: int | None = None) -> dic
 
 def encode(body: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON: the exact bytes that are signed and sent."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return show_tron(json.dumps(body, separators=(",", ":"), ensure_ascii=False)).encode()

@@ -296,12 +296,17 @@ class TronChain:
         wanted = list(queries)
         await self._current(b for _, b in wanted)
 
-        async def one(address: str) -> int:
-            account = await self.api.post("/wallet/getaccount", {"address": address[2:], "visible": False})
-            return int((account or {}).get("balance") or 0)
+        accounts = await self._accounts(a for a, _ in wanted)
+        return {(a, b): int(accounts[a].get("balance") or 0) for a, b in wanted}
 
-        values = await asyncio.gather(*(one(a) for a, _ in wanted))
-        return dict(zip(wanted, values, strict=True))
+    async def _accounts(self, addresses: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+        wanted = sorted(set(addresses))
+
+        async def one(address: str) -> Mapping[str, Any]:
+            account = await self.api.post("/wallet/getaccount", {"address": address[2:], "visible": False})
+            return account if isinstance(account, Mapping) else {}  # {}: an account never funded
+
+        return dict(zip(wanted, await asyncio.gather(*(one(a) for a in wanted)), strict=True))
 
     async def token_balances(self, queries: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
         wanted = list(queries)
@@ -317,8 +322,16 @@ class TronChain:
                 raise ChainError(f"balanceOf({address}) on TRC-20 {token} failed on the Tron node at {self.api.url}")
             return value
 
-        values = await asyncio.gather(*(one(a, t) for a, t, _ in wanted))
-        return dict(zip(wanted, values, strict=True))
+        trc20 = [q for q in wanted if not q[1].startswith(tm.TRC10_PREFIX)]
+        values = await asyncio.gather(*(one(a, t) for a, t, _ in trc20))
+        out = dict(zip(trc20, values, strict=True))
+        # TRC-10 balances are part of the account (`assetV2`: token id -> amount).
+        trc10 = [q for q in wanted if q[1].startswith(tm.TRC10_PREFIX)]
+        accounts = await self._accounts(a for a, _, _ in trc10) if trc10 else {}
+        for a, t, b in trc10:
+            held = {str(e.get("key")): int(e.get("value") or 0) for e in accounts[a].get("assetV2") or ()}
+            out[(a, t, b)] = held.get(t[len(tm.TRC10_PREFIX):], 0)
+        return out
 
     async def token_meta(self, tokens: Iterable[str]) -> dict[str, tuple[int | None, str | None]]:
         """(decimals, symbol) of TRC-20 contracts (`eth_call`) and TRC-10 ids (`getassetissuebyid`)."""

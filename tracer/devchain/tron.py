@@ -156,15 +156,19 @@ class _Builder:
         self.blocks.append(self._block(len(self.blocks), txs))
         return len(self.blocks) - 1
 
+    # The story's wallets pay with staked energy and free bandwidth, as launderers on Tron do: their
+    # transactions burn no TRX (fee 0), so the state is exactly the transfers; the issuer's freeze
+    # burns some.
+
     def trx(self, src: str, dst: str, sun: int) -> TronTxn:
-        return TronTxn(self.txid(), "TransferContract", src, dst, sun, fee=1_100_000)
+        return TronTxn(self.txid(), "TransferContract", src, dst, sun, fee=0)
 
     def trc10(self, src: str, dst: str, amount: int, token_id: str = TRC10_ID) -> TronTxn:
-        return TronTxn(self.txid(), "TransferAssetContract", src, dst, amount, token_id=token_id, fee=1_100_000)
+        return TronTxn(self.txid(), "TransferAssetContract", src, dst, amount, token_id=token_id, fee=0)
 
     def usdt(self, src: str, dst: str, units: int) -> TronTxn:
         log = TronLog(USDT, (TRANSFER_TOPIC, _word(src), _word(dst)), _uint(units))
-        return TronTxn(self.txid(), "TriggerSmartContract", src, USDT, 0, logs=(log,), fee=13_844_850)
+        return TronTxn(self.txid(), "TriggerSmartContract", src, USDT, 0, logs=(log,), fee=0)
 
     def freeze(self, issuer: str, target: str) -> TronTxn:
         log = TronLog(USDT, (ADDED_BLACKLIST,), _word(target))
@@ -175,7 +179,7 @@ class _Builder:
         calls = [TronCall(contract, dst, sun)]
         if token is not None:
             calls.append(TronCall(contract, dst, token[1], token[0]))
-        return TronTxn(self.txid(), "TriggerSmartContract", src, contract, sun, internal=tuple(calls), fee=2_000_000)
+        return TronTxn(self.txid(), "TriggerSmartContract", src, contract, sun, internal=tuple(calls), fee=0)
 
 
 def generate(seed: int = 24) -> TronStory:
@@ -206,7 +210,7 @@ def generate(seed: int = 24) -> TronStory:
     b.add(b.forward(a["layer_c"], a["router"], a["dep_okx_2"], 449_997 * TRX), gap=2)
     b.add(b.trc10(a["layer_c"], a["router"], 5_000_000_000))
     b.add(TronTxn(b.txid(), "TriggerSmartContract", a["layer_c"], a["router"], 0,
-                  internal=(TronCall(a["router"], a["dep_okx_2"], 5_000_000_000, TRC10_ID),), fee=2_000_000))
+                  internal=(TronCall(a["router"], a["dep_okx_2"], 5_000_000_000, TRC10_ID),), fee=0))
     # Sweeps: each deposit address empties into its exchange's hot wallet within minutes.
     b.add(b.usdt(a["dep_binance_1"], hot_b, 612_345 * USD + 678_901), b.trx(a["dep_binance_2"], hot_b, 249_997 * TRX),
           b.usdt(a["dep_okx_1"], hot_o, 1_000_000 * USD), b.trx(a["dep_okx_2"], hot_o, 449_996 * TRX),
@@ -264,7 +268,7 @@ def _apply(story: TronStory) -> None:
                     src, dst = "0x41" + lg.topics[1][-40:], "0x41" + lg.topics[2][-40:]
                     trc20[(lg.contract, src)] -= value
                     trc20[(lg.contract, dst)] += value
-    # Funders and the issuer are outside the story: they show no negative balances.
+    # Funders and the issuer are outside the story (they had what they sent): no negative balances.
     story.trx = {k: max(0, v) for k, v in trx.items()}
     story.trc20 = {k: max(0, v) for k, v in trc20.items()}
     story.trc10 = {k: max(0, v) for k, v in trc10.items()}

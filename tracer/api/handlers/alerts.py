@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
+from tracer.addresses import show_tron
 from tracer.alerts import events as ev
 from tracer.alerts import subscriptions as subs
 from tracer.alerts.guard import UrlPolicy
@@ -390,4 +391,4 @@ async def _stream(request: web.Request, fetch: Fetch, over: Over, *, key: int | 
 
 def _sse(body: dict[str, Any]) -> bytes:
     # One data line: the JSON has no raw newlines (json.dumps escapes them).
-    return b"id: %d\ndata: %s\n\n" % (body["id"], json.dumps(body, separators=(",", ":")).encode())
+    return b"id: %d\ndata: %s\n\n" % (body["id"], show_tron(json.dumps(body, separators=(",", ":"))).encode())

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from tracer.addresses import show_tron
 from tracer.api import params
 from tracer.api.context import CTX, ApiContext
 from tracer.api.cursors import CursorError
@@ -21,7 +22,8 @@ def ctx_of(request: web.Request) -> ApiContext:
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    # Tron addresses are stored as hex and shown as T... (tracer.addresses.show_tron).
+    return show_tron(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
 
 
 def ok(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

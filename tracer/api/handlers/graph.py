@@ -25,6 +25,7 @@ import asyncpg
 import networkx as nx
 from aiohttp import web
 
+from tracer.addresses import show_tron
 from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
@@ -121,7 +122,7 @@ class _Out:
         self.buf = io.StringIO()
 
     async def write(self, text: str) -> None:
-        self.buf.write(text)
+        self.buf.write(show_tron(text))  # Tron's stored hex shown as T..., in every format
         if self.buf.tell() >= _FLUSH:
             await self.flush()
 

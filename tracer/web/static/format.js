@@ -76,7 +76,7 @@ export function shortAddr(a) {
 }
 
 // A multichain trace's graph names its nodes "<chain>:<address>" (an address on two chains is two nodes).
-const QUALIFIED = /^([a-z][a-z0-9-]{0,31}):(0x[0-9a-f]{40}|[123mn][1-9A-HJ-NP-Za-km-z]{24,34}|(?:bc|tb|bcrt)1[02-9ac-hj-np-z]{6,87})$/;
+const QUALIFIED = /^([a-z][a-z0-9-]{0,31}):(0x[0-9a-f]{40}|[123mnT][1-9A-HJ-NP-Za-km-z]{24,34}|(?:bc|tb|bcrt)1[02-9ac-hj-np-z]{6,87})$/;
 
 /** The address of a graph node id (the id itself on a single-chain trace). */
 export function addressOf(id) {
