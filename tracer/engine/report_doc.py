@@ -24,6 +24,7 @@ from tracer import __version__
 from tracer.engine import report as treport
 from tracer.engine.dollars import TraceDollars, trace_dollars
 from tracer.engine.pricing import usd_text
+from tracer.store import chains as chain_store
 from tracer.store import labels as label_store
 from tracer.store import traces as store
 
@@ -50,6 +51,7 @@ class Document:
     exit_labels: dict[tuple[str, str], list[label_store.Label]]
     hop_set_sha256: str
     blocks: dict[str, tuple[int, int]]
+    nodes: dict[str, tuple[chain_store.PinnedChain | None, list[chain_store.NodeState]]]
 
 
 def e(value: object) -> str:
@@ -84,7 +86,11 @@ async def build_document(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str,
         c = h["chain"] or trace["chain"]
         lo, hi = blocks.get(c, (h["block_number"], h["block_number"]))
         blocks[c] = (min(lo, h["block_number"]), max(hi, h["block_number"]))
-    return Document(trace, rep, dollars, hops, seed_labels, exit_labels, hop_set_digest(hops), blocks)
+    nodes = {}
+    async with pool.acquire() as conn:
+        for c in sorted(set(blocks) | {trace["chain"]}):
+            nodes[c] = (await chain_store.recorded_chain_id(conn, c), await chain_store.node_states(conn, c))
+    return Document(trace, rep, dollars, hops, seed_labels, exit_labels, hop_set_digest(hops), blocks, nodes)
 
 
 def _usd(value: Any) -> str:
@@ -208,14 +214,24 @@ def render_html(doc: Document) -> str:
               f"<td class=n>{e(amount)}</td>"
               f"<td class=n>{usd_cell}</td></tr>")
         w("</table>")
-    links = [h for h in doc.hops if h["confidence"] is not None and float(h["confidence"]) < 1.0]
+    # Links the trace inferred rather than saw: mixer withdrawals, bridge payouts, swaps, change
+    # outputs, CoinJoin outputs (each hop with evidence or a confidence below 1).
+    links = [h for h in doc.hops if h["evidence"] is not None
+             or (h["confidence"] is not None and float(h["confidence"]) < 1.0)]
     w(f"<h2>Inferred links ({len(links)})</h2>")
     if links:
-        w("<table><tr><th>kind</th><th>from</th><th>to</th><th>tx</th><th>confidence</th><th>reason</th></tr>")
+        w("<table><tr><th>link</th><th>from</th><th>to</th><th>tx</th><th>confidence</th><th>why</th></tr>")
         for h in links[:500]:
-            w(f"<tr><td>{e(h['kind'] or '')}</td><td><code>{e(h['from_addr'])}</code></td>"
+            ev = h["evidence"]
+            ev = json.loads(ev) if isinstance(ev, str) else (ev or {})
+            why = ", ".join(f"{k}: {v}" for k, v in ev.items() if isinstance(v, (str, int, float)) and k not in
+                            ("tx_hash",))[:400] if isinstance(ev, dict) else ""
+            conf = "" if h["confidence"] is None else f"{float(h['confidence']):.0%}"
+            w(f"<tr><td>{e(h['reason'] or h['kind'] or '')}</td><td><code>{e(h['from_addr'])}</code></td>"
               f"<td><code>{e(h['to_addr'])}</code></td><td><code>{e(h['tx_hash'])}</code></td>"
-              f"<td>{float(h['confidence']):.0%}</td><td>{e(h['reason'] or '')}</td></tr>")
+              f"<td>{conf}</td><td>{e(why)}</td></tr>")
+        if len(links) > 500:
+            w(f"<p>… {len(links) - 500} more (see the graph export).</p>")
         w("</table>")
     w("<h2>Labels and their provenance</h2><table><tr><th>address</th><th>entity</th><th>category</th>"
       "<th>source</th><th>confidence</th><th>valid</th></tr>")
@@ -226,7 +242,12 @@ def render_html(doc: Document) -> str:
               f"<td>{e(lb.valid_from or '')} – {e(lb.valid_to or '')}</td></tr>")
     w("</table><h2>Nodes and blocks read</h2><ul>")
     for c, (lo, hi) in sorted(doc.blocks.items()):
-        w(f"<li>{e(c)}: hops in blocks {lo} – {hi}</li>")
+        pinned, states = doc.nodes.get(c, (None, []))
+        who = f" (chain id {pinned.chain_id}, first node {pinned.first_node or 'unrecorded'})" if pinned else ""
+        w(f"<li>{e(c)}{e(who)}: hops in blocks {lo} – {hi}</li>")
+        for st in states:
+            w(f"<li>{e(c)} node {e(st.node)}: {'keeps' if st.historical_state else 'does not keep'} old state "
+              f"(probed at block {st.probe_block} of {st.head}, {e(st.checked_at)})</li>")
     w(f"<li>trace window on {e(rep.chain)}: blocks {e(t['from_block'])} – {e(t['to_block'])}</li>")
     if rep.balance_method:
         w(f"<li>prior balances: {e(rep.balance_method)} {e(rep.balance_method_reason or '')}</li>")
