@@ -17,7 +17,7 @@ from tracer.api.context import Settings
 from tracer.chains.records import NATIVE
 from tracer.chains.tron import TronChain
 from tracer.demo import load_scenario_labels
-from tracer.devchain.tron import TronStory, generate
+from tracer.devchain.tron import USDT, TronStory, generate
 from tracer.devchain.tron_server import TronServer
 from tracer.store.db import Database
 
@@ -68,3 +68,18 @@ async def test_the_trace_reaches_every_deposit_address_with_exact_amounts(
             assert e is not None, f"deposit {T(d.address)} ({d.entity}) not reached with {asset}: {sorted(got)}"
             assert int(e["amount_raw"]) == amount, (d, e)
             assert e["entity"] == d.entity
+
+
+async def test_the_usdt_freeze_is_a_stop_with_its_block(api: Api, trace: dict[str, Any], story: TronStory) -> None:
+    f = story.truth.freeze
+    _, hops, _ = await api.call("GET", f"/v1/traces/{trace['id']}/hops?limit=500", expect=200)
+    into = [h for h in hops["items"] if h["to"] == T(f.address)]
+    assert into and all(h["status"] == "stopped" for h in into), into
+    assert int(into[0]["amount_raw"]) == f.held and into[0]["asset"] == T(USDT)
+    _, node, _ = await api.call("GET", f"/v1/addresses/tron/{T(f.address)}", expect=200)
+    assert node["address"] == T(f.address)
+    (mine,) = [t for t in node["traces"] if t["trace_id"] == trace["id"]]
+    assert mine["role"] == "stopped", mine
+    assert (mine["reason"], mine["entity"], mine["category"]) == (f"frozen by issuer at block {f.block}", "Tether",
+                                                                   "frozen")
+    assert into[0]["reason"] == mine["reason"]

@@ -272,6 +272,23 @@ class TronChain:
         ) for e in entries]
         return sorted(records, key=lambda r: (r.block_number, r.log_index))
 
+    async def freezes(self, addresses: Iterable[str], from_block: int, to_block: int) -> dict[str, tm.Freeze]:
+        """Issuer freezes (USDT's AddedBlackList) of `addresses` in the range, the first of each."""
+        wanted = {normalize_tron(a) for a in addresses}
+        if not wanted or from_block > to_block:
+            return {}
+        contracts = [tron_evm(c) for c in sorted(tm.FREEZING_ISSUERS)]
+        calls = [("eth_getLogs", [{"fromBlock": hex(lo), "toBlock": hex(min(to_block, lo + self.log_span - 1)),
+                                   "address": contracts, "topics": [tm.ADDED_BLACKLIST]}])
+                 for lo in range(from_block, to_block + 1, self.log_span)]
+        found: dict[str, tm.Freeze] = {}
+        for entry in await self._get_logs(calls):
+            f = tm.freeze_of(entry)
+            if f is not None and f.address in wanted and (
+                    f.address not in found or f.block_number < found[f.address].block_number):
+                found[f.address] = f
+        return found
+
     async def fees_paid(self, addresses: Iterable[str], from_block: int, to_block: int) -> list[FeePaid]:
         """TRX each address's own transactions burnt for energy and bandwidth (their `fee`)."""
         wanted = {normalize_tron(a) for a in addresses}

@@ -26,6 +26,10 @@ TRC10_PREFIX = "trc10:"
 """The `asset` of a TRC-10 token: `trc10:<token id>` (TRC-20 tokens use their contract address)."""
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+ADDED_BLACKLIST = "0x42e160154868087d6bfdc0ca23d96a1c1cfa32f1b72ba9ba27b69b98a0d819dc"
+"""keccak("AddedBlackList(address)"): Tether's freeze, its address not indexed (in the data)."""
+FREEZING_ISSUERS = {"0x41a614f803b6fd780986a42c78ec9c7f77e6ded13c": "Tether"}
+"""TRC-20 contracts whose issuer freezes addresses with AddedBlackList: USDT (TR7NHq...Lj6t)."""
 SUCCESS = "SUCCESS"
 _SOLID = re.compile(r"^Num:(\d+),ID:([0-9a-fA-F]{64})$")
 
@@ -200,6 +204,27 @@ def log_transfer(chain: str, entry: Mapping[str, Any], block_time: int) -> Trans
         to_address=_topic_address(topics[2]), asset=normalize_tron(str(entry["address"])), amount=amount,
         kind=TransferKind.TOKEN,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """An issuer froze `address`: it can no longer move `token` (an AddedBlackList log)."""
+
+    address: str
+    token: str
+    issuer: str
+    block_number: int
+    tx_hash: str
+
+
+def freeze_of(entry: Mapping[str, Any]) -> Freeze | None:
+    topics = [str(t).lower() for t in entry.get("topics") or ()]
+    data = str(entry.get("data") or "")
+    token = normalize_tron(str(entry.get("address") or ""))
+    if topics[:1] != [ADDED_BLACKLIST] or len(data) < 66 or token not in FREEZING_ISSUERS:
+        return None
+    return Freeze(normalize_tron("0x" + data[26:66]), token, FREEZING_ISSUERS[token],
+                  int(str(entry["blockNumber"]), 16), str(entry["transactionHash"]).lower())
 
 
 def solidified(nodeinfo: Any) -> int:

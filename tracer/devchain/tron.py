@@ -14,11 +14,9 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from eth_utils import keccak
-
 from tracer.addresses import normalize_tron
 from tracer.chains.records import NATIVE
-from tracer.chains.tron_mappers import TRANSFER_TOPIC, TRC10_PREFIX
+from tracer.chains.tron_mappers import ADDED_BLACKLIST, TRANSFER_TOPIC, TRC10_PREFIX
 
 CHAIN = "tron"
 MAINNET_GENESIS = "00000000000000001ebf88508a03865c71d452e25f4d51194196a1d22b6653dc"
@@ -26,8 +24,6 @@ MAINNET_GENESIS = "00000000000000001ebf88508a03865c71d452e25f4d51194196a1d22b665
 CHAIN_ID = int(MAINNET_GENESIS[-8:], 16)
 USDT = normalize_tron("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t")
 """Tether's USDT-TRC20 contract (6 decimals)."""
-ADDED_BLACKLIST = "0x" + keccak(text="AddedBlackList(address)").hex()
-"""Tether's freeze event: `AddedBlackList(address _user)`, the address not indexed (in data)."""
 TRC10_ID = "1002000"  # BitTorrent's old TRC-10 token id (6 decimals)
 SOLID_LAG = 19  # blocks between the head and the solidified block (2/3 of 27 SRs, one block each)
 BLOCK_MS = 3000

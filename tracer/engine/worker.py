@@ -37,7 +37,7 @@ from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.records import NATIVE, Transfer
 from tracer.chains.utxo_records import UtxoTx
 from tracer.config import DEFAULT_BATCH_SIZE
-from tracer.engine import balances, bridges, classify, mixer_scope, mixers, swaps, utxo
+from tracer.engine import balances, bridges, classify, freezes, mixer_scope, mixers, swaps, utxo
 from tracer.engine import depth as depth_rule
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
@@ -415,13 +415,17 @@ class Worker:
             labels = await label_store.lookup(conn, trace.chain, sorted(recipients))
             known = await store.node_verdicts(conn, trace.id, sorted(recipients), trace.chain)
 
+        # An address the token's issuer froze is a stop (Tron's USDT; nothing on other chains).
+        frozen = await freezes.frozen_verdicts(
+            self._chain(trace), {a: [st.transfer for st in timelines[a]] for a in active if not by_addr[a].is_seed},
+            trace.to_block)
         for a in active:
             job = by_addr[a]
             transfers = [st.transfer for st in timelines[a]]
             if job.is_seed:
                 verdicts[a] = Verdict("followed", "seed")
                 continue
-            verdict = (classify.deposit_address(a, transfers, labels, policy)
+            verdict = (frozen.get(a) or classify.deposit_address(a, transfers, labels, policy)
                        or classify.hub(a, transfers, policy))
             if verdict is None and job.depth >= policy.max_depth:
                 verdict = Verdict("stopped", depth_rule.MAX_DEPTH)  # lifted if a shorter path comes (depth.py)
