@@ -5,8 +5,13 @@ ways agrees up to integer rounding). Real workers, real Postgres, the devchain o
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +28,7 @@ from tracer.store import labels as label_store
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -184,3 +190,15 @@ async def test_backward_from_deposit_addresses_finds_the_thieves_with_the_forwar
 async def test_screen_with_depth_reports_the_stolen_share_of_a_deposit_address(
         db: Database, client: EvmChain, small_scenario: Scenario, forward: int) -> None:
     await check_screen(db, client, small_scenario, forward)
+
+
+async def test_screen_bench_smoke(tmp_path: Path) -> None:
+    """bench/screen.py runs end to end (its figures are never pass/fail)."""
+    out = tmp_path / "screen.json"
+    run = await asyncio.to_thread(
+        subprocess.run, [sys.executable, str(ROOT / "bench" / "screen.py"), "--smoke", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["smoke"] is True and [r["depth"] for r in report["runs"]] == [1, 2]
+    assert all(r["walked_max"] >= 1 and r["rpc_requests_median"] > 0 for r in report["runs"])

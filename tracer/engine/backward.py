@@ -161,7 +161,11 @@ async def source_of_funds(chain: TransferSource, chain_name: str, labels: LabelL
         todo = [a for a in frontier if a not in walked and a != ZERO and (a == address or a not in label_of)]
         room = max_addresses - len(walked)
         if len(todo) > room or len(seen) > max_transfers:
+            # Walk the wallets that sent the most first: a budget spent on the crowd of small
+            # senders would never reach the few large flows (the ones that matter in a screening).
             truncated = True
+            weight = _sent_share(seen.values(), walked)
+            todo.sort(key=lambda a: (-weight.get(a, 0.0), a))
             todo = todo[:max(0, room)] if len(seen) <= max_transfers else []
         if not todo:
             break
@@ -197,6 +201,21 @@ async def source_of_funds(chain: TransferSource, chain_name: str, labels: LabelL
         src.path = _path(edges, (src.how, src.address), src.address, address)
     totals = {a: sum(c.values()) for a, c in received.items()}
     return SourceOfFunds(chain_name, address, from_block, to_block, depth, totals, sources, len(walked), truncated)
+
+
+def _sent_share(transfers: Iterable[Transfer], walked: set[str]) -> dict[str, float]:
+    """Per sender into the walked wallets: its largest share, over assets, of what they received
+    (a share, so ETH in wei and a 6-decimal token compare)."""
+    sent: dict[tuple[str, str], int] = defaultdict(int)
+    total: dict[str, int] = defaultdict(int)
+    for t in transfers:
+        if t.to_address in walked and t.from_address not in walked:
+            sent[(t.from_address, t.asset)] += t.amount
+            total[t.asset] += t.amount
+    out: dict[str, float] = {}
+    for (sender, asset), v in sent.items():
+        out[sender] = max(out.get(sender, 0.0), v / total[asset] if total[asset] else 0.0)
+    return out
 
 
 def _path(edges: Mapping[tuple[str, str], Mapping[Color, int]], color: Color, source: str, target: str) -> list[str]:
