@@ -94,10 +94,11 @@ def conforms(schema: str, body: Any) -> None:
 
 @asynccontextmanager
 async def running_api(db: Database, chains: Mapping[str, Any] | None = None,
-                      settings: Settings | None = None) -> AsyncIterator[Api]:
-    """create_app() served by aiohttp on 127.0.0.1 (a real socket), plus a client session."""
+                      settings: Settings | None = None, read_db: Database | None = None) -> AsyncIterator[Api]:
+    """create_app() served by aiohttp on 127.0.0.1 (a real socket), plus a client session;
+    `read_db`: a streaming replica of `db` for the read endpoints."""
     settings = settings or Settings()
-    app = create_app(db, chains or {}, settings)
+    app = create_app(db, chains or {}, settings, read_db=read_db)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(**server_options(settings))  # runner options go here, not to TestServer()
     try:

@@ -24,6 +24,7 @@ from tracer.api.context import CTX, REQUEST_ID, ApiContext, ChainClient, Setting
 from tracer.api.cursors import CursorCodec
 from tracer.api.errors import error_middleware
 from tracer.api.metrics import Metrics, metrics_middleware
+from tracer.api.replica import ReadRouting, replica_middleware
 from tracer.api.routes import add_routes
 from tracer.api.sameorigin import same_origin_middleware
 from tracer.engine.worker import Worker
@@ -164,20 +165,23 @@ def create_app(
     chains: Mapping[str, ChainClient] | None = None,
     settings: Settings | None = None,
     down_nodes: Mapping[str, nodewatch.DownNode] | None = None,
+    read_db: Database | None = None,
 ) -> web.Application:
     """`down_nodes`: chains whose node could not be reached at start; the app serves without them
-    and connects them in the background (tracer.api.nodewatch)."""
+    and connects them in the background (tracer.api.nodewatch). `read_db`: a streaming replica
+    of `db` for the read endpoints (tracer.api.replica)."""
     settings = settings or Settings()
     metrics = Metrics()
     auth = Authenticator(lambda: db.pool, cache_seconds=settings.key_cache_seconds, allow_open=settings.allow_open,
                          rate_limit=settings.rate_limit, rate_limit_burst=settings.rate_limit_burst)
-    ctx = ApiContext(db=db, chains=dict(chains or {}), settings=settings, metrics=metrics, auth=auth)
+    reads = ReadRouting(db, read_db)
+    ctx = ApiContext(db=db, chains=dict(chains or {}), settings=settings, metrics=metrics, auth=auth, reads=reads)
     app = web.Application(
         client_max_size=settings.max_body,
         # Outermost first: the request id exists before anything logs, metrics see the final
         # status of every response including errors, and auth errors become problem bodies.
         middlewares=[request_id_middleware, metrics_middleware(metrics), error_middleware, same_origin_middleware,
-                     auth_middleware],
+                     auth_middleware, replica_middleware(reads)],
     )
     app[CTX] = ctx
     ctx.scopes = add_routes(app)

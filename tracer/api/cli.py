@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--workers", type=int, default=0,
                    help="trace workers to run inside this process (default 0: run `tracer worker` separately)")
     p.add_argument("--db-pool-size", type=int, default=20, help="Postgres connections for this process")
+    p.add_argument("--read-database-url", default=os.environ.get("TRACER_READ_DATABASE_URL") or None, metavar="URL",
+                   help="a streaming replica of the database for the read endpoints (default "
+                        "$TRACER_READ_DATABASE_URL; unset: every read on the primary)")
     p.add_argument("--demo", action="store_true",
                    help="serve the database `tracer demo` wrote to on the embedded server (its own, remade each run)")
     p.add_argument("--allowed-hosts", default=os.environ.get("TRACER_ALLOWED_HOSTS"), metavar="HOSTS",
@@ -160,6 +163,9 @@ async def _serve(args: argparse.Namespace) -> int:
             return 2
         url = await start_embedded(database=DEMO_DATABASE)
     db = await Database.connect(url, max_size=max(2, args.db_pool_size))
+    # A replica is read-only: nothing to migrate there (the primary's migrations arrive by WAL).
+    read_db = (await Database.connect(args.read_database_url, max_size=max(2, args.db_pool_size), migrate=False)
+               if args.read_database_url else None)
     chains: dict[str, Any] = {}
     runner: web.AppRunner | None = None
     try:
@@ -175,7 +181,7 @@ async def _serve(args: argparse.Namespace) -> int:
         if settings.workers and not chains and not down:
             print("tracer: error: --workers needs a chain node: pass --rpc or set TRACER_RPC_URL", file=sys.stderr)
             return 2
-        app = create_app(db, chains, settings, down_nodes=down)
+        app = create_app(db, chains, settings, down_nodes=down, read_db=read_db)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0, **server_options(settings))
         try:
             await runner.setup()
@@ -205,6 +211,8 @@ async def _serve(args: argparse.Namespace) -> int:
         for client in chains.values():
             await client.close()
         await db.close()
+        if read_db is not None:
+            await read_db.close()
 
 
 async def _keys_create(args: argparse.Namespace) -> int:

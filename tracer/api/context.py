@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import asyncpg
 from aiohttp import web
 
+from tracer.api.replica import ReadRouting
 from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.engine.worker import ChainSource
 from tracer.store.db import Database
@@ -106,10 +107,17 @@ class ApiContext:
     asset_meta: dict[tuple[str, str], tuple[str | None, int | None]] = field(default_factory=dict)
     trace_chains: dict[int, str] = field(default_factory=dict)  # trace id -> chain (immutable)
     exits_cache: OrderedDict[tuple[object, ...], bytes] = field(default_factory=OrderedDict)
+    #: Where pure reads go (a streaming replica when TRACER_READ_DATABASE_URL is set; tracer.api.replica).
+    reads: ReadRouting | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
         return self.db.pool
+
+    @property
+    def read_pool(self) -> asyncpg.Pool:
+        """For handlers that only read: the replica when it holds this process's writes."""
+        return self.reads.pool if self.reads is not None else self.db.pool
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("tracer_api", ApiContext)

@@ -285,6 +285,9 @@ class Worker:
             t = st.transfer
             if t.from_address in trace.seeds and t.to_address not in trace.seeds:
                 totals[t.asset] += t.amount
+        # The trace's totals are shown with their tokens' names from the start.
+        await self._describe(trace, [st for st in stored if st.transfer.from_address in trace.seeds
+                                     and st.transfer.to_address not in trace.seeds])
         async with self.pool.acquire() as conn, conn.transaction():
             if not await store.still_ours(conn, self.name, [job]):
                 return
@@ -311,7 +314,7 @@ class Worker:
             fetch_from = min(from_blocks[a] for a in missing)
             chain = self._chain(trace)
             # Block times and token names are read later, for the transfers that become hops
-            # (_described): a wallet's noise spans thousands of blocks and tokens nobody reports.
+            # (_describe): a wallet's noise spans thousands of blocks and tokens nobody reports.
             lazy = isinstance(chain, WindowSource)
             fetched = await chain.transfers(missing, fetch_from, trace.to_block, outgoing=True, incoming=True,
                                             times=not lazy)
@@ -327,21 +330,21 @@ class Worker:
         async with self.pool.acquire() as conn:
             return await store.load_transfers(conn, trace.chain, addresses, lo, trace.to_block)
 
-    async def _described(
-        self, trace: _TraceInfo, outs: list[tuple[str, TaintedOut, StoredTransfer]]
-    ) -> list[tuple[str, TaintedOut, StoredTransfer]]:
-        """The outflows with their block times and token names, read for these transfers only
-        (they were fetched without) and stored for the next trace that meets them."""
+    async def _describe(self, trace: _TraceInfo, transfers: Sequence[StoredTransfer]) -> dict[int, StoredTransfer]:
+        """Block times and token names of these transfers (fetched without them: only transfers that
+        become hops need them), read for them alone and stored for the next trace that meets
+        them; the transfers that changed, by id."""
         chain = self._chain(trace)
-        untimed = sorted({st.transfer.block_number for _, _, st in outs if st.transfer.block_time < 0})
-        unnamed = sorted({st.transfer.asset for _, _, st in outs
+        timing = isinstance(chain, WindowSource)
+        untimed = sorted({st.transfer.block_number for st in transfers if st.transfer.block_time < 0})
+        unnamed = sorted({st.transfer.asset for st in transfers
                           if st.transfer.asset != NATIVE and st.transfer.symbol is None})
-        if not (untimed and isinstance(chain, WindowSource)) and not unnamed:
-            return outs
+        if not (untimed and timing) and not unnamed:
+            return {}
         times = await chain.block_times(untimed) if untimed and isinstance(chain, WindowSource) else {}
         meta = await chain.token_meta(unnamed) if unnamed else {}
         changed: dict[int, StoredTransfer] = {}
-        for _, _, st in outs:
+        for st in transfers:
             t = st.transfer
             when = times.get(t.block_number, t.block_time) if t.block_time < 0 else t.block_time
             decimals, symbol = meta.get(t.asset, (t.decimals, t.symbol)) if t.symbol is None else (t.decimals, t.symbol)
@@ -350,7 +353,7 @@ class Worker:
         if changed:
             async with self.pool.acquire() as conn:
                 await store.describe_transfers(conn, [st.transfer_row() for st in changed.values()])
-        return [(a, o, changed.get(st.id, st)) for a, o, st in outs]
+        return changed
 
     async def _prior_balances(
         self, trace: _TraceInfo, needs: Mapping[str, tuple[int, set[str]]],
@@ -452,7 +455,8 @@ class Worker:
                               model=policy.taint_model, fully_flagged=by_addr[a].is_seed)
             outs.extend((a, o, by_id[o.transfer_id]) for o in taint)
 
-        outs = await self._described(trace, outs)
+        described = await self._describe(trace, [st for _, _, st in outs])
+        outs = [(a, o, described.get(st.id, st)) for a, o, st in outs]
         batch = _Batch(verdicts=verdicts)
         utxo_plan = await self._utxo_plan(trace, utxo_source, outs, timelines) if utxo_source is not None else None
         service_logs = await self._service_logs(trace, outs, labels, known)

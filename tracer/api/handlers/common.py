@@ -46,7 +46,8 @@ async def asset_meta(ctx: ApiContext, conn: asyncpg.pool.PoolConnectionProxy,
     if missing:
         found = await reads.asset_meta(conn, chain, list(row["seeds"]), missing)
         for a, meta in found.items():
-            ctx.asset_meta[(chain, a)] = meta
+            if meta != (None, None):  # not named yet (a trace just started): ask again next time
+                ctx.asset_meta[(chain, a)] = meta
     return {a: ctx.asset_meta.get((chain, a), (None, None)) for a in assets}
 
 

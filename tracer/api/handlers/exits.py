@@ -34,7 +34,7 @@ async def list_(request: web.Request) -> web.Response:
     category = params.str_param(request, "category", max_len=64)
     sort = params.enum_param(request, "sort", ("amount", "usd"), default="amount")
     min_usd = params.decimal_param(request, "min_usd")
-    async with ctx.pool.acquire() as conn:
+    async with ctx.read_pool.acquire() as conn:
         trace = await trace_or_404(conn, trace_id)
         # A finished trace's exits never change; updated_at in the key covers a trace that is
         # deleted and whose id is reused, or re-opened by a future "watching" mode.

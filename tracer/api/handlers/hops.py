@@ -42,7 +42,7 @@ async def list_(request: web.Request) -> web.Response:
     # The cursor is bound to this trace, sort and filter set: reusing it elsewhere is a 400.
     scope = {"trace": trace_id, "sort": sort, "filter": repr(f)}
     after = read_cursor(request, "hops", scope)
-    async with ctx.pool.acquire() as conn:
+    async with ctx.read_pool.acquire() as conn:
         # A trace's chain never changes, so a known trace costs one query per page, not two. An
         # empty page is the only case where the trace may be gone: check it then (404).
         chain = ctx.trace_chains.get(trace_id)

@@ -98,7 +98,7 @@ async def list_(request: web.Request) -> web.Response:
     scope = {"status": statuses, "seed": seed, "label": label}
     after = read_cursor(request, "traces", scope)
     before_id = params.parse_int("cursor", after[0], minimum=1) if after else None
-    async with ctx.pool.acquire() as conn:
+    async with ctx.read_pool.acquire() as conn:
         rows = await reads.list_traces(conn, statuses=statuses, seed=seed, label=label, before_id=before_id,
                                        limit=limit + 1)
         items = []
@@ -113,7 +113,7 @@ async def get(request: web.Request) -> web.Response:
     params.reject_unknown(request, ())
     ctx = ctx_of(request)
     trace_id = params.trace_id(request)
-    async with ctx.pool.acquire() as conn:
+    async with ctx.read_pool.acquire() as conn:
         row = await trace_or_404(conn, trace_id)
         meta = await asset_meta(ctx, conn, row)
         counters = await reads.trace_counters(conn, trace_id)
