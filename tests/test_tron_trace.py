@@ -5,7 +5,10 @@ against the generator's truth."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +20,10 @@ from tracer.api.context import Settings
 from tracer.chains.records import NATIVE
 from tracer.chains.tron import TronChain
 from tracer.demo import load_scenario_labels
-from tracer.devchain.tron import USDT, TronStory, generate
+from tracer.devchain.tron import USDT, TronStory, address, generate
 from tracer.devchain.tron_server import TronServer
+from tracer.labels import importer
+from tracer.store import alerts as alert_store
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -83,3 +88,51 @@ async def test_the_usdt_freeze_is_a_stop_with_its_block(api: Api, trace: dict[st
     assert (mine["reason"], mine["entity"], mine["category"]) == (f"frozen by issuer at block {f.block}", "Tether",
                                                                    "frozen")
     assert into[0]["reason"] == mine["reason"]
+
+
+async def test_tron_addresses_across_the_api(api: Api, db: Database, trace: dict[str, Any], story: TronStory,
+                                             tmp_path: Path) -> None:
+    """OFAC's per-asset TRX list, screening, a subscription's filter, graph exports and the default
+    labels all take and show Tron addresses as T..."""
+    thief, layer_e = T(story.seeds[0]), T(address(24, "layer_e"))
+    trx = tmp_path / "sanctioned_addresses_TRX.txt"
+    trx.write_text(f"{thief}\n", encoding="utf-8")
+    async with db.pool.acquire() as conn:
+        imported = await importer.import_file(conn, trx, list_date=datetime(2026, 1, 5, tzinfo=UTC))
+    assert imported.stats["added"] == 1
+    _, screened, _ = await api.call("GET", f"/v1/screen?address={thief}", expect=200)
+    assert screened["chain"] == "tron" and screened["address"] == thief, screened
+    assert screened["sanctioned"] and [h["source"] for h in screened["hits"]] == ["ofac-sdn:TRX"], screened
+
+    _, sub, _ = await api.call("POST", "/v1/subscriptions", expect=201, json={
+        "delivery": "stream", "watch": False, "addresses": [layer_e], "event_types": ["hop_added"]})
+    conforms("subscription", sub)
+    assert (sub["chain"], sub["addresses"]) == ("tron", [layer_e])
+
+    listed = await api.run_trace({"chain": "tron", "from_list": {"list": "ofac"}})
+    assert listed["seeds"] == [thief]
+    async with db.pool.acquire() as conn:
+        while await alert_store.sequence_round(conn):
+            pass
+    _, events, _ = await api.call("GET", f"/v1/subscriptions/{sub['id']}/events", expect=200)
+    conforms("event-page", events)
+    hops = {(e["hop"]["from"], e["hop"]["to"]) for e in events["items"]}
+    assert hops == {(T(address(24, "layer_b")), layer_e), (layer_e, T(address(24, "dep_okx_1")))}, hops
+
+    for fmt in ("csv", "json", "graphml"):
+        status, body, _ = await api.call("GET", f"/v1/traces/{listed['id']}/graph?format={fmt}")
+        text = body if isinstance(body, str) else json.dumps(body)
+        assert status == 200 and thief in text and T(story.truth.deposits[0].address) in text, fmt
+        assert "0x41" not in text, (fmt, text[max(0, text.find("0x41") - 200):text.find("0x41") + 80])  # no hex leaks
+
+    # The default label set's Tron hot wallets (GraphSense tagpacks, with their provenance).
+    from tracer.labels.defaults import load_default_labels
+
+    async with db.pool.acquire() as conn:
+        await load_default_labels(conn)
+    binance = "TAzsQ9Gx8eqFNFSKbeXrbi45CuVPHzA8wr"
+    _, node, _ = await api.call("GET", f"/v1/addresses/tron/{binance}", expect=200)
+    assert node["address"] == binance
+    assert any(lb["entity"] == "Binance" and lb["category"] == "exchange" for lb in node["labels"]), node
+    status, bad, _ = await api.call("POST", "/v1/traces", json={"chain": "tron", "seeds": [binance[:-1] + "x"]})
+    assert status == 400 and bad["field"] == "seeds[0]" and "checksum" in bad["detail"], bad

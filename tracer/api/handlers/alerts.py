@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from tracer.addresses import show_tron
+from tracer.addresses import shape_chain, show_tron
 from tracer.alerts import events as ev
 from tracer.alerts import subscriptions as subs
 from tracer.alerts.guard import UrlPolicy
@@ -149,7 +149,7 @@ async def create(request: web.Request) -> web.Response:
     if watchlist and isinstance(body["addresses"], list):  # it starts a trace from these addresses
         limits.check_seeds(request, len(body["addresses"]), "addresses")
         first = body["addresses"][0] if body["addresses"] else ""
-        shape = "ethereum" if isinstance(first, str) and first.strip()[:2].lower() == "0x" else "bitcoin"
+        shape = shape_chain(first)
         nodewatch.refuse_if_down(request, body.get("chain") or shape)
     async with ctx.pool.acquire() as conn:
         await limits.check_subscription_quota(request, conn, principal)

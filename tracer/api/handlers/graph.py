@@ -70,7 +70,7 @@ class _Ids:
 
 
 def _node_label(node: asyncpg.Record, ids: _Ids) -> str:
-    a = node["address"]
+    a = show_tron(node["address"])  # shortened below: the T... form, not the stored hex
     short = f"{a[:8]}…{a[-4:]}"
     text = f"{node['entity']} ({short})" if node["entity"] else short
     return f"{node['chain']}: {text}" if ids.multi else text
@@ -245,7 +245,7 @@ async def export(request: web.Request) -> web.StreamResponse:
                 nodes = [n async for n in reads.iter_graph_nodes(conn, trace_id)]
                 edges = [e async for e in reads.iter_hops(conn, trace_id)]
             g = await asyncio.to_thread(_nx_graph, ids, trace_id, nodes, edges, book)
-            text = await asyncio.to_thread(lambda: "\n".join(_render(g, fmt)) + "\n")
+            text = await asyncio.to_thread(lambda: show_tron("\n".join(_render(g, fmt)) + "\n"))
             return web.Response(text=text, content_type=content_type, headers={
                 "Content-Disposition": f'attachment; filename="trace-{trace_id}.{ext}"'})
         suffix = f"-{table}" if fmt == "csv" else ""

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tracer.addresses import BITCOIN
+from tracer.addresses import shape_chain
 from tracer.api import owners, params
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
@@ -28,9 +28,9 @@ def _item(label_id: int, chain: str, address: str, lb: label_store.Label, now: d
 
 
 def _shape_chain(address: Any) -> str:
-    """The chain a request that names none means: 0x addresses are Ethereum's, any other is
-    taken for Bitcoin (and must then pass Bitcoin's checks, or the answer is a 400 naming it)."""
-    return "ethereum" if isinstance(address, str) and address.strip()[:2].lower() == "0x" else BITCOIN
+    """The chain a request that names none means: 0x addresses are Ethereum's, T... Tron's, any
+    other is taken for Bitcoin (and must then pass Bitcoin's checks, or the answer is a 400 naming it)."""
+    return shape_chain(address)
 
 
 async def list_(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ const DRAW_LIMIT = 20000; // hops: beyond this the page shows exposure only and 
 const DRAW_TARGET = 1500; // hops drawn at first in a bigger trace (the largest ones)
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 // Bitcoin: base58 (P2PKH/P2SH) or bech32 in one case; the server checks the checksums.
+const TRON_ADDRESS = /^T[1-9A-HJ-NP-Za-km-z]{33}$/;
 const BTC_ADDRESS = /^([13mn2][1-9A-HJ-NP-Za-km-z]{24,34}|(bc|tb|bcrt)1[02-9ac-hj-np-z]{6,87}|(BC|TB|BCRT)1[02-9AC-HJ-NP-Z]{6,87})$/;
 
 const api = new Api();
@@ -112,7 +113,7 @@ async function startTrace(ev) {
   const error = $("form-error");
   error.hidden = true;
   const seeds = $("f-seeds").value.split(/[\s,;]+/).map((s) => s.trim()).filter(Boolean);
-  const bad = seeds.find((s) => !ADDRESS.test(s) && !BTC_ADDRESS.test(s));
+  const bad = seeds.find((s) => !ADDRESS.test(s) && !BTC_ADDRESS.test(s) && !TRON_ADDRESS.test(s));
   if (!seeds.length || bad) {
     error.textContent = bad ? `Not an address: ${bad}` : "Enter at least one seed address.";
     error.hidden = false;
@@ -122,8 +123,10 @@ async function startTrace(ev) {
   const minShare = $("f-minshare").value;
   if (minShare !== "") policy.min_share = Number((Number(minShare) / 100).toPrecision(12));
   if ($("f-from").value !== "") policy.from_block = Number($("f-from").value);
-  // Bitcoin seeds start a Bitcoin trace; anything else is an EVM trace on the default chain.
-  const chain = seeds.every((s) => BTC_ADDRESS.test(s)) ? "bitcoin" : "ethereum";
+  // Bitcoin seeds start a Bitcoin trace, Tron (T...) seeds a Tron trace; anything else is an EVM
+  // trace on the default chain.
+  const chain = seeds.every((s) => BTC_ADDRESS.test(s)) ? "bitcoin"
+    : seeds.every((s) => TRON_ADDRESS.test(s)) ? "tron" : "ethereum";
   const body = {chain, seeds, policy};
   if ($("f-label").value.trim()) body.label = $("f-label").value.trim();
   const button = $("f-submit");
