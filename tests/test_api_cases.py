@@ -288,3 +288,21 @@ async def test_connections_between_addresses_in_a_trace_and_a_case(api: Api, key
                          (f"to={target}&trace_id=1", "from"), (f"from=0x12&to={target}&trace_id=1", "from")):
         _, p, _ = await api.call("GET", f"/v1/connections?{query}", key=keys["alice"], expect=400)
         assert p["field"] == field
+
+
+async def test_the_trace_report_shows_the_notes_of_cases_the_reader_can_see(
+        api: Api, keys: dict[str, str], traces: list[int]) -> None:
+    _, case, _ = await api.call("POST", "/v1/cases", key=keys["carol"], expect=201,
+                                json={"title": "report notes", "traces": traces[:1]})
+    await api.call("POST", f"/v1/cases/{case['id']}/notes", key=keys["carol"], expect=201,
+                   json={"text": HOSTILE, "target": {"kind": "trace", "trace_id": traces[0]}})
+    await api.call("POST", f"/v1/cases/{case['id']}/notes", key=keys["carol"], expect=201,
+                   json={"text": "exchange answered the subpoena"})
+    _, page, headers = await api.call("GET", f"/v1/traces/{traces[0]}/report", key=keys["dave"], expect=200)
+    assert headers["Content-Type"].startswith("text/html")
+    assert "Investigators' notes (2)" in page and "exchange answered the subpoena" in page
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page and "<script>alert(2)" not in page
+    assert page.rstrip().endswith("</body></html>")
+    # Another team's reader gets the report without them.
+    _, other, _ = await api.call("GET", f"/v1/traces/{traces[0]}/report", key=keys["bob"], expect=200)
+    assert "exchange answered the subpoena" not in other and "Investigators' notes" not in other

@@ -218,6 +218,30 @@ async def remove_tag(conn: Conn, case_id: int, *, target_kind: str, target: str,
     return gone is not None
 
 
+@dataclass(frozen=True, slots=True)
+class TraceNote:
+    note: Note
+    case_title: str
+
+
+async def notes_on_trace(conn: Conn, trace_id: int, viewer: Viewer, *, limit: int = 500) -> list[TraceNote]:
+    """Notes of the visible cases holding a trace that concern it: on the case itself, on the
+    trace, on one of its hops, or on an address the trace reached. Oldest first."""
+    rows = await conn.fetch(
+        f"""SELECT n.id, n.case_id, n.target_kind, n.target, n.body, n.author, n.created_at, c.title
+            FROM case_notes n JOIN cases c ON c.id = n.case_id
+            WHERE {_visible(2)} AND EXISTS (SELECT 1 FROM case_traces ct WHERE ct.case_id = c.id AND ct.trace_id = $1)
+              AND (n.target_kind = 'case'
+                   OR (n.target_kind = 'trace' AND n.target = $1::text)
+                   OR (n.target_kind = 'hop' AND split_part(n.target, ':', 1) = $1::text)
+                   OR (n.target_kind = 'address' AND EXISTS (
+                         SELECT 1 FROM jobs j WHERE j.trace_id = $1 AND j.kind = 'address'
+                           AND j.chain = split_part(n.target, ':', 1) AND j.address = split_part(n.target, ':', 2))))
+            ORDER BY n.created_at, n.id LIMIT $5""",
+        trace_id, *viewer.args(), limit)
+    return [TraceNote(_note(r), r["title"]) for r in rows]
+
+
 async def hop_exists(conn: Conn, trace_id: int, transfer_id: int) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM hops WHERE trace_id = $1 AND transfer_id = $2)",
                                     trace_id, transfer_id))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tracer.api import params
+from tracer.api import owners, params
+from tracer.api.auth import principal_of
 from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, trace_or_404
-from tracer.engine import report_doc
+from tracer.engine import report_doc, report_notes
+from tracer.store import cases as case_store
 
 
 async def get(request: web.Request) -> web.Response:
@@ -20,6 +22,10 @@ async def get(request: web.Request) -> web.Response:
         await trace_or_404(conn, trace_id)
     doc = await report_doc.build_document(ctx.pool, trace_id, ctx.chains)
     text = report_doc.render_html(doc)
+    async with ctx.pool.acquire() as conn:  # the notes of the cases this caller can see
+        notes = await case_store.notes_on_trace(conn, trace_id,
+                                                owners.viewer(principal_of(request), admin_sees_all=True))
+    text = report_notes.add_to(text, notes)
     name = f"trace-{trace_id}-report"
     if fmt == "pdf":
         try:
