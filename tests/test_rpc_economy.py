@@ -17,6 +17,7 @@ from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
+from tracer.store import reads
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -60,6 +61,26 @@ async def chain_url(scenario: Scenario, devchain_factory: Any) -> AsyncIterator[
     yield server.url
 
 
+async def _noise_beside_first_exit(conn: Any, trace_id: int) -> None:
+    """A transfer the worker stored without time or token name (as it stores noise) into the
+    biggest exit, in the block of its first hop, placed before the hop's own transfer in the
+    index (the hop's row is rewritten after it): exits must not take their time from it."""
+    hop = await conn.fetchrow(
+        """SELECT t.* FROM hops h JOIN transfers t ON t.id = h.transfer_id
+           WHERE h.trace_id = $1 AND h.status = 'exit' ORDER BY h.amount DESC, h.block_number LIMIT 1""", trace_id)
+    first = await conn.fetchval(
+        "SELECT min(block_number) FROM hops WHERE trace_id = $1 AND status = 'exit' AND to_addr = $2 AND asset = $3",
+        trace_id, hop["to_addr"], hop["asset"])
+    await conn.execute(
+        """INSERT INTO transfers (chain, tx_hash, position, block_number, block_time, tx_index, from_addr, to_addr,
+                                  asset, amount, kind, decimals, symbol)
+           SELECT chain, '0x' || repeat('0', 64), 'tx', $2, -1, 0, '0x' || repeat('1', 40), to_addr, asset, 1, kind,
+                  NULL, NULL FROM transfers WHERE id = $1""", hop["id"], first)
+    await conn.execute(
+        """UPDATE transfers SET block_time = block_time WHERE to_addr = $1 AND asset = $2 AND block_number = $3
+             AND block_time >= 0""", hop["to_addr"], hop["asset"], first)
+
+
 async def _trace(server_url: str, template: str, chain_url: str, scenario: Scenario, eager: bool) -> tuple[
         set[Hop], dict[str, int], int]:
     """Hops of one trace on a fresh database and a fresh client, and the calls that client made."""
@@ -80,6 +101,11 @@ async def _trace(server_url: str, template: str, chain_url: str, scenario: Scena
                               t.decimals, t.symbol, t.block_time
                        FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", trace_id)
                 untimed = await db.pool.fetchval("SELECT count(*) FROM transfers WHERE block_time < 0")
+                async with db.pool.acquire() as conn:
+                    await _noise_beside_first_exit(conn, trace_id)
+                    exits = await reads.exits(conn, trace_id, scenario.chain)
+                assert exits and all(e["first_time"] >= 0 and e["last_time"] >= 0 for e in exits)
+                assert all(e["symbol"] for e in exits if e["asset"] != "native")
             finally:
                 await db.close()
         hops = {(r["tx_hash"], r["position"], r["from_addr"], r["to_addr"], r["asset"], int(r["amount"]),

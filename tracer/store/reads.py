@@ -217,8 +217,9 @@ async def exits(conn: Conn, trace_id: int, chain: str, *, asset: str | None = No
 
     The aggregate reads only the partial covering index hops_exit_cover (no heap). Times and token
     metadata come from one transfer in the first and last block of each exit (index transfers_to),
-    so the cost follows the number of exits rather than the number of hops into them. `chain`
-    is the trace's own; exits on chains it continued into carry theirs."""
+    so the cost follows the number of exits rather than the number of hops into them; one with a
+    time and token name first (the worker stores other transfers of the block without: it names
+    only hops). `chain` is the trace's own; exits on chains it continued into carry theirs."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """WITH e AS (
                SELECT h.chain, h.to_addr, h.asset, sum(h.amount) AS amount, count(*) AS hops,
@@ -238,11 +239,13 @@ async def exits(conn: Conn, trace_id: int, chain: str, *, asset: str | None = No
                SELECT t.block_time, t.decimals, t.symbol FROM transfers t
                WHERE t.chain = e.chain AND t.to_addr = e.to_addr AND t.block_number = e.first_block
                  AND t.asset = e.asset
+               ORDER BY t.block_time < 0, t.symbol IS NULL
                LIMIT 1) f ON true
            LEFT JOIN LATERAL (
                SELECT t.block_time FROM transfers t
                WHERE t.chain = e.chain AND t.to_addr = e.to_addr AND t.block_number = e.last_block
                  AND t.asset = e.asset
+               ORDER BY t.block_time < 0
                LIMIT 1) l ON true
            WHERE ($4::text IS NULL OR j.category = $4)
            ORDER BY e.amount DESC, e.to_addr, e.asset""",
