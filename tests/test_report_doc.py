@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
@@ -181,3 +181,36 @@ async def test_path_steps_carry_usd(api: Api, db: Database, trace: dict[str, Any
     for step in paths["paths"][0]["steps"]:
         hop = d.values[ids[(step["tx_hash"], step["from"], step["to"])]]
         assert step["usd_source"] == "feed" and step["usd"] == f"{hop.usd:.2f}"
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_hop_events_carry_usd(api: Api, db: Database, trace: dict[str, Any]) -> None:
+    from tests.api_support import conforms
+
+    tid = trace["id"]
+    d = await trace_dollars(db.pool, tid)
+    _, page, _ = await api.call("GET", f"/v1/traces/{tid}/events?after=0&limit=500", expect=200)
+    hops = [e for e in page["items"] if "hop" in e]
+    assert hops
+    for e in hops:
+        conforms("webhook_event", e)
+        hop = e["hop"]
+        assert hop["usd_source"] == "feed" and Decimal(hop["usd"]) >= 0
+    # Each event's dollars: its amount (which grows as taint is found) at its hop's price.
+    async with db.pool.acquire() as conn:
+        tids = {(r["tx_hash"], r["position"], r["to_addr"]): r["transfer_id"] for r in await conn.fetch(
+            """SELECT h.transfer_id, t.tx_hash, t.position, h.to_addr FROM hops h
+               JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", tid)}
+    checked = 0
+    for e in hops:
+        h = e["hop"]
+        tid_ = tids.get((h["tx_hash"], h["position"], h["to"]))
+        if tid_ is None:
+            continue
+        price = d.values[tid_].price
+        assert price is not None
+        with localcontext(prec=100):
+            want = Decimal(h["amount_raw"]).scaleb(-int(h["decimals"])) * price
+        assert h["usd"] == f"{want:.2f}"
+        checked += 1
+    assert checked == len(hops)

@@ -35,6 +35,7 @@ from tracer import __version__
 from tracer.alerts import events, signing
 from tracer.alerts.guard import GuardedConnector, UnsafeUrl, UrlPolicy, check_url, describe
 from tracer.alerts.listen import Connect, Listener
+from tracer.alerts.prices import event_values
 from tracer.alerts.sequencer import Sequencer
 from tracer.store import alerts as alert_store
 
@@ -246,7 +247,8 @@ class Deliverer:
         seq = int(row["seq"])
         self.stats.attempts += 1
         try:
-            body = events.encode(events.render(row, subscription_id=sub.id))
+            value = (await event_values(self.pool, [row])).get(seq)
+            body = events.encode(events.render(row, subscription_id=sub.id, usd=value))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             # A payload we cannot render is a bug; failing it (and in the end dead-lettering it)
             # keeps it from wedging the queue in a crash loop.

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from tracer.addresses import show_tron
+from tracer.engine.pricing import usd_text
 from tracer.engine.report import NATIVE_DECIMALS_OF, NATIVE_SYMBOL
 
 #: Every event type, in the order a trace produces them.
@@ -98,10 +99,13 @@ def hop(chain: str, p: Mapping[str, Any]) -> dict[str, Any]:
         "transfer_amount_raw": str(whole),
         "to_entity": p.get("to_entity"),
         "to_category": p.get("to_category"),
+        # US dollars at the asset's price at the hop's block (tracer.alerts.prices); null: unknown.
+        "usd": None,
+        "usd_source": None,
     }
 
 
-def render(row: Mapping[str, Any], *, subscription_id: int | None = None) -> dict[str, Any]:
+def render(row: Mapping[str, Any], *, subscription_id: int | None = None, usd: Any = None) -> dict[str, Any]:
     """An event row (seq, trace_id, type, payload, created_at, chain) as its public JSON object.
 
     `id` is the event's seq: unique, never reused, increasing in commit order; receivers drop
@@ -120,6 +124,8 @@ def render(row: Mapping[str, Any], *, subscription_id: int | None = None) -> dic
         body["subscription_id"] = subscription_id
     if row["type"] in HOP_TYPES:
         body["hop"] = hop(chain, payload)
+        if usd is not None:  # a tracer.engine.pricing.Value
+            body["hop"]["usd"], body["hop"]["usd_source"] = usd_text(usd.usd), usd.source
     else:
         body["data"] = dict(payload)
     return body

@@ -33,6 +33,7 @@ from tracer.alerts import subscriptions as subs
 from tracer.alerts.guard import UrlPolicy
 from tracer.alerts.hub import Hub
 from tracer.alerts.listen import connector
+from tracer.alerts.prices import event_values
 from tracer.api import limits, nodewatch, owners, params
 from tracer.api.auth import principal_of
 from tracer.api.context import CTX
@@ -320,7 +321,9 @@ async def trace_events(request: web.Request) -> web.StreamResponse:
         async with ctx.pool.acquire() as conn:
             rows = await alert_store.trace_events(conn, trace_id, after, limit)
         nxt = int(rows[-1]["seq"]) if rows else after
-        return ok({"items": [ev.render(r) for r in rows], "next_after": nxt, "trace_status": row["status"]})
+        usd = await event_values(ctx.pool, rows, ctx.chains)
+        return ok({"items": [ev.render(r, usd=usd.get(int(r["seq"]))) for r in rows], "next_after": nxt,
+                   "trace_status": row["status"]})
     return await _stream(request, fetch, over, key=trace_id, after=after)
 
 
@@ -342,7 +345,9 @@ async def subscription_events(request: web.Request) -> web.StreamResponse:
     if not _wants_stream(request):
         async with ctx.pool.acquire() as conn:
             rows, upto = await alert_store.subscription_events(conn, sid, after, limit)
-        return ok({"items": [ev.render(r, subscription_id=sid) for r in rows], "next_after": upto})
+        usd = await event_values(ctx.pool, rows, ctx.chains)
+        return ok({"items": [ev.render(r, subscription_id=sid, usd=usd.get(int(r["seq"]))) for r in rows],
+                   "next_after": upto})
     return await _stream(request, fetch, over, key=None, after=after, subscription_id=sid)
 
 
@@ -371,7 +376,9 @@ async def _stream(request: web.Request, fetch: Fetch, over: Over, *, key: int | 
                 rows, cursor = await fetch(conn, cursor)
                 done = len(rows) < state.batch and await over(conn, cursor)
             if rows:
-                chunk = b"".join(_sse(ev.render(r, subscription_id=subscription_id)) for r in rows)
+                usd = await event_values(ctx.pool, rows, ctx.chains)
+                chunk = b"".join(_sse(ev.render(r, subscription_id=subscription_id, usd=usd.get(int(r["seq"]))))
+                                 for r in rows)
                 await resp.write(chunk)
                 last_write = time.monotonic()
                 if len(rows) >= state.batch:
