@@ -116,6 +116,7 @@ async def _connect_chain(url: str | None, chain: str, pool: Any) -> Any:
 
 
 async def _trace(args: argparse.Namespace) -> int:
+    from tracer.addresses import show_tron
     from tracer.engine import report as treport
     from tracer.engine.dollars import render_dollars, trace_dollars
     from tracer.engine.service import create_trace, seeds_from_list
@@ -153,8 +154,9 @@ async def _trace(args: argparse.Namespace) -> int:
         # Dollars at the time of each hop, from the node's price feeds (or imported price files).
         dollars = await trace_dollars(db.pool, trace_id, {args.chain: client})
         # Entity names come from label files: no terminal escape sequences reach the screen.
-        print(json.dumps({**rep.to_json(), "dollars": dollars.to_json()}, indent=2) if args.json
-              else terminal_safe(treport.render(rep) + "\n\n" + render_dollars(rep, dollars)))
+        # Tron's stored hex is shown as T... (tracer.addresses.show_tron), in JSON and text alike.
+        print(show_tron(json.dumps({**rep.to_json(), "dollars": dollars.to_json()}, indent=2) if args.json
+                        else terminal_safe(treport.render(rep) + "\n\n" + render_dollars(rep, dollars))))
         return 0 if rep.status == "done" else 1
     finally:
         await client.close()

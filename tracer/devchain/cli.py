@@ -6,6 +6,8 @@
                     [--seeds-out FILE]
     tracer devchain --bitcoin [--seed S] [--host H] [--port N] [--latency-ms X] [--rate-limit R]
                     [--labels-out FILE] [--seeds-out FILE]
+    tracer devchain --tron [--seed S] [--host H] [--port N] [--latency-ms X] [--rate-limit R]
+                    [--labels-out FILE] [--seeds-out FILE]
     tracer devchain --anvil [--anvil-history archive|pruned|prune-history] [--anvil-url URL]
                     [--generate N | --scenario FILE | --replay DIR] [--seed S] [--port N] [--labels-out FILE]
 
@@ -70,6 +72,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bitcoin", action="store_true",
                    help="serve a generated Bitcoin scenario (peel chain, CoinJoin, THORChain payouts) over the "
                    "Esplora REST API instead (--seed, --latency-ms and --rate-limit apply)")
+    p.add_argument("--tron", action="store_true",
+                   help="serve a generated Tron history (USDT-TRC20, TRX and TRC-10 to exchange deposit addresses, "
+                   "a Tether freeze) as a java-tron node: HTTP API /wallet/* and JSON-RPC at /jsonrpc; the URL "
+                   "printed is the JSON-RPC (TRACER_RPC_URL_TRON)")
     p.add_argument("--anvil", action="store_true",
                    help="execute the scenario as real transactions on Anvil (Foundry's EVM node, started here; "
                    "npm ci --prefix tests/node installs it) and serve that node instead of the emulator")
@@ -104,6 +110,12 @@ def run(args: argparse.Namespace) -> Any:
                   file=sys.stderr)
             return 2
         return serve_bitcoin(args)
+    if getattr(args, "tron", False):
+        if args.scenario or args.replay or args.save:
+            print("tracer devchain: --tron generates its history; --scenario, --replay and --save do not apply",
+                  file=sys.stderr)
+            return 2
+        return serve_tron(args)
     t0 = time.monotonic()
     scenario = load_or_generate(args)
     print(f"scenario ready in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
@@ -154,6 +166,31 @@ async def serve_bitcoin(args: argparse.Namespace) -> int:
         write_seeds(args.seeds_out, scenario.seeds)
     server = EsploraServer(scenario, latency=args.latency_ms / 1000.0, rate_limit=args.rate_limit)
     return await _serve_until_signalled(server, args, scenario.seeds, scenario.summary())
+
+
+async def serve_tron(args: argparse.Namespace) -> int:
+    from tracer.addresses import tron_base58
+    from tracer.devchain.tron import generate as generate_tron
+    from tracer.devchain.tron_server import TronServer
+
+    story = generate_tron(args.seed)
+    seeds = [tron_base58(s) for s in story.seeds]
+    if args.labels_out:
+        write_labels(args.labels_out, "tron", [ScenarioLabel(tron_base58(lb.address), lb.entity, lb.category)
+                                               for lb in story.labels])
+    if args.seeds_out:
+        write_seeds(args.seeds_out, seeds)
+    server = TronServer(story, latency=args.latency_ms / 1000.0, rate_limit=args.rate_limit)
+    await server.start(args.host, args.port)
+    print(server.jsonrpc_url, flush=True)
+    print("seeds: " + " ".join(seeds), flush=True)
+    print(f"tron: {len(story.blocks)} blocks, {len(story.truth.deposits)} exchange deposit addresses, "
+          f"a USDT freeze at block {story.truth.freeze.block}; HTTP API at {server.url}", flush=True)
+    try:
+        await _until_signalled()
+    finally:
+        await server.stop()
+    return 0
 
 
 async def _serve_until_signalled(server: KnobServer, args: argparse.Namespace, seeds: list[str], summary: str) -> int:

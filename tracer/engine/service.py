@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from tracer.addresses import BITCOIN, InvalidAddress, normalize_address
+from tracer.addresses import BITCOIN, TRON, InvalidAddress, normalize_address
 from tracer.chains.bitcoin import NETWORKS
 from tracer.engine.bridges import EVM_CHAINS
 from tracer.engine.policy import Policy, PolicyError
@@ -19,8 +19,8 @@ from tracer.store import traces as store
 
 MAX_SEEDS = 10_000
 # Chain names a trace may start on when the caller does not say which chains it has nodes for:
-# every EVM chain the bridge decoders name, and Bitcoin.
-CHAINS = tuple(sorted({*EVM_CHAINS.values(), BITCOIN}))
+# every EVM chain the bridge decoders name, Bitcoin and Tron.
+CHAINS = tuple(sorted({*EVM_CHAINS.values(), BITCOIN, TRON}))
 
 
 def check_chain(chain: Any, configured: Collection[str] | None = None) -> str:
