@@ -266,7 +266,7 @@ async def test_traces_start_on_any_configured_chain_and_a_400_lists_them(
 def test_check_chain_accepts_configured_then_known_names() -> None:
     assert service.check_chain("base") == "base"
     assert set(service.CHAINS) >= {"ethereum", "bitcoin", "avalanche", "base", "arbitrum", "bsc", "polygon"}
-    assert set(service.CHAINS) == {*bridges.EVM_CHAINS.values(), "bitcoin"}
+    assert set(service.CHAINS) == {*bridges.EVM_CHAINS.values(), "bitcoin", "tron"}
     assert service.check_chain("fantom", ["fantom", "ethereum"]) == "fantom"
     for bad, configured in (("base", ["ethereum"]), ("dogecoin", None), (7, None)):
         with pytest.raises(service.TraceInputError) as err:
