@@ -420,6 +420,11 @@ async def test_link_hops_carry_the_deposit_times_confidence_capped_by_the_withdr
         "SELECT count(*) FROM hops WHERE trace_id = $1 AND from_addr = ANY($2::text[]) AND reason <> 'mixer link'",
         trace_id, pools)
     assert {s["address"] for s in traced.report.stops if s["reason"] == "entered mixer"} <= set(pools)
+    # Every hop, link hops included, has its block time (the worker fetches transfers without and
+    # reads times for the hops' blocks only).
+    assert not await db.pool.fetchval(
+        "SELECT count(*) FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1 AND "
+        "(t.block_time < 0 OR (h.asset <> 'native' AND t.symbol IS NULL))", trace_id)
 
 
 @pytestmark_e2e

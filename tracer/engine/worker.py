@@ -972,6 +972,9 @@ class Worker:
                 note = pool_deposits.get((t.to_address, t.tx_hash))
                 if note is not None:
                     recipient_notes[t.from_address].append(note)
+        # A followed link becomes a hop of its pool -> recipient transfer: fetched without time and
+        # token name like any transfer, it gets them here (a few per batch).
+        await self._describe(trace, list(payouts.values()))
         # Shared wallets that are labelled services say nothing about who withdrew.
         recipients = sorted({w.recipient for ws in candidates.values() for w in ws})
         theirs = set().union(*(recipient_peers.get(r, set()) for r in recipients))
