@@ -120,6 +120,14 @@ def _speed(r: Result) -> tuple[str, str]:
     fig = "; ".join(parts) + (f"; {'identical' if same else 'DIFFERENT'} hops and amounts in all runs")
     if peaks:
         fig += f"; peak worker RSS {min(peaks):.0f}-{max(peaks):.0f} MB"
+    pair = r.get("side_by_side_issue22")
+    if pair:
+        b, a = pair["before"], pair["after"]
+        fig += (f". Back to back, 1 worker, before/after headers only for hops (`{b['code']}` / `{a['code']}`): "
+                f"{b['calls_per_1000_hops']:.0f} / {a['calls_per_1000_hops']:.0f} calls per 1,000 hops "
+                f"(eth_getBlockByNumber {n(b['calls_by_method'].get('eth_getBlockByNumber', 0))} / "
+                f"{n(a['calls_by_method'].get('eth_getBlockByNumber', 0))}), {b['wall_seconds']:.0f} / "
+                f"{a['wall_seconds']:.0f} s, {'the same' if pair['same_outcome'] else 'a DIFFERENT'} outcome")
     return what, fig
 
 
