@@ -80,13 +80,14 @@ def _int(value: Any, what: str) -> int:
 
 def _trc10_id(value: Any) -> str:
     """TRC-10 ids: `asset_name` is the id's decimal text, hex-encoded when `visible` is false (its
-    hex is digits too: "1002000" is "31303032303030"); `tokenId` of internal transactions is plain."""
+    hex is digits too: "1002000" is "31303032303030"; tokens older than ids, late 2018, are named:
+    "53454544" is "SEED"); `tokenId` of internal transactions is plain."""
     text = str(value or "")
     try:
         decoded = bytes.fromhex(text).decode("ascii")
     except ValueError:
         decoded = ""
-    return TRC10_PREFIX + (decoded if decoded.isdigit() else text)
+    return TRC10_PREFIX + (decoded if decoded.isprintable() and decoded.strip() == decoded and decoded else text)
 
 
 def parse_tx(raw: Mapping[str, Any], index: int) -> TronTx:
