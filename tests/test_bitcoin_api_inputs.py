@@ -193,3 +193,13 @@ async def test_the_network_comes_from_the_client_else_the_environment(monkeypatc
     assert service.bitcoin_network(None) == "regtest"
     monkeypatch.delenv("TRACER_BITCOIN_NETWORK")
     assert service.bitcoin_network(None) == "mainnet"
+
+
+async def test_screening_with_depth_says_bitcoin_is_not_walked_back_yet(
+        api: Api, story: tuple[BitcoinScenario, FifoTruth]) -> None:
+    scenario, _ = story
+    seed = scenario.seeds[0]
+    _, p, _ = await api.call("GET", f"/v1/screen?chain=bitcoin&address={seed}&depth=2", expect=400)
+    assert p["field"] == "depth" and "EVM chains only" in p["detail"]
+    _, body, _ = await api.call("GET", f"/v1/screen?chain=bitcoin&address={seed}", expect=200)
+    assert "exposure" not in body

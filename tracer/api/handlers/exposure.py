@@ -22,6 +22,7 @@ from tracer.api.auth import principal_of
 from tracer.api.errors import ApiError, bad_request
 from tracer.api.handlers.common import chain_client, ctx_of
 from tracer.chains.errors import ChainError
+from tracer.chains.evm import EvmChain
 from tracer.engine import backward
 from tracer.store import labels as label_store
 from tracer.store import screening
@@ -40,7 +41,7 @@ async def indirect(request: web.Request, chain: str, address: str, depth: int, f
     """The `exposure` member of a screening answer."""
     ctx = ctx_of(request)
     client = chain_client(request, chain)
-    if not hasattr(client, "native_balances"):
+    if not isinstance(client, EvmChain):  # Bitcoin's flattened inputs and Tron are not walked back yet
         raise bad_request("depth", f"indirect exposure is not available on {chain} yet (EVM chains only)")
     head = await client.head()
     to_block = head if to_block is None else to_block
