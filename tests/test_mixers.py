@@ -233,6 +233,33 @@ def test_a_deposit_s_link_does_not_depend_on_other_wallets_deposits() -> None:
     assert batched[0].links[0].withdrawal.recipient == _addr(77)  # y's note weighs the same withdrawal
 
 
+def test_a_wallet_s_link_is_the_same_whichever_of_its_deposits_are_flagged_yet() -> None:
+    # The multi-denomination case, linked when the trace has found one of the wallet's three
+    # notes flagged, then all three: the first note's link is the same (its pools and notes come
+    # from the chain, not from what is flagged so far).
+    clock = [0]
+    big, small = _Pool(_addr(0x100), clock), _Pool(_addr(0x10), clock)
+    _crowd(big, 10)
+    _crowd(small, 30, start=5000)
+    depositor, recipient = _addr(1), _addr(77)
+    d_big = big.deposit()
+    d_small = [small.deposit(), small.deposit()]
+    _crowd(small, 10, start=6000)
+    big.withdraw(recipient)
+    small.withdraw(recipient)
+    small.withdraw(recipient)
+    _crowd(small, 10, start=7000)
+    facts = LinkFacts(
+        events={big.pool: big.events, small.pool: small.events}, gas_prices={**big.gas, **small.gas},
+        denominations={big.pool: 100 * ETH, small.pool: 10 * ETH}, deposits_by={depositor: [d_big, *d_small]})
+    first = _flagged(d_small[0], depositor, 2)
+    [early] = mixer_scope.link_each_depositor([first], facts)
+    later = mixer_scope.link_each_depositor([_flagged(d_big, depositor, 1, 100 * ETH), first,
+                                             _flagged(d_small[1], depositor, 3)], facts)
+    assert early.links == later[1].links
+    assert early.best(0.5) is not None and "multi_denomination" in {r.heuristic for r in early.links[0].reasons}
+
+
 def test_a_wallet_s_notes_compete_whether_flagged_or_not() -> None:
     # One wallet's two notes, withdrawn to two recipients with its hand-set gas price: each note
     # takes one withdrawal (instead of two uncertain halves), and the flagged one's link is the

@@ -8,14 +8,15 @@ denominations a recipient withdrew (the multi-denomination heuristic), which add
 (never a shared wallet), and which notes compete for a withdrawal. Fed a whole batch, a deposit's
 confidence, hence the amount its link carries, moved with the other wallets' deposits in it.
 
-Here each depositing wallet is linked on its own, with the facts of the pools its flagged deposits
-went to: their events over the trace's whole window, and its own deposits there (its notes, which
-compete with each other; `mixers.link`). A wallet's flagged deposits are always in one batch
-(they are the outflows of one job, all recomputed whenever it is processed), so a link depends
-only on chain data in the trace's window, on the depositor's own timeline and on the flagged
-amount of its own deposits: never on batch composition or order. Taint only grows, and a link
-carries its deposit's flagged amount times a confidence that no other wallet's deposit moves, so
-the amounts links carry only grow as the trace finds more flagged money (the engine's fixed point).
+Here each depositing wallet is linked on its own, with the facts of its pools (those its flagged
+deposits went to, and those its other deposits in the facts went to): their events over the
+trace's whole window, and its own deposits there (its notes, which compete with each other;
+`mixers.link`). The worker reads a wallet's transfers and notes over the whole window too, not
+from its first flagged inflow, so a link depends only on chain data in the trace's window and on
+the flagged amount of its own deposit: never on batch composition, on which of the wallet's
+deposits the trace has found flagged so far, or on order. Taint only grows, and a link carries
+its deposit's flagged amount times a confidence nothing else moves, so the amounts links carry
+only grow as the trace finds more flagged money (the engine's fixed point).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from tracer.engine.mixers import DepositOutcome, FlaggedDeposit, LinkFacts, Link
 
 
 def own_facts(depositor: str, deposits: Sequence[FlaggedDeposit], facts: LinkFacts) -> LinkFacts:
-    """The part of a batch's facts about `depositor` and the pools its flagged `deposits` went to."""
-    pools = {d.pool for d in deposits}
+    """The part of a batch's facts about `depositor` and its pools: those its flagged `deposits`
+    went to and those of its other deposits the facts hold (`deposits_by`: read from the chain,
+    the same whichever of them the trace found flagged)."""
+    pools = {d.pool for d in deposits} | {e.pool for e in facts.deposits_by.get(depositor, ())}
     return LinkFacts(
         events={p: evs for p, evs in facts.events.items() if p in pools},
         before={p: c for p, c in facts.before.items() if p in pools},

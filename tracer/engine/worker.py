@@ -534,7 +534,7 @@ class Worker:
             v = verdicts[owner]
             verdicts[owner] = replace(v, evidence={**(v.evidence or {}), "co_spent_with": others[:_MAX_DESTINATIONS]})
         if deposits:
-            await self._link(trace, batch, deposits, timelines, labels)
+            await self._link(trace, batch, deposits, labels)
         if bridged:
             await self._bridge_exits(trace, batch, bridged, service_logs, labels, known)
         await self._commit(trace, jobs, active, batch, by_addr)
@@ -887,13 +887,39 @@ class Worker:
         trace: _TraceInfo,
         batch: _Batch,
         pending: Sequence[_PendingDeposit],
-        timelines: Mapping[str, Sequence[StoredTransfer]],
         labels: Mapping[str, Sequence[label_store.Label]],
     ) -> None:
         """Score the batch's flagged mixer deposits against their pools' withdrawals and decide
         which links are followed; the link hops themselves are summed at commit time."""
         policy = trace.policy
-        pools = sorted({d.pool for d in pending})
+        flagged = [mixers.FlaggedDeposit(
+            d.st.id, d.pool, d.o.asset, d.st.transfer.amount, d.o.amount, d.owner, d.st.transfer.tx_hash,
+            d.st.transfer.block_number, d.st.transfer.block_time, d.st.transfer.decimals, d.st.transfer.symbol,
+        ) for d in pending]
+        # Each depositor's transfers over the trace's whole window, not from its first flagged
+        # inflow (which moves earlier as the trace finds more): its counterparties, and its deposits
+        # into the pools, its notes, which compete for withdrawals and make the multi-denomination
+        # heuristic's bag, in its flagged deposits' pools and in every labelled mixer it paid, flagged
+        # or not yet. Chain data alone: a link's withdrawal and confidence do not change as the
+        # trace finds more, only what it carries grows with its deposit's flagged amount.
+        depositors = {d.depositor for d in flagged}
+        own = await self._ensure_transfers(trace, {a: trace.from_block for a in depositors})
+        depositor_txs: dict[str, set[str]] = defaultdict(set)
+        peers: dict[str, set[str]] = defaultdict(set)
+        paid_into: dict[tuple[str, str], int] = {}  # (address, tx) -> what a depositor paid it there
+        for st in own:
+            t = st.transfer
+            if t.from_address in depositors:
+                peers[t.from_address].add(t.to_address)
+                depositor_txs[t.from_address].add(t.tx_hash)
+                paid_into[(t.to_address, t.tx_hash)] = t.amount
+            if t.to_address in depositors:
+                peers[t.to_address].add(t.from_address)
+        async with self.pool.acquire() as conn:
+            paid_labels = await label_store.lookup(conn, trace.chain, sorted({a for a, _ in paid_into}))
+        mixers_paid = {a for a, found in paid_labels.items()
+                       if (classify.through_category(found, policy) or ("", ""))[0] == classify.MIXER}
+        pools = sorted({d.pool for d in pending} | mixers_paid)
         await self._pool_events(trace, pools)
         # The pools' events over the trace's whole window, not from the batch's first deposit:
         # what a link weighs must not depend on which deposits shared the batch (mixer_scope.py).
@@ -905,21 +931,17 @@ class Worker:
             events[r.pool].append(mixers.PoolEvent(
                 r.pool, "deposit" if r.kind == "deposit" else "withdrawal", r.block_number, r.log_index, r.block_time,
                 r.tx_hash, r.note, r.leaf_index, r.recipient or "", r.relayer or "", r.fee, r.gas_price))
-        flagged = [mixers.FlaggedDeposit(
-            d.st.id, d.pool, d.o.asset, d.st.transfer.amount, d.o.amount, d.owner, d.st.transfer.tx_hash,
-            d.st.transfer.block_number, d.st.transfer.block_time, d.st.transfer.decimals, d.st.transfer.symbol,
-        ) for d in pending]
-        # Each depositor's deposits into the pools since it held flagged money (its timeline):
-        # its notes, which compete for withdrawals, and the multi-denomination heuristic's bag.
-        depositor_txs: dict[str, set[str]] = defaultdict(set)
-        peers: dict[str, set[str]] = defaultdict(set)
+        denominations = {e.pool: paid_into[(e.pool, e.tx_hash)] for evs in events.values() for e in evs
+                         if e.kind == "deposit" and (e.pool, e.tx_hash) in paid_into}
+        denominations.update({d.pool: d.denomination for d in flagged})
+        # A wallet's notes: its deposits into its flagged deposits' pools, and into labelled mixers
+        # it paid itself; never into a pool only because another wallet of the batch used it.
+        own_pools: dict[str, set[str]] = defaultdict(set)
         for d in flagged:
-            for st in timelines.get(d.depositor, ()):
-                t = st.transfer
-                peers[d.depositor].add(t.to_address if t.from_address == d.depositor else t.from_address)
-                if t.from_address == d.depositor:
-                    depositor_txs[d.depositor].add(t.tx_hash)
-        deposits_by = {who: [e for evs in events.values() for e in evs if e.kind == "deposit" and e.tx_hash in txs]
+            own_pools[d.depositor].add(d.pool)
+        all_deposits = [e for evs in events.values() for e in evs if e.kind == "deposit"]
+        deposits_by = {who: [e for e in all_deposits if e.tx_hash in txs and (
+            e.pool in own_pools[who] or (e.pool in mixers_paid and (e.pool, e.tx_hash) in paid_into))]
                        for who, txs in depositor_txs.items()}
         params = mixers.LinkParams()
         candidates = mixers.candidate_withdrawals(flagged, mixers.LinkFacts(events, deposits_by=deposits_by), params)
@@ -953,8 +975,7 @@ class Worker:
         # on which deposits happened to share a batch (workers' timing).
         start = {w.recipient: trace.from_block for ws in candidates.values() for w in ws}
         stored = await self._ensure_transfers(trace, start) if start else []
-        # Recipients' and depositors' wallets apart: an address can be both, and the depositor's
-        # side is read from its own timeline (its window), the recipient's over the trace's.
+        # Recipients' and depositors' wallets apart: an address can be both.
         recipient_peers: dict[str, set[str]] = defaultdict(set)
         # A recipient's own deposits into the pools (chain data): notes that rival ours.
         pool_deposits = {(e.pool, e.tx_hash): e for evs in events.values() for e in evs if e.kind == "deposit"}
@@ -988,7 +1009,7 @@ class Worker:
         # service's crowd.
         services = {a for a, found in service_labels.items() if any(lb.source != "behaviour" for lb in found)}
         facts = mixers.LinkFacts(
-            events=events, before=before, denominations={d.pool: d.denomination for d in flagged}, gas_prices=gas,
+            events=events, before=before, denominations=denominations, gas_prices=gas,
             peers=peers, services=services, deposits_by=deposits_by, recipient_peers=recipient_peers,
             recipient_notes=recipient_notes,
         )
