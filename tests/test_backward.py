@@ -202,3 +202,12 @@ async def test_screen_bench_smoke(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["smoke"] is True and [r["depth"] for r in report["runs"]] == [1, 2]
     assert all(r["walked_max"] >= 1 and r["rpc_requests_median"] > 0 for r in report["runs"])
+
+
+async def test_a_screening_walk_past_its_budget_is_a_503(db: Database, client: EvmChain, small_scenario: Scenario,
+                                                         forward: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    exits = sorted(await plain_exits(db, forward))
+    monkeypatch.setenv("TRACER_SCREEN_BUDGET", "0.001")
+    async with running_api(db, {small_scenario.chain: client}) as api:
+        _, p, headers = await api.call("GET", f"/v1/screen?address={exits[-1]}&depth=9", expect=503)
+        assert "TRACER_SCREEN_BUDGET" in p["detail"] and headers["Retry-After"] == "60"

@@ -4,11 +4,13 @@ category and entity, with every source and the path its money took as evidence.
 
 Answers are cached in this process per (address, window, depth, caller's labels, labels'
 version): asking again is free until a label changes, which recomputes it. The walk is bounded
-(TRACER_SCREEN_MAX_ADDRESSES wallets, 500 by default); an answer cut by it says `truncated`.
+(TRACER_SCREEN_MAX_ADDRESSES wallets, 500 by default; an answer cut by it says `truncated`) and
+timed (TRACER_SCREEN_BUDGET seconds, 60 by default; past it a 503).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -36,6 +38,10 @@ def max_addresses() -> int:
     return max(1, int(os.environ.get("TRACER_SCREEN_MAX_ADDRESSES", "500")))
 
 
+def budget() -> float:
+    return max(0.001, float(os.environ.get("TRACER_SCREEN_BUDGET", "60")))
+
+
 async def indirect(request: web.Request, chain: str, address: str, depth: int, from_block: int | None,
                    to_block: int | None) -> dict[str, Any]:
     """The `exposure` member of a screening answer."""
@@ -61,10 +67,15 @@ async def indirect(request: web.Request, chain: str, address: str, depth: int, f
             async with ctx.pool.acquire() as conn:
                 found = await label_store.lookup(conn, chain, list(addresses), viewer=seen)
             return {a: backward.SourceLabel(lbs[0].entity, lbs[0].category) for a, lbs in found.items() if lbs}
+        walk = backward.source_of_funds(client, chain, lookup, address, from_block=from_block, to_block=to_block,
+                                        depth=depth, max_addresses=max_addresses())
         try:
-            result = await backward.source_of_funds(client, chain, lookup, address, from_block=from_block,
-                                                    to_block=to_block, depth=depth, max_addresses=max_addresses())
-        except (OSError, TimeoutError, ChainError) as exc:
+            result = await asyncio.wait_for(walk, budget())
+        except TimeoutError:
+            raise ApiError(503, "Screening over budget", f"the walk back from {address} was stopped after "
+                           f"{budget():g} s (TRACER_SCREEN_BUDGET); ask for a smaller depth",
+                           headers={"Retry-After": "60"}) from None
+        except (OSError, ChainError) as exc:
             raise ApiError(503, "Chain node unavailable", f"{type(exc).__name__} while walking inflows",
                            headers={"Retry-After": "10"}) from None
         _cache[key] = result
