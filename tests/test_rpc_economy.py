@@ -131,3 +131,34 @@ async def test_headers_only_for_hops_and_the_same_hops(
     assert lazy_calls.get("eth_getBlockByNumber", 0) < eager_calls.get("eth_getBlockByNumber", 0)
     assert any(h[9] for h in lazy)  # token hops carry their symbol
     assert lazy_calls.get("eth_call", 0) <= eager_calls.get("eth_call", 0)
+
+
+async def test_token_names_are_kept_across_traces(
+    chain_url: str, scenario: Scenario, pg_server_url: str, migrated_template: str
+) -> None:
+    """A second trace over the same tokens asks the node for none of their names (token_meta)."""
+    calls: list[int] = []
+    async with temporary_database(pg_server_url, template=migrated_template) as url:
+        db = await Database.connect(url, migrate=False)
+        try:
+            await load_scenario_labels(db.pool, scenario)
+            for _ in range(2):
+                client = EvmChain(chain_url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+                await client.connect()
+                try:
+                    trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds,
+                                                  policy={})
+                    assert await run_with_workers(db.pool, {scenario.chain: client}, trace_id, workers=1,
+                                                  progress=False) == "done"
+                    calls.append(client.request_counts.get("eth_call", 0))
+                finally:
+                    await client.close()
+                # Forget the names the stored transfers carry: only the kept names can spare the calls.
+                await db.pool.execute("UPDATE transfers SET symbol = NULL, decimals = NULL WHERE asset <> 'native'")
+            named = int(await db.pool.fetchval("SELECT count(*) FROM token_meta"))
+            hops = await db.pool.fetchval(
+                "SELECT count(*) FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1", trace_id)
+        finally:
+            await db.close()
+    assert named > 0 and hops
+    assert calls[1] == calls[0] - 2 * named, (calls, named)  # decimals() and symbol() per token

@@ -46,6 +46,7 @@ from tracer.engine.service import block_at_time
 from tracer.engine.taint import CLEAN_MONEY_MODELS, Movement, TaintedOut, propagate
 from tracer.store import alerts as alert_store
 from tracer.store import balances as balance_store
+from tracer.store import described as described_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
 from tracer.store import traces as store
@@ -342,7 +343,16 @@ class Worker:
         if not (untimed and timing) and not unnamed:
             return {}
         times = await chain.block_times(untimed) if untimed and isinstance(chain, WindowSource) else {}
-        meta = await chain.token_meta(unnamed) if unnamed else {}
+        meta: dict[str, tuple[int | None, str | None]] = {}
+        if unnamed:
+            async with self.pool.acquire() as conn:
+                meta = await described_store.token_meta(conn, trace.chain, unnamed)
+            asked = [a for a in unnamed if a not in meta]
+            if asked:
+                fresh = await chain.token_meta(asked)
+                meta.update(fresh)
+                async with self.pool.acquire() as conn:
+                    await described_store.save_token_meta(conn, trace.chain, fresh)
         changed: dict[int, StoredTransfer] = {}
         for st in transfers:
             t = st.transfer
@@ -352,7 +362,7 @@ class Worker:
                 changed[st.id] = StoredTransfer(st.id, replace(t, block_time=when, decimals=decimals, symbol=symbol))
         if changed:
             async with self.pool.acquire() as conn:
-                await store.describe_transfers(conn, [st.transfer_row() for st in changed.values()])
+                await described_store.describe_transfers(conn, [st.transfer_row() for st in changed.values()])
         return changed
 
     async def _prior_balances(

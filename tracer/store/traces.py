@@ -396,21 +396,6 @@ async def store_transfers(conn: Conn, transfers: Sequence[Transfer]) -> None:
         )
 
 
-async def describe_transfers(conn: Conn, rows: Sequence[tuple[int, int, int | None, str | None]]) -> None:
-    """Fill what transfers (by id) were stored without: the block time (-1) and the token's
-    decimals and symbol (NULL), (id, block_time, decimals, symbol) each; what is known stays."""
-    if not rows:
-        return
-    ordered = sorted(rows)
-    await conn.execute(
-        """UPDATE transfers t SET block_time = CASE WHEN t.block_time < 0 THEN b.ts ELSE t.block_time END,
-                                  decimals = COALESCE(t.decimals, b.decimals), symbol = COALESCE(t.symbol, b.symbol)
-           FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[]) AS b(id, ts, decimals, symbol)
-           WHERE t.id = b.id""",
-        [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered], [r[3] for r in ordered],
-    )
-
-
 async def coverage(conn: Conn, chain: str, addresses: Sequence[str]) -> dict[str, tuple[int, int]]:
     rows = await conn.fetch(
         """SELECT c.address, c.from_block, c.to_block FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
