@@ -8,7 +8,9 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +23,15 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("tracer-demo-data")
+def data_dir() -> Iterator[Path]:
+    # Not under pytest's basetemp: the embedded server opens the folders above its data dir to its
+    # own system user, and another pytest session starting meanwhile closes pytest-of-<user> again.
+    path = Path(tempfile.mkdtemp(prefix="tracer-demo-data-"))
     try:
         yield path
     finally:
         stop_embedded(path)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:

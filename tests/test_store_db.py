@@ -10,7 +10,9 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -340,13 +342,15 @@ async def test_retrying_retries_transient_errors_only() -> None:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def embedded_data_dir(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
-    """A tracer data dir for this module's embedded-server tests; its server is stopped at the end."""
-    data_dir = tmp_path_factory.mktemp("tracer-data")
+async def embedded_data_dir() -> AsyncIterator[Path]:
+    """A tracer data dir for this module's embedded-server tests; its server is stopped at the end.
+    Not under pytest's basetemp (see tests/test_demo_embedded.py)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="tracer-data-"))
     try:
         yield data_dir
     finally:
         await asyncio.to_thread(stop_embedded, data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def test_embedded_server_when_database_url_unset(
