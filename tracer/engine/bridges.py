@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tracer.addresses import InvalidAddress, normalize_tron
 from tracer.chains import events, networks
 from tracer.chains.events import LogLike
 from tracer.chains.records import NATIVE, Transfer
@@ -145,7 +146,7 @@ def thorchain_memo(tx: str, memo: str, amount: int | None = None, *, maya: bool 
     action = parts[0].strip().lower() if parts else ""
     protocol, home = ("Maya Protocol", "mayachain") if maya else ("THORChain", "thorchain")
     if action in ("swap", "s", "=") and len(parts) >= 2:
-        asset = THORCHAIN_SHORT_ASSETS.get(parts[1], parts[1]).upper()
+        asset = _asset_code(THORCHAIN_SHORT_ASSETS.get(parts[1], parts[1]))
         dest = parts[2].strip() if len(parts) >= 3 and parts[2].strip() else None
         note: str | None
         if "~" in asset or "/" in asset:
@@ -199,6 +200,15 @@ class PayoutMatch:
     candidates: int  # payments to the destination weighed (within the window, of the asset)
 
 
+def _asset_code(asset: str) -> str:
+    """CHAIN.SYMBOL upper-cased as THORChain spells it; a Tron contract (`TRON.USDT-TR7NH...`) keeps
+    its case, which base58 needs (EVM contracts are lowercased later anyway)."""
+    head, dash, contract = asset.partition("-")
+    if dash and head.upper().startswith("TRON.") and contract.strip()[:1] == "T":
+        return head.upper() + dash + contract.strip()
+    return asset.upper()
+
+
 def memo_names(memo: str | None, tx_hash: str) -> bool:
     """Whether a payout memo names the deposit: THORChain outbounds carry `OUT:<inbound hash>`,
     the hash in upper case without 0x on THORChain, as the source chain spells it elsewhere."""
@@ -219,8 +229,13 @@ def payout_asset(ex: BridgeExit) -> str | None:
         return None
     _chain, symbol = ex.dest_asset.split(".", 1)
     if "-" in symbol:
-        contract = symbol.split("-", 1)[1].strip().lower()
-        return contract if _EVM_ADDRESS.match(contract) else None
+        contract = symbol.split("-", 1)[1].strip()
+        if contract[:1] == "T":  # a TRC-20 named as Tron shows it (TRON.USDT-TR7NH...)
+            try:
+                return normalize_tron(contract)
+            except InvalidAddress:
+                return None
+        return contract.lower() if _EVM_ADDRESS.match(contract.lower()) else None
     return NATIVE
 
 

@@ -759,7 +759,9 @@ class Worker:
             return out
         deposit = st.transfer
         window, start = await self._window(trace, dest, client, deposit.block_time)
-        match = await self._find_payout(dest, client, address, ex, deposit.block_time, start, window, trace.chain)
+        # The payout is matched on the address as stored there (a Tron memo's T... is hex inside).
+        match = await self._find_payout(dest, client, address, replace(ex, dest_address=address), deposit.block_time,
+                                        start, window, trace.chain)
         if match is None:
             out["note"] = (f"no payout to {address} on {dest} within {bridges.PAYOUT_WINDOW // 3600} h of the "
                            f"deposit (blocks {window.from_block}..{window.to_block})")
