@@ -75,3 +75,14 @@ def test_a_reverted_call_with_a_rejected_internal_transaction_moves_nothing() ->
     (t,) = tm.internal_transfers("tron", block, [paid])
     assert (t.amount, t.kind, t.position) == (5, TransferKind.INTERNAL, "call:0")
     assert tm.internal_transfers("tron", block, {}) == []  # `{}`: num <= 0
+
+
+def test_a_transactions_note_is_its_memo() -> None:
+    """raw_data.data carries a transaction's note (hex text): THORChain's outbounds name their
+    inbound there, which is how a payout on Tron is matched to its deposit."""
+    tx = json.loads(json.dumps(DATA["block_transactions_mainnet_2018"][1]))
+    tx["raw_data"]["data"] = b"OUT:ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB".hex()
+    block = tm.parse_block(_block([tx]))
+    assert block is not None
+    (t,) = tm.block_transfers("tron", block)
+    assert t.memo is not None and t.memo.startswith("OUT:ABAB")

@@ -44,6 +44,7 @@ class TronTx:
     asset: str
     amount: int
     success: bool
+    memo: str | None = None  # raw_data.data as text: THORChain's outbounds say `OUT:<inbound hash>` there
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,17 @@ def parse_tx(raw: Mapping[str, Any], index: int) -> TronTx:
         to, asset, amount = _address(value.get("contract_address")), NATIVE, _int(value.get("call_value", 0), "call")
     else:
         to, asset, amount = None, NATIVE, 0
-    return TronTx("0x" + txid, index, kind, owner, to, asset, amount, success)
+    return TronTx("0x" + txid, index, kind, owner, to, asset, amount, success, _memo(raw.get("raw_data") or {}))
+
+
+def _memo(raw_data: Mapping[str, Any]) -> str | None:
+    text = raw_data.get("data")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return bytes.fromhex(text).decode("utf-8")[:256] or None
+    except ValueError:
+        return None
 
 
 def parse_block(raw: Any) -> TronBlock | None:
@@ -137,7 +148,7 @@ def block_transfers(chain: str, block: TronBlock) -> list[Transfer]:
             chain=chain, block_number=block.number, block_time=block.ref.timestamp, tx_hash=tx.tx_hash,
             tx_index=tx.index, position="tx", from_address=tx.owner, to_address=tx.to, asset=tx.asset,
             amount=tx.amount, kind=TransferKind.TOKEN if token else TransferKind.NATIVE,
-            decimals=6 if not token else None, symbol="TRX" if not token else None,
+            decimals=6 if not token else None, symbol="TRX" if not token else None, memo=tx.memo,
         ))
     return out
 
