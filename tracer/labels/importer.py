@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from tracer.addresses import show_tron
 from tracer.labels.csvfile import REQUIRED as CSV_REQUIRED
 from tracer.labels.csvfile import parse_label_csv
 from tracer.labels.ofac import (
@@ -275,7 +276,8 @@ async def _reconcile(conn: Conn, parsed: ParsedList, import_id: int) -> dict[str
     for row in existing:
         by_identity[row.label.identity].append(row)
         lb = row.label
-        by_lower[(lb.chain, lb.address.lower(), lb.source, lb.entity, lb.category)].append(row)
+        # Tron is stored as hex: its lowercased T... spelling is compared with the shown form.
+        by_lower[(lb.chain, show_tron(lb.address).lower(), lb.source, lb.entity, lb.category)].append(row)
     had_rows = bool(existing)
 
     seen: set[int] = set()
