@@ -242,6 +242,17 @@ def _memory(r: Result) -> tuple[str, str]:
     return what, fig
 
 
+def _screen(r: Result) -> tuple[str, str]:
+    what = (f"engine run: `GET /v1/screen` with depth (source of funds walked back) from the deposit addresses that "
+            f"received stolen money ({n(r['size'])}-size generated case, seed {r['seed']})")
+    fig = "; ".join(
+        f"depth {x['depth']}: {x['seconds_median']:.2f} s median, {n(x['walked_median'])} wallets walked, "
+        f"{n(x['rpc_requests_median'])} JSON-RPC requests, stolen money found at {x['found_stolen']} of {x['targets']}"
+        + (f" ({x['truncated']} cut by the wallet budget)" if x["truncated"] else "")
+        for x in r["runs"])
+    return what, fig
+
+
 #: Table rows in order: result file, command, renderer.
 ROWS: list[tuple[str, str, Callable[[Result], tuple[str, str]]]] = [
     ("rpc_efficiency", "python bench/rpc_efficiency.py", _rpc),
@@ -253,6 +264,7 @@ ROWS: list[tuple[str, str, Callable[[Result], tuple[str, str]]]] = [
     ("accuracy", "python bench/accuracy.py ../shared/data/cases/mftracer", _accuracy),
     ("accuracy_anvil", "python bench/accuracy.py --node anvil ../shared/data/cases/mftracer", _accuracy_anvil),
     ("balances", "python bench/balances.py", _balances),
+    ("screen", "python bench/screen.py", _screen),
     ("faults", "python bench/faults.py", _faults),
     ("attacks", "python bench/attacks.py", _attacks),
     ("memory", "python bench/memory.py --reuse-trace-speed --api-args '--hops 200000'", _memory),
