@@ -185,7 +185,8 @@ async def serve_tron(args: argparse.Namespace) -> int:
     print(server.jsonrpc_url, flush=True)
     print("seeds: " + " ".join(seeds), flush=True)
     print(f"tron: {len(story.blocks)} blocks, {len(story.truth.deposits)} exchange deposit addresses, "
-          f"a USDT freeze at block {story.truth.freeze.block}; HTTP API at {server.url}", flush=True)
+          f"a USDT freeze at block {story.truth.freeze.block if story.truth.freeze else '-'}; HTTP API at "
+          f"{server.url}", flush=True)
     try:
         await _until_signalled()
     finally:

@@ -64,6 +64,7 @@ class TronTxn:
     logs: tuple[TronLog, ...] = ()
     internal: tuple[TronCall, ...] = ()
     fee: int = 0
+    memo: str | None = None  # raw_data.data: THORChain's vault writes `OUT:<inbound hash>` there
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,7 @@ class Freeze:
 @dataclass
 class TronTruth:
     deposits: list[Deposit]
-    freeze: Freeze
+    freeze: Freeze | None  # None: a story without an issuer freeze
     hot_wallets: dict[str, str]  # entity -> address
     stolen: dict[str, int]  # asset -> what left the thief
 
@@ -130,7 +131,7 @@ def _uint(n: int) -> str:
     return "0x" + f"{n:064x}"
 
 
-class _Builder:
+class StoryBuilder:
     def __init__(self, seed: int) -> None:
         self.seed = seed
         self.blocks: list[TronBlockSpec] = [self._block(0, ())]
@@ -156,8 +157,8 @@ class _Builder:
     # transactions burn no TRX (fee 0), so the state is exactly the transfers; the issuer's freeze
     # burns some.
 
-    def trx(self, src: str, dst: str, sun: int) -> TronTxn:
-        return TronTxn(self.txid(), "TransferContract", src, dst, sun, fee=0)
+    def trx(self, src: str, dst: str, sun: int, memo: str | None = None) -> TronTxn:
+        return TronTxn(self.txid(), "TransferContract", src, dst, sun, fee=0, memo=memo)
 
     def trc10(self, src: str, dst: str, amount: int, token_id: str = TRC10_ID) -> TronTxn:
         return TronTxn(self.txid(), "TransferAssetContract", src, dst, amount, token_id=token_id, fee=0)
@@ -180,7 +181,7 @@ class _Builder:
 
 def generate(seed: int = 24) -> TronStory:
     """The laundering history (see the module docstring); amounts are odd, as stolen sums are."""
-    b = _Builder(seed)
+    b = StoryBuilder(seed)
     a = {n: address(seed, n) for n in (
         "thief", "funder", "layer_a", "layer_b", "layer_c", "layer_e", "frozen", "router", "issuer",
         "dep_binance_1", "dep_binance_2", "dep_okx_1", "dep_okx_2", "hot_binance", "hot_okx", "bystander")}
@@ -233,11 +234,11 @@ def generate(seed: int = 24) -> TronStory:
         labels=[TronLabel(hot_b, "Binance", "exchange"), TronLabel(hot_o, "OKX", "exchange")],
         truth=truth, token_meta={usdt: (6, "USDT"), trc10: (6, "BTT")}, contracts={USDT, a["router"]},
     )
-    _apply(story)
+    apply_state(story)
     return story
 
 
-def _apply(story: TronStory) -> None:
+def apply_state(story: TronStory) -> None:
     """The state the blocks leave (a node answers balances at the head only)."""
     trx: dict[str, int] = defaultdict(int)
     trc20: dict[tuple[str, str], int] = defaultdict(int)

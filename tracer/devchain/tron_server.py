@@ -136,6 +136,8 @@ class TronServer(KnobServer):
         }
         if tx.kind == "TriggerSmartContract":
             raw["fee_limit"] = 100_000_000
+        if tx.memo:
+            raw["data"] = tx.memo.encode().hex()  # java-tron shows the note as hex
         return {"ret": [{"contractRet": "SUCCESS"}], "signature": [tx.txid * 2 + "1b"], "txID": tx.txid,
                 "raw_data": raw, "raw_data_hex": "0a02" + tx.txid[:8]}
 
