@@ -214,3 +214,62 @@ async def test_hop_events_carry_usd(api: Api, db: Database, trace: dict[str, Any
         assert h["usd"] == f"{want:.2f}"
         checked += 1
     assert checked == len(hops)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_trace_summary_carries_the_exits_dollars(api: Api, db: Database, trace: dict[str, Any]) -> None:
+    from tests.api_support import conforms
+
+    tid = trace["id"]
+    d = await trace_dollars(db.pool, tid)
+    _, exits, _ = await api.call("GET", f"/v1/traces/{tid}/exits", expect=200)
+    for _ in range(2):  # the second answer comes from the cache: the same numbers
+        _, body, _ = await api.call("GET", f"/v1/traces/{tid}", expect=200)
+        conforms("trace", body)
+        usd = body["usd"]
+        assert usd["seeds"] == exits["usd"]["seeds"] == f"{d.seeds.usd:.2f}"
+        assert usd["exits"] == exits["usd"]["exits"] == f"{d.exits_total.usd:.2f}"
+        assert usd["exits_share"] == exits["usd"]["exits_share"]
+        assert 0 < usd["exits_share"] <= 1.0 + 1e-9 and usd["unpriced_hops"] == 0
+        assert sum(Decimal(i["usd"]) for i in exits["items"]) == Decimal(usd["exits"])
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_trace_summary_dollars_are_null_while_running_and_unknown_prices_are_null(
+        api: Api, db: Database, trace: dict[str, Any]) -> None:
+    from tests.api_support import conforms
+
+    tid = trace["id"]
+    async with db.pool.acquire() as conn:
+        await conn.execute("UPDATE traces SET status = 'running', updated_at = now() WHERE id = $1", tid)
+    try:
+        _, body, _ = await api.call("GET", f"/v1/traces/{tid}", expect=200)
+        conforms("trace", body)
+        assert body["usd"] is None  # not computed for unfinished traces: they stay cheap to poll
+    finally:
+        async with db.pool.acquire() as conn:
+            await conn.execute("UPDATE traces SET status = 'done', updated_at = now() WHERE id = $1", tid)
+    # One exit hop's price unknown (stored as such, so the feed is not read again): the exits' sum
+    # and share are unknown, not a smaller number; the seeds' total (other hops) stays known.
+    async with db.pool.acquire() as conn:
+        key = await conn.fetchrow(
+            """SELECT h.chain, h.asset, t.block_number, t.block_time FROM hops h
+               JOIN transfers t ON t.id = h.transfer_id
+               WHERE h.trace_id = $1 AND h.status = 'exit' AND NOT h.from_addr = ANY($2::text[]) LIMIT 1""",
+            tid, trace["seeds"])
+        assert key is not None
+        price = ("WHERE chain = $1 AND asset = $2 AND block_number = $3 AND block_time = $4 "
+                 "AND source <> 'file'")
+        await conn.execute("UPDATE prices SET usd = NULL, source = 'unavailable', note = 'test' " + price, *key)
+        await conn.execute("UPDATE traces SET updated_at = now() WHERE id = $1", tid)
+    try:
+        _, body, _ = await api.call("GET", f"/v1/traces/{tid}", expect=200)
+        conforms("trace", body)
+        assert body["usd"]["exits"] is None and body["usd"]["exits_share"] is None
+        assert body["usd"]["unpriced_hops"] >= 1
+    finally:
+        async with db.pool.acquire() as conn:  # read from the feed again on the next pricing
+            await conn.execute("DELETE FROM prices " + price, *key)
+            await conn.execute("UPDATE traces SET updated_at = now() WHERE id = $1", tid)
+    _, body, _ = await api.call("GET", f"/v1/traces/{tid}", expect=200)
+    assert body["usd"]["exits"] is not None and body["usd"]["unpriced_hops"] == 0

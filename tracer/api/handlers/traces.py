@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from tracer.api import limits, nodewatch, owners, params
+from tracer.api import limits, nodewatch, owners, params, usd
 from tracer.api import serialize as ser
 from tracer.api.auth import principal_of
 from tracer.api.errors import ApiError, bad_request, not_found
@@ -117,7 +117,9 @@ async def get(request: web.Request) -> web.Response:
         row = await trace_or_404(conn, trace_id)
         meta = await asset_meta(ctx, conn, row)
         counters = await reads.trace_counters(conn, trace_id)
-    return ok(ser.trace(row, meta, counters))
+    out = ser.trace(row, meta, counters)
+    out["usd"] = await usd.trace_summary(ctx, row)
+    return ok(out)
 
 
 async def cancel(request: web.Request) -> web.Response:
