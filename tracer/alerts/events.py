@@ -124,7 +124,10 @@ def render(row: Mapping[str, Any], *, subscription_id: int | None = None, usd: A
         body["subscription_id"] = subscription_id
     if row["type"] in HOP_TYPES:
         body["hop"] = hop(chain, payload)
-        if usd is not None:  # a tracer.engine.pricing.Value
+        if payload.get("usd") is not None:
+            # Priced at commit (engine/event_usd.py): the dollars subscriptions' min_usd compared.
+            body["hop"]["usd"], body["hop"]["usd_source"] = payload["usd"], payload.get("usd_source")
+        elif usd is not None:  # a tracer.engine.pricing.Value, priced since
             body["hop"]["usd"], body["hop"]["usd_source"] = usd_text(usd.usd), usd.source
     else:
         body["data"] = dict(payload)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import asyncpg
@@ -89,6 +90,26 @@ def _names(value: Any, field: str) -> list[str] | None:
     return sorted({v.strip() for v in value})
 
 
+#: The largest min_usd taken (a quadrillion dollars): above it no hop could ever pass.
+MAX_USD = Decimal(10) ** 15
+
+
+def _min_usd(value: Any) -> Decimal | None:
+    """Dollars (a decimal string such as "10000.50", or a number): hop events worth less are not
+    delivered; hop events whose price is unknown are."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise SubscriptionError("min_usd", "must be a decimal string of US dollars such as \"10000\"")
+    try:
+        usd = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise SubscriptionError("min_usd", "must be a decimal number of US dollars") from None
+    if not usd.is_finite() or usd < 0 or usd > MAX_USD:
+        raise SubscriptionError("min_usd", f"must be between 0 and {MAX_USD:f} US dollars")
+    return usd.quantize(Decimal("0.01"))
+
+
 def _min_amount(value: Any) -> dict[str, int] | None:
     if value is None:
         return None
@@ -155,6 +176,7 @@ async def create(
     name = body.get("name") or (f"watchlist of {len(addresses)}" if watch and addresses and trace_id is None
                                 else "subscription")
     min_amount = _min_amount(body.get("min_amount"))
+    min_usd = _min_usd(body.get("min_usd"))
     categories = _names(body.get("categories"), "categories")
     entities = _names(body.get("entities"), "entities")
 
@@ -195,7 +217,7 @@ async def create(
         name=str(name)[:200], delivery=delivery, url=url, secret=secret, chain=chain, trace_id=trace_id,
         addresses=addresses, watch=bool(watch), watch_trace_id=watch_trace_id, categories=categories,
         entities=entities, event_types=event_types, min_amount=min_amount, from_start=bool(body.get("from_start")),
-        created_by=created_by, api_key_id=api_key_id,
+        created_by=created_by, api_key_id=api_key_id, min_usd=min_usd,
     )
     try:
         async with pool.acquire() as conn:
@@ -241,6 +263,7 @@ def public(row: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> d
         "entities": _list(row["entities"]),
         "event_types": _list(row["event_types"]),
         "min_amount": dict(row["min_amount"]) if row["min_amount"] is not None else None,
+        "min_usd": format(row["min_usd"], "f") if row["min_usd"] is not None else None,
         "created_by": row["created_by"],
         "created_at": iso(row["created_at"]),
         "start_after": int(row["start_seq"]),

@@ -37,7 +37,7 @@ from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.records import NATIVE, Transfer
 from tracer.chains.utxo_records import UtxoTx
 from tracer.config import DEFAULT_BATCH_SIZE
-from tracer.engine import balances, bridges, classify, freezes, mixer_scope, mixers, swaps, utxo
+from tracer.engine import balances, bridges, classify, event_usd, freezes, mixer_scope, mixers, swaps, utxo
 from tracer.engine import depth as depth_rule
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
@@ -1077,6 +1077,8 @@ class Worker:
         by_addr: Mapping[str, Job],
     ) -> None:
         verdicts = batch.verdicts
+        # Prices the hop events will carry (subscriptions' min_usd), read before the trace's lock.
+        await event_usd.prefetch(self.pool, self.chains, sorted({h.transfer_id for _, h in batch.hops}))
         async with self.pool.acquire() as conn, conn.transaction():
             # One commit of a trace at a time (the chain work happened before, unlocked): commits
             # touch each other's job and hop rows in no common order, which deadlocked, and a hop
@@ -1152,7 +1154,8 @@ class Worker:
                 await store.mark_hops_into(conn, trace.id, [a], v.role, v.reason, chain)
             events: list[tuple[int | None, str, dict[str, Any]]] = []
             # One event per new or changed hop, with its amounts and addresses (alert filters need them).
-            await alert_store.insert_hop_events(conn, trace.id, changed)
+            written = await alert_store.insert_hop_events(conn, trace.id, changed)
+            await event_usd.price_events(conn, trace.chain, written)
             for a, v in verdicts.items():
                 # A bridge whose every deposit crossed is no exit: the exits it leads to will say so.
                 if v.role == "exit" and (a not in by_addr or a in ours) and not _all_crossed(v):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -41,11 +42,14 @@ _EVENT_COLUMNS = """
     array_remove(ARRAY[e.payload->>'category', e.payload->>'to_category'], NULL) AS cats,
     array_remove(ARRAY[lower(e.payload->>'entity'), lower(e.payload->>'to_entity')], NULL) AS ents,
     e.payload->>'asset' AS asset,
-    CASE WHEN e.payload ? 'amount' THEN (e.payload->>'amount')::numeric END AS amount
+    CASE WHEN e.payload ? 'amount' THEN (e.payload->>'amount')::numeric END AS amount,
+    CASE WHEN jsonb_typeof(e.payload->'usd') = 'string' THEN (e.payload->>'usd')::numeric END AS usd
 """
 
 # Does subscription `s` want event `ev`? NULL filters match everything; min_amount only applies
-# to events that carry an amount (hop events), per asset, 0 for assets it does not name.
+# to events that carry an amount (hop events), per asset, 0 for assets it does not name; min_usd
+# only to hop events priced when they were committed (an unknown price lets the event through:
+# money is never kept from a receiver because its price is unknown).
 _MATCH = """
     (s.trace_id IS NULL OR s.trace_id = ev.trace_id)
     AND (s.event_types IS NULL OR ev.type = ANY (s.event_types))
@@ -54,22 +58,24 @@ _MATCH = """
     AND (s.entities IS NULL OR ev.ents && s.entities)
     AND (s.min_amount IS NULL OR ev.amount IS NULL
          OR ev.amount >= coalesce((s.min_amount ->> ev.asset)::numeric, 0))
+    AND (s.min_usd IS NULL OR ev.usd IS NULL OR ev.usd >= s.min_usd)
 """
 
 
 # ---------------------------------------------------------------- events written by workers
 
 
-async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[Mapping[str, Any]]) -> None:
+async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[Mapping[str, Any]]) -> list[asyncpg.Record]:
     """One event per hop written or changed by a batch (`traces.upsert_hops` rows), in chain order.
 
     Called inside the worker's batch transaction after the recipients' verdicts are written, so
     the payload has the hop's final status and the recipient's entity and category. Dust below the
     policy threshold is not announced: it is recorded as a stopped hop and nobody acts on it.
+    Returns the events written (id, chain, payload), for their dollars (`set_event_usd`).
     """
     if not changed:
-        return
-    await conn.execute(
+        return []
+    rows: list[asyncpg.Record] = await conn.fetch(
         """INSERT INTO events (trace_id, type, payload)
            SELECT $1, CASE WHEN c.ins THEN 'hop_added' ELSE 'hop_updated' END, """ + _HOP_JSON + """
            FROM unnest($2::bigint[], $3::bool[]) AS c(tid, ins)
@@ -77,10 +83,36 @@ async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[Mapping
            JOIN transfers t ON t.id = c.tid
            LEFT JOIN jobs j ON j.trace_id = $1 AND j.address = h.to_addr AND j.chain = h.chain
            WHERE h.reason <> 'below_threshold'
-           ORDER BY t.block_number, t.tx_index, t.position""",
+           ORDER BY t.block_number, t.tx_index, t.position
+           RETURNING id, payload""",
         trace_id, [int(r["transfer_id"]) for r in changed], [bool(r["inserted"]) for r in changed],
     )
     await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, str(trace_id))
+    return rows
+
+
+async def set_event_usd(conn: Conn, values: Sequence[tuple[int, str | None, str | None]]) -> None:
+    """Write hop events' dollars into their payloads ((event id, usd decimal string, source)),
+    before the sequencer fans them out: subscriptions' min_usd reads `usd` there."""
+    if not values:
+        return
+    await conn.execute(
+        """UPDATE events e SET payload = e.payload || jsonb_build_object('usd', v.usd, 'usd_source', v.src)
+           FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, usd, src) WHERE e.id = v.id""",
+        [v[0] for v in values], [v[1] for v in values], [v[2] for v in values])
+
+
+async def any_min_usd(conn: Conn) -> bool:
+    """Whether a subscription filters on dollars (then workers read missing prices before commit)."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE min_usd IS NOT NULL)"))
+
+
+async def transfer_price_keys(conn: Conn, transfer_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """The distinct (chain, asset, block_number, block_time) of some transfers."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT DISTINCT chain, asset, block_number, block_time FROM transfers WHERE id = ANY($1::bigint[])""",
+        list(transfer_ids))
+    return rows
 
 
 # A hop as events carry it (aliases: h hops, t transfers, j the recipient's job row).
@@ -234,6 +266,7 @@ class NewSubscription:
     from_start: bool
     created_by: str | None
     api_key_id: int | None
+    min_usd: Decimal | None = None  # hop events priced below it are not delivered
 
 
 async def insert_subscription(conn: Conn, sub: NewSubscription) -> int:
@@ -245,12 +278,14 @@ async def insert_subscription(conn: Conn, sub: NewSubscription) -> int:
         start: int = await conn.fetchval("SELECT last_seq FROM alert_state WHERE id = 1 FOR SHARE")
         sid: int = await conn.fetchval(
             """INSERT INTO subscriptions (name, delivery, url, secret, chain, trace_id, addresses, watch,
-                   watch_trace_id, categories, entities, event_types, min_amount, created_by, api_key_id, start_seq)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16) RETURNING id""",
+                   watch_trace_id, categories, entities, event_types, min_amount, created_by, api_key_id, start_seq,
+                   min_usd)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17)
+               RETURNING id""",
             sub.name, sub.delivery, sub.url, sub.secret, sub.chain, sub.trace_id, sub.addresses, sub.watch,
             sub.watch_trace_id, sub.categories, [e.lower() for e in sub.entities] if sub.entities else None,
             sub.event_types, {k: str(v) for k, v in sub.min_amount.items()} if sub.min_amount else None,
-            sub.created_by, sub.api_key_id, 0 if sub.from_start else start,
+            sub.created_by, sub.api_key_id, 0 if sub.from_start else start, sub.min_usd,
         )
         if sub.from_start and sub.delivery == "webhook" and start > 0:
             await conn.execute(
@@ -266,7 +301,7 @@ async def insert_subscription(conn: Conn, sub: NewSubscription) -> int:
 
 
 _SUB_COLUMNS = """s.id, s.name, s.delivery, s.url, s.chain, s.trace_id, s.addresses, s.watch, s.watch_trace_id,
-    s.categories, s.entities, s.event_types, s.min_amount, s.created_by, s.created_at, s.start_seq,
+    s.categories, s.entities, s.event_types, s.min_amount, s.min_usd, s.created_by, s.created_at, s.start_seq,
     s.last_success_at, s.last_failure_at, s.last_error, s.api_key_id"""
 
 

@@ -1,0 +1,113 @@
+"""Subscriptions' `min_usd` over real HTTP: hop events are priced when their hops are committed
+(engine/event_usd.py, feeds read by the worker while a subscription filters on dollars), the fan-out
+keeps those below the threshold from the subscription, and those whose price is unknown (a token
+with no feed) are delivered all the same, with usd null."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.api_support import Api, conforms, running_api
+from tracer.api.context import Settings
+from tracer.chains import feeds
+from tracer.chains.evm import EvmChain
+from tracer.chains.records import NATIVE
+from tracer.devchain.prices import paths_for
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.store import prices as price_store
+from tracer.store.db import Database
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+HOP_TYPES = ("hop_added", "hop_updated")
+
+
+@pytest.fixture(scope="module")
+def case() -> Scenario:
+    return generate(ScenarioParams.for_size(400, seed=11))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(db: Database, case: Scenario, devchain_factory: Any) -> AsyncIterator[Api]:
+    ts = [case.genesis_time] + [b.timestamp for b in case.blocks]
+    paths = paths_for(case.chain, ts[0], ts[-1], seed=11, tokens=[t.address for t in case.tokens])
+    node = await devchain_factory(case, prices=paths)
+    client = EvmChain(node.url, chain=case.chain, expected_chain_id=case.chain_id)
+    await client.connect()
+    # Tokens keep no feed (the devchain's are at made-up addresses, so not at par either): their
+    # hops have no price, and still reach every subscription. ETH is read from its feed.
+    priced = [p for p in paths if p.asset == NATIVE]
+    async with db.pool.acquire() as conn:
+        for p in priced:
+            await price_store.register_feed(conn, feeds.Feed(p.chain, p.asset, p.feed_chain, p.feed, p.pair,
+                                                             "test: devchain price path"))
+    try:
+        async with running_api(db, {case.chain: client}, Settings(workers=2, worker_lease_seconds=10.0)) as a:
+            yield a
+    finally:
+        await client.close()
+
+
+async def _stream(api: Api, sid: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        _, page, _ = await api.call("GET", f"/v1/subscriptions/{sid}/events?after={after}&limit=500", expect=200)
+        conforms("event-page", page)
+        items += page["items"]
+        if page["next_after"] == after:
+            return items
+        after = page["next_after"]
+
+
+async def test_min_usd_keeps_hop_events_below_it_and_delivers_unpriced_ones(
+        api: Api, db: Database, case: Scenario) -> None:
+    thresholds = ("0", "1000", "50000", "1000000.50")
+    subs = {}
+    for t in thresholds:
+        _, sub, _ = await api.call("POST", "/v1/subscriptions", expect=201,
+                                   json={"delivery": "stream", "min_usd": t, "name": f"over {t}"})
+        conforms("subscription", sub)
+        assert sub["min_usd"] == f"{Decimal(t):.2f}"
+        subs[t] = sub["id"]
+    _, everything, _ = await api.call("POST", "/v1/subscriptions", expect=201, json={"delivery": "stream"})
+    assert everything["min_usd"] is None
+    done = await api.run_trace({"chain": case.chain, "seeds": case.seeds, "policy": {"max_depth": 8}}, tries=1200)
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT seq, type, payload->>'usd' AS usd FROM events "
+                                "WHERE trace_id = $1 AND seq IS NOT NULL", done["id"])
+    hops = {int(r["seq"]): (Decimal(r["usd"]) if r["usd"] is not None else None) for r in rows
+            if r["type"] in HOP_TYPES}
+    others = {int(r["seq"]) for r in rows if r["type"] not in HOP_TYPES}
+    priced = [v for v in hops.values() if v is not None]
+    # The worker priced the events at commit (feeds read first), except the token without a feed.
+    assert len(priced) > 10 and any(v is None for v in hops.values())
+    all_seqs = {e["id"] for e in await _stream(api, everything["id"]) if e["trace_id"] == done["id"]}
+    assert all_seqs == set(hops) | others
+    cut_both_ways = False
+    for t, sid in subs.items():
+        got = await _stream(api, sid)
+        seqs = {e["id"] for e in got if e["trace_id"] == done["id"]}
+        want = {s for s, v in hops.items() if v is None or v >= Decimal(t)}
+        assert seqs == want | others, t
+        for e in got:
+            if e["type"] in HOP_TYPES and e["trace_id"] == done["id"]:
+                conforms("webhook_event", e)
+                v = hops[e["id"]]
+                assert (e["hop"]["usd"] is None) == (v is None) or v is None  # unknown at commit: priced since, or not
+                if v is not None:
+                    assert Decimal(e["hop"]["usd"]) == v
+        cut_both_ways |= any(v is not None and v < Decimal(t) for v in hops.values()) and any(
+            v is not None and v >= Decimal(t) for v in hops.values())
+    assert cut_both_ways  # some threshold kept events from its subscription and let others through
+
+
+@pytest.mark.parametrize("bad", ["-1", "abc", "1e3", True, [], {"usd": 1}, "1.234", "10000000000000000", -5])
+async def test_min_usd_is_checked(api: Api, bad: Any) -> None:
+    status, body, _ = await api.call("POST", "/v1/subscriptions", json={"delivery": "stream", "min_usd": bad})
+    assert status == 400 and body["field"] == "min_usd", body

@@ -1,0 +1,62 @@
+"""Dollars of hop events at commit, so subscriptions can filter on `min_usd` at fan-out.
+
+The sequencer fans events out in its own transaction and has no node, so a hop event's dollars
+must be in its payload before it is numbered. The worker that commits the hops writes them:
+before its transaction, while any subscription filters on dollars, it reads the prices its
+batch's transfers still lack from the feeds (one batch per commit, never per hop:
+engine/pricing.py); inside it, each new event is valued from the prices stored (no node call under
+the trace's lock). An event whose price is still unknown carries `usd: null` and is delivered to
+every subscription whatever its min_usd: money is never kept from a receiver because its price is
+unknown."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tracer.chains.errors import ChainError
+from tracer.engine import pricing
+from tracer.engine.pricing import usd_text
+from tracer.store import alerts as alert_store
+from tracer.store.prices import PriceKey
+
+log = logging.getLogger(__name__)
+
+
+async def prefetch(pool: asyncpg.Pool, chains: Mapping[str, Any], transfer_ids: Sequence[int]) -> None:
+    """Read from the feeds the prices of these transfers not stored yet, if anyone filters on them."""
+    if not transfer_ids:
+        return
+    try:
+        async with pool.acquire() as conn:
+            if not await alert_store.any_min_usd(conn):
+                return
+            rows = await alert_store.transfer_price_keys(conn, transfer_ids)
+        keys = [PriceKey(r["chain"], r["asset"], int(r["block_number"]), int(r["block_time"] or 0)) for r in rows]
+        await pricing.price_keys(pool, chains, keys)
+    except (ChainError, OSError, TimeoutError) as exc:
+        # The trace goes on: its events are then delivered unpriced, never held back.
+        log.warning("event=event_prices_failed error=%r", exc)
+
+
+async def price_events(conn: Any, chain: str, events: Sequence[Mapping[str, Any]]) -> None:
+    """Write the dollars of just-inserted hop events (rows: id, payload) into their payloads;
+    `chain`: the trace's, for hops that do not name theirs."""
+    hops = []
+    for e in events:
+        p = e["payload"]
+        if isinstance(p, str):
+            p = json.loads(p)
+        hops.append({"transfer_id": int(e["id"]), "chain": p.get("chain") or chain, "asset": p["asset"],
+                     "amount": int(Decimal(str(p["amount"]))), "block_number": int(p["block_number"]),
+                     "block_time": int(p.get("block_time") or 0), "decimals": p.get("decimals")})
+    if not hops:
+        return
+    values = await pricing.hop_values(conn, hops)
+    await alert_store.set_event_usd(conn, [(i, usd_text(v.usd), v.source if v.usd is not None else None)
+                                           for i, v in sorted(values.items())])
