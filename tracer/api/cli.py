@@ -110,6 +110,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         if not cache.isdigit():
             raise SystemExit("tracer: error: TRACER_API_EXITS_CACHE must be a number of entries (0 disables)")
         settings.exits_cache_size = int(cache)
+    live = os.environ.get("TRACER_API_LIVE_USD_MAX_HOPS")
+    if live is not None:
+        if not live.isdigit():
+            raise SystemExit("tracer: error: TRACER_API_LIVE_USD_MAX_HOPS must be a number of hops")
+        settings.live_usd_max_hops = int(live)
     return settings
 
 

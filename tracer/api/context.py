@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import asyncpg
 from aiohttp import web
 
+from tracer.api.memo import DollarsMemo
 from tracer.api.replica import ReadRouting
 from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.engine.worker import ChainSource
@@ -68,6 +69,10 @@ class Settings:
     #: Rendered exit lists of finished traces kept in memory (a finished trace's exits never change;
     #: dashboards poll them). 0 disables.
     exits_cache_size: int = 256
+    #: Dollars of an unfinished trace are summed (every hop at its block's price) only up to this
+    #: many hops (TRACER_API_LIVE_USD_MAX_HOPS); past it its exits and summary say the dollars come
+    #: when it finishes. A finished trace's dollars are summed once and kept (tracer.api.usd).
+    live_usd_max_hops: int = 20_000
     #: Quotas (docs/SECURITY.md): seeds per trace (and addresses per watchlist); unfinished traces
     #: and subscriptions per key, or per team for keys that have one (429 past them).
     max_seeds: int = 1000
@@ -107,6 +112,9 @@ class ApiContext:
     asset_meta: dict[tuple[str, str], tuple[str | None, int | None]] = field(default_factory=dict)
     trace_chains: dict[int, str] = field(default_factory=dict)  # trace id -> chain (immutable)
     exits_cache: OrderedDict[tuple[object, ...], bytes] = field(default_factory=OrderedDict)
+    #: A trace's dollar sums by (trace, status, updated_at, hop count), computed once however many
+    #: requests ask at the same time (tracer.api.usd.shared_dollars).
+    dollars: DollarsMemo = field(default_factory=lambda: DollarsMemo())
     #: Where pure reads go (a streaming replica when TRACER_READ_DATABASE_URL is set; tracer.api.replica).
     reads: ReadRouting | None = None
 

@@ -3,7 +3,6 @@ Prices not stored yet are read from the configured nodes' feeds once, then kept.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -34,27 +33,38 @@ async def hop_values(ctx: ApiContext, rows: Sequence[Any]) -> dict[int, Value]:
 FINISHED = ("done", "failed", "cancelled")
 
 
+def deferred(ctx: ApiContext, row: Any) -> str | None:
+    """Why an unfinished trace's dollars are not summed now, or None when they are."""
+    hops = int(row["hop_count"] or 0)
+    if row["status"] in FINISHED or hops <= ctx.settings.live_usd_max_hops:
+        return None
+    return (f"dollars are summed when the trace finishes: it has {hops} hops, more than the "
+            f"{ctx.settings.live_usd_max_hops} summed while it runs (TRACER_API_LIVE_USD_MAX_HOPS)")
+
+
+async def shared_dollars(ctx: ApiContext, row: Any) -> dollars.TraceDollars | None:
+    """The trace's dollar sums, computed once per state of the trace however many requests ask at
+    the same time (they read every hop); None for a running trace past `live_usd_max_hops`."""
+    if deferred(ctx, row) is not None:
+        return None
+    key = (row["id"], row["status"], row["updated_at"], int(row["hop_count"] or 0))
+    result: dollars.TraceDollars = await ctx.dollars.get(
+        key, lambda: dollars.trace_dollars(ctx.pool, row["id"], ctx.chains))
+    return result
+
+
 async def trace_summary(ctx: ApiContext, row: Any) -> dict[str, Any] | None:
     """The trace summary's dollars (the same sums as `/exits`: engine/dollars.py), for finished
     traces only: the sums read every hop, which a summary polled on a large running trace must not
-    do on each call. A finished trace's sums never change, so they are kept with /exits' cache."""
+    do on each call. A finished trace's sums never change: they are computed once (shared_dollars)."""
     if row["status"] not in FINISHED:
         return None
-    key = ("summary-usd", row["id"], row["status"], row["updated_at"])
-    cached = ctx.exits_cache.get(key)
-    if cached is not None:
-        ctx.exits_cache.move_to_end(key)
-        return json.loads(cached)
     try:
-        d = await dollars.trace_dollars(ctx.pool, row["id"], ctx.chains)
+        d = await shared_dollars(ctx, row)
     except KeyError:  # deleted since it was read: the summary has no dollars to show
         return None
+    if d is None:
+        return None
     reached = d.exits_total.usd
-    out = {"seeds": usd_text(d.seeds.usd), "exits": usd_text(reached), "exits_share": d.share(reached),
-           "unpriced_hops": sum(1 for v in d.values.values() if v.usd is None)}
-    if ctx.settings.exits_cache_size > 0:
-        ctx.exits_cache[key] = json.dumps(out).encode()
-        ctx.exits_cache.move_to_end(key)
-        while len(ctx.exits_cache) > ctx.settings.exits_cache_size:
-            ctx.exits_cache.popitem(last=False)
-    return out
+    return {"seeds": usd_text(d.seeds.usd), "exits": usd_text(reached), "exits_share": d.share(reached),
+            "unpriced_hops": sum(1 for v in d.values.values() if v.usd is None)}

@@ -7,11 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from tracer.api import params
+from tracer.api import params, usd
 from tracer.api import serialize as ser
 from tracer.api.context import ApiContext
 from tracer.api.handlers.common import asset_meta, ctx_of, dumps, trace_or_404
-from tracer.engine.dollars import trace_dollars
 from tracer.engine.pricing import usd_text
 from tracer.store import reads
 
@@ -47,14 +46,16 @@ async def list_(request: web.Request) -> web.Response:
         meta = await asset_meta(ctx, conn, trace)
     chain = trace["chain"]
     totals = {a: int(v) for a, v in (trace["totals"] or {}).items()}
-    # Dollars at the time of each hop (prices still missing are read from the nodes' feeds).
-    dollars = await trace_dollars(ctx.pool, trace_id, ctx.chains)
+    # Dollars at the time of each hop (prices still missing are read from the nodes' feeds), summed
+    # once per state of the trace; a large running trace gets them when it finishes.
+    dollars = await usd.shared_dollars(ctx, trace)
     items = []
     for r in rows:
-        value = dollars.exit_usd(r["chain"] or chain, r["address"], r["asset"])
+        value = dollars.exit_usd(r["chain"] or chain, r["address"], r["asset"]) if dollars else None
         if min_usd is not None and (value is None or value < min_usd):
             continue
-        items.append(ser.exit_line(chain, r, totals, {"usd": usd_text(value), "usd_share": dollars.share(value)}))
+        share = dollars.share(value) if dollars else None
+        items.append(ser.exit_line(chain, r, totals, {"usd": usd_text(value), "usd_share": share}))
     if sort == "usd":  # largest first, unknown last
         items.sort(key=lambda i: (i["usd"] is None, -Decimal(i["usd"] or 0)))
     reached: dict[str, int] = {}
@@ -66,14 +67,17 @@ async def list_(request: web.Request) -> web.Response:
         summary.append({"total": ser.amount(chain, a, total, sym, dec),
                         "reached_exits": ser.amount(chain, a, reached.get(a, 0), sym, dec),
                         "share": round(reached.get(a, 0) / total, 9) if total else 0.0})
-    seeds = dollars.seeds.usd
-    reached_usd = dollars.exits_total.usd
+    if dollars is None:
+        usd_block: dict[str, Any] = {"seeds": None, "exits": None, "exits_share": None, "stopped": None, "held": None,
+                                     "unpriced_hops": None, "deferred": usd.deferred(ctx, trace)}
+    else:
+        reached_usd = dollars.exits_total.usd
+        usd_block = {"seeds": usd_text(dollars.seeds.usd), "exits": usd_text(reached_usd),
+                     "exits_share": dollars.share(reached_usd),
+                     "stopped": usd_text(dollars.stopped.usd), "held": usd_text(dollars.held.usd),
+                     "unpriced_hops": sum(1 for v in dollars.values.values() if v.usd is None)}
     body = dumps({"trace_id": trace_id, "status": trace["status"], "complete": trace["status"] == "done",
-                  "totals": summary, "items": items,
-                  "usd": {"seeds": usd_text(seeds), "exits": usd_text(reached_usd),
-                          "exits_share": dollars.share(reached_usd),
-                          "stopped": usd_text(dollars.stopped.usd), "held": usd_text(dollars.held.usd),
-                          "unpriced_hops": sum(1 for v in dollars.values.values() if v.usd is None)}}).encode()
+                  "totals": summary, "items": items, "usd": usd_block}).encode()
     if trace["status"] in FINISHED and ctx.settings.exits_cache_size > 0:
         _remember(ctx, key, body)
     return web.Response(body=body, content_type="application/json")
