@@ -22,9 +22,17 @@ only grow as the trace finds more flagged money (the engine's fixed point).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from tracer.engine.mixers import DepositOutcome, FlaggedDeposit, LinkFacts, LinkParams, link
+from tracer.engine.mixers import (
+    DepositOutcome,
+    FlaggedDeposit,
+    LinkFacts,
+    LinkParams,
+    PoolEvent,
+    candidate_withdrawals,
+    link,
+)
 
 
 def own_facts(depositor: str, deposits: Sequence[FlaggedDeposit], facts: LinkFacts) -> LinkFacts:
@@ -32,18 +40,43 @@ def own_facts(depositor: str, deposits: Sequence[FlaggedDeposit], facts: LinkFac
     went to and those of its other deposits the facts hold (`deposits_by`: read from the chain,
     the same whichever of them the trace found flagged)."""
     pools = {d.pool for d in deposits} | {e.pool for e in facts.deposits_by.get(depositor, ())}
+    events = {p: evs for p, evs in facts.events.items() if p in pools}
+    notes = [e for e in facts.deposits_by.get(depositor, ()) if e.pool in pools]
+    services = set(facts.services) | pools  # the pools are never a shared wallet
+    rivals = _rivals(depositor, deposits, facts, events, notes, services)
     return LinkFacts(
-        events={p: evs for p, evs in facts.events.items() if p in pools},
+        events=events,
         before={p: c for p, c in facts.before.items() if p in pools},
         denominations={p: v for p, v in facts.denominations.items() if p in pools},
         gas_prices=facts.gas_prices,  # looked up by transaction: other pools' entries are never read
-        peers={depositor: facts.peers.get(depositor, set())},
-        # The pools are never a shared wallet, whichever other pools the batch held.
-        services=set(facts.services) | pools,
-        deposits_by={depositor: [e for e in facts.deposits_by.get(depositor, ()) if e.pool in pools]},
+        peers={a: facts.peers.get(a, set()) for a in [depositor, *rivals]},
+        services=services,
+        deposits_by={depositor: notes, **rivals},
         recipient_peers=facts.recipient_peers,
         recipient_notes=facts.recipient_notes,
+        rival_notes=rivals,
     )
+
+
+def _rivals(depositor: str, deposits: Sequence[FlaggedDeposit], facts: LinkFacts,
+            events: Mapping[str, Sequence[PoolEvent]], notes: Sequence[PoolEvent],
+            services: set[str]) -> dict[str, list[PoolEvent]]:
+    """Other wallets whose notes in the depositor's pools compete with its own: those that
+    transacted with a wallet the depositor shares with one of its candidates' recipients (one gas
+    station paying two launderers and their two recipients ties each deposit to both withdrawals;
+    which note went where is read from both notes together). Chain data: the shared wallet's
+    counterparties and their deposits, whichever of them the trace found flagged, or when."""
+    mine = candidate_withdrawals(deposits, LinkFacts(events, deposits_by={depositor: notes}))
+    recipients = {w.recipient for ws in mine.values() for w in ws}
+    theirs: set[str] = set().union(*(facts.peers_of_recipient(r) for r in recipients))
+    shared = (facts.peers.get(depositor, set()) & theirs) - services - recipients - {depositor}
+    wallets = set().union(*(facts.peers.get(s, set()) for s in shared)) - {depositor}
+    out = {}
+    for wallet in sorted(wallets):
+        evs = [e for e in facts.rival_notes.get(wallet, ()) if e.pool in events]
+        if evs:
+            out[wallet] = evs
+    return out
 
 
 def link_each_depositor(

@@ -26,14 +26,17 @@ the depositor's money reached it, so confidence is about where this deposit's mo
 of one wallet's interchangeable notes is which. The notes that compete are the depositor's, read
 from the chain (`LinkFacts.deposits_by`, flagged or not), never other wallets' flagged deposits: a
 link depends on chain data and on its own deposit, not on which other deposits the trace found, or
-when (tracer/engine/mixer_scope.py gives each depositor the facts of its own pools).
+when (tracer/engine/mixer_scope.py gives each depositor the facts of its own pools). Other wallets'
+notes compete too when the chain ties them to the depositor's candidates (`LinkFacts.rival_notes`:
+wallets that transacted with a wallet the depositor shares with a candidate's recipient), weighed
+on those candidates only: a withdrawal one of them claims is explained by it.
 
 Everything here is pure: the worker (and bench/mixer_linker.py) fetch the facts and call `link`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -151,6 +154,10 @@ class LinkFacts:
     # Deposits candidate recipients made into the pools themselves (read from their transfers):
     # a recipient's own note explains its withdrawal as well as ours would (same address).
     recipient_notes: Mapping[str, Sequence[PoolEvent]] = field(default_factory=dict)
+    # Other wallets' notes in the pools that compete with the depositors' own for their candidate
+    # withdrawals (mixer_scope.own_facts keeps those of wallets tied to a candidate's recipient
+    # through a wallet the depositor shares with it; their peers are in `peers`).
+    rival_notes: Mapping[str, Sequence[PoolEvent]] = field(default_factory=dict)
 
     def peers_of_recipient(self, address: str) -> set[str]:
         source = self.recipient_peers if self.recipient_peers else self.peers
@@ -213,14 +220,21 @@ def link(
     scored: dict[int, list[tuple[float, PoolEvent, tuple[Reason, ...]]]] = {}
     outcomes: dict[int, DepositOutcome] = {}
     groups = _notes(deposits, facts)
-    for d in (d for notes in groups.values() for d in notes):
+    # The withdrawals the depositors' own notes may have made: another wallet's note competes for
+    # these only (what it could claim elsewhere is not read, and does not matter here).
+    own_candidates: dict[tuple[str, str], set[tuple[str, int]]] = defaultdict(set)
+    for group, d in ((group, d) for group, notes in groups.items() for d in notes):
         pool = index.get(d.pool)
         if pool is None:
             outcomes[d.transfer_id] = DepositOutcome(d, 0, 0, [])
             continue
         at = pool.position_of(d)
         candidates = pool.withdrawals_after(at, d.block_time + p.window_seconds, p.max_candidates)
-        popular = _popular_peers(candidates, facts)
+        # Another wallet's note is weighed on the depositor's candidates only, whose recipients'
+        # wallets are read whatever the batch; so are the crowds among them.
+        rival = d.depositor != group[0]
+        popular = _popular_peers([c for c in candidates if not rival or (c[1].tx_hash, c[1].log_index)
+                                  in own_candidates[group]], facts)
         pairs = []
         survival = 1.0  # chance our note is still unspent (withdrawals spend random unspent notes)
         for cand in candidates:
@@ -230,6 +244,10 @@ def link(
             pairs.append((odds, cand[1], reasons))
             if unspent > 0:
                 survival *= 1.0 - 1.0 / unspent
+        if not rival:
+            own_candidates[group].update((w.tx_hash, w.log_index) for _, w, _ in pairs)
+        else:
+            pairs = [pair for pair in pairs if (pair[1].tx_hash, pair[1].log_index) in own_candidates[group]]
         scored[d.transfer_id] = pairs
         outcomes[d.transfer_id] = DepositOutcome(d, pool.unspent_after(at), len(candidates), [])
     # One note per withdrawal: within each depositor's notes in a pool, the strongest pairs claim
@@ -291,6 +309,14 @@ def _notes(deposits: Sequence[FlaggedDeposit], facts: LinkFacts) -> dict[tuple[s
             notes.append(FlaggedDeposit(next_id, pool, first.asset, first.denomination, 0, depositor, e.tx_hash,
                                         e.block_number, e.block_time, first.decimals, first.symbol))
             next_id -= 1
+        # Then other wallets' notes there (after the depositor's own: `link` reads its candidates first).
+        for rival, evs in sorted(facts.rival_notes.items()):
+            if rival == depositor:
+                continue
+            for e in sorted((e for e in evs if e.pool == pool and e.kind == "deposit"), key=lambda e: e.position):
+                notes.append(FlaggedDeposit(next_id, pool, first.asset, first.denomination, 0, rival, e.tx_hash,
+                                            e.block_number, e.block_time, first.decimals, first.symbol))
+                next_id -= 1
     return groups
 
 

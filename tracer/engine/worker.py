@@ -40,6 +40,7 @@ from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.engine import balances, bridges, classify, event_usd, freezes, mixer_scope, mixers, swaps, utxo
 from tracer.engine import depth as depth_rule
 from tracer.engine.classify import FOLLOW, Verdict
+from tracer.engine.mixer_rivals import read_rivals
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import SERVICE_TOPICS, SWAP_TOPICS, ServiceLogs, dex_evidence, recognised_evidence
 from tracer.engine.service import block_at_time
@@ -1020,10 +1021,33 @@ class Worker:
         # learned depends on the workers' order, and a deposit address is one customer's, not a
         # service's crowd.
         services = {a for a, found in service_labels.items() if any(lb.source != "behaviour" for lb in found)}
+        # Other wallets' notes that may rival the depositors' (mixer_rivals.py), and their gas prices.
+        # Nothing batch-dependent is left out here but the pools (labelled, hence services, anyway):
+        # mixer_scope picks each depositor's share of what is read.
+        shared = sorted(maybe_shared - services - set(pools))
+        rival_peers, rival_notes = await read_rivals(
+            lambda starts: self._ensure_transfers(trace, starts), trace.from_block, shared, pool_deposits)
+        for a, ps in rival_peers.items():
+            peers.setdefault(a, set()).update(ps)
+        # Which of the rivals' shared wallets are services: looked up like the depositors' own.
+        rival_shared = sorted(set().union(*(ps & theirs for ps in rival_peers.values())) - maybe_shared)
+        if rival_shared:
+            async with self.pool.acquire() as conn:
+                found = await label_store.lookup(conn, trace.chain, rival_shared)
+            services |= {a for a, lbs in found.items() if any(lb.source != "behaviour" for lb in lbs)}
+        known = set(fetched)
+        rival_txs = [e.tx_hash for es in rival_notes.values() for e in es]
+        await fill(rival_txs)
+        if {gas[h] for h in rival_txs if h in gas} & {
+                gas[w.tx_hash] for ws in candidates.values() for w in ws if w.tx_hash in gas}:
+            await fill([e.tx_hash for evs in events.values() for e in evs])  # as for the notes above
+        if set(fetched) - known:
+            async with self.pool.acquire() as conn:
+                await mixer_store.set_gas_prices(conn, trace.chain, {h: fetched[h] for h in set(fetched) - known})
         facts = mixers.LinkFacts(
             events=events, before=before, denominations=denominations, gas_prices=gas,
             peers=peers, services=services, deposits_by=deposits_by, recipient_peers=recipient_peers,
-            recipient_notes=recipient_notes,
+            recipient_notes=recipient_notes, rival_notes=rival_notes,
         )
         outcomes = mixer_scope.link_each_depositor(flagged, facts, params)
 
