@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from tracer.engine import pricing
+from tracer.engine import pricing, swap_prices
 from tracer.engine import report as treport
 from tracer.engine.pricing import PricingRun, Value, usd_text
 from tracer.store import traces as store
@@ -88,6 +88,8 @@ async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, 
         if hops is None:
             hops = await store.all_hops(conn, trace_id)
         values = await pricing.hop_values(conn, hops, run)
+        # Tokens with no feed: the rate of the swaps the trace saw them traded in.
+        await swap_prices.price_by_swaps(conn, trace_id, hops, values)
     home = trace["chain"]
     seeds = {s for s in trace["seeds"]}
     out = TraceDollars(Usd(), {}, Usd(), Usd(), values, run)

@@ -93,3 +93,19 @@ async def hop_price_keys(conn: Conn, trace_id: int) -> list[PriceKey]:
         """SELECT DISTINCT h.chain, h.asset, t.block_number, t.block_time FROM hops h
            JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", trace_id)
     return [PriceKey(r["chain"], r["asset"], int(r["block_number"]), int(r["block_time"] or 0)) for r in rows]
+
+
+async def swap_transfers(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    """Every stored transfer of the transactions a trace saw as swaps (its hops with reason swap),
+    with the wallets that swapped (the hops' ends): the legs a swap rate is read from."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """WITH sw AS (
+               SELECT DISTINCT t.chain, t.tx_hash, unnest(ARRAY[h.from_addr, h.to_addr]) AS wallet
+               FROM hops h JOIN transfers t ON t.id = h.transfer_id
+               WHERE h.trace_id = $1 AND h.reason = 'swap')
+           SELECT DISTINCT sw.wallet, x.chain, x.tx_hash, x.id, x.from_addr, x.to_addr, x.asset, x.amount,
+                  x.decimals, x.block_number, x.block_time
+           FROM sw JOIN transfers x ON x.chain = sw.chain AND x.tx_hash = sw.tx_hash
+                                   AND (x.from_addr = sw.wallet OR x.to_addr = sw.wallet)
+           ORDER BY x.block_number, x.tx_hash, sw.wallet, x.id""", trace_id)
+    return rows
