@@ -104,7 +104,7 @@ async def price_keys(pool: asyncpg.Pool, chains: Mapping[str, Any], keys: Sequen
         return run
     async with pool.acquire() as conn:
         registered = await store.registered_feeds(conn)
-        have = await store.prices_of(conn, sorted({(k.chain, k.asset) for k in keys}))
+        have = await store.prices_at(conn, keys)
     done = {(p.chain, p.asset, p.block_number, p.block_time) for p in have
             if p.source in ("feed", "par", "unavailable")}
     todo = [k for k in keys if (k.chain, k.asset, k.block_number, k.time) not in done]
@@ -247,7 +247,7 @@ async def price_book(conn: Any, assets: Iterable[tuple[str, str]],
 async def hop_values(conn: Any, hops: Sequence[Any], run: PricingRun | None = None) -> dict[int, Value]:
     """USD of each hop (rows with transfer_id, chain, asset, amount, block_number, block_time,
     decimals), by transfer id; `run`: the pricing that preceded, for why a price is unknown."""
-    book = await price_book(conn, ((h["chain"], h["asset"]) for h in hops), run.misses if run else None)
+    book = PriceBook(await store.prices_at(conn, keys_of(hops)), run.misses if run else None)
     return {int(h["transfer_id"]): book.value(h["chain"], h["asset"], int(h["block_number"]),
                                               int(h["block_time"] or 0), int(h["amount"]), h["decimals"])
             for h in hops}

@@ -72,19 +72,46 @@ async def save_prices(conn: Conn, rows: Iterable[PriceRow]) -> int:
     return len(data)
 
 
+_COLUMNS = ("p.chain, p.asset, p.block_number, p.day, p.time, p.usd, p.source, p.feed, p.round_id, p.file, p.note, "
+            "p.block_time")
+
+
+def _rows(rows: Iterable[Any]) -> list[PriceRow]:
+    return [PriceRow(r["chain"], r["asset"], r["block_number"], r["day"], r["time"], r["usd"], r["source"],
+                     r["feed"], None if r["round_id"] is None else int(r["round_id"]), r["file"], r["note"],
+                     r["block_time"])
+            for r in rows]
+
+
 async def prices_of(conn: Conn, assets: Sequence[tuple[str, str]]) -> list[PriceRow]:
     """Every stored price of these (chain, asset) pairs."""
     if not assets:
         return []
     rows = await conn.fetch(
-        """SELECT p.chain, p.asset, block_number, day, time, usd, source, feed, round_id, file, note, block_time
+        f"""SELECT {_COLUMNS}
            FROM prices p JOIN unnest($1::text[], $2::text[]) AS w(chain, asset)
              ON p.chain = w.chain AND p.asset = w.asset""",
         [c for c, _ in assets], [a for _, a in assets])
-    return [PriceRow(r["chain"], r["asset"], r["block_number"], r["day"], r["time"], r["usd"], r["source"],
-                     r["feed"], None if r["round_id"] is None else int(r["round_id"]), r["file"], r["note"],
-                     r["block_time"])
-            for r in rows]
+    return _rows(rows)
+
+
+async def prices_at(conn: Conn, keys: Sequence[PriceKey]) -> list[PriceRow]:
+    """The stored prices that can value these keys: those at their blocks, and file prices of their
+    UTC days. A page of hops reads these, not every price its assets ever had."""
+    if not keys:
+        return []
+    chains, assets = [k.chain for k in keys], [k.asset for k in keys]
+    days = [dt.datetime.fromtimestamp(k.time, dt.UTC).date() for k in keys]
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM prices p
+              JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS w(chain, asset, block)
+                ON p.chain = w.chain AND p.asset = w.asset AND p.block_number = w.block
+            UNION
+            SELECT {_COLUMNS} FROM prices p
+              JOIN unnest($1::text[], $2::text[], $4::date[]) AS w(chain, asset, day)
+                ON p.chain = w.chain AND p.asset = w.asset AND p.block_number IS NULL AND p.day = w.day""",
+        chains, assets, [k.block_number for k in keys], days)
+    return _rows(rows)
 
 
 async def hop_price_keys(conn: Conn, trace_id: int) -> list[PriceKey]:
