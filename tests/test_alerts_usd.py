@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.alerts_support import LOOPBACK, Receiver, delivering, receiver, wait_until
 from tests.api_support import Api, conforms, running_api
 from tracer.api.context import Settings
+from tracer.api.handlers.alerts import ALERTS
 from tracer.chains import feeds
 from tracer.chains.evm import EvmChain
 from tracer.chains.records import NATIVE
@@ -55,6 +57,7 @@ async def api(db: Database, case: Scenario, paths: list[PricePath], devchain_fac
                                                              "test: devchain price path"))
     try:
         async with running_api(db, {case.chain: client}, Settings(workers=2, worker_lease_seconds=10.0)) as a:
+            a.app[ALERTS].url_policy = LOOPBACK
             yield a
     finally:
         await client.close()
@@ -73,11 +76,22 @@ async def _stream(api: Api, sid: int) -> list[dict[str, Any]]:
 
 
 THRESHOLDS = ("0", "1000", "50000", "1000000.50")
+WEBHOOK_MIN = "50000"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def traced(api: Api, case: Scenario) -> dict[str, Any]:
-    """The case traced with subscriptions made before it: one per threshold, one without."""
+async def rx() -> AsyncIterator[Receiver]:
+    async with receiver() as r:
+        yield r
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def traced(api: Api, db: Database, case: Scenario, rx: Receiver) -> dict[str, Any]:
+    """The case traced with subscriptions made before it: one per threshold, one without, and a
+    webhook over the middle threshold (fanned out by the sequencer, posted by a delivery worker)."""
+    rx.secrets["/rich"] = "r" * 24
+    _, hook, _ = await api.call("POST", "/v1/subscriptions", expect=201, json={
+        "url": rx.url("/rich"), "secret": "r" * 24, "min_usd": WEBHOOK_MIN})
     subs = {}
     for t in THRESHOLDS:
         _, sub, _ = await api.call("POST", "/v1/subscriptions", expect=201,
@@ -87,12 +101,21 @@ async def traced(api: Api, case: Scenario) -> dict[str, Any]:
         subs[t] = sub["id"]
     _, everything, _ = await api.call("POST", "/v1/subscriptions", expect=201, json={"delivery": "stream"})
     assert everything["min_usd"] is None
-    done = await api.run_trace({"chain": case.chain, "seeds": case.seeds, "policy": {"max_depth": 8}}, tries=1200)
-    return {"trace": done, "subs": subs, "everything": everything}
+    async with delivering(db):
+        done = await api.run_trace({"chain": case.chain, "seeds": case.seeds, "policy": {"max_depth": 8}},
+                                   tries=1200)
+        await wait_until(lambda: _all_delivered(db, hook["id"]), what="the webhooks")
+    return {"trace": done, "subs": subs, "everything": everything, "hook": hook}
+
+
+async def _all_delivered(db: Database, sid: int) -> bool:
+    return not await db.pool.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM events WHERE seq IS NULL)
+               OR EXISTS (SELECT 1 FROM deliveries WHERE subscription_id = $1 AND state <> 'delivered')""", sid)
 
 
 async def test_min_usd_keeps_hop_events_below_it_and_delivers_unpriced_ones(
-        api: Api, db: Database, traced: dict[str, Any]) -> None:
+        api: Api, db: Database, traced: dict[str, Any], rx: Receiver) -> None:
     done, subs, everything = traced["trace"], traced["subs"], traced["everything"]
     async with db.pool.acquire() as conn:
         rows = await conn.fetch("SELECT seq, type, payload->>'usd' AS usd FROM events "
@@ -121,6 +144,12 @@ async def test_min_usd_keeps_hop_events_below_it_and_delivers_unpriced_ones(
         cut_both_ways |= any(v is not None and v < Decimal(t) for v in hops.values()) and any(
             v is not None and v >= Decimal(t) for v in hops.values())
     assert cut_both_ways  # some threshold kept events from its subscription and let others through
+    # The webhook: the sequencer's fan-out applied the same rule, and the receiver got exactly those.
+    posted = [r.event for r in rx.delivered("/rich")]
+    assert all(r.valid for r in rx.requests if r.path == "/rich")
+    want = {s for s, v in hops.items() if v is None or v >= Decimal(WEBHOOK_MIN)} | others
+    assert {e["id"] for e in posted if e["trace_id"] == done["id"]} == want
+    assert any(v is not None and v < Decimal(WEBHOOK_MIN) for v in hops.values())
 
 
 async def test_tokens_without_a_feed_take_the_rate_of_the_swaps_the_trace_saw(
