@@ -28,20 +28,23 @@ from tracer.store.prices import PriceKey
 log = logging.getLogger(__name__)
 
 
-async def prefetch(pool: asyncpg.Pool, chains: Mapping[str, Any], transfer_ids: Sequence[int]) -> None:
-    """Read from the feeds the prices of these transfers not stored yet, if anyone filters on them."""
-    if not transfer_ids:
-        return
+async def prefetch(pool: asyncpg.Pool, chains: Mapping[str, Any], transfer_ids: Sequence[int]) -> bool:
+    """Read from the feeds the prices of these transfers not stored yet, if anyone filters on them;
+    whether anyone does (then the commit prices its events: `price_events`). Without such a
+    subscription the commit adds no pricing work: deliveries and event pages price as they read."""
     try:
         async with pool.acquire() as conn:
             if not await alert_store.any_min_usd(conn):
-                return
+                return False
+            if not transfer_ids:
+                return True
             rows = await alert_store.transfer_price_keys(conn, transfer_ids)
         keys = [PriceKey(r["chain"], r["asset"], int(r["block_number"]), int(r["block_time"] or 0)) for r in rows]
         await pricing.price_keys(pool, chains, keys)
     except (ChainError, OSError, TimeoutError) as exc:
         # The trace goes on: its events are then delivered unpriced, never held back.
         log.warning("event=event_prices_failed error=%r", exc)
+    return True
 
 
 async def price_events(conn: Any, chain: str, events: Sequence[Mapping[str, Any]]) -> None:

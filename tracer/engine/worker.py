@@ -1102,7 +1102,7 @@ class Worker:
     ) -> None:
         verdicts = batch.verdicts
         # Prices the hop events will carry (subscriptions' min_usd), read before the trace's lock.
-        await event_usd.prefetch(self.pool, self.chains, sorted({h.transfer_id for _, h in batch.hops}))
+        priced = await event_usd.prefetch(self.pool, self.chains, sorted({h.transfer_id for _, h in batch.hops}))
         async with self.pool.acquire() as conn, conn.transaction():
             # One commit of a trace at a time (the chain work happened before, unlocked): commits
             # touch each other's job and hop rows in no common order, which deadlocked, and a hop
@@ -1179,7 +1179,8 @@ class Worker:
             events: list[tuple[int | None, str, dict[str, Any]]] = []
             # One event per new or changed hop, with its amounts and addresses (alert filters need them).
             written = await alert_store.insert_hop_events(conn, trace.id, changed)
-            await event_usd.price_events(conn, trace.chain, written)
+            if priced:
+                await event_usd.price_events(conn, trace.chain, written)
             for a, v in verdicts.items():
                 # A bridge whose every deposit crossed is no exit: the exits it leads to will say so.
                 if v.role == "exit" and (a not in by_addr or a in ours) and not _all_crossed(v):
