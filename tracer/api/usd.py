@@ -25,9 +25,7 @@ async def hop_values(ctx: ApiContext, rows: Sequence[Any]) -> dict[int, Value]:
     """USD of hop rows (transfer_id, chain, asset, amount, block_number, block_time, decimals)."""
     if not rows:
         return {}
-    await pricing.price_keys(ctx.pool, ctx.chains, pricing.keys_of(rows))
-    async with ctx.pool.acquire() as conn:
-        return await pricing.hop_values(conn, rows)
+    return await pricing.priced_hop_values(ctx.pool, ctx.chains, rows)
 
 
 FINISHED = ("done", "failed", "cancelled")

@@ -53,6 +53,9 @@ class PricingRun:
     stored: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     misses: dict[tuple[str, str, int], str] = field(default_factory=dict)  # why a price is unknown
+    #: The stored prices that value the keys asked (read before, plus those just stored): a caller
+    #: values its hops from these without reading the prices again.
+    rows: list[PriceRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +141,10 @@ async def price_keys(pool: asyncpg.Pool, chains: Mapping[str, Any], keys: Sequen
             assert r.block_number is not None
             run.misses[(r.chain, r.asset, r.block_number)] = r.note or "no price"
     kept = [r for r in rows if r.usd is not None]
-    async with pool.acquire() as conn, conn.transaction():
-        await store.save_prices(conn, kept)
+    run.rows = [*have, *kept]
+    if kept:
+        async with pool.acquire() as conn, conn.transaction():
+            await store.save_prices(conn, kept)
     for r in kept:
         run.stored[r.source] = run.stored.get(r.source, 0) + 1
     return run
@@ -244,10 +249,20 @@ async def price_book(conn: Any, assets: Iterable[tuple[str, str]],
     return PriceBook(await store.prices_of(conn, sorted(set(assets))), misses)
 
 
-async def hop_values(conn: Any, hops: Sequence[Any], run: PricingRun | None = None) -> dict[int, Value]:
-    """USD of each hop (rows with transfer_id, chain, asset, amount, block_number, block_time,
-    decimals), by transfer id; `run`: the pricing that preceded, for why a price is unknown."""
-    book = PriceBook(await store.prices_at(conn, keys_of(hops)), run.misses if run else None)
+async def priced_hop_values(pool: asyncpg.Pool, chains: Mapping[str, Any], hops: Sequence[Any]) -> dict[int, Value]:
+    """USD of hop rows, reading the prices still missing first: one read of the stored prices for
+    both steps (a page of hops is valued with a few queries, whatever its size)."""
+    run = await price_keys(pool, chains, keys_of(hops))
+    return _values(PriceBook(run.rows, run.misses), hops)
+
+
+def _values(book: PriceBook, hops: Sequence[Any]) -> dict[int, Value]:
     return {int(h["transfer_id"]): book.value(h["chain"], h["asset"], int(h["block_number"]),
                                               int(h["block_time"] or 0), int(h["amount"]), h["decimals"])
             for h in hops}
+
+
+async def hop_values(conn: Any, hops: Sequence[Any], run: PricingRun | None = None) -> dict[int, Value]:
+    """USD of each hop (rows with transfer_id, chain, asset, amount, block_number, block_time,
+    decimals), by transfer id; `run`: the pricing that preceded, for why a price is unknown."""
+    return _values(PriceBook(await store.prices_at(conn, keys_of(hops)), run.misses if run else None), hops)
