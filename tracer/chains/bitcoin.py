@@ -42,8 +42,8 @@ from tracer.chains.errors import ChainError, WrongChain
 from tracer.chains.jsonrpc import gather_or_cancel
 from tracer.chains.records import NATIVE, Transfer, TransferKind
 from tracer.chains.retry import Retry as _Retry
-from tracer.chains.retry import backoff_delay
 from tracer.chains.retry import parse_retry_after as _parse_retry_after
+from tracer.chains.retry import with_retries
 from tracer.chains.utxo_records import Outspend, TxIn, TxOut, UtxoTx
 
 __all__ = [
@@ -391,21 +391,10 @@ class EsploraChain:
         """GET `path`: parsed JSON (or text matching `text`), retried as the module docstring says."""
         if self._session is None:
             raise ChainError("EsploraChain.connect() must be awaited before use")
-        failures = 0
-        problem = ""
-        retry_after: float | None = None
-        while True:
-            if failures:
-                if failures >= self.retries:
-                    raise ChainError(f"Esplora server at {self.url} gave up after {failures} tries on "
-                                     f"{endpoint} ({path}): {problem}")
-                await asyncio.sleep(backoff_delay(failures, self.backoff, self.max_backoff, retry_after,
-                                                  self.max_retry_after))
-            try:
-                return await self._exchange(path, endpoint, text)
-            except _Retry as exc:
-                failures += 1
-                problem, retry_after = exc.problem, exc.retry_after
+        return await with_retries(lambda: self._exchange(path, endpoint, text), retries=self.retries,
+                                  backoff=self.backoff, max_backoff=self.max_backoff,
+                                  max_retry_after=self.max_retry_after, who=f"Esplora server at {self.url}",
+                                  what=f"{endpoint} ({path})")
 
     async def _exchange(self, path: str, endpoint: str, text: re.Pattern[str] | None) -> Any:
         assert self._session is not None

@@ -1,11 +1,19 @@
-"""What the chain clients (JSON-RPC and Esplora) share about retrying: the failure another try
-may fix, the server's Retry-After, and how long to wait before the next try."""
+"""What the chain clients (JSON-RPC, Esplora and Tron's HTTP API) share about retrying: the failure
+another try may fix, the server's Retry-After, how long to wait before the next try, and the loop
+that tries again until the retries are spent."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tracer.chains.errors import ChainError
+
+T = TypeVar("T")
 
 
 class Retry(Exception):
@@ -40,3 +48,22 @@ def backoff_delay(failures: int, base: float, cap: float, retry_after: float | N
     if retry_after is not None:
         delay = max(delay, min(retry_after, max_retry_after))
     return delay
+
+
+async def with_retries(attempt: Callable[[], Awaitable[T]], *, retries: int, backoff: float, max_backoff: float,
+                       max_retry_after: float, who: str, what: str) -> T:
+    """`attempt()` until it returns, trying again after each `Retry` (waiting `backoff_delay`);
+    ChainError naming `who` and `what` once `retries` tries have failed."""
+    failures = 0
+    problem = ""
+    retry_after: float | None = None
+    while True:
+        if failures:
+            if failures >= retries:
+                raise ChainError(f"{who} gave up after {failures} tries on {what}: {problem}")
+            await asyncio.sleep(backoff_delay(failures, backoff, max_backoff, retry_after, max_retry_after))
+        try:
+            return await attempt()
+        except Retry as exc:
+            failures += 1
+            problem, retry_after = exc.problem, exc.retry_after

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from tracer.chains.errors import ChainError
-from tracer.chains.retry import Retry, backoff_delay, parse_retry_after
+from tracer.chains.retry import Retry, parse_retry_after, with_retries
 
 _RETRY_STATUS = frozenset({408, 425, 429})
 
@@ -84,20 +84,9 @@ class TronHttp:
         module docstring says; ChainError once retries are spent or the node refuses."""
         if self._session is None:
             raise ChainError("TronHttp.open() must be awaited before use")
-        failures = 0
-        problem = ""
-        retry_after: float | None = None
-        while True:
-            if failures:
-                if failures >= self.retries:
-                    raise ChainError(f"Tron node at {self.url} gave up after {failures} tries on {path}: {problem}")
-                await asyncio.sleep(backoff_delay(failures, self.backoff, self.max_backoff, retry_after,
-                                                  self.max_retry_after))
-            try:
-                return await self._exchange(path, body)
-            except Retry as exc:
-                failures += 1
-                problem, retry_after = exc.problem, exc.retry_after
+        return await with_retries(lambda: self._exchange(path, body), retries=self.retries, backoff=self.backoff,
+                                  max_backoff=self.max_backoff, max_retry_after=self.max_retry_after,
+                                  who=f"Tron node at {self.url}", what=path)
 
     async def _pace(self) -> None:
         now = time.monotonic()
