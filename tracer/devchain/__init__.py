@@ -1,7 +1,7 @@
 """An embedded EVM dev chain to run tracer against, with laundering scenarios and their truth.
 
-- `scenario.py`: `ScenarioParams` / `generate()` (deterministic by seed), `Scenario` (save/load),
-  `Truth` and the reference haircut simulation it comes from.
+- `scenario/`: `ScenarioParams` / `generate()` (deterministic by seed), `Scenario` (save/load),
+  `Truth` and the reference haircut simulation it comes from (see its __init__ for the modules).
 - `chain.py`: `Chain`, the in-memory chain (hashes, call frames, logs, balances, indexes, reorgs).
 - `server.py`: `DevChainServer`, Ethereum JSON-RPC over HTTP with latency, rate limits, result
   caps, optional traces and a seeded `FaultPlan`.

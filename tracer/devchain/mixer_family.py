@@ -1,6 +1,6 @@
 """A family of mixer scenarios made to measure the mixer linker honestly (bench/mixer_linker.py).
 
-The main generator (scenario.py) gives every laundering note exactly one planted clue, and its
+The main generator (tracer.devchain.scenario) gives every laundering note exactly one planted clue, and its
 unrelated pool users only ever use whole-gwei gas prices, fresh recipients and no common wallets,
 so each clue stands out against a crowd that never imitates it. Here the crowd does what real pool
 users do, and some launderers leave nothing:
@@ -29,19 +29,18 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
+from tracer.chains.records import NATIVE
 from tracer.devchain.scenario import (
-    _ALL,
     ETHER,
     GWEI,
-    NATIVE,
     MixerLinkTruth,
     MixerPool,
     Scenario,
     ScenarioBlock,
     ScenarioLabel,
     Truth,
-    _Builder,
 )
+from tracer.devchain.scenario.builder import ALL, Builder
 
 CLUES = ("gas_price", "address", "counterparty", "multi_denomination")
 NO_CLUE = "none"
@@ -92,7 +91,7 @@ class _Market:
 
 def generate_family(p: MixerFamilyParams) -> Scenario:
     rng = random.Random(p.seed)
-    b = _Builder(rng)
+    b = Builder(rng)
     new = b.new_address
     market = _Market(rng)
     labels: list[ScenarioLabel] = []
@@ -120,7 +119,7 @@ def generate_family(p: MixerFamilyParams) -> Scenario:
     def cash_out(block: int, wallet: str) -> None:
         dep = new()
         b.deposit_sweeps_to[dep] = hot[rng.choice(EXCHANGES)]
-        b.native(block, wallet, dep, _ALL)
+        b.native(block, wallet, dep, ALL)
 
     top = p.blocks - 60
     # Launderers come once the crowd is in: a note deposited into a near-empty pool is given away
@@ -182,7 +181,7 @@ def generate_family(p: MixerFamilyParams) -> Scenario:
         params={"family": "mixer", **asdict(p)})
 
 
-def _crowd(b: _Builder, p: MixerFamilyParams, pools: dict[int, str], relayers: list[str], desks: list[str],
+def _crowd(b: Builder, p: MixerFamilyParams, pools: dict[int, str], relayers: list[str], desks: list[str],
            market: _Market, top: int) -> None:
     """The unrelated users: deposits and withdrawals with the habits the module docstring lists."""
     rng = b.rng

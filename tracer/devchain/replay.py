@@ -39,11 +39,11 @@ from tracer.devchain.scenario import (
     ScenarioLabel,
     Token,
     Truth,
-    _Builder,
     build_truth,
     gc_paused,
     reference_haircut,
 )
+from tracer.devchain.scenario.builder import Builder
 
 FILLER_BLOCKS = 2  # blocks after each case block, for noise, gas money and sweeps
 TAIL_BLOCKS = 6
@@ -203,7 +203,7 @@ def load_case(case_dir: str | Path, *, seed: int = 0, noise: float = 1.0) -> Sce
 def _load_case(case_dir: str | Path, *, seed: int, noise: float) -> Scenario:
     name, edges, sources, terminals = read_case(case_dir)
     rng = random.Random(seed)
-    b = _Builder(rng)
+    b = Builder(rng)
     b.sweep_delay_max = FILLER_BLOCKS
     usd = Token(_address(f"replay-usd-{name}"), "USDT", 6)
     b.batch_contract = _address(f"replay-batch-{name}")
