@@ -13,6 +13,7 @@ from aiohttp import web
 
 from tracer.api.memo import DollarsMemo
 from tracer.api.replica import ReadRouting
+from tracer.chains.feeds import Feed
 from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.engine.worker import ChainSource
 from tracer.store.db import Database
@@ -73,6 +74,9 @@ class Settings:
     #: many hops (TRACER_API_LIVE_USD_MAX_HOPS); past it its exits and summary say the dollars come
     #: when it finishes. A finished trace's dollars are summed once and kept (tracer.api.usd).
     live_usd_max_hops: int = 20_000
+    #: How long the API trusts the price feeds it read from `price_feeds`: a feed registered
+    #: meanwhile values pages of hops after at most this many seconds (0: read on every page).
+    feeds_cache_seconds: float = 10.0
     #: Quotas (docs/SECURITY.md): seeds per trace (and addresses per watchlist); unfinished traces
     #: and subscriptions per key, or per team for keys that have one (429 past them).
     max_seeds: int = 1000
@@ -115,6 +119,8 @@ class ApiContext:
     #: A trace's dollar sums by (trace, status, updated_at, hop count), computed once however many
     #: requests ask at the same time (tracer.api.usd.shared_dollars).
     dollars: DollarsMemo = field(default_factory=lambda: DollarsMemo())
+    #: (when read, the feeds of price_feeds): see tracer.api.usd.registered_feeds.
+    feeds: tuple[float, list[Feed]] | None = None
     #: Where pure reads go (a streaming replica when TRACER_READ_DATABASE_URL is set; tracer.api.replica).
     reads: ReadRouting | None = None
 

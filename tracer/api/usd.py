@@ -4,12 +4,15 @@ Prices not stored yet are read from the configured nodes' feeds once, then kept.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from tracer.api.context import ApiContext
+from tracer.chains.feeds import Feed
 from tracer.engine import dollars, pricing
 from tracer.engine.pricing import Value, usd_text
+from tracer.store import prices as price_store
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +24,24 @@ def fields(v: Value | None) -> dict[str, Any]:
     return {"usd": usd_text(v.usd), "usd_source": v.source}
 
 
+async def registered_feeds(ctx: ApiContext) -> list[Feed]:
+    """The feeds of `price_feeds`, read again once `feeds_cache_seconds` passed: every page of hops
+    needs them, and they change only when someone registers a feed (a handful of rows, rarely)."""
+    now = time.monotonic()
+    cached = ctx.feeds
+    if cached is not None and now - cached[0] < ctx.settings.feeds_cache_seconds:
+        return cached[1]
+    async with ctx.pool.acquire() as conn:
+        feeds = await price_store.registered_feeds(conn)
+    ctx.feeds = (now, feeds)
+    return feeds
+
+
 async def hop_values(ctx: ApiContext, rows: Sequence[Any]) -> dict[int, Value]:
     """USD of hop rows (transfer_id, chain, asset, amount, block_number, block_time, decimals)."""
     if not rows:
         return {}
-    return await pricing.priced_hop_values(ctx.pool, ctx.chains, rows)
+    return await pricing.priced_hop_values(ctx.pool, ctx.chains, rows, await registered_feeds(ctx))
 
 
 FINISHED = ("done", "failed", "cancelled")

@@ -100,13 +100,16 @@ def keys_of(hops: Iterable[Any]) -> list[PriceKey]:
                  for h in hops})
 
 
-async def price_keys(pool: asyncpg.Pool, chains: Mapping[str, Any], keys: Sequence[PriceKey]) -> PricingRun:
-    """Fetch and store the prices of `keys` not stored yet."""
+async def price_keys(pool: asyncpg.Pool, chains: Mapping[str, Any], keys: Sequence[PriceKey],
+                     registered: Sequence[known.Feed] | None = None) -> PricingRun:
+    """Fetch and store the prices of `keys` not stored yet; `registered`: the feeds of
+    `price_feeds` when the caller keeps them (else they are read)."""
     run = PricingRun()
     if not keys:
         return run
     async with pool.acquire() as conn:
-        registered = await store.registered_feeds(conn)
+        if registered is None:
+            registered = await store.registered_feeds(conn)
         have = await store.prices_at(conn, keys)
     done = {(p.chain, p.asset, p.block_number, p.block_time) for p in have
             if p.source in ("feed", "par", "unavailable")}
@@ -249,10 +252,12 @@ async def price_book(conn: Any, assets: Iterable[tuple[str, str]],
     return PriceBook(await store.prices_of(conn, sorted(set(assets))), misses)
 
 
-async def priced_hop_values(pool: asyncpg.Pool, chains: Mapping[str, Any], hops: Sequence[Any]) -> dict[int, Value]:
+async def priced_hop_values(pool: asyncpg.Pool, chains: Mapping[str, Any], hops: Sequence[Any],
+                            registered: Sequence[known.Feed] | None = None) -> dict[int, Value]:
     """USD of hop rows, reading the prices still missing first: one read of the stored prices for
-    both steps (a page of hops is valued with a few queries, whatever its size)."""
-    run = await price_keys(pool, chains, keys_of(hops))
+    both steps (a page of hops is valued with one query, whatever its size, when the caller keeps
+    the registered feeds)."""
+    run = await price_keys(pool, chains, keys_of(hops), registered)
     return _values(PriceBook(run.rows, run.misses), hops)
 
 

@@ -97,19 +97,28 @@ async def prices_of(conn: Conn, assets: Sequence[tuple[str, str]]) -> list[Price
 
 async def prices_at(conn: Conn, keys: Sequence[PriceKey]) -> list[PriceRow]:
     """The stored prices that can value these keys: those at their blocks, and file prices of their
-    UTC days. A page of hops reads these, not every price its assets ever had."""
+    UTC days. A page of hops reads these, not every price its assets ever had.
+
+    One index probe per distinct (asset, block) and per distinct (asset, day), each fenced with
+    OFFSET 0: asyncpg prepares statements, and after five runs Postgres may switch to a generic
+    plan that joined the day branch through prices_key on (chain, asset) alone, reading every
+    price of the asset for each key (39 ms a page of hops at 6,000 stored prices)."""
     if not keys:
         return []
     chains, assets = [k.chain for k in keys], [k.asset for k in keys]
     days = [dt.datetime.fromtimestamp(k.time, dt.UTC).date() for k in keys]
     rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM prices p
-              JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS w(chain, asset, block)
-                ON p.chain = w.chain AND p.asset = w.asset AND p.block_number = w.block
-            UNION
-            SELECT {_COLUMNS} FROM prices p
-              JOIN unnest($1::text[], $2::text[], $4::date[]) AS w(chain, asset, day)
-                ON p.chain = w.chain AND p.asset = w.asset AND p.block_number IS NULL AND p.day = w.day""",
+        f"""SELECT {_COLUMNS}
+            FROM (SELECT DISTINCT chain, asset, block FROM unnest($1::text[], $2::text[], $3::bigint[])
+                    AS w(chain, asset, block)) w
+            CROSS JOIN LATERAL (SELECT * FROM prices p WHERE p.chain = w.chain AND p.asset = w.asset
+                                  AND p.block_number = w.block OFFSET 0) p
+            UNION ALL
+            SELECT {_COLUMNS}
+            FROM (SELECT DISTINCT chain, asset, day FROM unnest($1::text[], $2::text[], $4::date[])
+                    AS w(chain, asset, day)) w
+            CROSS JOIN LATERAL (SELECT * FROM prices p WHERE p.chain = w.chain AND p.asset = w.asset
+                                  AND p.block_number IS NULL AND p.day = w.day OFFSET 0) p""",
         chains, assets, [k.block_number for k in keys], days)
     return _rows(rows)
 
