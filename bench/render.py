@@ -9,7 +9,7 @@ synthesised with COPY), the command, the figures and the machine they were measu
     python bench/render.py            # rewrite the README's table
     python bench/render.py --check    # exit 1 (printing both versions) if the README differs
 
-tests/test_bench_render.py fails when the README's figures differ from the committed files.
+tests/integration/test_bench_render.py fails when the README's figures differ from the committed files.
 """
 
 from __future__ import annotations

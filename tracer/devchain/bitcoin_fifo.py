@@ -13,7 +13,7 @@ FIFO: W's first payment is made of the coins that arrived first, the clean ones,
 received nothing flagged and exchange B received the stolen money (less the fee W's first
 payment left in the clean lot, which the model cannot see leave: fees are not transfers).
 Haircut: both payments carry the flagged share of W's balance. `FifoTruth` holds the addresses;
-the expected amounts are worked out by hand in tests/test_bitcoin_fifo.py.
+the expected amounts are worked out by hand in tests/integration/test_bitcoin_fifo.py.
 """
 
 from __future__ import annotations

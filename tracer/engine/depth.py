@@ -12,7 +12,7 @@ first path to reach an address need not be its shortest; the stop therefore is n
   it is followed, and the hops the stop had marked are reopened with the reason they had.
 
 So the set of addresses stopped at max_depth, and every hop's status, depend on the graph alone,
-not on the order the workers found the paths in (tests/test_determinism.py).
+not on the order the workers found the paths in (tests/integration/test_determinism.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,54 @@
+"""Source of funds on Anvil: the generated laundering case executed as real transactions on a real
+EVM node, traced forward by real workers, then walked backward from its deposit addresses (the
+same checks as tests/integration/test_backward.py: the thieves' wallets with the forward trace's amounts, and
+the stolen share of a deposit address that received clean money too, through /v1/screen)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from tests.anvil_support import anvil_node
+from tests.integration.test_backward import check_backward, check_screen
+from tracer.chains.evm import EvmChain
+from tracer.demo import load_scenario_labels
+from tracer.devchain.anvil.executor import execute_scenario
+from tracer.devchain.scenario import Scenario
+from tracer.engine.service import create_trace
+from tracer.runner import run_with_workers
+from tracer.store.db import Database
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(small_scenario: Scenario) -> AsyncIterator[EvmChain]:
+    async with anvil_node(chain_id=small_scenario.chain_id, mode="archive",
+                          timestamp=small_scenario.genesis_time) as node:
+        run = await execute_scenario(node.url, small_scenario)
+        assert run.mismatches == []
+        c = EvmChain(node.url, chain=small_scenario.chain, expected_chain_id=small_scenario.chain_id)
+        await c.connect()
+        yield c
+        await c.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def forward(db: Database, client: EvmChain, small_scenario: Scenario) -> int:
+    await load_scenario_labels(db.pool, small_scenario)
+    tid = await create_trace(db.pool, client, chain=small_scenario.chain, seeds=small_scenario.seeds,
+                             policy={"min_share": 0, "max_depth": 60}, label="forward on anvil")
+    assert await run_with_workers(db.pool, {small_scenario.chain: client}, tid, workers=2, progress=False) == "done"
+    return tid
+
+
+async def test_backward_on_anvil_agrees_with_the_forward_trace(db: Database, client: EvmChain,
+                                                               small_scenario: Scenario, forward: int) -> None:
+    await check_backward(db, client, small_scenario, forward)
+
+
+async def test_screen_on_anvil_reports_the_stolen_share(db: Database, client: EvmChain,
+                                                        small_scenario: Scenario, forward: int) -> None:
+    await check_screen(db, client, small_scenario, forward)
