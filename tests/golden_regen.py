@@ -1,4 +1,4 @@
-"""Record what the engine decides on a fixed set of cases, for tests/test_same_hops.py, and write it
+"""Record what the engine decides on a fixed set of cases, for tests/acceptance/test_same_hops.py, and write it
 to tests/data/golden/same_hops.json when run as a script:
 
     TRACER_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python -m tests.golden_regen
