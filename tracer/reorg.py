@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from tracer.alerts.monitor import block_hashes
 from tracer.chains.errors import ChainError
 from tracer.chains.evm import EvmChain
 from tracer.store import alerts as alert_store
@@ -70,7 +69,7 @@ class ReorgGuard:
         return block > head - self._depth
 
     async def _hash(self, block: int) -> str | None:
-        return (await block_hashes(self._client, [block])).get(block)
+        return (await self._client.block_hashes([block])).get(block)
 
     async def _guarded(self, block: int, read: Callable[[], Awaitable[T]]) -> T:
         if block < 0 or not await self._near_head(block):
@@ -100,7 +99,7 @@ class ReorgGuard:
         self.reorgs_detected += 1
         async with self._pool.acquire() as conn:
             pins = await chain_store.pins_below(conn, self._chain, block, _FORK_PROBES)
-        theirs = await block_hashes(self._client, [n for n, _ in pins])
+        theirs = await self._client.block_hashes([n for n, _ in pins])
         fork = next((n for n, h in pins if theirs.get(n) == h), (pins[-1][0] - 1) if pins else -1)
         fork = max(-1, min(fork, block - 1))
         reason = (f"the chain reorganised under this trace: block {block} of {self._chain!r} is now {new[:18]}…, "

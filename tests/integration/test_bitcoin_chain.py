@@ -409,9 +409,7 @@ async def test_a_dead_server_is_a_chain_error(scenario: BitcoinScenario) -> None
 
 @aio
 async def test_block_hashes_for_the_live_monitor(client: EsploraChain, scenario: BitcoinScenario) -> None:
-    from tracer.alerts.monitor import block_hashes
-
-    got = await block_hashes(client, [0, 5, scenario.head, scenario.head + 1])
+    got = await client.block_hashes([0, 5, scenario.head, scenario.head + 1])
     assert got == {0: scenario.blocks[0].hash, 5: scenario.blocks[5].hash, scenario.head: scenario.blocks[-1].hash}
 
 

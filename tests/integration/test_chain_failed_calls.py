@@ -20,7 +20,8 @@ import pytest_asyncio
 from aiohttp import web
 
 from tests.fixtures_chain import DevChainFactory, serving
-from tracer.chains.evm import _HEAVY_BATCHES, EvmChain
+from tracer.chains.evm import EvmChain
+from tracer.chains.evm.node import _HEAVY_BATCHES
 from tracer.devchain.scenario import KIND_BATCH, Scenario, ScenarioParams, generate
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import asyncpg
 
@@ -56,26 +56,7 @@ class FollowSource(Protocol):
 
     async def token_meta(self, tokens: Sequence[str]) -> dict[str, tuple[int | None, str | None]]: ...
 
-
-async def block_hashes(client: Any, numbers: Iterable[int]) -> dict[int, str]:
-    """Hashes of blocks the node has (missing ones are left out).
-
-    Uses the client's `block_hashes` when it has one; otherwise one JSON-RPC batch of header-only
-    eth_getBlockByNumber through EvmChain's transport (the chain layer has no hash read yet).
-    """
-    wanted = sorted(set(numbers))
-    if not wanted:
-        return {}
-    own = getattr(client, "block_hashes", None)
-    if own is not None:
-        found: dict[int, str] = await own(wanted)
-        return found
-    answers = await client.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
-    out: dict[int, str] = {}
-    for n, block in zip(wanted, answers, strict=True):
-        if isinstance(block, Mapping) and isinstance(block.get("hash"), str):
-            out[n] = block["hash"].lower()
-    return out
+    async def block_hashes(self, numbers: Iterable[int]) -> dict[int, str]: ...
 
 
 @dataclass
@@ -181,10 +162,10 @@ class Monitor:
         if not probe:
             return None  # the node is behind everything we followed (a lagging replica): wait
         top = probe[0]
-        now = await block_hashes(client, [top])
+        now = await client.block_hashes([top])
         if top not in now or now[top] == ours[top]:
             return None  # same block (blocks link to parents, so everything below matches too)
-        theirs = await block_hashes(client, probe)
+        theirs = await client.block_hashes(probe)
         if len(theirs) < len(probe):
             return None  # the node could not answer for all of them: decide next time
         matching = [n for n in probe if theirs[n] == ours[n]]
@@ -202,7 +183,7 @@ class Monitor:
                       rows: Sequence[asyncpg.Record]) -> list[Extension]:
         ids = [int(r["id"]) for r in rows]
         numbers = {old, *range(max(old + 1, target - self.settings.keep_blocks + 1), target + 1)}
-        hashes = await block_hashes(client, numbers)
+        hashes = await client.block_hashes(numbers)
         if len(hashes) < len(numbers):
             return []  # the node does not have them all yet (a lagging replica): next poll
         async with self.pool.acquire() as conn:

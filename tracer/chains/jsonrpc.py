@@ -7,8 +7,9 @@ public or self-hosted node that it cannot get from `provider.make_batch_request`
   the node left unanswered are asked again instead of being zipped against the wrong answers;
 - retries with exponential backoff and jitter on timeouts, connection errors, HTTP 429 (honouring
   `Retry-After`, which pauses every request, not just the one that was refused), HTTP 5xx,
-  malformed JSON and rate-limit error objects; after `retries` tries without progress it raises
-  `ChainError` naming the method and the last problem;
+  malformed JSON and rate-limit error objects (the loop of tracer.chains.retry, shared with the
+  HTTP clients); after `retries` tries without progress it raises `ChainError` naming the method
+  and the last problem;
 - bounded concurrency (an `asyncio.Semaphore` around each HTTP POST);
 - HTTP 413 (payload too large): a batch is re-sent in halves, a single request answered with an
   `RpcError` of code 413 so that the caller splits its query;
@@ -38,8 +39,8 @@ import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from tracer.chains.errors import ChainError, RpcError
+from tracer.chains.retry import Progress, with_retries
 from tracer.chains.retry import Retry as _Retry
-from tracer.chains.retry import backoff_delay
 from tracer.chains.retry import parse_retry_after as _parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -218,30 +219,17 @@ class JsonRpcTransport:
     # -- internals ----------------------------------------------------------------------------
 
     async def _run(self, items: list[_Item]) -> None:
+        """Send `items` until each is answered: a try that answers some asks again for the rest
+        only, and only a try that answers none counts as a failure (tracer.chains.retry)."""
         pending = items
-        failures = 0
-        problem = ""
-        retry_after: float | None = None
-        while pending:
-            if failures:
-                if failures >= self.retries:
-                    methods = ", ".join(sorted({item.method for item in pending}))
-                    raise ChainError(
-                        f"node at {self.url} gave up after {failures} tries on {methods} "
-                        f"({len(pending)} request(s) unanswered): {problem}"
-                    )
-                await self._sleep_backoff(failures, retry_after)
+
+        async def attempt() -> None:
+            nonlocal pending
             try:
                 answered = await self._exchange(pending)
-            except _Retry as exc:
-                failures += 1
-                problem, retry_after = exc.problem, exc.retry_after
-                continue
             except _BatchRefused as exc:
                 if len(pending) == 1:
-                    failures += 1
-                    problem, retry_after = exc.problem, None
-                    continue
+                    raise _Retry(exc.problem) from exc
                 # Smaller batches from now on; this one is re-sent in two halves.
                 self.batch_size = 1 if exc.unsupported else max(1, min(self.batch_size, len(pending)) // 2)
                 log.warning(
@@ -254,14 +242,19 @@ class JsonRpcTransport:
                 await gather_or_cancel([self._run(pending[:half]), self._run(pending[half:])])
                 return
             still = [item for item in pending if not item.done]
+            if not still:
+                return
             if len(still) == len(pending):
-                failures += 1
-                problem = answered or f"no usable answer for {len(pending)} request(s)"
-                retry_after = None
+                raise _Retry(answered or f"no usable answer for {len(pending)} request(s)")
             pending = still
+            raise Progress
 
-    async def _sleep_backoff(self, failures: int, retry_after: float | None) -> None:
-        await asyncio.sleep(backoff_delay(failures, self.backoff, self.max_backoff, retry_after, self.max_retry_after))
+        def what() -> str:
+            methods = ", ".join(sorted({item.method for item in pending}))
+            return f"{methods} ({len(pending)} request(s) unanswered)"
+
+        await with_retries(attempt, retries=self.retries, backoff=self.backoff, max_backoff=self.max_backoff,
+                           max_retry_after=self.max_retry_after, who=f"node at {self.url}", what=what)
 
     async def _exchange(self, pending: list[_Item]) -> str:
         """Send `pending` once; mark items answered. Returns a note on what was left unanswered."""

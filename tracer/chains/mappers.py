@@ -149,6 +149,14 @@ def parity_trace_transfer(chain: str, trace: Mapping[str, Any], block_time: int)
     )
 
 
+def succeeded(receipt: Mapping[str, Any]) -> bool:
+    """Whether a receipt (or the receipt-like outcome of a callTracer root frame) says the
+    transaction succeeded."""
+    status = receipt.get("status")
+    # Receipts before Byzantium carry a state root instead of a status: no failure is visible.
+    return status is None or quantity(status) == 1
+
+
 def trace_path(trace: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(quantity(i) for i in trace.get("traceAddress") or [])
 

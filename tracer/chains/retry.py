@@ -1,6 +1,6 @@
 """What the chain clients (JSON-RPC, Esplora and Tron's HTTP API) share about retrying: the failure
 another try may fix, the server's Retry-After, how long to wait before the next try, and the loop
-that tries again until the retries are spent."""
+that tries again until the retries are spent (the one retry loop of the chain layer)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ class Retry(Exception):
         super().__init__(problem)
         self.problem = problem
         self.retry_after = retry_after
+
+
+class Progress(Exception):
+    """One exchange got part of what was asked (a JSON-RPC batch with members left unanswered): try
+    again for the rest without counting a failure, since the server is not failing as a whole."""
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -51,19 +56,23 @@ def backoff_delay(failures: int, base: float, cap: float, retry_after: float | N
 
 
 async def with_retries(attempt: Callable[[], Awaitable[T]], *, retries: int, backoff: float, max_backoff: float,
-                       max_retry_after: float, who: str, what: str) -> T:
-    """`attempt()` until it returns, trying again after each `Retry` (waiting `backoff_delay`);
-    ChainError naming `who` and `what` once `retries` tries have failed."""
+                       max_retry_after: float, who: str, what: str | Callable[[], str]) -> T:
+    """`attempt()` until it returns, trying again after each `Retry` (waiting `backoff_delay`) and
+    after each `Progress` (waiting as the failures so far say, none if there were none);
+    ChainError naming `who` and `what` (called then, if a function) once `retries` tries have failed."""
     failures = 0
     problem = ""
     retry_after: float | None = None
     while True:
         if failures:
             if failures >= retries:
-                raise ChainError(f"{who} gave up after {failures} tries on {what}: {problem}")
+                raise ChainError(f"{who} gave up after {failures} tries on {what() if callable(what) else what}: "
+                                 f"{problem}")
             await asyncio.sleep(backoff_delay(failures, backoff, max_backoff, retry_after, max_retry_after))
         try:
             return await attempt()
         except Retry as exc:
             failures += 1
             problem, retry_after = exc.problem, exc.retry_after
+        except Progress:
+            pass

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tracer.addresses import normalize_tron, tron_evm
 from tracer.chains import tron_mappers as tm
+from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
 from tracer.chains.evm import LogRecord
 from tracer.chains.history import FeePaid
@@ -87,9 +87,8 @@ class TronChain:
                             retries=retries, rate=rate, backoff=backoff)
         self.log_span = max(1, log_span)
         self.addresses_per_request = max(1, addresses_per_request)
-        self._cache_size = cache_blocks
-        self._blocks: OrderedDict[int, tm.TronBlock] = OrderedDict()
-        self._infos: OrderedDict[int, Any] = OrderedDict()
+        self._blocks: Lru[int, tm.TronBlock] = Lru(cache_blocks)
+        self._infos: Lru[int, Any] = Lru(cache_blocks)
         self._meta: dict[str, tuple[int | None, str | None]] = {}
 
     @property
@@ -127,12 +126,6 @@ class TronChain:
         """The solidified block: Tron's confirmation (irreversible once 2/3 of the SRs built on it)."""
         return tm.solidified(await self.api.post("/wallet/getnodeinfo", {}))
 
-    def _keep(self, store: OrderedDict[int, Any], number: int, value: Any) -> None:
-        store[number] = value
-        store.move_to_end(number)
-        while len(store) > self._cache_size:
-            store.popitem(last=False)
-
     async def _read_blocks(self, numbers: Iterable[int]) -> dict[int, tm.TronBlock]:
         wanted = sorted(set(numbers))
         missing = [n for n in wanted if n not in self._blocks]
@@ -148,10 +141,10 @@ class TronChain:
             for raw in (answer or {}).get("block") or ():
                 block = tm.parse_block(raw)
                 if block is not None:
-                    self._keep(self._blocks, block.number, block)
+                    self._blocks.put(block.number, block)
 
         await asyncio.gather(*(run(s, e) for s, e in runs))
-        return {n: self._blocks[n] for n in wanted if n in self._blocks}
+        return {n: b for n in wanted if (b := self._blocks.get(n)) is not None}
 
     async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
         return {n: b.ref.timestamp for n, b in (await self._read_blocks(numbers)).items()}
@@ -164,10 +157,10 @@ class TronChain:
 
         async def one(n: int) -> None:
             if n not in self._infos:
-                self._keep(self._infos, n, await self.api.post("/wallet/gettransactioninfobyblocknum", {"num": n}))
+                self._infos.put(n, await self.api.post("/wallet/gettransactioninfobyblocknum", {"num": n}))
 
         await asyncio.gather(*(one(n) for n in wanted))
-        return {n: self._infos[n] for n in wanted if n in self._infos}
+        return {n: i for n in wanted if (i := self._infos.get(n)) is not None}
 
     # -- transfers ----------------------------------------------------------------------------
 

@@ -1,0 +1,218 @@
+"""EvmNode: what every path of the EVM client shares: the JSON-RPC transport, what was learnt of the
+node in `connect()`, the caches, block times, and the runner of block-range queries (split when
+the node refuses them as too big, paged when a page comes back full)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from web3 import AsyncWeb3
+
+from tracer.chains import history, mappers
+from tracer.chains.cache import Lru
+from tracer.chains.errors import ChainError, RpcError
+from tracer.chains.evm.records import ScannedBlock
+from tracer.chains.jsonrpc import JsonRpcTransport, gather_or_cancel
+from tracer.chains.limits import RangeQuery, is_result_cap, smaller
+
+log = logging.getLogger(__name__)
+
+# HTTP batches of bulky answers (block traces while looking for reverted calls, block headers
+# for timestamps) in flight at once, per client: one trace_block answer holds every call of its
+# block (up to ~1 MB decoded), so a few batches at a time bound what a busy wallet costs.
+_HEAVY_BATCHES = 2
+
+
+class EvmNode:
+    """The state and shared reads of `tracer.chains.evm.EvmChain` (the class users build)."""
+
+    def __init__(
+        self,
+        url: str,
+        chain: str = "ethereum",
+        expected_chain_id: int | None = None,
+        concurrency: int = 8,
+        batch_size: int = 100,
+        timeout: float = 20.0,
+        retries: int = 6,
+        *,
+        use_trace_filter: bool = True,
+        debug_method: str | None = None,
+        addresses_per_request: int = 500,
+        trace_page_size: int = 1000,
+        block_cache_size: int = 4096,
+        max_log_range: int | None = None,
+        backoff: float = 0.5,
+    ) -> None:
+        self.url = url
+        self.chain = chain
+        self.expected_chain_id = expected_chain_id
+        self.use_trace_filter = use_trace_filter
+        # With use_trace_filter=False: this debug method without probing (a node may have both).
+        self.forced_debug_method = debug_method
+        self.addresses_per_request = max(1, addresses_per_request)
+        self.trace_page_size = max(1, trace_page_size)
+        self.max_log_range = max_log_range
+        self.rpc = JsonRpcTransport(
+            url,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+        )
+        self.request_counts: Counter[str] = self.rpc.request_counts
+        self.chain_id: int | None = None
+        self.supports_trace = False
+        # trace_block / trace_transaction: learnt on first use (only the trace path needs them).
+        self.supports_trace_block = True
+        self.supports_trace_transaction = True
+        self.supports_block_receipts = False
+        # Whether the node answers balances at old blocks (an archive node); probed in connect().
+        self.historical_state: bool | None = None
+        self.state_probe: history.StateProbe | None = None
+        self.debug_method: str | None = None  # "debug_traceBlockByNumber" | "debug_traceTransaction"
+        self._connected = False
+        self._warned_no_internal = False
+        self._blocks: Lru[int, ScannedBlock] = Lru(block_cache_size)
+        self._times: Lru[int, int] = Lru(max(block_cache_size * 16, 65536))
+        self._token_meta: dict[str, tuple[int | None, str | None]] = {}
+        self._contracts: set[str] = set()
+        self._gas: Lru[str, int] = Lru(max(block_cache_size * 4, 16384))
+        self._heavy = asyncio.Semaphore(_HEAVY_BATCHES)
+
+    @property
+    def w3(self) -> AsyncWeb3:
+        """The web3.py client under the transport, for callers that want web3's own API."""
+        return self.rpc.w3
+
+    @property
+    def path(self) -> str:
+        """Which node methods find native transfers (for logs and reports)."""
+        if self.supports_trace:
+            return "trace_filter"
+        if self.debug_method:
+            return f"block-scan+{self.debug_method}"
+        return "block-scan (no internal calls)"
+
+    def _require_connected(self) -> None:
+        if not self._connected:
+            raise ChainError("EvmChain.connect() must be awaited before use")
+
+    async def head(self) -> int:
+        return mappers.quantity(await self.rpc.call("eth_blockNumber"))
+
+    async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
+        """Timestamps of blocks (cached; missing ones fetched in batches of header-only blocks)."""
+        wanted = sorted(set(numbers))
+        out: dict[int, int] = {}
+        missing: list[int] = []
+        for n in wanted:
+            cached = self._times.get(n)
+            if cached is None:
+                missing.append(n)
+            else:
+                out[n] = cached
+        if missing:
+
+            def take(offset: int, answers: list[Any]) -> None:
+                for n, block in zip(missing[offset : offset + len(answers)], answers, strict=True):
+                    block = self._expect(block, f"eth_getBlockByNumber({n})")
+                    if not isinstance(block, Mapping):
+                        raise ChainError(f"node at {self.url} has no block {n}")
+                    ts = mappers.quantity(block["timestamp"])
+                    self._times.put(n, ts)
+                    out[n] = ts
+
+            # A header carries its block's transaction hashes (100+ on a busy chain) and only the
+            # timestamp is wanted: thousands of blocks are read a few batches at a time.
+            await self._in_slices([("eth_getBlockByNumber", [hex(n), False]) for n in missing], take)
+        return out
+
+    def _cached_times(self, numbers: Iterable[int]) -> dict[int, int]:
+        return {n: ts for n in numbers if (ts := self._times.get(n)) is not None}
+
+    async def block_hashes(self, numbers: Iterable[int]) -> dict[int, str]:
+        """Current hashes of blocks, read fresh in one batch of header-only eth_getBlockByNumber
+        (never cached: the live monitor and the reorg guard compare them with the hashes they
+        recorded); blocks the node does not have yet are left out."""
+        wanted = sorted(set(numbers))
+        answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
+        return {
+            n: block["hash"].lower()
+            for n, block in zip(wanted, answers, strict=True)
+            if isinstance(block, Mapping) and isinstance(block.get("hash"), str)
+        }
+
+    async def _in_slices(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], take: Callable[[int, list[Any]], None]
+    ) -> None:
+        """Send `calls` one HTTP batch at a time, at most `_HEAVY_BATCHES` in flight for the whole
+        client, and hand each batch's answers to `take(offset, answers)` as soon as they arrive:
+        answers too big to hold all at once (block traces, headers of thousands of blocks) never
+        are, however many callers run at the same time."""
+        step = max(1, self.rpc.batch_size)
+
+        async def one(offset: int) -> None:
+            async with self._heavy:
+                answers = await self.rpc.batch(calls[offset : offset + step])
+            take(offset, answers)
+
+        await gather_or_cancel(one(i) for i in range(0, len(calls), step))
+
+    async def _run_range_queries(
+        self,
+        queries: list[RangeQuery],
+        build: Callable[[RangeQuery], tuple[str, list[Any]]],
+        take: Callable[[RangeQuery, Any], RangeQuery | None],
+    ) -> None:
+        """Run queries in rounds of batches; split the ones refused as too big, follow pages.
+
+        `build(q)` gives (method, params); `take(q, result)` consumes an answer and may return
+        the next page's query.
+        """
+        pending = queries
+        while pending:
+            calls = [build(q) for q in pending]
+            answers = await self.rpc.batch(calls)
+            following: list[RangeQuery] = []
+            for q, (method, _), ans in zip(pending, calls, answers, strict=True):
+                if isinstance(ans, RpcError):
+                    if not is_result_cap(ans):
+                        raise ChainError(
+                            f"node at {self.url} refused {method} for blocks "
+                            f"{q.from_block}..{q.to_block}: {ans.message}"
+                        )
+                    parts = self._smaller(q, method, ans)
+                    if parts is None:
+                        raise ChainError(
+                            f"node at {self.url} refuses {method} even for one block ({q.from_block}) "
+                            f"and one address: {ans.message}"
+                        )
+                    log.debug("%s %d..%d refused (%s), splitting", method, q.from_block, q.to_block, ans.message)
+                    following.extend(parts)
+                    continue
+                nxt = take(q, ans)
+                if nxt is not None:
+                    following.append(nxt)
+            pending = following
+
+    def _smaller(self, q: RangeQuery, method: str, err: RpcError) -> Sequence[RangeQuery] | None:
+        """What to ask instead of a query refused for its size (tracer.chains.limits.smaller); a
+        block-span cap the node states holds for every later eth_getLogs too."""
+        parts, span = smaller(q, err)
+        if span is not None and method == "eth_getLogs" and (self.max_log_range is None or span < self.max_log_range):
+            log.info("node at %s caps eth_getLogs at %d blocks: cutting every query to that", self.url, span)
+            self.max_log_range = span
+        return parts
+
+    def _expect(self, answer: Any, what: str) -> Any:
+        """An answer that must not be a JSON-RPC error."""
+        if isinstance(answer, RpcError):
+            raise ChainError(f"node at {self.url} failed {what}: {answer.message} (code {answer.code})")
+        return answer
+
