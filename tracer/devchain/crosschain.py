@@ -36,7 +36,7 @@ from tracer.addresses import encode_btc_segwit
 from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, Handoff
 from tracer.devchain.bitcoin import generate as generate_bitcoin
-from tracer.devchain.chain import Chain, Log, _abi_string, pad_address, word
+from tracer.devchain.chain import Chain, Log, abi_string, pad_address, word
 from tracer.devchain.scenario import (
     KIND_BRIDGE,
     KIND_NATIVE,
@@ -92,7 +92,7 @@ class OutboundChain(Chain):
         if not self._outbound(tx):
             return out
         # (address asset, uint amount, string memo): the native coin is asset 0x0.
-        data = "0x" + word(0) + word(tx.payouts[0][1]) + word(96) + _abi_string(tx.memo)
+        data = "0x" + word(0) + word(tx.payouts[0][1]) + word(96) + abi_string(tx.memo)
         return [Log(lg.address, lg.topics, data) for lg in out]
 
 
