@@ -11,6 +11,7 @@ seconds and ``pytest`` still runs everything:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,20 @@ def tier_of(path: Path) -> str | None:
     except ValueError:
         return None
     return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under ``-m`` over tier names only (``unit``, ``not acceptance``...), a tier folder the expression
+    rules out is not even imported: ``pytest -m unit`` skips importing the heavy test modules."""
+    markexpr = config.getoption("markexpr", "") or ""
+    if not markexpr or collection_path.parent != TESTS or collection_path.name not in TIERS:
+        return None
+    if not set(re.findall(r"\w+", markexpr)) - {"and", "or", "not"} <= set(TIERS):
+        return None  # other markers in the expression: collect everything and let -m decide per test
+    from _pytest.mark.expression import Expression
+
+    wanted = Expression.compile(markexpr).evaluate(lambda name, **_: name == collection_path.name)
+    return True if not wanted else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
