@@ -51,7 +51,8 @@ from tracer.devchain.chain import Chain  # noqa: E402
 from tracer.devchain.scenario import KIND_NATIVE, ScenarioTx  # noqa: E402
 from tracer.devchain.server import DevChainServer  # noqa: E402
 from tracer.engine.service import create_trace  # noqa: E402
-from tracer.store.db import Database, quote_ident, with_database  # noqa: E402
+from tracer.store.db import Database  # noqa: E402
+from tracer.store.urls import quote_ident, with_database  # noqa: E402
 
 ETH = 10**18
 SEED = "0x" + "5e" * 20

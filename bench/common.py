@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tracer.store.db import create_pool, migrate, quote_ident, with_database  # noqa: E402
+from tracer.store.db import create_pool  # noqa: E402
+from tracer.store.migrate import migrate  # noqa: E402
+from tracer.store.urls import quote_ident, with_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 # The machine's Postgres as the team runs it (trust auth on 127.0.0.1); a flag or env overrides.

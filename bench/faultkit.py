@@ -39,7 +39,8 @@ from tracer.devchain.server import DevChainServer, FaultPlan
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import labels as label_store
-from tracer.store.db import Database, quote_ident, with_database
+from tracer.store.db import Database
+from tracer.store.urls import quote_ident, with_database
 
 Hop = tuple[str, int, str, str, int, str, str]
 

@@ -39,10 +39,10 @@ from common import (
     write_result,
 )
 
-from tracer.chains.records import NATIVE, Transfer, TransferKind
+from tracer.domain.records import HopRow
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 from tracer.store import traces as store
 from tracer.store.db import create_pool
-from tracer.store.traces import HopRow
 
 NAME = "ingest"
 CHAIN = "ethereum"

@@ -82,7 +82,7 @@ def api_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     asyncio.run(migrated_database(pg, name))
     out = tmp / "api_latency.json"
     try:
-        from tracer.store.db import with_database
+        from tracer.store.urls import with_database
 
         cmd = [sys.executable, str(ROOT / "bench" / "api_latency.py"), "--database-url", with_database(pg, name),
                "--out", str(out), *shlex.split(args.api_args)]

@@ -26,16 +26,10 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from tracer.store.db import (
-    Database,
-    create_pool,
-    embedded_pgdata,
-    migrate,
-    quote_ident,
-    start_embedded_server,
-    stop_embedded,
-    with_database,
-)
+from tracer.store.db import Database, create_pool
+from tracer.store.embedded import embedded_pgdata, start_embedded_server, stop_embedded
+from tracer.store.migrate import migrate
+from tracer.store.urls import quote_ident, with_database
 
 TEST_DB_PREFIX = "tracer_t_"
 

@@ -7,6 +7,8 @@ import re
 
 from eth_utils import is_checksum_address, to_checksum_address
 
+from tracer.domain.chains import BITCOIN, TRON
+
 _HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
@@ -51,10 +53,7 @@ def checksum(address: str) -> str:
     return str(to_checksum_address(address))
 
 
-BITCOIN = "bitcoin"
-"""Chain name of Bitcoin; every other chain name but TRON is an EVM chain."""
-TRON = "tron"
-"""Chain name of Tron: addresses are stored as `0x41` + 20 bytes hex, shown as base58check `T...`."""
+# Tron addresses are stored as `0x41` + 20 bytes hex and shown as base58check `T...`.
 _TRON_HEX = re.compile(r"^0x41[0-9a-f]{40}$")
 _TRON_VERSION = 0x41
 

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a claimed job stays ours without a heartbeat (a dead worker's jobs return after it)")
     p.set_defaults(func=_worker)
 
-    for module in ("tracer.devchain.cli", "tracer.store.cli", "tracer.labels.cli", "tracer.api.cli",
+    for module in ("tracer.devchain.cli", "tracer.db_cli", "tracer.labels.cli", "tracer.api.cli",
                    "tracer.alerts.cli", "tracer.engine.cli", "tracer.store.cases_cli"):
         try:
             mod = importlib.import_module(module)

@@ -31,7 +31,6 @@ from tracer import truth_check
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
 from tracer.chains.feeds import Feed
-from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin import BitcoinScenario
 from tracer.devchain.crosschain import CrossChain, destination, with_bitcoin_payouts
 from tracer.devchain.esplora import EsploraServer
@@ -39,6 +38,7 @@ from tracer.devchain.prices import PricePath, case_paths
 from tracer.devchain.scenario import Scenario, ScenarioLabel, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 from tracer.dollars_check import check_dollars
+from tracer.domain.transfers import NATIVE
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.engine.dollars import render_dollars, trace_dollars
@@ -50,7 +50,9 @@ from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
 from tracer.store import prices as price_store
 from tracer.store import traces as trace_store
-from tracer.store.db import DEMO_DATABASE, Database, redact_url, resolve_database_url, start_embedded
+from tracer.store.db import Database
+from tracer.store.embedded import DEMO_DATABASE, start_embedded
+from tracer.store.urls import redact_url, resolve_database_url
 
 
 def _say(msg: str) -> None:

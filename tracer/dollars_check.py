@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.prices import PricePath
 from tracer.devchain.scenario import Scenario
+from tracer.domain.transfers import NATIVE
 from tracer.engine import report as treport
 from tracer.engine.dollars import TraceDollars, usd
 

@@ -30,7 +30,8 @@ import yaml
 
 from tracer.devchain.scenario import Scenario
 from tracer.engine import report as treport
-from tracer.store.db import create_pool, quote_ident, with_database
+from tracer.store.db import create_pool
+from tracer.store.urls import quote_ident, with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tracer.store.db import stop_embedded
+from tracer.store.embedded import stop_embedded
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

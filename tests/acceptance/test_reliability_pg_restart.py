@@ -24,7 +24,8 @@ from tracer.devchain.scenario import Scenario
 from tracer.engine.service import create_trace
 from tracer.engine.worker import Worker
 from tracer.runner import run_with_workers
-from tracer.store.db import Database, retrying, start_embedded, start_embedded_server, stop_embedded
+from tracer.store.db import Database, retrying
+from tracer.store.embedded import start_embedded, start_embedded_server, stop_embedded
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

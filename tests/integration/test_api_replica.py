@@ -37,7 +37,8 @@ from tracer.api.context import CTX, Settings
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
-from tracer.store.db import Database, with_database
+from tracer.store.db import Database
+from tracer.store.urls import with_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -29,7 +29,8 @@ from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
-from tracer.store.db import Database, create_pool, migrate, migrations_dir
+from tracer.store.db import Database, create_pool
+from tracer.store.migrate import migrate, migrations_dir
 
 DEST = "avalanche"
 DEST_ID = 43114

@@ -15,6 +15,7 @@ import pytest
 from tracer.labels import cli as labels_cli
 from tracer.labels.csvfile import read_label_csv
 from tracer.labels.defaults import DEFAULT_CSV, DEFAULT_MANIFEST, load_default_labels
+from tracer.store import label_imports
 from tracer.store import labels as store
 from tracer.store.db import Database
 
@@ -57,7 +58,7 @@ async def test_default_set_loads_idempotently(db: Database) -> None:
         assert not await store.screen(conn, "ethereum", t, at=datetime(2022, 1, 1, tzinfo=UTC))
         assert await store.screen(conn, "ethereum", [LAZARUS_RONIN])
         # The shipped OFAC list date is recorded: an older SDN file cannot roll it back.
-        assert await store.latest_list_date(conn, "ofac-sdn") == datetime(2026, 8, 20, tzinfo=UTC)
+        assert await label_imports.latest_list_date(conn, "ofac-sdn") == datetime(2026, 8, 20, tzinfo=UTC)
 
 
 async def test_a_changed_default_file_adds_without_overwriting(db: Database, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from tracer.labels.importer import detect_format, import_file
 from tracer.labels.parsed import LabelImportError
+from tracer.store import label_imports
 from tracer.store import labels as store
 from tracer.store.db import Database
 
@@ -371,7 +372,7 @@ async def test_older_list_is_refused(db: Database, tmp_path: Path) -> None:
         with pytest.raises(LabelImportError, match="older"):
             await import_file(conn, path)
         # Nothing was recorded for the refused file.
-        assert all(r.file_name != "SDN-old.XML" for r in await store.imports(conn))
+        assert all(r.file_name != "SDN-old.XML" for r in await label_imports.imports(conn))
 
 
 async def test_relisting_opens_a_new_interval(db: Database, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""tracer.store.db and ``tracer db``: migrations, constraints, the embedded server, retrying, CLI.
+"""tracer.store.db, .migrate, .embedded and ``tracer db``: migrations, constraints, the embedded server, retrying, CLI.
 
 Everything runs against real Postgres: the session server from ``tests/fixtures_db.py`` and, for
 the embedded-server tests, a second pgserver in a temp data dir started once for this module.
@@ -22,27 +22,18 @@ import pytest_asyncio
 
 import tracer
 from tests.fixtures_db import temporary_database
-from tracer.store import cli as store_cli
-from tracer.store.db import (
-    Database,
+from tracer import db_cli as store_cli
+from tracer.store.db import Database, create_pool, is_transient, retrying
+from tracer.store.embedded import embedded_pgdata, start_embedded, start_embedded_server, stop_embedded
+from tracer.store.migrate import (
     MigrationError,
     applied_migrations,
-    create_pool,
-    database_name,
-    embedded_pgdata,
-    is_transient,
     load_migrations,
     migrate,
     migrations_dir,
     pending_migrations,
-    redact_url,
-    resolve_database_url,
-    retrying,
-    start_embedded,
-    start_embedded_server,
-    stop_embedded,
-    with_database,
 )
+from tracer.store.urls import database_name, redact_url, resolve_database_url, with_database
 
 REPO = Path(tracer.__file__).resolve().parent.parent
 ALL_VERSIONS = [m.version for m in load_migrations()]
@@ -358,7 +349,7 @@ async def test_embedded_server_when_database_url_unset(
 ) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("TRACER_DATA_DIR", str(embedded_data_dir))
-    caplog.set_level(logging.INFO, logger="tracer.store.db")
+    caplog.set_level(logging.INFO, logger="tracer.store")
     db = await Database.connect()
     try:
         pgdata = embedded_pgdata(embedded_data_dir)

@@ -34,7 +34,7 @@ from typing import Protocol
 
 import asyncpg
 
-from tracer.chains.records import NATIVE, Transfer
+from tracer.domain.transfers import NATIVE, Transfer
 from tracer.engine.policy import Policy
 from tracer.store import alerts as alert_store
 from tracer.store import traces as trace_store

@@ -157,7 +157,9 @@ async def _serve(args: argparse.Namespace) -> int:
 
     from tracer.api.app import OpenServerRefused, create_app, server_options
     from tracer.store import keys as key_store
-    from tracer.store.db import DEMO_DATABASE, Database, resolve_database_url, start_embedded
+    from tracer.store.db import Database
+    from tracer.store.embedded import DEMO_DATABASE, start_embedded
+    from tracer.store.urls import resolve_database_url
 
     settings = _settings(args)
     url = args.database_url

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from tracer.addresses import checksum
-from tracer.chains.records import NATIVE
+from tracer.domain.transfers import NATIVE
 from tracer.store.reads import NATIVE_DECIMALS
 
 NATIVE_SYMBOL = {"ethereum": "ETH", "arbitrum": "ETH", "optimism": "ETH", "base": "ETH", "linea": "ETH",

@@ -29,9 +29,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tracer.chains.records import Transfer
+from tracer.domain.labels import RISK_CATEGORIES
+from tracer.domain.transfers import Transfer
 from tracer.engine import widest
-from tracer.labels.vocab import RISK_CATEGORIES
 
 ZERO = "0x" + "0" * 40
 HELD, LABEL, FRONTIER, MINT, UNEXPLAINED = "held", "label", "frontier", "mint", "unexplained"

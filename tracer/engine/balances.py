@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from tracer.chains.errors import StateUnavailable
-from tracer.chains.records import NATIVE, Transfer
+from tracer.domain.transfers import NATIVE, Transfer
 from tracer.engine.taint import CLEAN_MONEY_MODELS
 
 log = logging.getLogger("tracer.balances")

@@ -35,7 +35,7 @@ from typing import Any
 from tracer.addresses import InvalidAddress, normalize_tron
 from tracer.chains import events, networks
 from tracer.chains.events import LogLike
-from tracer.chains.records import NATIVE, Transfer
+from tracer.domain.transfers import NATIVE, Transfer
 
 THORCHAIN_DEPOSIT = events.topic("thorchain", "Deposit(address,address,uint256,string)")
 ACROSS_V3_FUNDS_DEPOSITED = events.topic(

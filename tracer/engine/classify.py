@@ -7,13 +7,13 @@ Pure decisions over data the worker has already fetched; no I/O here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tracer.chains.records import Transfer
+from tracer.domain.labels import Category, Label
+from tracer.domain.transfers import Transfer
+from tracer.domain.verdicts import FOLLOW, HopStatus, Reason, Verdict, entered, label_reason
 from tracer.engine.policy import Policy
 from tracer.labels.deposits import BEHAVIOUR_SOURCE, DepositParams, detect_deposit
-from tracer.store.labels import Label
 
 
 class LabelLike(Protocol):
@@ -27,25 +27,14 @@ class LabelLike(Protocol):
     def evidence(self) -> dict[str, Any] | None: ...
 
 
-@dataclass(frozen=True)
-class Verdict:
-    role: str  # followed | exit | stopped
-    reason: str
-    entity: str | None = None
-    category: str | None = None
-    evidence: dict[str, Any] | None = field(default=None)
+# engine/worker.py still imports FOLLOW and Verdict from here; they live in tracer.domain.verdicts.
+__all__ = ["BRIDGE", "ENTERED_MIXER", "FOLLOW", "MIXER", "Verdict", "by_label", "deposit_address", "forwarder", "hub",
+           "through_category"]
 
-    @property
-    def hop_status(self) -> str:
-        return self.role
-
-
-FOLLOW = Verdict("followed", "flagged funds")
-
-
-MIXER = "mixer"
-BRIDGE = "bridge"
-ENTERED_MIXER = "entered mixer"
+# Names the worker uses (classify.BRIDGE is both a category and a reason).
+MIXER = Category.MIXER
+BRIDGE = Reason.BRIDGE
+ENTERED_MIXER = Reason.ENTERED_MIXER
 
 
 def by_label(labels: Sequence[LabelLike], policy: Policy) -> Verdict | None:
@@ -59,13 +48,13 @@ def by_label(labels: Sequence[LabelLike], policy: Policy) -> Verdict | None:
         if label.category in policy.stop_categories:
             if label.source == BEHAVIOUR_SOURCE:
                 # Recognised earlier (by this or another trace) from its sweeps: say so.
-                return Verdict("exit", "deposit_address", label.entity, label.category, label.evidence)
-            return Verdict("exit", f"label:{label.source}", label.entity, label.category)
+                return Verdict(HopStatus.EXIT, Reason.DEPOSIT_ADDRESS, label.entity, label.category, label.evidence)
+            return Verdict(HopStatus.EXIT, label_reason(label.source), label.entity, label.category)
     for label in labels:
         if label.category in policy.through_categories:
-            if label.category == BRIDGE:
-                return Verdict("exit", BRIDGE, label.entity, label.category)
-            return Verdict("stopped", f"entered {label.category}", label.entity, label.category)
+            if label.category == Category.BRIDGE:
+                return Verdict(HopStatus.EXIT, Reason.BRIDGE, label.entity, label.category)
+            return Verdict(HopStatus.STOPPED, entered(label.category), label.entity, label.category)
     return None
 
 
@@ -96,7 +85,7 @@ def hub(address: str, transfers: Sequence[Transfer], policy: Policy) -> Verdict 
             peers.add(t.to_address)
     if (len(senders) >= policy.hub_in_degree or len(peers) >= policy.hub_degree) and not forwarder(
             address, transfers):
-        return Verdict("stopped", "hub", None, "unlabelled_service",
+        return Verdict(HopStatus.STOPPED, Reason.HUB, None, "unlabelled_service",
                        {"senders": len(senders), "counterparties": len(peers)})
     return None
 
@@ -115,7 +104,7 @@ def deposit_address(
     evidence = found.evidence()
     evidence["source"] = BEHAVIOUR_SOURCE
     evidence["confidence"] = found.confidence
-    return Verdict("exit", "deposit_address", found.entity, "deposit_address", evidence)
+    return Verdict(HopStatus.EXIT, Reason.DEPOSIT_ADDRESS, found.entity, Category.DEPOSIT_ADDRESS, evidence)
 
 
 def forwarder(address: str, transfers: Sequence[Transfer]) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from tracer.chains.records import Transfer
 from tracer.chains.tron_mappers import Freeze
-from tracer.engine.classify import Verdict
+from tracer.domain.transfers import Transfer
+from tracer.domain.verdicts import Verdict
 
 FROZEN = "frozen by issuer"
 """How the reason of the verdict on a frozen address starts (category "frozen"): the block follows,

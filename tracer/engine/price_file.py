@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_address
-from tracer.chains.records import NATIVE
+from tracer.domain.transfers import NATIVE
 from tracer.nesting import too_deep
 from tracer.store.prices import PriceRow
 

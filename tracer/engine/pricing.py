@@ -27,7 +27,7 @@ import asyncpg
 from tracer.chains import feeds as known
 from tracer.chains.errors import ChainError
 from tracer.chains.prices import FeedMiss, FeedRound, latest_rounds
-from tracer.chains.records import NATIVE
+from tracer.domain.transfers import NATIVE
 from tracer.engine.service import block_at_time
 from tracer.store import prices as store
 from tracer.store.prices import PriceKey, PriceRow

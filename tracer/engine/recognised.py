@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracer.chains import events
-from tracer.chains.records import Transfer
+from tracer.domain.transfers import Transfer
 from tracer.engine import bridges, mixers
 
 RECOGNISED_BY_EVENT = "event"

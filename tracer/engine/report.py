@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from tracer.addresses import checksum
-from tracer.chains.records import NATIVE
+from tracer.domain.transfers import NATIVE
 from tracer.engine import graph as tgraph
 from tracer.store import traces as store
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
-from tracer.chains.records import NATIVE
+from tracer.domain.transfers import NATIVE
 from tracer.engine.pricing import NATIVE_DECIMALS_OF, PriceBook, Value
 from tracer.store import prices as store
 

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from tracer.addresses import InvalidAddress
+from tracer.domain.labels import Category, Label
 from tracer.labels.csvfile import write_label_csv
 from tracer.labels.ofac import SCOPE as OFAC_SCOPE
 from tracer.labels.ofac import parse_ofac_flat
-from tracer.labels.vocab import Category, chain_for_asset, normalize_address, normalize_chain
-from tracer.store.labels import Label
+from tracer.labels.vocab import chain_for_asset, normalize_address, normalize_chain
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data"

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tracer.addresses import InvalidAddress
+from tracer.domain.labels import Label
 from tracer.labels.parsed import LabelImportError, ParsedList, parse_date
 from tracer.labels.vocab import normalize_address, normalize_category, normalize_chain
-from tracer.store.labels import Label
 
 REQUIRED = ("chain", "address", "entity", "category", "source")
 COLUMNS = (*REQUIRED, "confidence", "valid_from", "valid_to", "program", "evidence", "scope")

@@ -17,10 +17,12 @@ from typing import Any
 
 import asyncpg
 
+from tracer.domain.labels import Label
 from tracer.labels.csvfile import read_label_csv
 from tracer.labels.parsed import parse_date, sha256_file
+from tracer.store import label_imports
 from tracer.store import labels as store
-from tracer.store.labels import Conn, Label
+from tracer.store.label_rows import Conn
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "labels"
 DEFAULT_CSV = DEFAULT_DIR / "default_labels.csv"
@@ -49,10 +51,10 @@ async def load_default_labels(
     rows, invalid = read_label_csv(csv_path)
     meta: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
     async with conn.transaction():
-        previous = await store.find_import(conn, digest, None)
+        previous = await label_imports.find_import(conn, digest, None)
         if previous is not None and previous.format == IMPORT_FORMAT:
             return DefaultLoad(rows=len(rows), inserted=0, skipped=True, import_id=previous.id)
-        import_id = await store.begin_import(
+        import_id = await label_imports.begin_import(
             conn, source="default", scope=None, format=IMPORT_FORMAT, file_name=csv_path.name,
             file_sha256=digest, list_date=None, created_by="default-set",
         )
@@ -62,21 +64,21 @@ async def load_default_labels(
         inserted = 0
         for scope, labels in by_scope.items():
             if scope is not None:
-                await store.lock_scope(conn, scope)
+                await label_imports.lock_scope(conn, scope)
             inserted += await store.upsert_labels(
                 conn, labels, on_conflict="ignore", scope=scope, import_id=import_id
             )
         # Record each complete list's date as an import of that scope, unless a newer one exists.
         for scope, info in (meta.get("scopes") or {}).items():
             list_date = parse_date(info.get("list_date"))
-            latest = await store.latest_list_date(conn, scope)
+            latest = await label_imports.latest_list_date(conn, scope)
             if list_date is not None and (latest is None or latest < list_date):
-                scope_import = await store.begin_import(
+                scope_import = await label_imports.begin_import(
                     conn, source="default", scope=scope, format=IMPORT_FORMAT, file_name=csv_path.name,
                     file_sha256=digest, list_date=list_date, created_by="default-set",
                 )
-                await store.finish_import(conn, scope_import, {"via": "default set", "import_id": import_id})
-        await store.finish_import(
+                await label_imports.finish_import(conn, scope_import, {"via": "default set", "import_id": import_id})
+        await label_imports.finish_import(
             conn, import_id, {"rows": len(rows), "inserted": inserted, "invalid": len(invalid)}
         )
     return DefaultLoad(rows=len(rows), inserted=inserted, skipped=False, import_id=import_id)

@@ -28,9 +28,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracer.chains.records import NATIVE, Transfer
-from tracer.labels.vocab import SWEEP_TARGET_CATEGORIES, Category, entity_key
-from tracer.store.labels import Label
+from tracer.domain.labels import SWEEP_TARGET_CATEGORIES, Category, Label
+from tracer.domain.transfers import NATIVE, Transfer
+from tracer.labels.vocab import entity_key
 
 BEHAVIOUR_SOURCE = "behaviour"
 

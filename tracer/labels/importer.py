@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from tracer.addresses import show_tron
+from tracer.domain.labels import Label, StoredLabel
 from tracer.labels.csvfile import REQUIRED as CSV_REQUIRED
 from tracer.labels.csvfile import parse_label_csv
 from tracer.labels.ofac import (
@@ -44,8 +45,9 @@ from tracer.labels.ofac import (
 from tracer.labels.parsed import LabelImportError, ParsedList, sha256_file
 from tracer.labels.tagpacks import parse_tagpack_csv, parse_tagpack_yaml
 from tracer.nesting import too_deep
+from tracer.store import label_imports
 from tracer.store import labels as store
-from tracer.store.labels import Conn, Label, StoredLabel
+from tracer.store.label_rows import Conn
 
 _MAX_NESTING = 200  # label files nest a few levels; an OFAC JSON entry is four
 #: Evidence kept with one label, as JSON. An OFAC entry's evidence is a few hundred bytes and a
@@ -200,8 +202,8 @@ async def apply_parsed(
         parsed.labels = [replace(lb, created_by=lb.created_by or created_by) for lb in parsed.labels]
     async with conn.transaction():
         if parsed.scope is not None:
-            await store.lock_scope(conn, parsed.scope)
-        previous = await store.find_import(conn, file_sha256, parsed.scope)
+            await label_imports.lock_scope(conn, parsed.scope)
+        previous = await label_imports.find_import(conn, file_sha256, parsed.scope)
         if previous is not None:
             result.duplicate_of = previous.id
             result.stats = {"duplicate_of": previous.id}
@@ -212,14 +214,14 @@ async def apply_parsed(
                     f"{file_name}: a {parsed.format} list needs its date to reconcile; "
                     "pass --list-date YYYY-MM-DD"
                 )
-            latest = await store.latest_list_date(conn, parsed.scope)
+            latest = await label_imports.latest_list_date(conn, parsed.scope)
             if latest is not None and parsed.list_date < latest:
                 raise LabelImportError(
                     f"{file_name}: list dated {parsed.list_date.date()} is older than the "
                     f"{latest.date()} list already imported for {parsed.scope}; importing it would "
                     "delist everything added since"
                 )
-        import_id = await store.begin_import(
+        import_id = await label_imports.begin_import(
             conn, source=parsed.source, scope=parsed.scope, format=parsed.format, file_name=file_name,
             file_sha256=file_sha256, list_date=parsed.list_date, created_by=created_by,
         )
@@ -233,7 +235,7 @@ async def apply_parsed(
             stats["upserted"] = await store.upsert_labels(conn, parsed.labels, import_id=import_id)
         else:
             stats.update(await _reconcile(conn, parsed, import_id))
-        await store.finish_import(conn, import_id, stats)
+        await label_imports.finish_import(conn, import_id, stats)
         result.stats = stats
     return result
 
@@ -270,7 +272,7 @@ def _json(value: Any) -> str:
 async def _reconcile(conn: Conn, parsed: ParsedList, import_id: int) -> dict[str, int]:
     assert parsed.scope is not None and parsed.list_date is not None
     when = parsed.list_date
-    existing = await store.labels_in_scope(conn, parsed.scope)
+    existing = await label_imports.labels_in_scope(conn, parsed.scope)
     by_identity: dict[tuple[str, ...], list[StoredLabel]] = defaultdict(list)
     by_lower: dict[tuple[str, ...], list[StoredLabel]] = defaultdict(list)
     for row in existing:
@@ -339,12 +341,12 @@ async def _reconcile(conn: Conn, parsed: ParsedList, import_id: int) -> dict[str
             closures.append((row.id, when))
 
     stats = {
-        "added": await store.insert_intervals(conn, added, scope=parsed.scope, import_id=import_id),
-        "relisted": await store.insert_intervals(
+        "added": await label_imports.insert_intervals(conn, added, scope=parsed.scope, import_id=import_id),
+        "relisted": await label_imports.insert_intervals(
             conn, relisted, scope=parsed.scope, import_id=import_id, event="relisted"
         ),
-        "delisted": await store.close_intervals(conn, closures, import_id=import_id),
-        "changed": await store.revise_intervals(conn, revisions, import_id=import_id),
+        "delisted": await label_imports.close_intervals(conn, closures, import_id=import_id),
+        "changed": await label_imports.revise_intervals(conn, revisions, import_id=import_id),
         "unchanged": unchanged,
         "known_history": known_history,
         "case_lost_unmatched": case_lost_unmatched,

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from tracer.addresses import InvalidAddress
+from tracer.domain.chains import EVM_CHAINS
+from tracer.domain.labels import Category, Label
 from tracer.labels.parsed import LabelImportError, ParsedList, day, next_day, parse_date
-from tracer.labels.vocab import EVM_CHAINS, Category, case_insensitive, chain_for_asset, normalize_address
-from tracer.store.labels import Label
+from tracer.labels.vocab import case_insensitive, chain_for_asset, normalize_address
 
 SOURCE = "ofac-sdn"
 SCOPE = "ofac-sdn"

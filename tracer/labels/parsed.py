@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from tracer.store.labels import Label
+from tracer.domain.labels import Label
 
 
 class LabelImportError(ValueError):

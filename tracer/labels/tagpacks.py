@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from tracer.addresses import InvalidAddress
+from tracer.domain.labels import Category, Label
 from tracer.labels.parsed import LabelImportError, ParsedList
-from tracer.labels.vocab import Category, chain_for_asset, normalize_address, normalize_category
-from tracer.store.labels import Label
+from tracer.labels.vocab import chain_for_asset, normalize_address, normalize_category
 
 # GraphSense confidence levels -> our 0..1 scale. GraphSense scores authority data (OFAC, courts)
 # at 60 because it ranks its own ledger facts higher; for screening an authority's list is as good

@@ -1,51 +1,18 @@
-"""The label vocabulary: categories, chain names and address spelling, in one place.
+"""How importers read upstream words: category aliases, chain spellings and address forms.
 
-Every importer maps its upstream words onto these, so the engine can decide exits and the
-screening query can ask for "sanctioned" without knowing which list said so. Pure module: no I/O,
-no imports from the store, so both the store and the importers can depend on it.
+Every importer maps its upstream words onto tracer.domain's vocabulary (Category, the chain names),
+so the engine can decide exits and the screening query can ask for "sanctioned" without knowing
+which list said so. Pure module: no I/O.
 """
 
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from typing import Any
 
-from tracer.addresses import BITCOIN, TRON, InvalidAddress, normalize_btc, normalize_evm, normalize_tron
-
-
-class Category(StrEnum):
-    EXCHANGE = "exchange"  # hot/cold wallets of a custodial exchange; evidence.wallet says which
-    DEPOSIT_ADDRESS = "deposit_address"  # one customer's address at an exchange (found by behaviour)
-    OTC = "otc"
-    PAYMENT_PROCESSOR = "payment_processor"
-    MIXER = "mixer"
-    DEX = "dex"
-    BRIDGE = "bridge"
-    SWAP_SERVICE = "swap_service"  # instant swappers (FixedFloat, ChangeNOW, eXch, SideShift...)
-    SANCTIONED = "sanctioned"
-    HACKER = "hacker"
-    SCAM = "scam"
-    RANSOMWARE = "ransomware"
-    DEFI = "defi"
-    OTHER = "other"
-
-
-CATEGORIES: frozenset[str] = frozenset(c.value for c in Category)
-
-# Where money meets someone who knows the customer: the end of a trace.
-OFFRAMP_CATEGORIES: frozenset[str] = frozenset(
-    {Category.EXCHANGE, Category.DEPOSIT_ADDRESS, Category.OTC, Category.PAYMENT_PROCESSOR}
-)
-# Services that receive from many customers and sweep deposit addresses into shared wallets:
-# the wallets a deposit address sweeps to.
-SWEEP_TARGET_CATEGORIES: frozenset[str] = frozenset(
-    {Category.EXCHANGE, Category.OTC, Category.PAYMENT_PROCESSOR, Category.SWAP_SERVICE}
-)
-# Categories that make an address a risk when money comes from or goes to it.
-RISK_CATEGORIES: frozenset[str] = frozenset(
-    {Category.SANCTIONED, Category.HACKER, Category.SCAM, Category.RANSOMWARE, Category.MIXER}
-)
+from tracer.addresses import InvalidAddress, normalize_btc, normalize_evm, normalize_tron
+from tracer.domain.chains import BITCOIN, EVM_CHAINS, TRON
+from tracer.domain.labels import CATEGORIES, Category
 
 # Upstream words -> (category, extra evidence). Hot and cold wallets fold into "exchange" with a
 # flag, because to a trace both are the exchange; the flag keeps what the source said.
@@ -105,13 +72,6 @@ def normalize_category(text: str | None) -> tuple[Category, dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------
 # Chains
 
-EVM_CHAINS: frozenset[str] = frozenset(
-    {
-        "ethereum", "bsc", "arbitrum", "optimism", "polygon", "base", "avalanche", "fantom",
-        "gnosis", "celo", "ethereum-classic", "kcc", "linea", "scroll", "zksync", "blast",
-    }
-)
-
 # Explorer names (etherscan-family label dumps) and common spellings -> our chain names.
 _CHAIN_ALIASES: dict[str, str] = {
     "eth": "ethereum", "etherscan": "ethereum", "mainnet": "ethereum", "ethereum-mainnet": "ethereum",
@@ -158,10 +118,6 @@ def normalize_chain(name: str | None) -> str:
     """Our name of a chain ("ethereum", "bitcoin", "bsc", ...), lowercase, hyphenated."""
     key = re.sub(r"[\s_]+", "-", (name or "").strip().lower())
     return _CHAIN_ALIASES.get(key, key)
-
-
-def is_evm_chain(chain: str) -> bool:
-    return chain in EVM_CHAINS
 
 
 def chain_for_asset(asset: str, address: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from tracer.chains.records import Transfer, TransferKind
+from tracer.domain.transfers import Transfer, TransferKind
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 

@@ -15,65 +15,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeAlias
 
 import asyncpg
 
-from tracer.chains.records import Transfer, TransferKind
+from tracer.domain.records import ChainWindow, HopRow, Job, StoredTransfer
+from tracer.domain.transfers import Transfer, TransferKind
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    trace_id: int
-    address: str
-    kind: str
-    depth: int
-    is_seed: bool
-    generation: int
-    attempts: int
-    chain: str = ""  # the chain the address is on (a trace may continue across bridges)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredTransfer:
-    id: int
-    transfer: Transfer
-
-    def transfer_row(self) -> tuple[int, int, int | None, str | None]:
-        """(id, block_time, decimals, symbol): what describe_transfers fills in."""
-        return (self.id, self.transfer.block_time, self.transfer.decimals, self.transfer.symbol)
-
-
-@dataclass(frozen=True, slots=True)
-class HopRow:
-    transfer_id: int
-    from_addr: str
-    to_addr: str
-    asset: str
-    block_number: int
-    depth: int
-    amount: int
-    share: float
-    kind: str
-    status: str
-    reason: str
-    parents: list[int]
-    confidence: float = 1.0
-    chain: str | None = None  # None: the trace's own chain
-    evidence: dict[str, Any] | None = None  # why an inferred hop exists (a bridge payout's match)
-
-
-@dataclass(frozen=True, slots=True)
-class ChainWindow:
-    """The blocks a trace reads on one chain."""
-
-    chain: str
-    from_block: int
-    to_block: int
 
 
 # ---------------------------------------------------------------- traces

@@ -14,7 +14,7 @@ from tracer.api.auth import principal_of
 from tracer.api.errors import bad_request
 from tracer.api.handlers.common import ctx_of, ok
 from tracer.api.openapi import field_of, validator
-from tracer.labels.vocab import CATEGORIES
+from tracer.domain.labels import CATEGORIES
 from tracer.store import cases as case_store
 from tracer.store import keys as key_store
 from tracer.store import labels as label_store

@@ -16,7 +16,7 @@ from tracer.api.handlers import exposure
 from tracer.api.handlers.addresses import _parse_time
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
 from tracer.api.openapi import field_of, validator
-from tracer.labels.vocab import CATEGORIES, RISK_CATEGORIES
+from tracer.domain.labels import CATEGORIES, RISK_CATEGORIES
 from tracer.store import keys as key_store
 from tracer.store import labels as label_store
 from tracer.store import ownership

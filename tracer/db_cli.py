@@ -1,5 +1,8 @@
 """``tracer db`` commands: migrate the schema, print the database URL in use, stop the embedded server.
 
+A command, so it lives with the CLI rather than in tracer.store: `migrate` also loads the default
+label set (tracer.labels), which the store must not import.
+
 ``register(subparsers)`` adds the ``db`` command to the main parser. Each verb stores its handler in
 ``args.func``; a handler takes the parsed namespace and returns the process exit code. Handlers are
 synchronous (they run their own event loop), so the main CLI can call them directly.
@@ -12,17 +15,11 @@ import asyncio
 import sys
 from pathlib import Path
 
-from tracer.store.db import (
-    Database,
-    MigrationError,
-    applied_migrations,
-    embedded_pgdata,
-    load_migrations,
-    migrate,
-    resolve_database_url,
-    start_embedded,
-    stop_embedded,
-)
+from tracer.labels.defaults import load_default_labels
+from tracer.store.db import Database
+from tracer.store.embedded import embedded_pgdata, start_embedded, stop_embedded
+from tracer.store.migrate import MigrationError, applied_migrations, load_migrations, migrate
+from tracer.store.urls import resolve_database_url
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -80,8 +77,6 @@ async def _migrate(args: argparse.Namespace) -> int:
             print(f"up to date (version {current[-1] if current else 0:03d})")
         # The curated default labels (exchanges, mixers, bridges, OFAC) come with the schema:
         # a fresh database should already know where traces stop.
-        from tracer.labels.defaults import load_default_labels
-
         loaded = await load_default_labels(db.pool)
         print(f"default labels: {'already loaded' if loaded.skipped else f'{loaded.inserted} added'}")
     finally:

@@ -1,0 +1,67 @@
+"""The trace's records: its frontier jobs, the transfers it stored and the hops it wrote.
+
+A chain of None on a job or a hop means the trace's own chain (the one it started on); a trace that
+continues across a bridge names the far chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tracer.domain.transfers import Transfer
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An address on a trace's frontier, as a worker claimed it."""
+
+    trace_id: int
+    address: str
+    kind: str  # "start" (read the seeds' totals) or "address" (expand one address)
+    depth: int
+    is_seed: bool
+    generation: int
+    attempts: int
+    chain: str | None = None  # the chain the address is on; None: the trace's own chain
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTransfer:
+    id: int
+    transfer: Transfer
+
+    def transfer_row(self) -> tuple[int, int, int | None, str | None]:
+        """(id, block_time, decimals, symbol): what describe_transfers fills in."""
+        return (self.id, self.transfer.block_time, self.transfer.decimals, self.transfer.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class HopRow:
+    """One hop the trace followed, stopped at or exited through. `status` is a HopStatus and
+    `reason` mostly a Reason (tracer.domain.verdicts); both are stored as their text."""
+
+    transfer_id: int
+    from_addr: str
+    to_addr: str
+    asset: str
+    block_number: int
+    depth: int
+    amount: int
+    share: float
+    kind: str
+    status: str
+    reason: str
+    parents: list[int]
+    confidence: float = 1.0
+    chain: str | None = None  # None: the trace's own chain
+    evidence: dict[str, Any] | None = None  # why an inferred hop exists (a bridge payout's match)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainWindow:
+    """The blocks a trace reads on one chain."""
+
+    chain: str
+    from_block: int
+    to_block: int

@@ -1,0 +1,93 @@
+"""What a trace decides about an address and writes on its hops, in the words it stores.
+
+The values are the exact strings in the database, the API's JSON and the golden hops; a StrEnum
+member equals its string, so rows read back as plain text compare equal to the members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class HopStatus(StrEnum):
+    """A hop's status, which is also the role the verdict on its receiving address gives it."""
+
+    FOLLOWED = "followed"  # flagged money goes on from the receiver
+    EXIT = "exit"  # the money reached someone who knows the customer (or a bridge out)
+    STOPPED = "stopped"  # the trace does not go on from here (a service, too little, too deep)
+
+
+class Role(StrEnum):
+    """An address's role in a trace as views show it: its verdict, or seed / reached."""
+
+    FOLLOWED = "followed"
+    EXIT = "exit"
+    STOPPED = "stopped"
+    SEED = "seed"  # a flagged wallet the trace started from
+    REACHED = "reached"  # money arrived, no verdict yet (a running trace's frontier)
+
+
+class Reason(StrEnum):
+    """Why a hop has its status. Spellings are historical and stored: keep them exactly.
+
+    A few reasons carry data and are built by functions below: `label:<source>` (an exit a label
+    decided), `entered <category>` (a service money passes through), `frozen by issuer at block N`.
+    """
+
+    SEED = "seed"
+    FLAGGED_FUNDS = "flagged funds"  # the ordinary followed hop
+    BELOW_THRESHOLD = "below_threshold"  # too little of the trace's money to follow
+    MAX_DEPTH = "max_depth"  # left unexpanded at policy.max_depth (a shorter path lifts it)
+    MAX_HOPS = "max_hops"  # left unexpanded once the trace holds policy.max_hops hops
+    HUB = "hub"  # an unlabelled service: far more counterparties than a laundering wallet
+    DEPOSIT_ADDRESS = "deposit_address"  # an exchange deposit address recognised by its sweeps
+    SWAP = "swap"  # the other side of a same-transaction swap
+    BRIDGE = "bridge"  # a bridge deposit (an exit), or the payout hop it continued into
+    CROSSING = "crossing"  # a bridge deposit the trace continued on the far chain: not an exit
+    ENTERED_MIXER = "entered mixer"
+    ENTERED_DEX = "entered dex"
+    MIXER_DEPOSIT = "mixer deposit"  # linked: the money went on through a withdrawal
+    MIXER_LINK = "mixer link"  # the withdrawal hop a link created
+    MIXER_LINK_DROPPED = "mixer link dropped"  # a link a later batch outweighed
+    CHANGE = "change"  # UTXO: the payer's change output (a peel chain goes on through it)
+    ENTERED_COINJOIN = "entered CoinJoin"  # UTXO: a CoinJoin output no link is sure enough to follow
+    COINJOIN_LINK = "coinjoin link"  # UTXO: a CoinJoin output a scored link follows
+
+
+LABEL_REASON_PREFIX = "label:"
+FROZEN = "frozen by issuer"
+"""How the reason of the verdict on a frozen address starts (category "frozen"): the block follows."""
+
+
+def label_reason(source: str) -> str:
+    """The reason of an exit a label decided: `label:<source>`."""
+    return f"{LABEL_REASON_PREFIX}{source}"
+
+
+def entered(category: str) -> str:
+    """The reason of a stop at a service money passes through: `entered <category>`."""
+    return f"entered {category}"
+
+
+def frozen_reason(block_number: int) -> str:
+    return f"{FROZEN} at block {block_number}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision on one address: the role it gets and why."""
+
+    role: str  # a HopStatus
+    reason: str  # a Reason, or one built by the functions above
+    entity: str | None = None
+    category: str | None = None
+    evidence: dict[str, Any] | None = field(default=None)
+
+    @property
+    def hop_status(self) -> str:
+        return self.role
+
+
+FOLLOW = Verdict(HopStatus.FOLLOWED, Reason.FLAGGED_FUNDS)
