@@ -90,7 +90,7 @@ async def read_trace(url: str, trace_id: int | None = None) -> dict[str, Any]:
 @asynccontextmanager
 async def fresh_database(server_url: str) -> AsyncIterator[str]:
     """An empty database of its own on `server_url` (the tracer migrates it), dropped afterwards."""
-    from tracer.store.db import with_database
+    from tracer.store.urls import with_database
 
     name = f"tracer_t_golden_{secrets.token_hex(5)}"
     conn = await asyncpg.connect(server_url)
