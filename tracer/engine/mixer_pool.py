@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tracer.engine.mixers import FlaggedDeposit, PoolEvent
+    from tracer.engine.mixer_events import PoolEvent
+    from tracer.engine.mixer_facts import FlaggedDeposit
 
 
 class PoolIndex:
