@@ -10,7 +10,6 @@ connection resets, malformed bodies, shuffled or partial batch answers, a wrong 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -18,85 +17,26 @@ from typing import Any
 
 from aiohttp import web
 
-from tracer.devchain.chain import ZERO_HASH, Block, Chain, Frame, Log, word
+from tracer.devchain.chain import Block, Chain, word
 from tracer.devchain.http import FaultPlan, KnobServer
 from tracer.devchain.prices import PricePath, by_feed
+from tracer.devchain.rpc_json import (
+    block_json,
+    call_tracer,
+    log_json,
+    receipt_json,
+    receipts_of_block,
+    trace_json,
+    traces_of_tx,
+    tx_json,
+)
+from tracer.devchain.rpc_params import RpcError, address_set, parse_address, parse_hash, parse_quantity
 from tracer.devchain.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
 Json = Any
-_EMPTY_UNCLES = "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347"
-_ZERO_BLOOM = "0x" + "0" * 512
-_ZERO_ADDRESS = "0x" + "0" * 40
-_BASE_FEE = 10**9
 _TRACE_PREFIXES = ("trace_", "debug_")
-
-
-class RpcError(Exception):
-    """A JSON-RPC error answer."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def to_json(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            err["data"] = self.data
-        return err
-
-
-def _hex(n: int) -> str:
-    return hex(n)
-
-
-def _parse_quantity(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise RpcError(-32602, f"invalid {what}: {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.startswith(("0x", "0X")):
-        try:
-            return int(value, 16)
-        except ValueError:
-            pass
-    raise RpcError(-32602, f"invalid {what}: {value!r}")
-
-
-def _parse_address(value: Any) -> str:
-    if isinstance(value, str) and len(value) == 42 and value[:2] in ("0x", "0X"):
-        try:
-            int(value[2:], 16)
-        except ValueError:
-            pass
-        else:
-            return "0x" + value[2:].lower()
-    raise RpcError(-32602, f"invalid address: {value!r}")
-
-
-def _parse_hash(value: Any) -> str:
-    if isinstance(value, str) and len(value) == 66 and value[:2] in ("0x", "0X"):
-        return "0x" + value[2:].lower()
-    raise RpcError(-32602, f"invalid hash: {value!r}")
-
-
-def _addresses(value: Any) -> set[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return {_parse_address(value)}
-    if isinstance(value, list):
-        # An empty list filters nothing, as on geth.
-        return {_parse_address(v) for v in value} or None
-    raise RpcError(-32602, f"invalid address list: {value!r}")
-
-
-def _side_hash(tag: str, h: str) -> str:
-    # Deterministic filler for roots and signatures nobody verifies.
-    return "0x" + hashlib.sha3_256((tag + h).encode()).hexdigest()
 
 
 class DevChainServer(KnobServer):
@@ -140,8 +80,8 @@ class DevChainServer(KnobServer):
             "net_listening": lambda p: True,
             "web3_clientVersion": lambda p: "tracer-devchain/0.1",
             "eth_syncing": lambda p: False,
-            "eth_gasPrice": lambda p: _hex(20 * 10**9),
-            "eth_blockNumber": lambda p: _hex(self.chain.head),
+            "eth_gasPrice": lambda p: hex(20 * 10**9),
+            "eth_blockNumber": lambda p: hex(self.chain.head),
             "eth_getBlockByNumber": self._eth_get_block_by_number,
             "eth_getBlockByHash": self._eth_get_block_by_hash,
             "eth_getBlockTransactionCountByNumber": self._eth_block_tx_count,
@@ -240,7 +180,7 @@ class DevChainServer(KnobServer):
         head = self.chain.head
         if isinstance(tag, dict):  # EIP-1898
             if "blockHash" in tag:
-                n = self.chain.block_by_hash.get(_parse_hash(tag["blockHash"]))
+                n = self.chain.block_by_hash.get(parse_hash(tag["blockHash"]))
                 if n is None:
                     raise RpcError(-32000, "header not found")
                 return n
@@ -253,7 +193,7 @@ class DevChainServer(KnobServer):
             return max(0, head - self.SAFE_DEPTH)
         if tag == "finalized":
             return max(0, head - self.FINALIZED_DEPTH)
-        n = _parse_quantity(tag, "block")
+        n = parse_quantity(tag, "block")
         if n < 0 or n > head:
             if strict:
                 raise RpcError(-32000, "header not found")
@@ -280,7 +220,7 @@ class DevChainServer(KnobServer):
         hi_tag = flt.get("toBlock", "latest")
         hi = self._block_number(hi_tag, strict=False)
         if hi is None:  # past the head: clamp, as nodes do for ranges reaching into the future
-            to = _parse_quantity(hi_tag, "toBlock")
+            to = parse_quantity(hi_tag, "toBlock")
             if lo is not None and lo > to:
                 raise RpcError(-32602, f"invalid block range: fromBlock {lo} > toBlock {to}")
             hi = head
@@ -290,197 +230,39 @@ class DevChainServer(KnobServer):
             raise RpcError(-32602, f"invalid block range: fromBlock {lo} > toBlock {hi}")
         return lo, hi
 
-    # -- renderers -----------------------------------------------------------------------------
-    def _tx_json(self, tid: int) -> dict[str, Any]:
-        c = self.chain
-        tx = c.txs[tid]
-        h = c.tx_hash[tid]
-        block = c.blocks[c.tx_block[tid]]
-        gas, _ = c.tx_gas(tid)
-        return {
-            "hash": h,
-            "nonce": _hex(c.tx_nonce[tid]),
-            "blockHash": block.hash,
-            "blockNumber": _hex(block.number),
-            "transactionIndex": _hex(tid - block.first_tx),
-            "from": tx.sender,
-            "to": c.tx_target(tid),
-            "value": _hex(c.tx_value(tid)),
-            "gas": _hex(gas),
-            "gasPrice": _hex(tx.gas_price),
-            "input": c.tx_input(tid),
-            "type": "0x0",
-            "chainId": _hex(c.chain_id),
-            "v": _hex(c.chain_id * 2 + 35),
-            "r": _side_hash("r", h),
-            "s": _side_hash("s", h),
-        }
-
-    def _log_json(self, log_id: int, tid: int, entry: Log, block: Block) -> dict[str, Any]:
-        return {
-            "address": entry.address,
-            "topics": list(entry.topics),
-            "data": entry.data,
-            "blockNumber": _hex(block.number),
-            "blockHash": block.hash,
-            "transactionHash": self.chain.tx_hash[tid],
-            "transactionIndex": _hex(tid - block.first_tx),
-            "logIndex": _hex(log_id - block.first_log),
-            "removed": False,
-        }
-
-    def _block_json(self, block: Block, full: bool) -> dict[str, Any]:
-        c = self.chain
-        tids = range(block.first_tx, block.first_tx + block.n_txs)
-        used = sum(c.tx_gas(t)[1] for t in tids)
-        txs: list[Any] = [self._tx_json(t) for t in tids] if full else [c.tx_hash[t] for t in tids]
-        return {
-            "number": _hex(block.number),
-            "hash": block.hash,
-            "parentHash": block.parent_hash,
-            "nonce": "0x0000000000000000",
-            "mixHash": ZERO_HASH,
-            "sha3Uncles": _EMPTY_UNCLES,
-            "logsBloom": _ZERO_BLOOM,
-            "transactionsRoot": _side_hash("txroot", block.hash),
-            "stateRoot": _side_hash("state", block.hash),
-            "receiptsRoot": _side_hash("receipts", block.hash),
-            "miner": _ZERO_ADDRESS,
-            "difficulty": "0x0",
-            "totalDifficulty": "0x0",
-            "extraData": "0x",
-            "size": _hex(600 + 120 * block.n_txs),
-            "gasLimit": _hex(max(30_000_000, used)),
-            "gasUsed": _hex(used),
-            "timestamp": _hex(block.timestamp),
-            "baseFeePerGas": _hex(_BASE_FEE),
-            "transactions": txs,
-            "uncles": [],
-        }
-
-    def _receipt_json(self, tid: int, cumulative: int) -> dict[str, Any]:
-        c = self.chain
-        tx = c.txs[tid]
-        block = c.blocks[c.tx_block[tid]]
-        _, used = c.tx_gas(tid)
-        first = c.tx_first_log[tid]
-        logs = [self._log_json(first + k, tid, entry, block) for k, entry in enumerate(c.logs(tid))]
-        return {
-            "transactionHash": c.tx_hash[tid],
-            "transactionIndex": _hex(tid - block.first_tx),
-            "blockHash": block.hash,
-            "blockNumber": _hex(block.number),
-            "from": tx.sender,
-            "to": c.tx_target(tid),
-            "cumulativeGasUsed": _hex(cumulative),
-            "gasUsed": _hex(used),
-            "effectiveGasPrice": _hex(tx.gas_price),
-            "contractAddress": None,
-            "logs": logs,
-            "logsBloom": _ZERO_BLOOM,
-            "status": "0x1" if tx.ok else "0x0",
-            "type": "0x0",
-        }
-
-    def _receipts_of_block(self, block: Block) -> list[dict[str, Any]]:
-        out = []
-        cumulative = 0
-        for tid in range(block.first_tx, block.first_tx + block.n_txs):
-            cumulative += self.chain.tx_gas(tid)[1]
-            out.append(self._receipt_json(tid, cumulative))
-        return out
-
-    def _trace_json(self, tid: int, frame: Frame) -> dict[str, Any]:
-        c = self.chain
-        block = c.blocks[c.tx_block[tid]]
-        out: dict[str, Any] = {
-            "action": {
-                "callType": frame.call_type,
-                "from": frame.sender,
-                "to": frame.to,
-                "value": _hex(frame.value),
-                "gas": _hex(frame.gas),
-                "input": frame.input,
-            },
-            "blockHash": block.hash,
-            "blockNumber": block.number,  # Parity/Erigon give these two as JSON numbers
-            "transactionHash": c.tx_hash[tid],
-            "transactionPosition": tid - block.first_tx,
-            "subtraces": frame.subtraces,
-            "traceAddress": list(frame.trace_address),
-            "type": "call",
-        }
-        if frame.error is None:
-            out["result"] = {"gasUsed": _hex(frame.gas_used), "output": "0x"}
-        else:
-            out["result"] = None
-            out["error"] = frame.error
-        return out
-
-    def _traces_of_tx(self, tid: int) -> list[dict[str, Any]]:
-        return [self._trace_json(tid, f) for f in self.chain.frames(tid)]
-
-    def _call_tracer(self, tid: int) -> dict[str, Any]:
-        frames = self.chain.frames(tid)
-
-        def node(f: Frame) -> dict[str, Any]:
-            out: dict[str, Any] = {
-                "type": f.call_type.upper(),
-                "from": f.sender,
-                "to": f.to,
-                "value": _hex(f.value),
-                "gas": _hex(f.gas),
-                "gasUsed": _hex(f.gas_used),
-                "input": f.input,
-                "output": "0x",
-            }
-            if f.error is not None:
-                out["error"] = "execution reverted"
-            return out
-
-        # Frames come in pre-order with trace addresses; rebuild the tree from them.
-        root = node(frames[0])
-        by_address: dict[tuple[int, ...], dict[str, Any]] = {(): root}
-        for f in frames[1:]:
-            parent = by_address[f.trace_address[:-1]]
-            child = node(f)
-            parent.setdefault("calls", []).append(child)
-            by_address[f.trace_address] = child
-        return root
-
     # -- eth_* -----------------------------------------------------------------------------------
     def _eth_chain_id(self, params: list[Any]) -> str:
         plan = self.faults
         if plan is not None and plan.wrong_chain_id and self._rng.random() < plan.wrong_chain_id:
             self.fault_counts["wrong_chain_id"] += 1
-            return _hex(self.chain.chain_id + 1)
-        return _hex(self.chain.chain_id)
+            return hex(self.chain.chain_id + 1)
+        return hex(self.chain.chain_id)
 
     def _eth_get_block_by_number(self, params: list[Any]) -> Json:
         tag = params[0] if params else "latest"
         full = bool(params[1]) if len(params) > 1 else False
         block = self._block(tag)
-        return None if block is None else self._block_json(block, full)
+        return None if block is None else block_json(self.chain, block, full)
 
     def _eth_get_block_by_hash(self, params: list[Any]) -> Json:
         if not params:
             raise RpcError(-32602, "missing block hash")
-        n = self.chain.block_by_hash.get(_parse_hash(params[0]))
+        n = self.chain.block_by_hash.get(parse_hash(params[0]))
         full = bool(params[1]) if len(params) > 1 else False
-        return None if n is None else self._block_json(self.chain.blocks[n], full)
+        return None if n is None else block_json(self.chain, self.chain.blocks[n], full)
 
     def _eth_block_tx_count(self, params: list[Any]) -> Json:
         block = self._block(params[0] if params else "latest")
-        return None if block is None else _hex(block.n_txs)
+        return None if block is None else hex(block.n_txs)
 
     def _tid(self, params: list[Any]) -> int | None:
         if not params:
             raise RpcError(-32602, "missing transaction hash")
-        return self.chain.tx_by_hash.get(_parse_hash(params[0]))
+        return self.chain.tx_by_hash.get(parse_hash(params[0]))
 
     def _eth_get_transaction_by_hash(self, params: list[Any]) -> Json:
         tid = self._tid(params)
-        return None if tid is None else self._tx_json(tid)
+        return None if tid is None else tx_json(self.chain, tid)
 
     def _eth_get_transaction_receipt(self, params: list[Any]) -> Json:
         tid = self._tid(params)
@@ -489,37 +271,37 @@ class DevChainServer(KnobServer):
         c = self.chain
         block = c.blocks[c.tx_block[tid]]
         cumulative = sum(c.tx_gas(t)[1] for t in range(block.first_tx, tid + 1))
-        return self._receipt_json(tid, cumulative)
+        return receipt_json(self.chain, tid, cumulative)
 
     def _eth_get_block_receipts(self, params: list[Any]) -> Json:
         tag = params[0] if params else "latest"
         if isinstance(tag, str) and len(tag) == 66:
-            n = self.chain.block_by_hash.get(_parse_hash(tag))
+            n = self.chain.block_by_hash.get(parse_hash(tag))
             block = None if n is None else self.chain.blocks[n]
         else:
             block = self._block(tag)
-        return None if block is None else self._receipts_of_block(block)
+        return None if block is None else receipts_of_block(self.chain, block)
 
     def _eth_get_code(self, params: list[Any]) -> Json:
         if not params:
             raise RpcError(-32602, "missing address")
-        address = _parse_address(params[0])
+        address = parse_address(params[0])
         self._state_at(params[1] if len(params) > 1 else "latest")
         return self.chain.code(address)
 
     def _eth_get_balance(self, params: list[Any]) -> Json:
         if not params:
             raise RpcError(-32602, "missing address")
-        address = _parse_address(params[0])
+        address = parse_address(params[0])
         n = self._state_at(params[1] if len(params) > 1 else "latest")
-        return _hex(self.chain.native_balance(address, n, charge_gas=self.charge_gas))
+        return hex(self.chain.native_balance(address, n, charge_gas=self.charge_gas))
 
     def _eth_get_transaction_count(self, params: list[Any]) -> Json:
         if not params:
             raise RpcError(-32602, "missing address")
-        address = _parse_address(params[0])
+        address = parse_address(params[0])
         n = self._state_at(params[1] if len(params) > 1 else "latest")
-        return _hex(self.chain.nonce(address, n))
+        return hex(self.chain.nonce(address, n))
 
     def _eth_call(self, params: list[Any]) -> Json:
         if not params or not isinstance(params[0], dict):
@@ -527,7 +309,7 @@ class DevChainServer(KnobServer):
         call = params[0]
         if "to" not in call:
             raise RpcError(-32602, "missing 'to'")
-        to = _parse_address(call["to"])
+        to = parse_address(call["to"])
         data = str(call.get("data") or call.get("input") or "0x").lower()
         n = self._state_at(params[1] if len(params) > 1 else "latest")
         feed = self.prices.get(to)
@@ -561,7 +343,7 @@ class DevChainServer(KnobServer):
         if flt.get("blockHash") is not None:
             if "fromBlock" in flt or "toBlock" in flt:
                 raise RpcError(-32602, "blockHash excludes fromBlock/toBlock")
-            n = c.block_by_hash.get(_parse_hash(flt["blockHash"]))
+            n = c.block_by_hash.get(parse_hash(flt["blockHash"]))
             if n is None:
                 raise RpcError(-32000, "unknown block")
             lo = hi = n
@@ -570,7 +352,7 @@ class DevChainServer(KnobServer):
             if span is None:
                 return []
             lo, hi = span
-        addresses = _addresses(flt.get("address"))
+        addresses = address_set(flt.get("address"))
         topics: list[set[str] | None] = []
         raw_topics = flt.get("topics") or []
         if not isinstance(raw_topics, list):
@@ -579,9 +361,9 @@ class DevChainServer(KnobServer):
             if t is None:
                 topics.append(None)
             elif isinstance(t, str):
-                topics.append({_parse_hash(t)})
+                topics.append({parse_hash(t)})
             elif isinstance(t, list):
-                topics.append({_parse_hash(x) for x in t} if t else None)
+                topics.append({parse_hash(x) for x in t} if t else None)
             else:
                 raise RpcError(-32602, f"invalid topic {t!r}")
         ids = c.find_logs(lo, hi, addresses, topics)
@@ -591,7 +373,7 @@ class DevChainServer(KnobServer):
         blocks = c.blocks
         for lg in ids:
             tid, entry = c.log(lg)
-            out.append(self._log_json(lg, tid, entry, blocks[c.tx_block[tid]]))
+            out.append(log_json(self.chain, lg, tid, entry, blocks[c.tx_block[tid]]))
         return out
 
     # -- trace_* / debug_* -------------------------------------------------------------------------
@@ -609,31 +391,32 @@ class DevChainServer(KnobServer):
         if mode not in ("intersection", "union"):
             raise RpcError(-32602, f"invalid mode {mode!r}")
         ids = self.chain.find_traces(
-            lo, hi, _addresses(flt.get("fromAddress")), _addresses(flt.get("toAddress")), mode=mode
+            lo, hi, address_set(flt.get("fromAddress")), address_set(flt.get("toAddress")), mode=mode
         )
-        after = _parse_quantity(flt.get("after", 0), "after")
+        after = parse_quantity(flt.get("after", 0), "after")
         count = flt.get("count")
         if count is None:
             ids = ids[after:]
             if self.max_logs is not None and len(ids) > self.max_logs:
                 raise RpcError(-32005, f"query returned more than {self.max_logs} results")
         else:
-            ids = ids[after : after + _parse_quantity(count, "count")]
+            ids = ids[after : after + parse_quantity(count, "count")]
         out = []
         for t in ids:
             tid, frame = self.chain.frame(t)
-            out.append(self._trace_json(tid, frame))
+            out.append(trace_json(self.chain, tid, frame))
         return out
 
     def _trace_block(self, params: list[Any]) -> Json:
         block = self._block(params[0] if params else "latest")
         if block is None:
             return None
-        return [tr for tid in range(block.first_tx, block.first_tx + block.n_txs) for tr in self._traces_of_tx(tid)]
+        tids = range(block.first_tx, block.first_tx + block.n_txs)
+        return [tr for tid in tids for tr in traces_of_tx(self.chain, tid)]
 
     def _trace_transaction(self, params: list[Any]) -> Json:
         tid = self._tid(params)
-        return None if tid is None else self._traces_of_tx(tid)
+        return None if tid is None else traces_of_tx(self.chain, tid)
 
     @staticmethod
     def _check_tracer(options: Any) -> None:
@@ -645,13 +428,13 @@ class DevChainServer(KnobServer):
         tid = self._tid(params)
         if tid is None:
             raise RpcError(-32000, "transaction not found")
-        return self._call_tracer(tid)
+        return call_tracer(self.chain, tid)
 
     def _debug_block(self, block: Block | None) -> Json:
         if block is None:
             raise RpcError(-32000, "block not found")
         return [
-            {"txHash": self.chain.tx_hash[tid], "result": self._call_tracer(tid)}
+            {"txHash": self.chain.tx_hash[tid], "result": call_tracer(self.chain, tid)}
             for tid in range(block.first_tx, block.first_tx + block.n_txs)
         ]
 
@@ -661,5 +444,5 @@ class DevChainServer(KnobServer):
 
     def _debug_trace_block_by_hash(self, params: list[Any]) -> Json:
         self._check_tracer(params[1] if len(params) > 1 else None)
-        n = self.chain.block_by_hash.get(_parse_hash(params[0])) if params else None
+        n = self.chain.block_by_hash.get(parse_hash(params[0])) if params else None
         return self._debug_block(None if n is None else self.chain.blocks[n])
