@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from tracer.devchain.scenario import BridgeTruth, Scenario
+from tracer.domain.labels import Category
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.store import mixers as mixer_store
@@ -119,7 +120,7 @@ def evaluate(rep: treport.Report, scenario: Scenario, *, mixer_rows: Sequence[Ma
         if b.dest_chain in served:
             crossed[_norm(b.router)] += b.flagged
     for x in truth.other_exits:
-        if x.category == "bridge":  # dex and mixer pools are passed through, not exits
+        if x.category == Category.BRIDGE:  # dex and mixer pools are passed through, not exits
             left = x.amount - crossed.get(_norm(x.address), 0)
             if left > x.amount * tolerance:
                 expected[(home, _norm(x.address), x.asset)] = _Expected(x.entity, left, left, "bridge deposit")

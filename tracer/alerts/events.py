@@ -16,8 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from tracer.addresses import show_tron
+from tracer.domain.chains import native_unit
 from tracer.engine.pricing import usd_text
-from tracer.engine.report import NATIVE_DECIMALS_OF, NATIVE_SYMBOL
 
 #: Every event type, in the order a trace produces them.
 EVENT_TYPES = (
@@ -35,9 +35,6 @@ EVENT_TYPES = (
 )
 #: Types whose body has a `hop` (the others have `data`).
 HOP_TYPES = frozenset({"hop_added", "hop_updated", "hop_retracted"})
-
-_NATIVE_DECIMALS = 18
-
 
 def format_units(raw: int, decimals: int | None) -> str:
     """Exact decimal string of a raw amount in the asset's units (integer arithmetic only)."""
@@ -71,7 +68,7 @@ def hop(chain: str, p: Mapping[str, Any]) -> dict[str, Any]:
     symbol: str | None
     decimals: int | None
     if asset == "native":
-        symbol, decimals = NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS_OF.get(chain, _NATIVE_DECIMALS)
+        symbol, decimals = native_unit(chain)
     else:
         symbol, decimals = p.get("symbol"), p.get("decimals")
     raw = _int(p["amount"])

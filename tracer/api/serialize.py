@@ -18,14 +18,9 @@ from typing import Any
 import asyncpg
 
 from tracer.addresses import checksum
+from tracer.domain.chains import native_unit
 from tracer.domain.transfers import NATIVE
-from tracer.store.reads import NATIVE_DECIMALS
-
-NATIVE_SYMBOL = {"ethereum": "ETH", "arbitrum": "ETH", "optimism": "ETH", "base": "ETH", "linea": "ETH",
-                 "scroll": "ETH", "zksync": "ETH", "blast": "ETH", "avalanche": "AVAX", "bsc": "BNB",
-                 "polygon": "POL", "gnosis": "xDAI", "bitcoin": "BTC", "tron": "TRX"}
-# Native coins without 18 decimals (a trace can continue onto these chains through a bridge).
-NATIVE_DECIMALS_OF = {"bitcoin": 8, "tron": 6}
+from tracer.domain.verdicts import LABEL_REASON_PREFIX, Reason
 
 
 @functools.lru_cache(maxsize=65536)
@@ -52,7 +47,7 @@ def checksummed(address: str) -> str:
 
 def asset_info(chain: str, asset: str, symbol: str | None, decimals: int | None) -> tuple[str | None, int | None]:
     if asset == NATIVE:
-        return NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS_OF.get(chain, NATIVE_DECIMALS)
+        return native_unit(chain)
     return symbol, decimals
 
 
@@ -153,9 +148,9 @@ def recognised_by(reason: str | None, evidence: dict[str, Any] | None) -> dict[s
     (a bridge) the deposit event its contract emitted, labelled or not."""
     if evidence and evidence.get("recognised_by") == "event":
         return {"method": "event", "source": ", ".join(evidence.get("events") or []) or reason, "evidence": evidence}
-    if reason and reason.startswith("label:"):
+    if reason and reason.startswith(LABEL_REASON_PREFIX):
         return {"method": "label", "source": reason.split(":", 1)[1], "evidence": evidence}
-    if reason == "deposit_address":
+    if reason == Reason.DEPOSIT_ADDRESS:
         return {"method": "behaviour", "source": (evidence or {}).get("source", "behaviour"), "evidence": evidence}
     return {"method": "other", "source": reason, "evidence": evidence}
 

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 from typing import Any
 
-MAX_DEPTH = "max_depth"  # the verdict reason of an address left unexpanded at policy.max_depth
+from tracer.domain.verdicts import HopStatus, Reason
+
+MAX_DEPTH = Reason.MAX_DEPTH  # the verdict reason of an address left unexpanded at policy.max_depth
 
 
 def liftable(role: Any, reason: Any) -> bool:
     """A verdict a shorter path can lift: hops into such an address are written as followed."""
-    return role == "stopped" and reason == MAX_DEPTH
+    return role == HopStatus.STOPPED and reason == MAX_DEPTH
 
 
 def final(row: Any) -> bool:
     """A node verdict (store.node_verdicts row) that hops into the address must copy."""
-    return row is not None and row["role"] in ("exit", "stopped") and not liftable(row["role"], row["reason"])
+    stop = row is not None and row["role"] in (HopStatus.EXIT, HopStatus.STOPPED)
+    return stop and not liftable(row["role"], row["reason"])

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from tracer.domain.verdicts import HopStatus
 from tracer.engine import pricing, swap_prices
 from tracer.engine import report as treport
 from tracer.engine.pricing import PricingRun, Value, usd_text
@@ -104,9 +105,9 @@ async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, 
             out.seeds.add(v)
         if into_seed:
             continue
-        if h["status"] == "exit":
+        if h["status"] == HopStatus.EXIT:
             out.exits.setdefault((chain, h["to_addr"], h["asset"]), Usd()).add(v)
-        elif h["status"] == "stopped":
+        elif h["status"] == HopStatus.STOPPED:
             out.stopped.add(v)
         else:
             out.held.add(v)

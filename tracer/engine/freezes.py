@@ -11,11 +11,10 @@ from typing import Protocol, runtime_checkable
 
 from tracer.chains.tron_mappers import Freeze
 from tracer.domain.transfers import Transfer
-from tracer.domain.verdicts import Verdict
+from tracer.domain.verdicts import HopStatus, Verdict, frozen_reason
 
-FROZEN = "frozen by issuer"
-"""How the reason of the verdict on a frozen address starts (category "frozen"): the block follows,
-"frozen by issuer at block N", so every view that shows reasons says when."""
+# The reason of the verdict on a frozen address (category "frozen") names the block, "frozen by
+# issuer at block N", so every view that shows reasons says when.
 
 
 @runtime_checkable
@@ -37,7 +36,7 @@ async def frozen_verdicts(
     out = {}
     for a, f in found.items():
         if f.token in received.get(a, ()):
-            out[a] = Verdict("stopped", f"{FROZEN} at block {f.block_number}", f.issuer, "frozen", {
+            out[a] = Verdict(HopStatus.STOPPED, frozen_reason(f.block_number), f.issuer, "frozen", {
                 "event": "AddedBlackList", "token": f.token, "block": f.block_number, "tx_hash": f.tx_hash,
                 "source": "issuer event"})
     return out

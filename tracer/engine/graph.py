@@ -10,6 +10,7 @@ from typing import Any
 
 import networkx as nx
 
+from tracer.domain.verdicts import HopStatus
 from tracer.engine import widest
 
 
@@ -57,7 +58,7 @@ def build(hops: Iterable[Any], chain: str = "") -> nx.MultiDiGraph:
             src = d.get("chain") or chain
             g.add_edge((src, d["from"]), (c, h["to_addr"]), key=f"bridge:{h['transfer_id']}:{n}",
                        amount=int(d.get("carried") or h["amount"]), asset=h["asset"], tx_hash=h["tx_hash"],
-                       block_number=h["block_number"], depth=h["depth"], status="followed", reason=h["reason"],
+                       block_number=h["block_number"], depth=h["depth"], status=HopStatus.FOLLOWED, reason=h["reason"],
                        chain=c, from_chain=src)
     return g
 
@@ -92,7 +93,7 @@ def paths_to(g: nx.MultiDiGraph, seeds: Sequence[str], target: str, limit: int =
         # Only edges that continue (followed) or end at the goal carry money towards it.
         adj: dict[Node, dict[Node, float]] = {}
         for u, v, data in d.edges(data=True):
-            if v == goal or any(h["status"] == "followed" for h in data["hops"]):
+            if v == goal or any(h["status"] == HopStatus.FOLLOWED for h in data["hops"]):
                 adj.setdefault(u, {})[v] = data["amount"]
         # One virtual source paying every seed without limit: a path from any seed, ranked once.
         adj[_ANY_SEED] = {s: widest.INF for s in sorted(sources)}
@@ -115,7 +116,7 @@ def paths_to(g: nx.MultiDiGraph, seeds: Sequence[str], target: str, limit: int =
 def flow_per_exit(g: nx.MultiDiGraph) -> dict[Node, dict[str, int]]:
     flows: dict[Node, dict[str, int]] = {}
     for _u, v, data in g.edges(data=True):
-        if data["status"] == "exit":
+        if data["status"] == HopStatus.EXIT:
             per = flows.setdefault(v, {})
             per[data["asset"]] = per.get(data["asset"], 0) + data["amount"]
     return flows

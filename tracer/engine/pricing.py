@@ -27,6 +27,7 @@ import asyncpg
 from tracer.chains import feeds as known
 from tracer.chains.errors import ChainError
 from tracer.chains.prices import FeedMiss, FeedRound, latest_rounds
+from tracer.domain.chains import native_decimals
 from tracer.domain.transfers import NATIVE
 from tracer.engine.service import block_at_time
 from tracer.store import prices as store
@@ -34,7 +35,6 @@ from tracer.store.prices import PriceKey, PriceRow
 
 log = logging.getLogger(__name__)
 
-NATIVE_DECIMALS_OF = {"bitcoin": 8, "tron": 6}  # satoshis; EVM chains count wei (18)
 
 
 class _FeedChain(Protocol):
@@ -229,7 +229,7 @@ class PriceBook:
         if row is None or row.usd is None:
             return Value(None, None, None, why or "no price", None)
         if asset == NATIVE:
-            decimals = NATIVE_DECIMALS_OF.get(chain, 18)
+            decimals = native_decimals(chain)
         if decimals is None:
             return Value(None, row.usd, row.source, "the token's decimals are unknown", row.time)
         with localcontext() as ctx:

@@ -11,19 +11,14 @@ from typing import Any
 import asyncpg
 
 from tracer.addresses import checksum
+from tracer.domain.chains import native_unit
 from tracer.domain.transfers import NATIVE
+from tracer.domain.verdicts import Reason
 from tracer.engine import graph as tgraph
 from tracer.store import traces as store
 
-NATIVE_DECIMALS = 18
 # Hop reasons of CoinJoin outputs the trace did not follow (tracer.engine.worker writes them).
-ENTERED_REASONS = frozenset({"entered CoinJoin", "below_threshold"})
-# The native coin of each chain a trace can start on or continue into (tracer.alerts.events too).
-NATIVE_SYMBOL = {"ethereum": "ETH", "arbitrum": "ETH", "optimism": "ETH", "base": "ETH", "linea": "ETH",
-                 "scroll": "ETH", "zksync": "ETH", "blast": "ETH", "unichain": "ETH", "worldchain": "ETH",
-                 "lisk": "ETH", "mode": "ETH", "ink": "ETH", "zora": "ETH", "avalanche": "AVAX", "bsc": "BNB",
-                 "polygon": "POL", "gnosis": "xDAI", "bitcoin": "BTC", "tron": "TRX"}
-NATIVE_DECIMALS_OF = {"bitcoin": 8, "tron": 6}  # satoshis; EVM chains count wei
+ENTERED_REASONS = frozenset({Reason.ENTERED_COINJOIN, Reason.BELOW_THRESHOLD})
 
 
 def format_amount(raw: int, decimals: int | None, places: int | None = None) -> str:
@@ -183,7 +178,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         )
     totals = {k: int(v) for k, v in (trace["totals"] or {}).items()}
     symbols: dict[str, tuple[str, int | None]] = {
-        NATIVE: (NATIVE_SYMBOL.get(trace["chain"], "native"), NATIVE_DECIMALS_OF.get(trace["chain"], NATIVE_DECIMALS))}
+        NATIVE: native_unit(trace["chain"])}
     for r in meta_rows:
         symbols[r["asset"]] = (r["symbol"], r["decimals"])
     g = tgraph.build(hops, trace["chain"]) if hops and exit_rows else None
@@ -195,7 +190,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         sym, dec = symbols.get(asset, (r["symbol"] or asset[:10], r["decimals"])) if home else (
             r["symbol"] or asset[:10], r["decimals"])
         if asset == NATIVE:
-            sym, dec = NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS_OF.get(chain, NATIVE_DECIMALS)
+            sym, dec = native_unit(chain)
         amount = int(r["amount"])
         # The totals are in the trace's own chain's units: an exit elsewhere has no share of them.
         total = totals.get(asset, 0) if home else 0
@@ -226,7 +221,7 @@ def _json(value: Any) -> Any:
 def units(chain: str, asset: str, symbol: str | None, decimals: int | None) -> tuple[str, int | None]:
     """Symbol and decimals of an asset on `chain` (the native coin's are the chain's own)."""
     if asset == NATIVE:
-        return NATIVE_SYMBOL.get(chain, "native"), NATIVE_DECIMALS_OF.get(chain, NATIVE_DECIMALS)
+        return native_unit(chain)
     return symbol or asset[:10], decimals
 
 
@@ -332,8 +327,8 @@ def render(report: Report, *, max_exits: int = 40) -> str:
         lines.append(f"{'#':>3}  {'entity':<18} {'how recognised':<22} {'address':<17} "
                      f"{'amount':>18} {'asset':<6} {'share':>6}  hops")
         for i, e in enumerate(report.exits[:max_exits], 1):
-            how = "deposit address (sweeps)" if e.reason == "deposit_address" else (e.reason or "")
-            if e.reason == "bridge" and (_json(e.evidence) or {}).get("recognised_by") == "event":
+            how = "deposit address (sweeps)" if e.reason == Reason.DEPOSIT_ADDRESS else (e.reason or "")
+            if e.reason == Reason.BRIDGE and (_json(e.evidence) or {}).get("recognised_by") == "event":
                 how = "bridge, by its event"
             if e.chain and e.chain != report.chain:
                 how = f"{e.chain}: {how}"

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
+from tracer.domain.chains import native_decimals
 from tracer.domain.transfers import NATIVE
-from tracer.engine.pricing import NATIVE_DECIMALS_OF, PriceBook, Value
+from tracer.engine.pricing import PriceBook, Value
 from tracer.store import prices as store
 
 
@@ -31,7 +32,7 @@ class SwapRate:
 
 def _units(amount: int, decimals: int | None, chain: str, asset: str) -> Decimal | None:
     if asset == NATIVE:
-        decimals = NATIVE_DECIMALS_OF.get(chain, 18)
+        decimals = native_decimals(chain)
     if decimals is None:
         return None
     return Decimal(amount).scaleb(-decimals)

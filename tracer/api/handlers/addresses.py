@@ -15,6 +15,7 @@ from tracer.api.errors import bad_request
 from tracer.api.handlers.common import ctx_of, ok
 from tracer.api.openapi import field_of, validator
 from tracer.domain.labels import CATEGORIES
+from tracer.domain.verdicts import Role
 from tracer.store import cases as case_store
 from tracer.store import keys as key_store
 from tracer.store import labels as label_store
@@ -66,7 +67,7 @@ async def get(request: web.Request) -> web.Response:
         traces.append({
             "trace_id": r["id"], "status": r["status"], "label": r["label"], "created_at": ser.iso(r["created_at"]),
             "seed": bool(r["is_seed"]) or r["id"] in seeded,
-            "role": "seed" if r["is_seed"] else (r["role"] or "reached"),
+            "role": Role.SEED if r["is_seed"] else (r["role"] or Role.REACHED),
             "reason": r["reason"], "entity": r["entity"], "category": r["category"], "depth": r["depth"],
             "received": received, "links": {"trace": f"/v1/traces/{r['id']}",
                                             "paths": f"/v1/traces/{r['id']}/paths?to={address}"},
@@ -75,12 +76,12 @@ async def get(request: web.Request) -> web.Response:
     for trace_id in seeded:  # queued traces have no job rows yet
         if trace_id not in listed:
             traces.append({"trace_id": trace_id, "status": None, "label": None, "created_at": None, "seed": True,
-                           "role": "seed", "reason": None, "entity": None, "category": None, "depth": 0,
+                           "role": Role.SEED, "reason": None, "entity": None, "category": None, "depth": 0,
                            "received": [], "links": {"trace": f"/v1/traces/{trace_id}",
                                                      "paths": f"/v1/traces/{trace_id}/paths?to={address}"}})
     traces.sort(key=lambda t: -int(t["trace_id"]))
     seed_of = sum(1 for t in traces if t["seed"])
-    exit_of = sum(1 for t in traces if t["role"] == "exit")
+    exit_of = sum(1 for t in traces if t["role"] == Role.EXIT)
     level = "sanctioned" if sanctions else ("flagged" if seed_of or most else "none")
     return ok({
         "chain": chain,

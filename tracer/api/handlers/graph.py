@@ -30,6 +30,7 @@ from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, trace_or_404
+from tracer.domain.verdicts import Role
 from tracer.engine import pricing
 from tracer.engine.graph import bridge_deposits
 from tracer.engine.pricing import PriceBook, usd_text
@@ -54,8 +55,8 @@ _FLUSH = 64 * 1024
 
 def _role(node: asyncpg.Record) -> str:
     if node["is_seed"]:
-        return "seed"
-    return node["role"] or "reached"
+        return Role.SEED.value  # plain text: networkx writers look attribute types up by exact type
+    return node["role"] or Role.REACHED.value
 
 
 class _Ids:
@@ -170,7 +171,7 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
         await out.write("]}")
     else:  # dot
         await out.write(f"digraph {_dot_id(f'trace {trace_id}')} {{\n  rankdir=LR;\n  node [shape=box];\n")
-        colours = {"seed": "red", "exit": "darkgreen", "stopped": "orange"}
+        colours: dict[str, str] = {Role.SEED: "red", Role.EXIT: "darkgreen", Role.STOPPED: "orange"}
         async for n in nodes:
             role = _role(n)
             colour = f", color={colours[role]}" if role in colours else ""

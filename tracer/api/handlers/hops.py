@@ -8,10 +8,11 @@ from tracer.api import params, usd
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor, trace_or_404
+from tracer.domain.verdicts import HopStatus
 from tracer.store import reads
 
 KINDS = ("native", "internal", "token")
-HOP_STATUSES = ("followed", "exit", "stopped")
+HOP_STATUSES = tuple(HopStatus)
 _PARAMS = ("limit", "cursor", "sort", "depth", "min_depth", "max_depth", "min_amount", "asset", "address", "from",
            "to", "kind", "status")
 
