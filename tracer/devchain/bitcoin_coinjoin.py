@@ -23,20 +23,16 @@ from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin import (
     COIN,
     BitcoinScenario,
-    BitcoinScenarioParams,
     BitcoinTruth,
+    BlockBuilder,
     CoinJoinTruth,
-    _Builder,
+    HistoryParams,
 )
 from tracer.devchain.scenario import OfframpTruth, ScenarioLabel
 
 
 @dataclass(frozen=True, slots=True)
-class WhirlpoolParams:
-    seed: int = 1
-    network: str = "mainnet"
-    genesis_time: int = 1_700_000_000
-    block_interval: int = 600
+class WhirlpoolParams(HistoryParams):
     stolen: int = COIN
     denomination: int = 5_000_000  # the 0.05 BTC pool
     mix_fee: int = 1_170  # each premix carries its share of the mix's miner fee
@@ -47,8 +43,7 @@ class WhirlpoolParams:
 
 def whirlpool(params: WhirlpoolParams | None = None) -> BitcoinScenario:
     p = params or WhirlpoolParams()
-    b = _Builder(BitcoinScenarioParams(seed=p.seed, network=p.network, genesis_time=p.genesis_time,
-                                       block_interval=p.block_interval), p.genesis_time)
+    b = BlockBuilder(p, p.genesis_time)
     rng = b.rng
     d = p.denomination
     hot = b.address("p2wpkh")

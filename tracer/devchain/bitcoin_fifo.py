@@ -21,16 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracer.chains.records import NATIVE
-from tracer.devchain.bitcoin import COIN, BitcoinScenario, BitcoinScenarioParams, BitcoinTruth, _Builder
+from tracer.devchain.bitcoin import COIN, BitcoinScenario, BitcoinTruth, BlockBuilder, HistoryParams
 from tracer.devchain.scenario import ScenarioLabel
 
 
 @dataclass(frozen=True, slots=True)
-class FifoParams:
-    seed: int = 1
-    network: str = "mainnet"
-    genesis_time: int = 1_700_000_000
-    block_interval: int = 600
+class FifoParams(HistoryParams):
     stolen: int = 40_000_000  # 0.4 BTC
     clean: int = 50_000_000  # W's own coin, there before the stolen one
     fee: int = 1_000  # every spend's miner fee
@@ -49,8 +45,7 @@ class FifoTruth:
 
 def fifo_story(params: FifoParams | None = None) -> tuple[BitcoinScenario, FifoTruth]:
     p = params or FifoParams()
-    b = _Builder(BitcoinScenarioParams(seed=p.seed, network=p.network, genesis_time=p.genesis_time,
-                                       block_interval=p.block_interval), p.genesis_time)
+    b = BlockBuilder(p, p.genesis_time)
     thief, wallet = b.address("p2wpkh"), b.address("p2wpkh")
     hot_a, hot_b = b.address("p2wpkh"), b.address("p2wpkh")
     labels = [ScenarioLabel(hot_a, "Binance", "exchange"), ScenarioLabel(hot_b, "Kraken", "exchange")]

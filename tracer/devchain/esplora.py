@@ -13,14 +13,21 @@ above it, and raising it makes the chain grow under a live trace.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from aiohttp import web
 
 from tracer.addresses import InvalidAddress, btc_script_pubkey, normalize_btc
-from tracer.devchain.bitcoin import COINBASE_TXID, BitcoinChainIndex, BitcoinScenario, BtcBlock, BtcOutput, BtcTx
+from tracer.devchain.bitcoin import (
+    COINBASE_TXID,
+    BitcoinChainIndex,
+    BitcoinScenario,
+    BtcBlock,
+    BtcOutput,
+    BtcTx,
+    sha256d,
+)
 from tracer.devchain.http import FaultPlan, KnobServer
 
 _ESPLORA_TYPES = {"p2wpkh": "v0_p2wpkh", "p2wsh": "v0_p2wsh", "p2tr": "v1_p2tr"}
@@ -48,7 +55,7 @@ def merkle_branch(txids: list[str], pos: int) -> list[str]:
         if len(level) % 2:
             level.append(level[-1])
         branch.append(level[pos ^ 1][::-1].hex())
-        level = [_sha256d(level[k] + level[k + 1]) for k in range(0, len(level), 2)]
+        level = [sha256d(level[k] + level[k + 1]) for k in range(0, len(level), 2)]
         pos //= 2
     return branch
 
@@ -58,12 +65,8 @@ def merkle_root(txids: list[str]) -> str:
     while len(level) > 1:
         if len(level) % 2:
             level.append(level[-1])
-        level = [_sha256d(level[k] + level[k + 1]) for k in range(0, len(level), 2)]
+        level = [sha256d(level[k] + level[k + 1]) for k in range(0, len(level), 2)]
     return level[0][::-1].hex()
-
-
-def _sha256d(data: bytes) -> bytes:
-    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
 class EsploraServer(KnobServer):
