@@ -23,7 +23,6 @@ from tracer.chains.errors import ChainError
 from tracer.engine import pricing
 from tracer.engine.pricing import usd_text
 from tracer.store import alerts as alert_store
-from tracer.store.prices import PriceKey
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,7 @@ async def prefetch(pool: asyncpg.Pool, chains: Mapping[str, Any], transfer_ids: 
                 return False
             if not transfer_ids:
                 return True
-            rows = await alert_store.transfer_price_keys(conn, transfer_ids)
-        keys = [PriceKey(r["chain"], r["asset"], int(r["block_number"]), int(r["block_time"] or 0)) for r in rows]
+            keys = await alert_store.transfer_price_keys(conn, transfer_ids)
         await pricing.price_keys(pool, chains, keys)
     except (ChainError, OSError, TimeoutError) as exc:
         # The trace goes on: its events are then delivered unpriced, never held back.

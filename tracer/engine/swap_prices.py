@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
@@ -20,6 +21,7 @@ from tracer.domain.chains import native_decimals
 from tracer.domain.transfers import NATIVE
 from tracer.engine.pricing import PriceBook, Value
 from tracer.store import prices as store
+from tracer.store.prices import SwapLeg
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,37 +67,37 @@ class SwapBook:
         return Value(usd, r.usd, "swap", f"swap rate in tx {r.tx_hash} at block {r.block_number}", r.time)
 
 
-def swap_book(rows: list[Any], book: PriceBook) -> SwapBook:
+def swap_book(rows: Sequence[SwapLeg], book: PriceBook) -> SwapBook:
     """Rates from `store.swap_transfers` rows, with prices looked up in `book`."""
     with localcontext() as ctx:
         ctx.prec = 100  # as hop values are: a rate read back by hand is the same number
         return _swap_book(rows, book)
 
 
-def _swap_book(rows: list[Any], book: PriceBook) -> SwapBook:
+def _swap_book(rows: Sequence[SwapLeg], book: PriceBook) -> SwapBook:
     out = SwapBook()
-    by_swap: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+    by_swap: dict[tuple[str, str, str], list[SwapLeg]] = defaultdict(list)
     for r in rows:
-        by_swap[(r["chain"], r["tx_hash"], r["wallet"])].append(r)
+        by_swap[(r.chain, r.tx_hash, r.wallet)].append(r)
     for (chain, tx, wallet), legs in by_swap.items():
-        paid = [r for r in legs if r["from_addr"] == wallet and int(r["amount"]) > 0]
-        paid_assets = {r["asset"] for r in paid}
-        got = [r for r in legs if r["to_addr"] == wallet and int(r["amount"]) > 0 and r["asset"] not in paid_assets]
+        paid = [r for r in legs if r.from_addr == wallet and r.amount > 0]
+        paid_assets = {r.asset for r in paid}
+        got = [r for r in legs if r.to_addr == wallet and r.amount > 0 and r.asset not in paid_assets]
         if not paid or not got:
             continue
-        block, time = int(legs[0]["block_number"]), int(legs[0]["block_time"] or 0)
+        block, time = legs[0].block_number, legs[0].block_time
         for known, unknown in ((paid, got), (got, paid)):
-            if len({r["asset"] for r in unknown}) != 1:
+            if len({r.asset for r in unknown}) != 1:
                 continue
             total = Decimal(0)
             for r in known:
-                v = book.value(chain, r["asset"], block, time, int(r["amount"]), r["decimals"])
+                v = book.value(chain, r.asset, block, time, r.amount, r.decimals)
                 if v.usd is None:
                     break
                 total += v.usd
             else:
-                asset = unknown[0]["asset"]
-                units = sum((_units(int(r["amount"]), r["decimals"], chain, asset) or Decimal(0)) for r in unknown)
+                asset = unknown[0].asset
+                units = sum((_units(r.amount, r.decimals, chain, asset) or Decimal(0)) for r in unknown)
                 price, _ = book.price(chain, asset, block, time)
                 if units > 0 and total > 0 and (price is None or price.usd is None):
                     out.add(chain, asset, SwapRate(block, total / units, tx, time))
@@ -113,7 +115,7 @@ async def price_by_swaps(conn: Any, trace_id: int, hops: Any, values: dict[int, 
     rows = await store.swap_transfers(conn, trace_id)
     if not rows:
         return 0
-    book = PriceBook(await store.prices_of(conn, sorted({(r["chain"], r["asset"]) for r in rows})))
+    book = PriceBook(await store.prices_of(conn, sorted({(r.chain, r.asset) for r in rows})))
     swaps = swap_book(rows, book)
     n = 0
     for h in missing:

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from tracer.store import traces as trace_store
+from tracer.store.prices import PriceKey
 from tracer.store.traces import Conn
 
 #: pg_notify channel the sequencer announces numbered events on ("<last seq>:<trace ids>|*").
@@ -107,12 +108,12 @@ async def any_min_usd(conn: Conn) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE min_usd IS NOT NULL)"))
 
 
-async def transfer_price_keys(conn: Conn, transfer_ids: Sequence[int]) -> list[asyncpg.Record]:
-    """The distinct (chain, asset, block_number, block_time) of some transfers."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+async def transfer_price_keys(conn: Conn, transfer_ids: Sequence[int]) -> list[PriceKey]:
+    """The distinct (chain, asset, block) of some transfers, with the blocks' times."""
+    rows = await conn.fetch(
         """SELECT DISTINCT chain, asset, block_number, block_time FROM transfers WHERE id = ANY($1::bigint[])""",
         list(transfer_ids))
-    return rows
+    return [PriceKey(r["chain"], r["asset"], int(r["block_number"]), int(r["block_time"] or 0)) for r in rows]
 
 
 # A hop as events carry it (aliases: h hops, t transfers, j the recipient's job row).

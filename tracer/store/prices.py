@@ -41,6 +41,23 @@ class PriceKey:
     time: int
 
 
+@dataclass(frozen=True, slots=True)
+class SwapLeg:
+    """A stored transfer of a swap transaction that paid or paid out `wallet` (a hop's end)."""
+
+    wallet: str
+    chain: str
+    tx_hash: str
+    id: int
+    from_addr: str
+    to_addr: str
+    asset: str
+    amount: int
+    decimals: int | None
+    block_number: int
+    block_time: int
+
+
 async def register_feed(conn: Conn, feed: Feed) -> None:
     await conn.execute(
         """INSERT INTO price_feeds (chain, asset, feed_chain, feed, pair, provenance) VALUES ($1,$2,$3,$4,$5,$6)
@@ -131,10 +148,10 @@ async def hop_price_keys(conn: Conn, trace_id: int) -> list[PriceKey]:
     return [PriceKey(r["chain"], r["asset"], int(r["block_number"]), int(r["block_time"] or 0)) for r in rows]
 
 
-async def swap_transfers(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+async def swap_transfers(conn: Conn, trace_id: int) -> list[SwapLeg]:
     """Every stored transfer of the transactions a trace saw as swaps (its hops with reason swap),
     with the wallets that swapped (the hops' ends): the legs a swap rate is read from."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         """WITH sw AS (
                SELECT DISTINCT t.chain, t.tx_hash, unnest(ARRAY[h.from_addr, h.to_addr]) AS wallet
                FROM hops h JOIN transfers t ON t.id = h.transfer_id
@@ -144,4 +161,5 @@ async def swap_transfers(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
            FROM sw JOIN transfers x ON x.chain = sw.chain AND x.tx_hash = sw.tx_hash
                                    AND (x.from_addr = sw.wallet OR x.to_addr = sw.wallet)
            ORDER BY x.block_number, x.tx_hash, sw.wallet, x.id""", trace_id)
-    return rows
+    return [SwapLeg(r["wallet"], r["chain"], r["tx_hash"], int(r["id"]), r["from_addr"], r["to_addr"], r["asset"],
+                    int(r["amount"]), r["decimals"], int(r["block_number"]), int(r["block_time"] or 0)) for r in rows]
