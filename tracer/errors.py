@@ -1,20 +1,19 @@
-"""Expected failures and the one-line message a user sees for each."""
+"""Expected failures and the one-line message a user sees for each: the command line's view of the
+errors every layer raises, so it sits with the CLI (tracer.cli imports it when a command fails), above
+the layers whose errors it names."""
 
 from __future__ import annotations
+
+from tracer.addresses import InvalidAddress
+from tracer.chains.errors import ChainError
+from tracer.engine.policy import PolicyError
+from tracer.engine.service import TraceInputError
 
 
 def describe(exc: BaseException) -> str | None:
     """A readable message for errors a user can fix; None for bugs (which keep their traceback)."""
-    from tracer.addresses import InvalidAddress
-    from tracer.engine.policy import PolicyError
-    from tracer.engine.service import TraceInputError
-
     if isinstance(exc, InvalidAddress | PolicyError | TraceInputError):
         return str(exc)
-    try:
-        from tracer.chains.evm import ChainError
-    except ImportError:
-        return None
     if isinstance(exc, ChainError):
         return f"chain node: {exc}"
     if isinstance(exc, OSError | ConnectionError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tracer.chains.records import NATIVE, Transfer, TransferKind
-from tracer.labels.deposits import DepositParams, detect_deposit
+from tracer.engine.deposits import DepositParams, detect_deposit
 from tracer.store.labels import Label
 
 DEP = "0x" + "d" * 40

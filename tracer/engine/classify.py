@@ -12,8 +12,8 @@ from typing import Any, Protocol
 from tracer.domain.labels import Category, Label
 from tracer.domain.transfers import Transfer
 from tracer.domain.verdicts import FOLLOW, HopStatus, Reason, Verdict, entered, label_reason
+from tracer.engine.deposits import BEHAVIOUR_SOURCE, DepositParams, detect_deposit
 from tracer.engine.policy import Policy
-from tracer.labels.deposits import BEHAVIOUR_SOURCE, DepositParams, detect_deposit
 
 
 class LabelLike(Protocol):
@@ -97,7 +97,7 @@ def deposit_address(
     policy: Policy,
 ) -> Verdict | None:
     """An exchange deposit address, recognised by sweeping what it receives to one exchange
-    (tracer.labels.deposits holds the heuristic)."""
+    (tracer.engine.deposits holds the heuristic)."""
     found = detect_deposit(address, transfers, labels, DepositParams(sweep_blocks=policy.sweep_blocks))
     if found is None:
         return None

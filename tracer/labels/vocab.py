@@ -184,8 +184,3 @@ def case_insensitive(chain: str, address: str) -> bool:
         or bool(_CASHADDR.match(text))
         or text.isdigit()
     )
-
-
-def entity_key(name: str) -> str:
-    """Compare entity names across sources ("Binance", "binance ") case- and space-insensitively."""
-    return " ".join(name.split()).casefold()

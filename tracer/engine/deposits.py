@@ -30,9 +30,13 @@ from typing import Any
 
 from tracer.domain.labels import SWEEP_TARGET_CATEGORIES, Category, Label
 from tracer.domain.transfers import NATIVE, Transfer
-from tracer.labels.vocab import entity_key
 
 BEHAVIOUR_SOURCE = "behaviour"
+
+
+def entity_key(name: str) -> str:
+    """Compare entity names across sources ("Binance", "binance ") case- and space-insensitively."""
+    return " ".join(name.split()).casefold()
 
 
 @dataclass(frozen=True)
