@@ -32,8 +32,6 @@ OVERSIZED: set[str] = {
     "tracer/chains/bitcoin.py",  # TODO(#18): chains/bitcoin/ {esplora, mappers, records}
     "tracer/store/alerts.py",  # TODO(#18): store split
     "tracer/store/traces.py",  # TODO(#18): store split
-    "tracer/devchain/server.py",  # TODO(#18): devchain split
-    "tracer/devchain/bitcoin.py",  # TODO(#18): devchain split
 }
 
 # Files outside tracer/chains/ that still send raw JSON-RPC. Shrinking, as above.
