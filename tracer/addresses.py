@@ -293,16 +293,21 @@ def encode_btc_segwit(hrp: str, version: int, program: bytes) -> str:
     return hrp + "1" + "".join(_BECH32_CHARSET[d] for d in data + checksum_digits)
 
 
-def encode_btc_base58(version: int, payload: bytes) -> str:
-    """Base58check address (version byte + 20-byte hash): generated Bitcoin scenarios, Tron's `T...`."""
-    raw = bytes([version]) + payload
-    raw += hashlib.sha256(hashlib.sha256(raw).digest()).digest()[:4]
+def base58(raw: bytes) -> str:
+    """Plain base58 (no checksum) of bytes, each leading zero byte a "1": Solana's keys, and the body
+    of base58check."""
     num = int.from_bytes(raw, "big")
     out = ""
     while num:
         num, rem = divmod(num, 58)
         out = _B58_ALPHABET[rem] + out
     return "1" * (len(raw) - len(raw.lstrip(b"\x00"))) + out
+
+
+def encode_btc_base58(version: int, payload: bytes) -> str:
+    """Base58check address (version byte + 20-byte hash): generated Bitcoin scenarios, Tron's `T...`."""
+    raw = bytes([version]) + payload
+    return base58(raw + hashlib.sha256(hashlib.sha256(raw).digest()).digest()[:4])
 
 
 def btc_script_pubkey(address: str) -> bytes:

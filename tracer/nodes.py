@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from tracer.chains.errors import WrongChain
-from tracer.chains.factory import ChainClient, make_chain
+from tracer.chains.factory import AnyChain, make_chain
 from tracer.store import chains as chain_store
 
 
@@ -32,7 +32,7 @@ async def check_chain_id(pool: asyncpg.Pool, chain: str, chain_id: int, url: str
         )
 
 
-async def connect_checked(pool: asyncpg.Pool, chain: str, url: str, **options: Any) -> ChainClient:
+async def connect_checked(pool: asyncpg.Pool, chain: str, url: str, **options: Any) -> AnyChain:
     """A connected client for `chain` (EsploraChain for "bitcoin", else EvmChain) whose node serves the
     chain id recorded for the name (Bitcoin's: its network's magic number). What an EVM node said
     to the historical-state probe is recorded too (`node_state`)."""
@@ -53,9 +53,9 @@ async def connect_checked(pool: asyncpg.Pool, chain: str, url: str, **options: A
     return client
 
 
-async def connect_all(pool: asyncpg.Pool, urls: Mapping[str, str], **options: Any) -> dict[str, ChainClient]:
+async def connect_all(pool: asyncpg.Pool, urls: Mapping[str, str], **options: Any) -> dict[str, AnyChain]:
     """connect_checked() for every chain name; nothing stays open if one of them is refused."""
-    clients: dict[str, ChainClient] = {}
+    clients: dict[str, AnyChain] = {}
     try:
         for name, url in urls.items():
             clients[name] = await connect_checked(pool, name, url, **options)

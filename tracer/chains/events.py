@@ -35,6 +35,7 @@ from eth_utils import event_abi_to_log_topic
 from eth_utils.abi import collapse_if_tuple
 from web3 import Web3
 
+from tracer.addresses import base58
 from tracer.chains.networks import GATEWAYS, chain_name
 
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -323,7 +324,7 @@ def _record(protocol: str, name: str, log: LogLike, a: dict[str, Any]) -> Decode
         order = a["order"]
         receiver = bytes(order["receiverDst"])
         dest = chain_name("debridge", int(order["takeChainId"]))
-        recipient = "0x" + receiver.hex() if len(receiver) == 20 else _base58(receiver) if dest == "solana" else (
+        recipient = "0x" + receiver.hex() if len(receiver) == 20 else base58(receiver) if dest == "solana" else (
             "0x" + receiver.hex())
         give = bytes(order["giveTokenAddress"])
         return send(dest, recipient, int(order["giveAmount"]), "0x" + give.hex() if give else None)
@@ -346,7 +347,7 @@ def _across(name: str, a: dict[str, Any], send: Any, emitter: str, tx: str) -> D
             raw = a["recipient"]
             recipient = _address32(_hex(raw)) if isinstance(raw, bytes) else _addr(raw)
             if dest == "solana" and isinstance(raw, bytes):
-                recipient = _base58(bytes(raw))
+                recipient = base58(bytes(raw))
             token = a["inputToken"]
             token_s = _address32(_hex(token)) if isinstance(token, bytes) else _addr(token)
             return send(dest, recipient, int(a["inputAmount"]), token_s, deposit_id=int(a["depositId"]))
@@ -372,7 +373,7 @@ def _wormhole(a: dict[str, Any], send: Any) -> BridgeSend | None:
     amount = int.from_bytes(payload[1:33], "big")
     to = payload[67:99]
     chain = chain_name("wormhole", int.from_bytes(payload[99:101], "big"))
-    address = _base58(to) if chain == "solana" else _address32("0x" + to.hex())
+    address = base58(to) if chain == "solana" else _address32("0x" + to.hex())
     # Wormhole normalises amounts to 8 decimals: say so rather than pretend they are raw units.
     return send(chain, address, None, deposit_id=int(a["sequence"]), service=_addr(a["sender"]),
                 note=f"payload amount {amount} (Wormhole's 8-decimal normalised units)")
@@ -394,8 +395,6 @@ _PROTOCOL_NAMES = {"thorchain": "THORChain", "across": "Across", "wormhole": "Wo
                    "hop": "Hop", "celer": "Celer cBridge", "synapse": "Synapse", "debridge": "deBridge",
                    "symbiosis": "Symbiosis", "multichain": "Multichain", "l2_gateways": "L2 gateway"}
 
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
 
 def _is_evm_address(text: str) -> bool:
     return len(text) == 42 and text[:2] == "0x" and all(ch in "0123456789abcdefABCDEF" for ch in text[2:])
@@ -407,10 +406,3 @@ def _address32(word: str) -> str:
     return "0x" + word[24:] if word[:24] == "0" * 24 else "0x" + word
 
 
-def _base58(raw: bytes) -> str:
-    n = int.from_bytes(raw, "big")
-    out = ""
-    while n:
-        n, r = divmod(n, 58)
-        out = _B58[r] + out
-    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out

@@ -16,17 +16,19 @@ import os
 from typing import Any
 
 from tracer.addresses import BITCOIN, TRON
-from tracer.chains.bitcoin import EsploraChain
+from tracer.chains.bitcoin import EsploraChain, configured_network
 from tracer.chains.evm import EvmChain
 from tracer.chains.tron import TronChain
 
-ChainClient = EvmChain | EsploraChain | TronChain
+# One of the three concrete clients. Not `ChainClient`: that is the API's protocol of what it needs
+# of any client (tracer.api.context), and two types of one name were one too many.
+AnyChain = EvmChain | EsploraChain | TronChain
 
 
-def make_chain(name: str, url: str, **options: Any) -> ChainClient:
+def make_chain(name: str, url: str, **options: Any) -> AnyChain:
     """The client for chain `name`, not connected yet."""
     if name == BITCOIN:
-        options.setdefault("network", os.environ.get("TRACER_BITCOIN_NETWORK") or "mainnet")
+        options.setdefault("network", configured_network())
         return EsploraChain(url, chain=name, **options)
     if name == TRON:
         # `url` is the JSON-RPC (TRACER_RPC_URL_TRON); the HTTP API beside it, TRACER_TRON_API_URL.
@@ -36,7 +38,7 @@ def make_chain(name: str, url: str, **options: Any) -> ChainClient:
     return EvmChain(url, chain=name, **options)
 
 
-async def connect_chain(name: str, url: str, **options: Any) -> ChainClient:
+async def connect_chain(name: str, url: str, **options: Any) -> AnyChain:
     """A connected client for chain `name` (closed again if connecting fails: wrong chain, no node)."""
     client = make_chain(name, url, **options)
     try:

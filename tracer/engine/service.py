@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
@@ -11,7 +10,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from tracer.addresses import BITCOIN, TRON, InvalidAddress, normalize_address
-from tracer.chains.bitcoin import NETWORKS
+from tracer.chains.bitcoin import NETWORKS, configured_network
 from tracer.engine.bridges import EVM_CHAINS
 from tracer.engine.policy import Policy, PolicyError
 from tracer.store import labels as label_store
@@ -84,7 +83,7 @@ def bitcoin_network(client: Any) -> str | None:
         return name
     if hasattr(client, "expected_network"):
         return None
-    return os.environ.get("TRACER_BITCOIN_NETWORK") or "mainnet"
+    return configured_network()
 
 
 def _network_mismatch(address: str, network: str) -> str | None:
