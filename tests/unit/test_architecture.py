@@ -29,7 +29,6 @@ MAX_LINES = 500
 # when it is split; the lead empties the list when issue 18 closes.
 OVERSIZED: set[str] = {
     "tracer/engine/worker.py",  # TODO(#18): split into engine/step/ and workers/trace.py
-    "tracer/chains/bitcoin.py",  # TODO(#18): chains/bitcoin/ {esplora, mappers, records}
     "tracer/store/alerts.py",  # TODO(#18): store split
     "tracer/store/traces.py",  # TODO(#18): store split
 }
