@@ -128,6 +128,21 @@ def _programs(names: list[str]) -> str | None:
     return ", ".join(seen) or None
 
 
+def _ended_elements(path: Path, root: str) -> Iterator[tuple[str, ET.Element]]:
+    """(local name, element) of each element of an XML file as it ends, streamed (the caller
+    clears what it is done with); refuses a file whose root element is not `root`."""
+    root_seen = False
+    for event, elem in ET.iterparse(path, events=("start", "end")):
+        name = _local(elem.tag)
+        if event == "start":
+            if not root_seen:
+                root_seen = True
+                if name != root:
+                    raise LabelImportError(f"{path}: root element is <{name}>, not <{root}>")
+            continue
+        yield name, elem
+
+
 # ----------------------------------------------------------------------------------------------
 # SDN.XML
 
@@ -138,15 +153,7 @@ def parse_sdn_xml(path: Path) -> ParsedList:
     <idType> is "Digital Currency Address - XBT" and <idNumber> the address."""
     parsed = ParsedList(format="sdn-xml", source=SOURCE, scope=SCOPE, list_date=None)
     build = _Builder(parsed)
-    root_seen = False
-    for event, elem in ET.iterparse(path, events=("start", "end")):
-        name = _local(elem.tag)
-        if event == "start":
-            if not root_seen:
-                root_seen = True
-                if name != "sdnList":
-                    raise LabelImportError(f"{path}: root element is <{name}>, not <sdnList>")
-            continue
+    for name, elem in _ended_elements(path, "sdnList"):
         if name == "Publish_Date":
             parsed.list_date = parse_date(_text(elem))
         elif name == "sdnEntry":
@@ -202,15 +209,7 @@ def parse_sdn_advanced(path: Path) -> ParsedList:
     sanctions_types: dict[str, str] = {}  # SanctionsType ID -> "Program" | "Block" | ...
     profiles: dict[str, dict[str, Any]] = {}  # Profile ID -> facts, only those with addresses
     entries: dict[str, dict[str, Any]] = {}  # Profile ID -> {"programs": [...], "dates": [...]}
-    root_seen = False
-    for event, elem in ET.iterparse(path, events=("start", "end")):
-        name = _local(elem.tag)
-        if event == "start":
-            if not root_seen:
-                root_seen = True
-                if name != "Sanctions":
-                    raise LabelImportError(f"{path}: root element is <{name}>, not <Sanctions>")
-            continue
+    for name, elem in _ended_elements(path, "Sanctions"):
         if name == "DateOfIssue":
             parsed.list_date = _ymd(elem)
         elif name == "FeatureType":
