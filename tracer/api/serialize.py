@@ -91,6 +91,7 @@ def trace(row: asyncpg.Record, meta: Mapping[str, tuple[str | None, int | None]]
     out: dict[str, Any] = {
         "id": row["id"],
         "chain": chain,
+        "direction": row["direction"],
         "status": row["status"],
         "label": row["label"],
         "seeds": list(row["seeds"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,6 +16,7 @@ from tracer.domain.chains import native_unit
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import Reason
 from tracer.engine import graph as tgraph
+from tracer.store import backward as back_store
 from tracer.store import traces as store
 
 # Hop reasons of CoinJoin outputs the trace did not follow (tracer.engine.worker writes them).
@@ -165,7 +167,10 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         trace = await store.get_trace(conn, trace_id)
         if trace is None:
             raise KeyError(trace_id)
-        exit_rows = await store.exits(conn, trace_id)
+        backward = trace["direction"] == back_store.BACKWARD
+        # A backward trace's exits are its sources, each with the path its money took (its evidence).
+        exit_rows: Sequence[Any] = (await back_store.sources(conn, trace_id, trace["chain"]) if backward
+                                    else await store.exits(conn, trace_id))
         bridge_rows = await store.bridge_verdicts(conn, trace_id)
         stop_rows = await store.stops(conn, trace_id)
         counts = await store.trace_progress(conn, trace_id)
@@ -199,7 +204,10 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
             symbol=sym, decimals=dec, amount=amount, share=(amount / total) if total else 0.0, hops=r["hops"],
             first_time=r["first_time"], last_time=r["last_time"], evidence=r["evidence"], chain=chain,
         )
-        if g is not None:
+        if backward:
+            line.evidence = back_store.evidence_of(r) or None
+            line.path = _steps((line.evidence or {}).get("path") or [], hops, chain)
+        elif g is not None:
             paths = tgraph.paths_to(g, list(trace["seeds"]), r["address"], limit=1, chain=trace["chain"],
                                     target_chain=chain)
             if paths:
@@ -212,6 +220,21 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
                   {k: int(v) for k, v in counts.items()}, trace["error"], coinjoins(hops, trace["chain"]),
                   continuations(bridge_rows, hops, trace["chain"]), bridge_lines(bridge_rows, trace["chain"]),
                   trace["balance_method"], trace["balance_method_reason"])
+
+
+def _steps(path: Sequence[str], hops: Sequence[Any], chain: str) -> list[dict[str, Any]]:
+    """A backward source's path (addresses, source first) as steps, each by its largest hop."""
+    largest: dict[tuple[str, str], Any] = {}
+    for h in hops:
+        key = (h["from_addr"], h["to_addr"])
+        if key not in largest or int(h["amount"]) > int(largest[key]["amount"]):
+            largest[key] = h
+    steps = []
+    for a, b in itertools.pairwise(path):
+        h = largest.get((a, b))
+        steps.append({"from": a, "to": b, "tx_hash": h["tx_hash"] if h else None,
+                      "block_number": h["block_number"] if h else None, "chain": chain})
+    return steps
 
 
 def _json(value: Any) -> Any:

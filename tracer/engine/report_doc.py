@@ -22,6 +22,7 @@ import asyncpg
 
 from tracer import __version__
 from tracer.engine import report as treport
+from tracer.engine import report_backward
 from tracer.engine.dollars import TraceDollars, trace_dollars
 from tracer.engine.pricing import usd_text
 from tracer.store import chains as chain_store
@@ -170,6 +171,8 @@ def render_html(doc: Document) -> str:
       "window. Amounts are in each coin's own units; dollars are the value at the block of each hop, from the "
       "chain's own price feeds (or an imported price file), summed per exit. Policy: "
       f"<code>{e(json.dumps(policy, sort_keys=True, default=str))}</code></p>")
+    if t["direction"] == "backward":
+        w(report_backward.summary_html(rep))
     w("<h2>Summary</h2>")
     w(f"<p>Left the seeds: <b>{_usd(d.seeds.usd)}</b>"
       + (f" ({d.seeds.unpriced} hops without a price)" if d.seeds.unpriced else "") + "; ")

@@ -13,6 +13,7 @@ from tracer.addresses import BITCOIN, TRON, InvalidAddress, normalize_address
 from tracer.chains.bitcoin import NETWORKS, configured_network
 from tracer.engine.bridges import EVM_CHAINS
 from tracer.engine.policy import Policy, PolicyError
+from tracer.store import backward as backward_store
 from tracer.store import labels as label_store
 from tracer.store import traces as store
 
@@ -134,11 +135,15 @@ async def create_trace(
     label: str | None = None,
     created_by: str | None = None,
     chains: Collection[str] | None = None,
+    direction: str = backward_store.FORWARD,
 ) -> int:
     """Validate, fix the block range (the head now, so every worker sees the same chain), queue.
 
-    `chains`: the chain names the caller has nodes for (see check_chain)."""
+    `chains`: the chain names the caller has nodes for (see check_chain). `direction`: forward
+    (where the seeds' money went) or backward (where the money they received came from)."""
     check_chain(chain, chains)
+    if direction not in backward_store.DIRECTIONS:
+        raise TraceInputError("direction", f"must be one of {', '.join(backward_store.DIRECTIONS)}")
     clean = parse_seeds(list(seeds), chain, bitcoin_network(chain_client) if chain == BITCOIN else None)
     try:
         pol = policy if isinstance(policy, Policy) else Policy.from_json(policy)
@@ -146,6 +151,8 @@ async def create_trace(
         raise TraceInputError(f"policy.{exc.field}".rstrip("."), exc.message) from None
     head = await chain_client.head()
     to_block = min(pol.to_block, head) if pol.to_block is not None else head
+    if pol.watch and direction == backward_store.BACKWARD:
+        raise TraceInputError("policy.watch", "a backward trace is not watched (subscribe to screening results)")
     if pol.watch:
         # A watching trace only ever reads confirmed blocks: the monitor extends it from there.
         to_block = min(to_block, max(0, head - pol.confirmations))
@@ -157,11 +164,14 @@ async def create_trace(
     if from_block > to_block:
         raise TraceInputError("policy.from_block", f"the window is empty (blocks {from_block}..{to_block}, "
                               f"head {head})")
-    async with pool.acquire() as conn:
-        return await store.insert_trace(
+    async with pool.acquire() as conn, conn.transaction():
+        trace_id = await store.insert_trace(
             conn, chain=chain, seeds=clean, policy=pol.to_json(), label=label,
             from_block=from_block, to_block=to_block, created_by=created_by,
         )
+        if direction != backward_store.FORWARD:  # in the same transaction: no worker sees it forward
+            await backward_store.set_direction(conn, trace_id, direction)
+        return trace_id
 
 
 async def seeds_from_list(pool: asyncpg.Pool, chain: str, list_name: str, program: str | None = None) -> list[str]:

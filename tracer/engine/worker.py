@@ -39,6 +39,7 @@ from tracer.chains.utxo_records import UtxoTx
 from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.engine import balances, bridges, classify, event_usd, freezes, mixer_scope, mixers, swaps, utxo
 from tracer.engine import depth as depth_rule
+from tracer.engine.backward_jobs import BackwardTools, run_backward
 from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.mixer_rivals import read_rivals
 from tracer.engine.policy import Policy
@@ -143,6 +144,7 @@ class _TraceInfo:
     totals: dict[str, int]
     home: str = ""  # the trace's own chain (`chain` is the batch's)
     hops: int = 0  # hops the trace held when the batch began (policy.max_hops)
+    direction: str = "forward"  # backward: engine/backward_jobs.py runs its batches
 
 
 class Worker:
@@ -207,7 +209,10 @@ class Worker:
             if trace is None:
                 return 0
             start = [j for j in jobs if j.kind == "start"]
-            if start:
+            if trace.direction == "backward":
+                await run_backward(BackwardTools(
+                    self.pool, self.name, self._chain(trace), self._ensure_transfers, self._describe), trace, jobs)
+            elif start:
                 await self._start(trace, start[0])
                 rest = [j for j in jobs if j.kind != "start"]
                 if rest:
@@ -259,7 +264,7 @@ class Worker:
                     id=row["id"], chain=home, seeds=frozenset(row["seeds"]),
                     policy=Policy.from_json(row["policy"]), from_block=row["from_block"], to_block=row["to_block"],
                     totals={k: int(v) for k, v in (row["totals"] or {}).items()}, home=home,
-                    hops=row["hop_count"],
+                    hops=row["hop_count"], direction=row["direction"],
                 )
             window = await store.chain_window(conn, trace_id, chain)
         if window is None:

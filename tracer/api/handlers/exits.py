@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +13,7 @@ from tracer.api import serialize as ser
 from tracer.api.context import ApiContext
 from tracer.api.handlers.common import asset_meta, ctx_of, dumps, trace_or_404
 from tracer.engine.pricing import usd_text
+from tracer.store import backward as back_store
 from tracer.store import reads
 
 FINISHED = ("done", "failed", "cancelled")
@@ -42,13 +44,18 @@ async def list_(request: web.Request) -> web.Response:
         if cached is not None:
             ctx.exits_cache.move_to_end(key)
             return web.Response(body=cached, content_type="application/json")
-        rows = await reads.exits(conn, trace_id, trace["chain"], asset=asset, category=category)
+        backward = trace["direction"] == back_store.BACKWARD
+        # A backward trace's exits are its sources: the same lines, read by sender (store/backward.py).
+        rows: Sequence[Any] = (await back_store.sources(conn, trace_id, trace["chain"], asset=asset, category=category)
+                               if backward else await reads.exits(conn, trace_id, trace["chain"], asset=asset,
+                                                                  category=category))
         meta = await asset_meta(ctx, conn, trace)
+        held = await back_store.held(conn, trace_id, asset=asset) if backward and category is None else []
     chain = trace["chain"]
     totals = {a: int(v) for a, v in (trace["totals"] or {}).items()}
     # Dollars at the time of each hop (prices still missing are read from the nodes' feeds), summed
     # once per state of the trace; a large running trace gets them when it finishes.
-    dollars = await usd.shared_dollars(ctx, trace)
+    dollars = None if backward else await usd.shared_dollars(ctx, trace)
     items = []
     for r in rows:
         value = dollars.exit_usd(r["chain"] or chain, r["address"], r["asset"]) if dollars else None
@@ -56,6 +63,8 @@ async def list_(request: web.Request) -> web.Response:
             continue
         share = dollars.share(value) if dollars else None
         items.append(ser.exit_line(chain, r, totals, {"usd": usd_text(value), "usd_share": share}))
+        if backward:
+            items[-1]["path"] = back_store.evidence_of(r).get("path", [])
     if sort == "usd":  # largest first, unknown last
         items.sort(key=lambda i: (i["usd"] is None, -Decimal(i["usd"] or 0)))
     reached: dict[str, int] = {}
@@ -69,7 +78,9 @@ async def list_(request: web.Request) -> web.Response:
                         "share": round(reached.get(a, 0) / total, 9) if total else 0.0})
     if dollars is None:
         usd_block: dict[str, Any] = {"seeds": None, "exits": None, "exits_share": None, "stopped": None, "held": None,
-                                     "unpriced_hops": None, "deferred": usd.deferred(ctx, trace)}
+                                     "unpriced_hops": None,
+                                     "deferred": "a backward trace's sources are not summed in dollars yet" if backward
+                                     else usd.deferred(ctx, trace)}
     else:
         reached_usd = dollars.exits_total.usd
         usd_block = {"seeds": usd_text(dollars.seeds.usd), "exits": usd_text(reached_usd),
@@ -77,7 +88,11 @@ async def list_(request: web.Request) -> web.Response:
                      "stopped": usd_text(dollars.stopped.usd), "held": usd_text(dollars.held.usd),
                      "unpriced_hops": sum(1 for v in dollars.values.values() if v.usd is None)}
     body = dumps({"trace_id": trace_id, "status": trace["status"], "complete": trace["status"] == "done",
-                  "totals": summary, "items": items, "usd": usd_block}).encode()
+                  "direction": trace["direction"],
+                  "totals": summary, "items": items, "usd": usd_block,
+                  **({"held": [{"address": h["address"], "chain": h["chain"], "depth": h["depth"],
+                                **ser.amount(h["chain"], h["asset"], h["amount"], *meta.get(h["asset"], (None, None)))}
+                               for h in held]} if backward else {})}).encode()
     if trace["status"] in FINISHED and ctx.settings.exits_cache_size > 0:
         _remember(ctx, key, body)
     return web.Response(body=body, content_type="application/json")

@@ -72,6 +72,7 @@ async def create(request: web.Request) -> web.Response:
         trace_id = await service.create_trace(
             ctx.pool, client, chain=chain, seeds=seeds, policy=body.get("policy"),
             label=body.get("label"), created_by=principal.name, chains=list(ctx.chains),
+            direction=body.get("direction", "forward"),
         )
     except _head_errors() as exc:
         log.warning("event=node_unavailable chain=%s error=%r", chain, exc)
@@ -82,6 +83,7 @@ async def create(request: web.Request) -> web.Response:
         await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="trace.create",
                               target=f"trace:{trace_id}", remote=request.remote,
                               details={"chain": chain, "seeds": len(seeds), "label": body.get("label"),
+                                       "direction": body.get("direction", "forward"),
                                        "from_list": body.get("from_list")})
         row = await trace_or_404(conn, trace_id)
         meta = await asset_meta(ctx, conn, row)

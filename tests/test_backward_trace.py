@@ -1,0 +1,146 @@
+"""A stored backward trace (source of funds) against the forward trace, on the generated case: POST
+/v1/traces with direction backward from an exchange deposit address the forward trace reached
+through plain wallets, run by real workers through Postgres jobs, finds the thieves' wallets among
+its exits (its sources) with the amounts the forward trace gave that exit; one trace from every
+such deposit address at once gives the sums. Hops, graph export and report read it as they read a
+forward trace. Real Postgres, the devchain over JSON-RPC, the API over a real socket."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.api_support import Api, conforms, running_api
+from tests.test_backward import plain_exits
+from tracer.api.context import Settings
+from tracer.chains.evm import EvmChain
+from tracer.demo import load_scenario_labels
+from tracer.devchain.scenario import Scenario
+from tracer.engine.service import create_trace
+from tracer.runner import run_with_workers
+from tracer.store import labels as label_store
+from tracer.store.db import Database
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+THIEF = ("hacker", "VictimDAO exploiter")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(small_scenario: Scenario, devchain_factory: Any) -> AsyncIterator[EvmChain]:
+    server = await devchain_factory(small_scenario)
+    c = EvmChain(server.url, chain=small_scenario.chain, expected_chain_id=small_scenario.chain_id)
+    await c.connect()
+    yield c
+    await c.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def forward(db: Database, client: EvmChain, small_scenario: Scenario) -> int:
+    await load_scenario_labels(db.pool, small_scenario)
+    tid = await create_trace(db.pool, client, chain=small_scenario.chain, seeds=small_scenario.seeds,
+                             policy={"min_share": 0, "max_depth": 60}, label="forward")
+    assert await run_with_workers(db.pool, {small_scenario.chain: client}, tid, workers=2, progress=False) == "done"
+    return tid
+
+
+async def backward_trace(api: Api, chain: str, seeds: list[str], window: dict[str, int]) -> dict[str, Any]:
+    trace = await api.run_trace({"chain": chain, "seeds": seeds, "direction": "backward",
+                                 "policy": {**window, "max_depth": 12}, "label": "source of funds"})
+    conforms("trace", trace)
+    assert trace["direction"] == "backward"
+    _, exits, _ = await api.call("GET", f"/v1/traces/{trace['id']}/exits", expect=200)
+    conforms("exit-list", exits)
+    assert exits["direction"] == "backward"
+    return {"trace": trace, "exits": exits}
+
+
+def from_thieves(exits: dict[str, Any], thieves: set[str], seeds: set[str]) -> dict[str, int]:
+    """Per asset, what the exits list says reached `seeds` from the thieves' wallets."""
+    got: dict[str, int] = defaultdict(int)
+    for item in exits["items"]:
+        if item["address"] in thieves:
+            assert (item["category"], item["entity"]) == THIEF, item
+            assert item["recognised_by"]["method"] == "label"
+            assert item["path"][0] == item["address"] and item["path"][-1] in seeds, item
+            got[item["asset"]] += int(item["amount_raw"])
+    return dict(got)
+
+
+async def check_stored_backward(db: Database, client: EvmChain, scenario: Scenario, forward: int) -> dict[str, Any]:
+    """Backward traces through the API agree with the forward trace; returns the figures."""
+    row = await db.pool.fetchrow("SELECT from_block, to_block, seeds FROM traces WHERE id = $1", forward)
+    thieves = set(row["seeds"])
+    exits = await plain_exits(db, forward)
+    assert len(exits) >= 5, "the scenario has exits reached through plain wallets"
+    async with db.pool.acquire() as conn:  # the investigator labels the thieves' wallets: the walk stops there
+        await label_store.upsert_labels(conn, [label_store.Label(
+            chain=scenario.chain, address=seed, entity=THIEF[1], category=THIEF[0], source="investigator")
+            for seed in sorted(thieves)])
+    window = {"from_block": max(1, row["from_block"]), "to_block": row["to_block"]}
+    gaps: list[int] = []
+    async with running_api(db, {scenario.chain: client}, Settings(workers=2)) as api:
+        for address, amounts in sorted(exits.items())[:3]:
+            got = await backward_trace(api, scenario.chain, [address], window)
+            found = from_thieves(got["exits"], thieves, {address})
+            assert set(found) == set(amounts), (address, found, amounts)
+            for asset, v in amounts.items():
+                gaps.append(abs(found[asset] - v))
+                # Integer rounding: at most a base unit per transfer and model.
+                assert abs(found[asset] - v) <= 100, (address, asset, v, found[asset])
+            received = {t["asset"]: int(t["amount_raw"]) for t in got["trace"]["totals"]}
+            assert all(received[a] >= v for a, v in found.items()), "no more stolen money than came in"
+            assert got["trace"]["progress"]["hops"] > 0
+
+        # One trace from every such deposit address: the thieves' amounts are the forward trace's sums.
+        seeds = sorted(exits)
+        both = await backward_trace(api, scenario.chain, seeds, window)
+        found = from_thieves(both["exits"], thieves, set(seeds))
+        total: dict[str, int] = defaultdict(int)
+        for amounts in exits.values():
+            for asset, v in amounts.items():
+                total[asset] += v
+        for asset, v in total.items():
+            assert abs(found[asset] - v) <= 100 * len(seeds), (asset, v, found[asset])
+        tid = both["trace"]["id"]
+
+        # Read like a forward trace: hops run source -> seed, graph export, report.
+        hops = [h async for page in api.pages(f"/v1/traces/{tid}/hops?limit=500") for h in page["items"]]
+        for h in hops:
+            conforms("hop", h)
+        assert {h["from"] for h in hops if h["status"] == "exit"} >= set(found_addresses(both["exits"], thieves))
+        assert {h["to"] for h in hops} & set(seeds)
+        _, graph, _ = await api.call("GET", f"/v1/traces/{tid}/graph", expect=200)
+        conforms("graph", graph)
+        _, report, _ = await api.call("GET", f"/v1/traces/{tid}/report", expect=200)
+        assert "Source of funds" in report and found_addresses(both["exits"], thieves)[0] in report
+    return {"exits_checked": 3, "max_gap_base_units": max(gaps), "multi_seed_exits": len(seeds)}
+
+
+def found_addresses(exits: dict[str, Any], thieves: set[str]) -> list[str]:
+    return sorted({i["address"] for i in exits["items"] if i["address"] in thieves})
+
+
+async def test_a_stored_backward_trace_finds_the_thieves_with_the_forward_amounts(
+        db: Database, client: EvmChain, small_scenario: Scenario, forward: int) -> None:
+    figures = await check_stored_backward(db, client, small_scenario, forward)
+    assert figures["max_gap_base_units"] <= 100
+    print("backward vs forward:", figures)
+
+
+async def test_direction_is_checked(db: Database, client: EvmChain, small_scenario: Scenario) -> None:
+    async with running_api(db, {small_scenario.chain: client}) as api:
+        _, p, _ = await api.call("POST", "/v1/traces", expect=400, json={
+            "chain": small_scenario.chain, "seeds": small_scenario.seeds[:1], "direction": "sideways"})
+        assert p["field"] == "direction"
+        _, p, _ = await api.call("POST", "/v1/traces", expect=400, json={
+            "chain": small_scenario.chain, "seeds": small_scenario.seeds[:1], "direction": "backward",
+            "policy": {"watch": True}})
+        assert p["field"] == "policy.watch"
+        _, made, _ = await api.call("POST", "/v1/traces", expect=201, json={
+            "chain": small_scenario.chain, "seeds": small_scenario.seeds[:1]})
+        assert made["direction"] == "forward"
+        await api.call("POST", f"/v1/traces/{made['id']}/cancel", expect=200)

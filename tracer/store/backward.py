@@ -1,0 +1,153 @@
+"""SQL of backward traces (source of funds): the direction, the walk's jobs and the sources read.
+
+A backward trace keeps the tables of a forward one (tracer/engine/backward_jobs.py says how it
+uses them): jobs are the walked wallets (role followed) and the sources the walk stopped at (role
+exit: labelled or minted; role stopped: cut by depth or the walk's budget); one `colour` job per
+trace writes the hops once the walk is over. Hops run the way the money moved, so a source is the
+sender of the hops it paid, and the sources list is the exits list of a forward trace read by
+sender instead of by recipient.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from tracer.store.traces import Conn, Job
+
+FORWARD, BACKWARD = "forward", "backward"
+DIRECTIONS = (FORWARD, BACKWARD)
+COLOUR = "colour"  # the job kind
+COLOUR_ADDRESS = "~colour"  # its address column: no chain's address starts so
+_LAST = 2**31 - 1  # the colour job's depth: claimed after every walk job of the trace
+
+
+async def set_direction(conn: Conn, trace_id: int, direction: str) -> None:
+    """Called in the transaction that inserts the trace, before any worker can claim its start."""
+    await conn.execute("UPDATE traces SET direction = $2 WHERE id = $1", trace_id, direction)
+
+
+async def start(conn: Conn, trace_id: int) -> None:
+    """The colour job, pending from the start so the trace cannot finish before it ran."""
+    await conn.execute(
+        """INSERT INTO jobs (trace_id, chain, address, kind, depth)
+           SELECT id, chain, $2, 'colour', $3 FROM traces WHERE id = $1
+           ON CONFLICT (trace_id, chain, address) DO NOTHING""",
+        trace_id, COLOUR_ADDRESS, _LAST,
+    )
+
+
+async def walk_pending(conn: Conn, trace_id: int) -> bool:
+    """Whether any job but the colour job is still to be done."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE trace_id = $1 AND state <> 'done' AND kind <> 'colour')", trace_id))
+
+
+async def postpone(conn: Conn, worker: str, job: Job, delay_seconds: float) -> None:
+    """Give the colour job back until the walk is over; waiting is no failed attempt."""
+    await conn.execute(
+        """UPDATE jobs SET state = 'pending', worker = NULL, attempts = 0,
+                  lease_until = now() + make_interval(secs => $4), updated_at = now()
+           WHERE trace_id = $1 AND chain = $5 AND address = $2 AND worker = $3 AND state = 'running'""",
+        job.trace_id, job.address, worker, delay_seconds, job.chain,
+    )
+
+
+async def walk_size(conn: Conn, trace_id: int) -> int:
+    """Wallets walked or queued to be (the walk's budget counts them)."""
+    return int(await conn.fetchval(
+        """SELECT count(*) FROM jobs WHERE trace_id = $1 AND kind = 'address'
+             AND (state <> 'done' OR role = 'followed')""", trace_id))
+
+
+async def add_senders(conn: Conn, trace_id: int, chain: str, senders: Sequence[tuple[str, int]]) -> None:
+    """Queue wallets to walk. One the walk already knows keeps its place, except a wallet cut at
+    the depth limit that a shorter path now reaches: it is walked after all (so the walk does not
+    depend on which worker got there first)."""
+    if not senders:
+        return
+    await conn.execute(
+        """INSERT INTO jobs (trace_id, chain, address, kind, depth)
+           SELECT $1, $2, a, 'address', d FROM unnest($3::text[], $4::int[]) AS s(a, d)
+           ON CONFLICT (trace_id, chain, address) DO UPDATE SET
+               depth = excluded.depth, state = 'pending', role = NULL, reason = NULL, lease_until = NULL,
+               updated_at = now()
+           WHERE jobs.role = 'stopped' AND jobs.reason = 'max_depth' AND excluded.depth < jobs.depth""",
+        trace_id, chain, [a for a, _ in senders], [d for _, d in senders],
+    )
+
+
+async def walk(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    """Every wallet of the walk with its role (followed, exit, stopped) and depth."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT address, chain, depth, is_seed, role, reason, entity, category, evidence::text AS evidence
+           FROM jobs WHERE trace_id = $1 AND kind = 'address' ORDER BY depth, address""", trace_id)
+    return rows
+
+
+async def set_totals(conn: Conn, trace_id: int, received: dict[str, int]) -> None:
+    """A backward trace's totals: what its seeds received in the window, per asset."""
+    await conn.execute("UPDATE traces SET totals = $2::jsonb, updated_at = now() WHERE id = $1",
+                       trace_id, {k: str(v) for k, v in received.items()})
+
+
+async def sources(conn: Conn, trace_id: int, chain: str, *, asset: str | None = None,
+                  category: str | None = None) -> list[dict[str, Any]]:
+    """The sources reached (labelled or minted), one row per (address, asset), largest first, in
+    the columns of `reads.exits` (read by sender)."""
+    rows = await conn.fetch(
+        """WITH e AS (
+               SELECT h.chain, h.from_addr, h.asset, sum(h.amount) AS amount, count(*) AS hops,
+                      count(DISTINCT h.to_addr) AS senders, min(h.depth) AS depth,
+                      min(h.block_number) AS first_block, max(h.block_number) AS last_block
+               FROM hops h
+               WHERE h.trace_id = $1 AND h.status = 'exit' AND ($3::text IS NULL OR h.asset = $3)
+               GROUP BY h.from_addr, h.asset, h.chain
+           )
+           SELECT e.from_addr AS address, e.asset, e.amount::text AS amount, e.hops, e.senders, e.depth,
+                  e.first_block, e.last_block, f.block_time AS first_time, l.block_time AS last_time,
+                  f.decimals, f.symbol, j.reason, j.entity, j.category, j.evidence::text AS evidence,
+                  coalesce(e.chain, $2) AS chain
+           FROM e
+           LEFT JOIN jobs j ON j.trace_id = $1 AND j.chain = e.chain AND j.address = e.from_addr
+           LEFT JOIN LATERAL (
+               SELECT t.block_time, t.decimals, t.symbol FROM transfers t
+               WHERE t.chain = e.chain AND t.from_addr = e.from_addr AND t.block_number = e.first_block
+                 AND t.asset = e.asset
+               ORDER BY t.block_time < 0, t.symbol IS NULL LIMIT 1) f ON true
+           LEFT JOIN LATERAL (
+               SELECT t.block_time FROM transfers t
+               WHERE t.chain = e.chain AND t.from_addr = e.from_addr AND t.block_number = e.last_block
+                 AND t.asset = e.asset
+               ORDER BY t.block_time < 0 LIMIT 1) l ON true
+           WHERE ($4::text IS NULL OR j.category = $4)""",
+        trace_id, chain, asset, category,
+    )
+    out = [dict(r) for r in rows]
+    out.sort(key=lambda r: (-int(r["amount"]), r["address"], r["asset"]))
+    return out
+
+
+async def held(conn: Conn, trace_id: int, *, asset: str | None = None) -> list[dict[str, Any]]:
+    """Money walked wallets already held when the window opened that reached the seeds (recorded
+    on their jobs by the colouring): (address, chain, depth, asset, amount)."""
+    rows = await conn.fetch(
+        """SELECT j.address, j.chain, j.depth, h.key AS asset, h.value AS amount
+           FROM jobs j CROSS JOIN LATERAL jsonb_each_text(j.evidence -> 'held') h
+           WHERE j.trace_id = $1 AND j.role = 'followed' AND j.evidence ? 'held'
+             AND ($2::text IS NULL OR h.key = $2)""",
+        trace_id, asset,
+    )
+    out = [dict(r) for r in rows]
+    out.sort(key=lambda r: (-int(r["amount"]), r["address"], r["asset"]))
+    return out
+
+
+def evidence_of(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    ev = row["evidence"]
+    if ev is None:
+        return {}
+    return dict(json.loads(ev) if isinstance(ev, str) else ev)
