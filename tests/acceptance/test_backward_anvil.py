@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from tests.anvil_support import anvil_node
 from tests.integration.test_backward import check_backward, check_screen
+from tests.integration.test_backward_trace import check_stored_backward
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.anvil.executor import execute_scenario
@@ -47,6 +48,13 @@ async def forward(db: Database, client: EvmChain, small_scenario: Scenario) -> i
 async def test_backward_on_anvil_agrees_with_the_forward_trace(db: Database, client: EvmChain,
                                                                small_scenario: Scenario, forward: int) -> None:
     await check_backward(db, client, small_scenario, forward)
+
+
+async def test_a_stored_backward_trace_on_anvil_agrees_with_the_forward_trace(
+        db: Database, client: EvmChain, small_scenario: Scenario, forward: int) -> None:
+    """POST /v1/traces direction backward, run by the API's workers against the Anvil node."""
+    figures = await check_stored_backward(db, client, small_scenario, forward)
+    print("backward vs forward on anvil:", figures)
 
 
 async def test_screen_on_anvil_reports_the_stolen_share(db: Database, client: EvmChain,

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from tests.api_support import Api, conforms, running_api
-from tests.test_backward import plain_exits
+from tests.integration.test_backward import plain_exits
 from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
