@@ -34,9 +34,9 @@ from typing import Any, Protocol
 import asyncpg
 
 from tracer.chains.records import Transfer
+from tracer.domain.labels import RISK_CATEGORIES
 from tracer.engine import backward_reach, balances
 from tracer.engine.policy import Policy
-from tracer.labels.vocab import RISK_CATEGORIES
 from tracer.store import alerts as alert_store
 from tracer.store import backward as back_store
 from tracer.store import balances as balance_store

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import html
 
+from tracer.domain.labels import RISK_CATEGORIES
 from tracer.engine import report as treport
-from tracer.labels.vocab import RISK_CATEGORIES
 
 
 def summary_html(rep: treport.Report) -> str:
