@@ -21,10 +21,11 @@ from typing import Any
 
 import asyncpg
 
-from tracer.addresses import BITCOIN, TRON, InvalidAddress, normalize_address, shape_chain
+from tracer.addresses import InvalidAddress, normalize_address, shape_chain
 from tracer.alerts.events import EVENT_TYPES, iso
 from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url
 from tracer.alerts.signing import MIN_SECRET_LENGTH, new_secret
+from tracer.domain.chains import BITCOIN, TRON
 from tracer.engine import service
 from tracer.engine.policy import Policy, PolicyError
 from tracer.store import alerts as alert_store

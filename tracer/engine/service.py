@@ -9,8 +9,9 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from tracer.addresses import BITCOIN, TRON, InvalidAddress, normalize_address
+from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.bitcoin import NETWORKS, configured_network
+from tracer.domain.chains import BITCOIN, TRON
 from tracer.engine.bridges import EVM_CHAINS
 from tracer.engine.policy import Policy, PolicyError
 from tracer.store import backward as backward_store
