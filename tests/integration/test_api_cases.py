@@ -306,3 +306,46 @@ async def test_the_trace_report_shows_the_notes_of_cases_the_reader_can_see(
     # Another team's reader gets the report without them.
     _, other, _ = await api.call("GET", f"/v1/traces/{traces[0]}/report", key=keys["bob"], expect=200)
     assert "exchange answered the subpoena" not in other and "Investigators' notes" not in other
+
+
+async def test_tags_are_removed_by_who_may_change_the_case_only(
+        api: Api, keys: dict[str, str], traces: list[int], db: Database) -> None:
+    _, case, _ = await api.call("POST", "/v1/cases", key=keys["carol"], expect=201,
+                                json={"title": "untag", "traces": traces[:1]})
+    cid = case["id"]
+    hop = await db.pool.fetchrow("SELECT transfer_id, to_addr FROM hops WHERE trace_id = $1 ORDER BY transfer_id "
+                                 "LIMIT 1", traces[0])
+    targets = [None, {"kind": "trace", "trace_id": traces[0]},
+               {"kind": "hop", "trace_id": traces[0], "transfer_id": hop["transfer_id"]},
+               {"kind": "address", "chain": "ethereum", "address": hop["to_addr"]}]
+    queries = ["", f"&kind=trace&trace_id={traces[0]}",
+               f"&kind=hop&trace_id={traces[0]}&transfer_id={hop['transfer_id']}",
+               f"&kind=address&chain=ethereum&address={hop['to_addr'].upper().replace('0X', '0x')}"]
+    for target in targets:
+        body: dict[str, Any] = {"tag": "frozen"} if target is None else {"tag": "frozen", "target": target}
+        await api.call("POST", f"/v1/cases/{cid}/tags", key=keys["carol"], expect=201, json=body)
+        await api.call("POST", f"/v1/cases/{cid}/tags", key=keys["carol"], expect=201, json={**body, "tag": "kept"})
+    _, page, _ = await api.call("GET", f"/v1/addresses/ethereum/{hop['to_addr']}", key=keys["carol"], expect=200)
+    assert cid in [c["case_id"] for c in page["cases"]]
+
+    # Another key does not see the case; a reader of the team may not change it.
+    _, p, _ = await api.call("DELETE", f"/v1/cases/{cid}/tags?tag=frozen", key=keys["bob"], expect=404)
+    assert p["detail"] == f"no case {cid}"
+    await api.call("DELETE", f"/v1/cases/{cid}/tags?tag=frozen", key=keys["dave"], expect=403)
+    _, p, _ = await api.call("DELETE", f"/v1/cases/{cid}/tags", key=keys["carol"], expect=400)
+    assert p["field"] == "tag"
+    _, p, _ = await api.call("DELETE", f"/v1/cases/{cid}/tags?tag=frozen&kind=hop&trace_id=1", key=keys["carol"],
+                             expect=400)
+    assert p["field"] == "transfer_id"
+    for q in queries:
+        await api.call("DELETE", f"/v1/cases/{cid}/tags?tag=frozen{q}", key=keys["carol"], expect=204)
+        await api.call("DELETE", f"/v1/cases/{cid}/tags?tag=frozen{q}", key=keys["carol"], expect=404)
+    _, full, _ = await api.call("GET", f"/v1/cases/{cid}", key=keys["carol"], expect=200)
+    assert sorted(t["tag"] for t in full["tags"]) == ["kept"] * 4, "only the tag named goes"
+    # An admin may untag too; the address keeps the case while a tag on it is left.
+    await api.call("DELETE", f"/v1/cases/{cid}/tags?tag=kept", key=keys["admin"], expect=204)
+    _, full, _ = await api.call("GET", f"/v1/cases/{cid}", key=keys["carol"], expect=200)
+    assert len(full["tags"]) == 3
+    audit = await db.pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'case.untag' AND target = $1",
+                                   f"case:{cid}")
+    assert audit == 5

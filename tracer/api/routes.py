@@ -70,6 +70,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/cases/{case_id}/notes", cases.list_notes, "read"),
     Route("POST", "/v1/cases/{case_id}/notes", cases.add_note, "trace"),
     Route("POST", "/v1/cases/{case_id}/tags", cases.add_tag, "trace"),
+    Route("DELETE", "/v1/cases/{case_id}/tags", cases.remove_tag, "trace"),
     Route("GET", "/v1/cases/{case_id}/timeline", cases.timeline, "read"),
     Route("GET", "/v1/connections", connections.get, "read"),
     Route("GET", "/v1/traces/{trace_id}/events", alerts.trace_events, "read"),

@@ -251,6 +251,45 @@ async def add_tag(request: web.Request) -> web.Response:
     return ok(_tag(tag), status=201)
 
 
+def _tag_target(request: web.Request) -> tuple[str, str]:
+    """(kind, stored target text) named by a DELETE's query, as `_target` stores them; not checked
+    against the case's traces and hops (a tag on a hop of a trace detached since can go too)."""
+    kind = params.enum_param(request, "kind", ("case", "trace", "address", "hop"), default="case") or "case"
+    if kind == "case":
+        return "case", ""
+    if kind == "address":
+        chain = params.chain_name(request.query.get("chain", "ethereum"))
+        text = request.query.get("address")
+        if text is None:
+            raise bad_request("address", "required with kind=address")
+        return kind, f"{chain}:{params.parse_address('address', text, chain)}"
+    trace_id = params.int_param(request, "trace_id", minimum=1)
+    if trace_id is None:
+        raise bad_request("trace_id", f"required with kind={kind}")
+    if kind == "trace":
+        return kind, str(trace_id)
+    transfer_id = params.int_param(request, "transfer_id", minimum=1)
+    if transfer_id is None:
+        raise bad_request("transfer_id", "required with kind=hop")
+    return kind, f"{trace_id}:{transfer_id}"
+
+
+async def remove_tag(request: web.Request) -> web.Response:
+    """Untag: the owner (or the team, or an admin) of the case only, like every change to it."""
+    params.reject_unknown(request, ("tag", "kind", "trace_id", "chain", "address", "transfer_id"))
+    case_id = _path_id(request, "case_id")
+    tag = params.str_param(request, "tag", max_len=64)
+    if not tag:
+        raise bad_request("tag", "required: the tag to remove")
+    kind, target = _tag_target(request)
+    async with ctx_of(request).pool.acquire() as conn:
+        await _owned_case(request, conn, case_id)
+        if not await store.remove_tag(conn, case_id, target_kind=kind, target=target, tag=tag):
+            raise not_found(f"case {case_id} has no tag {tag!r} on that {kind}")
+        await _audit(request, conn, "case.untag", case_id, tag=tag, kind=kind, target=target)
+    return web.Response(status=204)
+
+
 async def timeline(request: web.Request) -> web.Response:
     params.reject_unknown(request, ("limit",))
     case_id = _path_id(request, "case_id")
