@@ -104,18 +104,13 @@ def run(args: argparse.Namespace) -> Any:
     if args.save_only and not args.save:
         print("tracer devchain: --save-only needs --save FILE", file=sys.stderr)
         return 2
-    if getattr(args, "bitcoin", False):
-        if args.scenario or args.replay or args.save:
-            print("tracer devchain: --bitcoin generates its scenario; --scenario, --replay and --save do not apply",
-                  file=sys.stderr)
-            return 2
-        return serve_bitcoin(args)
-    if getattr(args, "tron", False):
-        if args.scenario or args.replay or args.save:
-            print("tracer devchain: --tron generates its history; --scenario, --replay and --save do not apply",
-                  file=sys.stderr)
-            return 2
-        return serve_tron(args)
+    for flag, what, serve_other in (("bitcoin", "scenario", serve_bitcoin), ("tron", "history", serve_tron)):
+        if getattr(args, flag, False):
+            if args.scenario or args.replay or args.save:
+                print(f"tracer devchain: --{flag} generates its {what}; --scenario, --replay and --save do not apply",
+                      file=sys.stderr)
+                return 2
+            return serve_other(args)
     t0 = time.monotonic()
     scenario = load_or_generate(args)
     print(f"scenario ready in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from tracer.addresses import normalize_tron
 from tracer.chains.records import NATIVE
 from tracer.chains.tron_mappers import ADDED_BLACKLIST, TRANSFER_TOPIC, TRC10_PREFIX
+from tracer.devchain.scenario import ScenarioLabel
 
 CHAIN = "tron"
 MAINNET_GENESIS = "00000000000000001ebf88508a03865c71d452e25f4d51194196a1d22b6653dc"
@@ -76,13 +77,6 @@ class TronBlockSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class TronLabel:
-    address: str
-    entity: str
-    category: str
-
-
-@dataclass(frozen=True, slots=True)
 class Deposit:
     address: str
     entity: str
@@ -110,7 +104,7 @@ class TronStory:
     chain: str
     seeds: list[str]
     blocks: list[TronBlockSpec]
-    labels: list[TronLabel]
+    labels: list[ScenarioLabel]
     truth: TronTruth
     token_meta: dict[str, tuple[int, str]]  # TRC-20 contract or trc10:<id> -> (decimals, symbol)
     trx: dict[str, int] = field(default_factory=dict)  # the state at the head
@@ -231,7 +225,7 @@ def generate(seed: int = 24) -> TronStory:
     )
     story = TronStory(
         chain=CHAIN, seeds=[thief], blocks=b.blocks,
-        labels=[TronLabel(hot_b, "Binance", "exchange"), TronLabel(hot_o, "OKX", "exchange")],
+        labels=[ScenarioLabel(hot_b, "Binance", "exchange"), ScenarioLabel(hot_o, "OKX", "exchange")],
         truth=truth, token_meta={usdt: (6, "USDT"), trc10: (6, "BTT")}, contracts={USDT, a["router"]},
     )
     apply_state(story)

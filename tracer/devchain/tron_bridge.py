@@ -37,7 +37,6 @@ from tracer.devchain.tron import (
     USDT,
     Deposit,
     StoryBuilder,
-    TronLabel,
     TronStory,
     TronTruth,
     TronTxn,
@@ -137,7 +136,7 @@ def generate(seed: int = 7) -> SwapToTron:
                        stranger_paid, None, "", "")
     tron = TronStory(
         chain=CHAIN, seeds=[], blocks=b.blocks,
-        labels=[TronLabel(a["hot_binance"], "Binance", "exchange"), TronLabel(a["hot_okx"], "OKX", "exchange")],
+        labels=[ScenarioLabel(a["hot_binance"], "Binance", "exchange"), ScenarioLabel(a["hot_okx"], "OKX", "exchange")],
         truth=TronTruth(deposits=[Deposit(a["dep_binance"], "Binance", {USDT: usdt_paid}),
                                   Deposit(a["dep_okx"], "OKX", {NATIVE: trx_paid})],
                         freeze=None, hot_wallets={"Binance": a["hot_binance"], "OKX": a["hot_okx"]}, stolen={}),

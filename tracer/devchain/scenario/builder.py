@@ -126,6 +126,16 @@ class Builder:
         new_tx = ScenarioTx
         block = 0
         last = max(events, default=0)
+
+        def sweep_later(who: str, hot: str, asset: str) -> None:
+            # An exchange sweeps a deposit address soon after money lands on it.
+            nonlocal last
+            pending.add((who, asset))
+            when = block + 1 + int(rand() * delay_max)
+            sweep_kind = KIND_NATIVE if asset == NATIVE else KIND_TOKEN
+            sweeps.setdefault(when, []).append((sweep_kind, who, hot, asset, ALL, False, True, (), None))
+            last = max(last, when)
+
         while block < last:
             block += 1
             due = sweeps.pop(block, None)
@@ -136,21 +146,16 @@ class Builder:
             if not batch:
                 continue
             txs: list[ScenarioTx] = []
-            for kind, sender, to, asset, amount, strict, ok, payouts, extra in batch:
+            for ev in batch:
+                kind, sender, to, asset, amount, strict, ok, payouts, extra = ev
                 if kind >= KIND_WITHDRAW:
                     # Contract payouts (mixer, swap, bridge): rare, so a general path is fine here.
-                    tx = self._service_tx(block, kind, sender, to, asset, amount, strict, ok, payouts, extra,
-                                          per_asset)
+                    tx = self._service_tx(block, ev, per_asset)
                     if tx is not None:
                         txs.append(tx)
                         for frm, who, moved_asset, _ in tx.transfers():
                             if frm != sender and who in sweeps_to and (who, moved_asset) not in pending:
-                                pending.add((who, moved_asset))
-                                when = block + 1 + int(rand() * delay_max)
-                                sweep_kind = KIND_NATIVE if moved_asset == NATIVE else KIND_TOKEN
-                                sweeps.setdefault(when, []).append(
-                                    (sweep_kind, who, sweeps_to[who], moved_asset, ALL, False, True, (), None))
-                                last = max(last, when)
+                                sweep_later(who, sweeps_to[who], moved_asset)
                     continue
                 bal = per_asset.get(asset)
                 if bal is None:
@@ -185,12 +190,7 @@ class Builder:
                     bal[who] = bal.get(who, 0) + value
                     hot = sweeps_to.get(who)
                     if hot is not None and (who, asset) not in pending:
-                        # An exchange sweeps a deposit address soon after money lands on it.
-                        pending.add((who, asset))
-                        when = block + 1 + int(rand() * delay_max)
-                        sweep_kind = KIND_NATIVE if asset == NATIVE else KIND_TOKEN
-                        sweeps.setdefault(when, []).append((sweep_kind, who, hot, asset, ALL, False, True, (), None))
-                        last = max(last, when)
+                        sweep_later(who, hot, asset)
             if txs:
                 out[block] = txs
         self.balances = {(a, asset): v for asset, bal in per_asset.items() for a, v in bal.items()}
@@ -198,22 +198,10 @@ class Builder:
             self.last_block = max(self.last_block, max(out))
         return out
 
-    def _service_tx(
-        self,
-        block: int,
-        kind: int,
-        sender: str,
-        to: str,
-        asset: str,
-        amount: int,
-        strict: bool,
-        ok: bool,
-        payouts: tuple[tuple[str, int], ...],
-        extra: Extra | None,
-        per_asset: dict[str, dict[str, int]],
-    ) -> ScenarioTx | None:
+    def _service_tx(self, block: int, ev: Event, per_asset: dict[str, dict[str, int]]) -> ScenarioTx | None:
         """Execute a withdrawal, swap or bridge deposit: every debit must be covered, else the
         transaction is a generator bug (strict) or is skipped (noise)."""
+        kind, sender, to, asset, amount, strict, ok, payouts, extra = ev
         memo, gas, tag = extra if extra is not None else ("", 0, "")
         if kind == KIND_SWAP:
             tx = ScenarioTx(kind, sender, to, amount, asset, payouts, ok, 0, memo)
