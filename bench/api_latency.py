@@ -5,10 +5,20 @@ engine run — then starts a real `tracer serve` process and drives it from this
 concurrent clients (default 50) for a fixed time per endpoint. Hop pages are drawn at random from
 cursors collected at both ends of both sort orders plus filtered pages (per depth, per asset), so
 the indexes are read at many places, not one hot first page. Exits are measured twice: as served
-(finished traces' exit lists are cached in the server) and with that cache off. Prints a table
-and writes bench/results/api_latency.json.
+(finished traces' exit lists are cached in the server) and with that cache off. Exits of a running trace
+(never cached, dollars deferred past TRACER_API_LIVE_USD_MAX_HOPS) are measured a third way.
+
+Side by side: with --before REF (default: the commit before the #22 API work) the same load runs,
+endpoint by endpoint and one version right after the other, against a server of that commit (a git
+worktree of it, with its own database migrated by its own migrations: `<db>_before`; the database
+of this code is a copy of it migrated forward, so both hold the same rows). Each run records the
+load average before it: the figures are comparable within one run, not across machines. A short
+profile of each version follows (one client, the server under cProfile): server CPU per page split
+by where it went (SQL driver, JSON, serialising, pricing, aiohttp), and the wall time left for
+Postgres. Prints tables and writes bench/results/api_latency.json.
 
     python bench/api_latency.py --database-url postgresql://postgres@127.0.0.1/tracer_bench
+    python bench/api_latency.py --before none --database-url …   # this code only
     python bench/api_latency.py --smoke --database-url …   # tiny and quick (the test suite runs it)
 
 The synthetic trace is reused by later runs on the same database (found by its label); --fresh
@@ -20,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pstats
 import random
 import re
 import signal
@@ -43,11 +54,15 @@ from common import write_result  # noqa: E402
 
 from tracer.store import keys as key_store  # noqa: E402
 from tracer.store.db import Database  # noqa: E402
+from tracer.store.embedded import ensure_database  # noqa: E402
+from tracer.store.urls import database_name, quote_ident, with_database  # noqa: E402
 
 CHAIN = "ethereum"
 TOKEN = "0xdac17f958d2ee523a2206206994597c13d831ec7"
 EXIT_ENTITIES = 25
 EXIT_ADDRESSES = 200
+#: The code before the #22 API work (dollars on every page, exits aggregated per request).
+BEFORE = "3ad345b~1"
 
 
 def _addr(i: int) -> str:
@@ -109,6 +124,7 @@ async def synthesise(pool: asyncpg.Pool, hops: int, label: str) -> int:
             columns=["trace_id", "transfer_id", "from_addr", "to_addr", "asset", "block_number", "depth", "amount",
                      "share", "kind", "status", "reason"], timeout=1800)
         del hop_rows
+        await conn.execute("UPDATE traces SET hop_count = $2 WHERE id = $1", trace_id, hops)
         await conn.executemany(
             """INSERT INTO jobs (trace_id, address, kind, depth, is_seed, state, role, reason, entity, category)
                VALUES ($1, $2, 'address', $3, $4, 'done', $5, $6, $7, $8)""",
@@ -131,6 +147,8 @@ async def find_or_make_trace(pool: asyncpg.Pool, hops: int, fresh: bool) -> tupl
         if found is not None:
             n = await pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", found)
             if n == hops:
+                # The count a worker keeps (deciding whether a running trace's dollars are deferred).
+                await pool.execute("UPDATE traces SET hop_count = $2 WHERE id = $1 AND hop_count <> $2", found, n)
                 return int(found), 0.0
     started = time.monotonic()
     trace_id = await synthesise(pool, hops, label)
@@ -140,16 +158,20 @@ async def find_or_make_trace(pool: asyncpg.Pool, hops: int, fresh: bool) -> tupl
 # ------------------------------------------------------------------------------ server and load
 
 
-def start_server(database_url: str, log_path: Path, **env_extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    """A real `tracer serve` process on a free port. Its stderr goes to a file: a pipe nobody
-    drains would fill up and stall the server mid-benchmark."""
-    env = dict(os.environ, TRACER_LOG_LEVEL="WARNING", DATABASE_URL=database_url, **env_extra)
+def start_server(database_url: str, log_path: Path, tree: Path = ROOT, profile: Path | None = None,
+                 **env_extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `tracer serve` process of the code in `tree` on a free port (under cProfile when
+    `profile` is given). Its stderr goes to a file: a pipe nobody drains would fill up and stall
+    the server mid-benchmark."""
+    env = dict(os.environ, TRACER_LOG_LEVEL="WARNING", DATABASE_URL=database_url, PYTHONPATH=str(tree),
+               **env_extra)
     env.pop("TRACER_RPC_URL", None)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tracer.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                                 "--database-url", database_url], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=log)
+        proc = subprocess.Popen([sys.executable, *prof, "-m", "tracer.cli", "serve", "--host", "127.0.0.1",
+                                 "--port", "0", "--database-url", database_url], cwd=tree, env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         m = re.search(r"listening on (http://\S+)", log_path.read_text(errors="replace"))
@@ -249,58 +271,270 @@ async def load(session: aiohttp.ClientSession, base: str, name: str, urls: list[
     return result
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    db = await Database.connect(args.database_url, max_size=4)
+# ------------------------------------------------------------------------------ versions side by side
+
+
+@dataclass
+class Version:
+    name: str  # "before" | "after"
+    tree: Path
+    commit: str
+    database_url: str
+    key: str = ""
+    key_id: str = ""
+
+
+def _git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def before_tree(ref: str) -> tuple[Path, str]:
+    """A detached git worktree of `ref` (kept for later runs), and its commit id."""
+    commit = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    tree = Path(tempfile.gettempdir()) / f"tracer-bench-before-{commit[:12]}"
+    if not (tree / "tracer").is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), commit], cwd=ROOT, check=True,
+                       capture_output=True)
+    return tree, commit
+
+
+def _code_commit() -> str:
+    commit = _git("rev-parse", "HEAD")
+    return commit + ("+dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+async def _database_exists(server_url: str, name: str) -> bool:
+    conn = await asyncpg.connect(server_url)
+    try:
+        return bool(await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", name))
+    finally:
+        await conn.close()
+
+
+async def prepare(args: argparse.Namespace) -> tuple[list[Version], int, float]:
+    """The databases and the trace: the previous code's database holds the synthesised trace under
+    its own migrations; this code's is a copy of it migrated forward (its trace_exits backfilled by
+    migration 019 as on any upgraded database)."""
+    after_url = args.database_url
+    if args.before in ("", "none"):
+        db = await Database.connect(after_url, max_size=4)
+        try:
+            trace_id, synth_s = await find_or_make_trace(db.pool, args.hops, args.fresh)
+        finally:
+            await db.close()
+        return [Version("after", ROOT, _code_commit(), after_url)], trace_id, synth_s
+    tree, commit = before_tree(args.before)
+    name = database_name(after_url)
+    before_url = with_database(after_url, f"{name}_before")
+    server = with_database(after_url, "postgres")
+    await ensure_database(server, f"{name}_before")
+    db = await Database.connect(before_url, max_size=4, migrations_dir=tree / "schemas" / "migrations")
     try:
         trace_id, synth_s = await find_or_make_trace(db.pool, args.hops, args.fresh)
+    finally:
+        await db.close()
+    if synth_s or not await _database_exists(server, name):
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}")
+            await conn.execute(f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(name + '_before')}")
+        finally:
+            await conn.close()
+    db = await Database.connect(after_url, max_size=2)  # migrations of this code (019: trace_exits)
+    await db.close()
+    return [Version("before", tree, commit, before_url), Version("after", ROOT, _code_commit(), after_url)], \
+        trace_id, synth_s
+
+
+async def _with_key(v: Version, trace_id: int) -> tuple[int, int]:
+    db = await Database.connect(v.database_url, max_size=2, migrate=False)
+    try:
         async with db.pool.acquire() as conn:
-            bench_key, key = await key_store.create_key(conn, "bench", ["read"], created_by="bench")
-        hop_count = await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id)
-        exit_count = await db.pool.fetchval(
+            bench_key, v.key = await key_store.create_key(conn, "bench", ["read"], created_by="bench")
+            v.key_id = bench_key.key_id
+        hops = await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id)
+        exits = await db.pool.fetchval(
             "SELECT count(DISTINCT (to_addr, asset)) FROM hops WHERE trace_id = $1 AND status = 'exit'", trace_id)
+        return int(hops), int(exits)
     finally:
         await db.close()
-    timeout = aiohttp.ClientTimeout(total=60)
+
+
+async def _set_status(v: Version, trace_id: int, status: str) -> None:
+    conn = await asyncpg.connect(v.database_url)
+    try:
+        await conn.execute("UPDATE traces SET status = $2 WHERE id = $1", trace_id, status)
+    finally:
+        await conn.close()
+
+
+def _session(v: Version, clients: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients), headers={"X-API-Key": v.key},
+                                 timeout=aiohttp.ClientTimeout(total=600))
+
+
+async def _first(session: aiohttp.ClientSession, url: str) -> None:
+    """One request on its own first: a finished trace's dollars are summed once per server (every
+    hop priced, tens of seconds on a million hops) and kept; the load measures the requests after."""
+    async with session.get(url) as r:
+        await r.read()
+
+
+async def measure(args: argparse.Namespace, versions: list[Version], trace_id: int) -> dict[str, Any]:
+    """Each endpoint on each version, one version right after the other."""
+    out: dict[str, dict[str, Any]] = {v.name: {} for v in versions}
     exits_url = [f"/v1/traces/{trace_id}/exits"]
-    proc, base = start_server(args.database_url, args.server_log)
+    urls: dict[str, list[str]] = {}
+
+    def record(v: Version, key: str, result: Result) -> None:
+        out[v.name][key] = {**result.summary(), "load_average_before": [round(x, 2) for x in os.getloadavg()]}
+
+    for v in versions:  # the default server: cached exits and pages of hops
+        proc, base = start_server(v.database_url, args.server_log, v.tree)
+        try:
+            async with _session(v, args.clients) as session:
+                urls[v.name] = await collect_cursors(session, base, trace_id, args.pages)
+                await _first(session, base + exits_url[0])
+                await load(session, base, "warmup", exits_url + urls[v.name][:10], args.clients,
+                           min(2.0, args.seconds / 2), proc.pid)
+                record(v, "exits", await load(session, base, "GET /exits", exits_url, args.clients, args.seconds,
+                                              proc.pid))
+                load_avg = [round(x, 2) for x in os.getloadavg()]
+                hops = await load(session, base, "GET /hops page (100)", urls[v.name], args.clients, args.seconds,
+                                  proc.pid)
+                out[v.name]["hops_page"] = {**hops.summary(), "load_average_before": load_avg}
+        finally:
+            stop_server(proc)
+    # No rendered exits kept: every request reads the exits (and, for the finished trace, the
+    # dollars summed once per server); then the same trace as if still running (never cached,
+    # its dollars deferred past TRACER_API_LIVE_USD_MAX_HOPS).
+    for v in versions:
+        proc, base = start_server(v.database_url, args.server_log, v.tree, TRACER_API_EXITS_CACHE="0")
+        try:
+            async with _session(v, args.clients) as session:
+                await _first(session, base + exits_url[0])
+                await load(session, base, "warmup", exits_url, args.clients, min(1.0, args.seconds / 4), proc.pid)
+                record(v, "exits_uncached", await load(session, base, "GET /exits (no cache)", exits_url,
+                                                       args.clients, args.seconds, proc.pid))
+                await _set_status(v, trace_id, "running")
+                try:
+                    await load(session, base, "warmup", exits_url, args.clients, min(1.0, args.seconds / 4),
+                               proc.pid)
+                    record(v, "exits_running", await load(session, base, "GET /exits (running)", exits_url,
+                                                          args.clients, args.seconds, proc.pid))
+                finally:
+                    await _set_status(v, trace_id, "done")
+        finally:
+            stop_server(proc)
+    return {"results": out, "hop_page_urls": len(next(iter(urls.values())))}
+
+
+# Where a profiled server's CPU went, by the file of the function that spent it (tottime); C
+# functions (file "~") by their name. The event loop's wait in epoll is idle time, left out.
+PARTS = (("SQL driver (asyncpg)", ("asyncpg",)), ("JSON encoding", ("json/", "orjson", "dumps", "encode")),
+         ("serialising rows (api/serialize)", ("api/serialize",)),
+         ("dollars (pricing, Decimal)", ("engine/pricing", "decimal", "Decimal", "api/usd", "store/prices")),
+         ("EIP-55 checksums", ("eth_utils", "eth_hash", "addresses.py", "keccak")),
+         ("HTTP (aiohttp, yarl, multidict)", ("aiohttp", "yarl", "multidict")),
+         ("handlers, store and the rest", ("",)))
+
+
+def cpu_parts(prof: Path) -> dict[str, float]:
+    parts: dict[str, float] = {name: 0.0 for name, _ in PARTS}
+    stats = pstats.Stats(str(prof))
+    for (path, _, func), row in stats.stats.items():  # type: ignore[attr-defined]
+        where = func if path == "~" else path
+        if "epoll" in where or "select" in where:
+            continue
+        for name, needles in PARTS:
+            if any(n in where for n in needles):
+                parts[name] += row[2]
+                break
+    return parts
+
+
+async def profile(args: argparse.Namespace, versions: list[Version], trace_id: int) -> dict[str, Any]:
+    """One client, `args.profile_pages` pages of hops in a row, the server under cProfile."""
+    out: dict[str, Any] = {}
+    rng = random.Random(7)
+    for v in versions:
+        prof = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}.prof"
+        prof.unlink(missing_ok=True)
+        proc, base = start_server(v.database_url, args.server_log, v.tree, profile=prof)
+        try:
+            async with _session(v, 1) as session:
+                urls = await collect_cursors(session, base, trace_id, args.pages)
+                for u in urls[:20]:  # warm: plans, pools, caches
+                    await _first(session, base + u)
+                cpu0, started = cpu_seconds(proc.pid), time.perf_counter()
+                for _ in range(args.profile_pages):
+                    await _first(session, base + rng.choice(urls))
+                wall = time.perf_counter() - started
+                cpu = cpu_seconds(proc.pid) - cpu0
+        finally:
+            stop_server(proc)
+        parts = cpu_parts(prof) if prof.exists() else {}
+        total = sum(parts.values()) or 1.0
+        n = args.profile_pages
+        out[v.name] = {
+            "pages": n, "wall_ms_per_page": round(wall * 1000 / n, 2),
+            "server_cpu_ms_per_page": round(cpu * 1000 / n, 2),
+            # Wall time the server spent not on its CPU: waiting for Postgres (one client, so no queueing).
+            "waiting_ms_per_page": round(max(0.0, wall - cpu) * 1000 / n, 2),
+            # cProfile's own overhead inflates CPU; the shares are what matters.
+            "cpu_share_by_part": {k: round(x / total, 3) for k, x in parts.items()},
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        }
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    versions, trace_id, synth_s = await prepare(args)
+    hop_count, exit_count = 0, 0
+    for v in versions:
+        hop_count, exit_count = await _with_key(v, trace_id)
     try:
-        connector = aiohttp.TCPConnector(limit=args.clients)
-        async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}, timeout=timeout) as session:
-            urls = await collect_cursors(session, base, trace_id, args.pages)
-            # Warm the server (imports, pool connections, plan caches) before measuring.
-            await load(session, base, "warmup", exits_url + urls[:10], args.clients, min(2.0, args.seconds / 2),
-                       proc.pid)
-            exits = await load(session, base, "GET /exits", exits_url, args.clients, args.seconds, proc.pid)
-            hops = await load(session, base, "GET /hops page (100)", urls, args.clients, args.seconds, proc.pid)
+        measured = await measure(args, versions, trace_id)
+        profiled = await profile(args, versions, trace_id) if args.profile_pages else {}
     finally:
-        stop_server(proc)
-    # The same exits request on a server that keeps no rendered exits: every request runs the
-    # aggregate over the trace's exit hops in Postgres.
-    proc, base = start_server(args.database_url, args.server_log, TRACER_API_EXITS_CACHE="0")
-    try:
-        connector = aiohttp.TCPConnector(limit=args.clients)
-        async with aiohttp.ClientSession(connector=connector, headers={"X-API-Key": key}, timeout=timeout) as session:
-            await load(session, base, "warmup", exits_url, args.clients, min(1.0, args.seconds / 4), proc.pid)
-            exits_uncached = await load(session, base, "GET /exits (no cache)", exits_url, args.clients,
-                                        args.seconds, proc.pid)
-    finally:
-        stop_server(proc)
-    db = await Database.connect(args.database_url, max_size=2)
-    try:  # the benchmark's key is not left usable behind it
-        async with db.pool.acquire() as conn:
-            await key_store.revoke_key(conn, bench_key.key_id)
-    finally:
-        await db.close()
+        for v in versions:  # the benchmark's keys are not left usable behind it
+            db = await Database.connect(v.database_url, max_size=2, migrate=False)
+            try:
+                async with db.pool.acquire() as conn:
+                    await key_store.revoke_key(conn, v.key_id)
+            finally:
+                await db.close()
+    after = measured["results"]["after"]
     return {
         "benchmark": "api_latency", "smoke": args.smoke, "trace_id": trace_id, "hops_in_trace": hop_count,
         "exit_rows": exit_count, "synthesis_seconds": round(synth_s, 1), "clients": args.clients,
-        "seconds_per_endpoint": args.seconds, "hop_page_urls": len(urls),
+        "seconds_per_endpoint": args.seconds, "hop_page_urls": measured["hop_page_urls"],
         # What is measured: the API over a trace synthesised by COPY, not one the engine traced.
         "trace_source": "synthesised with COPY (no engine run)",
         "postgres": {"version": await _server_version(args.database_url)},
-        "results": {"exits": exits.summary(), "exits_uncached": exits_uncached.summary(),
-                    "hops_page": hops.summary()},
+        "versions": {v.name: {"commit": v.commit, "tree": str(v.tree)} for v in versions},
+        # This code's figures (what the README row shows), then each version's side by side.
+        "results": after,
+        "side_by_side": measured["results"],
+        "profile": profiled,
+        "targets": targets(after),
     }
+
+
+TARGETS = {"hops_page": (1500.0, 60.0), "exits_running": (None, 60.0)}
+
+
+def targets(after: dict[str, Any]) -> dict[str, Any]:
+    """#22: a page of 100 hops >= 1,500 req/s with p99 <= 60 ms at 50 clients on 1M hops; exits of
+    a running trace p99 <= 60 ms, uncached."""
+    out: dict[str, Any] = {}
+    for key, (rps, p99) in TARGETS.items():
+        r = after.get(key)
+        if r is None:
+            continue
+        met_rps = rps is None or r["requests_per_s"] >= rps
+        out[key] = {"requests_per_s_target": rps, "p99_ms_target": p99, "met": bool(met_rps and r["p99_ms"] <= p99)}
+    return out
 
 
 async def _server_version(url: str) -> str:
@@ -311,17 +545,33 @@ async def _server_version(url: str) -> str:
         await conn.close()
 
 
+ROWS = (("GET /traces/{id}/exits", "exits"), ("  same, exits cache off", "exits_uncached"),
+        ("  same, trace running", "exits_running"), ("GET /traces/{id}/hops", "hops_page"))
+
+
 def print_table(report: dict[str, Any]) -> None:
     print(f"\nAPI latency: trace #{report['trace_id']} with {report['hops_in_trace']:,} hops, "
           f"{report['exit_rows']} exit rows, {report['clients']} concurrent clients, "
           f"{report['seconds_per_endpoint']} s per endpoint")
-    print(f"{'endpoint':<26} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
-          f"{'server CPU ms/req':>18}")
-    for name, key in (("GET /traces/{id}/exits", "exits"), ("  same, exits cache off", "exits_uncached"),
-                      ("GET /traces/{id}/hops", "hops_page")):
-        r = report["results"][key]
-        print(f"{name:<26} {r['requests']:>9} {r['requests_per_s']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
-              f"{r['errors']:>7} {r['server_cpu_ms_per_request']:>18}")
+    for name, v in report["versions"].items():
+        print(f"  {name}: {v['commit']}")
+    print(f"{'endpoint':<26} {'code':<7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+          f"{'CPU ms/req':>11} {'load avg':>8}")
+    for label, key in ROWS:
+        for version, results in report["side_by_side"].items():
+            r = results.get(key)
+            if r is None:
+                continue
+            print(f"{label:<26} {version:<7} {r['requests']:>9} {r['requests_per_s']:>8} {r['p50_ms']:>8} "
+                  f"{r['p99_ms']:>8} {r['errors']:>7} {r['server_cpu_ms_per_request']:>11} "
+                  f"{r['load_average_before'][0]:>8}")
+    for version, p in report["profile"].items():
+        parts = ", ".join(f"{k} {v:.0%}" for k, v in p["cpu_share_by_part"].items() if v >= 0.01)
+        print(f"profile {version}: a page {p['wall_ms_per_page']} ms wall with one client, "
+              f"{p['server_cpu_ms_per_page']} ms server CPU (under cProfile), {p['waiting_ms_per_page']} ms "
+              f"waiting for Postgres; CPU: {parts}")
+    for key, t in report["targets"].items():
+        print(f"target {key}: {'met' if t['met'] else 'NOT met'}")
 
 
 def main() -> int:
@@ -333,12 +583,18 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=15.0, help="load time per endpoint")
     p.add_argument("--pages", type=int, default=200, help="hop pages walked (over four sort orders) to draw from")
     p.add_argument("--fresh", action="store_true", help="synthesise a new trace even if one exists")
+    p.add_argument("--before", default=None,
+                   help=f"git ref of the previous code to run side by side (default {BEFORE}; with --smoke "
+                        "none); 'none': this code only")
+    p.add_argument("--profile-pages", type=int, default=300, help="pages of hops in the profile (0: none)")
     p.add_argument("--smoke", action="store_true", help="tiny and quick: 3,000 hops, 5 clients, 1 s each")
     p.add_argument("--out", type=Path, default=None, help="result file (default bench/results/api_latency.json)")
     args = p.parse_args()
+    if args.before is None:
+        args.before = "none" if args.smoke else BEFORE
     args.server_log = Path(tempfile.gettempdir()) / f"tracer-api-latency-{os.getpid()}.log"
     if args.smoke:
-        args.hops, args.clients, args.seconds, args.pages = 3000, 5, 1.0, 8
+        args.hops, args.clients, args.seconds, args.pages, args.profile_pages = 3000, 5, 1.0, 8, 20
     if not args.database_url:
         p.error("--database-url (or DATABASE_URL) is required: the benchmark writes a million rows")
     report = asyncio.run(run(args))

@@ -60,8 +60,26 @@ def _api(r: Result) -> tuple[str, str]:
     what = (f"API under load, over a trace **synthesised with COPY** (not an engine run): {n(r['hops_in_trace'])} "
             f"hops, {r['clients']} concurrent clients, {r['seconds_per_endpoint']:.0f} s per endpoint")
     res = r["results"]
-    fig = (f"exits {_endpoint(res['exits'])} (exits cache off: {_endpoint(res['exits_uncached'])}); page of 100 "
-           f"hops {_endpoint(res['hops_page'])}; {sum(e['errors'] for e in res.values())} errors")
+    side = r.get("side_by_side", {})
+    before = side.get("before", {})
+    if before:
+        what += (f"; side by side with the previous code ({r['versions']['before']['commit'][:7]}) in the same run, "
+                 f"load average {res['hops_page']['load_average_before'][0]:.1f} on a shared machine")
+
+    def both(key: str) -> str:
+        text = _endpoint(res[key])
+        return text + (f" (before: {_endpoint(before[key])})" if key in before else "")
+
+    fig = f"page of 100 hops {both('hops_page')}"
+    if "exits_running" in res:
+        fig += f"; exits of a running trace {both('exits_running')}"
+    fig += (f"; exits cache off {both('exits_uncached')}; exits cached {both('exits')}; "
+            f"{sum(e['errors'] for e in res.values())} errors")
+    for key, t in r.get("targets", {}).items():
+        goal = " and ".join(x for x in (f"≥ {n(t['requests_per_s_target'])} req/s" if t["requests_per_s_target"]
+                                        else "", f"p99 ≤ {t['p99_ms_target']:.0f} ms") if x)
+        name = "page" if key == "hops_page" else "running exits"
+        fig += f"; target {name} {goal}: **{'met' if t['met'] else 'not met'}**"
     return what, fig
 
 

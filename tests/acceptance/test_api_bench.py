@@ -28,6 +28,6 @@ async def test_api_latency_smoke(database_url: str, tmp_path: Path) -> None:
     assert "req/s" in text and "p99 ms" in text
     report = json.loads(out.read_text())
     assert report["hops_in_trace"] == 3000
-    for name in ("exits", "exits_uncached", "hops_page"):
+    for name in ("exits", "exits_uncached", "exits_running", "hops_page"):
         r = report["results"][name]
         assert r["requests"] > 0 and r["errors"] == 0 and 0 < r["p50_ms"] <= r["p99_ms"]

@@ -19,6 +19,7 @@ import asyncpg
 
 from tracer.addresses import checksum
 from tracer.domain.chains import native_unit
+from tracer.domain.records import ExitRow
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import LABEL_REASON_PREFIX, Reason
 
@@ -156,34 +157,33 @@ def recognised_by(reason: str | None, evidence: dict[str, Any] | None) -> dict[s
     return {"method": "other", "source": reason, "evidence": evidence}
 
 
-def exit_line(chain: str, row: asyncpg.Record, totals: Mapping[str, int],
+def exit_line(chain: str, row: ExitRow, totals: Mapping[str, int],
               usd: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One off-ramp; `chain` is the trace's own (its totals are in that chain's units: an exit on
     a chain the trace continued into has no share of them)."""
     home = chain
-    chain = row.get("chain") or chain
-    raw = int(row["amount"])
-    total = totals.get(row["asset"], 0) if chain == home else 0
-    evidence = json.loads(row["evidence"]) if row["evidence"] else None
+    chain = row.chain or chain
+    raw = row.amount
+    total = totals.get(row.asset, 0) if chain == home else 0
     out = {
         "chain": chain,
-        "address": row["address"],
-        "address_checksum": checksummed(row["address"]),
-        "entity": row["entity"],
-        "category": row["category"],
-        "reason": row["reason"],
-        "recognised_by": recognised_by(row["reason"], evidence),
+        "address": row.address,
+        "address_checksum": checksummed(row.address),
+        "entity": row.entity,
+        "category": row.category,
+        "reason": row.reason,
+        "recognised_by": recognised_by(row.reason, row.evidence),
         # A ratio, not money: a JSON number is fine here, rounded so it reads as what it is.
         "share": round(raw / total, 9) if total else 0.0,
-        "paths": int(row["hops"]),
-        "senders": int(row["senders"]),
-        "depth": row["depth"],
-        "first_seen": iso(row["first_time"]),
-        "last_seen": iso(row["last_time"]),
-        "first_block": row["first_block"],
-        "last_block": row["last_block"],
+        "paths": row.hops,
+        "senders": row.senders,
+        "depth": row.depth,
+        "first_seen": iso(row.first_time),
+        "last_seen": iso(row.last_time),
+        "first_block": row.first_block,
+        "last_block": row.last_block,
     }
-    out.update(amount(chain, row["asset"], raw, row["symbol"], row["decimals"]))
+    out.update(amount(chain, row.asset, raw, row.symbol, row.decimals))
     out.update(usd or {"usd": None, "usd_share": None})
     return out
 

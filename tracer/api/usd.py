@@ -81,4 +81,4 @@ async def trace_summary(ctx: ApiContext, row: Any) -> dict[str, Any] | None:
         return None
     reached = d.exits_total.usd
     return {"seeds": usd_text(d.seeds.usd), "exits": usd_text(reached), "exits_share": d.share(reached),
-            "unpriced_hops": sum(1 for v in d.values.values() if v.usd is None)}
+            "unpriced_hops": d.unpriced_hops}

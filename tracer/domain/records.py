@@ -65,3 +65,27 @@ class ChainWindow:
     chain: str
     from_block: int
     to_block: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRow:
+    """One off-ramp a trace reached: the sums of its exit hops into one address in one asset
+    (trace_exits), the trace's verdict on the address (jobs) and its first and last transfer."""
+
+    chain: str
+    address: str
+    asset: str
+    amount: int  # raw units
+    hops: int
+    senders: int
+    depth: int
+    first_block: int
+    last_block: int
+    first_time: int | None
+    last_time: int | None
+    decimals: int | None
+    symbol: str | None
+    reason: str | None
+    entity: str | None
+    category: str | None
+    evidence: dict[str, Any] | None

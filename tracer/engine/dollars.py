@@ -5,6 +5,7 @@ followed (flagged in, not yet out). A sum with an unpriced hop is unknown, and s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -61,6 +62,11 @@ class TraceDollars:
         if usd is None or not seeds:
             return None
         return float(usd / seeds)
+
+    @functools.cached_property
+    def unpriced_hops(self) -> int:
+        """Hops without a price (counted once: a 1M-hop trace's exits are asked for many times)."""
+        return sum(1 for v in self.values.values() if v.usd is None)
 
     @property
     def exits_total(self) -> Usd:

@@ -189,26 +189,27 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
     g = tgraph.build(hops, trace["chain"]) if hops and exit_rows else None
     exits: list[ExitLine] = []
     for r in exit_rows:
-        asset = r["asset"]
-        chain = r["chain"] or trace["chain"]
+        asset = r.asset
+        chain = r.chain
         home = chain == trace["chain"]
-        sym, dec = symbols.get(asset, (r["symbol"] or asset[:10], r["decimals"])) if home else (
-            r["symbol"] or asset[:10], r["decimals"])
+        sym, dec = symbols.get(asset, (r.symbol or asset[:10], r.decimals)) if home else (
+            r.symbol or asset[:10], r.decimals)
         if asset == NATIVE:
             sym, dec = native_unit(chain)
-        amount = int(r["amount"])
+        amount = r.amount
         # The totals are in the trace's own chain's units: an exit elsewhere has no share of them.
         total = totals.get(asset, 0) if home else 0
         line = ExitLine(
-            address=r["address"], entity=r["entity"], category=r["category"], reason=r["reason"], asset=asset,
-            symbol=sym, decimals=dec, amount=amount, share=(amount / total) if total else 0.0, hops=r["hops"],
-            first_time=r["first_time"], last_time=r["last_time"], evidence=r["evidence"], chain=chain,
+            address=r.address, entity=r.entity, category=r.category, reason=r.reason, asset=asset,
+            symbol=sym, decimals=dec, amount=amount, share=(amount / total) if total else 0.0, hops=r.hops,
+            first_time=-1 if r.first_time is None else r.first_time,
+            last_time=-1 if r.last_time is None else r.last_time, evidence=r.evidence, chain=chain,
         )
         if backward:
             line.evidence = back_store.evidence_of(r) or None
             line.path = _steps((line.evidence or {}).get("path") or [], hops, chain)
         elif g is not None:
-            paths = tgraph.paths_to(g, list(trace["seeds"]), r["address"], limit=1, chain=trace["chain"],
+            paths = tgraph.paths_to(g, list(trace["seeds"]), r.address, limit=1, chain=trace["chain"],
                                     target_chain=chain)
             if paths:
                 line.path = [{"from": s.from_addr, "to": s.to_addr, "tx_hash": s.tx_hash,

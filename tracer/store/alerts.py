@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from tracer.store import traces as trace_store
+from tracer.store.hops import refresh_exits
 from tracer.store.prices import PriceKey
 from tracer.store.traces import Conn
 
@@ -616,6 +617,9 @@ async def retract_after(conn: Conn, chain: str, fork_block: int, *, old_hash: st
             chain, fork_block,
         )
         traces = sorted({int(r["trace_id"]) for r in gone})
+        for trace_id in traces:  # the exits those hops reached, in this transaction
+            await refresh_exits(conn, trace_id, [(chain, r["to_addr"]) for r in gone
+                                                 if r["trace_id"] == trace_id and r["status"] == "exit"])
         verdicts: dict[tuple[int, str], asyncpg.Record] = {}
         if gone:
             rows = await conn.fetch(

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from tracer.domain.records import ExitRow
 from tracer.store.traces import Conn, Job
 
 FORWARD, BACKWARD = "forward", "backward"
@@ -95,9 +96,9 @@ async def set_totals(conn: Conn, trace_id: int, received: dict[str, int]) -> Non
 
 
 async def sources(conn: Conn, trace_id: int, chain: str, *, asset: str | None = None,
-                  category: str | None = None) -> list[dict[str, Any]]:
-    """The sources reached (labelled or minted), one row per (address, asset), largest first, in
-    the columns of `reads.exits` (read by sender)."""
+                  category: str | None = None) -> list[ExitRow]:
+    """The sources reached (labelled or minted), one row per (address, asset), largest first, as
+    the lines of `reads.exits` (read by sender)."""
     rows = await conn.fetch(
         """WITH e AS (
                SELECT h.chain, h.from_addr, h.asset, sum(h.amount) AS amount, count(*) AS hops,
@@ -126,8 +127,11 @@ async def sources(conn: Conn, trace_id: int, chain: str, *, asset: str | None = 
            WHERE ($4::text IS NULL OR j.category = $4)""",
         trace_id, chain, asset, category,
     )
-    out = [dict(r) for r in rows]
-    out.sort(key=lambda r: (-int(r["amount"]), r["address"], r["asset"]))
+    out = [ExitRow(r["chain"], r["address"], r["asset"], int(r["amount"]), r["hops"], r["senders"], r["depth"],
+                   r["first_block"], r["last_block"], r["first_time"], r["last_time"], r["decimals"], r["symbol"],
+                   r["reason"], r["entity"], r["category"],
+                   json.loads(r["evidence"]) if r["evidence"] is not None else None) for r in rows]
+    out.sort(key=lambda r: (-r.amount, r.address, r.asset))
     return out
 
 
@@ -146,8 +150,8 @@ async def held(conn: Conn, trace_id: int, *, asset: str | None = None) -> list[d
     return out
 
 
-def evidence_of(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    ev = row["evidence"]
+def evidence_of(row: ExitRow | asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    ev = row.evidence if isinstance(row, ExitRow) else row["evidence"]
     if ev is None:
         return {}
     return dict(json.loads(ev) if isinstance(ev, str) else ev)

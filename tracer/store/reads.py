@@ -8,16 +8,17 @@ forwards or backwards, and every query is scoped by trace_id first (the distribu
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
 
 from tracer.chains.records import NATIVE
-
-Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+from tracer.domain.records import ExitRow
+from tracer.store.sql import Conn
 
 NATIVE_DECIMALS = 18
 HOP_SORTS = ("block", "-block", "amount", "-amount")
@@ -55,6 +56,7 @@ async def list_traces(
 
 
 async def get_trace(conn: Conn, trace_id: int) -> asyncpg.Record | None:
+    """The trace's row (every column), None when there is no such trace."""
     row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM traces WHERE id = $1", trace_id)
     return row
 
@@ -211,45 +213,76 @@ async def hop_count(conn: Conn, trace_id: int) -> int:
 # ---------------------------------------------------------------- exits and paths
 
 
-async def exits(conn: Conn, trace_id: int, chain: str, *, asset: str | None = None,
-                category: str | None = None) -> list[asyncpg.Record]:
-    """Every off-ramp reached, one row per (address, asset), largest first.
+async def exits(conn: Conn, trace_id: int, *, asset: str | None = None,
+                category: str | None = None) -> list[ExitRow]:
+    """Every off-ramp reached, one row per (chain, address, asset), largest first.
 
-    The aggregate reads only the partial covering index hops_exit_cover (no heap). Times and token
-    metadata come from one transfer in the first and last block of each exit (index transfers_to),
-    so the cost follows the number of exits rather than the number of hops into them; one with a
-    time and token name first (the worker stores other transfers of the block without: it names
-    only hops). `chain` is the trace's own; exits on chains it continued into carry theirs."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """WITH e AS (
-               SELECT h.chain, h.to_addr, h.asset, sum(h.amount) AS amount, count(*) AS hops,
-                      count(DISTINCT h.from_addr) AS senders, min(h.depth) AS depth,
-                      min(h.block_number) AS first_block, max(h.block_number) AS last_block
-               FROM hops h
-               WHERE h.trace_id = $1 AND h.status = 'exit' AND ($3::text IS NULL OR h.asset = $3)
-               GROUP BY h.to_addr, h.asset, h.chain
-           )
-           SELECT e.to_addr AS address, e.asset, e.amount::text AS amount, e.hops, e.senders, e.depth,
+    The sums come from trace_exits (kept with the hops, tracer.store.hops.refresh_exits), so the
+    cost follows the number of exits, not of hops into them, for running traces too. Times and
+    token metadata come from one transfer in the first and last block of each exit (index
+    transfers_to), one with a time and token name first (the worker stores other transfers of the
+    block without: it names only hops); read here, not stored, since those are filled in later."""
+    rows = await conn.fetch(
+        """SELECT e.chain, e.address, e.asset, e.amount::text AS amount, e.hops, e.senders, e.depth,
                   e.first_block, e.last_block, f.block_time AS first_time, l.block_time AS last_time,
-                  f.decimals, f.symbol, j.reason, j.entity, j.category, j.evidence::text AS evidence,
-                  coalesce(e.chain, $2) AS chain
-           FROM e
-           LEFT JOIN jobs j ON j.trace_id = $1 AND j.chain = e.chain AND j.address = e.to_addr
+                  f.decimals, f.symbol, j.reason, j.entity, j.category, j.evidence::text AS evidence
+           FROM trace_exits e
+           LEFT JOIN jobs j ON j.trace_id = $1 AND j.chain = e.chain AND j.address = e.address
            LEFT JOIN LATERAL (
                SELECT t.block_time, t.decimals, t.symbol FROM transfers t
-               WHERE t.chain = e.chain AND t.to_addr = e.to_addr AND t.block_number = e.first_block
+               WHERE t.chain = e.chain AND t.to_addr = e.address AND t.block_number = e.first_block
                  AND t.asset = e.asset
                ORDER BY t.block_time < 0, t.symbol IS NULL
                LIMIT 1) f ON true
            LEFT JOIN LATERAL (
                SELECT t.block_time FROM transfers t
-               WHERE t.chain = e.chain AND t.to_addr = e.to_addr AND t.block_number = e.last_block
+               WHERE t.chain = e.chain AND t.to_addr = e.address AND t.block_number = e.last_block
                  AND t.asset = e.asset
                ORDER BY t.block_time < 0
                LIMIT 1) l ON true
-           WHERE ($4::text IS NULL OR j.category = $4)
-           ORDER BY e.amount DESC, e.to_addr, e.asset""",
-        trace_id, chain, asset, category,
+           WHERE e.trace_id = $1 AND ($2::text IS NULL OR e.asset = $2) AND ($3::text IS NULL OR j.category = $3)
+           ORDER BY e.amount DESC, e.address, e.asset""",
+        trace_id, asset, category,
+    )
+    return [ExitRow(r["chain"], r["address"], r["asset"], int(r["amount"]), r["hops"], r["senders"], r["depth"],
+                    r["first_block"], r["last_block"], r["first_time"], r["last_time"], r["decimals"], r["symbol"],
+                    r["reason"], r["entity"], r["category"],
+                    json.loads(r["evidence"]) if r["evidence"] is not None else None)
+            for r in rows]
+
+
+async def bridge_verdicts(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    """The bridges a trace deposited into (labelled or recognised by event), with the destinations
+    and continuations their evidence lists; a deposit continued on the far chain is no exit, so
+    these are read apart from `exits`."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT address, chain, entity, evidence FROM jobs
+           WHERE trace_id = $1 AND role = 'exit' AND reason = 'bridge' ORDER BY chain, address""",
+        trace_id,
+    )
+    return rows
+
+
+async def stops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    """Addresses where the trace stopped without reaching an off-ramp (hubs, mixers, limits)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT j.address, j.reason, j.entity, j.category, j.depth, j.chain,
+                  coalesce((SELECT jsonb_object_agg(asset, amount::text) FROM
+                     (SELECT asset, sum(amount) AS amount FROM hops h WHERE h.trace_id = j.trace_id
+                        AND h.chain = j.chain AND h.to_addr = j.address GROUP BY asset) s), '{}'::jsonb) AS amounts
+           FROM jobs j WHERE j.trace_id = $1 AND j.role = 'stopped' ORDER BY j.depth, j.address""",
+        trace_id,
+    )
+    return rows
+
+
+async def all_hops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
+                  h.share, h.confidence, h.kind, t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol,
+                  t.position, h.chain, h.evidence, h.parents
+           FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""",
+        trace_id,
     )
     return rows
 

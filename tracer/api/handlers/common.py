@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
+import orjson
 from aiohttp import web
 
 from tracer.addresses import show_tron
@@ -24,6 +25,19 @@ def ctx_of(request: web.Request) -> ApiContext:
 def dumps(data: Any) -> str:
     # Tron addresses are stored as hex and shown as T... (tracer.addresses.show_tron).
     return show_tron(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+
+
+def dumps_bytes(data: Any) -> bytes:
+    """`dumps` for the hot pages (hops, exits): orjson encodes a page of 100 hops ~8x faster than
+    json. Only plain JSON values go in (str, int, float, None, lists, dicts with str keys)."""
+    body = orjson.dumps(data)
+    if b"0x41" not in body:
+        return body
+    return show_tron(body.decode()).encode()
+
+
+def ok_fast(data: Any) -> web.Response:
+    return web.Response(body=dumps_bytes(data), content_type="application/json")
 
 
 def ok(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

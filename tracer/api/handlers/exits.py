@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +10,7 @@ from aiohttp import web
 from tracer.api import params, usd
 from tracer.api import serialize as ser
 from tracer.api.context import ApiContext
-from tracer.api.handlers.common import asset_meta, ctx_of, dumps, trace_or_404
+from tracer.api.handlers.common import asset_meta, ctx_of, dumps_bytes, trace_or_404
 from tracer.engine.pricing import usd_text
 from tracer.store import backward as back_store
 from tracer.store import reads
@@ -46,9 +45,8 @@ async def list_(request: web.Request) -> web.Response:
             return web.Response(body=cached, content_type="application/json")
         backward = trace["direction"] == back_store.BACKWARD
         # A backward trace's exits are its sources: the same lines, read by sender (store/backward.py).
-        rows: Sequence[Any] = (await back_store.sources(conn, trace_id, trace["chain"], asset=asset, category=category)
-                               if backward else await reads.exits(conn, trace_id, trace["chain"], asset=asset,
-                                                                  category=category))
+        rows = (await back_store.sources(conn, trace_id, trace["chain"], asset=asset, category=category)
+                if backward else await reads.exits(conn, trace_id, asset=asset, category=category))
         meta = await asset_meta(ctx, conn, trace)
         held = await back_store.held(conn, trace_id, asset=asset) if backward and category is None else []
     chain = trace["chain"]
@@ -58,7 +56,7 @@ async def list_(request: web.Request) -> web.Response:
     dollars = None if backward else await usd.shared_dollars(ctx, trace)
     items = []
     for r in rows:
-        value = dollars.exit_usd(r["chain"] or chain, r["address"], r["asset"]) if dollars else None
+        value = dollars.exit_usd(r.chain, r.address, r.asset) if dollars else None
         if min_usd is not None and (value is None or value < min_usd):
             continue
         share = dollars.share(value) if dollars else None
@@ -69,7 +67,7 @@ async def list_(request: web.Request) -> web.Response:
         items.sort(key=lambda i: (i["usd"] is None, -Decimal(i["usd"] or 0)))
     reached: dict[str, int] = {}
     for r in rows:
-        reached[r["asset"]] = reached.get(r["asset"], 0) + int(r["amount"])
+        reached[r.asset] = reached.get(r.asset, 0) + r.amount
     summary: list[dict[str, Any]] = []
     for a, total in sorted(totals.items()):
         sym, dec = meta.get(a, (None, None))
@@ -86,13 +84,13 @@ async def list_(request: web.Request) -> web.Response:
         usd_block = {"seeds": usd_text(dollars.seeds.usd), "exits": usd_text(reached_usd),
                      "exits_share": dollars.share(reached_usd),
                      "stopped": usd_text(dollars.stopped.usd), "held": usd_text(dollars.held.usd),
-                     "unpriced_hops": sum(1 for v in dollars.values.values() if v.usd is None)}
-    body = dumps({"trace_id": trace_id, "status": trace["status"], "complete": trace["status"] == "done",
+                     "unpriced_hops": dollars.unpriced_hops}
+    body = dumps_bytes({"trace_id": trace_id, "status": trace["status"], "complete": trace["status"] == "done",
                   "direction": trace["direction"],
                   "totals": summary, "items": items, "usd": usd_block,
                   **({"held": [{"address": h["address"], "chain": h["chain"], "depth": h["depth"],
                                 **ser.amount(h["chain"], h["asset"], h["amount"], *meta.get(h["asset"], (None, None)))}
-                               for h in held]} if backward else {})}).encode()
+                               for h in held]} if backward else {})})
     if trace["status"] in FINISHED and ctx.settings.exits_cache_size > 0:
         _remember(ctx, key, body)
     return web.Response(body=body, content_type="application/json")

@@ -7,7 +7,7 @@ from aiohttp import web
 from tracer.api import params, usd
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
-from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor, trace_or_404
+from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok_fast, page_limit, read_cursor, trace_or_404
 from tracer.domain.verdicts import HopStatus
 from tracer.store import reads
 
@@ -63,5 +63,5 @@ async def list_(request: web.Request) -> web.Response:
     items = [ser.hop(chain, r, usd.fields(values.get(int(r["transfer_id"])))) for r in rows[:limit]]
     cursor = (make_cursor(request, "hops", scope, reads.hop_sort_key(sort, rows[limit - 1]))
               if len(rows) > limit else None)
-    return ok({"trace_id": trace_id, "sort": sort, "items": items, "next_cursor": cursor,
+    return ok_fast({"trace_id": trace_id, "sort": sort, "items": items, "next_cursor": cursor,
                "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
