@@ -388,11 +388,18 @@ function renderTraceBar() {
   const p = t.progress || {};
   const stolen = t.totals.map((a) => amountText(a)).join(" + ");
   const box = clear($("trace-progress"));
+  // A backward trace asks where the seeds' money came from: its exits are the sources reached.
+  const backward = t.direction === "backward";
+  const sources = (model.exits?.items || []).length;
   const parts = [
-    el("span", {title: "flagged money that left the seeds"}, "Seeds sent ", el("b", {}, stolen || "–")),
+    backward ? el("span", {id: "trace-direction", class: "pill direction",
+                           title: "backward trace: inflows walked back to labelled and flagged sources"},
+                  "Source of funds") : null,
+    backward ? el("span", {title: "what the seeds received in the window"}, "Seeds received ", el("b", {}, stolen || "–"))
+      : el("span", {title: "flagged money that left the seeds"}, "Seeds sent ", el("b", {}, stolen || "–")),
     el("span", {}, el("b", {}, p.addresses ?? 0), " addresses"),
     el("span", {}, el("b", {}, p.hops ?? 0), " hops"),
-    el("span", {}, el("b", {}, p.exits ?? 0), " exits"),
+    backward ? el("span", {}, el("b", {}, sources), " sources") : el("span", {}, el("b", {}, p.exits ?? 0), " exits"),
     el("span", {title: "mixers, bridges, swaps, hubs and the depth limit"}, el("b", {}, p.stops ?? 0), " stops"),
     ACTIVE.has(t.status) ? el("span", {title: "addresses still to visit"}, el("b", {}, p.frontier ?? 0), " to visit") : null,
     balanceLine(t),
