@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from tracer.engine.service import create_trace, wait_for
-from tracer.engine.worker import Worker
+from tracer.workers.trace import Worker
 
 Hop = tuple[str, str, str, str, int, str, str]  # tx hash, position, from, to, amount, asset, status
 

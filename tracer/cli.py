@@ -165,10 +165,10 @@ async def _trace(args: argparse.Namespace) -> int:
 
 async def _worker(args: argparse.Namespace) -> int:
     from tracer.config import rpc_urls
-    from tracer.engine.worker import Worker
     from tracer.nodes import connect_all
     from tracer.reorg import guarded
     from tracer.store.db import Database
+    from tracer.workers.trace import Worker
 
     urls = rpc_urls(args.rpc, args.chain)
     if not urls:

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 
 import asyncpg
 
+from tracer.chains.protocols import ChainSource
 from tracer.engine.service import wait_for
-from tracer.engine.worker import ChainSource, Worker
 from tracer.store import traces as store
+from tracer.workers.trace import Worker
 
 
 async def run_with_workers(

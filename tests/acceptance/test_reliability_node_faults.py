@@ -23,9 +23,9 @@ from tracer.chains.evm import EvmChain
 from tracer.devchain.scenario import Scenario
 from tracer.devchain.server import FaultPlan
 from tracer.engine.service import create_trace
-from tracer.engine.worker import MAX_ATTEMPTS
 from tracer.runner import run_with_workers
 from tracer.store.db import Database
+from tracer.workers.trace import MAX_ATTEMPTS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -22,10 +22,10 @@ from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.engine.service import create_trace
-from tracer.engine.worker import Worker
 from tracer.runner import run_with_workers
 from tracer.store.db import Database, retrying
 from tracer.store.embedded import start_embedded, start_embedded_server, stop_embedded
+from tracer.workers.trace import Worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

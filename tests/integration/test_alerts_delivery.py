@@ -26,10 +26,10 @@ from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.engine.service import create_trace
-from tracer.engine.worker import Worker
 from tracer.store import alerts as alert_store
 from tracer.store import traces as trace_store
 from tracer.store.db import Database
+from tracer.workers.trace import Worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -26,9 +26,9 @@ from tracer.api.handlers.alerts import ALERTS
 from tracer.chains.evm import EvmChain
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import KIND_NATIVE, ScenarioTx
-from tracer.engine.worker import Worker
 from tracer.store import labels as label_store
 from tracer.store.db import Database
+from tracer.workers.trace import Worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

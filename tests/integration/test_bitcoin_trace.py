@@ -30,10 +30,10 @@ from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
 from tracer.devchain.esplora import EsploraServer
 from tracer.engine import service
-from tracer.engine.worker import Worker
 from tracer.labels import importer
 from tracer.store import labels as label_store
 from tracer.store.db import Database
+from tracer.workers.trace import Worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

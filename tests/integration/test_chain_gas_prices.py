@@ -19,10 +19,10 @@ from aiohttp import web
 
 from tests.fixtures_chain import DevChainFactory, serving
 from tracer.chains.evm import EvmChain
+from tracer.chains.protocols import GasPriceSource
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.devchain.server import FaultPlan
-from tracer.engine.worker import GasPriceSource
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

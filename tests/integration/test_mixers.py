@@ -27,10 +27,10 @@ from tracer.engine import report as treport
 from tracer.engine.mixers import FlaggedDeposit, LinkFacts, PoolEvent
 from tracer.engine.policy import Policy, PolicyError
 from tracer.engine.service import create_trace
-from tracer.engine.worker import Worker
 from tracer.runner import run_with_workers
 from tracer.store import mixers as mixer_store
 from tracer.store.db import Database
+from tracer.workers.trace import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 ETH = 10**18

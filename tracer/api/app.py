@@ -27,11 +27,11 @@ from tracer.api.metrics import Metrics, metrics_middleware
 from tracer.api.replica import ReadRouting, replica_middleware
 from tracer.api.routes import add_routes
 from tracer.api.sameorigin import same_origin_middleware
-from tracer.engine.worker import Worker
 from tracer.store import keys as key_store
 from tracer.store import ownership
 from tracer.store.db import Database
 from tracer.web import server as web_ui
+from tracer.workers.trace import Worker
 
 log = logging.getLogger("tracer.api")
 

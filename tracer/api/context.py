@@ -14,15 +14,15 @@ from aiohttp import web
 from tracer.api.memo import DollarsMemo
 from tracer.api.replica import ReadRouting
 from tracer.chains.feeds import Feed
+from tracer.chains.protocols import ChainSource
 from tracer.config import DEFAULT_BATCH_SIZE
-from tracer.engine.worker import ChainSource
 from tracer.store.db import Database
 
 if TYPE_CHECKING:
     from tracer.api.auth import Authenticator
     from tracer.api.cursors import CursorCodec
     from tracer.api.metrics import Metrics
-    from tracer.engine.worker import Worker
+    from tracer.workers.trace import Worker
 
 
 class ChainClient(ChainSource, Protocol):

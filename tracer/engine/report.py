@@ -19,7 +19,7 @@ from tracer.engine import graph as tgraph
 from tracer.store import backward as back_store
 from tracer.store import traces as store
 
-# Hop reasons of CoinJoin outputs the trace did not follow (tracer.engine.worker writes them).
+# Hop reasons of CoinJoin outputs the trace did not follow (tracer.engine.step.follow_utxo writes them).
 ENTERED_REASONS = frozenset({Reason.ENTERED_COINJOIN, Reason.BELOW_THRESHOLD})
 
 

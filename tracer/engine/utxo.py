@@ -17,7 +17,7 @@ Whirlpool and JoinMarket protocol documents for CoinJoins).
 - `Clusters`: common-input-ownership (all inputs of one transaction belong to one wallet), never
   over CoinJoins, whose inputs belong to many.
 - `plan`, `enter_coinjoin`, `merge_inflows`: what the worker does with them for one batch
-  (tracer.engine.worker): a wallet's outflows into a CoinJoin become one entry, reported like a
+  (tracer.engine.step.follow_utxo): a wallet's outflows into a CoinJoin become one entry, reported like a
   mixer deposit, whose links at least `policy.min_link_confidence` sure are followed with the
   output's flagged share times the confidence; an ordinary transaction's change output is marked
   on its hop; a multi-party output is received whole. Every decision reads the transactions and

@@ -1,0 +1,149 @@
+"""The trace worker: claims frontier jobs from Postgres and runs one trace step per batch.
+
+Workers are stateless. Everything they know comes from Postgres (jobs, hops, cached transfers)
+and the chain node; everything a step decides is written back in one transaction per batch
+(tracer.engine.step), so a worker can be killed at any point and another takes over when its
+lease lapses. Any number of workers on any number of machines share the queue: jobs are claimed
+with FOR UPDATE SKIP LOCKED and held by a lease the worker's heartbeat extends.
+
+A batch holds jobs of one trace on one chain; a job that keeps failing is retried with backoff
+and fails its trace after MAX_ATTEMPTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from tracer.chains.protocols import ChainSource
+from tracer.config import DEFAULT_BATCH_SIZE
+from tracer.engine.step import run as step
+from tracer.engine.step.gather import StepContext, read_trace
+from tracer.engine.step.plan import TraceInfo
+from tracer.store import traces as store
+from tracer.store.traces import Job
+
+log = logging.getLogger("tracer.worker")
+
+MAX_ATTEMPTS = 6
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    jobs: int = 0
+    hops_written: int = 0
+    errors: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        chains: Mapping[str, ChainSource],
+        *,
+        name: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        lease_seconds: float = 30.0,
+        idle_sleep: float = 0.2,
+    ) -> None:
+        self.pool = pool
+        self.chains = chains
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.idle_sleep = idle_sleep
+        self.stats = WorkerStats()
+        self._step = StepContext(pool, chains, self.name)
+
+    async def run(self, stop: asyncio.Event | None = None, *, until_idle: bool = False) -> None:
+        """Work until `stop` is set (or, with until_idle, until no job is runnable)."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                done = await self.run_once()
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError) as exc:
+                # Postgres restarting (shutting down, starting up) or unreachable: nothing was
+                # committed, leases will lapse.
+                log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
+                done = 0
+                await asyncio.sleep(1.0)
+            except asyncpg.InternalClientError as exc:
+                # A connection torn down mid-operation (a server restart) can leave asyncpg in a
+                # state it reports this way; like the errors above it is the database, not the work.
+                log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
+                done = 0
+                await asyncio.sleep(1.0)
+            if done == 0:
+                if until_idle and not await self._any_runnable():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.idle_sleep)
+
+    async def _any_runnable(self) -> bool:
+        async with self.pool.acquire() as conn:
+            return await store.any_runnable(conn, list(self.chains))
+
+    async def run_once(self) -> int:
+        async with self.pool.acquire() as conn:
+            jobs = await store.claim_jobs(conn, self.name, self.batch_size, self.lease_seconds, list(self.chains))
+        if not jobs:
+            return 0
+        trace = await read_trace(self.pool, jobs[0].trace_id, jobs[0].chain or None)
+        heartbeat = asyncio.create_task(self._heartbeat(jobs))
+        try:
+            if trace is None:
+                return 0
+            start = [j for j in jobs if j.kind == "start"]
+            if trace.direction == "backward":
+                await step.backward(self._step, trace, jobs)
+            elif start:
+                await step.start(self._step, trace, start[0])
+                rest = [j for j in jobs if j.kind != "start"]
+                if rest:
+                    async with self.pool.acquire() as conn:
+                        await store.release_jobs(conn, self.name, rest, 0)
+            else:
+                self.stats.hops_written += await step.process(self._step, trace, jobs)
+            self.stats.batches += 1
+            self.stats.jobs += len(jobs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a node fault or a bug: give the jobs back, fail after retries
+            self.stats.errors += 1
+            await self._failed(trace, jobs, exc)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        async with self.pool.acquire() as conn:
+            await store.try_finish_trace(conn, jobs[0].trace_id)
+        return len(jobs)
+
+    async def _heartbeat(self, jobs: Sequence[Job]) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            with contextlib.suppress(Exception):
+                async with self.pool.acquire() as conn:
+                    await store.extend_leases(conn, self.name, jobs, self.lease_seconds)
+
+    async def _failed(self, trace: TraceInfo | None, jobs: Sequence[Job], exc: BaseException) -> None:
+        attempts = max(j.attempts for j in jobs)
+        log.warning("event=job_failed worker=%s trace=%s jobs=%d attempt=%d error=%r",
+                    self.name, jobs[0].trace_id, len(jobs), attempts, exc)
+        async with self.pool.acquire() as conn:
+            if attempts >= MAX_ATTEMPTS:
+                await store.fail_trace(conn, jobs[0].trace_id, f"{type(exc).__name__}: {exc}")
+            else:
+                await store.release_jobs(conn, self.name, jobs, min(30.0, 0.5 * 2**attempts))
