@@ -14,12 +14,8 @@ from typing import Any
 
 from tracer import __version__, logs
 from tracer.config import DEFAULT_BATCH_SIZE
+from tracer.store.urls import add_database_url
 from tracer.textsafe import terminal_safe
-
-
-def _db_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="Postgres URL (env DATABASE_URL); unset: an embedded server in the data folder")
 
 
 def _rpc_flag(p: argparse.ArgumentParser) -> None:
@@ -39,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="scenario seed")
     p.add_argument("--workers", type=int, default=4, help="workers tracing in parallel")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    _db_flag(p)
+    add_database_url(p)
     p.set_defaults(func=_demo)
 
     # `@FILE` reads arguments from FILE, one a line (seeds written by `tracer devchain --seeds-out`).
@@ -49,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-list", choices=["ofac"], help="start from every address a sanctions list names")
     p.add_argument("--program", help="with --from-list: one programme family, e.g. DPRK (matches DPRK3, DPRK4)")
     _rpc_flag(p)
-    _db_flag(p)
+    add_database_url(p)
     p.add_argument("--max-depth", type=int, help="hops from the seeds before stopping")
     p.add_argument("--from-block", type=int, help="first block of the window")
     p.add_argument("--to-block", type=int, help="last block of the window (default: head)")
@@ -62,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="process trace jobs from Postgres until stopped")
     _rpc_flag(p)
-    _db_flag(p)
+    add_database_url(p)
     p.add_argument("--concurrency", type=int, default=2, help="concurrent job batches in this process")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"frontier addresses per batch (default {DEFAULT_BATCH_SIZE})")
@@ -71,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_worker)
 
     for module in ("tracer.devchain.cli", "tracer.db_cli", "tracer.labels.cli", "tracer.api.cli",
-                   "tracer.alerts.cli", "tracer.engine.cli", "tracer.store.cases_cli"):
+                   "tracer.alerts.cli", "tracer.engine.cli", "tracer.cases_cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -124,12 +120,8 @@ async def _trace(args: argparse.Namespace) -> int:
     from tracer.store.db import Database
 
     policy: dict[str, Any] = json.loads(args.policy) if args.policy else {}
-    if args.max_depth is not None:
-        policy["max_depth"] = args.max_depth
-    if args.from_block is not None:
-        policy["from_block"] = args.from_block
-    if args.to_block is not None:
-        policy["to_block"] = args.to_block
+    # The flags given override the same fields of --policy.
+    policy.update({k: v for k in ("max_depth", "from_block", "to_block") if (v := getattr(args, k)) is not None})
     if not args.seeds and not args.from_list:
         raise SystemExit("tracer: error: give SEED addresses or --from-list ofac [--program DPRK]")
     db = await Database.connect(args.database_url)

@@ -19,18 +19,11 @@ from tracer.labels.defaults import load_default_labels
 from tracer.store.db import Database
 from tracer.store.embedded import embedded_pgdata, start_embedded, stop_embedded
 from tracer.store.migrate import MigrationError, applied_migrations, load_migrations, migrate
-from tracer.store.urls import resolve_database_url
+from tracer.store.urls import add_database_url, resolve_database_url
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    # default=None and resolution at run time (not os.environ at parser build time), so the
-    # environment seen is the one when the command runs.
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        metavar="URL",
-        help="PostgreSQL URL (default: $DATABASE_URL; if unset, the embedded server)",
-    )
+    add_database_url(parser)
     parser.add_argument(
         "--data-dir",
         type=Path,

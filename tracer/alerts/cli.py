@@ -14,10 +14,7 @@ import signal
 import sys
 from typing import Any
 
-
-def _db_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="Postgres URL (env DATABASE_URL); unset: the embedded server")
+from tracer.store.urls import add_database_url
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verbs = alerts.add_subparsers(dest="alerts_command", metavar="{deliver}")
     verbs.required = True
     d = verbs.add_parser("deliver", help="deliver webhook events until stopped (run as many as you like)")
-    _db_flag(d)
+    add_database_url(d)
     d.add_argument("--concurrency", type=int, default=64, help="subscriptions served at once (default 64)")
     d.add_argument("--max-attempts", type=int, default=12, help="tries before an event goes to dead-letter")
     d.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds (doubles, jittered)")
@@ -37,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     d.set_defaults(func=_deliver)
 
     m = subparsers.add_parser("monitor", help="follow new blocks for watching traces; retract reorged hops")
-    _db_flag(m)
+    add_database_url(m)
     m.add_argument("--rpc", default=os.environ.get("TRACER_RPC_URL"),
                    help="JSON-RPC URL of the chain node (env TRACER_RPC_URL)")
     m.add_argument("--chain", default="ethereum", help="chain served by --rpc (default ethereum)")

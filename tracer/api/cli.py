@@ -12,11 +12,7 @@ from typing import Any
 
 from tracer.api.context import Settings, is_loopback
 from tracer.api.sameorigin import parse_hosts
-
-
-def _db_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", default=None, metavar="URL",
-                   help="Postgres URL (default: $DATABASE_URL; unset: the embedded server)")
+from tracer.store.urls import add_database_url
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="address to listen on (default 127.0.0.1; any other needs an API key to exist)")
     p.add_argument("--port", type=int, default=int(os.environ.get("TRACER_API_PORT", "8080")),
                    help="port (default 8080; 0 picks a free one and prints it)")
-    _db_flag(p)
+    add_database_url(p)
     p.add_argument("--rpc", default=None, help="JSON-RPC URL of the chain node (default: $TRACER_RPC_URL)")
     p.add_argument("--chain", default="ethereum", help="chain served by --rpc (default ethereum)")
     p.add_argument("--workers", type=int, default=0,
@@ -54,15 +50,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c.add_argument("--team", default=None,
                    help="keys of one team own their traces, subscriptions and private labels together")
     c.add_argument("--json", action="store_true", help="print the key and its record as JSON")
-    _db_flag(c)
+    add_database_url(c)
     c.set_defaults(func=_keys_create)
     ls = verbs.add_parser("list", help="list keys (never their secrets)")
     ls.add_argument("--json", action="store_true")
-    _db_flag(ls)
+    add_database_url(ls)
     ls.set_defaults(func=_keys_list)
     r = verbs.add_parser("revoke", help="revoke a key by its id or key id")
     r.add_argument("key", help="numeric id or the key id (the part after trk_)")
-    _db_flag(r)
+    add_database_url(r)
     r.set_defaults(func=_keys_revoke)
 
 

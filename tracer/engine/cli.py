@@ -19,12 +19,8 @@ from tracer.chains import feeds as known
 from tracer.engine.price_file import PriceFileError, parse_price_file
 from tracer.store import prices as store
 from tracer.store.db import Database
+from tracer.store.urls import add_database_url
 from tracer.textsafe import terminal_safe
-
-
-def _db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), metavar="URL",
-                   help="PostgreSQL URL (default: $DATABASE_URL; if unset, the embedded server)")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,10 +29,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verbs.required = True
     p = verbs.add_parser("import", help="import USD prices (CSV or JSON: date or block, asset, chain, usd)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    _db(p)
+    add_database_url(p)
     p.set_defaults(func=lambda a: asyncio.run(_import(a)))
     p = verbs.add_parser("feeds", help="the Chainlink-compatible feeds prices are read from")
-    _db(p)
+    add_database_url(p)
     p.set_defaults(func=lambda a: asyncio.run(_feeds(a)))
 
     p = subparsers.add_parser("report", help="write a trace's report (HTML, PDF) for the file")
@@ -46,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--rpc", default=os.environ.get("TRACER_RPC_URL"),
                    help="node to read missing prices from (env TRACER_RPC_URL); else stored prices only")
     p.add_argument("--chain", default="ethereum", help="chain name of --rpc (default ethereum)")
-    _db(p)
+    add_database_url(p)
     p.set_defaults(func=lambda a: asyncio.run(_report(a)))
 
 

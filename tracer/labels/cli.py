@@ -26,14 +26,8 @@ from tracer.labels.parsed import LabelImportError, parse_date
 from tracer.labels.vocab import normalize_address, normalize_chain
 from tracer.store import labels as store
 from tracer.store.db import Database
+from tracer.store.urls import add_database_url
 from tracer.textsafe import terminal_safe
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--database-url", default=None, metavar="URL",
-        help="PostgreSQL URL (default: $DATABASE_URL; if unset, the embedded server)",
-    )
 
 
 def _date(text: str) -> datetime:
@@ -61,11 +55,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--list-date", type=_date, default=None, metavar="YYYY-MM-DD",
                    help="the list's publication date, for files that do not carry one (or to override it)")
     p.add_argument("--created-by", default=None, help="who imports (kept on new labels)")
-    _add_common(p)
+    add_database_url(p)
     p.set_defaults(func=cmd_import)
 
     p = verbs.add_parser("load-default", help="load the shipped default label set (idempotent)")
-    _add_common(p)
+    add_database_url(p)
     p.set_defaults(func=cmd_load_default)
 
     p = verbs.add_parser("show", help="labels of one address, with validity and history")
@@ -73,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--chain", default=None, help="chain (default: guessed from the address form)")
     p.add_argument("--at", type=_date, default=None, metavar="DATE", help="only labels valid at this date")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _add_common(p)
+    add_database_url(p)
     p.set_defaults(func=cmd_show)
 
 

@@ -6,8 +6,20 @@ Which server is used, first match wins: an explicit URL (``--database-url``, or
 
 from __future__ import annotations
 
+import argparse
 import os
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    """The ``--database-url`` option of every command that opens the database.
+
+    Its default is None, resolved when the command connects (resolve_database_url, through
+    ``Database.connect``), not ``$DATABASE_URL`` read while the parser is built: one rule for every
+    command, and the environment seen is the one when it runs.
+    """
+    parser.add_argument("--database-url", default=None, metavar="URL",
+                        help="PostgreSQL URL (default: $DATABASE_URL; if unset, the embedded server)")
 
 
 def resolve_database_url(explicit: str | None) -> str | None:

@@ -11,12 +11,8 @@ import argparse
 import json
 from typing import Any
 
+from tracer.store.urls import add_database_url
 from tracer.textsafe import terminal_safe
-
-
-def _db_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", default=None, metavar="URL",
-                   help="Postgres URL (default: $DATABASE_URL; unset: the embedded server)")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,19 +23,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ls.add_argument("--status", choices=("open", "closed", "archived"), action="append")
     ls.add_argument("--limit", type=int, default=100)
     ls.add_argument("--json", action="store_true")
-    _db_flag(ls)
+    add_database_url(ls)
     ls.set_defaults(func=_list)
     sh = verbs.add_parser("show", help="one case: traces, shared addresses, notes, tags")
     sh.add_argument("case_id", type=int)
     sh.add_argument("--json", action="store_true")
-    _db_flag(sh)
+    add_database_url(sh)
     sh.set_defaults(func=_show)
     c = verbs.add_parser("create", help="open a case and print its id")
     c.add_argument("title")
     c.add_argument("--description", default="")
     c.add_argument("--trace", type=int, action="append", default=[], help="a trace id to attach (repeat)")
     c.add_argument("--json", action="store_true")
-    _db_flag(c)
+    add_database_url(c)
     c.set_defaults(func=_create)
     n = verbs.add_parser("note", help="add a note to a case (or to an address in it with --address)")
     n.add_argument("case_id", type=int)
@@ -47,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     n.add_argument("--address", default=None, help="the note is about this address")
     n.add_argument("--chain", default="ethereum")
     n.add_argument("--author", default="cli")
-    _db_flag(n)
+    add_database_url(n)
     n.set_defaults(func=_note)
 
 
