@@ -5,6 +5,7 @@ without bound would hold a busy chain's history."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -29,6 +30,19 @@ class Lru(Generic[K, V]):
         self._data.move_to_end(key)
         while len(self._data) > self.size:
             self._data.popitem(last=False)
+
+    def split(self, keys: Iterable[K]) -> tuple[dict[K, V], list[K]]:
+        """What the cache holds of `keys`, and the keys it lacks (in the order given): the ones a
+        client still has to ask the node for."""
+        found: dict[K, V] = {}
+        missing: list[K] = []
+        for key in keys:
+            value = self.get(key)
+            if value is None:
+                missing.append(key)
+            else:
+                found[key] = value
+        return found, missing
 
     def __contains__(self, key: object) -> bool:
         return key in self._data

@@ -10,7 +10,7 @@ public or self-hosted node that it cannot get from `provider.make_batch_request`
   malformed JSON and rate-limit error objects (the loop of tracer.chains.retry, shared with the
   HTTP clients); after `retries` tries without progress it raises `ChainError` naming the method
   and the last problem;
-- bounded concurrency (an `asyncio.Semaphore` around each HTTP POST);
+- bounded concurrency (tracer.chains.retry.Gate around each HTTP POST);
 - HTTP 413 (payload too large): a batch is re-sent in halves, a single request answered with an
   `RpcError` of code 413 so that the caller splits its query;
 - `request_counts`, a Counter per JSON-RPC method (each batch member counted, retries included)
@@ -29,7 +29,6 @@ import json
 import logging
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,9 +38,8 @@ import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from tracer.chains.errors import ChainError, RpcError
-from tracer.chains.retry import Progress, with_retries
+from tracer.chains.retry import Gate, Progress, RetryPolicy, raise_if_busy, with_retries
 from tracer.chains.retry import Retry as _Retry
-from tracer.chains.retry import parse_retry_after as _parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +60,8 @@ _METHOD_MISSING = re.compile(
 _BATCH_TOO_LARGE = re.compile(r"batch.*(too large|size|limit|exceed|too many)", re.IGNORECASE)
 _BATCH_UNSUPPORTED = re.compile(r"batch.*(not supported|unsupported|disabled)", re.IGNORECASE)
 
-# HTTP statuses that are retried without looking at the body: the node asks us to slow down.
-# 5xx bodies are read first (some proxies wrap JSON-RPC answers in a 500) and retried if empty.
-_RETRY_NOW = frozenset({408, 425, 429})
+# 408/425/429 are retried without looking at the body (tracer.chains.retry.BUSY_STATUS); 5xx bodies
+# are read first (some proxies wrap JSON-RPC answers in a 500) and retried if empty.
 _TOO_LARGE = 413
 
 
@@ -155,10 +152,7 @@ class JsonRpcTransport:
         self.concurrency = concurrency
         self.batch_size = batch_size
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_retry_after = max_retry_after
+        self.policy = RetryPolicy(retries, backoff, max_backoff, max_retry_after)
         self.provider = RpcHttpProvider(
             url,
             request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
@@ -167,9 +161,8 @@ class JsonRpcTransport:
         )
         self.w3 = AsyncWeb3(self.provider)
         self.request_counts: Counter[str] = Counter()
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._gate = Gate(concurrency)
         self._ids = itertools.count(1)
-        self._not_before = 0.0  # monotonic time before which nothing is sent (after a 429)
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -253,8 +246,7 @@ class JsonRpcTransport:
             methods = ", ".join(sorted({item.method for item in pending}))
             return f"{methods} ({len(pending)} request(s) unanswered)"
 
-        await with_retries(attempt, retries=self.retries, backoff=self.backoff, max_backoff=self.max_backoff,
-                           max_retry_after=self.max_retry_after, who=f"node at {self.url}", what=what)
+        await with_retries(attempt, self.policy, who=f"node at {self.url}", what=what)
 
     async def _exchange(self, pending: list[_Item]) -> str:
         """Send `pending` once; mark items answered. Returns a note on what was left unanswered."""
@@ -270,10 +262,7 @@ class JsonRpcTransport:
         if self._session is None:
             await self.open()
 
-        async with self._semaphore:
-            wait = self._not_before - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        async with self._gate.slot():
             self.request_counts["http"] += 1
             for item in pending:
                 self.request_counts[item.method] += 1
@@ -294,13 +283,7 @@ class JsonRpcTransport:
             item.value = RpcError(item.method, _TOO_LARGE, f"HTTP 413 payload too large: {raw[:120]!r}")
             item.done = True
             return ""
-        if status in _RETRY_NOW:
-            retry_after = _parse_retry_after(headers.get("Retry-After"))
-            if retry_after:
-                # Every request waits, not only this one: the node counts them all.
-                pause = min(retry_after, self.max_retry_after)
-                self._not_before = max(self._not_before, time.monotonic() + pause)
-            raise _Retry(f"HTTP {status}", retry_after)
+        raise_if_busy(status, headers.get("Retry-After"), self._gate, self.policy.max_retry_after)
         try:
             decoded = json.loads(raw)
         except ValueError as exc:
@@ -346,7 +329,7 @@ class JsonRpcTransport:
         if unanswered and not missing_note:
             missing_note = f"{unanswered} of {len(pending)} request(s) unanswered in the batch"
         if rate_limited and rate_limited == unanswered:
-            self._not_before = max(self._not_before, time.monotonic() + self.backoff)
+            self._gate.pause(self.policy.backoff)
         return missing_note
 
     def _refused_batch(self, answer: dict[str, Any], status: int) -> None:

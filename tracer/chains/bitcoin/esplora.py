@@ -12,35 +12,30 @@ electrs. The endpoints used:
 
 Transactions become `Transfer`s and `UtxoTx` records in tracer.chains.bitcoin.mappers.
 
-Transport: bounded concurrency, retries with exponential backoff and jitter on timeouts,
-connection errors, HTTP 5xx and malformed bodies; HTTP 429 honours Retry-After (and pauses every
-request); 400 and 404 are answers, not failures (ChainError at once, naming the path). After
+Transport: tracer.chains.http (bounded concurrency, retries with exponential backoff and jitter on
+timeouts, connection errors, HTTP 5xx and malformed bodies; HTTP 429 honours Retry-After and pauses
+every request); 400 and 404 are answers, not failures (ChainError at once, naming the path). After
 `retries` tries it raises ChainError. `request_counts` counts HTTP requests per endpoint.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-
-import aiohttp
 
 from tracer.addresses import BITCOIN, normalize_btc
 from tracer.chains.bitcoin.mappers import flatten, net_paid, parse_tx, uint
 from tracer.chains.bitcoin.records import NETWORKS, BtcNetwork, network_of_genesis
 from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, WrongChain
+from tracer.chains.http import HttpTransport
 from tracer.chains.jsonrpc import gather_or_cancel
 from tracer.chains.records import Transfer
-from tracer.chains.retry import Retry as _Retry
-from tracer.chains.retry import parse_retry_after as _parse_retry_after
-from tracer.chains.retry import with_retries
+from tracer.chains.retry import Retry, RetryPolicy
 from tracer.chains.utxo_records import Outspend, UtxoTx
 
 log = logging.getLogger(__name__)
@@ -50,7 +45,6 @@ class NotFound(ChainError):
     """The server has no such block, transaction or address page (HTTP 404)."""
 
 
-_RETRY_STATUS = frozenset({408, 425, 429})
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
 _HEIGHT = re.compile(r"[0-9]{1,10}")
 
@@ -74,8 +68,6 @@ class EsploraChain:
         cache_size: int = 65536,
         block_list_threshold: int = 8,
     ) -> None:
-        if concurrency < 1 or retries < 1:
-            raise ValueError("concurrency and retries must be at least 1")
         if network is not None and network not in NETWORKS:
             raise ValueError(f"unknown Bitcoin network {network!r}; known: {', '.join(NETWORKS)}")
         self.url = url.rstrip("/")
@@ -83,19 +75,12 @@ class EsploraChain:
         self.expected_network = network
         self.network: BtcNetwork | None = None
         self.chain_id: int | None = None
-        self.concurrency = concurrency
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_retry_after = max_retry_after
         self.page_size = page_size
         # Transactions of one block from which its whole txid list is cheaper than merkle proofs.
         self.block_list_threshold = max(1, block_list_threshold)
-        self.request_counts: Counter[str] = Counter()
-        self._semaphore = asyncio.Semaphore(concurrency)
-        self._session: aiohttp.ClientSession | None = None
-        self._not_before = 0.0
+        self.http = HttpTransport(self.url, f"Esplora server at {self.url}", concurrency=concurrency, timeout=timeout,
+                                  policy=RetryPolicy(retries, backoff, max_backoff, max_retry_after))
+        self.request_counts: Counter[str] = self.http.request_counts
         self._txs: Lru[str, tuple[str, UtxoTx]] = Lru(cache_size)  # txid -> (block hash, tx), confirmed ones
         self._block_index: Lru[str, dict[str, int]] = Lru(4096)  # block hash -> {txid: position}
         self._times: dict[int, int] = {}
@@ -105,11 +90,7 @@ class EsploraChain:
 
     async def connect(self) -> None:
         """Check the network by its genesis block (WrongChain if it is not the one expected)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-            )
+        await self.http.open()
         genesis = (await self._get("/block-height/0", "block-height", text=_HASH)).lower()
         net = network_of_genesis(genesis)
         if self.expected_network is not None and (net is None or net.name != self.expected_network):
@@ -126,9 +107,7 @@ class EsploraChain:
                  net.name if net else "unknown network", self.url, head)
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        await self.http.close()
 
     async def __aenter__(self) -> EsploraChain:
         await self.connect()
@@ -141,50 +120,26 @@ class EsploraChain:
 
     async def _get(self, path: str, endpoint: str, *, text: re.Pattern[str] | None = None) -> Any:
         """GET `path`: parsed JSON (or text matching `text`), retried as the module docstring says."""
-        if self._session is None:
+        if not self.http.is_open:
             raise ChainError("EsploraChain.connect() must be awaited before use")
-        return await with_retries(lambda: self._exchange(path, endpoint, text), retries=self.retries,
-                                  backoff=self.backoff, max_backoff=self.max_backoff,
-                                  max_retry_after=self.max_retry_after, who=f"Esplora server at {self.url}",
-                                  what=f"{endpoint} ({path})")
 
-    async def _exchange(self, path: str, endpoint: str, text: re.Pattern[str] | None) -> Any:
-        assert self._session is not None
-        async with self._semaphore:
-            wait = self._not_before - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self.request_counts["http"] += 1
-            self.request_counts[endpoint] += 1
+        def read(status: int, raw: bytes) -> Any:
+            if status == 404:
+                raise NotFound(f"Esplora server at {self.url} has no {path}: {raw[:120].decode(errors='replace')}")
+            if status >= 400:
+                raise ChainError(f"Esplora server at {self.url} refused {path}: HTTP {status} "
+                                 f"{raw[:200].decode(errors='replace')}")
+            if text is not None:
+                body = raw.decode(errors="replace").strip()
+                if not text.fullmatch(body):
+                    raise Retry(f"malformed answer ({len(raw)} bytes): {raw[:80]!r}")
+                return body
             try:
-                async with self._session.get(self.url + path) as resp:
-                    status = resp.status
-                    headers = resp.headers
-                    raw = await resp.read()
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise _Retry(f"{type(exc).__name__}: {exc or 'timeout'}") from exc
-        if status in _RETRY_STATUS:
-            after = _parse_retry_after(headers.get("Retry-After"))
-            if after:
-                # Every request waits, not only this one: the server counts them all.
-                self._not_before = max(self._not_before, time.monotonic() + min(after, self.max_retry_after))
-            raise _Retry(f"HTTP {status}", after)
-        if status >= 500:
-            raise _Retry(f"HTTP {status}: {raw[:80]!r}")
-        if status == 404:
-            raise NotFound(f"Esplora server at {self.url} has no {path}: {raw[:120].decode(errors='replace')}")
-        if status >= 400:
-            raise ChainError(f"Esplora server at {self.url} refused {path}: HTTP {status} "
-                             f"{raw[:200].decode(errors='replace')}")
-        if text is not None:
-            body = raw.decode(errors="replace").strip()
-            if not text.fullmatch(body):
-                raise _Retry(f"malformed answer ({len(raw)} bytes): {raw[:80]!r}")
-            return body
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise _Retry(f"malformed JSON in answer ({len(raw)} bytes): {raw[:80]!r}") from exc
+                return json.loads(raw)
+            except ValueError as exc:
+                raise Retry(f"malformed JSON in answer ({len(raw)} bytes): {raw[:80]!r}") from exc
+
+        return await self.http.request("GET", path, endpoint=endpoint, what=f"{endpoint} ({path})", read=read)
 
     # -- simple reads -------------------------------------------------------------------------
 
@@ -364,14 +319,8 @@ class EsploraChain:
         """The transactions by txid, with inputs, outputs, script types and OP_RETURN data.
         Unconfirmed ones come back with block_number None and tx_index -1."""
         wanted = list(dict.fromkeys(t.lower() for t in txids))
-        out: dict[str, UtxoTx] = {}
-        missing = []
-        for t in wanted:
-            cached = self._txs.get(t)
-            if cached is not None:
-                out[t] = cached[1]
-            else:
-                missing.append(t)
+        cached, missing = self._txs.split(wanted)
+        out = {t: tx for t, (_block, tx) in cached.items()}
         raw = await gather_or_cancel(self._get(f"/tx/{t}", "tx") for t in missing)
         confirmed = self._confirmed(raw, "transactions")
         for tx in await self._with_positions(confirmed):
@@ -425,7 +374,7 @@ class EsploraChain:
 
     async def _balances_of(self, address: str, heights: Sequence[int]) -> dict[int, int]:
         what = f"address {address}"
-        for _ in range(self.retries):
+        for _ in range(self.http.policy.retries):
             first = self._confirmed(await self._get(f"/address/{address}/txs", "address/txs"), what)
             if len(first) < self.page_size:  # the whole confirmed history
                 return {h: net_paid(address, [t for t in first if t["status"]["block_height"] <= h]) for h in heights}

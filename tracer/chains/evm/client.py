@@ -205,15 +205,7 @@ class EvmChain(TracePath, ScanPath, Logs):
         Batched; cached, since a mined transaction's price never changes. Transactions the node
         does not know, or answers for with an error, are left out: the heuristic then sits out
         for them rather than failing the trace."""
-        wanted = list(dict.fromkeys(str(h).lower() for h in tx_hashes))
-        out: dict[str, int] = {}
-        missing: list[str] = []
-        for h in wanted:
-            cached = self._gas.get(h)
-            if cached is None:
-                missing.append(h)
-            else:
-                out[h] = cached
+        out, missing = self._gas.split(dict.fromkeys(str(h).lower() for h in tx_hashes))
         if not missing:
             return out
         answers = await self.rpc.batch([("eth_getTransactionByHash", [h]) for h in missing])

@@ -108,15 +108,7 @@ class EvmNode:
 
     async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
         """Timestamps of blocks (cached; missing ones fetched in batches of header-only blocks)."""
-        wanted = sorted(set(numbers))
-        out: dict[int, int] = {}
-        missing: list[int] = []
-        for n in wanted:
-            cached = self._times.get(n)
-            if cached is None:
-                missing.append(n)
-            else:
-                out[n] = cached
+        out, missing = self._times.split(sorted(set(numbers)))
         if missing:
 
             def take(offset: int, answers: list[Any]) -> None:
