@@ -109,6 +109,13 @@ class FaultyDevChain(DevChainServer):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         forced = self.script[0] if self.script else None
+        if forced == "http_429_retry_after":
+            # What the rate limit answers, forced: a run slowed by a busy machine (or by running
+            # next to others) may never outpace the limit, and must still meet the fault once.
+            self.script.popleft()
+            self.request_counts["http"] += 1
+            self.request_counts["http_429"] += 1
+            return web.Response(status=429, text=self.TOO_MANY_TEXT, headers={"Retry-After": "1"})
         if forced == "http_429_bare" or (forced is None and self.bare_429
                                          and self._bare_rng.random() < self.bare_429):
             if forced:
@@ -144,7 +151,7 @@ def every_fault(seed: int, *, hang_seconds: float = 1.2) -> FaultPlan:
 
 #: One of each request-level fault, between healthy requests, forced at the start of a run.
 SCRIPT = ("hang", "ok", "http_500", "ok", "http_502", "ok", "http_503", "ok", "reset", "ok", "malformed", "ok",
-          "http_429_bare", "ok")
+          "http_429_bare", "ok", "http_429_retry_after", "ok")
 
 
 def faulty_client(url: str, scenario: Scenario) -> EvmChain:
