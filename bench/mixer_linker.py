@@ -31,11 +31,10 @@ import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -48,6 +47,7 @@ from tracer.demo import load_scenario_labels  # noqa: E402
 from tracer.devchain.mixer_family import NO_CLUE, MixerFamilyParams, generate_family  # noqa: E402
 from tracer.devchain.scenario import Scenario  # noqa: E402
 from tracer.devchain.server import DevChainServer  # noqa: E402
+from tracer.domain.mixer_links import CandidateWithdrawal, MixerDeposit  # noqa: E402
 from tracer.engine.service import create_trace  # noqa: E402
 from tracer.runner import run_with_workers  # noqa: E402
 from tracer.store import mixers as mixer_store  # noqa: E402
@@ -131,11 +131,11 @@ async def run_seed(server: str, seed: int, users: int) -> SeedResult:
     return SeedResult(seed, sc.params, deposits, withdrawals, notes, stray, seconds)
 
 
-def _evidence(link: dict[str, Any]) -> list[str]:
-    return sorted({r["heuristic"] for r in link["reasons"] if r["heuristic"] in HEURISTICS and r["weight"] > 1.0})
+def _evidence(link: CandidateWithdrawal) -> list[str]:
+    return sorted({r.heuristic for r in link.reasons if r.heuristic in HEURISTICS and r.weight > 1.0})
 
 
-def judge(sc: Scenario, rows: list[asyncpg.Record] | list[dict[str, Any]]) -> tuple[list[NoteResult], int]:
+def judge(sc: Scenario, rows: Sequence[MixerDeposit]) -> tuple[list[NoteResult], int]:
     """Each laundering note against the trace's links: followed where, and on what evidence."""
     truth: dict[tuple[str, str], list[Any]] = {}
     for m in sc.truth.mixer_links:
@@ -144,9 +144,8 @@ def judge(sc: Scenario, rows: list[asyncpg.Record] | list[dict[str, Any]]) -> tu
     stray = 0
     seen: Counter[tuple[str, str]] = Counter()
     for r in rows:
-        key = (r["depositor"], r["pool"])
-        links = r["links"] if isinstance(r["links"], list) else []
-        followed = [lk for lk in links if lk["status"] == "followed" and lk["confidence"] >= THRESHOLD]
+        key = (r.depositor, r.pool)
+        followed = [lk for lk in r.followed if lk.confidence >= THRESHOLD]
         planned = truth.get(key)
         if not planned or seen[key] >= len(planned):
             stray += len(followed)
@@ -155,9 +154,9 @@ def judge(sc: Scenario, rows: list[asyncpg.Record] | list[dict[str, Any]]) -> tu
         seen[key] += 1
         best = followed[0] if followed else None
         notes.append(NoteResult(
-            clue=m.clue, pool=m.pool, denomination_eth=m.denomination / 10**18, anonymity_set=r["anonymity_set"],
-            followed=best is not None, exact=best is not None and best["recipient"] == m.recipient,
-            confidence=round(best["confidence"], 4) if best else 0.0, heuristics=_evidence(best) if best else []))
+            clue=m.clue, pool=m.pool, denomination_eth=m.denomination / 10**18, anonymity_set=r.anonymity_set,
+            followed=best is not None, exact=best is not None and best.recipient == m.recipient,
+            confidence=round(best.confidence, 4) if best else 0.0, heuristics=_evidence(best) if best else []))
     for key, planned in truth.items():  # notes the trace never saw as flagged deposits: not found
         for m in planned[seen[key]:]:
             notes.append(NoteResult(m.clue, m.pool, m.denomination / 10**18, 0, False, False, 0.0))

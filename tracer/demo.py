@@ -38,6 +38,7 @@ from tracer.devchain.prices import PricePath, case_paths
 from tracer.devchain.scenario import Scenario, ScenarioLabel, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 from tracer.dollars_check import check_dollars
+from tracer.domain.mixer_links import MixerDeposit
 from tracer.domain.transfers import NATIVE
 from tracer.engine import bridges
 from tracer.engine import report as treport
@@ -225,27 +226,25 @@ def _units(raw: Any, decimals: int | None, symbol: str | None, asset: str) -> st
     return f"{treport.format_amount(int(raw), dec, 4)} {sym}"
 
 
-def _services(rep: treport.Report, mixer_rows: list[Any], swap_hops: list[Any]) -> str:
+def _services(rep: treport.Report, mixer_rows: list[MixerDeposit], swap_hops: list[Any]) -> str:
     """Where the money changed form: mixer links (with confidence and why), swap legs, bridge exits."""
     lines = ["Through services:"]
     for r in mixer_rows:
-        links = r["links"]
-        if isinstance(links, str):
-            links = json.loads(links)
-        denom = _units(r["denomination"], r["decimals"], r["symbol"], r["asset"])
-        head = f"  mixer  {_short(r['pool'])} ({denom} pool): {_short(r['depositor'])} deposited"
-        followed = [lk for lk in links if lk["status"] == "followed"]
+        links = r.links
+        denom = _units(r.denomination, r.decimals, r.symbol, r.asset)
+        head = f"  mixer  {_short(r.pool)} ({denom} pool): {_short(r.depositor)} deposited"
+        followed = r.followed
         if not followed:
-            best = f"; best candidate {links[0]['confidence']:.2f}" if links else ""
+            best = f"; best candidate {links[0].confidence:.2f}" if links else ""
             lines.append(f"{head}; entered mixer, amount "
-                         f"{_units(r['flagged'], r['decimals'], r['symbol'], r['asset'])}, anonymity set "
-                         f"{r['anonymity_set']} at deposit time, not linked{best}")
+                         f"{_units(r.flagged, r.decimals, r.symbol, r.asset)}, anonymity set "
+                         f"{r.anonymity_set} at deposit time, not linked{best}")
             continue
         for lk in followed:
-            why = ", ".join(x["heuristic"] for x in lk["reasons"] if x["heuristic"] not in ("anonymity_set", "timing"))
-            lines.append(f"{head} -> withdrawn to {_short(lk['recipient'])}, confidence "
-                         f"{lk['confidence']:.2f} ({why or 'timing'}; anonymity set {r['anonymity_set']}), carried "
-                         f"{_units(lk['carried'], r['decimals'], r['symbol'], r['asset'])}")
+            why = ", ".join(x.heuristic for x in lk.reasons if x.heuristic not in ("anonymity_set", "timing"))
+            lines.append(f"{head} -> withdrawn to {_short(lk.recipient)}, confidence "
+                         f"{lk.confidence:.2f} ({why or 'timing'}; anonymity set {r.anonymity_set}), carried "
+                         f"{_units(lk.carried, r.decimals, r.symbol, r.asset)}")
     # A swap is two hops of one transaction: the wallet pays asset A in and gets asset B back.
     legs: dict[str, list[Any]] = defaultdict(list)
     for h in swap_hops:

@@ -29,6 +29,7 @@ import asyncpg
 
 from tracer.devchain.scenario import BridgeTruth, Scenario
 from tracer.domain.labels import Category
+from tracer.domain.mixer_links import MixerDeposit
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.store import mixers as mixer_store
@@ -94,7 +95,7 @@ class _Expected:
     what: str
 
 
-def evaluate(rep: treport.Report, scenario: Scenario, *, mixer_rows: Sequence[Mapping[str, Any]] = (),
+def evaluate(rep: treport.Report, scenario: Scenario, *, mixer_rows: Sequence[MixerDeposit] = (),
              swap_hops: Sequence[Mapping[str, Any]] = (), far: FarChains | None = None,
              tolerance: float = AMOUNT_TOLERANCE) -> TruthCheck:
     truth = scenario.truth
@@ -180,7 +181,7 @@ class _Link:
     confidence: float
 
 
-def _check_mixer_notes(check: TruthCheck, scenario: Scenario, rows: Sequence[Mapping[str, Any]]) -> list[_Link]:
+def _check_mixer_notes(check: TruthCheck, scenario: Scenario, rows: Sequence[MixerDeposit]) -> list[_Link]:
     """Each laundering note linked to its own withdrawal; returns the right links followed."""
     notes = scenario.truth.mixer_links
     want: dict[tuple[str, str, int], list[tuple[str, int]]] = defaultdict(list)
@@ -188,10 +189,9 @@ def _check_mixer_notes(check: TruthCheck, scenario: Scenario, rows: Sequence[Map
         want[(_norm(m.pool), _norm(m.depositor), m.deposit_block)].append((_norm(m.recipient), m.withdrawal_block))
     got: dict[tuple[str, str, int], list[tuple[str, int, float]]] = defaultdict(list)
     for r in rows:
-        for lk in _json_list(r["links"]):
-            if lk.get("status") == "followed":
-                got[(_norm(r["pool"]), _norm(r["depositor"]), int(r["block_number"]))].append(
-                    (_norm(lk["recipient"]), int(lk["withdrawal_block"]), float(lk["confidence"])))
+        for lk in r.followed:
+            got[(_norm(r.pool), _norm(r.depositor), r.block_number)].append(
+                (_norm(lk.recipient), lk.withdrawal_block, lk.confidence))
     right: list[_Link] = []
     linked = wrong = 0
     for key in sorted(set(want) | set(got)):
@@ -227,14 +227,6 @@ def _confidence_band(exit_line: treport.ExitLine | None, links: Iterable[_Link])
                                                                         for s in exit_line.path}
     cs = [lk.confidence for lk in links if lk.recipient in on_path]
     return (min(cs), max(cs)) if cs else (1.0, 1.0)
-
-
-def _json_list(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, str):
-        import json
-
-        value = json.loads(value)
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 # ------------------------------------------------------------------ swaps

@@ -97,18 +97,18 @@ async def test_pages_list_every_deposit_once_as_the_store_has_it(api: Api, db: D
     async with db.pool.acquire() as conn:
         rows = list(await mixer_store.mixer_links(conn, trace_id, limit=10_000))
     assert len(rows) >= 5 and len(items) == len(rows)
-    assert [_key(i) for i in items] == [(r["tx_hash"], r["position"]) for r in rows]  # chain (transfer id) order
+    assert [_key(i) for i in items] == [(r.tx_hash, r.position) for r in rows]  # chain (transfer id) order
     for item, row in zip(items, rows, strict=True):
-        assert item["pool"] == row["pool"] and item["deposit"]["from"] == row["depositor"]
-        assert item["flagged"]["amount_raw"] == row["flagged"] and item["flagged"]["asset"] == row["asset"]
-        assert item["denomination"]["amount_raw"] == row["denomination"]
-        assert item["anonymity_set"] == row["anonymity_set"] >= 1
-        assert item["status"] == row["status"] and item["candidates"] == row["candidates"]
-        assert [w["tx_hash"] for w in item["withdrawals"]] == [lk["withdrawal_tx"] for lk in row["links"]]
+        assert item["pool"] == row.pool and item["deposit"]["from"] == row.depositor
+        assert item["flagged"]["amount_raw"] == str(row.flagged) and item["flagged"]["asset"] == row.asset
+        assert item["denomination"]["amount_raw"] == str(row.denomination)
+        assert item["anonymity_set"] == row.anonymity_set >= 1
+        assert item["status"] == row.status and item["candidates"] == row.candidates
+        assert [w["tx_hash"] for w in item["withdrawals"]] == [lk.withdrawal_tx for lk in row.links]
         confidences = [w["confidence"] for w in item["withdrawals"]]
         assert confidences == sorted(confidences, reverse=True)  # best first
-        for w, lk in zip(item["withdrawals"], row["links"], strict=True):
-            assert w["carried"]["amount_raw"] == lk["carried"] and w["followed"] == (lk["status"] == "followed")
+        for w, lk in zip(item["withdrawals"], row.links, strict=True):
+            assert w["carried"]["amount_raw"] == str(lk.carried) and w["followed"] == (lk.status == "followed")
             assert w["reasons"] and {r["heuristic"] for r in w["reasons"]} >= {"anonymity_set"}
     # the same deposits with a page size that divides nothing evenly
     assert [_key(i) for i in await _all(api, trace_id, limit=3)] == [_key(i) for i in items]

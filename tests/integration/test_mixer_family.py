@@ -26,6 +26,7 @@ from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.mixer_family import CLUES, NO_CLUE, MixerFamilyParams, generate_family
 from tracer.devchain.scenario import GWEI, KIND_MIXER, KIND_WITHDRAW
+from tracer.domain.mixer_links import CandidateWithdrawal, LinkReason, MixerDeposit
 from tracer.engine import mixers
 from tracer.engine.mixers import FlaggedDeposit, LinkFacts, PoolEvent
 from tracer.engine.service import create_trace
@@ -92,7 +93,7 @@ async def test_a_pool_without_clues_gives_no_followed_link(db: Database, devchai
     sc, rows = await _links(db, params, devchain_factory)
     assert len(rows) >= len(sc.truth.mixer_links) >= 10
     assert all(m.clue == NO_CLUE for m in sc.truth.mixer_links)
-    followed = [(r["depositor"], lk) for r in rows for lk in r["links"] if lk["status"] == "followed"]
+    followed = [(r.depositor, lk) for r in rows for lk in r.followed]
     assert followed == []
     notes, stray = _bench().judge(sc, rows)
     assert stray == 0 and not any(n.followed for n in notes)
@@ -103,10 +104,12 @@ def test_only_the_exact_recipient_counts_as_found() -> None:
     sc = generate_family(MixerFamilyParams(seed=2, users=20))
     a, b = [m for m in sc.truth.mixer_links if m.clue != "multi_denomination"][:2]
 
-    def row(m: Any, recipient: str, confidence: float = 0.9) -> dict[str, Any]:
-        reasons = [{"heuristic": "gas_price", "weight": 1500.0}, {"heuristic": "timing", "weight": 2.0}]
-        return {"depositor": m.depositor, "pool": m.pool, "anonymity_set": 30,
-                "links": [{"recipient": recipient, "confidence": confidence, "status": "followed", "reasons": reasons}]}
+    def row(m: Any, recipient: str, confidence: float = 0.9) -> MixerDeposit:
+        reasons = (LinkReason("gas_price", "", 1500.0), LinkReason("timing", "", 2.0))
+        link = CandidateWithdrawal("0x" + "ee" * 32, 0, None, 2, 0, recipient, None, 0, m.denomination, confidence,
+                                   m.denomination, "followed", reasons)
+        return MixerDeposit(1, "0x" + "dd" * 32, "log:0", 1, 0, m.pool, "native", None, None, m.denomination,
+                            m.depositor, m.denomination, 30, 1, "linked", (link,))
 
     # a's deposit linked to b's recipient: another launderer's, which the old scoring called found.
     notes, _ = ml.judge(sc, [row(a, b.recipient), row(b, b.recipient)])

@@ -7,7 +7,6 @@ launderers withdraw their Tornado notes leaving one published clue each, over a 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.chain import DEPOSIT_TOPIC, WITHDRAWAL_TOPIC
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.mixer_links import CandidateWithdrawal, LinkReason, MixerDeposit
 from tracer.engine import mixer_scope, mixers
 from tracer.engine import report as treport
 from tracer.engine.mixers import FlaggedDeposit, LinkFacts, PoolEvent
@@ -385,7 +385,7 @@ async def traced(db: Database, services_scenario: Scenario, devchain_factory: An
     await client.close()
 
 
-async def _links(db: Database, trace_id: int) -> list[Any]:
+async def _links(db: Database, trace_id: int) -> list[MixerDeposit]:
     async with db.pool.acquire() as conn:
         return list(await mixer_store.mixer_links(conn, trace_id, limit=10_000))
 
@@ -394,24 +394,24 @@ async def _links(db: Database, trace_id: int) -> list[Any]:
 async def test_every_laundering_note_is_linked_with_its_clue(traced: Traced) -> None:
     sc = traced.scenario
     assert len(sc.truth.mixer_links) >= 5
-    rows = {(r["depositor"], r["pool"]): r for r in await _links(traced.db, traced.trace_id)}
+    rows = {(r.depositor, r.pool): r for r in await _links(traced.db, traced.trace_id)}
     recipients = defaultdict(set)
     for m in sc.truth.mixer_links:
         recipients[m.pool].add(m.recipient)
     exact = 0
     for m in sc.truth.mixer_links:
         row = rows[(m.depositor, m.pool)]
-        assert row["status"] == "linked", (m, row["links"][:1])
-        assert row["anonymity_set"] >= 2 and row["candidates"] >= 1
-        [best] = [lk for lk in row["links"] if lk["status"] == "followed"]
-        assert best["confidence"] >= 0.5
+        assert row.status == "linked", (m, row.links[:1])
+        assert row.anonymity_set >= 2 and row.candidates >= 1
+        [best] = [lk for lk in row.links if lk.status == "followed"]
+        assert best.confidence >= 0.5
         # Notes of one pool are interchangeable money: a link to another of the launderers' notes
         # of the same pool moves the same flagged money to the same place.
-        assert best["recipient"] in recipients[m.pool]
-        exact += best["recipient"] == m.recipient
-        if best["recipient"] == m.recipient:
-            assert CLUE_HEURISTIC[m.clue] in {r["heuristic"] for r in best["reasons"]}
-        assert all(set(r) == {"heuristic", "detail", "weight"} for r in best["reasons"])
+        assert best.recipient in recipients[m.pool]
+        exact += best.recipient == m.recipient
+        if best.recipient == m.recipient:
+            assert CLUE_HEURISTIC[m.clue] in {r.heuristic for r in best.reasons}
+        assert all(r.detail and r.weight > 0 for r in best.reasons)
     assert exact >= len(sc.truth.mixer_links) - 2
 
 
@@ -422,13 +422,14 @@ async def test_link_hops_carry_the_deposit_times_confidence_capped_by_the_withdr
     carried: dict[int, int] = defaultdict(int)
     withdrawn: dict[int, int] = {}
     for r in rows:
-        for lk in r["links"]:
-            if lk["status"] != "followed":
+        for lk in r.links:
+            if lk.status != "followed":
                 continue
-            expected = min(int(int(r["flagged"]) * lk["confidence"]), int(lk["withdrawn"]))
-            assert int(lk["carried"]) == expected
-            carried[lk["withdrawal_transfer_id"]] += expected
-            withdrawn[lk["withdrawal_transfer_id"]] = int(lk["withdrawn"])
+            assert lk.withdrawal_transfer_id is not None and lk.withdrawn is not None
+            expected = min(int(r.flagged * lk.confidence), lk.withdrawn)
+            assert int(lk.carried) == expected
+            carried[lk.withdrawal_transfer_id] += expected
+            withdrawn[lk.withdrawal_transfer_id] = lk.withdrawn
     hops = {r["transfer_id"]: r for r in await db.pool.fetch(
         "SELECT * FROM hops WHERE trace_id = $1 AND transfer_id = ANY($2::bigint[])", trace_id, list(carried))}
     assert set(hops) == set(carried)
@@ -461,9 +462,9 @@ async def test_money_through_the_mixer_reaches_its_offramps_and_pollutes_nothing
     rows = await _links(traced.db, traced.trace_id)
     carried_to: dict[str, int] = defaultdict(int)
     for r in rows:
-        for lk in r["links"]:
-            if lk["status"] == "followed":
-                carried_to[lk["recipient"]] += int(lk["carried"])
+        for lk in r.links:
+            if lk.status == "followed":
+                carried_to[lk.recipient] += int(lk.carried)
     mixer_exits = 0
     through = {o.address: o for o in sc.truth.through_offramps}
     for m in {m.recipient: m for m in sc.truth.mixer_links}.values():
@@ -494,20 +495,16 @@ def _sent_to(sc: Scenario, sender: str) -> set[str]:
 async def test_mixer_links_read_shape(traced: Traced) -> None:
     async with traced.db.pool.acquire() as conn:
         page = await mixer_store.mixer_links(conn, traced.trace_id, limit=2)
-        rest = await mixer_store.mixer_links(conn, traced.trace_id, after_transfer_id=page[-1]["transfer_id"])
+        rest = await mixer_store.mixer_links(conn, traced.trace_id, after_transfer_id=page[-1].transfer_id)
         unlinked = await mixer_store.mixer_links(conn, traced.trace_id, status="unlinked")
         sure = await mixer_store.mixer_links(conn, traced.trace_id, min_confidence=0.9)
-    assert len(page) == 2 and rest and rest[0]["transfer_id"] > page[-1]["transfer_id"]
+    assert len(page) == 2 and rest and rest[0].transfer_id > page[-1].transfer_id
     assert not unlinked
-    assert all(lk["confidence"] >= 0.9 for r in sure for lk in r["links"])
+    assert all(lk.confidence >= 0.9 for r in sure for lk in r.links)
     row = page[0]
-    assert set(row.keys()) >= {"transfer_id", "tx_hash", "block_number", "block_time", "pool", "asset",
-                               "denomination", "depositor", "flagged", "anonymity_set", "candidates", "status", "links"}
-    link = row["links"][0]
-    assert set(link) == {"withdrawal_tx", "withdrawal_log_index", "withdrawal_transfer_id", "withdrawal_block",
-                         "withdrawal_time", "recipient", "relayer", "fee", "withdrawn", "confidence", "carried",
-                         "status", "reasons"}
-    json.dumps([dict(r) for r in page])  # plain JSON all the way down
+    assert isinstance(row, MixerDeposit) and row.links and isinstance(row.links[0], CandidateWithdrawal)
+    assert row.links[0].reasons and all(isinstance(r, LinkReason) for r in row.links[0].reasons)
+    assert isinstance(row.flagged, int) and isinstance(row.links[0].carried, int)  # raw units, parsed once
 
 
 @pytestmark_e2e
@@ -517,12 +514,12 @@ async def test_a_stricter_policy_follows_fewer_links(traced: Traced, devchain_fa
     trace_id, client = await _trace(traced.db, sc, server.url, {"min_link_confidence": 0.96})
     try:
         rows = await _links(traced.db, trace_id)
-        statuses = {r["status"] for r in rows}
+        statuses = {r.status for r in rows}
         assert statuses == {"linked", "unlinked"}
         for r in rows:
-            followed = [lk for lk in r["links"] if lk["status"] == "followed"]
-            assert (r["status"] == "linked") == bool(followed)
-            assert all(lk["confidence"] >= 0.96 for lk in followed)
+            followed = [lk for lk in r.links if lk.status == "followed"]
+            assert (r.status == "linked") == bool(followed)
+            assert all(lk.confidence >= 0.96 for lk in followed)
         hops = await traced.db.pool.fetch(
             """SELECT h.status, h.reason, d.status AS dep FROM hops h JOIN mixer_deposits d
                  ON d.trace_id = h.trace_id AND d.transfer_id = h.transfer_id WHERE h.trace_id = $1""", trace_id)
@@ -546,14 +543,14 @@ async def test_links_do_not_depend_on_how_deposits_were_batched(traced: Traced, 
         await Worker(traced.db.pool, {sc.chain: client}, batch_size=1).run(until_idle=True)
         assert await traced.db.pool.fetchval("SELECT status FROM traces WHERE id = $1", trace_id) == "done"
 
-        def shape(rows: list[Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
-            return {(r["tx_hash"], r["depositor"], r["pool"], r["status"], lk["recipient"], lk["status"]): lk
-                    for r in rows for lk in r["links"]}
+        def shape(rows: list[MixerDeposit]) -> dict[tuple[Any, ...], CandidateWithdrawal]:
+            return {(r.tx_hash, r.depositor, r.pool, r.status, lk.recipient, lk.status): lk
+                    for r in rows for lk in r.links}
 
         alone, together = shape(await _links(traced.db, trace_id)), shape(await _links(traced.db, traced.trace_id))
         assert alone.keys() == together.keys()
         for key, lk in alone.items():
-            assert (lk["confidence"], lk["carried"]) == (together[key]["confidence"], together[key]["carried"]), key
+            assert (lk.confidence, lk.carried) == (together[key].confidence, together[key].carried), key
     finally:
         await client.close()
 
@@ -568,10 +565,10 @@ async def test_deposits_nobody_withdrew_are_reported_with_their_anonymity_set(
     trace_id, client = await _trace(db, sc, server.url)
     try:
         rows = await _links(db, trace_id)
-        assert rows and all(r["status"] == "unlinked" and not r["links"] and r["candidates"] == 0 for r in rows)
-        assert all(r["anonymity_set"] >= 1 for r in rows)
+        assert rows and all(r.status == "unlinked" and not r.links and r.candidates == 0 for r in rows)
+        assert all(r.anonymity_set >= 1 for r in rows)
         pools = {m.address for m in sc.truth.mixer_deposits}
-        assert {r["pool"] for r in rows} == pools
+        assert {r.pool for r in rows} == pools
         flagged = await db.pool.fetch(
             "SELECT to_addr, status, reason, amount FROM hops WHERE trace_id = $1 AND to_addr = ANY($2::text[])",
             trace_id, list(pools))

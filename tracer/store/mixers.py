@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from tracer.domain.mixer_links import CandidateWithdrawal, LinkReason, MixerDeposit
 from tracer.domain.transfers import Transfer, TransferKind
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -248,19 +249,15 @@ async def mixer_links(
     min_confidence: float | None = None,
     after_transfer_id: int | None = None,
     limit: int = 100,
-) -> list[asyncpg.Record]:
-    """A trace's mixer deposits with their candidate withdrawals, one row per deposit.
+) -> list[MixerDeposit]:
+    """A trace's mixer deposits with their candidate withdrawals, one record per deposit.
 
     Rows are ordered by the deposit's transfer id (keyset: pass the last one as
     `after_transfer_id`). `status` filters deposits ('linked' | 'unlinked'); `min_confidence`
-    keeps only links at least that sure (deposits are listed even when none remain). Columns:
-    deposit (transfer_id, tx_hash, position, block_number, block_time, pool, asset, symbol,
-    decimals, denomination, depositor, flagged, anonymity_set, candidates, status) and `links`,
-    a JSON array best first of {withdrawal_tx, withdrawal_log_index, withdrawal_transfer_id,
-    withdrawal_block, withdrawal_time, recipient, relayer, fee, withdrawn, confidence, carried,
-    status, reasons}; amounts are decimal strings of raw units.
+    keeps only links at least that sure (deposits are listed even when none remain); each
+    deposit's `links` are best first.
     """
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT d.transfer_id, t.tx_hash, t.position, t.block_number, t.block_time, d.pool, d.asset, t.symbol,
                   t.decimals, d.denomination::text AS denomination, d.depositor, d.flagged::text AS flagged,
                   d.anonymity_set, d.candidates, d.status,
@@ -281,4 +278,29 @@ async def mixer_links(
            ORDER BY d.transfer_id LIMIT $5""",
         trace_id, status, min_confidence, after_transfer_id, limit,
     )
-    return rows
+    return [_deposit(r) for r in rows]
+
+
+def _deposit(r: asyncpg.Record) -> MixerDeposit:
+    links = r["links"]
+    if isinstance(links, str):  # jsonb arrives as text unless the pool has a codec for it
+        links = json.loads(links)
+    return MixerDeposit(
+        transfer_id=r["transfer_id"], tx_hash=r["tx_hash"], position=r["position"], block_number=r["block_number"],
+        block_time=r["block_time"], pool=r["pool"], asset=r["asset"], symbol=r["symbol"], decimals=r["decimals"],
+        denomination=int(r["denomination"]), depositor=r["depositor"], flagged=int(r["flagged"]),
+        anonymity_set=r["anonymity_set"], candidates=r["candidates"], status=r["status"],
+        links=tuple(_candidate(lk) for lk in links),
+    )
+
+
+def _candidate(lk: dict[str, Any]) -> CandidateWithdrawal:
+    return CandidateWithdrawal(
+        withdrawal_tx=lk["withdrawal_tx"], withdrawal_log_index=int(lk["withdrawal_log_index"]),
+        withdrawal_transfer_id=lk["withdrawal_transfer_id"], withdrawal_block=int(lk["withdrawal_block"]),
+        withdrawal_time=int(lk["withdrawal_time"]), recipient=lk["recipient"], relayer=lk["relayer"],
+        fee=None if lk["fee"] is None else int(lk["fee"]),
+        withdrawn=None if lk["withdrawn"] is None else int(lk["withdrawn"]),
+        confidence=float(lk["confidence"]), carried=int(lk["carried"]), status=lk["status"],
+        reasons=tuple(LinkReason(x["heuristic"], x["detail"], x["weight"]) for x in lk["reasons"]),
+    )

@@ -9,17 +9,16 @@ listed too ("entered mixer, amount X, anonymity set N"): the money was not lost,
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.errors import bad_request
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor, trace_or_404
+from tracer.domain.mixer_links import CandidateWithdrawal, MixerDeposit
 from tracer.store import mixers as mixer_store
 
 DEPOSIT_STATUSES = ("linked", "unlinked")
@@ -37,63 +36,57 @@ def _min_confidence(request: web.Request) -> float | None:
     return float(text)
 
 
-def _amount(chain: str, row: asyncpg.Record, raw: Any) -> dict[str, Any]:
-    return ser.amount(chain, row["asset"], int(raw), row["symbol"], row["decimals"])
+def _amount(chain: str, dep: MixerDeposit, raw: int) -> dict[str, Any]:
+    return ser.amount(chain, dep.asset, raw, dep.symbol, dep.decimals)
 
 
-def _summary(chain: str, row: asyncpg.Record, links: list[dict[str, Any]]) -> str:
-    amt = _amount(chain, row, row["flagged"])
+def _summary(chain: str, dep: MixerDeposit) -> str:
+    amt = _amount(chain, dep, dep.flagged)
     unit = f" {amt['symbol']}" if amt["symbol"] else ""
-    followed = [lk for lk in links if lk["followed"]]
+    followed = dep.followed
     if not followed:
-        return f"entered mixer, amount {amt['amount']}{unit}, anonymity set {row['anonymity_set']} at deposit time"
+        return f"entered mixer, amount {amt['amount']}{unit}, anonymity set {dep.anonymity_set} at deposit time"
     best = followed[0]
-    return (f"linked to withdrawal {best['tx_hash']} to {best['recipient']} with confidence "
-            f"{best['confidence']:.2f} ({', '.join(r['heuristic'] for r in best['reasons'])})")
+    return (f"linked to withdrawal {best.withdrawal_tx} to {best.recipient} with confidence "
+            f"{best.confidence:.2f} ({', '.join(r.heuristic for r in best.reasons)})")
 
 
-def _link(chain: str, row: asyncpg.Record, lk: dict[str, Any]) -> dict[str, Any]:
-    withdrawn = lk["withdrawn"]
+def _link(chain: str, dep: MixerDeposit, lk: CandidateWithdrawal) -> dict[str, Any]:
     return {
-        "tx_hash": lk["withdrawal_tx"],
-        "log_index": lk["withdrawal_log_index"],
-        "block_number": lk["withdrawal_block"],
-        "timestamp": ser.iso(int(lk["withdrawal_time"])),
-        "recipient": lk["recipient"],
-        "relayer": lk["relayer"],
-        "fee": _amount(chain, row, lk["fee"] or 0),
+        "tx_hash": lk.withdrawal_tx,
+        "log_index": lk.withdrawal_log_index,
+        "block_number": lk.withdrawal_block,
+        "timestamp": ser.iso(lk.withdrawal_time),
+        "recipient": lk.recipient,
+        "relayer": lk.relayer,
+        "fee": _amount(chain, dep, lk.fee or 0),
         # null: the withdrawal's payment was not among the transfers read (outside the window)
-        "withdrawn": _amount(chain, row, withdrawn) if withdrawn is not None else None,
-        "confidence": float(lk["confidence"]),
-        "carried": _amount(chain, row, lk["carried"]),
-        "followed": lk["status"] == "followed",
-        "reasons": [{"heuristic": r["heuristic"], "detail": r["detail"], "weight": r["weight"]}
-                    for r in lk["reasons"]],
+        "withdrawn": _amount(chain, dep, lk.withdrawn) if lk.withdrawn is not None else None,
+        "confidence": lk.confidence,
+        "carried": _amount(chain, dep, lk.carried),
+        "followed": lk.followed,
+        "reasons": [{"heuristic": r.heuristic, "detail": r.detail, "weight": r.weight} for r in lk.reasons],
     }
 
 
-def _item(chain: str, row: asyncpg.Record) -> dict[str, Any]:
-    raw_links = row["links"]
-    if isinstance(raw_links, str):  # jsonb arrives as text unless the pool has a codec for it
-        raw_links = json.loads(raw_links)
-    links = [_link(chain, row, lk) for lk in raw_links]
+def _item(chain: str, dep: MixerDeposit) -> dict[str, Any]:
     return {
-        "pool": row["pool"],
+        "pool": dep.pool,
         "deposit": {
-            "tx_hash": row["tx_hash"],
-            "position": row["position"],
-            "block_number": row["block_number"],
-            "timestamp": ser.iso(row["block_time"]),
-            "from": row["depositor"],
+            "tx_hash": dep.tx_hash,
+            "position": dep.position,
+            "block_number": dep.block_number,
+            "timestamp": ser.iso(dep.block_time),
+            "from": dep.depositor,
         },
-        "denomination": _amount(chain, row, row["denomination"]),
-        "flagged": _amount(chain, row, row["flagged"]),
-        "anonymity_set": row["anonymity_set"],
-        "candidates": row["candidates"],
-        "status": row["status"],
-        "followed": any(lk["followed"] for lk in links),
-        "summary": _summary(chain, row, links),
-        "withdrawals": links,
+        "denomination": _amount(chain, dep, dep.denomination),
+        "flagged": _amount(chain, dep, dep.flagged),
+        "anonymity_set": dep.anonymity_set,
+        "candidates": dep.candidates,
+        "status": dep.status,
+        "followed": bool(dep.followed),
+        "summary": _summary(chain, dep),
+        "withdrawals": [_link(chain, dep, lk) for lk in dep.links],
     }
 
 
@@ -117,7 +110,7 @@ async def list_(request: web.Request) -> web.Response:
         rows = await mixer_store.mixer_links(conn, trace_id, status=status, min_confidence=min_confidence,
                                              after_transfer_id=after, limit=limit + 1)
     items = [_item(chain, r) for r in rows[:limit]]
-    cursor = (make_cursor(request, "mixer-links", scope, [str(rows[limit - 1]["transfer_id"])])
+    cursor = (make_cursor(request, "mixer-links", scope, [str(rows[limit - 1].transfer_id)])
               if len(rows) > limit else None)
     return ok({"trace_id": trace_id, "items": items, "next_cursor": cursor,
                "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})

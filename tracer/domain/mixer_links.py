@@ -1,0 +1,70 @@
+"""What a trace inferred through a mixer, as read back: each flagged deposit with its candidate
+withdrawals, best first (store.mixers.mixer_links; the API, the demo and truth_check read it).
+
+A link's `status` is "followed" or "candidate" (the trace's word for it, not a HopStatus). Amounts
+are raw integer units of the deposit's asset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FOLLOWED = "followed"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkReason:
+    """One heuristic behind a link's confidence."""
+
+    heuristic: str
+    detail: str
+    weight: float  # likelihood ratio (anonymity_set: the prior odds), as stored
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateWithdrawal:
+    """A withdrawal that may spend the deposit, with the confidence and the flagged part it carries."""
+
+    withdrawal_tx: str
+    withdrawal_log_index: int
+    withdrawal_transfer_id: int | None  # None: its payment was not among the transfers read
+    withdrawal_block: int
+    withdrawal_time: int
+    recipient: str
+    relayer: str | None
+    fee: int | None
+    withdrawn: int | None  # None: the payment was outside the window read
+    confidence: float
+    carried: int
+    status: str  # followed | candidate
+    reasons: tuple[LinkReason, ...]
+
+    @property
+    def followed(self) -> bool:
+        return self.status == FOLLOWED
+
+
+@dataclass(frozen=True, slots=True)
+class MixerDeposit:
+    """A flagged deposit into a pool, with the transfer it was and its candidates best first."""
+
+    transfer_id: int
+    tx_hash: str
+    position: str
+    block_number: int
+    block_time: int
+    pool: str
+    asset: str
+    symbol: str | None
+    decimals: int | None
+    denomination: int
+    depositor: str
+    flagged: int
+    anonymity_set: int
+    candidates: int
+    status: str  # linked | unlinked
+    links: tuple[CandidateWithdrawal, ...]
+
+    @property
+    def followed(self) -> list[CandidateWithdrawal]:
+        return [lk for lk in self.links if lk.followed]
