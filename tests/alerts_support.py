@@ -16,8 +16,8 @@ from aiohttp import web
 from tracer.alerts import signing
 from tracer.alerts.deliver import Deliverer, DeliverySettings
 from tracer.alerts.guard import UrlPolicy
-from tracer.alerts.listen import connector
 from tracer.store.db import Database
+from tracer.store.listen import connector
 
 #: The receivers of these tests listen on 127.0.0.1: allowed by explicit configuration only.
 LOOPBACK = UrlPolicy(allow=frozenset({"127.0.0.1"}))

@@ -24,8 +24,8 @@ import asyncpg
 
 from tracer.chains.errors import ChainError
 from tracer.chains.evm import EvmChain
-from tracer.store import alerts as alert_store
 from tracer.store import chains as chain_store
+from tracer.store import follow
 from tracer.store import traces as trace_store
 
 log = logging.getLogger("tracer.reorg")
@@ -107,7 +107,7 @@ class ReorgGuard:
                   "retracted: start the trace again to follow the new chain")
         async with self._pool.acquire() as conn, conn.transaction():
             failed = await chain_store.traces_reading_past(conn, self._chain, fork)
-            retraction = await alert_store.retract_after(conn, self._chain, fork, old_hash=old, new_hash=new)
+            retraction = await follow.retract_after(conn, self._chain, fork, old_hash=old, new_hash=new)
             for trace_id in failed:
                 await trace_store.fail_trace(conn, trace_id, reason)
             await chain_store.forget_pins_after(conn, self._chain, fork)

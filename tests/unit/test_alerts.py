@@ -15,7 +15,8 @@ from tracer.alerts.deliver import DeliverySettings, backoff
 from tracer.alerts.guard import GuardedResolver, UnsafeUrl, UrlPolicy, check_url
 from tracer.api.openapi import validator
 from tracer.engine.policy import Policy, PolicyError
-from tracer.store.alerts import notify_payload, parse_notify
+from tracer.domain.alerts import EventRow
+from tracer.store.outbox import notify_payload, parse_notify
 
 
 def test_signature_round_trip_and_tampering() -> None:
@@ -108,9 +109,8 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     assert DeliverySettings(lease_seconds=30, request_timeout=20).request_timeout == 10  # inside the lease
 
 
-def _row(type_: str, payload: dict[str, Any], seq: int = 7) -> dict[str, Any]:
-    return {"seq": seq, "trace_id": 3, "type": type_, "payload": payload,
-            "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "chain": "ethereum"}
+def _row(type_: str, payload: dict[str, Any], seq: int = 7) -> EventRow:
+    return EventRow(seq, 3, type_, payload, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "ethereum")
 
 
 HOP = {"transfer_id": 11, "tx_hash": "0x" + "ab" * 32, "position": "tx", "block_number": 120,
@@ -137,6 +137,17 @@ def test_event_json_matches_its_schema() -> None:
         assert not errors, errors
     assert not v.is_valid(dict(events.render(_row("trace_finished", {})), hop=body["hop"]))
     assert not v.is_valid({k: x for k, x in body.items() if k != "hop"})
+
+
+def test_an_event_rendered_once_gives_every_subscription_its_exact_body() -> None:
+    tron = dict(HOP, to="0x41" + "22" * 20, to_entity='Quote " and "subscription_id":1')
+    rows = [_row("hop_added", HOP), _row("hop_updated", tron, seq=12), _row("trace_finished", {"hops": 3}),
+            _row("exit_reached", {"address": HOP["to"], "entity": "x", "subscription_id": 5})]
+    for row in rows:
+        once = events.rendered(row)
+        assert (once.seq, once.type) == (row.seq, row.type)
+        for sid in (1, 5, 987_654_321, (1 << 63) - 1):
+            assert once.for_subscription(sid) == events.encode(events.render(row, subscription_id=sid))
 
 
 def test_notify_payload_round_trip_and_overflow() -> None:

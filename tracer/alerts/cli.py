@@ -54,8 +54,8 @@ def _stop_on_signals() -> asyncio.Event:
 async def _deliver(args: argparse.Namespace) -> int:
     from tracer.alerts.deliver import Deliverer, DeliverySettings
     from tracer.alerts.guard import UrlPolicy
-    from tracer.alerts.listen import connector
     from tracer.store.db import Database
+    from tracer.store.listen import connector
 
     settings = DeliverySettings(concurrency=max(1, args.concurrency), max_attempts=max(1, args.max_attempts),
                                 backoff_base=args.backoff, backoff_max=args.backoff_max,

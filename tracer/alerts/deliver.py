@@ -13,6 +13,13 @@ A failed attempt holds its trace's queue (nothing overtakes it) until a retry ti
 exponential backoff and jitter (so receivers that failed together are not retried together); after
 `max_attempts` tries the event and the queue behind it move to dead-letter, in order, where
 `POST /v1/subscriptions/{id}/replay` puts them back. Redirects are not followed (SSRF).
+
+What one webhook costs, at thousands of subscriptions on one event: a claim leases up to every
+free slot at once and reads their queue heads in one query, the events apart; an event is priced
+and rendered once (`events.rendered`), each subscription's body is that with its id spliced in,
+then signed and posted. Connections are kept alive and shared by every subscription of a
+receiver (up to `per_host` at a time), so a receiver with many subscriptions is not dialled once
+per delivery, and one with many slots' worth of work cannot take every connection.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ import os
 import random
 import socket
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -34,17 +42,21 @@ import asyncpg
 from tracer import __version__
 from tracer.alerts import events, signing
 from tracer.alerts.guard import GuardedConnector, UnsafeUrl, UrlPolicy, check_url, describe
-from tracer.alerts.listen import Connect, Listener
 from tracer.alerts.prices import event_values
 from tracer.alerts.sequencer import Sequencer
-from tracer.store import alerts as alert_store
+from tracer.domain.alerts import DueDelivery, Leased
+from tracer.store import deliveries as delivery_store
+from tracer.store import outbox
+from tracer.store.listen import Connect, Listener
+from tracer.store.traces import Conn
 
 log = logging.getLogger("tracer.alerts")
 
 
 @dataclass
 class DeliverySettings:
-    concurrency: int = 64  # subscriptions served at once by this worker
+    concurrency: int = 256  # subscriptions served at once by this worker
+    per_host: int = 64  # connections to one receiver (host, port) at once, kept alive and reused
     lease_seconds: float = 60.0
     request_timeout: float = 10.0
     connect_timeout: float = 5.0
@@ -56,6 +68,8 @@ class DeliverySettings:
     retention_seconds: float = 7 * 86400.0  # delivered rows kept for inspection
     prune_every: float = 600.0
     claim_delay: float = 0.005  # after a slot frees, wait this long so one claim fills several
+    claim_fraction: float = 0.25  # while slots are busy, claim again once this part of them is free
+    rendered_events: int = 4096  # events kept rendered (a block's event fans out to every subscription)
     finish_every: float = 0.005  # delivered marks and lease releases are written in batches this often
 
     def __post_init__(self) -> None:
@@ -79,7 +93,7 @@ class DeliveryStats:
     failed: int = 0
     dead: int = 0
     claims: int = 0
-    started: float = field(default_factory=time.monotonic)
+    renders: int = 0  # events rendered (each is then sent to many subscriptions)
 
 
 class Deliverer:
@@ -106,6 +120,8 @@ class Deliverer:
         self._session: aiohttp.ClientSession | None = None
         self._finisher = _Finisher(pool, self.name, self.settings.finish_every)
         self._checked: dict[str, str] = {}  # URL -> "" if allowed, else why not (the policy is fixed)
+        # event id -> its body rendered for every subscription (None: it cannot be rendered).
+        self._bodies: OrderedDict[int, events.Rendered | None] = OrderedDict()
         self.connector: GuardedConnector | None = None
 
     # ------------------------------------------------------------------ loop
@@ -114,7 +130,7 @@ class Deliverer:
         self._wake.set()
 
     def _on_notify(self, channel: str, _payload: str) -> None:
-        if channel == alert_store.EVENTS_CHANNEL:
+        if channel == outbox.EVENTS_CHANNEL:
             if self.sequencer is not None:
                 self.sequencer.poke()
         else:
@@ -122,7 +138,8 @@ class Deliverer:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        connector = GuardedConnector(self.url_policy, limit=max(8, s.concurrency * 2), ttl_dns_cache=30)
+        connector = GuardedConnector(self.url_policy, limit=max(8, s.concurrency), limit_per_host=max(1, s.per_host),
+                                     ttl_dns_cache=30, keepalive_timeout=30)
         self.connector = connector
         timeout = aiohttp.ClientTimeout(total=s.request_timeout, sock_connect=s.connect_timeout)
         background: list[asyncio.Task[None]] = []
@@ -130,7 +147,7 @@ class Deliverer:
                                          headers={"User-Agent": f"tracer-webhooks/{__version__}"}) as session:
             self._session = session
             if self.connect is not None:
-                listener = Listener(self.connect, (alert_store.EVENTS_CHANNEL, alert_store.ALERTS_CHANNEL),
+                listener = Listener(self.connect, (outbox.EVENTS_CHANNEL, outbox.ALERTS_CHANNEL),
                                     self._on_notify, on_reconnect=self._reconnected)
                 background.append(asyncio.create_task(listener.run(stop), name="tracer-deliver-listen"))
             if self.sequencer is not None:
@@ -161,30 +178,36 @@ class Deliverer:
             while not stop.is_set():
                 self._wake.clear()
                 free = s.concurrency - len(tasks)
-                if free > 0:
+                # While slots are busy, wait for a good part of them to free: every claim scans
+                # the due queue heads, so claiming a slot or two at a time would cost that scan
+                # per delivery at thousands of subscriptions.
+                if free > 0 and (not tasks or free >= max(1, int(s.concurrency * s.claim_fraction))):
+                    claimed: list[Leased] = []
+                    first: dict[int, list[DueDelivery]] = {}
                     try:
                         async with self.pool.acquire() as conn:
-                            claimed = await alert_store.claim_subscriptions(conn, self.name, free, s.lease_seconds)
+                            claimed = await delivery_store.claim_subscriptions(conn, self.name, free,
+                                                                               s.lease_seconds)
+                            if claimed:
+                                # One query for the whole claim, not one per subscription.
+                                due = await delivery_store.due_deliveries(conn, [c.id for c in claimed], s.per_trace)
+                                await self._render(conn, due)
+                                for row in due:
+                                    first.setdefault(row.subscription_id, []).append(row)
                     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                         log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
-                        claimed = []
                         await asyncio.sleep(1.0)
                     self.stats.claims += len(claimed)
-                    first: dict[int, list[asyncpg.Record]] = {}
-                    if claimed:
-                        # One query for the whole claim, not one per subscription.
-                        async with self.pool.acquire() as conn:
-                            for row in await alert_store.due_deliveries(conn, [c.id for c in claimed], s.per_trace):
-                                first.setdefault(row["subscription_id"], []).append(row)
+                    deadline = time.monotonic() + s.lease_seconds / 2
                     for sub in claimed:
-                        task = asyncio.create_task(self._serve(sub, first.get(sub.id, [])),
+                        task = asyncio.create_task(self._serve(sub, first.get(sub.id, []), deadline),
                                                    name=f"tracer-deliver-{sub.id}")
                         tasks.add(task)
                 if time.monotonic() - last_prune > s.prune_every:
                     last_prune = time.monotonic()
                     with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                         async with self.pool.acquire() as conn:
-                            await alert_store.prune_deliveries(conn, s.retention_seconds)
+                            await delivery_store.prune_deliveries(conn, s.retention_seconds)
                 waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait()),
                                                      asyncio.ensure_future(stop.wait())}
                 await asyncio.wait(waiters | tasks, timeout=s.poll, return_when=asyncio.FIRST_COMPLETED)
@@ -210,21 +233,52 @@ class Deliverer:
 
     # ------------------------------------------------------------------ one subscription
 
-    async def _serve(self, sub: alert_store.Leased, rows: list[asyncpg.Record]) -> None:
+    async def _render(self, conn: Conn, due: Sequence[DueDelivery]) -> None:
+        """Render the events of `due` that are not rendered yet: read together, priced together,
+        each rendered once for all its subscriptions. Bodies are kept for the latest
+        `rendered_events` events (a numbered event does not change; a hop priced later than its
+        delivery is not re-priced for a retry that still finds its body here)."""
+        missing = sorted({d.event_id for d in due if d.event_id not in self._bodies})
+        for event_id in {d.event_id for d in due} - set(missing):
+            self._bodies.move_to_end(event_id)
+        if not missing:
+            return
+        rows = await outbox.events_by_id(conn, missing)
+        try:
+            values = await event_values(self.pool, list(rows.values()))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # unpriced beats undelivered
+            log.error("event=pricing_failed events=%d error=%r", len(rows), exc)
+            values = {}
+        for event_id in missing:
+            row = rows.get(event_id)
+            body: events.Rendered | None = None
+            if row is not None:
+                try:
+                    body = events.rendered(row, usd=values.get(row.seq))
+                    self.stats.renders += 1
+                except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+                    # A payload we cannot render is a bug; failing it (and in the end
+                    # dead-lettering it) keeps it from wedging the queue in a crash loop.
+                    log.error("event=render_failed event=%d error=%r", event_id, exc)
+            self._bodies[event_id] = body
+        while len(self._bodies) > self.settings.rendered_events:
+            self._bodies.popitem(last=False)
+
+    async def _serve(self, sub: Leased, rows: list[DueDelivery], deadline: float) -> None:
         """Deliver a leased subscription's due queues (`rows`: the first batch, fetched with the
-        claim), then give the lease back."""
+        claim) until `deadline` (half the lease after the claim: a request started before it ends
+        well inside the lease), then give the lease back."""
         s = self.settings
-        deadline = time.monotonic() + s.lease_seconds / 2
         succeeded = False
         try:
             while rows and time.monotonic() < deadline:
-                queues: dict[int, list[asyncpg.Record]] = {}
+                queues: dict[int, list[DueDelivery]] = {}
                 for r in rows:
-                    queues.setdefault(r["trace_key"], []).append(r)
+                    queues.setdefault(r.trace_key, []).append(r)
                 progressed = False
                 for queue in queues.values():
                     for row in queue:
-                        if not row["due"] or time.monotonic() >= deadline:
+                        if not row.due or time.monotonic() >= deadline:
                             break
                         if not await self._attempt(sub, row):
                             break  # the rest of this trace's queue waits behind it
@@ -233,7 +287,8 @@ class Deliverer:
                     break  # stuck, or every queue was fetched whole
                 await self._finisher.flush()  # what we sent is marked before we read the queue again
                 async with self.pool.acquire() as conn:
-                    rows = await alert_store.due_deliveries(conn, [sub.id], s.per_trace)
+                    rows = await delivery_store.due_deliveries(conn, [sub.id], s.per_trace)
+                    await self._render(conn, rows)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("event=deliver_db_error subscription=%d error=%r", sub.id, exc)
         finally:
@@ -242,36 +297,29 @@ class Deliverer:
             # There may be more due (new events, a lease cut short): look again soon.
             self._wake.set()
 
-    async def _attempt(self, sub: alert_store.Leased, row: Mapping[str, Any]) -> bool:
+    async def _attempt(self, sub: Leased, row: DueDelivery) -> bool:
         """One try of one delivery, recorded; True when the receiver took it."""
-        seq = int(row["seq"])
         self.stats.attempts += 1
-        try:
-            value = (await event_values(self.pool, [row])).get(seq)
-            body = events.encode(events.render(row, subscription_id=sub.id, usd=value))
-        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            # A payload we cannot render is a bug; failing it (and in the end dead-lettering it)
-            # keeps it from wedging the queue in a crash loop.
-            log.error("event=render_failed subscription=%d seq=%d error=%r", sub.id, seq, exc)
-            await self._failed(sub, row, None, f"cannot render event: {describe(exc)}", None)
+        rendered = self._bodies.get(row.event_id)
+        if rendered is None:
+            await self._failed(sub, row, None, "cannot render event", None)
             return False
-        status, error, retry_after = await self._post(sub, row, body)
+        status, error, retry_after = await self._post(sub, rendered, rendered.for_subscription(sub.id))
         if error:
             await self._failed(sub, row, status, error, retry_after)
             return False
-        self._finisher.mark(sub.id, seq, status or 200)
+        self._finisher.mark(sub.id, row.seq, status or 200)
         self.stats.delivered += 1
         return True
 
-    async def _post(self, sub: alert_store.Leased, row: Mapping[str, Any],
-                    body: bytes) -> tuple[int | None, str, float | None]:
+    async def _post(self, sub: Leased, event: events.Rendered, body: bytes) -> tuple[int | None, str, float | None]:
         """POST a signed body: (status, error or "", Retry-After seconds)."""
         assert self._session is not None
         stamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            signing.EVENT_ID_HEADER: str(row["seq"]),
-            signing.EVENT_TYPE_HEADER: row["type"],
+            signing.EVENT_ID_HEADER: str(event.seq),
+            signing.EVENT_TYPE_HEADER: event.type,
             signing.TIMESTAMP_HEADER: str(stamp),
             signing.SIGNATURE_HEADER: signing.sign(sub.secret, stamp, body),
         }
@@ -297,25 +345,26 @@ class Deliverer:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return None, describe(exc), None
 
-    async def _failed(self, sub: alert_store.Leased, row: Mapping[str, Any], status: int | None, error: str,
+    async def _failed(self, sub: Leased, row: DueDelivery, status: int | None, error: str,
                       retry_after: float | None) -> None:
         s = self.settings
-        seq, trace_key = int(row["seq"]), int(row["trace_key"])
-        attempts = int(row["attempts"]) + 1
+        seq, trace_key = row.seq, row.trace_key
+        attempts = row.attempts + 1
         self.stats.failed += 1
         async with self.pool.acquire() as conn:
             if attempts >= s.max_attempts:
                 self.stats.dead += 1
                 log.warning("event=dead_letter subscription=%d seq=%d attempts=%d error=%s", sub.id, seq, attempts,
                             error)
-                await alert_store.mark_failed(conn, sub.id, seq, trace_key, status=status, error=error, retry_in=None)
+                await delivery_store.mark_failed(conn, sub.id, seq, trace_key, status=status, error=error,
+                                                 retry_in=None)
                 return
             delay = backoff(attempts, s.backoff_base, s.backoff_max, self._rng)
             if retry_after is not None:  # the receiver said when: no sooner than that (within our cap)
                 delay = max(delay, min(retry_after, s.backoff_max))
             log.info("event=delivery_failed subscription=%d seq=%d attempt=%d retry_in=%.2fs error=%s", sub.id, seq,
                      attempts, delay, error)
-            await alert_store.mark_failed(conn, sub.id, seq, trace_key, status=status, error=error, retry_in=delay)
+            await delivery_store.mark_failed(conn, sub.id, seq, trace_key, status=status, error=error, retry_in=delay)
 
 
 class _Finisher:
@@ -361,7 +410,7 @@ class _Finisher:
             self._marks, self._releases, self._waiters = [], [], []
             try:
                 async with self.pool.acquire() as conn:
-                    await alert_store.finish_deliveries(conn, self.worker, marks, releases)
+                    await delivery_store.finish_deliveries(conn, self.worker, marks, releases)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # Unwritten marks are re-sent and unreleased leases lapse: nothing is lost.
                 log.warning("event=deliver_finish_failed marks=%d releases=%d error=%r", len(marks), len(releases),

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 
 import asyncpg
 
-from tracer.alerts.listen import Connect, Listener
 from tracer.alerts.sequencer import Sequencer
-from tracer.store import alerts as alert_store
+from tracer.store import outbox
+from tracer.store.listen import Connect, Listener
 
 log = logging.getLogger("tracer.alerts")
 
@@ -37,7 +37,7 @@ class Hub:
 
     async def start(self) -> None:
         if self.connect is not None:
-            listener = Listener(self.connect, (alert_store.EVENTS_CHANNEL, alert_store.ALERTS_CHANNEL),
+            listener = Listener(self.connect, (outbox.EVENTS_CHANNEL, outbox.ALERTS_CHANNEL),
                                 self._on_notify, on_reconnect=self._wake_everything)
             self._tasks.append(asyncio.create_task(listener.run(self._stop), name="tracer-hub-listen"))
         if self.sequencer is not None:
@@ -57,11 +57,11 @@ class Hub:
         self._tasks.clear()
 
     def _on_notify(self, channel: str, payload: str) -> None:
-        if channel == alert_store.EVENTS_CHANNEL:
+        if channel == outbox.EVENTS_CHANNEL:
             if self.sequencer is not None:
                 self.sequencer.poke()
             return
-        _, traces = alert_store.parse_notify(payload)
+        _, traces = outbox.parse_notify(payload)
         if traces is None:
             self._wake_everything()
             return

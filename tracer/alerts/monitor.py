@@ -5,7 +5,7 @@ Each poll, per chain:
 1. Reorg check. The monitor keeps the hashes of the blocks it followed (`chain_blocks`). If the
    node's hash of the highest of them (at or below the head) differs, the blocks were replaced:
    the highest recorded block that still matches is the fork point, and everything after it is
-   retracted in one transaction (`store.alerts.retract_after`: hop_retracted events, transfers and
+   retracted in one transaction (`store.follow.retract_after`: hop_retracted events, transfers and
    coverage dropped, windows moved back), to be followed again from the new chain.
 2. Extension. A watching trace follows blocks up to `head - policy.confirmations`. Its live
    addresses (those it follows, where money may still sit) are fetched for the new range in one
@@ -34,10 +34,12 @@ from typing import Protocol
 
 import asyncpg
 
+from tracer.domain.alerts import Retraction, WatchingTrace
 from tracer.domain.transfers import NATIVE, Transfer
 from tracer.engine.policy import Policy
-from tracer.store import alerts as alert_store
+from tracer.store import follow
 from tracer.store import traces as trace_store
+from tracer.store.listen import ping
 
 log = logging.getLogger("tracer.alerts")
 
@@ -78,7 +80,7 @@ class Extension:
 class Step:
     chain: str
     head: int
-    retraction: alert_store.Retraction | None = None
+    retraction: Retraction | None = None
     extensions: list[Extension] = field(default_factory=list)
 
 
@@ -104,11 +106,10 @@ class Monitor:
                             with contextlib.suppress(Exception):
                                 await self.pool.release(lock_conn)
                         lock_conn, held = await self.pool.acquire(), set()
-                    await lock_conn.fetchval("SELECT 1")
+                    await ping(lock_conn)
                     for chain in sorted(self.chains):
                         if chain not in held:
-                            if await lock_conn.fetchval(
-                                    "SELECT pg_try_advisory_lock(hashtext('tracer.monitor'), hashtext($1))", chain):
+                            if await follow.try_lead_chain(lock_conn, chain):
                                 held.add(chain)
                                 log.info("event=monitor_leader chain=%s", chain)
                             else:
@@ -127,7 +128,7 @@ class Monitor:
         finally:
             if lock_conn is not None:
                 with contextlib.suppress(Exception):
-                    await lock_conn.execute("SELECT pg_advisory_unlock_all()")
+                    await follow.give_up_leads(lock_conn)
                 with contextlib.suppress(Exception):
                     await self.pool.release(lock_conn)
 
@@ -137,18 +138,17 @@ class Monitor:
         head = await client.head()
         step = Step(chain, head)
         async with self.pool.acquire() as conn:
-            recorded = await alert_store.recorded_blocks(conn, chain, self.settings.keep_blocks)
+            recorded = await follow.recorded_blocks(conn, chain, self.settings.keep_blocks)
         if recorded:
             step.retraction = await self._check_reorg(chain, client, head, recorded)
         async with self.pool.acquire() as conn:
-            traces = await alert_store.watching_traces(conn, chain)
-        groups: dict[tuple[int, int], list[asyncpg.Record]] = defaultdict(list)
+            traces = await follow.watching_traces(conn, chain)
+        groups: dict[tuple[int, int], list[WatchingTrace]] = defaultdict(list)
         for row in traces:
-            policy = row["policy"] or {}
-            confirmations = int(policy.get("confirmations", _DEFAULT_CONFIRMATIONS))
-            target = min(head - confirmations, row["to_block"] + self.settings.max_range)
-            if target > row["to_block"]:
-                groups[(row["to_block"], target)].append(row)
+            confirmations = int(row.policy.get("confirmations", _DEFAULT_CONFIRMATIONS))
+            target = min(head - confirmations, row.to_block + self.settings.max_range)
+            if target > row.to_block:
+                groups[(row.to_block, target)].append(row)
         for (old, target), rows in sorted(groups.items()):
             step.extensions.extend(await self._extend(chain, client, old, target, rows))
         self.steps += 1
@@ -156,7 +156,7 @@ class Monitor:
         return step
 
     async def _check_reorg(self, chain: str, client: FollowSource, head: int,
-                           recorded: Sequence[tuple[int, str]]) -> alert_store.Retraction | None:
+                           recorded: Sequence[tuple[int, str]]) -> Retraction | None:
         ours = dict(recorded)
         probe = [n for n, _ in recorded if n <= head]  # highest first
         if not probe:
@@ -174,25 +174,25 @@ class Monitor:
             log.error("event=reorg_beyond_window chain=%s recorded_from=%d: retracting from there", chain, min(ours))
         log.warning("event=reorg chain=%s fork_block=%d replaced=%d..%d head=%d", chain, fork, fork + 1, top, head)
         async with self.pool.acquire() as conn:
-            result = await alert_store.retract_after(conn, chain, fork, old_hash=ours[top], new_hash=now[top])
+            result = await follow.retract_after(conn, chain, fork, old_hash=ours[top], new_hash=now[top])
         log.warning("event=hops_retracted chain=%s fork_block=%d hops=%d traces=%s transfers=%d", chain, fork,
                     result.hops, ",".join(map(str, sorted(result.traces))) or "-", result.transfers)
         return result
 
     async def _extend(self, chain: str, client: FollowSource, old: int, target: int,
-                      rows: Sequence[asyncpg.Record]) -> list[Extension]:
-        ids = [int(r["id"]) for r in rows]
+                      rows: Sequence[WatchingTrace]) -> list[Extension]:
+        ids = [r.id for r in rows]
         numbers = {old, *range(max(old + 1, target - self.settings.keep_blocks + 1), target + 1)}
         hashes = await client.block_hashes(numbers)
         if len(hashes) < len(numbers):
             return []  # the node does not have them all yet (a lagging replica): next poll
         async with self.pool.acquire() as conn:
-            await alert_store.record_blocks(conn, chain, hashes, self.settings.keep_blocks)
-            live = await alert_store.live_addresses(conn, ids)
+            await follow.record_blocks(conn, chain, hashes, self.settings.keep_blocks)
+            live = await follow.live_addresses(conn, ids)
         depth: dict[int, dict[str, int]] = defaultdict(dict)
         for r in live:
-            depth[int(r["trace_id"])][r["address"]] = int(r["depth"])
-        addresses = sorted({r["address"] for r in live})
+            depth[r.trace_id][r.address] = r.depth
+        addresses = sorted({r.address for r in live})
         transfers: list[Transfer] = []
         if addresses:
             async with self.pool.acquire() as conn:
@@ -200,7 +200,7 @@ class Monitor:
             # Normally every live address is cached up to `old`; one that is not (coverage cut
             # back by a reorg) is fetched from where its cache ends, so coverage stays contiguous.
             lagging = [hi + 1 for lo, hi in known.values() if hi < old]
-            fetch_from = max(min([old + 1, *lagging]), min(int(r["from_block"]) for r in rows))
+            fetch_from = max(min([old + 1, *lagging]), min(r.from_block for r in rows))
             transfers = await client.transfers(addresses, fetch_from, target, outgoing=True, incoming=True)
             transfers = await self._with_token_meta(client, transfers)
             async with self.pool.acquire() as conn, conn.transaction():
@@ -208,9 +208,9 @@ class Monitor:
                 await trace_store.set_coverage(conn, chain, addresses, fetch_from, target)
         out: list[Extension] = []
         for row in rows:
-            tid = int(row["id"])
+            tid = row.id
             mine = depth.get(tid, {})
-            seeds = set(row["seeds"])
+            seeds = set(row.seeds)
             senders: set[str] = set()
             seed_out: dict[str, int] = defaultdict(int)
             for t in transfers:
@@ -222,7 +222,7 @@ class Monitor:
                     seed_out[t.asset] += t.amount
             wake = [(a, mine[a]) for a in sorted(senders)]
             async with self.pool.acquire() as conn:
-                if await alert_store.extend_trace(conn, tid, old, target, wake, seed_out):
+                if await follow.extend_trace(conn, tid, old, target, wake, seed_out):
                     out.append(Extension(tid, old + 1, target, len(wake)))
                     log.info("event=trace_extended trace=%d blocks=%d..%d woken=%d", tid, old + 1, target, len(wake))
         return out

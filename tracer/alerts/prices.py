@@ -11,20 +11,21 @@ from typing import Any
 import asyncpg
 
 from tracer.alerts.events import HOP_TYPES
+from tracer.domain.alerts import EventRow
 from tracer.engine import pricing
 from tracer.engine.pricing import Value
 
 
-def _hop_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    p = row["payload"] or {}
-    if row["type"] not in HOP_TYPES or p.get("block_number") is None or p.get("asset") is None:
+def _hop_row(row: EventRow) -> dict[str, Any] | None:
+    p = row.payload or {}
+    if row.type not in HOP_TYPES or p.get("block_number") is None or p.get("asset") is None:
         return None
-    return {"transfer_id": int(row["seq"]), "chain": str(p.get("chain") or row["chain"] or "ethereum"),
+    return {"transfer_id": row.seq, "chain": str(p.get("chain") or row.chain or "ethereum"),
             "asset": p["asset"], "amount": int(Decimal(str(p["amount"]))), "block_number": int(p["block_number"]),
             "block_time": int(p.get("block_time") or 0), "decimals": p.get("decimals")}
 
 
-async def event_values(pool: asyncpg.Pool, rows: Sequence[Mapping[str, Any]],
+async def event_values(pool: asyncpg.Pool, rows: Sequence[EventRow],
                        chains: Mapping[str, Any] | None = None) -> dict[int, Value]:
     """USD of the hop events among `rows` (event rows: seq, type, chain, payload), by seq."""
     hops = [h for h in (_hop_row(r) for r in rows) if h is not None]

@@ -1,7 +1,7 @@
 """The sequencer: numbers committed events in commit order and fans them out to webhook queues.
 
 Any number of processes may run one (every API process, delivery worker and monitor does): rounds
-serialise on a row lock in Postgres (`store.alerts.sequence_round`), so running several costs a
+serialise on a row lock in Postgres (`store.outbox.sequence_round`), so running several costs a
 few empty rounds and buys availability. A round starts after the notification that woke it, so
 it sees the events whose commit sent that notification; the timer only covers notifications lost
 while a LISTEN connection was down.
@@ -16,14 +16,15 @@ from collections.abc import Callable
 
 import asyncpg
 
-from tracer.store import alerts as alert_store
+from tracer.domain.alerts import Round
+from tracer.store import outbox
 
 log = logging.getLogger("tracer.alerts")
 
 
 class Sequencer:
     def __init__(self, pool: asyncpg.Pool, *, batch: int = 5000, interval: float = 2.0,
-                 on_round: Callable[[alert_store.Round], None] | None = None) -> None:
+                 on_round: Callable[[Round], None] | None = None) -> None:
         self.pool = pool
         self.batch = batch
         self.interval = interval
@@ -41,7 +42,7 @@ class Sequencer:
         total = 0
         while True:
             async with self.pool.acquire() as conn:
-                r = await alert_store.sequence_round(conn, self.batch)
+                r = await outbox.sequence_round(conn, self.batch)
             if r is None:
                 return total
             self.rounds += 1

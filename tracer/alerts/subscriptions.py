@@ -25,10 +25,11 @@ from tracer.addresses import InvalidAddress, normalize_address, shape_chain
 from tracer.alerts.events import EVENT_TYPES, iso
 from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url
 from tracer.alerts.signing import MIN_SECRET_LENGTH, new_secret
+from tracer.domain.alerts import NewSubscription
 from tracer.domain.chains import BITCOIN, TRON
 from tracer.engine import service
 from tracer.engine.policy import Policy, PolicyError
-from tracer.store import alerts as alert_store
+from tracer.store import subscriptions as sub_store
 from tracer.store import traces as trace_store
 from tracer.store.db import retrying
 
@@ -194,7 +195,7 @@ async def create(
                                         f"trace {trace_id} is on {row['chain']}: these are {chain} addresses")
             chain = row["chain"]
             if watch:
-                status = await alert_store.watch_trace(conn, trace_id, confirmations)
+                status = await sub_store.watch_trace(conn, trace_id, confirmations)
                 if status is None:
                     raise SubscriptionError("trace_id", f"trace {trace_id} is {row['status']}: it cannot watch",
                                             status=409)
@@ -214,7 +215,7 @@ async def create(
         except service.TraceInputError as exc:
             field = exc.field if exc.field.startswith("policy") else f"addresses ({exc.field})"
             raise SubscriptionError(field, exc.message) from None
-    spec = alert_store.NewSubscription(
+    spec = NewSubscription(
         name=str(name)[:200], delivery=delivery, url=url, secret=secret, chain=chain, trace_id=trace_id,
         addresses=addresses, watch=bool(watch), watch_trace_id=watch_trace_id, categories=categories,
         entities=entities, event_types=event_types, min_amount=min_amount, from_start=bool(body.get("from_start")),
@@ -222,7 +223,7 @@ async def create(
     )
     try:
         async with pool.acquire() as conn:
-            sid = await alert_store.insert_subscription(conn, spec)
+            sid = await sub_store.insert_subscription(conn, spec)
     except BaseException:
         if watch_trace_id is not None:  # do not leave a watching trace nobody subscribed to
             await service.cancel_trace(pool, watch_trace_id)
@@ -235,7 +236,7 @@ async def delete(pool: asyncpg.Pool, subscription_id: int) -> bool:
     """Delete a subscription and its queue; a watchlist's own trace is cancelled with it."""
     async def remove() -> asyncpg.Record | None:
         async with pool.acquire() as conn:
-            return await alert_store.delete_subscription(conn, subscription_id)
+            return await sub_store.delete_subscription(conn, subscription_id)
 
     # The delete cascades to the subscription's deliveries while the sequencer may be inserting
     # new ones for it: Postgres can pick us as a deadlock's victim. One statement, so run it again.

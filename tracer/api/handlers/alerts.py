@@ -32,7 +32,6 @@ from tracer.alerts import events as ev
 from tracer.alerts import subscriptions as subs
 from tracer.alerts.guard import UrlPolicy
 from tracer.alerts.hub import Hub
-from tracer.alerts.listen import connector
 from tracer.alerts.prices import event_values
 from tracer.api import limits, nodewatch, owners, params
 from tracer.api.auth import principal_of
@@ -40,9 +39,12 @@ from tracer.api.context import CTX
 from tracer.api.errors import ApiError, bad_request, not_found
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor, trace_or_404
 from tracer.api.openapi import field_of, validator
-from tracer.store import alerts as alert_store
+from tracer.domain.alerts import EventRow
+from tracer.store import deliveries as delivery_store
 from tracer.store import keys as key_store
-from tracer.store import ownership, reads
+from tracer.store import outbox, ownership, reads
+from tracer.store import subscriptions as sub_store
+from tracer.store.listen import connector
 
 _FINAL = ("done", "failed", "cancelled")
 _MAX_SEQ = (1 << 63) - 1
@@ -102,7 +104,7 @@ def _subscription_id(request: web.Request) -> int:
 
 
 async def _subscription_or_404(conn: Any, sid: int) -> asyncpg.Record:
-    row = await alert_store.get_subscription(conn, sid)
+    row = await sub_store.get_subscription(conn, sid)
     if row is None:
         raise not_found(f"no subscription {sid}")
     return row
@@ -195,8 +197,8 @@ async def list_(request: web.Request) -> web.Response:
     after = read_cursor(request, "subscriptions", scope)
     before = params.parse_int("cursor", after[0], minimum=1) if after else None
     async with ctx.pool.acquire() as conn:
-        rows = await alert_store.list_subscriptions(conn, before_id=before, limit=limit + 1, trace_id=trace_id)
-        counts = await alert_store.delivery_counts(conn, [r["id"] for r in rows[:limit]])
+        rows = await sub_store.list_subscriptions(conn, before_id=before, limit=limit + 1, trace_id=trace_id)
+        counts = await sub_store.delivery_counts(conn, [r["id"] for r in rows[:limit]])
     items = [_show(request, r, counts[r["id"]]) for r in rows[:limit]]
     cursor = make_cursor(request, "subscriptions", scope, [str(rows[limit - 1]["id"])]) if len(rows) > limit else None
     return ok({"items": items, "next_cursor": cursor,
@@ -208,7 +210,7 @@ async def get(request: web.Request) -> web.Response:
     sid = _subscription_id(request)
     async with ctx_of(request).pool.acquire() as conn:
         row = await _subscription_or_404(conn, sid)
-        counts = await alert_store.delivery_counts(conn, [sid])
+        counts = await sub_store.delivery_counts(conn, [sid])
     return ok(_show(request, row, counts[sid]))
 
 
@@ -238,7 +240,7 @@ async def deliveries(request: web.Request) -> web.Response:
     after_seq = params.parse_int("cursor", after[0], minimum=0) if after else 0
     async with ctx.pool.acquire() as conn:
         await _subscription_or_404(conn, sid)
-        rows = await alert_store.list_deliveries(conn, sid, state=state, after_seq=after_seq, limit=limit + 1)
+        rows = await delivery_store.list_deliveries(conn, sid, state=state, after_seq=after_seq, limit=limit + 1)
     items = [{
         "event_id": int(r["seq"]), "trace_id": r["trace_key"] or None, "type": r["type"], "state": r["state"],
         "attempts": r["attempts"], "next_attempt_at": ev.iso(r["next_at"]) if r["state"] == "pending" else None,
@@ -265,7 +267,7 @@ async def replay(request: web.Request) -> web.Response:
         await owners.require_subscription(request, conn, sid)
         if row["delivery"] != "webhook":
             raise ApiError(409, "Conflict", "a stream subscription has no deliveries: resume it with Last-Event-ID")
-        count = await alert_store.replay_dead(conn, sid)
+        count = await delivery_store.replay_dead(conn, sid)
         principal = principal_of(request)
         await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="subscription.replay",
                               target=f"subscription:{sid}", remote=request.remote, details={"replayed": count})
@@ -291,7 +293,7 @@ def _wants_stream(request: web.Request) -> bool:
     return "text/event-stream" in request.headers.get("Accept", "")
 
 
-Fetch = Callable[[Any, int], Awaitable[tuple[list[asyncpg.Record], int]]]
+Fetch = Callable[[Any, int], Awaitable[tuple[list[EventRow], int]]]
 Over = Callable[[Any, int], Awaitable[bool]]
 
 
@@ -304,25 +306,20 @@ async def trace_events(request: web.Request) -> web.StreamResponse:
     async with ctx.pool.acquire() as conn:
         row = await trace_or_404(conn, trace_id)
 
-    async def fetch(conn: Any, cursor: int) -> tuple[list[asyncpg.Record], int]:
-        rows = await alert_store.trace_events(conn, trace_id, cursor, _state(request).batch)
-        return rows, int(rows[-1]["seq"]) if rows else cursor
+    async def fetch(conn: Any, cursor: int) -> tuple[list[EventRow], int]:
+        rows = await outbox.trace_events(conn, trace_id, cursor, _state(request).batch)
+        return rows, rows[-1].seq if rows else cursor
 
     async def over(conn: Any, cursor: int) -> bool:
-        # Over when the trace is finished and every event it wrote is numbered and sent: its last
-        # event is committed with its final status, but may not have been numbered yet.
-        return bool(await conn.fetchval(
-            """SELECT t.status = ANY($3::text[]) AND NOT EXISTS (
-                   SELECT 1 FROM events e WHERE e.trace_id = t.id AND (e.seq IS NULL OR e.seq > $2))
-               FROM traces t WHERE t.id = $1""",
-            trace_id, cursor, list(_FINAL)))
+        # Over when the trace is finished and every event it wrote is numbered and sent.
+        return await outbox.trace_stream_over(conn, trace_id, cursor, _FINAL)
 
     if not _wants_stream(request):
         async with ctx.pool.acquire() as conn:
-            rows = await alert_store.trace_events(conn, trace_id, after, limit)
-        nxt = int(rows[-1]["seq"]) if rows else after
+            rows = await outbox.trace_events(conn, trace_id, after, limit)
+        nxt = rows[-1].seq if rows else after
         usd = await event_values(ctx.pool, rows, ctx.chains)
-        return ok({"items": [ev.render(r, usd=usd.get(int(r["seq"]))) for r in rows], "next_after": nxt,
+        return ok({"items": [ev.render(r, usd=usd.get(r.seq)) for r in rows], "next_after": nxt,
                    "trace_status": row["status"]})
     return await _stream(request, fetch, over, key=trace_id, after=after)
 
@@ -336,17 +333,17 @@ async def subscription_events(request: web.Request) -> web.StreamResponse:
         row = await _subscription_or_404(conn, sid)
     after = _after(request, int(row["start_seq"]))
 
-    async def fetch(conn: Any, cursor: int) -> tuple[list[asyncpg.Record], int]:
-        return await alert_store.subscription_events(conn, sid, cursor, _state(request).batch)
+    async def fetch(conn: Any, cursor: int) -> tuple[list[EventRow], int]:
+        return await outbox.subscription_events(conn, sid, cursor, _state(request).batch)
 
     async def over(conn: Any, cursor: int) -> bool:
-        return await alert_store.get_subscription(conn, sid) is None  # deleted: the stream ends
+        return await sub_store.get_subscription(conn, sid) is None  # deleted: the stream ends
 
     if not _wants_stream(request):
         async with ctx.pool.acquire() as conn:
-            rows, upto = await alert_store.subscription_events(conn, sid, after, limit)
+            rows, upto = await outbox.subscription_events(conn, sid, after, limit)
         usd = await event_values(ctx.pool, rows, ctx.chains)
-        return ok({"items": [ev.render(r, subscription_id=sid, usd=usd.get(int(r["seq"]))) for r in rows],
+        return ok({"items": [ev.render(r, subscription_id=sid, usd=usd.get(r.seq)) for r in rows],
                    "next_after": upto})
     return await _stream(request, fetch, over, key=None, after=after, subscription_id=sid)
 
@@ -377,7 +374,7 @@ async def _stream(request: web.Request, fetch: Fetch, over: Over, *, key: int | 
                 done = len(rows) < state.batch and await over(conn, cursor)
             if rows:
                 usd = await event_values(ctx.pool, rows, ctx.chains)
-                chunk = b"".join(_sse(ev.render(r, subscription_id=subscription_id, usd=usd.get(int(r["seq"]))))
+                chunk = b"".join(_sse(ev.render(r, subscription_id=subscription_id, usd=usd.get(r.seq)))
                                  for r in rows)
                 await resp.write(chunk)
                 last_write = time.monotonic()

@@ -1,4 +1,5 @@
-"""A LISTEN connection that keeps listening across database restarts.
+"""A LISTEN connection that keeps listening across database restarts (for alerting, streams and
+any worker that wants waking when Postgres says there is work).
 
 Notifications only wake things up; nothing depends on receiving every one. Every loop that
 listens also polls on a timer, so a notification lost while the connection was down costs a
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-log = logging.getLogger("tracer.alerts")
+log = logging.getLogger("tracer.listen")
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
@@ -28,6 +29,12 @@ def connector(url: str) -> Connect:
         return conn
 
     return connect
+
+
+async def ping(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> None:
+    """A round trip: raises when the connection is dead (a dead TCP connection delivers no
+    notifications and raises nothing until it is used)."""
+    await conn.fetchval("SELECT 1")
 
 
 class Listener:
@@ -70,7 +77,7 @@ class Listener:
                         await asyncio.wait_for(stop.wait(), self.check_every)
                     if not stop.is_set():
                         # A dead TCP connection delivers no notifications and raises nothing: ask.
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), 5.0)
+                        await asyncio.wait_for(ping(conn), 5.0)
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -1,0 +1,110 @@
+"""Records of alerting that cross layers: events as numbered, subscriptions, deliveries, reorgs.
+
+The store builds them from its rows; alerts/ (sequencer, delivery, monitor, streams) and the API
+read their attributes, never a database row's string keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """A numbered event as webhooks and streams render it. `chain` is the trace's own chain (a hop
+    payload may name another: a trace can continue onto other chains)."""
+
+    seq: int
+    trace_id: int | None
+    type: str
+    payload: Mapping[str, Any]
+    created_at: datetime | None
+    chain: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """What one sequencing round did."""
+
+    first_seq: int
+    last_seq: int
+    trace_ids: frozenset[int]
+    deliveries: int
+
+    @property
+    def count(self) -> int:
+        return self.last_seq - self.first_seq + 1 if self.last_seq >= self.first_seq else 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscription:
+    name: str
+    delivery: str  # webhook | stream
+    url: str | None
+    secret: str | None
+    chain: str
+    trace_id: int | None
+    addresses: list[str] | None
+    watch: bool
+    watch_trace_id: int | None
+    categories: list[str] | None
+    entities: list[str] | None
+    event_types: list[str] | None
+    min_amount: dict[str, int] | None
+    from_start: bool
+    created_by: str | None
+    api_key_id: int | None
+    min_usd: Decimal | None = None  # hop events priced below it are not delivered
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """A webhook subscription a delivery worker holds the queue of."""
+
+    id: int
+    name: str
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """One pending delivery at the head of a subscription's queue for a trace (`trace_key`, 0 for
+    events without a trace); `due` says whether its retry time has come."""
+
+    subscription_id: int
+    seq: int
+    trace_key: int
+    attempts: int
+    due: bool
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchingTrace:
+    id: int
+    seeds: tuple[str, ...]
+    policy: Mapping[str, Any]
+    from_block: int
+    to_block: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveAddress:
+    """An address a watching trace follows (money may still sit there), at its depth."""
+
+    trace_id: int
+    address: str
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retraction:
+    fork_block: int
+    hops: int
+    traces: frozenset[int]
+    transfers: int
