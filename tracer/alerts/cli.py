@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verbs.required = True
     d = verbs.add_parser("deliver", help="deliver webhook events until stopped (run as many as you like)")
     add_database_url(d)
-    d.add_argument("--concurrency", type=int, default=64, help="subscriptions served at once (default 64)")
+    d.add_argument("--concurrency", type=int, default=256, help="subscriptions served at once (default 256)")
+    d.add_argument("--per-host", type=int, default=64,
+                   help="connections to one receiver at once, kept alive and shared by its subscriptions (default 64)")
     d.add_argument("--max-attempts", type=int, default=12, help="tries before an event goes to dead-letter")
     d.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds (doubles, jittered)")
     d.add_argument("--backoff-max", type=float, default=3600.0, help="longest retry delay in seconds")
@@ -57,7 +59,8 @@ async def _deliver(args: argparse.Namespace) -> int:
     from tracer.store.db import Database
     from tracer.store.listen import connector
 
-    settings = DeliverySettings(concurrency=max(1, args.concurrency), max_attempts=max(1, args.max_attempts),
+    settings = DeliverySettings(concurrency=max(1, args.concurrency), per_host=max(1, args.per_host),
+                                max_attempts=max(1, args.max_attempts),
                                 backoff_base=args.backoff, backoff_max=args.backoff_max,
                                 request_timeout=args.timeout, lease_seconds=args.lease_seconds, poll=args.poll)
     # Deliveries are written in batches (one transaction for all slots): few connections needed.
