@@ -14,8 +14,8 @@ from tracer.alerts import events, signing
 from tracer.alerts.deliver import DeliverySettings, backoff
 from tracer.alerts.guard import GuardedResolver, UnsafeUrl, UrlPolicy, check_url
 from tracer.api.openapi import validator
-from tracer.engine.policy import Policy, PolicyError
 from tracer.domain.alerts import EventRow
+from tracer.engine.policy import Policy, PolicyError
 from tracer.store.outbox import notify_payload, parse_notify
 
 
