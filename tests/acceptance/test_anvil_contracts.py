@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.anvil_support import AnvilRpc, anvil_node, require_anvil
-from tracer.chains.mappers import TRANSFER_TOPIC
+from tracer.chains.evm.mappers import TRANSFER_TOPIC
 from tracer.devchain.anvil import artifacts as art
 from tracer.devchain.anvil import compile as solc
 from tracer.devchain.anvil.node import NODE_DIR

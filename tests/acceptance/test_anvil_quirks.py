@@ -22,7 +22,7 @@ from aiohttp import web
 from tests.anvil_support import AnvilRpc, anvil_node
 from tests.fixtures_chain import serving
 from tracer.chains.evm import EvmChain
-from tracer.chains.mappers import TRANSFER_TOPIC
+from tracer.chains.evm.mappers import TRANSFER_TOPIC
 from tracer.chains.records import NATIVE
 from tracer.devchain.anvil import artifacts as art
 

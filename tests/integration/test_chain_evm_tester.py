@@ -21,7 +21,7 @@ from web3.contract import Contract
 from tests.evm_bridge import EvmBridge
 from tracer.addresses import InvalidAddress
 from tracer.chains.evm import ChainError, EvmChain, WrongChain
-from tracer.chains.mappers import TRANSFER_TOPIC
+from tracer.chains.evm.mappers import TRANSFER_TOPIC
 from tracer.chains.records import NATIVE, Transfer, TransferKind
 
 DATA = Path(__file__).resolve().parents[1] / "data"

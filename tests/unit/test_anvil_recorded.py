@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tracer.chains import history, mappers
 from tracer.chains.errors import RpcError
+from tracer.chains.evm import history, mappers
 from tracer.chains.limits import is_result_cap, suggested_range
 
 ANSWERS = Path(__file__).resolve().parents[1] / "data" / "anvil" / "answers.json"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracer.chains import mappers
 from tracer.chains.errors import RpcError
-from tracer.chains.evm import is_result_cap
+from tracer.chains.evm import is_result_cap, mappers
 from tracer.chains.records import NATIVE, TransferKind
 
 A = "0x" + "aa" * 20

@@ -23,8 +23,8 @@ from eth_abi import decode as abi_decode
 from web3 import Web3
 
 from tracer.addresses import normalize_evm
-from tracer.chains import history
 from tracer.chains.errors import RpcError
+from tracer.chains.evm import history
 
 _ROUND_TYPES = ["uint80", "int256", "uint256", "uint256", "uint80"]
 

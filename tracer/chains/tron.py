@@ -35,9 +35,8 @@ from tracer.chains import tron_mappers as tm
 from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
 from tracer.chains.evm import LogRecord
-from tracer.chains.history import FeePaid
 from tracer.chains.jsonrpc import JsonRpcTransport
-from tracer.chains.records import NATIVE, Transfer
+from tracer.chains.records import NATIVE, FeePaid, Transfer
 from tracer.chains.tron_http import TronHttp
 
 log = logging.getLogger(__name__)

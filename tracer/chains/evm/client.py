@@ -20,14 +20,14 @@ from dataclasses import replace
 from typing import Any
 
 from tracer.addresses import normalize_evm
-from tracer.chains import history, mappers
 from tracer.chains.errors import RpcError, StateUnavailable, WrongChain
+from tracer.chains.evm import history, mappers
 from tracer.chains.evm.logs import Logs
 from tracer.chains.evm.scan_path import ScanPath
 from tracer.chains.evm.trace_path import TracePath
 from tracer.chains.jsonrpc import gather_or_cancel, is_method_missing
 from tracer.chains.limits import Direction
-from tracer.chains.records import Transfer
+from tracer.chains.records import FeePaid, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class EvmChain(TracePath, ScanPath, Logs):
                     f"node at {self.url} keeps no state at block {block}: {ans.message} (code {ans.code})", block
                 )
 
-    async def fees_paid(self, addresses: Iterable[str], from_block: int, to_block: int) -> list[history.FeePaid]:
+    async def fees_paid(self, addresses: Iterable[str], from_block: int, to_block: int) -> list[FeePaid]:
         """The fee of every transaction `addresses` sent in [from_block, to_block], failed ones
         and ones that moved no value included: what a balance lost besides its transfers."""
         self._require_connected()

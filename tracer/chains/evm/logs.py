@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracer.addresses import normalize_evm
-from tracer.chains import mappers
+from tracer.chains.evm import mappers
 from tracer.chains.evm.node import EvmNode
 from tracer.chains.evm.records import LogRecord
 from tracer.chains.limits import Direction, RangeQuery

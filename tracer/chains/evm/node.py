@@ -12,9 +12,9 @@ from typing import Any
 
 from web3 import AsyncWeb3
 
-from tracer.chains import history, mappers
 from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, RpcError
+from tracer.chains.evm import history, mappers
 from tracer.chains.evm.records import ScannedBlock
 from tracer.chains.jsonrpc import JsonRpcTransport, gather_or_cancel
 from tracer.chains.limits import RangeQuery, is_result_cap, smaller

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tracer.chains import mappers
 from tracer.chains.errors import ChainError
+from tracer.chains.evm import mappers
 from tracer.chains.evm.node import EvmNode
 from tracer.chains.evm.records import ScannedBlock
 from tracer.chains.records import Transfer

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from tracer.chains import history, mappers
 from tracer.chains.errors import ChainError, RpcError
+from tracer.chains.evm import history, mappers
 from tracer.chains.evm.node import EvmNode
 from tracer.chains.jsonrpc import is_method_missing
 from tracer.chains.limits import Direction, RangeQuery

@@ -23,8 +23,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tracer.chains import mappers
 from tracer.chains.errors import ChainError, RpcError
+from tracer.chains.evm import mappers
+from tracer.chains.records import FeePaid
 
 if TYPE_CHECKING:
     from tracer.chains.evm import EvmChain
@@ -79,16 +80,6 @@ async def probe_historical_state(client: EvmChain, head: int) -> StateProbe:
         log.debug("state probe answered an unexpected error, taking state as present: %s", err.message)
         return StateProbe(True, block, head, f"unexpected answer: {err.message}")
     return StateProbe(True, block, head, "answered")
-
-
-@dataclass(frozen=True, slots=True)
-class FeePaid:
-    """What one transaction cost its sender beyond the value it moved."""
-
-    address: str  # the sender
-    block_number: int
-    tx_hash: str
-    fee: int  # wei
 
 
 def receipt_fee(receipt: Mapping[str, Any], tx_gas_price: int | None = None) -> int:
