@@ -33,11 +33,7 @@ OVERSIZED: set[str] = set()
 RAW_RPC_OUTSIDE_CHAINS: set[str] = set()
 
 # Files outside tracer/store/ that still hand SQL to a connection. Shrinking, as above.
-SQL_OUTSIDE_STORE: set[str] = {
-    "tracer/api/handlers/system.py",  # TODO(#18): health check's SELECT 1
-    "tracer/engine/report.py",  # TODO(#18): token symbols and decimals of the trace's totals
-    "tracer/engine/service.py",  # TODO(#18): wait_for polls traces.status
-}
+SQL_OUTSIDE_STORE: set[str] = set()
 
 NODE_DIRS = ("tracer/chains/", "tracer/devchain/")
 SQL_METHODS = {"fetch", "fetchrow", "fetchval", "execute", "executemany", "copy_records_to_table", "cursor",

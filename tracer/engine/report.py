@@ -18,6 +18,7 @@ from tracer.domain.verdicts import Reason
 from tracer.engine import graph as tgraph
 from tracer.store import backward as back_store
 from tracer.store import traces as store
+from tracer.store import transfers as transfer_store
 
 # Hop reasons of CoinJoin outputs the trace did not follow (tracer.engine.step.follow_utxo writes them).
 ENTERED_REASONS = frozenset({Reason.ENTERED_COINJOIN, Reason.BELOW_THRESHOLD})
@@ -176,16 +177,9 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         counts = await store.trace_progress(conn, trace_id)
         # The hops also carry the CoinJoin entries (their evidence): without paths, none are listed.
         hops = await store.all_hops(conn, trace_id) if with_paths else []
-        meta_rows = await conn.fetch(
-            """SELECT DISTINCT ON (asset) asset, symbol, decimals FROM transfers
-               WHERE chain = $1 AND asset = ANY($2::text[]) AND symbol IS NOT NULL""",
-            trace["chain"], list((trace["totals"] or {}).keys()),
-        )
+        units = await transfer_store.token_units(conn, trace["chain"], list((trace["totals"] or {}).keys()))
     totals = {k: int(v) for k, v in (trace["totals"] or {}).items()}
-    symbols: dict[str, tuple[str, int | None]] = {
-        NATIVE: native_unit(trace["chain"])}
-    for r in meta_rows:
-        symbols[r["asset"]] = (r["symbol"], r["decimals"])
+    symbols: dict[str, tuple[str, int | None]] = {NATIVE: native_unit(trace["chain"]), **units}
     g = tgraph.build(hops, trace["chain"]) if hops and exit_rows else None
     exits: list[ExitLine] = []
     for r in exit_rows:

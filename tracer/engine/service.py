@@ -188,10 +188,13 @@ async def seeds_from_list(pool: asyncpg.Pool, chain: str, list_name: str, progra
 
 
 async def wait_for(pool: asyncpg.Pool, trace_id: int, timeout: float = 600.0, poll: float = 0.2) -> str:
-    """Wait until the trace leaves queued/running; return its final status."""
+    """Wait until the trace leaves queued/running; return its final status (KeyError: it is gone)."""
     deadline = time.monotonic() + timeout
     while True:
-        status: str = await pool.fetchval("SELECT status FROM traces WHERE id = $1", trace_id)
+        async with pool.acquire() as conn:
+            status = await store.trace_status(conn, trace_id)
+        if status is None:
+            raise KeyError(trace_id)
         if status not in ("queued", "running"):
             return status
         if time.monotonic() > deadline:

@@ -150,6 +150,12 @@ async def try_finish_trace(conn: Conn, trace_id: int) -> bool:
     return bool(status)
 
 
+async def trace_status(conn: Conn, trace_id: int) -> str | None:
+    """The trace's status; None when there is no such trace."""
+    status: str | None = await conn.fetchval("SELECT status FROM traces WHERE id = $1", trace_id)
+    return status
+
+
 async def cancel_trace(conn: Conn, trace_id: int) -> bool:
     """Stop a queued or running trace: workers only claim jobs of queued/running traces, so once
     this commits no new batch starts (a batch in flight still commits what it found)."""

@@ -99,3 +99,13 @@ async def load_transfers(
         chain, list(addresses), from_block, to_block,
     )
     return [_transfer(r) for r in rows]
+
+
+async def token_units(conn: Conn, chain: str, assets: Sequence[str]) -> dict[str, tuple[str, int | None]]:
+    """(symbol, decimals) of the assets of `chain` some stored transfer names a symbol for."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (asset) asset, symbol, decimals FROM transfers
+           WHERE chain = $1 AND asset = ANY($2::text[]) AND symbol IS NOT NULL""",
+        chain, list(assets),
+    )
+    return {r["asset"]: (r["symbol"], r["decimals"]) for r in rows}

@@ -16,6 +16,7 @@ from tracer.api.handlers.common import ctx_of, ok
 from tracer.api.metrics import CONTENT_TYPE, Labels
 from tracer.api.openapi import document_bytes
 from tracer.store import reads
+from tracer.store.listen import ping
 
 log = logging.getLogger("tracer.api")
 
@@ -25,7 +26,7 @@ async def _check_db(ctx: ApiContext) -> dict[str, Any]:
     try:
         async with asyncio.timeout(ctx.settings.health_timeout):
             async with ctx.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
+                await ping(conn)
     except Exception as exc:  # any failure is the answer here, not an error of the endpoint
         log.warning("event=health_db_failed error=%r", exc)
         return {"ok": False, "error": type(exc).__name__}
