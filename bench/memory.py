@@ -11,6 +11,7 @@ kernel high-water mark (VmHWM in /proc/<pid>/status, Linux), which no sampling i
 
     python bench/memory.py                              # runs both benches at full size (long)
     python bench/memory.py --reuse-trace-speed          # API now, workers from trace_speed.json
+    python bench/memory.py --trace-speed-json F.json    # API now, workers from that trace_speed result
     python bench/memory.py --smoke                      # both benches' smoke sizes (the suite runs it)
 """
 
@@ -101,12 +102,12 @@ def api_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def worker_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    if args.reuse_trace_speed:
-        path = RESULTS / ("trace_speed.smoke.json" if args.smoke else "trace_speed.json")
+    if args.reuse_trace_speed or args.trace_speed_json:
+        path = args.trace_speed_json or RESULTS / ("trace_speed.smoke.json" if args.smoke else "trace_speed.json")
         if not path.exists():
             raise SystemExit(f"--reuse-trace-speed: {path} does not exist; run bench/trace_speed.py first")
         report = json.loads(path.read_text())
-        source = str(path.relative_to(ROOT))
+        source = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
     else:
         out = tmp / "trace_speed.json"
         cmd = [sys.executable, str(ROOT / "bench" / "trace_speed.py"), "--out", str(out),
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reuse-trace-speed", action="store_true",
                         help="take the workers' figures from bench/results/trace_speed.json instead of re-running")
+    parser.add_argument("--trace-speed-json", type=Path, default=None,
+                        help="take the workers' figures from this trace_speed result file (the suite passes the "
+                             "one its trace_speed smoke just wrote) instead of re-running")
     parser.add_argument("--trace-args", default="", help="extra arguments for bench/trace_speed.py")
     parser.add_argument("--api-args", default="", help="extra arguments for bench/api_latency.py")
     add_common_args(parser)

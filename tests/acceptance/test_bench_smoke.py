@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -26,8 +28,16 @@ def _run(script: str, out: Path, server: str, *extra: str, timeout: float = 300)
     return report
 
 
-def test_trace_speed_smoke(tmp_path: Path, pg_server_url: str) -> None:
-    report = _run("trace_speed.py", tmp_path / "speed.json", pg_server_url)
+@pytest.fixture(scope="module")
+def trace_speed(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> tuple[Path, dict[str, Any]]:
+    """One trace_speed smoke run for its own test and the memory smoke's worker figures (memory.py
+    would otherwise run the same smoke again: its workers' peaks come from trace_speed's result)."""
+    out = tmp_path_factory.mktemp("trace_speed") / "speed.json"
+    return out, _run("trace_speed.py", out, pg_server_url)
+
+
+def test_trace_speed_smoke(trace_speed: tuple[Path, dict[str, Any]]) -> None:
+    _, report = trace_speed
     assert [r["workers"] for r in report["runs"]] == [1, 2]
     for r in report["runs"]:
         assert r["hops"] > 0 and r["wall_seconds"] > 0
@@ -64,9 +74,10 @@ def test_accuracy_anvil_smoke(tmp_path: Path, pg_server_url: str) -> None:
         assert dev[key] is not None and anvil[key] is not None
 
 
-def test_memory_smoke(tmp_path: Path, pg_server_url: str) -> None:
-    report = _run("memory.py", tmp_path / "memory.json", pg_server_url, "--trace-args", "--workers 1")
+def test_memory_smoke(tmp_path: Path, pg_server_url: str, trace_speed: tuple[Path, dict[str, Any]]) -> None:
+    report = _run("memory.py", tmp_path / "memory.json", pg_server_url, "--trace-speed-json", str(trace_speed[0]))
     assert report["worker"]["peak_rss_mb"] > 0
+    assert [r["workers"] for r in report["worker"]["runs"]] == [1, 2]
     assert report["api"]["peak_rss_mb"] > 0
 
 
