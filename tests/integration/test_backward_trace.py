@@ -7,6 +7,7 @@ forward trace. Real Postgres, the devchain over JSON-RPC, the API over a real so
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,8 +22,11 @@ from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.engine.service import create_trace
+from tracer.engine.worker import Worker
 from tracer.runner import run_with_workers
+from tracer.store import backward as back_store
 from tracer.store import labels as label_store
+from tracer.store import traces as traces_store
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -144,3 +148,51 @@ async def test_direction_is_checked(db: Database, client: EvmChain, small_scenar
             "chain": small_scenario.chain, "seeds": small_scenario.seeds[:1]})
         assert made["direction"] == "forward"
         await api.call("POST", f"/v1/traces/{made['id']}/cancel", expect=200)
+
+
+async def test_a_worker_dying_mid_walk_or_before_colouring_changes_nothing(
+        db: Database, client: EvmChain, small_scenario: Scenario, forward: int) -> None:
+    """Leases lapse, another worker redoes the step from Postgres: the same hops as a clean run."""
+    row = await db.pool.fetchrow("SELECT from_block, to_block FROM traces WHERE id = $1", forward)
+    address = sorted(await plain_exits(db, forward))[-1]
+    policy = {"from_block": max(1, row["from_block"]), "to_block": row["to_block"], "max_depth": 12}
+    chains = {small_scenario.chain: client}
+
+    async def start() -> int:
+        return await create_trace(db.pool, client, chain=small_scenario.chain, seeds=[address], policy=policy,
+                                  direction="backward")
+
+    async def hops(tid: int) -> dict[int, tuple[str, str, int, str]]:
+        rows = await db.pool.fetch("SELECT transfer_id, from_addr, to_addr, amount, status FROM hops "
+                                   "WHERE trace_id = $1", tid)
+        return {r["transfer_id"]: (r["from_addr"], r["to_addr"], int(r["amount"]), r["status"]) for r in rows}
+
+    clean = await start()
+    assert await run_with_workers(db.pool, chains, clean, workers=1, progress=False) == "done"
+    want = await hops(clean)
+    assert want
+
+    for dies_at in ("walk", "colour"):
+        tid = await start()
+        live = Worker(db.pool, chains, name="live", batch_size=4)
+        while True:  # one batch at a time until the step where the other worker dies
+            async with db.pool.acquire() as conn:
+                walking = await back_store.walk_pending(conn, tid)
+                depth = await conn.fetchval("SELECT max(depth) FROM jobs WHERE trace_id = $1 AND kind = 'address'",
+                                            tid)
+            if (dies_at == "walk" and depth is not None and depth >= 2) or (dies_at == "colour" and not walking):
+                break
+            assert await live.run_once() > 0
+        claimed: list[traces_store.Job] = []
+        for _ in range(50):  # the dying worker claims a batch (the colour job may be waiting a moment) ...
+            async with db.pool.acquire() as conn:
+                claimed = await traces_store.claim_jobs(conn, "dies", 50, 0.3, [small_scenario.chain])
+            if claimed:
+                break
+            await asyncio.sleep(0.1)
+        assert claimed and all(j.trace_id == tid for j in claimed)
+        assert (dies_at == "colour") == any(j.kind == "colour" for j in claimed)
+        assert await hops(tid) == {}, "nothing written before the colouring commits"
+        await asyncio.sleep(0.5)  # ... and is never heard of again: its leases lapse
+        assert await run_with_workers(db.pool, chains, tid, workers=2, progress=False) == "done"
+        assert await hops(tid) == want, dies_at
