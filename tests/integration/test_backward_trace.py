@@ -22,12 +22,12 @@ from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.engine.service import create_trace
-from tracer.engine.worker import Worker
 from tracer.runner import run_with_workers
 from tracer.store import backward as back_store
 from tracer.store import labels as label_store
 from tracer.store import traces as traces_store
 from tracer.store.db import Database
+from tracer.workers.trace import Worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 THIEF = ("hacker", "VictimDAO exploiter")
@@ -174,13 +174,15 @@ async def test_a_worker_dying_mid_walk_or_before_colouring_changes_nothing(
 
     for dies_at in ("walk", "colour"):
         tid = await start()
-        live = Worker(db.pool, chains, name="live", batch_size=4)
+        # One job a batch: the colour job (claimed last) then never rides along with the walk's last jobs.
+        live = Worker(db.pool, chains, name="live", batch_size=1)
         while True:  # one batch at a time until the step where the other worker dies
             async with db.pool.acquire() as conn:
                 walking = await back_store.walk_pending(conn, tid)
                 depth = await conn.fetchval("SELECT max(depth) FROM jobs WHERE trace_id = $1 AND kind = 'address'",
                                             tid)
-            if (dies_at == "walk" and depth is not None and depth >= 2) or (dies_at == "colour" and not walking):
+            if (dies_at == "walk" and walking and depth is not None and depth >= 1) or (
+                    dies_at == "colour" and not walking):
                 break
             assert await live.run_once() > 0
         claimed: list[traces_store.Job] = []
@@ -191,7 +193,8 @@ async def test_a_worker_dying_mid_walk_or_before_colouring_changes_nothing(
                 break
             await asyncio.sleep(0.1)
         assert claimed and all(j.trace_id == tid for j in claimed)
-        assert (dies_at == "colour") == any(j.kind == "colour" for j in claimed)
+        walk_jobs = [j for j in claimed if j.kind == "address"]
+        assert bool(walk_jobs) == (dies_at == "walk") and any(j.kind == "colour" for j in claimed)
         assert await hops(tid) == {}, "nothing written before the colouring commits"
         await asyncio.sleep(0.5)  # ... and is never heard of again: its leases lapse
         assert await run_with_workers(db.pool, chains, tid, workers=2, progress=False) == "done"
