@@ -80,7 +80,7 @@ async def _run(scenario: Scenario, mode: Mode, pg_server_url: str, migrated_temp
                                                 tries=1800)
                 check = await check_trace(db.pool, trace["id"], scenario)
                 async with db.pool.acquire() as conn:
-                    exits = {(r["address"], r["asset"]): int(r["amount"])
+                    exits = {(r.address, r.asset): r.amount
                              for r in await trace_store.exits(conn, trace["id"])}
             finally:
                 await db.close()

@@ -156,8 +156,8 @@ async def test_history_that_does_not_add_up_gets_the_most_conservative_taint(
     assert c_row["balance_method"] == balances.DERIVED
     assert "most conservative" in c_row["balance_method_reason"]
     async with db.pool.acquire() as conn:
-        archive_exits = {(r["address"], r["asset"]): int(r["amount"]) for r in await trace_store.exits(conn, a_id)}
-        conservative = {(r["address"], r["asset"]): int(r["amount"]) for r in await trace_store.exits(conn, c_id)}
+        archive_exits = {(r.address, r.asset): r.amount for r in await trace_store.exits(conn, a_id)}
+        conservative = {(r.address, r.asset): r.amount for r in await trace_store.exits(conn, c_id)}
     assert archive_exits
     for key, amount in archive_exits.items():
         assert conservative.get(key, 0) >= amount, key

@@ -103,9 +103,10 @@ async def _trace(server_url: str, template: str, chain_url: str, scenario: Scena
                 untimed = await db.pool.fetchval("SELECT count(*) FROM transfers WHERE block_time < 0")
                 async with db.pool.acquire() as conn:
                     await _noise_beside_first_exit(conn, trace_id)
-                    exits = await reads.exits(conn, trace_id, scenario.chain)
-                assert exits and all(e["first_time"] >= 0 and e["last_time"] >= 0 for e in exits)
-                assert all(e["symbol"] for e in exits if e["asset"] != "native")
+                    exits = [e for e in await reads.exits(conn, trace_id) if e.chain == scenario.chain]
+                assert exits and all(e.first_time is not None and e.first_time >= 0 and e.last_time is not None
+                                    and e.last_time >= 0 for e in exits)
+                assert all(e.symbol for e in exits if e.asset != "native")
             finally:
                 await db.close()
         hops = {(r["tx_hash"], r["position"], r["from_addr"], r["to_addr"], r["asset"], int(r["amount"]),
