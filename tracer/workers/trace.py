@@ -7,7 +7,8 @@ lease lapses. Any number of workers on any number of machines share the queue: j
 with FOR UPDATE SKIP LOCKED and held by a lease the worker's heartbeat extends.
 
 A batch holds jobs of one trace on one chain; a job that keeps failing is retried with backoff
-and fails its trace after MAX_ATTEMPTS.
+and fails its trace after MAX_ATTEMPTS. An idle worker waits for a notification that a job became
+runnable (tracer.workers.wakeup), polling every `idle_sleep` seconds as the fallback.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tracer.engine.step.gather import StepContext, read_trace
 from tracer.engine.step.plan import TraceInfo
 from tracer.store import traces as store
 from tracer.store.traces import Job
+from tracer.workers.wakeup import Waiter, hub
 
 log = logging.getLogger("tracer.worker")
 
@@ -43,6 +45,7 @@ class WorkerStats:
     jobs: int = 0
     hops_written: int = 0
     errors: int = 0
+    notified: int = 0  # idle waits a job notification ended (the rest ended by the poll interval)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -65,11 +68,23 @@ class Worker:
         self.idle_sleep = idle_sleep
         self.stats = WorkerStats()
         self._step = StepContext(pool, chains, self.name)
+        self.waiter = Waiter(chains)  # its wake event, set by job notifications (wakeup.py)
+        self.idle = asyncio.Event()  # set while the worker waits for work
 
     async def run(self, stop: asyncio.Event | None = None, *, until_idle: bool = False) -> None:
         """Work until `stop` is set (or, with until_idle, until no job is runnable)."""
         stop = stop or asyncio.Event()
+        wakeup = hub(self.pool)
+        wakeup.register(self.waiter)
+        try:
+            await self._loop(stop, until_idle)
+        finally:
+            await wakeup.unregister(self.waiter)
+
+    async def _loop(self, stop: asyncio.Event, until_idle: bool) -> None:
         while not stop.is_set():
+            # Cleared before the claim: a job made runnable while we claim still ends the next wait.
+            self.waiter.event.clear()
             try:
                 done = await self.run_once()
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
@@ -88,8 +103,20 @@ class Worker:
             if done == 0:
                 if until_idle and not await self._any_runnable():
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.idle_sleep)
+                await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Until a job notification, `stop`, or the poll interval, whichever comes first."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.waiter.event.wait())]
+        self.idle.set()
+        try:
+            await asyncio.wait(waits, timeout=self.idle_sleep, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.idle.clear()
+            for w in waits:
+                w.cancel()
+        if self.waiter.event.is_set() and not stop.is_set():
+            self.stats.notified += 1
 
     async def _any_runnable(self) -> bool:
         async with self.pool.acquire() as conn:
