@@ -108,8 +108,10 @@ def test_only_the_exact_recipient_counts_as_found() -> None:
         reasons = (LinkReason("gas_price", "", 1500.0), LinkReason("timing", "", 2.0))
         link = CandidateWithdrawal("0x" + "ee" * 32, 0, None, 2, 0, recipient, None, 0, m.denomination, confidence,
                                    m.denomination, "followed", reasons)
-        return MixerDeposit(1, "0x" + "dd" * 32, "log:0", 1, 0, m.pool, "native", None, None, m.denomination,
-                            m.depositor, m.denomination, 30, 1, "linked", (link,))
+        return MixerDeposit(transfer_id=1, pool=m.pool, asset="native", denomination=m.denomination,
+                            depositor=m.depositor, flagged=m.denomination, anonymity_set=30, candidates=1,
+                            status="linked", tx_hash="0x" + "dd" * 32, position="log:0", block_number=1, block_time=0,
+                            symbol=None, decimals=None, links=(link,))
 
     # a's deposit linked to b's recipient: another launderer's, which the old scoring called found.
     notes, _ = ml.judge(sc, [row(a, b.recipient), row(b, b.recipient)])

@@ -45,24 +45,30 @@ class CandidateWithdrawal:
 
 
 @dataclass(frozen=True, slots=True)
-class MixerDeposit:
-    """A flagged deposit into a pool, with the transfer it was and its candidates best first."""
+class DepositRow:
+    """A flagged deposit into a pool as a trace writes it (store.mixers.write_outcomes)."""
 
     transfer_id: int
+    pool: str
+    asset: str
+    denomination: int
+    depositor: str
+    flagged: int  # the flagged part of the denomination
+    anonymity_set: int
+    candidates: int
+    status: str  # linked | unlinked
+
+
+@dataclass(frozen=True, slots=True)
+class MixerDeposit(DepositRow):
+    """A deposit as read back: the transfer it was and its candidates best first."""
+
     tx_hash: str
     position: str
     block_number: int
     block_time: int
-    pool: str
-    asset: str
     symbol: str | None
     decimals: int | None
-    denomination: int
-    depositor: str
-    flagged: int
-    anonymity_set: int
-    candidates: int
-    status: str  # linked | unlinked
     links: tuple[CandidateWithdrawal, ...]
 
     @property

@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from tracer.domain.mixer_links import CandidateWithdrawal, LinkReason, MixerDeposit
+from tracer.domain.mixer_links import CandidateWithdrawal, DepositRow, LinkReason, MixerDeposit
 from tracer.domain.transfers import Transfer, TransferKind
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -35,19 +35,6 @@ class EventRow:
     relayer: str | None
     fee: int
     gas_price: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class DepositRow:
-    transfer_id: int
-    pool: str
-    asset: str
-    denomination: int
-    depositor: str
-    flagged: int
-    anonymity_set: int
-    candidates: int
-    status: str  # linked | unlinked
 
 
 @dataclass(frozen=True, slots=True)
