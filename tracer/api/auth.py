@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -229,3 +230,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def principal_of(request: web.Request) -> Principal:
     return request.get(PRINCIPAL, OPEN)
+
+
+async def audit(request: web.Request, conn: key_store.Conn, action: str, target: str,
+                details: dict[str, Any] | None = None) -> None:
+    """Record in the audit log that the request's key did `action` to `target`, from where."""
+    principal = principal_of(request)
+    await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action=action, target=target,
+                          remote=request.remote, details=details)

@@ -12,6 +12,8 @@ Open mode has no owner to count against: the quotas apply to keys.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from tracer.api.auth import Principal
 from tracer.api.context import CTX
 from tracer.api.errors import ApiError, bad_request
 from tracer.store import ownership
+from tracer.store.ownership import Owner
 
 
 def check_seeds(request: web.Request, count: int, field: str) -> None:
@@ -33,25 +36,25 @@ def _quota(detail: str) -> ApiError:
 
 async def check_trace_quota(request: web.Request, conn: asyncpg.pool.PoolConnectionProxy,
                             principal: Principal) -> None:
-    owner = principal.owner
-    if owner.nobody:
-        return
-    most = request.app[CTX].settings.max_active_traces
-    active = await ownership.active_traces(conn, owner)
-    if active >= most:
-        who = f"team {owner.team!r}" if owner.team else "this key"
-        raise _quota(f"{who} has {active} unfinished traces, the most allowed (TRACER_MAX_ACTIVE_TRACES={most}); "
-                     "cancel one or wait for one to finish")
+    await _within_quota(principal, request.app[CTX].settings.max_active_traces,
+                        lambda owner: ownership.active_traces(conn, owner), "unfinished traces",
+                        "TRACER_MAX_ACTIVE_TRACES", "cancel one or wait for one to finish")
 
 
 async def check_subscription_quota(request: web.Request, conn: asyncpg.pool.PoolConnectionProxy,
                                    principal: Principal) -> None:
+    await _within_quota(principal, request.app[CTX].settings.max_subscriptions,
+                        lambda owner: ownership.subscriptions_of(conn, owner), "subscriptions",
+                        "TRACER_MAX_SUBSCRIPTIONS", "delete one first")
+
+
+async def _within_quota(principal: Principal, most: int, count: Callable[[Owner], Awaitable[int]], what: str,
+                        variable: str, advice: str) -> None:
+    """429 when the key (or its team) already holds `most` of `what`; keyless callers have no quota."""
     owner = principal.owner
     if owner.nobody:
         return
-    most = request.app[CTX].settings.max_subscriptions
-    count = await ownership.subscriptions_of(conn, owner)
-    if count >= most:
+    held = await count(owner)
+    if held >= most:
         who = f"team {owner.team!r}" if owner.team else "this key"
-        raise _quota(f"{who} has {count} subscriptions, the most allowed (TRACER_MAX_SUBSCRIPTIONS={most}); "
-                     "delete one first")
+        raise _quota(f"{who} has {held} {what}, the most allowed ({variable}={most}); {advice}")

@@ -6,18 +6,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from tracer.api import owners, params
 from tracer.api import serialize as ser
-from tracer.api.auth import principal_of
+from tracer.api.auth import Principal, audit, principal_of
 from tracer.api.errors import bad_request
-from tracer.api.handlers.common import ctx_of, ok
-from tracer.api.openapi import field_of, validator
+from tracer.api.handlers.common import checked_body, ctx_of, ok
 from tracer.domain.labels import CATEGORIES
 from tracer.domain.verdicts import Role
 from tracer.store import cases as case_store
-from tracer.store import keys as key_store
 from tracer.store import labels as label_store
 from tracer.store import ownership, reads
 
@@ -110,31 +109,41 @@ async def add_label(request: web.Request) -> web.Response:
     params.reject_unknown(request, ())
     ctx = ctx_of(request)
     chain, address = _target(request)
-    body = await params.json_object(request)
-    errors = sorted(validator("label-create").iter_errors(body), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise bad_request(field_of(errors[0]), errors[0].message[:300])
+    body = await checked_body(request, "label-create")
+    principal = principal_of(request)
+    label = label_from_body(principal, chain, address, body)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await save_label(request, conn, principal, label)
+    return ok(ser.label(label, datetime.now(UTC)), status=201)
+
+
+def label_from_body(principal: Principal, chain: str, address: str, body: dict[str, Any]) -> label_store.Label:
+    """An investigator's label of `address` from a checked POST body (label-create, label-post)."""
     if body["category"] not in CATEGORIES:
         raise bad_request("category", f"must be one of {', '.join(sorted(CATEGORIES))}")
-    principal = principal_of(request)
     valid_from = _parse_time("valid_from", body.get("valid_from"))
     valid_to = _parse_time("valid_to", body.get("valid_to"))
     if valid_from and valid_to and valid_to < valid_from:
         raise bad_request("valid_to", "is before valid_from")
-    evidence = {"note": body["note"]} if body.get("note") else None
     try:
-        label = label_store.Label(
+        return label_store.Label(
             chain=chain, address=address, entity=body["entity"].strip(), category=body["category"],
             source=owners.label_source(principal), confidence=float(body.get("confidence", 1.0)),
-            valid_from=valid_from, valid_to=valid_to, evidence=evidence, created_by=principal.name,
+            valid_from=valid_from, valid_to=valid_to, evidence={"note": body["note"]} if body.get("note") else None,
+            created_by=principal.name,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # a rule of Label the schema does not repeat is still the caller's error
         raise bad_request("body", str(exc)) from None
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        await label_store.upsert_labels(conn, [label])
-        if owners.private_labels(principal):
-            await ownership.make_labels_private(conn, chain, address, label.source, principal.owner)
-        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="label.create",
-                              target=f"address:{chain}:{address}", remote=request.remote,
-                              details={"entity": label.entity, "category": label.category})
-    return ok(ser.label(label, datetime.now(UTC)), status=201)
+
+
+async def save_label(request: web.Request, conn: asyncpg.pool.PoolConnectionProxy, principal: Principal,
+                     label: label_store.Label) -> bool:
+    """Write an investigator's label, private to its key (or team) where its labels are, and audit
+    it; True when private. Call inside a transaction."""
+    await label_store.upsert_labels(conn, [label])
+    private = owners.private_labels(principal)
+    if private:
+        await ownership.make_labels_private(conn, label.chain, label.address, label.source, principal.owner)
+    await audit(request, conn, "label.create", f"address:{label.chain}:{label.address}",
+                {"entity": label.entity, "category": label.category})
+    return private

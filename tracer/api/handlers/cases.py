@@ -14,12 +14,10 @@ from aiohttp import web
 
 from tracer.api import owners, params
 from tracer.api import serialize as ser
-from tracer.api.auth import Principal, principal_of
+from tracer.api.auth import Principal, audit, principal_of
 from tracer.api.errors import bad_request, not_found
-from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
-from tracer.api.openapi import field_of, validator
+from tracer.api.handlers.common import checked_body, ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
 from tracer.store import cases as store
-from tracer.store import keys as key_store
 
 _ID = re.compile(r"\d{1,19}")
 _MAX_BIGINT = (1 << 63) - 1
@@ -33,12 +31,10 @@ def _path_id(request: web.Request, name: str) -> int:
     return int(text)
 
 
-async def _body(request: web.Request, schema: str) -> dict[str, Any]:
-    body = await params.json_object(request)
-    errors = sorted(validator(schema).iter_errors(body), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise bad_request(field_of(errors[0]), errors[0].message[:300])
-    return body
+async def _case_write(request: web.Request, schema: str) -> tuple[int, dict[str, Any]]:
+    """The path's case id and the checked JSON body of a write to that case (it takes no query)."""
+    params.reject_unknown(request, ())
+    return _path_id(request, "case_id"), await checked_body(request, schema)
 
 
 def _viewer(principal: Principal) -> store.Viewer:
@@ -113,14 +109,12 @@ async def _target(conn: Any, case: store.Case, raw: dict[str, Any] | None) -> tu
 
 
 async def _audit(request: web.Request, conn: Any, action: str, case_id: int, **details: Any) -> None:
-    principal = principal_of(request)
-    await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action=action,
-                          target=f"case:{case_id}", remote=request.remote, details=details or None)
+    await audit(request, conn, action, f"case:{case_id}", details or None)
 
 
 async def create(request: web.Request) -> web.Response:
     params.reject_unknown(request, ())
-    body = await _body(request, "case-create")
+    body = await checked_body(request, "case-create")
     principal = principal_of(request)
     async with ctx_of(request).pool.acquire() as conn:
         try:
@@ -165,9 +159,7 @@ async def get(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ())
-    case_id = _path_id(request, "case_id")
-    body = await _body(request, "case-update")
+    case_id, body = await _case_write(request, "case-update")
     async with ctx_of(request).pool.acquire() as conn:
         await _owned_case(request, conn, case_id)
         await store.update_case(conn, case_id, title=body.get("title"), description=body.get("description"),
@@ -189,9 +181,7 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def add_traces(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ())
-    case_id = _path_id(request, "case_id")
-    body = await _body(request, "case-traces")
+    case_id, body = await _case_write(request, "case-traces")
     async with ctx_of(request).pool.acquire() as conn:
         await _owned_case(request, conn, case_id)
         try:
@@ -216,9 +206,7 @@ async def remove_trace(request: web.Request) -> web.Response:
 
 
 async def add_note(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ())
-    case_id = _path_id(request, "case_id")
-    body = await _body(request, "note-create")
+    case_id, body = await _case_write(request, "note-create")
     principal = principal_of(request)
     async with ctx_of(request).pool.acquire() as conn:
         case = await _owned_case(request, conn, case_id)
@@ -239,9 +227,7 @@ async def list_notes(request: web.Request) -> web.Response:
 
 
 async def add_tag(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ())
-    case_id = _path_id(request, "case_id")
-    body = await _body(request, "tag-create")
+    case_id, body = await _case_write(request, "tag-create")
     async with ctx_of(request).pool.acquire() as conn:
         case = await _owned_case(request, conn, case_id)
         kind, target = await _target(conn, case, body.get("target"))

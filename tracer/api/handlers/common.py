@@ -15,6 +15,7 @@ from tracer.api import params
 from tracer.api.context import CTX, ApiContext
 from tracer.api.cursors import CursorError
 from tracer.api.errors import ApiError, bad_request, not_found
+from tracer.api.openapi import field_of, validator
 from tracer.store import reads
 
 
@@ -42,6 +43,17 @@ def ok_fast(data: Any) -> web.Response:
 
 def ok(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.json_response(data, status=status, dumps=dumps, headers=dict(headers or {}))
+
+
+async def checked_body(request: web.Request, schema: str) -> dict[str, Any]:
+    """The request's JSON object, checked against schemas/json/<schema>.schema.json (the contract's
+    schema, so what the OpenAPI document accepts and what the server accepts never drift apart);
+    the first error by where it is becomes the 400."""
+    body = await params.json_object(request)
+    errors = sorted(validator(schema).iter_errors(body), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise bad_request(field_of(errors[0]), errors[0].message[:300])
+    return body
 
 
 async def trace_or_404(conn: asyncpg.pool.PoolConnectionProxy, trace_id: int) -> asyncpg.Record:

@@ -18,12 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from tracer.api import params
-from tracer.api.auth import principal_of
+from tracer.api.auth import audit, principal_of
 from tracer.api.errors import ApiError, bad_request
 from tracer.api.handlers.common import ctx_of, ok
 from tracer.labels.importer import FORMATS, apply_parsed, parse_file
 from tracer.labels.parsed import LabelImportError, parse_date, sha256_file
-from tracer.store import keys as key_store
 
 #: Bigger than any list OFAC publishes today (the advanced XML is ~100 MB zipped ~10: refuse
 #: that and ask for the smaller formats) while bounding what one request can make us store.
@@ -113,11 +112,9 @@ async def create(request: web.Request) -> web.Response:
                 result = await apply_parsed(conn, parsed, file_name=name, file_sha256=sha,
                                             created_by=principal.name)
                 if result.duplicate_of is None:
-                    await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk,
-                                          action="label.import", target=f"import:{result.import_id}",
-                                          remote=request.remote,
-                                          details={"file": name, "format": result.format, "source": result.source,
-                                                   "scope": result.scope, "sha256": sha})
+                    await audit(request, conn, "label.import", f"import:{result.import_id}", {
+                        "file": name, "format": result.format, "source": result.source, "scope": result.scope,
+                        "sha256": sha})
         except LabelImportError as exc:
             # The importer's message names the temporary path; the caller knows the file by its name.
             raise bad_request("body", str(exc).replace(str(path), name).replace(folder, "")) from None

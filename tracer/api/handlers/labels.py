@@ -10,14 +10,12 @@ from aiohttp import web
 from tracer.addresses import shape_chain
 from tracer.api import owners, params
 from tracer.api import serialize as ser
-from tracer.api.auth import principal_of
+from tracer.api.auth import audit, principal_of
 from tracer.api.errors import bad_request, not_found
 from tracer.api.handlers import exposure
-from tracer.api.handlers.addresses import _parse_time
-from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
-from tracer.api.openapi import field_of, validator
+from tracer.api.handlers.addresses import _parse_time, label_from_body, save_label
+from tracer.api.handlers.common import checked_body, ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
 from tracer.domain.labels import CATEGORIES, RISK_CATEGORIES
-from tracer.store import keys as key_store
 from tracer.store import labels as label_store
 from tracer.store import ownership
 
@@ -62,32 +60,13 @@ async def create(request: web.Request) -> web.Response:
     """A case-specific label from an investigator, with who added it in the audit log."""
     params.reject_unknown(request, ())
     ctx = ctx_of(request)
-    body = await params.json_object(request)
-    errors = sorted(validator("label-post").iter_errors(body), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise bad_request(field_of(errors[0]), errors[0].message[:300])
+    body = await checked_body(request, "label-post")
     chain = params.chain_name(body["chain"]) if "chain" in body else _shape_chain(body["address"])
     address = params.parse_address("address", body["address"], chain)
-    if body["category"] not in CATEGORIES:
-        raise bad_request("category", f"must be one of {', '.join(sorted(CATEGORIES))}")
-    valid_from = _parse_time("valid_from", body.get("valid_from"))
-    valid_to = _parse_time("valid_to", body.get("valid_to"))
-    if valid_from and valid_to and valid_to < valid_from:
-        raise bad_request("valid_to", "is before valid_from")
     principal = principal_of(request)
-    label = label_store.Label(
-        chain=chain, address=address, entity=body["entity"].strip(), category=body["category"],
-        source=owners.label_source(principal), confidence=float(body.get("confidence", 1.0)), valid_from=valid_from,
-        valid_to=valid_to, evidence={"note": body["note"]} if body.get("note") else None, created_by=principal.name,
-    )
+    label = label_from_body(principal, chain, address, body)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await label_store.upsert_labels(conn, [label])
-        private = owners.private_labels(principal)
-        if private:
-            await ownership.make_labels_private(conn, chain, address, label.source, principal.owner)
-        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="label.create",
-                              target=f"address:{chain}:{address}", remote=request.remote,
-                              details={"entity": label.entity, "category": label.category})
+        private = await save_label(request, conn, principal, label)
         rows = await label_store.list_labels(conn, chain=chain, address=address, source=label.source,
                                              entity=label.entity, category=label.category, limit=1000,
                                              viewer=owners.viewer(principal))
@@ -109,8 +88,7 @@ async def publish(request: web.Request) -> web.Response:
         if was_private is None:
             raise not_found(f"no label {label_id}")
         if was_private:
-            await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="label.publish",
-                                  target=f"label:{label_id}", remote=request.remote)
+            await audit(request, conn, "label.publish", f"label:{label_id}")
         rows = await label_store.list_labels(conn, after_id=label_id - 1, limit=1, viewer=owners.viewer(principal))
     i, c, a, lb = rows[0]
     return ok(_item(i, c, a, lb, datetime.now(UTC), False))

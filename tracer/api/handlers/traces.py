@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from tracer.api import limits, nodewatch, owners, params, usd
 from tracer.api import serialize as ser
-from tracer.api.auth import principal_of
+from tracer.api.auth import audit, principal_of
+from tracer.api.context import ApiContext
 from tracer.api.errors import ApiError, bad_request, not_found
 from tracer.api.handlers.common import (
     asset_meta,
     chain_client,
+    checked_body,
     ctx_of,
     make_cursor,
     next_link,
@@ -22,9 +26,7 @@ from tracer.api.handlers.common import (
     read_cursor,
     trace_or_404,
 )
-from tracer.api.openapi import field_of, validator
 from tracer.engine import service
-from tracer.store import keys as key_store
 from tracer.store import ownership, reads
 
 log = logging.getLogger("tracer.api")
@@ -43,13 +45,7 @@ def _head_errors() -> tuple[type[BaseException], ...]:
 
 async def create(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    body = await params.json_object(request)
-    # The contract's schema first, so what the OpenAPI document accepts and what the server
-    # accepts never drift apart; the engine then checks what a schema cannot (checksums, ranges).
-    errors = sorted(validator("trace-create").iter_errors(body), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        raise bad_request(field_of(err), err.message[:300])
+    body = await checked_body(request, "trace-create")  # the engine then checks what a schema cannot
     # A process with nodes (embedded workers) accepts the chains it has; a read-only one accepts
     # any known chain name, and the missing node is then a 503 below.
     nodewatch.refuse_if_down(request, body.get("chain", "ethereum"))
@@ -80,11 +76,9 @@ async def create(request: web.Request) -> web.Response:
                        f"{type(exc).__name__}", headers={"Retry-After": "10"}) from None
     async with ctx.pool.acquire() as conn:
         await ownership.set_trace_owner(conn, trace_id, principal.owner)
-        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="trace.create",
-                              target=f"trace:{trace_id}", remote=request.remote,
-                              details={"chain": chain, "seeds": len(seeds), "label": body.get("label"),
-                                       "direction": body.get("direction", "forward"),
-                                       "from_list": body.get("from_list")})
+        await audit(request, conn, "trace.create", f"trace:{trace_id}", {
+            "chain": chain, "seeds": len(seeds), "label": body.get("label"),
+            "direction": body.get("direction", "forward"), "from_list": body.get("from_list")})
         row = await trace_or_404(conn, trace_id)
         meta = await asset_meta(ctx, conn, row)
     return ok(ser.trace(row, meta), status=201, headers={"Location": f"/v1/traces/{trace_id}"})
@@ -111,15 +105,19 @@ async def list_(request: web.Request) -> web.Response:
                                                                  "next": next_link(request, cursor)}})
 
 
+async def _trace_with_counters(ctx: ApiContext, conn: asyncpg.pool.PoolConnectionProxy,
+                               row: asyncpg.Record) -> dict[str, Any]:
+    """One trace as GET /v1/traces/{id} shows it, with its progress counters (a list page has none)."""
+    return ser.trace(row, await asset_meta(ctx, conn, row), await reads.trace_counters(conn, row["id"]))
+
+
 async def get(request: web.Request) -> web.Response:
     params.reject_unknown(request, ())
     ctx = ctx_of(request)
     trace_id = params.trace_id(request)
     async with ctx.read_pool.acquire() as conn:
         row = await trace_or_404(conn, trace_id)
-        meta = await asset_meta(ctx, conn, row)
-        counters = await reads.trace_counters(conn, trace_id)
-    out = ser.trace(row, meta, counters)
+        out = await _trace_with_counters(ctx, conn, row)
     out["usd"] = await usd.trace_summary(ctx, row)
     return ok(out)
 
@@ -128,7 +126,6 @@ async def cancel(request: web.Request) -> web.Response:
     params.reject_unknown(request, ())
     ctx = ctx_of(request)
     trace_id = params.trace_id(request)
-    principal = principal_of(request)
     async with ctx.pool.acquire() as conn:
         await owners.require_trace(request, conn, trace_id)
     cancelled = await service.cancel_trace(ctx.pool, trace_id)
@@ -137,24 +134,20 @@ async def cancel(request: web.Request) -> web.Response:
         if not cancelled:
             raise ApiError(409, "Conflict", f"trace {trace_id} is {row['status']}; only queued, running or "
                            "watching traces can be cancelled", extra={"trace_status": row["status"]})
-        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="trace.cancel",
-                              target=f"trace:{trace_id}", remote=request.remote)
-        meta = await asset_meta(ctx, conn, row)
-        counters = await reads.trace_counters(conn, trace_id)
-    return ok(ser.trace(row, meta, counters))
+        await audit(request, conn, "trace.cancel", f"trace:{trace_id}")
+        out = await _trace_with_counters(ctx, conn, row)
+    return ok(out)
 
 
 async def delete(request: web.Request) -> web.Response:
     params.reject_unknown(request, ())
     ctx = ctx_of(request)
     trace_id = params.trace_id(request)
-    principal = principal_of(request)
     async with ctx.pool.acquire() as conn:
         row = await reads.get_trace(conn, trace_id)
     if row is None or not await service.delete_trace(ctx.pool, trace_id):
         raise not_found(f"no trace {trace_id}")
     async with ctx.pool.acquire() as conn:
-        await key_store.audit(conn, actor=principal.name, api_key_id=principal.key_pk, action="trace.delete",
-                              target=f"trace:{trace_id}", remote=request.remote,
-                              details={"status": row["status"], "label": row["label"], "seeds": len(row["seeds"])})
+        await audit(request, conn, "trace.delete", f"trace:{trace_id}",
+                    {"status": row["status"], "label": row["label"], "seeds": len(row["seeds"])})
     return web.Response(status=204)
