@@ -32,6 +32,7 @@ from tracer.api.errors import ApiError
 from tracer.store import keys as key_store
 from tracer.store import ownership
 from tracer.store.ownership import Owner
+from tracer.store.sql import Conn
 
 log = logging.getLogger("tracer.api")
 
@@ -232,7 +233,7 @@ def principal_of(request: web.Request) -> Principal:
     return request.get(PRINCIPAL, OPEN)
 
 
-async def audit(request: web.Request, conn: key_store.Conn, action: str, target: str,
+async def audit(request: web.Request, conn: Conn, action: str, target: str,
                 details: dict[str, Any] | None = None) -> None:
     """Record in the audit log that the request's key did `action` to `target`, from where."""
     principal = principal_of(request)

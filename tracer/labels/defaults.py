@@ -22,7 +22,7 @@ from tracer.labels.csvfile import read_label_csv
 from tracer.labels.parsed import parse_date, sha256_file
 from tracer.store import label_imports
 from tracer.store import labels as store
-from tracer.store.label_rows import Conn
+from tracer.store.sql import Conn
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "labels"
 DEFAULT_CSV = DEFAULT_DIR / "default_labels.csv"

@@ -47,7 +47,7 @@ from tracer.labels.tagpacks import parse_tagpack_csv, parse_tagpack_yaml
 from tracer.nesting import too_deep
 from tracer.store import label_imports
 from tracer.store import labels as store
-from tracer.store.label_rows import Conn
+from tracer.store.sql import Conn
 
 _MAX_NESTING = 200  # label files nest a few levels; an OFAC JSON entry is four
 #: Evidence kept with one label, as JSON. An OFAC entry's evidence is a few hundred bytes and a

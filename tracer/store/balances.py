@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
-
-import asyncpg
-
-Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+from tracer.store.sql import Conn
 
 # A trace's note only moves up this scale: a trace that derived any balance says so, whichever
 # batch (or chain) came last.

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
 
 from tracer.store.ownership import Owner, Viewer
+from tracer.store.sql import Conn
 
-Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 STATUSES = ("open", "closed", "archived")
 TARGET_KINDS = ("case", "trace", "address", "hop")
 

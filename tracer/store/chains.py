@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-import asyncpg
-
-Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+from tracer.store.sql import Conn
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
 
-Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+from tracer.store.sql import Conn
 
 SCOPES = ("read", "trace", "admin")
 KEY_PREFIX = "trk_"

@@ -16,7 +16,6 @@ from tracer.domain.labels import ImportRecord, Label, StoredLabel, utc
 from tracer.store.label_rows import (
     COLUMNS,
     INPUT,
-    Conn,
     dedupe,
     dump_json,
     label_arrays,
@@ -24,6 +23,7 @@ from tracer.store.label_rows import (
     load_json,
     opt_utc,
 )
+from tracer.store.sql import Conn
 
 
 async def insert_intervals(

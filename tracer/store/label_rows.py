@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
 
@@ -18,7 +18,6 @@ from tracer.domain.chains import EVM_CHAINS
 from tracer.domain.labels import Label, utc
 
 # A pool hands out proxies, tests use plain connections; both have the same query methods.
-Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 
 COLUMNS = (
     "chain, address, entity, category, source, confidence, valid_from, valid_to, program, "

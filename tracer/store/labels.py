@@ -12,16 +12,17 @@ of rows, using unnest() over arrays.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal
+
+import asyncpg
 
 from tracer.domain.chains import EVM_CHAINS
 from tracer.domain.labels import Category, Label, LabelEvent, StoredLabel, utc
 from tracer.store.label_rows import (
     COLUMNS,
     INPUT,
-    Conn,
     dedupe,
     key_addresses,
     label_arrays,
@@ -30,6 +31,7 @@ from tracer.store.label_rows import (
     opt_utc,
 )
 from tracer.store.ownership import PUBLIC, Viewer, visible_sql
+from tracer.store.sql import Conn
 
 __all__ = [
     "Conn", "Label", "counts_by_category", "history", "list_labels", "listed_addresses", "lookup", "screen",
@@ -135,12 +137,7 @@ async def lookup(
         opt_utc(at),
         *viewer.args(),
     )
-    out: dict[str, list[Label]] = {}
-    for row in rows:
-        label = label_from_row(row)
-        for asked in keyed.get(label.address, ()):
-            out.setdefault(asked, []).append(label)
-    return out
+    return _by_asked(rows, keyed)
 
 
 async def screen(
@@ -174,6 +171,11 @@ async def screen(
         when,
         *viewer.args(),
     )
+    return _by_asked(rows, keyed)
+
+
+def _by_asked(rows: Iterable[asyncpg.Record], keyed: Mapping[str, Sequence[str]]) -> dict[str, list[Label]]:
+    """Labels under the addresses as the caller spelled them (`keyed`: stored key -> those spellings)."""
     out: dict[str, list[Label]] = {}
     for row in rows:
         label = label_from_row(row)

@@ -11,14 +11,13 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
 
 from tracer.domain.mixer_links import CandidateWithdrawal, DepositRow, LinkReason, MixerDeposit
 from tracer.domain.transfers import Transfer, TransferKind
-
-Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+from tracer.store.sql import Conn
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,9 @@ one row per caller, updated in one statement, so every API process draws from th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeAlias
 
-import asyncpg
+from tracer.store.sql import Conn
 
-Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 ACTIVE = ("queued", "running", "watching")
 
 

@@ -6,13 +6,10 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeAlias
-
-import asyncpg
+from typing import Any
 
 from tracer.chains.feeds import Feed
-
-Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+from tracer.store.sql import Conn
 
 
 @dataclass(frozen=True, slots=True)

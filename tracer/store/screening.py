@@ -3,11 +3,7 @@ soon as a label is added, changed, published or removed."""
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
-
-import asyncpg
-
-Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+from tracer.store.sql import Conn
 
 
 async def labels_version(conn: Conn) -> str:
