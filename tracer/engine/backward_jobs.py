@@ -35,7 +35,7 @@ import asyncpg
 
 from tracer.chains.records import Transfer
 from tracer.domain.labels import RISK_CATEGORIES
-from tracer.engine import backward_reach, balances
+from tracer.engine import backward_links, backward_reach, balances
 from tracer.engine.policy import Policy
 from tracer.store import alerts as alert_store
 from tracer.store import backward as back_store
@@ -119,11 +119,16 @@ async def _walk(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job])
     addresses = sorted(j.address for j in jobs)
     stored = await tools.ensure_transfers(trace, {a: trace.from_block for a in addresses})
     depth_of = {j.address: j.depth for j in jobs}
+    inside = [st for st in stored if trace.from_block <= st.transfer.block_number <= trace.to_block]
+    # What a swap paid a wallet came from the wallet itself (what it paid in): the pair is no source.
+    swapped = backward_links.bought_senders(
+        [st.transfer for st in inside], backward_links.swap_legs([st.transfer for st in inside],
+                                                                 set(depth_of) - trace.seeds))
     paid_by: dict[str, int] = {}  # sender -> the depth it is reached at (the smallest)
-    for st in stored:
+    for st in inside:
         t = st.transfer
         if t.to_address in depth_of and t.from_address != t.to_address and t.from_address not in trace.seeds \
-                and trace.from_block <= t.block_number <= trace.to_block:
+                and t.from_address not in swapped.get(t.to_address, ()):
             d = depth_of[t.to_address] + 1
             paid_by[t.from_address] = min(paid_by.get(t.from_address, d), d)
     senders = sorted(paid_by)
@@ -177,18 +182,23 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
     async with tools.pool.acquire() as conn:
         stored = await store.load_transfers(conn, trace.chain, sorted(walked), trace.from_block, trace.to_block)
     transfers = [st.transfer for st in stored]
+    through = backward_links.swap_legs(transfers, walked - trace.seeds)
     prior, method = await _prior(tools, trace, walked, transfers)
-    found = backward_reach.reach(transfers, walked, trace.seeds, prior)
+    found = backward_reach.reach(transfers, walked, trace.seeds, prior, through)
 
-    hops: list[tuple[StoredTransfer, int]] = [(stored[i], part) for i, part in found.reached.items()]
-    described = await tools.describe(trace, [st for st, _ in hops])
+    hops: list[tuple[int, StoredTransfer, int]] = [(i, stored[i], part) for i, part in found.reached.items()]
+    described = await tools.describe(trace, [st for _, st, _ in hops])
     rows: list[HopRow] = []
-    for st, part in hops:
+    passed: set[int] = set()  # transfer ids of hops through a service: their senders are no sources
+    for i, st, part in hops:
         st = described.get(st.id, st)
         t = st.transfer
         sender = role.get(t.from_address)
         status, reason = "stopped", MAX_DEPTH  # a sender the walk never judged (cannot happen: say so safely)
-        if t.from_address in walked:
+        if i in through.bought or i in through.paid:
+            status, reason = "followed", backward_links.SWAP
+            passed.add(st.id)
+        elif t.from_address in walked:
             status, reason = "followed", WALKED
         elif sender is not None:
             status, reason = sender["role"], sender["reason"]
@@ -199,7 +209,7 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
 
     sent: dict[str, int] = defaultdict(int)
     for h in rows:
-        if h.from_addr not in walked:
+        if h.from_addr not in walked and h.transfer_id not in passed:
             sent[h.from_addr] += h.amount
     sources = sorted(sent, key=lambda a: (-sent[a], a))[:_PATHS]
     paths = backward_reach.source_paths(transfers, found.reached, sources, trace.seeds)

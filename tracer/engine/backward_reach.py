@@ -20,7 +20,9 @@ loses about a millionth of a token on a 10**24 amount, far beyond that rounding.
 
 A transfer an outflow could not explain from its sender's pool (the pool held less) passes the
 pool whole and the rest is money the window does not explain (fees refunded, rewards): nobody's.
-Each asset is its own pool (a swap is not carried back through yet).
+Each asset is its own pool; a swap a walked wallet made and a mixer withdrawal the linker ties to
+deposits carry the share across (backward_links.py): the legs paid into the swap, and the linked
+deposits, take the share of what came out.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 
 from tracer.chains.records import Transfer
 from tracer.engine import widest
+from tracer.engine.backward_links import Through
 
 SCALE = 1 << 128
 
@@ -43,9 +46,13 @@ class Reach:
 
 
 def reach(transfers: Sequence[Transfer], walked: Set[str], seeds: Set[str],
-          prior: Mapping[tuple[str, str], int]) -> Reach:
+          prior: Mapping[tuple[str, str], int], through: Through | None = None) -> Reach:
     """The part of each transfer that reached `seeds`; `walked` holds the seeds and every wallet
-    whose pools are followed, `prior[(wallet, asset)]` what a walked wallet held at the start."""
+    whose pools are followed, `prior[(wallet, asset)]` what a walked wallet held at the start,
+    `through` the swaps and mixer links carried across."""
+    through = through or Through()
+    targets = through.withdrawals
+    at: dict[int, int] = {}  # withdrawal index -> its share when the backward pass went by it
     order = sorted(range(len(transfers)), key=lambda i: transfers[i].order)
     pools = {k: v for k, v in prior.items() if v > 0 and k[0] in walked and k[0] not in seeds}
     took: dict[int, int] = {}  # outflow index -> fixed-point share of its sender's pool it took
@@ -76,8 +83,15 @@ def reach(transfers: Sequence[Transfer], walked: Set[str], seeds: Set[str],
             received[t.asset] += t.amount
         elif t.to_address in walked:
             g = share.get((t.to_address, t.asset), 0)
+        elif i in through.paid:
+            swap = through.paid[i]
+            g = sum(share.get((swap.wallet, a), 0) for a in swap.bought) // (len(swap.bought) * swap.paid_assets)
+        elif i in through.deposits:
+            g = min(SCALE, sum(c * at.get(j, 0) // SCALE for j, c in through.deposits[i]))
         else:
             g = 0
+        if i in targets:
+            at[i] = g
         if g:
             part = t.amount * g // SCALE
             if part:

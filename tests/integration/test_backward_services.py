@@ -1,0 +1,104 @@
+"""Backward traces through services (issue 20, item 2): from an exchange deposit address the money
+reached only through a DEX swap or a mixer, a backward trace walks on behind the service (a
+swap's bought leg back to what its wallet paid in the same transaction; a mixer withdrawal back
+to the deposits the forward linker ties to it) and finds the thieves' wallets with the amount the
+forward trace gave that exit: through a swap at the swap's own rate, through a mixer the linker's
+carried amount. The service is no source; its hops say what they were (swap, mixer link with its
+confidence). Generated scenario with services, real workers, real Postgres, the devchain."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tracer.chains.evm import EvmChain
+from tracer.demo import load_scenario_labels
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.transfers import NATIVE
+from tracer.engine.service import create_trace
+from tracer.runner import run_with_workers
+from tracer.store import backward as back_store
+from tracer.store import labels as label_store
+from tracer.store.db import Database
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+THIEF = ("hacker", "VictimDAO exploiter")
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    return generate(ScenarioParams.for_size(1000, seed=11, services=True))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(scenario: Scenario, devchain_factory: Any) -> AsyncIterator[EvmChain]:
+    server = await devchain_factory(scenario)
+    c = EvmChain(server.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    await c.connect()
+    yield c
+    await c.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def forward(db: Database, client: EvmChain, scenario: Scenario) -> int:
+    await load_scenario_labels(db.pool, scenario)
+    tid = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds,
+                             policy={"min_share": 0, "max_depth": 60}, label="forward")
+    assert await run_with_workers(db.pool, {scenario.chain: client}, tid, workers=2, progress=False) == "done"
+    async with db.pool.acquire() as conn:  # the investigator labels the thieves' wallets: the walk stops there
+        await label_store.upsert_labels(conn, [label_store.Label(
+            chain=scenario.chain, address=seed, entity=THIEF[1], category=THIEF[0], source="investigator")
+            for seed in scenario.seeds])
+    return tid
+
+
+async def exit_amounts(db: Database, tid: int, address: str) -> dict[str, int]:
+    rows = await db.pool.fetch("SELECT asset, sum(amount)::text AS amount FROM hops WHERE trace_id = $1 "
+                               "AND to_addr = $2 AND status = 'exit' GROUP BY asset", tid, address)
+    return {r["asset"]: int(r["amount"]) for r in rows}
+
+
+async def backward_from(db: Database, client: EvmChain, scenario: Scenario, forward: int,
+                        address: str) -> tuple[int, dict[str, int]]:
+    """A backward trace from `address` over the forward trace's window: its id, and per asset
+    what it says reached the address from the thieves' wallets."""
+    row = await db.pool.fetchrow("SELECT from_block, to_block FROM traces WHERE id = $1", forward)
+    tid = await create_trace(db.pool, client, chain=scenario.chain, seeds=[address], direction="backward",
+                             policy={"from_block": max(1, row["from_block"]), "to_block": row["to_block"],
+                                     "max_depth": 12})
+    assert await run_with_workers(db.pool, {scenario.chain: client}, tid, workers=2, progress=False) == "done"
+    async with db.pool.acquire() as conn:
+        sources = await back_store.sources(conn, tid, scenario.chain)
+    found: dict[str, int] = defaultdict(int)
+    for s in sources:
+        if s.address in scenario.seeds:
+            assert (s.category, s.entity) == THIEF
+            found[s.asset] += s.amount
+    return tid, dict(found)
+
+
+async def test_backward_through_a_swap_finds_the_thief_at_the_swaps_rate(
+        db: Database, client: EvmChain, scenario: Scenario, forward: int) -> None:
+    [swap] = scenario.truth.swaps
+    offramp = next(o for o in scenario.truth.through_offramps if o.amount == swap.flagged_out)
+    want = await exit_amounts(db, forward, offramp.address)
+    assert set(want) == {NATIVE}, want
+    tid, found = await backward_from(db, client, scenario, forward, offramp.address)
+    # Behind the swap the thieves paid USDT: at the swap's own rate it is the ETH the forward trace
+    # saw reach the exit (plus any ETH of theirs that came the plain way).
+    assert swap.asset_in in found, found
+    rate = swap.amount_out / swap.amount_in
+    converted = found.get(NATIVE, 0) + found[swap.asset_in] * rate
+    gap = abs(converted - want[NATIVE])
+    assert gap <= 100 + 10 * rate, (found, want, rate)
+    legs = await db.pool.fetch("SELECT from_addr, to_addr, asset, status FROM hops WHERE trace_id = $1 "
+                               "AND reason = 'swap'", tid)
+    assert {(h["asset"], h["status"]) for h in legs} == {(swap.asset_in, "followed"), (NATIVE, "followed")}
+    pair = next(h["to_addr"] for h in legs if h["asset"] == swap.asset_in)
+    async with db.pool.acquire() as conn:
+        assert pair not in {s.address for s in await back_store.sources(conn, tid, scenario.chain)}
+    print(f"swap: forward {want[NATIVE]} wei, backward {found} -> {converted:.0f} wei (gap {gap:.0f})")

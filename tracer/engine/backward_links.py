@@ -1,0 +1,93 @@
+"""What a backward trace carries across a service instead of stopping at it (issue 20): a swap's
+bought leg back to the legs its wallet paid in the same transaction, a mixer withdrawal back to the
+deposits the linker gives it. Pure: the walk and the colouring (backward_jobs.py) both read them,
+so a wallet behind a swap or a mixer is walked and coloured by the same rule.
+
+The rule for a swap is the forward one (swaps.py) run backward. Forward, what a wallet bought takes
+the flagged share of what it paid (averaged over the assets paid). So a coin paid into the swap
+reaches the seeds with the share the bought coins reach them (averaged over the assets bought),
+divided by the number of assets paid: in the paid asset's units, and the forward amount in the
+bought asset is this times the swap's own rate. A mixer deposit reaches the seeds with the share
+its linked withdrawal does, times the link's confidence (forward: flagged * confidence carried).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
+
+from tracer.domain.transfers import Transfer
+from tracer.domain.verdicts import Reason
+from tracer.engine import swaps
+
+# The reasons forward traces give the same hops: both legs of a swap, a linked deposit, its withdrawal.
+SWAP, MIXER_DEPOSIT, MIXER_LINK = Reason.SWAP, Reason.MIXER_DEPOSIT, Reason.MIXER_LINK
+
+
+@dataclass(frozen=True, slots=True)
+class _Move:
+    asset: str
+    amount: int
+    incoming: bool
+    tx: str
+
+
+@dataclass(frozen=True, slots=True)
+class SwapPaid:
+    """A leg a walked wallet paid into a swap: what it bought there (wallet, assets)."""
+
+    wallet: str
+    bought: tuple[str, ...]  # the assets bought in the transaction
+    paid_assets: int  # how many assets the wallet paid in it
+
+
+@dataclass(frozen=True, slots=True)
+class Through:
+    """Indexes into one list of transfers: the swap legs, and mixer deposits -> withdrawals."""
+
+    bought: frozenset[int] = frozenset()  # inflows a swap paid a walked wallet (their sender is no source)
+    paid: dict[int, SwapPaid] = field(default_factory=dict)
+    # deposit index -> [(withdrawal index, confidence as a fixed-point share)]
+    deposits: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+
+    @property
+    def withdrawals(self) -> set[int]:
+        return {j for links in self.deposits.values() for j, _ in links}
+
+
+def swap_legs(transfers: Sequence[Transfer], wallets: Set[str]) -> Through:
+    """The swaps of `wallets` among their transfers (swaps.split per wallet and transaction)."""
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, t in enumerate(transfers):
+        if t.from_address == t.to_address or not t.tx_hash:
+            continue
+        if t.from_address in wallets:
+            groups[(t.from_address, t.tx_hash)].append(i)
+        if t.to_address in wallets:
+            groups[(t.to_address, t.tx_hash)].append(i)
+    bought: set[int] = set()
+    paid: dict[int, SwapPaid] = {}
+    for (wallet, tx), idx in sorted(groups.items()):
+        if len(idx) < 2:
+            continue
+        moves = [_Move(transfers[i].asset, transfers[i].amount, transfers[i].to_address == wallet, tx) for i in idx]
+        found = swaps.split(moves)
+        if found is None:
+            continue
+        got = tuple(sorted({moves[k].asset for k in found.received}))
+        n_paid = len({moves[k].asset for k in found.paid})
+        bought.update(idx[k] for k in found.received)
+        for k in found.paid:
+            paid[idx[k]] = SwapPaid(wallet, got, n_paid)
+    return Through(frozenset(bought), paid)
+
+
+def bought_senders(transfers: Sequence[Transfer], through: Through) -> dict[str, set[str]]:
+    """Per walked wallet, the senders that paid it only swap purchases: not who the money came
+    from (the wallet's own payment into the swap is)."""
+    other: dict[str, set[str]] = defaultdict(set)
+    swapped: dict[str, set[str]] = defaultdict(set)
+    for i, t in enumerate(transfers):
+        (swapped if i in through.bought else other)[t.to_address].add(t.from_address)
+    return {w: s - other.get(w, set()) for w, s in swapped.items()}
