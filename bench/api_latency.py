@@ -454,10 +454,17 @@ def cpu_parts(prof: Path) -> dict[str, float]:
 
 
 async def profile(args: argparse.Namespace, versions: list[Version], trace_id: int) -> dict[str, Any]:
-    """One client, `args.profile_pages` pages of hops in a row, the server under cProfile."""
+    """One client, `args.profile_pages` pages of hops in a row, the server under cProfile (the CPU
+    shares count every page it served: the cursors walked, the warm-up and the measured ones)."""
     out: dict[str, Any] = {}
     rng = random.Random(7)
     for v in versions:
+        # The profile covers the whole process: a server started and stopped without a request
+        # gives what starting (imports, web3's curve tables) and stopping cost, subtracted below.
+        idle = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}-idle.prof"
+        idle.unlink(missing_ok=True)
+        proc, _ = start_server(v.database_url, args.server_log, v.tree, profile=idle)
+        stop_server(proc)
         prof = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}.prof"
         prof.unlink(missing_ok=True)
         proc, base = start_server(v.database_url, args.server_log, v.tree, profile=prof)
@@ -474,6 +481,8 @@ async def profile(args: argparse.Namespace, versions: list[Version], trace_id: i
         finally:
             stop_server(proc)
         parts = cpu_parts(prof) if prof.exists() else {}
+        if idle.exists():
+            parts = {k: max(0.0, x - cpu_parts(idle).get(k, 0.0)) for k, x in parts.items()}
         total = sum(parts.values()) or 1.0
         n = args.profile_pages
         out[v.name] = {
