@@ -300,7 +300,9 @@ def before_tree(ref: str) -> tuple[Path, str]:
 
 def _code_commit() -> str:
     commit = _git("rev-parse", "HEAD")
-    return commit + ("+dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
+    # Result files the benchmarks rewrite are no change of the code measured.
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return commit + ("+dirty" if changed else "")
 
 
 async def _database_exists(server_url: str, name: str) -> bool:

@@ -66,9 +66,11 @@ def _api(r: Result) -> tuple[str, str]:
         what += (f"; side by side with the previous code ({r['versions']['before']['commit'][:7]}) in the same run, "
                  f"load average {res['hops_page']['load_average_before'][0]:.1f} on a shared machine")
 
+    def one(e: Result) -> str:  # server CPU per request: what a shared machine's load does not change
+        return f"{_endpoint(e)}, {e['server_cpu_ms_per_request']:.1f} ms server CPU"
+
     def both(key: str) -> str:
-        text = _endpoint(res[key])
-        return text + (f" (before: {_endpoint(before[key])})" if key in before else "")
+        return one(res[key]) + (f" (before: {one(before[key])})" if key in before else "")
 
     fig = f"page of 100 hops {both('hops_page')}"
     if "exits_running" in res:
