@@ -81,7 +81,10 @@ def api_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     pg = server_url(args.database_url)
     name = new_db_name("mem_api")
     asyncio.run(migrated_database(pg, name))
-    out = tmp / "api_latency.json"
+    # --api-latency-json keeps api_latency's result and output (the suite checks them too, instead
+    # of running the same smoke again).
+    out = args.api_latency_json or tmp / "api_latency.json"
+    log = out.with_suffix(".log") if args.api_latency_json else tmp / "api.log"
     try:
         from tracer.store.urls import with_database
 
@@ -90,7 +93,7 @@ def api_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if args.smoke:
             cmd.append("--smoke")
         print(f"API: {shlex.join(cmd[1:])}", flush=True)
-        watched = run_watched(cmd, "tracer.cli serve", tmp / "api.log")
+        watched = run_watched(cmd, "tracer.cli serve", log)
     finally:
         asyncio.run(drop_database(pg, name))
     report = json.loads(out.read_text())
@@ -141,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-speed-json", type=Path, default=None,
                         help="take the workers' figures from this trace_speed result file (the suite passes the "
                              "one its trace_speed smoke just wrote) instead of re-running")
+    parser.add_argument("--api-latency-json", type=Path, default=None,
+                        help="keep api_latency's result file here (and its output next to it, as .log)")
     parser.add_argument("--trace-args", default="", help="extra arguments for bench/trace_speed.py")
     parser.add_argument("--api-args", default="", help="extra arguments for bench/api_latency.py")
     add_common_args(parser)

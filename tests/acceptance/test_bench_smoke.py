@@ -74,8 +74,32 @@ def test_accuracy_anvil_smoke(tmp_path: Path, pg_server_url: str) -> None:
         assert dev[key] is not None and anvil[key] is not None
 
 
-def test_memory_smoke(tmp_path: Path, pg_server_url: str, trace_speed: tuple[Path, dict[str, Any]]) -> None:
-    report = _run("memory.py", tmp_path / "memory.json", pg_server_url, "--trace-speed-json", str(trace_speed[0]))
+@pytest.fixture(scope="module")
+def memory(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str,
+           trace_speed: tuple[Path, dict[str, Any]]) -> tuple[dict[str, Any], Path]:
+    """One memory smoke: its API half is api_latency's smoke (a real `tracer serve` loaded by
+    clients), kept for test_api_latency_smoke instead of being run a second time."""
+    tmp = tmp_path_factory.mktemp("memory")
+    report = _run("memory.py", tmp / "memory.json", pg_server_url, "--trace-speed-json", str(trace_speed[0]),
+                  "--api-latency-json", str(tmp / "api_latency.json"))
+    return report, tmp / "api_latency.json"
+
+
+def test_api_latency_smoke(memory: tuple[dict[str, Any], Path]) -> None:
+    """bench/api_latency.py --smoke runs end to end: synthesises a trace with COPY, starts a real
+    `tracer serve`, loads it with concurrent clients and writes its result file."""
+    _, out = memory
+    text = out.with_suffix(".log").read_text()
+    assert "req/s" in text and "p99 ms" in text
+    report = json.loads(out.read_text())
+    assert report["smoke"] is True and report["hops_in_trace"] == 3000
+    for name in ("exits", "exits_uncached", "exits_running", "hops_page"):
+        r = report["results"][name]
+        assert r["requests"] > 0 and r["errors"] == 0 and 0 < r["p50_ms"] <= r["p99_ms"]
+
+
+def test_memory_smoke(memory: tuple[dict[str, Any], Path]) -> None:
+    report, _ = memory
     assert report["worker"]["peak_rss_mb"] > 0
     assert [r["workers"] for r in report["worker"]["runs"]] == [1, 2]
     assert report["api"]["peak_rss_mb"] > 0
