@@ -23,6 +23,7 @@ from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import backward as back_store
 from tracer.store import labels as label_store
+from tracer.store import mixers as mixer_store
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -102,3 +103,29 @@ async def test_backward_through_a_swap_finds_the_thief_at_the_swaps_rate(
     async with db.pool.acquire() as conn:
         assert pair not in {s.address for s in await back_store.sources(conn, tid, scenario.chain)}
     print(f"swap: forward {want[NATIVE]} wei, backward {found} -> {converted:.0f} wei (gap {gap:.0f})")
+
+
+async def test_backward_through_a_mixer_finds_the_thief_with_the_linkers_carried_amount(
+        db: Database, client: EvmChain, scenario: Scenario, forward: int) -> None:
+    # The scenario's off-ramps reached only through a mixer (or the swap, tested above).
+    [swap] = scenario.truth.swaps
+    exits = [o.address for o in scenario.truth.through_offramps if o.amount != swap.flagged_out]
+    assert len(exits) >= 3
+    gaps = []
+    for address in exits:
+        want = await exit_amounts(db, forward, address)
+        tid, found = await backward_from(db, client, scenario, forward, address)
+        assert set(found) == set(want), (address, found, want)
+        for asset, v in want.items():
+            gaps.append(abs(found[asset] - v))
+            # The forward linker carries int(flagged * confidence) in floats: about 1e-16 of the amount.
+            assert abs(found[asset] - v) <= 100 + v // 10**15, (address, asset, v, found[asset])
+        links = await db.pool.fetch("SELECT from_addr, status, confidence FROM hops WHERE trace_id = $1 "
+                                    "AND reason = 'mixer link'", tid)
+        assert links and all(h["status"] == "followed" and 0.5 <= h["confidence"] <= 1.0 for h in links)
+        async with db.pool.acquire() as conn:
+            sources = {s.address for s in await back_store.sources(conn, tid, scenario.chain)}
+            stored = await mixer_store.mixer_links(conn, tid, limit=100)
+        assert not sources & {h["from_addr"] for h in links}, "a linked pool is no source"
+        assert stored and all(d.status == "linked" for d in stored)
+    print(f"mixer: {len(gaps)} exits behind mixer links, max gap {max(gaps)} wei")

@@ -35,7 +35,8 @@ import asyncpg
 
 from tracer.chains.records import Transfer
 from tracer.domain.labels import RISK_CATEGORIES
-from tracer.engine import backward_links, backward_reach, balances
+from tracer.engine import backward_links, backward_reach, balances, classify
+from tracer.engine.backward_links import BackLinks
 from tracer.engine.policy import Policy
 from tracer.store import alerts as alert_store
 from tracer.store import backward as back_store
@@ -43,6 +44,7 @@ from tracer.store import balances as balance_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
 from tracer.store import traces as store
+from tracer.store import transfers as transfer_store
 from tracer.store.traces import HopRow, Job, StoredTransfer
 
 log = logging.getLogger("tracer.worker")
@@ -84,6 +86,8 @@ class BackwardTools:
     chain: Any
     ensure_transfers: Callable[[Any, Mapping[str, int]], Awaitable[list[StoredTransfer]]]
     describe: Callable[[Any, Sequence[StoredTransfer]], Awaitable[dict[int, StoredTransfer]]]
+    # The mixer linker in reverse: the deposits linked to pool payouts walked wallets received.
+    link_back: Callable[[Any, Sequence[StoredTransfer]], Awaitable[BackLinks]]
 
 
 async def run_backward(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job]) -> None:
@@ -131,9 +135,26 @@ async def _walk(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job])
                 and t.from_address not in swapped.get(t.to_address, ()):
             d = depth_of[t.to_address] + 1
             paid_by[t.from_address] = min(paid_by.get(t.from_address, d), d)
-    senders = sorted(paid_by)
     async with tools.pool.acquire() as conn:
-        labels = await label_store.lookup(conn, trace.chain, senders)
+        labels = await label_store.lookup(conn, trace.chain, sorted(paid_by))
+    # A mixer pool's withdrawals go back to the deposits the linker ties to them; the pool is a
+    # source only of what no link explains.
+    pools = {s for s in paid_by if (classify.through_category(labels.get(s, ()), trace.policy)
+                                    or ("", ""))[0] == classify.MIXER}
+    payouts = [st for st in inside if st.transfer.from_address in pools and st.transfer.to_address in depth_of]
+    back = await tools.link_back(trace, payouts) if payouts else BackLinks()
+    linked = {lk.withdrawal.id for lk in back.links}
+    for pool in pools - {st.transfer.from_address for st in payouts if st.id not in linked}:
+        del paid_by[pool]
+    for lk in back.links:
+        depositor = lk.deposit.transfer.from_address
+        if depositor not in trace.seeds:
+            d = depth_of[lk.withdrawal.transfer.to_address] + 2  # behind the pool
+            paid_by[depositor] = min(paid_by.get(depositor, d), d)
+    senders = sorted(paid_by)
+    if back.links:
+        async with tools.pool.acquire() as conn:
+            labels.update(await label_store.lookup(conn, trace.chain, [s for s in senders if s not in labels]))
     max_depth = trace.policy.max_depth
     async with tools.pool.acquire() as conn, conn.transaction():
         await mixer_store.lock_trace(conn, trace.id)  # one commit of a trace at a time, as forward
@@ -167,6 +188,8 @@ async def _walk(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job])
                 room -= 1
         await store.set_verdicts(conn, trace.id, verdicts, trace.chain)
         await back_store.add_senders(conn, trace.id, trace.chain, queue)
+        if back.deposits:
+            await mixer_store.write_outcomes(conn, trace.id, back.deposits, back.rows)
         await store.complete_jobs(conn, tools.worker, [j for j in jobs if j.address in ours])
 
 
@@ -181,8 +204,18 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
     walked = {r["address"] for r in wallets if r["role"] == "followed"} | set(trace.seeds)
     async with tools.pool.acquire() as conn:
         stored = await store.load_transfers(conn, trace.chain, sorted(walked), trace.from_block, trace.to_block)
+        feeds = await back_store.mixer_feeds(conn, trace.id)
+        # A source's linked deposit is in no walked wallet's transfers: read it by id.
+        have = {st.id for st in stored}
+        stored += await transfer_store.stored_by_id(conn, sorted({d for d, _, _ in feeds} - have))
     transfers = [st.transfer for st in stored]
-    through = backward_links.swap_legs(transfers, walked - trace.seeds)
+    through = backward_links.with_mixers(backward_links.swap_legs(transfers, walked - trace.seeds), stored, feeds,
+                                         backward_reach.SCALE)
+    deposit_ids = {d for d, _, _ in feeds}
+    confidence: dict[int, float] = defaultdict(float)  # a linked deposit's; a withdrawal's: its links' sum
+    for d, w, c in feeds:
+        confidence[d] = c
+        confidence[w] += c
     prior, method = await _prior(tools, trace, walked, transfers)
     found = backward_reach.reach(transfers, walked, trace.seeds, prior, through)
 
@@ -198,6 +231,11 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
         if i in through.bought or i in through.paid:
             status, reason = "followed", backward_links.SWAP
             passed.add(st.id)
+        elif st.id in confidence and st.id not in deposit_ids:
+            status, reason = "followed", backward_links.MIXER_LINK
+            passed.add(st.id)
+        elif st.id in confidence and t.from_address in walked:
+            status, reason = "followed", backward_links.MIXER_DEPOSIT
         elif t.from_address in walked:
             status, reason = "followed", WALKED
         elif sender is not None:
@@ -205,7 +243,8 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
         depth = sender["depth"] if sender is not None else role[t.to_address]["depth"] + 1 \
             if t.to_address in role else 1
         rows.append(HopRow(st.id, t.from_address, t.to_address, t.asset, t.block_number, depth, part,
-                           part / t.amount if t.amount else 0.0, str(t.kind), status, reason, [], chain=trace.chain))
+                           part / t.amount if t.amount else 0.0, str(t.kind), status, reason, [],
+                           min(1.0, confidence.get(st.id, 1.0)), chain=trace.chain))
 
     sent: dict[str, int] = defaultdict(int)
     for h in rows:

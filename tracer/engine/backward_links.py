@@ -17,9 +17,11 @@ from collections import defaultdict
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 
+from tracer.domain.records import StoredTransfer
 from tracer.domain.transfers import Transfer
 from tracer.domain.verdicts import Reason
 from tracer.engine import swaps
+from tracer.store.mixers import DepositRow, LinkRow
 
 # The reasons forward traces give the same hops: both legs of a swap, a linked deposit, its withdrawal.
 SWAP, MIXER_DEPOSIT, MIXER_LINK = Reason.SWAP, Reason.MIXER_DEPOSIT, Reason.MIXER_LINK
@@ -54,6 +56,24 @@ class Through:
     @property
     def withdrawals(self) -> set[int]:
         return {j for links in self.deposits.values() for j, _ in links}
+
+
+@dataclass(frozen=True, slots=True)
+class BackLink:
+    """A deposit the mixer linker ties to a withdrawal a walked wallet received."""
+
+    withdrawal: StoredTransfer  # pool -> the walked wallet
+    deposit: StoredTransfer  # depositor -> pool
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class BackLinks:
+    """What the reverse linker found (engine/step/back_mixers.py) and the rows the trace stores."""
+
+    links: list[BackLink] = field(default_factory=list)
+    deposits: list[DepositRow] = field(default_factory=list)
+    rows: list[LinkRow] = field(default_factory=list)
 
 
 def swap_legs(transfers: Sequence[Transfer], wallets: Set[str]) -> Through:
@@ -91,3 +111,25 @@ def bought_senders(transfers: Sequence[Transfer], through: Through) -> dict[str,
     for i, t in enumerate(transfers):
         (swapped if i in through.bought else other)[t.to_address].add(t.from_address)
     return {w: s - other.get(w, set()) for w, s in swapped.items()}
+
+
+def with_mixers(through: Through, transfers: Sequence[StoredTransfer], links: Sequence[tuple[int, int, float]],
+                scale: int) -> Through:
+    """`through` with the trace's followed mixer links (deposit id, withdrawal id, confidence)
+    among `transfers` added; a link whose either end is missing is left out."""
+    at = {st.id: i for i, st in enumerate(transfers)}
+    # Forward, a link carries flagged * confidence, never more than the withdrawal paid, and the
+    # links into one withdrawal together never more than it: the weights (a share of the
+    # withdrawal's share, per unit of the deposit) keep both caps.
+    into: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for dep, wid, confidence in links:
+        if dep in at and wid in at:
+            into[at[wid]].append((at[dep], confidence))
+    deposits: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for j, feeding in into.items():
+        w = transfers[j].transfer.amount
+        weights = [(i, min(scale * w // max(1, transfers[i].transfer.amount), int(c * scale))) for i, c in feeding]
+        total = sum(transfers[i].transfer.amount * k for i, k in weights) // scale
+        for i, k in weights:
+            deposits[i].append((j, k * w // total if total > w else k))
+    return Through(through.bought, through.paid, dict(deposits))

@@ -89,6 +89,14 @@ async def walk(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
     return rows
 
 
+async def mixer_feeds(conn: Conn, trace_id: int) -> list[tuple[int, int, float]]:
+    """The mixer links the walk followed back: (deposit transfer, withdrawal transfer, confidence)."""
+    rows = await conn.fetch(
+        """SELECT deposit_transfer_id, withdrawal_transfer_id, confidence FROM mixer_links
+           WHERE trace_id = $1 AND status = 'followed' AND withdrawal_transfer_id IS NOT NULL""", trace_id)
+    return [(r["deposit_transfer_id"], r["withdrawal_transfer_id"], float(r["confidence"])) for r in rows]
+
+
 async def set_totals(conn: Conn, trace_id: int, received: dict[str, int]) -> None:
     """A backward trace's totals: what its seeds received in the window, per asset."""
     await conn.execute("UPDATE traces SET totals = $2::jsonb, updated_at = now() WHERE id = $1",

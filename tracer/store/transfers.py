@@ -101,6 +101,12 @@ async def load_transfers(
     return [_transfer(r) for r in rows]
 
 
+async def stored_by_id(conn: Conn, ids: Sequence[int]) -> list[StoredTransfer]:
+    """Stored transfers by id (a backward trace reads the linked mixer deposits of its sources so)."""
+    rows = await conn.fetch("SELECT * FROM transfers WHERE id = ANY($1::bigint[]) ORDER BY id", list(ids))
+    return [_transfer(r) for r in rows]
+
+
 async def token_units(conn: Conn, chain: str, assets: Sequence[str]) -> dict[str, tuple[str, int | None]]:
     """(symbol, decimals) of the assets of `chain` some stored transfer names a symbol for."""
     rows = await conn.fetch(

@@ -100,6 +100,62 @@ async def link(
         d.st.id, d.pool, d.o.asset, d.st.transfer.amount, d.o.amount, d.owner, d.st.transfer.tx_hash,
         d.st.transfer.block_number, d.st.transfer.block_time, d.st.transfer.decimals, d.st.transfer.symbol,
     ) for d in pending]
+    outcomes, payouts = await score(ctx, trace, flagged)
+    recipients = sorted({lk.withdrawal.recipient for o in outcomes for lk in o.links})
+    async with ctx.pool.acquire() as conn:
+        recipient_labels = await label_store.lookup(conn, trace.chain, recipients)
+        recipient_known = {a: Judged.of(r) for a, r in
+                           (await store.node_verdicts(conn, trace.id, recipients, trace.chain)).items()}
+
+    by_id = {d.st.id: d for d in pending}
+    write = MixerWrite()
+    for outcome in outcomes:
+        d = outcome.deposit
+        dep = by_id[d.transfer_id]
+        best = outcome.best(policy.min_link_confidence)
+        best_st = payouts.get((best.withdrawal.tx_hash, best.withdrawal.recipient)) if best is not None else None
+        followed = best is not None and best_st is not None and best.withdrawal.recipient not in trace.seeds
+        for lk in outcome.links:
+            w = lk.withdrawal
+            paid = payouts.get((w.tx_hash, w.recipient))
+            withdrawn = paid.transfer.amount if paid is not None else None
+            is_followed = followed and lk is best
+            write.links.append(mixer_store.LinkRow(
+                d.transfer_id, w.tx_hash, w.log_index, paid.id if paid is not None else None, w.block_number,
+                w.block_time, w.recipient, w.relayer or None, w.fee, withdrawn, lk.confidence,
+                lk.carried(withdrawn) if withdrawn is not None else 0, "followed" if is_followed else "candidate",
+                [r.to_json() for r in lk.reasons]))
+        write.deposits.append(mixer_store.DepositRow(
+            d.transfer_id, d.pool, d.asset, d.denomination, d.depositor, d.flagged, outcome.anonymity_set,
+            outcome.candidates, "linked" if followed else "unlinked"))
+        if followed and best is not None and best_st is not None:
+            # The deposit hop is followed (through the pool) but never wakes the pool itself.
+            old = plan.hops[dep.hop_index][1]
+            plan.hops[dep.hop_index] = (dep.owner, replace(old, status="followed", reason=REASON_MIXER_DEPOSIT,
+                                                            confidence=best.confidence))
+            recipient = best.withdrawal.recipient
+            verdict = classify.by_label(recipient_labels.get(recipient, ()), policy)
+            target = recipient_known.get(recipient)
+            if verdict is not None:
+                write.recipient_status[recipient] = (verdict.role, verdict.reason)
+                plan.verdicts.setdefault(recipient, verdict)
+            elif target is not None and target.final:
+                write.recipient_status[recipient] = (target.role, target.reason)
+        log.info("event=mixer_deposit trace=%d pool=%s tx=%s anonymity_set=%d candidates=%d linked=%s "
+                 "confidence=%.3f", trace.id, d.pool, d.tx_hash, outcome.anonymity_set, outcome.candidates,
+                 followed, outcome.links[0].confidence if outcome.links else 0.0)
+    plan.mixer = write
+
+
+Payouts = dict[tuple[str, str], StoredTransfer]  # (withdrawal tx, recipient) -> the pool's payment
+
+
+async def score(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixers.FlaggedDeposit]
+                ) -> tuple[list[mixers.DepositOutcome], Payouts]:
+    """Link deposits into pools to the pools' withdrawals from chain data read over the trace's
+    whole window (a forward trace's flagged deposits; a backward trace's candidate deposits of a
+    withdrawal, engine/step/back_mixers.py), and the pool -> recipient transfers of the candidates."""
+    policy = trace.policy
     # Each depositor's transfers over the trace's whole window, not from its first flagged
     # inflow (which moves earlier as the trace finds more): its counterparties, and its deposits
     # into the pools, its notes, which compete for withdrawals and make the multi-denomination
@@ -123,7 +179,7 @@ async def link(
         paid_labels = await label_store.lookup(conn, trace.chain, sorted({a for a, _ in paid_into}))
     mixers_paid = {a for a, found in paid_labels.items()
                    if (classify.through_category(found, policy) or ("", ""))[0] == classify.MIXER}
-    pools = sorted({d.pool for d in pending} | mixers_paid)
+    pools = sorted({d.pool for d in flagged} | mixers_paid)
     await pool_events(ctx, trace, pools)
     # The pools' events over the trace's whole window, not from the batch's first deposit:
     # what a link weighs must not depend on which deposits shared the batch (mixer_scope.py).
@@ -206,9 +262,6 @@ async def link(
     maybe_shared = set().union(*(own & theirs for own in peers.values()))
     async with ctx.pool.acquire() as conn:
         service_labels = await label_store.lookup(conn, trace.chain, sorted(maybe_shared))
-        recipient_labels = await label_store.lookup(conn, trace.chain, recipients)
-        recipient_known = {a: Judged.of(r) for a, r in
-                           (await store.node_verdicts(conn, trace.id, recipients, trace.chain)).items()}
     # Labels traces learn from behaviour (exchange deposit addresses) are left out: when one is
     # learned depends on the workers' order, and a deposit address is one customer's, not a
     # service's crowd.
@@ -241,46 +294,7 @@ async def link(
         peers=peers, services=services, deposits_by=deposits_by, recipient_peers=recipient_peers,
         recipient_notes=recipient_notes, rival_notes=rival_notes,
     )
-    outcomes = mixer_scope.link_each_depositor(flagged, facts, params)
-
-    by_id = {d.st.id: d for d in pending}
-    write = MixerWrite()
-    for outcome in outcomes:
-        d = outcome.deposit
-        dep = by_id[d.transfer_id]
-        best = outcome.best(policy.min_link_confidence)
-        best_st = payouts.get((best.withdrawal.tx_hash, best.withdrawal.recipient)) if best is not None else None
-        followed = best is not None and best_st is not None and best.withdrawal.recipient not in trace.seeds
-        for lk in outcome.links:
-            w = lk.withdrawal
-            paid = payouts.get((w.tx_hash, w.recipient))
-            withdrawn = paid.transfer.amount if paid is not None else None
-            is_followed = followed and lk is best
-            write.links.append(mixer_store.LinkRow(
-                d.transfer_id, w.tx_hash, w.log_index, paid.id if paid is not None else None, w.block_number,
-                w.block_time, w.recipient, w.relayer or None, w.fee, withdrawn, lk.confidence,
-                lk.carried(withdrawn) if withdrawn is not None else 0, "followed" if is_followed else "candidate",
-                [r.to_json() for r in lk.reasons]))
-        write.deposits.append(mixer_store.DepositRow(
-            d.transfer_id, d.pool, d.asset, d.denomination, d.depositor, d.flagged, outcome.anonymity_set,
-            outcome.candidates, "linked" if followed else "unlinked"))
-        if followed and best is not None and best_st is not None:
-            # The deposit hop is followed (through the pool) but never wakes the pool itself.
-            old = plan.hops[dep.hop_index][1]
-            plan.hops[dep.hop_index] = (dep.owner, replace(old, status="followed", reason=REASON_MIXER_DEPOSIT,
-                                                            confidence=best.confidence))
-            recipient = best.withdrawal.recipient
-            verdict = classify.by_label(recipient_labels.get(recipient, ()), policy)
-            target = recipient_known.get(recipient)
-            if verdict is not None:
-                write.recipient_status[recipient] = (verdict.role, verdict.reason)
-                plan.verdicts.setdefault(recipient, verdict)
-            elif target is not None and target.final:
-                write.recipient_status[recipient] = (target.role, target.reason)
-        log.info("event=mixer_deposit trace=%d pool=%s tx=%s anonymity_set=%d candidates=%d linked=%s "
-                 "confidence=%.3f", trace.id, d.pool, d.tx_hash, outcome.anonymity_set, outcome.candidates,
-                 followed, outcome.links[0].confidence if outcome.links else 0.0)
-    plan.mixer = write
+    return mixer_scope.link_each_depositor(flagged, facts, params), payouts
 
 
 async def link_hops(

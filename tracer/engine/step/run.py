@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from tracer.engine import balances
 from tracer.engine.backward_jobs import BackwardTools, run_backward
+from tracer.engine.step import back_mixers, decide, follow_bridges, follow_mixers, follow_utxo
 from tracer.engine.step import commit as committer
-from tracer.engine.step import decide, follow_bridges, follow_mixers, follow_utxo
 from tracer.engine.step.gather import StepContext, describe, ensure_transfers, gather
 from tracer.engine.step.plan import TraceInfo
 from tracer.store import balances as balance_store
@@ -64,5 +64,6 @@ async def backward(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job]) -> N
     """A batch of a backward trace (its start, walk or colour jobs)."""
     tools = BackwardTools(ctx.pool, ctx.name, ctx.chain(trace),
                           lambda t, from_blocks: ensure_transfers(ctx, t, from_blocks),
-                          lambda t, transfers: describe(ctx, t, transfers))
+                          lambda t, transfers: describe(ctx, t, transfers),
+                          lambda t, payouts: back_mixers.link_back(ctx, t, payouts))
     await run_backward(tools, trace, jobs)
