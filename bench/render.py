@@ -273,6 +273,31 @@ def _screen(r: Result) -> tuple[str, str]:
     return what, fig
 
 
+def _provider(r: Result) -> tuple[str, str]:
+    p, t = r["provider"], r["targets"]
+    what = (f"engine run on the real cases (folder as argument, never copied) and a generated chain, behind a "
+            f"provider-like cap: {p['calls_per_second']:g} calls/s with batch members counted, -32005 over "
+            f"{n(p['max_logs'])} results, {p['latency_ms']:g} ms/request; target ≤ {t['calls_per_1000_hops']} calls "
+            f"per 1,000 hops and wall ≤ {t['wall_over_floor']}× the floor (calls ÷ cap)")
+    side = "before" in r["versions"]
+    if side:
+        what += f"; side by side with the previous code (`{r['versions']['before']['commit'][:7]}`) in the same run"
+
+    def one(x: Result) -> str:
+        return f"{x['calls_per_1000_hops']:,.0f} calls/1k hops, wall {x['wall_over_floor']:.2f}× floor"
+
+    parts = []
+    for c in r["cases"]:
+        a = c["after"]
+        met = "met" if all(a["meets_target"].values()) else (
+            "not met: " + " and ".join(k for k, ok in a["meets_target"].items() if not ok))
+        text = f"{c['case']} ({n(a['hops'])} hops): {one(a)}, {met}"
+        if "before" in c:
+            text += f" (before: {one(c['before'])}; hops {'identical' if c['same_hops'] else 'DIFFER'})"
+        parts.append(text)
+    return what, "; ".join(parts)
+
+
 #: Table rows in order: result file, command, renderer.
 ROWS: list[tuple[str, str, Callable[[Result], tuple[str, str]]]] = [
     ("rpc_efficiency", "python bench/rpc_efficiency.py", _rpc),
@@ -282,6 +307,7 @@ ROWS: list[tuple[str, str, Callable[[Result], tuple[str, str]]]] = [
     ("trace_speed", "python bench/trace_speed.py --transfers 200000", _speed),
     ("ingest", "python bench/ingest.py --rows 200000", _ingest),
     ("accuracy", "python bench/accuracy.py ../shared/data/cases/mftracer", _accuracy),
+    ("provider_replay", "python bench/provider_replay.py ../shared/data/cases/mftracer", _provider),
     ("accuracy_anvil", "python bench/accuracy.py --node anvil ../shared/data/cases/mftracer", _accuracy_anvil),
     ("balances", "python bench/balances.py", _balances),
     ("screen", "python bench/screen.py", _screen),

@@ -131,3 +131,16 @@ def test_balances_smoke(tmp_path: Path, pg_server_url: str) -> None:
     methods = [r["balance_method"] for r in report["runs"].values()]
     assert methods == ["node_state", "derived_from_history"]
     assert all(r["status"] == "done" and r["hops"] > 0 for r in report["runs"].values())
+
+
+def test_provider_replay_smoke(tmp_path: Path, pg_server_url: str) -> None:
+    # This code only: the side-by-side run needs a git worktree of the previous commit.
+    report = _run("provider_replay.py", tmp_path / "provider.json", pg_server_url, "--before", "none")
+    assert [c["case"] for c in report["cases"]] == ["smoke", "generated"]
+    for c in report["cases"]:
+        after = c["after"]
+        assert after["status"] == "done" and after["hops"] > 0
+        assert after["calls"] == sum(after["calls_by_method"].values()) > 0
+        assert after["floor_seconds"] > 0 and after["wall_over_floor"] > 0
+        # Paced to the cap: the provider refuses (almost) nothing.
+        assert after["calls_refused_429"] <= after["calls"] // 10

@@ -61,6 +61,13 @@ async def chain_url(scenario: Scenario, devchain_factory: Any) -> AsyncIterator[
     yield server.url
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def old_node_url(scenario: Scenario, devchain_factory: Any) -> AsyncIterator[str]:
+    """The same chain served as nodes before Geth 1.16 serve it: logs without blockTimestamp."""
+    server = await devchain_factory(scenario, log_timestamps=False)
+    yield server.url
+
+
 async def _noise_beside_first_exit(conn: Any, trace_id: int) -> None:
     """A transfer the worker stored without time or token name (as it stores noise) into the
     biggest exit, in the block of its first hop, placed before the hop's own transfer in the
@@ -127,11 +134,26 @@ async def test_headers_only_for_hops_and_the_same_hops(
     assert all(h[-1] >= 0 for h in lazy)
     assert eager_untimed == 0
     assert lazy_untimed > 0  # noise transfers were stored without a time: nobody needed one
-    hop_blocks = len({(h[0]) for h in lazy})
-    assert lazy_calls.get("eth_getBlockByNumber", 0) <= hop_blocks
+    # Token hops take their times from their logs' blockTimestamp: headers only for native hops.
+    native_hop_txs = len({h[0] for h in lazy if h[4] == "native"})
+    assert lazy_calls.get("eth_getBlockByNumber", 0) <= native_hop_txs
     assert lazy_calls.get("eth_getBlockByNumber", 0) < eager_calls.get("eth_getBlockByNumber", 0)
     assert any(h[9] for h in lazy)  # token hops carry their symbol
     assert lazy_calls.get("eth_call", 0) <= eager_calls.get("eth_call", 0)
+
+
+async def test_logs_without_block_timestamps_need_headers(
+    chain_url: str, old_node_url: str, scenario: Scenario, pg_server_url: str, migrated_template: str
+) -> None:
+    """A node whose logs carry no blockTimestamp costs a header per block of token hops; the hops
+    and their times are the same."""
+    new, new_calls, _ = await _trace(pg_server_url, migrated_template, chain_url, scenario, False)
+    old, old_calls, _ = await _trace(pg_server_url, migrated_template, old_node_url, scenario, False)
+    assert new == old
+    token_only = {h[0] for h in new if h[4] != "native"} - {h[0] for h in new if h[4] == "native"}
+    assert token_only
+    assert old_calls["eth_getBlockByNumber"] >= new_calls.get("eth_getBlockByNumber", 0) + 1
+    assert old_calls["eth_getBlockByNumber"] <= len({h[0] for h in new})
 
 
 async def test_token_names_are_kept_across_traces(

@@ -43,8 +43,10 @@ def tx_json(c: Chain, tid: int) -> dict[str, Any]:
     }
 
 
-def log_json(c: Chain, log_id: int, tid: int, entry: Log, block: Block) -> dict[str, Any]:
-    return {
+def log_json(c: Chain, log_id: int, tid: int, entry: Log, block: Block, timestamp: bool = True) -> dict[str, Any]:
+    """A log as Anvil, Geth 1.16+ and Reth serve it: with its block's `blockTimestamp` (older
+    nodes leave it out, and clients then read the block's header for its time)."""
+    out = {
         "address": entry.address,
         "topics": list(entry.topics),
         "data": entry.data,
@@ -55,6 +57,9 @@ def log_json(c: Chain, log_id: int, tid: int, entry: Log, block: Block) -> dict[
         "logIndex": hex(log_id - block.first_log),
         "removed": False,
     }
+    if timestamp:
+        out["blockTimestamp"] = hex(block.timestamp)
+    return out
 
 
 def block_json(c: Chain, block: Block, full: bool) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class DevChainServer(KnobServer):
         keep_states: int | None = None,
         charge_gas: bool = False,
         prices: Iterable[PricePath] = (),
+        log_timestamps: bool = True,
     ) -> None:
         if isinstance(scenario_or_chain, Chain):
             self.chain = scenario_or_chain
@@ -66,6 +67,8 @@ class DevChainServer(KnobServer):
             self.chain = Chain.from_scenario(scenario_or_chain)
         super().__init__(latency=latency, rate_limit=rate_limit, faults=faults)
         self.max_logs = max_logs
+        # Logs carry blockTimestamp as on Anvil, Geth 1.16+ and Reth; False: as on older nodes.
+        self.log_timestamps = log_timestamps
         self.traces = traces
         # None: every block's state is kept (an archive node). N: only the newest N, and reads of
         # state at older blocks are refused as Anvil refuses them (`--prune-history` keeps 1).
@@ -373,7 +376,7 @@ class DevChainServer(KnobServer):
         blocks = c.blocks
         for lg in ids:
             tid, entry = c.log(lg)
-            out.append(log_json(self.chain, lg, tid, entry, blocks[c.tx_block[tid]]))
+            out.append(log_json(self.chain, lg, tid, entry, blocks[c.tx_block[tid]], self.log_timestamps))
         return out
 
     # -- trace_* / debug_* -------------------------------------------------------------------------
