@@ -36,6 +36,7 @@ from tracer.chains.evm import EvmChain
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import KIND_NATIVE, Scenario, ScenarioTx
 from tracer.devchain.server import DevChainServer, FaultPlan
+from tracer.domain.labels import Label
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import labels as label_store
@@ -419,7 +420,7 @@ class ReorgingDevChain(DevChainServer):
 
 async def label_reorg_exchange(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        await label_store.upsert_labels(conn, [label_store.Label("ethereum", REORG_EXCHANGE, "Binance", "exchange",
+        await label_store.upsert_labels(conn, [Label("ethereum", REORG_EXCHANGE, "Binance", "exchange",
                                                                  "test")])
 
 

@@ -34,9 +34,9 @@ if str(ROOT) not in sys.path:
 from common import write_result  # noqa: E402
 
 from tracer.chains.evm import EvmChain  # noqa: E402
-from tracer.chains.records import Transfer  # noqa: E402
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate  # noqa: E402
 from tracer.devchain.server import DevChainServer  # noqa: E402
+from tracer.domain.transfers import Transfer  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "rpc_efficiency.json"
 

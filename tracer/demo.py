@@ -38,6 +38,7 @@ from tracer.devchain.prices import PricePath, case_paths
 from tracer.devchain.scenario import Scenario, ScenarioLabel, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 from tracer.dollars_check import check_dollars
+from tracer.domain.labels import Label
 from tracer.domain.mixer_links import MixerDeposit
 from tracer.domain.transfers import NATIVE
 from tracer.engine import bridges
@@ -209,7 +210,7 @@ async def load_scenario_labels(pool: asyncpg.Pool, scenario: Labelled) -> int:
     labels = []
     for lb in scenario.labels:
         category, extra = normalize_category(lb.category)
-        labels.append(label_store.Label(
+        labels.append(Label(
             chain=scenario.chain, address=lb.address, entity=lb.entity, category=category, source="scenario",
             confidence=1.0, evidence=extra or None, created_by="demo"))
     async with pool.acquire() as conn:

@@ -20,8 +20,8 @@ import pytest
 from tests.anvil_support import AnvilRpc, Mode, anvil_node
 from tests.reliability_support import forget_transfers, hop_rows, run_trace
 from tracer.chains.evm import EvmChain
-from tracer.chains.records import NATIVE
 from tracer.devchain.anvil import artifacts as art
+from tracer.domain.transfers import NATIVE
 from tracer.engine import balances
 from tracer.nodes import connect_checked
 from tracer.store import traces as trace_store

@@ -20,13 +20,13 @@ from tracer.api.context import Settings
 from tracer.chains import feeds
 from tracer.chains.evm import EvmChain
 from tracer.chains.prices import FeedMiss, FeedRound, latest_rounds, rounds_by_id
-from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels, register_case_feeds
 from tracer.devchain.anvil.executor import ExecutionReport, execute_scenario
 from tracer.devchain.anvil.feeds import place_feeds
 from tracer.devchain.prices import PricePath, case_paths
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.dollars_check import check_dollars
+from tracer.domain.transfers import NATIVE
 from tracer.engine import report_doc
 from tracer.engine.dollars import trace_dollars
 from tracer.engine.report import build

@@ -23,8 +23,8 @@ from tests.anvil_support import AnvilRpc, anvil_node
 from tests.fixtures_chain import serving
 from tracer.chains.evm import EvmChain
 from tracer.chains.evm.mappers import TRANSFER_TOPIC
-from tracer.chains.records import NATIVE
 from tracer.devchain.anvil import artifacts as art
+from tracer.domain.transfers import NATIVE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

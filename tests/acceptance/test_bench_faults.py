@@ -20,8 +20,8 @@ import pytest
 import pytest_asyncio
 
 from tracer.chains.evm import EvmChain
-from tracer.chains.records import Transfer
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.transfers import Transfer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

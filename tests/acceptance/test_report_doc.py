@@ -17,10 +17,11 @@ from tests.api_support import Api, running_api
 from tracer.api.context import Settings
 from tracer.chains import feeds
 from tracer.chains.evm import EvmChain
-from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels
 from tracer.devchain.prices import paths_for
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.labels import Label
+from tracer.domain.transfers import NATIVE
 from tracer.engine import report_doc
 from tracer.engine.dollars import trace_dollars
 from tracer.store import labels as label_store
@@ -62,7 +63,7 @@ async def trace(api: Api, db: Database, case: Scenario) -> dict[str, Any]:
     first = body["items"][0]["address"]
     # A label name from a hostile list on the first exit: markup and terminal escapes.
     async with db.pool.acquire() as conn:
-        await label_store.upsert_labels(conn, [label_store.Label(
+        await label_store.upsert_labels(conn, [Label(
             chain=case.chain, address=first, entity=HOSTILE, category="exchange", source="hostile-list")])
     return done
 

@@ -9,12 +9,12 @@ import pytest
 
 from tests.anvil_support import AnvilRpc, anvil_node
 from tracer.addresses import tron_evm
-from tracer.chains.records import TransferKind
 from tracer.chains.tron import TronChain
 from tracer.chains.tron_mappers import TRANSFER_TOPIC
 from tracer.devchain.anvil.artifacts import artifact
 from tracer.devchain.tron import CHAIN_ID, generate
 from tracer.devchain.tron_server import TronServer
+from tracer.domain.transfers import TransferKind
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -26,6 +26,7 @@ from tracer.api.handlers.alerts import ALERTS
 from tracer.chains.evm import EvmChain
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import KIND_NATIVE, ScenarioTx
+from tracer.domain.labels import Label
 from tracer.store import labels as label_store
 from tracer.store.db import Database
 from tracer.workers.trace import Worker
@@ -66,7 +67,7 @@ async def client(chain: Chain, devchain_factory: Any) -> AsyncIterator[EvmChain]
 async def live(db: Database, client: EvmChain) -> AsyncIterator[tuple[Api, Receiver, Monitor]]:
     """Everything running: API (with the SSE hub), workers, monitor, delivery worker, receiver."""
     async with db.pool.acquire() as conn:
-        await label_store.upsert_labels(conn, [label_store.Label("ethereum", EXCHANGE, "Binance", "exchange", "test")])
+        await label_store.upsert_labels(conn, [Label("ethereum", EXCHANGE, "Binance", "exchange", "test")])
     stop = asyncio.Event()
     chains = {"ethereum": client}
     workers = [Worker(db.pool, chains, name=f"live-{i}", idle_sleep=0.05) for i in range(2)]

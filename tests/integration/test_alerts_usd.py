@@ -18,10 +18,10 @@ from tracer.api.context import Settings
 from tracer.api.handlers.alerts import ALERTS
 from tracer.chains import feeds
 from tracer.chains.evm import EvmChain
-from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels
 from tracer.devchain.prices import PricePath, paths_for
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.transfers import NATIVE
 from tracer.engine.dollars import trace_dollars
 from tracer.store import prices as price_store
 from tracer.store.db import Database

@@ -22,9 +22,10 @@ import pytest_asyncio
 from tests.api_support import Api, conforms, running_api
 from tracer.api.context import CTX, Settings
 from tracer.chains.evm import EvmChain
-from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.labels import Label
+from tracer.domain.transfers import NATIVE
 from tracer.engine import report as treport
 from tracer.store import labels as label_store
 from tracer.store.db import Database
@@ -284,7 +285,7 @@ async def test_address_view_labels_sanctions_traces_and_exposure(
 
     # a sanctions listing shows up as a hit and sets the exposure level
     async with db.pool.acquire() as conn:
-        await label_store.upsert_labels(conn, [label_store.Label(
+        await label_store.upsert_labels(conn, [Label(
             chain="ethereum", address=seed, entity="Lazarus Group", category="sanctioned", source="ofac_sdn")])
     _status, label, _ = await api.call("POST", f"/v1/addresses/ethereum/{seed}/labels", expect=201, json={
         "entity": "Thief wallet 1", "category": "hacker", "note": "case 42", "valid_from": "2024-01-01T00:00:00Z"})

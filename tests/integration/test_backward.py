@@ -21,6 +21,7 @@ from tests.api_support import conforms, running_api
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
+from tracer.domain.labels import Label
 from tracer.engine import backward
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
@@ -97,7 +98,7 @@ async def check_backward(db: Database, client: EvmChain, small_scenario: Scenari
 
     # The investigator labels the thieves' wallets (stolen funds): the walk stops there.
     async with db.pool.acquire() as conn:
-        await label_store.upsert_labels(conn, [label_store.Label(
+        await label_store.upsert_labels(conn, [Label(
             chain=small_scenario.chain, address=seed, entity="VictimDAO exploiter", category="hacker",
             source="investigator") for seed in trace["seeds"]])
     for exit_address, amounts in sorted(exits.items()):
@@ -125,7 +126,7 @@ async def check_screen(db: Database, client: EvmChain, small_scenario: Scenario,
     trace = await db.pool.fetchrow("SELECT from_block, to_block, seeds FROM traces WHERE id = $1", forward)
     exits = await plain_exits(db, forward)
     async with db.pool.acquire() as conn:
-        await label_store.upsert_labels(conn, [label_store.Label(
+        await label_store.upsert_labels(conn, [Label(
             chain=small_scenario.chain, address=seed, entity="VictimDAO exploiter", category="hacker",
             source="investigator") for seed in trace["seeds"]])
     window = f"from_block={max(1, trace['from_block'])}&to_block={trace['to_block']}"
@@ -167,7 +168,7 @@ async def check_screen(db: Database, client: EvmChain, small_scenario: Scenario,
         _, again, _ = await api.call("GET", f"/v1/screen?address={address}&depth=10&{window}", expect=200)
         assert again["exposure"]["cached"] and again["exposure"]["flagged"] == answers[address]["flagged"]
         async with db.pool.acquire() as conn:
-            await label_store.upsert_labels(conn, [label_store.Label(
+            await label_store.upsert_labels(conn, [Label(
                 chain=small_scenario.chain, address=middle, entity="Launderer", category="scam",
                 source="investigator")])
         _, fresh, _ = await api.call("GET", f"/v1/screen?address={address}&depth=10&{window}", expect=200)

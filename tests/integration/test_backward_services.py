@@ -18,6 +18,7 @@ import pytest_asyncio
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.labels import Label
 from tracer.domain.transfers import NATIVE
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
@@ -51,7 +52,7 @@ async def forward(db: Database, client: EvmChain, scenario: Scenario) -> int:
                              policy={"min_share": 0, "max_depth": 60}, label="forward")
     assert await run_with_workers(db.pool, {scenario.chain: client}, tid, workers=2, progress=False) == "done"
     async with db.pool.acquire() as conn:  # the investigator labels the thieves' wallets: the walk stops there
-        await label_store.upsert_labels(conn, [label_store.Label(
+        await label_store.upsert_labels(conn, [Label(
             chain=scenario.chain, address=seed, entity=THIEF[1], category=THIEF[0], source="investigator")
             for seed in scenario.seeds])
     return tid

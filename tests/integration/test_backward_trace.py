@@ -21,6 +21,8 @@ from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
+from tracer.domain.labels import Label
+from tracer.domain.records import Job
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import backward as back_store
@@ -81,7 +83,7 @@ async def check_stored_backward(db: Database, client: EvmChain, scenario: Scenar
     exits = await plain_exits(db, forward)
     assert len(exits) >= 5, "the scenario has exits reached through plain wallets"
     async with db.pool.acquire() as conn:  # the investigator labels the thieves' wallets: the walk stops there
-        await label_store.upsert_labels(conn, [label_store.Label(
+        await label_store.upsert_labels(conn, [Label(
             chain=scenario.chain, address=seed, entity=THIEF[1], category=THIEF[0], source="investigator")
             for seed in sorted(thieves)])
     window = {"from_block": max(1, row["from_block"]), "to_block": row["to_block"]}
@@ -185,7 +187,7 @@ async def test_a_worker_dying_mid_walk_or_before_colouring_changes_nothing(
                     dies_at == "colour" and not walking):
                 break
             assert await live.run_once() > 0
-        claimed: list[traces_store.Job] = []
+        claimed: list[Job] = []
         for _ in range(50):  # the dying worker claims a batch (the colour job may be waiting a moment) ...
             async with db.pool.acquire() as conn:
                 claimed = await traces_store.claim_jobs(conn, "dies", 50, 0.3, [small_scenario.chain])

@@ -26,7 +26,6 @@ from tracer.addresses import (
 from tracer.chains.bitcoin import EsploraChain, NotFound, flatten, split_amounts
 from tracer.chains.errors import ChainError, WrongChain
 from tracer.chains.factory import connect_chain
-from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin import (
     COIN,
     BitcoinChainIndex,
@@ -37,6 +36,7 @@ from tracer.devchain.bitcoin import (
 )
 from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.server import FaultPlan
+from tracer.domain.transfers import NATIVE
 
 aio = pytest.mark.asyncio(loop_scope="session")
 

@@ -25,10 +25,10 @@ from tests.bitcoin_support import SETTINGS, bitcoin_api, running_esplora
 from tests.fixtures_db import temporary_database
 from tracer.alerts.monitor import Monitor, MonitorSettings
 from tracer.chains.bitcoin import EsploraChain
-from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
 from tracer.devchain.esplora import EsploraServer
+from tracer.domain.transfers import NATIVE
 from tracer.engine import service
 from tracer.labels import importer
 from tracer.store import labels as label_store

@@ -11,9 +11,9 @@ import pytest_asyncio
 from eth_hash.auto import keccak
 
 from tracer.chains.evm import EvmChain, LogRecord
-from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.transfers import NATIVE
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.engine.service import create_trace

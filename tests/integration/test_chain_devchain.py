@@ -17,9 +17,9 @@ import pytest
 
 from tests.fixtures_chain import DevChainFactory
 from tracer.chains.evm import EvmChain, WrongChain
-from tracer.chains.records import NATIVE, Transfer, TransferKind
 from tracer.devchain.scenario import KIND_BATCH, KIND_MIXER, Scenario, ScenarioParams, generate
 from tracer.devchain.server import FaultPlan
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
 Move = tuple[str, str, str, int]
 

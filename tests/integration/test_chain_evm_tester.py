@@ -22,7 +22,7 @@ from tests.evm_bridge import EvmBridge
 from tracer.addresses import InvalidAddress
 from tracer.chains.evm import ChainError, EvmChain, WrongChain
 from tracer.chains.evm.mappers import TRANSFER_TOPIC
-from tracer.chains.records import NATIVE, Transfer, TransferKind
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CONTRACTS = json.loads((DATA / "chain" / "test_contracts.json").read_text())["contracts"]

@@ -19,12 +19,12 @@ from tests.fixtures_db import temporary_database
 from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
-from tracer.chains.records import NATIVE, Transfer, TransferKind
 from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario
 from tracer.devchain.crosschain import CrossChain, destination, with_bitcoin_payouts
 from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.engine.service import create_trace

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tracer.chains.records import NATIVE
 from tracer.devchain import cli as devchain_cli
 from tracer.devchain.replay import classify_label, load_case
 from tracer.devchain.scenario import (
@@ -27,6 +26,7 @@ from tracer.devchain.scenario import (
     generate,
     reference_haircut,
 )
+from tracer.domain.transfers import NATIVE
 
 
 def _balances_never_negative(sc: Scenario) -> None:

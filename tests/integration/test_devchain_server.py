@@ -15,7 +15,6 @@ import pytest_asyncio
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from tests.fixtures_chain import DevChainFactory, RunningDevChain
-from tracer.chains.records import NATIVE
 from tracer.devchain.chain import DEPOSIT_TOPIC, TRANSFER_TOPIC, Chain, pad_address
 from tracer.devchain.scenario import (
     ETHER,
@@ -29,6 +28,7 @@ from tracer.devchain.scenario import (
     generate,
 )
 from tracer.devchain.server import FaultPlan
+from tracer.domain.transfers import NATIVE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tracer.chains.records import Transfer, TransferKind
+from tracer.domain.records import HopRow
+from tracer.domain.transfers import Transfer, TransferKind
 from tracer.store import alerts as alert_store
 from tracer.store import reads
 from tracer.store import traces as store
@@ -57,9 +58,9 @@ async def test_the_exits_table_follows_every_write_of_hops(db: Database) -> None
         ids = {r["tx_hash"]: r["id"] for r in await conn.fetch(
             "SELECT id, tx_hash FROM transfers WHERE tx_hash = ANY($1::text[])", [t.tx_hash for t in transfers])}
 
-    def hop(i: int, status: str, amount: int | None = None) -> store.HopRow:
+    def hop(i: int, status: str, amount: int | None = None) -> HopRow:
         t = transfers[i]
-        return store.HopRow(ids[t.tx_hash], t.from_address, t.to_address, t.asset, t.block_number, 1 + i % 3,
+        return HopRow(ids[t.tx_hash], t.from_address, t.to_address, t.asset, t.block_number, 1 + i % 3,
                             amount if amount is not None else t.amount, 1.0, str(t.kind), status,
                             "label:test" if status == "exit" else "flagged funds", [])
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from tracer.addresses import normalize_tron
+from tracer.domain.labels import Label
 from tracer.labels.importer import detect_format, import_file, parse_file
 from tracer.labels.parsed import LabelImportError
 from tracer.labels.vocab import chain_for_asset, normalize_address, normalize_category
 from tracer.store import labels as store
 from tracer.store.db import Database
-from tracer.store.labels import Label
 
 LAZARUS_ETH = "0x098b716b8aaf21512996dc57eb0615e2383e2f96"
 TC_POOL = "0x12d66f87a04a9e220743712ce6d9bb1b5616b8fc"

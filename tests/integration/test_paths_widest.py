@@ -17,6 +17,7 @@ from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import KIND_NATIVE, ScenarioTx
+from tracer.domain.labels import Label
 from tracer.engine import report as treport
 from tracer.store import labels as label_store
 from tracer.store.db import Database
@@ -55,7 +56,7 @@ async def api(db: Database, devchain_factory: Any) -> AsyncIterator[Api]:
     client = EvmChain(node.url, chain="ethereum", expected_chain_id=1337)
     await client.connect()
     async with db.pool.acquire() as conn:  # Z sweeps to it: Z is an exit, with a line in the report
-        await label_store.upsert_labels(conn, [label_store.Label("ethereum", EXCHANGE, "Kraken", "exchange", "test")])
+        await label_store.upsert_labels(conn, [Label("ethereum", EXCHANGE, "Kraken", "exchange", "test")])
     try:
         async with running_api(db, {"ethereum": client}, Settings(workers=2, worker_lease_seconds=10.0)) as a:
             yield a

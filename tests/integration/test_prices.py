@@ -14,9 +14,9 @@ import pytest
 from tracer.chains import feeds
 from tracer.chains.evm import EvmChain
 from tracer.chains.prices import FeedMiss, FeedRound, latest_rounds, rounds_by_id
-from tracer.chains.records import NATIVE
 from tracer.devchain.prices import PricePath, paths_for
 from tracer.devchain.scenario import Scenario
+from tracer.domain.transfers import NATIVE
 from tracer.engine import pricing
 from tracer.engine.price_file import PriceFileError, parse_price_file
 from tracer.engine.service import create_trace

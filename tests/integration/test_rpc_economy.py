@@ -12,9 +12,9 @@ import pytest_asyncio
 
 from tests.fixtures_db import temporary_database
 from tracer.chains.evm import EvmChain
-from tracer.chains.records import Transfer
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.transfers import Transfer
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import reads

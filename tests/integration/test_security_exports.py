@@ -22,6 +22,7 @@ from tests.api_support import Api, running_api
 from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
 from tracer.devchain.scenario import Scenario
+from tracer.domain.labels import Label
 from tracer.labels.vocab import normalize_category
 from tracer.store import labels as label_store
 from tracer.store.db import Database
@@ -44,7 +45,7 @@ async def api(db: Database, devchain_url: str, small_scenario: Scenario) -> Asyn
     labels = []
     for i, lb in enumerate(small_scenario.labels):
         category, _ = normalize_category(lb.category)
-        labels.append(label_store.Label(chain=small_scenario.chain, address=lb.address,
+        labels.append(Label(chain=small_scenario.chain, address=lb.address,
                                         entity=("+" if i % 2 else "") + EVIL + lb.entity, category=category,
                                         source="scenario", confidence=1.0))
     async with db.pool.acquire() as conn:

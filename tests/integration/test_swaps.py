@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracer.chains.evm import EvmChain
-from tracer.chains.records import NATIVE
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.transfers import NATIVE
 from tracer.engine import report as treport
 from tracer.engine import swaps
 from tracer.engine.service import create_trace

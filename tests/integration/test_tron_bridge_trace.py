@@ -20,12 +20,12 @@ from tests.api_support import Api, conforms, running_api
 from tracer.addresses import tron_base58
 from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
-from tracer.chains.records import NATIVE
 from tracer.chains.tron import TronChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.server import DevChainServer
 from tracer.devchain.tron_bridge import SwapToTron, generate
 from tracer.devchain.tron_server import TronServer
+from tracer.domain.transfers import NATIVE
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.store.db import Database

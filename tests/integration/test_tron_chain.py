@@ -10,11 +10,11 @@ import pytest
 import pytest_asyncio
 
 from tracer.chains.errors import StateUnavailable, WrongChain
-from tracer.chains.records import NATIVE, TransferKind
 from tracer.chains.tron import TronChain
 from tracer.devchain.http import FaultPlan
 from tracer.devchain.tron import SOLID_LAG, TRC10_ID, USD, USDT, TronStory, generate
 from tracer.devchain.tron_server import TronServer
+from tracer.domain.transfers import NATIVE, TransferKind
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -17,11 +17,11 @@ import pytest_asyncio
 from tests.api_support import Api, conforms, running_api
 from tracer.addresses import tron_base58
 from tracer.api.context import Settings
-from tracer.chains.records import NATIVE
 from tracer.chains.tron import TronChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.tron import USDT, TronStory, address, generate
 from tracer.devchain.tron_server import TronServer
+from tracer.domain.transfers import NATIVE
 from tracer.labels import importer
 from tracer.store import alerts as alert_store
 from tracer.store.db import Database

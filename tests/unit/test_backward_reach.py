@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracer.chains.records import Transfer, TransferKind
+from tracer.domain.transfers import Transfer, TransferKind
 from tracer.engine import backward, backward_reach
 
 W, D, T, C, X, Y = ("0x" + c * 40 for c in "abcdef")

@@ -6,7 +6,7 @@ from typing import Any
 
 from tracer.chains.errors import RpcError
 from tracer.chains.evm import is_result_cap, mappers
-from tracer.chains.records import NATIVE, TransferKind
+from tracer.domain.transfers import NATIVE, TransferKind
 
 A = "0x" + "aa" * 20
 B = "0x" + "bb" * 20

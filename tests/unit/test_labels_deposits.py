@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tracer.chains.records import NATIVE, Transfer, TransferKind
+from tracer.domain.labels import Label
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 from tracer.engine.deposits import DepositParams, detect_deposit
-from tracer.store.labels import Label
 
 DEP = "0x" + "d" * 40
 CUSTOMER = "0x" + "c" * 40

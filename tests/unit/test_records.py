@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracer.chains.records import NATIVE, Transfer, TransferKind
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
 
 def _t(position: str, tx_index: int = 0) -> Transfer:

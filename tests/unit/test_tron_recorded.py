@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tracer.chains import tron_mappers as tm
-from tracer.chains.records import NATIVE, TransferKind
+from tracer.domain.transfers import NATIVE, TransferKind
 
 DATA = json.loads((Path(__file__).resolve().parents[1] / "data" / "tron" / "documented.json").read_text())
 

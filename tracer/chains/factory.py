@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tracer.addresses import BITCOIN, TRON
 from tracer.chains.bitcoin import EsploraChain, configured_network
 from tracer.chains.evm import EvmChain
 from tracer.chains.tron import TronChain
+from tracer.domain.chains import BITCOIN, TRON
 
 # One of the three concrete clients. Not `ChainClient`: that is the API's protocol of what it needs
 # of any client (tracer.api.context), and two types of one name were one too many.

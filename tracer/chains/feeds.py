@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracer.chains.records import NATIVE
+from tracer.domain.transfers import NATIVE
 
 
 @dataclass(frozen=True, slots=True)

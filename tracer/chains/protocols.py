@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from tracer.chains.events import LogLike
-from tracer.chains.records import Transfer
 from tracer.chains.utxo_records import UtxoTx
+from tracer.domain.transfers import Transfer
 
 
 class ChainSource(Protocol):

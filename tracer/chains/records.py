@@ -1,17 +1,13 @@
-"""Plain records the chain layer hands to the engine: node JSON never crosses this line.
+"""Records only the chain layer speaks of: node JSON never crosses this line.
 
-The records themselves live in tracer.domain.transfers (every layer reads them); this module names
-them for the chain clients, which build them. `FeePaid` is the chain layer's own: what the EVM and
-Tron clients' `fees_paid` return.
+The transfer records every layer reads (Transfer, TransferKind, NATIVE, BlockRef) live in
+tracer.domain.transfers. `FeePaid` is the chain layer's own: what the EVM and Tron clients'
+`fees_paid` return.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from tracer.domain.transfers import NATIVE, BlockRef, Transfer, TransferKind, position_key
-
-__all__ = ["NATIVE", "BlockRef", "FeePaid", "Transfer", "TransferKind", "position_key"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,9 @@ from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
 from tracer.chains.evm import LogRecord
 from tracer.chains.jsonrpc import JsonRpcTransport
-from tracer.chains.records import NATIVE, FeePaid, Transfer
+from tracer.chains.records import FeePaid
 from tracer.chains.tron_http import TronHttp
+from tracer.domain.transfers import NATIVE, Transfer
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_tron
 from tracer.chains.errors import ChainError
-from tracer.chains.records import NATIVE, BlockRef, Transfer, TransferKind
+from tracer.domain.transfers import NATIVE, BlockRef, Transfer, TransferKind
 
 TRC10_PREFIX = "trc10:"
 """The `asset` of a TRC-10 token: `trc10:<token id>` (TRC-20 tokens use their contract address)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin import (
     COIN,
     BitcoinScenario,
@@ -29,6 +28,7 @@ from tracer.devchain.bitcoin import (
     HistoryParams,
 )
 from tracer.devchain.scenario import OfframpTruth, ScenarioLabel
+from tracer.domain.transfers import NATIVE
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin import COIN, BitcoinScenario, BitcoinTruth, BlockBuilder, HistoryParams
 from tracer.devchain.scenario import ScenarioLabel
+from tracer.domain.transfers import NATIVE
 
 
 @dataclass(frozen=True, slots=True)

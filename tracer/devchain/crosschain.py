@@ -33,7 +33,6 @@ from fractions import Fraction
 from eth_hash.auto import keccak
 
 from tracer.addresses import encode_btc_segwit
-from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, Handoff
 from tracer.devchain.bitcoin import generate as generate_bitcoin
 from tracer.devchain.chain import Chain, Log, abi_string, pad_address, word
@@ -47,6 +46,7 @@ from tracer.devchain.scenario import (
     ScenarioTx,
     Truth,
 )
+from tracer.domain.transfers import NATIVE
 
 ETHER = 10**18
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario import (
     ETHER,
     GWEI,
@@ -41,6 +40,7 @@ from tracer.devchain.scenario import (
     Truth,
 )
 from tracer.devchain.scenario.builder import ALL, Builder
+from tracer.domain.transfers import NATIVE
 
 CLUES = ("gas_price", "address", "counterparty", "multi_denomination")
 NO_CLUE = "none"

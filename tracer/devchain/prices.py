@@ -24,8 +24,8 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 
 from tracer.chains import feeds
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario import KIND_SWAP
+from tracer.domain.transfers import NATIVE
 
 DECIMALS = 8
 HEARTBEAT = 3600  # seconds between rounds

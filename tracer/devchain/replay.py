@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario import (
     ETHER,
     KIND_NATIVE,
@@ -44,6 +43,7 @@ from tracer.devchain.scenario import (
     reference_haircut,
 )
 from tracer.devchain.scenario.builder import Builder
+from tracer.domain.transfers import NATIVE
 
 FILLER_BLOCKS = 2  # blocks after each case block, for noise, gas money and sweeps
 TAIL_BLOCKS = 6

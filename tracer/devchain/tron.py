@@ -15,9 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from tracer.addresses import normalize_tron
-from tracer.chains.records import NATIVE
 from tracer.chains.tron_mappers import ADDED_BLACKLIST, TRANSFER_TOPIC, TRC10_PREFIX
 from tracer.devchain.scenario import ScenarioLabel
+from tracer.domain.transfers import NATIVE
 
 CHAIN = "tron"
 MAINNET_GENESIS = "00000000000000001ebf88508a03865c71d452e25f4d51194196a1d22b6653dc"

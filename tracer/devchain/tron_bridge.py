@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracer.addresses import tron_base58
-from tracer.chains.records import NATIVE
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import (
     KIND_BRIDGE,
@@ -43,6 +42,7 @@ from tracer.devchain.tron import (
     address,
     apply_state,
 )
+from tracer.domain.transfers import NATIVE
 
 ETHER = 10**18
 ETH_BLOCK_SECONDS = 12

@@ -33,8 +33,9 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from tracer.chains.records import Transfer
-from tracer.domain.labels import RISK_CATEGORIES
+from tracer.domain.labels import RISK_CATEGORIES, Label
+from tracer.domain.records import HopRow, Job, StoredTransfer
+from tracer.domain.transfers import Transfer
 from tracer.engine import backward_links, backward_reach, balances, classify
 from tracer.engine.backward_links import BackLinks
 from tracer.engine.policy import Policy
@@ -45,7 +46,6 @@ from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
 from tracer.store import traces as store
 from tracer.store import transfers as transfer_store
-from tracer.store.traces import HopRow, Job, StoredTransfer
 
 log = logging.getLogger("tracer.worker")
 
@@ -113,7 +113,7 @@ async def _start(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
     log.info("event=trace_started trace=%d direction=backward seeds=%d", trace.id, len(trace.seeds))
 
 
-def _source_label(labels: Sequence[label_store.Label]) -> label_store.Label:
+def _source_label(labels: Sequence[Label]) -> Label:
     """The label a source is reported under: a flagged one first (the reason anyone asks)."""
     return sorted(labels, key=lambda lb: (lb.category not in RISK_CATEGORIES, -lb.confidence))[0]
 

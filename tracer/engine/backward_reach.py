@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
-from tracer.chains.records import Transfer
+from tracer.domain.transfers import Transfer
 from tracer.engine import widest
 from tracer.engine.backward_links import Through
 

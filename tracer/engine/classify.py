@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from tracer.domain.labels import Category, Label
 from tracer.domain.transfers import Transfer
-from tracer.domain.verdicts import FOLLOW, HopStatus, Reason, Verdict, entered, label_reason
+from tracer.domain.verdicts import HopStatus, Reason, Verdict, entered, label_reason
 from tracer.engine.deposits import BEHAVIOUR_SOURCE, DepositParams, detect_deposit
 from tracer.engine.policy import Policy
 
@@ -26,10 +26,6 @@ class LabelLike(Protocol):
     @property
     def evidence(self) -> dict[str, Any] | None: ...
 
-
-# engine/worker.py still imports FOLLOW and Verdict from here; they live in tracer.domain.verdicts.
-__all__ = ["BRIDGE", "ENTERED_MIXER", "FOLLOW", "MIXER", "Verdict", "by_label", "deposit_address", "forwarder", "hub",
-           "through_category"]
 
 # Names the worker uses (classify.BRIDGE is both a category and a reason).
 MIXER = Category.MIXER

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from tracer import __version__
+from tracer.domain.labels import Label
 from tracer.engine import report as treport
 from tracer.engine import report_backward
 from tracer.engine.dollars import TraceDollars, trace_dollars
@@ -48,8 +49,8 @@ class Document:
     report: treport.Report
     dollars: TraceDollars
     hops: list[Any]
-    seed_labels: dict[str, list[label_store.Label]]
-    exit_labels: dict[tuple[str, str], list[label_store.Label]]
+    seed_labels: dict[str, list[Label]]
+    exit_labels: dict[tuple[str, str], list[Label]]
     hop_set_sha256: str
     blocks: dict[str, tuple[int, int]]
     nodes: dict[str, tuple[chain_store.PinnedChain | None, list[chain_store.NodeState]]]
@@ -74,7 +75,7 @@ async def build_document(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str,
             raise KeyError(trace_id)
         hops = list(await store.all_hops(conn, trace_id))
         seed_labels = await label_store.lookup(conn, trace["chain"], list(trace["seeds"]))
-        exit_labels: dict[tuple[str, str], list[label_store.Label]] = {}
+        exit_labels: dict[tuple[str, str], list[Label]] = {}
         by_chain: dict[str, list[str]] = {}
         for x in rep.exits:
             by_chain.setdefault(x.chain or trace["chain"], []).append(x.address)

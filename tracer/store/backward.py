@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from tracer.domain.records import ExitRow
-from tracer.store.traces import Conn, Job
+from tracer.domain.records import ExitRow, Job
+from tracer.store.traces import Conn
 
 FORWARD, BACKWARD = "forward", "backward"
 DIRECTIONS = (FORWARD, BACKWARD)

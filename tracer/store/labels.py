@@ -34,7 +34,7 @@ from tracer.store.ownership import PUBLIC, Viewer, visible_sql
 from tracer.store.sql import Conn
 
 __all__ = [
-    "Conn", "Label", "counts_by_category", "history", "list_labels", "listed_addresses", "lookup", "screen",
+    "Conn", "counts_by_category", "history", "list_labels", "listed_addresses", "lookup", "screen",
     "upsert_labels",
 ]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from tracer.chains.records import NATIVE
 from tracer.domain.records import ExitRow
+from tracer.domain.transfers import NATIVE
 from tracer.store.sql import Conn
 
 NATIVE_DECIMALS = 18

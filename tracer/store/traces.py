@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from tracer.domain.records import ChainWindow, ExitRow, HopRow, Job, StoredTransfer
+from tracer.domain.records import ChainWindow
 from tracer.store.hops import (
     hop_evidence,
     inflow_hops,
@@ -45,7 +45,7 @@ from tracer.store.transfers import coverage, load_transfers, set_coverage, store
 # The trace tables' SQL lives in one module per table (jobs, hops, transfers; reads for reading
 # results); callers keep importing it from here as `store`.
 __all__ = [
-    "ChainWindow", "Conn", "ExitRow", "HopRow", "Job", "StoredTransfer", "add_hop_count", "all_hops", "any_runnable",
+    "Conn", "add_hop_count", "all_hops", "any_runnable",
     "bridge_verdicts", "cancel_trace", "chain_window", "chain_windows", "claim_jobs", "complete_jobs", "coverage",
     "delete_trace", "enqueue", "exits", "extend_leases", "fail_trace", "get_trace", "hop_count", "hop_evidence",
     "inflow_hops", "insert_events", "insert_trace", "load_transfers", "mark_hops_into", "node_verdicts",

@@ -27,11 +27,11 @@ import asyncpg
 
 from tracer.chains.protocols import ChainSource
 from tracer.config import DEFAULT_BATCH_SIZE
+from tracer.domain.records import Job
 from tracer.engine.step import run as step
 from tracer.engine.step.gather import StepContext, read_trace
 from tracer.engine.step.plan import TraceInfo
 from tracer.store import traces as store
-from tracer.store.traces import Job
 from tracer.workers.wakeup import Waiter, hub
 
 log = logging.getLogger("tracer.worker")

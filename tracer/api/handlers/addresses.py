@@ -14,7 +14,7 @@ from tracer.api import serialize as ser
 from tracer.api.auth import Principal, audit, principal_of
 from tracer.api.errors import bad_request
 from tracer.api.handlers.common import checked_body, ctx_of, ok
-from tracer.domain.labels import CATEGORIES
+from tracer.domain.labels import CATEGORIES, Label
 from tracer.domain.verdicts import Role
 from tracer.store import cases as case_store
 from tracer.store import labels as label_store
@@ -117,7 +117,7 @@ async def add_label(request: web.Request) -> web.Response:
     return ok(ser.label(label, datetime.now(UTC)), status=201)
 
 
-def label_from_body(principal: Principal, chain: str, address: str, body: dict[str, Any]) -> label_store.Label:
+def label_from_body(principal: Principal, chain: str, address: str, body: dict[str, Any]) -> Label:
     """An investigator's label of `address` from a checked POST body (label-create, label-post)."""
     if body["category"] not in CATEGORIES:
         raise bad_request("category", f"must be one of {', '.join(sorted(CATEGORIES))}")
@@ -126,7 +126,7 @@ def label_from_body(principal: Principal, chain: str, address: str, body: dict[s
     if valid_from and valid_to and valid_to < valid_from:
         raise bad_request("valid_to", "is before valid_from")
     try:
-        return label_store.Label(
+        return Label(
             chain=chain, address=address, entity=body["entity"].strip(), category=body["category"],
             source=owners.label_source(principal), confidence=float(body.get("confidence", 1.0)),
             valid_from=valid_from, valid_to=valid_to, evidence={"note": body["note"]} if body.get("note") else None,
@@ -137,7 +137,7 @@ def label_from_body(principal: Principal, chain: str, address: str, body: dict[s
 
 
 async def save_label(request: web.Request, conn: asyncpg.pool.PoolConnectionProxy, principal: Principal,
-                     label: label_store.Label) -> bool:
+                     label: Label) -> bool:
     """Write an investigator's label, private to its key (or team) where its labels are, and audit
     it; True when private. Call inside a transaction."""
     await label_store.upsert_labels(conn, [label])

@@ -15,12 +15,12 @@ from tracer.api.errors import bad_request, not_found
 from tracer.api.handlers import exposure
 from tracer.api.handlers.addresses import _parse_time, label_from_body, save_label
 from tracer.api.handlers.common import checked_body, ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
-from tracer.domain.labels import CATEGORIES, RISK_CATEGORIES
+from tracer.domain.labels import CATEGORIES, RISK_CATEGORIES, Label
 from tracer.store import labels as label_store
 from tracer.store import ownership
 
 
-def _item(label_id: int, chain: str, address: str, lb: label_store.Label, now: datetime,
+def _item(label_id: int, chain: str, address: str, lb: Label, now: datetime,
           private: bool) -> dict[str, Any]:
     return {"id": label_id, "chain": chain, "address": address, **ser.label(lb, now), "private": private}
 

@@ -27,16 +27,17 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tracer.addresses import BITCOIN, normalize_btc
+from tracer.addresses import normalize_btc
 from tracer.chains.bitcoin.mappers import flatten, net_paid, parse_tx, uint
 from tracer.chains.bitcoin.records import NETWORKS, BtcNetwork, network_of_genesis
 from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, WrongChain
 from tracer.chains.http import HttpTransport
 from tracer.chains.jsonrpc import gather_or_cancel
-from tracer.chains.records import Transfer
 from tracer.chains.retry import Retry, RetryPolicy
 from tracer.chains.utxo_records import Outspend, UtxoTx
+from tracer.domain.chains import BITCOIN
+from tracer.domain.transfers import Transfer
 
 log = logging.getLogger(__name__)
 

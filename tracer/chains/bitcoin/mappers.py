@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tracer.addresses import BITCOIN, InvalidAddress, normalize_btc
+from tracer.addresses import InvalidAddress, normalize_btc
 from tracer.chains.bitcoin.records import BTC_DECIMALS, BTC_SYMBOL
 from tracer.chains.errors import ChainError
-from tracer.chains.records import NATIVE, Transfer, TransferKind
 from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
+from tracer.domain.chains import BITCOIN
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
 # Esplora names script types by witness version; the records use the plain names.
 _SCRIPT_TYPES = {"v0_p2wpkh": "p2wpkh", "v0_p2wsh": "p2wsh", "v1_p2tr": "p2tr"}

@@ -27,7 +27,8 @@ from tracer.chains.evm.scan_path import ScanPath
 from tracer.chains.evm.trace_path import TracePath
 from tracer.chains.jsonrpc import gather_or_cancel, is_method_missing
 from tracer.chains.limits import Direction
-from tracer.chains.records import FeePaid, Transfer
+from tracer.chains.records import FeePaid
+from tracer.domain.transfers import Transfer
 
 log = logging.getLogger(__name__)
 

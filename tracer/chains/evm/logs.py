@@ -12,7 +12,7 @@ from tracer.chains.evm import mappers
 from tracer.chains.evm.node import EvmNode
 from tracer.chains.evm.records import LogRecord
 from tracer.chains.limits import Direction, RangeQuery
-from tracer.chains.records import Transfer
+from tracer.domain.transfers import Transfer
 
 
 class Logs(EvmNode):

@@ -21,7 +21,7 @@ from eth_abi.exceptions import DecodingError
 from eth_abi.registry import registry as abi_registry
 
 from tracer.chains import events
-from tracer.chains.records import NATIVE, Transfer, TransferKind
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
 TRANSFER_TOPIC = events.topic("erc20", "Transfer(address,address,uint256)")
 """topic0 of `Transfer(address indexed from, address indexed to, uint256 value)` (abi/erc20.json)."""

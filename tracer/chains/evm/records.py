@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracer.chains.records import Transfer
+from tracer.domain.transfers import Transfer
 
 
 @dataclass(frozen=True, slots=True)

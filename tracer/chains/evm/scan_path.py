@@ -15,7 +15,7 @@ from tracer.chains.errors import ChainError
 from tracer.chains.evm import mappers
 from tracer.chains.evm.node import EvmNode
 from tracer.chains.evm.records import ScannedBlock
-from tracer.chains.records import Transfer
+from tracer.domain.transfers import Transfer
 
 log = logging.getLogger(__name__)
 

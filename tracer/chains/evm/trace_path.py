@@ -17,7 +17,7 @@ from tracer.chains.evm import history, mappers
 from tracer.chains.evm.node import EvmNode
 from tracer.chains.jsonrpc import is_method_missing
 from tracer.chains.limits import Direction, RangeQuery
-from tracer.chains.records import Transfer
+from tracer.domain.transfers import Transfer
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.anvil import artifacts as art
 from tracer.devchain.anvil.plan import GAS_PRICED, SETUP_ACCOUNT, Placement, Sent, place, setup_transactions
 from tracer.devchain.anvil.plan import transactions as block_transactions
 from tracer.devchain.anvil.rpc import AnvilRpc, Call
 from tracer.devchain.scenario import Scenario, ScenarioTx
+from tracer.domain.transfers import NATIVE
 
 BATCH = 48
 

@@ -28,7 +28,6 @@ from typing import Any
 
 from eth_utils import keccak
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.anvil import artifacts as art
 from tracer.devchain.scenario import (
     KIND_BATCH,
@@ -41,6 +40,7 @@ from tracer.devchain.scenario import (
     Scenario,
     ScenarioTx,
 )
+from tracer.domain.transfers import NATIVE
 
 ZERO = "0x" + "0" * 40
 # Sends the setup transactions (initialize, mint, liquidity): an address no generator draws.

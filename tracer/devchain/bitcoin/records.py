@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario import OfframpTruth, ScenarioLabel
+from tracer.domain.transfers import NATIVE
 
 COIN = 100_000_000
 SUBSIDY = 50 * COIN

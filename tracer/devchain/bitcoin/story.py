@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tracer.chains.bitcoin import NETWORKS
-from tracer.chains.records import NATIVE
 from tracer.devchain.bitcoin.builder import BlockBuilder
 from tracer.devchain.bitcoin.records import (
     COIN,
@@ -23,6 +22,7 @@ from tracer.devchain.bitcoin.records import (
     PeelHop,
 )
 from tracer.devchain.scenario import OfframpTruth, ScenarioLabel
+from tracer.domain.transfers import NATIVE
 
 
 @dataclass

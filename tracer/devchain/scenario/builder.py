@@ -9,7 +9,6 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario.model import (
     GWEI,
     KIND_BATCH,
@@ -21,6 +20,7 @@ from tracer.devchain.scenario.model import (
     KIND_WITHDRAW,
     ScenarioTx,
 )
+from tracer.domain.transfers import NATIVE
 
 ALL = -1  # amount placeholder: the sender's whole balance of the asset when the tx executes
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from dataclasses import asdict
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario.builder import Builder
 from tracer.devchain.scenario.history import Scenario
 from tracer.devchain.scenario.model import ETHER, MixerPool, ScenarioBlock, Truth, gc_paused
@@ -21,6 +20,7 @@ from tracer.devchain.scenario.services import (
 )
 from tracer.devchain.scenario.truth import build_truth
 from tracer.devchain.scenario.world import make_world
+from tracer.domain.transfers import NATIVE
 
 
 def generate(params: ScenarioParams) -> Scenario:

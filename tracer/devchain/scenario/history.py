@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario.model import (
     ETHER,
     BridgeTruth,
@@ -31,6 +30,7 @@ from tracer.devchain.scenario.model import (
     Truth,
     gc_paused,
 )
+from tracer.domain.transfers import NATIVE
 
 SCENARIO_FORMAT = "tracer-devchain-scenario/1"
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tracer.chains.records import NATIVE
+from tracer.domain.transfers import NATIVE
 
 ETHER = 10**18
 GWEI = 10**9

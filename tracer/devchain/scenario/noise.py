@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario.builder import Builder
 from tracer.devchain.scenario.model import ETHER, KIND_BATCH, KIND_MIXER, KIND_NATIVE, KIND_TOKEN, USD6
 from tracer.devchain.scenario.params import ScenarioParams
 from tracer.devchain.scenario.world import World
+from tracer.domain.transfers import NATIVE
 
 
 def plan_noise(b: Builder, p: ScenarioParams, w: World, n_blocks: int) -> None:

@@ -4,12 +4,12 @@ batch payouts, mixer deposits, the stablecoin's path, dust and traps.
 
 from __future__ import annotations
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario.builder import Builder
 from tracer.devchain.scenario.model import ETHER
 from tracer.devchain.scenario.params import ScenarioParams
 from tracer.devchain.scenario.services import bridge_job, swap_job
 from tracer.devchain.scenario.world import World, allocate, any_hot, gas_topup, split
+from tracer.domain.transfers import NATIVE
 
 
 def plan_eth(b: Builder, p: ScenarioParams, w: World, t0: int) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import random
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario.builder import ALL, Builder
 from tracer.devchain.scenario.history import Scenario
 from tracer.devchain.scenario.model import (
@@ -24,6 +23,7 @@ from tracer.devchain.scenario.model import (
 from tracer.devchain.scenario.params import ScenarioParams
 from tracer.devchain.scenario.truth import reference_through
 from tracer.devchain.scenario.world import World, any_hot
+from tracer.domain.transfers import NATIVE
 
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 # THORChain memo assets the generated bridge deposits ask for: (memo asset, chain name)

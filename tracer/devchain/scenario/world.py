@@ -8,10 +8,10 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from tracer.chains.records import NATIVE
 from tracer.devchain.scenario.builder import Builder
 from tracer.devchain.scenario.model import ETHER, USD6, ScenarioLabel, Token
 from tracer.devchain.scenario.params import ScenarioParams
+from tracer.domain.transfers import NATIVE
 
 EXCHANGE_NAMES = ("Binance", "Coinbase", "Kraken", "OKX", "KuCoin", "Bybit", "Gate.io", "HTX", "Bitfinex", "MEXC")
 

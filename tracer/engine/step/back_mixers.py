@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
+from tracer.domain.records import StoredTransfer
 from tracer.engine import mixers
 from tracer.engine.backward_links import BackLink, BackLinks
 from tracer.engine.mixer_pool import PoolIndex
@@ -24,7 +25,6 @@ from tracer.engine.step import follow_mixers
 from tracer.engine.step.gather import StepContext, describe, ensure_transfers
 from tracer.engine.step.plan import TraceInfo
 from tracer.store import mixers as mixer_store
-from tracer.store.traces import StoredTransfer
 
 log = logging.getLogger("tracer.worker")
 

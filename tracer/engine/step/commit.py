@@ -12,9 +12,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from tracer.domain.labels import Label
+from tracer.domain.records import Job
+from tracer.domain.verdicts import Verdict
 from tracer.engine import classify, event_usd
 from tracer.engine import depth as depth_rule
-from tracer.engine.classify import Verdict
 from tracer.engine.step.follow_bridges import all_crossed, merge_destinations, payout_hops
 from tracer.engine.step.follow_mixers import link_hops
 from tracer.engine.step.gather import StepContext
@@ -23,7 +25,6 @@ from tracer.store import alerts as alert_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
 from tracer.store import traces as store
-from tracer.store.traces import Job
 
 log = logging.getLogger("tracer.worker")
 
@@ -130,7 +131,7 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
                           if v.reason == "deposit_address" and a in ours]
         if deposit_labels:
             await label_store.upsert_labels(conn, [
-                label_store.Label(
+                Label(
                     chain=trace.chain, address=a, entity=v.entity or "unknown exchange",
                     category="deposit_address", source="behaviour",
                     confidence=float((v.evidence or {}).get("confidence", 0.8)),

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from tracer.domain.records import HopRow, Job, StoredTransfer
+from tracer.domain.verdicts import FOLLOW, Verdict
 from tracer.engine import classify, swaps, utxo
 from tracer.engine import depth as depth_rule
-from tracer.engine.classify import FOLLOW, Verdict
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import dex_evidence
 from tracer.engine.step.follow_utxo import coinjoin_hops
@@ -30,7 +31,6 @@ from tracer.engine.step.plan import (
     TraceInfo,
 )
 from tracer.engine.taint import CLEAN_MONEY_MODELS, Movement, propagate
-from tracer.store.traces import HopRow, Job, StoredTransfer
 
 
 def by_own_label(jobs: Sequence[Job], own_labels: Labels, policy: Policy) -> dict[str, Verdict]:

@@ -14,9 +14,10 @@ from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.protocols import ChainSource, WindowSource
-from tracer.chains.records import NATIVE
+from tracer.domain.records import ChainWindow, HopRow, StoredTransfer
+from tracer.domain.transfers import NATIVE
+from tracer.domain.verdicts import Verdict
 from tracer.engine import bridges, classify
-from tracer.engine.classify import Verdict
 from tracer.engine.recognised import ServiceLogs, recognised_evidence
 from tracer.engine.service import block_at_time
 from tracer.engine.step.gather import StepContext
@@ -32,7 +33,6 @@ from tracer.engine.step.plan import (
 )
 from tracer.store import labels as label_store
 from tracer.store import traces as store
-from tracer.store.traces import HopRow, StoredTransfer
 
 log = logging.getLogger("tracer.worker")
 
@@ -144,7 +144,7 @@ async def continue_on(
 
 async def _window(
     ctx: StepContext, trace: TraceInfo, chain: str, client: WindowSource, since: int
-) -> tuple[store.ChainWindow, int]:
+) -> tuple[ChainWindow, int]:
     """The trace's window on `chain`, opened (or moved back to `since`) for a continuation,
     and the first block at or after `since` there. The window's end is fixed by the first
     continuation into the chain, so every worker reads the same blocks."""
@@ -166,7 +166,7 @@ async def _window(
 
 async def _find_payout(
     ctx: StepContext, chain: str, client: ChainSource, address: str, ex: bridges.BridgeExit, since: int, start: int,
-    window: store.ChainWindow, source: str,
+    window: ChainWindow, source: str,
 ) -> tuple[StoredTransfer, bridges.PayoutMatch] | None:
     """The destination's transfers from the deposit's time (block `start`) to the window's end,
     asked of the node (memos are not kept in Postgres) and cached like any address's; the

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from tracer.chains.protocols import GasPriceSource
+from tracer.domain.records import HopRow, StoredTransfer
 from tracer.engine import classify, mixer_scope, mixers
 from tracer.engine.mixer_rivals import read_rivals
 from tracer.engine.step.gather import StepContext, describe, ensure_transfers
@@ -28,7 +29,6 @@ from tracer.engine.step.plan import (
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
 from tracer.store import traces as store
-from tracer.store.traces import HopRow, StoredTransfer
 
 log = logging.getLogger("tracer.worker")
 

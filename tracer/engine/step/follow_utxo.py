@@ -9,8 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from tracer.chains.protocols import UtxoSource
+from tracer.domain.records import HopRow, Job, StoredTransfer
+from tracer.domain.verdicts import FOLLOW
 from tracer.engine import classify, utxo
-from tracer.engine.classify import FOLLOW
 from tracer.engine.step.plan import (
     ENTERED_COINJOIN,
     REASON_COINJOIN_LINK,
@@ -20,7 +21,6 @@ from tracer.engine.step.plan import (
     StepPlan,
     TraceInfo,
 )
-from tracer.store.traces import HopRow, Job, StoredTransfer
 
 log = logging.getLogger("tracer.worker")
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 import asyncpg
 
 from tracer.chains.protocols import ChainSource, UtxoSource, WindowSource
-from tracer.chains.records import NATIVE
+from tracer.domain.records import Job, StoredTransfer
+from tracer.domain.transfers import NATIVE
 from tracer.engine import balances, classify, freezes, mixers
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import SERVICE_TOPICS, SWAP_TOPICS, ServiceLogs
@@ -24,7 +25,6 @@ from tracer.store import balances as balance_store
 from tracer.store import described as described_store
 from tracer.store import labels as label_store
 from tracer.store import traces as store
-from tracer.store.traces import Job, StoredTransfer
 
 _CLUSTER_BLOCKS = 100  # deposits this close share one getLogs for their events
 

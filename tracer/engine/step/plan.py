@@ -7,15 +7,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracer.domain.labels import Label
+from tracer.domain.records import HopRow, Job, StoredTransfer
+from tracer.domain.verdicts import Verdict
 from tracer.engine import depth as depth_rule
 from tracer.engine import utxo
-from tracer.engine.classify import Verdict
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import ServiceLogs
 from tracer.engine.taint import TaintedOut
-from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
-from tracer.store.traces import HopRow, Job, StoredTransfer
 
 # Taint and confidence are decided here; these strings are what hops and verdicts say about it.
 REASON_SWAP = "swap"
@@ -29,7 +29,7 @@ ENTERED_COINJOIN = "entered CoinJoin"  # UTXO: a CoinJoin output no link is sure
 MAX_HOPS = "max_hops"  # the verdict on addresses left unexpanded once the trace holds policy.max_hops hops
 MAX_DESTINATIONS = 500  # bridge destinations kept in one router's evidence
 
-Labels = Mapping[str, Sequence[label_store.Label]]
+Labels = Mapping[str, Sequence[Label]]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
+from tracer.domain.records import Job
 from tracer.engine import balances
 from tracer.engine.backward_jobs import BackwardTools, run_backward
 from tracer.engine.step import back_mixers, decide, follow_bridges, follow_mixers, follow_utxo
@@ -16,7 +17,6 @@ from tracer.engine.step.gather import StepContext, describe, ensure_transfers, g
 from tracer.engine.step.plan import TraceInfo
 from tracer.store import balances as balance_store
 from tracer.store import traces as store
-from tracer.store.traces import Job
 
 log = logging.getLogger("tracer.worker")
 
