@@ -72,8 +72,12 @@ async def mark_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], st
     why; the exits of the addresses whose hops changed follow in the same transaction."""
     changed = await conn.fetch(
         f"""UPDATE hops SET status = $3, reason = $4, updated_at = now(),
-               -- what a followed hop said before the stop: a lifted max_depth stop restores it
-               followed_reason = CASE WHEN hops.status = 'followed' THEN hops.reason ELSE hops.followed_reason END
+               -- what a followed hop said before a max_depth stop, which a shorter path may lift
+               -- (reopen_hops_into restores it); kept for that stop only, since for any other the
+               -- value would say which worker happened to write the hop before the verdict
+               followed_reason = CASE WHEN $3 <> 'stopped' OR $4 <> 'max_depth' THEN NULL
+                                      WHEN hops.status = 'followed' THEN hops.reason
+                                      ELSE hops.followed_reason END
            FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
            CROSS JOIN LATERAL (SELECT transfer_id FROM hops WHERE trace_id = $1 AND to_addr = a.a
                                  AND chain = {TRACE_CHAIN.format(arg="$5")}

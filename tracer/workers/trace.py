@@ -37,6 +37,7 @@ from tracer.workers.wakeup import Waiter, hub
 log = logging.getLogger("tracer.worker")
 
 MAX_ATTEMPTS = 6
+WAKE_SETTLE = 0.05  # seconds a notified worker yields to the committing one
 
 
 @dataclass
@@ -117,6 +118,11 @@ class Worker:
                 w.cancel()
         if self.waiter.event.is_set() and not stop.is_set():
             self.stats.notified += 1
+            # The worker whose commit made the jobs runnable claims again at once; a woken one
+            # lets it go first and takes what is left, so batches stay whole (one batch of 256
+            # jobs, not a few of whatever each worker grabbed first: each batch costs its own
+            # node calls) while a backlog still spreads over every worker.
+            await asyncio.sleep(WAKE_SETTLE)
 
     async def _any_runnable(self) -> bool:
         async with self.pool.acquire() as conn:
