@@ -130,6 +130,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "noise": args.noise, "workers": args.workers, "cases": cases}
 
 
+SAME_FIELDS = ("status", "hops", "hops_sha256", "exits", "exit_set_sha256", "exit_amount_by_asset", "statuses")
+
+
+def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Case by case: the fields of `before` that differ in `after` (none: the same hops)."""
+    old = {c["case"]: c for c in before["cases"]}
+    cases = {}
+    for c in after["cases"]:
+        b = old.get(c["case"])
+        cases[c["case"]] = (["missing before"] if b is None
+                            else [f for f in SAME_FIELDS if b.get(f) != c.get(f)])
+    return {"code": before.get("code"), "differs": cases,
+            "same": all(not d for d in cases.values()) and set(old) <= set(cases)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", type=Path, help="a case folder or a folder of case folders (mftracer format)")
@@ -139,9 +154,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case trace")
     parser.add_argument("--dump", type=Path, help="also write each case's hops and exits, one a line, to this folder")
     parser.add_argument("--addresses", action="store_true", help="put the exit addresses in the JSON")
+    parser.add_argument("--against", type=Path,
+                        help="an earlier result of this bench (e.g. the committed one, before a refactor): the "
+                             "new result says, case by case, whether hops, exits and amounts are the same")
     add_common_args(parser)
     args = parser.parse_args()
+    before = json.loads(args.against.read_text()) if args.against else None
     report = asyncio.run(run(args))
+    if before is not None:
+        report["against"] = compare(before, report)
     write_result(NAME, report, args.smoke, args.out, database_url=args.database_url)
 
 

@@ -273,6 +273,18 @@ def _screen(r: Result) -> tuple[str, str]:
     return what, fig
 
 
+def _digest(r: Result) -> tuple[str, str]:
+    what = ("same hops on the real cases: hop count, exits and a sha256 over every sorted hop (status, reason, "
+            "amounts, depth) per case")
+    cases = ", ".join(f"{c['case']} {n(c['hops'])} hops / {c['exits']} exits" for c in r["cases"])
+    against = r.get("against")
+    if against is None:
+        return what, f"{cases} (recorded; no earlier run compared)"
+    verdict = ("identical, case by case" if against["same"] else
+               "DIFFERENT: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in against["differs"].items() if v))
+    return what, f"{cases}; against `{str(against['code'])[:7]}`: {verdict}"
+
+
 def _provider(r: Result) -> tuple[str, str]:
     p, t = r["provider"], r["targets"]
     what = (f"engine run on the real cases (folder as argument, never copied) and a generated chain, behind a "
@@ -308,6 +320,7 @@ ROWS: list[tuple[str, str, Callable[[Result], tuple[str, str]]]] = [
     ("ingest", "python bench/ingest.py --rows 200000", _ingest),
     ("accuracy", "python bench/accuracy.py ../shared/data/cases/mftracer", _accuracy),
     ("provider_replay", "python bench/provider_replay.py ../shared/data/cases/mftracer", _provider),
+    ("hop_digest", "python bench/hop_digest.py ../shared/data/cases/mftracer --against FILE", _digest),
     ("accuracy_anvil", "python bench/accuracy.py --node anvil ../shared/data/cases/mftracer", _accuracy_anvil),
     ("balances", "python bench/balances.py", _balances),
     ("screen", "python bench/screen.py", _screen),
