@@ -10,21 +10,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from tracer.chains import feeds
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
+from tracer.devchain.prices import paths_for
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.domain.labels import Label
 from tracer.domain.transfers import NATIVE
+from tracer.engine import dollars
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import backward as back_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
+from tracer.store import prices as price_store
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -37,10 +42,17 @@ def scenario() -> Scenario:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(scenario: Scenario, devchain_factory: Any) -> AsyncIterator[EvmChain]:
-    server = await devchain_factory(scenario)
+async def client(db: Database, scenario: Scenario, devchain_factory: Any) -> AsyncIterator[EvmChain]:
+    ts = [scenario.genesis_time] + [b.timestamp for b in scenario.blocks]
+    paths = paths_for(scenario.chain, ts[0], ts[-1], seed=11, tokens=[t.address for t in scenario.tokens])
+    server = await devchain_factory(scenario, prices=paths)
     c = EvmChain(server.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
     await c.connect()
+    async with db.pool.acquire() as conn:  # ETH has a price feed; USDT is priced by the swaps seen
+        for p in paths:
+            if p.asset == NATIVE:
+                await price_store.register_feed(conn, feeds.Feed(p.chain, p.asset, p.feed_chain, p.feed, p.pair,
+                                                                 "test: devchain price path"))
     yield c
     await c.close()
 
@@ -103,6 +115,13 @@ async def test_backward_through_a_swap_finds_the_thief_at_the_swaps_rate(
     pair = next(h["to_addr"] for h in legs if h["asset"] == swap.asset_in)
     async with db.pool.acquire() as conn:
         assert pair not in {s.address for s in await back_store.sources(conn, tid, scenario.chain)}
+    # Dollars at the time of each hop, summed by source as /exits lists them: the thief's USDT at
+    # its price, what the seeds received the whole (tracer/engine/dollars.py).
+    d = await dollars.trace_dollars(db.pool, tid, {scenario.chain: client})
+    async with db.pool.acquire() as conn:
+        lines = [d.exit_usd(s.chain, s.address, s.asset) for s in await back_store.sources(conn, tid, scenario.chain)]
+    assert lines and None not in lines and d.exits_total.usd == sum(lines, Decimal(0)), (lines, d.exits_total)
+    assert d.seeds.usd is not None and 0 < d.exits_total.usd <= d.seeds.usd * Decimal("1.000001")
     print(f"swap: forward {want[NATIVE]} wei, backward {found} -> {converted:.0f} wei (gap {gap:.0f})")
 
 

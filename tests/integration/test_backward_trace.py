@@ -23,6 +23,7 @@ from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.domain.labels import Label
 from tracer.domain.records import Job
+from tracer.engine import report as treport
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import backward as back_store
@@ -53,9 +54,10 @@ async def forward(db: Database, client: EvmChain, small_scenario: Scenario) -> i
     return tid
 
 
-async def backward_trace(api: Api, chain: str, seeds: list[str], window: dict[str, int]) -> dict[str, Any]:
+async def backward_trace(api: Api, chain: str, seeds: list[str], window: dict[str, int],
+                         max_depth: int = 12) -> dict[str, Any]:
     trace = await api.run_trace({"chain": chain, "seeds": seeds, "direction": "backward",
-                                 "policy": {**window, "max_depth": 12}, "label": "source of funds"})
+                                 "policy": {**window, "max_depth": max_depth}, "label": "source of funds"})
     conforms("trace", trace)
     assert trace["direction"] == "backward"
     _, exits, _ = await api.call("GET", f"/v1/traces/{trace['id']}/exits", expect=200)
@@ -112,6 +114,14 @@ async def check_stored_backward(db: Database, client: EvmChain, scenario: Scenar
         for asset, v in total.items():
             assert abs(found[asset] - v) <= 100 * len(seeds), (asset, v, found[asset])
         tid = both["trace"]["id"]
+        # Progress and the report count a backward trace's sources by sender (its exits list's lines).
+        sources = {i["address"] for i in both["exits"]["items"]}
+        assert both["trace"]["progress"]["exits"] == len(sources) > 0
+        shallow = await backward_trace(api, scenario.chain, seeds, window, max_depth=2)
+        rep = await treport.build(db.pool, shallow["trace"]["id"])
+        # Cut at the depth limit: unknown sources, with what they paid (read by recipient: nothing).
+        assert rep.stops and all(stop["amounts"] for stop in rep.stops)
+        assert shallow["trace"]["progress"]["stops"] == len(rep.stops)
 
         # Read like a forward trace: hops run source -> seed, graph export, report.
         hops = [h async for page in api.pages(f"/v1/traces/{tid}/hops?limit=500") for h in page["items"]]

@@ -17,6 +17,7 @@ from tracer.domain.verdicts import HopStatus
 from tracer.engine import pricing, swap_prices
 from tracer.engine import report as treport
 from tracer.engine.pricing import PricingRun, Value, usd_text
+from tracer.store import backward as back_store
 from tracer.store import traces as store
 
 
@@ -99,6 +100,7 @@ async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, 
         await swap_prices.price_by_swaps(conn, trace_id, hops, values)
     home = trace["chain"]
     seeds = {s for s in trace["seeds"]}
+    backward = trace["direction"] == back_store.BACKWARD
     out = TraceDollars(Usd(), {}, Usd(), Usd(), values, run)
     for h in hops:
         v = values[int(h["transfer_id"])]
@@ -107,6 +109,16 @@ async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, 
         chain = h["chain"] or home
         from_seed = chain == home and h["from_addr"] in seeds
         into_seed = chain == home and h["to_addr"] in seeds
+        if backward:
+            # Source of funds: `seeds` is what the seeds received, an exit (a source) is the sender
+            # of its hops, as /exits lists it; money held along the way is no hop.
+            if into_seed:
+                out.seeds.add(v)
+            if h["status"] == HopStatus.EXIT:
+                out.exits.setdefault((chain, h["from_addr"], h["asset"]), Usd()).add(v)
+            elif h["status"] == HopStatus.STOPPED:
+                out.stopped.add(v)
+            continue
         if from_seed and not into_seed:
             out.seeds.add(v)
         if into_seed:

@@ -69,11 +69,15 @@ async def trace_counters(conn: Conn, trace_id: int) -> dict[str, int]:
              (SELECT count(*) FROM hops WHERE trace_id = $1 AND status = 'exit') AS exit_hops,
              (SELECT count(*) FROM jobs WHERE trace_id = $1 AND kind = 'address') AS addresses,
              (SELECT count(*) FROM jobs WHERE trace_id = $1 AND state <> 'done') AS frontier,
-             -- A bridge whose every deposit crossed (followed on the far chain) is no exit.
-             (SELECT count(*) FROM jobs j WHERE j.trace_id = $1 AND j.role = 'exit' AND EXISTS (
+             -- A bridge whose every deposit crossed (followed on the far chain) is no exit. A
+             -- backward trace's exits are its sources: the senders of its exit hops.
+             (SELECT count(*) FROM jobs j WHERE j.trace_id = $1 AND j.role = 'exit' AND (EXISTS (
                 SELECT 1 FROM hops h WHERE h.trace_id = $1 AND h.to_addr = j.address AND h.chain = j.chain
-                  AND h.status = 'exit')) AS exits,
-             (SELECT count(*) FROM jobs WHERE trace_id = $1 AND role = 'stopped') AS stops""",
+                  AND h.status = 'exit') OR (t.direction = 'backward' AND EXISTS (
+                SELECT 1 FROM hops h WHERE h.trace_id = $1 AND h.from_addr = j.address AND h.chain = j.chain
+                  AND h.status = 'exit')))) AS exits,
+             (SELECT count(*) FROM jobs WHERE trace_id = $1 AND role = 'stopped') AS stops
+           FROM traces t WHERE t.id = $1""",
         trace_id,
     )
     return {k: int(v) for k, v in dict(row).items()} if row else {}
@@ -264,13 +268,17 @@ async def bridge_verdicts(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
 
 
 async def stops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
-    """Addresses where the trace stopped without reaching an off-ramp (hubs, mixers, limits)."""
+    """Addresses where the trace stopped without reaching an off-ramp (hubs, mixers, limits), with
+    what reached them; a backward trace's stops are senders (unknown sources): what they paid."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT j.address, j.reason, j.entity, j.category, j.depth, j.chain,
                   coalesce((SELECT jsonb_object_agg(asset, amount::text) FROM
                      (SELECT asset, sum(amount) AS amount FROM hops h WHERE h.trace_id = j.trace_id
-                        AND h.chain = j.chain AND h.to_addr = j.address GROUP BY asset) s), '{}'::jsonb) AS amounts
-           FROM jobs j WHERE j.trace_id = $1 AND j.role = 'stopped' ORDER BY j.depth, j.address""",
+                        AND h.chain = j.chain
+                        AND (CASE WHEN t.direction = 'backward' THEN h.from_addr ELSE h.to_addr END) = j.address
+                      GROUP BY asset) s), '{}'::jsonb) AS amounts
+           FROM jobs j JOIN traces t ON t.id = j.trace_id
+           WHERE j.trace_id = $1 AND j.role = 'stopped' ORDER BY j.depth, j.address""",
         trace_id,
     )
     return rows

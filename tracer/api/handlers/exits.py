@@ -53,7 +53,7 @@ async def list_(request: web.Request) -> web.Response:
     totals = {a: int(v) for a, v in (trace["totals"] or {}).items()}
     # Dollars at the time of each hop (prices still missing are read from the nodes' feeds), summed
     # once per state of the trace; a large running trace gets them when it finishes.
-    dollars = None if backward else await usd.shared_dollars(ctx, trace)
+    dollars = await usd.shared_dollars(ctx, trace)
     items = []
     for r in rows:
         value = dollars.exit_usd(r.chain, r.address, r.asset) if dollars else None
@@ -77,8 +77,7 @@ async def list_(request: web.Request) -> web.Response:
     if dollars is None:
         usd_block: dict[str, Any] = {"seeds": None, "exits": None, "exits_share": None, "stopped": None, "held": None,
                                      "unpriced_hops": None,
-                                     "deferred": "a backward trace's sources are not summed in dollars yet" if backward
-                                     else usd.deferred(ctx, trace)}
+                                     "deferred": usd.deferred(ctx, trace)}
     else:
         reached_usd = dollars.exits_total.usd
         usd_block = {"seeds": usd_text(dollars.seeds.usd), "exits": usd_text(reached_usd),
