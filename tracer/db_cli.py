@@ -45,17 +45,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verbs = db.add_subparsers(dest="db_command", metavar="{migrate,url,stop}")
     verbs.required = True
 
-    p = verbs.add_parser("migrate", help="apply pending schema migrations and print their versions")
-    _add_common(p)
-    p.set_defaults(func=cmd_migrate)
-
-    p = verbs.add_parser("url", help="print the database URL in use (starts the embedded server if needed)")
-    _add_common(p)
-    p.set_defaults(func=cmd_url)
-
-    p = verbs.add_parser("stop", help="stop the embedded server (its data is kept)")
-    _add_common(p)
-    p.set_defaults(func=cmd_stop)
+    for verb, about, func in (
+        ("migrate", "apply pending schema migrations and print their versions", cmd_migrate),
+        ("url", "print the database URL in use (starts the embedded server if needed)", cmd_url),
+        ("stop", "stop the embedded server (its data is kept)", cmd_stop),
+    ):
+        p = verbs.add_parser(verb, help=about)
+        _add_common(p)
+        p.set_defaults(func=func)
 
 
 async def _migrate(args: argparse.Namespace) -> int:

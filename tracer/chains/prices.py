@@ -108,37 +108,34 @@ def _decimals(raw: Any) -> int | None:
     return int(value) if value <= 36 else None
 
 
-def _feed_decimals(feeds: Sequence[str], calls: list[tuple[str, Sequence[Any]]]) -> int:
-    for f in feeds:
-        calls.append(("eth_call", [{"to": f, "data": _data("decimals")}, "latest"]))
-    return len(feeds)
+async def _rounds(
+    rpc: _Batcher, queries: Iterable[tuple[str, int]], round_call: str, at_block: bool
+) -> dict[tuple[str, int], FeedRound | FeedMiss]:
+    """`round_call` of each (feed, n) with each feed's `decimals()`, in one batch: at block n
+    (`latestRoundData()` as the chain stood there) or at the latest block with n as the round id."""
+    keys = list(dict.fromkeys((normalize_evm(f), int(n)) for f, n in queries))
+    if not keys:
+        return {}
+    feeds = list(dict.fromkeys(f for f, _ in keys))
+    calls: list[tuple[str, Sequence[Any]]] = [("eth_call", [{"to": f, "data": _data("decimals")}, "latest"])
+                                              for f in feeds]
+    if at_block:
+        calls += [("eth_call", [{"to": f, "data": _data(round_call)}, hex(n)]) for f, n in keys]
+    else:
+        calls += [("eth_call", [{"to": f, "data": _data(round_call, n)}, "latest"]) for f, n in keys]
+    answers = await rpc.batch(calls)
+    decimals = {f: _decimals(a) for f, a in zip(feeds, answers[: len(feeds)], strict=True)}
+    return {(f, n): _decode_round(f, n if at_block else None, a, decimals[f])
+            for (f, n), a in zip(keys, answers[len(feeds):], strict=True)}
 
 
 async def latest_rounds(rpc: _Batcher, queries: Iterable[tuple[str, int]]
                         ) -> dict[tuple[str, int], FeedRound | FeedMiss]:
     """`latestRoundData()` of each (feed, block) as the chain stood at that block, in one batch."""
-    keys = list(dict.fromkeys((normalize_evm(f), int(b)) for f, b in queries))
-    if not keys:
-        return {}
-    feeds = list(dict.fromkeys(f for f, _ in keys))
-    calls: list[tuple[str, Sequence[Any]]] = []
-    n = _feed_decimals(feeds, calls)
-    calls += [("eth_call", [{"to": f, "data": _data("latestRoundData")}, hex(b)]) for f, b in keys]
-    answers = await rpc.batch(calls)
-    decimals = {f: _decimals(a) for f, a in zip(feeds, answers[:n], strict=True)}
-    return {(f, b): _decode_round(f, b, a, decimals[f]) for (f, b), a in zip(keys, answers[n:], strict=True)}
+    return await _rounds(rpc, queries, "latestRoundData", at_block=True)
 
 
 async def rounds_by_id(rpc: _Batcher, queries: Iterable[tuple[str, int]]
                        ) -> dict[tuple[str, int], FeedRound | FeedMiss]:
     """`getRoundData(roundId)` of each (feed, round id) at the latest block, in one batch."""
-    keys = list(dict.fromkeys((normalize_evm(f), int(r)) for f, r in queries))
-    if not keys:
-        return {}
-    feeds = list(dict.fromkeys(f for f, _ in keys))
-    calls: list[tuple[str, Sequence[Any]]] = []
-    n = _feed_decimals(feeds, calls)
-    calls += [("eth_call", [{"to": f, "data": _data("getRoundData", r)}, "latest"]) for f, r in keys]
-    answers = await rpc.batch(calls)
-    decimals = {f: _decimals(a) for f, a in zip(feeds, answers[:n], strict=True)}
-    return {(f, r): _decode_round(f, None, a, decimals[f]) for (f, r), a in zip(keys, answers[n:], strict=True)}
+    return await _rounds(rpc, queries, "getRoundData", at_block=False)

@@ -36,6 +36,7 @@ from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
 from tracer.chains.evm import LogRecord
 from tracer.chains.jsonrpc import JsonRpcTransport
+from tracer.chains.lifecycle import Connected
 from tracer.chains.records import FeePaid
 from tracer.chains.tron_http import TronHttp
 from tracer.domain.transfers import NATIVE, Transfer
@@ -56,7 +57,7 @@ def api_url_for(rpc_url: str) -> str:
     return url[: -len("/jsonrpc")] if url.endswith("/jsonrpc") else url
 
 
-class TronChain:
+class TronChain(Connected):
     """Read access to Tron; see the module docstring."""
 
     historical_state: bool | None = False
@@ -112,13 +113,6 @@ class TronChain:
     async def close(self) -> None:
         await self.rpc.close()
         await self.api.close()
-
-    async def __aenter__(self) -> TronChain:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # -- blocks -------------------------------------------------------------------------------
 

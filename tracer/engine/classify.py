@@ -7,7 +7,6 @@ Pure decisions over data the worker has already fetched; no I/O here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
 
 from tracer.domain.labels import Category, Label
 from tracer.domain.transfers import Transfer
@@ -15,25 +14,13 @@ from tracer.domain.verdicts import HopStatus, Reason, Verdict, entered, label_re
 from tracer.engine.deposits import BEHAVIOUR_SOURCE, DepositParams, detect_deposit
 from tracer.engine.policy import Policy
 
-
-class LabelLike(Protocol):
-    @property
-    def entity(self) -> str: ...
-    @property
-    def category(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def evidence(self) -> dict[str, Any] | None: ...
-
-
 # Names the worker uses (classify.BRIDGE is both a category and a reason).
 MIXER = Category.MIXER
 BRIDGE = Reason.BRIDGE
 ENTERED_MIXER = Reason.ENTERED_MIXER
 
 
-def by_label(labels: Sequence[LabelLike], policy: Policy) -> Verdict | None:
+def by_label(labels: Sequence[Label], policy: Policy) -> Verdict | None:
     """An exit or a stop decided by a label alone (the strongest label wins).
 
     Services money passes through (`policy.through_categories`): a bridge is a cross-chain exit
@@ -54,7 +41,7 @@ def by_label(labels: Sequence[LabelLike], policy: Policy) -> Verdict | None:
     return None
 
 
-def through_category(labels: Sequence[LabelLike], policy: Policy) -> tuple[str, str] | None:
+def through_category(labels: Sequence[Label], policy: Policy) -> tuple[str, str] | None:
     """(category, entity) when the address is a service money passes through (and no stop label
     outranks it): mixer, bridge, dex, swap_service."""
     if any(label.category in policy.stop_categories for label in labels):

@@ -117,38 +117,31 @@ class HopFilter:
     status: str | None = None
 
 
-def _hop_where(f: HopFilter, args: list[Any]) -> str:
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
+# Each filter field that is set adds its condition, `{0}` standing for its value's parameter.
+_HOP_CONDITIONS = (
+    ("depth", "h.depth = {0}"),
+    ("min_depth", "h.depth >= {0}"),
+    ("max_depth", "h.depth <= {0}"),
+    ("asset", "h.asset = {0}"),
+    ("address", "(h.from_addr = {0} OR h.to_addr = {0})"),
+    ("from_addr", "h.from_addr = {0}"),
+    ("to_addr", "h.to_addr = {0}"),
+    ("kind", "h.kind = {0}"),
+    ("status", "h.status = {0}"),
+    # Display units to raw units per row: native has the decimals its transfers carry (8 on
+    # Bitcoin), else 18, a token those of its contract (unknown decimals: the amount is raw).
+    ("min_amount", f"h.amount >= {{0}}::numeric * power(10::numeric, CASE WHEN h.asset = '{NATIVE}' "
+                   f"THEN coalesce(t.decimals, {NATIVE_DECIMALS}) ELSE coalesce(t.decimals, 0) END)"),
+)
 
+
+def _hop_where(f: HopFilter, args: list[Any]) -> str:
     parts = ["h.trace_id = $1"]
-    if f.depth is not None:
-        parts.append(f"h.depth = {arg(f.depth)}")
-    if f.min_depth is not None:
-        parts.append(f"h.depth >= {arg(f.min_depth)}")
-    if f.max_depth is not None:
-        parts.append(f"h.depth <= {arg(f.max_depth)}")
-    if f.asset is not None:
-        parts.append(f"h.asset = {arg(f.asset)}")
-    if f.address is not None:
-        p = arg(f.address)
-        parts.append(f"(h.from_addr = {p} OR h.to_addr = {p})")
-    if f.from_addr is not None:
-        parts.append(f"h.from_addr = {arg(f.from_addr)}")
-    if f.to_addr is not None:
-        parts.append(f"h.to_addr = {arg(f.to_addr)}")
-    if f.kind is not None:
-        parts.append(f"h.kind = {arg(f.kind)}")
-    if f.status is not None:
-        parts.append(f"h.status = {arg(f.status)}")
-    if f.min_amount is not None:
-        # Display units to raw units per row: native has the decimals its transfers carry (8 on
-        # Bitcoin), else 18, a token those of its contract (unknown decimals: the amount is raw).
-        parts.append(
-            f"h.amount >= {arg(f.min_amount)}::numeric * power(10::numeric, CASE WHEN h.asset = '{NATIVE}' "
-            f"THEN coalesce(t.decimals, {NATIVE_DECIMALS}) ELSE coalesce(t.decimals, 0) END)"
-        )
+    for name, condition in _HOP_CONDITIONS:
+        value = getattr(f, name)
+        if value is not None:
+            args.append(value)
+            parts.append(condition.format(f"${len(args)}"))
     return " AND ".join(parts)
 
 

@@ -34,6 +34,7 @@ from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, WrongChain
 from tracer.chains.http import HttpTransport
 from tracer.chains.jsonrpc import gather_or_cancel
+from tracer.chains.lifecycle import Connected
 from tracer.chains.retry import Retry, RetryPolicy
 from tracer.chains.utxo_records import Outspend, UtxoTx
 from tracer.domain.chains import BITCOIN
@@ -50,7 +51,7 @@ _HASH = re.compile(r"[0-9a-fA-F]{64}")
 _HEIGHT = re.compile(r"[0-9]{1,10}")
 
 
-class EsploraChain:
+class EsploraChain(Connected):
     """Read access to Bitcoin through one Esplora server; see the module docstring."""
 
     def __init__(
@@ -109,13 +110,6 @@ class EsploraChain:
 
     async def close(self) -> None:
         await self.http.close()
-
-    async def __aenter__(self) -> EsploraChain:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # -- transport ----------------------------------------------------------------------------
 

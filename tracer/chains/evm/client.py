@@ -26,6 +26,7 @@ from tracer.chains.evm.logs import Logs
 from tracer.chains.evm.scan_path import ScanPath
 from tracer.chains.evm.trace_path import TracePath
 from tracer.chains.jsonrpc import gather_or_cancel, is_method_missing
+from tracer.chains.lifecycle import Connected
 from tracer.chains.limits import Direction
 from tracer.chains.records import FeePaid
 from tracer.domain.transfers import Transfer
@@ -38,7 +39,7 @@ _SYMBOL = "0x95d89b41"
 _ZERO_HASH = "0x" + "00" * 32
 
 
-class EvmChain(TracePath, ScanPath, Logs):
+class EvmChain(TracePath, ScanPath, Logs, Connected):
     """Read access to one EVM chain through one JSON-RPC node; see the module docstring."""
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -93,13 +94,6 @@ class EvmChain(TracePath, ScanPath, Logs):
 
     async def close(self) -> None:
         await self.rpc.close()
-
-    async def __aenter__(self) -> EvmChain:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def _probe_trace_filter(self, head: int) -> bool:
         params = {"fromBlock": hex(head), "toBlock": hex(head), "fromAddress": ["0x" + "00" * 20], "count": 1}
