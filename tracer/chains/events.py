@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 from eth_abi.decoding import ContextFramesBytesIO
 from eth_utils import event_abi_to_log_topic
@@ -37,27 +37,9 @@ from web3 import Web3
 
 from tracer.addresses import base58
 from tracer.chains.networks import GATEWAYS, chain_name
+from tracer.chains.records import LogRecord
 
 ZERO_ADDRESS = "0x" + "00" * 20
-
-
-class LogLike(Protocol):
-    """A raw log as the chain layer returns it (tracer.chains.evm.LogRecord)."""
-
-    @property
-    def block_number(self) -> int: ...
-    @property
-    def block_time(self) -> int: ...
-    @property
-    def tx_hash(self) -> str: ...
-    @property
-    def log_index(self) -> int: ...
-    @property
-    def address(self) -> str: ...
-    @property
-    def topics(self) -> tuple[str, ...]: ...
-    @property
-    def data(self) -> str: ...
 
 
 # ---------------------------------------------------------------- records
@@ -235,7 +217,7 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
 
 
-def decode(log: LogLike) -> Decoded | None:
+def decode(log: LogRecord) -> Decoded | None:
     """The typed record of one log of a known protocol; None for any other log (or one whose
     topics or data do not fit the ABI its topic0 names)."""
     if not log.topics:
@@ -272,7 +254,7 @@ def _named(abi_input: dict[str, Any], value: Any) -> Any:
     return value
 
 
-def _record(protocol: str, name: str, log: LogLike, a: dict[str, Any]) -> Decoded | None:
+def _record(protocol: str, name: str, log: LogRecord, a: dict[str, Any]) -> Decoded | None:
     emitter = log.address.lower()
     tx = log.tx_hash.lower()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from tracer.chains.events import LogLike
+from tracer.chains.records import LogRecord
 from tracer.chains.utxo_records import UtxoTx
 from tracer.domain.transfers import Transfer
 
@@ -34,7 +34,7 @@ class ChainSource(Protocol):
         topics: Sequence[str | Sequence[str] | None],
         from_block: int,
         to_block: int,
-    ) -> Sequence[LogLike]: ...
+    ) -> Sequence[LogRecord]: ...
 
 
 @runtime_checkable

@@ -1,8 +1,8 @@
 """Records only the chain layer speaks of: node JSON never crosses this line.
 
 The transfer records every layer reads (Transfer, TransferKind, NATIVE, BlockRef) live in
-tracer.domain.transfers. `FeePaid` is the chain layer's own: what the EVM and Tron clients'
-`fees_paid` return.
+tracer.domain.transfers. `FeePaid` and `LogRecord` are the chain layer's own: what the EVM and
+Tron clients' `fees_paid` and `logs` return.
 """
 
 from __future__ import annotations
@@ -18,3 +18,17 @@ class FeePaid:
     block_number: int
     tx_hash: str
     fee: int  # wei (sun on Tron)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One log as the node gave it, lowercased, for decoders outside the chain layer (mixers, bridges)."""
+
+    block_number: int
+    block_time: int
+    tx_hash: str
+    tx_index: int
+    log_index: int
+    address: str
+    topics: tuple[str, ...]
+    data: str

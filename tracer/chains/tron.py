@@ -34,10 +34,9 @@ from tracer.addresses import normalize_tron, tron_evm
 from tracer.chains import tron_mappers as tm
 from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
-from tracer.chains.evm import LogRecord
 from tracer.chains.jsonrpc import JsonRpcTransport
 from tracer.chains.lifecycle import Connected
-from tracer.chains.records import FeePaid
+from tracer.chains.records import FeePaid, LogRecord
 from tracer.chains.tron_http import TronHttp
 from tracer.domain.transfers import NATIVE, Transfer
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_tron
 from tracer.chains import events, networks
-from tracer.chains.events import LogLike
+from tracer.chains.records import LogRecord
 from tracer.domain.transfers import NATIVE, Transfer
 
 THORCHAIN_DEPOSIT = events.topic("thorchain", "Deposit(address,address,uint256,string)")
@@ -119,7 +119,7 @@ class BridgeExit:
         return out
 
 
-def decode(log: LogLike) -> BridgeExit | None:
+def decode(log: LogRecord) -> BridgeExit | None:
     """The destination published by one bridge log; None when the log is no bridge deposit."""
     rec = events.decode(log)
     return from_send(rec) if isinstance(rec, events.BridgeSend) else None
@@ -265,7 +265,7 @@ def match_payout(
     return PayoutMatch(candidates[0], method, CONFIDENCE[method], len(candidates))
 
 
-def transfer_out_memo(log: LogLike) -> tuple[str, str] | None:
+def transfer_out_memo(log: LogRecord) -> tuple[str, str] | None:
     """(recipient, memo) of a THORChain router TransferOut log; None for any other log."""
     rec = events.decode(log)
     if not isinstance(rec, events.BridgePayout) or rec.protocol != "THORChain" or rec.recipient is None:
@@ -310,7 +310,7 @@ def payout_filter(ex: BridgeExit, source_chain: str, address: str) -> list[str |
     return None
 
 
-def payout_memo(log: LogLike, address: str) -> tuple[str, str] | None:
+def payout_memo(log: LogRecord, address: str) -> tuple[str, str] | None:
     """(payout tx, what it says about the deposit) of a bridge payout event to `address`: the
     THORChain memo, or the reference `deposit_ref` spells. A Wormhole redeem names no recipient
     (its VAA does): the query asked for this deposit's sequence, so the payment in its transaction is it."""

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tracer.chains import events as chain_events
+from tracer.chains.records import LogRecord
 
 DEPOSIT_TOPIC = chain_events.topic("tornado", "Deposit(bytes32,uint32,uint256)")
 WITHDRAWAL_TOPIC = chain_events.topic("tornado", "Withdrawal(address,bytes32,address,uint256)")
 POOL_TOPICS = (DEPOSIT_TOPIC, WITHDRAWAL_TOPIC)
-
-LogLike = chain_events.LogLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ class PoolEvent:
         return (self.block_number, self.log_index)
 
 
-def decode_pool_log(log: LogLike) -> PoolEvent | None:
+def decode_pool_log(log: LogRecord) -> PoolEvent | None:
     """A Deposit or Withdrawal log of a Tornado-compatible pool (decoded by the chain layer with
     the pool's ABI); None for anything else, or a log that does not fit the ABI (forks that reuse
     a topic with other fields are not pools)."""

@@ -45,7 +45,6 @@ from tracer.engine.mixer_events import (
     DEPOSIT_TOPIC,
     POOL_TOPICS,
     WITHDRAWAL_TOPIC,
-    LogLike,
     PoolEvent,
     decode_pool_log,
     looks_like_denomination,
@@ -56,7 +55,7 @@ from tracer.engine.mixer_pool import PoolIndex
 
 __all__ = [
     "DEPOSIT_TOPIC", "POOL_TOPICS", "WITHDRAWAL_TOPIC", "DepositOutcome", "FlaggedDeposit", "Link", "LinkFacts",
-    "LinkParams", "LogLike", "PoolEvent", "Reason", "candidate_withdrawals", "decode_pool_log", "link",
+    "LinkParams", "PoolEvent", "Reason", "candidate_withdrawals", "decode_pool_log", "link",
     "looks_like_denomination",
 ]
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracer.chains import events
+from tracer.chains.records import LogRecord
 from tracer.domain.transfers import Transfer
 from tracer.engine import bridges, mixers
 
@@ -45,7 +46,7 @@ class ServiceLogs:
     bridge_exits: dict[str, list[bridges.BridgeExit]] = field(default_factory=dict)  # tx -> destinations
     swaps_of: dict[str, dict[str, str]] = field(default_factory=dict)  # tx -> {DEX pool: swap recipient}
 
-    def add(self, log: events.LogLike) -> None:
+    def add(self, log: LogRecord) -> None:
         rec = events.decode(log)
         if isinstance(rec, events.PoolDeposit):
             pools = self.pools_of.setdefault(rec.tx_hash, [])

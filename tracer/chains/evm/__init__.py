@@ -11,8 +11,8 @@ find native transfers; logs.py ERC-20 transfers and raw logs.
 from tracer.addresses import InvalidAddress
 from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
 from tracer.chains.evm.client import EvmChain
-from tracer.chains.evm.records import LogRecord
 from tracer.chains.limits import is_result_cap
+from tracer.chains.records import LogRecord
 
 __all__ = [
     "ChainError",

@@ -10,8 +10,8 @@ from typing import Any
 from tracer.addresses import normalize_evm
 from tracer.chains.evm import mappers
 from tracer.chains.evm.node import EvmNode
-from tracer.chains.evm.records import LogRecord
 from tracer.chains.limits import Direction, RangeQuery
+from tracer.chains.records import LogRecord
 from tracer.domain.transfers import Transfer
 
 

@@ -1,24 +1,10 @@
-"""Records of the EVM client: a log for decoders outside the chain layer, and a scanned block."""
+"""Records of the EVM client: a scanned block."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from tracer.domain.transfers import Transfer
-
-
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One log as the node gave it, lowercased, for decoders outside the chain layer (mixers, bridges)."""
-
-    block_number: int
-    block_time: int
-    tx_hash: str
-    tx_index: int
-    log_index: int
-    address: str
-    topics: tuple[str, ...]
-    data: str
 
 
 @dataclass(frozen=True, slots=True)
