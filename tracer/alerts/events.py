@@ -34,6 +34,7 @@ EVENT_TYPES = (
     "trace_finished",
     "trace_failed",
     "trace_cancelled",
+    "screening_result",  # a watched address received new money: its screening (alerts/screening.py)
 )
 #: Types whose body has a `hop` (the others have `data`).
 HOP_TYPES = frozenset({"hop_added", "hop_updated", "hop_retracted"})
@@ -110,8 +111,9 @@ def render(row: EventRow, *, subscription_id: int | None = None, usd: Any = None
     `id` is the event's seq: unique, never reused, increasing in commit order; receivers drop
     duplicates by it (delivery is at least once) and streams resume after it.
     """
-    chain = row.chain or "ethereum"
     payload: Mapping[str, Any] = row.payload or {}
+    # An event of no trace (a screening result) names its chain itself.
+    chain = row.chain or str(payload.get("chain") or "ethereum")
     body: dict[str, Any] = {
         "id": row.seq,
         "type": row.type,

@@ -13,6 +13,8 @@ Each poll, per chain:
    worker's, and only the addresses that sent something in the range go back on the frontier. The
    trace runs again (status running) and, once caught up, returns to watching
    (`traces.try_finish_trace`). Hop events come out of the workers' commits as usual.
+3. Screening. Subscriptions with `screen_depth` get a screening_result event for each watched
+   address that received money in the blocks confirmed since their last look (alerts/screening.py).
 
 Block hashes are read before transfers: if the chain reorganises in between, the stale hashes are
 what gets recorded and the next check sees the difference (the other order could record the new
@@ -34,6 +36,7 @@ from typing import Protocol
 
 import asyncpg
 
+from tracer.alerts import screening
 from tracer.domain.alerts import Retraction, WatchingTrace
 from tracer.domain.transfers import NATIVE, Transfer
 from tracer.engine.policy import Policy
@@ -82,6 +85,7 @@ class Step:
     head: int
     retraction: Retraction | None = None
     extensions: list[Extension] = field(default_factory=list)
+    screened: int = 0  # screening_result events written (watched addresses' new inflows)
 
 
 class Monitor:
@@ -151,6 +155,7 @@ class Monitor:
                 groups[(row.to_block, target)].append(row)
         for (old, target), rows in sorted(groups.items()):
             step.extensions.extend(await self._extend(chain, client, old, target, rows))
+        step.screened = await screening.screen_new_inflows(self.pool, chain, client, head)
         self.steps += 1
         self.last[chain] = step
         return step

@@ -36,6 +36,7 @@ from tracer.store.db import retrying
 log = logging.getLogger("tracer.alerts")
 
 MAX_ADDRESSES = 10_000
+MAX_SCREEN_DEPTH = 10  # as GET /v1/screen
 
 
 class SubscriptionError(ValueError):
@@ -128,6 +129,20 @@ def _chain_for(chains: Mapping[str, Any], chain: str) -> Any:
     return client
 
 
+def _screen_depth(value: Any, addresses: list[str] | None, chain: str) -> int | None:
+    """screen_depth: screening_result events for the addresses' new inflows, exposure this many
+    hops back (as GET /v1/screen?depth=N; EVM chains only, like it)."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SCREEN_DEPTH:
+        raise SubscriptionError("screen_depth", f"must be a whole number of hops from 1 to {MAX_SCREEN_DEPTH}")
+    if addresses is None:
+        raise SubscriptionError("screen_depth", "screening needs the addresses whose inflows it screens")
+    if chain in (BITCOIN, TRON):
+        raise SubscriptionError("screen_depth", f"indirect exposure is not available on {chain} yet (EVM chains only)")
+    return value
+
+
 async def create(
     pool: asyncpg.Pool,
     chains: Mapping[str, Any],  # chain name -> client with head() and block_times() (EvmChain)
@@ -181,6 +196,10 @@ async def create(
     min_usd = _min_usd(body.get("min_usd"))
     categories = _names(body.get("categories"), "categories")
     entities = _names(body.get("entities"), "entities")
+    screen_depth = _screen_depth(body.get("screen_depth"), addresses, chain)
+    if screen_depth is not None and (not isinstance(confirmations, int) or isinstance(confirmations, bool)
+                                     or confirmations < 0):
+        raise SubscriptionError("confirmations", "must be a whole number of blocks, 0 or more")
 
     watch_trace_id: int | None = None
     if trace_id is not None:
@@ -219,7 +238,8 @@ async def create(
         name=str(name)[:200], delivery=delivery, url=url, secret=secret, chain=chain, trace_id=trace_id,
         addresses=addresses, watch=bool(watch), watch_trace_id=watch_trace_id, categories=categories,
         entities=entities, event_types=event_types, min_amount=min_amount, from_start=bool(body.get("from_start")),
-        created_by=created_by, api_key_id=api_key_id, min_usd=min_usd,
+        created_by=created_by, api_key_id=api_key_id, min_usd=min_usd, screen_depth=screen_depth,
+        confirmations=confirmations if screen_depth is not None else Policy().confirmations,
     )
     try:
         async with pool.acquire() as conn:
@@ -266,6 +286,7 @@ def public(row: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> d
         "event_types": _list(row["event_types"]),
         "min_amount": dict(row["min_amount"]) if row["min_amount"] is not None else None,
         "min_usd": format(row["min_usd"], "f") if row["min_usd"] is not None else None,
+        "screen_depth": row["screen_depth"],
         "created_by": row["created_by"],
         "created_at": iso(row["created_at"]),
         "start_after": int(row["start_seq"]),

@@ -59,6 +59,8 @@ class NewSubscription:
     created_by: str | None
     api_key_id: int | None
     min_usd: Decimal | None = None  # hop events priced below it are not delivered
+    screen_depth: int | None = None  # screening_result events for new inflows, exposure this many hops back
+    confirmations: int = 12  # blocks an inflow waits before it is screened
 
 
 @dataclass(frozen=True, slots=True)

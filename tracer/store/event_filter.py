@@ -23,7 +23,8 @@ EVENT_COLUMNS = """
 # Does subscription `s` want event `ev`? NULL filters match everything; min_amount only applies
 # to events that carry an amount (hop events), per asset, 0 for assets it does not name; min_usd
 # only to hop events priced when they were committed (an unknown price lets the event through:
-# money is never kept from a receiver because its price is unknown).
+# money is never kept from a receiver because its price is unknown). A screening result is made
+# for one subscription (its depth and confirmations): it goes to that one only.
 MATCH = """
     (s.trace_id IS NULL OR s.trace_id = ev.trace_id)
     AND (s.event_types IS NULL OR ev.type = ANY (s.event_types))
@@ -33,4 +34,5 @@ MATCH = """
     AND (s.min_amount IS NULL OR ev.amount IS NULL
          OR ev.amount >= coalesce((s.min_amount ->> ev.asset)::numeric, 0))
     AND (s.min_usd IS NULL OR ev.usd IS NULL OR ev.usd >= s.min_usd)
+    AND (ev.type <> 'screening_result' OR (ev.payload->>'subscription_id')::bigint = s.id)
 """

@@ -29,13 +29,14 @@ async def insert_subscription(conn: Conn, sub: NewSubscription) -> int:
         sid: int = await conn.fetchval(
             """INSERT INTO subscriptions (name, delivery, url, secret, chain, trace_id, addresses, watch,
                    watch_trace_id, categories, entities, event_types, min_amount, created_by, api_key_id, start_seq,
-                   min_usd)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17)
+                   min_usd, screen_depth, screen_confirmations)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $19)
                RETURNING id""",
             sub.name, sub.delivery, sub.url, sub.secret, sub.chain, sub.trace_id, sub.addresses, sub.watch,
             sub.watch_trace_id, sub.categories, [e.lower() for e in sub.entities] if sub.entities else None,
             sub.event_types, {k: str(v) for k, v in sub.min_amount.items()} if sub.min_amount else None,
-            sub.created_by, sub.api_key_id, 0 if sub.from_start else start, sub.min_usd,
+            sub.created_by, sub.api_key_id, 0 if sub.from_start else start, sub.min_usd, sub.screen_depth,
+            sub.confirmations,
         )
         if sub.from_start and sub.delivery == "webhook" and start > 0:
             await conn.execute(
@@ -52,7 +53,7 @@ async def insert_subscription(conn: Conn, sub: NewSubscription) -> int:
 
 _SUB_COLUMNS = """s.id, s.name, s.delivery, s.url, s.chain, s.trace_id, s.addresses, s.watch, s.watch_trace_id,
     s.categories, s.entities, s.event_types, s.min_amount, s.min_usd, s.created_by, s.created_at, s.start_seq,
-    s.last_success_at, s.last_failure_at, s.last_error, s.api_key_id"""
+    s.last_success_at, s.last_failure_at, s.last_error, s.api_key_id, s.screen_depth"""
 
 
 async def get_subscription(conn: Conn, subscription_id: int) -> asyncpg.Record | None:
