@@ -50,7 +50,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import write_result  # noqa: E402
+from common import before_tree, head_commit, write_result  # noqa: E402
 
 from tracer.store import keys as key_store  # noqa: E402
 from tracer.store.db import Database  # noqa: E402
@@ -284,27 +284,6 @@ class Version:
     key_id: str = ""
 
 
-def _git(*args: str, cwd: Path = ROOT) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def before_tree(ref: str) -> tuple[Path, str]:
-    """A detached git worktree of `ref` (kept for later runs), and its commit id."""
-    commit = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
-    tree = Path(tempfile.gettempdir()) / f"tracer-bench-before-{commit[:12]}"
-    if not (tree / "tracer").is_dir():
-        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), commit], cwd=ROOT, check=True,
-                       capture_output=True)
-    return tree, commit
-
-
-def _code_commit() -> str:
-    commit = _git("rev-parse", "HEAD")
-    # Result files the benchmarks rewrite are no change of the code measured.
-    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
-    return commit + ("+dirty" if changed else "")
-
-
 async def _database_exists(server_url: str, name: str) -> bool:
     conn = await asyncpg.connect(server_url)
     try:
@@ -324,7 +303,7 @@ async def prepare(args: argparse.Namespace) -> tuple[list[Version], int, float]:
             trace_id, synth_s = await find_or_make_trace(db.pool, args.hops, args.fresh)
         finally:
             await db.close()
-        return [Version("after", ROOT, _code_commit(), after_url)], trace_id, synth_s
+        return [Version("after", ROOT, head_commit(), after_url)], trace_id, synth_s
     tree, commit = before_tree(args.before)
     name = database_name(after_url)
     before_url = with_database(after_url, f"{name}_before")
@@ -344,7 +323,7 @@ async def prepare(args: argparse.Namespace) -> tuple[list[Version], int, float]:
             await conn.close()
     db = await Database.connect(after_url, max_size=2)  # migrations of this code (019: trace_exits)
     await db.close()
-    return [Version("before", tree, commit, before_url), Version("after", ROOT, _code_commit(), after_url)], \
+    return [Version("before", tree, commit, before_url), Version("after", ROOT, head_commit(), after_url)], \
         trace_id, synth_s
 
 

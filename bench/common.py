@@ -16,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -144,6 +145,29 @@ def machine(database_url: str | None = None) -> dict[str, Any]:
     if database_url:
         facts["postgres"] = postgres_version(database_url)
     return facts
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def before_tree(ref: str) -> tuple[Path, str]:
+    """A detached git worktree of `ref` (kept under the temp folder for later runs) and its commit
+    id: the previous code, for benches that run it side by side with this tree."""
+    commit = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    tree = Path(tempfile.gettempdir()) / f"tracer-bench-before-{commit[:12]}"
+    if not (tree / "tracer").is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), commit], cwd=ROOT, check=True,
+                       capture_output=True)
+    return tree, commit
+
+
+def head_commit() -> str:
+    """This tree's commit, `+dirty` when tracked files differ from it."""
+    commit = git("rev-parse", "HEAD")
+    # Result files the benchmarks rewrite are no change of the code measured.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return commit + ("+dirty" if changed else "")
 
 
 def code_version() -> str:

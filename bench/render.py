@@ -86,14 +86,32 @@ def _api(r: Result) -> tuple[str, str]:
 
 
 def _alerts(r: Result) -> tuple[str, str]:
-    what = (f"engine run: block confirmed → signed webhook received, {n(r['subscriptions'])} subscriptions, "
-            f"worker, monitor and deliverer processes")
-    lat = r["latency_ms"]
-    fig = (f"p50 {sec(lat['p50'])}, p99 {sec(lat['p99'])} over {n(r['deliveries'])} webhooks ({r['rounds']} blocks); "
-           f"first webhook of a block p50 {sec(r['first_webhook_ms']['p50'])}, last p50 "
-           f"{sec(r['last_webhook_ms']['p50'])}; {r['bad_signatures']} bad signatures"
-           + (f", {r['duplicate_deliveries']} events delivered twice to one subscription"
-              if "duplicate_deliveries" in r else ""))
+    codes = r["codes"]
+    what = ("engine run: block confirmed → signed webhook received (`N×T`: N subscriptions over T watching traces); "
+            "worker, monitor and deliverer processes" + (f"; previous code `{codes['before'][:7]}` and this code "
+                                                        "side by side, one run" if "before" in codes else ""))
+    target = r["target_p99_ms"]
+    by: dict[str, dict[str, Result]] = {}
+    for run in r["runs"]:
+        by.setdefault(run["scenario"], {})[run["code"]] = run
+    parts, met, missed = [], [], []
+    for scenario, runs in by.items():
+        now = runs["after"]
+        was = runs.get("before")
+        lat, hooks = now["latency_ms"], now["webhooks_per_s"] or 0
+        text = f"{scenario.replace('x', '×')}: p99 " + (f"{sec(was['latency_ms']['p99'])} → " if was else "")
+        text += f"**{sec(lat['p99'])}**, p50 " + (f"{sec(was['latency_ms']['p50'])} → " if was else "")
+        text += f"{sec(lat['p50'])}, " + (f"{n(was['webhooks_per_s'] or 0)} → " if was else "")
+        text += f"{n(hooks)} webhooks/s (load {now['load_average_before'][0]:.1f})"
+        parts.append(text)
+        (met if lat["p99"] <= target else missed).append(scenario.replace("x", "×"))
+    fig = "; ".join(parts)
+    fig += f"; target p99 ≤ {sec(target)}: " + ", ".join(
+        x for x in (f"met at {', '.join(met)}" if met else "", f"**not met** at {', '.join(missed)}" if missed else "")
+        if x)
+    bad = sum(x["bad_signatures"] for x in r["runs"])
+    dup = sum(x["duplicate_deliveries"] for x in r["runs"])
+    fig += f"; {bad} bad signatures, {dup} events delivered twice to one subscription"
     return what, fig
 
 

@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     d = verbs.add_parser("deliver", help="deliver webhook events until stopped (run as many as you like)")
     add_database_url(d)
     d.add_argument("--concurrency", type=int, default=256, help="subscriptions served at once (default 256)")
+    d.add_argument("--held", type=int, default=2048,
+                   help="subscriptions leased ahead, waiting for a slot: claims are rarer and larger (default 2048)")
     d.add_argument("--per-host", type=int, default=64,
                    help="connections to one receiver at once, kept alive and shared by its subscriptions (default 64)")
     d.add_argument("--max-attempts", type=int, default=12, help="tries before an event goes to dead-letter")
@@ -59,7 +61,8 @@ async def _deliver(args: argparse.Namespace) -> int:
     from tracer.store.db import Database
     from tracer.store.listen import connector
 
-    settings = DeliverySettings(concurrency=max(1, args.concurrency), per_host=max(1, args.per_host),
+    settings = DeliverySettings(concurrency=max(1, args.concurrency), held=max(1, args.held),
+                                per_host=max(1, args.per_host),
                                 max_attempts=max(1, args.max_attempts),
                                 backoff_base=args.backoff, backoff_max=args.backoff_max,
                                 request_timeout=args.timeout, lease_seconds=args.lease_seconds, poll=args.poll)

@@ -14,8 +14,10 @@ exponential backoff and jitter (so receivers that failed together are not retrie
 `max_attempts` tries the event and the queue behind it move to dead-letter, in order, where
 `POST /v1/subscriptions/{id}/replay` puts them back. Redirects are not followed (SSRF).
 
-What one webhook costs, at thousands of subscriptions on one event: a claim leases up to every
-free slot at once and reads their queue heads in one query, the events apart; an event is priced
+What one webhook costs, at thousands of subscriptions on one event: a claim scans every due queue
+head, so it must be rare: a worker leases many subscriptions ahead (`held`) and serves
+`concurrency` of them at a time; one that waits past half its lease is given back untouched. The
+claim reads the queue heads of all it leased in one query, the events apart; an event is priced
 and rendered once (`events.rendered`), each subscription's body is that with its id spliced in,
 then signed and posted. Connections are kept alive and shared by every subscription of a
 receiver (up to `per_host` at a time), so a receiver with many subscriptions is not dialled once
@@ -56,6 +58,7 @@ log = logging.getLogger("tracer.alerts")
 @dataclass
 class DeliverySettings:
     concurrency: int = 256  # subscriptions served at once by this worker
+    held: int = 2048  # subscriptions leased at once, waiting for a slot (a claim's cost is per claim)
     per_host: int = 64  # connections to one receiver (host, port) at once, kept alive and reused
     lease_seconds: float = 60.0
     request_timeout: float = 10.0
@@ -68,7 +71,7 @@ class DeliverySettings:
     retention_seconds: float = 7 * 86400.0  # delivered rows kept for inspection
     prune_every: float = 600.0
     claim_delay: float = 0.005  # after a slot frees, wait this long so one claim fills several
-    claim_fraction: float = 0.25  # while slots are busy, claim again once this part of them is free
+    claim_fraction: float = 0.25  # while some are held, claim again once this part of `held` is free
     rendered_events: int = 4096  # events kept rendered (a block's event fans out to every subscription)
     finish_every: float = 0.005  # delivered marks and lease releases are written in batches this often
 
@@ -117,6 +120,7 @@ class Deliverer:
         self.stats = DeliveryStats()
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._finisher = _Finisher(pool, self.name, self.settings.finish_every)
         self._checked: dict[str, str] = {}  # URL -> "" if allowed, else why not (the policy is fixed)
@@ -177,11 +181,11 @@ class Deliverer:
         try:
             while not stop.is_set():
                 self._wake.clear()
-                free = s.concurrency - len(tasks)
+                free = max(s.held, s.concurrency) - len(tasks)
                 # While slots are busy, wait for a good part of them to free: every claim scans
                 # the due queue heads, so claiming a slot or two at a time would cost that scan
                 # per delivery at thousands of subscriptions.
-                if free > 0 and (not tasks or free >= max(1, int(s.concurrency * s.claim_fraction))):
+                if free > 0 and (not tasks or free >= max(1, int(max(s.held, s.concurrency) * s.claim_fraction))):
                     claimed: list[Leased] = []
                     first: dict[int, list[DueDelivery]] = {}
                     try:
@@ -268,27 +272,10 @@ class Deliverer:
         """Deliver a leased subscription's due queues (`rows`: the first batch, fetched with the
         claim) until `deadline` (half the lease after the claim: a request started before it ends
         well inside the lease), then give the lease back."""
-        s = self.settings
         succeeded = False
         try:
-            while rows and time.monotonic() < deadline:
-                queues: dict[int, list[DueDelivery]] = {}
-                for r in rows:
-                    queues.setdefault(r.trace_key, []).append(r)
-                progressed = False
-                for queue in queues.values():
-                    for row in queue:
-                        if not row.due or time.monotonic() >= deadline:
-                            break
-                        if not await self._attempt(sub, row):
-                            break  # the rest of this trace's queue waits behind it
-                        progressed = succeeded = True
-                if not progressed or all(len(q) < s.per_trace for q in queues.values()):
-                    break  # stuck, or every queue was fetched whole
-                await self._finisher.flush()  # what we sent is marked before we read the queue again
-                async with self.pool.acquire() as conn:
-                    rows = await delivery_store.due_deliveries(conn, [sub.id], s.per_trace)
-                    await self._render(conn, rows)
+            async with self._slots:
+                succeeded = await self._serve_queues(sub, rows, deadline)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("event=deliver_db_error subscription=%d error=%r", sub.id, exc)
         finally:
@@ -296,6 +283,31 @@ class Deliverer:
                 await self._finisher.release(sub.id, succeeded)
             # There may be more due (new events, a lease cut short): look again soon.
             self._wake.set()
+
+    async def _serve_queues(self, sub: Leased, rows: list[DueDelivery], deadline: float) -> bool:
+        """Post the queues in order until stuck or past `deadline` (a subscription that waited
+        for a slot that long is given back untouched); True when any delivery succeeded."""
+        s = self.settings
+        succeeded = False
+        while rows and time.monotonic() < deadline:
+            queues: dict[int, list[DueDelivery]] = {}
+            for r in rows:
+                queues.setdefault(r.trace_key, []).append(r)
+            progressed = False
+            for queue in queues.values():
+                for row in queue:
+                    if not row.due or time.monotonic() >= deadline:
+                        break
+                    if not await self._attempt(sub, row):
+                        break  # the rest of this trace's queue waits behind it
+                    progressed = succeeded = True
+            if not progressed or all(len(q) < s.per_trace for q in queues.values()):
+                break  # stuck, or every queue was fetched whole
+            await self._finisher.flush()  # what we sent is marked before we read the queue again
+            async with self.pool.acquire() as conn:
+                rows = await delivery_store.due_deliveries(conn, [sub.id], s.per_trace)
+                await self._render(conn, rows)
+        return succeeded
 
     async def _attempt(self, sub: Leased, row: DueDelivery) -> bool:
         """One try of one delivery, recorded; True when the receiver took it."""
