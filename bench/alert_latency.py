@@ -479,7 +479,8 @@ def main() -> int:
     p.add_argument("--before", default=None, help=f"the previous code, a git ref (default {BEFORE}; none: skip)")
     p.add_argument("--scenarios", default=None, help=f"subscriptions x traces, comma-separated (default {SCENARIOS})")
     p.add_argument("--subscriptions", type=int, default=None, help="one scenario of this many subscriptions, 1 trace")
-    p.add_argument("--rounds", type=int, default=None, help="blocks per scenario (default 10, 5 at 10,000 subs)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="blocks per scenario (default 10; 3 at 5,000+ subscriptions, 5 at 50+ traces)")
     p.add_argument("--confirmations", type=int, default=2)
     p.add_argument("--poll", type=float, default=0.2, help="monitor head poll interval, seconds")
     p.add_argument("--pause", type=float, default=0.5, help="seconds between rounds")
@@ -516,7 +517,7 @@ def parent(args: argparse.Namespace) -> int:
     versions.append(("after", ROOT, head_commit()))
     runs: list[dict[str, Any]] = []
     for subs, traces in scenarios:
-        rounds = args.rounds or (3 if args.smoke else 5 if subs >= 5000 else 10)
+        rounds = args.rounds or (3 if args.smoke or subs >= 5000 else 5 if traces >= 50 else 10)
         for name, tree, commit in versions:
             print(f"{name} ({commit[:12]}): {subs} subscriptions over {traces} trace(s), {rounds} blocks",
                   file=sys.stderr, flush=True)

@@ -37,7 +37,7 @@ from typing import Protocol
 import asyncpg
 
 from tracer.alerts import screening
-from tracer.domain.alerts import Retraction, WatchingTrace
+from tracer.domain.alerts import Extend, Retraction, WatchingTrace
 from tracer.domain.transfers import NATIVE, Transfer
 from tracer.engine.policy import Policy
 from tracer.store import follow
@@ -211,10 +211,9 @@ class Monitor:
             async with self.pool.acquire() as conn, conn.transaction():
                 await trace_store.store_transfers(conn, transfers)
                 await trace_store.set_coverage(conn, chain, addresses, fetch_from, target)
-        out: list[Extension] = []
+        moves: list[Extend] = []
         for row in rows:
-            tid = row.id
-            mine = depth.get(tid, {})
+            mine = depth.get(row.id, {})
             seeds = set(row.seeds)
             senders: set[str] = set()
             seed_out: dict[str, int] = defaultdict(int)
@@ -225,11 +224,13 @@ class Monitor:
                     senders.add(t.from_address)
                 if t.from_address in seeds and t.to_address not in seeds:
                     seed_out[t.asset] += t.amount
-            wake = [(a, mine[a]) for a in sorted(senders)]
-            async with self.pool.acquire() as conn:
-                if await follow.extend_trace(conn, tid, old, target, wake, seed_out):
-                    out.append(Extension(tid, old + 1, target, len(wake)))
-                    log.info("event=trace_extended trace=%d blocks=%d..%d woken=%d", tid, old + 1, target, len(wake))
+            moves.append(Extend(row.id, tuple((a, mine[a]) for a in sorted(senders)), dict(seed_out)))
+        # Every trace of the window in one transaction: one commit, not one per trace.
+        async with self.pool.acquire() as conn:
+            moved = set(await follow.extend_traces(conn, old, target, moves))
+        out = [Extension(m.trace_id, old + 1, target, len(m.wake)) for m in moves if m.trace_id in moved]
+        for e in out:
+            log.info("event=trace_extended trace=%d blocks=%d..%d woken=%d", e.trace_id, old + 1, target, e.woken)
         return out
 
     @staticmethod

@@ -105,6 +105,16 @@ class LiveAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class Extend:
+    """A watching trace's window moving forward: the addresses that sent money in the new blocks
+    (address, depth) go back on its frontier; its seeds' outflows add to its totals."""
+
+    trace_id: int
+    wake: tuple[tuple[str, int], ...]
+    seed_outflows: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Retraction:
     fork_block: int
     hops: int

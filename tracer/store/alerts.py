@@ -33,7 +33,7 @@ from tracer.store.deliveries import (
     replay_dead,
 )
 from tracer.store.follow import (
-    extend_trace,
+    extend_traces,
     live_addresses,
     record_blocks,
     recorded_blocks,
@@ -69,7 +69,7 @@ from tracer.store.subscriptions import (
 __all__ = [
     "ALERTS_CHANNEL", "EVENTS_CHANNEL", "DueDelivery", "EventRow", "Leased", "LiveAddress", "NewSubscription",
     "Retraction", "Round", "WatchingTrace", "any_min_usd", "claim_subscriptions", "delete_subscription",
-    "delivery_counts", "due_deliveries", "events_by_id", "extend_trace", "finish_deliveries", "get_subscription",
+    "delivery_counts", "due_deliveries", "events_by_id", "extend_traces", "finish_deliveries", "get_subscription",
     "insert_hop_events", "insert_subscription", "last_seq", "list_deliveries", "list_subscriptions", "live_addresses",
     "mark_failed", "notify_payload", "parse_notify", "prune_deliveries", "record_blocks", "recorded_blocks",
     "replay_dead", "retract_after", "sequence_round", "set_event_usd", "subscription_events", "trace_events",

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from tracer.domain.alerts import LiveAddress, Retraction, WatchingTrace
+from tracer.domain.alerts import Extend, LiveAddress, Retraction, WatchingTrace
 from tracer.store import traces as trace_store
 from tracer.store.hops import refresh_exits
 from tracer.store.outbox import EVENTS_CHANNEL
@@ -39,29 +39,38 @@ async def live_addresses(conn: Conn, trace_ids: Sequence[int]) -> list[LiveAddre
     return [LiveAddress(int(r["trace_id"]), r["address"], int(r["depth"])) for r in rows]
 
 
-async def extend_trace(conn: Conn, trace_id: int, old_to: int, new_to: int, wake: Sequence[tuple[str, int]],
-                       seed_outflows: Mapping[str, int]) -> bool:
-    """Move a watching trace's window to `new_to`; addresses with new outflows go back on the
-    frontier (the trace runs again until it catches up). False if the trace changed meanwhile."""
+async def extend_traces(conn: Conn, old_to: int, new_to: int, traces: Sequence[Extend]) -> list[int]:
+    """Move watching traces' windows from `old_to` to `new_to` in one transaction; addresses with
+    new outflows go back on the frontier (the trace runs again until it catches up). Returns the
+    traces moved: one that changed meanwhile (no longer watching, or another window) is left."""
+    if not traces:
+        return []
     async with conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT totals FROM traces WHERE id = $1 AND status = 'watching' AND to_block = $2 FOR UPDATE",
-            trace_id, old_to,
+        rows = await conn.fetch(
+            """SELECT id, totals FROM traces WHERE id = ANY($1::bigint[]) AND status = 'watching' AND to_block = $2
+               ORDER BY id FOR UPDATE""",
+            [t.trace_id for t in traces], old_to,
         )
-        if row is None:
-            return False
-        totals = {k: int(v) for k, v in (row["totals"] or {}).items()}
-        for asset, amount in seed_outflows.items():
-            # The seeds' totals grow with what they send: thresholds stay relative to the theft.
-            totals[asset] = totals.get(asset, 0) + amount
-        await trace_store.enqueue(conn, trace_id, wake)
+        found = {int(r["id"]): r["totals"] or {} for r in rows}
+        moved = [t for t in traces if t.trace_id in found]
+        if not moved:
+            return []
+        totals: list[dict[str, str]] = []
+        for t in moved:
+            sums = {k: int(v) for k, v in found[t.trace_id].items()}
+            for asset, amount in t.seed_outflows.items():
+                # The seeds' totals grow with what they send: thresholds stay relative to the theft.
+                sums[asset] = sums.get(asset, 0) + amount
+            totals.append({k: str(v) for k, v in sums.items()})
+            await trace_store.enqueue(conn, t.trace_id, t.wake)
         await conn.execute(
-            """UPDATE traces SET to_block = $2, totals = $3::jsonb, updated_at = now(),
-                      status = CASE WHEN $4 THEN 'running' ELSE status END
-               WHERE id = $1""",
-            trace_id, new_to, {k: str(v) for k, v in totals.items()}, bool(wake),
+            """UPDATE traces t SET to_block = $2, totals = u.totals::jsonb, updated_at = now(),
+                      status = CASE WHEN u.woken THEN 'running' ELSE t.status END
+               FROM unnest($1::bigint[], $3::text[], $4::bool[]) AS u(id, totals, woken)
+               WHERE t.id = u.id""",
+            [t.trace_id for t in moved], new_to, [json.dumps(x) for x in totals], [bool(t.wake) for t in moved],
         )
-    return True
+    return [t.trace_id for t in moved]
 
 
 async def recorded_blocks(conn: Conn, chain: str, limit: int) -> list[tuple[int, str]]:
