@@ -101,8 +101,11 @@ def _alerts(r: Result) -> tuple[str, str]:
         lat, hooks = now["latency_ms"], now["webhooks_per_s"] or 0
         text = f"{scenario.replace('x', '×')}: p99 " + (f"{sec(was['latency_ms']['p99'])} → " if was else "")
         text += f"**{sec(lat['p99'])}**, p50 " + (f"{sec(was['latency_ms']['p50'])} → " if was else "")
-        text += f"{sec(lat['p50'])}, " + (f"{n(was['webhooks_per_s'] or 0)} → " if was else "")
-        text += f"{n(hooks)} webhooks/s (load {now['load_average_before'][0]:.1f})"
+        text += f"{sec(lat['p50'])}"
+        if now["webhooks_per_s"]:
+            text += ", " + (f"{n(was['webhooks_per_s'] or 0)} → " if was else "") + f"{n(hooks)} webhooks/s"
+        text += f" (load {was['load_average_before'][0]:.1f}/{now['load_average_before'][0]:.1f})" if was else \
+            f" (load {now['load_average_before'][0]:.1f})"
         parts.append(text)
         (met if lat["p99"] <= target else missed).append(scenario.replace("x", "×"))
     fig = "; ".join(parts)

@@ -59,6 +59,7 @@ log = logging.getLogger("tracer.alerts")
 class DeliverySettings:
     concurrency: int = 256  # subscriptions served at once by this worker
     held: int = 2048  # subscriptions leased at once, waiting for a slot (a claim's cost is per claim)
+    claim_max: int = 512  # leased by one claim: the first posts start while the next claim runs
     per_host: int = 64  # connections to one receiver (host, port) at once, kept alive and reused
     lease_seconds: float = 60.0
     request_timeout: float = 10.0
@@ -190,8 +191,8 @@ class Deliverer:
                     first: dict[int, list[DueDelivery]] = {}
                     try:
                         async with self.pool.acquire() as conn:
-                            claimed = await delivery_store.claim_subscriptions(conn, self.name, free,
-                                                                               s.lease_seconds)
+                            claimed = await delivery_store.claim_subscriptions(
+                                conn, self.name, min(free, max(1, s.claim_max)), s.lease_seconds)
                             if claimed:
                                 # One query for the whole claim, not one per subscription.
                                 due = await delivery_store.due_deliveries(conn, [c.id for c in claimed], s.per_trace)
