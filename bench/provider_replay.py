@@ -32,7 +32,6 @@ import asyncio
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,9 @@ if str(ROOT) not in sys.path:
 
 from common import (  # noqa: E402
     add_common_args,
+    before_tree,
     drop_database,
+    head_commit,
     migrated_database,
     new_db_name,
     server_url,
@@ -244,26 +245,6 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- the driver
 
 
-def git(*argv: str, cwd: Path = ROOT) -> str:
-    return subprocess.run(["git", *argv], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def before_tree(ref: str) -> tuple[Path, str]:
-    """A detached git worktree of `ref` (kept for later runs), and its commit id."""
-    commit = git("rev-parse", f"{ref}^{{commit}}")
-    tree = Path(tempfile.gettempdir()) / f"tracer-bench-before-{commit[:12]}"
-    if not (tree / "tracer").exists():
-        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), commit], cwd=ROOT, check=True,
-                       capture_output=True)
-    return tree, commit
-
-
-def code_commit() -> str:
-    commit = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return commit + ("+dirty" if dirty else "")
-
-
 async def run_case(case: str, version: str, tree: Path, args: argparse.Namespace, sc: Any) -> dict[str, Any]:
     server = capped_server(sc, args)
     url = await server.start("127.0.0.1", 0)
@@ -324,7 +305,7 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
     if args.before not in ("", "none"):
         tree, commit = before_tree(args.before)
         versions.append(("before", tree, commit))
-    versions.append(("after", ROOT, code_commit()))
+    versions.append(("after", ROOT, head_commit()))
     out: list[dict[str, Any]] = []
     for case in cases:
         name = GENERATED if case == GENERATED else read_case(case)[0]
