@@ -118,9 +118,9 @@ def with_mixers(through: Through, transfers: Sequence[StoredTransfer], links: Se
     """`through` with the trace's followed mixer links (deposit id, withdrawal id, confidence)
     among `transfers` added; a link whose either end is missing is left out."""
     at = {st.id: i for i, st in enumerate(transfers)}
-    # Forward, a link carries flagged * confidence, never more than the withdrawal paid, and the
-    # links into one withdrawal together never more than it: the weights (a share of the
-    # withdrawal's share, per unit of the deposit) keep both caps.
+    # Forward, a link carries flagged * confidence, and the links into one withdrawal together never
+    # more than it paid: the weights (a share of the withdrawal's share, per unit of the deposit)
+    # keep that cap.
     into: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for dep, wid, confidence in links:
         if dep in at and wid in at:
@@ -128,7 +128,7 @@ def with_mixers(through: Through, transfers: Sequence[StoredTransfer], links: Se
     deposits: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for j, feeding in into.items():
         w = transfers[j].transfer.amount
-        weights = [(i, min(scale * w // max(1, transfers[i].transfer.amount), int(c * scale))) for i, c in feeding]
+        weights = [(i, int(c * scale)) for i, c in feeding]
         total = sum(transfers[i].transfer.amount * k for i, k in weights) // scale
         for i, k in weights:
             deposits[i].append((j, k * w // total if total > w else k))
