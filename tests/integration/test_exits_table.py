@@ -101,3 +101,43 @@ async def test_the_exits_table_follows_every_write_of_hops(db: Database) -> None
     assert [(x.address, x.asset, x.amount) for x in lines] == sorted(
         [(r[1], r[2], int(r[3])) for r in await _aggregate(db, trace_id)], key=lambda x: (-x[2], x[0], x[1]))
     assert lines and lines[0].first_time == 1_700_000_001 and lines[0].symbol is None
+
+
+async def _stored(db: Database, trace_id: int) -> dict[str, tuple[Any, ...]]:
+    rows = await db.pool.fetch(
+        "SELECT asset, first_time, last_time, decimals, symbol FROM trace_exits WHERE trace_id = $1", trace_id)
+    return {r["asset"]: tuple(r)[1:] for r in rows}
+
+
+async def test_exit_times_and_token_names_are_kept_once_the_worker_fills_them_in(db: Database) -> None:
+    """Transfers stored without block time (-1) or token name, as the worker stores them: the exits
+    say so (looked up, as before); once the worker describes them, the trace_exits row holds the
+    times and the name (same transaction), so /exits reads no transfer for them."""
+    from tracer.store import described
+
+    async with db.pool.acquire() as conn:
+        trace_id = await store.insert_trace(conn, chain=CHAIN, seeds=[SEED], policy={}, label="exit-times",
+                                            from_block=1, to_block=100)
+        transfers = [Transfer(CHAIN, 40 + i, -1, f"0x{0xE1000 + i:064x}", 0, "tx", SEED, EXCHANGE,
+                              TOKEN if i == 2 else "native", 10**18 + i,
+                              TransferKind.TOKEN if i == 2 else TransferKind.NATIVE, None, None)
+                     for i in range(3)]
+        await store.store_transfers(conn, transfers)
+        ids = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM transfers WHERE tx_hash = ANY($1::text[]) ORDER BY block_number",
+            [t.tx_hash for t in transfers])]
+        async with conn.transaction():
+            await store.upsert_hops(conn, trace_id, [
+                HopRow(ids[i], SEED, EXCHANGE, t.asset, t.block_number, 1, t.amount, 1.0, str(t.kind), "exit",
+                       "label:test", []) for i, t in enumerate(transfers)])
+        before = {x.asset: (x.first_time, x.last_time, x.decimals, x.symbol) for x in await reads.exits(conn, trace_id)}
+        assert before == {"native": (-1, -1, None, None), TOKEN: (-1, -1, None, None)}
+        async with conn.transaction():
+            await described.describe_transfers(conn, [(ids[0], 1_700_000_040, None, None),
+                                                      (ids[1], 1_700_000_041, None, None),
+                                                      (ids[2], 1_700_000_042, 6, "USDT")])
+        after = {x.asset: (x.first_time, x.last_time, x.decimals, x.symbol) for x in await reads.exits(conn, trace_id)}
+    expected = {"native": (1_700_000_040, 1_700_000_041, None, None), TOKEN: (1_700_000_042, 1_700_000_042, 6, "USDT")}
+    assert after == expected
+    # Kept in the table, not looked up: the read's fallback is not what answered.
+    assert await _stored(db, trace_id) == expected

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from tracer.domain.transfers import NATIVE
+from tracer.store.hops import EXIT_FIRST, EXIT_LAST
 from tracer.store.traces import Conn
 
 
@@ -18,12 +20,39 @@ async def describe_transfers(conn: Conn, rows: Sequence[tuple[int, int, int | No
     if not rows:
         return
     ordered = sorted(rows)
+    async with conn.transaction():
+        await conn.execute(
+            """UPDATE transfers t SET block_time = CASE WHEN t.block_time < 0 THEN b.ts ELSE t.block_time END,
+                                      decimals = COALESCE(t.decimals, b.decimals), symbol = COALESCE(t.symbol, b.symbol)
+               FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[]) AS b(id, ts, decimals, symbol)
+               WHERE t.id = b.id""",
+            [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered], [r[3] for r in ordered],
+        )
+        await _complete_exits(conn, [r[0] for r in ordered])
+
+
+_FIRST_UNKNOWN = f"e.first_time IS NULL OR e.first_time < 0 OR (e.asset <> '{NATIVE}' AND e.symbol IS NULL)"
+_LAST_UNKNOWN = "e.last_time IS NULL OR e.last_time < 0"
+
+
+async def _complete_exits(conn: Conn, transfer_ids: Sequence[int]) -> None:
+    """Exits (of any trace) whose first or last block holds one of these transfers and whose time or
+    token name was not known when their row was written: read them again, now that they may be."""
+    first = EXIT_FIRST.format(e="e", addr="address")
     await conn.execute(
-        """UPDATE transfers t SET block_time = CASE WHEN t.block_time < 0 THEN b.ts ELSE t.block_time END,
-                                  decimals = COALESCE(t.decimals, b.decimals), symbol = COALESCE(t.symbol, b.symbol)
-           FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[]) AS b(id, ts, decimals, symbol)
-           WHERE t.id = b.id""",
-        [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered], [r[3] for r in ordered],
+        f"""WITH d AS (SELECT DISTINCT chain, to_addr, asset, block_number FROM transfers
+                       WHERE id = ANY($1::bigint[]))
+            UPDATE trace_exits e SET
+                first_time = CASE WHEN {_FIRST_UNKNOWN} THEN (SELECT block_time FROM ({first}) x) ELSE e.first_time END,
+                decimals = CASE WHEN {_FIRST_UNKNOWN} THEN (SELECT decimals FROM ({first}) x) ELSE e.decimals END,
+                symbol = CASE WHEN {_FIRST_UNKNOWN} THEN (SELECT symbol FROM ({first}) x) ELSE e.symbol END,
+                last_time = CASE WHEN {_LAST_UNKNOWN}
+                                 THEN (SELECT block_time FROM ({EXIT_LAST.format(e="e", addr="address")}) x)
+                                 ELSE e.last_time END
+            FROM d
+            WHERE e.chain = d.chain AND e.address = d.to_addr AND e.asset = d.asset
+              AND d.block_number IN (e.first_block, e.last_block) AND ({_FIRST_UNKNOWN} OR {_LAST_UNKNOWN})""",
+        list(transfer_ids),
     )
 
 

@@ -139,7 +139,7 @@ async def refresh_exits(conn: Conn, trace_id: int, keys: Iterable[tuple[str, str
     # The upsert and the delete touch different rows (an (address, asset) is in `fresh` or not),
     # so they can share one statement and one snapshot.
     await conn.execute(
-        """WITH k AS (SELECT DISTINCT chain, address FROM unnest($2::text[], $3::text[]) AS k(chain, address)),
+        f"""WITH k AS (SELECT DISTINCT chain, address FROM unnest($2::text[], $3::text[]) AS k(chain, address)),
            fresh AS (
                SELECT h.chain, h.to_addr, h.asset, sum(h.amount) AS amount, count(*) AS hops,
                       count(DISTINCT h.from_addr) AS senders, min(h.depth) AS depth,
@@ -151,11 +151,17 @@ async def refresh_exits(conn: Conn, trace_id: int, keys: Iterable[tuple[str, str
                GROUP BY h.chain, h.to_addr, h.asset),
            up AS (
                INSERT INTO trace_exits (trace_id, chain, address, asset, amount, hops, senders, depth,
-                                        first_block, last_block)
-               SELECT $1, chain, to_addr, asset, amount, hops, senders, depth, first_block, last_block FROM fresh
+                                        first_block, last_block, first_time, last_time, decimals, symbol)
+               SELECT $1, s.chain, s.to_addr, s.asset, s.amount, s.hops, s.senders, s.depth, s.first_block,
+                      s.last_block, f.block_time, l.block_time, f.decimals, f.symbol
+               FROM fresh s
+               LEFT JOIN LATERAL ({EXIT_FIRST.format(e='s', addr='to_addr')}) f ON true
+               LEFT JOIN LATERAL ({EXIT_LAST.format(e='s', addr='to_addr')}) l ON true
                ON CONFLICT (trace_id, chain, address, asset) DO UPDATE SET
                    amount = excluded.amount, hops = excluded.hops, senders = excluded.senders,
-                   depth = excluded.depth, first_block = excluded.first_block, last_block = excluded.last_block
+                   depth = excluded.depth, first_block = excluded.first_block, last_block = excluded.last_block,
+                   first_time = excluded.first_time, last_time = excluded.last_time,
+                   decimals = excluded.decimals, symbol = excluded.symbol
                RETURNING 1)
            DELETE FROM trace_exits x USING k
            WHERE x.trace_id = $1 AND x.chain = k.chain AND x.address = k.address
@@ -163,3 +169,16 @@ async def refresh_exits(conn: Conn, trace_id: int, keys: Iterable[tuple[str, str
                              WHERE f.chain = x.chain AND f.to_addr = x.address AND f.asset = x.asset)""",
         trace_id, [c for c, _ in pairs], [a for _, a in pairs],
     )
+
+
+# One transfer into an exit in its first (last) block, one with a time (and a token name) first:
+# the worker stores the other transfers of a block without them (it names only hops). The exits
+# query (store.reads.exits) repeats these lookups for a row whose values were not known yet.
+EXIT_FIRST = """SELECT t.block_time, t.decimals, t.symbol FROM transfers t
+                WHERE t.chain = {e}.chain AND t.to_addr = {e}.{addr} AND t.block_number = {e}.first_block
+                  AND t.asset = {e}.asset
+                ORDER BY t.block_time < 0, t.symbol IS NULL LIMIT 1"""
+EXIT_LAST = """SELECT t.block_time FROM transfers t
+               WHERE t.chain = {e}.chain AND t.to_addr = {e}.{addr} AND t.block_number = {e}.last_block
+                 AND t.asset = {e}.asset
+               ORDER BY t.block_time < 0 LIMIT 1"""

@@ -18,6 +18,7 @@ import asyncpg
 
 from tracer.domain.records import ExitRow
 from tracer.domain.transfers import NATIVE
+from tracer.store.hops import EXIT_FIRST, EXIT_LAST
 from tracer.store.sql import Conn
 
 NATIVE_DECIMALS = 18
@@ -215,28 +216,27 @@ async def exits(conn: Conn, trace_id: int, *, asset: str | None = None,
     """Every off-ramp reached, one row per (chain, address, asset), largest first.
 
     The sums come from trace_exits (kept with the hops, tracer.store.hops.refresh_exits), so the
-    cost follows the number of exits, not of hops into them, for running traces too. Times and
-    token metadata come from one transfer in the first and last block of each exit (index
-    transfers_to), one with a time and token name first (the worker stores other transfers of the
-    block without: it names only hops); read here, not stored, since those are filled in later."""
+    cost follows the number of exits, not of hops into them, for running traces too. So do the
+    times of the first and last block and the token's name, once known (kept there when the row is
+    written and when the worker fills them in: tracer.store.described); a row whose values were not
+    known yet looks them up in one transfer of that block (index transfers_to), as stored ones were."""
+    first_unknown = f"e.first_time IS NULL OR e.first_time < 0 OR (e.asset <> '{NATIVE}' AND e.symbol IS NULL)"
+    last_unknown = "e.last_time IS NULL OR e.last_time < 0"
     rows = await conn.fetch(
-        """SELECT e.chain, e.address, e.asset, e.amount::text AS amount, e.hops, e.senders, e.depth,
-                  e.first_block, e.last_block, f.block_time AS first_time, l.block_time AS last_time,
-                  f.decimals, f.symbol, j.reason, j.entity, j.category, j.evidence::text AS evidence
+        f"""SELECT e.chain, e.address, e.asset, e.amount::text AS amount, e.hops, e.senders, e.depth,
+                  e.first_block, e.last_block,
+                  CASE WHEN {first_unknown} THEN f.block_time ELSE e.first_time END AS first_time,
+                  CASE WHEN {last_unknown} THEN l.block_time ELSE e.last_time END AS last_time,
+                  CASE WHEN {first_unknown} THEN f.decimals ELSE e.decimals END AS decimals,
+                  CASE WHEN {first_unknown} THEN f.symbol ELSE e.symbol END AS symbol,
+                  j.reason, j.entity, j.category, j.evidence::text AS evidence
            FROM trace_exits e
            LEFT JOIN jobs j ON j.trace_id = $1 AND j.chain = e.chain AND j.address = e.address
-           LEFT JOIN LATERAL (
-               SELECT t.block_time, t.decimals, t.symbol FROM transfers t
-               WHERE t.chain = e.chain AND t.to_addr = e.address AND t.block_number = e.first_block
-                 AND t.asset = e.asset
-               ORDER BY t.block_time < 0, t.symbol IS NULL
-               LIMIT 1) f ON true
-           LEFT JOIN LATERAL (
-               SELECT t.block_time FROM transfers t
-               WHERE t.chain = e.chain AND t.to_addr = e.address AND t.block_number = e.last_block
-                 AND t.asset = e.asset
-               ORDER BY t.block_time < 0
-               LIMIT 1) l ON true
+           -- the conditions on e alone gate the lookups: rows with every value known read no transfer
+           LEFT JOIN LATERAL (SELECT * FROM ({EXIT_FIRST.format(e="e", addr="address")}) x
+                              WHERE {first_unknown}) f ON true
+           LEFT JOIN LATERAL (SELECT * FROM ({EXIT_LAST.format(e="e", addr="address")}) x
+                              WHERE {last_unknown}) l ON true
            WHERE e.trace_id = $1 AND ($2::text IS NULL OR e.asset = $2) AND ($3::text IS NULL OR j.category = $3)
            ORDER BY e.amount DESC, e.address, e.asset""",
         trace_id, asset, category,
