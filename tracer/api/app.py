@@ -24,6 +24,7 @@ from tracer.api.context import CTX, REQUEST_ID, ApiContext, ChainClient, Setting
 from tracer.api.cursors import CursorCodec
 from tracer.api.errors import error_middleware
 from tracer.api.metrics import Metrics, metrics_middleware
+from tracer.api.pages import PageCache
 from tracer.api.replica import ReadRouting, replica_middleware
 from tracer.api.routes import add_routes
 from tracer.api.sameorigin import same_origin_middleware
@@ -175,7 +176,9 @@ def create_app(
     auth = Authenticator(lambda: db.pool, cache_seconds=settings.key_cache_seconds, allow_open=settings.allow_open,
                          rate_limit=settings.rate_limit, rate_limit_burst=settings.rate_limit_burst)
     reads = ReadRouting(db, read_db)
-    ctx = ApiContext(db=db, chains=dict(chains or {}), settings=settings, metrics=metrics, auth=auth, reads=reads)
+    ctx = ApiContext(db=db, chains=dict(chains or {}), settings=settings, metrics=metrics, auth=auth, reads=reads,
+                     pages=PageCache(settings.page_cache_bytes, settings.page_cache_seconds)
+                     if settings.page_cache_bytes > 0 else None)
     app = web.Application(
         client_max_size=settings.max_body,
         # Outermost first: the request id exists before anything logs, metrics see the final

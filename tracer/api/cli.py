@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--workers", type=int, default=0,
                    help="trace workers to run inside this process (default 0: run `tracer worker` separately)")
     p.add_argument("--db-pool-size", type=int, default=20, help="Postgres connections for this process")
+    p.add_argument("--processes", type=int, default=int(os.environ.get("TRACER_API_PROCESSES", "1") or 1),
+                   metavar="N", help="API processes sharing the port (SO_REUSEPORT), so several cores serve "
+                   "(default $TRACER_API_PROCESSES, else 1; each has its own --db-pool-size connections)")
     p.add_argument("--read-database-url", default=os.environ.get("TRACER_READ_DATABASE_URL") or None, metavar="URL",
                    help="a streaming replica of the database for the read endpoints (default "
                         "$TRACER_READ_DATABASE_URL; unset: every read on the primary)")
@@ -106,6 +109,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         if not cache.isdigit():
             raise SystemExit("tracer: error: TRACER_API_EXITS_CACHE must be a number of entries (0 disables)")
         settings.exits_cache_size = int(cache)
+    pages = os.environ.get("TRACER_API_PAGE_CACHE_MB")
+    if pages is not None:
+        if not pages.isdigit():
+            raise SystemExit("tracer: error: TRACER_API_PAGE_CACHE_MB must be a number of MiB (0 disables)")
+        settings.page_cache_bytes = int(pages) << 20
     live = os.environ.get("TRACER_API_LIVE_USD_MAX_HOPS")
     if live is not None:
         if not live.isdigit():
@@ -151,6 +159,7 @@ async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> tuple[dict[
 async def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from tracer.api import processes
     from tracer.api.app import OpenServerRefused, create_app, server_options
     from tracer.store import keys as key_store
     from tracer.store.db import Database
@@ -159,6 +168,17 @@ async def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     url = args.database_url
+    shared_port = processes.child_port()
+    if shared_port is not None:  # a copy started by the first process: same port, no workers
+        settings.port, settings.workers = shared_port, 0
+    if args.processes < 1:
+        print("tracer: error: --processes must be at least 1", file=sys.stderr)
+        return 2
+    if args.processes > 1 and args.demo:
+        print("tracer: error: --demo serves one process (the demo database is remade at start)", file=sys.stderr)
+        return 2
+    many = args.processes > 1 or shared_port is not None
+    copies: list[Any] = []
     if args.demo:
         if resolve_database_url(url) is not None:
             print("tracer: error: --demo serves the embedded server's demo database; with a database URL set, "
@@ -196,19 +216,27 @@ async def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True if many else None)
         await site.start()
         addresses = [a for a in runner.addresses if isinstance(a, tuple)]
         port = addresses[0][1] if addresses else settings.port
+        if shared_port is not None:
+            print(f"tracer api: process {os.getpid()} serving port {port} too", file=sys.stderr, flush=True)
+            await stop.wait()
+            return 0
+        if args.processes > 1:
+            copies = processes.start_copies(args.processes - 1, port)
         mode = ("OPEN (no API keys configured; loopback only — create one with `tracer keys create`)"
                 if open_mode else "API keys required")
         print(f"tracer api: listening on http://{settings.host}:{port} — {mode}; "
               f"chains: {', '.join(sorted(chains)) or 'none (read-only)'}"
               f"{'; down: ' + ', '.join(sorted(down)) if down else ''}; embedded workers: {settings.workers}; "
-              f"web view: http://{settings.host}:{port}/ui", file=sys.stderr, flush=True)
+              f"web view: http://{settings.host}:{port}/ui; processes: {args.processes}", file=sys.stderr,
+              flush=True)
         await stop.wait()
         return 0
     finally:
+        processes.stop_copies(copies)
         if runner is not None:
             await runner.cleanup()
         for client in chains.values():

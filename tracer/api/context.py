@@ -12,6 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from tracer.api.memo import DollarsMemo
+from tracer.api.pages import PageCache
 from tracer.api.replica import ReadRouting
 from tracer.chains.feeds import Feed
 from tracer.chains.protocols import ChainSource
@@ -70,6 +71,11 @@ class Settings:
     #: Rendered exit lists of finished traces kept in memory (a finished trace's exits never change;
     #: dashboards poll them). 0 disables.
     exits_cache_size: int = 256
+    #: Encoded pages of hops of finished traces kept in memory, in bytes per API process
+    #: (TRACER_API_PAGE_CACHE_MB; 0 disables), each served for at most page_cache_seconds (the lag
+    #: of a page's dollars behind a price stored meanwhile; tracer.api.pages).
+    page_cache_bytes: int = 16 << 20
+    page_cache_seconds: float = 10.0
     #: Dollars of an unfinished trace are summed (every hop at its block's price) only up to this
     #: many hops (TRACER_API_LIVE_USD_MAX_HOPS); past it its exits and summary say the dollars come
     #: when it finishes. A finished trace's dollars are summed once and kept (tracer.api.usd).
@@ -116,6 +122,7 @@ class ApiContext:
     asset_meta: dict[tuple[str, str], tuple[str | None, int | None]] = field(default_factory=dict)
     trace_chains: dict[int, str] = field(default_factory=dict)  # trace id -> chain (immutable)
     exits_cache: OrderedDict[tuple[object, ...], bytes] = field(default_factory=OrderedDict)
+    pages: PageCache | None = None
     #: A trace's dollar sums by (trace, status, updated_at, hop count), computed once however many
     #: requests ask at the same time (tracer.api.usd.shared_dollars).
     dollars: DollarsMemo = field(default_factory=lambda: DollarsMemo())

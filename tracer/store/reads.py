@@ -62,6 +62,15 @@ async def get_trace(conn: Conn, trace_id: int) -> asyncpg.Record | None:
     return row
 
 
+async def trace_version(conn: Conn, trace_id: int) -> asyncpg.Record | None:
+    """What a cached page of the trace depends on: its chain, status, updated_at and hop count (every
+    store function that changes a finished trace's hops moves updated_at: reorg retraction, watching
+    again); None when there is no such trace. One primary-key probe."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT chain, status, updated_at, hop_count FROM traces WHERE id = $1", trace_id)
+    return row
+
+
 async def trace_counters(conn: Conn, trace_id: int) -> dict[str, int]:
     """Progress counters of one trace, in one round trip."""
     row = await conn.fetchrow(

@@ -6,8 +6,9 @@ from aiohttp import web
 
 from tracer.api import params, usd
 from tracer.api import serialize as ser
-from tracer.api.errors import ApiError
-from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok_fast, page_limit, read_cursor, trace_or_404
+from tracer.api.errors import not_found
+from tracer.api.handlers.common import ctx_of, dumps_bytes, make_cursor, next_link, page_limit, read_cursor
+from tracer.api.pages import FINISHED, conditional, etag_of
 from tracer.domain.verdicts import HopStatus
 from tracer.store import reads
 
@@ -44,24 +45,24 @@ async def list_(request: web.Request) -> web.Response:
     scope = {"trace": trace_id, "sort": sort, "filter": repr(f)}
     after = read_cursor(request, "hops", scope)
     async with ctx.read_pool.acquire() as conn:
-        # A trace's chain never changes, so a known trace costs one query per page, not two. An
-        # empty page is the only case where the trace may be gone: check it then (404).
-        chain = ctx.trace_chains.get(trace_id)
-        if chain is None:
-            chain = str((await trace_or_404(conn, trace_id))["chain"])
+        version = await reads.trace_version(conn, trace_id)
+        if version is None:
+            raise not_found(f"no trace {trace_id}")
+        # A finished trace's page is the same bytes for every reader: kept (tracer.api.pages).
+        key = (str(request.rel_url), version["status"], version["updated_at"], version["hop_count"])
+        cache = ctx.pages if version["status"] in FINISHED else None
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            return conditional(request, *cached)
         rows = await reads.hops_page(conn, trace_id, f, sort=sort, after=after, limit=limit + 1)
-        if not rows:
-            try:
-                await trace_or_404(conn, trace_id)
-            except ApiError:
-                ctx.trace_chains.pop(trace_id, None)
-                raise
-    if len(ctx.trace_chains) > 10_000:
-        ctx.trace_chains.clear()
-    ctx.trace_chains[trace_id] = chain
+    chain = str(version["chain"])
     values = await usd.hop_values(ctx, rows[:limit])
     items = [ser.hop(chain, r, usd.fields(values.get(int(r["transfer_id"])))) for r in rows[:limit]]
     cursor = (make_cursor(request, "hops", scope, reads.hop_sort_key(sort, rows[limit - 1]))
               if len(rows) > limit else None)
-    return ok_fast({"trace_id": trace_id, "sort": sort, "items": items, "next_cursor": cursor,
-               "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
+    body = dumps_bytes({"trace_id": trace_id, "sort": sort, "items": items, "next_cursor": cursor,
+                        "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
+    etag = etag_of(body)
+    if cache is not None:
+        cache.put(key, body, etag)
+    return conditional(request, body, etag)
