@@ -6,7 +6,9 @@ concurrent clients (default 50) for a fixed time per endpoint. Hop pages are dra
 cursors collected at both ends of both sort orders plus filtered pages (per depth, per asset), so
 the indexes are read at many places, not one hot first page. Exits are measured twice: as served
 (finished traces' exit lists are cached in the server) and with that cache off. Exits of a running trace
-(never cached, dollars deferred past TRACER_API_LIVE_USD_MAX_HOPS) are measured a third way.
+(never cached, dollars deferred past TRACER_API_LIVE_USD_MAX_HOPS) are measured a third way. Pages
+of hops likewise: as served (pages of finished traces kept, `--processes` API processes), with the
+page cache off, and with it off on one process; code without `tracer serve --processes` runs one.
 
 Side by side: with --before REF (default: the commit before the #22 API work) the same load runs,
 endpoint by endpoint and one version right after the other, against a server of that commit (a git
@@ -158,6 +160,12 @@ async def find_or_make_trace(pool: asyncpg.Pool, hops: int, fresh: bool) -> tupl
 # ------------------------------------------------------------------------------ server and load
 
 
+def serves_processes(tree: Path) -> bool:
+    """Whether the code in `tree` has `tracer serve --processes` (older code ignores the variable)."""
+    cli = tree / "tracer" / "api" / "cli.py"
+    return cli.exists() and "--processes" in cli.read_text()
+
+
 def start_server(database_url: str, log_path: Path, tree: Path = ROOT, profile: Path | None = None,
                  **env_extra: str) -> tuple[subprocess.Popen[bytes], str]:
     """A real `tracer serve` process of the code in `tree` on a free port (under cProfile when
@@ -191,14 +199,27 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc). The API server's CPU per request does
-    not depend on what else runs on the machine, unlike requests/s on a shared 2-core box."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a server process and of the copies it started (`--processes`),
+    from Linux /proc. The API server's CPU per request does not depend on what else runs on the
+    machine, unlike requests/s on a shared 2-core box."""
+    fields = _stat(pid)
+    if fields is None:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = int(fields[11]) + int(fields[12])
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != pid:
+            child = _stat(int(entry.name))
+            if child is not None and int(child[1]) == pid:
+                total += int(child[11]) + int(child[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -280,6 +301,7 @@ class Version:
     tree: Path
     commit: str
     database_url: str
+    processes: int = 1  # API processes its `tracer serve` runs (code without --processes: 1)
     key: str = ""
     key_id: str = ""
 
@@ -371,7 +393,7 @@ async def measure(args: argparse.Namespace, versions: list[Version], trace_id: i
         out[v.name][key] = {**result.summary(), "load_average_before": [round(x, 2) for x in os.getloadavg()]}
 
     for v in versions:  # the default server: cached exits and pages of hops
-        proc, base = start_server(v.database_url, args.server_log, v.tree)
+        proc, base = start_server(v.database_url, args.server_log, v.tree, TRACER_API_PROCESSES=str(v.processes))
         try:
             async with _session(v, args.clients) as session:
                 urls[v.name] = await collect_cursors(session, base, trace_id, args.pages)
@@ -386,11 +408,28 @@ async def measure(args: argparse.Namespace, versions: list[Version], trace_id: i
                 out[v.name]["hops_page"] = {**hops.summary(), "load_average_before": load_avg}
         finally:
             stop_server(proc)
+        if not serves_processes(v.tree):
+            continue
+        # Every page computed (no page kept): what a page of a running trace, or a finished
+        # trace's page asked for the first time, costs; and the same on one process.
+        for key, env in (("hops_page_uncached", {"TRACER_API_PROCESSES": str(v.processes)}),
+                         ("hops_page_one_process", {"TRACER_API_PROCESSES": "1"})):
+            proc, base = start_server(v.database_url, args.server_log, v.tree, TRACER_API_PAGE_CACHE_MB="0",
+                                      **env)
+            try:
+                async with _session(v, args.clients) as session:
+                    await load(session, base, "warmup", urls[v.name][:20], args.clients, min(2.0, args.seconds / 2),
+                               proc.pid)
+                    record(v, key, await load(session, base, "GET /hops page (100), no page cache", urls[v.name],
+                                              args.clients, args.seconds, proc.pid))
+            finally:
+                stop_server(proc)
     # No rendered exits kept: every request reads the exits (and, for the finished trace, the
     # dollars summed once per server); then the same trace as if still running (never cached,
     # its dollars deferred past TRACER_API_LIVE_USD_MAX_HOPS).
     for v in versions:
-        proc, base = start_server(v.database_url, args.server_log, v.tree, TRACER_API_EXITS_CACHE="0")
+        proc, base = start_server(v.database_url, args.server_log, v.tree, TRACER_API_EXITS_CACHE="0",
+                                  TRACER_API_PROCESSES=str(v.processes))
         try:
             async with _session(v, args.clients) as session:
                 await _first(session, base + exits_url[0])
@@ -444,11 +483,13 @@ async def profile(args: argparse.Namespace, versions: list[Version], trace_id: i
         # gives what starting (imports, web3's curve tables) and stopping cost, subtracted below.
         idle = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}-idle.prof"
         idle.unlink(missing_ok=True)
-        proc, _ = start_server(v.database_url, args.server_log, v.tree, profile=idle)
+        # One process, every page computed (no page kept): where the CPU of making a page goes.
+        env = {"TRACER_API_PROCESSES": "1", "TRACER_API_PAGE_CACHE_MB": "0"}
+        proc, _ = start_server(v.database_url, args.server_log, v.tree, profile=idle, **env)
         stop_server(proc)
         prof = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}.prof"
         prof.unlink(missing_ok=True)
-        proc, base = start_server(v.database_url, args.server_log, v.tree, profile=prof)
+        proc, base = start_server(v.database_url, args.server_log, v.tree, profile=prof, **env)
         try:
             async with _session(v, 1) as session:
                 urls = await collect_cursors(session, base, trace_id, args.pages)
@@ -480,6 +521,8 @@ async def profile(args: argparse.Namespace, versions: list[Version], trace_id: i
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     versions, trace_id, synth_s = await prepare(args)
+    for v in versions:
+        v.processes = args.processes if serves_processes(v.tree) else 1
     hop_count, exit_count = 0, 0
     for v in versions:
         hop_count, exit_count = await _with_key(v, trace_id)
@@ -502,7 +545,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # What is measured: the API over a trace synthesised by COPY, not one the engine traced.
         "trace_source": "synthesised with COPY (no engine run)",
         "postgres": {"version": await _server_version(args.database_url)},
-        "versions": {v.name: {"commit": v.commit, "tree": str(v.tree)} for v in versions},
+        "versions": {v.name: {"commit": v.commit, "tree": str(v.tree), "processes": v.processes} for v in versions},
         # This code's figures (what the README row shows), then each version's side by side.
         "results": after,
         "side_by_side": measured["results"],
@@ -536,7 +579,8 @@ async def _server_version(url: str) -> str:
 
 
 ROWS = (("GET /traces/{id}/exits", "exits"), ("  same, exits cache off", "exits_uncached"),
-        ("  same, trace running", "exits_running"), ("GET /traces/{id}/hops", "hops_page"))
+        ("  same, trace running", "exits_running"), ("GET /traces/{id}/hops", "hops_page"),
+        ("  same, page cache off", "hops_page_uncached"), ("  same, one process", "hops_page_one_process"))
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -544,7 +588,7 @@ def print_table(report: dict[str, Any]) -> None:
           f"{report['exit_rows']} exit rows, {report['clients']} concurrent clients, "
           f"{report['seconds_per_endpoint']} s per endpoint")
     for name, v in report["versions"].items():
-        print(f"  {name}: {v['commit']}")
+        print(f"  {name}: {v['commit']}, {v.get('processes', 1)} API process(es)")
     print(f"{'endpoint':<26} {'code':<7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
           f"{'CPU ms/req':>11} {'load avg':>8}")
     for label, key in ROWS:
@@ -577,6 +621,8 @@ def main() -> int:
                    help=f"git ref of the previous code to run side by side (default {BEFORE}; with --smoke "
                         "none); 'none': this code only")
     p.add_argument("--profile-pages", type=int, default=300, help="pages of hops in the profile (0: none)")
+    p.add_argument("--processes", type=int, default=2,
+                   help="API processes of code that has `tracer serve --processes` (default 2: both cores)")
     p.add_argument("--smoke", action="store_true", help="tiny and quick: 3,000 hops, 5 clients, 1 s each")
     p.add_argument("--out", type=Path, default=None, help="result file (default bench/results/api_latency.json)")
     args = p.parse_args()

@@ -72,7 +72,13 @@ def _api(r: Result) -> tuple[str, str]:
     def both(key: str) -> str:
         return one(res[key]) + (f" (before: {one(before[key])})" if key in before else "")
 
-    fig = f"page of 100 hops {both('hops_page')}"
+    procs = r["versions"].get("after", {}).get("processes", 1)
+    fig = f"page of 100 hops {both('hops_page')}" + (f" ({procs} API processes, pages of finished traces kept)"
+                                                     if procs > 1 else "")
+    if "hops_page_uncached" in res:
+        fig += f"; page cache off {both('hops_page_uncached')}"
+    if "hops_page_one_process" in res:
+        fig += f"; page cache off, one process {both('hops_page_one_process')}"
     if "exits_running" in res:
         fig += f"; exits of a running trace {both('exits_running')}"
     fig += (f"; exits cache off {both('exits_uncached')}; exits cached {both('exits')}; "
