@@ -180,10 +180,14 @@ def start_server(database_url: str, log_path: Path, tree: Path = ROOT, profile: 
         proc = subprocess.Popen([sys.executable, *prof, "-m", "tracer.cli", "serve", "--host", "127.0.0.1",
                                  "--port", "0", "--database-url", database_url], cwd=tree, env=env,
                                 stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 60
+    # With --processes N the copies start after the first process listens: wait for them all
+    # (a copy still importing would spend CPU during the load and serve nothing).
+    copies = max(0, int(env_extra.get("TRACER_API_PROCESSES", "1")) - 1) if serves_processes(tree) else 0
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        m = re.search(r"listening on (http://\S+)", log_path.read_text(errors="replace"))
-        if m:
+        text = log_path.read_text(errors="replace")
+        m = re.search(r"listening on (http://\S+)", text)
+        if m and text.count(" serving port ") >= copies:
             return proc, m.group(1)
         time.sleep(0.1)
     proc.kill()
