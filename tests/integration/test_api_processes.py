@@ -42,6 +42,13 @@ def _socket_inodes(pid: int) -> set[str]:
     return found
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 async def test_two_processes_serve_one_port(pg_server_url: str, migrated_template: str) -> None:
     async with temporary_database(pg_server_url, template=migrated_template) as url:
         env = dict(os.environ, TRACER_LOG_LEVEL="WARNING")
@@ -72,7 +79,7 @@ async def test_two_processes_serve_one_port(pg_server_url: str, migrated_templat
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 30) == 0
         for _ in range(100):  # the copy is stopped by the first process
-            if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            if _gone(child):
                 break
             await asyncio.sleep(0.1)
         else:
