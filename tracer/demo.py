@@ -41,6 +41,7 @@ from tracer.dollars_check import check_dollars
 from tracer.domain.labels import Label
 from tracer.domain.mixer_links import MixerDeposit
 from tracer.domain.transfers import NATIVE
+from tracer.domain.verdicts import Reason
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.engine.dollars import render_dollars, trace_dollars
@@ -131,7 +132,7 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
             async with db.pool.acquire() as conn:
                 mixer_rows = await mixer_store.mixer_links(conn, trace_id, limit=1000)
                 hop_rows = await trace_store.all_hops(conn, trace_id)
-            print(_services(rep, list(mixer_rows), [h for h in hop_rows if h["reason"] == "swap"]))
+            print(_services(rep, list(mixer_rows), [h for h in hop_rows if h["reason"] == Reason.SWAP]))
             print()
             print(check.render())
             print(dcheck.render())

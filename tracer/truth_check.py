@@ -30,6 +30,7 @@ import asyncpg
 from tracer.devchain.scenario import BridgeTruth, Scenario
 from tracer.domain.labels import Category
 from tracer.domain.mixer_links import MixerDeposit
+from tracer.domain.verdicts import Reason
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.store import mixers as mixer_store
@@ -79,7 +80,7 @@ async def check_trace(pool: asyncpg.Pool, trace_id: int, scenario: Scenario, far
     async with pool.acquire() as conn:
         mixer_rows = await mixer_store.mixer_links(conn, trace_id, limit=100_000)
         hops = await trace_store.all_hops(conn, trace_id)
-    return evaluate(rep, scenario, mixer_rows=mixer_rows, swap_hops=[h for h in hops if h["reason"] == "swap"],
+    return evaluate(rep, scenario, mixer_rows=mixer_rows, swap_hops=[h for h in hops if h["reason"] == Reason.SWAP],
                     far=far, tolerance=tolerance)
 
 

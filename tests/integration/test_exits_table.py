@@ -60,9 +60,10 @@ async def test_the_exits_table_follows_every_write_of_hops(db: Database) -> None
 
     def hop(i: int, status: str, amount: int | None = None) -> HopRow:
         t = transfers[i]
-        return HopRow(ids[t.tx_hash], t.from_address, t.to_address, t.asset, t.block_number, 1 + i % 3,
-                            amount if amount is not None else t.amount, 1.0, str(t.kind), status,
-                            "label:test" if status == "exit" else "flagged funds", [])
+        return HopRow(transfer_id=ids[t.tx_hash], from_addr=t.from_address, to_addr=t.to_address, asset=t.asset,
+                      block_number=t.block_number, depth=1 + i % 3, amount=amount if amount is not None else t.amount,
+                      share=1.0, kind=str(t.kind), status=status,
+                      reason="label:test" if status == "exit" else "flagged funds", parents=[])
 
     async def commit(fn: Any) -> None:
         async with db.pool.acquire() as conn, conn.transaction():

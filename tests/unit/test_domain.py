@@ -33,7 +33,7 @@ def test_words_are_the_stored_strings() -> None:
     assert {str(r) for r in Reason} == {
         "seed", "flagged funds", "below_threshold", "max_depth", "max_hops", "hub", "deposit_address", "swap",
         "bridge", "crossing", "entered mixer", "entered dex", "mixer deposit", "mixer link", "mixer link dropped",
-        "change", "entered CoinJoin", "coinjoin link",
+        "change", "entered CoinJoin", "coinjoin link", "source of funds", "mint", "walk_budget",
     }
     assert entered("mixer") == Reason.ENTERED_MIXER
     assert label_reason("ofac-sdn") == "label:ofac-sdn"

@@ -1,15 +1,24 @@
 """What a trace inferred through a mixer, as read back: each flagged deposit with its candidate
 withdrawals, best first (store.mixers.mixer_links; the API, the demo and truth_check read it).
 
-A link's `status` is "followed" or "candidate" (the trace's word for it, not a HopStatus). Amounts
-are raw integer units of the deposit's asset.
+A link's `status` is a LinkStatus and a deposit's a DepositStatus (the trace's words for them, not
+HopStatus; stored as their text). Amounts are raw integer units of the deposit's asset.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-FOLLOWED = "followed"
+
+class LinkStatus(StrEnum):
+    FOLLOWED = "followed"  # the deposit's best link, sure enough: the trace goes on through it
+    CANDIDATE = "candidate"
+
+
+class DepositStatus(StrEnum):
+    LINKED = "linked"  # one of its links is followed
+    UNLINKED = "unlinked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +45,12 @@ class CandidateWithdrawal:
     withdrawn: int | None  # None: the payment was outside the window read
     confidence: float
     carried: int
-    status: str  # followed | candidate
+    status: str  # a LinkStatus
     reasons: tuple[LinkReason, ...]
 
     @property
     def followed(self) -> bool:
-        return self.status == FOLLOWED
+        return self.status == LinkStatus.FOLLOWED
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +65,7 @@ class DepositRow:
     flagged: int  # the flagged part of the denomination
     anonymity_set: int
     candidates: int
-    status: str  # linked | unlinked
+    status: str  # a DepositStatus
 
 
 @dataclass(frozen=True, slots=True)

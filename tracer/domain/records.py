@@ -36,10 +36,11 @@ class StoredTransfer:
         return (self.id, self.transfer.block_time, self.transfer.decimals, self.transfer.symbol)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HopRow:
     """One hop the trace followed, stopped at or exited through. `status` is a HopStatus and
-    `reason` mostly a Reason (tracer.domain.verdicts); both are stored as their text."""
+    `reason` mostly a Reason (tracer.domain.verdicts); both are stored as their text. Built by
+    keyword: fifteen fields in a row are too many to read by position."""
 
     transfer_id: int
     from_addr: str

@@ -54,6 +54,9 @@ class Reason(StrEnum):
     CHANGE = "change"  # UTXO: the payer's change output (a peel chain goes on through it)
     ENTERED_COINJOIN = "entered CoinJoin"  # UTXO: a CoinJoin output no link is sure enough to follow
     COINJOIN_LINK = "coinjoin link"  # UTXO: a CoinJoin output a scored link follows
+    SOURCE_OF_FUNDS = "source of funds"  # backward: a walked wallet, and the hops between walked wallets
+    MINT = "mint"  # backward: a source that is the zero address (the token was minted to the walk)
+    WALK_BUDGET = "walk_budget"  # backward: a wallet left unwalked once the trace walked MAX_WALKED
 
 
 LABEL_REASON_PREFIX = "label:"

@@ -33,9 +33,10 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from tracer.domain.labels import RISK_CATEGORIES, Label
+from tracer.domain.labels import RISK_CATEGORIES, Category, Label
 from tracer.domain.records import HopRow, Job, StoredTransfer
 from tracer.domain.transfers import Transfer
+from tracer.domain.verdicts import HopStatus, Reason, label_reason
 from tracer.engine import backward_links, backward_reach, balances, classify
 from tracer.engine.backward_links import BackLinks
 from tracer.engine.policy import Policy
@@ -50,10 +51,10 @@ from tracer.store import transfers as transfer_store
 log = logging.getLogger("tracer.worker")
 
 ZERO = "0x" + "0" * 40
-WALKED = "source of funds"  # the reason on walked wallets and on the hops between them
-MINT = "mint"
-MAX_DEPTH = "max_depth"
-BUDGET = "walk_budget"
+WALKED = Reason.SOURCE_OF_FUNDS  # the reason on walked wallets and on the hops between them
+MINT = Reason.MINT
+MAX_DEPTH = Reason.MAX_DEPTH
+BUDGET = Reason.WALK_BUDGET
 MAX_WALKED = 2_000  # wallets one backward trace walks at most (each one's senders fan out)
 _WAIT = 0.5  # seconds the colour job waits before looking again whether the walk is over
 _PATHS = 200  # sources (largest first) whose path to the seeds is written as their evidence
@@ -140,7 +141,7 @@ async def _walk(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job])
     # A mixer pool's withdrawals go back to the deposits the linker ties to them; the pool is a
     # source only of what no link explains.
     pools = {s for s in paid_by if (classify.through_category(labels.get(s, ()), trace.policy)
-                                    or ("", ""))[0] == classify.MIXER}
+                                    or ("", ""))[0] == Category.MIXER}
     payouts = [st for st in inside if st.transfer.from_address in pools and st.transfer.to_address in depth_of]
     back = await tools.link_back(trace, payouts) if payouts else BackLinks()
     linked = {lk.withdrawal.id for lk in back.links}
@@ -164,25 +165,25 @@ async def _walk(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job])
         known = await store.node_verdicts(conn, trace.id, senders, trace.chain)
         room = MAX_WALKED - await back_store.walk_size(conn, trace.id)
         verdicts: list[tuple[str, int, str, str, str | None, str | None, dict[str, Any] | None]] = [
-            (a, depth_of[a], "followed", WALKED, None, None, None) for a in addresses if a in ours]
+            (a, depth_of[a], HopStatus.FOLLOWED, WALKED, None, None, None) for a in addresses if a in ours]
         queue: list[tuple[str, int]] = []
         # Largest share first would need the amounts; the walk goes level by level and in address
         # order inside a level, so the budget cuts the same wallets whichever worker runs.
         for s in sorted(senders, key=lambda a: (paid_by[a], a)):
             d = paid_by[s]
             old = known.get(s)
-            if old is not None and not (old["role"] == "stopped" and old["reason"] == MAX_DEPTH
+            if old is not None and not (old["role"] == HopStatus.STOPPED and old["reason"] == MAX_DEPTH
                                         and d < old["depth"] and d < max_depth):
                 continue
             if s == ZERO:
-                verdicts.append((s, d, "exit", MINT, "mint (zero address)", None, None))
+                verdicts.append((s, d, HopStatus.EXIT, MINT, "mint (zero address)", None, None))
             elif s in labels:
                 lb = _source_label(labels[s])
-                verdicts.append((s, d, "exit", f"label:{lb.source}", lb.entity, lb.category, None))
+                verdicts.append((s, d, HopStatus.EXIT, label_reason(lb.source), lb.entity, lb.category, None))
             elif d >= max_depth:
-                verdicts.append((s, d, "stopped", MAX_DEPTH, None, None, None))
+                verdicts.append((s, d, HopStatus.STOPPED, MAX_DEPTH, None, None, None))
             elif room <= 0 and old is None:
-                verdicts.append((s, d, "stopped", BUDGET, None, None, None))
+                verdicts.append((s, d, HopStatus.STOPPED, BUDGET, None, None, None))
             else:
                 queue.append((s, d))
                 room -= 1
@@ -201,7 +202,7 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
             return
         wallets = await back_store.walk(conn, trace.id)
     role = {r["address"]: r for r in wallets}
-    walked = {r["address"] for r in wallets if r["role"] == "followed"} | set(trace.seeds)
+    walked = {r["address"] for r in wallets if r["role"] == HopStatus.FOLLOWED} | set(trace.seeds)
     async with tools.pool.acquire() as conn:
         stored = await store.load_transfers(conn, trace.chain, sorted(walked), trace.from_block, trace.to_block)
         feeds = await back_store.mixer_feeds(conn, trace.id)
@@ -227,24 +228,25 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
         st = described.get(st.id, st)
         t = st.transfer
         sender = role.get(t.from_address)
-        status, reason = "stopped", MAX_DEPTH  # a sender the walk never judged (cannot happen: say so safely)
+        status, reason = HopStatus.STOPPED, MAX_DEPTH  # a sender the walk never judged (cannot happen: say so safely)
         if i in through.bought or i in through.paid:
-            status, reason = "followed", backward_links.SWAP
+            status, reason = HopStatus.FOLLOWED, backward_links.SWAP
             passed.add(st.id)
         elif st.id in confidence and st.id not in deposit_ids:
-            status, reason = "followed", backward_links.MIXER_LINK
+            status, reason = HopStatus.FOLLOWED, backward_links.MIXER_LINK
             passed.add(st.id)
         elif st.id in confidence and t.from_address in walked:
-            status, reason = "followed", backward_links.MIXER_DEPOSIT
+            status, reason = HopStatus.FOLLOWED, backward_links.MIXER_DEPOSIT
         elif t.from_address in walked:
-            status, reason = "followed", WALKED
+            status, reason = HopStatus.FOLLOWED, WALKED
         elif sender is not None:
             status, reason = sender["role"], sender["reason"]
         depth = sender["depth"] if sender is not None else role[t.to_address]["depth"] + 1 \
             if t.to_address in role else 1
-        rows.append(HopRow(st.id, t.from_address, t.to_address, t.asset, t.block_number, depth, part,
-                           part / t.amount if t.amount else 0.0, str(t.kind), status, reason, [],
-                           min(1.0, confidence.get(st.id, 1.0)), chain=trace.chain))
+        rows.append(HopRow(transfer_id=st.id, from_addr=t.from_address, to_addr=t.to_address, asset=t.asset,
+                           block_number=t.block_number, depth=depth, amount=part,
+                           share=part / t.amount if t.amount else 0.0, kind=str(t.kind), status=status, reason=reason,
+                           parents=[], confidence=min(1.0, confidence.get(st.id, 1.0)), chain=trace.chain))
 
     sent: dict[str, int] = defaultdict(int)
     for h in rows:
@@ -281,7 +283,7 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
         await store.insert_events(conn, [
             (trace.id, "exit_reached", {"address": a, "entity": role[a]["entity"], "category": role[a]["category"],
                                         "reason": role[a]["reason"], "direction": back_store.BACKWARD})
-            for a in sorted(sent) if a in role and role[a]["role"] == "exit"])
+            for a in sorted(sent) if a in role and role[a]["role"] == HopStatus.EXIT])
         await store.complete_jobs(conn, tools.worker, [job])
     log.info("event=backward_coloured trace=%d walked=%d transfers=%d hops=%d sources=%d", trace.id, len(walked),
              len(transfers), len(rows), len(sent))

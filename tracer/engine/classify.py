@@ -14,11 +14,6 @@ from tracer.domain.verdicts import HopStatus, Reason, Verdict, entered, label_re
 from tracer.engine.deposits import BEHAVIOUR_SOURCE, DepositParams, detect_deposit
 from tracer.engine.policy import Policy
 
-# Names the worker uses (classify.BRIDGE is both a category and a reason).
-MIXER = Category.MIXER
-BRIDGE = Reason.BRIDGE
-ENTERED_MIXER = Reason.ENTERED_MIXER
-
 
 def by_label(labels: Sequence[Label], policy: Policy) -> Verdict | None:
     """An exit or a stop decided by a label alone (the strongest label wins).

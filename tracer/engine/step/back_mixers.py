@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
+from tracer.domain.mixer_links import DepositStatus, LinkStatus
 from tracer.domain.records import StoredTransfer
 from tracer.engine import mixers
 from tracer.engine.backward_links import BackLink, BackLinks
@@ -87,7 +88,7 @@ async def link_back(ctx: StepContext, trace: TraceInfo, payouts: Sequence[Stored
         links.append(BackLink(payout, by_id[d.transfer_id], best.confidence))
         deposits.append(mixer_store.DepositRow(
             d.transfer_id, d.pool, d.asset, d.denomination, d.depositor, d.flagged, outcome.anonymity_set,
-            outcome.candidates, "linked"))
+            outcome.candidates, DepositStatus.LINKED))
         for lk in outcome.links:
             w = lk.withdrawal
             paid = seen.get((w.tx_hash, w.recipient))
@@ -95,7 +96,8 @@ async def link_back(ctx: StepContext, trace: TraceInfo, payouts: Sequence[Stored
             link_rows.append(mixer_store.LinkRow(
                 d.transfer_id, w.tx_hash, w.log_index, paid.id if paid is not None else None, w.block_number,
                 w.block_time, w.recipient, w.relayer or None, w.fee, withdrawn, lk.confidence,
-                lk.carried(withdrawn) if withdrawn is not None else 0, "followed" if lk is best else "candidate",
+                lk.carried(withdrawn) if withdrawn is not None else 0,
+                LinkStatus.FOLLOWED if lk is best else LinkStatus.CANDIDATE,
                 [r.to_json() for r in lk.reasons]))
     # The deposits become hops (from a source or a walked wallet): with their time and token name.
     await describe(ctx, trace, [lk.deposit for lk in links])

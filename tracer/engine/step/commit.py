@@ -12,15 +12,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from tracer.domain.labels import Label
+from tracer.domain.labels import Category, Label
 from tracer.domain.records import Job
-from tracer.domain.verdicts import Verdict
-from tracer.engine import classify, event_usd
+from tracer.domain.verdicts import HopStatus, Reason, Verdict
 from tracer.engine import depth as depth_rule
+from tracer.engine import event_usd
+from tracer.engine.deposits import BEHAVIOUR_SOURCE
 from tracer.engine.step.follow_bridges import all_crossed, merge_destinations, payout_hops
 from tracer.engine.step.follow_mixers import link_hops
 from tracer.engine.step.gather import StepContext
-from tracer.engine.step.plan import MAX_HOPS, StepPlan, TraceInfo
+from tracer.engine.step.plan import StepPlan, TraceInfo
 from tracer.store import alerts as alert_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
@@ -70,7 +71,7 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
         # Recipients another worker judged since we read their verdicts: the hops say so too.
         followed: dict[str, list[str]] = defaultdict(list)
         for r in changed:
-            if r["status"] == "followed":
+            if r["status"] == HopStatus.FOLLOWED:
                 followed[r["chain"]].append(r["to_addr"])
         for chain, recipients in sorted(followed.items()):
             decided = (set(verdicts) | set(plan.services) if chain == trace.chain
@@ -81,7 +82,7 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
         # hops into a service or back from a swap wake nobody.
         wake: dict[str, set[str]] = defaultdict(set)
         for r in changed:
-            if r["status"] == "followed" and r["transfer_id"] not in plan.quiet:
+            if r["status"] == HopStatus.FOLLOWED and r["transfer_id"] not in plan.quiet:
                 wake[r["chain"]].add(r["to_addr"])
         for chain, woken in sorted(wake.items()):
             await store.enqueue(conn, trace.id, [(a, depth_of[(chain, a)]) for a in sorted(woken)], chain)
@@ -96,15 +97,15 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
         await store.set_verdicts(conn, trace.id, rows, trace.chain)
         # Followed now, perhaps stopped at max_depth before: the hops that stop marked reopen.
         reopened = await store.reopen_hops_into(
-            conn, trace.id, sorted(a for a, v in verdicts.items() if v.role == "followed" and a in ours),
-            depth_rule.MAX_DEPTH, trace.chain)
+            conn, trace.id, sorted(a for a, v in verdicts.items() if v.role == HopStatus.FOLLOWED and a in ours),
+            Reason.MAX_DEPTH, trace.chain)
         changed.extend(reopened)
         # Services keep per-hop statuses (a linked deposit is followed, an unlinked one stopped):
         # only verdicts on the address itself rewrite the hops into it.
-        for role in ("exit", "stopped"):
+        for role in (HopStatus.EXIT, HopStatus.STOPPED):
             # A bridge keeps per-hop statuses: a deposit continued on the far chain is a crossing.
             for reason in sorted({v.reason for a, v in verdicts.items() if v.role == role and a in ours
-                                  and v.reason != classify.BRIDGE}):
+                                  and v.reason != Reason.BRIDGE}):
                 addrs = [a for a, v in verdicts.items() if v.role == role and v.reason == reason and a in ours]
                 await store.mark_hops_into(conn, trace.id, addrs, role, reason, trace.chain)
         for (chain, a), v in sorted(remote.items()):
@@ -118,22 +119,22 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
             await event_usd.price_events(conn, trace.chain, written)
         for a, v in verdicts.items():
             # A bridge whose every deposit crossed is no exit: the exits it leads to will say so.
-            if v.role == "exit" and (a not in by_addr or a in ours) and not all_crossed(v):
+            if v.role == HopStatus.EXIT and (a not in by_addr or a in ours) and not all_crossed(v):
                 events.append((trace.id, "exit_reached", {
                     "address": a, "entity": v.entity, "category": v.category, "reason": v.reason}))
         for (chain, a), v in sorted(remote.items()):
-            if v.role == "exit":
+            if v.role == HopStatus.EXIT:
                 events.append((trace.id, "exit_reached", {
                     "address": a, "entity": v.entity, "category": v.category, "reason": v.reason,
                     "chain": chain}))
         await store.insert_events(conn, events)
         deposit_labels = [(a, v) for a, v in verdicts.items()
-                          if v.reason == "deposit_address" and a in ours]
+                          if v.reason == Reason.DEPOSIT_ADDRESS and a in ours]
         if deposit_labels:
             await label_store.upsert_labels(conn, [
                 Label(
                     chain=trace.chain, address=a, entity=v.entity or "unknown exchange",
-                    category="deposit_address", source="behaviour",
+                    category=Category.DEPOSIT_ADDRESS, source=BEHAVIOUR_SOURCE,
                     confidence=float((v.evidence or {}).get("confidence", 0.8)),
                     valid_from=None, valid_to=None, program=None, evidence=v.evidence,
                     created_by=f"trace:{trace.id}",
@@ -158,9 +159,10 @@ async def hop_limit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job]) -> 
         if not stop:
             return True
         evidence = {"max_hops": trace.policy.max_hops, "hops": trace.hops}
-        await store.set_verdicts(conn, trace.id, [(j.address, j.depth, "stopped", MAX_HOPS, None, None, evidence)
-                                                  for j in stop], trace.chain)
-        await store.mark_hops_into(conn, trace.id, [j.address for j in stop], "stopped", MAX_HOPS, trace.chain)
+        stopped = HopStatus.STOPPED, Reason.MAX_HOPS
+        await store.set_verdicts(conn, trace.id, [(j.address, j.depth, *stopped, None, None, evidence) for j in stop],
+                                 trace.chain)
+        await store.mark_hops_into(conn, trace.id, [j.address for j in stop], *stopped, trace.chain)
         await store.note_hop_limit(conn, trace.id)
         await store.complete_jobs(conn, ctx.name, stop)
     log.info("event=hop_limit trace=%d chain=%s stopped=%d hops=%d", trace.id, trace.chain, len(stop), trace.hops)

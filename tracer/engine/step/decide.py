@@ -11,17 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from tracer.domain.labels import Category
 from tracer.domain.records import HopRow, Job, StoredTransfer
-from tracer.domain.verdicts import FOLLOW, Verdict
+from tracer.domain.verdicts import FOLLOW, HopStatus, Reason, Verdict
 from tracer.engine import classify, swaps, utxo
-from tracer.engine import depth as depth_rule
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import dex_evidence
 from tracer.engine.step.follow_utxo import coinjoin_hops
 from tracer.engine.step.plan import (
     MAX_DESTINATIONS,
-    REASON_CHANGE,
-    REASON_SWAP,
     BridgedDeposit,
     FlaggedOut,
     Labels,
@@ -57,12 +55,12 @@ def by_history(
         job = by_addr[a]
         transfers = [st.transfer for st in timelines.get(a, ())]
         if job.is_seed:
-            verdicts[a] = Verdict("followed", "seed")
+            verdicts[a] = Verdict(HopStatus.FOLLOWED, Reason.SEED)
             continue
         verdict = (frozen.get(a) or classify.deposit_address(a, transfers, labels, policy)
                    or classify.hub(a, transfers, policy))
         if verdict is None and job.depth >= policy.max_depth:
-            verdict = Verdict("stopped", depth_rule.MAX_DEPTH)
+            verdict = Verdict(HopStatus.STOPPED, Reason.MAX_DEPTH)
         verdicts[a] = verdict or FOLLOW
     return verdicts
 
@@ -137,9 +135,10 @@ def decide(facts: StepFacts) -> StepPlan:
             # The asset a swap bought: an inflow of this wallet, its taint already counted in
             # this pass (so the hop wakes nobody).
             if a not in trace.seeds:
-                plan.add(a, HopRow(st.id, t.from_address, a, o.asset, t.block_number, depth, o.amount,
-                                   o.amount / o.total if o.total else 0.0, str(t.kind), "followed", REASON_SWAP,
-                                   o.parents), quiet=True)
+                plan.add(a, HopRow(transfer_id=st.id, from_addr=t.from_address, to_addr=a, asset=o.asset,
+                                   block_number=t.block_number, depth=depth, amount=o.amount,
+                                   share=o.amount / o.total if o.total else 0.0, kind=str(t.kind),
+                                   status=HopStatus.FOLLOWED, reason=Reason.SWAP, parents=o.parents), quiet=True)
             continue
         if t.to_address in trace.seeds:
             continue  # money moving between flagged wallets is already counted
@@ -147,34 +146,35 @@ def decide(facts: StepFacts) -> StepPlan:
             continue  # into a CoinJoin: written as the wallet's entry (coinjoin_hops)
         threshold = trace.threshold(o.asset)
         share = o.amount / o.total if o.total else 0.0
-        status, reason = "followed", "flagged funds"
+        status: str = HopStatus.FOLLOWED  # a label's or an earlier verdict's may replace them
+        reason: str = Reason.FLAGGED_FUNDS
         quiet = False
         through = classify.through_category(labels.get(t.to_address, ()), policy)
         pool = service_logs.pool_for(t)
         unlabelled = through is None and t.to_address not in labels
         if o.amount < threshold:
-            status, reason = "stopped", "below_threshold"
+            status, reason = HopStatus.STOPPED, Reason.BELOW_THRESHOLD
             quiet = o.swap == "out"
         elif o.swap == "out":
-            status, reason, quiet = "followed", REASON_SWAP, True
-        elif pool is not None and (pool == t.to_address or (through is not None and through[0] == classify.MIXER)):
+            status, reason, quiet = HopStatus.FOLLOWED, Reason.SWAP, True
+        elif pool is not None and (pool == t.to_address or (through is not None and through[0] == Category.MIXER)):
             # Into a mixer pool: stopped here unless the linker follows it (follow_mixers).
-            status, reason, quiet = "stopped", classify.ENTERED_MIXER, True
+            status, reason, quiet = HopStatus.STOPPED, Reason.ENTERED_MIXER, True
             plan.deposits.append(PendingDeposit(a, st, pool, o, depth, len(plan.hops)))
             entity = through[1] if through else "unlabelled mixer pool (Tornado-compatible events)"
-            plan.services[t.to_address] = Verdict("stopped", classify.ENTERED_MIXER, entity, classify.MIXER)
-        elif through is not None and through[0] == classify.BRIDGE:
-            status, reason = "exit", classify.BRIDGE
+            plan.services[t.to_address] = Verdict(HopStatus.STOPPED, Reason.ENTERED_MIXER, entity, Category.MIXER)
+        elif through is not None and through[0] == Category.BRIDGE:
+            status, reason = HopStatus.EXIT, Reason.BRIDGE
             plan.bridged.append(BridgedDeposit(t.to_address, st, len(plan.hops)))
-        elif unlabelled and classify.BRIDGE in policy.through_categories and service_logs.bridge_for(
+        elif unlabelled and Category.BRIDGE in policy.through_categories and service_logs.bridge_for(
                 t, labelled=False):
             # No label, but the contract paid emitted a bridge deposit in this transaction.
-            status, reason = "exit", classify.BRIDGE
+            status, reason = HopStatus.EXIT, Reason.BRIDGE
             plan.bridged.append(BridgedDeposit(t.to_address, st, len(plan.hops)))
-        elif unlabelled and "dex" in policy.through_categories and service_logs.swapped_in(t):
-            status, reason, quiet = "stopped", "entered dex", True
+        elif unlabelled and Category.DEX in policy.through_categories and service_logs.swapped_in(t):
+            status, reason, quiet = HopStatus.STOPPED, Reason.ENTERED_DEX, True
             plan.services.setdefault(t.to_address, Verdict(
-                "stopped", "entered dex", "DEX pool (Uniswap-style Swap event)", "dex",
+                HopStatus.STOPPED, Reason.ENTERED_DEX, "DEX pool (Uniswap-style Swap event)", Category.DEX,
                 dex_evidence(t, service_logs.swap_recipient(t))))
         else:
             target = known.get(t.to_address)
@@ -190,10 +190,12 @@ def decide(facts: StepFacts) -> StepPlan:
             elif target is not None and target.final:
                 status, reason = target.role, target.reason
         evidence = None
-        if utxo_plan is not None and st.id in utxo_plan.change and status == "followed" and reason == FOLLOW.reason:
-            reason, evidence = REASON_CHANGE, utxo_plan.change[st.id]
-        plan.add(a, HopRow(st.id, a, t.to_address, o.asset, t.block_number, depth, o.amount, share, str(t.kind),
-                           status, reason, o.parents, evidence=evidence), quiet=quiet)
+        if (utxo_plan is not None and st.id in utxo_plan.change
+                and status == HopStatus.FOLLOWED and reason == Reason.FLAGGED_FUNDS):
+            reason, evidence = Reason.CHANGE, utxo_plan.change[st.id]
+        plan.add(a, HopRow(transfer_id=st.id, from_addr=a, to_addr=t.to_address, asset=o.asset,
+                           block_number=t.block_number, depth=depth, amount=o.amount, share=share, kind=str(t.kind),
+                           status=status, reason=reason, parents=o.parents, evidence=evidence), quiet=quiet)
 
     if utxo_plan is not None and utxo_plan.entries:
         coinjoin_hops(trace, plan, utxo_plan, facts.outs, by_addr, labels, known)

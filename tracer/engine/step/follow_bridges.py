@@ -14,17 +14,16 @@ from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.protocols import ChainSource, WindowSource
+from tracer.domain.labels import Category
 from tracer.domain.records import ChainWindow, HopRow, StoredTransfer
 from tracer.domain.transfers import NATIVE
-from tracer.domain.verdicts import Verdict
+from tracer.domain.verdicts import HopStatus, Reason, Verdict
 from tracer.engine import bridges, classify
 from tracer.engine.recognised import ServiceLogs, recognised_evidence
 from tracer.engine.service import block_at_time
 from tracer.engine.step.gather import StepContext
 from tracer.engine.step.plan import (
     MAX_DESTINATIONS,
-    REASON_BRIDGE,
-    REASON_CROSSING,
     Continuation,
     Judged,
     Labels,
@@ -50,7 +49,7 @@ async def bridge_exits(
         router, st, hop_index = b.router, b.st, b.hop_index
         t = st.transfer
         owner, deposit_hop = plan.hops[hop_index]
-        entity = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), None)
+        entity = next((lb.entity for lb in labels.get(router, ()) if lb.category == Category.BRIDGE), None)
         exits = service_logs.bridge_for(t, labelled=entity is not None)
         if entity is not None and "maya" in entity.lower():
             exits = [bridges.as_maya(ex) for ex in exits]
@@ -66,13 +65,13 @@ async def bridge_exits(
             by_router[router].append(entry)
         if crossed:
             # Followed on the far chain: a crossing, counted once at the exits it reaches there.
-            plan.hops[hop_index] = (owner, replace(deposit_hop, status="followed", reason=REASON_CROSSING))
+            plan.hops[hop_index] = (owner, replace(deposit_hop, status=HopStatus.FOLLOWED, reason=Reason.CROSSING))
             plan.quiet.add(deposit_hop.transfer_id)
     for router, entries in by_router.items():
         old = known.get(router)
         evidence = dict(old.evidence) if old is not None and isinstance(old.evidence, dict) else {}
         merged = merge_destination_lists(evidence.get("destinations", []), entries)
-        name = next((lb.entity for lb in labels.get(router, ()) if lb.category == classify.BRIDGE), None)
+        name = next((lb.entity for lb in labels.get(router, ()) if lb.category == Category.BRIDGE), None)
         protocols = sorted({str(d.get("protocol")) for d in merged})
         extra: dict[str, Any] = {}
         if recognised.get(router) or evidence.get("recognised_by") == "event":
@@ -80,7 +79,7 @@ async def bridge_exits(
             extra = recognised_evidence(recognised.get(router, []))
             extra["events"] = sorted({*extra["events"], *evidence.get("events", [])})
             name = name or " / ".join(protocols) + " (recognised by event)"
-        plan.verdicts[router] = Verdict("exit", classify.BRIDGE, name, classify.BRIDGE, {
+        plan.verdicts[router] = Verdict(HopStatus.EXIT, Reason.BRIDGE, name, Category.BRIDGE, {
             "cross_chain": True, "protocols": protocols, **extra, "destinations": merged[-MAX_DESTINATIONS:]})
 
 
@@ -109,7 +108,7 @@ async def continue_on(
         return {"possible": False, "chain": dest, "address": address,
                 "note": f"the {dest} client cannot find blocks by time"}
     out: dict[str, Any] = {"possible": True, "followed": False, "chain": dest, "address": address}
-    if deposit_hop.status != "exit" or deposit_hop.amount <= 0:
+    if deposit_hop.status != HopStatus.EXIT or deposit_hop.amount <= 0:
         out["note"] = "the flagged part of the deposit is below the threshold: not followed"
         return out
     deposit = st.transfer
@@ -232,15 +231,17 @@ async def payout_hops(
         deposits = [parts[k] for k in sorted(parts)]
         amount = min(t.amount, sum(int(d["carried"]) for d in deposits))
         confidence = max(float(d["confidence"]) for d in deposits)
-        status, reason = "followed", REASON_BRIDGE
+        status: str = HopStatus.FOLLOWED  # a label's verdict may replace them
+        reason: str = Reason.BRIDGE
         verdict = classify.by_label(labels[chain].get(t.to_address, ()), trace.policy)
         if verdict is not None:
             status, reason = verdict.role, verdict.reason
             remote[(chain, t.to_address)] = verdict
-        out.append(HopRow(pid, t.from_address, t.to_address, t.asset, t.block_number, min(c.depth for c in cs),
-                          amount, amount / t.amount if t.amount else 0.0, str(t.kind), status, reason,
-                          sorted({int(d["transfer_id"]) for d in deposits})[:8], confidence, chain,
-                          {"bridge": True, "deposits": deposits}))
+        out.append(HopRow(transfer_id=pid, from_addr=t.from_address, to_addr=t.to_address, asset=t.asset,
+                          block_number=t.block_number, depth=min(c.depth for c in cs), amount=amount,
+                          share=amount / t.amount if t.amount else 0.0, kind=str(t.kind), status=status,
+                          reason=reason, parents=sorted({int(d["transfer_id"]) for d in deposits})[:8],
+                          confidence=confidence, chain=chain, evidence={"bridge": True, "deposits": deposits}))
         log.info("event=bridge_continued trace=%d from=%s to=%s payout=%s amount=%d confidence=%.2f", trace.id,
                  trace.chain, chain, t.tx_hash, amount, confidence)
     return out, remote
@@ -251,7 +252,7 @@ async def merge_destinations(
 ) -> dict[str, Verdict]:
     """Bridge evidence accumulates over batches: merge this batch's destinations with those
     committed since we read them (under the commit lock, so none is lost)."""
-    routers = sorted(a for a, v in verdicts.items() if v.reason == classify.BRIDGE and v.evidence)
+    routers = sorted(a for a, v in verdicts.items() if v.reason == Reason.BRIDGE and v.evidence)
     if not routers:
         return verdicts
     current = await store.node_verdicts(conn, trace.id, routers, trace.chain)
@@ -295,6 +296,6 @@ def merge_destination_lists(
 
 def all_crossed(v: Verdict) -> bool:
     """A bridge verdict whose every deposit was followed on the far chain."""
-    destinations = (v.evidence or {}).get("destinations") or [] if v.reason == classify.BRIDGE else []
+    destinations = (v.evidence or {}).get("destinations") or [] if v.reason == Reason.BRIDGE else []
     return bool(destinations) and all(isinstance(d.get("continue"), dict) and d["continue"].get("followed")
                                       for d in destinations)

@@ -13,13 +13,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from tracer.chains.protocols import GasPriceSource
+from tracer.domain.labels import Category
+from tracer.domain.mixer_links import DepositStatus, LinkStatus
 from tracer.domain.records import HopRow, StoredTransfer
+from tracer.domain.verdicts import HopStatus, Reason
 from tracer.engine import classify, mixer_scope, mixers
+from tracer.engine.deposits import BEHAVIOUR_SOURCE
 from tracer.engine.mixer_rivals import read_rivals
 from tracer.engine.step.gather import StepContext, describe, ensure_transfers
 from tracer.engine.step.plan import (
-    REASON_MIXER_DEPOSIT,
-    REASON_MIXER_LINK,
     Judged,
     Labels,
     MixerWrite,
@@ -123,15 +125,16 @@ async def link(
             write.links.append(mixer_store.LinkRow(
                 d.transfer_id, w.tx_hash, w.log_index, paid.id if paid is not None else None, w.block_number,
                 w.block_time, w.recipient, w.relayer or None, w.fee, withdrawn, lk.confidence,
-                lk.carried(withdrawn) if withdrawn is not None else 0, "followed" if is_followed else "candidate",
+                lk.carried(withdrawn) if withdrawn is not None else 0,
+                LinkStatus.FOLLOWED if is_followed else LinkStatus.CANDIDATE,
                 [r.to_json() for r in lk.reasons]))
         write.deposits.append(mixer_store.DepositRow(
             d.transfer_id, d.pool, d.asset, d.denomination, d.depositor, d.flagged, outcome.anonymity_set,
-            outcome.candidates, "linked" if followed else "unlinked"))
+            outcome.candidates, DepositStatus.LINKED if followed else DepositStatus.UNLINKED))
         if followed and best is not None and best_st is not None:
             # The deposit hop is followed (through the pool) but never wakes the pool itself.
             old = plan.hops[dep.hop_index][1]
-            plan.hops[dep.hop_index] = (dep.owner, replace(old, status="followed", reason=REASON_MIXER_DEPOSIT,
+            plan.hops[dep.hop_index] = (dep.owner, replace(old, status=HopStatus.FOLLOWED, reason=Reason.MIXER_DEPOSIT,
                                                             confidence=best.confidence))
             recipient = best.withdrawal.recipient
             verdict = classify.by_label(recipient_labels.get(recipient, ()), policy)
@@ -178,7 +181,7 @@ async def score(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixers.Fla
     async with ctx.pool.acquire() as conn:
         paid_labels = await label_store.lookup(conn, trace.chain, sorted({a for a, _ in paid_into}))
     mixers_paid = {a for a, found in paid_labels.items()
-                   if (classify.through_category(found, policy) or ("", ""))[0] == classify.MIXER}
+                   if (classify.through_category(found, policy) or ("", ""))[0] == Category.MIXER}
     pools = sorted({d.pool for d in flagged} | mixers_paid)
     await pool_events(ctx, trace, pools)
     # The pools' events over the trace's whole window, not from the batch's first deposit:
@@ -265,7 +268,7 @@ async def score(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixers.Fla
     # Labels traces learn from behaviour (exchange deposit addresses) are left out: when one is
     # learned depends on the workers' order, and a deposit address is one customer's, not a
     # service's crowd.
-    services = {a for a, found in service_labels.items() if any(lb.source != "behaviour" for lb in found)}
+    services = {a for a, found in service_labels.items() if any(lb.source != BEHAVIOUR_SOURCE for lb in found)}
     # Other wallets' notes that may rival the depositors' (mixer_rivals.py), and their gas prices.
     # Nothing batch-dependent is left out here but the pools (labelled, hence services, anyway):
     # mixer_scope picks each depositor's share of what is read.
@@ -279,7 +282,7 @@ async def score(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixers.Fla
     if rival_shared:
         async with ctx.pool.acquire() as conn:
             found = await label_store.lookup(conn, trace.chain, rival_shared)
-        services |= {a for a, lbs in found.items() if any(lb.source != "behaviour" for lb in lbs)}
+        services |= {a for a, lbs in found.items() if any(lb.source != BEHAVIOUR_SOURCE for lb in lbs)}
     known = set(fetched)
     rival_txs = [e.tx_hash for es in rival_notes.values() for e in es]
     await fill(rival_txs)
@@ -316,11 +319,14 @@ async def link_hops(
         amount = min(carried, t.amount)
         if amount <= 0:
             # Every link into it was dropped (new facts on a re-run): the hop carries nothing.
-            out.append(HopRow(wid, t.from_address, t.to_address, t.asset, t.block_number, depth + 1, 0, 0.0,
-                              str(t.kind), "stopped", "mixer link dropped", parents, 0.0, trace.chain))
+            out.append(HopRow(transfer_id=wid, from_addr=t.from_address, to_addr=t.to_address, asset=t.asset,
+                              block_number=t.block_number, depth=depth + 1, amount=0, share=0.0, kind=str(t.kind),
+                              status=HopStatus.STOPPED, reason=Reason.MIXER_LINK_DROPPED, parents=parents,
+                              confidence=0.0, chain=trace.chain))
             continue
-        status, reason = mixer.recipient_status.get(t.to_address, ("followed", REASON_MIXER_LINK))
-        out.append(HopRow(wid, t.from_address, t.to_address, t.asset, t.block_number, depth + 1, amount,
-                          amount / t.amount if t.amount else 0.0, str(t.kind), status, reason, parents[:8],
-                          confidence, trace.chain))
+        status, reason = mixer.recipient_status.get(t.to_address, (HopStatus.FOLLOWED, Reason.MIXER_LINK))
+        out.append(HopRow(transfer_id=wid, from_addr=t.from_address, to_addr=t.to_address, asset=t.asset,
+                          block_number=t.block_number, depth=depth + 1, amount=amount,
+                          share=amount / t.amount if t.amount else 0.0, kind=str(t.kind), status=status,
+                          reason=reason, parents=parents[:8], confidence=confidence, chain=trace.chain))
     return out

@@ -10,11 +10,9 @@ from dataclasses import replace
 
 from tracer.chains.protocols import UtxoSource
 from tracer.domain.records import HopRow, Job, StoredTransfer
-from tracer.domain.verdicts import FOLLOW
+from tracer.domain.verdicts import FOLLOW, HopStatus, Reason
 from tracer.engine import classify, utxo
 from tracer.engine.step.plan import (
-    ENTERED_COINJOIN,
-    REASON_COINJOIN_LINK,
     FlaggedOut,
     Judged,
     Labels,
@@ -73,11 +71,13 @@ def coinjoin_hops(
                 continue  # the wallet's part of this output carried no flagged money
             o, st = written[tid].taint, written[tid].st
             t = st.transfer
-            status, reason, quiet = "stopped", ENTERED_COINJOIN, True
+            status: str = HopStatus.STOPPED  # a label's or an earlier verdict's may replace them
+            reason: str = Reason.ENTERED_COINJOIN
+            quiet = True
             if link.followed:
-                status, reason, quiet = "followed", REASON_COINJOIN_LINK, False
+                status, reason, quiet = HopStatus.FOLLOWED, Reason.COINJOIN_LINK, False
                 if link.carried < trace.threshold(o.asset):
-                    status, reason, quiet = "stopped", "below_threshold", True
+                    status, reason, quiet = HopStatus.STOPPED, Reason.BELOW_THRESHOLD, True
                 else:
                     label_verdict = classify.by_label(labels.get(link.address, ()), policy)
                     target = known.get(link.address)
@@ -88,9 +88,11 @@ def coinjoin_hops(
                         status, reason = target.role, target.reason
             evidence = {**head, "vout": link.vout, "kind": link.kind, "output_value": str(link.value),
                         "reasons": list(link.reasons)}
-            plan.add(owner, HopRow(st.id, owner, link.address, o.asset, t.block_number, depth, link.carried,
-                                   link.carried / link.value if link.value else 0.0, str(t.kind), status, reason,
-                                   o.parents, confidence=link.confidence, evidence=evidence), quiet=quiet)
+            plan.add(owner, HopRow(transfer_id=st.id, from_addr=owner, to_addr=link.address, asset=o.asset,
+                                   block_number=t.block_number, depth=depth, amount=link.carried,
+                                   share=link.carried / link.value if link.value else 0.0, kind=str(t.kind),
+                                   status=status, reason=reason, parents=o.parents, confidence=link.confidence,
+                                   evidence=evidence), quiet=quiet)
         v = plan.verdicts.get(owner, FOLLOW)
         ev = dict(v.evidence or {})
         ev["coinjoins"] = [*ev.get("coinjoins", []), entry.evidence()]

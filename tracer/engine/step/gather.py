@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, replace
 import asyncpg
 
 from tracer.chains.protocols import ChainSource, UtxoSource, WindowSource
+from tracer.domain.labels import Category
 from tracer.domain.records import Job, StoredTransfer
 from tracer.domain.transfers import NATIVE
+from tracer.domain.verdicts import HopStatus
 from tracer.engine import balances, classify, freezes, mixers
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import SERVICE_TOPICS, SWAP_TOPICS, ServiceLogs
@@ -207,7 +209,7 @@ async def gather(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job]) -> Ste
         trace.to_block)
     verdicts.update(decide.by_history(active, by_addr, timelines, labels, frozen, policy))
 
-    followed = [a for a in active if verdicts[a].role == "followed"]
+    followed = [a for a in active if verdicts[a].role == HopStatus.FOLLOWED]
     source = ctx.utxo_source(trace)
     moves_of, flagged = decide.movements(followed, timelines, flagged_in, merge_utxo=source is not None)
     needs = decide.balance_needs(trace, followed, by_addr, first_block, assets_in, moves_of)
@@ -239,12 +241,12 @@ async def service_logs(
             continue
         through = classify.through_category(labels.get(t.to_address, ()), policy)
         judged = known.get(t.to_address)
-        known_pool = judged is not None and judged.category == classify.MIXER
-        if through is not None and through[0] in (classify.MIXER, classify.BRIDGE):
+        known_pool = judged is not None and judged.category == Category.MIXER
+        if through is not None and through[0] in (Category.MIXER, Category.BRIDGE):
             blocks.add(t.block_number)
         elif known_pool or (through is None and t.to_address not in labels and (
                 o.amount >= trace.threshold(o.asset)
-                or (classify.MIXER in policy.through_categories and mixers.looks_like_denomination(
+                or (Category.MIXER in policy.through_categories and mixers.looks_like_denomination(
                     t.amount, 18 if t.asset == NATIVE else t.decimals)))):
             blocks.add(t.block_number)
             if t.to_address not in labels:
@@ -255,7 +257,7 @@ async def service_logs(
     chain = ctx.chain(trace)
     clusters = _clusters(sorted(blocks))
     asks = [chain.logs(None, [list(SERVICE_TOPICS)], lo, hi) for lo, hi in clusters]
-    if "dex" in policy.through_categories:
+    if Category.DEX in policy.through_categories:
         for lo, hi in clusters:
             pools = sorted({a for b in range(lo, hi + 1) for a in unlabelled.get(b, ())})
             if pools:

@@ -1,5 +1,5 @@
-"""The records one trace step passes along: what gather read (StepFacts), what decide and the
-follow_* modules decided (StepPlan), and the words hops and verdicts use for it."""
+"""The records one trace step passes along: what gather read (StepFacts) and what decide and the
+follow_* modules decided (StepPlan). The words hops and verdicts use are tracer.domain.verdicts'."""
 
 from __future__ import annotations
 
@@ -17,16 +17,6 @@ from tracer.engine.recognised import ServiceLogs
 from tracer.engine.taint import TaintedOut
 from tracer.store import mixers as mixer_store
 
-# Taint and confidence are decided here; these strings are what hops and verdicts say about it.
-REASON_SWAP = "swap"
-REASON_MIXER_DEPOSIT = "mixer deposit"  # linked: the money went on through a withdrawal
-REASON_MIXER_LINK = "mixer link"  # the withdrawal hop a link created
-REASON_BRIDGE = "bridge"  # the payout hop on the destination chain a bridge deposit continued into
-REASON_CROSSING = "crossing"  # a bridge deposit the trace continued on the far chain: not an exit
-REASON_CHANGE = "change"  # UTXO: the payer's change output (a peel chain goes on through it)
-REASON_COINJOIN_LINK = "coinjoin link"  # UTXO: a CoinJoin output a scored link follows
-ENTERED_COINJOIN = "entered CoinJoin"  # UTXO: a CoinJoin output no link is sure enough to follow
-MAX_HOPS = "max_hops"  # the verdict on addresses left unexpanded once the trace holds policy.max_hops hops
 MAX_DESTINATIONS = 500  # bridge destinations kept in one router's evidence
 
 Labels = Mapping[str, Sequence[Label]]
