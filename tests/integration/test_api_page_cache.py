@@ -41,8 +41,9 @@ async def test_finished_pages_are_kept_revalidated_and_never_stale(db: Database)
 
         async with conn.transaction():
             await store.upsert_hops(conn, trace_id, [
-                HopRow(ids[i], SEED, t.to_address, "native", t.block_number, 1, t.amount, 1.0, "native", "followed",
-                       "flagged funds", []) for i, t in enumerate(transfers[:3])])
+                HopRow(transfer_id=ids[i], from_addr=SEED, to_addr=t.to_address, asset="native",
+                       block_number=t.block_number, depth=1, amount=t.amount, share=1.0, kind="native",
+                       status="followed", reason="flagged funds", parents=[]) for i, t in enumerate(transfers[:3])])
         await conn.execute("UPDATE traces SET status = 'done', finished_at = now() WHERE id = $1", trace_id)
 
     headers = {"X-API-Key": key}
@@ -89,9 +90,11 @@ async def test_finished_pages_are_kept_revalidated_and_never_stale(db: Database)
             ids[3] = await conn.fetchval("SELECT id FROM transfers WHERE tx_hash = $1", transfers[3].tx_hash)
             t = transfers[3]
             async with conn.transaction():
-                await store.upsert_hops(conn, trace_id, [HopRow(ids[3], SEED, t.to_address, "native",
-                                                                t.block_number, 1, t.amount, 1.0, "native",
-                                                                "followed", "flagged funds", [])])
+                await store.upsert_hops(conn, trace_id, [HopRow(transfer_id=ids[3], from_addr=SEED,
+                                                                to_addr=t.to_address, asset="native",
+                                                                block_number=t.block_number, depth=1, amount=t.amount,
+                                                                share=1.0, kind="native", status="followed",
+                                                                reason="flagged funds", parents=[])])
         assert await blocks() == [10, 11, 13]
 
         async with db.pool.acquire() as conn:

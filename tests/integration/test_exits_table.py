@@ -129,8 +129,9 @@ async def test_exit_times_and_token_names_are_kept_once_the_worker_fills_them_in
             [t.tx_hash for t in transfers])]
         async with conn.transaction():
             await store.upsert_hops(conn, trace_id, [
-                HopRow(ids[i], SEED, EXCHANGE, t.asset, t.block_number, 1, t.amount, 1.0, str(t.kind), "exit",
-                       "label:test", []) for i, t in enumerate(transfers)])
+                HopRow(transfer_id=ids[i], from_addr=SEED, to_addr=EXCHANGE, asset=t.asset,
+                       block_number=t.block_number, depth=1, amount=t.amount, share=1.0, kind=str(t.kind),
+                       status="exit", reason="label:test", parents=[]) for i, t in enumerate(transfers)])
         before = {x.asset: (x.first_time, x.last_time, x.decimals, x.symbol) for x in await reads.exits(conn, trace_id)}
         assert before == {"native": (-1, -1, None, None), TOKEN: (-1, -1, None, None)}
         async with conn.transaction():
