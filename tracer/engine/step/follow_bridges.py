@@ -14,6 +14,7 @@ from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.protocols import ChainSource, WindowSource
+from tracer.domain.destinations import Destination, Onward, Payout, merge_destination_lists
 from tracer.domain.labels import Category
 from tracer.domain.records import ChainWindow, HopRow, StoredTransfer
 from tracer.domain.transfers import NATIVE
@@ -43,7 +44,7 @@ async def bridge_exits(
     """A bridge deposit is a cross-chain exit; the router's evidence lists every destination
     this trace sent money to (merged with what earlier batches found). Where the destination
     chain is configured the payout there continues the trace (`continue_on`)."""
-    by_router: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_router: dict[str, list[Destination]] = defaultdict(list)
     recognised: dict[str, list[bridges.BridgeExit]] = defaultdict(list)
     for b in plan.bridged:
         router, st, hop_index = b.router, b.st, b.hop_index
@@ -57,11 +58,12 @@ async def bridge_exits(
         exits = exits or [bridges.from_label(entity or "bridge", t.tx_hash, t.from_address)]
         crossed = False
         for ex in exits:
-            entry = ex.to_json()
-            entry.update({"from": t.from_address, "asset": t.asset, "amount": str(t.amount),
-                          "block_number": t.block_number})
-            entry["continue"] = await continue_on(ctx, trace, plan, owner, st, deposit_hop, ex)
-            crossed = crossed or bool(entry["continue"].get("followed"))
+            entry = Destination(
+                protocol=ex.protocol, tx_hash=ex.tx_hash, chain=ex.dest_chain, address=ex.dest_address,
+                sender=t.from_address, asset=t.asset, amount=t.amount, block_number=t.block_number,
+                bridged_amount=ex.amount, memo=ex.memo, note=ex.note, deposit_id=ex.deposit_id,
+                onward=await continue_on(ctx, trace, plan, owner, st, deposit_hop, ex))
+            crossed = crossed or entry.followed
             by_router[router].append(entry)
         if crossed:
             # Followed on the far chain: a crossing, counted once at the exits it reaches there.
@@ -70,9 +72,9 @@ async def bridge_exits(
     for router, entries in by_router.items():
         old = known.get(router)
         evidence = dict(old.evidence) if old is not None and isinstance(old.evidence, dict) else {}
-        merged = merge_destination_lists(evidence.get("destinations", []), entries)
+        merged = merge_destination_lists(destinations_of(evidence), entries)
         name = next((lb.entity for lb in labels.get(router, ()) if lb.category == Category.BRIDGE), None)
-        protocols = sorted({str(d.get("protocol")) for d in merged})
+        protocols = sorted({d.protocol for d in merged})
         extra: dict[str, Any] = {}
         if recognised.get(router) or evidence.get("recognised_by") == "event":
             # Its own deposit event says what it is and where the money went, label or not.
@@ -80,46 +82,44 @@ async def bridge_exits(
             extra["events"] = sorted({*extra["events"], *evidence.get("events", [])})
             name = name or " / ".join(protocols) + " (recognised by event)"
         plan.verdicts[router] = Verdict(HopStatus.EXIT, Reason.BRIDGE, name, Category.BRIDGE, {
-            "cross_chain": True, "protocols": protocols, **extra, "destinations": merged[-MAX_DESTINATIONS:]})
+            "cross_chain": True, "protocols": protocols, **extra,
+            "destinations": [d.to_json() for d in merged[-MAX_DESTINATIONS:]]})
 
 
 async def continue_on(
     ctx: StepContext, trace: TraceInfo, plan: StepPlan, owner: str, st: StoredTransfer, deposit_hop: HopRow,
     ex: bridges.BridgeExit,
-) -> dict[str, Any]:
+) -> Onward:
     """Whether the money can be followed on the destination chain (`possible`: the chain is
     configured and the address valid there) and whether it was (`followed`, with the payout
     the destination's incoming transfers gave, matched by memo or by timing)."""
     if ex.dest_chain is None or ex.dest_address is None:
-        return {"possible": False, "note": "destination not published by the protocol"}
+        return Onward(possible=False, note="destination not published by the protocol")
     dest = ex.dest_chain
     if dest == trace.chain:
-        return {"possible": False, "note": "same chain: the bridge pays out from its own contracts"}
+        return Onward(possible=False, note="same chain: the bridge pays out from its own contracts")
     client = ctx.chains.get(dest)
     if client is None:
-        return {"possible": False, "chain": dest, "address": ex.dest_address,
-                "note": f"no RPC configured for {dest}"}
+        return Onward(possible=False, chain=dest, address=ex.dest_address, note=f"no RPC configured for {dest}")
     try:
         address = normalize_address(dest, ex.dest_address)
     except InvalidAddress as exc:
-        return {"possible": False, "chain": dest, "address": ex.dest_address,
-                "note": f"not a {dest} address: {exc.reason}"}
+        return Onward(possible=False, chain=dest, address=ex.dest_address,
+                      note=f"not a {dest} address: {exc.reason}")
     if not isinstance(client, WindowSource):
-        return {"possible": False, "chain": dest, "address": address,
-                "note": f"the {dest} client cannot find blocks by time"}
-    out: dict[str, Any] = {"possible": True, "followed": False, "chain": dest, "address": address}
+        return Onward(possible=False, chain=dest, address=address,
+                      note=f"the {dest} client cannot find blocks by time")
+    out = Onward(possible=True, followed=False, chain=dest, address=address)
     if deposit_hop.status != HopStatus.EXIT or deposit_hop.amount <= 0:
-        out["note"] = "the flagged part of the deposit is below the threshold: not followed"
-        return out
+        return replace(out, note="the flagged part of the deposit is below the threshold: not followed")
     deposit = st.transfer
     window, start = await _window(ctx, trace, dest, client, deposit.block_time)
     # The payout is matched on the address as stored there (a Tron memo's T... is hex inside).
     match = await _find_payout(ctx, dest, client, address, replace(ex, dest_address=address), deposit.block_time,
                                     start, window, trace.chain)
     if match is None:
-        out["note"] = (f"no payout to {address} on {dest} within {bridges.PAYOUT_WINDOW // 3600} h of the "
-                       f"deposit (blocks {window.from_block}..{window.to_block})")
-        return out
+        return replace(out, note=(f"no payout to {address} on {dest} within {bridges.PAYOUT_WINDOW // 3600} h "
+                                  f"of the deposit (blocks {window.from_block}..{window.to_block})"))
     payout, pm = match
     p = payout.transfer
     amount = bridges.carried(deposit_hop.amount, deposit.amount, p.amount, pm.confidence)
@@ -128,17 +128,14 @@ async def continue_on(
              "confidence": pm.confidence, "candidates": pm.candidates, "carried": str(amount)}
     if ex.memo is not None:
         proof["memo"] = ex.memo
-    out["payout"] = {"tx_hash": p.tx_hash, "block_number": p.block_number, "asset": p.asset,
-                     "amount": str(p.amount), "carried": str(amount), "match": pm.method,
-                     "confidence": pm.confidence, "candidates": pm.candidates}
+    out = replace(out, payout=Payout(p.tx_hash, p.block_number, p.asset, p.amount, amount, pm.method,
+                                     pm.confidence, pm.candidates))
     if pm.confidence < trace.policy.min_link_confidence:
-        out["note"] = (f"payout found ({pm.method}) but its confidence {pm.confidence} is below "
-                       f"policy.min_link_confidence: not followed")
-        return out
-    out["followed"] = True
-    out["note"] = f"followed on {dest}: payout {p.tx_hash} ({pm.method}, confidence {pm.confidence})"
+        return replace(out, note=(f"payout found ({pm.method}) but its confidence {pm.confidence} is below "
+                                  f"policy.min_link_confidence: not followed"))
     plan.continuations.append(Continuation(owner, dest, payout, deposit_hop.depth + 1, proof))
-    return out
+    return replace(out, followed=True,
+                   note=f"followed on {dest}: payout {p.tx_hash} ({pm.method}, confidence {pm.confidence})")
 
 
 async def _window(
@@ -261,41 +258,21 @@ async def merge_destinations(
         v = verdicts[a]
         row = current.get(a)
         old = row["evidence"] if row is not None and isinstance(row["evidence"], dict) else {}
-        merged = merge_destination_lists(old.get("destinations", []), (v.evidence or {}).get("destinations", []))
+        merged = merge_destination_lists(destinations_of(old), destinations_of(v.evidence))
         evidence = dict(v.evidence or {})
-        evidence["destinations"] = merged[-MAX_DESTINATIONS:]
-        evidence["protocols"] = sorted({str(d.get("protocol")) for d in merged})
+        evidence["destinations"] = [d.to_json() for d in merged[-MAX_DESTINATIONS:]]
+        evidence["protocols"] = sorted({d.protocol for d in merged})
         out[a] = replace(v, evidence=evidence)
     return out
 
 
-def merge_destination_lists(
-    old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """One entry per (deposit tx, destination), first-seen order. A deposit processed again after
-    more flagged money reached it carries more across the bridge; taint only grows, so the entry
-    carrying more (followed before not followed) is the current one, whichever batch wrote it."""
-    def rank(d: dict[str, Any]) -> tuple[bool, int]:
-        follow = d.get("continue")
-        follow = follow if isinstance(follow, dict) else {}
-        payout = follow.get("payout")
-        payout = payout if isinstance(payout, dict) else {}
-        try:
-            carried = int(payout.get("carried", 0))
-        except (TypeError, ValueError):
-            carried = 0
-        return (bool(follow.get("followed")), carried)
-
-    out: dict[tuple[Any, Any], dict[str, Any]] = {}
-    for d in [*old, *new]:
-        key = (d.get("tx_hash"), d.get("address"))
-        if key not in out or rank(d) >= rank(out[key]):
-            out[key] = d
-    return list(out.values())
+def destinations_of(evidence: Mapping[str, Any] | None) -> list[Destination]:
+    """The destinations a bridge verdict's evidence lists (stored JSON, perhaps of an older batch)."""
+    found = (evidence or {}).get("destinations") or []
+    return [Destination.from_json(d) for d in found if isinstance(d, Mapping)]
 
 
 def all_crossed(v: Verdict) -> bool:
     """A bridge verdict whose every deposit was followed on the far chain."""
-    destinations = (v.evidence or {}).get("destinations") or [] if v.reason == Reason.BRIDGE else []
-    return bool(destinations) and all(isinstance(d.get("continue"), dict) and d["continue"].get("followed")
-                                      for d in destinations)
+    destinations = destinations_of(v.evidence) if v.reason == Reason.BRIDGE else []
+    return bool(destinations) and all(d.followed for d in destinations)
