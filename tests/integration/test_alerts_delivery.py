@@ -277,3 +277,23 @@ async def test_a_dead_workers_lease_is_taken_over(db: Database) -> None:
             await asyncio.sleep(0.5)
             assert rx.ids("/orphan") == [], "nobody touches a leased queue"
             await rx.wait(lambda: rx.ids("/orphan") == expected, what="the takeover")
+
+
+async def test_subscriptions_held_past_half_their_lease_are_given_back_untouched(db: Database) -> None:
+    """A worker leases more subscriptions than it has slots (claims are rare and large); one that
+    waits for a slot past half its lease is given back without a request, so no request can run
+    past the lease, and the next claim delivers it: each event exactly once per subscription."""
+    tid = await _synthetic_trace(db)
+    async with receiver() as rx:
+        paths = [f"/held{i}" for i in range(5)]
+        for p in paths:
+            rx.behaviour[p] = 0.6  # five in a row on one slot take 3 s: longer than half the lease
+        sids = [await _subscribe(db, rx.url(p), "h" * 20, trace_id=tid) for p in paths]
+        settings = quick_settings(concurrency=1, held=10, claim_max=10, lease_seconds=3.0, request_timeout=1.0)
+        async with delivering(db, settings) as (worker,):
+            await _emit(db, tid, 1)
+            expected = await _expected(db, tid, await _start_seq(db, sids[0]))
+            await rx.wait(lambda: all(rx.ids(p) == expected for p in paths), timeout=20, what="every subscription")
+            assert worker.stats.claims > len(sids), "some were given back and claimed again"
+            assert worker.stats.attempts == len(sids) and worker.stats.failed == 0
+    assert all(len(rx.delivered(p)) == 1 for p in paths)
