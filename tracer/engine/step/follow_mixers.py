@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from tracer.chains.protocols import GasPriceSource
@@ -35,6 +35,8 @@ from tracer.store import traces as store
 log = logging.getLogger("tracer.worker")
 
 _MAX_GAS_LOOKUPS = 5_000  # transactions per batch whose gas price is fetched for the linker
+
+Payouts = dict[tuple[str, str], StoredTransfer]  # (withdrawal tx, recipient) -> the pool's payment
 
 
 async def pool_events(ctx: StepContext, trace: TraceInfo, pools: Sequence[str]) -> None:
@@ -95,21 +97,39 @@ async def link(
     labels: Labels,
 ) -> None:
     """Score the batch's flagged mixer deposits (plan.deposits) against their pools' withdrawals
-    and decide which links are followed; the link hops themselves are summed at commit time."""
-    policy = trace.policy
-    pending = plan.deposits
+    (score: the reads, then the pure linker) and decide which links are followed (decide_links,
+    pure); the link hops themselves are summed at commit time."""
     flagged = [mixers.FlaggedDeposit(
         d.st.id, d.pool, d.o.asset, d.st.transfer.amount, d.o.amount, d.owner, d.st.transfer.tx_hash,
         d.st.transfer.block_number, d.st.transfer.block_time, d.st.transfer.decimals, d.st.transfer.symbol,
-    ) for d in pending]
+    ) for d in plan.deposits]
     outcomes, payouts = await score(ctx, trace, flagged)
     recipients = sorted({lk.withdrawal.recipient for o in outcomes for lk in o.links})
     async with ctx.pool.acquire() as conn:
         recipient_labels = await label_store.lookup(conn, trace.chain, recipients)
         recipient_known = {a: Judged.of(r) for a, r in
                            (await store.node_verdicts(conn, trace.id, recipients, trace.chain)).items()}
+    plan.mixer = decide_links(trace, plan, outcomes, payouts, recipient_labels, recipient_known)
+    linked = {d.transfer_id for d in plan.mixer.deposits if d.status == DepositStatus.LINKED}
+    for outcome in outcomes:
+        d = outcome.deposit
+        log.info("event=mixer_deposit trace=%d pool=%s tx=%s anonymity_set=%d candidates=%d linked=%s "
+                 "confidence=%.3f", trace.id, d.pool, d.tx_hash, outcome.anonymity_set, outcome.candidates,
+                 d.transfer_id in linked, outcome.links[0].confidence if outcome.links else 0.0)
 
-    by_id = {d.st.id: d for d in pending}
+
+def decide_links(
+    trace: TraceInfo, plan: StepPlan, outcomes: Sequence[mixers.DepositOutcome], payouts: Payouts,
+    labels: Labels, known: Mapping[str, Judged],
+) -> MixerWrite:
+    """Which links are followed, as data: each deposit's best link at least
+    policy.min_link_confidence sure whose pool -> recipient payment was read (and whose recipient
+    is no seed) is followed, its deposit hop in `plan` becomes followed ("mixer deposit", the
+    link's confidence) and a recipient a label (`labels`) or an earlier verdict (`known`) judges
+    gives the link hop its status. Every scored link and deposit is returned for mixer_links and
+    mixer_deposits. No await and no I/O (tests build the outcomes by hand)."""
+    policy = trace.policy
+    by_id = {d.st.id: d for d in plan.deposits}
     write = MixerWrite()
     for outcome in outcomes:
         d = outcome.deposit
@@ -131,33 +151,37 @@ async def link(
         write.deposits.append(mixer_store.DepositRow(
             d.transfer_id, d.pool, d.asset, d.denomination, d.depositor, d.flagged, outcome.anonymity_set,
             outcome.candidates, DepositStatus.LINKED if followed else DepositStatus.UNLINKED))
-        if followed and best is not None and best_st is not None:
+        if followed and best is not None:
             # The deposit hop is followed (through the pool) but never wakes the pool itself.
             old = plan.hops[dep.hop_index][1]
             plan.hops[dep.hop_index] = (dep.owner, replace(old, status=HopStatus.FOLLOWED, reason=Reason.MIXER_DEPOSIT,
                                                             confidence=best.confidence))
             recipient = best.withdrawal.recipient
-            verdict = classify.by_label(recipient_labels.get(recipient, ()), policy)
-            target = recipient_known.get(recipient)
+            verdict = classify.by_label(labels.get(recipient, ()), policy)
+            target = known.get(recipient)
             if verdict is not None:
                 write.recipient_status[recipient] = (verdict.role, verdict.reason)
                 plan.verdicts.setdefault(recipient, verdict)
             elif target is not None and target.final:
                 write.recipient_status[recipient] = (target.role, target.reason)
-        log.info("event=mixer_deposit trace=%d pool=%s tx=%s anonymity_set=%d candidates=%d linked=%s "
-                 "confidence=%.3f", trace.id, d.pool, d.tx_hash, outcome.anonymity_set, outcome.candidates,
-                 followed, outcome.links[0].confidence if outcome.links else 0.0)
-    plan.mixer = write
-
-
-Payouts = dict[tuple[str, str], StoredTransfer]  # (withdrawal tx, recipient) -> the pool's payment
+    return write
 
 
 async def score(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixers.FlaggedDeposit]
                 ) -> tuple[list[mixers.DepositOutcome], Payouts]:
     """Link deposits into pools to the pools' withdrawals from chain data read over the trace's
     whole window (a forward trace's flagged deposits; a backward trace's candidate deposits of a
-    withdrawal, engine/step/back_mixers.py), and the pool -> recipient transfers of the candidates."""
+    withdrawal, engine/step/back_mixers.py), and the pool -> recipient transfers of the candidates:
+    gather_links reads, the linker (mixer_scope, pure) scores."""
+    facts, payouts = await gather_links(ctx, trace, flagged)
+    return mixer_scope.link_each_depositor(flagged, facts, mixers.LinkParams()), payouts
+
+
+async def gather_links(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixers.FlaggedDeposit]
+                       ) -> tuple[mixers.LinkFacts, Payouts]:
+    """Every read the linker needs for these deposits: the pools' events, the depositors' and the
+    candidate recipients' transfers, their rivals' notes, gas prices and which shared wallets are
+    labelled services."""
     policy = trace.policy
     # Each depositor's transfers over the trace's whole window, not from its first flagged
     # inflow (which moves earlier as the trace finds more): its counterparties, and its deposits
@@ -297,7 +321,7 @@ async def score(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixers.Fla
         peers=peers, services=services, deposits_by=deposits_by, recipient_peers=recipient_peers,
         recipient_notes=recipient_notes, rival_notes=rival_notes,
     )
-    return mixer_scope.link_each_depositor(flagged, facts, params), payouts
+    return facts, payouts
 
 
 async def link_hops(
