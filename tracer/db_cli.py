@@ -1,4 +1,5 @@
-"""``tracer db`` commands: migrate the schema, print the database URL in use, stop the embedded server.
+"""``tracer db`` commands: migrate the schema, print the database URL in use, stop the embedded server,
+print the SQL that distributes the schema on Citus.
 
 A command, so it lives with the CLI rather than in tracer.store: `migrate` also loads the default
 label set (tracer.labels), which the store must not import.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from tracer.labels.defaults import load_default_labels
 from tracer.store.db import Database
+from tracer.store.distribution import citus_plan
 from tracer.store.embedded import embedded_pgdata, start_embedded, stop_embedded
 from tracer.store.migrate import MigrationError, applied_migrations, load_migrations, migrate
 from tracer.store.urls import add_database_url, resolve_database_url
@@ -35,14 +37,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``db`` with sub-verbs ``migrate``, ``url`` and ``stop`` to ``subparsers``."""
+    """Add ``db`` with sub-verbs ``migrate``, ``url``, ``stop`` and ``citus-plan`` to ``subparsers``."""
     db = subparsers.add_parser(
         "db",
-        help="database: migrate, url, stop",
+        help="database: migrate, url, stop, citus-plan",
         description="Manage tracer's PostgreSQL database (external via --database-url/$DATABASE_URL, "
         "or the embedded server).",
     )
-    verbs = db.add_subparsers(dest="db_command", metavar="{migrate,url,stop}")
+    verbs = db.add_subparsers(dest="db_command", metavar="{migrate,url,stop,citus-plan}")
     verbs.required = True
 
     for verb, about, func in (
@@ -53,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p = verbs.add_parser(verb, help=about)
         _add_common(p)
         p.set_defaults(func=func)
+
+    p = verbs.add_parser("citus-plan", help="print the SQL that makes a migrated database a Citus cluster "
+                         "(create_reference_table / create_distributed_table, in order)")
+    p.set_defaults(func=cmd_citus_plan)
 
 
 async def _migrate(args: argparse.Namespace) -> int:
@@ -104,4 +110,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["cmd_migrate", "cmd_stop", "cmd_url", "register"]
+def cmd_citus_plan(args: argparse.Namespace) -> int:
+    """``tracer db citus-plan``: the SQL an operator runs on a Citus coordinator after migrating
+    (tracer.store.distribution; it needs no database)."""
+    sys.stdout.write(citus_plan())
+    return 0
+
+
+__all__ = ["cmd_citus_plan", "cmd_migrate", "cmd_stop", "cmd_url", "register"]

@@ -111,7 +111,7 @@ async def retract_after(conn: Conn, chain: str, fork_block: int, *, old_hash: st
     and finished traces end at the fork (the monitor extends watching ones again).
 
     A trace still in its historical pass keeps its window: a batch that read the old blocks fails
-    on the deleted transfers (foreign key) and is retried on the new chain, but a worker that
+    on the deleted transfers (`transfers.require_stored`) and is retried on the new chain, but a worker that
     fetched the old blocks just before this commit may still store them afterwards. Reorgs deeper
     than the confirmation depth are rare enough to leave that case to re-running the trace.
     """

@@ -12,6 +12,7 @@ import asyncpg
 
 from tracer.domain.records import HopRow
 from tracer.store.sql import TRACE_CHAIN, Conn
+from tracer.store.transfers import require_stored
 
 
 async def inflow_hops(conn: Conn, trace_id: int, addresses: Sequence[str],
@@ -33,6 +34,7 @@ async def upsert_hops(conn: Conn, trace_id: int, hops: Sequence[HopRow]) -> list
     another look). Unchanged hops are not rewritten. A hop without a chain is on the trace's own."""
     if not hops:
         return []
+    await require_stored(conn, (h.transfer_id for h in hops))
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""INSERT INTO hops (trace_id, transfer_id, from_addr, to_addr, asset, block_number, depth, amount, share,
                              kind, status, reason, parents, confidence, chain, evidence)

@@ -18,6 +18,7 @@ import asyncpg
 from tracer.domain.mixer_links import CandidateWithdrawal, DepositRow, LinkReason, MixerDeposit
 from tracer.domain.transfers import Transfer, TransferKind
 from tracer.store.sql import Conn
+from tracer.store.transfers import require_stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ async def write_outcomes(
     if not deposits:
         return []
     ids = [d.transfer_id for d in deposits]
+    await require_stored(conn, [*ids, *(x.withdrawal_transfer_id for x in links)])
     before = await conn.fetch(
         """SELECT DISTINCT withdrawal_transfer_id FROM mixer_links
            WHERE trace_id = $1 AND deposit_transfer_id = ANY($2::bigint[]) AND status = 'followed'

@@ -26,6 +26,11 @@ async def insert_subscription(conn: Conn, sub: NewSubscription) -> int:
         # FOR SHARE waits for a running sequencing round and holds the next one off until we
         # commit, so the cut between "before" and "after" the subscription is exact.
         start: int = await conn.fetchval("SELECT last_seq FROM alert_state WHERE id = 1 FOR SHARE")
+        # What the foreign keys into traces did before migration 026 (a reference table cannot
+        # hold one on Citus): the trace must exist, and stays until we commit.
+        for tid in sorted({t for t in (sub.trace_id, sub.watch_trace_id) if t is not None}):
+            if await conn.fetchval("SELECT id FROM traces WHERE id = $1 FOR KEY SHARE", tid) is None:
+                raise asyncpg.ForeignKeyViolationError(f"subscription names trace {tid}, which does not exist")
         sid: int = await conn.fetchval(
             """INSERT INTO subscriptions (name, delivery, url, secret, chain, trace_id, addresses, watch,
                    watch_trace_id, categories, entities, event_types, min_amount, created_by, api_key_id, start_seq,

@@ -174,8 +174,16 @@ async def cancel_trace(conn: Conn, trace_id: int) -> bool:
 
 
 async def delete_trace(conn: Conn, trace_id: int) -> bool:
-    """Delete a trace with its jobs, hops and events (ON DELETE CASCADE); chain facts stay."""
-    return bool(await conn.fetchval("DELETE FROM traces WHERE id = $1 RETURNING id", trace_id))
+    """Delete a trace with its jobs, hops, events and their deliveries (ON DELETE CASCADE), the
+    subscriptions to it, and the link of a watchlist subscription to it; chain facts stay."""
+    async with conn.transaction():
+        if not await conn.fetchval("DELETE FROM traces WHERE id = $1 RETURNING id", trace_id):
+            return False
+        # Subscriptions are a reference table on Citus, which cannot hold a foreign key into the
+        # distributed traces (migration 026): what their keys did on delete is done here.
+        await conn.execute("DELETE FROM subscriptions WHERE trace_id = $1", trace_id)
+        await conn.execute("UPDATE subscriptions SET watch_trace_id = NULL WHERE watch_trace_id = $1", trace_id)
+    return True
 
 
 # ---------------------------------------------------------------- chain windows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 import asyncpg
@@ -37,7 +37,7 @@ async def store_transfers(conn: Conn, transfers: Sequence[Transfer]) -> None:
                       chain, tx_hash, position, block_number, block_time, tx_index, from_addr, to_addr, asset,
                       amount, kind, decimals, symbol FROM transfers_in
                ORDER BY chain, tx_hash, position, block_time DESC
-               ON CONFLICT (chain, tx_hash, position) DO UPDATE SET block_time = excluded.block_time
+               ON CONFLICT (chain, tx_hash, position, from_addr) DO UPDATE SET block_time = excluded.block_time
                WHERE transfers.block_time < 0 AND excluded.block_time >= 0"""
         )
 
@@ -68,6 +68,16 @@ async def set_coverage(conn: Conn, chain: str, addresses: Sequence[str], from_bl
                              ELSE excluded.to_block END""",
         chain, list(addresses), from_block, to_block,
     )
+
+
+async def require_stored(conn: Conn, ids: Iterable[int | None]) -> None:
+    """Fail as the foreign keys into transfers did before migration 026 (hops and mixer rows live in
+    the trace group on Citus, transfers in the address group, so no key can join them): a batch that
+    read transfers a reorg has since deleted must not write rows naming them."""
+    wanted = sorted({i for i in ids if i is not None})
+    if wanted and await conn.fetchval(
+            "SELECT count(*) FROM transfers WHERE id = ANY($1::bigint[])", wanted) != len(wanted):
+        raise asyncpg.ForeignKeyViolationError("a transfer the batch read is no longer stored (a reorg removed it)")
 
 
 def _transfer(r: asyncpg.Record) -> StoredTransfer:
