@@ -7,31 +7,34 @@
 --
 --  - trace group (bigint): traces by id; jobs, hops, events, trace_chains, trace_exits, mixer_*,
 --    case_traces by trace_id; deliveries by trace_key (the trace of its event).
---  - address group (text): transfers by from_addr (the sender: the probe the trace makes for
---    every address it reaches), address_coverage by address.
---  - everything else is a small reference table (labels, keys, cases, subscriptions, prices...).
+--  - transfers by tx_hash (text): spread evenly whatever an address's volume, a transaction's
+--    transfers (a swap's legs) on one node, and their natural key (chain, tx_hash, position)
+--    unchanged. Keyed by sender, the unique key would have had to take from_addr, and the
+--    planner then probed addresses through it instead of transfers_from (another row order).
+--  - address_coverage by address.
+--  - everything else is a reference table (labels, keys, cases, subscriptions, prices...): small,
+--    or read by joins on every node.
 --
 -- Nothing here changes what a query returns on plain Postgres:
 --  - widened keys stay as unique as before, since the old key alone already was: a transfer's id
---    (or its chain, tx_hash and position) fixes its sender; an event's id or seq fixes its trace;
---    a delivery's (subscription, seq) fixes its event and so its trace. The old key's columns
---    stay first, so the same index serves every lookup by them.
---  - foreign keys that cross the two groups go; what they did is now done by the code that
---    writes those rows (tracer/store/hops.py checks a batch's transfers still exist, as the key did
---    when a reorg deleted them; traces.delete_trace removes the trace's subscriptions and clears
---    watch_trace_id; subscriptions.insert_subscription locks the trace it names).
+--    fixes its transaction, an event's id or seq its trace, a delivery's (subscription, seq) its
+--    event and so its trace. The old key's columns stay first, so the same index serves every
+--    lookup by them, and no index gains a column an address probe could be planned through.
+--  - foreign keys that cross groups go; what they did is now done by the code that writes those
+--    rows: transfers.require_stored before hops and mixer rows are written (a batch that read
+--    transfers a reorg has since deleted still fails), traces.delete_trace removes the trace's
+--    subscriptions and clears watch_trace_id, subscriptions.insert_subscription locks the traces
+--    it names FOR KEY SHARE, as the keys did.
 --  - deliveries keep their key into events, now on (trace, event), so deleting a trace still
 --    deletes its deliveries through its events.
 
--- Keys from the trace group into transfers (address group) cannot be colocated.
+-- Keys from the trace group into transfers (by transaction) cannot be colocated.
 ALTER TABLE hops DROP CONSTRAINT IF EXISTS hops_transfer_id_fkey;
 ALTER TABLE mixer_deposits DROP CONSTRAINT IF EXISTS mixer_deposits_transfer_id_fkey;
 ALTER TABLE mixer_links DROP CONSTRAINT IF EXISTS mixer_links_withdrawal_transfer_id_fkey;
 
 ALTER TABLE transfers DROP CONSTRAINT IF EXISTS transfers_pkey;
-ALTER TABLE transfers ADD CONSTRAINT transfers_pkey PRIMARY KEY (id, from_addr);
-ALTER TABLE transfers DROP CONSTRAINT IF EXISTS transfers_chain_tx_hash_position_key;
-ALTER TABLE transfers ADD CONSTRAINT transfers_tx_position_key UNIQUE (chain, tx_hash, position, from_addr);
+ALTER TABLE transfers ADD CONSTRAINT transfers_pkey PRIMARY KEY (id, tx_hash);
 
 -- Subscriptions are a reference table: a reference table cannot hold a key into a distributed one.
 ALTER TABLE subscriptions DROP CONSTRAINT IF EXISTS subscriptions_trace_id_fkey;

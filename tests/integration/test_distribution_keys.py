@@ -56,19 +56,20 @@ async def test_a_new_table_must_be_classified(db: Database) -> None:
 
 async def test_unique_keys_of_distributed_tables_hold_the_distribution_column(db: Database) -> None:
     found = await _broken(db, """ALTER TABLE hops ADD CONSTRAINT hops_one_per_block UNIQUE (chain, block_number);
-                                 CREATE UNIQUE INDEX transfers_by_tx ON transfers (chain, tx_hash, position);
+                                 CREATE UNIQUE INDEX transfers_by_sender ON transfers (chain, from_addr, position);
                                  CREATE UNIQUE INDEX labels_once ON labels (chain, address, source, entity, category,
                                                                             valid_from, lower(program))""")
     assert sorted(found) == [
         "hops.hops_one_per_block: unique key (chain, block_number) lacks the distribution column trace_id",
-        "transfers.transfers_by_tx: unique key (chain, tx_hash, position) lacks the distribution column from_addr",
+        "transfers.transfers_by_sender: unique key (chain, from_addr, position) lacks the distribution column "
+        "tx_hash",
     ]  # labels is a reference table: any unique key goes
 
 
 async def test_foreign_keys_stay_within_a_group_on_the_distribution_columns(db: Database) -> None:
     found = await _broken(db, """
-        ALTER TABLE hops ADD CONSTRAINT hops_transfer FOREIGN KEY (transfer_id, from_addr)
-            REFERENCES transfers (id, from_addr);
+        ALTER TABLE trace_exits ADD CONSTRAINT trace_exits_fetched FOREIGN KEY (chain, address)
+            REFERENCES address_coverage (chain, address);
         ALTER TABLE deliveries ADD CONSTRAINT deliveries_by_event FOREIGN KEY (trace_key, event_id)
             REFERENCES events (id, trace_id);
         ALTER TABLE subscriptions ADD CONSTRAINT subscriptions_trace FOREIGN KEY (trace_id) REFERENCES traces (id);
@@ -80,8 +81,9 @@ async def test_foreign_keys_stay_within_a_group_on_the_distribution_columns(db: 
         "(the distribution columns)",
         "events.events_trace_null -> traces(id): SET NULL/SET DEFAULT (or ON UPDATE CASCADE) on a key holding the "
         "distribution column trace_id",
-        "hops.hops_transfer -> transfers(id, from_addr): trace and address groups are not colocated",
         "subscriptions.subscriptions_trace -> traces(id): a reference table cannot refer to a distributed one",
+        "trace_exits.trace_exits_fetched -> address_coverage(chain, address): trace and address groups are not "
+        "colocated",
     ]  # case_traces -> cases: from a distributed table into a reference one, which Citus allows
 
 
@@ -98,7 +100,8 @@ async def test_citus_plan_distributes_every_table_once_in_order(capsys: pytest.C
     calls = [line for line in printed.splitlines() if line.startswith("SELECT create_")]
     assert [c.split("'")[1] for c in calls] == list(TABLES)
     assert "SELECT create_distributed_table('hops', 'trace_id', colocate_with => 'traces');" in calls
-    assert "SELECT create_distributed_table('transfers', 'from_addr', colocate_with => 'none');" in calls
+    assert "SELECT create_distributed_table('transfers', 'tx_hash', colocate_with => 'none');" in calls
+    assert "SELECT create_distributed_table('address_coverage', 'address', colocate_with => 'none');" in calls
     assert "SELECT create_reference_table('labels');" in calls
     # Reference tables first: a distributed table's keys into them need them distributed already.
     kinds = [isinstance(TABLES[t], Distributed) for t in TABLES]

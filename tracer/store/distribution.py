@@ -9,10 +9,15 @@ these rules; `violations` reads the catalog and says where a schema breaks them 
 on a freshly migrated database), and `citus_plan` is the SQL an operator runs once on a Citus
 coordinator after `tracer db migrate` (`tracer db citus-plan` prints it).
 
-Two colocation groups: the trace group (bigint: a trace and everything it wrote, so a trace's
-reads and cascading deletes stay on one node) and the address group (text: the shared chain
-facts, by the address a trace asks about). Everything else is small and read by every join, so
-it is a reference table.
+The trace group (bigint) holds a trace and everything it wrote, so a trace's reads, writes and
+cascading deletes stay on one node. The shared chain transfers go by transaction (tx_hash): an even
+spread whatever one address's volume (an exchange's hot wallet sends millions), a transaction's
+transfers together, and their natural key unchanged; a trace's probe reads a batch of hundreds of
+addresses at once, which reaches every shard under any key. Keyed by sender instead, the unique key
+had to take from_addr, and Postgres then planned address probes through it rather than through
+transfers_from, changing the order rows came back in (test_reliability_reorg saw it). The
+addresses' fetched block ranges go by address. Everything else is small, or read by joins
+everywhere, so it is a reference table.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Reference:
 Placement = Distributed | Reference
 
 TRACE = "trace"
+TRANSACTION = "transaction"
 ADDRESS = "address"
 
 # In the order an operator distributes them: a table's foreign keys point at tables above it (the
@@ -78,9 +84,8 @@ TABLES: dict[str, Placement] = {
     "case_traces": Distributed("trace_id", TRACE),
     # A delivery lives with its event (the key into events cascades a trace's deletion).
     "deliveries": Distributed("trace_key", TRACE),
-    # The address group: chain transfers by sender (the trace's probe for every address it reaches;
-    # a transfer's chain, hash and position fix its sender, so the widened keys lose nothing).
-    "transfers": Distributed("from_addr", ADDRESS),
+    # Chain facts shared by every trace: transfers by transaction, fetched ranges by address.
+    "transfers": Distributed("tx_hash", TRANSACTION),
     "address_coverage": Distributed("address", ADDRESS),
 }
 
@@ -206,5 +211,5 @@ async def violations(conn: Conn, placements: dict[str, Placement] | None = None)
     return check({r["table"] for r in columns}, keys, not_null, placements)
 
 
-__all__ = ["ADDRESS", "TABLES", "TRACE", "Distributed", "Key", "Placement", "Reference", "check", "citus_plan",
-           "violations"]
+__all__ = ["ADDRESS", "TABLES", "TRACE", "TRANSACTION", "Distributed", "Key", "Placement", "Reference", "check",
+           "citus_plan", "violations"]

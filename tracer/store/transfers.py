@@ -37,7 +37,7 @@ async def store_transfers(conn: Conn, transfers: Sequence[Transfer]) -> None:
                       chain, tx_hash, position, block_number, block_time, tx_index, from_addr, to_addr, asset,
                       amount, kind, decimals, symbol FROM transfers_in
                ORDER BY chain, tx_hash, position, block_time DESC
-               ON CONFLICT (chain, tx_hash, position, from_addr) DO UPDATE SET block_time = excluded.block_time
+               ON CONFLICT (chain, tx_hash, position) DO UPDATE SET block_time = excluded.block_time
                WHERE transfers.block_time < 0 AND excluded.block_time >= 0"""
         )
 
@@ -71,8 +71,8 @@ async def set_coverage(conn: Conn, chain: str, addresses: Sequence[str], from_bl
 
 
 async def require_stored(conn: Conn, ids: Iterable[int | None]) -> None:
-    """Fail as the foreign keys into transfers did before migration 026 (hops and mixer rows live in
-    the trace group on Citus, transfers in the address group, so no key can join them): a batch that
+    """Fail as the foreign keys into transfers did before migration 026 (hops and mixer rows live
+    with their trace on Citus, transfers with their transaction, so no key can join them): a batch that
     read transfers a reorg has since deleted must not write rows naming them."""
     wanted = sorted({i for i in ids if i is not None})
     if wanted and await conn.fetchval(
