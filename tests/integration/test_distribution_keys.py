@@ -168,7 +168,8 @@ async def test_a_hop_on_a_transfer_no_longer_stored_fails(db: Database) -> None:
     async with db.pool.acquire() as conn:
         await trace_store.store_transfers(conn, [transfer])
         tid = await conn.fetchval("SELECT id FROM transfers WHERE tx_hash = $1", transfer.tx_hash)
-        hop = HopRow(tid, ADDR, transfer.to_address, "native", 5, 1, 7, 1.0, "native", "followed", "taint", [])
+        hop = HopRow(transfer_id=tid, from_addr=ADDR, to_addr=transfer.to_address, asset="native", block_number=5,
+                     depth=1, amount=7, share=1.0, kind="native", status="followed", reason="flagged funds", parents=[])
         await conn.execute("DELETE FROM transfers WHERE id = $1", tid)  # a reorg between read and commit
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             await trace_store.upsert_hops(conn, trace_id, [hop])
