@@ -18,6 +18,7 @@ regenerate the record and say why in the commit:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -43,14 +44,35 @@ def _rows_diff(title: str, want: list[Any], got: list[Any]) -> list[str]:
             + _listed(f"{title} not expected", sorted(g - w)))
 
 
+# The demo runs several workers, and how the frontier falls into batches (each batch its own node
+# calls) depends on which worker claims first: its call count moves by a few percent from run to run
+# while its hops do not. The count is held to the record within this share (a regression such as
+# every woken worker grabbing a sliver of a batch showed +10 % to +64 %); exact call counts of one
+# worker are held by tests/integration/test_rpc_economy.py.
+CALLS_TOLERANCE = 0.05
+_CALLS = re.compile(r"^(\d+) JSON-RPC calls")
+
+
+def _split_calls(figures: list[str]) -> tuple[list[str], int | None]:
+    """The figure lines but the JSON-RPC line, and that line's call count."""
+    calls = [int(m.group(1)) for line in figures if (m := _CALLS.match(line))]
+    return [line for line in figures if not _CALLS.match(line)], (calls[0] if calls else None)
+
+
 def case_diff(name: str, want: dict[str, Any], got: dict[str, Any]) -> list[str]:
     """Readable differences between two records of one case (empty when they agree)."""
     out: list[str] = []
     for key in ("status", "hop_count"):
         if want.get(key) != got.get(key):
             out.append(f"  {key}: expected {want.get(key)!r}, got {got.get(key)!r}")
-    if want.get("figures", []) != got.get("figures", []):
-        out += _rows_diff("demo figure lines", want.get("figures", []), got.get("figures", []))
+    want_figures, want_calls = _split_calls(want.get("figures", []))
+    got_figures, got_calls = _split_calls(got.get("figures", []))
+    if want_figures != got_figures:
+        out += _rows_diff("demo figure lines", want_figures, got_figures)
+    if (want_calls is None) != (got_calls is None) or (
+            want_calls is not None and got_calls is not None
+            and abs(got_calls - want_calls) > CALLS_TOLERANCE * want_calls):
+        out.append(f"  demo JSON-RPC calls: expected {want_calls} (within {CALLS_TOLERANCE:.0%}), got {got_calls}")
     wh = {hop_key(h): h for h in want["hops"]}
     gh = {hop_key(h): h for h in got["hops"]}
     changed = []
