@@ -165,11 +165,11 @@ async def test_a_lower_link_threshold_follows_the_equal_outputs_scaled(
     depositor = next(h["from"] for h in hops if h["tx_hash"] == cj.txid)
     async with db.pool.acquire() as conn:
         verdicts = await store.node_verdicts(conn, trace["id"], [depositor, *thief_outs], "bitcoin")
-    entry = _json(verdicts[depositor]["evidence"])["coinjoins"][0]
+    entry = _json(verdicts[depositor].evidence)["coinjoins"][0]
     assert entry["coinjoin"] == cj.txid and entry["anonymity_set"] == cj.anonymity_set
     assert entry["flagged"] == entry["entered"]  # the peel chain's money was all stolen
     for a in thief_outs:
-        assert _json(verdicts[a]["evidence"])["co_spent_with"] == sorted(set(thief_outs) - {a})
+        assert _json(verdicts[a].evidence)["co_spent_with"] == sorted(set(thief_outs) - {a})
 
 
 def _json(value: Any) -> Any:

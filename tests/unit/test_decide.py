@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from tracer.domain.labels import Label
 from tracer.domain.records import Job, StoredTransfer
 from tracer.domain.transfers import NATIVE, Transfer, TransferKind
-from tracer.domain.verdicts import FOLLOW, Verdict
+from tracer.domain.verdicts import FOLLOW, Judged, Verdict
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import ServiceLogs
 from tracer.engine.step import decide
-from tracer.engine.step.plan import FlaggedOut, Judged, StepFacts, TraceInfo
+from tracer.engine.step.plan import FlaggedOut, StepFacts, TraceInfo
 from tracer.engine.taint import Movement, TaintedOut
 
 SEED = "0x" + "5e" * 20

@@ -8,12 +8,12 @@ from tracer.domain.labels import Label
 from tracer.domain.mixer_links import DepositStatus, LinkStatus
 from tracer.domain.records import HopRow, StoredTransfer
 from tracer.domain.transfers import NATIVE, Transfer, TransferKind
-from tracer.domain.verdicts import HopStatus, Reason
+from tracer.domain.verdicts import HopStatus, Judged, Reason
 from tracer.engine.mixers import DepositOutcome, FlaggedDeposit, Link, PoolEvent
 from tracer.engine.mixers import Reason as LinkReason
 from tracer.engine.policy import Policy
 from tracer.engine.step.follow_mixers import Payouts, decide_links
-from tracer.engine.step.plan import Judged, PendingDeposit, StepPlan, TraceInfo
+from tracer.engine.step.plan import PendingDeposit, StepPlan, TraceInfo
 from tracer.engine.taint import TaintedOut
 
 SEED, WALLET, POOL = "0x" + "5e" * 20, "0x" + "aa" * 20, "0x" + "70" * 20

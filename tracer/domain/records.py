@@ -60,6 +60,18 @@ class HopRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Inflow:
+    """Flagged money a hop brought to an address: what a batch reads before expanding it."""
+
+    transfer_id: int
+    to_addr: str
+    asset: str
+    amount: int  # the flagged part, raw units
+    depth: int
+    block_number: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChainWindow:
     """The blocks a trace reads on one chain."""
 

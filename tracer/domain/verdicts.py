@@ -94,3 +94,33 @@ class Verdict:
 
 
 FOLLOW = Verdict(HopStatus.FOLLOWED, Reason.FLAGGED_FUNDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """What a trace holds on an address it reached (its job): the verdict, None while unjudged,
+    and the depth it was reached at."""
+
+    role: str | None
+    reason: str | None
+    category: str | None = None
+    evidence: dict[str, Any] | None = None
+    entity: str | None = None
+    depth: int = 0
+
+    @property
+    def liftable(self) -> bool:
+        """A max_depth stop: a shorter path found later lifts it (tracer.engine.depth)."""
+        return self.role == HopStatus.STOPPED and self.reason == Reason.MAX_DEPTH
+
+    @property
+    def final(self) -> bool:
+        """Hops into the address must copy the verdict: an exit or a stop that is not liftable."""
+        return self.copied is not None
+
+    @property
+    def copied(self) -> tuple[str, str] | None:
+        """(role, reason) of a final verdict, which hops into the address copy; None otherwise."""
+        if self.role in (HopStatus.EXIT, HopStatus.STOPPED) and self.reason is not None and not self.liftable:
+            return (self.role, self.reason)
+        return None

@@ -172,8 +172,7 @@ async def _walk(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job])
         for s in sorted(senders, key=lambda a: (paid_by[a], a)):
             d = paid_by[s]
             old = known.get(s)
-            if old is not None and not (old["role"] == HopStatus.STOPPED and old["reason"] == MAX_DEPTH
-                                        and d < old["depth"] and d < max_depth):
+            if old is not None and not (old.liftable and d < old.depth and d < max_depth):
                 continue
             if s == ZERO:
                 verdicts.append((s, d, HopStatus.EXIT, MINT, "mint (zero address)", None, None))

@@ -17,19 +17,8 @@ not on the order the workers found the paths in (tests/integration/test_determin
 
 from __future__ import annotations
 
-from typing import Any
-
-from tracer.domain.verdicts import HopStatus, Reason
+from tracer.domain.verdicts import Reason
 
 MAX_DEPTH = Reason.MAX_DEPTH  # the verdict reason of an address left unexpanded at policy.max_depth
-
-
-def liftable(role: Any, reason: Any) -> bool:
-    """A verdict a shorter path can lift: hops into such an address are written as followed."""
-    return role == HopStatus.STOPPED and reason == MAX_DEPTH
-
-
-def final(row: Any) -> bool:
-    """A node verdict (store.node_verdicts row) that hops into the address must copy."""
-    stop = row is not None and row["role"] in (HopStatus.EXIT, HopStatus.STOPPED)
-    return stop and not liftable(row["role"], row["reason"])
+# The rule itself is tracer.domain.verdicts.Judged's: `liftable` (a max_depth stop) and `final`
+# (any other exit or stop, which hops into the address copy).

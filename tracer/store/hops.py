@@ -10,15 +10,15 @@ from typing import Any
 
 import asyncpg
 
-from tracer.domain.records import HopRow
+from tracer.domain.records import HopRow, Inflow
 from tracer.store.sql import TRACE_CHAIN, Conn
 from tracer.store.transfers import require_stored
 
 
 async def inflow_hops(conn: Conn, trace_id: int, addresses: Sequence[str],
-                      chain: str | None = None) -> list[asyncpg.Record]:
+                      chain: str | None = None) -> list[Inflow]:
     """Flagged money that reached the addresses (on `chain`): hops into them, with their block."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""SELECT h.transfer_id, h.to_addr, h.asset, h.amount, h.depth, h.block_number
            FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
            CROSS JOIN LATERAL (SELECT transfer_id, to_addr, asset, amount, depth, block_number FROM hops
@@ -26,7 +26,8 @@ async def inflow_hops(conn: Conn, trace_id: int, addresses: Sequence[str],
                                OFFSET 0) h""",
         trace_id, list(addresses), chain,
     )
-    return rows
+    return [Inflow(r["transfer_id"], r["to_addr"], r["asset"], int(r["amount"]), r["depth"], r["block_number"])
+            for r in rows]
 
 
 async def upsert_hops(conn: Conn, trace_id: int, hops: Sequence[HopRow]) -> list[asyncpg.Record]:

@@ -10,9 +10,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import asyncpg
-
 from tracer.domain.records import Job
+from tracer.domain.verdicts import Judged
 from tracer.store.sql import TRACE_CHAIN, Conn
 
 
@@ -164,11 +163,13 @@ async def set_verdicts(conn: Conn, trace_id: int, verdicts: Sequence[tuple[str, 
 
 
 async def node_verdicts(conn: Conn, trace_id: int, addresses: Sequence[str],
-                        chain: str | None = None) -> dict[str, asyncpg.Record]:
+                        chain: str | None = None) -> dict[str, Judged]:
+    """The trace's verdicts on these addresses (of the ones it reached), by address."""
     rows = await conn.fetch(
         f"""SELECT j.* FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
            CROSS JOIN LATERAL (SELECT * FROM jobs WHERE trace_id = $1 AND chain = {TRACE_CHAIN.format(arg="$3")}
                                  AND address = a.a OFFSET 0) j""",
         trace_id, list(addresses), chain,
     )
-    return {r["address"]: r for r in rows}
+    return {r["address"]: Judged(r["role"], r["reason"], r["category"], r["evidence"], r["entity"], r["depth"])
+            for r in rows}

@@ -15,7 +15,6 @@ from typing import Any
 from tracer.domain.labels import Category, Label
 from tracer.domain.records import Job
 from tracer.domain.verdicts import HopStatus, Reason, Verdict
-from tracer.engine import depth as depth_rule
 from tracer.engine import event_usd
 from tracer.engine.deposits import BEHAVIOUR_SOURCE
 from tracer.engine.step.follow_bridges import all_crossed, merge_destinations, payout_hops
@@ -179,8 +178,9 @@ async def _mark_judged(
         return
     through = set(trace.policy.through_categories)
     final: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for a, row in (await store.node_verdicts(conn, trace.id, wanted, chain)).items():
-        if depth_rule.final(row) and row["category"] not in through:
-            final[(row["role"], row["reason"])].append(a)
+    for a, judged in (await store.node_verdicts(conn, trace.id, wanted, chain)).items():
+        copied = judged.copied
+        if copied is not None and judged.category not in through:
+            final[copied].append(a)
     for (role, reason), addrs in sorted(final.items()):
         await store.mark_hops_into(conn, trace.id, addrs, role, reason, chain)

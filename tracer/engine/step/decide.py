@@ -187,8 +187,8 @@ def decide(facts: StepFacts) -> StepPlan:
                     plan.services.setdefault(t.to_address, label_verdict)
                 else:
                     verdicts.setdefault(t.to_address, label_verdict)
-            elif target is not None and target.final:
-                status, reason = target.role, target.reason
+            elif target is not None and (copied := target.copied) is not None:
+                status, reason = copied
         evidence = None
         if (utxo_plan is not None and st.id in utxo_plan.change
                 and status == HopStatus.FOLLOWED and reason == Reason.FLAGGED_FUNDS):

@@ -18,7 +18,7 @@ from tracer.domain.destinations import Destination, Onward, Payout, merge_destin
 from tracer.domain.labels import Category
 from tracer.domain.records import ChainWindow, HopRow, StoredTransfer
 from tracer.domain.transfers import NATIVE
-from tracer.domain.verdicts import HopStatus, Reason, Verdict
+from tracer.domain.verdicts import HopStatus, Judged, Reason, Verdict
 from tracer.engine import bridges, classify
 from tracer.engine.recognised import ServiceLogs, recognised_evidence
 from tracer.engine.service import block_at_time
@@ -26,7 +26,6 @@ from tracer.engine.step.gather import StepContext
 from tracer.engine.step.plan import (
     MAX_DESTINATIONS,
     Continuation,
-    Judged,
     Labels,
     StepPlan,
     TraceInfo,
@@ -256,8 +255,8 @@ async def merge_destinations(
     out = dict(verdicts)
     for a in routers:
         v = verdicts[a]
-        row = current.get(a)
-        old = row["evidence"] if row is not None and isinstance(row["evidence"], dict) else {}
+        judged = current.get(a)
+        old = judged.evidence if judged is not None and isinstance(judged.evidence, dict) else {}
         merged = merge_destination_lists(destinations_of(old), destinations_of(v.evidence))
         evidence = dict(v.evidence or {})
         evidence["destinations"] = [d.to_json() for d in merged[-MAX_DESTINATIONS:]]

@@ -16,13 +16,12 @@ from tracer.chains.protocols import GasPriceSource
 from tracer.domain.labels import Category
 from tracer.domain.mixer_links import DepositStatus, LinkStatus
 from tracer.domain.records import HopRow, StoredTransfer
-from tracer.domain.verdicts import HopStatus, Reason
+from tracer.domain.verdicts import HopStatus, Judged, Reason
 from tracer.engine import classify, mixer_scope, mixers
 from tracer.engine.deposits import BEHAVIOUR_SOURCE
 from tracer.engine.mixer_rivals import read_rivals
 from tracer.engine.step.gather import StepContext, describe, ensure_transfers
 from tracer.engine.step.plan import (
-    Judged,
     Labels,
     MixerWrite,
     StepPlan,
@@ -107,8 +106,7 @@ async def link(
     recipients = sorted({lk.withdrawal.recipient for o in outcomes for lk in o.links})
     async with ctx.pool.acquire() as conn:
         recipient_labels = await label_store.lookup(conn, trace.chain, recipients)
-        recipient_known = {a: Judged.of(r) for a, r in
-                           (await store.node_verdicts(conn, trace.id, recipients, trace.chain)).items()}
+        recipient_known = await store.node_verdicts(conn, trace.id, recipients, trace.chain)
     plan.mixer = decide_links(trace, plan, outcomes, payouts, recipient_labels, recipient_known)
     linked = {d.transfer_id for d in plan.mixer.deposits if d.status == DepositStatus.LINKED}
     for outcome in outcomes:
@@ -162,8 +160,8 @@ def decide_links(
             if verdict is not None:
                 write.recipient_status[recipient] = (verdict.role, verdict.reason)
                 plan.verdicts.setdefault(recipient, verdict)
-            elif target is not None and target.final:
-                write.recipient_status[recipient] = (target.role, target.reason)
+            elif target is not None and (copied := target.copied) is not None:
+                write.recipient_status[recipient] = copied
     return write
 
 

@@ -10,11 +10,10 @@ from dataclasses import replace
 
 from tracer.chains.protocols import UtxoSource
 from tracer.domain.records import HopRow, Job, StoredTransfer
-from tracer.domain.verdicts import FOLLOW, HopStatus, Reason
+from tracer.domain.verdicts import FOLLOW, HopStatus, Judged, Reason
 from tracer.engine import classify, utxo
 from tracer.engine.step.plan import (
     FlaggedOut,
-    Judged,
     Labels,
     StepPlan,
     TraceInfo,
@@ -84,8 +83,8 @@ def coinjoin_hops(
                     if label_verdict is not None:
                         status, reason = label_verdict.role, label_verdict.reason
                         plan.verdicts.setdefault(link.address, label_verdict)
-                    elif target is not None and target.final:
-                        status, reason = target.role, target.reason
+                    elif target is not None and (copied := target.copied) is not None:
+                        status, reason = copied
             evidence = {**head, "vout": link.vout, "kind": link.kind, "output_value": str(link.value),
                         "reasons": list(link.reasons)}
             plan.add(owner, HopRow(transfer_id=st.id, from_addr=owner, to_addr=link.address, asset=o.asset,

@@ -16,13 +16,13 @@ from tracer.chains.protocols import ChainSource, UtxoSource, WindowSource
 from tracer.domain.labels import Category
 from tracer.domain.records import Job, StoredTransfer
 from tracer.domain.transfers import NATIVE
-from tracer.domain.verdicts import HopStatus
+from tracer.domain.verdicts import HopStatus, Judged
 from tracer.engine import balances, classify, freezes, mixers
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import SERVICE_TOPICS, SWAP_TOPICS, ServiceLogs
 from tracer.engine.step import decide
 from tracer.engine.step.follow_utxo import utxo_plan
-from tracer.engine.step.plan import FlaggedOut, Judged, Labels, StepFacts, TraceInfo
+from tracer.engine.step.plan import FlaggedOut, Labels, StepFacts, TraceInfo
 from tracer.store import balances as balance_store
 from tracer.store import described as described_store
 from tracer.store import labels as label_store
@@ -175,10 +175,9 @@ async def gather(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job]) -> Ste
     first_block: dict[str, int] = {}
     assets_in: dict[str, set[str]] = defaultdict(set)
     for r in inflows:
-        flagged_in[r["to_addr"]][r["transfer_id"]] = int(r["amount"])
-        assets_in[r["to_addr"]].add(r["asset"])
-        b = r["block_number"]
-        first_block[r["to_addr"]] = min(first_block.get(r["to_addr"], b), b)
+        flagged_in[r.to_addr][r.transfer_id] = r.amount
+        assets_in[r.to_addr].add(r.asset)
+        first_block[r.to_addr] = min(first_block.get(r.to_addr, r.block_number), r.block_number)
     for j in jobs:
         if j.is_seed:
             first_block[j.address] = trace.from_block
@@ -200,8 +199,7 @@ async def gather(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job]) -> Ste
                   if st.transfer.from_address == a}
     async with ctx.pool.acquire() as conn:
         labels = await label_store.lookup(conn, trace.chain, sorted(recipients))
-        known = {a: Judged.of(r) for a, r in
-                 (await store.node_verdicts(conn, trace.id, sorted(recipients), trace.chain)).items()}
+        known = await store.node_verdicts(conn, trace.id, sorted(recipients), trace.chain)
 
     # An address the token's issuer froze is a stop (Tron's USDT; nothing on other chains).
     frozen = await freezes.frozen_verdicts(

@@ -9,8 +9,7 @@ from typing import Any
 
 from tracer.domain.labels import Label
 from tracer.domain.records import HopRow, Job, StoredTransfer
-from tracer.domain.verdicts import Verdict
-from tracer.engine import depth as depth_rule
+from tracer.domain.verdicts import Judged, Verdict
 from tracer.engine import utxo
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import ServiceLogs
@@ -41,25 +40,6 @@ class TraceInfo:
     def threshold(self, asset: str) -> int:
         """The smallest flagged amount of `asset` a hop follows."""
         return max(1, self.policy.threshold(asset, self.totals.get(asset, 0)))
-
-
-@dataclass(frozen=True, slots=True)
-class Judged:
-    """A verdict the trace already holds on an address (a store.node_verdicts row, typed)."""
-
-    role: str
-    reason: str
-    category: str | None = None
-    evidence: Any = None
-
-    @classmethod
-    def of(cls, row: Any) -> Judged:
-        return cls(row["role"], row["reason"], row["category"], row["evidence"])
-
-    @property
-    def final(self) -> bool:
-        """Hops into the address must copy it (depth.final)."""
-        return depth_rule.final({"role": self.role, "reason": self.reason})
 
 
 @dataclass(frozen=True, slots=True)
