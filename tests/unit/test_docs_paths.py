@@ -9,7 +9,8 @@ Checked in the four documents of DOCS:
 - environment variables (`TRACER_*`, `DATABASE_URL`): read somewhere in the code;
 - endpoints (`GET /v1/traces/{id}/exits?...`): a route of tracer/api/routes.py;
 - `tracer VERB ... --flag`: a subcommand of `tracer.cli.build_parser()` and one of its options;
-  `python bench/x.py --flag`: an option that script spells.
+  `python bench/x.py --flag`: an option that script spells; any other `--flag`: an option of some
+  tracer command or a string the code spells.
 
 Everything is read from files (and the argparse tree built in process); nothing is run.
 """
@@ -38,6 +39,8 @@ SKIP_PARTS = {".venv", "node_modules", ".git", "__pycache__", "build", "dist"}
 NOT_IN_REPO = {"web3.py", "bench/results/web/", "~/.local/share/tracer/pg", "$TRACER_DATA_DIR/pg", "case-42.pdf",
                "labels.csv", "btc-labels.csv", "tron-labels.csv"}
 
+# Flags of npm, docker compose, curl and pip in the docs' examples.
+OTHER_TOOLS_FLAGS = {"--prefix", "--scale", "--help"}
 # `chain.transfers(...)`: a client variable, not devchain/chain.py.
 NOT_NAMES = {"chain.transfers"}
 
@@ -312,6 +315,10 @@ def missing_cli(text: str) -> list[str]:
         for flag in FLAG.findall(rest):
             if flag not in tree[command] | tree[""] | {"--help"}:
                 out.append(f"tracer {command} {flag}")
+    # Any other flag: an option of some tracer command, or spelled by the code (bench scripts, tests).
+    options = set().union(*tree.values())
+    out += [flag for flag in FLAG.findall(text)
+            if flag not in options | OTHER_TOOLS_FLAGS and f'"{flag}"' not in code_text()]
     for m in BENCH_CMD.finditer(text):
         script = ROOT / m.group(1)
         if not script.is_file():
@@ -349,7 +356,7 @@ def test_the_check_sees_rot() -> None:
         "names": ["outbox.no_such_either", "store/outbox.no_such", "tracer.engine.step.decide.no_such_name"],
         "env": ["TRACER_NO_SUCH_VAR"],
         "endpoints": ["DELETE /v1/screen", "GET /v1/nothing"],
-        "cli": ["bench/nothing.py", "tracer demo --no-such-flag", "tracer vanish"],
+        "cli": ["--no-such-flag", "bench/nothing.py", "tracer demo --no-such-flag", "tracer vanish"],
     }
 
 
