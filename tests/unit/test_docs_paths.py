@@ -317,8 +317,9 @@ def missing_cli(text: str) -> list[str]:
                 out.append(f"tracer {command} {flag}")
     # Any other flag: an option of some tracer command, or spelled by the code (bench scripts, tests).
     options = set().union(*tree.values())
-    out += [flag for flag in FLAG.findall(text)
-            if flag not in options | OTHER_TOOLS_FLAGS and f'"{flag}"' not in code_text()]
+    pyproject = (ROOT / "pyproject.toml").read_text()  # pytest's addopts
+    out += [flag for flag in FLAG.findall(text) if flag not in options | OTHER_TOOLS_FLAGS
+            and f'"{flag}"' not in code_text() and not re.search(re.escape(flag) + r"(?![\w-])", pyproject)]
     for m in BENCH_CMD.finditer(text):
         script = ROOT / m.group(1)
         if not script.is_file():
