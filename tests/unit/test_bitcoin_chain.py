@@ -22,6 +22,8 @@ from tracer.addresses import (
     normalize_btc,
 )
 from tracer.chains.bitcoin import split_amounts
+from tracer.chains.bitcoin.mappers import COINBASE, coinbase_transfers, flatten
+from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
 
 # -- addresses ----------------------------------------------------------------------------------
 
@@ -101,3 +103,21 @@ def test_split_amounts_keeps_every_input_share_and_every_output_exact(ins: list[
         assert abs(sum(row) - exact) < 1  # the input's share, rounded
         for j, cell in enumerate(row):
             assert abs(cell - ins[i] * outs[j] / total_in) <= len(ins) + len(outs)
+
+
+def test_a_coinbase_is_paid_from_coinbase_and_nothing_else_is() -> None:
+    """New coins have no sender: `flatten` leaves a coinbase out, `coinbase_transfers` gives one
+    transfer per paid output from COINBASE (a backward trace's mining-reward source); an ordinary
+    transaction and an unconfirmed coinbase give none."""
+    miner, other = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"
+    coinbase = UtxoTx("aa" * 32, 7, 1_700_000_000, 0, (TxIn(0, None, 0, "00" * 32, 0xFFFFFFFF, None, True),),
+                      (TxOut(0, miner, 625_000_000), TxOut(1, None, 0, "op_return", b"\x00"), TxOut(2, other, 1_000)))
+    assert flatten(coinbase) == []
+    paid = coinbase_transfers(coinbase)
+    assert [(t.from_address, t.to_address, t.amount, t.position) for t in paid] == [
+        (COINBASE, miner, 625_000_000, "coinbase:0"), (COINBASE, other, 1_000, "coinbase:2")]
+    assert all(t.block_number == 7 and t.tx_index == 0 and t.symbol == "BTC" for t in paid)
+    spend = UtxoTx("bb" * 32, 8, 1_700_000_600, 1, (TxIn(0, miner, 625_000_000, "aa" * 32, 0),),
+                   (TxOut(0, other, 624_990_000),), 10_000)
+    assert coinbase_transfers(spend) == [] and len(flatten(spend)) == 1
+    assert coinbase_transfers(UtxoTx("cc" * 32, None, None, -1, coinbase.inputs, coinbase.outputs)) == []

@@ -60,3 +60,12 @@ class UtxoSource(Protocol):
     CoinJoin heuristics (tracer.engine.utxo) read where the flattened transfers cannot tell."""
 
     async def transactions(self, txids: Iterable[str]) -> dict[str, UtxoTx]: ...
+
+
+@runtime_checkable
+class CoinbaseSource(Protocol):
+    """A chain whose new coins are paid by coinbase transactions (EsploraChain): what they paid the
+    addresses, as transfers from COINBASE (tracer.chains.bitcoin.mappers), which `transfers` leaves
+    out (nobody sent them). A backward trace stops there: mining rewards are a source."""
+
+    async def coinbase_rewards(self, addresses: Sequence[str], from_block: int, to_block: int) -> list[Transfer]: ...

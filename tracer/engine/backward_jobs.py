@@ -15,7 +15,10 @@ transaction per batch, stateless workers), in two phases:
    from Postgres, their balances when the window opened, and gives every transfer the part of it
    that reached the seeds (tracer/engine/backward_reach.py: the haircut model run backward);
    hops, the sources' paths, what walked wallets already held and the trace's totals (what the
-   seeds received) are written in one transaction with the job's completion. A worker killed
+   seeds received) are written in one transaction with the job's completion. On Bitcoin a
+   transaction's transfers are its inputs -> outputs pro rata, so this is the UTXO rule run in
+   reverse, and what coinbases paid walked wallets (new coins: nobody sent them) joins the
+   colouring, recorded on the miner's verdict as `coinbase` with its path. A worker killed
    anywhere leaves either nothing or all of it; the next one redoes the step from Postgres.
 
 Hops run the way money moved (source -> ... -> seed) with the part that reached the seeds as
@@ -33,6 +36,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from tracer.chains.protocols import CoinbaseSource
 from tracer.domain.labels import RISK_CATEGORIES, Category, Label
 from tracer.domain.records import HopRow, Job, StoredTransfer
 from tracer.domain.transfers import Transfer
@@ -217,9 +221,14 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
         confidence[d] = c
         confidence[w] += c
     prior, method = await _prior(tools, trace, walked, transfers)
-    found = backward_reach.reach(transfers, walked, trace.seeds, prior, through)
+    # New coins (a coinbase's outputs) have no sender: they come after the stored transfers, in
+    # the colouring only, and what of them reached the seeds is their miner's evidence.
+    mined = await tools.chain.coinbase_rewards(sorted(walked), trace.from_block, trace.to_block) \
+        if isinstance(tools.chain, CoinbaseSource) else []
+    found = backward_reach.reach([*transfers, *mined], walked, trace.seeds, prior, through)
 
-    hops: list[tuple[int, StoredTransfer, int]] = [(i, stored[i], part) for i, part in found.reached.items()]
+    hops: list[tuple[int, StoredTransfer, int]] = [(i, stored[i], part) for i, part in found.reached.items()
+                                                   if i < len(stored)]
     described = await tools.describe(trace, [st for _, st, _ in hops])
     rows: list[HopRow] = []
     passed: set[int] = set()  # transfer ids of hops through a service: their senders are no sources
@@ -252,21 +261,30 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
         if h.from_addr not in walked and h.transfer_id not in passed:
             sent[h.from_addr] += h.amount
     sources = sorted(sent, key=lambda a: (-sent[a], a))[:_PATHS]
-    paths = backward_reach.source_paths(transfers, found.reached, sources, trace.seeds)
-    held: dict[str, dict[str, str]] = defaultdict(dict)
+    rewards: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # miner -> asset -> reached
+    for i, part in found.reached.items():
+        if i >= len(stored):
+            t = mined[i - len(stored)]
+            rewards[t.to_address][t.asset] += part
+    paths = backward_reach.source_paths([*transfers, *mined], found.reached, [*sources, *sorted(rewards)],
+                                        trace.seeds)
+    walked_evidence: dict[str, dict[str, Any]] = defaultdict(dict)  # what a walked wallet held, or mined
     for (wallet, asset), part in found.held.items():
-        held[wallet][asset] = str(part)
+        walked_evidence[wallet].setdefault("held", {})[asset] = str(part)
+    for wallet, amounts in rewards.items():
+        walked_evidence[wallet]["coinbase"] = {a: str(v) for a, v in amounts.items()}
+        walked_evidence[wallet]["coinbase_path"] = paths.pop(wallet, [wallet])
     evidence: list[tuple[str, int, str, str, str | None, str | None, dict[str, Any] | None]] = []
     for a, path in paths.items():
         r = role.get(a)
         if r is not None:
             evidence.append((a, r["depth"], r["role"], r["reason"], r["entity"], r["category"],
                              {**back_store.evidence_of(r), "path": path}))
-    for a, amounts in held.items():
+    for a, extra in walked_evidence.items():
         r = role.get(a)
         if r is not None:
             evidence.append((a, r["depth"], r["role"], r["reason"], r["entity"], r["category"],
-                             {**back_store.evidence_of(r), "held": amounts}))
+                             {**back_store.evidence_of(r), **extra}))
 
     async with tools.pool.acquire() as conn, conn.transaction():
         await mixer_store.lock_trace(conn, trace.id)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tracer.addresses import normalize_btc
-from tracer.chains.bitcoin.mappers import flatten, net_paid, parse_tx, uint
+from tracer.chains.bitcoin.mappers import coinbase_transfers, flatten, net_paid, parse_tx, uint
 from tracer.chains.bitcoin.records import NETWORKS, BtcNetwork, network_of_genesis
 from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, WrongChain
@@ -307,6 +307,26 @@ class EsploraChain(Connected):
                 if (outgoing and t.from_address in mine) or (incoming and t.to_address in mine):
                     seen.add(t.key)
                     out.append(t)
+        out.sort(key=lambda t: t.order)
+        return out
+
+    async def coinbase_rewards(self, addresses: Sequence[str], from_block: int, to_block: int) -> list[Transfer]:
+        """What coinbase transactions in blocks [from_block, to_block] paid the addresses, as
+        transfers from COINBASE, sorted by .order (the address histories `transfers` reads)."""
+        wanted = list(dict.fromkeys(normalize_btc(a) for a in addresses))
+        if not wanted or from_block > to_block:
+            return []
+        pages = await gather_or_cancel(self._history(a, from_block) for a in wanted)
+        raw: dict[str, Mapping[str, Any]] = {}
+        for page in pages:
+            for tx in page:
+                vin = tx.get("vin")
+                if from_block <= tx["status"]["block_height"] <= to_block and isinstance(vin, list) and vin \
+                        and isinstance(vin[0], Mapping) and vin[0].get("is_coinbase"):
+                    raw.setdefault(str(tx["txid"]).lower(), tx)
+        mine = set(wanted)
+        out = [t for utx in await self._with_positions(list(raw.values()))
+               for t in coinbase_transfers(utx, self.chain) if t.to_address in mine]
         out.sort(key=lambda t: t.order)
         return out
 

@@ -20,6 +20,9 @@ from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
 from tracer.domain.chains import BITCOIN
 from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
+# The sender of new coins (a coinbase's outputs): no address of any network is spelled so.
+COINBASE = "coinbase"
+
 # Esplora names script types by witness version; the records use the plain names.
 _SCRIPT_TYPES = {"v0_p2wpkh": "p2wpkh", "v0_p2wsh": "p2wsh", "v1_p2tr": "p2tr"}
 
@@ -195,6 +198,18 @@ def flatten(tx: UtxoTx, chain: str = BITCOIN) -> list[Transfer]:
                 kind=TransferKind.NATIVE, decimals=BTC_DECIMALS, symbol=BTC_SYMBOL, memo=memo,
             ))
     return transfers
+
+
+def coinbase_transfers(tx: UtxoTx, chain: str = BITCOIN) -> list[Transfer]:
+    """What a confirmed coinbase transaction paid, one transfer per output from COINBASE (no
+    address: `flatten` leaves these out; a backward trace reports them as mining rewards)."""
+    if tx.block_number is None or not tx.is_coinbase:
+        return []
+    return [Transfer(chain=chain, block_number=tx.block_number, block_time=tx.block_time or 0, tx_hash=tx.txid,
+                     tx_index=max(tx.tx_index, 0), position=f"coinbase:{out.index}", from_address=COINBASE,
+                     to_address=out.address, asset=NATIVE, amount=out.value, kind=TransferKind.NATIVE,
+                     decimals=BTC_DECIMALS, symbol=BTC_SYMBOL)
+            for out in tx.outputs if out.address is not None and out.value > 0]
 
 
 def net_paid(address: str, txs: Iterable[Mapping[str, Any]]) -> int:
