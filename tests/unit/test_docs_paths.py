@@ -5,7 +5,8 @@ Checked in the four documents of DOCS:
   `schemas/migrations/NNN_*.sql`), from the repository root or from tracer/, tracer/engine/ or tests/
   (the docs write `store/x.py` for tracer/store/x.py); bare `x.py` names somewhere in the repository;
 - names after a module: `tracer.a.b.name`, `store/outbox.name`, `` `outbox.name` `` (a name the
-  module defines anywhere: function, class, assignment, field, import);
+  module defines anywhere: function, class, assignment, field, import); other names in backticks
+  (`claim_jobs`, `_private`, `CamelCase`): spelled somewhere in the code or the schemas;
 - environment variables (`TRACER_*`, `DATABASE_URL`): read somewhere in the code;
 - endpoints (`GET /v1/traces/{id}/exits?...`): a route of tracer/api/routes.py;
 - `tracer VERB ... --flag`: a subcommand of `tracer.cli.build_parser()` and one of its options;
@@ -214,6 +215,23 @@ def table_columns() -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
+# In backticks: `snake_case`, `_private` and `CamelCase` words are names (functions, fields, columns,
+# event types, JSON keys): the code or the schemas must spell them.
+IDENTIFIER = re.compile(r"(?<![\w./*-])(_?[a-z]\w*_\w+|_[A-Za-z]\w+|[A-Z]\w*[a-z]\w*[A-Z]\w*)(?![\w/.])")
+NOT_OURS = {"PyPI"}
+
+
+@functools.cache
+def spelled_words() -> frozenset[str]:
+    schemas = [p.read_text() for p in _walk(ROOT / "schemas") if p.is_file()]
+    return frozenset(re.findall(r"\w+", "\n".join([code_text(), *schemas])))
+
+
+def missing_identifiers(text: str) -> list[str]:
+    return [m.group(1) for span in re.findall(r"`([^`]+)`", text) for m in IDENTIFIER.finditer(span)
+            if m.group(1) not in spelled_words() and m.group(1) not in NOT_OURS]
+
+
 # ---------------------------------------------------------------------- environment variables
 
 
@@ -335,7 +353,8 @@ def missing_cli(text: str) -> list[str]:
 
 
 def rotten(text: str) -> dict[str, list[str]]:
-    found = {"paths": missing_paths(text), "names": missing_names(text), "env": missing_env(text),
+    found = {"paths": missing_paths(text), "names": missing_names(text) + missing_identifiers(text),
+             "env": missing_env(text),
              "endpoints": missing_endpoints(text), "cli": missing_cli(text)}
     return {k: sorted(set(v)) for k, v in found.items() if v}
 
@@ -349,12 +368,14 @@ def test_the_check_sees_rot() -> None:
     text = ("`tracer/engine/step/decide.py` and tests/unit/test_gone.py, `store/nothing.py`, `ghost.py`;\n"
             "`tracer.engine.step.decide.decide` and `tracer.engine.step.decide.no_such_name`,\n"
             "`store/outbox.insert_hop_events`, `store/outbox.no_such`, `outbox.no_such_either()`,\n"
+            "`claim_jobs` and `_claim_jobs_gone`, `TraceInfo` and `TraceInfoGone`,\n"
             "TRACER_RPC_URL, TRACER_NO_SUCH_VAR, GET /v1/traces/{id}/exits, GET /v1/nothing,\n"
             "DELETE /v1/screen, `tracer demo --json`, `tracer demo --no-such-flag`, `tracer vanish`,\n"
             "python bench/screen.py --smoke, python bench/nothing.py\n")
     assert rotten(text) == {
         "paths": ["bench/nothing.py", "ghost.py", "store/nothing.py", "tests/unit/test_gone.py"],
-        "names": ["outbox.no_such_either", "store/outbox.no_such", "tracer.engine.step.decide.no_such_name"],
+        "names": ["TraceInfoGone", "_claim_jobs_gone", "outbox.no_such_either", "store/outbox.no_such",
+                  "tracer.engine.step.decide.no_such_name"],
         "env": ["TRACER_NO_SUCH_VAR"],
         "endpoints": ["DELETE /v1/screen", "GET /v1/nothing"],
         "cli": ["--no-such-flag", "bench/nothing.py", "tracer demo --no-such-flag", "tracer vanish"],
