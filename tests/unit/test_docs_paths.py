@@ -364,6 +364,21 @@ def test_what_the_doc_names_exists(doc: str) -> None:
     assert rotten(doc_text(doc)) == {}, f"{doc} names what the code does not hold"
 
 
+def documented_routes(text: str) -> set[tuple[str, str]]:
+    """(method, route) of tracer/api/routes.py that the text names with its method."""
+    found = set()
+    for m in ENDPOINT.finditer(text):
+        path = re.split(r"[?`]", m.group(1))[0].rstrip(".,/")
+        methods = set(re.findall(r"GET|POST|PATCH|DELETE|PUT", m.group(0).split("/v1")[0].split("/metrics")[0]))
+        found |= {(meth, r) for meth, r in route_patterns() if meth in methods and _route_matches(path, r)}
+    return found
+
+
+def test_every_route_is_in_the_api_doc() -> None:
+    assert set(route_patterns()) - documented_routes(doc_text("docs/API.md")) == set(), \
+        "routes docs/API.md does not list (add a row to its table)"
+
+
 def test_the_check_sees_rot() -> None:
     text = ("`tracer/engine/step/decide.py` and tests/unit/test_gone.py, `store/nothing.py`, `ghost.py`;\n"
             "`tracer.engine.step.decide.decide` and `tracer.engine.step.decide.no_such_name`,\n"
