@@ -23,6 +23,7 @@ import ast
 import functools
 import os
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,9 +174,18 @@ def _module_file(dotted: list[str]) -> tuple[Path | None, list[str]]:
     return None, dotted
 
 
+@functools.cache
+def mapped_packages() -> dict[str, str]:
+    """Packages pyproject.toml maps onto other folders (`tracer.schemas` is schemas/)."""
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text()).get("tool", {}).get("setuptools", {})
+    return dict(setup.get("package-dir", {}))
+
+
 def missing_names(text: str) -> list[str]:
     out = []
     for m in TRACER_DOTTED.finditer(text):
+        if m.group(0) in mapped_packages() and (ROOT / mapped_packages()[m.group(0)]).is_dir():
+            continue
         parts = m.group(0).split(".")
         module, rest = _module_file(parts)
         if module is None or (rest and rest[0] not in defined_names(module)):
