@@ -176,4 +176,4 @@ async def test_a_hop_on_a_transfer_no_longer_stored_fails(db: Database) -> None:
         await trace_store.store_transfers(conn, [transfer])
         again = await conn.fetchval("SELECT id FROM transfers WHERE tx_hash = $1", transfer.tx_hash)
         written = await trace_store.upsert_hops(conn, trace_id, [replace(hop, transfer_id=again)])
-        assert [r["transfer_id"] for r in written] == [again]
+        assert [r.transfer_id for r in written] == [again]

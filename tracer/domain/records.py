@@ -60,6 +60,21 @@ class HopRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WrittenHop:
+    """A hop a commit wrote or changed (store.hops.upsert_hops, reopen_hops_into): its recipient
+    may need another look, and it gets an event."""
+
+    transfer_id: int
+    to_addr: str
+    asset: str
+    amount: int
+    status: str  # a HopStatus
+    depth: int
+    chain: str
+    inserted: bool  # new, not an update
+
+
+@dataclass(frozen=True, slots=True)
 class Inflow:
     """Flagged money a hop brought to an address: what a batch reads before expanding it."""
 

@@ -291,7 +291,7 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
         if not await store.still_ours(conn, tools.worker, [job]):
             return
         changed = await store.upsert_hops(conn, trace.id, rows)
-        await store.add_hop_count(conn, trace.id, sum(1 for r in changed if r["inserted"]))
+        await store.add_hop_count(conn, trace.id, sum(1 for r in changed if r.inserted))
         await store.set_verdicts(conn, trace.id, evidence, trace.chain)
         await back_store.set_totals(conn, trace.id, found.received)
         if method is not None:

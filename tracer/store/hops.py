@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from tracer.domain.records import HopRow, Inflow
+from tracer.domain.records import HopRow, Inflow, WrittenHop
 from tracer.store.sql import TRACE_CHAIN, Conn
 from tracer.store.transfers import require_stored
 
@@ -30,13 +30,13 @@ async def inflow_hops(conn: Conn, trace_id: int, addresses: Sequence[str],
             for r in rows]
 
 
-async def upsert_hops(conn: Conn, trace_id: int, hops: Sequence[HopRow]) -> list[asyncpg.Record]:
+async def upsert_hops(conn: Conn, trace_id: int, hops: Sequence[HopRow]) -> list[WrittenHop]:
     """Write hops; return the ones that are new or whose amount grew (their recipients need
     another look). Unchanged hops are not rewritten. A hop without a chain is on the trace's own."""
     if not hops:
         return []
     await require_stored(conn, (h.transfer_id for h in hops))
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""INSERT INTO hops (trace_id, transfer_id, from_addr, to_addr, asset, block_number, depth, amount, share,
                              kind, status, reason, parents, confidence, chain, evidence)
            SELECT $1, h.tid, h.fa, h.ta, h.asset, h.block, h.depth, h.amount, h.share, h.kind, h.status, h.reason,
@@ -66,7 +66,7 @@ async def upsert_hops(conn: Conn, trace_id: int, hops: Sequence[HopRow]) -> list
     # An inserted hop matters to the exits only as an exit; an updated one may have been one.
     await refresh_exits(conn, trace_id, [(r["chain"], r["to_addr"]) for r in rows
                                          if r["status"] == "exit" or not r["inserted"]])
-    return rows
+    return _written(rows)
 
 
 async def mark_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], status: str, reason: str,
@@ -96,13 +96,13 @@ async def mark_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], st
 
 
 async def reopen_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], reason: str,
-                           chain: str | None = None) -> list[asyncpg.Record]:
+                           chain: str | None = None) -> list[WrittenHop]:
     """Hops into addresses (of `chain`) that a stop with `reason` marked, followed again with the
     reason they had before it (an address stopped at max_depth that a shorter path reached).
     Returns them as upsert_hops does (for their events)."""
     if not addresses:
         return []
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""UPDATE hops SET status = 'followed', reason = coalesce(hops.followed_reason, 'flagged funds'),
                    followed_reason = NULL, updated_at = now()
            FROM (SELECT DISTINCT a FROM unnest($2::text[]) AS a) a
@@ -115,7 +115,12 @@ async def reopen_hops_into(conn: Conn, trace_id: int, addresses: Sequence[str], 
                      false AS inserted""",
         trace_id, list(addresses), reason, chain,
     )
-    return rows
+    return _written(rows)
+
+
+def _written(rows: Sequence[asyncpg.Record]) -> list[WrittenHop]:
+    return [WrittenHop(r["transfer_id"], r["to_addr"], r["asset"], int(r["amount"]), r["status"], r["depth"],
+                       r["chain"], r["inserted"]) for r in rows]
 
 
 async def hop_evidence(conn: Conn, trace_id: int, transfer_ids: Sequence[int]) -> dict[int, dict[str, Any]]:

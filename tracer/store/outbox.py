@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 
 from tracer.domain.alerts import EventRow, Round
+from tracer.domain.records import WrittenHop
 from tracer.store.event_filter import EVENT_COLUMNS, MATCH
 from tracer.store.prices import PriceKey
 from tracer.store.traces import Conn
@@ -30,7 +30,7 @@ EVENTS_CHANNEL = "tracer_events"
 _NOTIFY_MAX = 7000  # pg_notify payloads must stay under 8000 bytes
 
 
-async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[Mapping[str, Any]]) -> list[asyncpg.Record]:
+async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[WrittenHop]) -> list[asyncpg.Record]:
     """One event per hop written or changed by a batch (`traces.upsert_hops` rows), in chain order.
 
     Called inside the worker's batch transaction after the recipients' verdicts are written, so
@@ -50,7 +50,7 @@ async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[Mapping
            WHERE h.reason <> 'below_threshold'
            ORDER BY t.block_number, t.tx_index, t.position
            RETURNING id, payload""",
-        trace_id, [int(r["transfer_id"]) for r in changed], [bool(r["inserted"]) for r in changed],
+        trace_id, [r.transfer_id for r in changed], [r.inserted for r in changed],
     )
     await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, str(trace_id))
     return rows

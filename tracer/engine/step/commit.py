@@ -70,8 +70,8 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
         # Recipients another worker judged since we read their verdicts: the hops say so too.
         followed: dict[str, list[str]] = defaultdict(list)
         for r in changed:
-            if r["status"] == HopStatus.FOLLOWED:
-                followed[r["chain"]].append(r["to_addr"])
+            if r.status == HopStatus.FOLLOWED:
+                followed[r.chain].append(r.to_addr)
         for chain, recipients in sorted(followed.items()):
             decided = (set(verdicts) | set(plan.services) if chain == trace.chain
                        else {a for c, a in remote if c == chain})
@@ -81,8 +81,8 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
         # hops into a service or back from a swap wake nobody.
         wake: dict[str, set[str]] = defaultdict(set)
         for r in changed:
-            if r["status"] == HopStatus.FOLLOWED and r["transfer_id"] not in plan.quiet:
-                wake[r["chain"]].add(r["to_addr"])
+            if r.status == HopStatus.FOLLOWED and r.transfer_id not in plan.quiet:
+                wake[r.chain].add(r.to_addr)
         for chain, woken in sorted(wake.items()):
             await store.enqueue(conn, trace.id, [(a, depth_of[(chain, a)]) for a in sorted(woken)], chain)
         verdicts = await merge_destinations(conn, trace, verdicts)
@@ -138,7 +138,7 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
                     valid_from=None, valid_to=None, program=None, evidence=v.evidence,
                     created_by=f"trace:{trace.id}",
                 ) for a, v in deposit_labels])
-        await store.add_hop_count(conn, trace.id, sum(1 for r in changed if r["inserted"]))
+        await store.add_hop_count(conn, trace.id, sum(1 for r in changed if r.inserted))
         await store.complete_jobs(conn, ctx.name, [j for j in jobs if j.address in ours])
     log.debug("event=batch trace=%d chain=%s jobs=%d hops=%d changed=%d at=%s", trace.id, trace.chain, len(jobs),
               len(hops), len(changed), datetime.now(UTC).isoformat())
