@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tracer.domain.destinations import Destination, Onward, Payout, merge_destination_lists
+from tracer.domain.destinations import BridgedPart, Destination, Onward, Payout, merge_destination_lists
 
 FOLLOWED: dict[str, Any] = {
     "protocol": "thorchain", "tx_hash": "0xdep", "chain": "bitcoin", "address": "bc1qdest",
@@ -58,3 +58,12 @@ def test_a_deposit_seen_again_keeps_the_entry_carrying_more() -> None:
     # Another destination address of the same deposit is another entry.
     other = Destination("across", "0x1", "base", "0xother")
     assert len(merge_destination_lists(old, [other])) == 3
+
+
+def test_a_payout_hops_parts_are_written_back_as_read() -> None:
+    part = {"chain": "ethereum", "from": "0xthief", "tx_hash": "0xdep", "position": "log:3", "transfer_id": 41,
+            "protocol": "across", "match": "deposit_id", "confidence": 1, "candidates": 1, "carried": "700"}
+    for d in (part, {**part, "memo": "OUT:0xdep", "legacy": True}):
+        back = BridgedPart.from_json(d)
+        assert json.dumps(back.to_json(), sort_keys=True) == json.dumps(d, sort_keys=True)
+    assert (back.key, back.carried, back.transfer_id) == (("ethereum", "0xdep", "log:3"), 700, 41)

@@ -1,6 +1,7 @@
 """Where a bridge deposit went, as a router's verdict keeps it: one Destination per (deposit tx,
 destination address) in the evidence's "destinations", each with what the trace did on the far
-chain (Onward, the entry's "continue").
+chain (Onward, the entry's "continue"). On the far chain the payout hop's evidence lists the
+deposits it pays out, each a BridgedPart.
 
 The evidence is stored JSON merged with what earlier batches wrote, so from_json reads any row
 written before (keys missing or added since) and to_json writes back exactly the keys and values
@@ -154,6 +155,47 @@ class Destination:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BridgedPart:
+    """One deposit's part of a bridge payout hop on the destination chain (the hop evidence's
+    "deposits"): which deposit, how its payout was matched and what of it the payout carries."""
+
+    chain: str  # the deposit's chain
+    sender: str  # "from"
+    tx_hash: str
+    position: str
+    transfer_id: int  # the deposit transfer: a parent of the payout hop
+    protocol: str
+    match: str
+    confidence: float
+    candidates: int
+    carried: int
+    memo: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """A deposit processed again replaces its part."""
+        return (self.chain, self.tx_hash, self.position)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"chain": self.chain, "from": self.sender, "tx_hash": self.tx_hash,
+                               "position": self.position, "transfer_id": self.transfer_id,
+                               "protocol": self.protocol, "match": self.match, "confidence": self.confidence,
+                               "candidates": self.candidates, "carried": str(self.carried)}
+        if self.memo is not None:
+            out["memo"] = self.memo
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> BridgedPart:
+        # Numbers as stored (the hop's evidence is written back with the parts of later batches).
+        return cls(str(d.get("chain")), str(d.get("from")), str(d.get("tx_hash")), str(d.get("position")),
+                   int(d.get("transfer_id") or 0), str(d.get("protocol")), str(d.get("match")),
+                   d.get("confidence") or 0.0, d.get("candidates") or 0, _int(d.get("carried")),
+                   _opt_str(d.get("memo")), {k: v for k, v in d.items() if k not in _PART_KEYS})
+
+
 def merge_destination_lists(old: Sequence[Destination], new: Sequence[Destination]) -> list[Destination]:
     """One entry per (deposit tx, destination), first-seen order. A deposit processed again after
     more flagged money reached it carries more across the bridge; taint only grows, so the entry
@@ -165,6 +207,8 @@ def merge_destination_lists(old: Sequence[Destination], new: Sequence[Destinatio
     return list(out.values())
 
 
+_PART_KEYS = frozenset({"chain", "from", "tx_hash", "position", "transfer_id", "protocol", "match", "confidence",
+                        "candidates", "carried", "memo"})
 _ONWARD_KEYS = frozenset({"possible", "note", "followed", "chain", "address", "payout"})
 _DESTINATION_KEYS = frozenset({"protocol", "tx_hash", "chain", "address", "from", "asset", "amount", "block_number",
                                "bridged_amount", "memo", "note", "deposit_id", "continue"})

@@ -14,7 +14,7 @@ from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.protocols import ChainSource, WindowSource
-from tracer.domain.destinations import Destination, Onward, Payout, merge_destination_lists
+from tracer.domain.destinations import BridgedPart, Destination, Onward, Payout, merge_destination_lists
 from tracer.domain.labels import Category
 from tracer.domain.records import ChainWindow, HopRow, StoredTransfer
 from tracer.domain.transfers import NATIVE
@@ -122,11 +122,8 @@ async def continue_on(
     payout, pm = match
     p = payout.transfer
     amount = bridges.carried(deposit_hop.amount, deposit.amount, p.amount, pm.confidence)
-    proof = {"chain": trace.chain, "from": deposit.from_address, "tx_hash": deposit.tx_hash,
-             "position": deposit.position, "transfer_id": st.id, "protocol": ex.protocol, "match": pm.method,
-             "confidence": pm.confidence, "candidates": pm.candidates, "carried": str(amount)}
-    if ex.memo is not None:
-        proof["memo"] = ex.memo
+    proof = BridgedPart(trace.chain, deposit.from_address, deposit.tx_hash, deposit.position, st.id, ex.protocol,
+                        pm.method, pm.confidence, pm.candidates, amount, ex.memo)
     out = replace(out, payout=Payout(p.tx_hash, p.block_number, p.asset, p.amount, amount, pm.method,
                                      pm.confidence, pm.candidates))
     if pm.confidence < trace.policy.min_link_confidence:
@@ -218,15 +215,12 @@ async def payout_hops(
     for pid in ids:
         cs = by_payout[pid]
         chain, t = cs[0].chain, cs[0].payout.transfer
-
-        def key(d: Mapping[str, Any]) -> tuple[str, str, str]:
-            return (str(d.get("chain")), str(d.get("tx_hash")), str(d.get("position")))
-
-        parts = {key(d): d for d in earlier.get(pid, {}).get("deposits", [])}
-        parts.update({key(c.deposit): c.deposit for c in cs})
+        stored = earlier.get(pid, {}).get("deposits", [])
+        parts = {p.key: p for p in (BridgedPart.from_json(d) for d in stored if isinstance(d, Mapping))}
+        parts.update({c.deposit.key: c.deposit for c in cs})
         deposits = [parts[k] for k in sorted(parts)]
-        amount = min(t.amount, sum(int(d["carried"]) for d in deposits))
-        confidence = max(float(d["confidence"]) for d in deposits)
+        amount = min(t.amount, sum(d.carried for d in deposits))
+        confidence = max(float(d.confidence) for d in deposits)
         status: str = HopStatus.FOLLOWED  # a label's verdict may replace them
         reason: str = Reason.BRIDGE
         verdict = classify.by_label(labels[chain].get(t.to_address, ()), trace.policy)
@@ -236,8 +230,8 @@ async def payout_hops(
         out.append(HopRow(transfer_id=pid, from_addr=t.from_address, to_addr=t.to_address, asset=t.asset,
                           block_number=t.block_number, depth=min(c.depth for c in cs), amount=amount,
                           share=amount / t.amount if t.amount else 0.0, kind=str(t.kind), status=status,
-                          reason=reason, parents=sorted({int(d["transfer_id"]) for d in deposits})[:8],
-                          confidence=confidence, chain=chain, evidence={"bridge": True, "deposits": deposits}))
+                          reason=reason, parents=sorted({d.transfer_id for d in deposits})[:8], confidence=confidence,
+                          chain=chain, evidence={"bridge": True, "deposits": [d.to_json() for d in deposits]}))
         log.info("event=bridge_continued trace=%d from=%s to=%s payout=%s amount=%d confidence=%.2f", trace.id,
                  trace.chain, chain, t.tx_hash, amount, confidence)
     return out, remote

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from tracer.domain.destinations import BridgedPart
 from tracer.domain.labels import Label
 from tracer.domain.records import HopRow, Job, StoredTransfer
 from tracer.domain.verdicts import Judged, Verdict
@@ -88,7 +88,7 @@ class Continuation:
     chain: str
     payout: StoredTransfer
     depth: int
-    deposit: dict[str, Any]  # the deposit side of the evidence, with what it carries ("carried")
+    deposit: BridgedPart  # the deposit side of the payout hop's evidence, with what it carries
 
 
 @dataclass
