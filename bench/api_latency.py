@@ -233,6 +233,7 @@ class Result:
     errors: int = 0
     wall: float = 0.0
     server_cpu: float = float("nan")
+    client_cpu: float = float("nan")  # this process: the load generator shares the machine's cores
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -245,7 +246,8 @@ class Result:
                 "requests_per_s": round(n / self.wall, 1) if self.wall else 0.0,
                 "p50_ms": pct(0.50), "p99_ms": pct(0.99),
                 "mean_ms": round(statistics.fmean(lat) * 1000, 2) if n else 0.0,
-                "server_cpu_ms_per_request": round(self.server_cpu * 1000 / n, 3) if n else 0.0}
+                "server_cpu_ms_per_request": round(self.server_cpu * 1000 / n, 3) if n else 0.0,
+                "client_cpu_ms_per_request": round(self.client_cpu * 1000 / n, 3) if n else 0.0}
 
 
 async def collect_cursors(session: aiohttp.ClientSession, base: str, trace_id: int, pages: int) -> list[str]:
@@ -271,6 +273,7 @@ async def load(session: aiohttp.ClientSession, base: str, name: str, urls: list[
                seconds: float, server_pid: int) -> Result:
     result = Result(name)
     cpu_before = cpu_seconds(server_pid)
+    client_before = time.process_time()
     stop_at = time.monotonic() + seconds
     rng = random.Random(1)
 
@@ -293,6 +296,7 @@ async def load(session: aiohttp.ClientSession, base: str, name: str, urls: list[
     await asyncio.gather(*(client() for _ in range(clients)))
     result.wall = time.monotonic() - started
     result.server_cpu = cpu_seconds(server_pid) - cpu_before
+    result.client_cpu = time.process_time() - client_before
     return result
 
 
@@ -594,7 +598,7 @@ def print_table(report: dict[str, Any]) -> None:
     for name, v in report["versions"].items():
         print(f"  {name}: {v['commit']}, {v.get('processes', 1)} API process(es)")
     print(f"{'endpoint':<26} {'code':<7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
-          f"{'CPU ms/req':>11} {'load avg':>8}")
+          f"{'CPU ms/req':>11} {'client CPU':>10} {'load avg':>8}")
     for label, key in ROWS:
         for version, results in report["side_by_side"].items():
             r = results.get(key)
@@ -602,7 +606,7 @@ def print_table(report: dict[str, Any]) -> None:
                 continue
             print(f"{label:<26} {version:<7} {r['requests']:>9} {r['requests_per_s']:>8} {r['p50_ms']:>8} "
                   f"{r['p99_ms']:>8} {r['errors']:>7} {r['server_cpu_ms_per_request']:>11} "
-                  f"{r['load_average_before'][0]:>8}")
+                  f"{r.get('client_cpu_ms_per_request', float('nan')):>10} {r['load_average_before'][0]:>8}")
     for version, p in report["profile"].items():
         parts = ", ".join(f"{k} {v:.0%}" for k, v in p["cpu_share_by_part"].items() if v >= 0.01)
         print(f"profile {version}: a page {p['wall_ms_per_page']} ms wall with one client, "
