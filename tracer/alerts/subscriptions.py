@@ -25,7 +25,7 @@ from tracer.addresses import InvalidAddress, normalize_address, shape_chain
 from tracer.alerts.events import EVENT_TYPES, iso
 from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url
 from tracer.alerts.signing import MIN_SECRET_LENGTH, new_secret
-from tracer.domain.alerts import NewSubscription
+from tracer.domain.alerts import Deleted, NewSubscription, Subscription
 from tracer.domain.chains import BITCOIN, TRON
 from tracer.engine import service
 from tracer.engine.policy import Policy, PolicyError
@@ -254,7 +254,7 @@ async def create(
 
 async def delete(pool: asyncpg.Pool, subscription_id: int) -> bool:
     """Delete a subscription and its queue; a watchlist's own trace is cancelled with it."""
-    async def remove() -> asyncpg.Record | None:
+    async def remove() -> Deleted | None:
         async with pool.acquire() as conn:
             return await sub_store.delete_subscription(conn, subscription_id)
 
@@ -263,36 +263,36 @@ async def delete(pool: asyncpg.Pool, subscription_id: int) -> bool:
     row = await retrying(remove)
     if row is None:
         return False
-    if row["watch_trace_id"] is not None:
-        await service.cancel_trace(pool, row["watch_trace_id"])
+    if row.watch_trace_id is not None:
+        await service.cancel_trace(pool, row.watch_trace_id)
     return True
 
 
-def public(row: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+def public(row: Subscription, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
     """A subscription row as the API shows it (never its secret)."""
-    sid = int(row["id"])
+    sid = int(row.id)
     out: dict[str, Any] = {
         "id": sid,
-        "name": row["name"],
-        "delivery": row["delivery"],
-        "url": row["url"],
-        "chain": row["chain"],
-        "trace_id": row["trace_id"],
-        "addresses": list(row["addresses"]) if row["addresses"] is not None else None,
-        "watch": row["watch"],
-        "watch_trace_id": row["watch_trace_id"],
-        "categories": _list(row["categories"]),
-        "entities": _list(row["entities"]),
-        "event_types": _list(row["event_types"]),
-        "min_amount": dict(row["min_amount"]) if row["min_amount"] is not None else None,
-        "min_usd": format(row["min_usd"], "f") if row["min_usd"] is not None else None,
-        "screen_depth": row["screen_depth"],
-        "created_by": row["created_by"],
-        "created_at": iso(row["created_at"]),
-        "start_after": int(row["start_seq"]),
-        "last_success_at": iso(row["last_success_at"]),
-        "last_failure_at": iso(row["last_failure_at"]),
-        "last_error": row["last_error"],
+        "name": row.name,
+        "delivery": row.delivery,
+        "url": row.url,
+        "chain": row.chain,
+        "trace_id": row.trace_id,
+        "addresses": list(row.addresses) if row.addresses is not None else None,
+        "watch": row.watch,
+        "watch_trace_id": row.watch_trace_id,
+        "categories": _list(row.categories),
+        "entities": _list(row.entities),
+        "event_types": _list(row.event_types),
+        "min_amount": dict(row.min_amount) if row.min_amount is not None else None,
+        "min_usd": format(row.min_usd, "f") if row.min_usd is not None else None,
+        "screen_depth": row.screen_depth,
+        "created_by": row.created_by,
+        "created_at": iso(row.created_at),
+        "start_after": int(row.start_seq),
+        "last_success_at": iso(row.last_success_at),
+        "last_failure_at": iso(row.last_failure_at),
+        "last_error": row.last_error,
         "deliveries": dict(counts) if counts is not None else None,
         "links": {
             "self": f"/v1/subscriptions/{sid}",

@@ -27,6 +27,14 @@ class EventRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WrittenEvent:
+    """A hop event a batch just wrote, not numbered yet: the commit prices it from its payload."""
+
+    id: int
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Round:
     """What one sequencing round did."""
 
@@ -120,3 +128,55 @@ class Retraction:
     hops: int
     traces: frozenset[int]
     transfers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A stored subscription as the API shows it (never its secret)."""
+
+    id: int
+    name: str
+    delivery: str  # webhook | stream
+    url: str | None
+    chain: str
+    trace_id: int | None
+    addresses: list[str] | None
+    watch: bool
+    watch_trace_id: int | None
+    categories: list[str] | None
+    entities: list[str] | None
+    event_types: list[str] | None
+    min_amount: Mapping[str, str] | None  # asset -> raw amount (decimal string)
+    min_usd: Decimal | None
+    created_by: str | None
+    created_at: datetime
+    start_seq: int
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+    api_key_id: int | None
+    screen_depth: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """A subscription just deleted: its watchlist's own trace, if any, is cancelled with it."""
+
+    id: int
+    watch_trace_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One row of a subscription's delivery queue, with its event's type."""
+
+    seq: int
+    trace_key: int
+    state: str  # pending | delivered | dead
+    attempts: int
+    next_at: datetime
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    type: str

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from tracer.chains.errors import ChainError
+from tracer.domain.alerts import WrittenEvent
 from tracer.engine import pricing
 from tracer.engine.pricing import usd_text
 from tracer.store import alerts as alert_store
@@ -45,15 +46,15 @@ async def prefetch(pool: asyncpg.Pool, chains: Mapping[str, Any], transfer_ids: 
     return True
 
 
-async def price_events(conn: Any, chain: str, events: Sequence[Mapping[str, Any]]) -> None:
+async def price_events(conn: Any, chain: str, events: Sequence[WrittenEvent]) -> None:
     """Write the dollars of just-inserted hop events (rows: id, payload) into their payloads;
     `chain`: the trace's, for hops that do not name theirs."""
     hops = []
     for e in events:
-        p = e["payload"]
+        p = e.payload
         if isinstance(p, str):
             p = json.loads(p)
-        hops.append({"transfer_id": int(e["id"]), "chain": p.get("chain") or chain, "asset": p["asset"],
+        hops.append({"transfer_id": int(e.id), "chain": p.get("chain") or chain, "asset": p["asset"],
                      "amount": int(Decimal(str(p["amount"]))), "block_number": int(p["block_number"]),
                      "block_time": int(p.get("block_time") or 0), "decimals": p.get("decimals")})
     if not hops:

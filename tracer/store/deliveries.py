@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
-from tracer.domain.alerts import DueDelivery, Leased
+from tracer.domain.alerts import Delivery, DueDelivery, Leased
 from tracer.store.outbox import ALERTS_CHANNEL, notify_payload
 from tracer.store.traces import Conn
 
@@ -128,8 +126,8 @@ async def replay_dead(conn: Conn, subscription_id: int) -> int:
 
 
 async def list_deliveries(conn: Conn, subscription_id: int, *, state: str | None, after_seq: int,
-                          limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+                          limit: int) -> list[Delivery]:
+    rows = await conn.fetch(
         """SELECT d.seq, d.trace_key, d.state, d.attempts, d.next_at, d.last_status, d.last_error, d.created_at,
                   d.delivered_at, e.type
            FROM deliveries d JOIN events e ON e.id = d.event_id
@@ -137,7 +135,9 @@ async def list_deliveries(conn: Conn, subscription_id: int, *, state: str | None
            ORDER BY d.seq LIMIT $4""",
         subscription_id, state, after_seq, limit,
     )
-    return rows
+    return [Delivery(seq=r["seq"], trace_key=r["trace_key"], state=r["state"], attempts=r["attempts"],
+                     next_at=r["next_at"], last_status=r["last_status"], last_error=r["last_error"],
+                     created_at=r["created_at"], delivered_at=r["delivered_at"], type=r["type"]) for r in rows]
 
 
 async def prune_deliveries(conn: Conn, older_than_seconds: float) -> int:

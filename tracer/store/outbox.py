@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from tracer.domain.alerts import EventRow, Round
+from tracer.domain.alerts import EventRow, Round, WrittenEvent
 from tracer.domain.records import WrittenHop
 from tracer.store.event_filter import EVENT_COLUMNS, MATCH
 from tracer.store.prices import PriceKey
@@ -30,17 +30,17 @@ EVENTS_CHANNEL = "tracer_events"
 _NOTIFY_MAX = 7000  # pg_notify payloads must stay under 8000 bytes
 
 
-async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[WrittenHop]) -> list[asyncpg.Record]:
+async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[WrittenHop]) -> list[WrittenEvent]:
     """One event per hop written or changed by a batch (`traces.upsert_hops` rows), in chain order.
 
     Called inside the worker's batch transaction after the recipients' verdicts are written, so
     the payload has the hop's final status and the recipient's entity and category. Dust below the
     policy threshold is not announced: it is recorded as a stopped hop and nobody acts on it.
-    Returns the events written (id, chain, payload), for their dollars (`set_event_usd`).
+    Returns the events written (id, payload), for their dollars (`set_event_usd`).
     """
     if not changed:
         return []
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         """INSERT INTO events (trace_id, type, payload)
            SELECT $1, CASE WHEN c.ins THEN 'hop_added' ELSE 'hop_updated' END, """ + _HOP_JSON + """
            FROM unnest($2::bigint[], $3::bool[]) AS c(tid, ins)
@@ -53,7 +53,7 @@ async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[Written
         trace_id, [r.transfer_id for r in changed], [r.inserted for r in changed],
     )
     await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, str(trace_id))
-    return rows
+    return [WrittenEvent(r["id"], r["payload"]) for r in rows]
 
 
 async def set_event_usd(conn: Conn, values: Sequence[tuple[int, str | None, str | None]]) -> None:

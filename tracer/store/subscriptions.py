@@ -10,13 +10,13 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from tracer.domain.alerts import NewSubscription
+from tracer.domain.alerts import Deleted, NewSubscription, Subscription
 from tracer.store import traces as trace_store
 from tracer.store.event_filter import EVENT_COLUMNS, MATCH
 from tracer.store.traces import Conn
 
-__all__ = ["NewSubscription", "delete_subscription", "delivery_counts", "get_subscription", "insert_subscription",
-           "list_subscriptions", "watch_trace"]
+__all__ = ["Deleted", "NewSubscription", "Subscription", "delete_subscription", "delivery_counts",
+           "get_subscription", "insert_subscription", "list_subscriptions", "watch_trace"]
 
 
 async def insert_subscription(conn: Conn, sub: NewSubscription) -> int:
@@ -61,21 +61,31 @@ _SUB_COLUMNS = """s.id, s.name, s.delivery, s.url, s.chain, s.trace_id, s.addres
     s.last_success_at, s.last_failure_at, s.last_error, s.api_key_id, s.screen_depth"""
 
 
-async def get_subscription(conn: Conn, subscription_id: int) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {_SUB_COLUMNS} FROM subscriptions s WHERE s.id = $1", subscription_id)
-    return row
+async def get_subscription(conn: Conn, subscription_id: int) -> Subscription | None:
+    row = await conn.fetchrow(f"SELECT {_SUB_COLUMNS} FROM subscriptions s WHERE s.id = $1", subscription_id)
+    return _subscription(row) if row is not None else None
 
 
 async def list_subscriptions(conn: Conn, *, before_id: int | None, limit: int,
-                             trace_id: int | None = None) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+                             trace_id: int | None = None) -> list[Subscription]:
+    rows = await conn.fetch(
         f"""SELECT {_SUB_COLUMNS} FROM subscriptions s
             WHERE ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.trace_id = $2)
             ORDER BY s.id DESC LIMIT $3""",
         before_id, trace_id, limit,
     )
-    return rows
+    return [_subscription(r) for r in rows]
+
+
+def _subscription(r: asyncpg.Record) -> Subscription:
+    return Subscription(
+        id=r["id"], name=r["name"], delivery=r["delivery"], url=r["url"], chain=r["chain"], trace_id=r["trace_id"],
+        addresses=r["addresses"], watch=r["watch"], watch_trace_id=r["watch_trace_id"], categories=r["categories"],
+        entities=r["entities"], event_types=r["event_types"], min_amount=r["min_amount"], min_usd=r["min_usd"],
+        created_by=r["created_by"], created_at=r["created_at"], start_seq=r["start_seq"],
+        last_success_at=r["last_success_at"], last_failure_at=r["last_failure_at"], last_error=r["last_error"],
+        api_key_id=r["api_key_id"], screen_depth=r["screen_depth"],
+    )
 
 
 async def delivery_counts(conn: Conn, subscription_ids: Sequence[int]) -> dict[int, dict[str, int]]:
@@ -90,11 +100,10 @@ async def delivery_counts(conn: Conn, subscription_ids: Sequence[int]) -> dict[i
     return out
 
 
-async def delete_subscription(conn: Conn, subscription_id: int) -> asyncpg.Record | None:
+async def delete_subscription(conn: Conn, subscription_id: int) -> Deleted | None:
     """Delete a subscription with its queue; returns it (None if unknown)."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "DELETE FROM subscriptions WHERE id = $1 RETURNING id, watch_trace_id", subscription_id)
-    return row
+    row = await conn.fetchrow("DELETE FROM subscriptions WHERE id = $1 RETURNING id, watch_trace_id", subscription_id)
+    return Deleted(row["id"], row["watch_trace_id"]) if row is not None else None
 
 
 async def watch_trace(conn: Conn, trace_id: int, confirmations: int) -> str | None:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 from aiohttp import web
 
 from tracer.addresses import shape_chain, show_tron
@@ -39,7 +38,7 @@ from tracer.api.context import CTX
 from tracer.api.errors import ApiError, bad_request, not_found
 from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor, trace_or_404
 from tracer.api.openapi import field_of, validator
-from tracer.domain.alerts import EventRow
+from tracer.domain.alerts import EventRow, Subscription
 from tracer.store import deliveries as delivery_store
 from tracer.store import keys as key_store
 from tracer.store import outbox, ownership, reads
@@ -103,7 +102,7 @@ def _subscription_id(request: web.Request) -> int:
     return int(text)
 
 
-async def _subscription_or_404(conn: Any, sid: int) -> asyncpg.Record:
+async def _subscription_or_404(conn: Any, sid: int) -> Subscription:
     row = await sub_store.get_subscription(conn, sid)
     if row is None:
         raise not_found(f"no subscription {sid}")
@@ -124,11 +123,11 @@ def shown_error(request: web.Request, error: str | None) -> str | None:
     return NETWORK_ERROR
 
 
-def _show(request: web.Request, row: asyncpg.Record, counts: dict[str, int] | None) -> dict[str, Any]:
+def _show(request: web.Request, row: Subscription, counts: dict[str, int] | None) -> dict[str, Any]:
     body = subs.public(row, counts)
     body["last_error"] = shown_error(request, body["last_error"])
     principal = principal_of(request)
-    owner = principal.key_pk is not None and principal.key_pk == row["api_key_id"]
+    owner = principal.key_pk is not None and principal.key_pk == row.api_key_id
     if body["url"] and not (principal.allows("admin") or owner):
         # Webhook URLs often carry their own credentials (chat hooks): only the key that made the
         # subscription, or an admin, sees more than where it points.
@@ -198,9 +197,9 @@ async def list_(request: web.Request) -> web.Response:
     before = params.parse_int("cursor", after[0], minimum=1) if after else None
     async with ctx.pool.acquire() as conn:
         rows = await sub_store.list_subscriptions(conn, before_id=before, limit=limit + 1, trace_id=trace_id)
-        counts = await sub_store.delivery_counts(conn, [r["id"] for r in rows[:limit]])
-    items = [_show(request, r, counts[r["id"]]) for r in rows[:limit]]
-    cursor = make_cursor(request, "subscriptions", scope, [str(rows[limit - 1]["id"])]) if len(rows) > limit else None
+        counts = await sub_store.delivery_counts(conn, [r.id for r in rows[:limit]])
+    items = [_show(request, r, counts[r.id]) for r in rows[:limit]]
+    cursor = make_cursor(request, "subscriptions", scope, [str(rows[limit - 1].id)]) if len(rows) > limit else None
     return ok({"items": items, "next_cursor": cursor,
                "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
 
@@ -242,13 +241,13 @@ async def deliveries(request: web.Request) -> web.Response:
         await _subscription_or_404(conn, sid)
         rows = await delivery_store.list_deliveries(conn, sid, state=state, after_seq=after_seq, limit=limit + 1)
     items = [{
-        "event_id": int(r["seq"]), "trace_id": r["trace_key"] or None, "type": r["type"], "state": r["state"],
-        "attempts": r["attempts"], "next_attempt_at": ev.iso(r["next_at"]) if r["state"] == "pending" else None,
-        "last_status": r["last_status"], "last_error": shown_error(request, r["last_error"]),
-        "created_at": ev.iso(r["created_at"]),
-        "delivered_at": ev.iso(r["delivered_at"]),
+        "event_id": int(r.seq), "trace_id": r.trace_key or None, "type": r.type, "state": r.state,
+        "attempts": r.attempts, "next_attempt_at": ev.iso(r.next_at) if r.state == "pending" else None,
+        "last_status": r.last_status, "last_error": shown_error(request, r.last_error),
+        "created_at": ev.iso(r.created_at),
+        "delivered_at": ev.iso(r.delivered_at),
     } for r in rows[:limit]]
-    cursor = make_cursor(request, "deliveries", scope, [str(rows[limit - 1]["seq"])]) if len(rows) > limit else None
+    cursor = make_cursor(request, "deliveries", scope, [str(rows[limit - 1].seq)]) if len(rows) > limit else None
     return ok({"items": items, "next_cursor": cursor,
                "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
 
@@ -265,7 +264,7 @@ async def replay(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         row = await _subscription_or_404(conn, sid)
         await owners.require_subscription(request, conn, sid)
-        if row["delivery"] != "webhook":
+        if row.delivery != "webhook":
             raise ApiError(409, "Conflict", "a stream subscription has no deliveries: resume it with Last-Event-ID")
         count = await delivery_store.replay_dead(conn, sid)
         principal = principal_of(request)
@@ -331,7 +330,7 @@ async def subscription_events(request: web.Request) -> web.StreamResponse:
     limit = page_limit(request)
     async with ctx.pool.acquire() as conn:
         row = await _subscription_or_404(conn, sid)
-    after = _after(request, int(row["start_seq"]))
+    after = _after(request, int(row.start_seq))
 
     async def fetch(conn: Any, cursor: int) -> tuple[list[EventRow], int]:
         return await outbox.subscription_events(conn, sid, cursor, _state(request).batch)
