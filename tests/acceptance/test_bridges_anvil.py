@@ -31,9 +31,12 @@ from tests.api_support import Api, conforms, running_api
 from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
 from tracer.devchain.anvil import artifacts as art
+from tracer.domain.labels import Label
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.labels.defaults import load_default_labels
+from tracer.store import backward as back_store
+from tracer.store import labels as label_store
 from tracer.store.db import Database
 
 ETHER = 10**18
@@ -324,3 +327,39 @@ async def test_unlabelled_pools_and_pairs_are_recognised_by_their_events(
     [stop] = [x for x in rep.stops if x["address"] == case.bridge]
     assert (stop["reason"], stop["entity"]) == (reason, entity)
     assert not rep.exits
+
+
+# Run last in the module: it labels the thieves' wallets, where the backward walk stops.
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize(("family", "deposited"), [("thorchain", 50 * ETHER), ("across", 30 * ETHER),
+                                                   ("wormhole", 20 * ETHER)])
+async def test_backward_from_the_far_exit_crosses_back_to_the_thief(
+    world: tuple[Api, dict[str, Case]], db: Database, family: str, deposited: int
+) -> None:
+    """Issue 20: a backward trace from the exchange deposit address on the far chain goes back
+    through the payout to the deposit its event names (THORChain memo, Across deposit id, Wormhole
+    sequence) and finds the thief on the home chain with the whole deposit: at the bridge's rate,
+    the forward trace's amount for that exit."""
+    api, cases = world
+    case = cases[family]
+    async with db.pool.acquire() as conn:
+        await label_store.upsert_labels(conn, [Label(chain=case.home_chain, address=case.thief, entity="exploiter",
+                                                     category="hacker", source="investigator")])
+    trace = await api.run_trace({"chain": case.far_chain, "seeds": [case.exit_address], "direction": "backward",
+                                 "policy": {"from_block": 1, "max_depth": 10}}, tries=1200)
+    async with db.pool.acquire() as conn:
+        sources = await back_store.sources(conn, trace["id"], case.far_chain)
+    [thief] = [s for s in sources if s.address == case.thief]
+    assert (thief.chain, thief.asset, thief.amount) == (case.home_chain, "native", deposited), sources
+    # At the bridge's rate (the whole deposit paid the whole payout) it is the forward exit's amount.
+    assert thief.amount * case.exit_amount // deposited == case.exit_amount
+    hops = await _hops(api, trace["id"])
+    [payout] = [h for h in hops if h["reason"] == "bridge"]
+    assert (payout["chain"], payout["status"], payout["confidence"]) == (case.far_chain, "followed", 1.0)
+    # The thief paid the bridge itself: the deposit is the source's hop (its label's verdict).
+    [deposit] = [h for h in hops if h["chain"] == case.home_chain]
+    assert (deposit["from"], deposit["to"], deposit["status"], int(deposit["amount_raw"])) == (
+        case.thief, case.bridge, "exit", deposited)
+    assert deposit["depth"] == payout["depth"] + 1
+    # The bridge is a crossing, not a source, on either side.
+    assert {(s.chain, s.address) for s in sources} == {(case.home_chain, case.thief)}

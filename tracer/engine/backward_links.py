@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
+from typing import Any
 
 from tracer.domain.records import StoredTransfer
 from tracer.domain.transfers import Transfer
@@ -52,6 +53,9 @@ class Through:
     paid: dict[int, SwapPaid] = field(default_factory=dict)
     # deposit index -> [(withdrawal index, confidence as a fixed-point share)]
     deposits: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    # A bridge deposit whose payout on another chain was coloured first: index -> its share (fixed point).
+    fixed: dict[int, int] = field(default_factory=dict)
+    watch: frozenset[int] = frozenset()  # bridge payouts whose share the deposit side needs
 
     @property
     def withdrawals(self) -> set[int]:
@@ -65,6 +69,18 @@ class BackLink:
     withdrawal: StoredTransfer  # pool -> the walked wallet
     deposit: StoredTransfer  # depositor -> pool
     confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeCrossing:
+    """A bridge payout a walked wallet received and the deposit on `chain` its event names
+    (engine/step/back_bridges.py)."""
+
+    payout: StoredTransfer  # payer -> the walked wallet (the walk's chain)
+    deposit: StoredTransfer  # depositor -> the bridge (on `chain`)
+    chain: str
+    confidence: float
+    evidence: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,4 +148,4 @@ def with_mixers(through: Through, transfers: Sequence[StoredTransfer], links: Se
         total = sum(transfers[i].transfer.amount * k for i, k in weights) // scale
         for i, k in weights:
             deposits[i].append((j, k * w // total if total > w else k))
-    return Through(through.bought, through.paid, dict(deposits))
+    return Through(through.bought, through.paid, dict(deposits), through.fixed, through.watch)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tracer.domain.transfers import Transfer
 from tracer.engine import widest
@@ -43,6 +43,7 @@ class Reach:
     reached: dict[int, int]  # index into the transfers -> the part of it that reached the seeds
     held: dict[tuple[str, str], int]  # (walked wallet, asset) -> what it held at the start that reached them
     received: dict[str, int]  # asset -> everything the seeds received from outside them
+    at: dict[int, int] = field(default_factory=dict)  # watched index -> its share (fixed point) when passed
 
 
 def reach(transfers: Sequence[Transfer], walked: Set[str], seeds: Set[str],
@@ -51,7 +52,7 @@ def reach(transfers: Sequence[Transfer], walked: Set[str], seeds: Set[str],
     whose pools are followed, `prior[(wallet, asset)]` what a walked wallet held at the start,
     `through` the swaps and mixer links carried across."""
     through = through or Through()
-    targets = through.withdrawals
+    targets = through.withdrawals | through.watch
     at: dict[int, int] = {}  # withdrawal index -> its share when the backward pass went by it
     order = sorted(range(len(transfers)), key=lambda i: transfers[i].order)
     pools = {k: v for k, v in prior.items() if v > 0 and k[0] in walked and k[0] not in seeds}
@@ -88,6 +89,8 @@ def reach(transfers: Sequence[Transfer], walked: Set[str], seeds: Set[str],
             g = sum(share.get((swap.wallet, a), 0) for a in swap.bought) // (len(swap.bought) * swap.paid_assets)
         elif i in through.deposits:
             g = min(SCALE, sum(c * at.get(j, 0) // SCALE for j, c in through.deposits[i]))
+        elif i in through.fixed:
+            g = through.fixed[i]
         else:
             g = 0
         if i in targets:
@@ -106,7 +109,7 @@ def reach(transfers: Sequence[Transfer], walked: Set[str], seeds: Set[str],
             part = amount * share.get(key, 0) // SCALE
             if part:
                 held[key] = part
-    return Reach(reached, held, dict(received))
+    return Reach(reached, held, dict(received), {i: at[i] for i in through.watch if i in at})
 
 
 def source_paths(transfers: Sequence[Transfer], reached: Mapping[int, int], sources: Sequence[str],

@@ -97,6 +97,29 @@ async def mixer_feeds(conn: Conn, trace_id: int) -> list[tuple[int, int, float]]
     return [(r["deposit_transfer_id"], r["withdrawal_transfer_id"], float(r["confidence"])) for r in rows]
 
 
+async def add_bridge_links(conn: Conn, trace_id: int,
+                           links: Sequence[tuple[int, int, str, float, dict[str, Any]]]) -> None:
+    """The bridge crossings the walk followed back: (payout transfer, deposit transfer, the
+    deposit's chain, confidence, evidence). Idempotent: a walk batch run again writes the same."""
+    if not links:
+        return
+    await conn.executemany(
+        """INSERT INTO backward_bridges (trace_id, payout_transfer_id, deposit_transfer_id, deposit_chain,
+                                         confidence, evidence)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+           ON CONFLICT (trace_id, payout_transfer_id, deposit_transfer_id) DO NOTHING""",
+        [(trace_id, p, d, c, conf, json.dumps(ev)) for p, d, c, conf, ev in links])
+
+
+async def bridge_links(conn: Conn, trace_id: int) -> list[tuple[int, int, str, float, dict[str, Any]]]:
+    """The trace's followed bridge crossings, as add_bridge_links wrote them."""
+    rows = await conn.fetch(
+        """SELECT payout_transfer_id, deposit_transfer_id, deposit_chain, confidence, evidence::text AS evidence
+           FROM backward_bridges WHERE trace_id = $1 ORDER BY payout_transfer_id, deposit_transfer_id""", trace_id)
+    return [(r["payout_transfer_id"], r["deposit_transfer_id"], r["deposit_chain"], float(r["confidence"]),
+             json.loads(r["evidence"])) for r in rows]
+
+
 async def set_totals(conn: Conn, trace_id: int, received: dict[str, int]) -> None:
     """A backward trace's totals: what its seeds received in the window, per asset."""
     await conn.execute("UPDATE traces SET totals = $2::jsonb, updated_at = now() WHERE id = $1",

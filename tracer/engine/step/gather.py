@@ -75,6 +75,7 @@ async def read_trace(pool: asyncpg.Pool, trace_id: int, chain: str | None = None
     return TraceInfo(
         id=row["id"], chain=chain, seeds=frozenset(), policy=Policy.from_json(row["policy"]),
         from_block=window.from_block, to_block=window.to_block, totals={}, home=home, hops=row["hop_count"],
+        direction=row["direction"],
     )
 
 

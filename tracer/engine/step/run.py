@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 from tracer.domain.records import Job
 from tracer.engine import balances
 from tracer.engine.backward_jobs import BackwardTools, run_backward
-from tracer.engine.step import back_mixers, decide, follow_bridges, follow_mixers, follow_utxo
+from tracer.engine.step import back_bridges, back_mixers, decide, follow_bridges, follow_mixers, follow_utxo
 from tracer.engine.step import commit as committer
 from tracer.engine.step.gather import StepContext, describe, ensure_transfers, gather
 from tracer.engine.step.plan import TraceInfo
@@ -65,5 +66,9 @@ async def backward(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job]) -> N
     tools = BackwardTools(ctx.pool, ctx.name, ctx.chain(trace),
                           lambda t, from_blocks: ensure_transfers(ctx, t, from_blocks),
                           lambda t, transfers: describe(ctx, t, transfers),
-                          lambda t, payouts: back_mixers.link_back(ctx, t, payouts))
+                          lambda t, payouts: back_mixers.link_back(ctx, t, payouts),
+                          lambda t, inflows: back_bridges.link_back(ctx, t, inflows),
+                          lambda chain: ctx.chains[chain],
+                          lambda t, w: replace(t, chain=w.chain, seeds=frozenset(), totals={}, from_block=w.from_block,
+                                               to_block=w.to_block))
     await run_backward(tools, trace, jobs)
