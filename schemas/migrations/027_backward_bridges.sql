@@ -4,8 +4,8 @@
 -- back to the deposit and on from the depositor on that chain.
 CREATE TABLE IF NOT EXISTS backward_bridges (
     trace_id            bigint NOT NULL REFERENCES traces (id) ON DELETE CASCADE,
-    payout_transfer_id  bigint NOT NULL REFERENCES transfers (id),
-    deposit_transfer_id bigint NOT NULL REFERENCES transfers (id),
+    payout_transfer_id  bigint NOT NULL,  -- transfers (id): no foreign key across Citus groups (026)
+    deposit_transfer_id bigint NOT NULL,
     deposit_chain       text   NOT NULL,
     confidence          double precision NOT NULL,
     evidence            jsonb  NOT NULL DEFAULT '{}'::jsonb,

@@ -81,6 +81,7 @@ TABLES: dict[str, Placement] = {
     "trace_exits": Distributed("trace_id", TRACE),
     "mixer_deposits": Distributed("trace_id", TRACE),
     "mixer_links": Distributed("trace_id", TRACE),
+    "backward_bridges": Distributed("trace_id", TRACE),
     "case_traces": Distributed("trace_id", TRACE),
     # A delivery lives with its event (the key into events cascades a trace's deletion).
     "deliveries": Distributed("trace_key", TRACE),
