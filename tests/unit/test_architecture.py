@@ -6,7 +6,10 @@
 - node JSON only in tracer/chains/ (and tracer/devchain/, which is a node): no raw JSON-RPC method
   name ("eth_getBlockByNumber", "trace_filter", ...) as a string anywhere else;
 - bench/ imports nothing from tests/;
-- no module under tracer/ over 500 lines.
+- no module under tracer/ over 500 lines;
+- no database row leaves the store: no public function of tracer/store/ returns asyncpg.Record or
+  dict[str, Any] (a typed record from tracer/domain/ or the store instead), but for the free-form
+  JSON documents of FREE_FORM_JSON.
 
 The lists of known exceptions below only shrink: each entry names its issue, and a fixed file must
 leave its list (a stale entry fails too).
@@ -34,6 +37,22 @@ RAW_RPC_OUTSIDE_CHAINS: set[str] = set()
 
 # Files outside tracer/store/ that still hand SQL to a connection. Shrinking, as above.
 SQL_OUTSIDE_STORE: set[str] = set()
+
+# Store functions that still return rows or dicts of rows. Shrinking, as above.
+UNTYPED_ROWS = {
+    "tracer/store/backward.py:held", "tracer/store/backward.py:walk",
+    "tracer/store/reads.py:address_traces", "tracer/store/reads.py:all_hops", "tracer/store/reads.py:ancestor_hops",
+    "tracer/store/reads.py:bridge_verdicts", "tracer/store/reads.py:get_trace", "tracer/store/reads.py:hops_page",
+    "tracer/store/reads.py:iter_graph_nodes", "tracer/store/reads.py:iter_hops", "tracer/store/reads.py:list_traces",
+    "tracer/store/reads.py:stops", "tracer/store/reads.py:trace_version",
+}
+
+# Store functions whose dict[str, Any] is a JSON document with no fixed shape: allowed for good.
+FREE_FORM_JSON = {
+    "tracer/store/hops.py:hop_evidence",  # each hop's evidence (jsonb): what the rule that decided it saw
+    "tracer/store/backward.py:evidence_of",  # an exit's evidence JSON, as hop_evidence
+    "tracer/store/label_rows.py:load_json",  # a label's evidence (jsonb), as its importer wrote it
+}
 
 NODE_DIRS = ("tracer/chains/", "tracer/devchain/")
 SQL_METHODS = {"fetch", "fetchrow", "fetchval", "execute", "executemany", "copy_records_to_table", "cursor",
@@ -190,3 +209,70 @@ def test_no_module_under_tracer_is_over_500_lines() -> None:
     assert over - OVERSIZED == set(), f"over {MAX_LINES} lines (split by what they hold): " + \
         ", ".join(f"{f} ({sizes[f]})" for f in sorted(over - OVERSIZED))
     assert OVERSIZED - over == set(), f"no longer over {MAX_LINES} lines: remove from OVERSIZED: {OVERSIZED - over}"
+
+
+# ------------------------------------------------------------------------------ rows in the store
+
+
+def _untyped(annotation: ast.expr) -> str | None:
+    """What in a return annotation is a database row or an untyped dict: asyncpg.Record / Record
+    (alone or inside list[...], AsyncIterator[...], X | None), dict[str, Any] or Mapping[str, Any]."""
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        annotation = ast.parse(annotation.value, mode="eval").body
+    for node in ast.walk(annotation):
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        if name == "Record":
+            return ast.unparse(annotation)
+        if (isinstance(node, ast.Subscript) and ast.unparse(node.value).split(".")[-1] in ("dict", "Dict", "Mapping")
+                and isinstance(node.slice, ast.Tuple) and ast.unparse(node.slice.elts[-1]).split(".")[-1] == "Any"):
+            return ast.unparse(annotation)
+    return None
+
+
+def untyped_returns(path: Path, root: Path = ROOT) -> dict[str, str]:
+    """`file:function` -> its return annotation, for the public functions of a module (and public
+    methods of its public classes) that hand out a row or an untyped dict."""
+    found = {}
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+    tree = _tree(path)
+    members = [n for n in tree.body if isinstance(n, defs)]
+    members += [m for c in tree.body if isinstance(c, ast.ClassDef) and not c.name.startswith("_")
+                for m in c.body if isinstance(m, defs)]
+    for fn in members:
+        if fn.name.startswith("_") or fn.returns is None:
+            continue
+        what = _untyped(fn.returns)
+        if what is not None:
+            found[f"{_rel(path, root)}:{fn.name}"] = what
+    return found
+
+
+def test_no_row_leaves_the_store() -> None:
+    found = {k: v for p in _modules(TRACER / "store") for k, v in untyped_returns(p).items()}
+    bad = set(found) - UNTYPED_ROWS - FREE_FORM_JSON
+    assert not bad, "store functions returning asyncpg.Record or dict[str, Any] (return a typed record):\n" + \
+        "\n".join(f"{k} -> {found[k]}" for k in sorted(bad))
+    assert UNTYPED_ROWS - set(found) == set(), "typed now: remove from UNTYPED_ROWS: " + \
+        ", ".join(sorted(UNTYPED_ROWS - set(found)))
+    assert FREE_FORM_JSON - set(found) == set(), "no longer free-form JSON: remove from FREE_FORM_JSON: " + \
+        ", ".join(sorted(FREE_FORM_JSON - set(found)))
+
+
+def test_the_row_check_sees_rows(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("import asyncpg\n"
+                      "from asyncpg import Record\n"
+                      "async def one(conn) -> asyncpg.Record | None: ...\n"
+                      "async def many(conn) -> list[Record]: ...\n"
+                      "async def stream(conn) -> AsyncIterator[asyncpg.Record]: ...\n"
+                      "async def loose(conn) -> list[dict[str, Any]]: ...\n"
+                      "async def quoted(conn) -> 'Mapping[str, typing.Any]': ...\n"
+                      "async def typed(conn) -> list[Hop]: ...\n"
+                      "async def counts(conn) -> dict[str, int]: ...\n"
+                      "def _row(r: asyncpg.Record) -> asyncpg.Record: ...\n"
+                      "class Store:\n"
+                      "    async def get(self) -> Record: ...\n")
+    assert untyped_returns(sample, tmp_path) == {
+        "sample.py:one": "asyncpg.Record | None", "sample.py:many": "list[Record]",
+        "sample.py:stream": "AsyncIterator[asyncpg.Record]", "sample.py:loose": "list[dict[str, Any]]",
+        "sample.py:quoted": "Mapping[str, typing.Any]", "sample.py:get": "Record"}
