@@ -15,6 +15,7 @@ from tracer.addresses import checksum
 from tracer.domain.chains import native_unit
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import Reason
+from tracer.domain.views import BridgeVerdict
 from tracer.engine import graph as tgraph
 from tracer.store import backward as back_store
 from tracer.store import traces as store
@@ -209,8 +210,8 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
                 line.path = [{"from": s.from_addr, "to": s.to_addr, "tx_hash": s.tx_hash,
                               "block_number": s.block_number, "chain": s.chain} for s in paths[0]]
         exits.append(line)
-    stops = [{"address": r["address"], "reason": r["reason"], "entity": r["entity"], "category": r["category"],
-              "depth": r["depth"], "amounts": r["amounts"], "chain": r["chain"]} for r in stop_rows]
+    stops = [{"address": r.address, "reason": r.reason, "entity": r.entity, "category": r.category,
+              "depth": r.depth, "amounts": r.amounts, "chain": r.chain} for r in stop_rows]
     return Report(trace_id, trace["status"], trace["chain"], list(trace["seeds"]), totals, symbols, exits, stops,
                   {k: int(v) for k, v in counts.items()}, trace["error"], coinjoins(hops, trace["chain"]),
                   continuations(bridge_rows, hops, trace["chain"]), bridge_lines(bridge_rows, trace["chain"]),
@@ -267,7 +268,7 @@ def coinjoins(hops: Sequence[Any], chain: str) -> list[CoinJoinLine]:
     return list(lines.values())
 
 
-def continuations(bridges: Sequence[Any], hops: Sequence[Any], chain: str) -> list[Continuation]:
+def continuations(bridges: Sequence[BridgeVerdict], hops: Sequence[Any], chain: str) -> list[Continuation]:
     """Every bridge deposit whose payout was found on its destination chain, from the bridge's
     verdict evidence (followed or not: a payout below policy.min_link_confidence is reported).
     `bridges`: rows of store.bridge_verdicts (a continued deposit is a crossing, not an exit)."""
@@ -275,8 +276,8 @@ def continuations(bridges: Sequence[Any], hops: Sequence[Any], chain: str) -> li
     out: list[Continuation] = []
     seen: set[tuple[str, str, str]] = set()
     for b in bridges:
-        ev = _json(b["evidence"])
-        home = b["chain"] or chain
+        ev = _json(b.evidence)
+        home = b.chain or chain
         how = str(ev.get("recognised_by") or "label") if isinstance(ev, dict) else "label"
         for d in (ev.get("destinations") or []) if isinstance(ev, dict) else []:
             follow = d.get("continue") or {}
@@ -295,17 +296,17 @@ def continuations(bridges: Sequence[Any], hops: Sequence[Any], chain: str) -> li
                 payout_tx=payout.get("tx_hash"), asset=asset, symbol=sym, decimals=dec,
                 payout=int(payout["amount"]) if payout.get("amount") is not None else None,
                 carried=int(payout["carried"]) if payout.get("carried") is not None else None,
-                match=payout.get("match"), confidence=payout.get("confidence"), bridge=str(b["address"]),
+                match=payout.get("match"), confidence=payout.get("confidence"), bridge=str(b.address),
                 recognised_by=how))
     return out
 
 
-def bridge_lines(rows: Sequence[Any], chain: str) -> list[BridgeLine]:
+def bridge_lines(rows: Sequence[BridgeVerdict], chain: str) -> list[BridgeLine]:
     out = []
     for r in rows:
-        ev = _json(r["evidence"])
+        ev = _json(r.evidence)
         ev = ev if isinstance(ev, dict) else {}
-        out.append(BridgeLine(r["address"], r["chain"] or chain, r["entity"], str(ev.get("recognised_by") or "label"),
+        out.append(BridgeLine(r.address, r.chain or chain, r.entity, str(ev.get("recognised_by") or "label"),
                               ev))
     return out
 

@@ -18,6 +18,7 @@ import asyncpg
 
 from tracer.domain.records import ExitRow
 from tracer.domain.transfers import NATIVE
+from tracer.domain.views import BridgeVerdict, Stop
 from tracer.store.hops import EXIT_FIRST, EXIT_LAST
 from tracer.store.sql import Conn
 
@@ -257,22 +258,22 @@ async def exits(conn: Conn, trace_id: int, *, asset: str | None = None,
             for r in rows]
 
 
-async def bridge_verdicts(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+async def bridge_verdicts(conn: Conn, trace_id: int) -> list[BridgeVerdict]:
     """The bridges a trace deposited into (labelled or recognised by event), with the destinations
     and continuations their evidence lists; a deposit continued on the far chain is no exit, so
     these are read apart from `exits`."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT address, chain, entity, evidence FROM jobs
            WHERE trace_id = $1 AND role = 'exit' AND reason = 'bridge' ORDER BY chain, address""",
         trace_id,
     )
-    return rows
+    return [BridgeVerdict(r["address"], r["chain"], r["entity"], r["evidence"]) for r in rows]
 
 
-async def stops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+async def stops(conn: Conn, trace_id: int) -> list[Stop]:
     """Addresses where the trace stopped without reaching an off-ramp (hubs, mixers, limits), with
     what reached them; a backward trace's stops are senders (unknown sources): what they paid."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT j.address, j.reason, j.entity, j.category, j.depth, j.chain,
                   coalesce((SELECT jsonb_object_agg(asset, amount::text) FROM
                      (SELECT asset, sum(amount) AS amount FROM hops h WHERE h.trace_id = j.trace_id
@@ -283,7 +284,8 @@ async def stops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
            WHERE j.trace_id = $1 AND j.role = 'stopped' ORDER BY j.depth, j.address""",
         trace_id,
     )
-    return rows
+    return [Stop(r["address"], r["reason"], r["entity"], r["category"], r["depth"], r["chain"], r["amounts"])
+            for r in rows]
 
 
 async def all_hops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:

@@ -1,0 +1,36 @@
+"""What the read side hands out about a trace (tracer.store.reads): the report, the API and the CLI
+read these records' attributes, never a database row's string keys.
+
+A chain of None means the trace's own chain, as on the trace's records (tracer.domain.records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """An address the trace stopped at without reaching an off-ramp (a hub, a mixer, a limit), with
+    what reached it (a backward trace's stops are senders: what they paid)."""
+
+    address: str
+    reason: str | None
+    entity: str | None
+    category: str | None
+    depth: int
+    chain: str | None
+    amounts: Mapping[str, str]  # asset -> raw amount (decimal string)
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeVerdict:
+    """A bridge the trace deposited into, with the destinations and continuations its evidence
+    lists (the verdict's free-form evidence JSON)."""
+
+    address: str
+    chain: str | None
+    entity: str | None
+    evidence: Any
