@@ -168,9 +168,9 @@ async def test_derived_balances_equal_archive_state(db: Database, mode: Mode) ->
             assert status == "done"
             async with db.pool.acquire() as conn:
                 rows[name] = (await trace_store.get_trace(conn, trace_id), await hop_rows(db.pool, trace_id))
-        assert rows["archive"][0]["balance_method"] == balances.NODE_STATE
-        assert rows["pruned"][0]["balance_method"] == balances.DERIVED
-        assert "BlockOutOfRangeError" in rows["pruned"][0]["balance_method_reason"]
+        assert rows["archive"][0].balance_method == balances.NODE_STATE
+        assert rows["pruned"][0].balance_method == balances.DERIVED
+        assert "BlockOutOfRangeError" in rows["pruned"][0].balance_method_reason
         assert len(rows["archive"][1]) >= 8 and rows["pruned"][1] == rows["archive"][1]
 
 

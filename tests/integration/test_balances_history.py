@@ -98,7 +98,7 @@ async def _trace(db: Database, url: str, scenario: Scenario, policy: dict[str, A
         await client.close()
     async with db.pool.acquire() as conn:
         row = await trace_store.get_trace(conn, trace_id)
-    assert status == "done", row["error"] if row else None
+    assert status == "done", row.error if row else None
     return trace_id, row
 
 
@@ -114,10 +114,10 @@ async def test_pruned_node_traces_like_an_archive(db: Database, devchain_factory
     pruned = await devchain_factory(charge_gas=True, keep_states=1)
     a_id, a_row = await _trace(db, archive.url, small_scenario, {})
     p_id, p_row = await _trace(db, pruned.url, small_scenario, {})
-    assert a_row["balance_method"] == balances.NODE_STATE
-    assert p_row["balance_method"] == balances.DERIVED
-    assert "BlockOutOfRangeError" in p_row["balance_method_reason"]
-    assert "most conservative" not in p_row["balance_method_reason"]
+    assert a_row.balance_method == balances.NODE_STATE
+    assert p_row.balance_method == balances.DERIVED
+    assert "BlockOutOfRangeError" in p_row.balance_method_reason
+    assert "most conservative" not in p_row.balance_method_reason
     archive_hops = await hop_rows(db.pool, a_id)
     assert archive_hops and await hop_rows(db.pool, p_id) == archive_hops
     # Head balances were read instead of the refused old ones.
@@ -131,7 +131,7 @@ async def test_flagged_first_needs_no_balances(db: Database, devchain_factory: D
                                         small_scenario: Scenario, labelled: None) -> None:
     pruned = await devchain_factory(charge_gas=True, keep_states=1)
     _, row = await _trace(db, pruned.url, small_scenario, {"taint_model": "flagged_first"})
-    assert row["balance_method"] == balances.NOT_NEEDED
+    assert row.balance_method == balances.NOT_NEEDED
 
 
 async def test_history_that_does_not_add_up_gets_the_most_conservative_taint(
@@ -153,8 +153,8 @@ async def test_history_that_does_not_add_up_gets_the_most_conservative_taint(
     a_id, _ = await _trace(db, archive.url, small_scenario, {})
     async with serving(handle) as url:
         c_id, c_row = await _trace(db, url, small_scenario, {})
-    assert c_row["balance_method"] == balances.DERIVED
-    assert "most conservative" in c_row["balance_method_reason"]
+    assert c_row.balance_method == balances.DERIVED
+    assert "most conservative" in c_row.balance_method_reason
     async with db.pool.acquire() as conn:
         archive_exits = {(r.address, r.asset): r.amount for r in await trace_store.exits(conn, a_id)}
         conservative = {(r.address, r.asset): r.amount for r in await trace_store.exits(conn, c_id)}
@@ -194,9 +194,9 @@ async def test_no_internal_calls_means_no_clean_balance(db: Database, devchain_f
     it, so every address gets the most conservative taint and the trace says why."""
     pruned = await devchain_factory(charge_gas=True, keep_states=1, traces=False)
     _, row = await _trace(db, pruned.url, small_scenario, {})
-    assert row["balance_method"] == balances.DERIVED
-    assert "no internal calls" in row["balance_method_reason"]
-    assert "most conservative" in row["balance_method_reason"]
+    assert row.balance_method == balances.DERIVED
+    assert "no internal calls" in row.balance_method_reason
+    assert "most conservative" in row.balance_method_reason
 
 
 async def test_state_refused_after_a_yes_probe_is_derived_too(
@@ -232,9 +232,8 @@ async def test_state_refused_after_a_yes_probe_is_derived_too(
         await client.close()
         r_id, row = await _trace(db, url, small_scenario, {})
     assert refused["reads"] > 0
-    assert row["balance_method"] == balances.DERIVED
-    assert row["balance_method_reason"].startswith("node at ") and "keeps no state at block" in row[
-        "balance_method_reason"]
+    assert row.balance_method == balances.DERIVED
+    assert row.balance_method_reason.startswith("node at ") and "keeps no state at block" in row.balance_method_reason
     assert await hop_rows(db.pool, r_id) == await hop_rows(db.pool, a_id)
 
 

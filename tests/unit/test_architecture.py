@@ -42,8 +42,8 @@ SQL_OUTSIDE_STORE: set[str] = set()
 UNTYPED_ROWS = {
     "tracer/store/backward.py:bridge_links", "tracer/store/backward.py:held", "tracer/store/backward.py:walk",
     "tracer/store/reads.py:address_traces", "tracer/store/reads.py:all_hops", "tracer/store/reads.py:ancestor_hops",
-    "tracer/store/reads.py:get_trace", "tracer/store/reads.py:hops_page",
-    "tracer/store/reads.py:iter_graph_nodes", "tracer/store/reads.py:iter_hops", "tracer/store/reads.py:list_traces",
+    "tracer/store/reads.py:hops_page",
+    "tracer/store/reads.py:iter_graph_nodes", "tracer/store/reads.py:iter_hops",
     "tracer/store/reads.py:trace_version",
 }
 

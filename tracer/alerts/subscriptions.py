@@ -207,16 +207,16 @@ async def create(
             row = await trace_store.get_trace(conn, trace_id)
             if row is None:
                 raise SubscriptionError("trace_id", f"no trace {trace_id}", status=404)
-            if row["chain"] != chain and "chain" in body:
-                raise SubscriptionError("chain", f"trace {trace_id} is on {row['chain']}")
-            if addresses is not None and _family(row["chain"]) != _family(chain):
+            if row.chain != chain and "chain" in body:
+                raise SubscriptionError("chain", f"trace {trace_id} is on {row.chain}")
+            if addresses is not None and _family(row.chain) != _family(chain):
                 raise SubscriptionError("addresses",
-                                        f"trace {trace_id} is on {row['chain']}: these are {chain} addresses")
-            chain = row["chain"]
+                                        f"trace {trace_id} is on {row.chain}: these are {chain} addresses")
+            chain = row.chain
             if watch:
                 status = await sub_store.watch_trace(conn, trace_id, confirmations)
                 if status is None:
-                    raise SubscriptionError("trace_id", f"trace {trace_id} is {row['status']}: it cannot watch",
+                    raise SubscriptionError("trace_id", f"trace {trace_id} is {row.status}: it cannot watch",
                                             status=409)
     elif watch:
         assert addresses is not None

@@ -22,6 +22,7 @@ from tracer.domain.chains import native_unit
 from tracer.domain.records import ExitRow
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import LABEL_REASON_PREFIX, Reason
+from tracer.domain.views import StoredTrace
 
 
 @functools.lru_cache(maxsize=65536)
@@ -80,37 +81,37 @@ def links_for_trace(trace_id: int) -> dict[str, str]:
             "graph": f"{base}/graph", "cancel": f"{base}/cancel"}
 
 
-def trace(row: asyncpg.Record, meta: Mapping[str, tuple[str | None, int | None]],
+def trace(row: StoredTrace, meta: Mapping[str, tuple[str | None, int | None]],
           counters: Mapping[str, int] | None = None) -> dict[str, Any]:
-    chain = row["chain"]
-    totals = row["totals"]
+    chain = row.chain
+    totals = row.totals
     if isinstance(totals, str):
         totals = json.loads(totals)
-    policy = row["policy"]
+    policy = row.policy
     if isinstance(policy, str):
         policy = json.loads(policy)
     out: dict[str, Any] = {
-        "id": row["id"],
+        "id": row.id,
         "chain": chain,
-        "direction": row["direction"],
-        "status": row["status"],
-        "label": row["label"],
-        "seeds": list(row["seeds"]),
+        "direction": row.direction,
+        "status": row.status,
+        "label": row.label,
+        "seeds": list(row.seeds),
         "policy": policy,
-        "from_block": row["from_block"],
-        "to_block": row["to_block"],
-        "error": row["error"],
-        "created_by": row["created_by"],
-        "created_at": iso(row["created_at"]),
-        "started_at": iso(row["started_at"]),
-        "finished_at": iso(row["finished_at"]),
-        "updated_at": iso(row["updated_at"]),
+        "from_block": row.from_block,
+        "to_block": row.to_block,
+        "error": row.error,
+        "created_by": row.created_by,
+        "created_at": iso(row.created_at),
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+        "updated_at": iso(row.updated_at),
         "totals": [amount(chain, a, v, *meta.get(a, (None, None))) for a, v in sorted((totals or {}).items())],
         # How prior balances were read: node_state (an archive node), derived_from_history (a node
         # without old state), not_needed (models that ignore clean money); null until the trace starts.
-        "balance_method": row["balance_method"],
-        "balance_method_reason": row["balance_method_reason"],
-        "links": links_for_trace(row["id"]),
+        "balance_method": row.balance_method,
+        "balance_method_reason": row.balance_method_reason,
+        "links": links_for_trace(row.id),
     }
     if counters is not None:
         out["progress"] = dict(counters)

@@ -10,6 +10,7 @@ from typing import Any
 
 from tracer.api.context import ApiContext
 from tracer.chains.feeds import Feed
+from tracer.domain.views import StoredTrace
 from tracer.engine import dollars, pricing
 from tracer.engine.pricing import Value, usd_text
 from tracer.store import prices as price_store
@@ -47,31 +48,31 @@ async def hop_values(ctx: ApiContext, rows: Sequence[Any]) -> dict[int, Value]:
 FINISHED = ("done", "failed", "cancelled")
 
 
-def deferred(ctx: ApiContext, row: Any) -> str | None:
+def deferred(ctx: ApiContext, row: StoredTrace) -> str | None:
     """Why an unfinished trace's dollars are not summed now, or None when they are."""
-    hops = int(row["hop_count"] or 0)
-    if row["status"] in FINISHED or hops <= ctx.settings.live_usd_max_hops:
+    hops = int(row.hop_count or 0)
+    if row.status in FINISHED or hops <= ctx.settings.live_usd_max_hops:
         return None
     return (f"dollars are summed when the trace finishes: it has {hops} hops, more than the "
             f"{ctx.settings.live_usd_max_hops} summed while it runs (TRACER_API_LIVE_USD_MAX_HOPS)")
 
 
-async def shared_dollars(ctx: ApiContext, row: Any) -> dollars.TraceDollars | None:
+async def shared_dollars(ctx: ApiContext, row: StoredTrace) -> dollars.TraceDollars | None:
     """The trace's dollar sums, computed once per state of the trace however many requests ask at
     the same time (they read every hop); None for a running trace past `live_usd_max_hops`."""
     if deferred(ctx, row) is not None:
         return None
-    key = (row["id"], row["status"], row["updated_at"], int(row["hop_count"] or 0))
+    key = (row.id, row.status, row.updated_at, int(row.hop_count or 0))
     result: dollars.TraceDollars = await ctx.dollars.get(
-        key, lambda: dollars.trace_dollars(ctx.pool, row["id"], ctx.chains))
+        key, lambda: dollars.trace_dollars(ctx.pool, row.id, ctx.chains))
     return result
 
 
-async def trace_summary(ctx: ApiContext, row: Any) -> dict[str, Any] | None:
+async def trace_summary(ctx: ApiContext, row: StoredTrace) -> dict[str, Any] | None:
     """The trace summary's dollars (the same sums as `/exits`: engine/dollars.py), for finished
     traces only: the sums read every hop, which a summary polled on a large running trace must not
     do on each call. A finished trace's sums never change: they are computed once (shared_dollars)."""
-    if row["status"] not in FINISHED:
+    if row.status not in FINISHED:
         return None
     try:
         d = await shared_dollars(ctx, row)

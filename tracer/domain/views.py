@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -34,3 +35,31 @@ class BridgeVerdict:
     chain: str | None
     entity: str | None
     evidence: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTrace:
+    """A trace as stored: what was asked (seeds, window, policy), how far it got, who owns it."""
+
+    id: int
+    chain: str
+    seeds: list[str]
+    policy: Mapping[str, Any]  # the trace's Policy as JSON (tracer.engine.policy.Policy.from_json)
+    label: str | None
+    status: str  # queued | running | done | failed | cancelled | watching
+    error: str | None
+    from_block: int
+    to_block: int
+    totals: Mapping[str, Any]  # asset -> raw amount leaving (forward) or reaching (backward) the seeds
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    hop_count: int
+    hop_limit_reached: bool
+    balance_method: str | None
+    balance_method_reason: str | None
+    owner_key_id: int | None
+    owner_team: str | None
+    direction: str  # forward | backward

@@ -98,9 +98,9 @@ async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, 
         values = await pricing.hop_values(conn, hops, run)
         # Tokens with no feed: the rate of the swaps the trace saw them traded in.
         await swap_prices.price_by_swaps(conn, trace_id, hops, values)
-    home = trace["chain"]
-    seeds = {s for s in trace["seeds"]}
-    backward = trace["direction"] == back_store.BACKWARD
+    home = trace.chain
+    seeds = {s for s in trace.seeds}
+    backward = trace.direction == back_store.BACKWARD
     out = TraceDollars(Usd(), {}, Usd(), Usd(), values, run)
     for h in hops:
         v = values[int(h["transfer_id"])]

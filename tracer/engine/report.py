@@ -169,24 +169,24 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         trace = await store.get_trace(conn, trace_id)
         if trace is None:
             raise KeyError(trace_id)
-        backward = trace["direction"] == back_store.BACKWARD
+        backward = trace.direction == back_store.BACKWARD
         # A backward trace's exits are its sources, each with the path its money took (its evidence).
-        exit_rows: Sequence[Any] = (await back_store.sources(conn, trace_id, trace["chain"]) if backward
+        exit_rows: Sequence[Any] = (await back_store.sources(conn, trace_id, trace.chain) if backward
                                     else await store.exits(conn, trace_id))
         bridge_rows = await store.bridge_verdicts(conn, trace_id)
         stop_rows = await store.stops(conn, trace_id)
         counts = await store.trace_progress(conn, trace_id)
         # The hops also carry the CoinJoin entries (their evidence): without paths, none are listed.
         hops = await store.all_hops(conn, trace_id) if with_paths else []
-        units = await transfer_store.token_units(conn, trace["chain"], list((trace["totals"] or {}).keys()))
-    totals = {k: int(v) for k, v in (trace["totals"] or {}).items()}
-    symbols: dict[str, tuple[str, int | None]] = {NATIVE: native_unit(trace["chain"]), **units}
-    g = tgraph.build(hops, trace["chain"]) if hops and exit_rows else None
+        units = await transfer_store.token_units(conn, trace.chain, list((trace.totals or {}).keys()))
+    totals = {k: int(v) for k, v in (trace.totals or {}).items()}
+    symbols: dict[str, tuple[str, int | None]] = {NATIVE: native_unit(trace.chain), **units}
+    g = tgraph.build(hops, trace.chain) if hops and exit_rows else None
     exits: list[ExitLine] = []
     for r in exit_rows:
         asset = r.asset
         chain = r.chain
-        home = chain == trace["chain"]
+        home = chain == trace.chain
         sym, dec = symbols.get(asset, (r.symbol or asset[:10], r.decimals)) if home else (
             r.symbol or asset[:10], r.decimals)
         if asset == NATIVE:
@@ -204,7 +204,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
             line.evidence = back_store.evidence_of(r) or None
             line.path = _steps((line.evidence or {}).get("path") or [], hops, chain)
         elif g is not None:
-            paths = tgraph.paths_to(g, list(trace["seeds"]), r.address, limit=1, chain=trace["chain"],
+            paths = tgraph.paths_to(g, list(trace.seeds), r.address, limit=1, chain=trace.chain,
                                     target_chain=chain)
             if paths:
                 line.path = [{"from": s.from_addr, "to": s.to_addr, "tx_hash": s.tx_hash,
@@ -212,10 +212,10 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
         exits.append(line)
     stops = [{"address": r.address, "reason": r.reason, "entity": r.entity, "category": r.category,
               "depth": r.depth, "amounts": r.amounts, "chain": r.chain} for r in stop_rows]
-    return Report(trace_id, trace["status"], trace["chain"], list(trace["seeds"]), totals, symbols, exits, stops,
-                  {k: int(v) for k, v in counts.items()}, trace["error"], coinjoins(hops, trace["chain"]),
-                  continuations(bridge_rows, hops, trace["chain"]), bridge_lines(bridge_rows, trace["chain"]),
-                  trace["balance_method"], trace["balance_method_reason"])
+    return Report(trace_id, trace.status, trace.chain, list(trace.seeds), totals, symbols, exits, stops,
+                  {k: int(v) for k, v in counts.items()}, trace.error, coinjoins(hops, trace.chain),
+                  continuations(bridge_rows, hops, trace.chain), bridge_lines(bridge_rows, trace.chain),
+                  trace.balance_method, trace.balance_method_reason)
 
 
 def _steps(path: Sequence[str], hops: Sequence[Any], chain: str) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import asyncpg
 
 from tracer import __version__
 from tracer.domain.labels import Label
+from tracer.domain.views import StoredTrace
 from tracer.engine import report as treport
 from tracer.engine import report_backward
 from tracer.engine.dollars import TraceDollars, trace_dollars
@@ -45,7 +46,7 @@ class PdfUnavailable(RuntimeError):
 
 @dataclass
 class Document:
-    trace: Any
+    trace: StoredTrace
     report: treport.Report
     dollars: TraceDollars
     hops: list[Any]
@@ -74,23 +75,23 @@ async def build_document(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str,
         if trace is None:
             raise KeyError(trace_id)
         hops = list(await store.all_hops(conn, trace_id))
-        seed_labels = await label_store.lookup(conn, trace["chain"], list(trace["seeds"]))
+        seed_labels = await label_store.lookup(conn, trace.chain, list(trace.seeds))
         exit_labels: dict[tuple[str, str], list[Label]] = {}
         by_chain: dict[str, list[str]] = {}
         for x in rep.exits:
-            by_chain.setdefault(x.chain or trace["chain"], []).append(x.address)
+            by_chain.setdefault(x.chain or trace.chain, []).append(x.address)
         for c, addrs in by_chain.items():
             for a, lbs in (await label_store.lookup(conn, c, addrs)).items():
                 exit_labels[(c, a)] = lbs
     dollars = await trace_dollars(pool, trace_id, chains, hops)
     blocks: dict[str, tuple[int, int]] = {}
     for h in hops:
-        c = h["chain"] or trace["chain"]
+        c = h["chain"] or trace.chain
         lo, hi = blocks.get(c, (h["block_number"], h["block_number"]))
         blocks[c] = (min(lo, h["block_number"]), max(hi, h["block_number"]))
     nodes = {}
     async with pool.acquire() as conn:
-        for c in sorted(set(blocks) | {trace["chain"]}):
+        for c in sorted(set(blocks) | {trace.chain}):
             nodes[c] = (await chain_store.recorded_chain_id(conn, c), await chain_store.node_states(conn, c))
     return Document(trace, rep, dollars, hops, seed_labels, exit_labels, hop_set_digest(hops), blocks, nodes)
 
@@ -140,7 +141,7 @@ def _graph_svg(doc: Document) -> str:
 
 def render_html(doc: Document) -> str:
     rep, d, t = doc.report, doc.dollars, doc.trace
-    policy = t["policy"] if isinstance(t["policy"], dict) else json.loads(t["policy"] or "{}")
+    policy = t.policy
     model = str(policy.get("taint_model") or policy.get("model") or "haircut")
     out: list[str] = []
     w = out.append
@@ -151,8 +152,8 @@ def render_html(doc: Document) -> str:
       "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 5px;text-align:left;"
       "vertical-align:top}td.n{text-align:right}code{font-size:10px;word-break:break-all}h2{margin-top:18px}"
       "</style></head><body>")
-    w(f"<h1>Trace report #{rep.trace_id}: {e(t['label'] or 'unlabelled case')}</h1>")
-    w(f"<p>Status {e(rep.status)} on {e(rep.chain)}; created {e(t['created_at'])}; tracer {e(__version__)}. "
+    w(f"<h1>Trace report #{rep.trace_id}: {e(t.label or 'unlabelled case')}</h1>")
+    w(f"<p>Status {e(rep.status)} on {e(rep.chain)}; created {e(t.created_at)}; tracer {e(__version__)}. "
       f"SHA-256 of the hop set ({len(doc.hops)} hops): <code>{doc.hop_set_sha256}</code></p>")
     w("<h2>Seeds and why they are flagged</h2><table><tr><th>address</th><th>label</th><th>source</th>"
       "<th>valid</th></tr>")
@@ -172,7 +173,7 @@ def render_html(doc: Document) -> str:
       "window. Amounts are in each coin's own units; dollars are the value at the block of each hop, from the "
       "chain's own price feeds (or an imported price file), summed per exit. Policy: "
       f"<code>{e(json.dumps(policy, sort_keys=True, default=str))}</code></p>")
-    if t["direction"] == "backward":
+    if t.direction == "backward":
         w(report_backward.summary_html(rep))
     w("<h2>Summary</h2>")
     w(f"<p>Left the seeds: <b>{_usd(d.seeds.usd)}</b>"
@@ -252,7 +253,7 @@ def render_html(doc: Document) -> str:
         for st in states:
             w(f"<li>{e(c)} node {e(st.node)}: {'keeps' if st.historical_state else 'does not keep'} old state "
               f"(probed at block {st.probe_block} of {st.head}, {e(st.checked_at)})</li>")
-    w(f"<li>trace window on {e(rep.chain)}: blocks {e(t['from_block'])} – {e(t['to_block'])}</li>")
+    w(f"<li>trace window on {e(rep.chain)}: blocks {e(t.from_block)} – {e(t.to_block)}</li>")
     if rep.balance_method:
         w(f"<li>prior balances: {e(rep.balance_method)} {e(rep.balance_method_reason or '')}</li>")
     w(f"<li>price sources: {e(', '.join(f'{k} {v} hops' for k, v in sorted(d.sources.items())) or 'none')}</li>")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,7 @@ import asyncpg
 
 from tracer.domain.records import ExitRow
 from tracer.domain.transfers import NATIVE
-from tracer.domain.views import BridgeVerdict, Stop
+from tracer.domain.views import BridgeVerdict, Stop, StoredTrace
 from tracer.store.hops import EXIT_FIRST, EXIT_LAST
 from tracer.store.sql import Conn
 
@@ -43,10 +43,10 @@ async def list_traces(
     label: str | None,
     before_id: int | None,
     limit: int,
-) -> list[asyncpg.Record]:
+) -> list[StoredTrace]:
     """Newest first; `before_id` is the keyset (the last id of the previous page)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT * FROM traces
+    rows = await conn.fetch(
+        f"""SELECT {_TRACE_COLUMNS} FROM traces
            WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
              AND ($2::text IS NULL OR seeds @> ARRAY[$2::text])
              AND ($3::text IS NULL OR label = $3)
@@ -54,13 +54,20 @@ async def list_traces(
            ORDER BY id DESC LIMIT $5""",
         list(statuses) if statuses else None, seed, label, before_id, limit,
     )
-    return rows
+    return [_trace(r) for r in rows]
 
 
-async def get_trace(conn: Conn, trace_id: int) -> asyncpg.Record | None:
-    """The trace's row (every column), None when there is no such trace."""
-    row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM traces WHERE id = $1", trace_id)
-    return row
+async def get_trace(conn: Conn, trace_id: int) -> StoredTrace | None:
+    """The trace, None when there is no such trace."""
+    row = await conn.fetchrow(f"SELECT {_TRACE_COLUMNS} FROM traces WHERE id = $1", trace_id)
+    return _trace(row) if row is not None else None
+
+
+_TRACE_COLUMNS = ", ".join(f.name for f in fields(StoredTrace))
+
+
+def _trace(r: asyncpg.Record) -> StoredTrace:
+    return StoredTrace(*r)
 
 
 async def trace_version(conn: Conn, trace_id: int) -> asyncpg.Record | None:

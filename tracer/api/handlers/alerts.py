@@ -162,7 +162,7 @@ async def create(request: web.Request) -> web.Response:
             # Watching changes the trace (a done one starts again): its owner's call. One that
             # cannot watch any more is refused below with 409, whoever asks.
             watched = await reads.get_trace(conn, body["trace_id"])
-            if watched is not None and watched["status"] not in ("failed", "cancelled"):
+            if watched is not None and watched.status not in ("failed", "cancelled"):
                 await owners.require_trace(request, conn, body["trace_id"])
     try:
         created = await subs.create(ctx.pool, ctx.chains, body, url_policy=_state(request).url_policy,
@@ -319,7 +319,7 @@ async def trace_events(request: web.Request) -> web.StreamResponse:
         nxt = rows[-1].seq if rows else after
         usd = await event_values(ctx.pool, rows, ctx.chains)
         return ok({"items": [ev.render(r, usd=usd.get(r.seq)) for r in rows], "next_after": nxt,
-                   "trace_status": row["status"]})
+                   "trace_status": row.status})
     return await _stream(request, fetch, over, key=trace_id, after=after)
 
 

@@ -16,6 +16,7 @@ from tracer.api.context import CTX, ApiContext
 from tracer.api.cursors import CursorError
 from tracer.api.errors import ApiError, bad_request, not_found
 from tracer.api.openapi import field_of, validator
+from tracer.domain.views import StoredTrace
 from tracer.store import reads
 
 
@@ -56,7 +57,7 @@ async def checked_body(request: web.Request, schema: str) -> dict[str, Any]:
     return body
 
 
-async def trace_or_404(conn: asyncpg.pool.PoolConnectionProxy, trace_id: int) -> asyncpg.Record:
+async def trace_or_404(conn: asyncpg.pool.PoolConnectionProxy, trace_id: int) -> StoredTrace:
     row = await reads.get_trace(conn, trace_id)
     if row is None:
         raise not_found(f"no trace {trace_id}")
@@ -64,13 +65,13 @@ async def trace_or_404(conn: asyncpg.pool.PoolConnectionProxy, trace_id: int) ->
 
 
 async def asset_meta(ctx: ApiContext, conn: asyncpg.pool.PoolConnectionProxy,
-                     row: asyncpg.Record) -> dict[str, tuple[str | None, int | None]]:
+                     row: StoredTrace) -> dict[str, tuple[str | None, int | None]]:
     """(symbol, decimals) of the assets of a trace's totals, from the in-process cache first."""
-    chain = row["chain"]
-    assets = list((row["totals"] or {}).keys())
+    chain = row.chain
+    assets = list((row.totals or {}).keys())
     missing = [a for a in assets if (chain, a) not in ctx.asset_meta and a != "native"]
     if missing:
-        found = await reads.asset_meta(conn, chain, list(row["seeds"]), missing)
+        found = await reads.asset_meta(conn, chain, list(row.seeds), missing)
         for a, meta in found.items():
             if meta != (None, None):  # not named yet (a trace just started): ask again next time
                 ctx.asset_meta[(chain, a)] = meta

@@ -46,7 +46,7 @@ async def _traces(request: web.Request, conn: Any) -> tuple[str, int, list[tuple
         raise bad_request("trace_id", "give exactly one of trace_id and case_id: the graph to search")
     if trace_id is not None:
         row = await trace_or_404(conn, trace_id)
-        return "trace", trace_id, [(trace_id, row["chain"], list(row["seeds"]))]
+        return "trace", trace_id, [(trace_id, row.chain, list(row.seeds))]
     assert case_id is not None
     case = await case_store.get_case(conn, case_id, owners.viewer(principal_of(request), admin_sees_all=True))
     if case is None:
@@ -56,9 +56,9 @@ async def _traces(request: web.Request, conn: Any) -> tuple[str, int, list[tuple
                        f"search at most {MAX_TRACES}", field="case_id")
     out = []
     for tid in case.trace_ids:
-        row = await reads.get_trace(conn, tid)
-        if row is not None:
-            out.append((tid, row["chain"], list(row["seeds"])))
+        stored = await reads.get_trace(conn, tid)
+        if stored is not None:
+            out.append((tid, stored.chain, list(stored.seeds)))
     return "case", case_id, out
 
 

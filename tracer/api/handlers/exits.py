@@ -38,19 +38,19 @@ async def list_(request: web.Request) -> web.Response:
         trace = await trace_or_404(conn, trace_id)
         # A finished trace's exits never change; updated_at in the key covers a trace that is
         # deleted and whose id is reused, or re-opened by a future "watching" mode.
-        key = (trace_id, trace["status"], trace["updated_at"], asset, category, sort, min_usd)
-        cached = ctx.exits_cache.get(key) if trace["status"] in FINISHED else None
+        key = (trace_id, trace.status, trace.updated_at, asset, category, sort, min_usd)
+        cached = ctx.exits_cache.get(key) if trace.status in FINISHED else None
         if cached is not None:
             ctx.exits_cache.move_to_end(key)
             return web.Response(body=cached, content_type="application/json")
-        backward = trace["direction"] == back_store.BACKWARD
+        backward = trace.direction == back_store.BACKWARD
         # A backward trace's exits are its sources: the same lines, read by sender (store/backward.py).
-        rows = (await back_store.sources(conn, trace_id, trace["chain"], asset=asset, category=category)
+        rows = (await back_store.sources(conn, trace_id, trace.chain, asset=asset, category=category)
                 if backward else await reads.exits(conn, trace_id, asset=asset, category=category))
         meta = await asset_meta(ctx, conn, trace)
         held = await back_store.held(conn, trace_id, asset=asset) if backward and category is None else []
-    chain = trace["chain"]
-    totals = {a: int(v) for a, v in (trace["totals"] or {}).items()}
+    chain = trace.chain
+    totals = {a: int(v) for a, v in (trace.totals or {}).items()}
     # Dollars at the time of each hop (prices still missing are read from the nodes' feeds), summed
     # once per state of the trace; a large running trace gets them when it finishes.
     dollars = await usd.shared_dollars(ctx, trace)
@@ -84,12 +84,12 @@ async def list_(request: web.Request) -> web.Response:
                      "exits_share": dollars.share(reached_usd),
                      "stopped": usd_text(dollars.stopped.usd), "held": usd_text(dollars.held.usd),
                      "unpriced_hops": dollars.unpriced_hops}
-    body = dumps_bytes({"trace_id": trace_id, "status": trace["status"], "complete": trace["status"] == "done",
-                  "direction": trace["direction"],
+    body = dumps_bytes({"trace_id": trace_id, "status": trace.status, "complete": trace.status == "done",
+                  "direction": trace.direction,
                   "totals": summary, "items": items, "usd": usd_block,
                   **({"held": [{"address": h["address"], "chain": h["chain"], "depth": h["depth"],
                                 **ser.amount(h["chain"], h["asset"], h["amount"], *meta.get(h["asset"], (None, None)))}
                                for h in held]} if backward else {})})
-    if trace["status"] in FINISHED and ctx.settings.exits_cache_size > 0:
+    if trace.status in FINISHED and ctx.settings.exits_cache_size > 0:
         _remember(ctx, key, body)
     return web.Response(body=body, content_type="application/json")

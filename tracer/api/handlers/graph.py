@@ -31,6 +31,7 @@ from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, trace_or_404
 from tracer.domain.verdicts import Role
+from tracer.domain.views import StoredTrace
 from tracer.engine import pricing
 from tracer.engine.graph import bridge_deposits
 from tracer.engine.pricing import PriceBook, usd_text
@@ -134,9 +135,9 @@ class _Out:
         self.buf = io.StringIO()
 
 
-async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, table: str, trace: asyncpg.Record,
+async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, table: str, trace: StoredTrace,
                   ids: _Ids, book: PriceBook) -> None:
-    chain, trace_id = trace["chain"], trace["id"]
+    chain, trace_id = trace.chain, trace.id
     nodes: AsyncIterator[asyncpg.Record] = reads.iter_graph_nodes(conn, trace_id)
     hops: AsyncIterator[asyncpg.Record] = reads.iter_hops(conn, trace_id)
 
@@ -234,7 +235,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     run = await pricing.price_trace(ctx.pool, ctx.chains, trace_id)
     async with ctx.pool.acquire() as conn:
         trace = await trace_or_404(conn, trace_id)
-        ids = _Ids(trace["chain"], bool(await trace_store.chain_windows(conn, trace_id)))
+        ids = _Ids(trace.chain, bool(await trace_store.chain_windows(conn, trace_id)))
         book = await pricing.price_book(conn, await reads.trace_assets(conn, trace_id), run.misses)
         if fmt in ("graphml", "gexf"):
             count = await reads.hop_count(conn, trace_id)

@@ -106,7 +106,7 @@ async def list_(request: web.Request) -> web.Response:
             raise bad_request("cursor", "malformed cursor")
         after = int(key[0])
     async with ctx.pool.acquire() as conn:
-        chain = str((await trace_or_404(conn, trace_id))["chain"])
+        chain = str((await trace_or_404(conn, trace_id)).chain)
         rows = await mixer_store.mixer_links(conn, trace_id, status=status, min_confidence=min_confidence,
                                              after_transfer_id=after, limit=limit + 1)
     items = [_item(chain, r) for r in rows[:limit]]

@@ -48,14 +48,14 @@ async def get(request: web.Request) -> web.Response:
     cap = s.paths_max_hops
     async with ctx.pool.acquire() as conn:
         trace = await trace_or_404(conn, trace_id)
-        if len(trace["seeds"]) > s.paths_max_seeds:
-            raise ApiError(422, "Graph too large", f"trace {trace_id} has {len(trace['seeds'])} seeds; path search is "
+        if len(trace.seeds) > s.paths_max_seeds:
+            raise ApiError(422, "Graph too large", f"trace {trace_id} has {len(trace.seeds)} seeds; path search is "
                            f"limited to traces of {s.paths_max_seeds} (TRACER_PATHS_MAX_SEEDS)", field="trace_id")
         rows = await reads.ancestor_hops(conn, trace_id, target, max_hops=cap)
     if len(rows) > cap:
         raise ApiError(422, "Graph too large", f"more than {cap} hops lead to {target}; path search is refused "
                        "rather than tying up the server (export the graph instead)", field="to")
-    chain = trace["chain"]
+    chain = trace.chain
     meta = {(r["chain"] or chain, r["asset"]): (r["symbol"], r["decimals"]) for r in rows}
     times = {(r["chain"] or chain, r["tx_hash"]): r["block_time"] for r in rows}
     # CPU-bound and its cost grows with seeds × limit: in a child process, under a budget, and
@@ -63,7 +63,7 @@ async def get(request: web.Request) -> web.Response:
     found: list[list[tgraph.PathStep]] = []
     if rows:
         try:
-            found = await pathsearch.search(rows, list(trace["seeds"]), target, limit, chain, budget=s.paths_budget,
+            found = await pathsearch.search(rows, list(trace.seeds), target, limit, chain, budget=s.paths_budget,
                                             gone=lambda: request.transport is None or request.transport.is_closing())
         except pathsearch.PathSearchTimeout:
             raise ApiError(503, "Path search over budget",

@@ -26,6 +26,7 @@ from tracer.api.handlers.common import (
     read_cursor,
     trace_or_404,
 )
+from tracer.domain.views import StoredTrace
 from tracer.engine import service
 from tracer.store import ownership, reads
 
@@ -100,15 +101,15 @@ async def list_(request: web.Request) -> web.Response:
         items = []
         for row in rows[:limit]:
             items.append(ser.trace(row, await asset_meta(ctx, conn, row)))
-    cursor = make_cursor(request, "traces", scope, [str(rows[limit - 1]["id"])]) if len(rows) > limit else None
+    cursor = make_cursor(request, "traces", scope, [str(rows[limit - 1].id)]) if len(rows) > limit else None
     return ok({"items": items, "next_cursor": cursor, "links": {"self": str(request.rel_url),
                                                                  "next": next_link(request, cursor)}})
 
 
 async def _trace_with_counters(ctx: ApiContext, conn: asyncpg.pool.PoolConnectionProxy,
-                               row: asyncpg.Record) -> dict[str, Any]:
+                               row: StoredTrace) -> dict[str, Any]:
     """One trace as GET /v1/traces/{id} shows it, with its progress counters (a list page has none)."""
-    return ser.trace(row, await asset_meta(ctx, conn, row), await reads.trace_counters(conn, row["id"]))
+    return ser.trace(row, await asset_meta(ctx, conn, row), await reads.trace_counters(conn, row.id))
 
 
 async def get(request: web.Request) -> web.Response:
@@ -132,8 +133,8 @@ async def cancel(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         row = await trace_or_404(conn, trace_id)
         if not cancelled:
-            raise ApiError(409, "Conflict", f"trace {trace_id} is {row['status']}; only queued, running or "
-                           "watching traces can be cancelled", extra={"trace_status": row["status"]})
+            raise ApiError(409, "Conflict", f"trace {trace_id} is {row.status}; only queued, running or "
+                           "watching traces can be cancelled", extra={"trace_status": row.status})
         await audit(request, conn, "trace.cancel", f"trace:{trace_id}")
         out = await _trace_with_counters(ctx, conn, row)
     return ok(out)
@@ -149,5 +150,5 @@ async def delete(request: web.Request) -> web.Response:
         raise not_found(f"no trace {trace_id}")
     async with ctx.pool.acquire() as conn:
         await audit(request, conn, "trace.delete", f"trace:{trace_id}",
-                    {"status": row["status"], "label": row["label"], "seeds": len(row["seeds"])})
+                    {"status": row.status, "label": row.label, "seeds": len(row.seeds)})
     return web.Response(status=204)

@@ -59,13 +59,13 @@ async def read_trace(pool: asyncpg.Pool, trace_id: int, chain: str | None = None
         row = await store.get_trace(conn, trace_id)
         if row is None:
             return None
-        home = row["chain"]
+        home = row.chain
         if chain is None or chain == home:
             return TraceInfo(
-                id=row["id"], chain=home, seeds=frozenset(row["seeds"]),
-                policy=Policy.from_json(row["policy"]), from_block=row["from_block"], to_block=row["to_block"],
-                totals={k: int(v) for k, v in (row["totals"] or {}).items()}, home=home,
-                hops=row["hop_count"], direction=row["direction"],
+                id=row.id, chain=home, seeds=frozenset(row.seeds),
+                policy=Policy.from_json(row.policy), from_block=row.from_block, to_block=row.to_block,
+                totals={k: int(v) for k, v in (row.totals or {}).items()}, home=home,
+                hops=row.hop_count, direction=row.direction,
             )
         window = await store.chain_window(conn, trace_id, chain)
     if window is None:
@@ -73,9 +73,9 @@ async def read_trace(pool: asyncpg.Pool, trace_id: int, chain: str | None = None
     # Seeds are addresses of the trace's own chain; its totals are in that chain's units, so
     # on a continued chain only policy.min_amount sets the threshold.
     return TraceInfo(
-        id=row["id"], chain=chain, seeds=frozenset(), policy=Policy.from_json(row["policy"]),
-        from_block=window.from_block, to_block=window.to_block, totals={}, home=home, hops=row["hop_count"],
-        direction=row["direction"],
+        id=row.id, chain=chain, seeds=frozenset(), policy=Policy.from_json(row.policy),
+        from_block=window.from_block, to_block=window.to_block, totals={}, home=home, hops=row.hop_count,
+        direction=row.direction,
     )
 
 
