@@ -63,3 +63,42 @@ class StoredTrace:
     owner_key_id: int | None
     owner_team: str | None
     direction: str  # forward | backward
+
+
+@dataclass(frozen=True, slots=True)
+class TraceVersion:
+    """What a cached page of a trace depends on: every change of a finished trace's hops moves
+    updated_at (tracer.api.pages)."""
+
+    chain: str
+    status: str
+    updated_at: datetime
+    hop_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """Flagged money that reached an address in one asset (raw units)."""
+
+    asset: str
+    amount: int
+    decimals: int | None
+    symbol: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AddressTrace:
+    """A trace that reached an address (or started from it): what the trace made of it and the
+    flagged amount per asset that reached it."""
+
+    id: int
+    status: str
+    label: str | None
+    created_at: datetime
+    depth: int
+    is_seed: bool
+    role: str | None
+    reason: str | None
+    entity: str | None
+    category: str | None
+    received: tuple[Received, ...]  # by asset

@@ -18,7 +18,7 @@ import asyncpg
 
 from tracer.domain.records import ExitRow
 from tracer.domain.transfers import NATIVE
-from tracer.domain.views import BridgeVerdict, Stop, StoredTrace
+from tracer.domain.views import AddressTrace, BridgeVerdict, Received, Stop, StoredTrace, TraceVersion
 from tracer.store.hops import EXIT_FIRST, EXIT_LAST
 from tracer.store.sql import Conn
 
@@ -70,13 +70,12 @@ def _trace(r: asyncpg.Record) -> StoredTrace:
     return StoredTrace(*r)
 
 
-async def trace_version(conn: Conn, trace_id: int) -> asyncpg.Record | None:
+async def trace_version(conn: Conn, trace_id: int) -> TraceVersion | None:
     """What a cached page of the trace depends on: its chain, status, updated_at and hop count (every
     store function that changes a finished trace's hops moves updated_at: reorg retraction, watching
     again); None when there is no such trace. One primary-key probe."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT chain, status, updated_at, hop_count FROM traces WHERE id = $1", trace_id)
-    return row
+    row = await conn.fetchrow("SELECT chain, status, updated_at, hop_count FROM traces WHERE id = $1", trace_id)
+    return TraceVersion(row["chain"], row["status"], row["updated_at"], row["hop_count"]) if row is not None else None
 
 
 async def trace_counters(conn: Conn, trace_id: int) -> dict[str, int]:
@@ -340,10 +339,10 @@ async def ancestor_hops(conn: Conn, trace_id: int, target: str, *, max_hops: int
 # ---------------------------------------------------------------- addresses
 
 
-async def address_traces(conn: Conn, chain: str, address: str, *, limit: int) -> list[asyncpg.Record]:
+async def address_traces(conn: Conn, chain: str, address: str, *, limit: int) -> list[AddressTrace]:
     """The traces an address was reached by (or started from), newest first, with what the trace
     made of it and the flagged amount per asset that reached it."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT tr.id, tr.status, tr.label, tr.created_at, j.depth, j.is_seed, j.role, j.reason, j.entity,
                   j.category,
                   coalesce((SELECT jsonb_agg(jsonb_build_object('asset', s.asset, 'amount', s.amount::text,
@@ -361,7 +360,11 @@ async def address_traces(conn: Conn, chain: str, address: str, *, limit: int) ->
            ORDER BY tr.id DESC LIMIT $3""",
         chain, address, limit,
     )
-    return rows
+    return [AddressTrace(r["id"], r["status"], r["label"], r["created_at"], r["depth"], r["is_seed"], r["role"],
+                         r["reason"], r["entity"], r["category"],
+                         tuple(Received(x["asset"], int(x["amount"]), x.get("decimals"), x.get("symbol"))
+                               for x in json.loads(r["received"])))
+            for r in rows]
 
 
 async def traces_seeded_by(conn: Conn, chain: str, address: str, *, limit: int) -> list[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,19 +56,19 @@ async def get(request: web.Request) -> web.Response:
     most: dict[str, tuple[int, str | None, int | None]] = {}
     for r in rows:
         received = []
-        for item in json.loads(r["received"]):
-            raw = int(item["amount"])
-            received.append(ser.amount(chain, item["asset"], raw, item.get("symbol"), item.get("decimals")))
-            prev = most.get(item["asset"])
+        for item in r.received:
+            raw = item.amount
+            received.append(ser.amount(chain, item.asset, raw, item.symbol, item.decimals))
+            prev = most.get(item.asset)
             if prev is None or raw > prev[0]:
-                most[item["asset"]] = (raw, item.get("symbol"), item.get("decimals"))
+                most[item.asset] = (raw, item.symbol, item.decimals)
         traces.append({
-            "trace_id": r["id"], "status": r["status"], "label": r["label"], "created_at": ser.iso(r["created_at"]),
-            "seed": bool(r["is_seed"]) or r["id"] in seeded,
-            "role": Role.SEED if r["is_seed"] else (r["role"] or Role.REACHED),
-            "reason": r["reason"], "entity": r["entity"], "category": r["category"], "depth": r["depth"],
-            "received": received, "links": {"trace": f"/v1/traces/{r['id']}",
-                                            "paths": f"/v1/traces/{r['id']}/paths?to={address}"},
+            "trace_id": r.id, "status": r.status, "label": r.label, "created_at": ser.iso(r.created_at),
+            "seed": bool(r.is_seed) or r.id in seeded,
+            "role": Role.SEED if r.is_seed else (r.role or Role.REACHED),
+            "reason": r.reason, "entity": r.entity, "category": r.category, "depth": r.depth,
+            "received": received, "links": {"trace": f"/v1/traces/{r.id}",
+                                            "paths": f"/v1/traces/{r.id}/paths?to={address}"},
         })
     listed = {t["trace_id"] for t in traces}
     for trace_id in seeded:  # queued traces have no job rows yet

@@ -49,13 +49,13 @@ async def list_(request: web.Request) -> web.Response:
         if version is None:
             raise not_found(f"no trace {trace_id}")
         # A finished trace's page is the same bytes for every reader: kept (tracer.api.pages).
-        key = (str(request.rel_url), version["status"], version["updated_at"], version["hop_count"])
-        cache = ctx.pages if version["status"] in FINISHED else None
+        key = (str(request.rel_url), version.status, version.updated_at, version.hop_count)
+        cache = ctx.pages if version.status in FINISHED else None
         cached = cache.get(key) if cache is not None else None
         if cached is not None:
             return conditional(request, *cached)
         rows = await reads.hops_page(conn, trace_id, f, sort=sort, after=after, limit=limit + 1)
-    chain = str(version["chain"])
+    chain = str(version.chain)
     values = await usd.hop_values(ctx, rows[:limit])
     items = [ser.hop(chain, r, usd.fields(values.get(int(r["transfer_id"])))) for r in rows[:limit]]
     cursor = (make_cursor(request, "hops", scope, reads.hop_sort_key(sort, rows[limit - 1]))
