@@ -39,12 +39,13 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from tracer.chains.protocols import CoinbaseSource
+from tracer.chains.protocols import CoinbaseSource, UtxoSource
+from tracer.chains.utxo_records import UtxoTx
 from tracer.domain.labels import RISK_CATEGORIES, Category, Label
 from tracer.domain.records import ChainWindow, HopRow, Job, StoredTransfer
 from tracer.domain.transfers import Transfer
 from tracer.domain.verdicts import HopStatus, Judged, Reason, label_reason
-from tracer.engine import backward_links, backward_reach, balances, classify
+from tracer.engine import backward_links, backward_reach, backward_utxo, balances, classify, utxo
 from tracer.engine.backward_links import BackLinks, BridgeCrossing
 from tracer.engine.policy import Policy
 from tracer.store import alerts as alert_store
@@ -140,11 +141,16 @@ async def _walk(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job])
     swapped = backward_links.bought_senders(
         [st.transfer for st in inside], backward_links.swap_legs([st.transfer for st in inside],
                                                                  set(depth_of) - trace.seeds))
+    # A CoinJoin's output goes back only to the participants the forward linker ties to it.
+    joins = await _coinjoins(tools.chain_of(trace.chain), [st.transfer for st in inside], set(depth_of))
+    unlinked = backward_utxo.unlinked_senders([st.transfer for st in inside], set(depth_of), joins,
+                                              trace.policy.min_link_confidence)
     paid_by: dict[str, int] = {}  # sender -> the depth it is reached at (the smallest)
     for st in inside:
         t = st.transfer
         if t.to_address in depth_of and t.from_address != t.to_address and t.from_address not in trace.seeds \
-                and t.from_address not in swapped.get(t.to_address, ()):
+                and t.from_address not in swapped.get(t.to_address, ()) \
+                and (t.tx_hash, t.from_address, t.to_address) not in unlinked:
             d = depth_of[t.to_address] + 1
             paid_by[t.from_address] = min(paid_by.get(t.from_address, d), d)
     async with tools.pool.acquire() as conn:
@@ -333,6 +339,10 @@ async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Seq
                                          backward_reach.SCALE)
     through = replace(through, fixed={at[d]: g for d, g in into.items() if d in at},
                       watch=frozenset(at[p] for p in payouts))
+    joins = await _coinjoins(tools.chain_of(trace.chain), transfers, walked)
+    factors, sure = backward_utxo.weights(transfers, walked, joins, trace.policy.min_link_confidence,
+                                          backward_reach.SCALE)
+    through = replace(through, coinjoin=factors)
     deposit_ids = {d for d, _, _ in feeds}
     confidence: dict[int, float] = defaultdict(float)  # a linked deposit's; a withdrawal's: its links' sum
     for d, w, c in feeds:
@@ -371,6 +381,8 @@ async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Seq
         elif st.id in confidence and st.id not in deposit_ids:
             status, reason = HopStatus.FOLLOWED, backward_links.MIXER_LINK
             passed.add(st.id)
+        elif i in through.coinjoin and t.from_address in walked:
+            status, reason = HopStatus.FOLLOWED, Reason.COINJOIN_LINK
         elif st.id in confidence and t.from_address in walked:
             status, reason = HopStatus.FOLLOWED, backward_links.MIXER_DEPOSIT
         elif t.from_address in walked:
@@ -381,9 +393,10 @@ async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Seq
             if t.to_address in role else 1
         rows.append(HopRow(transfer_id=st.id, from_addr=t.from_address, to_addr=t.to_address, asset=t.asset,
                            block_number=t.block_number, depth=depth, amount=part,
-                           share=part / t.amount if t.amount else 0.0, kind=str(t.kind), status=status, reason=reason,
-                           parents=[], confidence=min(1.0, confidence.get(st.id, 1.0)), chain=trace.chain,
-                           evidence=evidence))
+                           share=min(1.0, part / t.amount) if t.amount else 0.0, kind=str(t.kind), status=status,
+                           reason=reason, parents=[],
+                           confidence=min(1.0, sure.get(i, confidence.get(st.id, 1.0))), chain=trace.chain,
+                           evidence=_coinjoin_evidence(joins[t.tx_hash][1], t.tx_hash) if i in sure else evidence))
 
     sent: dict[str, int] = defaultdict(int)
     for h in rows:
@@ -417,6 +430,27 @@ async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Seq
                              {**back_store.evidence_of(r), **extra}))
     share = {stored[i].id: g for i, g in found.at.items() if stored[i].id in payouts}
     return _Coloured(trace.chain, rows, verdicts, dict(sent), role, share), found.received, method
+
+
+def _coinjoin_evidence(info: utxo.CoinJoinInfo, txid: str) -> dict[str, Any]:
+    """A participant's coins followed back out of a CoinJoin: the round, as a forward entry says it."""
+    return {"coinjoin": txid, "pattern": info.pattern, "anonymity_set": info.anonymity_set,
+            "denomination": str(info.denomination),
+            "summary": f"linked back out of CoinJoin ({info.pattern}), anonymity set {info.anonymity_set}"}
+
+
+async def _coinjoins(client: Any, transfers: Sequence[Transfer], walked: set[str]
+                     ) -> dict[str, tuple[UtxoTx, utxo.CoinJoinInfo]]:
+    """The CoinJoins among the transactions that paid walked wallets (UTXO chains only): those
+    with several senders into one wallet are read whole and tested."""
+    if not isinstance(client, UtxoSource):
+        return {}
+    senders: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for t in transfers:
+        if t.to_address in walked:
+            senders[(t.tx_hash, t.to_address)].add(t.from_address)
+    txids = sorted({tx for (tx, _), s in senders.items() if len(s) >= 2})
+    return backward_utxo.coinjoins(await client.transactions(txids)) if txids else {}
 
 
 async def _prior(chain: Any, trace: BackwardTrace, walked: set[str], transfers: Sequence[Transfer]

@@ -56,6 +56,8 @@ class Through:
     # A bridge deposit whose payout on another chain was coloured first: index -> its share (fixed point).
     fixed: dict[int, int] = field(default_factory=dict)
     watch: frozenset[int] = frozenset()  # bridge payouts whose share the deposit side needs
+    # a CoinJoin's transfer into a walked wallet -> fixed-point factor on its share (backward_utxo)
+    coinjoin: dict[int, int] = field(default_factory=dict)
 
     @property
     def withdrawals(self) -> set[int]:

@@ -93,6 +93,8 @@ def reach(transfers: Sequence[Transfer], walked: Set[str], seeds: Set[str],
             g = through.fixed[i]
         else:
             g = 0
+        if i in through.coinjoin:
+            g = g * through.coinjoin[i] // SCALE
         if i in targets:
             at[i] = g
         if g:
