@@ -102,3 +102,18 @@ class AddressTrace:
     entity: str | None
     category: str | None
     received: tuple[Received, ...]  # by asset
+
+
+@dataclass(frozen=True, slots=True)
+class GraphNode:
+    """An address at either end of a hop, with the trace's verdict on it when it has one
+    (recipients below the threshold were never judged)."""
+
+    address: str
+    chain: str | None
+    depth: int | None
+    is_seed: bool
+    role: str | None
+    reason: str | None
+    entity: str | None
+    category: str | None

@@ -18,7 +18,7 @@ import asyncpg
 
 from tracer.domain.records import ExitRow
 from tracer.domain.transfers import NATIVE
-from tracer.domain.views import AddressTrace, BridgeVerdict, Received, Stop, StoredTrace, TraceVersion
+from tracer.domain.views import AddressTrace, BridgeVerdict, GraphNode, Received, Stop, StoredTrace, TraceVersion
 from tracer.store.hops import EXIT_FIRST, EXIT_LAST
 from tracer.store.sql import Conn
 
@@ -387,7 +387,7 @@ async def trace_statuses(conn: Conn) -> dict[str, int]:
     return {r["status"]: int(r["n"]) for r in rows}
 
 
-async def iter_graph_nodes(conn: Conn, trace_id: int, *, prefetch: int = 2000) -> AsyncIterator[asyncpg.Record]:
+async def iter_graph_nodes(conn: Conn, trace_id: int, *, prefetch: int = 2000) -> AsyncIterator[GraphNode]:
     """Every address at either end of a hop, with the trace's verdict on it when it has one
     (recipients below the threshold were never judged). Server-side cursor: constant memory.
     A hop's sender is on the hop's chain, except a bridge payout's (the vault pays on the
@@ -401,4 +401,4 @@ async def iter_graph_nodes(conn: Conn, trace_id: int, *, prefetch: int = 2000) -
            ORDER BY a.address, a.chain""",
         trace_id, prefetch=prefetch,
     ):
-        yield row
+        yield GraphNode(*row)

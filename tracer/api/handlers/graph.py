@@ -31,7 +31,7 @@ from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, trace_or_404
 from tracer.domain.verdicts import Role
-from tracer.domain.views import StoredTrace
+from tracer.domain.views import GraphNode, StoredTrace
 from tracer.engine import pricing
 from tracer.engine.graph import bridge_deposits
 from tracer.engine.pricing import PriceBook, usd_text
@@ -54,10 +54,10 @@ BRIDGE = "bridge"  # the kind of an edge from a bridge deposit's sender to its p
 _FLUSH = 64 * 1024
 
 
-def _role(node: asyncpg.Record) -> str:
-    if node["is_seed"]:
+def _role(node: GraphNode) -> str:
+    if node.is_seed:
         return Role.SEED.value  # plain text: networkx writers look attribute types up by exact type
-    return node["role"] or Role.REACHED.value
+    return node.role or Role.REACHED.value
 
 
 class _Ids:
@@ -71,11 +71,11 @@ class _Ids:
         return f"{chain or self.chain}:{address}" if self.multi else address
 
 
-def _node_label(node: asyncpg.Record, ids: _Ids) -> str:
-    a = show_tron(node["address"])  # shortened below: the T... form, not the stored hex
+def _node_label(node: GraphNode, ids: _Ids) -> str:
+    a = show_tron(node.address)  # shortened below: the T... form, not the stored hex
     short = f"{a[:8]}…{a[-4:]}"
-    text = f"{node['entity']} ({short})" if node["entity"] else short
-    return f"{node['chain']}: {text}" if ids.multi else text
+    text = f"{node.entity} ({short})" if node.entity else short
+    return f"{node.chain}: {text}" if ids.multi else text
 
 
 def _edges(ids: _Ids, row: asyncpg.Record, book: PriceBook) -> list[dict[str, Any]]:
@@ -106,10 +106,10 @@ def _edges(ids: _Ids, row: asyncpg.Record, book: PriceBook) -> list[dict[str, An
     return out
 
 
-def _node(node: asyncpg.Record, ids: _Ids) -> dict[str, Any]:
-    return {"id": ids.of(node["chain"], node["address"]), "label": _node_label(node, ids), "role": _role(node),
-            "reason": node["reason"], "entity": node["entity"], "category": node["category"],
-            "depth": node["depth"], "seed": bool(node["is_seed"]), "chain": node["chain"] or ids.chain}
+def _node(node: GraphNode, ids: _Ids) -> dict[str, Any]:
+    return {"id": ids.of(node.chain, node.address), "label": _node_label(node, ids), "role": _role(node),
+            "reason": node.reason, "entity": node.entity, "category": node.category,
+            "depth": node.depth, "seed": bool(node.is_seed), "chain": node.chain or ids.chain}
 
 
 def _dot_id(text: Any) -> str:
@@ -138,7 +138,7 @@ class _Out:
 async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, table: str, trace: StoredTrace,
                   ids: _Ids, book: PriceBook) -> None:
     chain, trace_id = trace.chain, trace.id
-    nodes: AsyncIterator[asyncpg.Record] = reads.iter_graph_nodes(conn, trace_id)
+    nodes: AsyncIterator[GraphNode] = reads.iter_graph_nodes(conn, trace_id)
     hops: AsyncIterator[asyncpg.Record] = reads.iter_hops(conn, trace_id)
 
     async def edges() -> AsyncIterator[dict[str, Any]]:
@@ -176,7 +176,7 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
         async for n in nodes:
             role = _role(n)
             colour = f", color={colours[role]}" if role in colours else ""
-            await out.write(f"  {_dot_id(ids.of(n['chain'], n['address']))} "
+            await out.write(f"  {_dot_id(ids.of(n.chain, n.address))} "
                             f"[label={_dot_id(_node_label(n, ids))}{colour}];\n")
         async for d in edges():
             label = f"{d['amount']} {d['symbol'] or d['asset'][:10]}"
@@ -189,16 +189,16 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
     await out.flush()
 
 
-def _nx_graph(ids: _Ids, trace_id: int, nodes: list[asyncpg.Record], rows: list[asyncpg.Record],
+def _nx_graph(ids: _Ids, trace_id: int, nodes: list[GraphNode], rows: list[asyncpg.Record],
               book: PriceBook) -> nx.MultiDiGraph:
     g: nx.MultiDiGraph = nx.MultiDiGraph(name=f"tracer trace {trace_id} ({ids.chain})")
     for n in nodes:
         # GraphML and GEXF want one type per attribute and no nulls: empty strings stand in.
         # Attribute text comes from label files and keys: no raw control characters in XML.
-        g.add_node(ids.of(n["chain"], n["address"]), label=xml_text(_node_label(n, ids)), role=_role(n),
-                   reason=xml_text(n["reason"] or ""), entity=xml_text(n["entity"] or ""),
-                   category=xml_text(n["category"] or ""),
-                   depth=n["depth"] if n["depth"] is not None else -1, chain=n["chain"] or ids.chain)
+        g.add_node(ids.of(n.chain, n.address), label=xml_text(_node_label(n, ids)), role=_role(n),
+                   reason=xml_text(n.reason or ""), entity=xml_text(n.entity or ""),
+                   category=xml_text(n.category or ""),
+                   depth=n.depth if n.depth is not None else -1, chain=n.chain or ids.chain)
     for row in rows:
         for i, d in enumerate(_edges(ids, row, book)):
             key = str(row["transfer_id"]) if i == 0 else f"{BRIDGE}:{row['transfer_id']}:{i - 1}"
