@@ -40,9 +40,10 @@ async def running_esplora(scenario: BitcoinScenario, **options: Any) -> AsyncIte
 
 
 @asynccontextmanager
-async def esplora_client(url: str) -> AsyncIterator[EsploraChain]:
-    """A connected mainnet EsploraChain on `url`."""
-    client = EsploraChain(url, network="mainnet")
+async def esplora_client(url: str, page_size: int = 25) -> AsyncIterator[EsploraChain]:
+    """A connected mainnet EsploraChain on `url`, expecting address pages of `page_size` (the
+    server's: a client expecting longer pages takes a short one for the last and stops paging)."""
+    client = EsploraChain(url, network="mainnet", page_size=page_size)
     try:
         await client.connect()
         yield client
@@ -66,7 +67,7 @@ async def bitcoin_api(db: Database, esplora: EsploraServer, scenario: BitcoinSce
                       settings: Settings = SETTINGS) -> AsyncIterator[Api]:
     """The API (with its workers) on `db`, reading `esplora` as chain "bitcoin", the labels of
     `scenario` loaded."""
-    async with esplora_client(esplora.url) as client:
+    async with esplora_client(esplora.url, esplora.page_size) as client:
         await load_scenario_labels(db.pool, scenario)  # type: ignore[arg-type]  # duck-typed: chain + labels
         async with running_api(db, {"bitcoin": client}, settings) as api:
             yield api

@@ -46,7 +46,9 @@ def scenario() -> BitcoinScenario:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def esplora(scenario: BitcoinScenario) -> AsyncIterator[EsploraServer]:
-    # Small pages: the hot wallets' histories page.
+    # Small pages, and the client told so (bitcoin_api passes the server's page size): a client
+    # expecting 25 would take every 4-transaction page for the last. The walked wallets' histories
+    # here fit one page; paging itself is tested in test_bitcoin_chain.py (the `paged` server).
     async with running_esplora(scenario, page_size=4) as server:
         yield server
 
