@@ -71,15 +71,17 @@ async def test_foreign_keys_stay_within_a_group_on_the_distribution_columns(db: 
         ALTER TABLE trace_exits ADD CONSTRAINT trace_exits_fetched FOREIGN KEY (chain, address)
             REFERENCES address_coverage (chain, address);
         ALTER TABLE deliveries ADD CONSTRAINT deliveries_by_event FOREIGN KEY (trace_key, event_id)
-            REFERENCES events (id, trace_id);
+            REFERENCES events (id, trace_key);
         ALTER TABLE subscriptions ADD CONSTRAINT subscriptions_trace FOREIGN KEY (trace_id) REFERENCES traces (id);
-        ALTER TABLE events ADD CONSTRAINT events_trace_null FOREIGN KEY (trace_id) REFERENCES traces (id)
+        ALTER TABLE jobs ADD CONSTRAINT jobs_trace_null FOREIGN KEY (trace_id) REFERENCES traces (id)
             ON DELETE SET NULL;
+        ALTER TABLE events ADD CONSTRAINT events_trace FOREIGN KEY (trace_id) REFERENCES traces (id);
         ALTER TABLE case_traces ADD CONSTRAINT case_traces_note FOREIGN KEY (case_id) REFERENCES cases (id)""")
     assert sorted(found) == [
-        "deliveries.deliveries_by_event -> events(id, trace_id): must pair trace_key with trace_id "
+        "deliveries.deliveries_by_event -> events(id, trace_key): must pair trace_key with trace_key "
         "(the distribution columns)",
-        "events.events_trace_null -> traces(id): SET NULL/SET DEFAULT (or ON UPDATE CASCADE) on a key holding the "
+        "events.events_trace -> traces(id): must pair trace_key with id (the distribution columns)",
+        "jobs.jobs_trace_null -> traces(id): SET NULL/SET DEFAULT (or ON UPDATE CASCADE) on a key holding the "
         "distribution column trace_id",
         "subscriptions.subscriptions_trace -> traces(id): a reference table cannot refer to a distributed one",
         "trace_exits.trace_exits_fetched -> address_coverage(chain, address): trace and address groups are not "

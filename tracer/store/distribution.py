@@ -76,7 +76,8 @@ TABLES: dict[str, Placement] = {
     "traces": Distributed("id", TRACE),
     "jobs": Distributed("trace_id", TRACE),
     "hops": Distributed("trace_id", TRACE),
-    "events": Distributed("trace_id", TRACE),
+    # trace_key = coalesce(trace_id, 0): a screening result belongs to no trace (migration 028).
+    "events": Distributed("trace_key", TRACE),
     "trace_chains": Distributed("trace_id", TRACE),
     "trace_exits": Distributed("trace_id", TRACE),
     "mixer_deposits": Distributed("trace_id", TRACE),

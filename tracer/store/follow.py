@@ -158,8 +158,8 @@ async def retract_after(conn: Conn, chain: str, fork_block: int, *, old_hash: st
             }))
         if events:
             await conn.execute(
-                """INSERT INTO events (trace_id, type, payload)
-                   SELECT t, ty, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
+                """INSERT INTO events (trace_id, trace_key, type, payload)
+                   SELECT t, t, ty, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
                         AS e(t, ty, p, n) ORDER BY n""",
                 [e[0] for e in events], [e[1] for e in events], [json.dumps(e[2]) for e in events],
             )

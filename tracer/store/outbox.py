@@ -41,8 +41,8 @@ async def insert_hop_events(conn: Conn, trace_id: int, changed: Sequence[Written
     if not changed:
         return []
     rows = await conn.fetch(
-        """INSERT INTO events (trace_id, type, payload)
-           SELECT $1, CASE WHEN c.ins THEN 'hop_added' ELSE 'hop_updated' END, """ + _HOP_JSON + """
+        """INSERT INTO events (trace_id, trace_key, type, payload)
+           SELECT $1, $1, CASE WHEN c.ins THEN 'hop_added' ELSE 'hop_updated' END, """ + _HOP_JSON + """
            FROM unnest($2::bigint[], $3::bool[]) AS c(tid, ins)
            JOIN hops h ON h.trace_id = $1 AND h.transfer_id = c.tid
            JOIN transfers t ON t.id = c.tid

@@ -174,11 +174,14 @@ async def cancel_trace(conn: Conn, trace_id: int) -> bool:
 
 
 async def delete_trace(conn: Conn, trace_id: int) -> bool:
-    """Delete a trace with its jobs, hops, events and their deliveries (ON DELETE CASCADE), the
+    """Delete a trace with its jobs, hops (ON DELETE CASCADE), events and their deliveries, the
     subscriptions to it, and the link of a watchlist subscription to it; chain facts stay."""
     async with conn.transaction():
         if not await conn.fetchval("DELETE FROM traces WHERE id = $1 RETURNING id", trace_id):
             return False
+        # Events are keyed by trace_key, not held by a key into traces (migration 028); their
+        # deliveries go with them (ON DELETE CASCADE on (trace_key, event_id)).
+        await conn.execute("DELETE FROM events WHERE trace_key = $1", trace_id)
         # Subscriptions are a reference table on Citus, which cannot hold a foreign key into the
         # distributed traces (migration 026): what their keys did on delete is done here.
         await conn.execute("DELETE FROM subscriptions WHERE trace_id = $1", trace_id)
@@ -241,8 +244,8 @@ async def insert_events(conn: Conn, events: Sequence[tuple[int | None, str, dict
     if not events:
         return
     await conn.execute(
-        """INSERT INTO events (trace_id, type, payload)
-           SELECT t, ty, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[]) AS e(t, ty, p)""",
+        """INSERT INTO events (trace_id, trace_key, type, payload)
+           SELECT t, coalesce(t, 0), ty, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[]) AS e(t, ty, p)""",
         [e[0] for e in events], [e[1] for e in events], [json.dumps(e[2]) for e in events],
     )
     await conn.execute("SELECT pg_notify('tracer_events', $1)", ",".join(sorted({str(e[0]) for e in events})))
