@@ -42,6 +42,7 @@ from tracer.domain.labels import Label
 from tracer.domain.mixer_links import MixerDeposit
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import Reason
+from tracer.domain.views import StoredHop
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.engine.dollars import render_dollars, trace_dollars
@@ -132,7 +133,7 @@ async def run_demo(*, size: int, seed: int, workers: int, as_json: bool, databas
             async with db.pool.acquire() as conn:
                 mixer_rows = await mixer_store.mixer_links(conn, trace_id, limit=1000)
                 hop_rows = await trace_store.all_hops(conn, trace_id)
-            print(_services(rep, list(mixer_rows), [h for h in hop_rows if h["reason"] == Reason.SWAP]))
+            print(_services(rep, list(mixer_rows), [h for h in hop_rows if h.reason == Reason.SWAP]))
             print()
             print(check.render())
             print(dcheck.render())
@@ -228,7 +229,7 @@ def _units(raw: Any, decimals: int | None, symbol: str | None, asset: str) -> st
     return f"{treport.format_amount(int(raw), dec, 4)} {sym}"
 
 
-def _services(rep: treport.Report, mixer_rows: list[MixerDeposit], swap_hops: list[Any]) -> str:
+def _services(rep: treport.Report, mixer_rows: list[MixerDeposit], swap_hops: list[StoredHop]) -> str:
     """Where the money changed form: mixer links (with confidence and why), swap legs, bridge exits."""
     lines = ["Through services:"]
     for r in mixer_rows:
@@ -248,17 +249,17 @@ def _services(rep: treport.Report, mixer_rows: list[MixerDeposit], swap_hops: li
                          f"{lk.confidence:.2f} ({why or 'timing'}; anonymity set {r.anonymity_set}), carried "
                          f"{_units(lk.carried, r.decimals, r.symbol, r.asset)}")
     # A swap is two hops of one transaction: the wallet pays asset A in and gets asset B back.
-    legs: dict[str, list[Any]] = defaultdict(list)
+    legs: dict[str, list[StoredHop]] = defaultdict(list)
     for h in swap_hops:
-        legs[h["tx_hash"]].append(h)
-    wallet_of = {h["transfer_id"]: w for w, h in truth_check.swap_wallets(swap_hops)}
-    for tx, hops in sorted(legs.items(), key=lambda kv: kv[1][0]["block_number"]):
-        wallet = wallet_of[hops[0]["transfer_id"]]  # not the pool: it too sends and receives
-        paid = [h for h in hops if h["from_addr"] == wallet]
-        got = [h for h in hops if h["to_addr"] == wallet]
+        legs[h.tx_hash].append(h)
+    wallet_of = {h.transfer_id: w for w, h in truth_check.swap_wallets(swap_hops)}
+    for tx, hops in sorted(legs.items(), key=lambda kv: kv[1][0].block_number):
+        wallet = wallet_of[hops[0].transfer_id]  # not the pool: it too sends and receives
+        paid = [h for h in hops if h.from_addr == wallet]
+        got = [h for h in hops if h.to_addr == wallet]
         lines.append(f"  swap   {_short(wallet)} paid "
-                     + " + ".join(_units(h["amount"], h["decimals"], h["symbol"], h["asset"]) for h in paid)
-                     + " and got " + " + ".join(_units(h["amount"], h["decimals"], h["symbol"], h["asset"])
+                     + " + ".join(_units(h.amount, h.decimals, h.symbol, h.asset) for h in paid)
+                     + " and got " + " + ".join(_units(h.amount, h.decimals, h.symbol, h.asset)
                                                   for h in got)
                      + f" back (flagged shares, tx {tx[:10]}…)")
     for b in rep.bridges:  # continued deposits are crossings, not exits: read from the bridges

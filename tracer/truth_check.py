@@ -21,7 +21,7 @@ exits 1 when it fails; any run of a generated scenario can call it, e.g. one exe
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from tracer.devchain.scenario import BridgeTruth, Scenario
 from tracer.domain.labels import Category
 from tracer.domain.mixer_links import MixerDeposit
 from tracer.domain.verdicts import Reason
+from tracer.domain.views import StoredHop
 from tracer.engine import bridges
 from tracer.engine import report as treport
 from tracer.store import mixers as mixer_store
@@ -80,7 +81,7 @@ async def check_trace(pool: asyncpg.Pool, trace_id: int, scenario: Scenario, far
     async with pool.acquire() as conn:
         mixer_rows = await mixer_store.mixer_links(conn, trace_id, limit=100_000)
         hops = await trace_store.all_hops(conn, trace_id)
-    return evaluate(rep, scenario, mixer_rows=mixer_rows, swap_hops=[h for h in hops if h["reason"] == Reason.SWAP],
+    return evaluate(rep, scenario, mixer_rows=mixer_rows, swap_hops=[h for h in hops if h.reason == Reason.SWAP],
                     far=far, tolerance=tolerance)
 
 
@@ -97,7 +98,7 @@ class _Expected:
 
 
 def evaluate(rep: treport.Report, scenario: Scenario, *, mixer_rows: Sequence[MixerDeposit] = (),
-             swap_hops: Sequence[Mapping[str, Any]] = (), far: FarChains | None = None,
+             swap_hops: Sequence[StoredHop] = (), far: FarChains | None = None,
              tolerance: float = AMOUNT_TOLERANCE) -> TruthCheck:
     truth = scenario.truth
     check = TruthCheck(tolerance)
@@ -233,15 +234,15 @@ def _confidence_band(exit_line: treport.ExitLine | None, links: Iterable[_Link])
 # ------------------------------------------------------------------ swaps
 
 
-def _check_swaps(check: TruthCheck, scenario: Scenario, swap_hops: Sequence[Mapping[str, Any]],
+def _check_swaps(check: TruthCheck, scenario: Scenario, swap_hops: Sequence[StoredHop],
                  tolerance: float) -> None:
     swaps = scenario.truth.swaps
     if not swaps:
         return
     bought: dict[tuple[str, str], int] = defaultdict(int)  # (wallet, asset) -> flagged bought
     for wallet, hop in swap_wallets(swap_hops):
-        if _norm(hop["to_addr"]) == wallet:
-            bought[(wallet, hop["asset"])] += int(hop["amount"])
+        if _norm(hop.to_addr) == wallet:
+            bought[(wallet, hop.asset)] += int(hop.amount)
     hit = 0
     for s in swaps:
         got = bought.get((_norm(s.wallet), s.asset_out), 0)
@@ -254,20 +255,20 @@ def _check_swaps(check: TruthCheck, scenario: Scenario, swap_hops: Sequence[Mapp
     check.lines.append(f"  laundering swaps followed into the asset bought: {hit} of {len(swaps)}")
 
 
-def swap_wallets(swap_hops: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+def swap_wallets(swap_hops: Sequence[StoredHop]) -> list[tuple[str, StoredHop]]:
     """Each swap hop with the wallet that swapped. A swap is two legs of one transaction, wallet ->
     pool and pool -> wallet, so both addresses are sender and recipient; the leg bought names the
     legs paid as its parents, which tells the wallet (its recipient) from the pool."""
-    by_tx: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    by_tx: dict[str, list[StoredHop]] = defaultdict(list)
     for h in swap_hops:
-        by_tx[h["tx_hash"]].append(h)
-    out: list[tuple[str, Mapping[str, Any]]] = []
+        by_tx[h.tx_hash].append(h)
+    out: list[tuple[str, StoredHop]] = []
     for hops in by_tx.values():
-        ids = {int(h["transfer_id"]) for h in hops}
-        wallets = {_norm(h["to_addr"]) for h in hops if ids & {int(p) for p in (h.get("parents") or [])}}
+        ids = {int(h.transfer_id) for h in hops}
+        wallets = {_norm(h.to_addr) for h in hops if ids & {int(p) for p in h.parents}}
         if not wallets:  # no parents recorded: the sender of the first leg paid into the pool
-            first = min(hops, key=lambda h: int(h["transfer_id"]))
-            wallets = {_norm(first["from_addr"])}
+            first = min(hops, key=lambda h: int(h.transfer_id))
+            wallets = {_norm(first.from_addr)}
         wallet = min(wallets)
         out.extend((wallet, h) for h in hops)
     return out

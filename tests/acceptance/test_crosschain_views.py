@@ -31,6 +31,7 @@ from tracer.demo import load_scenario_labels
 from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
 from tracer.devchain.crosschain import CrossChain
 from tracer.devchain.scenario import Scenario
+from tracer.domain.views import StoredHop
 from tracer.engine import bridges, service, utxo
 from tracer.engine import graph as tgraph
 from tracer.engine import report as treport
@@ -155,9 +156,14 @@ async def test_a_single_chain_trace_keeps_plain_address_ids(
     assert not [e for e in g["edges"] if e["kind"] == "bridge"] and len(g["edges"]) == len(await _hops(api, tid))
 
 
+# What graph.build does not read.
+_HOP: dict[str, Any] = {"share": 1.0, "kind": "transfer", "position": "0", "block_time": 0, "decimals": None,
+                        "symbol": None, "confidence": 1.0, "evidence": None}
+
+
 def test_graph_build_keeps_one_address_on_two_chains_apart() -> None:
     a, b, c, vault = ("0x" + ch * 40 for ch in "abcd")
-    hops = [
+    hops = [StoredHop(**{**_HOP, **h}) for h in [
         {"transfer_id": 1, "from_addr": a, "to_addr": b, "asset": "native", "amount": 100, "tx_hash": "0x1",
          "block_number": 1, "depth": 1, "status": "followed", "reason": "flagged funds", "chain": "ethereum"},
         {"transfer_id": 2, "from_addr": b, "to_addr": vault, "asset": "native", "amount": 100, "tx_hash": "0x2",
@@ -169,7 +175,7 @@ def test_graph_build_keeps_one_address_on_two_chains_apart() -> None:
                                                     "confidence": 1.0, "carried": "90"}]}},
         {"transfer_id": 4, "from_addr": a, "to_addr": c, "asset": "native", "amount": 90, "tx_hash": "0x4",
          "block_number": 10, "depth": 4, "status": "exit", "reason": "deposit_address", "chain": "base"},
-    ]
+    ]]
     g = tgraph.build(hops, "ethereum")
     assert ("ethereum", a) in g and ("base", a) in g and ("base", vault) in g and ("ethereum", vault) in g
     [path] = tgraph.paths_to(g, [a], c, chain="ethereum")

@@ -84,6 +84,12 @@ async def test_a_node_without_old_state_says_so_for_feeds(small_scenario: Scenar
         await client.close()
 
 
+def _amounts(rows: Any) -> list[pricing.HopAmount]:
+    """Hop rows as pricing reads them."""
+    return [pricing.HopAmount(r["transfer_id"], r["chain"], r["asset"], int(r["amount"]), r["block_number"],
+                              r["block_time"], r["decimals"]) for r in rows]
+
+
 def _write(tmp: Path, name: str, text: str | bytes) -> Path:
     p = tmp / name
     p.write_bytes(text.encode() if isinstance(text, str) else text)
@@ -118,7 +124,7 @@ async def test_a_traced_case_is_valued_at_its_blocks_prices(small_scenario: Scen
             hops = await conn.fetch(
                 """SELECT h.transfer_id, h.chain, h.asset, h.amount, t.block_number, t.block_time, t.decimals
                    FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", trace_id)
-            values = await pricing.hop_values(conn, hops)
+            values = await pricing.hop_values(conn, _amounts(hops))
         by_asset = {p.asset: p for p in paths}
         assert {h["asset"] for h in hops} - set(by_asset) == set()
         for h in hops:
@@ -155,7 +161,7 @@ async def test_without_old_state_prices_fall_back_to_the_file_else_unknown(
             hops = await conn.fetch(
                 """SELECT h.transfer_id, h.chain, h.asset, h.amount, t.block_number, t.block_time, t.decimals
                    FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""", trace_id)
-            values = await pricing.hop_values(conn, hops, run)
+            values = await pricing.hop_values(conn, _amounts(hops), run)
             native = [h for h in hops if h["asset"] == NATIVE]
             assert native and all(values[h["transfer_id"]].usd is None for h in native)
             assert all("no state" in values[h["transfer_id"]].detail or "BlockOutOfRange" in
@@ -165,7 +171,7 @@ async def test_without_old_state_prices_fall_back_to_the_file_else_unknown(
             f = _write(tmp_path, "eth.csv", "date,asset,chain,usd\n" + "".join(
                 f"{d.isoformat()},native,ethereum,2500.25\n" for d in days))
             await price_store.save_prices(conn, parse_price_file(f))
-            values = await pricing.hop_values(conn, hops)
+            values = await pricing.hop_values(conn, _amounts(hops))
         for h in native:
             v = values[h["transfer_id"]]
             assert v.source == "file" and v.price == Decimal("2500.25") and v.detail == "file eth.csv"

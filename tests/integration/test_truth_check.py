@@ -154,7 +154,7 @@ async def test_swap_lines_name_the_wallet_that_swapped_not_the_pair(db: Database
     rep = await treport.build(db.pool, traced)
     async with db.pool.acquire() as conn:
         hops = await trace_store.all_hops(conn, traced)
-    lines = [x for x in _services(rep, [], [h for h in hops if h["reason"] == "swap"]).splitlines()
+    lines = [x for x in _services(rep, [], [h for h in hops if h.reason == "swap"]).splitlines()
              if x.startswith("  swap")]
     payers = {x.split()[1] for x in lines}
     assert payers == {_short(s.wallet) for s in case.truth.swaps}, lines

@@ -41,9 +41,6 @@ SQL_OUTSIDE_STORE: set[str] = set()
 # Store functions that still return rows or dicts of rows. Shrinking, as above.
 UNTYPED_ROWS = {
     "tracer/store/backward.py:bridge_links", "tracer/store/backward.py:held", "tracer/store/backward.py:walk",
-    "tracer/store/reads.py:all_hops", "tracer/store/reads.py:ancestor_hops",
-    "tracer/store/reads.py:hops_page",
-    "tracer/store/reads.py:iter_hops",
 }
 
 # Store functions whose dict[str, Any] is a JSON document with no fixed shape: allowed for good.

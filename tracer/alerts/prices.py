@@ -16,13 +16,13 @@ from tracer.engine import pricing
 from tracer.engine.pricing import Value
 
 
-def _hop_row(row: EventRow) -> dict[str, Any] | None:
+def _hop_row(row: EventRow) -> pricing.HopAmount | None:
     p = row.payload or {}
     if row.type not in HOP_TYPES or p.get("block_number") is None or p.get("asset") is None:
         return None
-    return {"transfer_id": row.seq, "chain": str(p.get("chain") or row.chain or "ethereum"),
-            "asset": p["asset"], "amount": int(Decimal(str(p["amount"]))), "block_number": int(p["block_number"]),
-            "block_time": int(p.get("block_time") or 0), "decimals": p.get("decimals")}
+    return pricing.HopAmount(row.seq, str(p.get("chain") or row.chain or "ethereum"), p["asset"],
+                             int(Decimal(str(p["amount"]))), int(p["block_number"]), int(p.get("block_time") or 0),
+                             p.get("decimals"))
 
 
 async def event_values(pool: asyncpg.Pool, rows: Sequence[EventRow],

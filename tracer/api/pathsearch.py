@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tracer.domain.views import StoredHop
 from tracer.engine import graph as tgraph
 
 _POLL = 0.02
@@ -39,7 +40,7 @@ def _mp() -> Any:
     return _context
 
 
-def _run(out: Connection, hops: list[dict[str, Any]], seeds: list[str], target: str, limit: int,
+def _run(out: Connection, hops: list[StoredHop], seeds: list[str], target: str, limit: int,
          chain: str) -> None:
     try:
         found = tgraph.paths_to(tgraph.build(hops, chain), seeds, target, limit=limit, chain=chain)
@@ -50,12 +51,12 @@ def _run(out: Connection, hops: list[dict[str, Any]], seeds: list[str], target: 
         out.close()
 
 
-async def search(hops: Sequence[Any], seeds: list[str], target: str, limit: int, chain: str, *,
+async def search(hops: Sequence[StoredHop], seeds: list[str], target: str, limit: int, chain: str, *,
                  budget: float, gone: Callable[[], bool]) -> list[list[tgraph.PathStep]]:
     """paths_to(build(hops)) in a child process; `gone()` says whether the client has left."""
     ctx = _mp()
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_run, args=(send, [dict(h) for h in hops], seeds, target, limit, chain),
+    proc = ctx.Process(target=_run, args=(send, list(hops), seeds, target, limit, chain),
                        daemon=True, name="tracer-paths")
     deadline = time.monotonic() + budget
     proc.start()

@@ -15,14 +15,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
 from tracer.addresses import checksum
 from tracer.domain.chains import native_unit
 from tracer.domain.records import ExitRow
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import LABEL_REASON_PREFIX, Reason
-from tracer.domain.views import StoredTrace
+from tracer.domain.views import StoredHop, StoredTrace
 
 
 @functools.lru_cache(maxsize=65536)
@@ -118,35 +116,36 @@ def trace(row: StoredTrace, meta: Mapping[str, tuple[str | None, int | None]],
     return out
 
 
-def hop(chain: str, row: asyncpg.Record, usd: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def hop(chain: str, row: StoredHop, usd: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One hop; `chain` is the trace's own, used when the row does not name the hop's chain;
     `usd`: its dollars (tracer.api.usd.fields)."""
     # One dict built in one pass (this runs 100 times a page): the fields of `amount` and `usd`
     # written in place, in the order the schema lists them.
-    chain = row.get("chain") or chain
-    block_time = row["block_time"]
+    chain = row.chain or chain
+    block_time = row.block_time
     out: dict[str, Any] = {
         "chain": chain,
-        "tx_hash": row["tx_hash"],
-        "position": row["position"],
-        "block_number": row["block_number"],
+        "tx_hash": row.tx_hash,
+        "position": row.position,
+        "block_number": row.block_number,
         "timestamp": _unix_iso(block_time) if type(block_time) is int else iso(block_time),
-        "from": row["from_addr"],
-        "to": row["to_addr"],
-        "depth": row["depth"],
-        "kind": row["kind"],
-        "status": row["status"],
-        "reason": row["reason"],
-        "share": round(float(row["share"]), 9),
+        "from": row.from_addr,
+        "to": row.to_addr,
+        "depth": row.depth,
+        "kind": row.kind,
+        "status": row.status,
+        "reason": row.reason,
+        "share": round(float(row.share), 9),
     }
-    evidence = row.get("evidence")
-    if evidence:
+    evidence = row.evidence
+    # Any stored evidence, {} too (the store parses the column's text, which is never empty).
+    if evidence is not None:
         # Inferred hops say why they exist (a bridge payout: the deposit, the protocol, the match).
-        out["confidence"] = round(float(row["confidence"]), 6)
-        out["evidence"] = json.loads(evidence) if isinstance(evidence, str) else evidence
-    asset = row["asset"]
-    sym, dec = native_unit(chain) if asset == NATIVE else (row["symbol"], row["decimals"])
-    value = int(row["amount"])
+        out["confidence"] = round(float(row.confidence), 6)
+        out["evidence"] = evidence
+    asset = row.asset
+    sym, dec = native_unit(chain) if asset == NATIVE else (row.symbol, row.decimals)
+    value = int(row.amount)
     out["asset"] = asset
     out["symbol"] = sym
     out["decimals"] = dec

@@ -10,7 +10,7 @@ from typing import Any
 
 from tracer.api.context import ApiContext
 from tracer.chains.feeds import Feed
-from tracer.domain.views import StoredTrace
+from tracer.domain.views import StoredHop, StoredTrace
 from tracer.engine import dollars, pricing
 from tracer.engine.pricing import Value, usd_text
 from tracer.store import prices as price_store
@@ -38,8 +38,8 @@ async def registered_feeds(ctx: ApiContext) -> list[Feed]:
     return feeds
 
 
-async def hop_values(ctx: ApiContext, rows: Sequence[Any]) -> dict[int, Value]:
-    """USD of hop rows (transfer_id, chain, asset, amount, block_number, block_time, decimals)."""
+async def hop_values(ctx: ApiContext, rows: Sequence[StoredHop]) -> dict[int, Value]:
+    """USD of hops."""
     if not rows:
         return {}
     return await pricing.priced_hop_values(ctx.pool, ctx.chains, rows, await registered_feeds(ctx))

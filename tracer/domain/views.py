@@ -117,3 +117,30 @@ class GraphNode:
     reason: str | None
     entity: str | None
     category: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredHop:
+    """A hop as the trace wrote it, with its transfer's facts (hash, position, time, token): what
+    pages, exports, paths, reports and dollars read. `chain` is the hop's own chain."""
+
+    transfer_id: int
+    from_addr: str
+    to_addr: str
+    asset: str
+    amount: int  # raw units
+    depth: int
+    status: str  # a HopStatus
+    reason: str
+    share: float
+    kind: str
+    block_number: int
+    tx_hash: str
+    position: str
+    block_time: int
+    decimals: int | None
+    symbol: str | None
+    chain: str
+    confidence: float
+    evidence: dict[str, Any] | None  # why an inferred hop exists (free-form JSON)
+    parents: tuple[int, ...] = ()  # only all_hops reads them

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from tracer.domain.verdicts import HopStatus
+from tracer.domain.views import StoredHop
 from tracer.engine import pricing, swap_prices
 from tracer.engine import report as treport
 from tracer.engine.pricing import PricingRun, Value, usd_text
@@ -86,7 +87,7 @@ class TraceDollars:
 
 
 async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, Any] | None = None,
-                        hops: Sequence[Any] | None = None) -> TraceDollars:
+                        hops: Sequence[StoredHop] | None = None) -> TraceDollars:
     """The trace's dollars; with `chains`, prices still missing are read from their feeds first."""
     run = await pricing.price_trace(pool, chains, trace_id) if chains else None
     async with pool.acquire() as conn:
@@ -103,29 +104,29 @@ async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, 
     backward = trace.direction == back_store.BACKWARD
     out = TraceDollars(Usd(), {}, Usd(), Usd(), values, run)
     for h in hops:
-        v = values[int(h["transfer_id"])]
+        v = values[int(h.transfer_id)]
         if v.source:
             out.sources[v.source] = out.sources.get(v.source, 0) + 1
-        chain = h["chain"] or home
-        from_seed = chain == home and h["from_addr"] in seeds
-        into_seed = chain == home and h["to_addr"] in seeds
+        chain = h.chain or home
+        from_seed = chain == home and h.from_addr in seeds
+        into_seed = chain == home and h.to_addr in seeds
         if backward:
             # Source of funds: `seeds` is what the seeds received, an exit (a source) is the sender
             # of its hops, as /exits lists it; money held along the way is no hop.
             if into_seed:
                 out.seeds.add(v)
-            if h["status"] == HopStatus.EXIT:
-                out.exits.setdefault((chain, h["from_addr"], h["asset"]), Usd()).add(v)
-            elif h["status"] == HopStatus.STOPPED:
+            if h.status == HopStatus.EXIT:
+                out.exits.setdefault((chain, h.from_addr, h.asset), Usd()).add(v)
+            elif h.status == HopStatus.STOPPED:
                 out.stopped.add(v)
             continue
         if from_seed and not into_seed:
             out.seeds.add(v)
         if into_seed:
             continue
-        if h["status"] == HopStatus.EXIT:
-            out.exits.setdefault((chain, h["to_addr"], h["asset"]), Usd()).add(v)
-        elif h["status"] == HopStatus.STOPPED:
+        if h.status == HopStatus.EXIT:
+            out.exits.setdefault((chain, h.to_addr, h.asset), Usd()).add(v)
+        elif h.status == HopStatus.STOPPED:
             out.stopped.add(v)
         else:
             out.held.add(v)

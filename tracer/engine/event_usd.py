@@ -54,9 +54,8 @@ async def price_events(conn: Any, chain: str, events: Sequence[WrittenEvent]) ->
         p = e.payload
         if isinstance(p, str):
             p = json.loads(p)
-        hops.append({"transfer_id": int(e.id), "chain": p.get("chain") or chain, "asset": p["asset"],
-                     "amount": int(Decimal(str(p["amount"]))), "block_number": int(p["block_number"]),
-                     "block_time": int(p.get("block_time") or 0), "decimals": p.get("decimals")})
+        hops.append(pricing.HopAmount(int(e.id), p.get("chain") or chain, p["asset"], int(Decimal(str(p["amount"]))),
+                                      int(p["block_number"]), int(p.get("block_time") or 0), p.get("decimals")))
     if not hops:
         return
     values = await pricing.hop_values(conn, hops)

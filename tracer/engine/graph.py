@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import networkx as nx
 
 from tracer.domain.verdicts import HopStatus
+from tracer.domain.views import StoredHop
 from tracer.engine import widest
 
 
@@ -30,35 +30,33 @@ Node = tuple[str, str]  # (chain, address): one address on two chains of a trace
 _ANY_SEED: Node = ("", "")  # no address is empty: the virtual source of every path
 
 
-def _evidence(h: Any) -> dict[str, Any]:
-    evidence = h.get("evidence") if hasattr(h, "get") else None
-    if isinstance(evidence, str):
-        evidence = json.loads(evidence)
+def _evidence(h: StoredHop) -> dict[str, Any]:
+    evidence = h.evidence
     return evidence if isinstance(evidence, dict) else {}
 
 
-def bridge_deposits(h: Any) -> list[dict[str, Any]]:
+def bridge_deposits(h: StoredHop) -> list[dict[str, Any]]:
     """The deposits a bridge payout hop pays out (its evidence), each naming its depositor."""
     deposits = _evidence(h).get("deposits", [])
     return [d for d in deposits if isinstance(d, dict) and d.get("from")] if isinstance(deposits, list) else []
 
 
-def build(hops: Iterable[Any], chain: str = "") -> nx.MultiDiGraph:
+def build(hops: Iterable[StoredHop], chain: str = "") -> nx.MultiDiGraph:
     """One edge per hop (keyed by transfer id); nodes are (chain, address), `chain` standing in
     for hops that do not name theirs. A bridge payout also gets an edge from each depositor it pays
     out, on the deposit's chain (keyed "bridge:<id>:<n>", status followed), so paths cross the
     bridge: the vault paying it is not where the money came from."""
     g: nx.MultiDiGraph = nx.MultiDiGraph()
     for h in hops:
-        c = (h.get("chain") if hasattr(h, "get") else None) or chain
-        g.add_edge((c, h["from_addr"]), (c, h["to_addr"]), key=h["transfer_id"], amount=int(h["amount"]),
-                   asset=h["asset"], tx_hash=h["tx_hash"], block_number=h["block_number"],
-                   depth=h["depth"], status=h["status"], reason=h["reason"], chain=c, from_chain=c)
+        c = h.chain or chain
+        g.add_edge((c, h.from_addr), (c, h.to_addr), key=h.transfer_id, amount=int(h.amount),
+                   asset=h.asset, tx_hash=h.tx_hash, block_number=h.block_number,
+                   depth=h.depth, status=h.status, reason=h.reason, chain=c, from_chain=c)
         for n, d in enumerate(bridge_deposits(h)):
             src = d.get("chain") or chain
-            g.add_edge((src, d["from"]), (c, h["to_addr"]), key=f"bridge:{h['transfer_id']}:{n}",
-                       amount=int(d.get("carried") or h["amount"]), asset=h["asset"], tx_hash=h["tx_hash"],
-                       block_number=h["block_number"], depth=h["depth"], status=HopStatus.FOLLOWED, reason=h["reason"],
+            g.add_edge((src, d["from"]), (c, h.to_addr), key=f"bridge:{h.transfer_id}:{n}",
+                       amount=int(d.get("carried") or h.amount), asset=h.asset, tx_hash=h.tx_hash,
+                       block_number=h.block_number, depth=h.depth, status=HopStatus.FOLLOWED, reason=h.reason,
                        chain=c, from_chain=src)
     return g
 

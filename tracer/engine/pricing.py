@@ -36,6 +36,38 @@ from tracer.store.prices import PriceKey, PriceRow
 log = logging.getLogger(__name__)
 
 
+class PricedHop(Protocol):
+    """What valuing a hop reads: tracer.domain.views.StoredHop has it, and so does HopAmount."""
+
+    @property
+    def transfer_id(self) -> int: ...
+    @property
+    def chain(self) -> str: ...
+    @property
+    def asset(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def block_number(self) -> int: ...
+    @property
+    def block_time(self) -> int: ...
+    @property
+    def decimals(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HopAmount:
+    """A hop to value that is no stored hop (a hop event's payload); `transfer_id`: the key of its value."""
+
+    transfer_id: int
+    chain: str
+    asset: str
+    amount: int
+    block_number: int
+    block_time: int
+    decimals: int | None
+
+
 
 class _FeedChain(Protocol):
     rpc: Any
@@ -94,10 +126,9 @@ async def price_trace(pool: asyncpg.Pool, chains: Mapping[str, Any], trace_id: i
     return await price_keys(pool, chains, keys)
 
 
-def keys_of(hops: Iterable[Any]) -> list[PriceKey]:
-    """The price keys of hop rows (chain, asset, block_number, block_time)."""
-    return list({PriceKey(h["chain"], h["asset"], int(h["block_number"]), int(h["block_time"] or 0)): None
-                 for h in hops})
+def keys_of(hops: Iterable[PricedHop]) -> list[PriceKey]:
+    """The price keys of hops (chain, asset, block_number, block_time)."""
+    return list({PriceKey(h.chain, h.asset, int(h.block_number), int(h.block_time or 0)): None for h in hops})
 
 
 async def price_keys(pool: asyncpg.Pool, chains: Mapping[str, Any], keys: Sequence[PriceKey],
@@ -252,7 +283,7 @@ async def price_book(conn: Any, assets: Iterable[tuple[str, str]],
     return PriceBook(await store.prices_of(conn, sorted(set(assets))), misses)
 
 
-async def priced_hop_values(pool: asyncpg.Pool, chains: Mapping[str, Any], hops: Sequence[Any],
+async def priced_hop_values(pool: asyncpg.Pool, chains: Mapping[str, Any], hops: Sequence[PricedHop],
                             registered: Sequence[known.Feed] | None = None) -> dict[int, Value]:
     """USD of hop rows, reading the prices still missing first: one read of the stored prices for
     both steps (a page of hops is valued with one query, whatever its size, when the caller keeps
@@ -261,13 +292,12 @@ async def priced_hop_values(pool: asyncpg.Pool, chains: Mapping[str, Any], hops:
     return _values(PriceBook(run.rows, run.misses), hops)
 
 
-def _values(book: PriceBook, hops: Sequence[Any]) -> dict[int, Value]:
-    return {int(h["transfer_id"]): book.value(h["chain"], h["asset"], int(h["block_number"]),
-                                              int(h["block_time"] or 0), int(h["amount"]), h["decimals"])
+def _values(book: PriceBook, hops: Sequence[PricedHop]) -> dict[int, Value]:
+    return {int(h.transfer_id): book.value(h.chain, h.asset, int(h.block_number), int(h.block_time or 0),
+                                           int(h.amount), h.decimals)
             for h in hops}
 
 
-async def hop_values(conn: Any, hops: Sequence[Any], run: PricingRun | None = None) -> dict[int, Value]:
-    """USD of each hop (rows with transfer_id, chain, asset, amount, block_number, block_time,
-    decimals), by transfer id; `run`: the pricing that preceded, for why a price is unknown."""
+async def hop_values(conn: Any, hops: Sequence[PricedHop], run: PricingRun | None = None) -> dict[int, Value]:
+    """USD of each hop, by transfer id; `run`: the pricing that preceded, for why a price is unknown."""
     return _values(PriceBook(await store.prices_at(conn, keys_of(hops)), run.misses if run else None), hops)

@@ -15,7 +15,7 @@ from tracer.addresses import checksum
 from tracer.domain.chains import native_unit
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import Reason
-from tracer.domain.views import BridgeVerdict
+from tracer.domain.views import BridgeVerdict, StoredHop
 from tracer.engine import graph as tgraph
 from tracer.store import backward as back_store
 from tracer.store import traces as store
@@ -218,18 +218,18 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
                   trace.balance_method, trace.balance_method_reason)
 
 
-def _steps(path: Sequence[str], hops: Sequence[Any], chain: str) -> list[dict[str, Any]]:
+def _steps(path: Sequence[str], hops: Sequence[StoredHop], chain: str) -> list[dict[str, Any]]:
     """A backward source's path (addresses, source first) as steps, each by its largest hop."""
-    largest: dict[tuple[str, str], Any] = {}
+    largest: dict[tuple[str, str], StoredHop] = {}
     for h in hops:
-        key = (h["from_addr"], h["to_addr"])
-        if key not in largest or int(h["amount"]) > int(largest[key]["amount"]):
+        key = (h.from_addr, h.to_addr)
+        if key not in largest or int(h.amount) > int(largest[key].amount):
             largest[key] = h
     steps = []
     for a, b in itertools.pairwise(path):
-        h = largest.get((a, b))
-        steps.append({"from": a, "to": b, "tx_hash": h["tx_hash"] if h else None,
-                      "block_number": h["block_number"] if h else None, "chain": chain})
+        big = largest.get((a, b))
+        steps.append({"from": a, "to": b, "tx_hash": big.tx_hash if big else None,
+                      "block_number": big.block_number if big else None, "chain": chain})
     return steps
 
 
@@ -244,35 +244,35 @@ def units(chain: str, asset: str, symbol: str | None, decimals: int | None) -> t
     return symbol or asset[:10], decimals
 
 
-def coinjoins(hops: Sequence[Any], chain: str) -> list[CoinJoinLine]:
+def coinjoins(hops: Sequence[StoredHop], chain: str) -> list[CoinJoinLine]:
     """The CoinJoin entries of a trace, from the hops the worker wrote on the CoinJoins' outputs
     (each names the CoinJoin, its pattern and anonymity set): one line per wallet and CoinJoin."""
     lines: dict[tuple[str, str, str], CoinJoinLine] = {}
-    for h in sorted(hops, key=lambda h: (h["block_number"], str(h["position"] or ""))):
-        ev = _json(h["evidence"])
+    for h in sorted(hops, key=lambda h: (h.block_number, str(h.position or ""))):
+        ev = h.evidence
         if not isinstance(ev, dict) or not ev.get("coinjoin"):
             continue
-        c = h["chain"] or chain
-        key = (c, h["from_addr"], ev["coinjoin"])
+        c = h.chain or chain
+        key = (c, h.from_addr, ev["coinjoin"])
         line = lines.get(key)
         if line is None:
-            line = lines[key] = CoinJoinLine(c, h["from_addr"], ev["coinjoin"], str(ev.get("pattern")),
+            line = lines[key] = CoinJoinLine(c, h.from_addr, ev["coinjoin"], str(ev.get("pattern")),
                                              int(ev.get("anonymity_set") or 0), int(ev.get("denomination") or 0),
                                              int(ev.get("flagged_entered") or 0), [], 0)
-        if h["reason"] in ENTERED_REASONS:
+        if h.reason in ENTERED_REASONS:
             line.unfollowed += 1
         else:
-            line.links.append({"to": h["to_addr"], "kind": ev.get("kind"), "vout": ev.get("vout"),
-                               "amount": str(int(h["amount"])), "confidence": float(h["confidence"] or 0.0),
-                               "status": h["status"], "reason": h["reason"]})
+            line.links.append({"to": h.to_addr, "kind": ev.get("kind"), "vout": ev.get("vout"),
+                               "amount": str(int(h.amount)), "confidence": float(h.confidence or 0.0),
+                               "status": h.status, "reason": h.reason})
     return list(lines.values())
 
 
-def continuations(bridges: Sequence[BridgeVerdict], hops: Sequence[Any], chain: str) -> list[Continuation]:
+def continuations(bridges: Sequence[BridgeVerdict], hops: Sequence[StoredHop], chain: str) -> list[Continuation]:
     """Every bridge deposit whose payout was found on its destination chain, from the bridge's
     verdict evidence (followed or not: a payout below policy.min_link_confidence is reported).
     `bridges`: rows of store.bridge_verdicts (a continued deposit is a crossing, not an exit)."""
-    meta = {((h["chain"] or chain), h["tx_hash"], h["asset"]): (h["symbol"], h["decimals"]) for h in hops}
+    meta = {((h.chain or chain), h.tx_hash, h.asset): (h.symbol, h.decimals) for h in hops}
     out: list[Continuation] = []
     seen: set[tuple[str, str, str]] = set()
     for b in bridges:

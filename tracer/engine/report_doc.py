@@ -22,7 +22,7 @@ import asyncpg
 
 from tracer import __version__
 from tracer.domain.labels import Label
-from tracer.domain.views import StoredTrace
+from tracer.domain.views import StoredHop, StoredTrace
 from tracer.engine import report as treport
 from tracer.engine import report_backward
 from tracer.engine.dollars import TraceDollars, trace_dollars
@@ -49,7 +49,7 @@ class Document:
     trace: StoredTrace
     report: treport.Report
     dollars: TraceDollars
-    hops: list[Any]
+    hops: list[StoredHop]
     seed_labels: dict[str, list[Label]]
     exit_labels: dict[tuple[str, str], list[Label]]
     hop_set_sha256: str
@@ -61,10 +61,10 @@ def e(value: object) -> str:
     return html.escape(_CONTROL.sub("", str(value)), quote=True)
 
 
-def hop_set_digest(hops: list[Any]) -> str:
+def hop_set_digest(hops: list[StoredHop]) -> str:
     """SHA-256 of the hop set, independent of row order: a second run can be compared."""
-    lines = sorted(f"{h['chain']}|{h['tx_hash']}|{h['from_addr']}|{h['to_addr']}|{h['asset']}|{int(h['amount'])}|"
-                   f"{h['status']}" for h in hops)
+    lines = sorted(f"{h.chain}|{h.tx_hash}|{h.from_addr}|{h.to_addr}|{h.asset}|{int(h.amount)}|"
+                   f"{h.status}" for h in hops)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -86,9 +86,9 @@ async def build_document(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str,
     dollars = await trace_dollars(pool, trace_id, chains, hops)
     blocks: dict[str, tuple[int, int]] = {}
     for h in hops:
-        c = h["chain"] or trace.chain
-        lo, hi = blocks.get(c, (h["block_number"], h["block_number"]))
-        blocks[c] = (min(lo, h["block_number"]), max(hi, h["block_number"]))
+        c = h.chain or trace.chain
+        lo, hi = blocks.get(c, (h.block_number, h.block_number))
+        blocks[c] = (min(lo, h.block_number), max(hi, h.block_number))
     nodes = {}
     async with pool.acquire() as conn:
         for c in sorted(set(blocks) | {trace.chain}):
@@ -197,7 +197,7 @@ def render_html(doc: Document) -> str:
     w("</table>")
     w("<h2>Graph of the widest paths</h2>" + _graph_svg(doc))
     w("<h2>Each exit's widest path</h2>")
-    hop_by_tx = {(h["chain"] or rep.chain, h["tx_hash"], h["from_addr"], h["to_addr"]): h for h in doc.hops}
+    hop_by_tx = {(h.chain or rep.chain, h.tx_hash, h.from_addr, h.to_addr): h for h in doc.hops}
     for i, x in enumerate(lines, 1):
         w(f"<h3>{i}. {e(x.entity or '?')} <code>{e(x.address)}</code> ({e(x.reason or '')})</h3>")
         if not x.path:
@@ -208,10 +208,10 @@ def render_html(doc: Document) -> str:
             h = hop_by_tx.get((step["chain"] or rep.chain, step["tx_hash"], step["from"], step["to"]))
             amount = usd_cell = when = ""
             if h is not None:
-                sym, dec = treport.units(h["chain"] or rep.chain, h["asset"], h["symbol"], h["decimals"])
-                amount = f"{treport.format_amount(int(h['amount']), dec, 6)} {sym}"
-                usd_cell = _usd(d.values[int(h["transfer_id"])].usd)
-                when = _when(h["block_time"])
+                sym, dec = treport.units(h.chain or rep.chain, h.asset, h.symbol, h.decimals)
+                amount = f"{treport.format_amount(int(h.amount), dec, 6)} {sym}"
+                usd_cell = _usd(d.values[int(h.transfer_id)].usd)
+                when = _when(h.block_time)
             # The hash on a row of its own: a wrapped hash would not read back as one word.
             w(f"<tr><td colspan=6>tx <code>{e(step['tx_hash'])}</code></td></tr>")
             w(f"<tr><td>{e(step['block_number'])}</td><td>{when}</td>"
@@ -221,19 +221,19 @@ def render_html(doc: Document) -> str:
         w("</table>")
     # Links the trace inferred rather than saw: mixer withdrawals, bridge payouts, swaps, change
     # outputs, CoinJoin outputs (each hop with evidence or a confidence below 1).
-    links = [h for h in doc.hops if h["evidence"] is not None
-             or (h["confidence"] is not None and float(h["confidence"]) < 1.0)]
+    links = [h for h in doc.hops if h.evidence is not None
+             or (h.confidence is not None and float(h.confidence) < 1.0)]
     w(f"<h2>Inferred links ({len(links)})</h2>")
     if links:
         w("<table><tr><th>link</th><th>from</th><th>to</th><th>tx</th><th>confidence</th><th>why</th></tr>")
         for h in links[:500]:
-            ev = h["evidence"]
+            ev = h.evidence
             ev = json.loads(ev) if isinstance(ev, str) else (ev or {})
             why = ", ".join(f"{k}: {v}" for k, v in ev.items() if isinstance(v, (str, int, float)) and k not in
                             ("tx_hash",))[:400] if isinstance(ev, dict) else ""
-            conf = "" if h["confidence"] is None else f"{float(h['confidence']):.0%}"
-            w(f"<tr><td>{e(h['reason'] or h['kind'] or '')}</td><td><code>{e(h['from_addr'])}</code></td>"
-              f"<td><code>{e(h['to_addr'])}</code></td><td><code>{e(h['tx_hash'])}</code></td>"
+            conf = "" if h.confidence is None else f"{float(h.confidence):.0%}"
+            w(f"<tr><td>{e(h.reason or h.kind or '')}</td><td><code>{e(h.from_addr)}</code></td>"
+              f"<td><code>{e(h.to_addr)}</code></td><td><code>{e(h.tx_hash)}</code></td>"
               f"<td>{conf}</td><td>{e(why)}</td></tr>")
         if len(links) > 500:
             w(f"<p>… {len(links) - 500} more (see the graph export).</p>")

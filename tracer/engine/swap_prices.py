@@ -19,6 +19,7 @@ from typing import Any
 
 from tracer.domain.chains import native_decimals
 from tracer.domain.transfers import NATIVE
+from tracer.domain.views import StoredHop
 from tracer.engine.pricing import PriceBook, Value
 from tracer.store import prices as store
 from tracer.store.prices import SwapLeg
@@ -106,10 +107,10 @@ def _swap_book(rows: Sequence[SwapLeg], book: PriceBook) -> SwapBook:
     return out
 
 
-async def price_by_swaps(conn: Any, trace_id: int, hops: Any, values: dict[int, Value]) -> int:
+async def price_by_swaps(conn: Any, trace_id: int, hops: Sequence[StoredHop], values: dict[int, Value]) -> int:
     """Fill in `values` (by transfer id) of `hops` that have no price from the trace's swap rates;
     returns how many were."""
-    missing = [h for h in hops if values[int(h["transfer_id"])].usd is None]
+    missing = [h for h in hops if values[int(h.transfer_id)].usd is None]
     if not missing:
         return 0
     rows = await store.swap_transfers(conn, trace_id)
@@ -119,8 +120,8 @@ async def price_by_swaps(conn: Any, trace_id: int, hops: Any, values: dict[int, 
     swaps = swap_book(rows, book)
     n = 0
     for h in missing:
-        v = swaps.value(h["chain"], h["asset"], int(h["block_number"]), int(h["amount"]), h["decimals"])
+        v = swaps.value(h.chain, h.asset, int(h.block_number), int(h.amount), h.decimals)
         if v is not None:
-            values[int(h["transfer_id"])] = v
+            values[int(h.transfer_id)] = v
             n += 1
     return n

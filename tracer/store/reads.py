@@ -18,7 +18,16 @@ import asyncpg
 
 from tracer.domain.records import ExitRow
 from tracer.domain.transfers import NATIVE
-from tracer.domain.views import AddressTrace, BridgeVerdict, GraphNode, Received, Stop, StoredTrace, TraceVersion
+from tracer.domain.views import (
+    AddressTrace,
+    BridgeVerdict,
+    GraphNode,
+    Received,
+    Stop,
+    StoredHop,
+    StoredTrace,
+    TraceVersion,
+)
 from tracer.store.hops import EXIT_FIRST, EXIT_LAST
 from tracer.store.sql import Conn
 
@@ -176,15 +185,26 @@ _SORTS: dict[str, tuple[str, str]] = {
 }
 
 
-def hop_sort_key(sort: str, row: asyncpg.Record) -> list[str]:
+def hop_sort_key(sort: str, row: StoredHop) -> list[str]:
     """The keyset of a row for `sort`, as strings (it goes into a cursor)."""
-    first = row["block_number"] if sort.endswith("block") else row["amount"]
-    return [str(first), str(row["transfer_id"])]
+    first = row.block_number if sort.endswith("block") else row.amount
+    return [str(first), str(row.transfer_id)]
+
+
+def _hop(r: asyncpg.Record, parents: tuple[int, ...] = ()) -> StoredHop:
+    evidence = r["evidence"]
+    return StoredHop(
+        transfer_id=r["transfer_id"], from_addr=r["from_addr"], to_addr=r["to_addr"], asset=r["asset"],
+        amount=int(r["amount"]), depth=r["depth"], status=r["status"], reason=r["reason"], share=r["share"],
+        kind=r["kind"], block_number=r["block_number"], tx_hash=r["tx_hash"], position=r["position"],
+        block_time=r["block_time"], decimals=r["decimals"], symbol=r["symbol"], chain=r["chain"],
+        confidence=r["confidence"], evidence=json.loads(evidence) if evidence is not None else None, parents=parents,
+    )
 
 
 async def hops_page(
     conn: Conn, trace_id: int, f: HopFilter, *, sort: str, after: Sequence[str] | None, limit: int
-) -> list[asyncpg.Record]:
+) -> list[StoredHop]:
     if sort not in _SORTS:
         raise ValueError(f"unknown sort {sort!r}")
     args: list[Any] = [trace_id]
@@ -195,12 +215,12 @@ async def hops_page(
         args.extend([first, int(after[1])])
         where += " AND " + cond.format(k0=f"${len(args) - 1}", k1=f"${len(args)}")
     args.append(limit)
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""SELECT {_HOP_COLUMNS} FROM hops h JOIN transfers t ON t.id = h.transfer_id
             WHERE {where} ORDER BY {order} LIMIT ${len(args)}""",
         *args,
     )
-    return rows
+    return [_hop(r) for r in rows]
 
 
 async def trace_assets(conn: Conn, trace_id: int) -> list[tuple[str, str]]:
@@ -209,7 +229,7 @@ async def trace_assets(conn: Conn, trace_id: int) -> list[tuple[str, str]]:
     return [(r["chain"], r["asset"]) for r in rows]
 
 
-async def iter_hops(conn: Conn, trace_id: int, *, prefetch: int = 2000) -> AsyncIterator[asyncpg.Record]:
+async def iter_hops(conn: Conn, trace_id: int, *, prefetch: int = 2000) -> AsyncIterator[StoredHop]:
     """Every hop of a trace through a server-side cursor (the caller holds a transaction), so an
     export of millions of hops streams in constant memory."""
     async for row in conn.cursor(
@@ -217,7 +237,7 @@ async def iter_hops(conn: Conn, trace_id: int, *, prefetch: int = 2000) -> Async
             WHERE h.trace_id = $1 ORDER BY h.block_number, h.transfer_id""",
         trace_id, prefetch=prefetch,
     ):
-        yield row
+        yield _hop(row)
 
 
 async def hop_count(conn: Conn, trace_id: int) -> int:
@@ -294,18 +314,17 @@ async def stops(conn: Conn, trace_id: int) -> list[Stop]:
             for r in rows]
 
 
-async def all_hops(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
-                  h.share, h.confidence, h.kind, t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol,
-                  t.position, h.chain, h.evidence, h.parents
-           FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""",
+async def all_hops(conn: Conn, trace_id: int) -> list[StoredHop]:
+    """Every hop of the trace, with the hops each was paid out of (`parents`)."""
+    rows = await conn.fetch(
+        f"""SELECT {_HOP_COLUMNS}, h.parents
+            FROM hops h JOIN transfers t ON t.id = h.transfer_id WHERE h.trace_id = $1""",
         trace_id,
     )
-    return rows
+    return [_hop(r, tuple(r["parents"])) for r in rows]
 
 
-async def ancestor_hops(conn: Conn, trace_id: int, target: str, *, max_hops: int) -> list[asyncpg.Record]:
+async def ancestor_hops(conn: Conn, trace_id: int, target: str, *, max_hops: int) -> list[StoredHop]:
     """The hops that can lead to `target`: walk backwards over followed hops from the hops into it,
     and across bridges from a payout on another chain to the wallets whose deposits it pays out
     (named in the payout hop's evidence; `graph.build` links them).
@@ -313,8 +332,8 @@ async def ancestor_hops(conn: Conn, trace_id: int, target: str, *, max_hops: int
     Only this part of the trace graph is loaded for a path query, not the whole trace. Returns at
     most max_hops + 1 rows, so the caller can tell when the sub-graph is too big.
     """
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """WITH RECURSIVE up(address) AS (
+    rows = await conn.fetch(
+        f"""WITH RECURSIVE up(address) AS (
                SELECT $2::text
                UNION
                SELECT x.address FROM hops h JOIN up ON h.to_addr = up.address
@@ -325,15 +344,14 @@ async def ancestor_hops(conn: Conn, trace_id: int, target: str, *, max_hops: int
                ) x
                WHERE h.trace_id = $1 AND (h.status = 'followed' OR h.to_addr = $2) AND x.address IS NOT NULL
            )
-           SELECT h.transfer_id, h.from_addr, h.to_addr, h.asset, h.amount, h.depth, h.status, h.reason,
-                  t.tx_hash, t.block_number, t.block_time, t.decimals, t.symbol, h.chain, h.evidence
+           SELECT {_HOP_COLUMNS}
            FROM hops h JOIN transfers t ON t.id = h.transfer_id
            WHERE h.trace_id = $1 AND h.to_addr IN (SELECT address FROM up)
              AND (h.status = 'followed' OR h.to_addr = $2)
            LIMIT $3""",
         trace_id, target, max_hops + 1,
     )
-    return rows
+    return [_hop(r) for r in rows]
 
 
 # ---------------------------------------------------------------- addresses

@@ -86,8 +86,8 @@ async def get(request: web.Request) -> web.Response:
                 if rows:
                     work.append((trace_id, chain, target, rows))
     for trace_id, chain, target, rows in work:
-        meta.update({(r["chain"] or chain, r["asset"]): (r["symbol"], r["decimals"]) for r in rows})
-        times.update({(r["chain"] or chain, r["tx_hash"]): r["block_time"] for r in rows})
+        meta.update({(r.chain or chain, r.asset): (r.symbol, r.decimals) for r in rows})
+        times.update({(r.chain or chain, r.tx_hash): r.block_time for r in rows})
         try:
             paths = await pathsearch.search(rows, sources, target, limit, chain, budget=s.paths_budget,
                                             gone=lambda: request.transport is None or request.transport.is_closing())

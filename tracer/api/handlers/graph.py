@@ -31,7 +31,7 @@ from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
 from tracer.api.handlers.common import ctx_of, trace_or_404
 from tracer.domain.verdicts import Role
-from tracer.domain.views import GraphNode, StoredTrace
+from tracer.domain.views import GraphNode, StoredHop, StoredTrace
 from tracer.engine import pricing
 from tracer.engine.graph import bridge_deposits
 from tracer.engine.pricing import PriceBook, usd_text
@@ -78,15 +78,15 @@ def _node_label(node: GraphNode, ids: _Ids) -> str:
     return f"{node.chain}: {text}" if ids.multi else text
 
 
-def _edges(ids: _Ids, row: asyncpg.Record, book: PriceBook) -> list[dict[str, Any]]:
+def _edges(ids: _Ids, row: StoredHop, book: PriceBook) -> list[dict[str, Any]]:
     """The hop's edge, then, for a bridge payout, one "bridge" edge per deposit it pays out;
     `usd`: the amount at its asset's price at the hop's block (None: unknown)."""
     h = ser.hop(ids.chain, row)
     chain = h["chain"]
 
     def usd(raw: int) -> str | None:
-        return usd_text(book.value(chain, row["asset"], int(row["block_number"]), int(row["block_time"] or 0), raw,
-                                   row["decimals"]).usd)
+        return usd_text(book.value(chain, row.asset, int(row.block_number), int(row.block_time or 0), raw,
+                                   row.decimals).usd)
 
     edge = {"source": ids.of(chain, h["from"]), "target": ids.of(chain, h["to"]),
             **{k: h[k] for k in _HOP_FIELDS}, "chain": chain, "usd": usd(int(h["amount_raw"]))}
@@ -139,7 +139,7 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
                   ids: _Ids, book: PriceBook) -> None:
     chain, trace_id = trace.chain, trace.id
     nodes: AsyncIterator[GraphNode] = reads.iter_graph_nodes(conn, trace_id)
-    hops: AsyncIterator[asyncpg.Record] = reads.iter_hops(conn, trace_id)
+    hops: AsyncIterator[StoredHop] = reads.iter_hops(conn, trace_id)
 
     async def edges() -> AsyncIterator[dict[str, Any]]:
         async for row in hops:
@@ -189,7 +189,7 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
     await out.flush()
 
 
-def _nx_graph(ids: _Ids, trace_id: int, nodes: list[GraphNode], rows: list[asyncpg.Record],
+def _nx_graph(ids: _Ids, trace_id: int, nodes: list[GraphNode], rows: list[StoredHop],
               book: PriceBook) -> nx.MultiDiGraph:
     g: nx.MultiDiGraph = nx.MultiDiGraph(name=f"tracer trace {trace_id} ({ids.chain})")
     for n in nodes:
@@ -201,7 +201,7 @@ def _nx_graph(ids: _Ids, trace_id: int, nodes: list[GraphNode], rows: list[async
                    depth=n.depth if n.depth is not None else -1, chain=n.chain or ids.chain)
     for row in rows:
         for i, d in enumerate(_edges(ids, row, book)):
-            key = str(row["transfer_id"]) if i == 0 else f"{BRIDGE}:{row['transfer_id']}:{i - 1}"
+            key = str(row.transfer_id) if i == 0 else f"{BRIDGE}:{row.transfer_id}:{i - 1}"
             g.add_edge(d["source"], d["target"], key=key, tx_hash=d["tx_hash"], position=d["position"],
                        block_number=d["block_number"], timestamp=d["timestamp"] or "", asset=d["asset"],
                        symbol=xml_text(d["symbol"] or ""), amount=d["amount"], amount_raw=d["amount_raw"],

@@ -57,7 +57,7 @@ async def list_(request: web.Request) -> web.Response:
         rows = await reads.hops_page(conn, trace_id, f, sort=sort, after=after, limit=limit + 1)
     chain = str(version.chain)
     values = await usd.hop_values(ctx, rows[:limit])
-    items = [ser.hop(chain, r, usd.fields(values.get(int(r["transfer_id"])))) for r in rows[:limit]]
+    items = [ser.hop(chain, r, usd.fields(values.get(int(r.transfer_id)))) for r in rows[:limit]]
     cursor = (make_cursor(request, "hops", scope, reads.hop_sort_key(sort, rows[limit - 1]))
               if len(rows) > limit else None)
     body = dumps_bytes({"trace_id": trace_id, "sort": sort, "items": items, "next_cursor": cursor,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -56,8 +57,8 @@ async def get(request: web.Request) -> web.Response:
         raise ApiError(422, "Graph too large", f"more than {cap} hops lead to {target}; path search is refused "
                        "rather than tying up the server (export the graph instead)", field="to")
     chain = trace.chain
-    meta = {(r["chain"] or chain, r["asset"]): (r["symbol"], r["decimals"]) for r in rows}
-    times = {(r["chain"] or chain, r["tx_hash"]): r["block_time"] for r in rows}
+    meta = {(r.chain or chain, r.asset): (r.symbol, r.decimals) for r in rows}
+    times = {(r.chain or chain, r.tx_hash): r.block_time for r in rows}
     # CPU-bound and its cost grows with seeds × limit: in a child process, under a budget, and
     # stopped if the client leaves (tracer.api.pathsearch).
     found: list[list[tgraph.PathStep]] = []
@@ -78,9 +79,9 @@ async def get(request: web.Request) -> web.Response:
     book = PriceBook([])
     if found:
         await pricing.price_keys(ctx.pool, ctx.chains, pricing.keys_of(
-            [{**dict(r), "chain": r["chain"] or chain} for r in rows]))
+            [dataclasses.replace(r, chain=r.chain or chain) for r in rows]))
         async with ctx.pool.acquire() as conn:
-            book = await pricing.price_book(conn, {(r["chain"] or chain, r["asset"]) for r in rows})
+            book = await pricing.price_book(conn, {(r.chain or chain, r.asset) for r in rows})
     paths: list[dict[str, Any]] = []
     for steps in found:
         if not steps:  # the target is itself a seed: nothing to walk
