@@ -30,7 +30,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_tron
 from tracer.chains import events, networks
@@ -102,21 +101,6 @@ class BridgeExit:
     @property
     def evm_destination(self) -> bool:
         return self.dest_address is not None and bool(_EVM_ADDRESS.match(self.dest_address))
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"protocol": self.protocol, "tx_hash": self.tx_hash, "chain": self.dest_chain,
-                               "address": self.dest_address}
-        if self.dest_asset is not None:
-            out["asset"] = self.dest_asset
-        if self.amount is not None:
-            out["bridged_amount"] = str(self.amount)
-        if self.memo is not None:
-            out["memo"] = self.memo
-        if self.note is not None:
-            out["note"] = self.note
-        if self.deposit_id is not None:
-            out["deposit_id"] = self.deposit_id
-        return out
 
 
 def decode(log: LogRecord) -> BridgeExit | None:

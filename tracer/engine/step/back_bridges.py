@@ -26,6 +26,7 @@ from tracer.domain.records import ChainWindow, StoredTransfer
 from tracer.engine import bridges
 from tracer.engine.backward_links import BridgeCrossing
 from tracer.engine.service import block_at_time
+from tracer.engine.step.follow_bridges import recorded_window
 from tracer.engine.step.gather import StepContext
 from tracer.engine.step.plan import TraceInfo
 from tracer.store import traces as store
@@ -111,15 +112,7 @@ async def _span(ctx: StepContext, trace: TraceInfo, chain: str, client: WindowSo
                 until: int) -> ChainWindow:
     """The trace's window on `chain`: the one recorded, else the blocks of the same times (opened
     by the caller only when a deposit is found there)."""
-    async with ctx.pool.acquire() as conn:
-        window = await store.chain_window(conn, trace.id, chain)
-    head = window.to_block if window is not None else await client.head()
-    key = (chain, since, head)
-    if key not in ctx.block_at:
-        if len(ctx.block_at) > 10_000:
-            ctx.block_at.clear()
-        ctx.block_at[key] = await block_at_time(client, max(0, since), head, after=True)
-    start = ctx.block_at[key]
+    window, head, start = await recorded_window(ctx, trace.id, chain, client, max(0, since))
     if window is not None:  # its end is fixed by the first crossing; an earlier payout moves its start back
         return ChainWindow(chain, min(start, window.from_block), window.to_block)
     end = await block_at_time(client, until, head, after=False)

@@ -134,21 +134,30 @@ async def continue_on(
                    note=f"followed on {dest}: payout {p.tx_hash} ({pm.method}, confidence {pm.confidence})")
 
 
-async def _window(
-    ctx: StepContext, trace: TraceInfo, chain: str, client: WindowSource, since: int
-) -> tuple[ChainWindow, int]:
-    """The trace's window on `chain`, opened (or moved back to `since`) for a continuation,
-    and the first block at or after `since` there. The window's end is fixed by the first
-    continuation into the chain, so every worker reads the same blocks."""
+async def recorded_window(
+    ctx: StepContext, trace_id: int, chain: str, client: WindowSource, since: int
+) -> tuple[ChainWindow | None, int, int]:
+    """The trace's window recorded on `chain` (None: none yet), the head it ends at (the node's
+    without one) and the first block at or after `since` up to that head, remembered per step
+    context: forward continuations and backward crossings ask for the same times."""
     async with ctx.pool.acquire() as conn:
-        window = await store.chain_window(conn, trace.id, chain)
+        window = await store.chain_window(conn, trace_id, chain)
     head = window.to_block if window is not None else await client.head()
     key = (chain, since, head)
     if key not in ctx.block_at:
         if len(ctx.block_at) > 10_000:
             ctx.block_at.clear()
         ctx.block_at[key] = await block_at_time(client, since, head, after=True)
-    start = ctx.block_at[key]
+    return window, head, ctx.block_at[key]
+
+
+async def _window(
+    ctx: StepContext, trace: TraceInfo, chain: str, client: WindowSource, since: int
+) -> tuple[ChainWindow, int]:
+    """The trace's window on `chain`, opened (or moved back to `since`) for a continuation,
+    and the first block at or after `since` there. The window's end is fixed by the first
+    continuation into the chain, so every worker reads the same blocks."""
+    window, head, start = await recorded_window(ctx, trace.id, chain, client, since)
     if window is not None and (chain == trace.home or window.from_block <= start):
         # Back on the trace's own chain its window is the trace's; elsewhere it already covers this.
         return window, start
