@@ -116,7 +116,7 @@ async def test_money_first_mined_stops_at_the_coinbase_and_nothing_is_lost(
             paid = await conn.fetchval("SELECT coalesce(sum(amount), 0) FROM hops WHERE trace_id = $1 "
                                        "AND status IN ('exit', 'stopped')", tid)
             hops = await conn.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", tid)
-        mined = {r["address"]: back_store.evidence_of(r) for r in walk if "coinbase" in back_store.evidence_of(r)}
+        mined = {r.address: back_store.evidence_of(r) for r in walk if "coinbase" in back_store.evidence_of(r)}
         received = sum(int(t["amount_raw"]) for t in got["trace"]["totals"])
         coinbase = sum(int(ev["coinbase"][NATIVE]) for ev in mined.values())
         for miner, ev in mined.items():

@@ -39,9 +39,7 @@ RAW_RPC_OUTSIDE_CHAINS: set[str] = set()
 SQL_OUTSIDE_STORE: set[str] = set()
 
 # Store functions that still return rows or dicts of rows. Shrinking, as above.
-UNTYPED_ROWS = {
-    "tracer/store/backward.py:bridge_links", "tracer/store/backward.py:held", "tracer/store/backward.py:walk",
-}
+UNTYPED_ROWS: set[str] = set()
 
 # Store functions whose dict[str, Any] is a JSON document with no fixed shape: allowed for good.
 FREE_FORM_JSON = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +144,39 @@ class StoredHop:
     confidence: float
     evidence: dict[str, Any] | None  # why an inferred hop exists (free-form JSON)
     parents: tuple[int, ...] = ()  # only all_hops reads them
+
+
+@dataclass(frozen=True, slots=True)
+class WalkedWallet:
+    """A wallet a backward trace walked, with its role (followed, exit, stopped) and depth."""
+
+    address: str
+    chain: str
+    depth: int
+    is_seed: bool
+    role: str | None
+    reason: str | None
+    entity: str | None
+    category: str | None
+    evidence: dict[str, Any] | None  # the verdict's free-form evidence JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Money a walked wallet already held when the window opened that reached the seeds."""
+
+    address: str
+    chain: str
+    depth: int
+    asset: str
+    amount: int  # raw units
+
+
+class BridgeCrossing(NamedTuple):
+    """A bridge crossing a backward walk followed: the payout on one chain, the deposit it pays out."""
+
+    payout_transfer_id: int
+    deposit_transfer_id: int
+    deposit_chain: str
+    confidence: float
+    evidence: dict[str, Any]  # the match's free-form evidence JSON

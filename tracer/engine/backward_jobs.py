@@ -35,7 +35,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import asyncpg
 
@@ -45,6 +45,7 @@ from tracer.domain.labels import RISK_CATEGORIES, Category, Label
 from tracer.domain.records import ChainWindow, HopRow, Job, StoredTransfer
 from tracer.domain.transfers import Transfer
 from tracer.domain.verdicts import HopStatus, Judged, Reason, label_reason
+from tracer.domain.views import WalkedWallet
 from tracer.engine import backward_links, backward_reach, backward_utxo, balances, classify, utxo
 from tracer.engine.backward_links import BackLinks, BridgeCrossing
 from tracer.engine.policy import Policy
@@ -253,7 +254,7 @@ class _Coloured:
     rows: list[HopRow]
     evidence: list[Row]
     sent: dict[str, int]
-    role: dict[str, Any]
+    role: dict[str, WalkedWallet]
     payout_share: dict[int, int]  # bridge payout transfer id -> its share (fixed point)
 
 
@@ -270,8 +271,8 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
         windows = {w.chain: w for w in await store.chain_windows(conn, trace.id)}
     first: dict[str, int] = {}  # chain -> the smallest depth walked there: the order chains are coloured in
     for r in wallets:
-        c = r["chain"] or trace.chain
-        first[c] = min(first.get(c, r["depth"]), r["depth"])
+        c = r.chain or trace.chain
+        first[c] = min(first.get(c, r.depth), r.depth)
     first[trace.chain] = -1
     done: list[_Coloured] = []
     shares: dict[int, int] = {}  # payout transfer id -> its share, from chains already coloured
@@ -286,7 +287,7 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
             continue
         into = {d: (shares[p] * int(conf * backward_reach.SCALE)) // backward_reach.SCALE
                 for p, d, c, conf, _ in crossings if c == chain and p in shares}
-        part, got, how = await _colour_chain(tools, view, [r for r in wallets if (r["chain"] or trace.chain) == chain],
+        part, got, how = await _colour_chain(tools, view, [r for r in wallets if (r.chain or trace.chain) == chain],
                                              crossings, into)
         done.append(part)
         shares.update(part.payout_share)
@@ -307,23 +308,23 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
             await balance_store.note_balance_method(conn, trace.id, *method)
         await alert_store.insert_hop_events(conn, trace.id, changed)
         await store.insert_events(conn, [
-            (trace.id, "exit_reached", {"address": a, "entity": part.role[a]["entity"],
-                                        "category": part.role[a]["category"], "reason": part.role[a]["reason"],
+            (trace.id, "exit_reached", {"address": a, "entity": part.role[a].entity,
+                                        "category": part.role[a].category, "reason": part.role[a].reason,
                                         "direction": back_store.BACKWARD,
                                         **({} if part.chain == trace.chain else {"chain": part.chain})})
-            for part in done for a in sorted(part.sent) if a in part.role and part.role[a]["role"] == HopStatus.EXIT])
+            for part in done for a in sorted(part.sent) if a in part.role and part.role[a].role == HopStatus.EXIT])
         await store.complete_jobs(conn, tools.worker, [job])
     log.info("event=backward_coloured trace=%d chains=%d hops=%d sources=%d", trace.id, len(done),
              sum(len(p.rows) for p in done), sum(len(p.sent) for p in done))
 
 
-async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Sequence[Any],
+async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Sequence[WalkedWallet],
                         crossings: Sequence[tuple[int, int, str, float, dict[str, Any]]], into: Mapping[int, int]
                         ) -> tuple[_Coloured, dict[str, int], tuple[str, str] | None]:
     """The colouring of one chain: `wallets` are the walk's there, `into` the bridge deposits made
     on it whose payouts were coloured (deposit transfer id -> share, fixed point)."""
-    role = {r["address"]: r for r in wallets}
-    walked = {r["address"] for r in wallets if r["role"] == HopStatus.FOLLOWED} | set(trace.seeds)
+    role = {r.address: r for r in wallets}
+    walked = {r.address for r in wallets if r.role == HopStatus.FOLLOWED} | set(trace.seeds)
     async with tools.pool.acquire() as conn:
         stored = await store.load_transfers(conn, trace.chain, sorted(walked), trace.from_block, trace.to_block)
         feeds = await back_store.mixer_feeds(conn, trace.id)
@@ -388,8 +389,9 @@ async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Seq
         elif t.from_address in walked:
             status, reason = HopStatus.FOLLOWED, WALKED
         elif sender is not None:
-            status, reason = sender["role"], sender["reason"]
-        depth = sender["depth"] if sender is not None else role[t.to_address]["depth"] + 1 \
+            # Every walked wallet is judged once the walk is over: its role and reason are set.
+            status, reason = cast(HopStatus, sender.role), cast(Reason, sender.reason)
+        depth = sender.depth if sender is not None else role[t.to_address].depth + 1 \
             if t.to_address in role else 1
         rows.append(HopRow(transfer_id=st.id, from_addr=t.from_address, to_addr=t.to_address, asset=t.asset,
                            block_number=t.block_number, depth=depth, amount=part,
@@ -421,12 +423,12 @@ async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Seq
     for a, path in paths.items():
         r = role.get(a)
         if r is not None:
-            verdicts.append((a, r["depth"], r["role"], r["reason"], r["entity"], r["category"],
+            verdicts.append((a, r.depth, cast(str, r.role), cast(str, r.reason), r.entity, r.category,
                              {**back_store.evidence_of(r), "path": path}))
     for a, extra in walked_evidence.items():
         r = role.get(a)
         if r is not None:
-            verdicts.append((a, r["depth"], r["role"], r["reason"], r["entity"], r["category"],
+            verdicts.append((a, r.depth, cast(str, r.role), cast(str, r.reason), r.entity, r.category,
                              {**back_store.evidence_of(r), **extra}))
     share = {stored[i].id: g for i, g in found.at.items() if stored[i].id in payouts}
     return _Coloured(trace.chain, rows, verdicts, dict(sent), role, share), found.received, method

@@ -14,9 +14,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
-
 from tracer.domain.records import ExitRow, Job
+from tracer.domain.views import BridgeCrossing, Held, WalkedWallet
 from tracer.store.traces import Conn
 
 FORWARD, BACKWARD = "forward", "backward"
@@ -81,12 +80,14 @@ async def add_senders(conn: Conn, trace_id: int, chain: str, senders: Sequence[t
     )
 
 
-async def walk(conn: Conn, trace_id: int) -> list[asyncpg.Record]:
+async def walk(conn: Conn, trace_id: int) -> list[WalkedWallet]:
     """Every wallet of the walk with its role (followed, exit, stopped) and depth."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         """SELECT address, chain, depth, is_seed, role, reason, entity, category, evidence::text AS evidence
            FROM jobs WHERE trace_id = $1 AND kind = 'address' ORDER BY depth, address""", trace_id)
-    return rows
+    return [WalkedWallet(r["address"], r["chain"], r["depth"], r["is_seed"], r["role"], r["reason"], r["entity"],
+                         r["category"], json.loads(r["evidence"]) if r["evidence"] is not None else None)
+            for r in rows]
 
 
 async def mixer_feeds(conn: Conn, trace_id: int) -> list[tuple[int, int, float]]:
@@ -111,13 +112,13 @@ async def add_bridge_links(conn: Conn, trace_id: int,
         [(trace_id, p, d, c, conf, json.dumps(ev)) for p, d, c, conf, ev in links])
 
 
-async def bridge_links(conn: Conn, trace_id: int) -> list[tuple[int, int, str, float, dict[str, Any]]]:
+async def bridge_links(conn: Conn, trace_id: int) -> list[BridgeCrossing]:
     """The trace's followed bridge crossings, as add_bridge_links wrote them."""
     rows = await conn.fetch(
         """SELECT payout_transfer_id, deposit_transfer_id, deposit_chain, confidence, evidence::text AS evidence
            FROM backward_bridges WHERE trace_id = $1 ORDER BY payout_transfer_id, deposit_transfer_id""", trace_id)
-    return [(r["payout_transfer_id"], r["deposit_transfer_id"], r["deposit_chain"], float(r["confidence"]),
-             json.loads(r["evidence"])) for r in rows]
+    return [BridgeCrossing(r["payout_transfer_id"], r["deposit_transfer_id"], r["deposit_chain"],
+                           float(r["confidence"]), json.loads(r["evidence"])) for r in rows]
 
 
 async def set_totals(conn: Conn, trace_id: int, received: dict[str, int]) -> None:
@@ -166,7 +167,7 @@ async def sources(conn: Conn, trace_id: int, chain: str, *, asset: str | None = 
     return out
 
 
-async def held(conn: Conn, trace_id: int, *, asset: str | None = None) -> list[dict[str, Any]]:
+async def held(conn: Conn, trace_id: int, *, asset: str | None = None) -> list[Held]:
     """Money walked wallets already held when the window opened that reached the seeds (recorded
     on their jobs by the colouring): (address, chain, depth, asset, amount)."""
     rows = await conn.fetch(
@@ -176,13 +177,11 @@ async def held(conn: Conn, trace_id: int, *, asset: str | None = None) -> list[d
              AND ($2::text IS NULL OR h.key = $2)""",
         trace_id, asset,
     )
-    out = [dict(r) for r in rows]
-    out.sort(key=lambda r: (-int(r["amount"]), r["address"], r["asset"]))
+    out = [Held(r["address"], r["chain"], r["depth"], r["asset"], int(r["amount"])) for r in rows]
+    out.sort(key=lambda r: (-r.amount, r.address, r.asset))
     return out
 
 
-def evidence_of(row: ExitRow | asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    ev = row.evidence if isinstance(row, ExitRow) else row["evidence"]
-    if ev is None:
-        return {}
-    return dict(json.loads(ev) if isinstance(ev, str) else ev)
+def evidence_of(row: ExitRow | WalkedWallet) -> dict[str, Any]:
+    """The row's evidence, a copy ({} when it has none)."""
+    return dict(row.evidence) if row.evidence is not None else {}

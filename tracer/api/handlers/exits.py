@@ -87,8 +87,8 @@ async def list_(request: web.Request) -> web.Response:
     body = dumps_bytes({"trace_id": trace_id, "status": trace.status, "complete": trace.status == "done",
                   "direction": trace.direction,
                   "totals": summary, "items": items, "usd": usd_block,
-                  **({"held": [{"address": h["address"], "chain": h["chain"], "depth": h["depth"],
-                                **ser.amount(h["chain"], h["asset"], h["amount"], *meta.get(h["asset"], (None, None)))}
+                  **({"held": [{"address": h.address, "chain": h.chain, "depth": h.depth,
+                                **ser.amount(h.chain, h.asset, h.amount, *meta.get(h.asset, (None, None)))}
                                for h in held]} if backward else {})})
     if trace.status in FINISHED and ctx.settings.exits_cache_size > 0:
         _remember(ctx, key, body)
