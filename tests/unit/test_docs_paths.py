@@ -149,6 +149,10 @@ def defined_names(path: Path) -> frozenset[str]:
             names.add(node.id)
         elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
             names.add(node.attr)
+        elif isinstance(node, ast.ImportFrom) and node.module and any(a.name == "*" for a in node.names):
+            # `from tracer.x import *` (a package re-exporting a module whole): the module's names.
+            star, _ = _module_file(node.module.split("."))
+            names.update(defined_names(star) if star is not None else ())
         elif isinstance(node, ast.alias):
             names.add((node.asname or node.name).split(".")[0])
         elif isinstance(node, ast.arg):

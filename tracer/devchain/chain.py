@@ -37,17 +37,9 @@ from tracer.devchain.evm_abi import (
     pad_address,
     word,
 )
-from tracer.devchain.scenario import (
-    KIND_BATCH,
-    KIND_BRIDGE,
-    KIND_MIXER,
-    KIND_NATIVE,
-    KIND_SWAP,
-    KIND_TOKEN,
-    KIND_WITHDRAW,
-    Scenario,
-    gc_paused,
-)
+from tracer.devchain.scenario import KINDS, Scenario, gc_paused
+
+KIND_NATIVE, KIND_TOKEN, KIND_BATCH, KIND_MIXER, KIND_WITHDRAW, KIND_SWAP, KIND_BRIDGE = KINDS
 
 __all__ = [
     "DEPOSIT_TOPIC", "SWAP_TOPIC", "THOR_DEPOSIT_TOPIC", "TRANSFER_TOPIC", "WITHDRAWAL_TOPIC", "ZERO_ADDRESS",

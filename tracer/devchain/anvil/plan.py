@@ -29,18 +29,10 @@ from typing import Any
 from eth_utils import keccak
 
 from tracer.devchain.anvil import artifacts as art
-from tracer.devchain.scenario import (
-    KIND_BATCH,
-    KIND_BRIDGE,
-    KIND_MIXER,
-    KIND_NATIVE,
-    KIND_SWAP,
-    KIND_TOKEN,
-    KIND_WITHDRAW,
-    Scenario,
-    ScenarioTx,
-)
+from tracer.devchain.scenario import KINDS, Scenario, ScenarioTx
 from tracer.domain.transfers import NATIVE
+
+KIND_NATIVE, KIND_TOKEN, KIND_BATCH, KIND_MIXER, KIND_WITHDRAW, KIND_SWAP, KIND_BRIDGE = KINDS
 
 ZERO = "0x" + "0" * 40
 # Sends the setup transactions (initialize, mint, liquidity): an address no generator draws.

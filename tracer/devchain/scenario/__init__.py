@@ -17,43 +17,16 @@ haircut simulation), builder (executes planned transactions), world, plans, nois
 is planned), generator (`generate`). The names below are the public ones.
 """
 
+# The model's records are re-exported whole (model.__all__), as asyncio's package re-exports its modules.
+from tracer.devchain.scenario import model
 from tracer.devchain.scenario.generator import generate
 from tracer.devchain.scenario.history import SCENARIO_FORMAT, Scenario
-from tracer.devchain.scenario.model import (
-    ETHER,
-    GWEI,
-    KIND_BATCH,
-    KIND_BRIDGE,
-    KIND_MIXER,
-    KIND_NATIVE,
-    KIND_SWAP,
-    KIND_TOKEN,
-    KIND_WITHDRAW,
-    USD6,
-    BridgeTruth,
-    ExitTruth,
-    HubTruth,
-    MixerLinkTruth,
-    MixerPool,
-    MixerTruth,
-    OfframpKind,
-    OfframpTruth,
-    ScenarioBlock,
-    ScenarioLabel,
-    ScenarioTx,
-    SwapTruth,
-    Token,
-    Truth,
-    gc_paused,
-)
+from tracer.devchain.scenario.model import *  # noqa: F403
 from tracer.devchain.scenario.params import ScenarioParams, params_from_dict
 from tracer.devchain.scenario.truth import ThroughFlows, build_truth, reference_haircut, reference_through
 from tracer.devchain.scenario.world import EXCHANGE_NAMES
 
 __all__ = [
-    "ETHER", "EXCHANGE_NAMES", "GWEI", "KIND_BATCH", "KIND_BRIDGE", "KIND_MIXER", "KIND_NATIVE", "KIND_SWAP",
-    "KIND_TOKEN", "KIND_WITHDRAW", "SCENARIO_FORMAT", "USD6", "BridgeTruth", "ExitTruth", "HubTruth",
-    "MixerLinkTruth", "MixerPool", "MixerTruth", "OfframpKind", "OfframpTruth", "Scenario", "ScenarioBlock",
-    "ScenarioLabel", "ScenarioParams", "ScenarioTx", "SwapTruth", "ThroughFlows", "Token", "Truth",
-    "build_truth", "gc_paused", "generate", "params_from_dict", "reference_haircut", "reference_through",
+    *model.__all__, "EXCHANGE_NAMES", "SCENARIO_FORMAT", "Scenario", "ScenarioParams", "ThroughFlows", "build_truth",
+    "generate", "params_from_dict", "reference_haircut", "reference_through",
 ]

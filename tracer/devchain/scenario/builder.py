@@ -9,18 +9,10 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from tracer.devchain.scenario.model import (
-    GWEI,
-    KIND_BATCH,
-    KIND_BRIDGE,
-    KIND_MIXER,
-    KIND_NATIVE,
-    KIND_SWAP,
-    KIND_TOKEN,
-    KIND_WITHDRAW,
-    ScenarioTx,
-)
+from tracer.devchain.scenario.model import GWEI, KINDS, ScenarioTx
 from tracer.domain.transfers import NATIVE
+
+KIND_NATIVE, KIND_TOKEN, KIND_BATCH, KIND_MIXER, KIND_WITHDRAW, KIND_SWAP, KIND_BRIDGE = KINDS
 
 ALL = -1  # amount placeholder: the sender's whole balance of the asset when the tx executes
 

@@ -15,6 +15,13 @@ from typing import Any, Literal
 
 from tracer.domain.transfers import NATIVE
 
+__all__ = [
+    "ETHER", "GWEI", "KINDS", "KIND_BATCH", "KIND_BRIDGE", "KIND_MIXER", "KIND_NATIVE", "KIND_SWAP", "KIND_TOKEN",
+    "KIND_WITHDRAW", "USD6", "BridgeTruth", "ExitTruth", "HubTruth", "MixerLinkTruth", "MixerPool", "MixerTruth",
+    "OfframpKind", "OfframpTruth", "ScenarioBlock", "ScenarioLabel", "ScenarioTx", "SwapTruth", "Token", "Truth",
+    "gc_paused",
+]
+
 ETHER = 10**18
 GWEI = 10**9
 USD6 = 10**6
@@ -28,6 +35,9 @@ KIND_MIXER = 3  # sender calls mixer pool `to` with `value` wei (the pool's deno
 KIND_WITHDRAW = 4  # sender (relayer or recipient) calls pool `to`; it pays `payouts` (recipient, then relayer fee)
 KIND_SWAP = 5  # sender pays `value` of `token` into DEX pair `to`; it pays `payouts` in native (a V2 Swap log)
 KIND_BRIDGE = 6  # sender pays `value` wei into bridge router `to` with `memo`; it forwards `payouts` to the vault
+# All of them in the order of their values: the modules that dispatch on every kind (builder, the served
+# chain, the Anvil plan) take them in one name and unpack them into module globals, as fast as these.
+KINDS = (KIND_NATIVE, KIND_TOKEN, KIND_BATCH, KIND_MIXER, KIND_WITHDRAW, KIND_SWAP, KIND_BRIDGE)
 
 
 @contextmanager
