@@ -36,7 +36,7 @@ from tracer.api import limits, nodewatch, owners, params
 from tracer.api.auth import principal_of
 from tracer.api.context import CTX
 from tracer.api.errors import ApiError, bad_request, not_found
-from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor, trace_or_404
+from tracer.api.handlers.common import ctx_of, ok, page, page_limit, read_cursor, trace_or_404
 from tracer.api.openapi import field_of, validator
 from tracer.domain.alerts import EventRow, Subscription
 from tracer.store import deliveries as delivery_store
@@ -199,9 +199,7 @@ async def list_(request: web.Request) -> web.Response:
         rows = await sub_store.list_subscriptions(conn, before_id=before, limit=limit + 1, trace_id=trace_id)
         counts = await sub_store.delivery_counts(conn, [r.id for r in rows[:limit]])
     items = [_show(request, r, counts[r.id]) for r in rows[:limit]]
-    cursor = make_cursor(request, "subscriptions", scope, [str(rows[limit - 1].id)]) if len(rows) > limit else None
-    return ok({"items": items, "next_cursor": cursor,
-               "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
+    return ok(page(request, "subscriptions", scope, items, rows, limit, lambda r: [str(r.id)]))
 
 
 async def get(request: web.Request) -> web.Response:
@@ -247,9 +245,7 @@ async def deliveries(request: web.Request) -> web.Response:
         "created_at": ev.iso(r.created_at),
         "delivered_at": ev.iso(r.delivered_at),
     } for r in rows[:limit]]
-    cursor = make_cursor(request, "deliveries", scope, [str(rows[limit - 1].seq)]) if len(rows) > limit else None
-    return ok({"items": items, "next_cursor": cursor,
-               "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
+    return ok(page(request, "deliveries", scope, items, rows, limit, lambda r: [str(r.seq)]))
 
 
 async def replay(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from tracer.api import params
 from tracer.api import serialize as ser
-from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
+from tracer.api.handlers.common import ctx_of, ok, page, page_limit, read_cursor
 from tracer.store import keys as key_store
 
 ACTIONS = ("trace.create", "trace.cancel", "trace.delete", "label.create", "label.import", "key.create", "key.revoke",
@@ -26,6 +26,4 @@ async def list_(request: web.Request) -> web.Response:
         entries = await key_store.audit_page(conn, before_id=before, limit=limit + 1, target=target, action=action)
     items = [{"id": e.id, "at": ser.iso(e.at), "actor": e.actor, "api_key_id": e.api_key_id, "action": e.action,
               "target": e.target, "details": e.details, "remote": e.remote} for e in entries[:limit]]
-    cursor = make_cursor(request, "audit", scope, [str(entries[limit - 1].id)]) if len(entries) > limit else None
-    return ok({"items": items, "next_cursor": cursor, "links": {"self": str(request.rel_url),
-                                                                 "next": next_link(request, cursor)}})
+    return ok(page(request, "audit", scope, items, entries, limit, lambda e: [str(e.id)]))

@@ -16,7 +16,7 @@ from tracer.api import owners, params
 from tracer.api import serialize as ser
 from tracer.api.auth import Principal, audit, principal_of
 from tracer.api.errors import bad_request, not_found
-from tracer.api.handlers.common import checked_body, ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
+from tracer.api.handlers.common import checked_body, ctx_of, ok, page, page_limit, read_cursor
 from tracer.store import cases as store
 
 _ID = re.compile(r"\d{1,19}")
@@ -138,9 +138,7 @@ async def list_(request: web.Request) -> web.Response:
     async with ctx_of(request).pool.acquire() as conn:
         rows = await store.list_cases(conn, _viewer(principal_of(request)), statuses=statuses, before_id=before_id,
                                       limit=limit + 1)
-    cursor = make_cursor(request, "cases", scope, [str(rows[limit - 1].id)]) if len(rows) > limit else None
-    return ok({"items": [_case(c) for c in rows[:limit]], "next_cursor": cursor,
-               "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
+    return ok(page(request, "cases", scope, [_case(c) for c in rows[:limit]], rows, limit, lambda c: [str(c.id)]))
 
 
 async def get(request: web.Request) -> web.Response:

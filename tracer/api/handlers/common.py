@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -109,6 +109,18 @@ def next_link(request: web.Request, cursor: str | None) -> str | None:
     query = {k: v for k, v in request.query.items() if k != "cursor"}
     query["cursor"] = cursor
     return str(request.rel_url.with_query(query))
+
+
+_Row = TypeVar("_Row")
+
+
+def page(request: web.Request, kind: str, scope: Mapping[str, Any], items: list[Any], rows: Sequence[_Row],
+         limit: int, key: Callable[[_Row], list[str]]) -> dict[str, Any]:
+    """A list page's body: `items` (made of rows[:limit]) and, when the store returned a row more
+    than `limit`, the cursor after the page's last row (`key` of it) and the link to the next page."""
+    cursor = make_cursor(request, kind, scope, key(rows[limit - 1])) if len(rows) > limit else None
+    return {"items": items, "next_cursor": cursor,
+            "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}}
 
 
 def chain_client(request: web.Request, chain: str) -> Any:

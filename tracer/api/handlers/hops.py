@@ -7,7 +7,7 @@ from aiohttp import web
 from tracer.api import params, usd
 from tracer.api import serialize as ser
 from tracer.api.errors import not_found
-from tracer.api.handlers.common import ctx_of, dumps_bytes, make_cursor, next_link, page_limit, read_cursor
+from tracer.api.handlers.common import ctx_of, dumps_bytes, page, page_limit, read_cursor
 from tracer.api.pages import FINISHED, conditional, etag_of
 from tracer.domain.verdicts import HopStatus
 from tracer.store import reads
@@ -58,10 +58,8 @@ async def list_(request: web.Request) -> web.Response:
     chain = str(version.chain)
     values = await usd.hop_values(ctx, rows[:limit])
     items = [ser.hop(chain, r, usd.fields(values.get(int(r.transfer_id)))) for r in rows[:limit]]
-    cursor = (make_cursor(request, "hops", scope, reads.hop_sort_key(sort, rows[limit - 1]))
-              if len(rows) > limit else None)
-    body = dumps_bytes({"trace_id": trace_id, "sort": sort, "items": items, "next_cursor": cursor,
-                        "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
+    body = dumps_bytes({"trace_id": trace_id, "sort": sort,
+                        **page(request, "hops", scope, items, rows, limit, lambda r: reads.hop_sort_key(sort, r))})
     etag = etag_of(body)
     if cache is not None:
         cache.put(key, body, etag)

@@ -14,7 +14,7 @@ from tracer.api.auth import audit, principal_of
 from tracer.api.errors import bad_request, not_found
 from tracer.api.handlers import exposure
 from tracer.api.handlers.addresses import _parse_time, label_from_body, save_label
-from tracer.api.handlers.common import checked_body, ctx_of, make_cursor, next_link, ok, page_limit, read_cursor
+from tracer.api.handlers.common import checked_body, ctx_of, ok, page, page_limit, read_cursor
 from tracer.domain.labels import CATEGORIES, RISK_CATEGORIES, Label
 from tracer.store import labels as label_store
 from tracer.store import ownership
@@ -51,9 +51,7 @@ async def list_(request: web.Request) -> web.Response:
         private = await ownership.label_privacy(conn, [r[0] for r in rows[:limit]])
     now = datetime.now(UTC)
     items = [_item(i, c, a, lb, now, private.get(i, False)) for i, c, a, lb in rows[:limit]]
-    cursor = make_cursor(request, "labels", scope, [str(rows[limit - 1][0])]) if len(rows) > limit else None
-    return ok({"items": items, "next_cursor": cursor,
-               "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
+    return ok(page(request, "labels", scope, items, rows, limit, lambda r: [str(r[0])]))
 
 
 async def create(request: web.Request) -> web.Response:

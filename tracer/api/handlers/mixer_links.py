@@ -17,7 +17,7 @@ from aiohttp import web
 from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.errors import bad_request
-from tracer.api.handlers.common import ctx_of, make_cursor, next_link, ok, page_limit, read_cursor, trace_or_404
+from tracer.api.handlers.common import ctx_of, ok, page, page_limit, read_cursor, trace_or_404
 from tracer.domain.mixer_links import CandidateWithdrawal, MixerDeposit
 from tracer.store import mixers as mixer_store
 
@@ -110,7 +110,5 @@ async def list_(request: web.Request) -> web.Response:
         rows = await mixer_store.mixer_links(conn, trace_id, status=status, min_confidence=min_confidence,
                                              after_transfer_id=after, limit=limit + 1)
     items = [_item(chain, r) for r in rows[:limit]]
-    cursor = (make_cursor(request, "mixer-links", scope, [str(rows[limit - 1].transfer_id)])
-              if len(rows) > limit else None)
-    return ok({"trace_id": trace_id, "items": items, "next_cursor": cursor,
-               "links": {"self": str(request.rel_url), "next": next_link(request, cursor)}})
+    return ok({"trace_id": trace_id,
+               **page(request, "mixer-links", scope, items, rows, limit, lambda r: [str(r.transfer_id)])})

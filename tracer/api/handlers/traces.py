@@ -19,9 +19,8 @@ from tracer.api.handlers.common import (
     chain_client,
     checked_body,
     ctx_of,
-    make_cursor,
-    next_link,
     ok,
+    page,
     page_limit,
     read_cursor,
     trace_or_404,
@@ -101,9 +100,7 @@ async def list_(request: web.Request) -> web.Response:
         items = []
         for row in rows[:limit]:
             items.append(ser.trace(row, await asset_meta(ctx, conn, row)))
-    cursor = make_cursor(request, "traces", scope, [str(rows[limit - 1].id)]) if len(rows) > limit else None
-    return ok({"items": items, "next_cursor": cursor, "links": {"self": str(request.rel_url),
-                                                                 "next": next_link(request, cursor)}})
+    return ok(page(request, "traces", scope, items, rows, limit, lambda r: [str(r.id)]))
 
 
 async def _trace_with_counters(ctx: ApiContext, conn: asyncpg.pool.PoolConnectionProxy,
