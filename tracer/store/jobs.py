@@ -137,6 +137,23 @@ async def enqueue(conn: Conn, trace_id: int, children: Iterable[tuple[str, int]]
     )
 
 
+async def lower_depths(conn: Conn, trace_id: int, depths: Sequence[tuple[str, int]], chain: str | None = None) -> None:
+    """Lower the depth of addresses (of `chain`) already on the trace to these, where smaller.
+
+    A hop into an address judged already (an exit, a stop) wakes nobody, so `enqueue` never sees
+    it; its depth must still follow the shortest path however the workers' batches fell, or the
+    recorded depth of an exit would say which path a worker happened to find first."""
+    if not depths:
+        return
+    await conn.execute(
+        f"""UPDATE jobs SET depth = x.d, updated_at = now()
+           FROM unnest($2::text[], $3::int[]) AS x(a, d)
+           WHERE jobs.trace_id = $1 AND jobs.chain = {TRACE_CHAIN.format(arg="$4")} AND jobs.address = x.a
+             AND jobs.depth > x.d""",
+        trace_id, [a for a, _ in depths], [d for _, d in depths], chain,
+    )
+
+
 async def set_verdicts(conn: Conn, trace_id: int, verdicts: Sequence[tuple[str, int, str, str, str | None,
                                                                          str | None, dict[str, Any] | None]],
                        chain: str | None = None) -> None:

@@ -85,6 +85,15 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
                 wake[r.chain].add(r.to_addr)
         for chain, woken in sorted(wake.items()):
             await store.enqueue(conn, trace.id, [(a, depth_of[(chain, a)]) for a in sorted(woken)], chain)
+        # A recipient judged already (exit, stop) is not woken, but a shorter path to it still
+        # sets its depth: the fewest hops from a seed, whichever path a worker found first.
+        shortest: dict[str, dict[str, int]] = defaultdict(dict)
+        for r in changed:
+            if r.status != HopStatus.FOLLOWED:
+                known = shortest[r.chain].get(r.to_addr)
+                shortest[r.chain][r.to_addr] = r.depth if known is None else min(known, r.depth)
+        for chain, depths in sorted(shortest.items()):
+            await store.lower_depths(conn, trace.id, sorted(depths.items()), chain)
         verdicts = await merge_destinations(conn, trace, verdicts)
         rows = []
         for a, v in sorted([*verdicts.items(), *((a, v) for a, v in plan.services.items() if a not in verdicts)],
