@@ -11,14 +11,12 @@ import pytest
 import pytest_asyncio
 
 from tests.anvil_support import anvil_node
+from tests.backward_support import forward_trace
 from tests.integration.test_backward import check_backward, check_screen
 from tests.integration.test_backward_trace import check_stored_backward
 from tracer.chains.evm import EvmChain
-from tracer.demo import load_scenario_labels
 from tracer.devchain.anvil.executor import execute_scenario
 from tracer.devchain.scenario import Scenario
-from tracer.engine.service import create_trace
-from tracer.runner import run_with_workers
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -38,11 +36,7 @@ async def client(small_scenario: Scenario) -> AsyncIterator[EvmChain]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def forward(db: Database, client: EvmChain, small_scenario: Scenario) -> int:
-    await load_scenario_labels(db.pool, small_scenario)
-    tid = await create_trace(db.pool, client, chain=small_scenario.chain, seeds=small_scenario.seeds,
-                             policy={"min_share": 0, "max_depth": 60}, label="forward on anvil")
-    assert await run_with_workers(db.pool, {small_scenario.chain: client}, tid, workers=2, progress=False) == "done"
-    return tid
+    return await forward_trace(db, client, small_scenario, "forward on anvil")
 
 
 async def test_backward_on_anvil_agrees_with_the_forward_trace(db: Database, client: EvmChain,

@@ -18,13 +18,11 @@ import pytest
 import pytest_asyncio
 
 from tests.api_support import conforms, running_api
+from tests.backward_support import forward_trace
 from tracer.chains.evm import EvmChain
-from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.domain.labels import Label
 from tracer.engine import backward
-from tracer.engine.service import create_trace
-from tracer.runner import run_with_workers
 from tracer.store import labels as label_store
 from tracer.store.db import Database
 
@@ -43,11 +41,7 @@ async def client(small_scenario: Scenario, devchain_factory: Any) -> AsyncIterat
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def forward(db: Database, client: EvmChain, small_scenario: Scenario) -> int:
-    await load_scenario_labels(db.pool, small_scenario)
-    tid = await create_trace(db.pool, client, chain=small_scenario.chain, seeds=small_scenario.seeds,
-                             policy={"min_share": 0, "max_depth": 60}, label="forward")
-    assert await run_with_workers(db.pool, {small_scenario.chain: client}, tid, workers=2, progress=False) == "done"
-    return tid
+    return await forward_trace(db, client, small_scenario)
 
 
 def label_lookup(db: Database, chain: str) -> backward.LabelLookup:

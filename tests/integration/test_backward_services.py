@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.backward_support import forward_trace
 from tracer.chains import feeds
 from tracer.chains.evm import EvmChain
-from tracer.demo import load_scenario_labels
 from tracer.devchain.prices import paths_for
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.domain.labels import Label
@@ -64,10 +64,7 @@ async def forward(db: Database, client: EvmChain, scenario: Scenario) -> int:
 
 async def trace_forward(db: Database, client: EvmChain, scenario: Scenario) -> int:
     """The forward trace, then the thieves' wallets labelled (where the backward walk stops)."""
-    await load_scenario_labels(db.pool, scenario)
-    tid = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds,
-                             policy={"min_share": 0, "max_depth": 60}, label="forward")
-    assert await run_with_workers(db.pool, {scenario.chain: client}, tid, workers=2, progress=False) == "done"
+    tid = await forward_trace(db, client, scenario)
     async with db.pool.acquire() as conn:  # the investigator labels the thieves' wallets: the walk stops there
         await label_store.upsert_labels(conn, [Label(
             chain=scenario.chain, address=seed, entity=THIEF[1], category=THIEF[0], source="investigator")

@@ -16,10 +16,10 @@ import pytest
 import pytest_asyncio
 
 from tests.api_support import Api, conforms, running_api
+from tests.backward_support import forward_trace
 from tests.integration.test_backward import plain_exits
 from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
-from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.domain.labels import Label
 from tracer.domain.records import Job
@@ -47,11 +47,7 @@ async def client(small_scenario: Scenario, devchain_factory: Any) -> AsyncIterat
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def forward(db: Database, client: EvmChain, small_scenario: Scenario) -> int:
-    await load_scenario_labels(db.pool, small_scenario)
-    tid = await create_trace(db.pool, client, chain=small_scenario.chain, seeds=small_scenario.seeds,
-                             policy={"min_share": 0, "max_depth": 60}, label="forward")
-    assert await run_with_workers(db.pool, {small_scenario.chain: client}, tid, workers=2, progress=False) == "done"
-    return tid
+    return await forward_trace(db, client, small_scenario)
 
 
 async def backward_trace(api: Api, chain: str, seeds: list[str], window: dict[str, int],
