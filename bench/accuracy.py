@@ -45,6 +45,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,45 @@ async def serving(sc: Scenario, node: str, facts: dict[str, Any]) -> AsyncIterat
         yield anvil.url
 
 
+@dataclass
+class CaseRun:
+    """A replayed case traced with the default policy and labels (its database still open)."""
+
+    db: Database
+    client: EvmChain
+    trace_id: int
+    status: str
+    seconds: float  # the trace's own time, database and labels set up before
+
+
+@contextlib.asynccontextmanager
+async def traced_case(sc: Scenario, url: str, args: argparse.Namespace, db_prefix: str,
+                      label: str) -> AsyncIterator[CaseRun]:
+    """A fresh migrated database, the default and the case's labels, the case traced from its seeds
+    by args.workers workers; the database is dropped afterwards unless args.keep."""
+    pg = server_url(args.database_url)
+    db_name = new_db_name(db_prefix)
+    try:
+        db_url = await migrated_database(pg, db_name)
+        db = await Database.connect(db_url, migrate=False, max_size=6)
+        client = EvmChain(url, chain=sc.chain, expected_chain_id=sc.chain_id)
+        try:
+            await client.connect()
+            await load_default_labels(db.pool)
+            await load_scenario_labels(db.pool, sc)
+            trace_id = await create_trace(db.pool, client, chain=sc.chain, seeds=sc.seeds, policy={}, label=label)
+            started = time.perf_counter()
+            status = await run_with_workers(db.pool, {sc.chain: client}, trace_id, workers=args.workers,
+                                            progress=False, timeout=args.timeout)
+            yield CaseRun(db, client, trace_id, status, time.perf_counter() - started)
+        finally:
+            await client.close()
+            await db.close()
+    finally:
+        if not getattr(args, "keep", False):
+            await drop_database(pg, db_name)
+
+
 async def evaluate_case(case: Path, args: argparse.Namespace, node: str = "devchain") -> dict[str, Any]:
     name, edges, sources, terminal_list = read_case(case)
     terminals = set(terminal_list)
@@ -134,35 +174,15 @@ async def evaluate_case(case: Path, args: argparse.Namespace, node: str = "devch
 async def _trace_case(name: str, edges: list[Any], sources: list[str], terminals: set[str], sc: Scenario, usd: str,
                       url: str, t0: float, args: argparse.Namespace, node: str,
                       facts: dict[str, Any]) -> dict[str, Any]:
-    pg = server_url(args.database_url)
-    db_name = new_db_name(f"acc_{slug(name)}")
-    try:
-        db_url = await migrated_database(pg, db_name)
-        db = await Database.connect(db_url, migrate=False, max_size=6)
-        client = EvmChain(url, chain=sc.chain, expected_chain_id=sc.chain_id)
-        try:
-            await client.connect()
-            await load_default_labels(db.pool)
-            await load_scenario_labels(db.pool, sc)
-            trace_id = await create_trace(db.pool, client, chain=sc.chain, seeds=sc.seeds, policy={},
-                                          label=f"bench:{NAME}:{name}")
-            started = time.perf_counter()
-            status = await run_with_workers(db.pool, {sc.chain: client}, trace_id, workers=args.workers,
-                                            progress=False, timeout=args.timeout)
-            trace_s = time.perf_counter() - started
-            rep = await treport.build(db.pool, trace_id, with_paths=False)
-            into = {(r["to_addr"], r["asset"]): int(r["amount"]) for r in await db.pool.fetch(
-                "SELECT to_addr, asset, sum(amount) AS amount FROM hops WHERE trace_id = $1 GROUP BY 1, 2",
-                trace_id)}
-            hops = int(await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id))
-            calls = sum(v for k, v in client.request_counts.items() if k != "http")
-            by_method = dict(sorted((k, v) for k, v in client.request_counts.items() if k != "http"))
-        finally:
-            await client.close()
-            await db.close()
-    finally:
-        if not args.keep:
-            await drop_database(pg, db_name)
+    async with traced_case(sc, url, args, f"acc_{slug(name)}", f"bench:{NAME}:{name}") as run:
+        db, client, trace_id, status, trace_s = run.db, run.client, run.trace_id, run.status, run.seconds
+        rep = await treport.build(db.pool, trace_id, with_paths=False)
+        into = {(r["to_addr"], r["asset"]): int(r["amount"]) for r in await db.pool.fetch(
+            "SELECT to_addr, asset, sum(amount) AS amount FROM hops WHERE trace_id = $1 GROUP BY 1, 2",
+            trace_id)}
+        hops = int(await db.pool.fetchval("SELECT count(*) FROM hops WHERE trace_id = $1", trace_id))
+        calls = sum(v for k, v in client.request_counts.items() if k != "http")
+        by_method = dict(sorted((k, v) for k, v in client.request_counts.items() if k != "http"))
 
     reached = {a for a in terminals if any((a, asset) in into for asset in {usd, "native"})}
     truth = truth_at_terminals(sc, terminals, usd)

@@ -23,26 +23,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from accuracy import case_dirs
+from accuracy import case_dirs, traced_case
 from common import (
     add_common_args,
     code_version,
-    drop_database,
-    migrated_database,
-    new_db_name,
-    server_url,
     slug,
     write_result,
 )
 
-from tracer.chains.evm import EvmChain
-from tracer.demo import load_scenario_labels
 from tracer.devchain.replay import load_case, read_case
 from tracer.devchain.server import DevChainServer
-from tracer.engine.service import create_trace
-from tracer.labels.defaults import load_default_labels
-from tracer.runner import run_with_workers
-from tracer.store.db import Database
 
 NAME = "hop_digest"
 
@@ -62,30 +52,15 @@ def _digest(lines: list[str]) -> str:
 async def digest_case(case: Path, args: argparse.Namespace) -> dict[str, Any]:
     name, _, _, _ = read_case(case)
     sc = load_case(case, seed=args.seed, noise=args.noise)
-    pg = server_url(args.database_url)
-    db_name = new_db_name(f"digest_{slug(name)}")
     server = DevChainServer(sc)
     url = await server.start("127.0.0.1", 0)
     try:
-        db_url = await migrated_database(pg, db_name)
-        db = await Database.connect(db_url, migrate=False, max_size=6)
-        client = EvmChain(url, chain=sc.chain, expected_chain_id=sc.chain_id)
-        try:
-            await client.connect()
-            await load_default_labels(db.pool)
-            await load_scenario_labels(db.pool, sc)
-            trace_id = await create_trace(db.pool, client, chain=sc.chain, seeds=sc.seeds, policy={},
-                                          label=f"bench:{NAME}:{name}")
-            status = await run_with_workers(db.pool, {sc.chain: client}, trace_id, workers=args.workers,
-                                            progress=False, timeout=args.timeout)
-            rows = await db.pool.fetch(_HOPS, trace_id)
-            calls = dict(sorted((k, v) for k, v in client.request_counts.items() if k != "http"))
-        finally:
-            await client.close()
-            await db.close()
+        async with traced_case(sc, url, args, f"digest_{slug(name)}", f"bench:{NAME}:{name}") as run:
+            status = run.status
+            rows = await run.db.pool.fetch(_HOPS, run.trace_id)
+            calls = dict(sorted((k, v) for k, v in run.client.request_counts.items() if k != "http"))
     finally:
         await server.stop()
-        await drop_database(pg, db_name)
 
     hops = [json.dumps([r["chain"], r["tx_hash"], r["position"], r["from_addr"], r["to_addr"], r["asset"],
                         str(int(r["transfer_amount"])), str(int(r["taint"])), r["status"], r["reason"], r["depth"]])

@@ -3,6 +3,10 @@ with (default labels of the scenario, every share followed, deep enough for the 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
@@ -20,3 +24,15 @@ async def forward_trace(db: Database, client: EvmChain, scenario: Scenario, labe
                              policy=dict(FORWARD_POLICY), label=label)
     assert await run_with_workers(db.pool, {scenario.chain: client}, tid, workers=2, progress=False) == "done"
     return tid
+
+
+@asynccontextmanager
+async def devchain_client(devchain_factory: Any, scenario: Scenario) -> AsyncIterator[EvmChain]:
+    """A connected client of a devchain serving `scenario`."""
+    server = await devchain_factory(scenario)
+    c = EvmChain(server.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    await c.connect()
+    try:
+        yield c
+    finally:
+        await c.close()

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from tests.api_support import conforms, running_api
-from tests.backward_support import forward_trace
+from tests.backward_support import devchain_client, forward_trace
 from tracer.chains.evm import EvmChain
 from tracer.devchain.scenario import Scenario
 from tracer.domain.labels import Label
@@ -32,11 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(small_scenario: Scenario, devchain_factory: Any) -> AsyncIterator[EvmChain]:
-    server = await devchain_factory(small_scenario)
-    c = EvmChain(server.url, chain=small_scenario.chain, expected_chain_id=small_scenario.chain_id)
-    await c.connect()
-    yield c
-    await c.close()
+    async with devchain_client(devchain_factory, small_scenario) as c:
+        yield c
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

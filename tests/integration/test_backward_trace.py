@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from tests.api_support import Api, conforms, running_api
-from tests.backward_support import forward_trace
+from tests.backward_support import devchain_client, forward_trace
 from tests.integration.test_backward import plain_exits
 from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
@@ -38,11 +38,8 @@ THIEF = ("hacker", "VictimDAO exploiter")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(small_scenario: Scenario, devchain_factory: Any) -> AsyncIterator[EvmChain]:
-    server = await devchain_factory(small_scenario)
-    c = EvmChain(server.url, chain=small_scenario.chain, expected_chain_id=small_scenario.chain_id)
-    await c.connect()
-    yield c
-    await c.close()
+    async with devchain_client(devchain_factory, small_scenario) as c:
+        yield c
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
