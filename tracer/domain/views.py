@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from tracer.domain.verdicts import Role
+
 
 @dataclass(frozen=True, slots=True)
 class Stop:
@@ -87,6 +89,27 @@ class Received:
 
 
 @dataclass(frozen=True, slots=True)
+class WalletVerdict:
+    """What a trace made of an address it reached (its job): whether it is a seed, the role and
+    reason of the verdict and the label's entity and category. Role and reason are None while the
+    address is unjudged (a running trace's frontier; a recipient below the threshold never is)."""
+
+    is_seed: bool
+    role: str | None
+    reason: str | None
+    entity: str | None
+    category: str | None
+
+    @property
+    def shown_role(self) -> str:
+        """The role views show: seed, the verdict's role, or reached. Plain text, not the enum member:
+        networkx's GraphML and GEXF writers look attribute types up by exact type."""
+        if self.is_seed:
+            return Role.SEED.value
+        return self.role or Role.REACHED.value
+
+
+@dataclass(frozen=True, slots=True)
 class AddressTrace:
     """A trace that reached an address (or started from it): what the trace made of it and the
     flagged amount per asset that reached it."""
@@ -96,11 +119,7 @@ class AddressTrace:
     label: str | None
     created_at: datetime
     depth: int
-    is_seed: bool
-    role: str | None
-    reason: str | None
-    entity: str | None
-    category: str | None
+    verdict: WalletVerdict
     received: tuple[Received, ...]  # by asset
 
 
@@ -112,11 +131,7 @@ class GraphNode:
     address: str
     chain: str | None
     depth: int | None
-    is_seed: bool
-    role: str | None
-    reason: str | None
-    entity: str | None
-    category: str | None
+    verdict: WalletVerdict
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,11 +168,7 @@ class WalkedWallet:
     address: str
     chain: str
     depth: int
-    is_seed: bool
-    role: str | None
-    reason: str | None
-    entity: str | None
-    category: str | None
+    verdict: WalletVerdict
     evidence: dict[str, Any] | None  # the verdict's free-form evidence JSON
 
 

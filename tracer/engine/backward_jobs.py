@@ -308,11 +308,12 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
             await balance_store.note_balance_method(conn, trace.id, *method)
         await alert_store.insert_hop_events(conn, trace.id, changed)
         await store.insert_events(conn, [
-            (trace.id, "exit_reached", {"address": a, "entity": part.role[a].entity,
-                                        "category": part.role[a].category, "reason": part.role[a].reason,
-                                        "direction": back_store.BACKWARD,
+            (trace.id, "exit_reached", {"address": a, "entity": part.role[a].verdict.entity,
+                                        "category": part.role[a].verdict.category,
+                                        "reason": part.role[a].verdict.reason, "direction": back_store.BACKWARD,
                                         **({} if part.chain == trace.chain else {"chain": part.chain})})
-            for part in done for a in sorted(part.sent) if a in part.role and part.role[a].role == HopStatus.EXIT])
+            for part in done for a in sorted(part.sent)
+            if a in part.role and part.role[a].verdict.role == HopStatus.EXIT])
         await store.complete_jobs(conn, tools.worker, [job])
     log.info("event=backward_coloured trace=%d chains=%d hops=%d sources=%d", trace.id, len(done),
              sum(len(p.rows) for p in done), sum(len(p.sent) for p in done))
@@ -324,7 +325,7 @@ async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Seq
     """The colouring of one chain: `wallets` are the walk's there, `into` the bridge deposits made
     on it whose payouts were coloured (deposit transfer id -> share, fixed point)."""
     role = {r.address: r for r in wallets}
-    walked = {r.address for r in wallets if r.role == HopStatus.FOLLOWED} | set(trace.seeds)
+    walked = {r.address for r in wallets if r.verdict.role == HopStatus.FOLLOWED} | set(trace.seeds)
     async with tools.pool.acquire() as conn:
         stored = await store.load_transfers(conn, trace.chain, sorted(walked), trace.from_block, trace.to_block)
         feeds = await back_store.mixer_feeds(conn, trace.id)
@@ -390,7 +391,7 @@ async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Seq
             status, reason = HopStatus.FOLLOWED, WALKED
         elif sender is not None:
             # Every walked wallet is judged once the walk is over: its role and reason are set.
-            status, reason = cast(HopStatus, sender.role), cast(Reason, sender.reason)
+            status, reason = cast(HopStatus, sender.verdict.role), cast(Reason, sender.verdict.reason)
         depth = sender.depth if sender is not None else role[t.to_address].depth + 1 \
             if t.to_address in role else 1
         rows.append(HopRow(transfer_id=st.id, from_addr=t.from_address, to_addr=t.to_address, asset=t.asset,
@@ -420,15 +421,11 @@ async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Seq
         walked_evidence[wallet]["coinbase"] = {a: str(v) for a, v in amounts.items()}
         walked_evidence[wallet]["coinbase_path"] = paths.pop(wallet, [wallet])
     verdicts: list[Row] = []
-    for a, path in paths.items():
+    for a, extra in [*((a, {"path": path}) for a, path in paths.items()), *walked_evidence.items()]:
         r = role.get(a)
         if r is not None:
-            verdicts.append((a, r.depth, cast(str, r.role), cast(str, r.reason), r.entity, r.category,
-                             {**back_store.evidence_of(r), "path": path}))
-    for a, extra in walked_evidence.items():
-        r = role.get(a)
-        if r is not None:
-            verdicts.append((a, r.depth, cast(str, r.role), cast(str, r.reason), r.entity, r.category,
+            v = r.verdict
+            verdicts.append((a, r.depth, cast(str, v.role), cast(str, v.reason), v.entity, v.category,
                              {**back_store.evidence_of(r), **extra}))
     share = {stored[i].id: g for i, g in found.at.items() if stored[i].id in payouts}
     return _Coloured(trace.chain, rows, verdicts, dict(sent), role, share), found.received, method

@@ -16,6 +16,7 @@ from typing import Any
 
 from tracer.domain.records import ExitRow, Job
 from tracer.domain.views import BridgeCrossing, Held, WalkedWallet
+from tracer.store.reads import wallet_verdict
 from tracer.store.traces import Conn
 
 FORWARD, BACKWARD = "forward", "backward"
@@ -85,8 +86,8 @@ async def walk(conn: Conn, trace_id: int) -> list[WalkedWallet]:
     rows = await conn.fetch(
         """SELECT address, chain, depth, is_seed, role, reason, entity, category, evidence::text AS evidence
            FROM jobs WHERE trace_id = $1 AND kind = 'address' ORDER BY depth, address""", trace_id)
-    return [WalkedWallet(r["address"], r["chain"], r["depth"], r["is_seed"], r["role"], r["reason"], r["entity"],
-                         r["category"], json.loads(r["evidence"]) if r["evidence"] is not None else None)
+    return [WalkedWallet(r["address"], r["chain"], r["depth"], wallet_verdict(r),
+                         json.loads(r["evidence"]) if r["evidence"] is not None else None)
             for r in rows]
 
 

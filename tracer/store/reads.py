@@ -27,6 +27,7 @@ from tracer.domain.views import (
     StoredHop,
     StoredTrace,
     TraceVersion,
+    WalletVerdict,
 )
 from tracer.store.hops import EXIT_FIRST, EXIT_LAST
 from tracer.store.sql import Conn
@@ -378,11 +379,15 @@ async def address_traces(conn: Conn, chain: str, address: str, *, limit: int) ->
            ORDER BY tr.id DESC LIMIT $3""",
         chain, address, limit,
     )
-    return [AddressTrace(r["id"], r["status"], r["label"], r["created_at"], r["depth"], r["is_seed"], r["role"],
-                         r["reason"], r["entity"], r["category"],
+    return [AddressTrace(r["id"], r["status"], r["label"], r["created_at"], r["depth"], wallet_verdict(r),
                          tuple(Received(x["asset"], int(x["amount"]), x.get("decimals"), x.get("symbol"))
                                for x in json.loads(r["received"])))
             for r in rows]
+
+
+def wallet_verdict(r: asyncpg.Record) -> WalletVerdict:
+    """The verdict columns of a job row (is_seed, role, reason, entity, category)."""
+    return WalletVerdict(r["is_seed"], r["role"], r["reason"], r["entity"], r["category"])
 
 
 async def traces_seeded_by(conn: Conn, chain: str, address: str, *, limit: int) -> list[int]:
@@ -419,4 +424,4 @@ async def iter_graph_nodes(conn: Conn, trace_id: int, *, prefetch: int = 2000) -
            ORDER BY a.address, a.chain""",
         trace_id, prefetch=prefetch,
     ):
-        yield GraphNode(*row)
+        yield GraphNode(row["address"], row["chain"], row["depth"], wallet_verdict(row))

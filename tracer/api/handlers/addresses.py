@@ -64,9 +64,8 @@ async def get(request: web.Request) -> web.Response:
                 most[item.asset] = (raw, item.symbol, item.decimals)
         traces.append({
             "trace_id": r.id, "status": r.status, "label": r.label, "created_at": ser.iso(r.created_at),
-            "seed": bool(r.is_seed) or r.id in seeded,
-            "role": Role.SEED if r.is_seed else (r.role or Role.REACHED),
-            "reason": r.reason, "entity": r.entity, "category": r.category, "depth": r.depth,
+            "seed": bool(r.verdict.is_seed) or r.id in seeded, "role": r.verdict.shown_role,
+            "reason": r.verdict.reason, "entity": r.verdict.entity, "category": r.verdict.category, "depth": r.depth,
             "received": received, "links": {"trace": f"/v1/traces/{r.id}",
                                             "paths": f"/v1/traces/{r.id}/paths?to={address}"},
         })

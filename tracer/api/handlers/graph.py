@@ -54,12 +54,6 @@ BRIDGE = "bridge"  # the kind of an edge from a bridge deposit's sender to its p
 _FLUSH = 64 * 1024
 
 
-def _role(node: GraphNode) -> str:
-    if node.is_seed:
-        return Role.SEED.value  # plain text: networkx writers look attribute types up by exact type
-    return node.role or Role.REACHED.value
-
-
 class _Ids:
     """Node ids: plain addresses on a single-chain trace, "<chain>:<address>" on a multichain one."""
 
@@ -74,7 +68,8 @@ class _Ids:
 def _node_label(node: GraphNode, ids: _Ids) -> str:
     a = show_tron(node.address)  # shortened below: the T... form, not the stored hex
     short = f"{a[:8]}…{a[-4:]}"
-    text = f"{node.entity} ({short})" if node.entity else short
+    entity = node.verdict.entity
+    text = f"{entity} ({short})" if entity else short
     return f"{node.chain}: {text}" if ids.multi else text
 
 
@@ -107,9 +102,10 @@ def _edges(ids: _Ids, row: StoredHop, book: PriceBook) -> list[dict[str, Any]]:
 
 
 def _node(node: GraphNode, ids: _Ids) -> dict[str, Any]:
-    return {"id": ids.of(node.chain, node.address), "label": _node_label(node, ids), "role": _role(node),
-            "reason": node.reason, "entity": node.entity, "category": node.category,
-            "depth": node.depth, "seed": bool(node.is_seed), "chain": node.chain or ids.chain}
+    v = node.verdict
+    return {"id": ids.of(node.chain, node.address), "label": _node_label(node, ids), "role": v.shown_role,
+            "reason": v.reason, "entity": v.entity, "category": v.category,
+            "depth": node.depth, "seed": bool(v.is_seed), "chain": node.chain or ids.chain}
 
 
 def _dot_id(text: Any) -> str:
@@ -174,7 +170,7 @@ async def _stream(conn: asyncpg.pool.PoolConnectionProxy, out: _Out, fmt: str, t
         await out.write(f"digraph {_dot_id(f'trace {trace_id}')} {{\n  rankdir=LR;\n  node [shape=box];\n")
         colours: dict[str, str] = {Role.SEED: "red", Role.EXIT: "darkgreen", Role.STOPPED: "orange"}
         async for n in nodes:
-            role = _role(n)
+            role = n.verdict.shown_role
             colour = f", color={colours[role]}" if role in colours else ""
             await out.write(f"  {_dot_id(ids.of(n.chain, n.address))} "
                             f"[label={_dot_id(_node_label(n, ids))}{colour}];\n")
@@ -193,11 +189,12 @@ def _nx_graph(ids: _Ids, trace_id: int, nodes: list[GraphNode], rows: list[Store
               book: PriceBook) -> nx.MultiDiGraph:
     g: nx.MultiDiGraph = nx.MultiDiGraph(name=f"tracer trace {trace_id} ({ids.chain})")
     for n in nodes:
+        v = n.verdict
         # GraphML and GEXF want one type per attribute and no nulls: empty strings stand in.
         # Attribute text comes from label files and keys: no raw control characters in XML.
-        g.add_node(ids.of(n.chain, n.address), label=xml_text(_node_label(n, ids)), role=_role(n),
-                   reason=xml_text(n.reason or ""), entity=xml_text(n.entity or ""),
-                   category=xml_text(n.category or ""),
+        g.add_node(ids.of(n.chain, n.address), label=xml_text(_node_label(n, ids)), role=v.shown_role,
+                   reason=xml_text(v.reason or ""), entity=xml_text(v.entity or ""),
+                   category=xml_text(v.category or ""),
                    depth=n.depth if n.depth is not None else -1, chain=n.chain or ids.chain)
     for row in rows:
         for i, d in enumerate(_edges(ids, row, book)):
