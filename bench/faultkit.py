@@ -33,6 +33,7 @@ import asyncpg
 from aiohttp import web
 
 from tracer.chains.evm import EvmChain
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import KIND_NATIVE, Scenario, ScenarioTx
 from tracer.devchain.server import DevChainServer, FaultPlan
@@ -155,10 +156,13 @@ SCRIPT = ("hang", "ok", "http_500", "ok", "http_502", "ok", "http_503", "ok", "r
           "http_429_bare", "ok", "http_429_retry_after", "ok")
 
 
+# A short timeout (hangs cost ~1 s) and quick backoff, as a test can afford.
+FAULTY_TRANSPORT = TransportOptions(timeout=0.8, policy=RetryPolicy(retries=8, backoff=0.05))
+
+
 def faulty_client(url: str, scenario: Scenario) -> EvmChain:
     """A client with a short timeout (hangs cost ~1 s) and quick backoff, as a test can afford."""
-    return EvmChain(url, chain=scenario.chain, expected_chain_id=scenario.chain_id, timeout=0.8,
-                    retries=8, backoff=0.05)
+    return EvmChain(url, chain=scenario.chain, expected_chain_id=scenario.chain_id, transport=FAULTY_TRANSPORT)
 
 
 async def hop_rows(pool: asyncpg.Pool, trace_id: int) -> list[Hop]:

@@ -94,6 +94,7 @@ from tracer.api.app import PARSER_LIMITS, create_app  # noqa: E402
 from tracer.api.context import Settings  # noqa: E402
 from tracer.chains.errors import WrongChain  # noqa: E402
 from tracer.chains.evm import EvmChain  # noqa: E402
+from tracer.chains.retry import RetryPolicy, TransportOptions  # noqa: E402
 from tracer.devchain.chain import Chain  # noqa: E402
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate  # noqa: E402
 from tracer.devchain.server import DevChainServer, FaultPlan  # noqa: E402
@@ -288,8 +289,8 @@ async def reorg_row(server_pg: str, rounds: int) -> Row:
                 await label_reorg_exchange(db.pool)
                 server = ReorgingDevChain()
                 await server.start("127.0.0.1", 0)
-                raw = EvmChain(server.url, chain="ethereum", expected_chain_id=1337, timeout=5.0, retries=2,
-                               backoff=0.05)
+                raw = EvmChain(server.url, chain="ethereum", expected_chain_id=1337,
+                               transport=TransportOptions(timeout=5.0, policy=RetryPolicy(retries=2, backoff=0.05)))
                 try:
                     await raw.connect()
                     client = guarded(raw, db.pool, "ethereum")

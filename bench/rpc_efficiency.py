@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 from common import write_result  # noqa: E402
 
 from tracer.chains.evm import EvmChain  # noqa: E402
+from tracer.chains.retry import TransportOptions  # noqa: E402
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate  # noqa: E402
 from tracer.devchain.server import DevChainServer  # noqa: E402
 from tracer.domain.transfers import Transfer  # noqa: E402
@@ -143,7 +144,7 @@ async def run_mode(
             chain=sc.chain,
             expected_chain_id=sc.chain_id,
             batch_size=batch_size,
-            concurrency=concurrency,
+            transport=TransportOptions(concurrency=concurrency),
             use_trace_filter=(mode == "trace_filter"),
             block_cache_size=max(4096, sc.head + 1),
         )

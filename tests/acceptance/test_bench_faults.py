@@ -63,6 +63,7 @@ async def bench(pg_server_url: str) -> AsyncIterator[Setup]:
 
 def _lying_client(change: Any, victim: tuple[str, str]) -> Any:
     """`faulty_client` whose transfers pass through `change` for the victim transfer."""
+    _, faultkit = _bench_modules()
 
     class Lying(EvmChain):
         async def transfers(self, addresses: Iterable[str], from_block: int, to_block: int, outgoing: bool = True,
@@ -78,8 +79,8 @@ def _lying_client(change: Any, victim: tuple[str, str]) -> Any:
             return out
 
     def make(url: str, scenario: Scenario) -> EvmChain:
-        return Lying(url, chain=scenario.chain, expected_chain_id=scenario.chain_id, timeout=0.8, retries=8,
-                     backoff=0.05)
+        return Lying(url, chain=scenario.chain, expected_chain_id=scenario.chain_id,
+                     transport=faultkit.FAULTY_TRANSPORT)
 
     return make
 

@@ -20,6 +20,7 @@ from tests.reliability_support import (
 )
 from tracer.chains.errors import WrongChain
 from tracer.chains.evm import EvmChain
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.devchain.scenario import Scenario
 from tracer.devchain.server import FaultPlan
 from tracer.engine.service import create_trace
@@ -83,7 +84,7 @@ async def test_a_node_that_never_answers_fails_the_trace_with_a_reason_and_no_ho
     server = FaultyDevChain(small_scenario)
     await server.start("127.0.0.1", 0)
     client = EvmChain(server.url, chain=small_scenario.chain, expected_chain_id=small_scenario.chain_id,
-                      timeout=0.5, retries=1, backoff=0.01)
+                      transport=TransportOptions(timeout=0.5, policy=RetryPolicy(retries=1, backoff=0.01)))
     try:
         await client.connect()
         await db.pool.execute("DELETE FROM address_coverage")

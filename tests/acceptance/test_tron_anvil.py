@@ -9,6 +9,7 @@ import pytest
 
 from tests.anvil_support import AnvilRpc, anvil_node
 from tracer.addresses import tron_evm
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.chains.tron import TronChain
 from tracer.chains.tron_mappers import TRANSFER_TOPIC
 from tracer.devchain.anvil.artifacts import artifact
@@ -45,7 +46,8 @@ async def test_trc20_transfers_from_a_real_nodes_logs() -> None:
             await send(ALICE, coin.call_data("transfer", tron_evm(BOB), 3_000_000_000))
             await send(BOB, coin.call_data("transfer", tron_evm(CAROL), 2_999_999_999))
 
-            client = TronChain(node.url, api_url=server.url, backoff=0.01)
+            client = TronChain(node.url, api_url=server.url,
+                               transport=TransportOptions(policy=RetryPolicy(backoff=0.01)))
             await client.connect()  # Anvil's chain id is the devchain genesis's: the same chain
             try:
                 head = int(await rpc.call("eth_blockNumber"), 16)

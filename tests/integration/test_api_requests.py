@@ -13,6 +13,7 @@ import pytest_asyncio
 from tests.api_support import Api, conforms, running_api
 from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -183,7 +184,8 @@ async def test_new_trace_reads_back_empty_but_valid(api: Api) -> None:
 
 
 async def test_node_down_is_a_503_problem_not_a_crash(db: Database) -> None:
-    dead = EvmChain("http://127.0.0.1:9/", chain="ethereum", retries=1, timeout=1.0)
+    dead = EvmChain("http://127.0.0.1:9/", chain="ethereum",
+                    transport=TransportOptions(timeout=1.0, policy=RetryPolicy(retries=1)))
     async with running_api(db, {"ethereum": dead}) as api:
         _, p, headers = await api.call("POST", "/v1/traces", json={"seeds": [SEED]}, expect=503)
         assert "Retry-After" in headers

@@ -23,6 +23,7 @@ from tracer.addresses import (
 from tracer.chains.bitcoin import EsploraChain, NotFound, flatten
 from tracer.chains.errors import ChainError, WrongChain
 from tracer.chains.factory import connect_chain
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.devchain.bitcoin import (
     COIN,
     BitcoinChainIndex,
@@ -279,7 +280,8 @@ async def test_faults_and_rate_limits_are_ridden_out(
                      reset=0.05, malformed=0.08)
     faulty = EsploraServer(scenario, faults=plan, rate_limit=150.0, page_size=5)
     url = await faulty.start()
-    c = EsploraChain(url, timeout=0.5, retries=12, backoff=0.01, max_backoff=0.2, page_size=5)
+    c = EsploraChain(url, page_size=5, transport=TransportOptions(
+        timeout=0.5, policy=RetryPolicy(retries=12, backoff=0.01, max_backoff=0.2)))
     try:
         await c.connect()
         assert await c.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True) == healthy
@@ -296,7 +298,7 @@ async def test_faults_and_rate_limits_are_ridden_out(
 async def test_429_retry_after_pauses_every_request(scenario: BitcoinScenario) -> None:
     server = EsploraServer(scenario, rate_limit=5.0)
     url = await server.start()
-    c = EsploraChain(url, backoff=0.01, retries=8, concurrency=4)
+    c = EsploraChain(url, transport=TransportOptions(concurrency=4, policy=RetryPolicy(retries=8, backoff=0.01)))
     try:
         await c.connect()
         times = await c.block_times(range(0, 12))
@@ -312,14 +314,15 @@ async def test_a_dead_server_is_a_chain_error(scenario: BitcoinScenario) -> None
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    c = EsploraChain(f"http://127.0.0.1:{port}", retries=2, backoff=0.01)
+    c = EsploraChain(f"http://127.0.0.1:{port}",
+                     transport=TransportOptions(policy=RetryPolicy(retries=2, backoff=0.01)))
     with pytest.raises(ChainError, match="gave up after 2 tries"):
         await c.connect()
     await c.close()
     # A server that only ever answers 5xx gives up the same way, naming the endpoint.
     server = EsploraServer(scenario, faults=FaultPlan(http_502=1.0))
     url = await server.start()
-    c = EsploraChain(url, retries=3, backoff=0.01)
+    c = EsploraChain(url, transport=TransportOptions(policy=RetryPolicy(retries=3, backoff=0.01)))
     try:
         with pytest.raises(ChainError, match="block-height"):
             await asyncio.wait_for(c.connect(), 10)

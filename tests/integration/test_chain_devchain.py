@@ -17,6 +17,7 @@ import pytest
 
 from tests.fixtures_chain import DevChainFactory
 from tracer.chains.evm import EvmChain, WrongChain
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.devchain.scenario import KIND_BATCH, KIND_MIXER, Scenario, ScenarioParams, generate
 from tracer.devchain.server import FaultPlan
 from tracer.domain.transfers import NATIVE, Transfer, TransferKind
@@ -48,12 +49,17 @@ def all_moves(sc: Scenario, internal: bool = True) -> Counter[Move]:
     return moves
 
 
+# Retries a test can afford to wait for.
+QUICK = TransportOptions(policy=RetryPolicy(backoff=0.01))
+
+
 def moves(found: list[Transfer]) -> Counter[Move]:
     return Counter((t.from_address, t.to_address, t.asset, t.amount) for t in found)
 
 
-async def fetch(url: str, sc: Scenario, *, incoming: bool = False, **kwargs: Any) -> tuple[EvmChain, list[Transfer]]:
-    client = EvmChain(url, chain=sc.chain, expected_chain_id=sc.chain_id, backoff=0.01, **kwargs)
+async def fetch(url: str, sc: Scenario, *, incoming: bool = False, transport: TransportOptions = QUICK,
+                **kwargs: Any) -> tuple[EvmChain, list[Transfer]]:
+    client = EvmChain(url, chain=sc.chain, expected_chain_id=sc.chain_id, transport=transport, **kwargs)
     await client.connect()
     try:
         found = await client.transfers(senders(sc), 0, sc.head, outgoing=True, incoming=incoming)
@@ -160,7 +166,8 @@ async def test_rate_limit_is_honoured(
     devchain_factory: DevChainFactory, scenario: Scenario, reference: list[Transfer]
 ) -> None:
     running = await devchain_factory(scenario, rate_limit=4.0)
-    _, found = await fetch(running.url, scenario, batch_size=20, concurrency=4)
+    _, found = await fetch(running.url, scenario, batch_size=20,
+                             transport=TransportOptions(concurrency=4, policy=QUICK.policy))
     assert found == reference
     assert running.server.request_counts["http_429"] > 0
 
@@ -183,7 +190,8 @@ async def test_faults_give_identical_results(
     )
     running = await devchain_factory(scenario, faults=plan)
     _, found = await fetch(
-        running.url, scenario, use_trace_filter=use_trace_filter, batch_size=25, timeout=0.5, retries=10
+        running.url, scenario, use_trace_filter=use_trace_filter, batch_size=25,
+        transport=TransportOptions(timeout=0.5, policy=RetryPolicy(retries=10, backoff=0.01)),
     )
     assert found == reference
     served = running.server.fault_counts

@@ -22,6 +22,7 @@ from tests.evm_bridge import EvmBridge
 from tracer.addresses import InvalidAddress
 from tracer.chains.evm import ChainError, EvmChain, WrongChain
 from tracer.chains.evm.mappers import TRANSFER_TOPIC
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -203,8 +204,10 @@ async def world() -> AsyncIterator[World]:
     await w.bridge.stop()
 
 
-async def connected(world: World, **kwargs: Any) -> EvmChain:
-    client = EvmChain(world.bridge.url, backoff=0.01, **kwargs)
+async def connected(world: World, *, concurrency: int = 8, timeout: float = 20.0, retries: int = 6,
+                    **kwargs: Any) -> EvmChain:
+    transport = TransportOptions(concurrency, timeout, RetryPolicy(retries, backoff=0.01))
+    client = EvmChain(world.bridge.url, transport=transport, **kwargs)
     await client.connect()
     return client
 

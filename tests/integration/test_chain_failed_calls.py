@@ -22,6 +22,7 @@ from aiohttp import web
 from tests.fixtures_chain import DevChainFactory, serving
 from tracer.chains.evm import EvmChain
 from tracer.chains.evm.node import _HEAVY_BATCHES
+from tracer.chains.retry import TransportOptions
 from tracer.devchain.scenario import KIND_BATCH, Scenario, ScenarioParams, generate
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -77,7 +78,7 @@ async def test_few_trace_batches_in_flight_and_the_same_transfers(
     # The batch-payout contract pays out in internal calls, block after block: a busy wallet.
     [busy] = {tx.to for _, tx in scenario.iter_txs() if tx.kind == KIND_BATCH}
     small = EvmChain(counting.url, chain=scenario.chain, expected_chain_id=scenario.chain_id, batch_size=3,
-                     concurrency=8)
+                     transport=TransportOptions(concurrency=8))
     direct = EvmChain(direct_url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
     await small.connect()
     await direct.connect()

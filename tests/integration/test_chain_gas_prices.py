@@ -20,6 +20,7 @@ from aiohttp import web
 from tests.fixtures_chain import DevChainFactory, serving
 from tracer.chains.evm import EvmChain
 from tracer.chains.protocols import GasPriceSource
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
 from tracer.devchain.server import FaultPlan
@@ -91,7 +92,8 @@ async def test_shuffled_and_partial_batches_keep_each_price_on_its_transaction(
     scenario: Scenario, devchain_factory: DevChainFactory
 ) -> None:
     node = await devchain_factory(scenario, faults=FaultPlan(seed=4, shuffle_batch=0.5, partial_batch=0.3))
-    c = EvmChain(node.url, chain=scenario.chain, expected_chain_id=scenario.chain_id, batch_size=40, backoff=0.01)
+    c = EvmChain(node.url, chain=scenario.chain, expected_chain_id=scenario.chain_id, batch_size=40,
+                 transport=TransportOptions(policy=RetryPolicy(backoff=0.01)))
     await c.connect()
     try:
         expected = _expected(node.chain)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from tracer.chains.errors import ChainError, RpcError
 from tracer.chains.jsonrpc import JsonRpcTransport
+from tracer.chains.retry import RetryPolicy, TransportOptions
 
 Reply = tuple[int, dict[str, str], str]
 Script = Callable[[Any, int], Reply]
@@ -67,7 +68,8 @@ async def server() -> AsyncIterator[Scripted]:
 async def rpc(server: Scripted) -> AsyncIterator[JsonRpcTransport]:
     server.posts.clear()
     server.script = lambda body, n: (200, {}, json.dumps(echo(body)))
-    t = JsonRpcTransport(server.url, batch_size=10, retries=4, backoff=0.01, timeout=2.0)
+    t = JsonRpcTransport(server.url, TransportOptions(timeout=2.0, policy=RetryPolicy(retries=4, backoff=0.01)),
+                         batch_size=10)
     await t.open()
     yield t
     await t.close()
@@ -178,7 +180,7 @@ async def test_connection_refused_gives_up() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again below: nothing listens there
-    t = JsonRpcTransport(f"http://127.0.0.1:{port}/", retries=2, backoff=0.01)
+    t = JsonRpcTransport(f"http://127.0.0.1:{port}/", TransportOptions(policy=RetryPolicy(retries=2, backoff=0.01)))
     await t.open()
     try:
         with pytest.raises(ChainError, match="gave up after 2 tries on eth_chainId"):

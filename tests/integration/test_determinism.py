@@ -20,6 +20,7 @@ from aiohttp import web
 
 from tests.determinism_support import hops_of, roles_of, trace_with
 from tracer.chains.evm import EvmChain
+from tracer.chains.retry import TransportOptions
 from tracer.demo import load_scenario_labels
 from tracer.devchain.chain import Chain
 from tracer.devchain.mixer_family import MixerFamilyParams, generate_family
@@ -198,7 +199,8 @@ async def test_a_shorter_path_found_later_lifts_a_max_depth_stop_and_new_money_r
     slow = SlowFor(reordering_chain(), (X,), 3.0)
     slow_url = await slow.start("127.0.0.1", 0)
     clients = [EvmChain(fast.url, chain="ethereum", expected_chain_id=1337),
-               EvmChain(slow_url, chain="ethereum", expected_chain_id=1337, timeout=20.0)]
+               EvmChain(slow_url, chain="ethereum", expected_chain_id=1337,
+                        transport=TransportOptions(timeout=20.0))]
     try:
         for client in clients:
             await client.connect()

@@ -24,6 +24,7 @@ from tests.reliability_support import (
     trace_reorg_seed,
 )
 from tracer.chains.evm import EvmChain
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.reorg import ReorgGuard, guarded
 from tracer.store.db import Database
 
@@ -31,7 +32,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def _client(url: str) -> EvmChain:
-    client = EvmChain(url, chain="ethereum", expected_chain_id=1337, timeout=5.0, retries=2, backoff=0.05)
+    client = EvmChain(url, chain="ethereum", expected_chain_id=1337,
+                      transport=TransportOptions(timeout=5.0, policy=RetryPolicy(retries=2, backoff=0.05)))
     await client.connect()
     return client
 

@@ -20,6 +20,7 @@ from tests.api_support import Api, conforms, running_api
 from tracer.addresses import tron_base58
 from tracer.api.context import Settings
 from tracer.chains.evm import EvmChain
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.chains.tron import TronChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.server import DevChainServer
@@ -44,7 +45,7 @@ async def api(db: Database, swap: SwapToTron) -> AsyncIterator[Api]:
     eth_server, tron_server = DevChainServer(swap.home), TronServer(swap.tron)
     eth = EvmChain(await eth_server.start("127.0.0.1", 0), chain="ethereum", expected_chain_id=1)
     await tron_server.start()
-    tron = TronChain(tron_server.jsonrpc_url, backoff=0.01)
+    tron = TronChain(tron_server.jsonrpc_url, transport=TransportOptions(policy=RetryPolicy(backoff=0.01)))
     try:
         await eth.connect()
         await tron.connect()

@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from tracer.chains.errors import StateUnavailable, WrongChain
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.chains.tron import TronChain
 from tracer.devchain.http import FaultPlan
 from tracer.devchain.tron import SOLID_LAG, TRC10_ID, USD, USDT, TronStory, generate
@@ -34,7 +35,7 @@ async def server(story: TronStory) -> AsyncIterator[TronServer]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(server: TronServer) -> AsyncIterator[TronChain]:
-    c = TronChain(server.jsonrpc_url, backoff=0.01)
+    c = TronChain(server.jsonrpc_url, transport=TransportOptions(policy=RetryPolicy(backoff=0.01)))
     await c.connect()
     yield c
     await c.close()
@@ -96,7 +97,7 @@ async def test_a_misbehaving_node_is_retried(story: TronStory) -> None:
     s = TronServer(story, faults=FaultPlan(seed=3, http_500=0.3, reset=0.1))
     await s.start()
     try:
-        c = TronChain(s.jsonrpc_url, backoff=0.01, retries=12)
+        c = TronChain(s.jsonrpc_url, transport=TransportOptions(policy=RetryPolicy(retries=12, backoff=0.01)))
         await c.connect()
         try:
             got = await c.transfers([story.seeds[0]], 0, await c.head())
@@ -122,7 +123,8 @@ async def test_two_urls_on_different_chains_are_refused(server: TronServer, stor
         original = tron_server.CHAIN_ID
         tron_server.CHAIN_ID = 0xCD8690DC
         try:
-            c = TronChain(s.jsonrpc_url, api_url=server.url, backoff=0.01)
+            c = TronChain(s.jsonrpc_url, api_url=server.url,
+                          transport=TransportOptions(policy=RetryPolicy(backoff=0.01)))
             with pytest.raises(WrongChain, match="TRACER_TRON_API_URL"):
                 await c.connect()
             await c.close()

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from tracer.addresses import normalize_address, tron_base58
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.chains.tron import TronChain
 from tracer.devchain.tron import USDT, TronStory, address, generate
 from tracer.devchain.tron_server import TronServer
@@ -24,7 +25,7 @@ async def story_client() -> AsyncIterator[tuple[TronStory, TronChain]]:
     story = generate()
     server = TronServer(story)
     await server.start()
-    client = TronChain(server.jsonrpc_url, backoff=0.01)
+    client = TronChain(server.jsonrpc_url, transport=TransportOptions(policy=RetryPolicy(backoff=0.01)))
     await client.connect()
     yield story, client
     await client.close()

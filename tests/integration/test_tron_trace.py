@@ -17,6 +17,7 @@ import pytest_asyncio
 from tests.api_support import Api, conforms, running_api
 from tracer.addresses import tron_base58
 from tracer.api.context import Settings
+from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.chains.tron import TronChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.tron import USDT, TronStory, address, generate
@@ -39,7 +40,7 @@ def story() -> TronStory:
 async def api(db: Database, story: TronStory) -> AsyncIterator[Api]:
     server = TronServer(story)
     await server.start()
-    client = TronChain(server.jsonrpc_url, backoff=0.01)
+    client = TronChain(server.jsonrpc_url, transport=TransportOptions(policy=RetryPolicy(backoff=0.01)))
     try:
         await client.connect()
         await load_scenario_labels(db.pool, story)  # type: ignore[arg-type]  # duck-typed: chain + labels

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from tracer.chains.retry import Gate, Retry, RetryPolicy, raise_if_busy, with_retries
+from tracer.chains.retry import Gate, Retry, TransportOptions, raise_if_busy, with_retries
 
 T = TypeVar("T")
 
@@ -21,26 +21,13 @@ T = TypeVar("T")
 class HttpTransport:
     """Requests to one HTTP server with retries; `who` names it in errors ("Esplora server at URL")."""
 
-    def __init__(
-        self,
-        url: str,
-        who: str,
-        *,
-        concurrency: int,
-        timeout: float,
-        policy: RetryPolicy,
-        rate: float | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+    def __init__(self, url: str, who: str, options: TransportOptions, *, rate: float | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
         self.who = who
-        self.concurrency = concurrency
-        self.timeout = timeout
-        self.policy = policy
+        self.options = options
         self.headers = dict(headers or {})
-        self.gate = Gate(concurrency, rate)
+        self.gate = Gate(options.concurrency, rate)
         self.request_counts: Counter[str] = Counter()
         self._session: aiohttp.ClientSession | None = None
 
@@ -51,8 +38,8 @@ class HttpTransport:
     async def open(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=self.options.concurrency),
+                timeout=aiohttp.ClientTimeout(total=self.options.timeout),
                 headers=self.headers or None,
             )
 
@@ -71,7 +58,7 @@ class HttpTransport:
             status, raw = await self._exchange(method, path, endpoint, data)
             return read(status, raw)
 
-        return await with_retries(attempt, self.policy, who=self.who, what=what)
+        return await with_retries(attempt, self.options.policy, who=self.who, what=what)
 
     async def _exchange(self, method: str, path: str, endpoint: str, data: str | None) -> tuple[int, bytes]:
         assert self._session is not None
@@ -85,7 +72,7 @@ class HttpTransport:
                     raw = await resp.read()
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 raise Retry(f"{type(exc).__name__}: {exc or 'timeout'}") from exc
-        raise_if_busy(status, retry_after, self.gate, self.policy.max_retry_after)
+        raise_if_busy(status, retry_after, self.gate, self.options.policy.max_retry_after)
         if status >= 500:
             raise Retry(f"HTTP {status}: {raw[:80]!r}")
         return status, raw

@@ -38,7 +38,7 @@ import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from tracer.chains.errors import ChainError, RpcError
-from tracer.chains.retry import Gate, Progress, RetryPolicy, raise_if_busy, with_retries
+from tracer.chains.retry import Gate, Progress, TransportOptions, raise_if_busy, with_retries
 from tracer.chains.retry import Retry as _Retry
 
 log = logging.getLogger(__name__)
@@ -134,34 +134,21 @@ async def gather_or_cancel(aws: Iterable[Awaitable[T]]) -> list[T]:
 class JsonRpcTransport:
     """Sends JSON-RPC requests and batches to one node with retries and bounded concurrency."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        concurrency: int = 8,
-        batch_size: int = 100,
-        timeout: float = 20.0,
-        retries: int = 6,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_retry_after: float = 120.0,
-    ) -> None:
-        if concurrency < 1 or batch_size < 1 or retries < 1:
-            raise ValueError("concurrency, batch_size and retries must be at least 1")
+    def __init__(self, url: str, options: TransportOptions = TransportOptions(), *, batch_size: int = 100) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
         self.url = url
-        self.concurrency = concurrency
+        self.options = options
         self.batch_size = batch_size
-        self.timeout = timeout
-        self.policy = RetryPolicy(retries, backoff, max_backoff, max_retry_after)
         self.provider = RpcHttpProvider(
             url,
-            request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
+            request_kwargs={"timeout": aiohttp.ClientTimeout(total=options.timeout)},
             # Retries are ours: they must see HTTP status, Retry-After and partial batches.
             exception_retry_configuration=None,
         )
         self.w3 = AsyncWeb3(self.provider)
         self.request_counts: Counter[str] = Counter()
-        self._gate = Gate(concurrency)
+        self._gate = Gate(options.concurrency)
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
 
@@ -173,7 +160,7 @@ class JsonRpcTransport:
         """
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                connector=aiohttp.TCPConnector(limit=self.options.concurrency),
                 raise_for_status=False,
             )
             self.provider.raw_session = self._session
@@ -246,7 +233,7 @@ class JsonRpcTransport:
             methods = ", ".join(sorted({item.method for item in pending}))
             return f"{methods} ({len(pending)} request(s) unanswered)"
 
-        await with_retries(attempt, self.policy, who=f"node at {self.url}", what=what)
+        await with_retries(attempt, self.options.policy, who=f"node at {self.url}", what=what)
 
     async def _exchange(self, pending: list[_Item]) -> str:
         """Send `pending` once; mark items answered. Returns a note on what was left unanswered."""
@@ -283,7 +270,7 @@ class JsonRpcTransport:
             item.value = RpcError(item.method, _TOO_LARGE, f"HTTP 413 payload too large: {raw[:120]!r}")
             item.done = True
             return ""
-        raise_if_busy(status, headers.get("Retry-After"), self._gate, self.policy.max_retry_after)
+        raise_if_busy(status, headers.get("Retry-After"), self._gate, self.options.policy.max_retry_after)
         try:
             decoded = json.loads(raw)
         except ValueError as exc:
@@ -329,7 +316,7 @@ class JsonRpcTransport:
         if unanswered and not missing_note:
             missing_note = f"{unanswered} of {len(pending)} request(s) unanswered in the batch"
         if rate_limited and rate_limited == unanswered:
-            self._gate.pause(self.policy.backoff)
+            self._gate.pause(self.options.policy.backoff)
         return missing_note
 
     def _refused_batch(self, answer: dict[str, Any], status: int) -> None:

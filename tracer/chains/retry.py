@@ -1,4 +1,5 @@
-"""What the chain clients (JSON-RPC, Esplora and Tron's HTTP API) share about retrying: the failure
+"""What the chain clients (JSON-RPC, Esplora and Tron's HTTP API) share about retrying: the options
+one client gives its transports (TransportOptions: concurrency, timeout, RetryPolicy), the failure
 another try may fix, the server's Retry-After, the gate every request to one server passes (bounded
 concurrency, the pause a 429 asked for, an optional rate), how long to wait before the next try,
 and the loop that tries again until the retries are spent (the one retry loop of the chain layer)."""
@@ -31,6 +32,21 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.retries < 1:
             raise ValueError("retries must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class TransportOptions:
+    """How a client talks to one server: at most `concurrency` requests in flight, each given
+    `timeout` seconds, tried again as `policy` says. A chain client hands its one record down to
+    each of its transports."""
+
+    concurrency: int = 8
+    timeout: float = 20.0
+    policy: RetryPolicy = RetryPolicy()
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
 
 
 class Retry(Exception):

@@ -37,6 +37,7 @@ from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongCh
 from tracer.chains.jsonrpc import JsonRpcTransport
 from tracer.chains.lifecycle import Connected
 from tracer.chains.records import FeePaid, LogRecord
+from tracer.chains.retry import TransportOptions
 from tracer.chains.tron_http import TronHttp
 from tracer.domain.transfers import NATIVE, Transfer
 
@@ -67,24 +68,21 @@ class TronChain(Connected):
         url: str,
         chain: str = TRON,
         *,
+        transport: TransportOptions = TransportOptions(),
         api_url: str | None = None,
         api_key: str | None = None,
-        concurrency: int = 8,
-        timeout: float = 20.0,
-        retries: int = 6,
         rate: float | None = None,
         log_span: int = 5000,
         addresses_per_request: int = 100,
         cache_blocks: int = 20_000,
-        backoff: float = 0.5,
     ) -> None:
         self.url = url
         self.chain = chain
         self.chain_id: int | None = None
         self.path = "tron (eth_getLogs + HTTP API blocks)"
-        self.rpc = JsonRpcTransport(url, concurrency=concurrency, timeout=timeout, retries=retries, backoff=backoff)
-        self.api = TronHttp(api_url or api_url_for(url), api_key=api_key, concurrency=concurrency, timeout=timeout,
-                            retries=retries, rate=rate, backoff=backoff)
+        # The API key, and with it TronGrid's per-key rate, go with the HTTP API: `rate` paces that one only.
+        self.rpc = JsonRpcTransport(url, transport)
+        self.api = TronHttp(api_url or api_url_for(url), transport, api_key=api_key, rate=rate)
         self.log_span = max(1, log_span)
         self.addresses_per_request = max(1, addresses_per_request)
         self._blocks: Lru[int, tm.TronBlock] = Lru(cache_blocks)

@@ -22,31 +22,18 @@ from typing import Any
 
 from tracer.chains.errors import ChainError
 from tracer.chains.http import HttpTransport
-from tracer.chains.retry import Retry, RetryPolicy
+from tracer.chains.retry import Retry, TransportOptions
 
 
 class TronHttp:
     """POSTs to one Tron node's HTTP API with retries, a rate limit and bounded concurrency."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        api_key: str | None = None,
-        concurrency: int = 8,
-        timeout: float = 20.0,
-        retries: int = 6,
-        rate: float | None = None,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_retry_after: float = 120.0,
-    ) -> None:
+    def __init__(self, url: str, options: TransportOptions = TransportOptions(), *, api_key: str | None = None,
+                 rate: float | None = None) -> None:
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["TRON-PRO-API-KEY"] = api_key
-        self.http = HttpTransport(url, f"Tron node at {url.rstrip('/')}", concurrency=concurrency, timeout=timeout,
-                                  policy=RetryPolicy(retries, backoff, max_backoff, max_retry_after), rate=rate,
-                                  headers=headers)
+        self.http = HttpTransport(url, f"Tron node at {url.rstrip('/')}", options, rate=rate, headers=headers)
         self.url = self.http.url
         self.api_key = api_key
         self.request_counts: Counter[str] = self.http.request_counts

@@ -35,7 +35,7 @@ from tracer.chains.errors import ChainError, WrongChain
 from tracer.chains.http import HttpTransport
 from tracer.chains.jsonrpc import gather_or_cancel
 from tracer.chains.lifecycle import Connected
-from tracer.chains.retry import Retry, RetryPolicy
+from tracer.chains.retry import Retry, TransportOptions
 from tracer.chains.utxo_records import Outspend, UtxoTx
 from tracer.domain.chains import BITCOIN
 from tracer.domain.transfers import Transfer
@@ -59,13 +59,8 @@ class EsploraChain(Connected):
         url: str,
         chain: str = BITCOIN,
         network: str | None = "mainnet",
-        concurrency: int = 8,
-        timeout: float = 20.0,
-        retries: int = 6,
         *,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_retry_after: float = 120.0,
+        transport: TransportOptions = TransportOptions(),
         page_size: int = 25,
         cache_size: int = 65536,
         block_list_threshold: int = 8,
@@ -80,8 +75,7 @@ class EsploraChain(Connected):
         self.page_size = page_size
         # Transactions of one block from which its whole txid list is cheaper than merkle proofs.
         self.block_list_threshold = max(1, block_list_threshold)
-        self.http = HttpTransport(self.url, f"Esplora server at {self.url}", concurrency=concurrency, timeout=timeout,
-                                  policy=RetryPolicy(retries, backoff, max_backoff, max_retry_after))
+        self.http = HttpTransport(self.url, f"Esplora server at {self.url}", transport)
         self.request_counts: Counter[str] = self.http.request_counts
         self._txs: Lru[str, tuple[str, UtxoTx]] = Lru(cache_size)  # txid -> (block hash, tx), confirmed ones
         self._block_index: Lru[str, dict[str, int]] = Lru(4096)  # block hash -> {txid: position}
@@ -389,7 +383,7 @@ class EsploraChain(Connected):
 
     async def _balances_of(self, address: str, heights: Sequence[int]) -> dict[int, int]:
         what = f"address {address}"
-        for _ in range(self.http.policy.retries):
+        for _ in range(self.http.options.policy.retries):
             first = self._confirmed(await self._get(f"/address/{address}/txs", "address/txs"), what)
             if len(first) < self.page_size:  # the whole confirmed history
                 return {h: net_paid(address, [t for t in first if t["status"]["block_height"] <= h]) for h in heights}

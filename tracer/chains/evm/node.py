@@ -18,6 +18,7 @@ from tracer.chains.evm import history, mappers
 from tracer.chains.evm.records import ScannedBlock
 from tracer.chains.jsonrpc import JsonRpcTransport, gather_or_cancel
 from tracer.chains.limits import RangeQuery, is_result_cap, smaller
+from tracer.chains.retry import TransportOptions
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,15 @@ class EvmNode:
         url: str,
         chain: str = "ethereum",
         expected_chain_id: int | None = None,
-        concurrency: int = 8,
-        batch_size: int = 100,
-        timeout: float = 20.0,
-        retries: int = 6,
         *,
+        transport: TransportOptions = TransportOptions(),
+        batch_size: int = 100,
         use_trace_filter: bool = True,
         debug_method: str | None = None,
         addresses_per_request: int = 500,
         trace_page_size: int = 1000,
         block_cache_size: int = 4096,
         max_log_range: int | None = None,
-        backoff: float = 0.5,
     ) -> None:
         self.url = url
         self.chain = chain
@@ -57,14 +55,7 @@ class EvmNode:
         self.addresses_per_request = max(1, addresses_per_request)
         self.trace_page_size = max(1, trace_page_size)
         self.max_log_range = max_log_range
-        self.rpc = JsonRpcTransport(
-            url,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-        )
+        self.rpc = JsonRpcTransport(url, transport, batch_size=batch_size)
         self.request_counts: Counter[str] = self.rpc.request_counts
         self.chain_id: int | None = None
         self.supports_trace = False

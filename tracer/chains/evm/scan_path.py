@@ -60,7 +60,7 @@ class ScanPath(EvmNode):
     async def _each_block(self, from_block: int, to_block: int, pick: Callable[[ScannedBlock], None]) -> None:
         """Every block of the range, scanned (or from the LRU), handed to `pick` (in no set order)."""
         # Windows bound memory (a mainnet block with full transactions is ~100 kB of JSON).
-        window = max(1, min(self.rpc.batch_size * self.rpc.concurrency, 1000))
+        window = max(1, min(self.rpc.batch_size * self.rpc.options.concurrency, 1000))
         missing: list[int] = []
         for n in range(from_block, to_block + 1):
             cached = self._blocks.get(n)
