@@ -54,18 +54,9 @@ class Onward:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"possible": self.possible}
-        if self.followed is not None:
-            out["followed"] = self.followed
-        if self.chain is not None:
-            out["chain"] = self.chain
-        if self.address is not None:
-            out["address"] = self.address
-        if self.payout is not None:
-            out["payout"] = self.payout.to_json()
-        if self.note is not None:
-            out["note"] = self.note
-        return {**self.extra, **out}
+        return {**self.extra, "possible": self.possible, **_given({
+            "followed": self.followed, "chain": self.chain, "address": self.address,
+            "payout": self.payout.to_json() if self.payout is not None else None, "note": self.note})}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Onward:
@@ -119,27 +110,12 @@ class Destination:
         return (self.followed, self.onward.carried if self.onward is not None else 0)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"protocol": self.protocol, "tx_hash": self.tx_hash, "chain": self.chain,
-                               "address": self.address}
-        if self.bridged_amount is not None:
-            out["bridged_amount"] = str(self.bridged_amount)
-        if self.memo is not None:
-            out["memo"] = self.memo
-        if self.note is not None:
-            out["note"] = self.note
-        if self.deposit_id is not None:
-            out["deposit_id"] = self.deposit_id
-        if self.sender is not None:
-            out["from"] = self.sender
-        if self.asset is not None:
-            out["asset"] = self.asset
-        if self.amount is not None:
-            out["amount"] = str(self.amount)
-        if self.block_number is not None:
-            out["block_number"] = self.block_number
-        if self.onward is not None:
-            out["continue"] = self.onward.to_json()
-        return {**self.extra, **out}
+        return {**self.extra, "protocol": self.protocol, "tx_hash": self.tx_hash, "chain": self.chain,
+                "address": self.address, **_given({
+                    "bridged_amount": _opt_str(self.bridged_amount), "memo": self.memo, "note": self.note,
+                    "deposit_id": self.deposit_id, "from": self.sender, "asset": self.asset,
+                    "amount": _opt_str(self.amount), "block_number": self.block_number,
+                    "continue": self.onward.to_json() if self.onward is not None else None})}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Destination:
@@ -179,13 +155,10 @@ class BridgedPart:
         return (self.chain, self.tx_hash, self.position)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"chain": self.chain, "from": self.sender, "tx_hash": self.tx_hash,
-                               "position": self.position, "transfer_id": self.transfer_id,
-                               "protocol": self.protocol, "match": self.match, "confidence": self.confidence,
-                               "candidates": self.candidates, "carried": str(self.carried)}
-        if self.memo is not None:
-            out["memo"] = self.memo
-        return {**self.extra, **out}
+        return {**self.extra, "chain": self.chain, "from": self.sender, "tx_hash": self.tx_hash,
+                "position": self.position, "transfer_id": self.transfer_id, "protocol": self.protocol,
+                "match": self.match, "confidence": self.confidence, "candidates": self.candidates,
+                "carried": str(self.carried), **_given({"memo": self.memo})}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> BridgedPart:
@@ -212,6 +185,11 @@ _PART_KEYS = frozenset({"chain", "from", "tx_hash", "position", "transfer_id", "
 _ONWARD_KEYS = frozenset({"possible", "note", "followed", "chain", "address", "payout"})
 _DESTINATION_KEYS = frozenset({"protocol", "tx_hash", "chain", "address", "from", "asset", "amount", "block_number",
                                "bridged_amount", "memo", "note", "deposit_id", "continue"})
+
+
+def _given(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys whose value is set: one the record does not have stays out of the written JSON."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _opt_str(v: Any) -> str | None:
