@@ -48,12 +48,14 @@ class Round:
         return self.last_seq - self.first_seq + 1 if self.last_seq >= self.first_seq else 0
 
 
-@dataclass(frozen=True, slots=True)
-class NewSubscription:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionSpec:
+    """What a subscription asks for, the same when it is created and as the API shows it: where it
+    delivers, which events it takes (tracer.store.event_filter), who made it."""
+
     name: str
     delivery: str  # webhook | stream
     url: str | None
-    secret: str | None
     chain: str
     trace_id: int | None
     addresses: list[str] | None
@@ -62,12 +64,17 @@ class NewSubscription:
     categories: list[str] | None
     entities: list[str] | None
     event_types: list[str] | None
-    min_amount: dict[str, int] | None
-    from_start: bool
     created_by: str | None
     api_key_id: int | None
     min_usd: Decimal | None = None  # hop events priced below it are not delivered
     screen_depth: int | None = None  # screening_result events for new inflows, exposure this many hops back
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSubscription(SubscriptionSpec):
+    secret: str | None
+    min_amount: dict[str, int] | None  # asset -> raw amount
+    from_start: bool
     confirmations: int = 12  # blocks an inflow waits before it is screened
 
 
@@ -130,32 +137,17 @@ class Retraction:
     transfers: int
 
 
-@dataclass(frozen=True, slots=True)
-class Subscription:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscription(SubscriptionSpec):
     """A stored subscription as the API shows it (never its secret)."""
 
     id: int
-    name: str
-    delivery: str  # webhook | stream
-    url: str | None
-    chain: str
-    trace_id: int | None
-    addresses: list[str] | None
-    watch: bool
-    watch_trace_id: int | None
-    categories: list[str] | None
-    entities: list[str] | None
-    event_types: list[str] | None
     min_amount: Mapping[str, str] | None  # asset -> raw amount (decimal string)
-    min_usd: Decimal | None
-    created_by: str | None
     created_at: datetime
     start_seq: int
     last_success_at: datetime | None
     last_failure_at: datetime | None
     last_error: str | None
-    api_key_id: int | None
-    screen_depth: int | None
 
 
 @dataclass(frozen=True, slots=True)
