@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 
 from eth_utils import is_checksum_address, to_checksum_address
 
@@ -192,6 +193,15 @@ def btc_script_type(address: str) -> str:
     payload = _b58decode_check(address)
     kind = _B58_VERSIONS.get(payload[0]) if payload else None
     return "p2sh" if kind == "P2SH" else "p2pkh"
+
+
+def address_or_none(normalize: Callable[[object], str], value: object) -> str | None:
+    """`normalize(value)`, or None where a node's answer holds no valid address there (an empty
+    field, an output script that pays no standard address): reading answers, not user input."""
+    try:
+        return normalize(value)
+    except InvalidAddress:
+        return None
 
 
 def is_btc_chain(chain: str) -> bool:

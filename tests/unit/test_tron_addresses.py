@@ -6,6 +6,7 @@ import pytest
 
 from tracer.addresses import (
     InvalidAddress,
+    address_or_none,
     checksum,
     normalize_address,
     normalize_tron,
@@ -50,6 +51,12 @@ def test_display_is_base58() -> None:
 def test_malformed_addresses_are_refused(bad: object, why: str) -> None:
     with pytest.raises(InvalidAddress, match=why):
         normalize_tron(bad)
+
+
+def test_a_node_answer_without_a_valid_address_reads_as_none() -> None:
+    assert address_or_none(normalize_tron, USDT) == USDT_HEX
+    for missing in (None, "", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT", 17):
+        assert address_or_none(normalize_tron, missing) is None
 
 
 def test_shape_names_the_chain() -> None:

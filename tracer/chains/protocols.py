@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from tracer.chains.records import LogRecord
+from tracer.chains.records import LogAddresses, LogRecord, LogTopics
 from tracer.chains.utxo_records import UtxoTx
 from tracer.domain.transfers import Transfer
 
@@ -29,11 +29,7 @@ class ChainSource(Protocol):
     async def token_meta(self, tokens: Sequence[str]) -> dict[str, tuple[int | None, str | None]]: ...
 
     async def logs(
-        self,
-        address: str | Sequence[str] | None,
-        topics: Sequence[str | Sequence[str] | None],
-        from_block: int,
-        to_block: int,
+        self, address: LogAddresses, topics: LogTopics, from_block: int, to_block: int
     ) -> Sequence[LogRecord]: ...
 
 

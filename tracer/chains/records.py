@@ -7,7 +7,14 @@ Tron clients' `fees_paid` and `logs` return.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
+
+# What `logs` is asked for, as eth_getLogs takes it: one contract, several, or any (None); per topic
+# position one topic, any of several (a list), or any (None).
+LogAddresses: TypeAlias = str | Sequence[str] | None
+LogTopics: TypeAlias = Sequence[str | Sequence[str] | None]
 
 
 @dataclass(frozen=True, slots=True)

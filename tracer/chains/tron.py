@@ -36,7 +36,7 @@ from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
 from tracer.chains.jsonrpc import JsonRpcTransport
 from tracer.chains.lifecycle import Connected
-from tracer.chains.records import FeePaid, LogRecord
+from tracer.chains.records import FeePaid, LogAddresses, LogRecord, LogTopics
 from tracer.chains.retry import TransportOptions
 from tracer.chains.tron_http import TronHttp
 from tracer.domain.transfers import NATIVE, Transfer
@@ -228,10 +228,7 @@ class TronChain(Connected):
                 out.append(t)
         return out
 
-    async def logs(
-        self, address: str | Sequence[str] | None, topics: Sequence[str | Sequence[str] | None],
-        from_block: int, to_block: int,
-    ) -> list[LogRecord]:
+    async def logs(self, address: LogAddresses, topics: LogTopics, from_block: int, to_block: int) -> list[LogRecord]:
         """Logs of contracts (any, with None) matching `topics`, contract addresses in tracer's form."""
         if from_block > to_block:
             return []

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tracer.addresses import InvalidAddress, normalize_tron
+from tracer.addresses import address_or_none, normalize_tron
 from tracer.chains.errors import ChainError
 from tracer.domain.transfers import NATIVE, BlockRef, Transfer, TransferKind
 
@@ -62,12 +62,7 @@ class TronBlock:
 
 
 def _address(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return normalize_tron(value)
-    except InvalidAddress:
-        return None
+    return address_or_none(normalize_tron, value)
 
 
 def _int(value: Any, what: str) -> int:

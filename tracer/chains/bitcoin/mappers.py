@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tracer.addresses import InvalidAddress, normalize_btc
+from tracer.addresses import address_or_none, normalize_btc
 from tracer.chains.bitcoin.records import BTC_DECIMALS, BTC_SYMBOL
 from tracer.chains.errors import ChainError
 from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
@@ -62,12 +62,7 @@ def op_return_data(script_hex: str) -> bytes | None:
 
 
 def _address(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return normalize_btc(value)
-    except InvalidAddress:
-        return None
+    return address_or_none(normalize_btc, value)
 
 
 def uint(value: Any, what: str) -> int:

@@ -4,14 +4,14 @@ is split and retried (EvmNode's range queries)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from tracer.addresses import normalize_evm
 from tracer.chains.evm import mappers
 from tracer.chains.evm.node import EvmNode
 from tracer.chains.limits import Direction, RangeQuery
-from tracer.chains.records import LogRecord
+from tracer.chains.records import LogAddresses, LogRecord, LogTopics
 from tracer.domain.transfers import Transfer
 
 
@@ -40,13 +40,7 @@ class Logs(EvmNode):
         await self._run_range_queries(queries, build, take)
         return found
 
-    async def logs(
-        self,
-        address: str | Sequence[str] | None,
-        topics: Sequence[str | Sequence[str] | None],
-        from_block: int,
-        to_block: int,
-    ) -> list[LogRecord]:
+    async def logs(self, address: LogAddresses, topics: LogTopics, from_block: int, to_block: int) -> list[LogRecord]:
         """Logs of one or more contracts (or any, with None) matching `topics` (eth_getLogs
         semantics: a list in a position means OR), with block times; sorted by block and index."""
         self._require_connected()
