@@ -342,8 +342,9 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
         await rx.start()
         env = dict(os.environ, TRACER_WEBHOOK_ALLOW="127.0.0.1", TRACER_LOG_LEVEL="WARNING", DATABASE_URL=db.url,
                    PYTHONPATH=str(tree))
-        procs.append(await _spawn(tree, ["worker", "--rpc", rpc, "--concurrency", "2"], env))
-        procs.append(await _spawn(tree, ["monitor", "--rpc", rpc, "--poll", str(args.poll)], env))
+        procs.append(await _spawn(tree, ["worker", "--rpc", rpc, "--concurrency", "2"], env, args.profile_worker))
+        procs.append(await _spawn(tree, ["monitor", "--rpc", rpc, "--poll", str(args.poll)], env,
+                                  args.profile_monitor))
         for k in range(args.deliverers):
             procs.append(await _spawn(tree, ["alerts", "deliver", "--poll", "0.5"], env,
                                       args.profile_deliver if k == 0 else None))
@@ -468,8 +469,9 @@ def run_side(tree: Path, scenario: tuple[int, int], rounds: int, args: argparse.
            "--server-url", args.server_url, "--subscriptions", str(scenario[0]), "--traces", str(scenario[1]),
            "--rounds", str(rounds), "--confirmations", str(args.confirmations), "--poll", str(args.poll),
            "--pause", str(args.pause), "--deliverers", str(args.deliverers)]
-    if args.profile_deliver:
-        cmd += ["--profile-deliver", args.profile_deliver]
+    for flag in ("deliver", "worker", "monitor"):
+        if getattr(args, f"profile_{flag}"):
+            cmd += [f"--profile-{flag}", getattr(args, f"profile_{flag}")]
     load = [round(x, 2) for x in os.getloadavg()]
     try:
         subprocess.run(cmd, cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), check=True)
@@ -498,6 +500,8 @@ def main() -> int:
     p.add_argument("--tree", default=str(ROOT), help=argparse.SUPPRESS)
     p.add_argument("--profile-deliver", default=None, metavar="FILE",
                    help="run the delivery worker under cProfile, stats to FILE (with --before none)")
+    p.add_argument("--profile-worker", default=None, metavar="FILE", help="the trace worker under cProfile")
+    p.add_argument("--profile-monitor", default=None, metavar="FILE", help="the monitor under cProfile")
     p.add_argument("--traces", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

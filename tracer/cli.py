@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     _rpc_flag(p)
     add_database_url(p)
     p.add_argument("--concurrency", type=int, default=2, help="concurrent job batches in this process")
+    p.add_argument("--lanes", type=int, default=4,
+                   help="batches of different traces each of those may run at once when many traces are runnable, "
+                        "e.g. watching traces a new block woke (default 4)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"frontier addresses per batch (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--lease-seconds", type=float, default=30.0,
@@ -176,8 +179,8 @@ async def _worker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    workers = [Worker(db.pool, chains, batch_size=args.batch_size, lease_seconds=args.lease_seconds)
-               for _ in range(max(1, args.concurrency))]
+    workers = [Worker(db.pool, chains, batch_size=args.batch_size, lease_seconds=args.lease_seconds,
+                      lanes=args.lanes) for _ in range(max(1, args.concurrency))]
     print(f"tracer worker: {len(workers)} loop(s), chains {', '.join(sorted(chains))}", file=sys.stderr, flush=True)
     try:
         await asyncio.gather(*(w.run(stop) for w in workers))

@@ -1,5 +1,5 @@
 """SSRF: webhook URLs that disguise an internal address are refused when the subscription is made
-(400 over real HTTP, nothing written), and the delivery connector refuses to connect to any
+(400 over real HTTP, nothing written), and the webhook client refuses to connect to any
 non-public address whatever the spelling, IP literals included. Only loopback listeners are used,
 and each counts the connections it accepts: a refusal must happen before connect."""
 
@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.api_support import running_api
-from tracer.alerts.guard import GuardedConnector, UnsafeUrl, UrlPolicy, check_url
+from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url
+from tracer.alerts.http import HttpError, WebhookClient
 from tracer.api.handlers.alerts import NETWORK_ERROR
 from tracer.store import keys as key_store
 from tracer.store.db import Database
@@ -77,13 +76,13 @@ def test_public_embeddings_and_names_still_pass() -> None:
     assert check_url("https://hooks.example.com./hook", UrlPolicy())
 
 
-async def _spied_post(connector: aiohttp.TCPConnector, url: str) -> BaseException | None:
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=3)) as session:
-        try:
-            async with session.post(url, data=b"{}", allow_redirects=False) as resp:
-                await resp.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return exc
+async def _spied_post(client: WebhookClient, url: str) -> BaseException | None:
+    try:
+        await client.post(url, b"{}", [])
+    except (HttpError, OSError, TimeoutError, ValueError) as exc:
+        return exc
+    finally:
+        await client.close()
     return None
 
 
@@ -91,43 +90,44 @@ async def _spied_post(connector: aiohttp.TCPConnector, url: str) -> BaseExceptio
 @pytest.mark.parametrize("template", [
     "https://１２７.０.０.１:{port}/x", "https://①②⑦.0.0.1:{port}/x", "https://127.0.0.1:{port}/x",
     "http://127.0.0.1:{port}/x", "https://127.0.0.1.:{port}/x", "https://[::ffff:127.0.0.1]:{port}/x",
+    "http://localhost:{port}/x",
 ])
-async def test_connector_refuses_before_connecting(template: str) -> None:
-    """The connection filter on its own (no check_url in front): IP literals never reach a
-    resolver, yet no connection is opened to the loopback listener."""
+async def test_client_refuses_before_connecting(template: str) -> None:
+    """The connection filter on its own (no check_url in front): whatever the spelling, no
+    connection is opened to the loopback listener."""
     async with Listener() as listener:
-        connector = GuardedConnector(UrlPolicy())
+        client = WebhookClient(UrlPolicy(), timeout=3)
         started = time.monotonic()
-        error = await _spied_post(connector, template.format(port=listener.port))
+        error = await _spied_post(client, template.format(port=listener.port))
         assert error is not None and any(w in repr(error) for w in ("refused", "non-public", "canonical")), error
         assert time.monotonic() - started < 2
         await asyncio.sleep(0.05)
-        assert listener.accepted == 0
+        assert listener.accepted == 0 and client.refused == 1
 
 
-class _LeakyConnector(GuardedConnector):
-    """The resolution filter removed on purpose: the socket factory alone must still refuse."""
+class _LeakyClient(WebhookClient):
+    """The resolution filter removed on purpose: the connect step alone must still refuse."""
 
-    async def _resolve_host(self, host: str, port: int, traces: Sequence[Any] | None = None) -> Any:
-        return await aiohttp.TCPConnector._resolve_host(self, host, port, traces=traces)
+    async def addresses(self, host: str, port: int) -> list[str]:
+        return [host]
 
 
 @ASYNC
-async def test_socket_factory_refuses_what_the_filter_missed() -> None:
+async def test_connect_refuses_what_the_filter_missed() -> None:
     async with Listener() as listener:
-        connector = _LeakyConnector(UrlPolicy())
-        error = await _spied_post(connector, f"http://127.0.0.1:{listener.port}/x")
+        client = _LeakyClient(UrlPolicy(), timeout=3)
+        error = await _spied_post(client, f"http://127.0.0.1:{listener.port}/x")
         assert error is not None and "webhook guard" in repr(error), error
-        assert listener.accepted == 0 and connector.refused == 1
+        assert listener.accepted == 0 and client.refused == 1
 
 
 @ASYNC
 async def test_allow_listed_loopback_still_connects() -> None:
     async with Listener() as listener:
-        connector = GuardedConnector(UrlPolicy(allow=frozenset({"127.0.0.1"})))
-        await _spied_post(connector, f"http://127.0.0.1:{listener.port}/x")
+        client = WebhookClient(UrlPolicy(allow=frozenset({"127.0.0.1"})), timeout=3)
+        await _spied_post(client, f"http://127.0.0.1:{listener.port}/x")
         await asyncio.sleep(0.05)
-        assert listener.accepted == 1 and connector.refused == 0
+        assert listener.accepted == 1 and client.refused == 0
 
 
 @ASYNC

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +11,8 @@ import pytest
 
 from tracer.alerts import events, signing
 from tracer.alerts.deliver import DeliverySettings, backoff
-from tracer.alerts.guard import GuardedResolver, UnsafeUrl, UrlPolicy, check_url
+from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url
+from tracer.alerts.http import WebhookClient
 from tracer.api.openapi import validator
 from tracer.domain.alerts import EventRow
 from tracer.engine.policy import Policy, PolicyError
@@ -74,29 +74,25 @@ def test_guard_allows_public_https_and_explicit_allow_list() -> None:
     assert UrlPolicy.from_env({}) == UrlPolicy()  # nothing is allowed by default
 
 
-class _FixedResolver:
-    def __init__(self, answers: list[str]) -> None:
+class _FixedDns(WebhookClient):
+    def __init__(self, policy: UrlPolicy, answers: list[str]) -> None:
+        super().__init__(policy)
         self.answers = answers
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
-        return [{"hostname": host, "host": a, "port": port, "family": family, "proto": 0, "flags": 0}
-                for a in self.answers]
-
-    async def close(self) -> None:
-        return None
+    async def lookup(self, host: str, port: int) -> list[str]:
+        return self.answers
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_resolver_refuses_names_that_resolve_inside() -> None:
+async def test_resolution_refuses_names_that_resolve_inside() -> None:
     """DNS rebinding: a public-looking name that resolves to an internal address at connect time."""
-    inner: Any = _FixedResolver(["10.0.0.7", "127.0.0.1"])
-    with pytest.raises(OSError, match="non-public"):
-        await GuardedResolver(UrlPolicy(), inner).resolve("hooks.example.com", 443)
-    mixed: Any = _FixedResolver(["10.0.0.7", "93.184.216.34"])
-    kept = await GuardedResolver(UrlPolicy(), mixed).resolve("hooks.example.com", 443)
-    assert [r["host"] for r in kept] == ["93.184.216.34"]
-    allowed = await GuardedResolver(UrlPolicy(allow=frozenset({"receiver.test"})), inner).resolve("receiver.test", 80)
-    assert len(allowed) == 2
+    inner = ["10.0.0.7", "127.0.0.1"]
+    with pytest.raises(OSError, match="not a public address"):
+        await _FixedDns(UrlPolicy(), inner).addresses("hooks.example.com", 443)
+    kept = await _FixedDns(UrlPolicy(), ["10.0.0.7", "93.184.216.34"]).addresses("hooks.example.com", 443)
+    assert kept == ["93.184.216.34"]
+    allowed = await _FixedDns(UrlPolicy(allow=frozenset({"receiver.test"})), inner).addresses("receiver.test", 80)
+    assert allowed == inner
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:

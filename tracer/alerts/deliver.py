@@ -19,9 +19,10 @@ head, so it must be rare: a worker leases many subscriptions ahead (`held`) and 
 `concurrency` of them at a time; one that waits past half its lease is given back untouched. The
 claim reads the queue heads of all it leased in one query, the events apart; an event is priced
 and rendered once (`events.rendered`), each subscription's body is that with its id spliced in,
-then signed and posted. Connections are kept alive and shared by every subscription of a
-receiver (up to `per_host` at a time), so a receiver with many subscriptions is not dialled once
-per delivery, and one with many slots' worth of work cannot take every connection.
+then signed and posted by tracer.alerts.http (a lean HTTP/1.1 client behind the SSRF guard).
+Connections are kept alive and shared by every subscription of a receiver (up to `per_host` at a
+time), so a receiver with many subscriptions is not dialled once per delivery, and one with many
+slots' worth of work cannot take every connection.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import asyncpg
 
 from tracer import __version__
 from tracer.alerts import events, signing
-from tracer.alerts.guard import GuardedConnector, UnsafeUrl, UrlPolicy, check_url, describe
+from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url, describe
+from tracer.alerts.http import HttpError, WebhookClient
 from tracer.alerts.prices import event_values
 from tracer.alerts.sequencer import Sequencer
 from tracer.domain.alerts import DueDelivery, Leased
@@ -122,12 +123,11 @@ class Deliverer:
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(self.settings.concurrency)
-        self._session: aiohttp.ClientSession | None = None
+        self.client: WebhookClient | None = None
         self._finisher = _Finisher(pool, self.name, self.settings.finish_every)
         self._checked: dict[str, str] = {}  # URL -> "" if allowed, else why not (the policy is fixed)
         # event id -> its body rendered for every subscription (None: it cannot be rendered).
         self._bodies: OrderedDict[int, events.Rendered | None] = OrderedDict()
-        self.connector: GuardedConnector | None = None
 
     # ------------------------------------------------------------------ loop
 
@@ -143,14 +143,11 @@ class Deliverer:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        connector = GuardedConnector(self.url_policy, limit=max(8, s.concurrency), limit_per_host=max(1, s.per_host),
-                                     ttl_dns_cache=30, keepalive_timeout=30)
-        self.connector = connector
-        timeout = aiohttp.ClientTimeout(total=s.request_timeout, sock_connect=s.connect_timeout)
+        self.client = client = WebhookClient(self.url_policy, per_host=s.per_host, timeout=s.request_timeout,
+                                             connect_timeout=s.connect_timeout, keepalive=30.0, dns_ttl=30.0,
+                                             user_agent=f"tracer-webhooks/{__version__}")
         background: list[asyncio.Task[None]] = []
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
-                                         headers={"User-Agent": f"tracer-webhooks/{__version__}"}) as session:
-            self._session = session
+        try:
             if self.connect is not None:
                 listener = Listener(self.connect, (outbox.EVENTS_CHANNEL, outbox.ALERTS_CHANNEL),
                                     self._on_notify, on_reconnect=self._reconnected)
@@ -167,7 +164,8 @@ class Deliverer:
                 for t in background:
                     t.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
-                self._session = None
+        finally:
+            await client.close()
 
     def _reconnected(self) -> None:
         # Whatever was announced while we were not listening: look now.
@@ -327,15 +325,11 @@ class Deliverer:
 
     async def _post(self, sub: Leased, event: events.Rendered, body: bytes) -> tuple[int | None, str, float | None]:
         """POST a signed body: (status, error or "", Retry-After seconds)."""
-        assert self._session is not None
+        assert self.client is not None
         stamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            signing.EVENT_ID_HEADER: str(event.seq),
-            signing.EVENT_TYPE_HEADER: event.type,
-            signing.TIMESTAMP_HEADER: str(stamp),
-            signing.SIGNATURE_HEADER: signing.sign(sub.secret, stamp, body),
-        }
+        headers = ((signing.EVENT_ID_HEADER, str(event.seq)), (signing.EVENT_TYPE_HEADER, event.type),
+                   (signing.TIMESTAMP_HEADER, str(stamp)),
+                   (signing.SIGNATURE_HEADER, signing.sign(sub.secret, stamp, body)))
         why = self._checked.get(sub.url)
         if why is None:
             # Checked again here, not only at creation: the operator's allow-list may have changed.
@@ -348,15 +342,14 @@ class Deliverer:
         if why:
             return None, why, None
         try:
-            async with self._session.post(sub.url, data=body, headers=headers, allow_redirects=False) as resp:
-                # Read a little so the connection can be reused; never a receiver's whole answer.
-                await resp.content.read(4096)
-                if 200 <= resp.status < 300:
-                    return resp.status, "", None
-                retry_after = _retry_after(resp.headers.get("Retry-After")) if resp.status in (429, 503) else None
-                return resp.status, f"HTTP {resp.status}", retry_after
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # Redirects come back as the 3xx they are: never followed (SSRF).
+            answer = await self.client.post(sub.url, body, headers)
+        except (HttpError, TimeoutError, OSError, ValueError) as exc:
             return None, describe(exc), None
+        if 200 <= answer.status < 300:
+            return answer.status, "", None
+        retry_after = _retry_after(answer.retry_after) if answer.status in (429, 503) else None
+        return answer.status, f"HTTP {answer.status}", retry_after
 
     async def _failed(self, sub: Leased, row: DueDelivery, status: int | None, error: str,
                       retry_after: float | None) -> None:

@@ -21,25 +21,18 @@ ASCII is refused outright, as are the legacy numeric IPv4 spellings (`127.1`, `0
 Teredo (2001::/32) and local-use NAT64 are refused.
 
 The URL is checked when a subscription is created and again before every request; then the
-delivery session's connector (`GuardedConnector`) filters every address it is about to connect
-to, IP literals included, after resolution, and its socket factory refuses any address not so
-approved: a name that resolves to a public address when checked and to an internal one when
-called (DNS rebinding), or a spelling the checks above missed, still opens no connection.
-Redirects are never followed.
+webhook client (tracer.alerts.http) resolves the name itself, drops every address the policy
+refuses (IP literals included) and connects to an approved address only: a name that resolves to
+a public address when checked and to an internal one when called (DNS rebinding), or a spelling
+the checks above missed, still opens no connection. Redirects are never followed.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import socket
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa", ".lan")
@@ -175,64 +168,7 @@ def check_url(url: str, policy: UrlPolicy) -> str:
     return url
 
 
-class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, then drops the addresses the policy refuses;
-    a name left with none fails to connect."""
-
-    def __init__(self, policy: UrlPolicy, inner: AbstractResolver | None = None) -> None:
-        self.policy = policy
-        self._inner = inner or DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if self.policy.allow_private or self.policy.allows_host(host, port):
-            return results
-        kept = [r for r in results if public_address(r["host"])]
-        if not kept:
-            raise OSError(f"webhook host {host} resolves only to non-public addresses; refused")
-        return kept
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-class GuardedConnector(aiohttp.TCPConnector):
-    """A TCP connector that filters every address it is about to connect to, IP literals
-    included (aiohttp does not pass those to the resolver), and whose socket factory refuses any
-    address the filter did not approve: the check is on the address connected to, whatever the
-    spelling of the URL. `refused` counts the connections it stopped (tests and logs read it)."""
-
-    def __init__(self, policy: UrlPolicy, **kwargs: Any) -> None:
-        self.policy = policy
-        self.refused = 0
-        self._approved: set[tuple[str, int]] = set()  # non-public (address, port) of allow-listed hosts
-        super().__init__(resolver=GuardedResolver(policy), socket_factory=self._socket, **kwargs)
-
-    async def _resolve_host(self, host: str, port: int, traces: Sequence[Any] | None = None) -> list[ResolveResult]:
-        results: list[ResolveResult] = await super()._resolve_host(host, port, traces=traces)
-        if self.policy.allow_private or self.policy.allows_host(host, port):
-            for r in results:
-                self._approved.add((r["host"].split("%", 1)[0], r["port"]))
-            return results
-        kept = [r for r in results if public_address(r["host"])]
-        if not kept:
-            self.refused += 1
-            raise OSError(f"webhook host {host} is not a public address; refused")
-        return kept
-
-    def _socket(self, addr_info: Any) -> socket.socket:
-        family, type_, proto, _, sockaddr = addr_info
-        address, port = str(sockaddr[0]).split("%", 1)[0], int(sockaddr[1])
-        if not (public_address(address) or (address, port) in self._approved):
-            self.refused += 1
-            raise OSError(f"connection to {address} refused by the webhook guard")
-        sock = socket.socket(family=family, type=type_, proto=proto)
-        sock.setblocking(False)
-        return sock
-
-
 def describe(exc: BaseException) -> str:
     """A short, log-safe description of a delivery failure."""
-    text: Any = str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]

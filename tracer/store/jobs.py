@@ -25,6 +25,12 @@ async def claim_jobs(
     so a trace's seeds get going. `chains` limits the claim to the chains the worker has a node
     for: in a fleet where only some workers read Bitcoin, the others leave its jobs alone instead
     of failing them.
+
+    The trace is the one whose runnable job waits longest (updated_at: when it was queued or woken),
+    not the lowest id: when a block wakes a hundred watching traces, each gets its step before any
+    of them goes a hop further, and a new trace is not starved by older big ones. The job that
+    picks it is locked and skipped by concurrent claims, so two claims at once take two traces
+    rather than one taking the batch and the other nothing.
     """
     rows = await conn.fetch(
         """WITH pick AS (
@@ -32,7 +38,8 @@ async def claim_jobs(
                WHERE j.state <> 'done' AND (j.lease_until IS NULL OR j.lease_until < now())
                  AND t.status IN ('queued', 'running')
                  AND ($4::text[] IS NULL OR j.chain = ANY($4::text[]))
-               ORDER BY j.trace_id, (j.chain = t.chain) DESC, j.chain LIMIT 1
+               ORDER BY j.updated_at, j.trace_id, (j.chain = t.chain) DESC, j.chain LIMIT 1
+               FOR UPDATE OF j SKIP LOCKED
            ), c AS (
                SELECT j.trace_id, j.chain, j.address FROM jobs j, pick
                WHERE j.trace_id = pick.trace_id AND j.chain = pick.chain AND j.state <> 'done'

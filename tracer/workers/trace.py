@@ -20,8 +20,9 @@ import os
 import random
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 
@@ -38,6 +39,8 @@ log = logging.getLogger("tracer.worker")
 
 MAX_ATTEMPTS = 6
 WAKE_SETTLE = 0.05  # seconds a notified worker yields to the committing one
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Worker:
         batch_size: int = DEFAULT_BATCH_SIZE,
         lease_seconds: float = 30.0,
         idle_sleep: float = 0.2,
+        lanes: int = 1,
     ) -> None:
         self.pool = pool
         self.chains = chains
@@ -67,6 +71,7 @@ class Worker:
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.idle_sleep = idle_sleep
+        self.lanes = max(1, lanes)
         self.stats = WorkerStats()
         self._step = StepContext(pool, chains, self.name)
         self.waiter = Waiter(chains)  # its wake event, set by job notifications (wakeup.py)
@@ -83,28 +88,65 @@ class Worker:
             await wakeup.unregister(self.waiter)
 
     async def _loop(self, stop: asyncio.Event, until_idle: bool) -> None:
+        if self.lanes > 1:
+            await self._lanes(stop, until_idle)
+            return
         while not stop.is_set():
             # Cleared before the claim: a job made runnable while we claim still ends the next wait.
             self.waiter.event.clear()
-            try:
-                done = await self.run_once()
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError) as exc:
-                # Postgres restarting (shutting down, starting up) or unreachable: nothing was
-                # committed, leases will lapse.
-                log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
-                done = 0
-                await asyncio.sleep(1.0)
-            except asyncpg.InternalClientError as exc:
-                # A connection torn down mid-operation (a server restart) can leave asyncpg in a
-                # state it reports this way; like the errors above it is the database, not the work.
-                log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
-                done = 0
-                await asyncio.sleep(1.0)
+            done = await self._guarded(self.run_once()) or 0
             if done == 0:
                 if until_idle and not await self._any_runnable():
                     return
                 await self._idle(stop)
+
+    async def _lanes(self, stop: asyncio.Event, until_idle: bool) -> None:
+        """Up to `lanes` batches at once, of whichever traces are runnable: a step mostly waits on
+        the database and the node, so when a block wakes many watching traces their steps overlap
+        instead of queueing one behind the other. A lane that claims nothing ends; while any runs,
+        the loop claims again as soon as one ends or a job notification comes."""
+        running: set[asyncio.Task[int | None]] = set()
+        try:
+            while not stop.is_set():
+                self.waiter.event.clear()
+                claimed = 0
+                if len(running) < self.lanes:
+                    jobs = await self._guarded(self._claim())
+                    if jobs:
+                        claimed = len(jobs)
+                        running.add(asyncio.create_task(self._guarded(self._run_batch(jobs))))
+                if claimed and len(running) < self.lanes:
+                    continue  # more may be runnable: claim again at once
+                if running:
+                    waits = {asyncio.ensure_future(self.waiter.event.wait()), asyncio.ensure_future(stop.wait())}
+                    await asyncio.wait(running | waits, timeout=self.idle_sleep, return_when=asyncio.FIRST_COMPLETED)
+                    for w in waits:
+                        w.cancel()
+                    for t in [t for t in running if t.done()]:
+                        running.discard(t)
+                        t.result()  # a bug in a batch stops this worker, as it does without lanes
+                    continue
+                if until_idle and not await self._any_runnable():
+                    return
+                await self._idle(stop)
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def _guarded(self, work: Awaitable[T]) -> T | None:
+        """`work`, or None when the database is unavailable (nothing committed; leases will lapse)."""
+        try:
+            return await work
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError) as exc:
+            # Postgres restarting (shutting down, starting up) or unreachable.
+            log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
+        except asyncpg.InternalClientError as exc:
+            # A connection torn down mid-operation (a server restart) can leave asyncpg in a
+            # state it reports this way; like the errors above it is the database, not the work.
+            log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
+        await asyncio.sleep(1.0)
+        return None
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Until a job notification, `stop`, or the poll interval, whichever comes first."""
@@ -129,10 +171,14 @@ class Worker:
             return await store.any_runnable(conn, list(self.chains))
 
     async def run_once(self) -> int:
+        jobs = await self._claim()
+        return await self._run_batch(jobs) if jobs else 0
+
+    async def _claim(self) -> list[Job]:
         async with self.pool.acquire() as conn:
-            jobs = await store.claim_jobs(conn, self.name, self.batch_size, self.lease_seconds, list(self.chains))
-        if not jobs:
-            return 0
+            return await store.claim_jobs(conn, self.name, self.batch_size, self.lease_seconds, list(self.chains))
+
+    async def _run_batch(self, jobs: list[Job]) -> int:
         trace = await read_trace(self.pool, jobs[0].trace_id, jobs[0].chain or None)
         heartbeat = asyncio.create_task(self._heartbeat(jobs))
         try:
