@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -92,14 +93,16 @@ class ChainIndex:
         self.trace_tx: list[int] = []
         self.trace_from: list[str] = []
         self.trace_to: list[str] = []
-        self.traces_from: dict[str, list[int]] = {}
-        self.traces_to: dict[str, list[int]] = {}
+        # Postings grow by `index[key].append(id)`: the loop that fills them is the devchain's hot
+        # path, and a defaultdict's append is its cheapest form; readers use .get(), which adds no key.
+        self.traces_from: dict[str, list[int]] = defaultdict(list)
+        self.traces_to: dict[str, list[int]] = defaultdict(list)
         # logs, by global id
         self.log_tx: list[int] = []
         self.log_address: list[str] = []
         self.log_topics: list[tuple[str, ...]] = []
-        self.logs_by_address: dict[str, list[int]] = {}
-        self.logs_by_topic: tuple[dict[str, list[int]], ...] = ({}, {}, {}, {})
+        self.logs_by_address: dict[str, list[int]] = defaultdict(list)
+        self.logs_by_topic: tuple[dict[str, list[int]], ...] = tuple(defaultdict(list) for _ in range(4))
         self._pad: dict[str, str] = {}
         # balance timelines, built on first use: address -> (sorted ids, running sums)
         self._native_cache: dict[str, tuple[list[int], list[int]]] = {}
@@ -243,16 +246,8 @@ class ChainIndex:
                 add_trace_tx(tid)
                 add_trace_from(frm)
                 add_trace_to(to)
-                postings = traces_from.get(frm)
-                if postings is None:
-                    traces_from[frm] = [t]
-                else:
-                    postings.append(t)
-                postings = traces_to.get(to)
-                if postings is None:
-                    traces_to[to] = [t]
-                else:
-                    postings.append(t)
+                traces_from[frm].append(t)
+                traces_to[to].append(t)
                 t += 1
             if track:
                 touched.update(frm for frm, _ in frames)
@@ -268,12 +263,10 @@ class ChainIndex:
                 add_log_tx(tid)
                 add_log_address(target)
                 add_log_topics((TRANSFER_TOPIC, p1, p2))
-                for index, key in ((logs_by_address, target), (topic0, TRANSFER_TOPIC), (topic1, p1), (topic2, p2)):
-                    postings = index.get(key)
-                    if postings is None:
-                        index[key] = [lg]
-                    else:
-                        postings.append(lg)
+                logs_by_address[target].append(lg)
+                topic0[TRANSFER_TOPIC].append(lg)
+                topic1[p1].append(lg)
+                topic2[p2].append(lg)
                 lg += 1
             elif tx.ok and kind == KIND_MIXER:
                 leaf = self._pool_leaves.get(target, 0)
@@ -283,17 +276,18 @@ class ChainIndex:
                 add_log_tx(tid)
                 add_log_address(target)
                 add_log_topics((DEPOSIT_TOPIC, commitment))
-                for index, key in ((logs_by_address, target), (topic0, DEPOSIT_TOPIC), (topic1, commitment)):
-                    index.setdefault(key, []).append(lg)
+                logs_by_address[target].append(lg)
+                topic0[DEPOSIT_TOPIC].append(lg)
+                topic1[commitment].append(lg)
                 lg += 1
             elif tx.ok and kind > KIND_MIXER:
                 for address, topics in self._service_logs(tx):
                     add_log_tx(tid)
                     add_log_address(address)
                     add_log_topics(topics)
-                    logs_by_address.setdefault(address, []).append(lg)
+                    logs_by_address[address].append(lg)
                     for pos, topic in enumerate(topics):
-                        self.logs_by_topic[pos].setdefault(topic, []).append(lg)
+                        self.logs_by_topic[pos][topic].append(lg)
                     lg += 1
             tid += 1
         tx_hash = self.tx_hash
