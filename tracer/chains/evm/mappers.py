@@ -74,6 +74,25 @@ def position_of(path: Sequence[int]) -> str:
     return "tx" if not path else "call:" + ".".join(str(i) for i in path)
 
 
+def _native(chain: str, block_number: int, block_time: int, tx_hash: str, tx_index: int, path: Sequence[int],
+            sender: str, target: str, amount: int) -> Transfer:
+    """Native value moved by the call at `path` of a transaction, the empty path being its
+    top-level value: the one rule by which the three sources give identical records."""
+    return Transfer(
+        chain=chain,
+        block_number=block_number,
+        block_time=block_time,
+        tx_hash=tx_hash,
+        tx_index=tx_index,
+        position=position_of(path),
+        from_address=sender,
+        to_address=target,
+        asset=NATIVE,
+        amount=amount,
+        kind=TransferKind.INTERNAL if path else TransferKind.NATIVE,
+    )
+
+
 def tx_transfer(
     chain: str,
     tx: Mapping[str, Any],
@@ -92,19 +111,8 @@ def tx_transfer(
     target = lower(tx.get("to")) or (created.lower() if created else None)
     if sender is None or target is None:
         return None
-    return Transfer(
-        chain=chain,
-        block_number=block_number,
-        block_time=block_time,
-        tx_hash=str(tx["hash"]).lower(),
-        tx_index=quantity(tx.get("transactionIndex") or 0),
-        position="tx",
-        from_address=sender,
-        to_address=target,
-        asset=NATIVE,
-        amount=value,
-        kind=TransferKind.NATIVE,
-    )
+    return _native(chain, block_number, block_time, str(tx["hash"]).lower(), quantity(tx.get("transactionIndex") or 0),
+                   (), sender, target, value)
 
 
 def parity_trace_transfer(chain: str, trace: Mapping[str, Any], block_time: int) -> Transfer | None:
@@ -134,19 +142,8 @@ def parity_trace_transfer(chain: str, trace: Mapping[str, Any], block_time: int)
     if amount <= 0 or sender is None or target is None:
         return None
     path = [quantity(i) for i in trace.get("traceAddress") or []]
-    return Transfer(
-        chain=chain,
-        block_number=quantity(trace["blockNumber"]),
-        block_time=block_time,
-        tx_hash=str(trace["transactionHash"]).lower(),
-        tx_index=quantity(trace.get("transactionPosition") or 0),
-        position=position_of(path),
-        from_address=sender,
-        to_address=target,
-        asset=NATIVE,
-        amount=amount,
-        kind=TransferKind.INTERNAL if path else TransferKind.NATIVE,
-    )
+    return _native(chain, quantity(trace["blockNumber"]), block_time, str(trace["transactionHash"]).lower(),
+                   quantity(trace.get("transactionPosition") or 0), path, sender, target, amount)
 
 
 def succeeded(receipt: Mapping[str, Any]) -> bool:
@@ -193,22 +190,8 @@ def call_frame_transfers(
         if kind in _VALUE_CALLS or kind in _CREATES or kind in _SELFDESTRUCTS:
             amount = quantity(child.get("value") or 0)
             sender, target = lower(child.get("from")), lower(child.get("to"))
-            if amount > 0 and sender and target:
-                out.append(
-                    Transfer(
-                        chain=chain,
-                        block_number=block_number,
-                        block_time=block_time,
-                        tx_hash=tx_hash,
-                        tx_index=tx_index,
-                        position=position_of(path),
-                        from_address=sender,
-                        to_address=target,
-                        asset=NATIVE,
-                        amount=amount,
-                        kind=TransferKind.INTERNAL,
-                    )
-                )
+            if amount > 0 and sender and target:  # a walked frame's path is never empty: INTERNAL
+                out.append(_native(chain, block_number, block_time, tx_hash, tx_index, path, sender, target, amount))
     return out
 
 
