@@ -12,8 +12,8 @@ import pytest_asyncio
 from tests.alerts_support import LOOPBACK
 from tests.api_support import Api, conforms, running_api
 from tracer.api.handlers.alerts import ALERTS
-from tracer.store import alerts as alert_store
 from tracer.store import keys as key_store
+from tracer.store import outbox
 from tracer.store import traces as trace_store
 from tracer.store.db import Database
 
@@ -47,7 +47,7 @@ async def finished_trace(db: Database) -> int:
             await trace_store.insert_events(conn, [(tid, "exit_reached", {"address": ADDR, "entity": "X",
                                                                           "category": "exchange", "reason": "label"})])
         await trace_store.cancel_trace(conn, tid)  # final: streams end
-        while await alert_store.sequence_round(conn):
+        while await outbox.sequence_round(conn):
             pass
     return tid
 

@@ -26,7 +26,7 @@ from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario
 from tracer.engine.service import create_trace
-from tracer.store import alerts as alert_store
+from tracer.store import deliveries, outbox, subscriptions
 from tracer.store import traces as trace_store
 from tracer.store.db import Database
 from tracer.workers.trace import Worker
@@ -70,7 +70,7 @@ async def _synthetic_trace(db: Database) -> int:
         tid = await trace_store.insert_trace(conn, chain="ethereum", seeds=["0x" + "aa" * 20], policy={},
                                              label="synthetic", from_block=0, to_block=0)
         await trace_store.cancel_trace(conn, tid)
-        while await alert_store.sequence_round(conn):  # numbered now: subscriptions made next start after
+        while await outbox.sequence_round(conn):  # numbered now: subscriptions made next start after
             pass
     return tid
 
@@ -109,7 +109,7 @@ async def _start_seq(db: Database, sid: int) -> int:
 
 async def _counts(db: Database, sid: int) -> dict[str, int]:
     async with db.pool.acquire() as conn:
-        return (await alert_store.delivery_counts(conn, [sid]))[sid]
+        return (await subscriptions.delivery_counts(conn, [sid]))[sid]
 
 
 async def test_every_event_is_delivered_signed_and_in_order_per_trace(
@@ -259,7 +259,7 @@ async def test_a_slow_receiver_does_not_hold_up_the_others(db: Database) -> None
             took = time.monotonic() - started
             assert (await _counts(db, slow))["delivered"] == 0
             async with db.pool.acquire() as conn:
-                await alert_store.delete_subscription(conn, slow)  # stop retrying it
+                await subscriptions.delete_subscription(conn, slow)  # stop retrying it
     assert took < 8, f"fast receivers waited {took:.1f}s behind a slow one"
 
 
@@ -269,8 +269,8 @@ async def test_a_dead_workers_lease_is_taken_over(db: Database) -> None:
         sid = await _subscribe(db, rx.url("/orphan"), "z" * 20, trace_id=tid)
         await _emit(db, tid, 3)
         async with db.pool.acquire() as conn:  # a worker claims the queue, then dies without a word
-            await alert_store.sequence_round(conn)
-            claimed = await alert_store.claim_subscriptions(conn, "doomed-worker", 100, 1.5)
+            await outbox.sequence_round(conn)
+            claimed = await deliveries.claim_subscriptions(conn, "doomed-worker", 100, 1.5)
         expected = await _expected(db, tid, await _start_seq(db, sid))
         assert [c.id for c in claimed] == [sid]
         async with delivering(db):

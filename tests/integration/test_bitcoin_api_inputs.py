@@ -21,7 +21,7 @@ from tracer.chains.bitcoin import EsploraChain
 from tracer.devchain.bitcoin import BitcoinScenario
 from tracer.devchain.bitcoin_fifo import FifoTruth
 from tracer.engine import service
-from tracer.store import alerts as alert_store
+from tracer.store import outbox
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -101,7 +101,7 @@ async def test_screening_a_bitcoin_address(api: Api) -> None:
 
 async def _sequence(db: Database) -> None:
     async with db.pool.acquire() as conn:
-        while await alert_store.sequence_round(conn):
+        while await outbox.sequence_round(conn):
             pass
 
 

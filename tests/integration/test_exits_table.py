@@ -11,8 +11,7 @@ import pytest
 
 from tracer.domain.records import HopRow
 from tracer.domain.transfers import Transfer, TransferKind
-from tracer.store import alerts as alert_store
-from tracer.store import reads
+from tracer.store import follow, reads
 from tracer.store import traces as store
 from tracer.store.db import Database
 
@@ -92,7 +91,7 @@ async def test_the_exits_table_follows_every_write_of_hops(db: Database) -> None
 
     # A reorg past block 12 retracts the later hops: their exits shrink or go.
     async with db.pool.acquire() as conn:
-        await alert_store.retract_after(conn, CHAIN, 12, old_hash=None, new_hash=None)
+        await follow.retract_after(conn, CHAIN, 12, old_hash=None, new_hash=None)
     assert await _table(db, trace_id) == await _aggregate(db, trace_id)
     assert {r[7] for r in await _table(db, trace_id)} <= {11}
 

@@ -24,7 +24,7 @@ from tracer.devchain.tron import USDT, TronStory, address, generate
 from tracer.devchain.tron_server import TronServer
 from tracer.domain.transfers import NATIVE
 from tracer.labels import importer
-from tracer.store import alerts as alert_store
+from tracer.store import outbox
 from tracer.store.db import Database
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -113,7 +113,7 @@ async def test_tron_addresses_across_the_api(api: Api, db: Database, trace: dict
     listed = await api.run_trace({"chain": "tron", "from_list": {"list": "ofac"}})
     assert listed["seeds"] == [thief]
     async with db.pool.acquire() as conn:
-        while await alert_store.sequence_round(conn):
+        while await outbox.sequence_round(conn):
             pass
     _, events, _ = await api.call("GET", f"/v1/subscriptions/{sub['id']}/events", expect=200)
     conforms("event-page", events)

@@ -49,11 +49,11 @@ from tracer.domain.views import WalkedWallet
 from tracer.engine import backward_links, backward_reach, backward_utxo, balances, classify, utxo
 from tracer.engine.backward_links import BackLinks, BridgeCrossing
 from tracer.engine.policy import Policy
-from tracer.store import alerts as alert_store
 from tracer.store import backward as back_store
 from tracer.store import balances as balance_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
+from tracer.store import outbox
 from tracer.store import traces as store
 from tracer.store import transfers as transfer_store
 
@@ -306,7 +306,7 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
         await back_store.set_totals(conn, trace.id, received)
         if method is not None:
             await balance_store.note_balance_method(conn, trace.id, *method)
-        await alert_store.insert_hop_events(conn, trace.id, changed)
+        await outbox.insert_hop_events(conn, trace.id, changed)
         await store.insert_events(conn, [
             (trace.id, "exit_reached", {"address": a, "entity": part.role[a].verdict.entity,
                                         "category": part.role[a].verdict.category,

@@ -23,7 +23,7 @@ from tracer.chains.errors import ChainError
 from tracer.domain.alerts import WrittenEvent
 from tracer.engine import pricing
 from tracer.engine.pricing import usd_text
-from tracer.store import alerts as alert_store
+from tracer.store import outbox
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,11 @@ async def prefetch(pool: asyncpg.Pool, chains: Mapping[str, Any], transfer_ids: 
     subscription the commit adds no pricing work: deliveries and event pages price as they read."""
     try:
         async with pool.acquire() as conn:
-            if not await alert_store.any_min_usd(conn):
+            if not await outbox.any_min_usd(conn):
                 return False
             if not transfer_ids:
                 return True
-            keys = await alert_store.transfer_price_keys(conn, transfer_ids)
+            keys = await outbox.transfer_price_keys(conn, transfer_ids)
         await pricing.price_keys(pool, chains, keys)
     except (ChainError, OSError, TimeoutError) as exc:
         # The trace goes on: its events are then delivered unpriced, never held back.
@@ -59,5 +59,5 @@ async def price_events(conn: Any, chain: str, events: Sequence[WrittenEvent]) ->
     if not hops:
         return
     values = await pricing.hop_values(conn, hops)
-    await alert_store.set_event_usd(conn, [(i, usd_text(v.usd), v.source if v.usd is not None else None)
+    await outbox.set_event_usd(conn, [(i, usd_text(v.usd), v.source if v.usd is not None else None)
                                            for i, v in sorted(values.items())])

@@ -33,11 +33,6 @@ from tracer.store.label_rows import (
 from tracer.store.ownership import PUBLIC, Viewer, visible_sql
 from tracer.store.sql import Conn
 
-__all__ = [
-    "Conn", "counts_by_category", "history", "list_labels", "listed_addresses", "lookup", "screen",
-    "upsert_labels",
-]
-
 
 async def upsert_labels(
     conn: Conn,

@@ -21,9 +21,9 @@ from tracer.engine.step.follow_bridges import all_crossed, merge_destinations, p
 from tracer.engine.step.follow_mixers import link_hops
 from tracer.engine.step.gather import StepContext
 from tracer.engine.step.plan import StepPlan, TraceInfo
-from tracer.store import alerts as alert_store
 from tracer.store import labels as label_store
 from tracer.store import mixers as mixer_store
+from tracer.store import outbox
 from tracer.store import traces as store
 
 log = logging.getLogger("tracer.worker")
@@ -122,7 +122,7 @@ async def commit(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job], plan: 
             await store.mark_hops_into(conn, trace.id, [a], v.role, v.reason, chain)
         events: list[tuple[int | None, str, dict[str, Any]]] = []
         # One event per new or changed hop, with its amounts and addresses (alert filters need them).
-        written = await alert_store.insert_hop_events(conn, trace.id, changed)
+        written = await outbox.insert_hop_events(conn, trace.id, changed)
         if priced:
             await event_usd.price_events(conn, trace.chain, written)
         for a, v in verdicts.items():
