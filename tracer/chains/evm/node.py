@@ -75,6 +75,10 @@ class EvmNode:
         self._contracts: set[str] = set()
         self._gas: Lru[str, int] = Lru(max(block_cache_size * 4, 16384))
         self._heavy = asyncio.Semaphore(_HEAVY_BATCHES)
+        # Balances at past blocks and Multicall3's presence (tracer.chains.evm.state).
+        self._balances: Lru[tuple[str, str, int], int] = Lru(max(block_cache_size * 16, 65536))
+        self.multicall: bool | None = None  # Multicall3 code at the latest block, asked on first need
+        self._multicall_absent_to = -1  # blocks up to this one answered aggregate3 without its code
 
     @property
     def w3(self) -> AsyncWeb3:
