@@ -81,6 +81,8 @@ async def test_trace_on_anvil_matches_the_truth(anvil: tuple[AnvilNode, Executio
         assert client.path == path
         check, trace = await _trace(pg_server_url, migrated_template, client, scenario)
         calls = dict(client.request_counts)
+        # Anvil honours trace_filter mode "union": both directions came from one query per list.
+        assert client.trace_union is (True if path == "trace_filter" else None)
     assert trace["status"] == "done", trace
     used = {m for m in calls if m.startswith(("trace_", "debug_"))}
     if path == "trace_filter":  # (trace_block / trace_transaction: reverts of parent calls)

@@ -189,9 +189,11 @@ async def test_faults_give_identical_results(
         partial_batch=0.3,
     )
     running = await devchain_factory(scenario, faults=plan)
+    # Short address lists and pages: many queries per HTTP batch for the faults to hit.
     _, found = await fetch(
         running.url, scenario, use_trace_filter=use_trace_filter, batch_size=25,
         transport=TransportOptions(timeout=0.5, policy=RetryPolicy(retries=10, backoff=0.01)),
+        addresses_per_request=10, trace_page_size=50,
     )
     assert found == reference
     served = running.server.fault_counts
@@ -229,5 +231,19 @@ async def test_reads_and_logs(devchain_factory: DevChainFactory, scenario: Scena
         token = scenario.tokens[0].address
         balances = await client.token_balances([(seed, token, 0)])
         assert balances.get((seed, token, 0), 0) == genesis.get(token, 0)
+    finally:
+        await client.close()
+
+
+async def test_head_read_at_connect_is_handed_out_once(devchain_factory: DevChainFactory, scenario: Scenario) -> None:
+    running = await devchain_factory(scenario)
+    client = EvmChain(running.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    await client.connect()
+    try:
+        assert running.server.request_counts["eth_blockNumber"] == 1
+        assert await client.head() == scenario.head
+        assert running.server.request_counts["eth_blockNumber"] == 1  # a trace created right after connect
+        assert await client.head() == scenario.head
+        assert running.server.request_counts["eth_blockNumber"] == 2  # later heads are asked
     finally:
         await client.close()

@@ -24,7 +24,7 @@ from typing import Literal
 from tracer.chains.errors import RpcError
 
 HTTP_TOO_LARGE = 413
-Direction = Literal["out", "in"]
+Direction = Literal["out", "in", "both"]  # both: trace_filter's union of the two
 
 _RESULT_CAP_MARKERS = (
     "more than",

@@ -44,6 +44,16 @@ class WindowSource(Protocol):
 
 
 @runtime_checkable
+class BlockLogSource(Protocol):
+    """Optional: the logs of a set of scattered blocks, asked in as few ranges as the chain's
+    density of such logs allows (EvmChain); others fall back to `logs` over clusters of blocks."""
+
+    async def logs_in_blocks(
+        self, address: LogAddresses, topics: LogTopics, blocks: Iterable[int]
+    ) -> Sequence[LogRecord]: ...
+
+
+@runtime_checkable
 class GasPriceSource(Protocol):
     """Optional: gas prices of transactions (the unusual-gas-price de-mixing heuristic needs them)."""
 

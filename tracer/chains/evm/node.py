@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 # for timestamps) in flight at once, per client: one trace_block answer holds every call of its
 # block (up to ~1 MB decoded), so a few batches at a time bound what a busy wallet costs.
 _HEAVY_BATCHES = 2
+# How long the head read at connect() may stand in for the next head() (a block is ~12 s on
+# Ethereum, 2 s on the fastest L2s: a trace window that ends a block early is no loss).
+_HEAD_REUSE_SECONDS = 2.0
 
 
 class EvmNode:
@@ -63,22 +67,25 @@ class EvmNode:
         self.supports_trace_block = True
         self.supports_trace_transaction = True
         self.supports_block_receipts = False
+        # Whether trace_filter honours mode "union" (one query for both directions): None until
+        # an answer shows it (tracer.chains.evm.trace_path).
+        self.trace_union: bool | None = None
         # Whether the node answers balances at old blocks (an archive node); probed in connect().
         self.historical_state: bool | None = None
         self.state_probe: history.StateProbe | None = None
         self.debug_method: str | None = None  # "debug_traceBlockByNumber" | "debug_traceTransaction"
         self._connected = False
+        self._connect_head: tuple[int, float] | None = None  # (head, monotonic time) read at connect()
         self._warned_no_internal = False
         self._blocks: Lru[int, ScannedBlock] = Lru(block_cache_size)
         self._times: Lru[int, int] = Lru(max(block_cache_size * 16, 65536))
         self._token_meta: dict[str, tuple[int | None, str | None]] = {}
         self._contracts: set[str] = set()
         self._gas: Lru[str, int] = Lru(max(block_cache_size * 4, 16384))
+        # (topic filter, by contract?) -> (logs found, blocks x contracts asked) by logs_in_blocks:
+        # how densely such logs come, which sets how far apart blocks can share one eth_getLogs.
+        self._log_seen: dict[tuple[str, bool], tuple[int, int]] = {}
         self._heavy = asyncio.Semaphore(_HEAVY_BATCHES)
-        # Balances at past blocks and Multicall3's presence (tracer.chains.evm.state).
-        self._balances: Lru[tuple[str, str, int], int] = Lru(max(block_cache_size * 16, 65536))
-        self.multicall: bool | None = None  # Multicall3 code at the latest block, asked on first need
-        self._multicall_absent_to = -1  # blocks up to this one answered aggregate3 without its code
 
     @property
     def w3(self) -> AsyncWeb3:
@@ -99,6 +106,11 @@ class EvmNode:
             raise ChainError("EvmChain.connect() must be awaited before use")
 
     async def head(self) -> int:
+        """The node's latest block number. The head connect() read is handed out once more if it
+        is only a few seconds old: a client connected to start a trace needs no second ask."""
+        fresh, self._connect_head = self._connect_head, None
+        if fresh is not None and time.monotonic() - fresh[1] < _HEAD_REUSE_SECONDS:
+            return fresh[0]
         return mappers.quantity(await self.rpc.call("eth_blockNumber"))
 
     async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:

@@ -1,15 +1,18 @@
 """The trace path of the EVM client (Erigon, Reth, Nethermind, Anvil, the devchain): native transfers
 from `trace_filter` with a list of `fromAddress` (outgoing) or `toAddress` (incoming) per request,
 paginated with after/count, covering top-level and internal transfers. Calls below a reverted call
-carry no `error` of their own, so transactions with internal transfers are checked with
-`trace_block` (blocks holding several of them) or `trace_transaction`."""
+carry no `error` of their own, so an internal transfer is checked against its ancestor calls: where
+the trace_filter answers already held every one of them (a contract wallet called straight from an
+EOA: the call into it is in the incoming answer), their `error` fields decide; the other
+transactions are read whole with `trace_block` (blocks holding several of them) or
+`trace_transaction`."""
 
 from __future__ import annotations
 
 import functools
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tracer.chains.errors import ChainError, RpcError
@@ -28,9 +31,29 @@ class TracePath(EvmNode):
     async def _native_by_trace(
         self, chunks: list[tuple[str, ...]], directions: list[Direction], from_block: int, to_block: int
     ) -> list[Transfer]:
+        if len(directions) == 2 and self.trace_union is not False:
+            # Both directions in one query per chunk (mode "union": from in the list OR to in it).
+            # Until an answer proves the node honours the mode (a row with only one end among
+            # the addresses, which an intersection could not hold), the two one-sided queries
+            # are asked too and taken instead; a node they show to ignore it is not asked again.
+            union = await self._trace_rows(chunks, ["both"], from_block, to_block)
+            if self.trace_union is None:
+                separate = await self._trace_rows(chunks, directions, from_block, to_block)
+                if separate.seen - union.seen:
+                    self.trace_union = False
+                    log.info("node at %s ignores trace_filter mode=union: one query per direction", self.url)
+                union = separate
+        else:
+            union = await self._trace_rows(chunks, directions, from_block, to_block)
+        return await self._drop_reverted_internal(union.transfers, union.parents)
+
+    async def _trace_rows(
+        self, chunks: list[tuple[str, ...]], directions: list[Direction], from_block: int, to_block: int
+    ) -> _Rows:
         page = self.trace_page_size
         queries = [RangeQuery(from_block, to_block, c, d) for d in directions for c in chunks]
-        transfers: list[Transfer] = []
+        found = _Rows()
+        proving = self.trace_union is None
 
         def take(q: RangeQuery, result: Any) -> RangeQuery | None:
             rows = result or []
@@ -38,21 +61,33 @@ class TracePath(EvmNode):
                 raise ChainError(f"trace_filter answered {type(rows).__name__}, expected a list")
             # Mapped as each page arrives: the raw trace dicts (several times a Transfer's size)
             # of a busy address's whole history are never held at once.
-            transfers.extend(t for t in (mappers.parity_trace_transfer(self.chain, tr, -1) for tr in rows) if t)
+            found.transfers.extend(t for t in (mappers.parity_trace_transfer(self.chain, tr, -1) for tr in rows) if t)
+            for tr in rows:
+                if tr.get("subtraces") and tr.get("transactionHash"):
+                    found.parents[(str(tr["transactionHash"]).lower(), mappers.trace_path(tr))] = bool(tr.get("error"))
+            if proving:
+                found.seen.update(_identity(tr) for tr in rows)
+                if q.direction == "both" and any(not _ends(tr) <= set(q.addresses) for tr in rows):
+                    self.trace_union = True
             # A full page means there may be more: ask for the next one.
             return replace(q, after=q.after + len(rows)) if len(rows) >= page else None
 
         await self._run_range_queries(queries, self._trace_filter_request, take)
-        return await self._drop_reverted_internal(transfers)
+        return found
 
     def _trace_filter_request(self, q: RangeQuery) -> tuple[str, list[Any]]:
         # Block numbers always in hex: Anvil refuses tags ("latest") in trace_filter.
         params: dict[str, Any] = {
             "fromBlock": hex(q.from_block),
             "toBlock": hex(q.to_block),
-            "fromAddress" if q.direction == "out" else "toAddress": list(q.addresses),
             "count": self.trace_page_size,
         }
+        if q.direction in ("out", "both"):
+            params["fromAddress"] = list(q.addresses)
+        if q.direction in ("in", "both"):
+            params["toAddress"] = list(q.addresses)
+        if q.direction == "both":
+            params["mode"] = "union"
         if q.after:
             params["after"] = q.after
         return "trace_filter", [params]
@@ -79,19 +114,25 @@ class TracePath(EvmNode):
         await self._run_range_queries(queries, self._trace_filter_request, take)
         return sent
 
-    async def _drop_reverted_internal(self, transfers: list[Transfer]) -> list[Transfer]:
+    async def _drop_reverted_internal(
+        self, transfers: list[Transfer], parents: dict[tuple[str, tuple[int, ...]], bool]
+    ) -> list[Transfer]:
         """Drop internal transfers undone by a reverting ancestor call.
 
         A trace_filter answer holds only the matching calls; a call whose parent reverted has no
-        `error` of its own, so the whole transaction's trace is needed to know it moved nothing.
+        `error` of its own. `parents` are the calls with subcalls the answers held: where every
+        ancestor of a transfer is among them it is decided here, otherwise the whole
+        transaction's trace is read to know whether it moved anything.
         """
         by_block: dict[int, set[str]] = {}
         for t in transfers:
-            if t.position != "tx":
+            if t.position != "tx" and not _ancestors_known(t, parents):
                 by_block.setdefault(t.block_number, set()).add(t.tx_hash)
-        if not by_block:
-            return transfers
-        undone = await self._failed_calls(by_block)
+        undone = await self._failed_calls(by_block) if by_block else {}
+        read_whole = set(undone)
+        for (tx, path), failed in parents.items():
+            if failed and tx not in read_whole:
+                undone.setdefault(tx, set()).add(path)
         return [
             t
             for t in transfers
@@ -169,6 +210,36 @@ class TracePath(EvmNode):
                 "checked by receipt status only",
                 self.url,
             )
+
+
+@dataclass
+class _Rows:
+    """What trace_filter answers held: transfers, the calls that made calls (whether each
+    failed), and, while the union mode is unproven, every row's identity."""
+
+    transfers: list[Transfer] = field(default_factory=list)
+    parents: dict[tuple[str, tuple[int, ...]], bool] = field(default_factory=dict)
+    seen: set[tuple[Any, ...]] = field(default_factory=set)
+
+
+def _identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (str(row.get("blockNumber")), str(row.get("transactionHash")).lower(), tuple(row.get("traceAddress") or ()),
+            str(row.get("type")), *sorted(_ends(row)))
+
+
+def _ends(row: Mapping[str, Any]) -> set[str]:
+    """The addresses a trace_filter address list matches a row by: sender and receiver (the
+    created contract, the selfdestruct's beneficiary)."""
+    action = row.get("action") or {}
+    result = row.get("result") or {}
+    ends = {action.get("from"), action.get("to"), action.get("address"), action.get("refundAddress"),
+            result.get("address") if isinstance(result, Mapping) else None, action.get("author")}
+    return {str(e).lower() for e in ends if e}
+
+
+def _ancestors_known(t: Transfer, parents: dict[tuple[str, tuple[int, ...]], bool]) -> bool:
+    path = _path_of(t.position)
+    return all((t.tx_hash, path[:depth]) in parents for depth in range(len(path)))
 
 
 def _path_of(position: str) -> tuple[int, ...]:

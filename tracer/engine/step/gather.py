@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import asyncpg
 
-from tracer.chains.protocols import ChainSource, UtxoSource, WindowSource
+from tracer.chains.protocols import BlockLogSource, ChainSource, UtxoSource, WindowSource
 from tracer.domain.labels import Category
 from tracer.domain.records import Job, StoredTransfer
 from tracer.domain.transfers import NATIVE
@@ -229,8 +229,9 @@ async def service_logs(
     """Deposit, bridge and swap events of the transactions that paid flagged money into a
     mixer or a bridge (labelled or known from an earlier batch) or into any unlabelled
     recipient (which may be a service recognised by its events, tracer.engine.recognised):
-    one getLogs per cluster of nearby blocks for the protocols' topics, one for the DEX swaps
-    of the unlabelled recipients, matched by transaction."""
+    the protocols' topics in those blocks and the DEX swaps of the unlabelled recipients,
+    matched by transaction; an EVM chain covers the blocks in as few getLogs as it can
+    (logs_in_blocks), others get one getLogs per cluster of nearby blocks."""
     policy = trace.policy
     blocks: set[int] = set()
     unlabelled: dict[int, set[str]] = defaultdict(set)
@@ -254,13 +255,27 @@ async def service_logs(
     if not blocks:
         return found
     chain = ctx.chain(trace)
+    dex = Category.DEX in policy.through_categories
+    if isinstance(chain, BlockLogSource):
+        # The chain covers the scattered blocks in as few getLogs as its density of these logs
+        # allows; swaps count only from the pools paid in their own block, as asked.
+        pools = sorted({a for paid in unlabelled.values() for a in paid})
+        asks = [chain.logs_in_blocks(None, [list(SERVICE_TOPICS)], blocks)]
+        if dex and pools:
+            asks.append(chain.logs_in_blocks(pools, [list(SWAP_TOPICS)], unlabelled))
+        answers = await asyncio.gather(*asks)
+        for lg in answers[0]:
+            found.add(lg)
+        for lg in answers[1] if len(answers) > 1 else ():
+            if lg.address in unlabelled.get(lg.block_number, ()):
+                found.add(lg)
+        return found
     clusters = _clusters(sorted(blocks))
     asks = [chain.logs(None, [list(SERVICE_TOPICS)], lo, hi) for lo, hi in clusters]
-    if Category.DEX in policy.through_categories:
-        for lo, hi in clusters:
-            pools = sorted({a for b in range(lo, hi + 1) for a in unlabelled.get(b, ())})
-            if pools:
-                asks.append(chain.logs(pools, [list(SWAP_TOPICS)], lo, hi))
+    for lo, hi in clusters if dex else ():
+        pools = sorted({a for b in range(lo, hi + 1) for a in unlabelled.get(b, ())})
+        if pools:
+            asks.append(chain.logs(pools, [list(SWAP_TOPICS)], lo, hi))
     for logs in await asyncio.gather(*asks):
         for lg in logs:
             found.add(lg)
