@@ -60,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     _rpc_flag(p)
     add_database_url(p)
     p.add_argument("--concurrency", type=int, default=2, help="concurrent job batches in this process")
-    p.add_argument("--lanes", type=int, default=4,
+    p.add_argument("--lanes", type=int, default=8,
                    help="batches of different traces each of those may run at once when many traces are runnable, "
-                        "e.g. watching traces a new block woke (default 4)")
+                        "e.g. watching traces a new block woke (default 8)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"frontier addresses per batch (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--lease-seconds", type=float, default=30.0,
@@ -168,7 +168,9 @@ async def _worker(args: argparse.Namespace) -> int:
     urls = rpc_urls(args.rpc, args.chain)
     if not urls:
         raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
-    db = await Database.connect(args.database_url)
+    # A connection for each batch that may run at once (they hold one while committing), within reason.
+    db = await Database.connect(args.database_url,
+                                max_size=max(10, min(40, max(1, args.concurrency) * max(1, args.lanes) + 4)))
     try:
         # Refuses a node whose chain id differs from the one the database records for its name.
         chains = {name: guarded(client, db.pool, name) for name, client in (await connect_all(db.pool, urls)).items()}

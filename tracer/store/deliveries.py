@@ -66,12 +66,17 @@ async def due_deliveries(conn: Conn, subscription_ids: Sequence[int], per_trace:
     order (one query for a whole claim of subscriptions). The events come apart
     (`outbox.events_by_id`): a block's event fans out to thousands of subscriptions and is read,
     decoded and rendered once, not once per delivery."""
+    # Driven by the ids (one probe of deliveries_chain each), not by `subscription_id = ANY($1)`
+    # as a filter: on a generic plan that tested every pending delivery against the whole array,
+    # 150-300 ms for a claim of 512 subscriptions with 10,000 pending, the claims' bottleneck.
     rows = await conn.fetch(
         """SELECT d.subscription_id, d.seq, d.trace_key, d.attempts, d.next_at <= now() AS due, d.event_id
-           FROM (SELECT DISTINCT subscription_id, trace_key FROM deliveries
-                 WHERE subscription_id = ANY($1::bigint[]) AND state = 'pending' AND next_at <= now()) k
+           FROM unnest($1::bigint[]) AS s(id)
            CROSS JOIN LATERAL (
-               SELECT * FROM deliveries d WHERE d.subscription_id = k.subscription_id AND d.trace_key = k.trace_key
+               SELECT DISTINCT trace_key FROM deliveries
+               WHERE subscription_id = s.id AND state = 'pending' AND next_at <= now()) k
+           CROSS JOIN LATERAL (
+               SELECT * FROM deliveries d WHERE d.subscription_id = s.id AND d.trace_key = k.trace_key
                  AND d.state = 'pending' ORDER BY d.seq LIMIT $2) d
            ORDER BY d.subscription_id, d.seq""",
         list(subscription_ids), per_trace,

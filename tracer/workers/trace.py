@@ -33,7 +33,7 @@ from tracer.engine.step import run as step
 from tracer.engine.step.gather import StepContext, read_trace
 from tracer.engine.step.plan import TraceInfo
 from tracer.store import traces as store
-from tracer.workers.wakeup import Waiter, hub
+from tracer.workers.wakeup import Waiter, Wakeup, hub
 
 log = logging.getLogger("tracer.worker")
 
@@ -76,11 +76,12 @@ class Worker:
         self._step = StepContext(pool, chains, self.name)
         self.waiter = Waiter(chains)  # its wake event, set by job notifications (wakeup.py)
         self.idle = asyncio.Event()  # set while the worker waits for work
+        self._hub: Wakeup | None = None
 
     async def run(self, stop: asyncio.Event | None = None, *, until_idle: bool = False) -> None:
         """Work until `stop` is set (or, with until_idle, until no job is runnable)."""
         stop = stop or asyncio.Event()
-        wakeup = hub(self.pool)
+        self._hub = wakeup = hub(self.pool)
         wakeup.register(self.waiter)
         try:
             await self._loop(stop, until_idle)
@@ -152,10 +153,12 @@ class Worker:
         """Until a job notification, `stop`, or the poll interval, whichever comes first."""
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.waiter.event.wait())]
         self.idle.set()
+        self.waiter.waiting = True
         try:
             await asyncio.wait(waits, timeout=self.idle_sleep, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.idle.clear()
+            self.waiter.waiting = False
             for w in waits:
                 w.cancel()
         if self.waiter.event.is_set() and not stop.is_set():
@@ -163,8 +166,11 @@ class Worker:
             # The worker whose commit made the jobs runnable claims again at once; a woken one
             # lets it go first and takes what is left, so batches stay whole (one batch of 256
             # jobs, not a few of whatever each worker grabbed first: each batch costs its own
-            # node calls) while a backlog still spreads over every worker.
-            await asyncio.sleep(WAKE_SETTLE)
+            # node calls) while a backlog still spreads over every worker. When every worker of
+            # this process was waiting, the jobs came from elsewhere (the monitor waking watching
+            # traces after a block, the API, another process): claim them at once.
+            if self._hub is not None and self._hub.others_busy(self.waiter):
+                await asyncio.sleep(WAKE_SETTLE)
 
     async def _any_runnable(self) -> bool:
         async with self.pool.acquire() as conn:

@@ -32,6 +32,7 @@ class Waiter:
         self.chains = frozenset(chains)
         self.event = asyncio.Event()
         self.notifications = 0  # job notifications that named one of its chains
+        self.waiting = False  # its worker is idle, waiting for this event
 
 
 class Wakeup:
@@ -56,6 +57,10 @@ class Wakeup:
             await asyncio.gather(task, return_exceptions=True)
             if not self.waiters and _HUBS.get(id(self.pool)) is self:
                 _HUBS.pop(id(self.pool), None)
+
+    def others_busy(self, waiter: Waiter) -> bool:
+        """Whether another worker of this pool is working (and may be the one whose commit notified)."""
+        return any(not w.waiting for w in self.waiters if w is not waiter)
 
     def _notified(self, _conn: object, _pid: int, _channel: str, chain: str) -> None:
         for w in self.waiters:
