@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from tracer.devchain.anvil.node import AnvilNode, AnvilNotFound, Mode, find_anvil, running_anvil
 from tracer.devchain.anvil.rpc import AnvilRpc
 
-__all__ = ["AnvilNode", "AnvilRpc", "Mode", "anvil_node", "require_anvil"]
+__all__ = ["AnvilNode", "AnvilRpc", "Mode", "anvil_node", "require_anvil", "send_mined"]
 
 
 def require_anvil() -> str:
@@ -42,3 +43,15 @@ async def anvil_node(*, chain_id: int = 1337, mode: Mode = "archive", timestamp:
     require_anvil()
     async with running_anvil(chain_id=chain_id, mode=mode, timestamp=timestamp, extra_args=extra_args) as node:
         yield node
+
+
+async def send_mined(rpc: AnvilRpc, frm: str, to: str | None, data: str = "0x", value: int = 0) -> dict[str, Any]:
+    """Send a transaction (to None: a deployment), mine it, and return its receipt (status 1)."""
+    tx: dict[str, Any] = {"from": frm, "data": data, "value": hex(value), "gas": hex(3_000_000), "gasPrice": "0x0"}
+    if to is not None:
+        tx["to"] = to
+    h = await rpc.call("eth_sendTransaction", tx)
+    await rpc.call("evm_mine")
+    receipt = await rpc.call("eth_getTransactionReceipt", h)
+    assert receipt["status"] == "0x1", receipt
+    return dict(receipt)

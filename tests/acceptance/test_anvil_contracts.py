@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.anvil_support import AnvilRpc, anvil_node, require_anvil
+from tests.anvil_support import send_mined as _send
 from tracer.chains.evm.mappers import TRANSFER_TOPIC
 from tracer.devchain.anvil import artifacts as art
 from tracer.devchain.anvil import compile as solc
@@ -21,17 +22,6 @@ BOB = "0x" + "b0" * 20
 VAULT = "0x" + "7a" * 20
 SWAP_V2 = "0xd78ad95fa46c994b6551d0da85fc275fe613ce37657fb8d5e3d130840159d822"
 SYNC_V2 = "0x1c411e9a96e071241c2f21f7726b17ae89e3cab4c78be50e062b03a9fffbbad1"
-
-
-async def _send(rpc: AnvilRpc, frm: str, to: str | None, data: str = "0x", value: int = 0) -> dict[str, Any]:
-    tx: dict[str, Any] = {"from": frm, "data": data, "value": hex(value), "gas": hex(3_000_000), "gasPrice": "0x0"}
-    if to is not None:
-        tx["to"] = to
-    h = await rpc.call("eth_sendTransaction", tx)
-    await rpc.call("evm_mine")
-    receipt = await rpc.call("eth_getTransactionReceipt", h)
-    assert receipt["status"] == "0x1", receipt
-    return dict(receipt)
 
 
 async def _deploy(rpc: AnvilRpc, name: str) -> str:

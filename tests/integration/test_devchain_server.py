@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import eth_abi
 import pytest
 import pytest_asyncio
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from tests.fixtures_chain import DevChainFactory, RunningDevChain
+from tracer.devchain import multicall
 from tracer.devchain.chain import DEPOSIT_TOPIC, TRANSFER_TOPIC, Chain, pad_address
+from tracer.devchain.rpc_params import RpcError
 from tracer.devchain.scenario import (
     ETHER,
     KIND_BATCH,
@@ -161,6 +164,35 @@ async def test_balances_code_and_erc20_calls(devchain: RunningDevChain, w3: Asyn
     assert await w3.eth.get_code(w3.to_checksum_address(sc.seeds[0])) == b""
     pool = sc.mixer_pools[0].address
     assert len(await w3.eth.get_code(w3.to_checksum_address(pool))) > 0
+
+
+async def test_multicall3_answers_balances_at_the_block_asked(devchain: RunningDevChain) -> None:
+    """aggregate3 at Multicall3's address runs each inner call at the outer call's block, as the
+    contract does on a node: getEthBalance and balanceOf there equal eth_getBalance and a direct
+    balanceOf; a call that reverts is (false, "") with allowFailure, reverts the whole without."""
+    sc = devchain.scenario
+    assert sc is not None
+    usdt = sc.token("USDT").address
+    mid = sc.head // 2
+    holders = [*sc.seeds, sc.truth.launderers[0], sc.truth.offramps[0].address]
+    word = lambda a: bytes.fromhex(a[2:].rjust(64, "0"))  # noqa: E731
+    calls = [(multicall.ADDRESS, True, bytes.fromhex(multicall.GET_ETH_BALANCE[2:]) + word(a)) for a in holders]
+    calls += [(usdt, True, bytes.fromhex("70a08231") + word(a)) for a in holders]
+    calls.append((usdt, True, bytes.fromhex("deadbeef")))  # no such function: reverts
+    data = multicall.AGGREGATE3 + eth_abi.encode(["(address,bool,bytes)[]"], [calls]).hex()
+    srv = devchain.server
+    (results,) = eth_abi.decode(["(bool,bytes)[]"], bytes.fromhex(
+        srv.call("eth_call", {"to": multicall.ADDRESS, "data": data}, hex(mid))[2:]))
+    want = [int(srv.call("eth_getBalance", a, hex(mid)), 16) for a in holders]
+    want += [int(srv.call("eth_call", {"to": usdt, "data": "0x70a08231" + word(a).hex()}, hex(mid)), 16)
+             for a in holders]
+    assert [int.from_bytes(r, "big") for ok, r in results[:-1]] == want and all(ok for ok, _ in results[:-1])
+    assert len(set(want)) > 2 and tuple(results[-1]) == (False, b"")
+    strict = [*calls[:-1], (usdt, False, bytes.fromhex("deadbeef"))]
+    with pytest.raises(RpcError):
+        srv.call("eth_call", {"to": multicall.ADDRESS, "data": multicall.AGGREGATE3 + eth_abi.encode(
+            ["(address,bool,bytes)[]"], [strict]).hex()}, hex(mid))
+    assert srv.call("eth_getCode", multicall.ADDRESS, "latest") == multicall.runtime_code() != "0x"
 
 
 # -- eth_getLogs ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from tracer.engine.policy import Policy
 from tracer.engine.recognised import ServiceLogs
 from tracer.engine.step import decide
 from tracer.engine.step.plan import FlaggedOut, StepFacts, TraceInfo
-from tracer.engine.taint import Movement, TaintedOut
+from tracer.engine.taint import TaintedOut
 
 SEED = "0x" + "5e" * 20
 WALLET = "0x" + "aa" * 20
@@ -142,10 +142,32 @@ def test_a_frozen_address_is_a_stop_before_anything_else() -> None:
 
 def test_clean_money_models_ask_for_prior_balances_of_followed_non_seeds_only() -> None:
     jobs = {WALLET: _job(WALLET), SEED: _job(SEED, 0, seed=True)}
-    moves: dict[str, list[Movement]] = {WALLET: [], SEED: []}
+    timelines = {WALLET: [_transfer(1, SEED, WALLET, 3 * ETH, 150), _transfer(2, WALLET, NEXT, ETH, 160)],
+                 SEED: [_transfer(1, SEED, WALLET, 3 * ETH, 150)]}
+    moves = {a: decide.moves(a, t) for a, t in timelines.items()}
     needs = decide.balance_needs(_trace(), [WALLET, SEED], jobs, {WALLET: 150, SEED: 100}, {WALLET: {NATIVE}}, moves)
     assert needs == {WALLET: (150, {NATIVE})}
     assert decide.balance_needs(_trace(taint_model="full_poison"), [WALLET], jobs, {WALLET: 150}, {}, moves) == {}
+
+
+def test_a_wallet_that_does_not_send_an_asset_on_needs_no_prior_balance_of_it() -> None:
+    """Clean money only changes what an outflow carries: a holder's taint is the same whatever
+    it held, so its balance is not read (one call per leaf of the trace)."""
+    jobs = {WALLET: _job(WALLET)}
+    holder = {WALLET: decide.moves(WALLET, [_transfer(1, SEED, WALLET, 3 * ETH, 150),
+                                            _transfer(3, NEXT, WALLET, ETH, 170)])}
+    assert decide.balance_needs(_trace(), [WALLET], jobs, {WALLET: 150}, {WALLET: {NATIVE}}, holder) == {}
+    # The same wallet once it sends: its clean ETH would dilute what leaves, so it is read.
+    spender = {WALLET: [*holder[WALLET], *decide.moves(WALLET, [_transfer(2, WALLET, NEXT, ETH, 160)])]}
+    assert decide.balance_needs(_trace(), [WALLET], jobs, {WALLET: 150}, {WALLET: {NATIVE}}, spender) == {
+        WALLET: (150, {NATIVE})}
+    inflow, out = _transfer(1, SEED, WALLET, 3 * ETH, 150), _transfer(2, WALLET, NEXT, ETH, 160)
+    moves_of, flagged = decide.movements([WALLET], {WALLET: [inflow, out]}, {WALLET: {1: ETH}}, merge_utxo=False)
+    # ...because the prior balance does change what it passes on (haircut).
+    with_prior = decide.flagged_outflows(_trace(), [WALLET], jobs, {WALLET: [inflow, out]}, moves_of, flagged,
+                                         {WALLET: {NATIVE: 3 * ETH}})
+    without = decide.flagged_outflows(_trace(), [WALLET], jobs, {WALLET: [inflow, out]}, moves_of, flagged, {})
+    assert with_prior[0].taint.amount < without[0].taint.amount
 
 
 def test_flagged_outflows_follow_the_taint_model_over_the_wallet_timeline() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tracer.devchain import multicall
 from tracer.devchain.chain import Block, Chain, word
 from tracer.devchain.http import FaultPlan, KnobServer
 from tracer.devchain.prices import PricePath, by_feed
@@ -58,6 +59,7 @@ class DevChainServer(KnobServer):
         charge_gas: bool = False,
         prices: Iterable[PricePath] = (),
         log_timestamps: bool = True,
+        multicall: bool = True,
     ) -> None:
         if isinstance(scenario_or_chain, Chain):
             self.chain = scenario_or_chain
@@ -75,6 +77,8 @@ class DevChainServer(KnobServer):
         self.keep_states = keep_states
         # Balances lose the fees their transactions paid (receipts report them either way).
         self.charge_gas = charge_gas
+        # Multicall3 at its usual address from genesis, as on most chains (False: a chain without it).
+        self.multicall = multicall
         # Chainlink-compatible aggregators answering from a price path (tracer.devchain.prices).
         self.prices = by_feed(prices)
         self._methods: dict[str, Callable[[list[Any]], Json]] = {
@@ -290,6 +294,8 @@ class DevChainServer(KnobServer):
             raise RpcError(-32602, "missing address")
         address = parse_address(params[0])
         self._state_at(params[1] if len(params) > 1 else "latest")
+        if address == multicall.ADDRESS and self.multicall:
+            return multicall.runtime_code()
         return self.chain.code(address)
 
     def _eth_get_balance(self, params: list[Any]) -> Json:
@@ -315,6 +321,13 @@ class DevChainServer(KnobServer):
         to = parse_address(call["to"])
         data = str(call.get("data") or call.get("input") or "0x").lower()
         n = self._state_at(params[1] if len(params) > 1 else "latest")
+        return self._call_at(to, data, n)
+
+    def _call_at(self, to: str, data: str, n: int) -> str:
+        """The return data of a call to `to` with input `data` at block n; RpcError when it reverts."""
+        if to == multicall.ADDRESS and self.multicall:
+            return multicall.answer(data, lambda t, d: self._call_at(t, d, n),
+                                    lambda a: self.chain.native_balance(a, n, charge_gas=self.charge_gas))
         feed = self.prices.get(to)
         if feed is not None:
             answer = feed.answer_call(data, self.chain.blocks[n].timestamp)

@@ -35,7 +35,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import asyncpg
 
@@ -48,7 +48,7 @@ from tracer.domain.verdicts import HopStatus, Judged, Reason, label_reason
 from tracer.domain.views import WalkedWallet
 from tracer.engine import backward_links, backward_reach, backward_utxo, balances, classify, utxo
 from tracer.engine.backward_links import BackLinks, BridgeCrossing
-from tracer.engine.policy import Policy
+from tracer.engine.step.plan import TraceInfo
 from tracer.store import backward as back_store
 from tracer.store import balances as balance_store
 from tracer.store import labels as label_store
@@ -69,23 +69,6 @@ _WAIT = 0.5  # seconds the colour job waits before looking again whether the wal
 _PATHS = 200  # sources (largest first) whose path to the seeds is written as their evidence
 
 
-class BackwardTrace(Protocol):
-    """What a batch needs of the trace (the worker's view of it)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def chain(self) -> str: ...
-    @property
-    def seeds(self) -> frozenset[str]: ...
-    @property
-    def policy(self) -> Policy: ...
-    @property
-    def from_block(self) -> int: ...
-    @property
-    def to_block(self) -> int: ...
-
-
 @dataclass(frozen=True)
 class BackwardTools:
     """What the worker lends a backward batch: its pool and name, the chain node, and its
@@ -94,17 +77,17 @@ class BackwardTools:
     pool: asyncpg.Pool
     worker: str
     chain: Any
-    ensure_transfers: Callable[[Any, Mapping[str, int]], Awaitable[list[StoredTransfer]]]
-    describe: Callable[[Any, Sequence[StoredTransfer]], Awaitable[dict[int, StoredTransfer]]]
+    ensure_transfers: Callable[[TraceInfo, Mapping[str, int]], Awaitable[list[StoredTransfer]]]
+    describe: Callable[[TraceInfo, Sequence[StoredTransfer]], Awaitable[dict[int, StoredTransfer]]]
     # The mixer linker in reverse: the deposits linked to pool payouts walked wallets received.
-    link_back: Callable[[Any, Sequence[StoredTransfer]], Awaitable[BackLinks]]
+    link_back: Callable[[TraceInfo, Sequence[StoredTransfer]], Awaitable[BackLinks]]
     # Bridges in reverse: the deposits on other chains named by payouts walked wallets received.
-    link_bridges: Callable[[Any, Sequence[StoredTransfer]], Awaitable[Sequence[BridgeCrossing]]]
+    link_bridges: Callable[[TraceInfo, Sequence[StoredTransfer]], Awaitable[Sequence[BridgeCrossing]]]
     chain_of: Callable[[str], Any]  # a chain's client
-    on_chain: Callable[[Any, ChainWindow], Any]  # the trace as seen on another chain of it (its window)
+    on_chain: Callable[[TraceInfo, ChainWindow], TraceInfo]  # the trace as seen on another chain of it (its window)
 
 
-async def run_backward(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job]) -> None:
+async def run_backward(tools: BackwardTools, trace: TraceInfo, jobs: Sequence[Job]) -> None:
     start = [j for j in jobs if j.kind == "start"]
     walk = [j for j in jobs if j.kind == "address"]
     colour = [j for j in jobs if j.kind == back_store.COLOUR]
@@ -116,7 +99,7 @@ async def run_backward(tools: BackwardTools, trace: BackwardTrace, jobs: Sequenc
         await _colour(tools, trace, colour[0])
 
 
-async def _start(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
+async def _start(tools: BackwardTools, trace: TraceInfo, job: Job) -> None:
     async with tools.pool.acquire() as conn, conn.transaction():
         if not await store.still_ours(conn, tools.worker, [job]):
             return
@@ -132,7 +115,7 @@ def _source_label(labels: Sequence[Label]) -> Label:
     return sorted(labels, key=lambda lb: (lb.category not in RISK_CATEGORIES, -lb.confidence))[0]
 
 
-async def _walk(tools: BackwardTools, trace: BackwardTrace, jobs: Sequence[Job]) -> None:
+async def _walk(tools: BackwardTools, trace: TraceInfo, jobs: Sequence[Job]) -> None:
     """Read the wallets' inflows and judge who paid them."""
     addresses = sorted(j.address for j in jobs)
     stored = await tools.ensure_transfers(trace, {a: trace.from_block for a in addresses})
@@ -258,7 +241,7 @@ class _Coloured:
     payout_share: dict[int, int]  # bridge payout transfer id -> its share (fixed point)
 
 
-async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
+async def _colour(tools: BackwardTools, trace: TraceInfo, job: Job) -> None:
     """Once the walk is over: the part of every walked transfer that reached the seeds, chain by
     chain from the seeds' own (a bridge deposit takes its payout's share, so the payout's chain is
     coloured first); wallets are keyed by (chain, address)."""
@@ -319,7 +302,7 @@ async def _colour(tools: BackwardTools, trace: BackwardTrace, job: Job) -> None:
              sum(len(p.rows) for p in done), sum(len(p.sent) for p in done))
 
 
-async def _colour_chain(tools: BackwardTools, trace: BackwardTrace, wallets: Sequence[WalkedWallet],
+async def _colour_chain(tools: BackwardTools, trace: TraceInfo, wallets: Sequence[WalkedWallet],
                         crossings: Sequence[tuple[int, int, str, float, dict[str, Any]]], into: Mapping[int, int]
                         ) -> tuple[_Coloured, dict[str, int], tuple[str, str] | None]:
     """The colouring of one chain: `wallets` are the walk's there, `into` the bridge deposits made
@@ -452,7 +435,7 @@ async def _coinjoins(client: Any, transfers: Sequence[Transfer], walked: set[str
     return backward_utxo.coinjoins(await client.transactions(txids)) if txids else {}
 
 
-async def _prior(chain: Any, trace: BackwardTrace, walked: set[str], transfers: Sequence[Transfer]
+async def _prior(chain: Any, trace: TraceInfo, walked: set[str], transfers: Sequence[Transfer]
                  ) -> tuple[dict[tuple[str, str], int], tuple[str, str] | None]:
     """What each walked wallet (the seeds aside) held of each asset it moved when the window
     opened, from the node's state or derived from its history (balances.prior_balances), and how."""

@@ -64,6 +64,28 @@ class BalanceSource(Protocol):
 
 
 @runtime_checkable
+class BlockBalances(Protocol):
+    """Native and token balances in one read, so all those of one block share a call
+    (EvmChain: Multicall3, tracer.chains.evm.state); asset NATIVE or a token address."""
+
+    async def balances_at(self, queries: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]: ...
+
+
+async def read_balances(
+    chain: BalanceSource, native_q: Sequence[tuple[str, int]], token_q: Sequence[tuple[str, str, int]],
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, str, int], int]]:
+    """Native balances (a read that fails raises) and token balances (one that reverts is left
+    out), at their blocks: in one read where the chain can, else one per kind."""
+    if isinstance(chain, BlockBalances):
+        got = await chain.balances_at([(a, NATIVE, b) for a, b in native_q] + list(token_q))
+        return ({(a, b): v for (a, t, b), v in got.items() if t == NATIVE},
+                {k: v for k, v in got.items() if k[1] != NATIVE})
+    native = await chain.native_balances(native_q) if native_q else {}
+    tokens = await chain.token_balances(token_q) if token_q else {}
+    return native, tokens
+
+
+@runtime_checkable
 class HistorySource(Protocol):
     """What deriving balances needs on top (EvmChain provides it; a client without it is asked
     for node state only)."""
@@ -137,8 +159,7 @@ async def prior_balances(
 async def _from_state(chain: BalanceSource, needs: Mapping[str, tuple[int, set[str]]]) -> PriorBalances:
     native_q = [(a, fb - 1) for a, (fb, assets) in needs.items() if NATIVE in assets]
     token_q = [(a, asset, fb - 1) for a, (fb, assets) in needs.items() for asset in sorted(assets) if asset != NATIVE]
-    native = await chain.native_balances(native_q) if native_q else {}
-    tokens = await chain.token_balances(token_q) if token_q else {}
+    native, tokens = await read_balances(chain, native_q, token_q)
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for (a, _block), value in native.items():
         out[a][NATIVE] = value
@@ -165,8 +186,8 @@ async def derive(
     for attempt in range(_HEAD_TRIES):
         head = await source.head()
         try:
-            native_now = await chain.native_balances([(a, head) for a in native_addrs]) if native_addrs else {}
-            tokens_now = await chain.token_balances([(a, t, head) for a, t in token_q]) if token_q else {}
+            native_now, tokens_now = await read_balances(
+                chain, [(a, head) for a in native_addrs], [(a, t, head) for a, t in token_q])
             break
         except StateUnavailable:
             if attempt == _HEAD_TRIES - 1:

@@ -21,10 +21,11 @@ from dataclasses import replace
 from typing import Any
 
 from tracer.addresses import normalize_evm
-from tracer.chains.errors import RpcError, StateUnavailable, WrongChain
+from tracer.chains.errors import RpcError, WrongChain
 from tracer.chains.evm import history, mappers
 from tracer.chains.evm.logs import Logs
 from tracer.chains.evm.scan_path import ScanPath
+from tracer.chains.evm.state import StateReads
 from tracer.chains.evm.trace_path import TracePath
 from tracer.chains.jsonrpc import gather_or_cancel, is_method_missing
 from tracer.chains.lifecycle import Connected
@@ -34,13 +35,12 @@ from tracer.domain.transfers import Transfer
 
 log = logging.getLogger(__name__)
 
-_BALANCE_OF = "0x70a08231"
 _DECIMALS = "0x313ce567"
 _SYMBOL = "0x95d89b41"
 _ZERO_HASH = "0x" + "00" * 32
 
 
-class EvmChain(TracePath, ScanPath, Logs, Connected):
+class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
     """Read access to one EVM chain through one JSON-RPC node; see the module docstring."""
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -113,43 +113,6 @@ class EvmChain(TracePath, ScanPath, Logs, Connected):
             log.debug("probe %s answered an error, taking the method as present: %s", method, err.message)
             return True
         return bool(accept(result))
-
-    async def native_balances(self, queries: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """Balances at blocks; raises StateUnavailable when the node keeps no state at one of them."""
-        keys = list(dict.fromkeys((normalize_evm(a), int(b)) for a, b in queries))
-        answers = await self.rpc.batch([("eth_getBalance", [a, hex(b)]) for a, b in keys])
-        self._state_missing(answers, [b for _, b in keys])
-        return {
-            key: mappers.quantity(self._expect(ans, f"eth_getBalance{key}"))
-            for key, ans in zip(keys, answers, strict=True)
-        }
-
-    async def token_balances(self, queries: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
-        """`balanceOf(address)` of tokens at blocks. Calls that revert or return no uint are left
-        out of the result (not a token, or the token did not exist yet at that block); a node that
-        keeps no state at a block raises StateUnavailable."""
-        keys = list(dict.fromkeys((normalize_evm(a), normalize_evm(t), int(b)) for a, t, b in queries))
-        calls = [("eth_call", [{"to": t, "data": _BALANCE_OF + mappers.pad_topic(a)[2:]}, hex(b)]) for a, t, b in keys]
-        out: dict[tuple[str, str, int], int] = {}
-        answers = await self.rpc.batch(calls)
-        self._state_missing(answers, [b for _, _, b in keys])
-        for key, ans in zip(keys, answers, strict=True):
-            if isinstance(ans, RpcError):
-                log.debug("balanceOf%s failed: %s", key, ans.message)
-                continue
-            value = mappers.decode_uint(ans)
-            if value is not None:
-                out[key] = value
-        return out
-
-    def _state_missing(self, answers: Sequence[Any], blocks: Sequence[int]) -> None:
-        for ans, block in zip(answers, blocks, strict=True):
-            if isinstance(ans, RpcError) and history.is_state_missing(ans):
-                if self.historical_state:
-                    log.warning("node at %s keeps no state at block %d after all: %s", self.url, block, ans.message)
-                raise StateUnavailable(
-                    f"node at {self.url} keeps no state at block {block}: {ans.message} (code {ans.code})", block
-                )
 
     async def fees_paid(self, addresses: Iterable[str], from_block: int, to_block: int) -> list[FeePaid]:
         """The fee of every transaction `addresses` sent in [from_block, to_block], failed ones

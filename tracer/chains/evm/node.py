@@ -86,6 +86,10 @@ class EvmNode:
         # how densely such logs come, which sets how far apart blocks can share one eth_getLogs.
         self._log_seen: dict[tuple[str, bool], tuple[int, int]] = {}
         self._heavy = asyncio.Semaphore(_HEAVY_BATCHES)
+        # Balances at past blocks and Multicall3's presence (tracer.chains.evm.state).
+        self._balances: Lru[tuple[str, str, int], int] = Lru(max(block_cache_size * 16, 65536))
+        self.multicall: bool | None = None  # Multicall3 code at the latest block, asked on first need
+        self._multicall_absent_to = -1  # blocks up to this one answered aggregate3 without its code
 
     @property
     def w3(self) -> AsyncWeb3:

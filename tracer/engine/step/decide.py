@@ -96,11 +96,23 @@ def balance_needs(
 ) -> dict[str, tuple[int, set[str]]]:
     """Whose prior balances to read, of which assets, before which block. Clean holdings of an
     asset a wallet bought in a swap dilute the swapped-in taint too. flagged_first and
-    full_poison ignore clean money; haircut dilutes with it, fifo spends it first."""
+    full_poison ignore clean money; haircut dilutes with it, fifo spends it first.
+
+    Only assets the wallet sends on: clean money changes what an outflow carries and nothing
+    else (taint.propagate), so a wallet that holds an asset, or only received more of it,
+    passes on the same taint whatever it held before (its balance is not read: one call less
+    per holder, most of a trace's leaves)."""
     if trace.policy.taint_model not in CLEAN_MONEY_MODELS:
         return {}
-    return {a: (first_block[a], set(assets_in.get(a, set())) | swaps.bought_assets(moves_of[a])) for a in followed
-            if not by_addr[a].is_seed}
+    needs: dict[str, tuple[int, set[str]]] = {}
+    for a in followed:
+        if by_addr[a].is_seed:
+            continue
+        spent = {m.asset for m in moves_of[a] if not m.incoming}
+        assets = (set(assets_in.get(a, set())) | swaps.bought_assets(moves_of[a])) & spent
+        if assets:
+            needs[a] = (first_block[a], assets)
+    return needs
 
 
 def flagged_outflows(
