@@ -33,6 +33,11 @@ def _topics(receipt: dict[str, Any]) -> list[str]:
     return [lg["topics"][0] for lg in receipt["logs"]]
 
 
+def _word(log: dict[str, Any], i: int) -> int:
+    """The i-th 32-byte word of a log's data (a static field of the event's unindexed ones)."""
+    return int(log["data"][2 + 64 * i:2 + 64 * (i + 1)], 16)
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_dev_contracts_emit_the_real_protocols_events() -> None:
     async with anvil_node(chain_id=31337, mode="archive") as node, AnvilRpc(node.url) as rpc:
@@ -81,13 +86,26 @@ async def test_dev_contracts_emit_the_real_protocols_events() -> None:
         router = await _deploy(rpc, art.ROUTER)
         thor = art.artifact(art.ROUTER)
         memo = "=:BTC.BTC:bc1qexample"
+        vault_before = int(await rpc.call("eth_getBalance", VAULT, "latest"), 16)
         bridged = await _send(rpc, ALICE, router, thor.call_data(
             "deposit", VAULT, "0x" + "0" * 40, 0, memo), value=ETHER)
         assert _topics(bridged) == [bridges.THORCHAIN_DEPOSIT]
         assert memo.encode().hex() in bridged["logs"][0]["data"]
+        # ETH: the call's value is forwarded and logged, whatever the amount argument says.
+        assert _word(bridged["logs"][0], 0) == ETHER
+        assert int(await rpc.call("eth_getBalance", VAULT, "latest"), 16) - vault_before == ETHER
+        await _send(rpc, ALICE, token, coin.call_data("approve", router, 7 * 10**6))
+        pulled = await _send(rpc, ALICE, router, thor.call_data("deposit", VAULT, token, 7 * 10**6, memo))
+        assert _topics(pulled) == [TRANSFER_TOPIC, bridges.THORCHAIN_DEPOSIT]
+        assert _word(pulled["logs"][1], 0) == 7 * 10**6
+        assert int(await rpc.call("eth_call", {"to": token, "data": coin.call_data("balanceOf", VAULT)}, "latest"),
+                   16) == 7 * 10**6
+        bob_before = int(await rpc.call("eth_getBalance", BOB, "latest"), 16)
         out = await _send(rpc, VAULT, router, thor.call_data(
             "transferOut", BOB, "0x" + "0" * 40, 0, "OUT:" + "ab" * 32), value=ETHER // 2)
         assert _topics(out) == [bridges.THORCHAIN_TRANSFER_OUT]
+        assert _word(out["logs"][0], 1) == ETHER // 2  # (asset, amount, memo)
+        assert int(await rpc.call("eth_getBalance", BOB, "latest"), 16) - bob_before == ETHER // 2
 
         sink = await _deploy(rpc, art.RECEIVER)
         await _send(rpc, ALICE, sink, "0x", value=ETHER)

@@ -15,15 +15,8 @@ contract BridgeRouter {
     event TransferOut(address indexed vault, address indexed to, address asset, uint256 amount, string memo);
 
     function deposit(address payable vault, address asset, uint256 amount, string calldata memo) public payable {
-        if (asset == address(0)) {
-            amount = msg.value;
-            (bool ok, ) = vault.call{value: amount}("");
-            require(ok, "forward to the vault failed");
-        } else {
-            require(msg.value == 0, "token deposit with ETH");
-            require(IERC20Transfer(asset).transferFrom(msg.sender, vault, amount), "pull failed");
-        }
-        emit Deposit(vault, asset, amount, memo);
+        require(asset == address(0) || msg.value == 0, "token deposit with ETH");
+        emit Deposit(vault, asset, _pay(vault, asset, amount), memo);
     }
 
     function depositWithExpiry(address payable vault, address asset, uint256 amount, string calldata memo,
@@ -33,13 +26,18 @@ contract BridgeRouter {
     }
 
     function transferOut(address payable to, address asset, uint256 amount, string calldata memo) external payable {
+        emit TransferOut(msg.sender, to, asset, _pay(to, asset, amount), memo);
+    }
+
+    /// Pays `to` and returns what it paid: ETH is the call's value (`amount` does not count, as in
+    /// THORChain's router), a token is pulled from the caller, who approved this router for it.
+    function _pay(address payable to, address asset, uint256 amount) private returns (uint256) {
         if (asset == address(0)) {
-            amount = msg.value;
-            (bool ok, ) = to.call{value: amount}("");
-            require(ok, "payout failed");
-        } else {
-            require(IERC20Transfer(asset).transferFrom(msg.sender, to, amount), "payout failed");
+            (bool ok, ) = to.call{value: msg.value}("");
+            require(ok, "ETH transfer failed");
+            return msg.value;
         }
-        emit TransferOut(msg.sender, to, asset, amount, memo);
+        require(IERC20Transfer(asset).transferFrom(msg.sender, to, amount), "token transfer failed");
+        return amount;
     }
 }
