@@ -150,6 +150,16 @@ async def test_derived_balances_equal_archive_state(db: Database, mode: Mode) ->
             PAYEES[0]: (h.blocks["stolen_eth"], {NATIVE}),
         }
         truth = await _prior(archive, needs)
+        # The archive's token balances are read at one block for all and carried back through the
+        # Transfer logs (balances._from_state): the node's own answers at each fb - 1, to the wei.
+        rpc = await stack.enter_async_context(AnvilRpc(archive_url))
+        coin = art.artifact(art.STABLECOIN)
+        for a, (fb, assets) in needs.items():
+            own = {NATIVE: int(await rpc.call("eth_getBalance", a, hex(fb - 1)), 16)} if NATIVE in assets else {}
+            if h.token in assets:
+                own[h.token] = int(await rpc.call(
+                    "eth_call", {"to": h.token, "data": coin.call_data("balanceOf", a)}, hex(fb - 1)), 16)
+            assert truth.balances[a] == own, a
         derived = await _prior(pruned, needs)
         assert truth.method == balances.NODE_STATE
         assert derived.method == balances.DERIVED and not derived.conservative

@@ -111,7 +111,8 @@ class PriorBalances:
 
 
 def node_state_reason() -> str:
-    return "the node answered balances at the blocks before each address's first flagged inflow (archive state)"
+    return ("the node answered balances before each address's first flagged inflow (archive state): ETH at "
+            "that block, tokens at one block per batch less the address's Transfer logs in between")
 
 
 def planned(chain: object, taint_model: str) -> tuple[str, str]:
@@ -148,7 +149,7 @@ async def prior_balances(
         why = probe.describe() if probe is not None else "the node keeps no old state"
         return await derive(source, chain, wanted, history, to_block, why)
     try:
-        return await _from_state(chain, wanted)
+        return await _from_state(chain, wanted, history)
     except StateUnavailable as exc:
         if source is None:
             raise
@@ -156,16 +157,55 @@ async def prior_balances(
         return await derive(source, chain, wanted, history, to_block, str(exc))
 
 
-async def _from_state(chain: BalanceSource, needs: Mapping[str, tuple[int, set[str]]]) -> PriorBalances:
+async def _from_state(
+    chain: BalanceSource, needs: Mapping[str, tuple[int, set[str]]], history: Mapping[str, Sequence[Transfer]],
+) -> PriorBalances:
+    """Native balances at fb - 1 (what the ETH history cannot say without every fee paid); token
+    balances at one block for the whole batch, the latest fb - 1 of its addresses, carried back
+    to each address's fb - 1 through its Transfer logs in between (`history`: the trace holds
+    them anyway), so a batch reads all its balances in one call per distinct native block plus
+    one (Multicall3, tracer.chains.evm.state) instead of one per address and block. Where the
+    logs cannot be the whole story the token balance is read at fb - 1 itself (_carried_back)."""
     native_q = [(a, fb - 1) for a, (fb, assets) in needs.items() if NATIVE in assets]
-    token_q = [(a, asset, fb - 1) for a, (fb, assets) in needs.items() for asset in sorted(assets) if asset != NATIVE]
-    native, tokens = await read_balances(chain, native_q, token_q)
+    token_needs = [(a, asset, fb) for a, (fb, assets) in needs.items() for asset in sorted(assets) if asset != NATIVE]
+    shared = max((fb for _, _, fb in token_needs), default=1) - 1
+    native, at_shared = await read_balances(chain, native_q, [(a, asset, shared) for a, asset, _ in token_needs])
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for (a, _block), value in native.items():
         out[a][NATIVE] = value
-    for (a, asset, _block), value in tokens.items():
-        out[a][asset] = value
+    exact: list[tuple[str, str, int]] = []
+    for a, asset, fb in token_needs:
+        if (a, asset, shared) not in at_shared:
+            continue  # no balanceOf there (not a token yet, or not one at all): no clean balance
+        carried = _carried_back(a, asset, fb, shared, at_shared[(a, asset, shared)], history.get(a, ()))
+        if carried is None:
+            exact.append((a, asset, fb - 1))
+        else:
+            out[a][asset] = carried
+    if exact:
+        _, tokens = await read_balances(chain, [], exact)
+        for (a, asset, _block), value in tokens.items():
+            out[a][asset] = value
     return PriorBalances(dict(out), NODE_STATE, node_state_reason())
+
+
+def _carried_back(a: str, asset: str, fb: int, block: int, balance: int, history: Sequence[Transfer]) -> int | None:
+    """`a`'s balance of token `asset` at the end of fb - 1, from its balance at the end of
+    `block` (>= fb - 1) less the Transfer logs of [fb, block]; None where those logs may not be
+    the whole story: a balance that would have gone below zero on the way (money left without
+    a log), or a transfer with the token contract itself in the window (WETH's deposit and
+    withdraw mint and burn with no Transfer log; other wrappers do the same)."""
+    moves = sorted((t for t in history if fb <= t.block_number <= block), key=lambda t: t.order)
+    if any(asset in (t.from_address, t.to_address) for t in moves):
+        return None
+    mine = [t for t in moves if t.asset == asset and t.from_address != t.to_address]
+    prior = balance - sum(t.amount if t.to_address == a else -t.amount for t in mine)
+    running = prior
+    for t in mine:
+        running += t.amount if t.to_address == a else -t.amount
+        if running < 0:
+            return None
+    return prior if prior >= 0 else None
 
 
 async def derive(
