@@ -36,7 +36,7 @@ from tracer.api import limits, nodewatch, owners, params
 from tracer.api.auth import principal_of
 from tracer.api.context import CTX
 from tracer.api.errors import ApiError, bad_request, not_found
-from tracer.api.handlers.common import ctx_of, ok, page, page_limit, read_cursor, trace_or_404
+from tracer.api.handlers.common import ctx_of, ok, page, page_limit, read_cursor, trace_or_404, trace_request
 from tracer.api.openapi import field_of, validator
 from tracer.domain.alerts import EventRow, Subscription
 from tracer.store import deliveries as delivery_store
@@ -293,9 +293,7 @@ Over = Callable[[Any, int], Awaitable[bool]]
 
 
 async def trace_events(request: web.Request) -> web.StreamResponse:
-    params.reject_unknown(request, ("after", "limit"))
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, ("after", "limit"))
     after = _after(request, 0)
     limit = page_limit(request)
     async with ctx.pool.acquire() as conn:

@@ -24,6 +24,13 @@ def ctx_of(request: web.Request) -> ApiContext:
     return request.app[CTX]
 
 
+def trace_request(request: web.Request, allowed: Sequence[str]) -> tuple[ApiContext, int]:
+    """The context and the trace id of a request on /v1/traces/{trace_id}...: query parameters
+    other than `allowed` are refused first, as on every route, then a malformed id."""
+    params.reject_unknown(request, allowed)
+    return ctx_of(request), params.trace_id(request)
+
+
 def dumps(data: Any) -> str:
     # Tron addresses are stored as hex and shown as T... (tracer.addresses.show_tron).
     return show_tron(json.dumps(data, separators=(",", ":"), ensure_ascii=False))

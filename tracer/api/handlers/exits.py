@@ -10,7 +10,7 @@ from aiohttp import web
 from tracer.api import params, usd
 from tracer.api import serialize as ser
 from tracer.api.context import ApiContext
-from tracer.api.handlers.common import asset_meta, ctx_of, dumps_bytes, trace_or_404
+from tracer.api.handlers.common import asset_meta, dumps_bytes, trace_or_404, trace_request
 from tracer.engine.pricing import usd_text
 from tracer.store import backward as back_store
 from tracer.store import reads
@@ -27,9 +27,7 @@ def _remember(ctx: ApiContext, key: tuple[object, ...], body: bytes) -> None:
 
 
 async def list_(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ("asset", "category", "sort", "min_usd"))
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, ("asset", "category", "sort", "min_usd"))
     asset = params.asset_param(request, "asset")
     category = params.str_param(request, "category", max_len=64)
     sort = params.enum_param(request, "sort", ("amount", "usd"), default="amount")

@@ -29,7 +29,7 @@ from tracer.addresses import show_tron
 from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError
-from tracer.api.handlers.common import ctx_of, trace_or_404
+from tracer.api.handlers.common import trace_or_404, trace_request
 from tracer.domain.verdicts import Role
 from tracer.domain.views import GraphNode, StoredHop, StoredTrace
 from tracer.engine import pricing
@@ -217,9 +217,7 @@ def _render(g: nx.MultiDiGraph, fmt: str) -> Iterator[str]:
 
 
 async def export(request: web.Request) -> web.StreamResponse:
-    params.reject_unknown(request, ("format", "table"))
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, ("format", "table"))
     fmt = params.enum_param(request, "format", tuple(FORMATS), default="json")
     table = params.enum_param(request, "table", ("edges", "nodes"), default="edges")
     assert fmt is not None and table is not None

@@ -7,7 +7,7 @@ from aiohttp import web
 from tracer.api import params, usd
 from tracer.api import serialize as ser
 from tracer.api.errors import not_found
-from tracer.api.handlers.common import ctx_of, dumps_bytes, page, page_limit, read_cursor
+from tracer.api.handlers.common import dumps_bytes, page, page_limit, read_cursor, trace_request
 from tracer.api.pages import FINISHED, conditional, etag_of
 from tracer.domain.verdicts import HopStatus
 from tracer.store import reads
@@ -34,9 +34,7 @@ def _filter(request: web.Request) -> reads.HopFilter:
 
 
 async def list_(request: web.Request) -> web.Response:
-    params.reject_unknown(request, _PARAMS)
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, _PARAMS)
     f = _filter(request)
     sort = params.enum_param(request, "sort", reads.HOP_SORTS, default="block")
     assert sort is not None

@@ -17,7 +17,7 @@ from aiohttp import web
 from tracer.api import params
 from tracer.api import serialize as ser
 from tracer.api.errors import bad_request
-from tracer.api.handlers.common import ctx_of, ok, page, page_limit, read_cursor, trace_or_404
+from tracer.api.handlers.common import ok, page, page_limit, read_cursor, trace_or_404, trace_request
 from tracer.domain.mixer_links import CandidateWithdrawal, MixerDeposit
 from tracer.store import mixers as mixer_store
 
@@ -91,9 +91,7 @@ def _item(chain: str, dep: MixerDeposit) -> dict[str, Any]:
 
 
 async def list_(request: web.Request) -> web.Response:
-    params.reject_unknown(request, _PARAMS)
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, _PARAMS)
     status = params.enum_param(request, "status", DEPOSIT_STATUSES)
     min_confidence = _min_confidence(request)
     limit = page_limit(request)

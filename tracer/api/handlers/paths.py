@@ -11,7 +11,7 @@ from aiohttp import web
 from tracer.api import params, pathsearch
 from tracer.api import serialize as ser
 from tracer.api.errors import ApiError, bad_request
-from tracer.api.handlers.common import ctx_of, ok, trace_or_404
+from tracer.api.handlers.common import ok, trace_or_404, trace_request
 from tracer.engine import graph as tgraph
 from tracer.engine import pricing
 from tracer.engine.pricing import PriceBook, usd_text
@@ -37,9 +37,7 @@ def _step(s: tgraph.PathStep, meta: dict[tuple[str, str], tuple[str | None, int 
 
 
 async def get(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ("to", "limit"))
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, ("to", "limit"))
     target = params.address_param(request, "to", params.ANY_CHAIN)
     if target is None:
         raise bad_request("to", "required: the address to find paths to")

@@ -8,15 +8,13 @@ from aiohttp import web
 from tracer.api import owners, params
 from tracer.api.auth import principal_of
 from tracer.api.errors import ApiError
-from tracer.api.handlers.common import ctx_of, trace_or_404
+from tracer.api.handlers.common import trace_or_404, trace_request
 from tracer.engine import report_doc, report_notes
 from tracer.store import cases as case_store
 
 
 async def get(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ("format",))
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, ("format",))
     fmt = params.enum_param(request, "format", ("html", "pdf"), default="html")
     async with ctx.pool.acquire() as conn:
         await trace_or_404(conn, trace_id)

@@ -24,6 +24,7 @@ from tracer.api.handlers.common import (
     page_limit,
     read_cursor,
     trace_or_404,
+    trace_request,
 )
 from tracer.domain.views import StoredTrace
 from tracer.engine import service
@@ -110,9 +111,7 @@ async def _trace_with_counters(ctx: ApiContext, conn: asyncpg.pool.PoolConnectio
 
 
 async def get(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ())
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, ())
     async with ctx.read_pool.acquire() as conn:
         row = await trace_or_404(conn, trace_id)
         out = await _trace_with_counters(ctx, conn, row)
@@ -121,9 +120,7 @@ async def get(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ())
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, ())
     async with ctx.pool.acquire() as conn:
         await owners.require_trace(request, conn, trace_id)
     cancelled = await service.cancel_trace(ctx.pool, trace_id)
@@ -138,9 +135,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    params.reject_unknown(request, ())
-    ctx = ctx_of(request)
-    trace_id = params.trace_id(request)
+    ctx, trace_id = trace_request(request, ())
     async with ctx.pool.acquire() as conn:
         row = await reads.get_trace(conn, trace_id)
     if row is None or not await service.delete_trace(ctx.pool, trace_id):
