@@ -14,41 +14,28 @@ from tracer.addresses import InvalidAddress, normalize_btc, normalize_evm, norma
 from tracer.domain.chains import BITCOIN, EVM_CHAINS, TRON
 from tracer.domain.labels import CATEGORIES, Category
 
-# Upstream words -> (category, extra evidence). Hot and cold wallets fold into "exchange" with a
-# flag, because to a trace both are the exchange; the flag keeps what the source said.
-_CATEGORY_ALIASES: dict[str, tuple[Category, dict[str, Any]]] = {
-    "hot_wallet": (Category.EXCHANGE, {"wallet": "hot"}),
-    "cold_wallet": (Category.EXCHANGE, {"wallet": "cold"}),
-    "cex": (Category.EXCHANGE, {}),
-    "fiat_gateway": (Category.EXCHANGE, {"fiat_gateway": True}),
-    "deposit": (Category.DEPOSIT_ADDRESS, {}),
-    "otc_desk": (Category.OTC, {}),
-    "payments": (Category.PAYMENT_PROCESSOR, {}),
-    "payment": (Category.PAYMENT_PROCESSOR, {}),
-    "mixing_service": (Category.MIXER, {}),
-    "coinjoin": (Category.MIXER, {"coinjoin": True}),
-    "ethereum_mixer": (Category.MIXER, {}),
-    "tornado_cash": (Category.MIXER, {}),
-    "defi_dex": (Category.DEX, {}),
-    "dex_aggregator": (Category.DEX, {}),
-    "defi_lending": (Category.DEFI, {}),
-    "defi_bridge": (Category.BRIDGE, {}),
-    "swap": (Category.SWAP_SERVICE, {}),
-    "instant_exchange": (Category.SWAP_SERVICE, {}),
-    "sanction": (Category.SANCTIONED, {}),
-    "sanctions": (Category.SANCTIONED, {}),
-    "ofac": (Category.SANCTIONED, {}),
-    "service_hack": (Category.HACKER, {}),
-    "hack": (Category.HACKER, {}),
-    "heist": (Category.HACKER, {}),
-    "exploit": (Category.HACKER, {}),
-    "exploiter": (Category.HACKER, {}),
-    "phishing": (Category.SCAM, {}),
-    "phish_hack": (Category.SCAM, {}),
-    "ponzi_scheme": (Category.SCAM, {}),
-    "pyramid_scheme": (Category.SCAM, {}),
-    "investment_fraud": (Category.SCAM, {}),
-    "fraud": (Category.SCAM, {}),
+# Upstream words -> category. Hot and cold wallets fold into "exchange" with a flag, because to a
+# trace both are the exchange; the flag (_ALIAS_EVIDENCE) keeps what the source said.
+_CATEGORY_WORDS: dict[Category, tuple[str, ...]] = {
+    Category.EXCHANGE: ("hot_wallet", "cold_wallet", "cex", "fiat_gateway"),
+    Category.DEPOSIT_ADDRESS: ("deposit",),
+    Category.OTC: ("otc_desk",),
+    Category.PAYMENT_PROCESSOR: ("payments", "payment"),
+    Category.MIXER: ("mixing_service", "coinjoin", "ethereum_mixer", "tornado_cash"),
+    Category.DEX: ("defi_dex", "dex_aggregator"),
+    Category.DEFI: ("defi_lending",),
+    Category.BRIDGE: ("defi_bridge",),
+    Category.SWAP_SERVICE: ("swap", "instant_exchange"),
+    Category.SANCTIONED: ("sanction", "sanctions", "ofac"),
+    Category.HACKER: ("service_hack", "hack", "heist", "exploit", "exploiter"),
+    Category.SCAM: ("phishing", "phish_hack", "ponzi_scheme", "pyramid_scheme", "investment_fraud", "fraud"),
+}
+_CATEGORY_ALIASES: dict[str, Category] = {word: c for c, words in _CATEGORY_WORDS.items() for word in words}
+_ALIAS_EVIDENCE: dict[str, dict[str, Any]] = {
+    "hot_wallet": {"wallet": "hot"},
+    "cold_wallet": {"wallet": "cold"},
+    "fiat_gateway": {"fiat_gateway": True},
+    "coinjoin": {"coinjoin": True},
 }
 
 
@@ -64,8 +51,7 @@ def normalize_category(text: str | None) -> tuple[Category, dict[str, Any]]:
     if word in CATEGORIES:
         return Category(word), {}
     if word in _CATEGORY_ALIASES:
-        category, extra = _CATEGORY_ALIASES[word]
-        return category, dict(extra)
+        return _CATEGORY_ALIASES[word], dict(_ALIAS_EVIDENCE.get(word, {}))
     return Category.OTHER, {"upstream_category": word}
 
 
