@@ -297,3 +297,27 @@ async def test_subscriptions_held_past_half_their_lease_are_given_back_untouched
             assert worker.stats.claims > len(sids), "some were given back and claimed again"
             assert worker.stats.attempts == len(sids) and worker.stats.failed == 0
     assert all(len(rx.delivered(p)) == 1 for p in paths)
+
+
+async def test_a_backlog_does_not_keep_a_slot_from_the_others(db: Database) -> None:
+    """One slot, one subscription with a backlog of four events and one with a single event,
+    both leased by one claim: slots go one delivery at a time, first come first served, so the
+    single event is not sent after the whole backlog (a block's event reaches every subscription
+    before anyone's next ones); each queue stays in order."""
+    backlog, single = await _synthetic_trace(db), await _synthetic_trace(db)
+    async with receiver() as rx:
+        a = await _subscribe(db, rx.url("/backlog"), "b" * 20, trace_id=backlog)
+        b = await _subscribe(db, rx.url("/single"), "s" * 20, trace_id=single)
+        await _emit(db, backlog, 4)
+        await _emit(db, single, 1, start=4)
+        async with db.pool.acquire() as conn:  # numbered and fanned out before any worker runs
+            while await outbox.sequence_round(conn):
+                pass
+        expected_a = await _expected(db, backlog, await _start_seq(db, a))
+        expected_b = await _expected(db, single, await _start_seq(db, b))
+        settings = quick_settings(concurrency=1, held=10, claim_max=10)
+        async with delivering(db, settings):
+            await rx.wait(lambda: rx.ids("/backlog") == expected_a and rx.ids("/single") == expected_b,
+                          what="both queues")
+    order = [r.path for r in rx.requests]
+    assert order.index("/single") < len(order) - 1 - order[::-1].index("/backlog"), order

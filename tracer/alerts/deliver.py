@@ -273,8 +273,7 @@ class Deliverer:
         well inside the lease), then give the lease back."""
         succeeded = False
         try:
-            async with self._slots:
-                succeeded = await self._serve_queues(sub, rows, deadline)
+            succeeded = await self._serve_queues(sub, rows, deadline)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("event=deliver_db_error subscription=%d error=%r", sub.id, exc)
         finally:
@@ -285,7 +284,12 @@ class Deliverer:
 
     async def _serve_queues(self, sub: Leased, rows: list[DueDelivery], deadline: float) -> bool:
         """Post the queues in order until stuck or past `deadline` (a subscription that waited
-        for a slot that long is given back untouched); True when any delivery succeeded."""
+        for a slot that long is given back untouched); True when any delivery succeeded.
+
+        A slot is taken per attempt, not per subscription, and slots are handed out first come
+        first served: a subscription with a backlog sends one delivery and queues again behind the
+        others, so a block's event reaches every subscription before anyone's next events do
+        (the lease keeps this subscription's queue ours, and in order, meanwhile)."""
         s = self.settings
         succeeded = False
         while rows and time.monotonic() < deadline:
@@ -295,9 +299,13 @@ class Deliverer:
             progressed = False
             for queue in queues.values():
                 for row in queue:
-                    if not row.due or time.monotonic() >= deadline:
+                    if not row.due:
                         break
-                    if not await self._attempt(sub, row):
+                    async with self._slots:
+                        if time.monotonic() >= deadline:
+                            break
+                        ok = await self._attempt(sub, row)
+                    if not ok:
                         break  # the rest of this trace's queue waits behind it
                     progressed = succeeded = True
             if not progressed or all(len(q) < s.per_trace for q in queues.values()):
