@@ -2,7 +2,8 @@
 the same transfers from a node that ignores the mode (Nethermind-like: it answers the intersection,
 rows from one listed address to another) as from one that honours it: the client asks the two
 one-sided queries too until an answer proves the mode, and stops asking union of a node whose
-one-sided answers hold rows its union answer lacked."""
+one-sided answers hold rows its union answer lacked, or that refuses the field outright (a filter
+type that denies unknown fields, as alloy's did before it had `mode`)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,28 @@ async def test_union_when_honoured_and_one_sided_queries_when_ignored(
             assert "union" not in modes and len(modes) == 2 * chunks
         finally:
             await client.close()
+
+
+async def test_a_node_refusing_the_mode_gets_one_sided_queries(
+    devchain_factory: DevChainFactory, scenario: Scenario
+) -> None:
+    running = await devchain_factory(scenario)
+    addresses = _addresses(scenario)
+    _, want = await _read(running.url, scenario, addresses)
+
+    async def refusing(request: web.Request) -> web.StreamResponse:
+        body = json.loads(await request.read())
+        answers = []
+        for req in body if isinstance(body, list) else [body]:
+            if req["method"] == "trace_filter" and "mode" in req["params"][0]:
+                answers.append({"jsonrpc": "2.0", "id": req["id"], "error": {
+                    "code": -32602, "message": "Invalid params: unknown field `mode`, expected one of `fromBlock`, "
+                    "`toBlock`, `fromAddress`, `toAddress`, `after`, `count`"}})
+            else:
+                answers.append(running.server.handle_request(req))
+        return web.json_response(answers if isinstance(body, list) else answers[0])
+
+    async with serving(refusing) as url:
+        client, got = await _read(url, scenario, addresses)
+    assert got == want
+    assert client.trace_union is False

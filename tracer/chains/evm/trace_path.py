@@ -35,9 +35,17 @@ class TracePath(EvmNode):
             # Both directions in one query per chunk (mode "union": from in the list OR to in it).
             # Until an answer proves the node honours the mode (a row with only one end among
             # the addresses, which an intersection could not hold), the two one-sided queries
-            # are asked too and taken instead; a node they show to ignore it is not asked again.
-            union = await self._trace_rows(chunks, ["both"], from_block, to_block)
-            if self.trace_union is None:
+            # are asked too and taken instead; a node they show to ignore it, or that refuses the
+            # mode (a filter type without the field), is not asked again.
+            try:
+                union = await self._trace_rows(chunks, ["both"], from_block, to_block)
+            except ChainError as err:
+                if self.trace_union is not None:
+                    raise
+                self.trace_union = False
+                log.info("node at %s refused trace_filter mode=union (%s): one query per direction", self.url, err)
+                union = _Rows()
+            if not self.trace_union:
                 separate = await self._trace_rows(chunks, directions, from_block, to_block)
                 if separate.seen - union.seen:
                     self.trace_union = False
