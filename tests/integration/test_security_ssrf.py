@@ -78,7 +78,7 @@ def test_public_embeddings_and_names_still_pass() -> None:
 
 async def _spied_post(client: WebhookClient, url: str) -> BaseException | None:
     try:
-        await client.post(url, b"{}", [])
+        await client.post(url, b"{}")
     except (HttpError, OSError, TimeoutError, ValueError) as exc:
         return exc
     finally:

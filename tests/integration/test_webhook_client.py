@@ -70,7 +70,7 @@ def _says(data: bytes, keep: bool = True) -> Callable[[asyncio.StreamWriter, int
 
 
 async def _post(client: WebhookClient, url: str) -> Any:
-    return await client.post(url, b'{"id":1}', [("X-Tracer-Event-Id", "1")])
+    return await client.post(url, b'{"id":1}', b"X-Tracer-Event-Id: 1\r\n")
 
 
 async def _posts(answer: bytes, times: int, *, keep: bool = True, pause: float = 0.0,

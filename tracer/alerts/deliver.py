@@ -55,6 +55,10 @@ from tracer.store.traces import Conn
 
 log = logging.getLogger("tracer.alerts")
 
+#: A delivery's own header lines: event id, type, timestamp, signature.
+_HEADERS = (f"{signing.EVENT_ID_HEADER}: %d\r\n{signing.EVENT_TYPE_HEADER}: %s\r\n"
+            f"{signing.TIMESTAMP_HEADER}: %d\r\n{signing.SIGNATURE_HEADER}: %s\r\n").encode()
+
 
 @dataclass
 class DeliverySettings:
@@ -335,9 +339,7 @@ class Deliverer:
         """POST a signed body: (status, error or "", Retry-After seconds)."""
         assert self.client is not None
         stamp = int(time.time())
-        headers = ((signing.EVENT_ID_HEADER, str(event.seq)), (signing.EVENT_TYPE_HEADER, event.type),
-                   (signing.TIMESTAMP_HEADER, str(stamp)),
-                   (signing.SIGNATURE_HEADER, signing.sign(sub.secret, stamp, body)))
+        headers = _HEADERS % (event.seq, event.type.encode(), stamp, signing.sign(sub.secret, stamp, body).encode())
         why = self._checked.get(sub.url)
         if why is None:
             # Checked again here, not only at creation: the operator's allow-list may have changed.

@@ -34,7 +34,6 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from yarl import URL
@@ -101,6 +100,7 @@ class _Conn(asyncio.Protocol):
         self._chunked = False
         self._keep = True
         self._body_seen = 0
+        self.deadline = 0.0  # loop time by which the answer must be complete (the client's sweep checks)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -133,6 +133,14 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def expire(self) -> None:
+        """Past its deadline: fail the request in flight and drop the connection."""
+        self._keep = False
+        waiter = self._waiter
+        self.close()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
@@ -283,6 +291,8 @@ class WebhookClient:
         self._targets: dict[str, Target] = {}
         self._resolved: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._approved: set[tuple[str, int]] = set()  # non-public (address, port) of allow-listed hosts
+        self._in_flight: set[_Conn] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     def target(self, url: str) -> Target:
         found = self._targets.get(url)
@@ -292,37 +302,60 @@ class WebhookClient:
             found = self._targets[url] = target(url, self.user_agent)
         return found
 
-    async def post(self, url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> Answer:
-        """POST `body` with `headers` (besides Host, User-Agent, Content-Type, Content-Length);
-        the receiver's answer, or HttpError / TimeoutError."""
+    async def post(self, url: str, body: bytes, headers: bytes = b"") -> Answer:
+        """POST `body` with `headers` (header lines, each ending in CRLF, besides Host,
+        User-Agent, Content-Type and Content-Length): the receiver's answer, or HttpError /
+        TimeoutError after `timeout` seconds."""
         t = self.target(url)
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
-        data = b"%s%sContent-Length: %d\r\n\r\n%s" % (t.head, extra.encode("latin-1"), len(body), body)
+        data = b"%s%sContent-Length: %d\r\n\r\n%s" % (t.head, headers, len(body), body)
         host = self._hosts.get(t.key)
         if host is None:
             host = self._hosts[t.key] = _Host(asyncio.Semaphore(self.per_host))
         async with host.slots:
-            async with asyncio.timeout(self.timeout):
-                conn = self._idle_conn(host)
-                if conn is not None:
-                    try:
-                        return await self._exchange(host, conn, data)
-                    except HttpError:
-                        if not conn.answered_nothing:
-                            raise
-                        # Closed while idle, before a byte of an answer: once more on a new one.
-                conn = await self._connect(t)
-                return await self._exchange(host, conn, data)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.timeout
+            conn = self._idle_conn(host)
+            if conn is not None:
+                try:
+                    return await self._exchange(host, conn, data, deadline)
+                except HttpError:
+                    if not conn.answered_nothing:
+                        raise
+                    # Closed while idle, before a byte of an answer: once more on a new one.
+            try:
+                async with asyncio.timeout_at(min(deadline, loop.time() + self.connect_timeout)):
+                    conn = await self._connect(t)
+            except TimeoutError:
+                raise HttpError(f"cannot connect to {t.host}:{t.port}: timed out") from None
+            return await self._exchange(host, conn, data, deadline)
 
-    async def _exchange(self, host: _Host, conn: _Conn, data: bytes) -> Answer:
+    async def _exchange(self, host: _Host, conn: _Conn, data: bytes, deadline: float) -> Answer:
+        # No timer per request: the sweep fails what is past its deadline (a timer each costs
+        # more than the rest of the request at thousands per second).
+        conn.deadline = deadline
+        self._in_flight.add(conn)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="tracer-webhook-timeouts")
         try:
             answer = await conn.request(data)
         except BaseException:
             conn.close()
             raise
+        finally:
+            self._in_flight.discard(conn)
         if conn.reusable:
             host.idle.append(conn)
         return answer
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        every = min(0.1, self.timeout / 10)
+        while self._in_flight:
+            await asyncio.sleep(every)
+            now = loop.time()
+            for conn in [c for c in self._in_flight if c.deadline <= now]:
+                self._in_flight.discard(conn)
+                conn.expire()
 
     def _idle_conn(self, host: _Host) -> _Conn | None:
         now = time.monotonic()
@@ -336,14 +369,13 @@ class WebhookClient:
     async def _connect(self, t: Target) -> _Conn:
         addresses = await self.addresses(t.host, t.port)
         last: BaseException | None = None
-        async with asyncio.timeout(self.connect_timeout):
-            for address in addresses:
-                try:
-                    return await self.connect_to(t, address)
-                except HttpError:
-                    raise
-                except OSError as exc:
-                    last = exc
+        for address in addresses:
+            try:
+                return await self.connect_to(t, address)
+            except HttpError:
+                raise
+            except OSError as exc:
+                last = exc
         raise HttpError(f"cannot connect to {t.host}:{t.port}: {last}")
 
     async def addresses(self, host: str, port: int) -> list[str]:
@@ -389,6 +421,9 @@ class WebhookClient:
         return conn
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         for host in self._hosts.values():
             for conn in host.idle:
                 conn.close()
