@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -54,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from common import before_tree, head_commit, write_result  # noqa: E402
 
+from tracer.store import hops as hop_store  # noqa: E402
 from tracer.store import keys as key_store  # noqa: E402
 from tracer.store.db import Database  # noqa: E402
 from tracer.store.embedded import ensure_database  # noqa: E402
@@ -233,6 +235,7 @@ class Result:
     errors: int = 0
     wall: float = 0.0
     server_cpu: float = float("nan")
+    postgres_cpu: float = float("nan")  # the backends serving the version's database
     client_cpu: float = float("nan")  # this process: the load generator shares the machine's cores
 
     def summary(self) -> dict[str, Any]:
@@ -247,6 +250,7 @@ class Result:
                 "p50_ms": pct(0.50), "p99_ms": pct(0.99),
                 "mean_ms": round(statistics.fmean(lat) * 1000, 2) if n else 0.0,
                 "server_cpu_ms_per_request": round(self.server_cpu * 1000 / n, 3) if n else 0.0,
+                "postgres_cpu_ms_per_request": round(self.postgres_cpu * 1000 / n, 3) if n else 0.0,
                 "client_cpu_ms_per_request": round(self.client_cpu * 1000 / n, 3) if n else 0.0}
 
 
@@ -269,9 +273,28 @@ async def collect_cursors(session: aiohttp.ClientSession, base: str, trace_id: i
     return urls
 
 
+async def postgres_cpu(database_url: str) -> dict[int, float]:
+    """CPU seconds of each Postgres backend connected to the database of `database_url` (the API's
+    pools: the other databases on the server, other people's work on a shared box, are left out)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        pids = [int(p) for p in await conn.fetchval(
+            "SELECT array_agg(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()") or []]
+    finally:
+        await conn.close()
+    out = {}
+    for pid in pids:
+        fields = _stat(pid)
+        if fields is not None:
+            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 async def load(session: aiohttp.ClientSession, base: str, name: str, urls: list[str], clients: int,
-               seconds: float, server_pid: int) -> Result:
+               seconds: float, server_pid: int, database_url: str | None = None) -> Result:
     result = Result(name)
+    pg_before = await postgres_cpu(database_url) if database_url else {}
     cpu_before = cpu_seconds(server_pid)
     client_before = time.process_time()
     stop_at = time.monotonic() + seconds
@@ -297,6 +320,8 @@ async def load(session: aiohttp.ClientSession, base: str, name: str, urls: list[
     result.wall = time.monotonic() - started
     result.server_cpu = cpu_seconds(server_pid) - cpu_before
     result.client_cpu = time.process_time() - client_before
+    if database_url:  # a backend opened during the load counts from zero
+        result.postgres_cpu = sum(x - pg_before.get(pid, 0.0) for pid, x in (await postgres_cpu(database_url)).items())
     return result
 
 
@@ -331,6 +356,7 @@ async def prepare(args: argparse.Namespace) -> tuple[list[Version], int, float]:
         db = await Database.connect(after_url, max_size=4)
         try:
             trace_id, synth_s = await find_or_make_trace(db.pool, args.hops, args.fresh)
+            await exits_as_written(db, trace_id)
         finally:
             await db.close()
         return [Version("after", ROOT, head_commit(), after_url)], trace_id, synth_s
@@ -352,9 +378,28 @@ async def prepare(args: argparse.Namespace) -> tuple[list[Version], int, float]:
         finally:
             await conn.close()
     db = await Database.connect(after_url, max_size=2)  # migrations of this code (019: trace_exits)
-    await db.close()
+    try:
+        await exits_as_written(db, trace_id)
+    finally:
+        await db.close()
     return [Version("before", tree, commit, before_url), Version("after", ROOT, head_commit(), after_url)], \
         trace_id, synth_s
+
+
+async def exits_as_written(db: Database, trace_id: int) -> None:
+    """The trace's trace_exits rows as this code's commit writes them. Migration 019 rebuilt them from
+    the hops COPY wrote, but Postgres cannot compute the address checksums the commit keeps with each
+    row since migration 030 (no keccak); without them /exits would compute them as for rows of an
+    older release. Refreshed once, in one transaction, by the store function the commit calls."""
+    async with db.pool.acquire() as conn:
+        if not await conn.fetchval("""SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                                      WHERE table_name = 'trace_exits' AND column_name = 'address_checksum')"""):
+            return
+        missing = await conn.fetch("SELECT DISTINCT chain, address FROM trace_exits WHERE trace_id = $1 "
+                                   "AND address_checksum IS NULL", trace_id)
+        if missing:
+            async with conn.transaction():
+                await hop_store.refresh_exits(conn, trace_id, [(r["chain"], r["address"]) for r in missing])
 
 
 async def _with_key(v: Version, trace_id: int) -> tuple[int, int]:
@@ -409,10 +454,10 @@ async def measure(args: argparse.Namespace, versions: list[Version], trace_id: i
                 await load(session, base, "warmup", exits_url + urls[v.name][:10], args.clients,
                            min(2.0, args.seconds / 2), proc.pid)
                 record(v, "exits", await load(session, base, "GET /exits", exits_url, args.clients, args.seconds,
-                                              proc.pid))
+                                              proc.pid, v.database_url))
                 load_avg = [round(x, 2) for x in os.getloadavg()]
                 hops = await load(session, base, "GET /hops page (100)", urls[v.name], args.clients, args.seconds,
-                                  proc.pid)
+                                  proc.pid, v.database_url)
                 out[v.name]["hops_page"] = {**hops.summary(), "load_average_before": load_avg}
         finally:
             stop_server(proc)
@@ -429,7 +474,7 @@ async def measure(args: argparse.Namespace, versions: list[Version], trace_id: i
                     await load(session, base, "warmup", urls[v.name][:20], args.clients, min(2.0, args.seconds / 2),
                                proc.pid)
                     record(v, key, await load(session, base, "GET /hops page (100), no page cache", urls[v.name],
-                                              args.clients, args.seconds, proc.pid))
+                                              args.clients, args.seconds, proc.pid, v.database_url))
             finally:
                 stop_server(proc)
     # No rendered exits kept: every request reads the exits (and, for the finished trace, the
@@ -443,13 +488,13 @@ async def measure(args: argparse.Namespace, versions: list[Version], trace_id: i
                 await _first(session, base + exits_url[0])
                 await load(session, base, "warmup", exits_url, args.clients, min(1.0, args.seconds / 4), proc.pid)
                 record(v, "exits_uncached", await load(session, base, "GET /exits (no cache)", exits_url,
-                                                       args.clients, args.seconds, proc.pid))
+                                                       args.clients, args.seconds, proc.pid, v.database_url))
                 await _set_status(v, trace_id, "running")
                 try:
                     await load(session, base, "warmup", exits_url, args.clients, min(1.0, args.seconds / 4),
                                proc.pid)
                     record(v, "exits_running", await load(session, base, "GET /exits (running)", exits_url,
-                                                          args.clients, args.seconds, proc.pid))
+                                                          args.clients, args.seconds, proc.pid, v.database_url))
                 finally:
                     await _set_status(v, trace_id, "done")
         finally:
@@ -482,49 +527,67 @@ def cpu_parts(prof: Path) -> dict[str, float]:
 
 
 async def profile(args: argparse.Namespace, versions: list[Version], trace_id: int) -> dict[str, Any]:
-    """One client, `args.profile_pages` pages of hops in a row, the server under cProfile (the CPU
-    shares count every page it served: the cursors walked, the warm-up and the measured ones)."""
+    """One client, the server under cProfile: `args.profile_pages` pages of hops in a row (every
+    page computed: no page kept), then as many exits of the trace marked running (no exits cache).
+    The CPU shares count every request the server answered (the cursors walked, the warm-up and the
+    measured ones); the Postgres CPU is that of the backends serving the version's database."""
     out: dict[str, Any] = {}
     rng = random.Random(7)
     for v in versions:
-        # The profile covers the whole process: a server started and stopped without a request
-        # gives what starting (imports, web3's curve tables) and stopping cost, subtracted below.
-        idle = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}-idle.prof"
-        idle.unlink(missing_ok=True)
-        # One process, every page computed (no page kept): where the CPU of making a page goes.
-        env = {"TRACER_API_PROCESSES": "1", "TRACER_API_PAGE_CACHE_MB": "0"}
-        proc, _ = start_server(v.database_url, args.server_log, v.tree, profile=idle, **env)
-        stop_server(proc)
-        prof = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}.prof"
-        prof.unlink(missing_ok=True)
-        proc, base = start_server(v.database_url, args.server_log, v.tree, profile=prof, **env)
+        out[v.name] = await _profile_one(args, v, "pages", {"TRACER_API_PAGE_CACHE_MB": "0"},
+                                         lambda urls: rng.choice(urls), trace_id)
+        await _set_status(v, trace_id, "running")
         try:
-            async with _session(v, 1) as session:
-                urls = await collect_cursors(session, base, trace_id, args.pages)
-                for u in urls[:20]:  # warm: plans, pools, caches
-                    await _first(session, base + u)
-                cpu0, started = cpu_seconds(proc.pid), time.perf_counter()
-                for _ in range(args.profile_pages):
-                    await _first(session, base + rng.choice(urls))
-                wall = time.perf_counter() - started
-                cpu = cpu_seconds(proc.pid) - cpu0
+            out[v.name]["exits_running"] = await _profile_one(
+                args, v, "exits", {"TRACER_API_EXITS_CACHE": "0"},
+                lambda urls: f"/v1/traces/{trace_id}/exits", trace_id)
         finally:
-            stop_server(proc)
-        parts = cpu_parts(prof) if prof.exists() else {}
-        if idle.exists():
-            parts = {k: max(0.0, x - cpu_parts(idle).get(k, 0.0)) for k, x in parts.items()}
-        total = sum(parts.values()) or 1.0
-        n = args.profile_pages
-        out[v.name] = {
-            "pages": n, "wall_ms_per_page": round(wall * 1000 / n, 2),
-            "server_cpu_ms_per_page": round(cpu * 1000 / n, 2),
-            # Wall time the server spent not on its CPU: waiting for Postgres (one client, so no queueing).
-            "waiting_ms_per_page": round(max(0.0, wall - cpu) * 1000 / n, 2),
-            # cProfile's own overhead inflates CPU; the shares are what matters.
-            "cpu_share_by_part": {k: round(x / total, 3) for k, x in parts.items()},
-            "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        }
+            await _set_status(v, trace_id, "done")
     return out
+
+
+async def _profile_one(args: argparse.Namespace, v: Version, what: str, env: dict[str, str],
+                       pick: Callable[[list[str]], str], trace_id: int) -> dict[str, Any]:
+    """`pick`: the path of the next request (of the hop pages walked, for `what` "pages")."""
+    # The profile covers the whole process: a server started and stopped without a request
+    # gives what starting (imports, web3's curve tables) and stopping cost, subtracted below.
+    idle = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}-{what}-idle.prof"
+    idle.unlink(missing_ok=True)
+    env = {"TRACER_API_PROCESSES": "1", **env}
+    proc, _ = start_server(v.database_url, args.server_log, v.tree, profile=idle, **env)
+    stop_server(proc)
+    prof = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}-{what}.prof"
+    prof.unlink(missing_ok=True)
+    proc, base = start_server(v.database_url, args.server_log, v.tree, profile=prof, **env)
+    try:
+        async with _session(v, 1) as session:
+            urls = await collect_cursors(session, base, trace_id, args.pages) if what == "pages" else []
+            for u in urls[:20] or [pick(urls)] * 20:  # warm: plans, pools, caches
+                await _first(session, base + u)
+            pg0 = await postgres_cpu(v.database_url)
+            cpu0, started = cpu_seconds(proc.pid), time.perf_counter()
+            for _ in range(args.profile_pages):
+                await _first(session, base + pick(urls))
+            wall = time.perf_counter() - started
+            cpu = cpu_seconds(proc.pid) - cpu0
+            pg = sum(x - pg0.get(pid, 0.0) for pid, x in (await postgres_cpu(v.database_url)).items())
+    finally:
+        stop_server(proc)
+    parts = cpu_parts(prof) if prof.exists() else {}
+    if idle.exists():
+        parts = {k: max(0.0, x - cpu_parts(idle).get(k, 0.0)) for k, x in parts.items()}
+    total = sum(parts.values()) or 1.0
+    n = args.profile_pages
+    return {
+        "requests": n, "wall_ms_per_request": round(wall * 1000 / n, 2),
+        "server_cpu_ms_per_request": round(cpu * 1000 / n, 2),
+        "postgres_cpu_ms_per_request": round(pg * 1000 / n, 2),
+        # Wall time the server spent not on its CPU: mostly waiting for Postgres (one client, no queueing).
+        "waiting_ms_per_request": round(max(0.0, wall - cpu) * 1000 / n, 2),
+        # cProfile's own overhead inflates CPU; the shares are what matters.
+        "cpu_share_by_part": {k: round(x / total, 3) for k, x in parts.items()},
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -598,7 +661,7 @@ def print_table(report: dict[str, Any]) -> None:
     for name, v in report["versions"].items():
         print(f"  {name}: {v['commit']}, {v.get('processes', 1)} API process(es)")
     print(f"{'endpoint':<26} {'code':<7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
-          f"{'CPU ms/req':>11} {'client CPU':>10} {'load avg':>8}")
+          f"{'CPU ms/req':>11} {'Postgres':>9} {'client CPU':>10} {'load avg':>8}")
     for label, key in ROWS:
         for version, results in report["side_by_side"].items():
             r = results.get(key)
@@ -606,12 +669,17 @@ def print_table(report: dict[str, Any]) -> None:
                 continue
             print(f"{label:<26} {version:<7} {r['requests']:>9} {r['requests_per_s']:>8} {r['p50_ms']:>8} "
                   f"{r['p99_ms']:>8} {r['errors']:>7} {r['server_cpu_ms_per_request']:>11} "
+                  f"{r.get('postgres_cpu_ms_per_request', float('nan')):>9} "
                   f"{r.get('client_cpu_ms_per_request', float('nan')):>10} {r['load_average_before'][0]:>8}")
-    for version, p in report["profile"].items():
-        parts = ", ".join(f"{k} {v:.0%}" for k, v in p["cpu_share_by_part"].items() if v >= 0.01)
-        print(f"profile {version}: a page {p['wall_ms_per_page']} ms wall with one client, "
-              f"{p['server_cpu_ms_per_page']} ms server CPU (under cProfile), {p['waiting_ms_per_page']} ms "
-              f"waiting for Postgres; CPU: {parts}")
+    for version, prof in report["profile"].items():
+        for what, p in (("a page of hops", prof), ("exits of the running trace", prof.get("exits_running"))):
+            if p is None:
+                continue
+            parts = ", ".join(f"{k} {v:.0%}" for k, v in p["cpu_share_by_part"].items() if v >= 0.01)
+            print(f"profile {version}, {what}: {p['wall_ms_per_request']} ms wall with one client, "
+                  f"{p['server_cpu_ms_per_request']} ms server CPU (under cProfile), "
+                  f"{p['postgres_cpu_ms_per_request']} ms Postgres CPU, {p['waiting_ms_per_request']} ms "
+                  f"waiting; server CPU: {parts}")
     for key, t in report["targets"].items():
         print(f"target {key}: {'met' if t['met'] else 'NOT met'}")
 
@@ -628,7 +696,8 @@ def main() -> int:
     p.add_argument("--before", default=None,
                    help=f"git ref of the previous code to run side by side (default {BEFORE}; with --smoke "
                         "none); 'none': this code only")
-    p.add_argument("--profile-pages", type=int, default=300, help="pages of hops in the profile (0: none)")
+    p.add_argument("--profile-pages", type=int, default=300,
+                   help="pages of hops, and exits of the running trace, in the profile (0: none)")
     p.add_argument("--processes", type=int, default=2,
                    help="API processes of code that has `tracer serve --processes` (default 2: both cores)")
     p.add_argument("--smoke", action="store_true", help="tiny and quick: 3,000 hops, 5 clients, 1 s each")

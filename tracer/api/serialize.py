@@ -170,6 +170,12 @@ def recognised_by(reason: str | None, evidence: dict[str, Any] | None) -> dict[s
     return {"method": "other", "source": reason, "evidence": evidence}
 
 
+def ratio9(part: int, whole: int) -> float:
+    """part / whole (whole > 0) rounded half up to 9 decimals from the exact ratio, in integers
+    (Postgres writes the exits' shares the same way: tracer.store.exits), so no float rounds it first."""
+    return (2 * part * 1_000_000_000 + whole) // (2 * whole) / 1_000_000_000
+
+
 def exit_line(chain: str, row: ExitRow, totals: Mapping[str, int],
               usd: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One off-ramp; `chain` is the trace's own (its totals are in that chain's units: an exit on
@@ -187,7 +193,7 @@ def exit_line(chain: str, row: ExitRow, totals: Mapping[str, int],
         "reason": row.reason,
         "recognised_by": recognised_by(row.reason, row.evidence),
         # A ratio, not money: a JSON number is fine here, rounded so it reads as what it is.
-        "share": round(raw / total, 9) if total else 0.0,
+        "share": ratio9(raw, total) if total else 0.0,
         "paths": row.hops,
         "senders": row.senders,
         "depth": row.depth,

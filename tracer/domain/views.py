@@ -191,3 +191,28 @@ class BridgeCrossing(NamedTuple):
     deposit_chain: str
     confidence: float
     evidence: dict[str, Any]  # the match's free-form evidence JSON
+
+
+class ExitLine(NamedTuple):
+    """One off-ramp as GET /exits sends it (tracer.store.exits): `line` is its JSON up to the dollars
+    (without the closing brace), the rest what the API computes those from. `no_checksum`: a row
+    written before the store kept checksums (`"address_checksum":null` in `line`); `tron`: a stored
+    Tron address may be in the line (the API shows those as T...)."""
+
+    chain: str
+    address: str
+    asset: str
+    amount: int  # raw units
+    no_checksum: bool
+    line: str
+    tron: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExitItems:
+    """The items array of GET /exits as one JSON text (tracer.store.exits.exit_items), whether a
+    stored Tron address may be in it, and what reached the exits in each asset (raw units)."""
+
+    items: str
+    tron: bool
+    reached: Mapping[str, int]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tracer.domain.transfers import NATIVE
 from tracer.store.hops import EXIT_FIRST, EXIT_LAST
+from tracer.store.hops import FIRST_UNKNOWN as _FIRST_UNKNOWN
+from tracer.store.hops import LAST_UNKNOWN as _LAST_UNKNOWN
 from tracer.store.traces import Conn
 
 
@@ -29,10 +30,6 @@ async def describe_transfers(conn: Conn, rows: Sequence[tuple[int, int, int | No
             [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered], [r[3] for r in ordered],
         )
         await _complete_exits(conn, [r[0] for r in ordered])
-
-
-_FIRST_UNKNOWN = f"e.first_time IS NULL OR e.first_time < 0 OR (e.asset <> '{NATIVE}' AND e.symbol IS NULL)"
-_LAST_UNKNOWN = "e.last_time IS NULL OR e.last_time < 0"
 
 
 async def _complete_exits(conn: Conn, transfer_ids: Sequence[int]) -> None:

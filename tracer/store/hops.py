@@ -10,7 +10,9 @@ from typing import Any
 
 import asyncpg
 
+from tracer.addresses import checksum
 from tracer.domain.records import HopRow, Inflow, WrittenHop
+from tracer.domain.transfers import NATIVE
 from tracer.store.sql import TRACE_CHAIN, Conn
 from tracer.store.transfers import require_stored
 
@@ -140,28 +142,31 @@ async def hop_evidence(conn: Conn, trace_id: int, transfer_ids: Sequence[int]) -
 async def refresh_exits(conn: Conn, trace_id: int, keys: Iterable[tuple[str, str]]) -> None:
     """Recompute the trace_exits rows of these (chain, address) from their exit hops: one statement,
     an index probe per address (hops_exit_cover, trace_exits' key). Run by every function that
-    writes hops, in the caller's transaction, so the exits always match the hops committed."""
+    writes hops, in the caller's transaction, so the exits always match the hops committed. Each
+    row gets its address's display form here (a keccak per address written, not per line read)."""
     pairs = sorted(set(keys))
     if not pairs:
         return
     # The upsert and the delete touch different rows (an (address, asset) is in `fresh` or not),
     # so they can share one statement and one snapshot.
     await conn.execute(
-        f"""WITH k AS (SELECT DISTINCT chain, address FROM unnest($2::text[], $3::text[]) AS k(chain, address)),
+        f"""WITH k AS (SELECT DISTINCT chain, address, shown
+                      FROM unnest($2::text[], $3::text[], $4::text[]) AS k(chain, address, shown)),
            fresh AS (
-               SELECT h.chain, h.to_addr, h.asset, sum(h.amount) AS amount, count(*) AS hops,
+               SELECT h.chain, h.to_addr, h.asset, k.shown, sum(h.amount) AS amount, count(*) AS hops,
                       count(DISTINCT h.from_addr) AS senders, min(h.depth) AS depth,
                       min(h.block_number) AS first_block, max(h.block_number) AS last_block
                FROM k CROSS JOIN LATERAL (
                    SELECT chain, to_addr, asset, amount, from_addr, depth, block_number FROM hops
                    WHERE trace_id = $1 AND to_addr = k.address AND chain = k.chain AND status = 'exit'
                    OFFSET 0) h
-               GROUP BY h.chain, h.to_addr, h.asset),
+               GROUP BY h.chain, h.to_addr, h.asset, k.shown),
            up AS (
                INSERT INTO trace_exits (trace_id, chain, address, asset, amount, hops, senders, depth,
-                                        first_block, last_block, first_time, last_time, decimals, symbol)
+                                        first_block, last_block, first_time, last_time, decimals, symbol,
+                                        address_checksum)
                SELECT $1, s.chain, s.to_addr, s.asset, s.amount, s.hops, s.senders, s.depth, s.first_block,
-                      s.last_block, f.block_time, l.block_time, f.decimals, f.symbol
+                      s.last_block, f.block_time, l.block_time, f.decimals, f.symbol, s.shown
                FROM fresh s
                LEFT JOIN LATERAL ({EXIT_FIRST.format(e='s', addr='to_addr')}) f ON true
                LEFT JOIN LATERAL ({EXIT_LAST.format(e='s', addr='to_addr')}) l ON true
@@ -169,13 +174,14 @@ async def refresh_exits(conn: Conn, trace_id: int, keys: Iterable[tuple[str, str
                    amount = excluded.amount, hops = excluded.hops, senders = excluded.senders,
                    depth = excluded.depth, first_block = excluded.first_block, last_block = excluded.last_block,
                    first_time = excluded.first_time, last_time = excluded.last_time,
-                   decimals = excluded.decimals, symbol = excluded.symbol
+                   decimals = excluded.decimals, symbol = excluded.symbol,
+                   address_checksum = excluded.address_checksum
                RETURNING 1)
            DELETE FROM trace_exits x USING k
            WHERE x.trace_id = $1 AND x.chain = k.chain AND x.address = k.address
              AND NOT EXISTS (SELECT 1 FROM fresh f
                              WHERE f.chain = x.chain AND f.to_addr = x.address AND f.asset = x.asset)""",
-        trace_id, [c for c, _ in pairs], [a for _, a in pairs],
+        trace_id, [c for c, _ in pairs], [a for _, a in pairs], [checksum(a) for _, a in pairs],
     )
 
 
@@ -190,3 +196,8 @@ EXIT_LAST = """SELECT t.block_time FROM transfers t
                WHERE t.chain = {e}.chain AND t.to_addr = {e}.{addr} AND t.block_number = {e}.last_block
                  AND t.asset = {e}.asset
                ORDER BY t.block_time < 0 LIMIT 1"""
+
+# A row whose first (last) block's values were not known when it was written: the reads and
+# tracer.store.described look those up again.
+FIRST_UNKNOWN = f"e.first_time IS NULL OR e.first_time < 0 OR (e.asset <> '{NATIVE}' AND e.symbol IS NULL)"
+LAST_UNKNOWN = "e.last_time IS NULL OR e.last_time < 0"

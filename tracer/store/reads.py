@@ -29,7 +29,7 @@ from tracer.domain.views import (
     TraceVersion,
     WalletVerdict,
 )
-from tracer.store.hops import EXIT_FIRST, EXIT_LAST
+from tracer.store.exits import RESOLVED
 from tracer.store.sql import Conn
 
 NATIVE_DECIMALS = 18
@@ -256,26 +256,13 @@ async def exits(conn: Conn, trace_id: int, *, asset: str | None = None,
     cost follows the number of exits, not of hops into them, for running traces too. So do the
     times of the first and last block and the token's name, once known (kept there when the row is
     written and when the worker fills them in: tracer.store.described); a row whose values were not
-    known yet looks them up in one transfer of that block (index transfers_to), as stored ones were."""
-    first_unknown = f"e.first_time IS NULL OR e.first_time < 0 OR (e.asset <> '{NATIVE}' AND e.symbol IS NULL)"
-    last_unknown = "e.last_time IS NULL OR e.last_time < 0"
+    known yet looks them up in one transfer of that block (index transfers_to), as stored ones were.
+    GET /exits reads the same rows as JSON lines (tracer.store.exits)."""
     rows = await conn.fetch(
-        f"""SELECT e.chain, e.address, e.asset, e.amount::text AS amount, e.hops, e.senders, e.depth,
-                  e.first_block, e.last_block,
-                  CASE WHEN {first_unknown} THEN f.block_time ELSE e.first_time END AS first_time,
-                  CASE WHEN {last_unknown} THEN l.block_time ELSE e.last_time END AS last_time,
-                  CASE WHEN {first_unknown} THEN f.decimals ELSE e.decimals END AS decimals,
-                  CASE WHEN {first_unknown} THEN f.symbol ELSE e.symbol END AS symbol,
-                  j.reason, j.entity, j.category, j.evidence::text AS evidence
-           FROM trace_exits e
-           LEFT JOIN jobs j ON j.trace_id = $1 AND j.chain = e.chain AND j.address = e.address
-           -- the conditions on e alone gate the lookups: rows with every value known read no transfer
-           LEFT JOIN LATERAL (SELECT * FROM ({EXIT_FIRST.format(e="e", addr="address")}) x
-                              WHERE {first_unknown}) f ON true
-           LEFT JOIN LATERAL (SELECT * FROM ({EXIT_LAST.format(e="e", addr="address")}) x
-                              WHERE {last_unknown}) l ON true
-           WHERE e.trace_id = $1 AND ($2::text IS NULL OR e.asset = $2) AND ($3::text IS NULL OR j.category = $3)
-           ORDER BY e.amount DESC, e.address, e.asset""",
+        f"""SELECT r.chain, r.address, r.asset, r.amount::text AS amount, r.hops, r.senders, r.depth, r.first_block,
+                   r.last_block, r.first_time, r.last_time, r.decimals, r.symbol, r.reason, r.entity, r.category,
+                   r.evidence::text AS evidence
+            FROM ({RESOLVED}) r ORDER BY r.amount DESC, r.address, r.asset""",
         trace_id, asset, category,
     )
     return [ExitRow(r["chain"], r["address"], r["asset"], int(r["amount"]), r["hops"], r["senders"], r["depth"],

@@ -39,7 +39,11 @@ def dumps(data: Any) -> str:
 def dumps_bytes(data: Any) -> bytes:
     """`dumps` for the hot pages (hops, exits): orjson encodes a page of 100 hops ~8x faster than
     json. Only plain JSON values go in (str, int, float, None, lists, dicts with str keys)."""
-    body = orjson.dumps(data)
+    return tron_shown(orjson.dumps(data))
+
+
+def tron_shown(body: bytes) -> bytes:
+    """A JSON body with its stored Tron addresses shown as T... (tracer.addresses.show_tron)."""
     if b"0x41" not in body:
         return body
     return show_tron(body.decode()).encode()
