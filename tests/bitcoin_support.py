@@ -19,7 +19,7 @@ from tests.fixtures_db import temporary_database
 from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
 from tracer.demo import load_scenario_labels
-from tracer.devchain.bitcoin import BitcoinScenario
+from tracer.devchain.bitcoin.records import BitcoinScenario
 from tracer.devchain.bitcoin_fifo import FifoTruth, fifo_story
 from tracer.devchain.esplora import EsploraServer
 from tracer.store.db import Database

@@ -179,8 +179,8 @@ async def bitcoin_case(server_url: str, scenario: Any) -> dict[str, Any]:
 
 
 def _scenarios() -> dict[str, tuple[str, Any]]:
-    from tracer.devchain.bitcoin import BitcoinScenarioParams
-    from tracer.devchain.bitcoin import generate as generate_bitcoin
+    from tracer.devchain.bitcoin.records import BitcoinScenarioParams
+    from tracer.devchain.bitcoin.story import generate as generate_bitcoin
     from tracer.devchain.mixer_family import MixerFamilyParams, generate_family
     from tracer.devchain.scenario import ScenarioParams, generate
 

@@ -31,7 +31,7 @@ from tracer import truth_check
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
 from tracer.chains.feeds import Feed
-from tracer.devchain.bitcoin import BitcoinScenario
+from tracer.devchain.bitcoin.records import BitcoinScenario
 from tracer.devchain.crosschain import CrossChain, destination, with_bitcoin_payouts
 from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.prices import PricePath, case_paths

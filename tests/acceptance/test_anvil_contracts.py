@@ -14,7 +14,7 @@ from tracer.chains.evm.mappers import TRANSFER_TOPIC
 from tracer.devchain.anvil import artifacts as art
 from tracer.devchain.anvil import compile as solc
 from tracer.devchain.anvil.node import NODE_DIR
-from tracer.engine import bridges, mixers
+from tracer.engine import bridges, mixer_events
 
 ETHER = 10**18
 ALICE = "0x" + "a1" * 20
@@ -63,10 +63,10 @@ async def test_dev_contracts_emit_the_real_protocols_events() -> None:
         mixer = art.artifact(art.POOL)
         await _send(rpc, ALICE, pool, mixer.call_data("initialize", 10 * ETHER))
         dep = await _send(rpc, ALICE, pool, mixer.call_data("deposit", b"\x01" * 32), value=10 * ETHER)
-        assert _topics(dep) == [mixers.DEPOSIT_TOPIC]
+        assert _topics(dep) == [mixer_events.DEPOSIT_TOPIC]
         wd = await _send(rpc, BOB, pool, mixer.call_data(
             "withdraw", b"", b"\x02" * 32, b"\x03" * 32, BOB, VAULT, ETHER // 10, 0))
-        assert _topics(wd) == [mixers.WITHDRAWAL_TOPIC]
+        assert _topics(wd) == [mixer_events.WITHDRAWAL_TOPIC]
         assert wd["logs"][0]["topics"][1] == "0x" + "0" * 24 + VAULT[2:]  # the relayer, indexed
 
         pair = await _deploy(rpc, art.PAIR)

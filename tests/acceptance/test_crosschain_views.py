@@ -28,7 +28,8 @@ from tests.bitcoin_support import esplora_client, own_database, running_esplora
 from tests.integration import test_crosschain as cc
 from tracer.chains.bitcoin import EsploraChain
 from tracer.demo import load_scenario_labels
-from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
+from tracer.devchain.bitcoin.records import BitcoinScenario, BitcoinScenarioParams
+from tracer.devchain.bitcoin.story import generate
 from tracer.devchain.crosschain import CrossChain
 from tracer.devchain.scenario import Scenario
 from tracer.domain.views import StoredHop

@@ -13,7 +13,8 @@ import sys
 import pytest
 
 from tracer.engine import mixer_scope
-from tracer.engine.mixers import FlaggedDeposit, LinkFacts, PoolEvent
+from tracer.engine.mixer_events import PoolEvent
+from tracer.engine.mixer_facts import FlaggedDeposit, LinkFacts
 
 ETH = 10**18
 POOL = "0x" + "70" * 20

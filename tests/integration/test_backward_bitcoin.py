@@ -15,7 +15,8 @@ import pytest_asyncio
 
 from tests.api_support import Api, conforms
 from tests.bitcoin_support import SETTINGS, bitcoin_api, running_esplora
-from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
+from tracer.devchain.bitcoin.records import BitcoinScenario, BitcoinScenarioParams
+from tracer.devchain.bitcoin.story import generate
 from tracer.devchain.esplora import EsploraServer
 from tracer.domain.labels import Label
 from tracer.domain.transfers import NATIVE

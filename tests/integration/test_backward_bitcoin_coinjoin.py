@@ -14,7 +14,8 @@ import pytest_asyncio
 from tests.api_support import Api, conforms
 from tests.bitcoin_support import SETTINGS, bitcoin_api, running_esplora
 from tests.integration.test_backward_bitcoin import backward, label_thief
-from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
+from tracer.devchain.bitcoin.records import BitcoinScenario, BitcoinScenarioParams
+from tracer.devchain.bitcoin.story import generate
 from tracer.devchain.esplora import EsploraServer
 from tracer.engine import utxo
 from tracer.store.db import Database

@@ -18,7 +18,7 @@ from tests.api_support import Api, conforms
 from tests.bitcoin_support import fifo_api_fixture, fifo_story_fixture  # noqa: F401  (fixtures "api", "story")
 from tracer.addresses import encode_btc_base58, encode_btc_segwit
 from tracer.chains.bitcoin import EsploraChain
-from tracer.devchain.bitcoin import BitcoinScenario
+from tracer.devchain.bitcoin.records import BitcoinScenario
 from tracer.devchain.bitcoin_fifo import FifoTruth
 from tracer.engine import service
 from tracer.store import outbox

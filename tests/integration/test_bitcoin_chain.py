@@ -24,14 +24,9 @@ from tracer.chains.bitcoin import EsploraChain, NotFound, flatten
 from tracer.chains.errors import ChainError, WrongChain
 from tracer.chains.factory import connect_chain
 from tracer.chains.retry import RetryPolicy, TransportOptions
-from tracer.devchain.bitcoin import (
-    COIN,
-    BitcoinChainIndex,
-    BitcoinScenario,
-    BitcoinScenarioParams,
-    Handoff,
-    generate,
-)
+from tracer.devchain.bitcoin.index import BitcoinChainIndex
+from tracer.devchain.bitcoin.records import COIN, BitcoinScenario, BitcoinScenarioParams, Handoff
+from tracer.devchain.bitcoin.story import generate
 from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.server import FaultPlan
 from tracer.domain.transfers import NATIVE

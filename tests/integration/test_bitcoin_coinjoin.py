@@ -25,7 +25,8 @@ from tests.api_support import Api, conforms
 from tests.bitcoin_support import SETTINGS, bitcoin_api, own_database, running_esplora
 from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
-from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, CoinJoinTruth, generate
+from tracer.devchain.bitcoin.records import BitcoinScenario, BitcoinScenarioParams, CoinJoinTruth
+from tracer.devchain.bitcoin.story import generate
 from tracer.devchain.bitcoin_coinjoin import whirlpool
 from tracer.devchain.esplora import EsploraServer
 from tracer.engine import utxo

@@ -21,7 +21,7 @@ import pytest
 
 from tests.api_support import Api, conforms
 from tests.bitcoin_support import fifo_api_fixture, fifo_story_fixture  # noqa: F401  (fixtures "api", "story")
-from tracer.devchain.bitcoin import BitcoinScenario
+from tracer.devchain.bitcoin.records import BitcoinScenario
 from tracer.devchain.bitcoin_fifo import FifoTruth
 from tracer.store.db import Database
 

@@ -26,7 +26,8 @@ from tests.fixtures_db import temporary_database
 from tracer.alerts.monitor import Monitor, MonitorSettings
 from tracer.chains.bitcoin import EsploraChain
 from tracer.demo import load_scenario_labels
-from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, generate
+from tracer.devchain.bitcoin.records import BitcoinScenario, BitcoinScenarioParams
+from tracer.devchain.bitcoin.story import generate
 from tracer.devchain.esplora import EsploraServer
 from tracer.domain.transfers import NATIVE
 from tracer.engine import service

@@ -20,7 +20,7 @@ from tracer.api.context import Settings
 from tracer.chains.bitcoin import EsploraChain
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
-from tracer.devchain.bitcoin import BitcoinScenario
+from tracer.devchain.bitcoin.records import BitcoinScenario
 from tracer.devchain.crosschain import CrossChain, destination, with_bitcoin_payouts
 from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate

@@ -28,7 +28,8 @@ from tracer.devchain.mixer_family import CLUES, NO_CLUE, MixerFamilyParams, gene
 from tracer.devchain.scenario import GWEI, KIND_MIXER, KIND_WITHDRAW
 from tracer.domain.mixer_links import CandidateWithdrawal, LinkReason, MixerDeposit
 from tracer.engine import mixers
-from tracer.engine.mixers import FlaggedDeposit, LinkFacts, PoolEvent
+from tracer.engine.mixer_events import PoolEvent
+from tracer.engine.mixer_facts import FlaggedDeposit, LinkFacts
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import mixers as mixer_store

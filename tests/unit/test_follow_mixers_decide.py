@@ -9,8 +9,9 @@ from tracer.domain.mixer_links import DepositStatus, LinkStatus
 from tracer.domain.records import HopRow, StoredTransfer
 from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 from tracer.domain.verdicts import HopStatus, Judged, Reason
-from tracer.engine.mixers import DepositOutcome, FlaggedDeposit, Link, PoolEvent
-from tracer.engine.mixers import Reason as LinkReason
+from tracer.engine.mixer_events import PoolEvent
+from tracer.engine.mixer_facts import DepositOutcome, FlaggedDeposit, Link
+from tracer.engine.mixer_facts import Reason as LinkReason
 from tracer.engine.policy import Policy
 from tracer.engine.step.follow_mixers import Payouts, decide_links
 from tracer.engine.step.plan import PendingDeposit, StepPlan, TraceInfo

@@ -14,8 +14,9 @@ import pytest
 from eth_hash.auto import keccak
 
 from tracer.devchain.chain import DEPOSIT_TOPIC, WITHDRAWAL_TOPIC
-from tracer.engine import mixer_scope, mixers
-from tracer.engine.mixers import FlaggedDeposit, LinkFacts, PoolEvent
+from tracer.engine import mixer_events, mixer_facts, mixer_scope, mixers
+from tracer.engine.mixer_events import PoolEvent
+from tracer.engine.mixer_facts import FlaggedDeposit, LinkFacts
 from tracer.engine.policy import Policy, PolicyError
 
 ETH = 10**18
@@ -25,9 +26,9 @@ HAND_GAS = 23_456_789_123  # set by hand: not a whole gwei
 
 
 def test_topics_are_the_keccak_of_the_tornado_signatures() -> None:
-    assert mixers.DEPOSIT_TOPIC == "0x" + keccak(b"Deposit(bytes32,uint32,uint256)").hex() == DEPOSIT_TOPIC
-    assert mixers.WITHDRAWAL_TOPIC == "0x" + keccak(b"Withdrawal(address,bytes32,address,uint256)").hex()
-    assert mixers.WITHDRAWAL_TOPIC == WITHDRAWAL_TOPIC
+    assert mixer_events.DEPOSIT_TOPIC == "0x" + keccak(b"Deposit(bytes32,uint32,uint256)").hex() == DEPOSIT_TOPIC
+    assert mixer_events.WITHDRAWAL_TOPIC == "0x" + keccak(b"Withdrawal(address,bytes32,address,uint256)").hex()
+    assert mixer_events.WITHDRAWAL_TOPIC == WITHDRAWAL_TOPIC
 
 
 def test_policy_min_link_confidence() -> None:
@@ -44,7 +45,7 @@ def test_policy_min_link_confidence() -> None:
     (100_000 * 10**6, 6, True), (3 * ETH, 18, False), (ETH + 1, 18, False), (10**16, 18, False), (ETH, None, False),
 ])
 def test_pool_like_amounts(amount: int, decimals: int | None, expected: bool) -> None:
-    assert mixers.looks_like_denomination(amount, decimals) is expected
+    assert mixer_events.looks_like_denomination(amount, decimals) is expected
 
 
 def _addr(n: int) -> str:
@@ -321,7 +322,7 @@ def test_carried_is_scaled_by_confidence_and_capped_by_the_withdrawal() -> None:
     p = _Pool()
     ours = p.deposit()
     w = p.withdraw(_addr(50), fee=ETH // 10)
-    lk = mixers.Link(_flagged(ours, _addr(1)), w, 0.8, 4.0, ())
+    lk = mixer_facts.Link(_flagged(ours, _addr(1)), w, 0.8, 4.0, ())
     assert lk.carried(10 * ETH) == 8 * ETH
-    lk = mixers.Link(_flagged(ours, _addr(1)), w, 1.0, 1e9, ())
+    lk = mixer_facts.Link(_flagged(ours, _addr(1)), w, 1.0, 1e9, ())
     assert lk.carried(10 * ETH - ETH // 10) == 10 * ETH - ETH // 10

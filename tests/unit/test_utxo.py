@@ -10,7 +10,9 @@ import pytest
 
 from tracer.addresses import encode_btc_base58, encode_btc_segwit, normalize_btc
 from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
-from tracer.devchain.bitcoin import BitcoinChainIndex, BitcoinScenario, BitcoinScenarioParams, generate
+from tracer.devchain.bitcoin.index import BitcoinChainIndex
+from tracer.devchain.bitcoin.records import BitcoinScenario, BitcoinScenarioParams
+from tracer.devchain.bitcoin.story import generate
 from tracer.engine import utxo
 from tracer.engine.taint import Movement, propagate
 

@@ -19,14 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracer.devchain.bitcoin import (
-    COIN,
-    BitcoinScenario,
-    BitcoinTruth,
-    BlockBuilder,
-    CoinJoinTruth,
-    HistoryParams,
-)
+from tracer.devchain.bitcoin.builder import BlockBuilder
+from tracer.devchain.bitcoin.records import COIN, BitcoinScenario, BitcoinTruth, CoinJoinTruth, HistoryParams
 from tracer.devchain.scenario import OfframpTruth, ScenarioLabel
 from tracer.domain.transfers import NATIVE
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracer.devchain.bitcoin import COIN, BitcoinScenario, BitcoinTruth, BlockBuilder, HistoryParams
+from tracer.devchain.bitcoin.builder import BlockBuilder
+from tracer.devchain.bitcoin.records import COIN, BitcoinScenario, BitcoinTruth, HistoryParams
 from tracer.devchain.scenario import ScenarioLabel
 from tracer.domain.transfers import NATIVE
 

@@ -150,8 +150,8 @@ def write_seeds(path: str, seeds: Iterable[str]) -> None:
 
 
 async def serve_bitcoin(args: argparse.Namespace) -> int:
-    from tracer.devchain.bitcoin import BitcoinScenarioParams
-    from tracer.devchain.bitcoin import generate as generate_bitcoin
+    from tracer.devchain.bitcoin.records import BitcoinScenarioParams
+    from tracer.devchain.bitcoin.story import generate as generate_bitcoin
     from tracer.devchain.esplora import EsploraServer
 
     scenario = generate_bitcoin(BitcoinScenarioParams(seed=args.seed))

@@ -33,8 +33,8 @@ from fractions import Fraction
 from eth_hash.auto import keccak
 
 from tracer.addresses import encode_btc_segwit
-from tracer.devchain.bitcoin import BitcoinScenario, BitcoinScenarioParams, Handoff
-from tracer.devchain.bitcoin import generate as generate_bitcoin
+from tracer.devchain.bitcoin.records import BitcoinScenario, BitcoinScenarioParams, Handoff
+from tracer.devchain.bitcoin.story import generate as generate_bitcoin
 from tracer.devchain.chain import Chain, Log, abi_string, pad_address, word
 from tracer.devchain.scenario import (
     KIND_BRIDGE,

@@ -19,15 +19,9 @@ from typing import Any
 from aiohttp import web
 
 from tracer.addresses import InvalidAddress, btc_script_pubkey, normalize_btc
-from tracer.devchain.bitcoin import (
-    COINBASE_TXID,
-    BitcoinChainIndex,
-    BitcoinScenario,
-    BtcBlock,
-    BtcOutput,
-    BtcTx,
-    sha256d,
-)
+from tracer.devchain.bitcoin.builder import sha256d
+from tracer.devchain.bitcoin.index import BitcoinChainIndex
+from tracer.devchain.bitcoin.records import COINBASE_TXID, BitcoinScenario, BtcBlock, BtcOutput, BtcTx
 from tracer.devchain.http import FaultPlan, KnobServer
 
 _ESPLORA_TYPES = {"p2wpkh": "v0_p2wpkh", "p2wsh": "v0_p2wsh", "p2tr": "v1_p2tr"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from tracer.domain.records import StoredTransfer
-from tracer.engine.mixers import PoolEvent
+from tracer.engine.mixer_events import PoolEvent
 
 # A shared wallet with more counterparties than this is a crowd (a service no label names): its
 # counterparties are not read as rivals. Chain data, so the cut is the same for every worker.

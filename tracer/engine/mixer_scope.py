@@ -24,15 +24,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from tracer.engine.mixers import (
-    DepositOutcome,
-    FlaggedDeposit,
-    LinkFacts,
-    LinkParams,
-    PoolEvent,
-    candidate_withdrawals,
-    link,
-)
+from tracer.engine.mixer_events import PoolEvent
+from tracer.engine.mixer_facts import DepositOutcome, FlaggedDeposit, LinkFacts, LinkParams
+from tracer.engine.mixers import candidate_withdrawals, link
 
 
 def own_facts(depositor: str, deposits: Sequence[FlaggedDeposit], facts: LinkFacts) -> LinkFacts:

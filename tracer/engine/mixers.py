@@ -33,7 +33,7 @@ on those candidates only: a withdrawal one of them claims is explained by it.
 
 Everything here is pure: the worker (and bench/mixer_linker.py) fetch the facts and call `link`.
 The pools' events are in mixer_events, the linker's inputs and outputs in mixer_facts, the
-heuristics in mixer_heuristics; their public names are importable from here too.
+heuristics in mixer_heuristics: each name is imported from the module that holds it.
 """
 
 from __future__ import annotations
@@ -41,23 +41,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from tracer.engine.mixer_events import (
-    DEPOSIT_TOPIC,
-    POOL_TOPICS,
-    WITHDRAWAL_TOPIC,
-    PoolEvent,
-    decode_pool_log,
-    looks_like_denomination,
-)
+from tracer.engine.mixer_events import PoolEvent
 from tracer.engine.mixer_facts import DepositOutcome, FlaggedDeposit, Link, LinkFacts, LinkParams, Reason
 from tracer.engine.mixer_heuristics import Multisets, gas_rarity, popular_peers, score
 from tracer.engine.mixer_pool import PoolIndex
-
-__all__ = [
-    "DEPOSIT_TOPIC", "POOL_TOPICS", "WITHDRAWAL_TOPIC", "DepositOutcome", "FlaggedDeposit", "Link", "LinkFacts",
-    "LinkParams", "PoolEvent", "Reason", "candidate_withdrawals", "decode_pool_log", "link",
-    "looks_like_denomination",
-]
 
 
 def link(

@@ -28,13 +28,13 @@ from typing import Any
 from tracer.chains import events
 from tracer.chains.records import LogRecord
 from tracer.domain.transfers import Transfer
-from tracer.engine import bridges, mixers
+from tracer.engine import bridges, mixer_events
 
 RECOGNISED_BY_EVENT = "event"
 RECOGNISED_BY_LABEL = "label"
 SWAP_TOPICS = events.topics_of("uniswap_v2", "uniswap_v3")
 """Swap and Sync of V2 pairs, Swap of V3 pools: asked only of the recipients' own addresses."""
-SERVICE_TOPICS = (mixers.DEPOSIT_TOPIC, *bridges.BRIDGE_TOPICS)
+SERVICE_TOPICS = (mixer_events.DEPOSIT_TOPIC, *bridges.BRIDGE_TOPICS)
 """Pool deposits and bridge deposits: rare enough to ask for a whole block range at once."""
 
 

@@ -23,31 +23,3 @@ flagged, so the deposit addresses' flagged amounts are the payments themselves).
 The package: records (blocks, transactions, params, truth), builder (`BlockBuilder`: blocks and the
 UTXO set), story (`generate`), index (`BitcoinChainIndex`, what Esplora looks up).
 """
-
-from tracer.devchain.bitcoin.builder import BlockBuilder, sha256d
-from tracer.devchain.bitcoin.index import BitcoinChainIndex
-from tracer.devchain.bitcoin.records import (
-    COIN,
-    COINBASE_TXID,
-    DUST,
-    SUBSIDY,
-    BitcoinScenario,
-    BitcoinScenarioParams,
-    BitcoinTruth,
-    BtcBlock,
-    BtcInput,
-    BtcOutput,
-    BtcTx,
-    CoinJoinTruth,
-    Handoff,
-    HandoffTruth,
-    HistoryParams,
-    PeelHop,
-)
-from tracer.devchain.bitcoin.story import generate
-
-__all__ = [
-    "COIN", "COINBASE_TXID", "DUST", "SUBSIDY", "BitcoinChainIndex", "BitcoinScenario", "BitcoinScenarioParams",
-    "BitcoinTruth", "BlockBuilder", "BtcBlock", "BtcInput", "BtcOutput", "BtcTx", "CoinJoinTruth", "Handoff",
-    "HandoffTruth", "HistoryParams", "PeelHop", "generate", "sha256d",
-]

@@ -2,7 +2,7 @@
 from a pool goes back to the deposits whose forward link is that withdrawal.
 
 A withdrawal's candidates are the pool's deposits that would weigh it forward: those with it among
-their nearest withdrawals (mixers.LinkParams: the window and the candidate cap). Each is scored by
+their nearest withdrawals (mixer_facts.LinkParams: the window and the candidate cap). Each is scored by
 the forward linker itself (follow_mixers.score, every deposit taken as wholly flagged: what a link
 carries scales with that, its confidence does not), and a deposit whose best link at least
 policy.min_link_confidence sure is this withdrawal is a link the backward trace follows, with that
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from tracer.domain.mixer_links import DepositStatus, LinkStatus
 from tracer.domain.records import StoredTransfer
-from tracer.engine import mixers
+from tracer.engine import mixer_events, mixer_facts
 from tracer.engine.backward_links import BackLink, BackLinks
 from tracer.engine.mixer_pool import PoolIndex
 from tracer.engine.step import follow_mixers
@@ -38,12 +38,12 @@ async def link_back(ctx: StepContext, trace: TraceInfo, payouts: Sequence[Stored
     await follow_mixers.pool_events(ctx, trace, pools)
     async with ctx.pool.acquire() as conn:
         rows = await mixer_store.events(conn, trace.chain, pools, trace.from_block, trace.to_block)
-    events: dict[str, list[mixers.PoolEvent]] = defaultdict(list)
+    events: dict[str, list[mixer_events.PoolEvent]] = defaultdict(list)
     for r in rows:
-        events[r.pool].append(mixers.PoolEvent(
+        events[r.pool].append(mixer_events.PoolEvent(
             r.pool, "deposit" if r.kind == "deposit" else "withdrawal", r.block_number, r.log_index, r.block_time,
             r.tx_hash, r.note, r.leaf_index, r.recipient or "", r.relayer or "", r.fee, r.gas_price))
-    params = mixers.LinkParams()
+    params = mixer_facts.LinkParams()
     wanted: dict[tuple[str, str], StoredTransfer] = {}  # (withdrawal tx, recipient) -> the payout
     candidates: dict[str, set[str]] = defaultdict(set)  # pool -> deposit txs that weigh one of the payouts
     for p in payouts:
@@ -70,7 +70,7 @@ async def link_back(ctx: StepContext, trace: TraceInfo, payouts: Sequence[Stored
             if old is None or t.amount > old.transfer.amount:
                 deposit_of[(t.to_address, t.tx_hash)] = st
     found = sorted(deposit_of.values(), key=lambda st: st.id)
-    flagged = [mixers.FlaggedDeposit(
+    flagged = [mixer_facts.FlaggedDeposit(
         st.id, st.transfer.to_address, st.transfer.asset, st.transfer.amount, st.transfer.amount,
         st.transfer.from_address, st.transfer.tx_hash, st.transfer.block_number, st.transfer.block_time,
         st.transfer.decimals, st.transfer.symbol) for st in found]

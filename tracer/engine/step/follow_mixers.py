@@ -17,7 +17,7 @@ from tracer.domain.labels import Category
 from tracer.domain.mixer_links import DepositStatus, LinkStatus
 from tracer.domain.records import HopRow, StoredTransfer
 from tracer.domain.verdicts import HopStatus, Judged, Reason
-from tracer.engine import classify, mixer_scope, mixers
+from tracer.engine import classify, mixer_events, mixer_facts, mixer_scope, mixers
 from tracer.engine.deposits import BEHAVIOUR_SOURCE
 from tracer.engine.mixer_rivals import read_rivals
 from tracer.engine.step.gather import StepContext, describe, ensure_transfers
@@ -47,10 +47,10 @@ async def pool_events(ctx: StepContext, trace: TraceInfo, pools: Sequence[str]) 
     if not missing:
         return
     start = min(covered.get(p, -1) + 1 for p in missing)
-    logs = await ctx.chain(trace).logs(missing, [list(mixers.POOL_TOPICS)], start, trace.to_block)
+    logs = await ctx.chain(trace).logs(missing, [list(mixer_events.POOL_TOPICS)], start, trace.to_block)
     rows = []
     for lg in logs:
-        e = mixers.decode_pool_log(lg)
+        e = mixer_events.decode_pool_log(lg)
         if e is not None:
             rows.append(mixer_store.EventRow(e.pool, e.kind, e.block_number, e.log_index, e.block_time, e.tx_hash,
                                              e.note, e.leaf_index, e.recipient or None, e.relayer or None, e.fee,
@@ -98,7 +98,7 @@ async def link(
     """Score the batch's flagged mixer deposits (plan.deposits) against their pools' withdrawals
     (score: the reads, then the pure linker) and decide which links are followed (decide_links,
     pure); the link hops themselves are summed at commit time."""
-    flagged = [mixers.FlaggedDeposit(
+    flagged = [mixer_facts.FlaggedDeposit(
         d.st.id, d.pool, d.o.asset, d.st.transfer.amount, d.o.amount, d.owner, d.st.transfer.tx_hash,
         d.st.transfer.block_number, d.st.transfer.block_time, d.st.transfer.decimals, d.st.transfer.symbol,
     ) for d in plan.deposits]
@@ -117,7 +117,7 @@ async def link(
 
 
 def decide_links(
-    trace: TraceInfo, plan: StepPlan, outcomes: Sequence[mixers.DepositOutcome], payouts: Payouts,
+    trace: TraceInfo, plan: StepPlan, outcomes: Sequence[mixer_facts.DepositOutcome], payouts: Payouts,
     labels: Labels, known: Mapping[str, Judged],
 ) -> MixerWrite:
     """Which links are followed, as data: each deposit's best link at least
@@ -165,18 +165,18 @@ def decide_links(
     return write
 
 
-async def score(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixers.FlaggedDeposit]
-                ) -> tuple[list[mixers.DepositOutcome], Payouts]:
+async def score(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixer_facts.FlaggedDeposit]
+                ) -> tuple[list[mixer_facts.DepositOutcome], Payouts]:
     """Link deposits into pools to the pools' withdrawals from chain data read over the trace's
     whole window (a forward trace's flagged deposits; a backward trace's candidate deposits of a
     withdrawal, engine/step/back_mixers.py), and the pool -> recipient transfers of the candidates:
     gather_links reads, the linker (mixer_scope, pure) scores."""
     facts, payouts = await gather_links(ctx, trace, flagged)
-    return mixer_scope.link_each_depositor(flagged, facts, mixers.LinkParams()), payouts
+    return mixer_scope.link_each_depositor(flagged, facts, mixer_facts.LinkParams()), payouts
 
 
-async def gather_links(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixers.FlaggedDeposit]
-                       ) -> tuple[mixers.LinkFacts, Payouts]:
+async def gather_links(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mixer_facts.FlaggedDeposit]
+                       ) -> tuple[mixer_facts.LinkFacts, Payouts]:
     """Every read the linker needs for these deposits: the pools' events, the depositors' and the
     candidate recipients' transfers, their rivals' notes, gas prices and which shared wallets are
     labelled services."""
@@ -211,9 +211,9 @@ async def gather_links(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mix
     async with ctx.pool.acquire() as conn:
         rows = await mixer_store.events(conn, trace.chain, pools, trace.from_block, trace.to_block)
         before = await mixer_store.counts_before(conn, trace.chain, pools, trace.from_block)
-    events: dict[str, list[mixers.PoolEvent]] = defaultdict(list)
+    events: dict[str, list[mixer_events.PoolEvent]] = defaultdict(list)
     for r in rows:
-        events[r.pool].append(mixers.PoolEvent(
+        events[r.pool].append(mixer_events.PoolEvent(
             r.pool, "deposit" if r.kind == "deposit" else "withdrawal", r.block_number, r.log_index, r.block_time,
             r.tx_hash, r.note, r.leaf_index, r.recipient or "", r.relayer or "", r.fee, r.gas_price))
     denominations = {e.pool: paid_into[(e.pool, e.tx_hash)] for evs in events.values() for e in evs
@@ -228,8 +228,8 @@ async def gather_links(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mix
     deposits_by = {who: [e for e in all_deposits if e.tx_hash in txs and (
         e.pool in own_pools[who] or (e.pool in mixers_paid and (e.pool, e.tx_hash) in paid_into))]
                    for who, txs in depositor_txs.items()}
-    params = mixers.LinkParams()
-    candidates = mixers.candidate_withdrawals(flagged, mixers.LinkFacts(events, deposits_by=deposits_by), params)
+    params = mixer_facts.LinkParams()
+    candidates = mixers.candidate_withdrawals(flagged, mixer_facts.LinkFacts(events, deposits_by=deposits_by), params)
     notes = [e.tx_hash for es in deposits_by.values() for e in es]
 
     # Gas prices: of the deposits and their candidates; of the pools' other transactions only
@@ -264,7 +264,7 @@ async def gather_links(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mix
     recipient_peers: dict[str, set[str]] = defaultdict(set)
     # A recipient's own deposits into the pools (chain data): notes that rival ours.
     pool_deposits = {(e.pool, e.tx_hash): e for evs in events.values() for e in evs if e.kind == "deposit"}
-    recipient_notes: dict[str, list[mixers.PoolEvent]] = defaultdict(list)
+    recipient_notes: dict[str, list[mixer_events.PoolEvent]] = defaultdict(list)
     payouts: dict[tuple[str, str], StoredTransfer] = {}
     for st in stored:
         t = st.transfer
@@ -314,7 +314,7 @@ async def gather_links(ctx: StepContext, trace: TraceInfo, flagged: Sequence[mix
     if set(fetched) - known:
         async with ctx.pool.acquire() as conn:
             await mixer_store.set_gas_prices(conn, trace.chain, {h: fetched[h] for h in set(fetched) - known})
-    facts = mixers.LinkFacts(
+    facts = mixer_facts.LinkFacts(
         events=events, before=before, denominations=denominations, gas_prices=gas,
         peers=peers, services=services, deposits_by=deposits_by, recipient_peers=recipient_peers,
         recipient_notes=recipient_notes, rival_notes=rival_notes,

@@ -17,7 +17,7 @@ from tracer.domain.labels import Category
 from tracer.domain.records import Job, StoredTransfer
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import HopStatus, Judged
-from tracer.engine import balances, classify, freezes, mixers
+from tracer.engine import balances, classify, freezes, mixer_events
 from tracer.engine.policy import Policy
 from tracer.engine.recognised import SERVICE_TOPICS, SWAP_TOPICS, ServiceLogs
 from tracer.engine.step import decide
@@ -246,7 +246,7 @@ async def service_logs(
             blocks.add(t.block_number)
         elif known_pool or (through is None and t.to_address not in labels and (
                 o.amount >= trace.threshold(o.asset)
-                or (Category.MIXER in policy.through_categories and mixers.looks_like_denomination(
+                or (Category.MIXER in policy.through_categories and mixer_events.looks_like_denomination(
                     t.amount, 18 if t.asset == NATIVE else t.decimals)))):
             blocks.add(t.block_number)
             if t.to_address not in labels:
