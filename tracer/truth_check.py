@@ -326,7 +326,7 @@ def _check_bridges(check: TruthCheck, rep: treport.Report, scenario: Scenario, f
         return
     served = {c.scenario.chain for c in far.evm} | ({"bitcoin"} if far.bitcoin is not None else set())
     to_served = [b for b in deposits if b.dest_chain in served]
-    conts = {(_norm(c.depositor), _norm(c.recipient)): c for c in rep.continuations}
+    conts = {(_norm(str(c.deposit.sender)), _norm(c.recipient)): c for c in rep.continuations}
     followed = 0
     for b in to_served:
         c = conts.get((_norm(b.sender), _norm(b.dest_address)))
@@ -342,8 +342,8 @@ def _check_bridges(check: TruthCheck, rep: treport.Report, scenario: Scenario, f
     wrong = 0
     for t in _far_exits(far, scenario):
         c = conts.get((_norm(t.deposit.sender), _norm(t.recipient)))
-        if c is not None and c.match != t.match:
+        if c is not None and c.paid.match != t.match:
             wrong += 1
-            check.mismatches.append(f"payout to {t.recipient} on {t.chain} matched by {c.match}, "
+            check.mismatches.append(f"payout to {t.recipient} on {t.chain} matched by {c.paid.match}, "
                                     f"the generator paid it so it matches by {t.match}")
     check.lines.append(f"  payouts matched otherwise than the generator paid them (memo / timing): {wrong}")

@@ -295,7 +295,7 @@ async def test_the_trace_crosses_the_bridge_to_the_right_exit_with_the_right_amo
     assert line.recognised_by == "event" and line.address == case.bridge
     protocol = {"thorchain": "THORChain", "unlabelled": "THORChain", "across": "Across",
                 "wormhole": "Wormhole"}[family]
-    assert cont.protocol == protocol
+    assert cont.deposit.protocol == protocol
     if family == "unlabelled":
         assert line.entity == "THORChain (recognised by event)"
     assert f"via {protocol} (recognised by event)" in treport.render(rep)

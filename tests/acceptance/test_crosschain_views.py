@@ -296,13 +296,13 @@ async def test_report_lists_cross_chain_continuations(
         c = by_recipient[p.address]
         method = bridges.MATCH_MEMO if p.memo else bridges.MATCH_EARLIEST if p.decoy else bridges.MATCH_SINGLE
         [payout] = [h for h in hops if h["chain"] == DEST and h["to"] == p.address and h["reason"] == "bridge"]
-        assert (c.from_chain, c.chain, c.protocol, c.depositor, c.match, c.followed) == (
+        assert (c.from_chain, c.chain, c.deposit.protocol, c.deposit.sender, c.paid.match, c.followed) == (
             home.chain, DEST, "THORChain", p.deposit.sender, method, True)
-        assert (c.payout, c.carried, c.symbol, c.payout_tx) == (p.amount, int(payout["amount_raw"]), "AVAX",
-                                                                 payout["tx_hash"])
+        assert (c.paid.amount, c.paid.carried, c.symbol, c.paid.tx_hash) == (
+            p.amount, int(payout["amount_raw"]), "AVAX", payout["tx_hash"])
     for ho in btc.truth.handoffs:
         c = by_recipient[ho.address]
-        assert (c.chain, c.symbol, c.decimals, c.payout, c.match, c.confidence) == (
+        assert (c.chain, c.symbol, c.decimals, c.paid.amount, c.paid.match, c.paid.confidence) == (
             "bitcoin", "BTC", 8, ho.amount, bridges.MATCH_MEMO, 1.0)
     text = treport.render(rep, max_exits=100)
     assert f"Cross-chain continuations ({len(rep.continuations)}):" in text

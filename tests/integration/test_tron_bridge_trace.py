@@ -119,7 +119,8 @@ async def test_the_trace_continues_on_tron_to_the_deposit_addresses(
 
 async def test_the_report_names_the_crossing(db: Database, trace: dict[str, Any], swap: SwapToTron) -> None:
     rep = await treport.build(db.pool, trace["id"])
-    assert sorted((c.from_chain, c.chain, c.protocol, c.deposit_tx, c.followed) for c in rep.continuations) == sorted(
+    assert sorted((c.from_chain, c.chain, c.deposit.protocol, c.deposit.tx_hash, c.followed)
+                  for c in rep.continuations) == sorted(
         ("ethereum", "tron", "THORChain", p.deposit_tx, True) for p in swap.payouts), rep.continuations
     text = treport.render(rep, max_exits=100)
     assert "Cross-chain continuations (2):" in text, text

@@ -13,6 +13,7 @@ import asyncpg
 
 from tracer.addresses import checksum
 from tracer.domain.chains import native_unit
+from tracer.domain.destinations import Destination, Payout
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import Reason
 from tracer.domain.views import BridgeVerdict, StoredHop
@@ -87,34 +88,36 @@ class CoinJoinLine:
         return d
 
 
-@dataclass
+@dataclass(frozen=True)
 class Continuation:
-    """A bridge deposit and its payout on the destination chain (followed or only reported)."""
+    """A bridge deposit whose payout was found on the destination chain (followed or only reported):
+    the bridge verdict's entry for it as the domain reads it, where the payout went, in which units."""
 
     from_chain: str
-    chain: str
-    protocol: str
-    depositor: str
-    deposit_tx: str
+    bridge: str  # the bridge contract deposited into
+    recognised_by: str  # "label", or "event": no label, the contract's own deposit event named it
+    deposit: Destination
+    paid: Payout
+    chain: str  # the payout's chain
     recipient: str
-    followed: bool
-    note: str
-    payout_tx: str | None = None
-    asset: str | None = None
-    symbol: str | None = None
-    decimals: int | None = None
-    payout: int | None = None  # what the payout paid
-    carried: int | None = None  # the flagged share it carries on
-    match: str | None = None
-    confidence: float | None = None
-    bridge: str = ""  # the bridge contract deposited into
-    recognised_by: str = "label"  # "event": no label, the contract's own deposit event named it
+    symbol: str
+    decimals: int | None
+
+    @property
+    def followed(self) -> bool:
+        return self.deposit.followed
+
+    @property
+    def note(self) -> str:
+        return (self.deposit.onward.note if self.deposit.onward is not None else None) or ""
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("payout", "carried"):
-            d[k] = None if d[k] is None else str(d[k])
-        return d
+        d, p = self.deposit, self.paid
+        return {"from_chain": self.from_chain, "chain": self.chain, "protocol": d.protocol, "depositor": str(d.sender),
+                "deposit_tx": d.tx_hash, "recipient": self.recipient, "followed": self.followed, "note": self.note,
+                "payout_tx": p.tx_hash, "asset": p.asset, "symbol": self.symbol, "decimals": self.decimals,
+                "payout": str(p.amount), "carried": str(p.carried), "match": p.match, "confidence": p.confidence,
+                "bridge": self.bridge, "recognised_by": self.recognised_by}
 
 
 @dataclass
@@ -274,30 +277,23 @@ def continuations(bridges: Sequence[BridgeVerdict], hops: Sequence[StoredHop], c
     `bridges`: rows of store.bridge_verdicts (a continued deposit is a crossing, not an exit)."""
     meta = {((h.chain or chain), h.tx_hash, h.asset): (h.symbol, h.decimals) for h in hops}
     out: list[Continuation] = []
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str, str | None]] = set()
     for b in bridges:
         ev = _json(b.evidence)
+        if not isinstance(ev, dict):
+            continue
         home = b.chain or chain
-        how = str(ev.get("recognised_by") or "label") if isinstance(ev, dict) else "label"
-        for d in (ev.get("destinations") or []) if isinstance(ev, dict) else []:
-            follow = d.get("continue") or {}
-            payout = follow.get("payout")
-            key = (str(d.get("tx_hash")), str(d.get("address")), home)
-            if not payout or key in seen:
+        how = str(ev.get("recognised_by") or "label")
+        for d in map(Destination.from_json, ev.get("destinations") or []):
+            onward = d.onward
+            if onward is None or onward.payout is None or (home, *d.key) in seen:
                 continue
-            seen.add(key)
-            dest = str(follow.get("chain") or d.get("chain"))
-            asset = str(payout.get("asset") or NATIVE)
-            sym, dec = units(dest, asset, *meta.get((dest, payout.get("tx_hash"), asset), (None, None)))
-            out.append(Continuation(
-                from_chain=home, chain=dest, protocol=str(d.get("protocol")), depositor=str(d.get("from")),
-                deposit_tx=str(d.get("tx_hash")), recipient=str(follow.get("address") or d.get("address")),
-                followed=bool(follow.get("followed")), note=str(follow.get("note") or ""),
-                payout_tx=payout.get("tx_hash"), asset=asset, symbol=sym, decimals=dec,
-                payout=int(payout["amount"]) if payout.get("amount") is not None else None,
-                carried=int(payout["carried"]) if payout.get("carried") is not None else None,
-                match=payout.get("match"), confidence=payout.get("confidence"), bridge=str(b.address),
-                recognised_by=how))
+            seen.add((home, *d.key))
+            paid = onward.payout
+            dest = str(onward.chain or d.chain)
+            sym, dec = units(dest, paid.asset, *meta.get((dest, paid.tx_hash, paid.asset), (None, None)))
+            out.append(Continuation(home, str(b.address), how, d, paid, dest, str(onward.address or d.address),
+                                    sym, dec))
     return out
 
 
@@ -379,14 +375,14 @@ def render(report: Report, *, max_exits: int = 40) -> str:
         lines.append("")
         lines.append(f"Cross-chain continuations ({len(report.continuations)}):")
         for i, cc in enumerate(report.continuations, 1):
-            paid = "" if cc.payout is None else f"{format_amount(cc.payout, cc.decimals, 8)} {cc.symbol}"
-            carried = ("" if cc.carried is None
-                       else f", carrying {format_amount(cc.carried, cc.decimals, 8)} {cc.symbol}")
+            p = cc.paid
             how = " (recognised by event)" if cc.recognised_by == "event" else ""
-            lines.append(f"{i:>3}  {cc.from_chain} → {cc.chain} via {cc.protocol}{how}: {_short(cc.depositor)} "
-                         f"deposit {cc.deposit_tx[:12]}…")
-            lines.append(f"       payout {paid} to {_short(cc.recipient)} in {str(cc.payout_tx)[:12]}…{carried}; "
-                         f"match {cc.match}, confidence {cc.confidence}; "
+            lines.append(f"{i:>3}  {cc.from_chain} → {cc.chain} via {cc.deposit.protocol}{how}: "
+                         f"{_short(str(cc.deposit.sender))} deposit {cc.deposit.tx_hash[:12]}…")
+            lines.append(f"       payout {format_amount(p.amount, cc.decimals, 8)} {cc.symbol} to "
+                         f"{_short(cc.recipient)} in {p.tx_hash[:12]}…, carrying "
+                         f"{format_amount(p.carried, cc.decimals, 8)} {cc.symbol}; "
+                         f"match {p.match}, confidence {p.confidence}; "
                          + ("followed" if cc.followed else f"not followed ({cc.note})"))
     if report.stops:
         reasons: dict[str, int] = {}
