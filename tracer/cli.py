@@ -162,15 +162,18 @@ async def _worker(args: argparse.Namespace) -> int:
     from tracer.config import rpc_urls
     from tracer.nodes import connect_all
     from tracer.reorg import guarded
-    from tracer.store.db import Database
+    from tracer.store.db import Database, keep_session
     from tracer.workers.trace import Worker
 
     urls = rpc_urls(args.rpc, args.chain)
     if not urls:
         raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
     # A connection for each batch that may run at once (they hold one while committing), within reason.
+    # A batch takes a connection from the pool ~25 times: without the reset query on each release
+    # that is half its round trips (workers leave no session state: see keep_session).
     db = await Database.connect(args.database_url,
-                                max_size=max(10, min(40, max(1, args.concurrency) * max(1, args.lanes) + 4)))
+                                max_size=max(10, min(40, max(1, args.concurrency) * max(1, args.lanes) + 4)),
+                                reset=keep_session)
     try:
         # Refuses a node whose chain id differs from the one the database records for its name.
         chains = {name: guarded(client, db.pool, name) for name, client in (await connect_all(db.pool, urls)).items()}

@@ -47,19 +47,31 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """A pool's `reset` that keeps the session as it is: asyncpg still rolls back a transaction
+    left open and drops the connection's listener callbacks, but skips its reset query (unlock
+    advisory locks, CLOSE ALL, UNLISTEN *, RESET ALL), a round trip on every release. Only for
+    pools whose users leave no session state behind: no session advisory locks, no SET, cursors
+    inside transactions, LISTENs undone by their owner (a stray one only sends notifications
+    nobody reads)."""
+
+
 async def create_pool(
     url: str,
     *,
     min_size: int = 1,
     max_size: int = 10,
     command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
+    reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
-    """An asyncpg pool with tracer's connection setup (JSON codecs, timeout, application_name)."""
+    """An asyncpg pool with tracer's connection setup (JSON codecs, timeout, application_name);
+    `reset` as asyncpg's (None: its full reset query on every release)."""
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         command_timeout=command_timeout,
+        reset=reset,
         init=_init_connection,
         # Shows up in pg_stat_activity, which makes our sessions easy to find and terminate.
         server_settings={"application_name": "tracer"},
@@ -91,6 +103,7 @@ class Database:
         migrate: bool = True,
         command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
         migrations_dir: Path | None = None,
+        reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
     ) -> Database:
         """Connect to ``url``, else ``$DATABASE_URL``, else the embedded server of ``data_dir``.
 
@@ -104,7 +117,7 @@ class Database:
         if resolved is None:
             resolved = await start_embedded(data_dir)
         pool = await create_pool(
-            resolved, min_size=min_size, max_size=max_size, command_timeout=command_timeout
+            resolved, min_size=min_size, max_size=max_size, command_timeout=command_timeout, reset=reset
         )
         try:
             if migrate:
