@@ -193,11 +193,8 @@ class Monitor:
             return []  # the node does not have them all yet (a lagging replica): next poll
         async with self.pool.acquire() as conn:
             await follow.record_blocks(conn, chain, hashes, self.settings.keep_blocks)
-            live = await follow.live_addresses(conn, ids)
-        depth: dict[int, dict[str, int]] = defaultdict(dict)
-        for r in live:
-            depth[r.trace_id][r.address] = r.depth
-        addresses = sorted({r.address for r in live})
+            depth = await follow.live_addresses(conn, ids)
+        addresses = sorted({a for mine in depth.values() for a in mine})
         transfers: list[Transfer] = []
         if addresses:
             async with self.pool.acquire() as conn:

@@ -111,15 +111,6 @@ class WatchingTrace:
 
 
 @dataclass(frozen=True, slots=True)
-class LiveAddress:
-    """An address a watching trace follows (money may still sit there), at its depth."""
-
-    trace_id: int
-    address: str
-    depth: int
-
-
-@dataclass(frozen=True, slots=True)
 class Extend:
     """A watching trace's window moving forward: the addresses that sent money in the new blocks
     (address, depth) go back on its frontier; its seeds' outflows add to its totals."""

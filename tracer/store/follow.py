@@ -5,12 +5,13 @@ leader lock."""
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
-from tracer.domain.alerts import Extend, LiveAddress, Retraction, WatchingTrace
+from tracer.domain.alerts import Extend, Retraction, WatchingTrace
 from tracer.store import traces as trace_store
 from tracer.store.hops import refresh_exits
 from tracer.store.outbox import EVENTS_CHANNEL
@@ -27,8 +28,9 @@ async def watching_traces(conn: Conn, chain: str) -> list[WatchingTrace]:
                           int(r["to_block"])) for r in rows]
 
 
-async def live_addresses(conn: Conn, trace_ids: Sequence[int]) -> list[LiveAddress]:
-    """Addresses the traces follow (money may still sit there): their new outflows extend the trace."""
+async def live_addresses(conn: Conn, trace_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """trace id -> address -> depth of the addresses the traces follow (money may still sit there):
+    their new outflows extend the trace."""
     rows = await conn.fetch(
         """SELECT trace_id, address, depth FROM jobs j
            WHERE trace_id = ANY($1::bigint[]) AND kind = 'address' AND role = 'followed'
@@ -36,7 +38,10 @@ async def live_addresses(conn: Conn, trace_ids: Sequence[int]) -> list[LiveAddre
              AND chain = (SELECT chain FROM traces t WHERE t.id = j.trace_id)""",
         list(trace_ids),
     )
-    return [LiveAddress(int(r["trace_id"]), r["address"], int(r["depth"])) for r in rows]
+    live: dict[int, dict[str, int]] = defaultdict(dict)
+    for r in rows:
+        live[int(r["trace_id"])][r["address"]] = int(r["depth"])
+    return dict(live)
 
 
 async def extend_traces(conn: Conn, old_to: int, new_to: int, traces: Sequence[Extend]) -> list[int]:
