@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tracer.devchain.scenario.model import ETHER, USD6
+
+
+def _grows(default: int, power: float, lo: int, hi: int) -> int:
+    """A laundering knob that `ScenarioParams.for_size` scales: its default (the knob at 300
+    transfers) times g**power, kept within [lo, hi]."""
+    return field(default=default, metadata={"growth": (default, power, lo, hi)})
 
 
 @dataclass(frozen=True)
@@ -23,19 +29,19 @@ class ScenarioParams:
     stolen_usdt: int = 8_000_000 * USD6
     min_hop_share: float = 0.002  # every laundering hop carries at least this share of its asset's theft
     # ETH laundering
-    n_fanout: int = 8  # fresh wallets the seeds fan out to
-    n_consolidation: int = 2  # wallets the fan-out comes back together in
-    n_peel_chains: int = 2
-    peel_length: int = 4  # peels per chain
-    n_mixer_deposits: int = 4  # flagged deposits into the 10 / 100 ETH pools
-    n_batch_payouts: int = 1
-    batch_size: int = 4  # recipients per batch payout
+    n_fanout: int = _grows(8, 1.0, 3, 150)  # fresh wallets the seeds fan out to
+    n_consolidation: int = _grows(2, 0.5, 1, 12)  # wallets the fan-out comes back together in
+    n_peel_chains: int = _grows(2, 0.5, 1, 16)
+    peel_length: int = _grows(4, 0.3, 2, 8)  # peels per chain
+    n_mixer_deposits: int = _grows(4, 0.5, 2, 30)  # flagged deposits into the 10 / 100 ETH pools
+    n_batch_payouts: int = _grows(1, 0.5, 1, 8)
+    batch_size: int = _grows(4, 0.3, 3, 12)  # recipients per batch payout
     # stablecoin laundering
-    n_token_fanout: int = 4
-    n_token_peel_chains: int = 1
+    n_token_fanout: int = _grows(4, 0.7, 2, 60)
+    n_token_peel_chains: int = _grows(1, 0.5, 1, 8)
     # exchanges
-    n_exchanges: int = 3
-    n_launder_deposits: int = 4  # deposit addresses of the launderers' exchange accounts
+    n_exchanges: int = _grows(3, 0.25, 2, 10)
+    n_launder_deposits: int = _grows(4, 0.5, 2, 60)  # deposit addresses of the launderers' exchange accounts
     sweep_delay_max: int = 4  # a deposit address sweeps 1..this many blocks after it receives
     max_hop_delay: int = 3  # a laundering wallet moves money on 1..this many blocks after receiving it
     # noise
@@ -44,9 +50,9 @@ class ScenarioParams:
     n_noise_events: int = 150  # unrelated transactions (their sweeps come on top)
     n_mixer_noise: int = 8  # unrelated mixer deposits (the anonymity set)
     n_hub_senders: int = 40  # distinct customers paying the unlabelled hub, once each
-    n_dust: int = 3
+    n_dust: int = _grows(3, 0.5, 1, 200)
     gas_topup_rate: float = 0.3  # share of ETH laundering wallets that get a small clean top-up
-    n_traps: int = 2  # clean money through wallets touched by the laundering, into noise off-ramps
+    n_traps: int = _grows(2, 0.3, 1, 10)  # clean money through wallets touched by the laundering, into noise off-ramps
     failed_rate: float = 0.02  # share of noise transactions that revert
     # mixers, swaps and bridges: off by default, so scenarios made before them stay identical
     mixer_withdrawals: bool = False  # launderers withdraw their mixer notes, each leaving a de-mixing clue
@@ -71,22 +77,8 @@ class ScenarioParams:
         def k(base: float, power: float, lo: int, hi: int) -> int:
             return max(lo, min(hi, round(base * g**power)))
 
-        laundering: dict[str, Any] = dict(
-            n_seeds=1 if n < 150 else (2 if n < 5_000 else 3),
-            n_fanout=k(8, 1.0, 3, 150),
-            n_consolidation=k(2, 0.5, 1, 12),
-            n_peel_chains=k(2, 0.5, 1, 16),
-            peel_length=k(4, 0.3, 2, 8),
-            n_mixer_deposits=k(4, 0.5, 2, 30),
-            n_batch_payouts=k(1, 0.5, 1, 8),
-            batch_size=k(4, 0.3, 3, 12),
-            n_token_fanout=k(4, 0.7, 2, 60),
-            n_token_peel_chains=k(1, 0.5, 1, 8),
-            n_exchanges=k(3, 0.25, 2, 10),
-            n_launder_deposits=k(4, 0.5, 2, 60),
-            n_traps=k(2, 0.3, 1, 10),
-            n_dust=k(3, 0.5, 1, 200),
-        )
+        laundering: dict[str, Any] = {f.name: k(*f.metadata["growth"]) for f in fields(cls) if "growth" in f.metadata}
+        laundering["n_seeds"] = 1 if n < 150 else (2 if n < 5_000 else 3)
         est = _estimate_laundering_transfers(laundering)
         # A service is recognised by its many distinct payers (tracer's default: 300 senders).
         hub_senders = max(10, min(3_000, n // 8))
