@@ -4,6 +4,8 @@ no density known), merged across wide gaps (sparse logs seen) or refused for siz
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from tests.fixtures_chain import DevChainFactory
@@ -72,5 +74,48 @@ async def test_sparse_logs_merge_far_blocks_into_one_request(
         asked = running.server.request_counts["eth_getLogs"]
         assert await client.logs_in_blocks(token, [TRANSFER_TOPIC], blocks) == want
         assert running.server.request_counts["eth_getLogs"] - asked == 1
+    finally:
+        await client.close()
+
+
+async def test_asks_on_topic0_share_requests_and_each_gets_only_its_own(
+    devchain_factory: DevChainFactory, scenario: Scenario
+) -> None:
+    running = await devchain_factory(scenario)
+    client = EvmChain(running.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    await client.connect()
+    try:
+        every = await client.logs(None, [], 0, scenario.head)
+        other = Counter(lg.topics[0] for lg in every if lg.topics and lg.topics[0] != TRANSFER_TOPIC).most_common(1)
+        assert other, "the scenario logs only Transfers"
+        [(topic, _)] = other
+        token = scenario.tokens[0].address
+        blocks = sorted({lg.block_number for lg in every})[::7]
+        token_blocks = blocks[::2]
+        asks = [(None, [[topic]], blocks), ([token], [[TRANSFER_TOPIC]], token_blocks), (None, [[topic]], [])]
+        want = [
+            [lg for b in blocks for lg in await client.logs(None, [topic], b, b)],
+            [lg for b in token_blocks for lg in await client.logs(token, [TRANSFER_TOPIC], b, b)],
+            [],
+        ]
+        assert want[0] and want[1]
+        for _ in range(3):  # narrow at first, merged once the densities are known: the same logs
+            assert await client.logs_of_blocks(asks) == want
+        asked = running.server.request_counts["eth_getLogs"]
+        await client.logs_of_blocks(asks)
+        # The token's Transfers and the other event share requests: fewer than one set per ask.
+        merged = running.server.request_counts["eth_getLogs"] - asked
+        alone = EvmChain(running.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+        await alone.connect()
+        try:
+            for address, topics, bs in asks:
+                for _ in range(3):
+                    await alone.logs_in_blocks(address, topics, bs)
+            before = running.server.request_counts["eth_getLogs"]
+            for address, topics, bs in asks:
+                await alone.logs_in_blocks(address, topics, bs)
+            assert merged < running.server.request_counts["eth_getLogs"] - before
+        finally:
+            await alone.close()
     finally:
         await client.close()

@@ -45,12 +45,13 @@ class WindowSource(Protocol):
 
 @runtime_checkable
 class BlockLogSource(Protocol):
-    """Optional: the logs of a set of scattered blocks, asked in as few ranges as the chain's
-    density of such logs allows (EvmChain); others fall back to `logs` over clusters of blocks."""
+    """Optional: the logs of sets of scattered blocks, one list per ask (contracts or None, topics,
+    blocks), asked in as few ranges as the chain's density of such logs allows, asks filtering on
+    topic0 alone possibly together (EvmChain); others fall back to `logs` over clusters of blocks."""
 
-    async def logs_in_blocks(
-        self, address: LogAddresses, topics: LogTopics, blocks: Iterable[int]
-    ) -> Sequence[LogRecord]: ...
+    async def logs_of_blocks(
+        self, asks: Sequence[tuple[LogAddresses, LogTopics, Iterable[int]]]
+    ) -> Sequence[Sequence[LogRecord]]: ...
 
 
 @runtime_checkable

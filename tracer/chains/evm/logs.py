@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tracer.addresses import normalize_evm
 from tracer.chains.evm import mappers
 from tracer.chains.evm.node import EvmNode
+from tracer.chains.jsonrpc import gather_or_cancel
 from tracer.chains.limits import Direction, RangeQuery
 from tracer.chains.records import LogAddresses, LogRecord, LogTopics
 from tracer.domain.transfers import Transfer
@@ -63,21 +65,53 @@ class Logs(EvmNode):
         """The logs `logs` would give in these blocks (no others), from as few eth_getLogs as the
         node's density of such logs allows: blocks far apart are asked in one range when the
         blocks between them are expected to add few results (see `_cover`)."""
+        [found] = await self.logs_of_blocks([(address, topics, blocks)])
+        return found
+
+    async def logs_of_blocks(self, asks: Sequence[BlockLogAsk]) -> list[list[LogRecord]]:
+        """Each ask's logs as `logs_in_blocks` gives them. Asks that filter on topic0 alone may
+        share one set of requests (no address filter, their topic0s together, every block), when
+        the densities seen so far say it takes fewer requests than one set per ask: the logs an
+        address filter kept out are then read and dropped here. The first time, the logs an
+        address filter keeps out are taken as dense as the prior (one per block)."""
         self._require_connected()
-        wanted = sorted(set(blocks))
-        if not wanted:
+        parts = [_Ask(_contracts(a), _topic_filter(t), frozenset(b)) for a, t, b in asks]
+        live = [p for p in parts if p.blocks]
+        if len(live) > 1 and all(p.topic0 is not None for p in live):
+            blocks = sorted(frozenset().union(*(p.blocks for p in live)))
+            merged = _cover(blocks, sum(self._density(p.topics, None) for p in live))
+            alone = sum(len(_cover(sorted(p.blocks), self._density(p.topics, p.contracts))) for p in live)
+            if len(merged) < alone:
+                topic0 = sorted(frozenset().union(*(p.topic0 or () for p in live)))
+                rows = list((await self._raw_logs((), [topic0], merged)).values())
+                span = sum(hi - lo + 1 for lo, hi in merged)
+                for p in live:
+                    mine = [e for e in rows if _topic0(e) in (p.topic0 or ())]
+                    self._learn(p.topics, None, len(mine), span)
+                    if p.contracts:
+                        self._learn(p.topics, p.contracts, sum(1 for e in mine if _emitter(e) in p.contracts), span)
+                return [await self._log_records(e for e in rows if p.matches(e)) if p.blocks else [] for p in parts]
+        return list(await gather_or_cancel(self._ask_alone(p) for p in parts))
+
+    async def _ask_alone(self, p: _Ask) -> list[LogRecord]:
+        if not p.blocks:
             return []
-        contracts, topic_filter = _contracts(address), _topic_filter(topics)
-        key = (json.dumps(topic_filter), bool(contracts))
-        width = max(1, len(contracts))
-        found, spanned = self._log_seen.get(key, (0, 0))
+        ranges = _cover(sorted(p.blocks), self._density(p.topics, p.contracts))
+        rows = await self._raw_logs(p.contracts, p.topics, ranges)
+        self._learn(p.topics, p.contracts, len(rows), sum(hi - lo + 1 for lo, hi in ranges))
+        return await self._log_records(e for e in rows.values() if mappers.quantity(e["blockNumber"]) in p.blocks)
+
+    def _density(self, topics: list[Any], contracts: tuple[str, ...] | None) -> float:
+        """Logs per block expected for this filter (`contracts` None: with no address filter)."""
+        width = max(1, len(contracts or ()))
+        found, spanned = self._log_seen.get((json.dumps(topics), bool(contracts)), (0, 0))
         # One result more than seen: a topic set that never logged is still not taken as free.
-        density = (found + 1) / spanned * width if spanned else _PRIOR_DENSITY
-        ranges = _cover(wanted, density)
-        rows = await self._raw_logs(contracts, topic_filter, ranges)
-        self._log_seen[key] = (found + len(rows), spanned + width * sum(hi - lo + 1 for lo, hi in ranges))
-        keep = set(wanted)
-        return await self._log_records(e for e in rows.values() if mappers.quantity(e["blockNumber"]) in keep)
+        return (found + 1) / spanned * width if spanned else _PRIOR_DENSITY
+
+    def _learn(self, topics: list[Any], contracts: tuple[str, ...] | None, found: int, blocks: int) -> None:
+        key = (json.dumps(topics), bool(contracts))
+        was_found, was_spanned = self._log_seen.get(key, (0, 0))
+        self._log_seen[key] = (was_found + found, was_spanned + blocks * max(1, len(contracts or ())))
 
     async def _raw_logs(
         self, contracts: tuple[str, ...], topic_filter: list[Any], ranges: Sequence[tuple[int, int]]
@@ -151,6 +185,37 @@ class Logs(EvmNode):
             RangeQuery(lo, min(lo + step - 1, to_block), addresses, direction)
             for lo in range(from_block, to_block + 1, step)
         ]
+
+
+BlockLogAsk = tuple[LogAddresses, LogTopics, Iterable[int]]  # (contracts, topics, blocks) of logs_of_blocks
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    contracts: tuple[str, ...]
+    topics: list[Any]
+    blocks: frozenset[int]
+
+    @property
+    def topic0(self) -> frozenset[str] | None:
+        """The topic0s when the filter is on topic0 alone, else None."""
+        if len(self.topics) != 1 or self.topics[0] is None:
+            return None
+        first = self.topics[0]
+        return frozenset(t.lower() for t in ([first] if isinstance(first, str) else first))
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        return (mappers.quantity(entry["blockNumber"]) in self.blocks and _topic0(entry) in (self.topic0 or ())
+                and (not self.contracts or _emitter(entry) in self.contracts))
+
+
+def _topic0(entry: Mapping[str, Any]) -> str:
+    topics = entry.get("topics") or [""]
+    return str(topics[0]).lower()
+
+
+def _emitter(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("address", "")).lower()
 
 
 def _contracts(address: LogAddresses) -> tuple[str, ...]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import asyncpg
 
 from tracer.chains.protocols import BlockLogSource, ChainSource, UtxoSource, WindowSource
+from tracer.chains.records import LogAddresses, LogTopics
 from tracer.domain.labels import Category
 from tracer.domain.records import Job, StoredTransfer
 from tracer.domain.transfers import NATIVE
@@ -258,12 +259,13 @@ async def service_logs(
     dex = Category.DEX in policy.through_categories
     if isinstance(chain, BlockLogSource):
         # The chain covers the scattered blocks in as few getLogs as its density of these logs
-        # allows; swaps count only from the pools paid in their own block, as asked.
+        # allows (both asks in one set when that is fewer); swaps count only from the pools
+        # paid in their own block, as asked.
         pools = sorted({a for paid in unlabelled.values() for a in paid})
-        asks = [chain.logs_in_blocks(None, [list(SERVICE_TOPICS)], blocks)]
+        asks: list[tuple[LogAddresses, LogTopics, Iterable[int]]] = [(None, [list(SERVICE_TOPICS)], blocks)]
         if dex and pools:
-            asks.append(chain.logs_in_blocks(pools, [list(SWAP_TOPICS)], unlabelled))
-        answers = await asyncio.gather(*asks)
+            asks.append((pools, [list(SWAP_TOPICS)], unlabelled))
+        answers = await chain.logs_of_blocks(asks)
         for lg in answers[0]:
             found.add(lg)
         for lg in answers[1] if len(answers) > 1 else ():
@@ -271,12 +273,12 @@ async def service_logs(
                 found.add(lg)
         return found
     clusters = _clusters(sorted(blocks))
-    asks = [chain.logs(None, [list(SERVICE_TOPICS)], lo, hi) for lo, hi in clusters]
+    ranged = [chain.logs(None, [list(SERVICE_TOPICS)], lo, hi) for lo, hi in clusters]
     for lo, hi in clusters if dex else ():
         pools = sorted({a for b in range(lo, hi + 1) for a in unlabelled.get(b, ())})
         if pools:
-            asks.append(chain.logs(pools, [list(SWAP_TOPICS)], lo, hi))
-    for logs in await asyncio.gather(*asks):
+            ranged.append(chain.logs(pools, [list(SWAP_TOPICS)], lo, hi))
+    for logs in await asyncio.gather(*ranged):
         for lg in logs:
             found.add(lg)
     return found
