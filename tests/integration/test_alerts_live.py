@@ -166,6 +166,8 @@ async def test_new_blocks_arrive_as_webhooks_and_on_the_stream_once_confirmed(
         into = hops_to(_bodies(rx, "/trace"), "hop_added", EXCHANGE)
         assert into and into[0]["hop"]["status"] == "exit" and into[0]["hop"]["to_entity"] == "Binance"
         assert into[0]["hop"]["block_number"] == block and into[0]["hop"]["to_category"] == "exchange"
+        # B was woken at the depth the trace had reached it at, so its hop goes one deeper than A -> B.
+        assert into[0]["hop"]["depth"] == hop["depth"] + 1
         await wait_until(lambda: _status(db, tid, "watching"), what="caught up again")
         await wait_until(lambda: len(stream.of("exit_reached")) == 1, what="exit on the stream")
 
