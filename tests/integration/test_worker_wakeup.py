@@ -51,3 +51,23 @@ async def test_an_idle_worker_takes_a_new_trace_when_notified(db: Database, devc
 async def _idle_after_connect(w: Worker) -> None:
     while not (w.idle.is_set() and not w.waiter.event.is_set()):  # noqa: ASYNC110 (two events at once)
         await asyncio.sleep(0.01)
+
+
+async def test_a_worker_with_lanes_runs_several_traces_at_once(db: Database, devchain: RunningDevChain) -> None:
+    """Lanes: one worker runs batches of different traces at once (a block wakes many watching
+    traces), each trace still one batch at a time, and every trace ends as a lone one does."""
+    sc = devchain.scenario
+    client = EvmChain(devchain.url, chain=sc.chain, expected_chain_id=sc.chain_id)
+    await client.connect()
+    try:
+        ids = [await create_trace(db.pool, client, chain=sc.chain, seeds=sc.seeds, policy={}) for _ in range(3)]
+        worker = Worker(db.pool, {sc.chain: client}, name="lanes", lanes=3, idle_sleep=0.05)
+        await asyncio.wait_for(worker.run(until_idle=True), 120)
+        assert worker.stats.peak_lanes >= 2
+        statuses = await db.pool.fetch("SELECT status FROM traces WHERE id = ANY($1::bigint[])", ids)
+        assert {r["status"] for r in statuses} == {"done"}
+        hops = await db.pool.fetch("SELECT trace_id, count(*) AS n, sum(amount::numeric) AS total FROM hops "
+                                   "WHERE trace_id = ANY($1::bigint[]) GROUP BY trace_id", ids)
+        assert len(hops) == 3 and len({(r["n"], r["total"]) for r in hops}) == 1, hops
+    finally:
+        await client.close()

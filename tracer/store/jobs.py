@@ -16,7 +16,8 @@ from tracer.store.sql import TRACE_CHAIN, Conn
 
 
 async def claim_jobs(
-    conn: Conn, worker: str, limit: int, lease_seconds: float, chains: Sequence[str] | None = None
+    conn: Conn, worker: str, limit: int, lease_seconds: float, chains: Sequence[str] | None = None,
+    other_than: Sequence[int] = (),
 ) -> list[Job]:
     """Claim up to `limit` runnable jobs of one trace in one statement.
 
@@ -30,14 +31,15 @@ async def claim_jobs(
     not the lowest id: when a block wakes a hundred watching traces, each gets its step before any
     of them goes a hop further, and a new trace is not starved by older big ones. The job that
     picks it is locked and skipped by concurrent claims, so two claims at once take two traces
-    rather than one taking the batch and the other nothing.
+    rather than one taking the batch and the other nothing. `other_than`: traces not to pick (those
+    the caller is already running a batch of).
     """
     rows = await conn.fetch(
         """WITH pick AS (
                SELECT j.trace_id, j.chain FROM jobs j JOIN traces t ON t.id = j.trace_id
                WHERE j.state <> 'done' AND (j.lease_until IS NULL OR j.lease_until < now())
                  AND t.status IN ('queued', 'running')
-                 AND ($4::text[] IS NULL OR j.chain = ANY($4::text[]))
+                 AND ($4::text[] IS NULL OR j.chain = ANY($4::text[])) AND j.trace_id <> ALL($5::bigint[])
                ORDER BY j.updated_at, j.trace_id, (j.chain = t.chain) DESC, j.chain LIMIT 1
                FOR UPDATE OF j SKIP LOCKED
            ), c AS (
@@ -51,7 +53,7 @@ async def claim_jobs(
                   lease_until = now() + make_interval(secs => $3), updated_at = now()
            FROM c WHERE j.trace_id = c.trace_id AND j.chain = c.chain AND j.address = c.address
            RETURNING j.trace_id, j.address, j.kind, j.depth, j.is_seed, j.generation, j.attempts, j.chain""",
-        limit, worker, lease_seconds, list(chains) if chains is not None else None,
+        limit, worker, lease_seconds, list(chains) if chains is not None else None, list(other_than),
     )
     return [Job(r["trace_id"], r["address"], r["kind"], r["depth"], r["is_seed"], r["generation"], r["attempts"],
                 r["chain"]) for r in rows]

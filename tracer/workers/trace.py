@@ -50,6 +50,7 @@ class WorkerStats:
     hops_written: int = 0
     errors: int = 0
     notified: int = 0  # idle waits a job notification ended (the rest ended by the poll interval)
+    peak_lanes: int = 0  # most batches run at once (lanes)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -102,29 +103,33 @@ class Worker:
                 await self._idle(stop)
 
     async def _lanes(self, stop: asyncio.Event, until_idle: bool) -> None:
-        """Up to `lanes` batches at once, of whichever traces are runnable: a step mostly waits on
-        the database and the node, so when a block wakes many watching traces their steps overlap
-        instead of queueing one behind the other. A lane that claims nothing ends; while any runs,
-        the loop claims again as soon as one ends or a job notification comes."""
-        running: set[asyncio.Task[int | None]] = set()
+        """Up to `lanes` batches at once, each of a different trace: a step mostly waits on the
+        database and the node, so when a block wakes many watching traces their steps overlap
+        instead of queueing one behind the other, while one big trace still goes one batch at a
+        time per loop (its batches stay whole, and so does the memory they take). A lane that
+        claims nothing ends; while any runs, the loop claims again as soon as one ends or a job
+        notification comes."""
+        running: dict[asyncio.Task[int | None], int] = {}  # batch -> its trace
         try:
             while not stop.is_set():
                 self.waiter.event.clear()
                 claimed = 0
                 if len(running) < self.lanes:
-                    jobs = await self._guarded(self._claim())
+                    jobs = await self._guarded(self._claim(list(running.values())))
                     if jobs:
                         claimed = len(jobs)
-                        running.add(asyncio.create_task(self._guarded(self._run_batch(jobs))))
+                        running[asyncio.create_task(self._guarded(self._run_batch(jobs)))] = jobs[0].trace_id
+                        self.stats.peak_lanes = max(self.stats.peak_lanes, len(running))
                 if claimed and len(running) < self.lanes:
                     continue  # more may be runnable: claim again at once
                 if running:
                     waits = {asyncio.ensure_future(self.waiter.event.wait()), asyncio.ensure_future(stop.wait())}
-                    await asyncio.wait(running | waits, timeout=self.idle_sleep, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(set(running) | waits, timeout=self.idle_sleep,
+                                       return_when=asyncio.FIRST_COMPLETED)
                     for w in waits:
                         w.cancel()
                     for t in [t for t in running if t.done()]:
-                        running.discard(t)
+                        del running[t]
                         t.result()  # a bug in a batch stops this worker, as it does without lanes
                     continue
                 if until_idle and not await self._any_runnable():
@@ -180,9 +185,10 @@ class Worker:
         jobs = await self._claim()
         return await self._run_batch(jobs) if jobs else 0
 
-    async def _claim(self) -> list[Job]:
+    async def _claim(self, other_than: Sequence[int] = ()) -> list[Job]:
         async with self.pool.acquire() as conn:
-            return await store.claim_jobs(conn, self.name, self.batch_size, self.lease_seconds, list(self.chains))
+            return await store.claim_jobs(conn, self.name, self.batch_size, self.lease_seconds, list(self.chains),
+                                          other_than)
 
     async def _run_batch(self, jobs: list[Job]) -> int:
         trace = await read_trace(self.pool, jobs[0].trace_id, jobs[0].chain or None)
