@@ -54,10 +54,11 @@ def _safe(text: str) -> str:
 async def _list(args: argparse.Namespace) -> int:
     from tracer.store import cases as store
     from tracer.store.db import Database
+    from tracer.store.ownership import Viewer
 
     async with await Database.connect(args.database_url, max_size=2) as db:
         async with db.pool.acquire() as conn:
-            rows = await store.list_cases(conn, store.Viewer(everything=True), statuses=args.status,
+            rows = await store.list_cases(conn, Viewer(everything=True), statuses=args.status,
                                           before_id=None, limit=max(1, args.limit))
     if args.json:
         print(json.dumps([{"id": c.id, "title": c.title, "status": c.status, "traces": list(c.trace_ids),
@@ -77,10 +78,11 @@ async def _list(args: argparse.Namespace) -> int:
 async def _show(args: argparse.Namespace) -> int:
     from tracer.store import cases as store
     from tracer.store.db import Database
+    from tracer.store.ownership import Viewer
 
     async with await Database.connect(args.database_url, max_size=2) as db:
         async with db.pool.acquire() as conn:
-            case = await store.get_case(conn, args.case_id, store.Viewer(everything=True))
+            case = await store.get_case(conn, args.case_id, Viewer(everything=True))
             if case is None:
                 raise SystemExit(f"no case {args.case_id}")
             notes = await store.notes(conn, case.id)
@@ -139,6 +141,7 @@ async def _note(args: argparse.Namespace) -> int:
     from tracer.addresses import InvalidAddress, normalize_address
     from tracer.store import cases as store
     from tracer.store.db import Database
+    from tracer.store.ownership import Viewer
 
     text = args.text.strip()
     if not 1 <= len(text) <= 20000:
@@ -151,7 +154,7 @@ async def _note(args: argparse.Namespace) -> int:
             raise SystemExit(f"invalid address: {exc.reason}") from None
     async with await Database.connect(args.database_url, max_size=2) as db:
         async with db.pool.acquire() as conn:
-            if await store.get_case(conn, args.case_id, store.Viewer(everything=True)) is None:
+            if await store.get_case(conn, args.case_id, Viewer(everything=True)) is None:
                 raise SystemExit(f"no case {args.case_id}")
             note = await store.add_note(conn, args.case_id, target_kind=kind, target=target, body=text,
                                         author=args.author, author_key_id=None)

@@ -18,11 +18,12 @@ from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracer.domain.mixer_links import DepositRow
 from tracer.domain.records import StoredTransfer
 from tracer.domain.transfers import Transfer
 from tracer.domain.verdicts import Reason
 from tracer.engine import swaps
-from tracer.store.mixers import DepositRow, LinkRow
+from tracer.store.mixers import LinkRow
 
 # The reasons forward traces give the same hops: both legs of a swap, a linked deposit, its withdrawal.
 SWAP, MIXER_DEPOSIT, MIXER_LINK = Reason.SWAP, Reason.MIXER_DEPOSIT, Reason.MIXER_LINK

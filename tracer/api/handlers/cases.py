@@ -18,6 +18,7 @@ from tracer.api.auth import Principal, audit, principal_of
 from tracer.api.errors import bad_request, not_found
 from tracer.api.handlers.common import checked_body, ctx_of, ok, page, page_limit, read_cursor
 from tracer.store import cases as store
+from tracer.store.ownership import Viewer
 
 _ID = re.compile(r"\d{1,19}")
 _MAX_BIGINT = (1 << 63) - 1
@@ -37,7 +38,7 @@ async def _case_write(request: web.Request, schema: str) -> tuple[int, dict[str,
     return _path_id(request, "case_id"), await checked_body(request, schema)
 
 
-def _viewer(principal: Principal) -> store.Viewer:
+def _viewer(principal: Principal) -> Viewer:
     return owners.viewer(principal, admin_sees_all=True)
 
 

@@ -17,7 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
-from tracer.domain.mixer_links import DepositStatus, LinkStatus
+from tracer.domain.mixer_links import DepositRow, DepositStatus, LinkStatus
 from tracer.domain.records import StoredTransfer
 from tracer.engine import mixer_events, mixer_facts
 from tracer.engine.backward_links import BackLink, BackLinks
@@ -77,7 +77,7 @@ async def link_back(ctx: StepContext, trace: TraceInfo, payouts: Sequence[Stored
     outcomes, seen = await follow_mixers.score(ctx, trace, flagged) if flagged else ([], {})
     by_id = {st.id: st for st in found}
     links: list[BackLink] = []
-    deposits: list[mixer_store.DepositRow] = []
+    deposits: list[DepositRow] = []
     link_rows: list[mixer_store.LinkRow] = []
     for outcome in outcomes:
         d = outcome.deposit
@@ -86,7 +86,7 @@ async def link_back(ctx: StepContext, trace: TraceInfo, payouts: Sequence[Stored
         if best is None or payout is None or d.depositor in trace.seeds:
             continue  # a deposit whose money went elsewhere (or nowhere sure enough): not this withdrawal's
         links.append(BackLink(payout, by_id[d.transfer_id], best.confidence))
-        deposits.append(mixer_store.DepositRow(
+        deposits.append(DepositRow(
             d.transfer_id, d.pool, d.asset, d.denomination, d.depositor, d.flagged, outcome.anonymity_set,
             outcome.candidates, DepositStatus.LINKED))
         for lk in outcome.links:

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from tracer.chains.protocols import GasPriceSource
 from tracer.domain.labels import Category
-from tracer.domain.mixer_links import DepositStatus, LinkStatus
+from tracer.domain.mixer_links import DepositRow, DepositStatus, LinkStatus
 from tracer.domain.records import HopRow, StoredTransfer
 from tracer.domain.verdicts import HopStatus, Judged, Reason
 from tracer.engine import classify, mixer_events, mixer_facts, mixer_scope, mixers
@@ -146,7 +146,7 @@ def decide_links(
                 lk.carried(withdrawn) if withdrawn is not None else 0,
                 LinkStatus.FOLLOWED if is_followed else LinkStatus.CANDIDATE,
                 [r.to_json() for r in lk.reasons]))
-        write.deposits.append(mixer_store.DepositRow(
+        write.deposits.append(DepositRow(
             d.transfer_id, d.pool, d.asset, d.denomination, d.depositor, d.flagged, outcome.anonymity_set,
             outcome.candidates, DepositStatus.LINKED if followed else DepositStatus.UNLINKED))
         if followed and best is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from tracer.domain.destinations import BridgedPart
 from tracer.domain.labels import Label
+from tracer.domain.mixer_links import DepositRow
 from tracer.domain.records import HopRow, Job, StoredTransfer
 from tracer.domain.verdicts import Judged, Verdict
 from tracer.engine import utxo
@@ -74,7 +75,7 @@ class BridgedDeposit:
 
 @dataclass
 class MixerWrite:
-    deposits: list[mixer_store.DepositRow] = field(default_factory=list)
+    deposits: list[DepositRow] = field(default_factory=list)
     links: list[mixer_store.LinkRow] = field(default_factory=list)
     recipient_status: dict[str, tuple[str, str]] = field(default_factory=dict)  # labelled/known recipients
 
