@@ -47,10 +47,9 @@ async def test_tracer_trace_chain_tron_reaches_the_deposit_addresses(db: Databas
         story = generate(1)  # `tracer devchain` seeds its generator with 1 by default
         got = {(e["address"], e["asset"]): int(e["amount_raw"] if "amount_raw" in e else e["amount"])
                for e in report["exits"]}
-        for d in story.truth.deposits:
-            for asset, amount in d.amounts.items():
-                shown = asset if asset == "native" or asset.startswith("trc10:") else tron_base58(asset)
-                assert got.get((tron_base58(d.address), shown)) == amount, (d, sorted(got))
+        for o in story.truth.offramps:
+            shown = o.asset if o.asset == "native" or o.asset.startswith("trc10:") else tron_base58(o.asset)
+            assert got.get((tron_base58(o.address), shown)) == o.amount, (o, sorted(got))
     finally:
         node.terminate()
         node.wait(timeout=10)

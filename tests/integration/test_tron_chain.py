@@ -47,12 +47,13 @@ async def test_connects_with_the_genesis_chain_id_and_solidified_head(client: Tr
 
 
 async def test_transfers_of_every_kind(client: TronChain, story: TronStory) -> None:
-    d = {x.entity + str(i): x for i, x in enumerate(story.truth.deposits)}
-    okx2 = d["OKX3"].address
+    by = {(o.entity, o.asset): o for o in story.truth.offramps}
+    trx_in, usdt_in = by[("OKX", NATIVE)], by[("Binance", USDT)]
+    okx2 = trx_in.address
     got = await client.transfers([okx2], 0, await client.head(), outgoing=False, incoming=True)
     by_kind = {(t.kind, t.asset): t for t in got}
     internal = by_kind[(TransferKind.INTERNAL, NATIVE)]
-    assert internal.amount == d["OKX3"].amounts[NATIVE] and internal.position == "call:0"
+    assert internal.amount == trx_in.amount and internal.position == "call:0"
     assert by_kind[(TransferKind.TOKEN, "trc10:" + TRC10_ID)].amount == 5_000_000_000
     assert internal.decimals == 6 and internal.symbol == "TRX"
     # Outgoing: the sweeps, TRX at the top level and the TRC-10 token.
@@ -60,9 +61,9 @@ async def test_transfers_of_every_kind(client: TronChain, story: TronStory) -> N
     assert {(t.kind, t.to_address) for t in out} == {(TransferKind.NATIVE, story.truth.hot_wallets["OKX"]),
                                                     (TransferKind.TOKEN, story.truth.hot_wallets["OKX"])}
     # TRC-20 from logs, addresses back in tracer's 0x41 form, the log's position and block time.
-    usdt = await client.transfers([d["Binance0"].address], 0, await client.head(), outgoing=False, incoming=True)
+    usdt = await client.transfers([usdt_in.address], 0, await client.head(), outgoing=False, incoming=True)
     (t,) = usdt
-    assert (t.asset, t.amount, t.to_address) == (USDT, d["Binance0"].amounts[USDT], d["Binance0"].address)
+    assert (t.asset, t.amount, t.to_address) == (USDT, usdt_in.amount, usdt_in.address)
     assert t.position.startswith("log:") and t.block_time == story.blocks[t.block_number].timestamp_ms // 1000
 
 

@@ -67,13 +67,12 @@ async def test_the_trace_reaches_every_deposit_address_with_exact_amounts(
     _, exits, _ = await api.call("GET", f"/v1/traces/{trace['id']}/exits", expect=200)
     conforms("exit-list", exits)
     got: dict[tuple[str, str], dict[str, Any]] = {(e["address"], e["asset"]): e for e in exits["items"]}
-    for d in story.truth.deposits:
-        for asset, amount in d.amounts.items():
-            shown = asset if asset == NATIVE or asset.startswith("trc10:") else T(asset)
-            e = got.get((T(d.address), shown))
-            assert e is not None, f"deposit {T(d.address)} ({d.entity}) not reached with {asset}: {sorted(got)}"
-            assert int(e["amount_raw"]) == amount, (d, e)
-            assert e["entity"] == d.entity
+    for o in story.truth.offramps:
+        shown = o.asset if o.asset == NATIVE or o.asset.startswith("trc10:") else T(o.asset)
+        e = got.get((T(o.address), shown))
+        assert e is not None, f"deposit {T(o.address)} ({o.entity}) not reached with {o.asset}: {sorted(got)}"
+        assert int(e["amount_raw"]) == o.amount, (o, e)
+        assert e["entity"] == o.entity
 
 
 async def test_the_usdt_freeze_is_a_stop_with_its_block(api: Api, trace: dict[str, Any], story: TronStory) -> None:
@@ -123,7 +122,7 @@ async def test_tron_addresses_across_the_api(api: Api, db: Database, trace: dict
     for fmt in ("csv", "json", "graphml"):
         status, body, _ = await api.call("GET", f"/v1/traces/{listed['id']}/graph?format={fmt}")
         text = body if isinstance(body, str) else json.dumps(body)
-        assert status == 200 and thief in text and T(story.truth.deposits[0].address) in text, fmt
+        assert status == 200 and thief in text and T(story.truth.offramps[0].address) in text, fmt
         assert "0x41" not in text, (fmt, text[max(0, text.find("0x41") - 200):text.find("0x41") + 80])  # no hex leaks
 
     # The default label set's Tron hot wallets (GraphSense tagpacks, with their provenance).

@@ -179,7 +179,8 @@ async def serve_tron(args: argparse.Namespace) -> int:
     await server.start(args.host, args.port)
     print(server.jsonrpc_url, flush=True)
     print("seeds: " + " ".join(seeds), flush=True)
-    print(f"tron: {len(story.blocks)} blocks, {len(story.truth.deposits)} exchange deposit addresses, "
+    deposit_addresses = {o.address for o in story.truth.offramps}
+    print(f"tron: {len(story.blocks)} blocks, {len(deposit_addresses)} exchange deposit addresses, "
           f"a USDT freeze at block {story.truth.freeze.block if story.truth.freeze else '-'}; HTTP API at "
           f"{server.url}", flush=True)
     try:

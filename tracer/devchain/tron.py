@@ -5,7 +5,7 @@ holds USDT. tracer/devchain/tron_server.py serves it as a java-tron node would.
 
 The story is pure data: blocks of transactions (TransferContract, TransferAssetContract,
 TriggerSmartContract with their logs and internal transactions), the state they leave, and the
-truth a trace must find (`TronTruth`): each deposit address with the exact amounts it received.
+truth a trace must find (`TronTruth`): each deposit address with the exact amount of each asset it received.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from tracer.addresses import normalize_tron
 from tracer.chains.tron_mappers import ADDED_BLACKLIST, TRANSFER_TOPIC, TRC10_PREFIX
-from tracer.devchain.scenario import ScenarioLabel
+from tracer.devchain.scenario import OfframpTruth, ScenarioLabel
 from tracer.domain.transfers import NATIVE
 
 CHAIN = "tron"
@@ -77,13 +77,6 @@ class TronBlockSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Deposit:
-    address: str
-    entity: str
-    amounts: dict[str, int]  # asset -> what the laundering sent it
-
-
-@dataclass(frozen=True, slots=True)
 class Freeze:
     address: str
     token: str
@@ -93,7 +86,7 @@ class Freeze:
 
 @dataclass
 class TronTruth:
-    deposits: list[Deposit]
+    offramps: list[OfframpTruth]  # exchange deposit addresses, one per asset the laundering sent them
     freeze: Freeze | None  # None: a story without an issuer freeze
     hot_wallets: dict[str, str]  # entity -> address
     stolen: dict[str, int]  # asset -> what left the thief
@@ -213,11 +206,12 @@ def generate(seed: int = 24) -> TronStory:
 
     usdt, trc10 = USDT, TRC10_PREFIX + TRC10_ID
     truth = TronTruth(
-        deposits=[
-            Deposit(a["dep_binance_1"], "Binance", {usdt: 612_345 * USD + 678_901}),
-            Deposit(a["dep_binance_2"], "Binance", {NATIVE: 249_998 * TRX}),
-            Deposit(a["dep_okx_1"], "OKX", {usdt: 1_000_000 * USD}),
-            Deposit(a["dep_okx_2"], "OKX", {NATIVE: 449_997 * TRX, trc10: 5_000_000_000}),
+        offramps=[
+            OfframpTruth(a["dep_binance_1"], "Binance", usdt, 612_345 * USD + 678_901, "deposit_address"),
+            OfframpTruth(a["dep_binance_2"], "Binance", NATIVE, 249_998 * TRX, "deposit_address"),
+            OfframpTruth(a["dep_okx_1"], "OKX", usdt, 1_000_000 * USD, "deposit_address"),
+            OfframpTruth(a["dep_okx_2"], "OKX", NATIVE, 449_997 * TRX, "deposit_address"),
+            OfframpTruth(a["dep_okx_2"], "OKX", trc10, 5_000_000_000, "deposit_address"),
         ],
         freeze=Freeze(a["frozen"], usdt, freeze_block, 287_654 * USD + 444_555),
         hot_wallets={"Binance": hot_b, "OKX": hot_o},

@@ -20,6 +20,7 @@ from tracer.addresses import tron_base58
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import (
     KIND_BRIDGE,
+    OfframpTruth,
     Scenario,
     ScenarioBlock,
     ScenarioLabel,
@@ -34,7 +35,6 @@ from tracer.devchain.tron import (
     TRX,
     USD,
     USDT,
-    Deposit,
     StoryBuilder,
     TronStory,
     TronTruth,
@@ -137,8 +137,8 @@ def generate(seed: int = 7) -> SwapToTron:
     tron = TronStory(
         chain=CHAIN, seeds=[], blocks=b.blocks,
         labels=[ScenarioLabel(a["hot_binance"], "Binance", "exchange"), ScenarioLabel(a["hot_okx"], "OKX", "exchange")],
-        truth=TronTruth(deposits=[Deposit(a["dep_binance"], "Binance", {USDT: usdt_paid}),
-                                  Deposit(a["dep_okx"], "OKX", {NATIVE: trx_paid})],
+        truth=TronTruth(offramps=[OfframpTruth(a["dep_binance"], "Binance", USDT, usdt_paid, "deposit_address"),
+                                  OfframpTruth(a["dep_okx"], "OKX", NATIVE, trx_paid, "deposit_address")],
                         freeze=None, hot_wallets={"Binance": a["hot_binance"], "OKX": a["hot_okx"]}, stolen={}),
         token_meta={USDT: (6, "USDT")}, contracts={USDT},
     )
