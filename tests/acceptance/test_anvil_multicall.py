@@ -19,6 +19,10 @@ ALICE = "0x" + "a1" * 20
 HOLDERS = ["0x" + f"{i:02x}" * 20 for i in (0x11, 0x22, 0x33, 0x44, 0x55)]
 
 
+def _calls(client: EvmChain) -> int:
+    return sum(n for method, n in client.request_counts.items() if method != "http")
+
+
 async def _expected(rpc: AnvilRpc, queries: list[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
     """The node's own answers, one request per balance."""
     coin = art.artifact(art.STABLECOIN)
@@ -71,11 +75,25 @@ async def test_multicall_balances_equal_the_nodes_own_to_the_wei() -> None:
             old = sum(1 for b in blocks if b < placed_at)
             assert 0 < old < len(blocks)
             assert client.request_counts["eth_call"] == len(blocks) + old * len(HOLDERS)
-            assert client.request_counts["eth_getBalance"] == 1 + old * len(HOLDERS)  # + the state probe
-            # Asked again: the cache answers, no call.
-            before = sum(client.request_counts.values())
-            assert await client.balances_at(queries[:10]) == {q: want[q] for q in queries[:10]}
-            assert sum(client.request_counts.values()) == before
+            assert client.request_counts["eth_getBalance"] == old * len(HOLDERS)
+            # Asked again: the cache answers, no call; and optional reads (a next batch's
+            # wallets) ride along in no call of their own...
+            before = _calls(client)
+            fresh = [(ALICE, token, b) for b in blocks[-2:]]
+            assert await client.balances_at(queries[:10], optional=fresh) == {q: want[q] for q in queries[:10]}
+            assert _calls(client) == before
+            # ...but in a call made anyway at their block, into the cache (not at another block).
+            alice = await _expected(rpc, [*fresh, (ALICE, NATIVE, blocks[-1])])
+            await client.balances_at([(ALICE, NATIVE, blocks[-1])], optional=fresh)
+            assert _calls(client) == before + 1
+            assert await client.balances_at(fresh[1:]) == {fresh[1]: alice[fresh[1]]}
+            assert _calls(client) == before + 1
+            assert await client.balances_at(fresh[:1]) == {fresh[0]: alice[fresh[0]]}
+            assert _calls(client) == before + 2
+            before += 2
+            # Token names: decimals() and symbol() in one aggregate3 at the latest block.
+            assert await client.token_meta([token]) == {token: (6, "USDT")}
+            assert _calls(client) == before + 1
         finally:
             await client.close()
 

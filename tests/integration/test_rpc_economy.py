@@ -161,6 +161,7 @@ async def test_token_names_are_kept_across_traces(
 ) -> None:
     """A second trace over the same tokens asks the node for none of their names (token_meta)."""
     calls: list[int] = []
+    names_asked: list[int] = []  # decimals() and symbol() calls that reached the node, per trace
     async with temporary_database(pg_server_url, template=migrated_template) as url:
         db = await Database.connect(url, migrate=False)
         try:
@@ -168,6 +169,14 @@ async def test_token_names_are_kept_across_traces(
             for _ in range(2):
                 client = EvmChain(chain_url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
                 await client.connect()
+                names_asked.append(0)
+                calls_at = client.calls_at
+
+                async def counted(asked: Any, block: str, calls_at: Any = calls_at) -> list[Any]:
+                    names_asked[-1] += sum(data in ("0x313ce567", "0x95d89b41") for _, data in asked)
+                    return list(await calls_at(asked, block))
+
+                client.calls_at = counted  # type: ignore[method-assign]
                 try:
                     trace_id = await create_trace(db.pool, client, chain=scenario.chain, seeds=scenario.seeds,
                                                   policy={})
@@ -184,4 +193,6 @@ async def test_token_names_are_kept_across_traces(
         finally:
             await db.close()
     assert named > 0 and hops
-    assert calls[1] == calls[0] - 2 * named, (calls, named)  # decimals() and symbol() per token
+    assert names_asked == [2 * named, 0], (names_asked, named)  # decimals() and symbol() per token
+    # Through Multicall3 the names of several tokens come in one call: the second trace is cheaper.
+    assert calls[1] < calls[0], calls

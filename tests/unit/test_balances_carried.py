@@ -31,10 +31,13 @@ class _Node:
     def __init__(self, table: dict[tuple[str, str, int], int]) -> None:
         self.table = table
         self.asked: list[tuple[str, str, int]] = []
+        self.optional: list[tuple[str, str, int]] = []
 
-    async def balances_at(self, queries: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]:
+    async def balances_at(self, queries: Iterable[tuple[str, str, int]],
+                          optional: Iterable[tuple[str, str, int]] = ()) -> dict[tuple[str, str, int], int]:
         qs = list(queries)
         self.asked.extend(qs)
+        self.optional = list(optional)
         return {q: self.table[q] for q in qs if q in self.table}
 
     async def native_balances(self, queries: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -80,3 +83,14 @@ def test_carried_back_walks_the_window_in_execution_order() -> None:
     assert balances._carried_back(A, TOKEN, 10, 11, 0, list(reversed(moves))) is None
     assert balances._carried_back(A, TOKEN, 10, 11, 8, moves) == 8
     assert balances._carried_back(A, TOKEN, 10, 11, 8, [_t(12, C, A, 5)]) == 8  # after the window
+
+
+async def test_a_forward_trace_reads_tokens_at_its_end_block_and_warms_the_next_batch() -> None:
+    # whole_history: the timelines run to to_block (200), the same block for every batch, so the
+    # next batch's wallets (warm) can be read in this batch's call.
+    history = {A: [_t(100, C, A, 7), _t(150, A, C, 3)]}
+    node = _Node({(A, TOKEN, 200): 9})
+    got = await balances.prior_balances(node, {A: (100, {TOKEN})}, history, 200, whole_history=True,
+                                        warm=[(C, TOKEN)])
+    assert got.balances == {A: {TOKEN: 5}}
+    assert node.asked == [(A, TOKEN, 200)] and node.optional == [(C, TOKEN, 200)]

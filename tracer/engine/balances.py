@@ -50,6 +50,8 @@ log = logging.getLogger("tracer.balances")
 NODE_STATE = "node_state"
 DERIVED = "derived_from_history"
 NOT_NEEDED = "not_needed"
+# Warm-up reads ride in one Multicall3 call with the batch's own (tracer.chains.evm.state.PER_MULTICALL).
+_WARM = 300
 _HEAD_TRIES = 3  # a node keeping only the newest state refuses a head that moved meanwhile
 
 
@@ -68,16 +70,20 @@ class BlockBalances(Protocol):
     """Native and token balances in one read, so all those of one block share a call
     (EvmChain: Multicall3, tracer.chains.evm.state); asset NATIVE or a token address."""
 
-    async def balances_at(self, queries: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], int]: ...
+    async def balances_at(
+        self, queries: Iterable[tuple[str, str, int]], optional: Iterable[tuple[str, str, int]] = (),
+    ) -> dict[tuple[str, str, int], int]: ...
 
 
 async def read_balances(
     chain: BalanceSource, native_q: Sequence[tuple[str, int]], token_q: Sequence[tuple[str, str, int]],
+    optional: Sequence[tuple[str, str, int]] = (),
 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, str, int], int]]:
     """Native balances (a read that fails raises) and token balances (one that reverts is left
-    out), at their blocks: in one read where the chain can, else one per kind."""
+    out), at their blocks: in one read where the chain can, else one per kind. `optional` reads
+    ride along only where that read makes a call anyway (BlockBalances)."""
     if isinstance(chain, BlockBalances):
-        got = await chain.balances_at([(a, NATIVE, b) for a, b in native_q] + list(token_q))
+        got = await chain.balances_at([(a, NATIVE, b) for a, b in native_q] + list(token_q), optional)
         return ({(a, b): v for (a, t, b), v in got.items() if t == NATIVE},
                 {k: v for k, v in got.items() if k[1] != NATIVE})
     native = await chain.native_balances(native_q) if native_q else {}
@@ -135,11 +141,17 @@ async def prior_balances(
     needs: Mapping[str, tuple[int, set[str]]],
     history: Mapping[str, Sequence[Transfer]],
     to_block: int,
+    *,
+    whole_history: bool = False,
+    warm: Sequence[tuple[str, str]] = (),
 ) -> PriorBalances:
     """Each address's balance per asset at the end of block fb - 1, for needs[a] = (fb, assets).
 
-    `history[a]` holds the address's transfers of [fb, to_block] (both directions); they are used
-    only when the node has no state at fb - 1."""
+    `history[a]` holds the address's transfers of [fb, to_block] (both directions), all of them
+    when `whole_history` (the forward trace's timelines): token balances are then read at
+    to_block, the same block for every batch of the trace, and `warm` (address, token) pairs
+    (the next batch's likely wallets) are read there in the same call, so that batch finds them
+    in the client's cache. Otherwise token balances are read at the batch's latest fb - 1."""
     wanted = {a: (fb, assets) for a, (fb, assets) in needs.items() if fb > 0}
     if not wanted:
         return PriorBalances({}, NODE_STATE, node_state_reason())
@@ -149,7 +161,7 @@ async def prior_balances(
         why = probe.describe() if probe is not None else "the node keeps no old state"
         return await derive(source, chain, wanted, history, to_block, why)
     try:
-        return await _from_state(chain, wanted, history)
+        return await _from_state(chain, wanted, history, to_block if whole_history else None, warm)
     except StateUnavailable as exc:
         if source is None:
             raise
@@ -159,6 +171,7 @@ async def prior_balances(
 
 async def _from_state(
     chain: BalanceSource, needs: Mapping[str, tuple[int, set[str]]], history: Mapping[str, Sequence[Transfer]],
+    carry_from: int | None = None, warm: Sequence[tuple[str, str]] = (),
 ) -> PriorBalances:
     """Native balances at fb - 1 (what the ETH history cannot say without every fee paid); token
     balances at one block for the whole batch, the latest fb - 1 of its addresses, carried back
@@ -168,8 +181,9 @@ async def _from_state(
     logs cannot be the whole story the token balance is read at fb - 1 itself (_carried_back)."""
     native_q = [(a, fb - 1) for a, (fb, assets) in needs.items() if NATIVE in assets]
     token_needs = [(a, asset, fb) for a, (fb, assets) in needs.items() for asset in sorted(assets) if asset != NATIVE]
-    shared = max((fb for _, _, fb in token_needs), default=1) - 1
-    native, at_shared = await read_balances(chain, native_q, [(a, asset, shared) for a, asset, _ in token_needs])
+    shared = carry_from if carry_from is not None else max((fb for _, _, fb in token_needs), default=1) - 1
+    token_q = [(a, asset, shared) for a, asset, _ in token_needs]
+    native, at_shared = await read_balances(chain, native_q, token_q, [(a, t, shared) for a, t in warm[:_WARM]])
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for (a, _block), value in native.items():
         out[a][NATIVE] = value

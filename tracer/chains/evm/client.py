@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -63,6 +63,8 @@ class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
         )
         self.state_probe = await history.probe_historical_state(self, head)
         self.historical_state = self.state_probe.historical_state
+        if self.state_probe.multicall:
+            self.multicall = True
         if not self.supports_trace:
             if self.forced_debug_method:
                 self.debug_method = self.forced_debug_method
@@ -128,15 +130,12 @@ class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
         return await history.sent_fees(self, sent.values())
 
     async def token_meta(self, tokens: Iterable[str]) -> dict[str, tuple[int | None, str | None]]:
-        """(decimals, symbol) per token via eth_call at the latest block; None where it has none."""
+        """(decimals, symbol) per token via eth_call at the latest block (all in one through
+        Multicall3 where the node has it); None where it has none."""
         wanted = list(dict.fromkeys(normalize_evm(t) for t in tokens))
         missing = [t for t in wanted if t not in self._token_meta]
         if missing:
-            calls: list[tuple[str, Sequence[Any]]] = []
-            for t in missing:
-                calls.append(("eth_call", [{"to": t, "data": _DECIMALS}, "latest"]))
-                calls.append(("eth_call", [{"to": t, "data": _SYMBOL}, "latest"]))
-            answers = await self.rpc.batch(calls)
+            answers = await self.calls_at([(t, sel) for t in missing for sel in (_DECIMALS, _SYMBOL)], "latest")
             for i, t in enumerate(missing):
                 dec_raw, sym_raw = answers[2 * i], answers[2 * i + 1]
                 decimals = None if isinstance(dec_raw, RpcError) else mappers.decode_uint(dec_raw)

@@ -9,7 +9,9 @@ blocks are still served. So the engine can derive an old balance: balance now (s
 block) minus what the address received since, plus what it sent and the fees it paid since
 (`tracer.engine.balances`). This module gives the chain-layer half of that:
 
-- `probe_historical_state`: one `eth_getBalance` at an old block at first contact;
+- `probe_historical_state`: one state read at an old block at first contact (`eth_getCode` of
+  Multicall3's address: the same read also says whether balances can be batched through it,
+  tracer.chains.evm.state);
 - `is_state_missing`: which error answers mean "no state there";
 - `sent_fees`: the fee each of its transactions cost an address (gasUsed x effectiveGasPrice,
   plus the L1 data fee of OP-stack chains and blob gas), from receipts, batched.
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 # at block 1; a node that answers there but not later is still caught at run time (the balance
 # read raises StateUnavailable and the engine derives).
 PROBE_DEPTH = 100_000
+MULTICALL3 = "0xca11bde05977b3631167028862be2a173976ca11"  # deployed at this address on most EVM chains
 
 _STATE_MISSING = re.compile(
     r"blockoutofrange|block height is \d+ but requested|missing trie node|header not found"
@@ -61,17 +64,18 @@ class StateProbe:
     block: int  # the old block whose balance was asked for
     head: int
     detail: str  # the node's error, or "answered"
+    multicall: bool = False  # Multicall3 has code at that block (so at every later one)
 
     def describe(self) -> str:
         if self.historical_state:
-            return f"the node answered a balance at block {self.block} (head {self.head}): it keeps historical state"
+            return f"the node answered a state read at block {self.block} (head {self.head}): it keeps historical state"
         return f"the node keeps no state at block {self.block} (head {self.head}): {self.detail}"
 
 
 async def probe_historical_state(client: EvmChain, head: int) -> StateProbe:
     block = max(1, head - PROBE_DEPTH) if head > 1 else 0
     try:
-        await client.rpc.call("eth_getBalance", ["0x" + "00" * 20, hex(block)])
+        code = await client.rpc.call("eth_getCode", [MULTICALL3, hex(block)])
     except RpcError as err:
         if is_state_missing(err):
             return StateProbe(False, block, head, f"{err.message} (code {err.code})")
@@ -79,7 +83,7 @@ async def probe_historical_state(client: EvmChain, head: int) -> StateProbe:
         # recognised then and degrades the same way.
         log.debug("state probe answered an unexpected error, taking state as present: %s", err.message)
         return StateProbe(True, block, head, f"unexpected answer: {err.message}")
-    return StateProbe(True, block, head, "answered")
+    return StateProbe(True, block, head, "answered", multicall=isinstance(code, str) and code not in ("0x", "0x0", ""))
 
 
 def receipt_fee(receipt: Mapping[str, Any], tx_gas_price: int | None = None) -> int:

@@ -6,9 +6,10 @@ Two things make that cheap on a provider that counts every batch member as a cal
 - **Multicall3** (`aggregate3` at 0xcA11bde05977b3631167028862bE2a173976CA11, deployed at that
   address on most EVM chains): every balance wanted at one block, native (`getEthBalance`) and
   tokens (`balanceOf`), in one `eth_call` at that block. A lone query goes as a plain call (as
-  cheap, and needs no Multicall3). Whether the contract is there is asked once per client
-  (`eth_getCode` at the latest block); a block older than its deployment answers an empty result
-  and that block's queries are asked again one by one.
+  cheap, and needs no Multicall3). Whether the contract is there comes with the state probe at
+  first contact (its `eth_getCode` at an old block), or is asked once (`eth_getCode` at the
+  latest block) where the probe found none; a block older than its deployment answers an empty
+  result and that block's queries are asked again one by one.
 - **a cache**: a balance at a past block never changes, and a wallet woken again by a later
   inflow asks for the same block again (as block times, keyed by number: a reorg deeper than the
   trace's confirmations is the reorg guard's business).
@@ -27,12 +28,12 @@ from eth_abi.exceptions import DecodingError
 from tracer.addresses import normalize_evm
 from tracer.chains.errors import RpcError, StateUnavailable
 from tracer.chains.evm import history, mappers
+from tracer.chains.evm.history import MULTICALL3
 from tracer.chains.evm.node import EvmNode
 from tracer.domain.transfers import NATIVE
 
 log = logging.getLogger(__name__)
 
-MULTICALL3 = "0xca11bde05977b3631167028862be2a173976ca11"
 AGGREGATE3 = "0x82ad56cb"  # aggregate3((address,bool,bytes)[])
 GET_ETH_BALANCE = "0x4d2301cc"  # getEthBalance(address)
 BALANCE_OF = "0x70a08231"  # balanceOf(address)
@@ -50,11 +51,13 @@ def balance_call(holder: str, asset: str) -> tuple[str, str]:
 
 
 def encode_aggregate3(keys: Sequence[Key]) -> str:
-    calls = []
-    for holder, asset, _ in keys:
-        target, data = balance_call(holder, asset)
-        calls.append((target, True, bytes.fromhex(data[2:])))
-    return AGGREGATE3 + eth_abi.encode(["(address,bool,bytes)[]"], [calls]).hex()
+    return encode_calls([balance_call(holder, asset) for holder, asset, _ in keys])
+
+
+def encode_calls(calls: Sequence[tuple[str, str]]) -> str:
+    """aggregate3's input for (target, input) calls, each allowed to fail on its own."""
+    items = [(target, True, bytes.fromhex(data[2:])) for target, data in calls]
+    return AGGREGATE3 + eth_abi.encode(["(address,bool,bytes)[]"], [items]).hex()
 
 
 def decode_aggregate3(answer: Any, size: int) -> list[tuple[bool, bytes]] | None:
@@ -69,6 +72,11 @@ def decode_aggregate3(answer: Any, size: int) -> list[tuple[bool, bytes]] | None
     if len(results) != size:
         return None
     return [(bool(ok), bytes(data)) for ok, data in results]
+
+
+def _key(q: Key) -> Key:
+    a, t, b = q
+    return normalize_evm(a), t if t == NATIVE else normalize_evm(t), int(b)
 
 
 class StateReads(EvmNode):
@@ -86,15 +94,19 @@ class StateReads(EvmNode):
         keeps no state at a block raises StateUnavailable."""
         return await self.balances_at((a, t, b) for a, t, b in queries)
 
-    async def balances_at(self, queries: Iterable[Key]) -> dict[Key, int]:
+    async def balances_at(self, queries: Iterable[Key], optional: Iterable[Key] = ()) -> dict[Key, int]:
         """Balances of (holder, NATIVE or token, block): one eth_call per block where several are
         wanted (Multicall3), a plain one for a lone query; all in one batch. Token reads that
-        revert or answer no uint are left out; a native read that fails raises."""
-        keys = list(dict.fromkeys((normalize_evm(a), t if t == NATIVE else normalize_evm(t), int(b))
-                                  for a, t, b in queries))
+        revert or answer no uint are left out; a native read that fails raises. `optional` keys
+        ride along (into the cache, and the answer) only in a Multicall3 call made anyway at their
+        block: a caller warming the cache for its next batch costs no call of its own."""
+        keys = list(dict.fromkeys(_key(q) for q in queries))
         out, missing = self._balances.split(keys)
         if not missing:
             return out
+        asked = {k[2] for k in missing}
+        extra = [k for k in dict.fromkeys(_key(q) for q in optional) if k[2] in asked and k not in self._balances]
+        missing += [k for k in extra if k not in set(missing)]
         by_block: dict[int, list[Key]] = defaultdict(list)
         for key in missing:
             by_block[key[2]].append(key)
@@ -134,6 +146,25 @@ class StateReads(EvmNode):
             for key, ans in zip(again, answers, strict=True):
                 self._take(out, key, ans)
         return out
+
+    async def calls_at(self, calls: Sequence[tuple[str, str]], block: str) -> list[Any]:
+        """The return data (or RpcError) of eth_calls (target, input) at one block: one
+        aggregate3 per PER_MULTICALL of them where Multicall3 is known to be there, a plain call
+        each otherwise (or where its answer is not aggregate3's)."""
+        if self.multicall and len(calls) > 1:
+            chunks = [calls[i: i + PER_MULTICALL] for i in range(0, len(calls), PER_MULTICALL)]
+            answers = await self.rpc.batch([("eth_call", [{"to": MULTICALL3, "data": encode_calls(c)}, block])
+                                            for c in chunks])
+            out: list[Any] = []
+            for chunk, ans in zip(chunks, answers, strict=True):
+                results = decode_aggregate3(ans, len(chunk))
+                if results is None:
+                    break
+                out += ["0x" + data.hex() if ok else RpcError("eth_call", None, "reverted inside aggregate3")
+                        for ok, data in results]
+            else:
+                return out
+        return await self.rpc.batch([("eth_call", [{"to": t, "data": d}, block]) for t, d in calls])
 
     @staticmethod
     def _plain_call(key: Key) -> tuple[str, Sequence[Any]]:
