@@ -5,10 +5,15 @@
 - `devchain_factory`: `await devchain_factory(scenario=None, **server_options)` starts more servers
   (default scenario: `small_scenario`); all are stopped when the module's tests are done. Module
   scope so module-scoped fixtures (a client shared by a test module) can use it.
+- `connected(url, scenario, **options)`: an EvmChain connected to it, closed on leaving;
+  `proxy(running, rewrite)`: a node in front of a devchain that answers a request `rewrite`
+  returns an answer for itself and passes the rest on; `senders(scenario)`: every address value
+  leaves from.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,8 +23,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from tracer.chains.evm import EvmChain
 from tracer.devchain.chain import Chain
-from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.devchain.scenario import KIND_BATCH, Scenario, ScenarioParams, generate
 from tracer.devchain.server import DevChainServer
 
 SMALL_SCENARIO_SEED = 7
@@ -84,3 +90,39 @@ async def serving(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]
         yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def connected(url: str, scenario: Scenario, **options: Any) -> AsyncIterator[EvmChain]:
+    """An EvmChain for the scenario's chain at `url`, connected; closed on leaving."""
+    client = EvmChain(url, chain=scenario.chain, expected_chain_id=scenario.chain_id, **options)
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def proxy(
+    running: RunningDevChain, rewrite: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler for `serving`: each request of a body (batch or not) goes to `rewrite`, which may
+    change it in place or answer it (an answer object); the rest is answered by the devchain."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = json.loads(await request.read())
+        requests = body if isinstance(body, list) else [body]
+        answers = [rewrite(req) or running.server.handle_request(req) for req in requests]
+        return web.json_response(answers if isinstance(body, list) else answers[0])
+
+    return handle
+
+
+def senders(sc: Scenario) -> list[str]:
+    """Every address value leaves from: transaction senders and the contracts paying out."""
+    out: set[str] = set()
+    for _, tx in sc.iter_txs():
+        out.add(tx.sender)
+        if tx.kind == KIND_BATCH:
+            out.add(tx.to)
+    return sorted(out)

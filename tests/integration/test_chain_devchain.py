@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_chain import DevChainFactory
+from tests.fixtures_chain import DevChainFactory, senders
 from tracer.chains.evm import EvmChain, WrongChain
 from tracer.chains.retry import RetryPolicy, TransportOptions
-from tracer.devchain.scenario import KIND_BATCH, KIND_MIXER, Scenario, ScenarioParams, generate
+from tracer.devchain.scenario import KIND_MIXER, Scenario, ScenarioParams, generate
 from tracer.devchain.server import FaultPlan
 from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
@@ -28,16 +28,6 @@ Move = tuple[str, str, str, int]
 @pytest.fixture(scope="module")
 def scenario() -> Scenario:
     return generate(ScenarioParams.for_size(600, seed=11))
-
-
-def senders(sc: Scenario) -> list[str]:
-    """Every address value leaves from: transaction senders and the contracts paying out."""
-    out: set[str] = set()
-    for _, tx in sc.iter_txs():
-        out.add(tx.sender)
-        if tx.kind == KIND_BATCH:
-            out.add(tx.to)
-    return sorted(out)
 
 
 def all_moves(sc: Scenario, internal: bool = True) -> Counter[Move]:

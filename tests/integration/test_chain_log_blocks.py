@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from tests.fixtures_chain import DevChainFactory
+from tests.fixtures_chain import DevChainFactory, connected
 from tracer.chains.evm import EvmChain
 from tracer.chains.evm.mappers import TRANSFER_TOPIC
 from tracer.chains.records import LogRecord
@@ -34,9 +34,7 @@ async def test_scattered_blocks_give_their_logs_and_no_others(
     devchain_factory: DevChainFactory, scenario: Scenario, max_logs: int | None
 ) -> None:
     running = await devchain_factory(scenario, max_logs=max_logs)
-    client = EvmChain(running.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
-    await client.connect()
-    try:
+    async with connected(running.url, scenario) as client:
         with_logs = sorted({lg.block_number for lg in await client.logs(None, [TRANSFER_TOPIC], 0, scenario.head)})
         # Every third block that logged, and a block in between each (which may log or not).
         blocks = sorted({*with_logs[::3], *(b + 1 for b in with_logs[::5])})
@@ -56,17 +54,13 @@ async def test_scattered_blocks_give_their_logs_and_no_others(
         assert await client.logs_in_blocks([token], [TRANSFER_TOPIC], blocks) == want_token
         if max_logs is None:
             assert first_calls < len(blocks)  # blocks shared ranges
-    finally:
-        await client.close()
 
 
 async def test_sparse_logs_merge_far_blocks_into_one_request(
     devchain_factory: DevChainFactory, scenario: Scenario
 ) -> None:
     running = await devchain_factory(scenario)
-    client = EvmChain(running.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
-    await client.connect()
-    try:
+    async with connected(running.url, scenario) as client:
         token = scenario.tokens[0].address
         blocks = list(range(0, scenario.head, 400))
         want = await _per_block(client, token, blocks)
@@ -74,17 +68,13 @@ async def test_sparse_logs_merge_far_blocks_into_one_request(
         asked = running.server.request_counts["eth_getLogs"]
         assert await client.logs_in_blocks(token, [TRANSFER_TOPIC], blocks) == want
         assert running.server.request_counts["eth_getLogs"] - asked == 1
-    finally:
-        await client.close()
 
 
 async def test_asks_on_topic0_share_requests_and_each_gets_only_its_own(
     devchain_factory: DevChainFactory, scenario: Scenario
 ) -> None:
     running = await devchain_factory(scenario)
-    client = EvmChain(running.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
-    await client.connect()
-    try:
+    async with connected(running.url, scenario) as client, connected(running.url, scenario) as alone:
         every = await client.logs(None, [], 0, scenario.head)
         other = Counter(lg.topics[0] for lg in every if lg.topics and lg.topics[0] != TRANSFER_TOPIC).most_common(1)
         assert other, "the scenario logs only Transfers"
@@ -105,17 +95,10 @@ async def test_asks_on_topic0_share_requests_and_each_gets_only_its_own(
         await client.logs_of_blocks(asks)
         # The token's Transfers and the other event share requests: fewer than one set per ask.
         merged = running.server.request_counts["eth_getLogs"] - asked
-        alone = EvmChain(running.url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
-        await alone.connect()
-        try:
-            for address, topics, bs in asks:
-                for _ in range(3):
-                    await alone.logs_in_blocks(address, topics, bs)
-            before = running.server.request_counts["eth_getLogs"]
-            for address, topics, bs in asks:
+        for address, topics, bs in asks:
+            for _ in range(3):
                 await alone.logs_in_blocks(address, topics, bs)
-            assert merged < running.server.request_counts["eth_getLogs"] - before
-        finally:
-            await alone.close()
-    finally:
-        await client.close()
+        before = running.server.request_counts["eth_getLogs"]
+        for address, topics, bs in asks:
+            await alone.logs_in_blocks(address, topics, bs)
+        assert merged < running.server.request_counts["eth_getLogs"] - before

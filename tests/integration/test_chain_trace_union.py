@@ -7,17 +7,17 @@ type that denies unknown fields, as alloy's did before it had `mode`)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from tests.fixtures_chain import DevChainFactory, serving
-from tracer.chains.evm import EvmChain
-from tracer.devchain.scenario import KIND_BATCH, Scenario, ScenarioParams, generate
+from tests.fixtures_chain import DevChainFactory, connected, proxy, senders, serving
+from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+from tracer.domain.transfers import Transfer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PER_REQUEST = 40  # addresses per trace_filter: several lists, so several union queries
 
 
 @pytest.fixture(scope="module")
@@ -25,92 +25,58 @@ def scenario() -> Scenario:
     return generate(ScenarioParams.for_size(600, seed=11))
 
 
-def _addresses(sc: Scenario) -> list[str]:
-    out: set[str] = set()
-    for _, tx in sc.iter_txs():
-        out.add(tx.sender)
-        if tx.kind == KIND_BATCH:
-            out.add(tx.to)
-    return sorted(out)[::3]
-
-
-async def _read(url: str, sc: Scenario, addresses: list[str]) -> tuple[EvmChain, list[Any]]:
-    client = EvmChain(url, chain=sc.chain, expected_chain_id=sc.chain_id, addresses_per_request=40)
-    await client.connect()
-    try:
-        return client, await client.transfers(addresses, 0, sc.head, outgoing=True, incoming=True)
-    finally:
-        await client.close()
+async def _both_ways(client: Any, sc: Scenario) -> list[Transfer]:
+    result: list[Transfer] = await client.transfers(senders(sc)[::3], 0, sc.head, outgoing=True, incoming=True)
+    return result
 
 
 async def test_union_when_honoured_and_one_sided_queries_when_ignored(
     devchain_factory: DevChainFactory, scenario: Scenario
 ) -> None:
     running = await devchain_factory(scenario)
-    addresses = _addresses(scenario)
-    chunks = -(-len(addresses) // 40)
+    chunks = -(-len(senders(scenario)[::3]) // PER_REQUEST)
     assert chunks > 1
 
     # The reference: one-sided queries only (what the client asked before union).
-    one_sided = EvmChain(running.url, chain=scenario.chain, expected_chain_id=scenario.chain_id,
-                         addresses_per_request=40)
-    one_sided.trace_union = False
-    await one_sided.connect()
-    try:
-        want = await one_sided.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True)
-    finally:
-        await one_sided.close()
+    async with connected(running.url, scenario, addresses_per_request=PER_REQUEST) as one_sided:
+        one_sided.trace_union = False
+        want = await _both_ways(one_sided, scenario)
     assert sum(1 for t in want if t.position.startswith("call:")) > 0
 
-    honoured, got = await _read(running.url, scenario, addresses)
-    assert got == want
+    async with connected(running.url, scenario, addresses_per_request=PER_REQUEST) as honoured:
+        assert await _both_ways(honoured, scenario) == want
     assert honoured.trace_union is True
     assert honoured.request_counts["trace_filter"] - 1 == chunks  # one union query per chunk (+ the probe)
 
     modes: list[Any] = []
 
-    async def ignoring(request: web.Request) -> web.StreamResponse:
-        body = json.loads(await request.read())
-        answers = []
-        for req in body if isinstance(body, list) else [body]:
-            if req["method"] == "trace_filter":
-                modes.append(req["params"][0].pop("mode", None))  # answered as an intersection
-            answers.append(running.server.handle_request(req))
-        return web.json_response(answers if isinstance(body, list) else answers[0])
+    def ignore_mode(req: dict[str, Any]) -> None:
+        if req["method"] == "trace_filter":
+            modes.append(req["params"][0].pop("mode", None))  # answered as an intersection
 
-    async with serving(ignoring) as url:
-        client = EvmChain(url, chain=scenario.chain, expected_chain_id=scenario.chain_id, addresses_per_request=40)
-        await client.connect()
-        try:
-            assert await client.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True) == want
-            assert client.trace_union is False
-            modes.clear()
-            assert await client.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True) == want
-            assert "union" not in modes and len(modes) == 2 * chunks
-        finally:
-            await client.close()
+    async with serving(proxy(running, ignore_mode)) as url, connected(
+            url, scenario, addresses_per_request=PER_REQUEST) as client:
+        assert await _both_ways(client, scenario) == want
+        assert client.trace_union is False
+        modes.clear()
+        assert await _both_ways(client, scenario) == want
+        assert "union" not in modes and len(modes) == 2 * chunks
 
 
 async def test_a_node_refusing_the_mode_gets_one_sided_queries(
     devchain_factory: DevChainFactory, scenario: Scenario
 ) -> None:
     running = await devchain_factory(scenario)
-    addresses = _addresses(scenario)
-    _, want = await _read(running.url, scenario, addresses)
+    async with connected(running.url, scenario) as plain:
+        want = await _both_ways(plain, scenario)
 
-    async def refusing(request: web.Request) -> web.StreamResponse:
-        body = json.loads(await request.read())
-        answers = []
-        for req in body if isinstance(body, list) else [body]:
-            if req["method"] == "trace_filter" and "mode" in req["params"][0]:
-                answers.append({"jsonrpc": "2.0", "id": req["id"], "error": {
-                    "code": -32602, "message": "Invalid params: unknown field `mode`, expected one of `fromBlock`, "
-                    "`toBlock`, `fromAddress`, `toAddress`, `after`, `count`"}})
-            else:
-                answers.append(running.server.handle_request(req))
-        return web.json_response(answers if isinstance(body, list) else answers[0])
+    def refuse_mode(req: dict[str, Any]) -> dict[str, Any] | None:
+        if req["method"] == "trace_filter" and "mode" in req["params"][0]:
+            return {"jsonrpc": "2.0", "id": req["id"], "error": {
+                "code": -32602, "message": "Invalid params: unknown field `mode`, expected one of `fromBlock`, "
+                "`toBlock`, `fromAddress`, `toAddress`, `after`, `count`"}}
+        return None
 
-    async with serving(refusing) as url:
-        client, got = await _read(url, scenario, addresses)
-    assert got == want
-    assert client.trace_union is False
+    async with serving(proxy(running, refuse_mode)) as url, connected(url, scenario) as client:
+        assert await _both_ways(client, scenario) == want
+        assert client.trace_union is False
