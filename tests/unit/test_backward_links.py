@@ -5,7 +5,7 @@ rule carries (taint.propagate for a swap, Link.carried for a mixer link), in the
 from __future__ import annotations
 
 from tracer.domain.records import StoredTransfer
-from tracer.domain.transfers import Transfer, TransferKind
+from tracer.domain.transfers import Movement, Transfer, TransferKind
 from tracer.engine import backward_links, backward_reach, taint
 
 T, U, P, S, Q, R, V = ("0x" + c * 40 for c in "1234567")  # thief, wallet, pair, seed, pool, recipient, thief 2
@@ -34,7 +34,7 @@ def test_a_swap_is_walked_back_to_what_its_wallet_paid() -> None:
     # 120 of U's 150 USDT paid (80 of them the thief's), 3/4 of what it bought reached S.
     assert [abs(got.reached[i] - v * M) <= 1 for i, v in ((2, 90), (0, 60), (1, 30))] == [True] * 3
     # Forward: the thief's share of the USDT paid carries over to the ETH, 3/4 of which left to S.
-    moves = [taint.Movement(i, t.order, t.asset, t.amount, t.to_address == U, "x", t.tx_hash)
+    moves = [Movement(i, t.order, t.asset, t.amount, t.to_address == U, "x", t.tx_hash)
              for i, t in enumerate(transfers) if U in (t.from_address, t.to_address)]
     outs = taint.propagate(moves, {0: 100 * M}, {})
     [to_seed] = [o for o in outs if o.transfer_id == 4]

@@ -10,9 +10,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracer.domain.transfers import NATIVE
+from tracer.domain.transfers import NATIVE, Movement
 from tracer.engine import swaps
-from tracer.engine.taint import Movement, propagate
+from tracer.engine.taint import propagate
 
 USDT = "0x" + "dd" * 20
 

@@ -3,7 +3,8 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracer.engine.taint import Movement, propagate, totals_by_asset
+from tracer.domain.transfers import Movement
+from tracer.engine.taint import propagate, totals_by_asset
 
 
 def mv(tid: int, block: int, amount: int, incoming: bool, asset: str = "native") -> Movement:

@@ -13,8 +13,9 @@ from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
 from tracer.devchain.bitcoin.index import BitcoinChainIndex
 from tracer.devchain.bitcoin.records import BitcoinScenario, BitcoinScenarioParams
 from tracer.devchain.bitcoin.story import generate
+from tracer.domain.transfers import Movement
 from tracer.engine import utxo
-from tracer.engine.taint import Movement, propagate
+from tracer.engine.taint import propagate
 
 BTC = 100_000_000
 

@@ -73,6 +73,20 @@ def _position_rank(position: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Movement:
+    """One transfer touching an address, reduced to what the taint models and swap detection need
+    (`incoming`: into the address whose timeline this is)."""
+
+    transfer_id: int
+    order: tuple[int, int, int, str]
+    asset: str
+    amount: int
+    incoming: bool
+    counterparty: str
+    tx: str = ""  # transaction hash: moves of one transaction may form a swap ("" never does)
+
+
+@dataclass(frozen=True, slots=True)
 class BlockRef:
     number: int
     hash: str

@@ -20,21 +20,13 @@ from typing import Any
 
 from tracer.domain.mixer_links import DepositRow
 from tracer.domain.records import StoredTransfer
-from tracer.domain.transfers import Transfer
+from tracer.domain.transfers import Movement, Transfer
 from tracer.domain.verdicts import Reason
 from tracer.engine import swaps
 from tracer.store.mixers import LinkRow
 
 # The reasons forward traces give the same hops: both legs of a swap, a linked deposit, its withdrawal.
 SWAP, MIXER_DEPOSIT, MIXER_LINK = Reason.SWAP, Reason.MIXER_DEPOSIT, Reason.MIXER_LINK
-
-
-@dataclass(frozen=True, slots=True)
-class _Move:
-    asset: str
-    amount: int
-    incoming: bool
-    tx: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +99,10 @@ def swap_legs(transfers: Sequence[Transfer], wallets: Set[str]) -> Through:
             groups[(t.to_address, t.tx_hash)].append(i)
     bought: set[int] = set()
     paid: dict[int, SwapPaid] = {}
-    for (wallet, tx), idx in sorted(groups.items()):
+    for (wallet, _tx), idx in sorted(groups.items()):
         if len(idx) < 2:
             continue
-        moves = [_Move(transfers[i].asset, transfers[i].amount, transfers[i].to_address == wallet, tx) for i in idx]
+        moves = [_move(i, transfers[i], wallet) for i in idx]
         found = swaps.split(moves)
         if found is None:
             continue
@@ -120,6 +112,11 @@ def swap_legs(transfers: Sequence[Transfer], wallets: Set[str]) -> Through:
         for k in found.paid:
             paid[idx[k]] = SwapPaid(wallet, got, n_paid)
     return Through(frozenset(bought), paid)
+
+
+def _move(i: int, t: Transfer, wallet: str) -> Movement:
+    incoming = t.to_address == wallet
+    return Movement(i, t.order, t.asset, t.amount, incoming, t.from_address if incoming else t.to_address, t.tx_hash)
 
 
 def bought_senders(transfers: Sequence[Transfer], through: Through) -> dict[str, set[str]]:

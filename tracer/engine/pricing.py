@@ -29,30 +29,12 @@ from tracer.chains.errors import ChainError
 from tracer.chains.prices import FeedMiss, FeedRound, latest_rounds
 from tracer.domain.chains import native_decimals
 from tracer.domain.transfers import NATIVE
+from tracer.domain.views import StoredHop
 from tracer.engine.service import block_at_time
 from tracer.store import prices as store
 from tracer.store.prices import PriceKey, PriceRow
 
 log = logging.getLogger(__name__)
-
-
-class PricedHop(Protocol):
-    """What valuing a hop reads: tracer.domain.views.StoredHop has it, and so does HopAmount."""
-
-    @property
-    def transfer_id(self) -> int: ...
-    @property
-    def chain(self) -> str: ...
-    @property
-    def asset(self) -> str: ...
-    @property
-    def amount(self) -> int: ...
-    @property
-    def block_number(self) -> int: ...
-    @property
-    def block_time(self) -> int: ...
-    @property
-    def decimals(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +48,11 @@ class HopAmount:
     block_number: int
     block_time: int
     decimals: int | None
+
+
+# What valuing a hop reads (transfer_id, chain, asset, amount, block_number, block_time, decimals):
+# a hop as stored, or an event's amount.
+PricedHop = StoredHop | HopAmount
 
 
 

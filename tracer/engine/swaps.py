@@ -14,20 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Protocol
 
-
-class Leg(Protocol):
-    """What swap detection needs of a move (taint.Movement provides it)."""
-
-    @property
-    def asset(self) -> str: ...
-    @property
-    def amount(self) -> int: ...
-    @property
-    def incoming(self) -> bool: ...
-    @property
-    def tx(self) -> str: ...
+from tracer.domain.transfers import Movement
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +26,7 @@ class SwapSplit:
     received: tuple[int, ...]  # inflows of assets the wallet did not pay: what the swap bought
 
 
-def split(moves: Sequence[Leg]) -> SwapSplit | None:
+def split(moves: Sequence[Movement]) -> SwapSplit | None:
     """The swap in one transaction's moves of one wallet, or None when there is none.
 
     Inflows of an asset the wallet also paid (a refund, change from a router) are not what the
@@ -74,10 +62,10 @@ def converted(amount: int, share: Fraction) -> int:
     return amount * share.numerator // share.denominator
 
 
-def bought_assets(moves: Sequence[Leg]) -> set[str]:
+def bought_assets(moves: Sequence[Movement]) -> set[str]:
     """Assets a wallet bought in swaps within its moves (grouped by transaction): the worker asks
     for the wallet's prior balance of them, so clean holdings dilute the swapped-in taint."""
-    by_tx: dict[str, list[Leg]] = {}
+    by_tx: dict[str, list[Movement]] = {}
     for m in moves:
         if m.tx:
             by_tx.setdefault(m.tx, []).append(m)

@@ -36,24 +36,12 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tracer.domain.transfers import Movement
 from tracer.engine import swaps
 
 _MAX_PARENTS = 8
 MODELS = ("haircut", "flagged_first", "fifo", "full_poison")
 CLEAN_MONEY_MODELS = frozenset({"haircut", "fifo"})  # the models a wallet's clean prior balance changes
-
-
-@dataclass(frozen=True, slots=True)
-class Movement:
-    """One transfer touching the address, reduced to what the models need."""
-
-    transfer_id: int
-    order: tuple[int, int, int, str]
-    asset: str
-    amount: int
-    incoming: bool
-    counterparty: str
-    tx: str = ""  # transaction hash: moves of one transaction may form a swap ("" never does)
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tracer.chains.utxo_records import UtxoTx
+from tracer.domain.transfers import Movement
 from tracer.engine.coinjoins import (
     CHANGE_LINK_CONFIDENCE,
     CHANGE_LINK_OTHER_TYPE,
@@ -51,7 +52,6 @@ from tracer.engine.coinjoins import (
     detect_coinjoin,
     participant_inputs,
 )
-from tracer.engine.taint import Movement
 from tracer.engine.utxo_change import SATS_PER_BTC, ChangeGuess, detect_change, fmt_btc, is_round, script_type
 
 __all__ = [

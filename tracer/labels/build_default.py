@@ -58,59 +58,19 @@ KNOWN_CHAINS = frozenset({
     "dogecoin", "dash", "zcash", "monero", "ripple", "solana", "verge",
 })
 
-# Canonical exchange name -> explorer name-tag prefixes / GraphSense actors that mean it.
-EXCHANGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "Binance": (("Binance", "Binance US"), ("binance",)),
-    "Coinbase": (("Coinbase",), ("coinbase",)),
-    "Kraken": (("Kraken",), ("kraken",)),
-    "OKX": (("OKX", "OKEx", "OKEX"), ("okx", "okex")),
-    "Huobi": (("Huobi", "HTX"), ("huobi",)),
-    "Bitfinex": (("Bitfinex",), ("bitfinex",)),
-    "KuCoin": (("KuCoin", "Kucoin"), ("kucoin",)),
-    "Gemini": (("Gemini",), ("gemini",)),
-    "Bitstamp": (("Bitstamp",), ("bitstamp",)),
-    "Bybit": (("Bybit",), ("bybit",)),
-    "Gate.io": (("Gate.io",), ("gate",)),
-    "Crypto.com": (("Crypto.com",), ("cryptocom",)),
-    "Bittrex": (("Bittrex",), ("bittrex",)),
-    "Poloniex": (("Poloniex",), ("poloniex",)),
-    "Upbit": (("Upbit",), ("upbit",)),
-    "Bithumb": (("Bithumb",), ("bithumb",)),
-    "FTX": (("FTX Exchange", "FTX US", "FTX"), ("ftx",)),
-    "MEXC": (("MEXC", "mexc.com", "Mexc.com"), ("mxc",)),
-    "Bitget": (("Bitget",), ("bitget",)),
-    "HitBTC": (("HitBTC",), ("hitbtc",)),
-    "BitMEX": (("BitMEX",), ("bitmex",)),
-    "Deribit": (("Deribit",), ("deribit",)),
-    "Coinone": (("Coinone",), ("coinone",)),
-    "Korbit": (("Korbit",), ("korbit",)),
-    "Paribu": (("Paribu",), ("paribu",)),
-    "Hotbit": (("Hotbit",), ("hotbit",)),
-    "BitMart": (("BitMart", "Bitmart"), ("bitmart",)),
-    "AscendEX": (("AscendEX",), ("bitmax",)),
-    "CoinDCX": (("CoinDCX",), ()),
-    "Bitkub": (("Bitkub",), ()),
-    "CoinEx": (("CoinEx", "Coinex"), ("coinex",)),
-    "Liquid": (("Liquid",), ("liquid",)),
-    "Zaif": (("Zaif",), ("zaif",)),
-    "EXMO": (("EXMO",), ("exmo",)),
-    "Luno": (("Luno",), ("luno",)),
-    "Indodax": (("Indodax",), ("indodax",)),
-    "SwissBorg": (("SwissBorg",), ("swissborg",)),
-    "LATOKEN": (("LATOKEN",), ("latoken",)),
-    "Coinsquare": (("Coinsquare",), ()),
-}
-SWAP_SERVICES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "ChangeNOW": (("ChangeNOW", "ChangeNow"), ("changenow",)),
-    "FixedFloat": (("FixedFloat",), ("fixedfloat",)),
-    "Changelly": (("Changelly",), ("changelly",)),
-    "ShapeShift": (("ShapeShift",), ("shapeshift",)),
-    "SideShift": (("SideShift", "sideshift.ai"), ("sideshift",)),
-    "SimpleSwap": (("SimpleSwap",), ("simpleswap",)),
-    "SWFT": (("SWFT", "SWFTC"), ("swft",)),
-    "eXch": (("eXch",), ("exch",)),
-    "StealthEX": (("StealthEX",), ("stealthex",)),
-}
+ServiceTable = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+SERVICE_NAMES = Path(__file__).resolve().parents[1] / "data" / "labels" / "service_names.json"
+
+
+def _service_names(kind: str, path: Path = SERVICE_NAMES) -> ServiceTable:
+    """Canonical service name -> the explorer name-tag prefixes and GraphSense actors that mean it.
+    Data, not code: adding an exchange is one line of service_names.json."""
+    table = json.loads(path.read_text(encoding="utf-8"))[kind]
+    return {name: (tuple(v["name_tags"]), tuple(v["graphsense_actors"])) for name, v in table.items()}
+
+
+EXCHANGES = _service_names("exchange")
+SWAP_SERVICES = _service_names("swap_service")
 # The suffixes of a service's own wallets on explorers: "Binance 14", "Binance: Hot Wallet 2".
 _WALLET_SUFFIX = re.compile(
     r"^(?:\s+(?P<n>\d+)|\s*:?\s*(?P<kind>Hot Wallet|Cold Wallet|Old Address|Deposit Funder|Deposit Supplier|"
@@ -204,7 +164,6 @@ def _label(chain: str, address: str, entity: str, category: str, confidence: flo
                  confidence=confidence, evidence=evidence)
 
 
-ServiceTable = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
 
 
 def _match_service(name_tag: str, table: ServiceTable) -> tuple[str, str | None] | None:

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from tracer.domain.labels import Category
 from tracer.domain.records import HopRow, Job, StoredTransfer
+from tracer.domain.transfers import Movement
 from tracer.domain.verdicts import FOLLOW, HopStatus, Reason, Verdict
 from tracer.engine import classify, swaps, utxo
 from tracer.engine.policy import Policy
@@ -28,7 +29,7 @@ from tracer.engine.step.plan import (
     StepPlan,
     TraceInfo,
 )
-from tracer.engine.taint import CLEAN_MONEY_MODELS, Movement, propagate
+from tracer.engine.taint import CLEAN_MONEY_MODELS, propagate
 
 
 def by_own_label(jobs: Sequence[Job], own_labels: Labels, policy: Policy) -> dict[str, Verdict]:
