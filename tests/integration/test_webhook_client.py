@@ -29,6 +29,7 @@ class Server:
     def __init__(self, answer: Callable[[asyncio.StreamWriter, int], Awaitable[bool]]) -> None:
         self.answer = answer  # (writer, request number) -> keep the connection open
         self.accepted = 0
+        self.closed = 0  # connections ended (by either side)
         self.requests: list[bytes] = []
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -46,6 +47,7 @@ class Server:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self.closed += 1
             writer.close()
 
     async def __aenter__(self) -> Server:
@@ -202,3 +204,17 @@ async def test_connection_close_and_retry_after_are_honoured() -> None:
     answers, server = await _posts(busy, 2)
     assert {(a.status, a.retry_after) for a in answers} == {(503, "7")}
     assert server.accepted == 2
+
+
+@ASYNC
+async def test_idle_connections_are_closed_after_the_keepalive() -> None:
+    async with Server(_says(OK)) as server:
+        client = WebhookClient(LOOPBACK, per_host=4, keepalive=0.3)
+        try:
+            await asyncio.gather(*(_post(client, server.url()) for _ in range(4)))
+            assert server.accepted >= 1 and server.closed == 0
+            await asyncio.sleep(1.2)
+            assert server.closed == server.accepted  # nobody posted again: every socket closed
+            assert (await _post(client, server.url())).status == 200  # and a new one made when needed
+        finally:
+            await client.close()

@@ -348,14 +348,25 @@ class WebhookClient:
         return answer
 
     async def _sweep(self) -> None:
+        """While anything is in flight or idle: fail requests past their deadline, and close idle
+        connections older than `keepalive` (a receiver not posted to again keeps no socket)."""
         loop = asyncio.get_running_loop()
         every = min(0.1, self.timeout / 10)
-        while self._in_flight:
+        pruned = loop.time()
+        while self._in_flight or any(h.idle for h in self._hosts.values()):
             await asyncio.sleep(every)
             now = loop.time()
             for conn in [c for c in self._in_flight if c.deadline <= now]:
                 self._in_flight.discard(conn)
                 conn.expire()
+            if now - pruned >= min(1.0, self.keepalive / 2):
+                pruned = now
+                cutoff = time.monotonic() - self.keepalive
+                for host in self._hosts.values():
+                    stale = [c for c in host.idle if not c.reusable or c.idle_since <= cutoff]
+                    for conn in stale:
+                        host.idle.remove(conn)
+                        conn.close()
 
     def _idle_conn(self, host: _Host) -> _Conn | None:
         now = time.monotonic()
