@@ -210,9 +210,9 @@ class ExitLine(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ExitItems:
-    """The items array of GET /exits as one JSON text (tracer.store.exits.exit_items), whether a
-    stored Tron address may be in it, and what reached the exits in each asset (raw units)."""
+    """The items array of GET /exits as one JSON text in UTF-8 (tracer.store.exits.exit_items),
+    whether a stored Tron address may be in it, and what reached the exits in each asset (raw units)."""
 
-    items: str
+    items: bytes
     tron: bool
     reached: Mapping[str, int]

@@ -115,7 +115,9 @@ async def exit_items(conn: Conn, trace_id: int, chain: str, totals: Mapping[str,
     store kept its address's checksum): `exit_lines` then."""
     row = await conn.fetchrow(
         f"""WITH l AS ({_LINES})
-            SELECT '[' || coalesce(string_agg(line || '{_NO_USD}', ',' ORDER BY {_ORDER}), '') || ']' AS items,
+            -- as bytes: the API sends them as they are (no 100 kB decoded to str and encoded back)
+            SELECT convert_to('[' || coalesce(string_agg(line || '{_NO_USD}', ',' ORDER BY {_ORDER}), '') || ']',
+                              'UTF8') AS items,
                    coalesce(bool_or(tron), false) AS tron, coalesce(bool_or(no_checksum), false) AS no_checksum,
                    (SELECT json_object_agg(asset, amount::text)::text
                     FROM (SELECT asset, sum(amount) AS amount FROM l GROUP BY asset) s) AS reached

@@ -62,12 +62,12 @@ def encoded_items(lines: Sequence[ExitLine], dollars: TraceDollars | None, min_u
         tron = tron or line.tron
     if sort == "usd":  # largest first, unknown last
         out.sort(key=lambda i: (i[0] is None, -Decimal(i[0] or 0)))
-    return _shown("[" + ",".join(text for _, text in out) + "]", tron)
+    return _shown(("[" + ",".join(text for _, text in out) + "]").encode(), tron)
 
 
-def _shown(items: str, tron: bool) -> bytes:
+def _shown(items: bytes, tron: bool) -> bytes:
     # Scanning 100 kB for Tron addresses costs as much as writing it: only where Postgres saw one.
-    return tron_shown(items.encode()) if tron else items.encode()
+    return tron_shown(items) if tron else items
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -137,7 +137,7 @@ async def list_(request: web.Request) -> web.Response:
     else:
         # The lines arrive as JSON: the envelope is written around them, not parsed and written again.
         if whole is not None and dollars is None:
-            items = _shown(whole.items if min_usd is None else "[]", whole.tron)
+            items = _shown(whole.items if min_usd is None else b"[]", whole.tron)
         else:
             items = encoded_items(lines, dollars, min_usd, sort)
         body = b"".join((tron_shown(orjson.dumps(head)[:-1]), b',"items":', items, b',"usd":',
