@@ -66,8 +66,10 @@ def _api(r: Result) -> tuple[str, str]:
         what += (f"; side by side with the previous code ({r['versions']['before']['commit'][:7]}) in the same run, "
                  f"load average {res['hops_page']['load_average_before'][0]:.1f} on a shared machine")
 
-    def one(e: Result) -> str:  # server CPU per request: what a shared machine's load does not change
-        return f"{_endpoint(e)}, {e['server_cpu_ms_per_request']:.1f} ms server CPU"
+    def one(e: Result) -> str:  # CPU per request: what a shared machine's load does not change
+        pg = e.get("postgres_cpu_ms_per_request")
+        return (f"{_endpoint(e)}, {e['server_cpu_ms_per_request']:.2f} ms server CPU"
+                + (f" + {pg:.2f} ms Postgres" if pg is not None else ""))
 
     def both(key: str) -> str:
         return one(res[key]) + (f" (before: {one(before[key])})" if key in before else "")

@@ -40,6 +40,7 @@ RESOLVED = f"""
     LEFT JOIN jobs j ON j.trace_id = $1 AND j.chain = e.chain AND j.address = e.address
     WHERE e.trace_id = $1 AND ($2::text IS NULL OR e.asset = $2) AND ($3::text IS NULL OR j.category = $3)"""
 
+
 def _j(expr: str) -> str:
     """A SQL value as JSON text (null for NULL), as orjson writes it."""
     return f"coalesce(to_json({expr})::text, 'null')"
