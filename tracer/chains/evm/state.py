@@ -104,12 +104,15 @@ class StateReads(EvmNode):
         out, missing = self._balances.split(keys)
         if not missing:
             return out
-        asked = {k[2] for k in missing}
-        extra = [k for k in dict.fromkeys(_key(q) for q in optional) if k[2] in asked and k not in self._balances]
-        missing += [k for k in extra if k not in set(missing)]
         by_block: dict[int, list[Key]] = defaultdict(list)
         for key in missing:
             by_block[key[2]].append(key)
+        # Optional keys only fill the Multicall3 calls these blocks need anyway (never one more).
+        own = set(missing)
+        for k in dict.fromkeys(_key(q) for q in optional):
+            ks = by_block.get(k[2])
+            if ks is not None and k not in own and k not in self._balances and len(ks) % PER_MULTICALL:
+                ks.append(k)
         grouped = [ks for b, ks in sorted(by_block.items()) if len(ks) > 1 and b > self._multicall_absent_to]
         if grouped and self.multicall is None:
             code = await self.rpc.call("eth_getCode", [MULTICALL3, "latest"])
@@ -133,7 +136,7 @@ class StateReads(EvmNode):
                 if not isinstance(ans, RpcError):
                     self._multicall_absent_to = max(self._multicall_absent_to, ks[0][2])
                 log.debug("aggregate3 at block %d answered %r: asking one by one", ks[0][2], ans)
-                again.extend(ks)
+                again.extend(k for k in ks if k in own)
                 continue
             for key, (ok, data) in zip(ks, results, strict=True):
                 answer = "0x" + data.hex() if ok else RpcError("aggregate3", None, "the balance call reverted")
