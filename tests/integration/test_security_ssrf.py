@@ -13,7 +13,7 @@ import pytest
 
 from tests.api_support import running_api
 from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url
-from tracer.alerts.http import HttpError, WebhookClient
+from tracer.alerts.http import HttpError, WebhookClient, WebhookLimits
 from tracer.api.handlers.alerts import NETWORK_ERROR
 from tracer.store import keys as key_store
 from tracer.store.db import Database
@@ -96,7 +96,7 @@ async def test_client_refuses_before_connecting(template: str) -> None:
     """The connection filter on its own (no check_url in front): whatever the spelling, no
     connection is opened to the loopback listener."""
     async with Listener() as listener:
-        client = WebhookClient(UrlPolicy(), timeout=3)
+        client = WebhookClient(UrlPolicy(), limits=WebhookLimits(timeout=3))
         started = time.monotonic()
         error = await _spied_post(client, template.format(port=listener.port))
         assert error is not None and any(w in repr(error) for w in ("refused", "non-public", "canonical")), error
@@ -115,7 +115,7 @@ class _LeakyClient(WebhookClient):
 @ASYNC
 async def test_connect_refuses_what_the_filter_missed() -> None:
     async with Listener() as listener:
-        client = _LeakyClient(UrlPolicy(), timeout=3)
+        client = _LeakyClient(UrlPolicy(), limits=WebhookLimits(timeout=3))
         error = await _spied_post(client, f"http://127.0.0.1:{listener.port}/x")
         assert error is not None and "webhook guard" in repr(error), error
         assert listener.accepted == 0 and client.refused == 1
@@ -124,7 +124,7 @@ async def test_connect_refuses_what_the_filter_missed() -> None:
 @ASYNC
 async def test_allow_listed_loopback_still_connects() -> None:
     async with Listener() as listener:
-        client = WebhookClient(UrlPolicy(allow=frozenset({"127.0.0.1"})), timeout=3)
+        client = WebhookClient(UrlPolicy(allow=frozenset({"127.0.0.1"})), limits=WebhookLimits(timeout=3))
         await _spied_post(client, f"http://127.0.0.1:{listener.port}/x")
         await asyncio.sleep(0.05)
         assert listener.accepted == 1 and client.refused == 0

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tracer.alerts.guard import UrlPolicy
-from tracer.alerts.http import Answer, HttpError, WebhookClient
+from tracer.alerts.http import Answer, HttpError, WebhookClient, WebhookLimits
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
 LOOPBACK = UrlPolicy(allow=frozenset({"127.0.0.1"}))
@@ -79,7 +79,7 @@ async def _posts(answer: bytes, times: int, *, keep: bool = True, pause: float =
                  timeout: float = 10.0) -> tuple[list[Answer], Server]:
     """`times` posts one after the other through one connection slot to a server answering `answer`."""
     async with Server(_says(answer, keep)) as server:
-        client = WebhookClient(LOOPBACK, per_host=1, timeout=timeout)
+        client = WebhookClient(LOOPBACK, per_host=1, limits=WebhookLimits(timeout=timeout))
         answers = []
         try:
             for _ in range(times):
@@ -154,7 +154,7 @@ async def test_an_endless_head_fails_and_so_does_garbage() -> None:
 
     for answer in (endless, _says(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")):
         async with Server(answer) as server:
-            client = WebhookClient(LOOPBACK, timeout=3.0)
+            client = WebhookClient(LOOPBACK, limits=WebhookLimits(timeout=3.0))
             try:
                 with pytest.raises(HttpError):
                     await _post(client, server.url())
@@ -173,7 +173,7 @@ async def test_a_slow_receiver_times_out(drip: bool) -> None:
         return False
 
     async with Server(slow) as server:
-        client = WebhookClient(LOOPBACK, timeout=0.5)
+        client = WebhookClient(LOOPBACK, limits=WebhookLimits(timeout=0.5))
         try:
             started = time.monotonic()
             with pytest.raises(TimeoutError):
@@ -209,7 +209,7 @@ async def test_connection_close_and_retry_after_are_honoured() -> None:
 @ASYNC
 async def test_idle_connections_are_closed_after_the_keepalive() -> None:
     async with Server(_says(OK)) as server:
-        client = WebhookClient(LOOPBACK, per_host=4, keepalive=0.3)
+        client = WebhookClient(LOOPBACK, per_host=4, limits=WebhookLimits(keepalive=0.3))
         try:
             await asyncio.gather(*(_post(client, server.url()) for _ in range(4)))
             assert server.accepted >= 1 and server.closed == 0

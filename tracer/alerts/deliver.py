@@ -44,7 +44,7 @@ import asyncpg
 from tracer import __version__
 from tracer.alerts import events, signing
 from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url, describe
-from tracer.alerts.http import HttpError, WebhookClient
+from tracer.alerts.http import HttpError, WebhookClient, WebhookLimits
 from tracer.alerts.prices import event_values
 from tracer.alerts.sequencer import Sequencer
 from tracer.domain.alerts import DueDelivery, Leased
@@ -147,9 +147,9 @@ class Deliverer:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        self.client = client = WebhookClient(self.url_policy, per_host=s.per_host, timeout=s.request_timeout,
-                                             connect_timeout=s.connect_timeout, keepalive=30.0, dns_ttl=30.0,
-                                             user_agent=f"tracer-webhooks/{__version__}")
+        limits = WebhookLimits(timeout=s.request_timeout, connect_timeout=s.connect_timeout,
+                               user_agent=f"tracer-webhooks/{__version__}")
+        self.client = client = WebhookClient(self.url_policy, per_host=s.per_host, limits=limits)
         background: list[asyncio.Task[None]] = []
         try:
             if self.connect is not None:

@@ -85,9 +85,9 @@ def target(url: str, user_agent: str) -> Target:
 class _Conn(asyncio.Protocol):
     """One connection: at most one request in flight; the answer is parsed as it arrives."""
 
-    def __init__(self, max_head: int, max_body: int) -> None:
-        self.max_head = max_head
-        self.max_body = max_body
+    def __init__(self, limits: WebhookLimits) -> None:
+        self.max_head = limits.max_head
+        self.max_body = limits.max_body
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = time.monotonic()
@@ -262,6 +262,20 @@ class _Conn(asyncio.Protocol):
             waiter.set_result(answer)
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookLimits:
+    """How long and how much a receiver gets: seconds for a whole request and for connecting, how long
+    an idle connection and a resolved name are kept, and the most an answer's head and body may hold."""
+
+    timeout: float = 10.0
+    connect_timeout: float = 5.0
+    keepalive: float = 30.0
+    dns_ttl: float = 30.0
+    max_head: int = 16384
+    max_body: int = 65536
+    user_agent: str = "tracer-webhooks"
+
+
 @dataclass
 class _Host:
     slots: asyncio.Semaphore
@@ -271,19 +285,11 @@ class _Host:
 class WebhookClient:
     """POSTs to webhook receivers under `policy`. One per delivery worker; `close()` at the end."""
 
-    def __init__(self, policy: UrlPolicy, *, per_host: int = 64, timeout: float = 10.0,
-                 connect_timeout: float = 5.0, keepalive: float = 30.0, dns_ttl: float = 30.0,
-                 max_head: int = 16384, max_body: int = 65536, user_agent: str = "tracer-webhooks",
+    def __init__(self, policy: UrlPolicy, *, per_host: int = 64, limits: WebhookLimits = WebhookLimits(),
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.policy = policy
         self.per_host = max(1, per_host)
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.keepalive = keepalive
-        self.dns_ttl = dns_ttl
-        self.max_head = max_head
-        self.max_body = max_body
-        self.user_agent = user_agent
+        self.limits = limits
         self.refused = 0  # connections the guard stopped (tests and logs read it)
         self.connects = 0  # connections opened
         self._ssl = ssl_context
@@ -299,7 +305,7 @@ class WebhookClient:
         if found is None:
             if len(self._targets) > 100_000:
                 self._targets.clear()
-            found = self._targets[url] = target(url, self.user_agent)
+            found = self._targets[url] = target(url, self.limits.user_agent)
         return found
 
     async def post(self, url: str, body: bytes, headers: bytes = b"") -> Answer:
@@ -313,7 +319,7 @@ class WebhookClient:
             host = self._hosts[t.key] = _Host(asyncio.Semaphore(self.per_host))
         async with host.slots:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.timeout
+            deadline = loop.time() + self.limits.timeout
             conn = self._idle_conn(host)
             if conn is not None:
                 try:
@@ -323,7 +329,7 @@ class WebhookClient:
                         raise
                     # Closed while idle, before a byte of an answer: once more on a new one.
             try:
-                async with asyncio.timeout_at(min(deadline, loop.time() + self.connect_timeout)):
+                async with asyncio.timeout_at(min(deadline, loop.time() + self.limits.connect_timeout)):
                     conn = await self._connect(t)
             except TimeoutError:
                 raise HttpError(f"cannot connect to {t.host}:{t.port}: timed out") from None
@@ -351,7 +357,7 @@ class WebhookClient:
         """While anything is in flight or idle: fail requests past their deadline, and close idle
         connections older than `keepalive` (a receiver not posted to again keeps no socket)."""
         loop = asyncio.get_running_loop()
-        every = min(0.1, self.timeout / 10)
+        every = min(0.1, self.limits.timeout / 10)
         pruned = loop.time()
         while self._in_flight or any(h.idle for h in self._hosts.values()):
             await asyncio.sleep(every)
@@ -359,9 +365,9 @@ class WebhookClient:
             for conn in [c for c in self._in_flight if c.deadline <= now]:
                 self._in_flight.discard(conn)
                 conn.expire()
-            if now - pruned >= min(1.0, self.keepalive / 2):
+            if now - pruned >= min(1.0, self.limits.keepalive / 2):
                 pruned = now
-                cutoff = time.monotonic() - self.keepalive
+                cutoff = time.monotonic() - self.limits.keepalive
                 for host in self._hosts.values():
                     stale = [c for c in host.idle if not c.reusable or c.idle_since <= cutoff]
                     for conn in stale:
@@ -372,7 +378,7 @@ class WebhookClient:
         now = time.monotonic()
         while host.idle:
             conn = host.idle.pop()
-            if conn.reusable and now - conn.idle_since < self.keepalive:
+            if conn.reusable and now - conn.idle_since < self.limits.keepalive:
                 return conn
             conn.close()
         return None
@@ -394,7 +400,7 @@ class WebhookClient:
         allowed = self.policy.allow_private or self.policy.allows_host(host, port)
         found = self._resolved.get((host, port))
         now = time.monotonic()
-        if found is None or now - found[0] > self.dns_ttl:
+        if found is None or now - found[0] > self.limits.dns_ttl:
             try:
                 literal = str(ipaddress.ip_address(host.rstrip(".")))  # 127.0.0.1. is 127.0.0.1
                 every = [literal]
@@ -426,7 +432,7 @@ class WebhookClient:
         if t.scheme == "https":
             context = self._ssl = self._ssl or ssl.create_default_context()
         _, conn = await loop.create_connection(
-            lambda: _Conn(self.max_head, self.max_body), address, t.port, ssl=context,
+            lambda: _Conn(self.limits), address, t.port, ssl=context,
             server_hostname=t.host if context is not None else None)
         self.connects += 1
         return conn
