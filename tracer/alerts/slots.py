@@ -1,0 +1,57 @@
+"""Request slots handed out by rank: every subscription's first delivery before anyone's second.
+
+A delivery worker serves thousands of leased subscriptions through a few hundred slots. With a
+plain FIFO semaphore, a subscription with two deliveries due (a block's hop, then the trace's
+status event) queues its second behind the subscriptions already waiting, but ahead of those the
+next claim brings: a block's hop to the last subscriptions waits for thousands of second events
+to everyone else. Here a waiter names its rank (how many deliveries its subscription has sent in
+this lease) and a freed slot goes to the lowest rank waiting, first come first served within a
+rank. A subscription's own queue stays in order (it waits for one slot at a time); a waiter of a
+higher rank is only held back while lower ones keep coming, at most until its lease's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class RankedSlots:
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = 0  # tie-break within a rank: arrival order
+
+    @asynccontextmanager
+    async def slot(self, rank: int) -> AsyncIterator[None]:
+        await self._acquire(rank)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, rank: int) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._arrivals += 1
+        heapq.heappush(self._waiters, (rank, self._arrivals, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            # Cancelled after a slot was handed over: pass it on. Cancelled while waiting: the
+            # future stays in the heap, done, and `_release` skips it.
+            if fut.done() and not fut.cancelled():
+                self._release()
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            fut = heapq.heappop(self._waiters)[2]
+            if not fut.done():
+                fut.set_result(None)  # the slot goes straight to the waiter: never counted free
+                return
+        self._free += 1
