@@ -183,6 +183,14 @@ class Deliverer:
     async def _loop(self, stop: asyncio.Event) -> None:
         s = self.settings
         tasks: set[asyncio.Task[None]] = set()
+        # Tasks report their end here instead of the loop waiting on every one of them: waiting on
+        # thousands of leased subscriptions' tasks cost a callback per task per turn of the loop.
+        ended: list[asyncio.Task[None]] = []
+
+        def _ended(task: asyncio.Task[None]) -> None:
+            ended.append(task)
+            self._wake.set()
+
         last_prune = 0.0
         try:
             while not stop.is_set():
@@ -220,6 +228,7 @@ class Deliverer:
                     for sub in claimed:
                         task = asyncio.create_task(self._serve(sub, first.get(sub.id, []), deadline),
                                                    name=f"tracer-deliver-{sub.id}")
+                        task.add_done_callback(_ended)
                         tasks.add(task)
                 if time.monotonic() - last_prune > s.prune_every:
                     last_prune = time.monotonic()
@@ -228,14 +237,14 @@ class Deliverer:
                             await delivery_store.prune_deliveries(conn, s.retention_seconds)
                 waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait()),
                                                      asyncio.ensure_future(stop.wait())}
-                await asyncio.wait(waiters | tasks, timeout=s.poll, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, timeout=s.poll, return_when=asyncio.FIRST_COMPLETED)
                 for w in waiters:
                     w.cancel()
-                finished = {t for t in tasks if t.done()}
+                finished, ended[:] = ended[:], []
                 for t in finished:
                     if not t.cancelled() and t.exception() is not None:
                         log.error("event=deliver_task_crashed error=%r", t.exception())
-                tasks -= finished
+                tasks.difference_update(finished)
                 if finished and not stop.is_set():
                     # Let other slots free up too, so one claim fills several (a claim scans
                     # every due delivery: one per finished task would cost that scan each time).
