@@ -11,6 +11,7 @@ deliveries with it, a subscription to a missing trace and a hop on a missing tra
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -138,6 +139,11 @@ async def test_deleting_a_trace_takes_its_subscriptions_and_deliveries(db: Datab
                SELECT $1, row_number() OVER (ORDER BY id), id, trace_id FROM events
                WHERE trace_id = ANY($2::bigint[])""",
             watching, [gone, kept])
+        await conn.execute(
+            """INSERT INTO deliveries (subscription_id, seq, event_id, trace_key)
+               SELECT $1, 1000 + row_number() OVER (ORDER BY id), id, trace_id FROM events
+               WHERE trace_id = ANY($2::bigint[])""",
+            on_trace, [gone, kept])
         assert await trace_store.delete_trace(conn, gone)
         assert not await trace_store.delete_trace(conn, gone)
         assert await conn.fetchval("SELECT count(*) FROM subscriptions WHERE id = $1", on_trace) == 0
@@ -145,6 +151,31 @@ async def test_deleting_a_trace_takes_its_subscriptions_and_deliveries(db: Datab
         assert await conn.fetchval("SELECT trace_id FROM subscriptions WHERE id = $1", other) == kept
         left = await conn.fetch("SELECT trace_key FROM deliveries WHERE subscription_id = $1", watching)
         assert [r["trace_key"] for r in left] == [kept]
+        assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE subscription_id = $1", on_trace) == 0
+
+
+async def test_deleting_a_subscription_takes_its_deliveries_after_a_fan_out_round(db: Database) -> None:
+    """Deliveries hold no key into subscriptions (migration 029): a deletion waits for a fan-out
+    round in progress (which may have read the subscription) and then deletes what it fanned out."""
+    tid = await _trace(db)
+    async with db.pool.acquire() as conn:
+        gone = await sub_store.insert_subscription(conn, _subscription(tid))
+        kept = await sub_store.insert_subscription(conn, _subscription(tid))
+        event = await conn.fetchval("SELECT id FROM events WHERE trace_id = $1 LIMIT 1", tid)
+    async with db.pool.acquire() as round_conn, db.pool.acquire() as conn:
+        tx = round_conn.transaction()
+        await tx.start()
+        await round_conn.execute("SELECT last_seq FROM alert_state WHERE id = 1 FOR UPDATE")  # as a round does
+        deleting = asyncio.create_task(sub_store.delete_subscription(conn, gone))
+        await asyncio.sleep(0.3)
+        assert not deleting.done(), "the deletion waits for the round"
+        await round_conn.execute(
+            """INSERT INTO deliveries (subscription_id, seq, event_id, trace_key)
+               SELECT s, 1, $2, $3 FROM unnest($1::bigint[]) s""", [gone, kept], event, tid)
+        await tx.commit()
+        assert (await asyncio.wait_for(deleting, 5)) is not None
+        left = await conn.fetch("SELECT subscription_id FROM deliveries WHERE event_id = $1", event)
+        assert [r["subscription_id"] for r in left] == [kept]
 
 
 async def test_a_subscription_to_a_missing_trace_still_fails(db: Database) -> None:

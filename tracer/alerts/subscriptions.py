@@ -258,8 +258,8 @@ async def delete(pool: asyncpg.Pool, subscription_id: int) -> bool:
         async with pool.acquire() as conn:
             return await sub_store.delete_subscription(conn, subscription_id)
 
-    # The delete cascades to the subscription's deliveries while the sequencer may be inserting
-    # new ones for it: Postgres can pick us as a deadlock's victim. One statement, so run it again.
+    # Waits for a fan-out round in progress (see store.subscriptions.delete_subscription); a
+    # database that picks us as a deadlock's victim all the same is asked again.
     row = await retrying(remove)
     if row is None:
         return False

@@ -84,7 +84,7 @@ TABLES: dict[str, Placement] = {
     "mixer_links": Distributed("trace_id", TRACE),
     "backward_bridges": Distributed("trace_id", TRACE),
     "case_traces": Distributed("trace_id", TRACE),
-    # A delivery lives with its event (the key into events cascades a trace's deletion).
+    # A delivery lives with its event (delete_trace deletes both: migration 029).
     "deliveries": Distributed("trace_key", TRACE),
     # Chain facts shared by every trace: transfers by transaction, fetched ranges by address.
     "transfers": Distributed("tx_hash", TRANSACTION),

@@ -102,7 +102,13 @@ async def delivery_counts(conn: Conn, subscription_ids: Sequence[int]) -> dict[i
 
 async def delete_subscription(conn: Conn, subscription_id: int) -> Deleted | None:
     """Delete a subscription with its queue; returns it (None if unknown)."""
-    row = await conn.fetchrow("DELETE FROM subscriptions WHERE id = $1 RETURNING id, watch_trace_id", subscription_id)
+    async with conn.transaction():
+        # A fan-out round in progress may have read this subscription: wait for it, and keep the
+        # next one from starting until we commit (deliveries hold no key into it: migration 029).
+        await conn.execute("SELECT 1 FROM alert_state WHERE id = 1 FOR SHARE")
+        row = await conn.fetchrow("DELETE FROM subscriptions WHERE id = $1 RETURNING id, watch_trace_id",
+                                  subscription_id)
+        await conn.execute("DELETE FROM deliveries WHERE subscription_id = $1", subscription_id)
     return Deleted(row["id"], row["watch_trace_id"]) if row is not None else None
 
 

@@ -213,12 +213,16 @@ async def delete_trace(conn: Conn, trace_id: int) -> bool:
     async with conn.transaction():
         if not await conn.fetchval("DELETE FROM traces WHERE id = $1 RETURNING id", trace_id):
             return False
-        # Events are keyed by trace_key, not held by a key into traces (migration 028); their
-        # deliveries go with them (ON DELETE CASCADE on (trace_key, event_id)).
+        # No fan-out round runs until we commit (deliveries hold no keys: migration 029).
+        await conn.execute("SELECT 1 FROM alert_state WHERE id = 1 FOR SHARE")
+        # Events are keyed by trace_key, not held by a key into traces (migration 028).
         await conn.execute("DELETE FROM events WHERE trace_key = $1", trace_id)
+        await conn.execute("DELETE FROM deliveries WHERE trace_key = $1", trace_id)
         # Subscriptions are a reference table on Citus, which cannot hold a foreign key into the
         # distributed traces (migration 026): what their keys did on delete is done here.
-        await conn.execute("DELETE FROM subscriptions WHERE trace_id = $1", trace_id)
+        await conn.execute(
+            """WITH gone AS (DELETE FROM subscriptions WHERE trace_id = $1 RETURNING id)
+               DELETE FROM deliveries WHERE subscription_id IN (SELECT id FROM gone)""", trace_id)
         await conn.execute("UPDATE subscriptions SET watch_trace_id = NULL WHERE watch_trace_id = $1", trace_id)
     return True
 
