@@ -88,10 +88,10 @@ async def _noise_beside_first_exit(conn: Any, trace_id: int) -> None:
              AND block_time >= 0""", hop["to_addr"], hop["asset"], first)
 
 
-async def _trace(server_url: str, template: str, chain_url: str, scenario: Scenario, eager: bool) -> tuple[
-        set[Hop], dict[str, int], int]:
+async def _trace(server_url: str, template: str, chain_url: str, scenario: Scenario, eager: bool,
+                 client_class: type[EvmChain] = EvmChain) -> tuple[set[Hop], dict[str, int], int]:
     """Hops of one trace on a fresh database and a fresh client, and the calls that client made."""
-    client = EvmChain(chain_url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
+    client = client_class(chain_url, chain=scenario.chain, expected_chain_id=scenario.chain_id)
     await client.connect()
     try:
         async with temporary_database(server_url, template=template) as url:
@@ -196,3 +196,23 @@ async def test_token_names_are_kept_across_traces(
     assert names_asked == [2 * named, 0], (names_asked, named)  # decimals() and symbol() per token
     # Through Multicall3 the names of several tokens come in one call: the second trace is cheaper.
     assert calls[1] < calls[0], calls
+
+
+class _ColdChain(EvmChain):
+    """A client that drops the next batch's reads the worker lets ride along (no warm cache)."""
+
+    async def balances_at(self, queries: Any, optional: Any = ()) -> dict[tuple[str, str, int], int]:
+        return await super().balances_at(queries)
+
+
+async def test_a_batch_warms_the_next_ones_balances_for_free(
+    chain_url: str, scenario: Scenario, pg_server_url: str, migrated_template: str
+) -> None:
+    """The wallets a batch pays on to are the next batch's: their balances ride in this batch's
+    Multicall3 calls (tracer.engine.step.gather), so the next batch finds them cached. The same
+    hops either way, fewer balance calls with it."""
+    cold, cold_calls, _ = await _trace(pg_server_url, migrated_template, chain_url, scenario, False, _ColdChain)
+    warm, warm_calls, _ = await _trace(pg_server_url, migrated_template, chain_url, scenario, False)
+    assert len(warm) > 50 and warm == cold
+    balance_calls = [c["eth_call"] + c.get("eth_getBalance", 0) for c in (cold_calls, warm_calls)]
+    assert balance_calls[1] < balance_calls[0], balance_calls

@@ -87,10 +87,11 @@ def test_carried_back_walks_the_window_in_execution_order() -> None:
 
 async def test_a_forward_trace_reads_tokens_at_its_end_block_and_warms_the_next_batch() -> None:
     # whole_history: the timelines run to to_block (200), the same block for every batch, so the
-    # next batch's wallets (warm) can be read in this batch's call.
-    history = {A: [_t(100, C, A, 7), _t(150, A, C, 3)]}
+    # next batch's wallets (warm: what A paid them, and when) can be read in this batch's call:
+    # a token at to_block, ETH just before the block it arrived in (that wallet's fb, likely).
+    history = {A: [_t(100, C, A, 7), _t(150, A, C, 3), _t(160, A, B, 10**18, NATIVE)]}
     node = _Node({(A, TOKEN, 200): 9})
     got = await balances.prior_balances(node, {A: (100, {TOKEN})}, history, 200, whole_history=True,
-                                        warm=[(C, TOKEN)])
+                                        warm=[(C, TOKEN, 150), (B, NATIVE, 160)])
     assert got.balances == {A: {TOKEN: 5}}
-    assert node.asked == [(A, TOKEN, 200)] and node.optional == [(C, TOKEN, 200)]
+    assert node.asked == [(A, TOKEN, 200)] and node.optional == [(C, TOKEN, 200), (B, NATIVE, 159)]

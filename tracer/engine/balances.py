@@ -143,15 +143,16 @@ async def prior_balances(
     to_block: int,
     *,
     whole_history: bool = False,
-    warm: Sequence[tuple[str, str]] = (),
+    warm: Sequence[tuple[str, str, int]] = (),
 ) -> PriorBalances:
     """Each address's balance per asset at the end of block fb - 1, for needs[a] = (fb, assets).
 
     `history[a]` holds the address's transfers of [fb, to_block] (both directions), all of them
     when `whole_history` (the forward trace's timelines): token balances are then read at
-    to_block, the same block for every batch of the trace, and `warm` (address, token) pairs
-    (the next batch's likely wallets) are read there in the same call, so that batch finds them
-    in the client's cache. Otherwise token balances are read at the batch's latest fb - 1."""
+    to_block, the same block for every batch of the trace, and `warm` (address, asset, block of
+    a flagged inflow: the next batch's likely wallets and their fb) are read in the same call
+    where it is made anyway (tokens at to_block, ETH at that block - 1), so that batch finds
+    them in the client's cache. Otherwise token balances are read at the batch's latest fb - 1."""
     wanted = {a: (fb, assets) for a, (fb, assets) in needs.items() if fb > 0}
     if not wanted:
         return PriorBalances({}, NODE_STATE, node_state_reason())
@@ -171,7 +172,7 @@ async def prior_balances(
 
 async def _from_state(
     chain: BalanceSource, needs: Mapping[str, tuple[int, set[str]]], history: Mapping[str, Sequence[Transfer]],
-    carry_from: int | None = None, warm: Sequence[tuple[str, str]] = (),
+    carry_from: int | None = None, warm: Sequence[tuple[str, str, int]] = (),
 ) -> PriorBalances:
     """Native balances at fb - 1 (what the ETH history cannot say without every fee paid); token
     balances at one block for the whole batch, the latest fb - 1 of its addresses, carried back
@@ -183,7 +184,8 @@ async def _from_state(
     token_needs = [(a, asset, fb) for a, (fb, assets) in needs.items() for asset in sorted(assets) if asset != NATIVE]
     shared = carry_from if carry_from is not None else max((fb for _, _, fb in token_needs), default=1) - 1
     token_q = [(a, asset, shared) for a, asset, _ in token_needs]
-    native, at_shared = await read_balances(chain, native_q, token_q, [(a, t, shared) for a, t in warm[:_WARM]])
+    optional = [(a, t, b - 1 if t == NATIVE else shared) for a, t, b in warm[:_WARM]]
+    native, at_shared = await read_balances(chain, native_q, token_q, optional)
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for (a, _block), value in native.items():
         out[a][NATIVE] = value

@@ -149,14 +149,14 @@ async def describe(
 
 async def prior_balances(
     ctx: StepContext, trace: TraceInfo, needs: Mapping[str, tuple[int, set[str]]],
-    timelines: Mapping[str, Sequence[StoredTransfer]], warm: Sequence[tuple[str, str]] = (),
+    timelines: Mapping[str, Sequence[StoredTransfer]], warm: Sequence[tuple[str, str, int]] = (),
 ) -> dict[str, dict[str, int]]:
     """Each address's balance per asset just before its first flagged inflow, so clean money
     already in the wallet dilutes the flagged share (haircut): from the node's state, or
     derived from the history when the node keeps none (tracer.engine.balances). The timelines
     hold every transfer of [fb, to_block], so token balances come from to_block for the whole
-    trace, and `warm` (the tokens paid on to unlabelled recipients, the next batch's wallets) is
-    read in the same call."""
+    trace, and `warm` (what was paid on to unlabelled recipients, the next batch's wallets, with
+    the block it arrived in) rides in the same calls."""
     history = {a: [st.transfer for st in timelines.get(a, ())] for a in needs}
     found = await balances.prior_balances(ctx.chain(trace), needs, history, trace.to_block,
                                           whole_history=True, warm=warm)
@@ -217,9 +217,14 @@ async def gather(ctx: StepContext, trace: TraceInfo, jobs: Sequence[Job]) -> Ste
     source = ctx.utxo_source(trace)
     moves_of, flagged = decide.movements(followed, timelines, flagged_in, merge_utxo=source is not None)
     needs = decide.balance_needs(trace, followed, by_addr, first_block, assets_in, moves_of)
-    warm = sorted({(st.transfer.to_address, st.transfer.asset) for a in followed for st in timelines[a]
-                   if st.transfer.from_address == a and st.transfer.asset != NATIVE
-                   and st.transfer.to_address not in labels and st.transfer.to_address not in trace.seeds})
+    first_in: dict[tuple[str, str], int] = {}
+    for a in followed:
+        for st in timelines[a]:
+            t = st.transfer
+            if t.from_address == a and t.to_address not in labels and t.to_address not in trace.seeds:
+                key = (t.to_address, t.asset)
+                first_in[key] = min(first_in.get(key, t.block_number), t.block_number)
+    warm = sorted((r, asset, block) for (r, asset), block in first_in.items())
     prior = await prior_balances(ctx, trace, needs, timelines, warm) if needs else {}
     outs = decide.flagged_outflows(trace, followed, by_addr, timelines, moves_of, flagged, prior)
 
