@@ -10,9 +10,12 @@ from tracer.alerts.slots import RankedSlots
 
 
 async def _take(slots: RankedSlots, rank: int, name: str, order: list[str], hold: asyncio.Event) -> None:
-    async with slots.slot(rank):
+    await slots.acquire(rank)
+    try:
         order.append(name)
         await hold.wait()
+    finally:
+        slots.release()
 
 
 @pytest.mark.asyncio(loop_scope="session")

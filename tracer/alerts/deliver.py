@@ -35,7 +35,7 @@ import random
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,7 @@ class Deliverer:
         self._slots = RankedSlots(self.settings.concurrency)
         self._unserved: set[int] = set()  # leased subscriptions that have not had a slot yet
         self.client: WebhookClient | None = None
-        self._finisher = _Finisher(pool, self.name, self.settings.finish_every)
+        self._finisher = _Finisher(pool, self.name, self.settings.finish_every, released=self._wake.set)
         self._checked: dict[str, str] = {}  # URL -> "" if allowed, else why not (the policy is fixed)
         # event id -> its body rendered for every subscription (None: it cannot be rendered).
         self._bodies: OrderedDict[int, events.Rendered | None] = OrderedDict()
@@ -302,10 +302,9 @@ class Deliverer:
             log.warning("event=deliver_db_error subscription=%d error=%r", sub.id, exc)
         finally:
             self._unserved.discard(sub.id)
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self._finisher.release(sub.id, succeeded)
-            # There may be more due (new events, a lease cut short): look again soon.
-            self._wake.set()
+            # Written with the next batch, not waited for: the finisher wakes the loop once the
+            # lease is given back, as there may be more due (new events, a lease cut short).
+            self._finisher.release(sub.id, succeeded)
 
     async def _serve_queues(self, sub: Leased, rows: list[DueDelivery], deadline: float) -> bool:
         """Post the queues in order until stuck or past `deadline` (a subscription that waited
@@ -328,13 +327,16 @@ class Deliverer:
                 for row in queue:
                     if not row.due:
                         break
-                    async with self._slots.slot(sent):
+                    await self._slots.acquire(sent)
+                    try:
                         if not sent:
                             self._first_slot(sub.id)
                         sent += 1
                         if time.monotonic() >= deadline:
                             break
                         ok = await self._attempt(sub, row)
+                    finally:
+                        self._slots.release()
                     if not ok:
                         break  # the rest of this trace's queue waits behind it
                     progressed = succeeded = True
@@ -422,10 +424,11 @@ class _Finisher:
     own. A mark lost to a crash before its batch is written only means that event is sent again
     (delivery is at least once); a lease is released only after its marks are written."""
 
-    def __init__(self, pool: asyncpg.Pool, worker: str, every: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, worker: str, every: float, released: Callable[[], None]) -> None:
         self.pool = pool
         self.worker = worker
         self.every = every
+        self.released = released  # called once leases were given back
         self._marks: list[tuple[int, int, int]] = []
         self._releases: list[tuple[int, bool]] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -441,9 +444,9 @@ class _Finisher:
         self._kick.set()
         await fut
 
-    async def release(self, subscription_id: int, succeeded: bool) -> None:
+    def release(self, subscription_id: int, succeeded: bool) -> None:
         self._releases.append((subscription_id, succeeded))
-        await self.flush()
+        self._kick.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         while True:
@@ -471,6 +474,8 @@ class _Finisher:
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
+            if releases:
+                self.released()
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 
 class RankedSlots:
@@ -24,15 +22,9 @@ class RankedSlots:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = 0  # tie-break within a rank: arrival order
 
-    @asynccontextmanager
-    async def slot(self, rank: int) -> AsyncIterator[None]:
-        await self._acquire(rank)
-        try:
-            yield
-        finally:
-            self._release()
-
-    async def _acquire(self, rank: int) -> None:
+    async def acquire(self, rank: int) -> None:
+        """Take a slot (give it back with `release`); a method pair, not a context manager: it is
+        taken once per webhook, where a generator-based one cost more than the rest of it."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
             return
@@ -45,10 +37,10 @@ class RankedSlots:
             # Cancelled after a slot was handed over: pass it on. Cancelled while waiting: the
             # future stays in the heap, done, and `_release` skips it.
             if fut.done() and not fut.cancelled():
-                self._release()
+                self.release()
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
         while self._waiters:
             fut = heapq.heappop(self._waiters)[2]
             if not fut.done():
