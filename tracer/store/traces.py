@@ -163,23 +163,24 @@ async def try_finish_trace(conn: Conn, trace_id: int) -> bool:
     A trace whose policy says `watch` is not done: it becomes `watching` (caught up with its
     window) and the alert monitor extends its window as new blocks are confirmed."""
     async with conn.transaction():
-        status = await conn.fetchval(
+        row = await conn.fetchrow(
             """UPDATE traces SET
                    status = CASE WHEN coalesce((policy->>'watch')::boolean, false) THEN 'watching' ELSE 'done' END,
                    finished_at = CASE WHEN coalesce((policy->>'watch')::boolean, false) THEN NULL ELSE now() END,
                    updated_at = now()
                WHERE id = $1 AND status = 'running'
                  AND NOT EXISTS (SELECT 1 FROM jobs WHERE trace_id = $1 AND state <> 'done')
-               RETURNING status""",
+               RETURNING status, hop_limit_reached, to_block""",
             trace_id,
         )
-        if status:
+        status = row["status"] if row is not None else None
+        if row is not None:
             counts: dict[str, Any] = dict(await trace_progress(conn, trace_id))
-            if await conn.fetchval("SELECT hop_limit_reached FROM traces WHERE id = $1", trace_id):
+            if row["hop_limit_reached"]:
                 # Addresses were left unexpanded (jobs stopped with reason max_hops): the result is partial.
                 counts["hop_limit_reached"] = True
             if status == "watching":
-                counts["to_block"] = await conn.fetchval("SELECT to_block FROM traces WHERE id = $1", trace_id)
+                counts["to_block"] = row["to_block"]
             await insert_events(conn, [(trace_id, "trace_finished" if status == "done" else "trace_watching", counts)])
     return bool(status)
 
