@@ -6,6 +6,7 @@ Real Postgres, a real server on a socket, the store functions the worker's commi
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from typing import Any
@@ -195,6 +196,109 @@ async def test_a_running_traces_next_answer_holds_the_hop_just_committed(db: Dat
         tron = [i for i in third["items"] if i["chain"] == "tron"]
         assert len(tron) == 1 and tron[0]["address"].startswith("T") and tron[0]["address_checksum"] == \
             tron[0]["address"]
+
+
+Verdict = tuple[str, int, str, str, str | None, str | None, dict[str, Any] | None]
+
+
+def _verdict(address: str, reason: str, entity: str | None, category: str | None,
+             evidence: dict[str, Any] | None) -> Verdict:
+    return address, 1, "exit", reason, entity, category, evidence
+
+
+async def _as_serializer_says(db: Database, trace_id: int, **params: str) -> list[dict[str, Any]]:
+    """The trace's lines as tracer.api.serialize.exit_line writes them from rows read now (the
+    verdicts joined, the shares divided): what an answer must hold whatever was stored before."""
+    async with db.pool.acquire() as conn:
+        trace = await store.get_trace(conn, trace_id)
+        assert trace is not None
+        totals = {a: int(v) for a, v in (trace.totals or {}).items()}
+        rows = await reads.exits(conn, trace_id)
+        verdicts = {r["address"]: r["category"] for r in await conn.fetch(
+            "SELECT address, category FROM jobs WHERE trace_id = $1", trace_id)}
+    lines = [ser.exit_line(CHAIN, r, totals) for r in rows if params.get("category") in (None, verdicts.get(r.address))]
+    return [{k: v for k, v in i.items() if k not in ("usd", "usd_share")} for i in lines]
+
+
+@pytest.mark.parametrize("live_usd_max_hops", [20_000, 0])
+async def test_a_verdict_or_the_totals_changed_are_in_the_next_answer(db: Database, live_usd_max_hops: int) -> None:
+    """Each line's verdict and share are written with its row (migration 033): a verdict committed
+    with a hop into its address (either order in one transaction), or on its own, or dropped, and
+    totals changed since, are all in the next answer."""
+    trace_id, transfers, ids = await _trace(db)
+    transfers = transfers[:-1]  # the Tron exit is another test's
+    async with db.pool.acquire() as conn:
+        _, key = await key_store.create_key(conn, "exit-verdicts", ["read"], created_by="test")
+        async with conn.transaction():
+            await store.upsert_hops(conn, trace_id, [_hop(t, ids) for t in transfers[:3]])
+        await conn.execute("UPDATE traces SET hop_count = 3 WHERE id = $1", trace_id)
+    url = f"/v1/traces/{trace_id}/exits"
+
+    async with running_api(db, {}, Settings(live_usd_max_hops=live_usd_max_hops)) as api:
+        async def answer_is_right(**params: str) -> list[dict[str, Any]]:
+            query = "".join(f"&{k}={v}" for k, v in params.items())
+            _, body, _ = await api.call("GET", url + ("?" + query[1:] if query else ""), key=key, expect=200)
+            conforms("exit-list", body)
+            items = [{k: v for k, v in i.items() if k not in ("usd", "usd_share")} for i in body["items"]]
+            assert items == await _as_serializer_says(db, trace_id, **params)
+            return items
+
+        await answer_is_right()
+        # A new exit's hop, then its verdict, in one commit.
+        async with db.pool.acquire() as conn, conn.transaction():
+            await store.upsert_hops(conn, trace_id, [_hop(transfers[6], ids)])
+            await store.set_verdicts(conn, trace_id, [_verdict(_addr(7), "label:late", "Late \"X\"", "exchange",
+                                                               {"k": [1, 2]})])
+        late = {i["address"]: i for i in await answer_is_right()}[_addr(7)]
+        assert (late["entity"], late["recognised_by"]["source"]) == ('Late "X"', "late")
+        # A listed exit's verdict changed, then more hops into it, in one commit.
+        async with db.pool.acquire() as conn, conn.transaction():
+            await store.set_verdicts(conn, trace_id, [_verdict(_addr(1), "bridge", "Renamed", "bridge",
+                                                               {"recognised_by": "event", "events": ["Sent"]})])
+            await store.upsert_hops(conn, trace_id, [_hop(transfers[0], ids, amount=transfers[0].amount * 3)])
+        renamed = {i["address"]: i for i in await answer_is_right()}[_addr(1)]
+        assert (renamed["entity"], renamed["recognised_by"]["source"]) == ("Renamed", "Sent")
+        # A verdict on its own, and the category filter that reads it.
+        async with db.pool.acquire() as conn:
+            await store.set_verdicts(conn, trace_id, [_verdict(_addr(2), "label:b", "B", "bridge", None)])
+        assert {i["address"] for i in await answer_is_right(category="bridge")} == {_addr(1), _addr(2)}
+        assert {i["address"] for i in await answer_is_right(category="exchange")} == {_addr(7)}
+        # A verdict dropped: the line says what a line without one says.
+        async with db.pool.acquire() as conn:
+            await conn.execute("DELETE FROM jobs WHERE trace_id = $1 AND address = $2", trace_id, _addr(3))
+        gone = {i["address"]: i for i in await answer_is_right()}[_addr(3)]
+        assert gone["entity"] is None and gone["recognised_by"] == {"method": "other", "source": None,
+                                                                    "evidence": None}
+        # Totals extended (as a watching trace's are): the shares of the new totals.
+        before = {i["address"]: i["share"] for i in await answer_is_right()}
+        async with db.pool.acquire() as conn:
+            await conn.execute("""UPDATE traces SET totals = jsonb_build_object('native', $2::text, $3::text, $4::text)
+                                  WHERE id = $1""", trace_id, str(3 * 10**20), TOKEN, str(transfers[0].amount * 3))
+        after = {i["address"]: i["share"] for i in await answer_is_right()}
+        assert after[_addr(2)] < before[_addr(2)] and after[_addr(1)] == 1 and after[_addr(1)] != before[_addr(1)]
+
+
+async def test_a_new_exit_waits_for_a_verdict_being_written(db: Database) -> None:
+    """Two transactions: one changes an address's verdict, the other writes the first hop into it
+    (a new exit row) before the first commits. The exit row waits for the verdict and holds it."""
+    trace_id, transfers, ids = await _trace(db)
+    async with db.pool.acquire() as verdict_conn, db.pool.acquire() as hop_conn:
+        async with verdict_conn.transaction():
+            await store.set_verdicts(verdict_conn, trace_id, [_verdict(_addr(6), "label:now", "Now", "exchange",
+                                                                       None)])
+
+            async def hop() -> None:
+                async with hop_conn.transaction():
+                    await store.upsert_hops(hop_conn, trace_id, [_hop(transfers[5], ids)])
+
+            writing = asyncio.create_task(hop())
+            await asyncio.sleep(0.3)
+            assert not writing.done()  # waiting for the verdict's row
+        await writing
+    totals = {"native": 10**20, TOKEN: 7 * 10**9}
+    async with db.pool.acquire() as conn:
+        [line] = await exit_store.exit_lines(conn, trace_id, CHAIN, totals)
+    assert '"entity":"Now"' in line.line and '"category":"exchange"' in line.line
 
 
 async def test_postgres_knows_each_chains_native_coin_as_the_domain_does(db: Database) -> None:

@@ -2,12 +2,14 @@
 
 A running trace's exits are read on every request (nothing is kept: a hop committed a moment ago is
 in the next answer). Decoding 17 columns per line into Python values and encoding them again cost
-the API more than everything else in that request, so the JSON is Postgres's: the parts that follow
-from the trace_exits row alone are written with the row (migration 030's trigger, in the commit that
-writes the hops, with the address's checksum the commit computed), the verdict's fields (jobs) and
-the share of the seeds' totals when read. Only the dollars are the API's. The fields, their order
-and their text are those of tracer.api.serialize.exit_line (tests/integration/test_exit_lines.py
-holds the two to the same JSON)."""
+the API more than everything else in that request, so the JSON is Postgres's, written with the
+trace_exits row in the commit that writes the hops (migration 030's trigger, as migration 033
+replaced it): the parts that follow from the row (with the address's checksum the commit computed),
+the verdict's fields (kept equal to the trace's jobs row by a trigger on jobs, in the transaction
+that changes the verdict) and the share of the seeds' totals (used while the totals it was computed
+from still hold). A read joins nothing and computes nothing per line but what changed since. Only
+the dollars are the API's. The fields, their order and their text are those of
+tracer.api.serialize.exit_line (tests/integration/test_exit_lines.py holds the two to the same JSON)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import json
 from collections.abc import Mapping
 from decimal import Decimal
 
-from tracer.domain.verdicts import LABEL_REASON_PREFIX, Reason
 from tracer.domain.views import ExitItems, ExitLine
 from tracer.store.hops import EXIT_FIRST, EXIT_LAST, FIRST_UNKNOWN, LAST_UNKNOWN
 from tracer.store.sql import Conn
@@ -41,55 +42,35 @@ RESOLVED = f"""
     WHERE e.trace_id = $1 AND ($2::text IS NULL OR e.asset = $2) AND ($3::text IS NULL OR j.category = $3)"""
 
 
-def _j(expr: str) -> str:
-    """A SQL value as JSON text (null for NULL), as orjson writes it."""
-    return f"coalesce(to_json({expr})::text, 'null')"
+# A tail not written with the row (a block time or the token's name not known then): written now from
+# the values RESOLVED looks up, by the function the row's trigger uses.
+_TAIL = f"""coalesce(e.line_tail, tracer_exit_line_tail(
+    e.chain, e.asset, e.amount, e.hops, e.senders, e.depth, e.first_block, e.last_block,
+    CASE WHEN {FIRST_UNKNOWN} THEN (SELECT block_time FROM ({_FIRST}) x) ELSE e.first_time END,
+    CASE WHEN {LAST_UNKNOWN} THEN (SELECT block_time FROM ({_LAST}) x) ELSE e.last_time END,
+    CASE WHEN {FIRST_UNKNOWN} THEN (SELECT symbol FROM ({_FIRST}) x) ELSE e.symbol END,
+    CASE WHEN {FIRST_UNKNOWN} THEN (SELECT decimals FROM ({_FIRST}) x) ELSE e.decimals END))"""
 
+_WHERE = "e.trace_id = $1 AND ($2::text IS NULL OR e.asset = $2) AND ($3::text IS NULL OR e.verdict_category = $3)"
 
-# tracer.api.serialize.recognised_by: an event its contract emitted, a label, the deposit-address
-# behaviour, or the reason as it is. The evidence is the verdict's JSON document as Postgres writes it.
-_EVIDENCE = "coalesce(r.evidence::text, 'null')"
-_EVENTS = ("(SELECT string_agg(x, ', ' ORDER BY n) FROM jsonb_array_elements_text(CASE WHEN "
-           "jsonb_typeof(r.evidence -> 'events') = 'array' THEN r.evidence -> 'events' END) "
-           "WITH ORDINALITY AS v(x, n))")
-_RECOGNISED = f"""CASE
-    WHEN r.evidence ->> 'recognised_by' = 'event'
-        THEN '{{"method":"event","source":' || {_j(f"coalesce(nullif({_EVENTS}, ''), r.reason)")}
-             || ',"evidence":' || {_EVIDENCE} || '}}'
-    WHEN starts_with(r.reason, '{LABEL_REASON_PREFIX}')
-        THEN '{{"method":"label","source":' || {_j(f"substr(r.reason, {len(LABEL_REASON_PREFIX) + 1})")}
-             || ',"evidence":' || {_EVIDENCE} || '}}'
-    WHEN r.reason = '{Reason.DEPOSIT_ADDRESS}'
-        THEN '{{"method":"behaviour","source":'
-             || CASE WHEN jsonb_typeof(r.evidence) = 'object' AND r.evidence ? 'source'
-                     THEN (r.evidence -> 'source')::text ELSE '"behaviour"' END
-             || ',"evidence":' || {_EVIDENCE} || '}}'
-    ELSE '{{"method":"other","source":' || {_j("r.reason")} || ',"evidence":' || {_EVIDENCE} || '}}' END"""
-
-# The share of the totals: the exact ratio rounded half up to 9 decimals in integers (one division:
-# q9 = (2 a 10^9 + t) div 2t), as tracer.api.serialize.ratio9; written as the API writes a float
-# (a whole number with ".0").
-_SHARE = ("CASE WHEN r.q9 IS NULL THEN '0.0' WHEN mod(r.q9, 1000000000) = 0 THEN div(r.q9, 1000000000)::text || '.0' "
-          "ELSE trim_scale(r.q9 * 1e-9)::text END")
-
-#: Each line (up to its dollars) with what the API needs of it; $4, $5: the trace's totals
-#: (assets, raw amounts) and $6 its chain (an exit on a chain the trace continued into has no
-#: share of them: they are in the trace chain's units).
+#: Each line (up to its dollars) of trace $1 (asset $2, the verdict's category $3 when not NULL) with
+#: what the API needs of it, all of it written with the row (migrations 030 and 033: head, verdict,
+#: share, tail) but a share whose total changed since ($4, $5: the trace's totals, assets and raw
+#: amounts, and $6 its chain: an exit on a chain the trace continued into has no share of them, they
+#: are in the trace chain's units) and a tail whose values were not known then. `tron`: a stored Tron
+#: address (0x41 + 40 hex) may be in the line (the API shows those as T...), or in the token name a
+#: tail written now found.
 _LINES = f"""
-    SELECT r.chain, r.address, r.asset, r.amount, r.address_checksum IS NULL AS no_checksum,
-           r.line_head || ',"entity":' || {_j("r.entity")} || ',"category":' || {_j("r.category")}
-           || ',"reason":' || {_j("r.reason")} || ',"recognised_by":' || {_RECOGNISED} || ',"share":' || {_SHARE}
-           -- written with the row (migration 030), or now for a row whose values were not known then
-           || coalesce(r.line_tail, tracer_exit_line_tail(r.chain, r.asset, r.amount, r.hops, r.senders, r.depth,
-                                                          r.first_block, r.last_block, r.first_time, r.last_time,
-                                                          r.symbol, r.decimals)) AS line,
-           -- where a stored Tron address (0x41 + 40 hex) can be in the line: the API shows those as T...
-           strpos(concat(r.address, r.asset, r.entity, r.category, r.reason, r.evidence::text, r.symbol), '0x41') > 0
-               AS tron
-    FROM (SELECT r.*, CASE WHEN t.total > 0 THEN div(r.amount * 2000000000 + t.total, 2 * t.total) END AS q9
-          FROM ({RESOLVED} OFFSET 0) r
-          LEFT JOIN unnest($4::text[], $5::numeric[]) AS t(asset, total) ON t.asset = r.asset AND r.chain = $6
-          OFFSET 0) r"""
+    SELECT e.chain, e.address, e.asset, e.amount, e.address_checksum IS NULL AS no_checksum,
+           e.line_head || e.line_verdict || ',"share":'
+           || CASE WHEN e.share_of IS NOT DISTINCT FROM t.total THEN e.line_share
+                   ELSE tracer_exit_share(e.amount, t.total) END
+           || {_TAIL} AS line,
+           e.tron OR (e.line_tail IS NULL AND ({FIRST_UNKNOWN})
+                      AND strpos((SELECT symbol FROM ({_FIRST}) x), '0x41') > 0) AS tron
+    FROM trace_exits e
+    LEFT JOIN unnest($4::text[], $5::numeric[]) AS t(asset, total) ON t.asset = e.asset AND e.chain = $6
+    WHERE {_WHERE}"""
 _ORDER = "amount DESC, address, asset"
 _NO_USD = ',"usd":null,"usd_share":null}'
 
@@ -115,14 +96,15 @@ async def exit_items(conn: Conn, trace_id: int, chain: str, totals: Mapping[str,
     one text value, nothing decoded per line. None when a line needs the API (a row written before the
     store kept its address's checksum): `exit_lines` then."""
     row = await conn.fetchrow(
-        f"""WITH l AS ({_LINES})
-            -- as bytes: the API sends them as they are (no 100 kB decoded to str and encoded back)
+        # Not a CTE read twice (materialised): the sums read the rows again, through the same index.
+        f"""-- as bytes: the API sends them as they are (no 100 kB decoded to str and encoded back)
             SELECT convert_to('[' || coalesce(string_agg(line || '{_NO_USD}', ',' ORDER BY {_ORDER}), '') || ']',
                               'UTF8') AS items,
                    coalesce(bool_or(tron), false) AS tron, coalesce(bool_or(no_checksum), false) AS no_checksum,
                    (SELECT json_object_agg(asset, amount::text)::text
-                    FROM (SELECT asset, sum(amount) AS amount FROM l GROUP BY asset) s) AS reached
-            FROM l""",
+                    FROM (SELECT e.asset, sum(e.amount) AS amount FROM trace_exits e WHERE {_WHERE}
+                          GROUP BY e.asset) s) AS reached
+            FROM ({_LINES}) l""",
         trace_id, asset, category, *_totals(chain, totals))
     assert row is not None
     if row["no_checksum"]:
