@@ -244,6 +244,17 @@ async def _spawn(tree: Path, args: list[str], env: dict[str, str], profile: str 
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
+async def _backend_cpu(pool: Any) -> dict[int, float]:
+    """CPU seconds so far of every Postgres backend connected to the bench's database (all of
+    them: tracer's processes and the bench's own pool), read from /proc: a server on this
+    machine. Empty when it is elsewhere."""
+    out: dict[int, float] = {}
+    for r in await pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"):
+        with contextlib.suppress(OSError):
+            out[r["pid"]] = _cpu_seconds(r["pid"])
+    return out
+
+
 async def _quiet(pool: Any, timeout: float = 300.0) -> None:
     """Every event numbered and every delivery made: a round's clock starts on an idle pipeline."""
     deadline = time.monotonic() + timeout
@@ -379,6 +390,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
         deliverers = [p.pid for p in procs[2:]]
         cpu_before = {p.pid: _cpu_seconds(p.pid) for p in procs}
         own_cpu_before = time.process_time()  # this process: the receiver (and the devchain)
+        pg_before = await _backend_cpu(db.pool)
         requests_before = rx.requests
         latencies: list[float] = []
         stage_rows: list[dict[str, float]] = []
@@ -410,6 +422,8 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
             await _quiet(db.pool)
         cpu = {p.pid: _cpu_seconds(p.pid) - cpu_before[p.pid] for p in procs}
         own_cpu = time.process_time() - own_cpu_before
+        pg_after = await _backend_cpu(db.pool)  # a backend that started meanwhile counts from its start
+        pg_cpu = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items()) if pg_after else None
         deliveries = len(latencies)
         done = {k: statistics.median(row[k] for row in stage_rows) for k, _ in STAGES}
         spans, prev = {}, 0.0
@@ -437,6 +451,10 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
             "receiver_cpu_us_per_webhook": round(own_cpu / max(1, rx.requests - requests_before) * 1e6, 1),
             "worker_cpu_s": round(cpu[procs[0].pid], 2), "monitor_cpu_s": round(cpu[procs[1].pid], 2),
             "deliver_cpu_s": round(sum(cpu[d] for d in deliverers), 2),
+            # Postgres's share, the fan-out, claims, queue reads, marks and releases with the rest
+            # of the pipeline (the trace worker's and monitor's queries too), per webhook sent.
+            "postgres_cpu_us_per_webhook": (round(pg_cpu / max(1, rx.requests - requests_before) * 1e6, 1)
+                                            if pg_cpu is not None else None),
             **_body_costs(),
         }
     finally:
@@ -549,16 +567,22 @@ def parent(args: argparse.Namespace) -> int:
     return 0 if all(r["bad_signatures"] == 0 and r["duplicate_deliveries"] == 0 for r in runs) else 1
 
 
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
 def _print(report: dict[str, Any]) -> None:
     print("\nblock confirmed -> signed webhook received (ms; stage = when done for every trace of the block)")
     head = f"  {'scenario':<10}{'code':<8}{'load':>6}{'p50':>8}{'p99':>8}{'hooks/s':>9}"
-    print(head + "".join(f"{k[:11]:>12}" for k, _ in STAGES) + f"{'us/hook':>9}{'sign us':>9}{'body us':>9}")
+    print(head + "".join(f"{k[:11]:>12}" for k, _ in STAGES)
+          + f"{'us/hook':>9}{'pg us':>7}{'rx us':>7}{'sign us':>9}{'body us':>9}")
     for r in report["runs"]:
         lat = r["latency_ms"]
         print(f"  {r['scenario']:<10}{r['code']:<8}{r['load_average_before'][0]:>6.1f}{lat['p50']:>8.0f}"
               f"{lat['p99']:>8.0f}{r['webhooks_per_s'] or float('nan'):>9.0f}"
               + "".join(f"{r['stages_ms'][k]:>12.0f}" for k, _ in STAGES)
-              + f"{r['deliver_cpu_us_per_webhook']:>9.0f}{r['sign_us']:>9.1f}{r['body_us']:>9.1f}")
+              + f"{r['deliver_cpu_us_per_webhook']:>9.0f}{_num(r.get('postgres_cpu_us_per_webhook')):>7.0f}"
+              + f"{r['receiver_cpu_us_per_webhook']:>7.0f}{r['sign_us']:>9.1f}{r['body_us']:>9.1f}")
     for k, what in STAGES:
         print(f"  {k}: {what}")
     dup = sum(r["duplicate_deliveries"] for r in report["runs"])

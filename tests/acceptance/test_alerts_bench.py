@@ -38,3 +38,4 @@ async def test_alert_latency_smoke(pg_server_url: str, tmp_path: Path) -> None:
                                                    "fan_out", "delivery_wakeup", "first_webhook", "last_webhook")]
         assert not any(math.isnan(x) for x in done), done  # every stage was seen
         assert done == sorted(done), done  # and they follow one another
+        assert run["postgres_cpu_us_per_webhook"] > 0  # the bench's database's backends were read
