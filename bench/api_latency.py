@@ -400,6 +400,9 @@ async def exits_as_written(db: Database, trace_id: int) -> None:
         if missing:
             async with conn.transaction():
                 await hop_store.refresh_exits(conn, trace_id, [(r["chain"], r["address"]) for r in missing])
+        # Migrations rewrite every exit row (030, 033): as a long-running database's autovacuum would,
+        # before measuring (else each read walks the dead versions: 0.37 -> 0.51 ms of Postgres CPU).
+        await conn.execute("VACUUM (ANALYZE) trace_exits")
 
 
 async def _with_key(v: Version, trace_id: int) -> tuple[int, int]:
