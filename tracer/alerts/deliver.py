@@ -130,6 +130,9 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._slots = RankedSlots(self.settings.concurrency)
         self._unserved: set[int] = set()  # leased subscriptions that have not had a slot yet
+        # The last claim found fewer due than it asked: the next waits for new deliveries' notice, a
+        # queue given back early or the poll, not for every lease given back (a claim scans them all).
+        self._drained = False
         self.client: WebhookClient | None = None
         self._finisher = _Finisher(pool, self.name, self.settings.finish_every, released=self._wake.set)
         self._checked: dict[str, str] = {}  # URL -> "" if allowed, else why not (the policy is fixed)
@@ -139,6 +142,10 @@ class Deliverer:
     # ------------------------------------------------------------------ loop
 
     def wake(self) -> None:
+        self._more_due()
+
+    def _more_due(self) -> None:  # new deliveries, a queue given back early: claim
+        self._drained = False
         self._wake.set()
 
     def _on_notify(self, channel: str, _payload: str) -> None:
@@ -146,7 +153,7 @@ class Deliverer:
             if self.sequencer is not None:
                 self.sequencer.poke()
         else:
-            self._wake.set()
+            self._more_due()
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -176,7 +183,7 @@ class Deliverer:
 
     def _reconnected(self) -> None:
         # Whatever was announced while we were not listening: look now.
-        self._wake.set()
+        self._more_due()
         if self.sequencer is not None:
             self.sequencer.poke()
 
@@ -202,7 +209,7 @@ class Deliverer:
                 # While slots are busy, wait for a good part of them to free: every claim scans
                 # the due queue heads, so claiming a slot or two at a time would cost that scan
                 # per delivery at thousands of subscriptions.
-                if free > 0 and (not tasks or free >= max(1, int(held * s.claim_fraction))):
+                if free > 0 and not self._drained and (not tasks or free >= max(1, int(held * s.claim_fraction))):
                     # A claim costs about its scan of the due queue heads, whatever it takes
                     # (16 ms for 512 of 10,000 due, 27 ms for 2,048): while busy, one takes all
                     # the room there is; after idle, `claim_max` so the first posts start soon.
@@ -223,6 +230,7 @@ class Deliverer:
                         log.warning("event=db_unavailable worker=%s error=%r", self.name, exc)
                         await asyncio.sleep(1.0)
                     self.stats.claims += len(claimed)
+                    self._drained = len(claimed) < size
                     deadline = time.monotonic() + s.lease_seconds / 2
                     self._unserved.update(c.id for c in claimed)
                     for sub in claimed:
@@ -237,7 +245,9 @@ class Deliverer:
                             await delivery_store.prune_deliveries(conn, s.retention_seconds)
                 waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait()),
                                                      asyncio.ensure_future(stop.wait())}
-                await asyncio.wait(waiters, timeout=s.poll, return_when=asyncio.FIRST_COMPLETED)
+                woken, _ = await asyncio.wait(waiters, timeout=s.poll, return_when=asyncio.FIRST_COMPLETED)
+                if not woken:
+                    self._drained = False  # the poll: retries whose time came, leases that lapsed
                 for w in waiters:
                     w.cancel()
                 finished, ended[:] = ended[:], []
@@ -295,13 +305,15 @@ class Deliverer:
         """Deliver a leased subscription's due queues (`rows`: the first batch, fetched with the
         claim) until `deadline` (half the lease after the claim: a request started before it ends
         well inside the lease), then give the lease back."""
-        succeeded = False
+        succeeded = cut_short = False
         try:
             succeeded = await self._serve_queues(sub, rows, deadline)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("event=deliver_db_error subscription=%d error=%r", sub.id, exc)
+            cut_short = True
         finally:
             self._unserved.discard(sub.id)
+            self._drained &= not (cut_short or time.monotonic() >= deadline)  # given back with some due
             # Written with the next batch, not waited for: the finisher wakes the loop once the
             # lease is given back, as there may be more due (new events, a lease cut short).
             self._finisher.release(sub.id, succeeded)
