@@ -114,8 +114,8 @@ async def sequence_round(conn: Conn, limit: int = 5000) -> Round | None:
         # Fan-out, one statement for every event of the round and every subscription. A new
         # delivery is never due before the ones queued ahead of it for the same trace (next_at
         # never decreases along a queue, so the last one's is the queue's greatest): only queues
-        # held back by a retry in the future matter, and those are few, found in one range scan
-        # of the due index instead of one probe per new row.
+        # held back by a retry in the future matter, and those are few, found in one scan of the
+        # pending rows (deliveries_chain) instead of one probe per new row.
         result = await conn.execute(
             """WITH held AS (
                    SELECT subscription_id, trace_key, max(next_at) AS next_at FROM deliveries
