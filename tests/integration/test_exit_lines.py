@@ -162,15 +162,21 @@ def _usd(v: Decimal | None) -> str | None:
     return None if v is None else format(v.quantize(Decimal("0.01")), "f")
 
 
-@pytest.mark.parametrize("live_usd_max_hops", [20_000, 0])
-async def test_a_running_traces_next_answer_holds_the_hop_just_committed(db: Database,
-                                                                         live_usd_max_hops: int) -> None:
+async def _three_exits_committed(db: Database) -> tuple[int, list[Transfer], dict[str, int], str]:
+    """A running trace with its first three exit hops committed, and a read key for its API."""
     trace_id, transfers, ids = await _trace(db)
     async with db.pool.acquire() as conn:
-        _, key = await key_store.create_key(conn, "exit-lines", ["read"], created_by="test")
+        _, key = await key_store.create_key(conn, f"exit-lines-{trace_id}", ["read"], created_by="test")
         async with conn.transaction():
             await store.upsert_hops(conn, trace_id, [_hop(t, ids) for t in transfers[:3]])
         await conn.execute("UPDATE traces SET hop_count = 3 WHERE id = $1", trace_id)
+    return trace_id, transfers, ids, key
+
+
+@pytest.mark.parametrize("live_usd_max_hops", [20_000, 0])
+async def test_a_running_traces_next_answer_holds_the_hop_just_committed(db: Database,
+                                                                         live_usd_max_hops: int) -> None:
+    trace_id, transfers, ids, key = await _three_exits_committed(db)
     url = f"/v1/traces/{trace_id}/exits"
     async with running_api(db, {}, Settings(live_usd_max_hops=live_usd_max_hops)) as api:
         _, first, _ = await api.call("GET", url, key=key, expect=200)
@@ -225,13 +231,8 @@ async def test_a_verdict_or_the_totals_changed_are_in_the_next_answer(db: Databa
     """Each line's verdict and share are written with its row (migration 033): a verdict committed
     with a hop into its address (either order in one transaction), or on its own, or dropped, and
     totals changed since, are all in the next answer."""
-    trace_id, transfers, ids = await _trace(db)
+    trace_id, transfers, ids, key = await _three_exits_committed(db)
     transfers = transfers[:-1]  # the Tron exit is another test's
-    async with db.pool.acquire() as conn:
-        _, key = await key_store.create_key(conn, "exit-verdicts", ["read"], created_by="test")
-        async with conn.transaction():
-            await store.upsert_hops(conn, trace_id, [_hop(t, ids) for t in transfers[:3]])
-        await conn.execute("UPDATE traces SET hop_count = 3 WHERE id = $1", trace_id)
     url = f"/v1/traces/{trace_id}/exits"
 
     async with running_api(db, {}, Settings(live_usd_max_hops=live_usd_max_hops)) as api:
