@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 
 from tracer.domain.alerts import Extend, Retraction, WatchingTrace
-from tracer.store import traces as trace_store
 from tracer.store.hops import refresh_exits
+from tracer.store.jobs import enqueue_traces
 from tracer.store.outbox import EVENTS_CHANNEL
 from tracer.store.traces import Conn
 
@@ -67,7 +67,7 @@ async def extend_traces(conn: Conn, old_to: int, new_to: int, traces: Sequence[E
                 # The seeds' totals grow with what they send: thresholds stay relative to the theft.
                 sums[asset] = sums.get(asset, 0) + amount
             totals.append({k: str(v) for k, v in sums.items()})
-            await trace_store.enqueue(conn, t.trace_id, t.wake)
+        await enqueue_traces(conn, [(t.trace_id, a, d) for t in moved for a, d in t.wake])
         await conn.execute(
             """UPDATE traces t SET to_block = $2, totals = u.totals::jsonb, updated_at = now(),
                       status = CASE WHEN u.woken THEN 'running' ELSE t.status END

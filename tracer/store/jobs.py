@@ -123,6 +123,15 @@ async def still_ours(conn: Conn, worker: str, jobs: Sequence[Job]) -> set[str]:
     return {r["address"] for r in rows}
 
 
+# A job woken again keeps its smallest depth; one running gets its generation bumped (see enqueue).
+_WAKE = """ON CONFLICT (trace_id, chain, address) DO UPDATE SET
+               depth = LEAST(jobs.depth, excluded.depth),
+               generation = jobs.generation + 1,
+               state = CASE WHEN jobs.state = 'done' AND jobs.role IS DISTINCT FROM 'exit'
+                            THEN 'pending' ELSE jobs.state END,
+               updated_at = now()"""
+
+
 async def enqueue(conn: Conn, trace_id: int, children: Iterable[tuple[str, int]], chain: str | None = None) -> None:
     """Put addresses (of `chain`, default the trace's own) on the frontier, or wake them again
     when new flagged money reached them.
@@ -136,13 +145,22 @@ async def enqueue(conn: Conn, trace_id: int, children: Iterable[tuple[str, int]]
     await conn.execute(
         f"""INSERT INTO jobs (trace_id, chain, address, kind, depth)
            SELECT $1, {TRACE_CHAIN.format(arg="$4")}, a, 'address', d FROM unnest($2::text[], $3::int[]) AS c(a, d)
-           ON CONFLICT (trace_id, chain, address) DO UPDATE SET
-               depth = LEAST(jobs.depth, excluded.depth),
-               generation = jobs.generation + 1,
-               state = CASE WHEN jobs.state = 'done' AND jobs.role IS DISTINCT FROM 'exit'
-                            THEN 'pending' ELSE jobs.state END,
-               updated_at = now()""",
+           {_WAKE}""",
         trace_id, [a for a, _ in pairs], [d for _, d in pairs], chain,
+    )
+
+
+async def enqueue_traces(conn: Conn, wakes: Sequence[tuple[int, str, int]]) -> None:
+    """`enqueue` for many traces at once, each on its own chain: (trace id, address, depth) in one
+    statement (the monitor wakes every watching trace a block moved in one transaction)."""
+    if not wakes:
+        return
+    await conn.execute(
+        f"""INSERT INTO jobs (trace_id, chain, address, kind, depth)
+           SELECT c.t, tr.chain, c.a, 'address', c.d
+           FROM unnest($1::bigint[], $2::text[], $3::int[]) AS c(t, a, d) JOIN traces tr ON tr.id = c.t
+           {_WAKE}""",
+        [t for t, _, _ in wakes], [a for _, a, _ in wakes], [d for _, _, d in wakes],
     )
 
 
