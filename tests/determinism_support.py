@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from tracer.engine.service import create_trace, wait_for
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 
 Hop = tuple[str, str, str, str, int, str, str]  # tx hash, position, from, to, amount, asset, status
 
@@ -19,8 +19,8 @@ async def trace_with(pool: asyncpg.Pool, client: Any, chain: str, seeds: list[st
                      workers: int, batch_size: int, timeout: float = 120.0) -> int:
     trace_id = await create_trace(pool, client, chain=chain, seeds=seeds, policy=policy)
     stop = asyncio.Event()
-    crew = [Worker(pool, {chain: client}, name=f"det-{workers}-{i}", batch_size=batch_size, idle_sleep=0.02)
-            for i in range(workers)]
+    settings = WorkerSettings(batch_size=batch_size, idle_sleep=0.02)
+    crew = [Worker(pool, {chain: client}, name=f"det-{workers}-{i}", settings=settings) for i in range(workers)]
     tasks = [asyncio.create_task(w.run(stop)) for w in crew]
     try:
         status = await wait_for(pool, trace_id, timeout=timeout, poll=0.05)

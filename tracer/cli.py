@@ -163,7 +163,7 @@ async def _worker(args: argparse.Namespace) -> int:
     from tracer.nodes import connect_all
     from tracer.reorg import guarded
     from tracer.store.db import Database, keep_session
-    from tracer.workers.trace import Worker
+    from tracer.workers.trace import Worker, WorkerSettings
 
     urls = rpc_urls(args.rpc, args.chain)
     if not urls:
@@ -184,8 +184,8 @@ async def _worker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    workers = [Worker(db.pool, chains, batch_size=args.batch_size, lease_seconds=args.lease_seconds,
-                      lanes=args.lanes) for _ in range(max(1, args.concurrency))]
+    settings = WorkerSettings(batch_size=args.batch_size, lease_seconds=args.lease_seconds, lanes=args.lanes)
+    workers = [Worker(db.pool, chains, settings=settings) for _ in range(max(1, args.concurrency))]
     print(f"tracer worker: {len(workers)} loop(s), chains {', '.join(sorted(chains))}", file=sys.stderr, flush=True)
     try:
         await asyncio.gather(*(w.run(stop) for w in workers))

@@ -25,7 +25,7 @@ from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store.db import Database, retrying
 from tracer.store.embedded import start_embedded, start_embedded_server, stop_embedded
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -76,8 +76,9 @@ async def test_postgres_restart_mid_trace(
             trace_id = body["id"]
             stop = asyncio.Event()
             # Short leases: a batch in flight when the server went away is retried once they lapse.
-            crew = [Worker(db.pool, {small_scenario.chain: slow_client}, name=f"restart-{i}", batch_size=4,
-                           lease_seconds=1.5) for i in range(2)]
+            settings = WorkerSettings(batch_size=4, lease_seconds=1.5)
+            crew = [Worker(db.pool, {small_scenario.chain: slow_client}, name=f"restart-{i}", settings=settings)
+                    for i in range(2)]
             tasks = [asyncio.create_task(w.run(stop)) for w in crew]
             try:
                 # Stop the server at a moment a batch is in flight: some hops written, jobs leased.

@@ -29,7 +29,7 @@ from tracer.engine.service import create_trace
 from tracer.store import deliveries, outbox, subscriptions
 from tracer.store import traces as trace_store
 from tracer.store.db import Database
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -126,7 +126,8 @@ async def test_every_event_is_delivered_signed_and_in_order_per_trace(
                                 policy={"max_depth": 3, "taint_model": "poison"})
         await _subscribe(db, rx.url("/one"), "t" * 20, trace_id=t1, from_start=True)
         stop = asyncio.Event()
-        workers = [Worker(db.pool, {small_scenario.chain: client}, name=f"w{i}", idle_sleep=0.05) for i in range(2)]
+        quick = WorkerSettings(idle_sleep=0.05)
+        workers = [Worker(db.pool, {small_scenario.chain: client}, name=f"w{i}", settings=quick) for i in range(2)]
         tasks = [asyncio.create_task(w.run(stop)) for w in workers]
         try:
             for t in (t1, t2):

@@ -29,7 +29,7 @@ from tracer.devchain.scenario import KIND_NATIVE, ScenarioTx
 from tracer.domain.labels import Label
 from tracer.store import labels as label_store
 from tracer.store.db import Database
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -70,7 +70,7 @@ async def live(db: Database, client: EvmChain) -> AsyncIterator[tuple[Api, Recei
         await label_store.upsert_labels(conn, [Label("ethereum", EXCHANGE, "Binance", "exchange", "test")])
     stop = asyncio.Event()
     chains = {"ethereum": client}
-    workers = [Worker(db.pool, chains, name=f"live-{i}", idle_sleep=0.05) for i in range(2)]
+    workers = [Worker(db.pool, chains, name=f"live-{i}", settings=WorkerSettings(idle_sleep=0.05)) for i in range(2)]
     monitor = Monitor(db.pool, chains, settings=MonitorSettings(poll=0.05))
     tasks = [asyncio.create_task(w.run(stop)) for w in workers] + [asyncio.create_task(monitor.run(stop))]
     async with receiver() as rx, delivering(db), running_api(db, chains, Settings()) as api:

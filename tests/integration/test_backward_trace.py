@@ -30,7 +30,7 @@ from tracer.store import backward as back_store
 from tracer.store import labels as label_store
 from tracer.store import traces as traces_store
 from tracer.store.db import Database
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 THIEF = ("hacker", "VictimDAO exploiter")
@@ -180,7 +180,7 @@ async def test_a_worker_dying_mid_walk_or_before_colouring_changes_nothing(
     for dies_at in ("walk", "colour"):
         tid = await start()
         # One job a batch: the colour job (claimed last) then never rides along with the walk's last jobs.
-        live = Worker(db.pool, chains, name="live", batch_size=1)
+        live = Worker(db.pool, chains, name="live", settings=WorkerSettings(batch_size=1))
         while True:  # one batch at a time until the step where the other worker dies
             async with db.pool.acquire() as conn:
                 walking = await back_store.walk_pending(conn, tid)

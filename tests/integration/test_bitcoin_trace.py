@@ -34,7 +34,7 @@ from tracer.engine import service
 from tracer.labels import importer
 from tracer.store import labels as label_store
 from tracer.store.db import Database
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -303,8 +303,9 @@ async def test_a_watching_bitcoin_trace_follows_new_blocks(pg_server_url: str, m
         await client.connect()
         stop = asyncio.Event()
         chains = {"bitcoin": client}
+        quick = WorkerSettings(idle_sleep=0.05)
         tasks = [asyncio.create_task(w.run(stop)) for w in
-                 (Worker(db.pool, chains, name=f"btc-live-{i}", idle_sleep=0.05) for i in range(2))]
+                 (Worker(db.pool, chains, name=f"btc-live-{i}", settings=quick) for i in range(2))]
         tasks.append(asyncio.create_task(Monitor(db.pool, chains, settings=MonitorSettings(poll=0.05)).run(stop)))
         try:
             await load_scenario_labels(db.pool, sc)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import mixers as mixer_store
 from tracer.store.db import Database
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 
 CLUE_HEURISTIC = {"gas_price": "gas_price", "address": "same_address", "counterparty": "shared_peers",
                   "multi_denomination": "multi_denomination"}
@@ -227,7 +227,7 @@ async def test_links_do_not_depend_on_how_deposits_were_batched(traced: Traced, 
     await client.connect()
     try:
         trace_id = await create_trace(traced.db.pool, client, chain=sc.chain, seeds=sc.seeds, policy={})
-        await Worker(traced.db.pool, {sc.chain: client}, batch_size=1).run(until_idle=True)
+        await Worker(traced.db.pool, {sc.chain: client}, settings=WorkerSettings(batch_size=1)).run(until_idle=True)
         assert await traced.db.pool.fetchval("SELECT status FROM traces WHERE id = $1", trace_id) == "done"
 
         def shape(rows: list[MixerDeposit]) -> dict[tuple[Any, ...], CandidateWithdrawal]:

@@ -12,7 +12,7 @@ from tests.fixtures_chain import RunningDevChain
 from tracer.chains.evm import EvmChain
 from tracer.engine.service import create_trace, wait_for
 from tracer.store.db import Database
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 from tracer.workers.wakeup import hub
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -24,9 +24,10 @@ async def test_an_idle_worker_takes_a_new_trace_when_notified(db: Database, devc
     sc = devchain.scenario
     client = EvmChain(devchain.url, chain=sc.chain, expected_chain_id=sc.chain_id)
     await client.connect()
-    workers = [Worker(db.pool, {sc.chain: client}, name=f"wakeup-{i}", idle_sleep=_NEVER) for i in range(2)]
+    never = WorkerSettings(idle_sleep=_NEVER)
+    workers = [Worker(db.pool, {sc.chain: client}, name=f"wakeup-{i}", settings=never) for i in range(2)]
     # A worker of another chain shares the LISTEN but is not woken by this chain's jobs.
-    other = Worker(db.pool, {"avalanche": client}, name="wakeup-avalanche", idle_sleep=_NEVER)
+    other = Worker(db.pool, {"avalanche": client}, name="wakeup-avalanche", settings=never)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(w.run(stop)) for w in [*workers, other]]
     try:
@@ -61,7 +62,7 @@ async def test_a_worker_with_lanes_runs_several_traces_at_once(db: Database, dev
     await client.connect()
     try:
         ids = [await create_trace(db.pool, client, chain=sc.chain, seeds=sc.seeds, policy={}) for _ in range(3)]
-        worker = Worker(db.pool, {sc.chain: client}, name="lanes", lanes=3, idle_sleep=0.05)
+        worker = Worker(db.pool, {sc.chain: client}, name="lanes", settings=WorkerSettings(lanes=3, idle_sleep=0.05))
         await asyncio.wait_for(worker.run(until_idle=True), 120)
         assert worker.stats.peak_lanes >= 2
         statuses = await db.pool.fetch("SELECT status FROM traces WHERE id = ANY($1::bigint[])", ids)

@@ -32,7 +32,7 @@ from tracer.store import keys as key_store
 from tracer.store import ownership
 from tracer.store.db import Database
 from tracer.web import server as web_ui
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 
 log = logging.getLogger("tracer.api")
 
@@ -131,8 +131,9 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     if not ctx.chains and not app[nodewatch.NODES]:
         raise RuntimeError("embedded workers need a chain node: pass --rpc or set TRACER_RPC_URL")
     stop = asyncio.Event()
-    workers = [Worker(ctx.pool, ctx.chains, name=f"api-{secrets.token_hex(3)}-{i}", batch_size=s.worker_batch_size,
-                      lease_seconds=s.worker_lease_seconds) for i in range(s.workers)]
+    settings = WorkerSettings(batch_size=s.worker_batch_size, lease_seconds=s.worker_lease_seconds)
+    workers = [Worker(ctx.pool, ctx.chains, name=f"api-{secrets.token_hex(3)}-{i}", settings=settings)
+               for i in range(s.workers)]
     ctx.workers = workers
     tasks = [asyncio.create_task(w.run(stop), name=f"tracer-worker-{i}") for i, w in enumerate(workers)]
 

@@ -44,6 +44,20 @@ T = TypeVar("T")
 
 
 @dataclass
+class WorkerSettings:
+    """How a worker loop claims and holds its work; one record serves a whole crew (`tracer worker
+    --concurrency`, the API's embedded workers), as DeliverySettings does for delivery workers."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE  # jobs (frontier addresses) claimed at once
+    lease_seconds: float = 30.0  # a claim lapses after this unless the heartbeat extends it
+    idle_sleep: float = 0.2  # the poll interval of an idle worker (job notifications end it sooner)
+    lanes: int = 1  # batches of different traces run at once (see Worker._lanes)
+
+    def __post_init__(self) -> None:
+        self.lanes = max(1, self.lanes)
+
+
+@dataclass
 class WorkerStats:
     batches: int = 0
     jobs: int = 0
@@ -61,18 +75,12 @@ class Worker:
         chains: Mapping[str, ChainSource],
         *,
         name: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        lease_seconds: float = 30.0,
-        idle_sleep: float = 0.2,
-        lanes: int = 1,
+        settings: WorkerSettings | None = None,
     ) -> None:
         self.pool = pool
         self.chains = chains
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
-        self.batch_size = batch_size
-        self.lease_seconds = lease_seconds
-        self.idle_sleep = idle_sleep
-        self.lanes = max(1, lanes)
+        self.settings = settings or WorkerSettings()
         self.stats = WorkerStats()
         self._step = StepContext(pool, chains, self.name)
         self.waiter = Waiter(chains)  # its wake event, set by job notifications (wakeup.py)
@@ -90,7 +98,7 @@ class Worker:
             await wakeup.unregister(self.waiter)
 
     async def _loop(self, stop: asyncio.Event, until_idle: bool) -> None:
-        if self.lanes > 1:
+        if self.settings.lanes > 1:
             await self._lanes(stop, until_idle)
             return
         while not stop.is_set():
@@ -114,17 +122,17 @@ class Worker:
             while not stop.is_set():
                 self.waiter.event.clear()
                 claimed = 0
-                if len(running) < self.lanes:
+                if len(running) < self.settings.lanes:
                     jobs = await self._guarded(self._claim(list(running.values())))
                     if jobs:
                         claimed = len(jobs)
                         running[asyncio.create_task(self._guarded(self._run_batch(jobs)))] = jobs[0].trace_id
                         self.stats.peak_lanes = max(self.stats.peak_lanes, len(running))
-                if claimed and len(running) < self.lanes:
+                if claimed and len(running) < self.settings.lanes:
                     continue  # more may be runnable: claim again at once
                 if running:
                     waits = {asyncio.ensure_future(self.waiter.event.wait()), asyncio.ensure_future(stop.wait())}
-                    await asyncio.wait(set(running) | waits, timeout=self.idle_sleep,
+                    await asyncio.wait(set(running) | waits, timeout=self.settings.idle_sleep,
                                        return_when=asyncio.FIRST_COMPLETED)
                     for w in waits:
                         w.cancel()
@@ -160,7 +168,7 @@ class Worker:
         self.idle.set()
         self.waiter.waiting = True
         try:
-            await asyncio.wait(waits, timeout=self.idle_sleep, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=self.settings.idle_sleep, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.idle.clear()
             self.waiter.waiting = False
@@ -187,8 +195,8 @@ class Worker:
 
     async def _claim(self, other_than: Sequence[int] = ()) -> list[Job]:
         async with self.pool.acquire() as conn:
-            return await store.claim_jobs(conn, self.name, self.batch_size, self.lease_seconds, list(self.chains),
-                                          other_than)
+            return await store.claim_jobs(conn, self.name, self.settings.batch_size, self.settings.lease_seconds,
+                                          list(self.chains), other_than)
 
     async def _run_batch(self, jobs: list[Job]) -> int:
         trace = await read_trace(self.pool, jobs[0].trace_id, jobs[0].chain or None)
@@ -224,10 +232,10 @@ class Worker:
 
     async def _heartbeat(self, jobs: Sequence[Job]) -> None:
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(self.settings.lease_seconds / 3)
             with contextlib.suppress(Exception):
                 async with self.pool.acquire() as conn:
-                    await store.extend_leases(conn, self.name, jobs, self.lease_seconds)
+                    await store.extend_leases(conn, self.name, jobs, self.settings.lease_seconds)
 
     async def _failed(self, trace: TraceInfo | None, jobs: Sequence[Job], exc: BaseException) -> None:
         attempts = max(j.attempts for j in jobs)
