@@ -83,6 +83,23 @@ async def live(db: Database, client: EvmChain) -> AsyncIterator[tuple[Api, Recei
             await asyncio.gather(*tasks)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def watching(live: tuple[Api, Receiver, Monitor], db: Database) -> tuple[int, int]:
+    """The thief's trace, watching with CONFIRMATIONS blocks, and a webhook subscription to it from
+    its start (path /trace): (trace id, subscription id). Module-wide, so each test that follows the
+    trace as the chain grows or reorganises also runs on its own."""
+    api, rx, _ = live
+    _, trace, _ = await api.call("POST", "/v1/traces", json={
+        "seeds": [SEED], "policy": {"watch": True, "confirmations": CONFIRMATIONS}}, expect=201)
+    tid = trace["id"]
+    assert trace["policy"]["watch"] is True
+    await wait_until(lambda: _status(db, tid, "watching"), what="the historical pass")
+    rx.secrets["/trace"] = "w" * 24
+    _, sub, _ = await api.call("POST", "/v1/subscriptions", json={
+        "url": rx.url("/trace"), "secret": "w" * 24, "trace_id": tid, "from_start": True}, expect=201)
+    return tid, sub["id"]
+
+
 class SseClient:
     """Reads an SSE stream in the background, as EventSource would."""
 
@@ -132,17 +149,10 @@ async def confirm(chain: Chain, txs: list[ScenarioTx]) -> int:
 
 
 async def test_new_blocks_arrive_as_webhooks_and_on_the_stream_once_confirmed(
-    live: tuple[Api, Receiver, Monitor], chain: Chain, db: Database
+    live: tuple[Api, Receiver, Monitor], watching: tuple[int, int], chain: Chain, db: Database
 ) -> None:
     api, rx, _ = live
-    _, trace, _ = await api.call("POST", "/v1/traces", json={
-        "seeds": [SEED], "policy": {"watch": True, "confirmations": CONFIRMATIONS}}, expect=201)
-    tid = trace["id"]
-    assert trace["policy"]["watch"] is True
-    await wait_until(lambda: _status(db, tid, "watching"), what="the historical pass")
-    rx.secrets["/trace"] = "w" * 24
-    _, sub, _ = await api.call("POST", "/v1/subscriptions", json={
-        "url": rx.url("/trace"), "secret": "w" * 24, "trace_id": tid, "from_start": True}, expect=201)
+    tid, sid = watching
     stream = SseClient(api.session, f"{api.base}/v1/traces/{tid}/events")
     try:
         await wait_until(lambda: hops_to(stream.events, "hop_added", A), what="history on the stream")
@@ -172,7 +182,7 @@ async def test_new_blocks_arrive_as_webhooks_and_on_the_stream_once_confirmed(
         await wait_until(lambda: len(stream.of("exit_reached")) == 1, what="exit on the stream")
 
         # Every webhook is signed, in order, and the stream carried the same events.
-        await wait_until(lambda: _all_delivered(db, sub["id"]), what="the queue")
+        await wait_until(lambda: _all_delivered(db, sid), what="the queue")
         ids = [e["id"] for e in _bodies(rx, "/trace")]
         assert ids == sorted(ids) and all(r.valid for r in rx.requests if r.path == "/trace")
         await wait_until(lambda: {e["id"] for e in stream.events} >= set(ids), what="the stream to catch up")
@@ -190,10 +200,11 @@ async def test_new_blocks_arrive_as_webhooks_and_on_the_stream_once_confirmed(
 
 
 async def test_a_reorg_deeper_than_the_confirmations_retracts_the_hops_it_removed(
-    live: tuple[Api, Receiver, Monitor], chain: Chain, db: Database
+    live: tuple[Api, Receiver, Monitor], watching: tuple[int, int], chain: Chain, db: Database
 ) -> None:
     api, rx, monitor = live
-    tid = await db.pool.fetchval("SELECT id FROM traces WHERE status = 'watching' AND $1 = ANY(seeds)", SEED)
+    tid, _ = watching
+    assert await _status(db, tid, "watching")
     stream = SseClient(api.session, f"{api.base}/v1/traces/{tid}/events")
     try:
         block = await confirm(chain, [pay(A, C, 2)])  # A -> C, confirmed and followed
