@@ -63,7 +63,7 @@ def _generate(p: ScenarioParams) -> Scenario:
     sc.truth = build_truth(
         sc,
         stolen={NATIVE: p.stolen_eth, w.usdt: p.stolen_usdt},
-        deposit_addresses=w.deposit_exchange,
+        deposit_addresses=w.exchanges.deposit_exchange,
         hubs=[w.hub],
         noise_offramps=w.noise_offramps,
         launderers=w.launderers,

@@ -25,7 +25,7 @@ def plan_noise(b: Builder, p: ScenarioParams, w: World, n_blocks: int) -> None:
     deposit_of = w.customer_deposit
     tokens = [t.address for t in w.tokens]
     unit = {t.address: 10**t.decimals for t in w.tokens}
-    hots = [h for hs in w.hot_wallets.values() for h in hs]
+    hots = [h for hs in w.exchanges.hot_wallets.values() for h in hs]
     n_hots = len(hots)
     usdt = w.usdt
     hub = w.hub

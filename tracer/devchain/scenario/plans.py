@@ -252,7 +252,6 @@ def plan_dust_and_traps(b: Builder, p: ScenarioParams, w: World, t0: int) -> Non
             b.native(t, rng.choice(w.dusters), target, rng.randint(1, 1000) * 10**9)
         else:
             b.token(t, w.usdt, rng.choice(w.dusters), target, rng.randint(1, 999))
-    names = list(w.hot_wallets)
     fans = w.trap_candidates
     topped = w.topped
     clean_fans = [f for f in fans if f not in topped]
@@ -262,10 +261,7 @@ def plan_dust_and_traps(b: Builder, p: ScenarioParams, w: World, t0: int) -> Non
         if k >= len(clean_fans):
             break
         f = clean_fans[k]
-        dep = b.new_address()
-        ex = rng.choice(names)
-        w.deposit_exchange[dep] = ex
-        b.deposit_sweeps_to[dep] = rng.choice(w.hot_wallets[ex])
+        dep = w.exchanges.open_deposit(b)
         w.noise_offramps.append(dep)
         t = end + rng.randint(2, 6)
         amount = rng.randint(2, 20) * ETHER
@@ -274,10 +270,7 @@ def plan_dust_and_traps(b: Builder, p: ScenarioParams, w: World, t0: int) -> Non
     # A consolidation wallet with history before the theft: its earlier deposit is clean.
     cons = [a for a in w.launderers if a not in fans][:1]
     if cons and t0 > 4:
-        dep = b.new_address()
-        ex = rng.choice(names)
-        w.deposit_exchange[dep] = ex
-        b.deposit_sweeps_to[dep] = rng.choice(w.hot_wallets[ex])
+        dep = w.exchanges.open_deposit(b)
         w.noise_offramps.append(dep)
         b.native(2, any_hot(w, rng), cons[0], 3 * ETHER)
         b.native(3, cons[0], dep, 2 * ETHER)

@@ -63,10 +63,7 @@ def _btc_address(rng: random.Random) -> str:
 def _through_deposit(b: Builder, w: World) -> str:
     """A fresh exchange deposit address reached only through a mixer or a swap: its amounts are
     ground truth of following money through them, kept apart from the plain off-ramps."""
-    dep = b.new_address()
-    ex = b.rng.choice(list(w.hot_wallets))
-    w.deposit_exchange[dep] = ex
-    b.deposit_sweeps_to[dep] = b.rng.choice(w.hot_wallets[ex])
+    dep = w.exchanges.open_deposit(b)
     w.through_deposits.append(dep)
     return dep
 

@@ -17,15 +17,34 @@ EXCHANGE_NAMES = ("Binance", "Coinbase", "Kraken", "OKX", "KuCoin", "Bybit", "Ga
 
 
 @dataclass
+class Exchanges:
+    """The scenario's exchanges: their hot wallets and every deposit address opened at them (the
+    launderers', the noise users', the traps' and the services' alike). A deposit address sweeps
+    what it receives into one of its exchange's hot wallets."""
+
+    hot_wallets: dict[str, list[str]]  # exchange -> hot wallets
+    deposit_exchange: dict[str, str] = field(default_factory=dict)  # every deposit address -> exchange
+
+    def open_deposit(self, b: Builder, exchange: str | None = None) -> str:
+        """A fresh deposit address at `exchange`; with none named, at one drawn after the address
+        (generated scenarios depend on that order of draws)."""
+        address = b.new_address()
+        if exchange is None:
+            exchange = b.rng.choice(list(self.hot_wallets))
+        self.deposit_exchange[address] = exchange
+        b.deposit_sweeps_to[address] = b.rng.choice(self.hot_wallets[exchange])
+        return address
+
+
+@dataclass
 class World:
     victim: str
     seeds: list[str]
     usdt: str
     tokens: list[Token]
-    hot_wallets: dict[str, list[str]]  # exchange -> hot wallets
+    exchanges: Exchanges
     launder_deposits: list[tuple[str, str]]  # (deposit address, exchange)
     customer_deposit: dict[str, str]  # noise user -> its deposit address
-    deposit_exchange: dict[str, str]  # every deposit address -> exchange
     pools: dict[int, str]  # denomination (ETH) -> pool address
     hub: str
     hub_senders: list[str]
@@ -90,18 +109,11 @@ def make_world(b: Builder, p: ScenarioParams) -> World:
             for t in tokens:
                 b.fund(h, t.address, 2_000_000_000 * 10**t.decimals)
     names = list(hot)
-    deposit_exchange: dict[str, str] = {}
-
-    def deposit_address(exchange: str) -> str:
-        d = new()
-        deposit_exchange[d] = exchange
-        b.deposit_sweeps_to[d] = rng.choice(hot[exchange])
-        return d
-
+    exchanges = Exchanges(hot)
     launder_deposits = []
     for k in range(max(1, p.n_launder_deposits)):
         ex = names[k % len(names)]
-        launder_deposits.append((deposit_address(ex), ex))
+        launder_deposits.append((exchanges.open_deposit(b, ex), ex))
 
     pools = {}
     for denom in (1, 10, 100):
@@ -129,7 +141,7 @@ def make_world(b: Builder, p: ScenarioParams) -> World:
                 b.fund(u, t.address, int(rng.lognormvariate(math.log(20_000), 1.2) * 10**t.decimals))
     customer_deposit = {}
     for u in users[: max(1, min(len(users), p.n_customers))]:
-        customer_deposit[u] = deposit_address(rng.choice(names))
+        customer_deposit[u] = exchanges.open_deposit(b, rng.choice(names))
     dusters = [new() for _ in range(2)]
     for d in dusters:
         b.fund(d, NATIVE, 10 * ETHER)
@@ -139,10 +151,9 @@ def make_world(b: Builder, p: ScenarioParams) -> World:
         seeds=seeds,
         usdt=usdt.address,
         tokens=tokens,
-        hot_wallets=hot,
+        exchanges=exchanges,
         launder_deposits=launder_deposits,
         customer_deposit=customer_deposit,
-        deposit_exchange=deposit_exchange,
         pools=pools,
         hub=hub,
         hub_senders=hub_senders,
@@ -158,7 +169,8 @@ def make_world(b: Builder, p: ScenarioParams) -> World:
 
 
 def any_hot(w: World, rng: random.Random) -> str:
-    return rng.choice(w.hot_wallets[rng.choice(list(w.hot_wallets))])
+    hot = w.exchanges.hot_wallets
+    return rng.choice(hot[rng.choice(list(hot))])
 
 
 def gas_topup(b: Builder, w: World, block: int, wallet: str) -> None:
