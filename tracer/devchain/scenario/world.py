@@ -50,7 +50,6 @@ class World:
     hub_senders: list[str]
     dex: str
     bridge: str
-    batch: str
     dusters: list[str]
     users: list[str]
     launderers: list[str] = field(default_factory=list)
@@ -159,7 +158,6 @@ def make_world(b: Builder, p: ScenarioParams) -> World:
         hub_senders=hub_senders,
         dex=dex,
         bridge=bridge,
-        batch=batch,
         dusters=dusters,
         users=users,
         noise_offramps=sorted(customer_deposit.values()),
