@@ -10,7 +10,9 @@ its own throwaway database migrated by its own migrations:
 A scenario `NxT` is N webhook subscriptions over T watching traces (N/T each, assorted filters that
 all match). A devchain and a webhook receiver run in the bench's child process; `tracer worker`,
 `tracer monitor` and `tracer alerts deliver` run as real processes of the code measured, with
-their own defaults (the monitor polls the head every --poll seconds). Each round mines one block
+their own defaults (the monitor polls the head every --poll seconds and, in code that has it, steps
+at once when the devchain pushes a new head over WebSocket: `monitor_heads` in the results says
+which it got, from the devchain's count of newHeads notices sent). Each round mines one block
 in which every trace's wallet pays a fresh address, then the blocks that confirm it; the clock
 starts when the confirming block is mined and stops when each subscription's signed `hop_added`
 webhook for that payment arrives (signatures checked, duplicates per subscription counted).
@@ -392,6 +394,8 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
         own_cpu_before = time.process_time()  # this process: the receiver (and the devchain)
         pg_before = await _backend_cpu(db.pool)
         requests_before = rx.requests
+        # None: the code measured has no WebSocket side to its devchain (nor heads to its monitor).
+        pushed_before = getattr(node, "heads_pushed", None)
         latencies: list[float] = []
         stage_rows: list[dict[str, float]] = []
         for r in range(rounds):
@@ -420,6 +424,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
             await _wait_status(db.pool, trace_ids, "watching")
             await asyncio.sleep(args.pause)
             await _quiet(db.pool)
+        pushed = None if pushed_before is None else getattr(node, "heads_pushed", 0) - pushed_before
         cpu = {p.pid: _cpu_seconds(p.pid) - cpu_before[p.pid] for p in procs}
         own_cpu = time.process_time() - own_cpu_before
         pg_after = await _backend_cpu(db.pool)  # a backend that started meanwhile counts from its start
@@ -434,7 +439,8 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
         spread = [row["last_webhook"] - row["delivery_wakeup"] for row in stage_rows]
         return {
             "subscriptions": n_subs, "traces": n_traces, "rounds": rounds, "confirmations": c,
-            "monitor_poll_s": args.poll, "deliveries": deliveries, "bad_signatures": rx.bad_signatures,
+            "monitor_poll_s": args.poll, "monitor_heads": "pushed" if pushed else "polled",
+            "heads_pushed": pushed, "deliveries": deliveries, "bad_signatures": rx.bad_signatures,
             "duplicate_deliveries": rx.duplicates,
             # Events other than the measured hops (trace_watching to unfiltered subscriptions).
             "other_events_delivered": rx.requests - requests_before - deliveries,
@@ -573,16 +579,19 @@ def _num(value: float | None) -> float:
 
 def _print(report: dict[str, Any]) -> None:
     print("\nblock confirmed -> signed webhook received (ms; stage = when done for every trace of the block)")
-    head = f"  {'scenario':<10}{'code':<8}{'load':>6}{'p50':>8}{'p99':>8}{'hooks/s':>9}"
+    head = f"  {'scenario':<10}{'code':<8}{'heads':>7}{'load':>6}{'p50':>8}{'p99':>8}{'hooks/s':>9}"
     print(head + "".join(f"{k[:11]:>12}" for k, _ in STAGES)
           + f"{'us/hook':>9}{'pg us':>7}{'rx us':>7}{'sign us':>9}{'body us':>9}")
     for r in report["runs"]:
         lat = r["latency_ms"]
-        print(f"  {r['scenario']:<10}{r['code']:<8}{r['load_average_before'][0]:>6.1f}{lat['p50']:>8.0f}"
+        print(f"  {r['scenario']:<10}{r['code']:<8}{r.get('monitor_heads', '?'):>7}"
+              f"{r['load_average_before'][0]:>6.1f}{lat['p50']:>8.0f}"
               f"{lat['p99']:>8.0f}{r['webhooks_per_s'] or float('nan'):>9.0f}"
               + "".join(f"{r['stages_ms'][k]:>12.0f}" for k, _ in STAGES)
               + f"{r['deliver_cpu_us_per_webhook']:>9.0f}{_num(r.get('postgres_cpu_us_per_webhook')):>7.0f}"
               + f"{r['receiver_cpu_us_per_webhook']:>7.0f}{r['sign_us']:>9.1f}{r['body_us']:>9.1f}")
+    print("  heads: pushed = the monitor stepped on new heads the devchain pushed over WebSocket, "
+          "polled = on its --poll alone")
     for k, what in STAGES:
         print(f"  {k}: {what}")
     dup = sum(r["duplicate_deliveries"] for r in report["runs"])

@@ -33,6 +33,8 @@ async def test_alert_latency_smoke(pg_server_url: str, tmp_path: Path) -> None:
     for run in report["runs"]:
         assert run["deliveries"] == run["subscriptions"] * run["rounds"]
         assert run["bad_signatures"] == 0 and run["duplicate_deliveries"] == 0
+        # The monitor of this code stepped on heads its devchain pushed (the default, no flag).
+        assert run["monitor_heads"] == "pushed" and run["heads_pushed"] >= run["rounds"], run
         assert 0 < run["latency_ms"]["p50"] <= run["latency_ms"]["p99"]
         done = [run["stages_done_ms"][k] for k in ("monitor", "worker_wakeup", "worker_step", "outbox_read",
                                                    "fan_out", "delivery_wakeup", "first_webhook", "last_webhook")]

@@ -42,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     m.add_argument("--rpc", default=os.environ.get("TRACER_RPC_URL"),
                    help="JSON-RPC URL of the chain node (env TRACER_RPC_URL)")
     m.add_argument("--chain", default="ethereum", help="chain served by --rpc (default ethereum)")
-    m.add_argument("--poll", type=float, default=1.0, help="seconds between head polls (default 1)")
+    m.add_argument("--ws", default=None, metavar="URL|off",
+                   help="WebSocket of the --rpc node for pushed new heads (env TRACER_WS_URL; other chains: "
+                        "TRACER_WS_URL_<CHAIN>); default: the RPC URL as ws:// or wss://; off: poll only")
+    m.add_argument("--poll", type=float, default=1.0,
+                   help="seconds between head polls, beside pushed heads (default 1)")
     m.add_argument("--keep-blocks", type=int, default=256, help="block hashes kept to locate a reorg's fork")
     m.set_defaults(func=_monitor)
 
@@ -83,12 +87,24 @@ async def _deliver(args: argparse.Namespace) -> int:
 
 async def _monitor(args: argparse.Namespace) -> int:
     from tracer.alerts.monitor import Monitor, MonitorSettings
-    from tracer.config import rpc_urls
+    from tracer.chains.evm.heads import HeadWatcher
+    from tracer.chains.urls import heads_url, node_name
+    from tracer.config import rpc_urls, ws_urls
     from tracer.store.db import Database
 
     urls = rpc_urls(args.rpc, args.chain)
     if not urls:
         raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
+    settings = ws_urls(args.ws, args.chain)
+    heads: dict[str, HeadWatcher] = {}
+    for chain, rpc in urls.items():
+        try:
+            ws = heads_url(settings.get(chain), rpc, chain)
+        except ValueError as exc:
+            raise SystemExit(f"tracer: error: {chain}: {exc} (--ws / TRACER_WS_URL[_<CHAIN>]; off: poll only)"
+                             ) from None
+        if ws is not None:
+            heads[chain] = HeadWatcher(ws, chain=chain)
     from tracer.nodes import connect_all
 
     db = await Database.connect(args.database_url, max_size=4)
@@ -96,9 +112,12 @@ async def _monitor(args: argparse.Namespace) -> int:
     try:
         # Refuses a node whose chain id differs from the one the database records for its name.
         chains.update(await connect_all(db.pool, urls))
-        monitor = Monitor(db.pool, chains, settings=MonitorSettings(poll=args.poll, keep_blocks=args.keep_blocks))
+        monitor = Monitor(db.pool, chains, settings=MonitorSettings(poll=args.poll, keep_blocks=args.keep_blocks),
+                          heads=heads)
         stop = _stop_on_signals()
-        print(f"tracer monitor: chains {', '.join(sorted(chains))}, poll {args.poll}s", file=sys.stderr, flush=True)
+        pushed = ", ".join(f"{c} from {node_name(w.url)}" for c, w in sorted(heads.items())) or "none"
+        print(f"tracer monitor: chains {', '.join(sorted(chains))}, poll {args.poll}s, new heads pushed: {pushed}",
+              file=sys.stderr, flush=True)
         await monitor.run(stop)
     finally:
         for c in chains.values():

@@ -21,6 +21,16 @@ what gets recorded and the next check sees the difference (the other order could
 chain's hashes next to the old chain's transfers and never notice).
 
 One monitor acts per chain at a time (a session advisory lock); others wait as standbys.
+
+When a chain's node pushes new heads (`eth_subscribe ["newHeads"]` over WebSocket,
+tracer.chains.evm.heads), a new head wakes the monitor and that chain is stepped at once, so a
+confirmed block does not wait up to `poll` seconds. Polling every `poll` seconds goes on beside it
+as the fallback and safety net: a notice that never came, a node without WebSocket, a dropped
+connection all end in the next poll. Steps never overlap and never queue up: heads pushed during a
+step make one more step after it. `tracer monitor --ws URL` (env `TRACER_WS_URL`, per chain
+`TRACER_WS_URL_<CHAIN>`) names the WebSocket; by default an EVM chain's RPC URL with ws/wss for
+http/https is tried (Anvil, Reth and the devchain serve both on one port); `--ws off` polls only.
+A refused upgrade is logged once (`event=heads_unavailable ... falling back to polling`).
 """
 
 from __future__ import annotations
@@ -29,8 +39,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -64,9 +74,15 @@ class FollowSource(Protocol):
     async def block_hashes(self, numbers: Iterable[int]) -> dict[int, str]: ...
 
 
+class HeadStream(Protocol):
+    """Pushed new heads of one chain (tracer.chains.evm.heads.HeadWatcher has it)."""
+
+    def heads(self) -> AsyncIterator[int]: ...
+
+
 @dataclass
 class MonitorSettings:
-    poll: float = 1.0  # seconds between looks at the head (a node's new-head latency is ~1 s anyway)
+    poll: float = 1.0  # seconds between looks at the head when no head is pushed (and as a safety net)
     keep_blocks: int = 256  # recorded hashes per chain: how deep a reorg can be located
     max_range: int = 2000  # blocks followed per step (catching up after downtime goes in steps)
 
@@ -90,20 +106,36 @@ class Step:
 
 class Monitor:
     def __init__(self, pool: asyncpg.Pool, chains: Mapping[str, FollowSource], *,
-                 settings: MonitorSettings | None = None) -> None:
+                 settings: MonitorSettings | None = None, heads: Mapping[str, HeadStream] | None = None) -> None:
         self.pool = pool
         self.chains = chains
         self.settings = settings or MonitorSettings()
+        self.heads = dict(heads or {})  # chain -> its node's pushed heads (tracer.chains.evm.heads)
         self.steps = 0
         self.last: dict[str, Step] = {}
+        self.pushed: Counter[str] = Counter()  # heads pushed per chain
+        self._noticed: set[str] = set()  # chains with a head pushed since their last step began
+        self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every chain until `stop`; act on a chain only while holding its advisory lock."""
+        """Step every chain each `poll` seconds, and a chain at once when its node pushes a new head,
+        until `stop`; act on a chain only while holding its advisory lock."""
+        listeners = [asyncio.create_task(self._listen(chain, source), name=f"heads-{chain}")
+                     for chain, source in self.heads.items() if chain in self.chains]
         lock_conn: asyncpg.Connection | None = None
         held: set[str] = set()
+        next_poll = 0.0
         try:
             while not stop.is_set():
                 started = time.monotonic()
+                if started >= next_poll:
+                    due, next_poll = set(self.chains), started + self.settings.poll
+                else:
+                    due = self._noticed & set(self.chains)
+                # Notices from here on are for the next step: a flood of heads during this one
+                # makes one more step after it, not one per head.
+                self._noticed.clear()
+                self._wake.clear()
                 try:
                     if lock_conn is None or lock_conn.is_closed():
                         if lock_conn is not None:
@@ -111,7 +143,7 @@ class Monitor:
                                 await self.pool.release(lock_conn)
                         lock_conn, held = await self.pool.acquire(), set()
                     await ping(lock_conn)
-                    for chain in sorted(self.chains):
+                    for chain in sorted(due):
                         if chain not in held:
                             if await follow.try_lead_chain(lock_conn, chain):
                                 held.add(chain)
@@ -126,15 +158,40 @@ class Monitor:
                     if isinstance(exc, (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError)) \
                             and lock_conn is not None and lock_conn.is_closed():
                         held = set()
-                wait = max(0.0, self.settings.poll - (time.monotonic() - started))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+                await self._sleep(stop, next_poll - time.monotonic())
         finally:
+            for task in listeners:
+                task.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
             if lock_conn is not None:
                 with contextlib.suppress(Exception):
                     await follow.give_up_leads(lock_conn)
                 with contextlib.suppress(Exception):
                     await self.pool.release(lock_conn)
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        """Until `stop`, a head notice or `seconds` pass, whichever comes first."""
+        if self._wake.is_set() or seconds <= 0:
+            return
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _listen(self, chain: str, source: HeadStream) -> None:
+        """Turn one chain's pushed heads into notices for the loop in `run` (a source that ends, or
+        fails, leaves the chain to polling)."""
+        try:
+            async for _ in source.heads():
+                self.pushed[chain] += 1
+                self._noticed.add(chain)
+                self._wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in a head source must not end the monitor: polling goes on
+            log.error("event=heads_failed chain=%s error=%r: polling only", chain, exc)
 
     async def step(self, chain: str) -> Step:
         """One look at one chain: reorg check, then extend the watching traces that are behind."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from eth_hash.auto import keccak
@@ -109,6 +109,8 @@ class ChainIndex:
         self._fee_cache: dict[str, tuple[list[int], list[int]]] = {}
         self._token_cache: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         self._reorgs = 0
+        # Called with each block append_block() and reorg() mine, in order (servers push new heads).
+        self.head_listeners: list[Callable[[Block], None]] = []
         self._add_block([], genesis_time)
 
     # -- growing and reorganising ------------------------------------------------------------
@@ -119,7 +121,9 @@ class ChainIndex:
     def append_block(self, txs: Sequence[ScenarioTx], timestamp: int | None = None) -> Block:
         """Mine a block on top of the head (timestamp defaults to 12 s after the head's)."""
         ts = self.blocks[-1].timestamp + 12 if timestamp is None else timestamp
-        return self._add_block(txs, ts)
+        block = self._add_block(txs, ts)
+        self._announce([block])
+        return block
 
     def reorg(self, depth: int, replacement_blocks: Sequence[Sequence[ScenarioTx]]) -> list[Block]:
         """Drop the top `depth` blocks and mine `replacement_blocks` in their place.
@@ -138,7 +142,14 @@ class ChainIndex:
         for k, txs in enumerate(replacement_blocks):
             stamp = ts[k] if k < len(ts) else self.blocks[-1].timestamp + 12
             out.append(self._add_block(txs, stamp))
+        # After the whole replacement, as a node switches to the new chain in one step.
+        self._announce(out)
         return out
+
+    def _announce(self, blocks: Sequence[Block]) -> None:
+        for listener in list(self.head_listeners):
+            for block in blocks:
+                listener(block)
 
     def _truncate(self, first: Block) -> None:
         for b in self.blocks[first.number :]:

@@ -1,5 +1,8 @@
 """JSON-RPC 2.0 over HTTP (aiohttp) for a dev `Chain`: the node methods tracer's chain layer uses.
 
+The same URL upgrades to a WebSocket (tracer.devchain.ws): requests over the socket and
+`eth_subscribe ["newHeads"]`, pushed as the chain mines.
+
 `DevChainServer` answers eth_* (blocks, transactions, receipts, logs, balances, code, ERC-20 calls),
 Parity trace_* and Geth debug_* callTracer methods, single requests and batches. Knobs make it
 behave like the providers clients meet: per-request latency, a requests/s limit (HTTP 429 with
@@ -33,6 +36,7 @@ from tracer.devchain.rpc_json import (
 )
 from tracer.devchain.rpc_params import RpcError, address_set, parse_address, parse_hash, parse_quantity
 from tracer.devchain.scenario import Scenario
+from tracer.devchain.ws import WsRpc
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,7 @@ class DevChainServer(KnobServer):
         self.multicall = multicall
         # Chainlink-compatible aggregators answering from a price path (tracer.devchain.prices).
         self.prices = by_feed(prices)
+        self.ws = WsRpc(self.chain, self.handle_request, self.request_counts)
         self._methods: dict[str, Callable[[list[Any]], Json]] = {
             "eth_chainId": self._eth_chain_id,
             "net_version": lambda p: str(self.chain.chain_id),
@@ -112,7 +117,23 @@ class DevChainServer(KnobServer):
         app = web.Application(client_max_size=256 * 1024**2)
         app.router.add_post("/", self._handle)
         app.router.add_post("/{tail:.*}", self._handle)
+        app.router.add_get("/", self.ws.handle)
+        app.router.add_get("/{tail:.*}", self.ws.handle)
         return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        url = await super().start(host, port)
+        self.ws.attach()
+        return url
+
+    async def stop(self) -> None:
+        await self.ws.close()
+        await super().stop()
+
+    @property
+    def heads_pushed(self) -> int:
+        """newHeads notifications sent to WebSocket subscribers so far."""
+        return self.ws.notifications
 
     # -- HTTP --------------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:

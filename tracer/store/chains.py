@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 
+from tracer.chains.urls import node_name as node_name  # where it was first: callers name it from here
 from tracer.store.sql import Conn
 
 
@@ -20,20 +20,6 @@ class PinnedChain:
     chain_id: int
     first_node: str | None
     first_seen: datetime
-
-
-def node_name(url: str) -> str:
-    """Where a node is, without what may be a secret: RPC URLs carry API keys in their user info,
-    path or query (`https://mainnet.infura.io/v3/<key>`), so only scheme, host and port are kept."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.scheme}://{host}{port}" if parts.scheme else host
 
 
 async def recorded_chain_id(conn: Conn, chain: str) -> PinnedChain | None:
