@@ -28,7 +28,7 @@ from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import KIND_NATIVE, ScenarioTx
 from tracer.engine.service import create_trace
 from tracer.store.db import Database
-from tracer.workers.trace import Worker
+from tracer.workers.trace import Worker, WorkerSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -221,7 +221,8 @@ async def test_a_refused_subscription_and_a_silent_server_are_logged_once(
 async def watching(db: Database, client: EvmChain) -> AsyncIterator[int]:
     """A watching trace from SEED, and a worker that follows what the monitor wakes."""
     stop = asyncio.Event()
-    worker = Worker(db.pool, {client.chain: client}, name=f"heads-{client.chain}", idle_sleep=0.05)
+    worker = Worker(db.pool, {client.chain: client}, name=f"heads-{client.chain}",
+                    settings=WorkerSettings(idle_sleep=0.05))
     task = asyncio.create_task(worker.run(stop))
     try:
         tid = await create_trace(db.pool, client, chain=client.chain, seeds=[SEED], created_by="test",
