@@ -8,25 +8,25 @@ import os
 def rpc_urls(explicit: str | None = None, chain: str = "ethereum") -> dict[str, str]:
     """Node URLs per chain: `TRACER_RPC_URL` for the default chain, `TRACER_RPC_URL_<CHAIN>` for
     each other one (e.g. TRACER_RPC_URL_ARBITRUM)."""
-    urls: dict[str, str] = {}
-    for key, value in os.environ.items():
-        if key.startswith("TRACER_RPC_URL_") and value:
-            urls[key[len("TRACER_RPC_URL_"):].lower()] = value
-    default = explicit or os.environ.get("TRACER_RPC_URL")
-    if default:
-        urls[chain] = default
-    return urls
+    return _per_chain("TRACER_RPC_URL", explicit, chain)
 
 
 def ws_urls(explicit: str | None = None, chain: str = "ethereum") -> dict[str, str]:
     """The monitor's new-heads WebSocket setting per chain, as given (a ws(s) URL or "off"):
     `--ws` / `TRACER_WS_URL` for the default chain, `TRACER_WS_URL_<CHAIN>` for each other one.
     A chain missing here gets its RPC URL's ws form (tracer.chains.urls.heads_url)."""
+    return _per_chain("TRACER_WS_URL", explicit, chain)
+
+
+def _per_chain(variable: str, explicit: str | None, chain: str) -> dict[str, str]:
+    """`<variable>_<CHAIN>` for each chain set in the environment, and for `chain` the explicit
+    value (a command-line option) or else `<variable>` itself."""
     urls: dict[str, str] = {}
+    prefix = f"{variable}_"
     for key, value in os.environ.items():
-        if key.startswith("TRACER_WS_URL_") and value:
-            urls[key[len("TRACER_WS_URL_"):].lower()] = value
-    default = explicit or os.environ.get("TRACER_WS_URL")
+        if key.startswith(prefix) and value:
+            urls[key[len(prefix):].lower()] = value
+    default = explicit or os.environ.get(variable)
     if default:
         urls[chain] = default
     return urls
