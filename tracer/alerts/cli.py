@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     d = verbs.add_parser("deliver", help="deliver webhook events until stopped (run as many as you like)")
     add_database_url(d)
     d.add_argument("--concurrency", type=int, default=256, help="subscriptions served at once (default 256)")
-    d.add_argument("--held", type=int, default=2048,
-                   help="subscriptions leased ahead, waiting for their first slot: fewer, larger claims (default 2048)")
+    d.add_argument("--held", type=int, default=16384,
+                   help="subscriptions leased ahead, waiting for a first slot: fewer, larger claims (default 16384)")
     d.add_argument("--per-host", type=int, default=64,
                    help="connections to one receiver at once, kept alive and shared by its subscriptions (default 64)")
     d.add_argument("--max-attempts", type=int, default=12, help="tries before an event goes to dead-letter")

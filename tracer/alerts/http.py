@@ -35,6 +35,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from yarl import URL
 
@@ -103,8 +104,8 @@ class _Conn(asyncio.Protocol):
         self.deadline = 0.0  # loop time by which the answer must be complete (the client's sweep checks)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not isinstance(asyncio.Transport): uvloop's TCP transport has the methods, not the base.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
