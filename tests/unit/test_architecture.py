@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,8 +80,17 @@ def test_the_import_contracts_hold() -> None:
     from importlinter.cli import lint_imports
 
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), _in(ROOT):
-        code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    # import-linter configures logging with disable_existing_loggers: every logger created so far
+    # (tracer's, by modules collected earlier) would stay silent for the rest of the session, and
+    # later tests that read their logs (caplog) would see nothing.
+    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    disabled = {lg.name: lg.disabled for lg in loggers}
+    try:
+        with contextlib.redirect_stdout(out), _in(ROOT):
+            code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    finally:
+        for lg in loggers:
+            lg.disabled = disabled[lg.name]
     assert code == 0, out.getvalue()
 
 
