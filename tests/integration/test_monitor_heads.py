@@ -130,12 +130,12 @@ WsScript = Callable[[web.WebSocketResponse, int], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def ws_server(script: WsScript) -> AsyncIterator[tuple[str, list[int]]]:
+async def ws_server(script: WsScript, *, autoping: bool = True) -> AsyncIterator[tuple[str, list[int]]]:
     """A WebSocket server on 127.0.0.1 that runs `script(ws, connection_number)` per connection."""
     connections: list[int] = []
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(autoping=autoping)
         await ws.prepare(request)
         connections.append(len(connections))
         with contextlib.suppress(Exception):
@@ -212,6 +212,26 @@ async def test_a_refused_subscription_and_a_silent_server_are_logged_once(
         events = [r.getMessage() for r in caplog.records if "event=heads_" in r.getMessage()]
         assert len(events) == 1 and "event=heads_unavailable" in events[0] and reason in events[0], events
         assert "falling back to polling" in events[0]
+
+
+async def test_a_connection_that_stops_answering_pings_is_dropped_and_renewed(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def script(ws: web.WebSocketResponse, k: int) -> None:
+        await _subscribed(ws)
+        await ws.send_str(_head(hex(100 + k)))
+        if k == 0:
+            await asyncio.sleep(30)  # neither heads nor pongs (autoping is off on this server)
+        else:
+            async for msg in ws:  # answers pings again
+                if msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+
+    caplog.set_level(logging.INFO, logger="tracer.chains")
+    async with ws_server(script, autoping=False) as (url, _), \
+            collecting(url, HeadSettings(connect_timeout=1.0, backoff=0.05, heartbeat=0.5)) as heads:
+        await wait_until(lambda: heads.numbers == [100, 101], timeout=15, what="a head from each connection")
+    [dropped] = [r.getMessage() for r in caplog.records if "event=heads_dropped" in r.getMessage()]
+    assert "ping" in dropped, dropped
 
 
 # ------------------------------------------------------------------------------ the monitor
