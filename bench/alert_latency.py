@@ -224,7 +224,8 @@ CREATE TRIGGER bench_lease_mark AFTER UPDATE ON subscriptions REFERENCING NEW TA
 #: Stages in order: (key, what it covers). Each is "done for every trace of the block" at a time
 #: since the block was confirmed; the stage's cost is the difference to the previous one.
 STAGES = [
-    ("monitor", "monitor poll, head and transfers read, trace window moved, wallet back on the frontier"),
+    ("monitor", "monitor woken (a pushed head, else its poll), head and transfers read, trace window moved, "
+                "wallet back on the frontier"),
     ("worker_wakeup", "a trace worker claims the woken job"),
     ("worker_step", "the worker's batch: fetch, decide, commit hops with their hop_added event"),
     ("outbox_read", "the sequencer wakes and numbers the committed event"),

@@ -29,7 +29,8 @@ as the fallback and safety net: a notice that never came, a node without WebSock
 connection all end in the next poll. Steps never overlap and never queue up: heads pushed during a
 step make one more step after it. `tracer monitor --ws URL` (env `TRACER_WS_URL`, per chain
 `TRACER_WS_URL_<CHAIN>`) names the WebSocket; by default an EVM chain's RPC URL with ws/wss for
-http/https is tried (Anvil, Reth and the devchain serve both on one port); `--ws off` polls only.
+http/https is tried (Anvil and the devchain serve both on one port; Geth and Reth put WebSocket
+on 8546 by default: give them --ws); `--ws off` polls only.
 A refused upgrade is logged once (`event=heads_unavailable ... falling back to polling`).
 """
 

@@ -43,8 +43,9 @@ def checked_ws_url(url: str) -> str:
 
 
 def ws_url_for(rpc_url: str) -> str | None:
-    """The RPC URL with its scheme changed to ws/wss (Anvil, Reth, Geth with `--ws.port` = `--http.port`
-    and the devchain serve both on one port); None when the RPC URL is not http(s) or ws(s)."""
+    """The RPC URL with its scheme changed to ws/wss (Anvil and the devchain serve both on one port,
+    as do Geth and Reth when `--ws.port` is their `--http.port`); None when the RPC URL is not
+    http(s) or ws(s)."""
     parts = urlsplit(rpc_url.strip())
     scheme = _WS_SCHEMES.get(parts.scheme.lower())
     if scheme is None or not parts.hostname:
