@@ -27,6 +27,7 @@ from tracer.chains.urls import ws_url_for
 from tracer.devchain.chain import Chain
 from tracer.devchain.scenario import KIND_NATIVE, ScenarioTx
 from tracer.engine.service import create_trace
+from tracer.store import follow
 from tracer.store.db import Database
 from tracer.workers.trace import Worker, WorkerSettings
 
@@ -303,8 +304,21 @@ async def test_a_pushed_head_steps_a_monitor_that_polls_every_30_s(
             await wait_until(lambda: _extended_past(db, tid, chain.head - CONFIRMATIONS), timeout=10,
                              what="the flood's last block")
             assert monitor.steps - before_steps < 200
+            # A reorg deeper than the confirmations: its new heads wake the monitor, which finds the
+            # fork and follows the new chain (its hashes recorded), again without waiting for a poll.
+            await wait_until(lambda: _status_is(db, tid, "watching"), timeout=30, what="caught up")
+            chain.reorg(CONFIRMATIONS + 2, [[] for _ in range(CONFIRMATIONS + 3)])
+            confirmed = chain.head - CONFIRMATIONS
+            await wait_until(lambda: _recorded(db, "optimism", confirmed, chain.blocks[confirmed].hash), timeout=5,
+                             what="the new chain followed")
     finally:
         await client.close()
+
+
+async def _recorded(db: Database, chain: str, number: int, block_hash: str) -> bool:
+    """Whether the monitor recorded `block_hash` as block `number` of `chain` (followed it)."""
+    async with db.pool.acquire() as conn:
+        return dict(await follow.recorded_blocks(conn, chain, 256)).get(number) == block_hash
 
 
 async def _extended_past(db: Database, tid: int, block: int) -> bool:
