@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from tracer import __version__, logs
@@ -81,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(coro: Coroutine[Any, Any, Any], *, fast_loop: bool) -> Any:
+    """Run a command's coroutine; on uvloop where the command asks for it (the webhook deliverer:
+    its CPU per webhook is mostly the event loop's) and the platform has it (not Windows)."""
+    if fast_loop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -89,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = func(args)
         if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
+            result = _run(result, fast_loop=getattr(args, "fast_loop", False))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear line instead of a traceback for expected failures

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     d.add_argument("--lease-seconds", type=float, default=60.0,
                    help="how long a subscription stays ours without finishing (a dead worker's return after it)")
     d.add_argument("--poll", type=float, default=1.0, help="seconds between looks for due retries")
-    d.set_defaults(func=_deliver)
+    d.set_defaults(func=_deliver, fast_loop=True)
 
     m = subparsers.add_parser("monitor", help="follow new blocks for watching traces; retract reorged hops")
     add_database_url(m)

@@ -35,7 +35,7 @@ import random
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ import asyncpg
 
 from tracer import __version__
 from tracer.alerts import events, signing
+from tracer.alerts.finisher import Finisher
 from tracer.alerts.guard import UnsafeUrl, UrlPolicy, check_url, describe
 from tracer.alerts.http import HttpError, WebhookClient, WebhookLimits
 from tracer.alerts.prices import event_values
@@ -64,9 +65,8 @@ _HEADERS = (f"{signing.EVENT_ID_HEADER}: %d\r\n{signing.EVENT_TYPE_HEADER}: %s\r
 @dataclass
 class DeliverySettings:
     concurrency: int = 256  # subscriptions served at once by this worker
-    # Subscriptions leased and waiting for their first slot. A claim costs about its scan of every
-    # due queue head, whatever its size: a block's event to 10,000 subscriptions took 17 claims at
-    # 2,048 (0.46 s of Postgres per block), 6 at 16,384 (0.16 s).
+    # Leased, waiting for a first slot. A claim costs about its scan of every due queue head, whatever
+    # its size: 10,000 subscriptions took 17 claims per block at 2,048, 6 at 16,384 (0.46 -> 0.16 s).
     held: int = 16384
     held_total: int = 16384  # leased at once in all, counting those that sent one and wait to send more
     claim_max: int = 512  # leased by a claim after idle: the first posts start while the next claim runs
@@ -85,6 +85,7 @@ class DeliverySettings:
     claim_fraction: float = 0.25  # while some are held, claim again once this part of `held` is free
     rendered_events: int = 4096  # events kept rendered (a block's event fans out to every subscription)
     finish_every: float = 0.005  # delivered marks and lease releases are written in batches this often
+    finish_hold: float = 0.5  # ...or held this long at most while first deliveries wait for a slot
 
     def __post_init__(self) -> None:
         if self.request_timeout >= self.lease_seconds / 2:
@@ -137,7 +138,8 @@ class Deliverer:
         # queue given back early or the poll, not for every lease given back (a claim scans them all).
         self._drained = False
         self.client: WebhookClient | None = None
-        self._finisher = _Finisher(pool, self.name, self.settings.finish_every, released=self._wake.set)
+        self._finisher = Finisher(pool, self.name, self.settings.finish_every, released=self._wake.set,
+                                  busy=lambda: bool(self._unserved), hold=self.settings.finish_hold)
         self._checked: dict[str, str] = {}  # URL -> "" if allowed, else why not (the policy is fixed)
         # event id -> its body rendered for every subscription (None: it cannot be rendered).
         self._bodies: OrderedDict[int, events.Rendered | None] = OrderedDict()
@@ -431,66 +433,6 @@ class Deliverer:
             log.info("event=delivery_failed subscription=%d seq=%d attempt=%d retry_in=%.2fs error=%s", sub.id, seq,
                      attempts, delay, error)
             await delivery_store.mark_failed(conn, sub.id, seq, trace_key, status=status, error=error, retry_in=delay)
-
-
-class _Finisher:
-    """Writes delivered marks and lease releases for all of a worker's slots in one transaction
-    every few milliseconds, so a delivery costs an HTTP request and no database round trip of its
-    own. A mark lost to a crash before its batch is written only means that event is sent again
-    (delivery is at least once); a lease is released only after its marks are written."""
-
-    def __init__(self, pool: asyncpg.Pool, worker: str, every: float, released: Callable[[], None]) -> None:
-        self.pool = pool
-        self.worker = worker
-        self.every = every
-        self.released = released  # called once leases were given back
-        self._marks: list[tuple[int, int, int]] = []
-        self._releases: list[tuple[int, bool]] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._kick = asyncio.Event()
-
-    def mark(self, subscription_id: int, seq: int, status: int) -> None:
-        self._marks.append((subscription_id, seq, status))
-
-    async def flush(self) -> None:
-        """Wait until everything marked so far is written."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self._kick.set()
-        await fut
-
-    def release(self, subscription_id: int, succeeded: bool) -> None:
-        self._releases.append((subscription_id, succeeded))
-        self._kick.set()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while True:
-            if not (self._marks or self._releases or self._waiters):
-                if stop.is_set():
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), 0.1)
-                self._kick.clear()
-                continue
-            await asyncio.sleep(self.every)  # gather what the other slots finish meanwhile
-            marks, releases, waiters = self._marks, self._releases, self._waiters
-            self._marks, self._releases, self._waiters = [], [], []
-            try:
-                async with self.pool.acquire() as conn:
-                    await delivery_store.finish_deliveries(conn, self.worker, marks, releases)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # Unwritten marks are re-sent and unreleased leases lapse: nothing is lost.
-                log.warning("event=deliver_finish_failed marks=%d releases=%d error=%r", len(marks), len(releases),
-                            exc)
-                for w in waiters:
-                    if not w.done():
-                        w.set_exception(exc)
-                continue
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
-            if releases:
-                self.released()
 
 
 def _retry_after(value: str | None) -> float | None:

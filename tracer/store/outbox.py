@@ -115,7 +115,10 @@ async def sequence_round(conn: Conn, limit: int = 5000) -> Round | None:
         # delivery is never due before the ones queued ahead of it for the same trace (next_at
         # never decreases along a queue, so the last one's is the queue's greatest): only queues
         # held back by a retry in the future matter, and those are few, found in one scan of the
-        # pending rows (deliveries_chain) instead of one probe per new row.
+        # pending rows (deliveries_chain) instead of one probe per new row. No ON CONFLICT: the
+        # seqs were given out just now, under the alert_state lock, and a subscription's from_start
+        # backfill only takes seqs up to its start_seq, which this skips; the arbiter check cost a
+        # third of the statement (20 of 60 ms for 10,000 rows), and a conflict would be a bug to see.
         result = await conn.execute(
             """WITH held AS (
                    SELECT subscription_id, trace_key, max(next_at) AS next_at FROM deliveries
@@ -125,8 +128,7 @@ async def sequence_round(conn: Conn, limit: int = 5000) -> Round | None:
                FROM (SELECT """ + EVENT_COLUMNS + """ FROM events e WHERE e.seq > $1 AND e.seq <= $2) ev
                JOIN subscriptions s ON s.delivery = 'webhook' AND s.start_seq < ev.seq AND """ + MATCH + """
                LEFT JOIN held h ON h.subscription_id = s.id AND h.trace_key = coalesce(ev.trace_id, 0)
-               ORDER BY s.id, ev.seq
-               ON CONFLICT DO NOTHING""",
+               ORDER BY s.id, ev.seq""",
             last, new_last,
         )
         await conn.execute("UPDATE alert_state SET last_seq = $1, updated_at = now() WHERE id = 1", new_last)
