@@ -24,6 +24,7 @@ from tracer.devchain import multicall
 from tracer.devchain.chain import Block, Chain, word
 from tracer.devchain.http import FaultPlan, KnobServer
 from tracer.devchain.prices import PricePath, by_feed
+from tracer.devchain.rpc_body import answer_body
 from tracer.devchain.rpc_json import (
     block_json,
     call_tracer,
@@ -152,25 +153,20 @@ class DevChainServer(KnobServer):
     # -- JSON-RPC ----------------------------------------------------------------------------------
     def handle_body(self, body: bytes) -> Json:
         """Answer one HTTP body (a request or a batch); None when nothing is to be answered."""
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
-        if isinstance(payload, list):
-            if not payload:
-                return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "empty batch"}}
-            answers = [a for a in (self.handle_request(m) for m in payload) if a is not None]
-            plan = self.faults
-            if plan is not None and len(answers) > 1:
-                if self._rng.random() < plan.partial_batch:
-                    self.fault_counts["partial_batch"] += 1
-                    keep = self._rng.randrange(len(answers))  # drop at least one member
-                    answers = self._rng.sample(answers, keep)
-                if self._rng.random() < plan.shuffle_batch:
-                    self.fault_counts["shuffle_batch"] += 1
-                    self._rng.shuffle(answers)
-            return answers or None
-        return self.handle_request(payload)
+        return answer_body(body, self.handle_request, self._batch_faults)
+
+    def _batch_faults(self, answers: list[Json]) -> list[Json]:
+        """A batch's answers after the seeded partial / shuffled batch faults (HTTP only)."""
+        plan = self.faults
+        if plan is not None and len(answers) > 1:
+            if self._rng.random() < plan.partial_batch:
+                self.fault_counts["partial_batch"] += 1
+                keep = self._rng.randrange(len(answers))  # drop at least one member
+                answers = self._rng.sample(answers, keep)
+            if self._rng.random() < plan.shuffle_batch:
+                self.fault_counts["shuffle_batch"] += 1
+                self._rng.shuffle(answers)
+        return answers
 
     def handle_request(self, req: Any) -> Json:
         """Answer one request object; None for a notification (no id)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 from collections import Counter
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tracer.devchain.chain import Block, Chain
+from tracer.devchain.rpc_body import answer_body
 from tracer.devchain.rpc_json import block_json
 
 Json = Any
@@ -95,15 +97,9 @@ class WsRpc:
 
     # -- requests ----------------------------------------------------------------------------------
     def _answer_text(self, peer: _Peer, text: str | bytes) -> Json:
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
-        if isinstance(payload, list):
-            if not payload:
-                return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "empty batch"}}
-            return [a for a in (self._answer_one(peer, r) for r in payload) if a is not None] or None
-        return self._answer_one(peer, payload)
+        # Read as HTTP bodies are (tracer.devchain.rpc_body), so both answer junk and odd batches alike;
+        # only the subscription methods are the socket's own (and the batch faults HTTP's).
+        return answer_body(text, functools.partial(self._answer_one, peer))
 
     def _answer_one(self, peer: _Peer, req: Any) -> Json:
         method = req.get("method") if isinstance(req, dict) else None
