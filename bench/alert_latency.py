@@ -621,7 +621,7 @@ def parent(args: argparse.Namespace) -> int:
     versions.append(("after", ROOT, head_commit()))
     runs: list[dict[str, Any]] = []
     for subs, traces in scenarios:
-        rounds = args.rounds or (3 if args.smoke or subs >= 5000 else 5 if traces >= 50 else 10)
+        rounds = args.rounds or (3 if args.smoke else 5 if subs >= 5000 or traces >= 50 else 10)
         for name, tree, commit in versions:
             print(f"{name} ({commit[:12]}): {subs} subscriptions over {traces} trace(s), {rounds} blocks",
                   file=sys.stderr, flush=True)
