@@ -95,8 +95,11 @@ def _api(r: Result) -> tuple[str, str]:
 
 def _alerts(r: Result) -> tuple[str, str]:
     codes = r["codes"]
+    steady = any(run.get("warmup_rounds_ms") for run in r["runs"])
     what = ("engine run: block confirmed → signed webhook received (`N×T`: N subscriptions over T watching traces); "
-            "worker, monitor and deliverer processes" + (f"; previous code `{codes['before'][:7]}` and this code "
+            "worker, monitor and deliverer processes" + ("; figures of the blocks after one warm-up block (the first "
+                                                        "after the processes start, shown apart)" if steady else "")
+            + (f"; previous code `{codes['before'][:7]}` and this code "
                                                         "side by side, one run" if "before" in codes else ""))
     target = r["target_p99_ms"]
     by: dict[str, dict[str, Result]] = {}
@@ -112,6 +115,11 @@ def _alerts(r: Result) -> tuple[str, str]:
         text += f"{sec(lat['p50'])}"
         if now["webhooks_per_s"]:
             text += ", " + (f"{n(was['webhooks_per_s'] or 0)} → " if was else "") + f"{n(hooks)} webhooks/s"
+        warm = now.get("warmup_rounds_ms") or []
+        if warm:  # the block after the processes start, before the measured ones: said, not hidden
+            text += "; warm-up block's last webhook " + (
+                f"{sec(was['warmup_rounds_ms'][-1]['last'])} → " if was and was.get("warmup_rounds_ms") else "")
+            text += f"{sec(warm[-1]['last'])}"
         text += f" (load {was['load_average_before'][0]:.1f}/{now['load_average_before'][0]:.1f})" if was else \
             f" (load {now['load_average_before'][0]:.1f})"
         parts.append(text)
