@@ -199,10 +199,12 @@ async def test_a_refused_subscription_and_a_silent_server_are_logged_once(
     async def refuse(ws: web.WebSocketResponse, k: int) -> None:
         await ws.receive()
         await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "nope"}}))
-        await asyncio.sleep(10)
+        async for _ in ws:  # until the watcher gives this connection up
+            pass
 
     async def silent(ws: web.WebSocketResponse, k: int) -> None:
-        await asyncio.sleep(10)
+        async for _ in ws:  # reads the subscription and never answers, until the watcher gives up
+            pass
 
     caplog.set_level(logging.INFO, logger="tracer.chains")
     for script, reason in ((refuse, "eth_subscribe refused: 'nope'"), (silent, "timed out")):
