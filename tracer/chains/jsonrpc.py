@@ -40,6 +40,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from tracer.chains.errors import ChainError, RpcError
 from tracer.chains.retry import Gate, Progress, TransportOptions, raise_if_busy, with_retries
 from tracer.chains.retry import Retry as _Retry
+from tracer.chains.urls import node_name
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class JsonRpcTransport:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.url = url
+        self.name = node_name(url)  # for errors and logs: an RPC URL often carries a provider key
         self.options = options
         self.batch_size = batch_size
         self.provider = RpcHttpProvider(
@@ -233,7 +235,7 @@ class JsonRpcTransport:
             methods = ", ".join(sorted({item.method for item in pending}))
             return f"{methods} ({len(pending)} request(s) unanswered)"
 
-        await with_retries(attempt, self.options.policy, who=f"node at {self.url}", what=what)
+        await with_retries(attempt, self.options.policy, who=f"node at {self.name}", what=what)
 
     async def _exchange(self, pending: list[_Item]) -> str:
         """Send `pending` once; mark items answered. Returns a note on what was left unanswered."""
@@ -275,7 +277,7 @@ class JsonRpcTransport:
             decoded = json.loads(raw)
         except ValueError as exc:
             if 400 <= status < 500:
-                raise ChainError(f"node at {self.url} answered HTTP {status}: {raw[:200]!r}") from exc
+                raise ChainError(f"node at {self.name} answered HTTP {status}: {raw[:200]!r}") from exc
             what = f"HTTP {status}" if status >= 500 else f"malformed JSON in answer ({len(raw)} bytes)"
             raise _Retry(f"{what}: {raw[:80]!r}") from exc
 
@@ -312,7 +314,7 @@ class JsonRpcTransport:
         if unanswered and status >= 500:
             raise _Retry(f"HTTP {status}: {raw[:80]!r}")
         if unanswered and status >= 400 and not missing_note:
-            raise ChainError(f"node at {self.url} answered HTTP {status}: {raw[:200]!r}")
+            raise ChainError(f"node at {self.name} answered HTTP {status}: {raw[:200]!r}")
         if unanswered and not missing_note:
             missing_note = f"{unanswered} of {len(pending)} request(s) unanswered in the batch"
         if rate_limited and rate_limited == unanswered:

@@ -39,6 +39,7 @@ from tracer.chains.lifecycle import Connected
 from tracer.chains.records import FeePaid, LogAddresses, LogRecord, LogTopics
 from tracer.chains.retry import TransportOptions
 from tracer.chains.tron_http import TronHttp
+from tracer.chains.urls import node_name
 from tracer.domain.transfers import NATIVE, Transfer
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class TronChain(Connected):
         cache_blocks: int = 20_000,
     ) -> None:
         self.url = url
+        self.name = node_name(url)  # in errors and logs: the URL may carry a key
         self.chain = chain
         self.chain_id: int | None = None
         self.path = "tron (eth_getLogs + HTTP API blocks)"
@@ -102,8 +104,8 @@ class TronChain(Connected):
         genesis = tm.parse_block(await self.api.post("/wallet/getblockbynum", {"num": 0}))
         if genesis is None or int(genesis.ref.hash[-8:], 16) != self.chain_id:
             seen = genesis.ref.hash if genesis else "no genesis block"
-            raise WrongChain(f"the Tron HTTP API at {self.api.url} serves another chain ({seen}) than the JSON-RPC at "
-                             f"{self.url} (chain id {self.chain_id}): check TRACER_TRON_API_URL")
+            raise WrongChain(f"the Tron HTTP API at {self.api.name} serves another chain ({seen}) than the JSON-RPC at "
+                             f"{self.name} (chain id {self.chain_id}): check TRACER_TRON_API_URL")
         log.info("chain %s (Tron, chain id %d) at %s: solidified head %d", self.chain, self.chain_id, self.url,
                  await self.head())
 
@@ -205,7 +207,7 @@ class TronChain(Connected):
         entries: dict[tuple[str, str], Mapping[str, Any]] = {}
         for answer in await self.rpc.batch(calls):
             if isinstance(answer, RpcError):
-                raise ChainError(f"Tron JSON-RPC at {self.url} refused eth_getLogs: {answer.message}")
+                raise ChainError(f"Tron JSON-RPC at {self.name} refused eth_getLogs: {answer.message}")
             for entry in answer or ():
                 if not entry.get("removed"):
                     entries[(str(entry["transactionHash"]).lower(), str(entry["logIndex"]))] = entry
@@ -317,7 +319,7 @@ class TronChain(Connected):
             })
             value = tm.constant_uint(answer)
             if value is None:
-                raise ChainError(f"balanceOf({address}) on TRC-20 {token} failed on the Tron node at {self.api.url}")
+                raise ChainError(f"balanceOf({address}) on TRC-20 {token} failed on the Tron node at {self.api.name}")
             return value
 
         trc20 = [q for q in wanted if not q[1].startswith(tm.TRC10_PREFIX)]

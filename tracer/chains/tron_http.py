@@ -23,6 +23,7 @@ from typing import Any
 from tracer.chains.errors import ChainError
 from tracer.chains.http import HttpTransport
 from tracer.chains.retry import Retry, TransportOptions
+from tracer.chains.urls import node_name
 
 
 class TronHttp:
@@ -33,8 +34,9 @@ class TronHttp:
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["TRON-PRO-API-KEY"] = api_key
-        self.http = HttpTransport(url, f"Tron node at {url.rstrip('/')}", options, rate=rate, headers=headers)
+        self.http = HttpTransport(url, f"Tron node at {node_name(url)}", options, rate=rate, headers=headers)
         self.url = self.http.url
+        self.name = node_name(url)  # for errors: the URL may carry a key
         self.api_key = api_key
         self.request_counts: Counter[str] = self.http.request_counts
 
@@ -52,14 +54,14 @@ class TronHttp:
 
         def read(status: int, raw: bytes) -> Any:
             if status >= 400:
-                raise ChainError(f"Tron node at {self.url} refused {path}: HTTP {status} "
+                raise ChainError(f"Tron node at {self.name} refused {path}: HTTP {status} "
                                  f"{raw[:200].decode(errors='replace')}")
             try:
                 answer = json.loads(raw) if raw.strip() else {}
             except ValueError as exc:
                 raise Retry(f"malformed JSON in answer ({len(raw)} bytes): {raw[:80]!r}") from exc
             if isinstance(answer, dict) and isinstance(answer.get("Error"), str):
-                raise ChainError(f"Tron node at {self.url} refused {path}: {answer['Error'][:200]}")
+                raise ChainError(f"Tron node at {self.name} refused {path}: {answer['Error'][:200]}")
             return answer
 
         return await self.http.request("POST", path, endpoint=path.rsplit("/", 1)[-1], what=path, read=read,

@@ -36,6 +36,7 @@ from tracer.chains.http import HttpTransport
 from tracer.chains.jsonrpc import gather_or_cancel
 from tracer.chains.lifecycle import Connected
 from tracer.chains.retry import Retry, TransportOptions
+from tracer.chains.urls import node_name
 from tracer.chains.utxo_records import Outspend, UtxoTx
 from tracer.domain.chains import BITCOIN
 from tracer.domain.transfers import Transfer
@@ -68,6 +69,7 @@ class EsploraChain(Connected):
         if network is not None and network not in NETWORKS:
             raise ValueError(f"unknown Bitcoin network {network!r}; known: {', '.join(NETWORKS)}")
         self.url = url.rstrip("/")
+        self.name = node_name(self.url)  # for errors and logs: the URL may carry a key
         self.chain = chain
         self.expected_network = network
         self.network: BtcNetwork | None = None
@@ -75,7 +77,7 @@ class EsploraChain(Connected):
         self.page_size = page_size
         # Transactions of one block from which its whole txid list is cheaper than merkle proofs.
         self.block_list_threshold = max(1, block_list_threshold)
-        self.http = HttpTransport(self.url, f"Esplora server at {self.url}", transport)
+        self.http = HttpTransport(self.url, f"Esplora server at {self.name}", transport)
         self.request_counts: Counter[str] = self.http.request_counts
         self._txs: Lru[str, tuple[str, UtxoTx]] = Lru(cache_size)  # txid -> (block hash, tx), confirmed ones
         self._block_index: Lru[str, dict[str, int]] = Lru(4096)  # block hash -> {txid: position}
@@ -92,7 +94,7 @@ class EsploraChain(Connected):
         if self.expected_network is not None and (net is None or net.name != self.expected_network):
             seen = net.name if net else f"unknown network (genesis {genesis[:16]}...)"
             raise WrongChain(
-                f"Esplora server at {self.url} serves Bitcoin {seen}, but chain {self.chain!r} expects "
+                f"Esplora server at {self.name} serves Bitcoin {seen}, but chain {self.chain!r} expects "
                 f"{self.expected_network}: check the URL"
             )
         self.network = net
@@ -100,7 +102,7 @@ class EsploraChain(Connected):
         self.chain_id = net.magic if net else int(genesis[-12:] or "0", 16)
         head = await self.head()
         log.info("chain %s (Bitcoin %s) at %s: head %d, via Esplora", self.chain,
-                 net.name if net else "unknown network", self.url, head)
+                 net.name if net else "unknown network", self.name, head)
 
     async def close(self) -> None:
         await self.http.close()
@@ -114,9 +116,9 @@ class EsploraChain(Connected):
 
         def read(status: int, raw: bytes) -> Any:
             if status == 404:
-                raise NotFound(f"Esplora server at {self.url} has no {path}: {raw[:120].decode(errors='replace')}")
+                raise NotFound(f"Esplora server at {self.name} has no {path}: {raw[:120].decode(errors='replace')}")
             if status >= 400:
-                raise ChainError(f"Esplora server at {self.url} refused {path}: HTTP {status} "
+                raise ChainError(f"Esplora server at {self.name} refused {path}: HTTP {status} "
                                  f"{raw[:200].decode(errors='replace')}")
             if text is not None:
                 body = raw.decode(errors="replace").strip()
@@ -393,7 +395,7 @@ class EsploraChain(Connected):
                 current = before[0] - before[1]
                 return {h: current - net_paid(address, [t for t in newer if t["status"]["block_height"] > h])
                         for h in heights}
-        raise ChainError(f"Esplora server at {self.url}: the history of {address} kept changing while its "
+        raise ChainError(f"Esplora server at {self.name}: the history of {address} kept changing while its "
                          "balance was read")
 
 

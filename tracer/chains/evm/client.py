@@ -51,7 +51,7 @@ class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
         self.chain_id = mappers.quantity(await self.rpc.call("eth_chainId"))
         if self.expected_chain_id is not None and self.chain_id != self.expected_chain_id:
             raise WrongChain(
-                f"node at {self.url} serves chain id {self.chain_id}, but chain {self.chain!r} "
+                f"node at {self.name} serves chain id {self.chain_id}, but chain {self.chain!r} "
                 f"expects {self.expected_chain_id}: check the RPC URL"
             )
         head = await self.head()

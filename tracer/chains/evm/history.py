@@ -124,7 +124,7 @@ async def sent_fees(client: EvmChain, sent: Iterable[tuple[str, int, str]]) -> l
     answers = await client.rpc.batch([("eth_getTransactionReceipt", [h]) for h in single])
     for h, r in zip(single, answers, strict=True):
         if isinstance(r, RpcError) or not isinstance(r, Mapping):
-            raise ChainError(f"node at {client.url} has no receipt for {h}: {getattr(r, 'message', r)}")
+            raise ChainError(f"node at {client.name} has no receipt for {h}: {getattr(r, 'message', r)}")
         receipts[h] = r
     # Receipts of old (pre-London) blocks on some nodes carry no effectiveGasPrice: the price is
     # the transaction's own gasPrice then.

@@ -20,6 +20,7 @@ from tracer.chains.evm.records import ScannedBlock
 from tracer.chains.jsonrpc import JsonRpcTransport, gather_or_cancel
 from tracer.chains.limits import RangeQuery, is_result_cap, smaller
 from tracer.chains.retry import TransportOptions
+from tracer.chains.urls import node_name
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class EvmNode:
         max_log_range: int | None = None,
     ) -> None:
         self.url = url
+        self.name = node_name(url)  # in errors and logs: an RPC URL often carries a provider key
         self.chain = chain
         self.expected_chain_id = expected_chain_id
         self.use_trace_filter = use_trace_filter
@@ -126,7 +128,7 @@ class EvmNode:
                 for n, block in zip(missing[offset : offset + len(answers)], answers, strict=True):
                     block = self._expect(block, f"eth_getBlockByNumber({n})")
                     if not isinstance(block, Mapping):
-                        raise ChainError(f"node at {self.url} has no block {n}")
+                        raise ChainError(f"node at {self.name} has no block {n}")
                     ts = mappers.quantity(block["timestamp"])
                     self._times.put(n, ts)
                     out[n] = ts
@@ -187,13 +189,13 @@ class EvmNode:
                 if isinstance(ans, RpcError):
                     if not is_result_cap(ans):
                         raise ChainError(
-                            f"node at {self.url} refused {method} for blocks "
+                            f"node at {self.name} refused {method} for blocks "
                             f"{q.from_block}..{q.to_block}: {ans.message}"
                         )
                     parts = self._smaller(q, method, ans)
                     if parts is None:
                         raise ChainError(
-                            f"node at {self.url} refuses {method} even for one block ({q.from_block}) "
+                            f"node at {self.name} refuses {method} even for one block ({q.from_block}) "
                             f"and one address: {ans.message}"
                         )
                     log.debug("%s %d..%d refused (%s), splitting", method, q.from_block, q.to_block, ans.message)
@@ -216,6 +218,6 @@ class EvmNode:
     def _expect(self, answer: Any, what: str) -> Any:
         """An answer that must not be a JSON-RPC error."""
         if isinstance(answer, RpcError):
-            raise ChainError(f"node at {self.url} failed {what}: {answer.message} (code {answer.code})")
+            raise ChainError(f"node at {self.name} failed {what}: {answer.message} (code {answer.code})")
         return answer
 

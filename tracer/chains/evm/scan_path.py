@@ -79,7 +79,7 @@ class ScanPath(EvmNode):
         for n, block in zip(numbers, answers, strict=True):
             block = self._expect(block, f"eth_getBlockByNumber({n})")
             if not isinstance(block, Mapping):
-                raise ChainError(f"node at {self.url} has no block {n} (beyond head {await self.head()}?)")
+                raise ChainError(f"node at {self.name} has no block {n} (beyond head {await self.head()}?)")
             blocks.append(block)
             self._times.put(n, mappers.quantity(block["timestamp"]))
 
@@ -157,7 +157,7 @@ class ScanPath(EvmNode):
         for h, r in zip(hashes, answers, strict=True):
             r = self._expect(r, f"eth_getTransactionReceipt({h})")
             if not isinstance(r, Mapping):
-                raise ChainError(f"node at {self.url} has no receipt for {h}")
+                raise ChainError(f"node at {self.name} has no receipt for {h}")
             out[h] = r
         return out
 

@@ -198,5 +198,5 @@ class StateReads(EvmNode):
                 if self.historical_state:
                     log.warning("node at %s keeps no state at block %d after all: %s", self.url, block, ans.message)
                 raise StateUnavailable(
-                    f"node at {self.url} keeps no state at block {block}: {ans.message} (code {ans.code})", block
+                    f"node at {self.name} keeps no state at block {block}: {ans.message} (code {ans.code})", block
                 )

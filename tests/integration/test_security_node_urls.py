@@ -1,0 +1,92 @@
+"""A node URL's secrets never reach an error message.
+
+Providers put the API key in the URL (`https://mainnet.infura.io/v3/KEY`, `?apikey=KEY`) or in its
+user part, and chain errors travel far: logs, the API's error bodies, and a trace's stored
+`balance_method_reason`. Each client names the node by scheme, host and port only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from tracer.chains.bitcoin.esplora import EsploraChain
+from tracer.chains.errors import ChainError
+from tracer.chains.evm.client import EvmChain
+from tracer.chains.jsonrpc import JsonRpcTransport
+from tracer.chains.retry import RetryPolicy, TransportOptions
+from tracer.chains.tron_http import TronHttp
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SECRETS = ("hunter2", "KEYPATHSECRET", "QUERYSECRET")
+ONCE = TransportOptions(timeout=5.0, policy=RetryPolicy(retries=1, backoff=0.0))
+
+
+@pytest.fixture
+async def broken() -> AsyncIterator[str]:
+    """A server that answers every request with HTTP 500: a URL to it full of secrets."""
+    async def fail(_: web.Request) -> web.Response:
+        return web.Response(status=500, text="no")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fail)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://user:hunter2@127.0.0.1:{port}/v3/KEYPATHSECRET?apikey=QUERYSECRET"
+    finally:
+        await runner.cleanup()
+
+
+def _clean(message: str, port_url: str) -> None:
+    assert not any(s in message for s in SECRETS), message
+    assert port_url in message, message  # the node is still named: scheme, host and port
+
+
+def _named(url: str) -> str:
+    return "http://127.0.0.1:" + url.rsplit(":", 1)[1].split("/", 1)[0]
+
+
+async def test_json_rpc_errors_name_the_node_without_its_secrets(broken: str) -> None:
+    rpc = JsonRpcTransport(broken, ONCE)
+    try:
+        with pytest.raises(ChainError) as err:
+            await rpc.call("eth_blockNumber")
+    finally:
+        await rpc.close()
+    _clean(str(err.value), _named(broken))
+
+
+async def test_an_evm_client_that_cannot_connect_names_the_node_without_its_secrets(broken: str) -> None:
+    client = EvmChain(broken, transport=ONCE)
+    try:
+        with pytest.raises(ChainError) as err:
+            await client.connect()
+    finally:
+        await client.close()
+    _clean(str(err.value), _named(broken))
+
+
+async def test_esplora_and_tron_http_errors_name_the_server_without_its_secrets(broken: str) -> None:
+    esplora = EsploraChain(broken, transport=ONCE)
+    try:
+        with pytest.raises(ChainError) as err:
+            await esplora.connect()
+    finally:
+        await esplora.close()
+    _clean(str(err.value), _named(broken))
+
+    tron = TronHttp(broken, ONCE)
+    await tron.open()
+    try:
+        with pytest.raises(ChainError) as err:
+            await tron.post("/wallet/getnowblock", {})
+    finally:
+        await tron.close()
+    _clean(str(err.value), _named(broken))
