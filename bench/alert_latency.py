@@ -579,7 +579,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=1,
                    help="blocks delivered before the measured ones, reported apart (default 1; see the docstring)")
     p.add_argument("--deliverers", type=int, default=1, help="delivery worker processes (default 1)")
-    p.add_argument("--smoke", action="store_true", help="this code only unless --before, 50x1 and 20x2, 3 rounds")
+    p.add_argument("--smoke", action="store_true", help="this code only unless --before, 50x1 and 20x2, a warm-up block and 2 measured")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tree", default=str(ROOT), help=argparse.SUPPRESS)
@@ -621,7 +621,7 @@ def parent(args: argparse.Namespace) -> int:
     versions.append(("after", ROOT, head_commit()))
     runs: list[dict[str, Any]] = []
     for subs, traces in scenarios:
-        rounds = args.rounds or (3 if args.smoke else 5 if subs >= 5000 or traces >= 50 else 10)
+        rounds = args.rounds or (2 if args.smoke else 5 if subs >= 5000 or traces >= 50 else 10)
         for name, tree, commit in versions:
             print(f"{name} ({commit[:12]}): {subs} subscriptions over {traces} trace(s), {rounds} blocks",
                   file=sys.stderr, flush=True)
