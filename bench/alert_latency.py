@@ -579,7 +579,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=1,
                    help="blocks delivered before the measured ones, reported apart (default 1; see the docstring)")
     p.add_argument("--deliverers", type=int, default=1, help="delivery worker processes (default 1)")
-    p.add_argument("--smoke", action="store_true", help="this code only unless --before, 50x1 and 20x2, a warm-up block and 2 measured")
+    p.add_argument("--smoke", action="store_true",
+                   help="this code only unless --before, 50x1 and 20x2, a warm-up block and 2 measured")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tree", default=str(ROOT), help=argparse.SUPPRESS)
