@@ -7,7 +7,7 @@ user part, and chain errors travel far: logs, the API's error bodies, and a trac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -53,40 +53,29 @@ def _named(url: str) -> str:
     return "http://127.0.0.1:" + url.rsplit(":", 1)[1].split("/", 1)[0]
 
 
-async def test_json_rpc_errors_name_the_node_without_its_secrets(broken: str) -> None:
-    rpc = JsonRpcTransport(broken, ONCE)
+async def _error(attempt: Callable[[], Awaitable[object]], close: Callable[[], Awaitable[None]]) -> str:
+    """The message of the ChainError `attempt()` raises; `close()` afterwards whatever happened."""
     try:
         with pytest.raises(ChainError) as err:
-            await rpc.call("eth_blockNumber")
+            await attempt()
     finally:
-        await rpc.close()
-    _clean(str(err.value), _named(broken))
+        await close()
+    return str(err.value)
+
+
+async def test_json_rpc_errors_name_the_node_without_its_secrets(broken: str) -> None:
+    rpc = JsonRpcTransport(broken, ONCE)
+    _clean(await _error(lambda: rpc.call("eth_blockNumber"), rpc.close), _named(broken))
 
 
 async def test_an_evm_client_that_cannot_connect_names_the_node_without_its_secrets(broken: str) -> None:
     client = EvmChain(broken, transport=ONCE)
-    try:
-        with pytest.raises(ChainError) as err:
-            await client.connect()
-    finally:
-        await client.close()
-    _clean(str(err.value), _named(broken))
+    _clean(await _error(client.connect, client.close), _named(broken))
 
 
 async def test_esplora_and_tron_http_errors_name_the_server_without_its_secrets(broken: str) -> None:
     esplora = EsploraChain(broken, transport=ONCE)
-    try:
-        with pytest.raises(ChainError) as err:
-            await esplora.connect()
-    finally:
-        await esplora.close()
-    _clean(str(err.value), _named(broken))
-
+    _clean(await _error(esplora.connect, esplora.close), _named(broken))
     tron = TronHttp(broken, ONCE)
     await tron.open()
-    try:
-        with pytest.raises(ChainError) as err:
-            await tron.post("/wallet/getnowblock", {})
-    finally:
-        await tron.close()
-    _clean(str(err.value), _named(broken))
+    _clean(await _error(lambda: tron.post("/wallet/getnowblock", {}), tron.close), _named(broken))
