@@ -34,13 +34,13 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
 
 from yarl import URL
 
 from tracer.alerts.guard import UrlPolicy, public_address
+from tracer.alerts.slots import RankedSlots
 
 
 class HttpError(OSError):
@@ -280,34 +280,11 @@ class WebhookLimits:
 
 @dataclass
 class _Host:
-    """A receiver's connections: `free` more may be in use, `waiting` wait for one to be."""
+    """A receiver: `slots` holds its connection limit (one rank: first come, first served) and
+    `idle` its kept-alive connections."""
 
-    free: int
+    slots: RankedSlots
     idle: list[_Conn] = field(default_factory=list)
-    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
-
-    # A counter and a queue, not asyncio.Semaphore: its acquire looked its loop up on every call,
-    # a twentieth of a delivery worker's time at thousands of webhooks a second.
-    async def take(self) -> None:
-        if self.free > 0 and not self.waiting:
-            self.free -= 1
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiting.append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.give()  # handed over, then cancelled: pass it on
-            raise
-
-    def give(self) -> None:
-        while self.waiting:
-            fut = self.waiting.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-        self.free += 1
 
 
 class WebhookClient:
@@ -344,8 +321,8 @@ class WebhookClient:
         data = b"%s%sContent-Length: %d\r\n\r\n%s" % (t.head, headers, len(body), body)
         host = self._hosts.get(t.key)
         if host is None:
-            host = self._hosts[t.key] = _Host(self.per_host)
-        await host.take()
+            host = self._hosts[t.key] = _Host(RankedSlots(self.per_host))
+        await host.slots.acquire(0)
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.limits.timeout
@@ -364,7 +341,7 @@ class WebhookClient:
                 raise HttpError(f"cannot connect to {t.host}:{t.port}: timed out") from None
             return await self._exchange(host, conn, data, deadline)
         finally:
-            host.give()
+            host.slots.release()
 
     async def _exchange(self, host: _Host, conn: _Conn, data: bytes, deadline: float) -> Answer:
         # No timer per request: the sweep fails what is past its deadline (a timer each costs

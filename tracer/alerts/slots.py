@@ -8,6 +8,7 @@ to everyone else. Here a waiter names its rank (how many deliveries its subscrip
 this lease) and a freed slot goes to the lowest rank waiting, first come first served within a
 rank. A subscription's own queue stays in order (it waits for one slot at a time); a waiter of a
 higher rank is only held back while lower ones keep coming, at most until its lease's deadline.
+With one rank it is a plain FIFO limit: the webhook client's connections per receiver.
 """
 
 from __future__ import annotations
