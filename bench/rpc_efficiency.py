@@ -37,7 +37,7 @@ from tracer.chains.evm import EvmChain  # noqa: E402
 from tracer.chains.retry import TransportOptions  # noqa: E402
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate  # noqa: E402
 from tracer.devchain.server import DevChainServer  # noqa: E402
-from tracer.domain.transfers import Transfer  # noqa: E402
+from tracer.domain.transfers import Transfer, TransferQuery  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "rpc_efficiency.json"
 
@@ -113,7 +113,7 @@ async def walk(
         if not frontier:
             break
         before = Counter(client.request_counts)
-        got = await client.transfers(sorted(frontier), 0, head)
+        got = await client.transfers(TransferQuery(sorted(frontier), 0, head))
         spent = Counter(client.request_counts)
         spent.subtract(before)
         for t in got:

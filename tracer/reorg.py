@@ -24,6 +24,7 @@ import asyncpg
 
 from tracer.chains.errors import ChainError
 from tracer.chains.evm import EvmChain
+from tracer.domain.transfers import TransferQuery
 from tracer.store import chains as chain_store
 from tracer.store import follow
 from tracer.store import traces as trace_store
@@ -118,12 +119,8 @@ class ReorgGuard:
 
     # -- the block-bound reads the engine makes ------------------------------------------------
 
-    async def transfers(self, addresses: Iterable[str], from_block: int, to_block: int, outgoing: bool = True,
-                        incoming: bool = False, times: bool = True) -> Any:
-        wanted = list(addresses)
-        return await self._guarded(to_block, lambda: self._client.transfers(wanted, from_block, to_block,
-                                                                              outgoing=outgoing, incoming=incoming,
-                                                                              times=times))
+    async def transfers(self, query: TransferQuery) -> Any:
+        return await self._guarded(query.to_block, lambda: self._client.transfers(query))
 
     async def block_times(self, numbers: Iterable[int]) -> Any:
         # Read apart from the transfers (only for blocks that became hops): a reorg since then

@@ -21,7 +21,7 @@ from tests.anvil_support import AnvilRpc, Mode, anvil_node
 from tests.reliability_support import forget_transfers, hop_rows, run_trace
 from tracer.chains.evm import EvmChain
 from tracer.devchain.anvil import artifacts as art
-from tracer.domain.transfers import NATIVE
+from tracer.domain.transfers import NATIVE, TransferQuery
 from tracer.engine import balances
 from tracer.nodes import connect_checked
 from tracer.store import traces as trace_store
@@ -120,7 +120,7 @@ async def _node_with_history(stack: Any, mode: Mode) -> tuple[str, History]:
 async def _prior(client: EvmChain, needs: dict[str, tuple[int, set[str]]]) -> balances.PriorBalances:
     head = await client.head()
     lo = min(fb for fb, _ in needs.values())
-    moved = await client.transfers(sorted(needs), lo, head, outgoing=True, incoming=True)
+    moved = await client.transfers(TransferQuery(sorted(needs), lo, head, outgoing=True, incoming=True))
     history = {a: [t for t in moved if a in (t.from_address, t.to_address) and t.block_number >= fb]
                for a, (fb, _) in needs.items()}
     return await balances.prior_balances(client, needs, history, head)

@@ -24,7 +24,7 @@ from tests.fixtures_chain import serving
 from tracer.chains.evm import EvmChain
 from tracer.chains.evm.mappers import TRANSFER_TOPIC
 from tracer.devchain.anvil import artifacts as art
-from tracer.domain.transfers import NATIVE
+from tracer.domain.transfers import NATIVE, TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -96,7 +96,7 @@ async def test_trace_filter_gets_hex_blocks_and_pages(node: tuple[str, str]) -> 
     try:
         assert client.supports_trace
         head = await client.head()
-        sent = await client.transfers([PAYER], 0, head)
+        sent = await client.transfers(TransferQuery([PAYER], 0, head))
         assert [t.amount for t in sent] == [10**18, 10**18 + 1, 10**18 + 1, 10**18 + 2, 10**18 + 3]
         assert all(t.asset == NATIVE and t.to_address == PAYEE for t in sent)
         assert client.request_counts["trace_filter"] >= 3 + 1  # three pages of two (and the connect probe)
@@ -162,7 +162,7 @@ async def test_log_block_timestamps_save_header_requests(node: tuple[str, str]) 
     try:
         head = await direct.head()
         before = direct.request_counts["eth_getBlockByNumber"]
-        got = await direct.transfers([TOKEN_ONLY], 0, head, outgoing=True, incoming=True)
+        got = await direct.transfers(TransferQuery([TOKEN_ONLY], 0, head, outgoing=True, incoming=True))
         assert direct.request_counts["eth_getBlockByNumber"] == before  # no header read
         assert [(t.asset, t.amount, t.block_time) for t in got] == [
             (token, 1_000 + i, START + 100 * (i + 1)) for i in range(4)]
@@ -174,7 +174,7 @@ async def test_log_block_timestamps_save_header_requests(node: tuple[str, str]) 
     async with _proxy(url, strip_time) as proxied:
         older = await _client(proxied)
         try:
-            again = await older.transfers([TOKEN_ONLY], 0, head, outgoing=True, incoming=True)
+            again = await older.transfers(TransferQuery([TOKEN_ONLY], 0, head, outgoing=True, incoming=True))
             assert older.request_counts["eth_getBlockByNumber"] >= 4  # headers read for the times
         finally:
             await older.close()

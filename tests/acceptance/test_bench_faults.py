@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from tracer.chains.evm import EvmChain
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
-from tracer.domain.transfers import Transfer
+from tracer.domain.transfers import Transfer, TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -66,9 +66,8 @@ def _lying_client(change: Any, victim: tuple[str, str]) -> Any:
     _, faultkit = _bench_modules()
 
     class Lying(EvmChain):
-        async def transfers(self, addresses: Iterable[str], from_block: int, to_block: int, outgoing: bool = True,
-                            incoming: bool = False, times: bool = True) -> list[Transfer]:
-            found = await super().transfers(addresses, from_block, to_block, outgoing, incoming, times)
+        async def transfers(self, query: TransferQuery) -> list[Transfer]:
+            found = await super().transfers(query)
             out = []
             for t in found:
                 if (t.tx_hash, t.position) == victim:

@@ -15,7 +15,7 @@ from tracer.chains.tron_mappers import TRANSFER_TOPIC
 from tracer.devchain.anvil.artifacts import artifact
 from tracer.devchain.tron import CHAIN_ID, generate
 from tracer.devchain.tron_server import TronServer
-from tracer.domain.transfers import TransferKind
+from tracer.domain.transfers import TransferKind, TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -51,7 +51,7 @@ async def test_trc20_transfers_from_a_real_nodes_logs() -> None:
             await client.connect()  # Anvil's chain id is the devchain genesis's: the same chain
             try:
                 head = int(await rpc.call("eth_blockNumber"), 16)
-                got = await client.transfers([BOB], 0, head, outgoing=True, incoming=True)
+                got = await client.transfers(TransferQuery([BOB], 0, head, outgoing=True, incoming=True))
                 assert [(t.from_address, t.to_address, t.amount, t.asset, t.kind) for t in got] == [
                     (ALICE, BOB, 3_000_000_000, TOKEN, TransferKind.TOKEN),
                     (BOB, CAROL, 2_999_999_999, TOKEN, TransferKind.TOKEN),

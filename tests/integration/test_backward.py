@@ -22,6 +22,7 @@ from tests.backward_support import devchain_client, forward_trace
 from tracer.chains.evm import EvmChain
 from tracer.devchain.scenario import Scenario
 from tracer.domain.labels import Label
+from tracer.domain.transfers import TransferQuery
 from tracer.engine import backward
 from tracer.store import labels as label_store
 from tracer.store.db import Database
@@ -129,8 +130,8 @@ async def check_screen(db: Database, client: EvmChain, small_scenario: Scenario,
             if "native" not in amounts:
                 continue
             # What the address received in the window, straight from the node.
-            inflows = await client.transfers([address], max(1, trace["from_block"]), trace["to_block"],
-                                             outgoing=False, incoming=True)
+            inflows = await client.transfers(TransferQuery([address], max(1, trace["from_block"]), trace["to_block"],
+                                             outgoing=False, incoming=True))
             received = sum(t.amount for t in inflows if t.asset == "native" and t.to_address == address)
             if received <= amounts["native"]:
                 continue  # only stolen money came in: not the case this test is about

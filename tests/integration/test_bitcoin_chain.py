@@ -29,7 +29,7 @@ from tracer.devchain.bitcoin.records import COIN, BitcoinScenario, BitcoinScenar
 from tracer.devchain.bitcoin.story import generate
 from tracer.devchain.esplora import EsploraServer
 from tracer.devchain.server import FaultPlan
-from tracer.domain.transfers import NATIVE
+from tracer.domain.transfers import NATIVE, TransferQuery
 
 aio = pytest.mark.asyncio(loop_scope="session")
 
@@ -94,7 +94,7 @@ async def test_connect_checks_the_network_by_its_genesis_block(servers: dict[str
             await connect_chain("bitcoin", url)  # mainnet by default
         c = await connect_chain("bitcoin", url, network="regtest")
         assert isinstance(c, EsploraChain) and c.chain_id == 0xDAB5BFFA
-        transfers = await c.transfers(regtest.seeds, 0, await c.head())
+        transfers = await c.transfers(TransferQuery(regtest.seeds, 0, await c.head()))
         assert transfers and transfers[0].from_address == regtest.seeds[0]
         await c.close()
     finally:
@@ -117,17 +117,17 @@ async def test_paging_gives_the_same_transfers_with_small_pages(
 ) -> None:
     exchanges = [lb.address for lb in scenario.labels if lb.category == "exchange"]
     addresses = exchanges + scenario.seeds + [h.change_address for h in scenario.truth.peel]
-    full = await client.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True)
+    full = await client.transfers(TransferQuery(addresses, 0, scenario.head, outgoing=True, incoming=True))
     paged_client = EsploraChain(servers["paged"].url, page_size=3)
     await paged_client.connect()
     try:
-        paged = await paged_client.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True)
+        paged = await paged_client.transfers(TransferQuery(addresses, 0, scenario.head, outgoing=True, incoming=True))
         assert paged == full
         assert paged_client.request_counts["address/txs/chain"] > 10  # the hot wallets paged
         # A window in the middle: paging stops once a page ends below it.
         lo, hi = scenario.head // 3, scenario.head // 2
         before = paged_client.request_counts["address/txs/chain"]
-        window = await paged_client.transfers(exchanges, lo, hi, outgoing=True, incoming=True)
+        window = await paged_client.transfers(TransferQuery(exchanges, lo, hi, outgoing=True, incoming=True))
         assert window == [t for t in full if lo <= t.block_number <= hi
                           and (t.from_address in exchanges or t.to_address in exchanges)]
         assert paged_client.request_counts["address/txs/chain"] - before < before
@@ -140,12 +140,13 @@ async def test_paging_gives_the_same_transfers_with_small_pages(
 @aio
 async def test_directions(client: EsploraChain, scenario: BitcoinScenario) -> None:
     hop = scenario.truth.peel[3]
-    out = await client.transfers([hop.from_address], 0, scenario.head, outgoing=True, incoming=False)
-    inc = await client.transfers([hop.from_address], 0, scenario.head, outgoing=False, incoming=True)
+    out = await client.transfers(TransferQuery([hop.from_address], 0, scenario.head, outgoing=True, incoming=False))
+    inc = await client.transfers(TransferQuery([hop.from_address], 0, scenario.head, outgoing=False, incoming=True))
     assert {t.to_address: t.amount for t in out} == {hop.deposit_address: hop.payment, hop.change_address: hop.change}
     assert [t.to_address for t in inc] == [hop.from_address]
     assert all(t.asset == NATIVE and t.decimals == 8 and t.symbol == "BTC" for t in out + inc)
-    assert await client.transfers([hop.from_address], 0, scenario.head, outgoing=False, incoming=False) == []
+    neither = TransferQuery([hop.from_address], 0, scenario.head, outgoing=False, incoming=False)
+    assert await client.transfers(neither) == []
 
 
 @aio
@@ -153,7 +154,8 @@ async def test_flattening_sums_over_every_transaction(client: EsploraChain, scen
     """Over the whole chain: each output address receives exactly its outputs (unless it also
     paid in: change back to an input address does not move), each input pays its proportional
     share, and nothing comes out of the fee."""
-    transfers = await client.transfers(_all_addresses(scenario), 0, scenario.head, outgoing=True, incoming=True)
+    everything = TransferQuery(_all_addresses(scenario), 0, scenario.head, outgoing=True, incoming=True)
+    transfers = await client.transfers(everything)
     by_tx: dict[str, list[Any]] = defaultdict(list)
     for t in transfers:
         by_tx[t.tx_hash].append(t)
@@ -192,7 +194,7 @@ async def test_transactions_and_memos(client: EsploraChain, scenario: BitcoinSce
     assert payout.outputs[0].script_type == "op_return" and payout.outputs[0].address is None
     assert {o.address: o.value for o in payout.outputs if o.address == ho.address} == {ho.address: ho.amount}
     # The payout's transfers carry the memo (cross-chain continuation matches on it).
-    incoming = await client.transfers([ho.address], 0, scenario.head, outgoing=False, incoming=True)
+    incoming = await client.transfers(TransferQuery([ho.address], 0, scenario.head, outgoing=False, incoming=True))
     assert [(t.from_address, t.amount, t.memo) for t in incoming] == [(ho.vault, ho.amount, ho.memo)]
 
     mix = txs[cj.txid]
@@ -246,7 +248,7 @@ async def test_native_balances_from_history(client: EsploraChain, servers: dict[
 async def test_bad_addresses_are_refused_before_any_request(client: EsploraChain) -> None:
     before = client.request_counts["http"]
     with pytest.raises(InvalidAddress):
-        await client.transfers(["bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5"], 0, 10)
+        await client.transfers(TransferQuery(["bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5"], 0, 10))
     with pytest.raises(InvalidAddress):
         await client.native_balances([("0x098b716b8aaf21512996dc57eb0615e2383e2f96", 1)])
     assert client.request_counts["http"] == before
@@ -258,7 +260,7 @@ async def test_a_server_on_another_network_refuses_the_address(servers: dict[str
     await c.connect()
     try:
         with pytest.raises(ChainError, match="invalid network"):
-            await c.transfers(["tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7"], 0, 10)
+            await c.transfers(TransferQuery(["tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7"], 0, 10))
     finally:
         await c.close()
 
@@ -269,7 +271,7 @@ async def test_faults_and_rate_limits_are_ridden_out(
 ) -> None:
     addresses = scenario.seeds + [h.change_address for h in scenario.truth.peel] + \
         [lb.address for lb in scenario.labels if lb.category == "exchange"]
-    healthy = await client.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True)
+    healthy = await client.transfers(TransferQuery(addresses, 0, scenario.head, outgoing=True, incoming=True))
     balances = await client.native_balances([(a, scenario.head // 2) for a in addresses])
     plan = FaultPlan(seed=3, hang=0.03, hang_seconds=2.0, http_500=0.06, http_502=0.03, http_503=0.06,
                      reset=0.05, malformed=0.08)
@@ -279,7 +281,7 @@ async def test_faults_and_rate_limits_are_ridden_out(
         timeout=0.5, policy=RetryPolicy(retries=12, backoff=0.01, max_backoff=0.2)))
     try:
         await c.connect()
-        assert await c.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True) == healthy
+        assert await c.transfers(TransferQuery(addresses, 0, scenario.head, outgoing=True, incoming=True)) == healthy
         assert await c.native_balances([(a, scenario.head // 2) for a in addresses]) == balances
     finally:
         await c.close()
@@ -366,7 +368,7 @@ async def test_positions_from_merkle_proofs_or_block_lists_agree(
         c = EsploraChain(servers["healthy"].url, block_list_threshold=threshold)
         await c.connect()
         try:
-            results.append(await c.transfers(addresses, 0, scenario.head, outgoing=True, incoming=True))
+            results.append(await c.transfers(TransferQuery(addresses, 0, scenario.head, outgoing=True, incoming=True)))
             counts = c.request_counts
         finally:
             await c.close()

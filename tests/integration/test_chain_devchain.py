@@ -20,7 +20,7 @@ from tracer.chains.evm import EvmChain, WrongChain
 from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.devchain.scenario import KIND_MIXER, Scenario, ScenarioParams, generate
 from tracer.devchain.server import FaultPlan
-from tracer.domain.transfers import NATIVE, Transfer, TransferKind
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind, TransferQuery
 
 Move = tuple[str, str, str, int]
 
@@ -52,7 +52,7 @@ async def fetch(url: str, sc: Scenario, *, incoming: bool = False, transport: Tr
     client = EvmChain(url, chain=sc.chain, expected_chain_id=sc.chain_id, transport=transport, **kwargs)
     await client.connect()
     try:
-        found = await client.transfers(senders(sc), 0, sc.head, outgoing=True, incoming=incoming)
+        found = await client.transfers(TransferQuery(senders(sc), 0, sc.head, outgoing=True, incoming=incoming))
     finally:
         await client.close()
     return client, found
@@ -112,7 +112,7 @@ async def test_other_node_shapes_are_identical(
         client.debug_method = debug_method
         client.supports_block_receipts = block_receipts
         client.request_counts.clear()
-        found = await client.transfers(senders(scenario), 0, scenario.head)
+        found = await client.transfers(TransferQuery(senders(scenario), 0, scenario.head))
     finally:
         await client.close()
     assert found == reference

@@ -23,7 +23,7 @@ from tracer.addresses import InvalidAddress
 from tracer.chains.evm import ChainError, EvmChain, WrongChain
 from tracer.chains.evm.mappers import TRANSFER_TOPIC
 from tracer.chains.retry import RetryPolicy, TransportOptions
-from tracer.domain.transfers import NATIVE, Transfer, TransferKind
+from tracer.domain.transfers import NATIVE, Transfer, TransferKind, TransferQuery
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CONTRACTS = json.loads((DATA / "chain" / "test_contracts.json").read_text())["contracts"]
@@ -227,11 +227,11 @@ async def test_connect_detects_block_scan_path(world: World) -> None:
 async def test_finds_exactly_the_real_transfers(world: World) -> None:
     client = await connected(world)
     try:
-        out = await client.transfers(world.seeds, 0, world.head)
+        out = await client.transfers(TransferQuery(world.seeds, 0, world.head))
         assert rows(out) == world.expected(outgoing=True)
-        both = await client.transfers(world.seeds, 0, world.head, outgoing=True, incoming=True)
+        both = await client.transfers(TransferQuery(world.seeds, 0, world.head, outgoing=True, incoming=True))
         assert rows(both) == world.expected(outgoing=True, incoming=True)
-        only_in = await client.transfers(world.seeds, 0, world.head, outgoing=False, incoming=True)
+        only_in = await client.transfers(TransferQuery(world.seeds, 0, world.head, outgoing=False, incoming=True))
         assert rows(only_in) == world.expected(outgoing=False, incoming=True)
         kinds = {t.kind for t in both}
         assert kinds == {TransferKind.NATIVE, TransferKind.TOKEN}
@@ -245,15 +245,15 @@ async def test_addresses_are_normalised_and_validated(world: World) -> None:
     try:
         checksummed = [world.bridge.w3.to_checksum_address(s) for s in world.seeds]
         upper = ["0x" + s[2:].upper() for s in world.seeds]
-        base = rows(await client.transfers(world.seeds, 0, world.head))
-        assert rows(await client.transfers(checksummed, 0, world.head)) == base
-        assert rows(await client.transfers(upper, 0, world.head)) == base
+        base = rows(await client.transfers(TransferQuery(world.seeds, 0, world.head)))
+        assert rows(await client.transfers(TransferQuery(checksummed, 0, world.head))) == base
+        assert rows(await client.transfers(TransferQuery(upper, 0, world.head))) == base
         with pytest.raises(InvalidAddress):
-            await client.transfers(["0x1234"], 0, world.head)
+            await client.transfers(TransferQuery(["0x1234"], 0, world.head))
         broken = checksummed[0][:-1] + ("a" if checksummed[0][-1] != "a" else "b")
         if broken.lower() != broken and broken.upper() != broken:
             with pytest.raises(InvalidAddress):
-                await client.transfers([broken], 0, world.head)
+                await client.transfers(TransferQuery([broken], 0, world.head))
     finally:
         await client.close()
 
@@ -261,20 +261,20 @@ async def test_addresses_are_normalised_and_validated(world: World) -> None:
 async def test_sub_ranges_and_block_cache(world: World) -> None:
     client = await connected(world)
     try:
-        first = await client.transfers(world.seeds[:1], 0, world.head)
+        first = await client.transfers(TransferQuery(world.seeds[:1], 0, world.head))
         fetched = client.request_counts["eth_getBlockByNumber"]
         assert fetched == world.head + 1
         # Another address batch over an overlapping range: blocks come from the cache.
-        second = await client.transfers(world.seeds[1:], 2, world.head)
+        second = await client.transfers(TransferQuery(world.seeds[1:], 2, world.head))
         assert client.request_counts["eth_getBlockByNumber"] == fetched
         s1, s2 = world.seeds
         assert rows(first) == [r for r in world.expected() if r[5] == s1]
         assert rows(second) == [r for r in world.expected() if r[5] == s2 and r[0] >= 2]
         mid = world.expected()[len(world.expected()) // 2][0]
-        part = await client.transfers(world.seeds, mid, mid)
+        part = await client.transfers(TransferQuery(world.seeds, mid, mid))
         assert rows(part) == [r for r in world.expected() if r[0] == mid]
-        assert await client.transfers(world.seeds, 5, 4) == []
-        assert await client.transfers([], 0, world.head) == []
+        assert await client.transfers(TransferQuery(world.seeds, 5, 4)) == []
+        assert await client.transfers(TransferQuery([], 0, world.head)) == []
     finally:
         await client.close()
 
@@ -283,8 +283,8 @@ async def test_missing_internal_calls_warned_once(world: World, caplog: pytest.L
     client = await connected(world)
     try:
         with caplog.at_level(logging.WARNING, logger="tracer.chains.evm"):
-            await client.transfers(world.seeds, 0, world.head)
-            await client.transfers(world.seeds, 0, world.head)
+            await client.transfers(TransferQuery(world.seeds, 0, world.head))
+            await client.transfers(TransferQuery(world.seeds, 0, world.head))
         warnings = [r for r in caplog.records if "internal native transfers" in r.getMessage()]
         assert len(warnings) == 1
     finally:
@@ -296,7 +296,7 @@ async def test_getlogs_cap_is_split(world: World) -> None:
     try:
         client = await connected(world, batch_size=3)
         try:
-            got = await client.transfers(world.seeds, 0, world.head, incoming=True)
+            got = await client.transfers(TransferQuery(world.seeds, 0, world.head, incoming=True))
             assert rows(got) == world.expected(outgoing=True, incoming=True)
             assert client.request_counts["eth_getLogs"] > 4  # it really had to split
         finally:
@@ -311,7 +311,7 @@ async def test_cap_even_for_one_block_gives_up_clearly(world: World) -> None:
         client = await connected(world)
         try:
             with pytest.raises(ChainError, match="even for one block"):
-                await client.transfers(world.seeds, 0, world.head)
+                await client.transfers(TransferQuery(world.seeds, 0, world.head))
         finally:
             await client.close()
     finally:
@@ -332,7 +332,7 @@ async def test_faulty_http_layer_gives_identical_results(world: World) -> None:
             "timeout",
             "partial",
         ] * 2
-        got = await client.transfers(world.seeds, 0, world.head, incoming=True)
+        got = await client.transfers(TransferQuery(world.seeds, 0, world.head, incoming=True))
         assert not world.bridge.faults  # every fault was served
         assert rows(got) == world.expected(outgoing=True, incoming=True)
     finally:

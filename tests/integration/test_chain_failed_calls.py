@@ -25,6 +25,7 @@ from tracer.chains.evm import EvmChain
 from tracer.chains.evm.node import _HEAVY_BATCHES
 from tracer.chains.retry import TransportOptions
 from tracer.devchain.scenario import KIND_BATCH, Scenario, ScenarioParams, generate
+from tracer.domain.transfers import TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -86,8 +87,8 @@ async def test_few_trace_batches_in_flight_and_the_same_transfers(
     try:
         assert small.supports_trace
         head = await direct.head()
-        got = await small.transfers([busy], 0, head, outgoing=True, incoming=False)
-        want = await direct.transfers([busy], 0, head, outgoing=True, incoming=False)
+        got = await small.transfers(TransferQuery([busy], 0, head, outgoing=True, incoming=False))
+        want = await direct.transfers(TransferQuery([busy], 0, head, outgoing=True, incoming=False))
         assert got == want
         assert sum(1 for t in got if t.position.startswith("call:")) >= 20
         assert counting.batches >= 3 * _HEAVY_BATCHES  # enough batches for the bound to matter

@@ -22,6 +22,7 @@ from tracer.chains.errors import RpcError
 from tracer.chains.evm import EvmChain
 from tracer.chains.limits import is_result_cap, span_limit, suggested_range
 from tracer.devchain.scenario import Scenario
+from tracer.domain.transfers import TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -102,7 +103,8 @@ async def test_infura_suggested_range_is_used(devchain_factory: DevChainFactory,
     head = node.chain.head
     wallets = _wallets(node)
     await _both(node, scripted, small_scenario,
-                lambda c: c.transfers(wallets, 0, head, outgoing=True, incoming=True), use_trace_filter=False)
+                lambda c: c.transfers(TransferQuery(wallets, 0, head, outgoing=True, incoming=True)),
+                use_trace_filter=False)
     assert scripted.refused
     # Every refusal was followed by a query over exactly the suggested range.
     for method, params in scripted.refused:
@@ -128,7 +130,8 @@ async def test_reth_max_results_range_is_used_for_trace_filter(devchain_factory:
     scripted = Scripted(node, rule)
     head = node.chain.head
     wallets = _wallets(node)
-    await _both(node, scripted, small_scenario, lambda c: c.transfers(wallets, 0, head, outgoing=True, incoming=True))
+    await _both(node, scripted, small_scenario,
+                lambda c: c.transfers(TransferQuery(wallets, 0, head, outgoing=True, incoming=True)))
     assert scripted.refused
     for _, params in scripted.refused:
         lo, _ = _span(params)
@@ -152,7 +155,7 @@ async def test_stated_span_cap_is_learnt(devchain_factory: DevChainFactory, smal
     head = node.chain.head
     wallets = _wallets(node)
     client = await _both(node, scripted, small_scenario,
-                         lambda c: c.transfers(wallets, 0, head, outgoing=True, incoming=True),
+                         lambda c: c.transfers(TransferQuery(wallets, 0, head, outgoing=True, incoming=True)),
                          use_trace_filter=False)
     assert client.max_log_range == span
     # One refusal per direction's first query; none after the span was learnt.
@@ -173,7 +176,7 @@ async def test_http_413_halves_batches_and_address_lists(devchain_factory: DevCh
     head = node.chain.head
     wallets = _wallets(node)
     await _both(node, scripted, small_scenario,
-                lambda c: c.transfers(wallets, 0, head, outgoing=True, incoming=True), batch_size=50)
+                lambda c: c.transfers(TransferQuery(wallets, 0, head, outgoing=True, incoming=True)), batch_size=50)
     assert scripted.asked
     assert all(len(json.dumps(p)) < limit for _, p in scripted.asked)
 

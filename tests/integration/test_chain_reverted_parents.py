@@ -22,6 +22,7 @@ from aiohttp import web
 
 from tests.fixtures_chain import serving
 from tracer.chains.evm import EvmChain
+from tracer.domain.transfers import TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -98,7 +99,7 @@ async def test_reverted_ancestors_decided_from_the_answers_where_they_hold_them(
         await client.connect()
         try:
             node.asked.clear()
-            got = await client.transfers([A], 0, 16, outgoing=True, incoming=True, times=False)
+            got = await client.transfers(TransferQuery([A], 0, 16, outgoing=True, incoming=True, times=False))
         finally:
             await client.close()
     assert [(t.tx_hash, t.to_address, t.amount) for t in got] == [(T2, R, 7)]

@@ -12,6 +12,7 @@ from web3._utils.http_session_manager import HTTPSessionManager
 
 from tracer.chains.evm import EvmChain
 from tracer.devchain.scenario import ScenarioParams, generate
+from tracer.domain.transfers import TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -26,7 +27,8 @@ async def test_a_leaked_web3_session_lock_does_not_hang_our_clients(devchain_fac
         try:
             await asyncio.wait_for(client.connect(), 30)
             assert await asyncio.wait_for(client.head(), 30) >= 0
-            transfers = await asyncio.wait_for(client.transfers(scenario.seeds, 0, await client.head()), 60)
+            asked = TransferQuery(scenario.seeds, 0, await client.head())
+            transfers = await asyncio.wait_for(client.transfers(asked), 60)
             assert transfers
         finally:
             await client.close()

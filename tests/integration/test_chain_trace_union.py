@@ -13,7 +13,7 @@ import pytest
 
 from tests.fixtures_chain import DevChainFactory, connected, proxy, senders, serving
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
-from tracer.domain.transfers import Transfer
+from tracer.domain.transfers import Transfer, TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -26,7 +26,8 @@ def scenario() -> Scenario:
 
 
 async def _both_ways(client: Any, sc: Scenario) -> list[Transfer]:
-    result: list[Transfer] = await client.transfers(senders(sc)[::3], 0, sc.head, outgoing=True, incoming=True)
+    asked = TransferQuery(senders(sc)[::3], 0, sc.head, outgoing=True, incoming=True)
+    result: list[Transfer] = await client.transfers(asked)
     return result
 
 

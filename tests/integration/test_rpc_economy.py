@@ -14,7 +14,7 @@ from tests.fixtures_db import temporary_database
 from tracer.chains.evm import EvmChain
 from tracer.demo import load_scenario_labels
 from tracer.devchain.scenario import Scenario, ScenarioParams, generate
-from tracer.domain.transfers import Transfer
+from tracer.domain.transfers import Transfer, TransferQuery
 from tracer.engine.service import create_trace
 from tracer.runner import run_with_workers
 from tracer.store import reads
@@ -32,10 +32,9 @@ class EagerChain:
     def __init__(self, client: EvmChain) -> None:
         self.client = client
 
-    async def transfers(self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
-                        incoming: bool = False, times: bool = True) -> list[Transfer]:
-        assert times, "a client without block_times must be asked for times with the transfers"
-        return await self.client.transfers(addresses, from_block, to_block, outgoing=outgoing, incoming=incoming)
+    async def transfers(self, query: TransferQuery) -> list[Transfer]:
+        assert query.times, "a client without block_times must be asked for times with the transfers"
+        return await self.client.transfers(query)
 
     async def native_balances(self, queries: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return await self.client.native_balances(queries)

@@ -1,4 +1,4 @@
-"""A node URL's secrets never reach an error message.
+"""A node URL's secrets never reach an error message or a log line.
 
 Providers put the API key in the URL (`https://mainnet.infura.io/v3/KEY`, `?apikey=KEY`) or in its
 user part, and chain errors travel far: logs, the API's error bodies, and a trace's stored
@@ -7,17 +7,20 @@ user part, and chain errors travel far: logs, the API's error bodies, and a trac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
 
+from tests.fixtures_chain import RunningDevChain
 from tracer.chains.bitcoin.esplora import EsploraChain
 from tracer.chains.errors import ChainError
 from tracer.chains.evm.client import EvmChain
 from tracer.chains.jsonrpc import JsonRpcTransport
 from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.chains.tron_http import TronHttp
+from tracer.domain.transfers import TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -79,3 +82,23 @@ async def test_esplora_and_tron_http_errors_name_the_server_without_its_secrets(
     tron = TronHttp(broken, ONCE)
     await tron.open()
     _clean(await _error(lambda: tron.post("/wallet/getnowblock", {}), tron.close), _named(broken))
+
+
+async def test_an_evm_clients_logs_name_the_node_without_its_secrets(
+    devchain: RunningDevChain, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the client logs while it learns a node (head, paths, limits) and reads from it."""
+    port_url = devchain.url.rstrip("/")
+    secret_url = port_url.replace("http://", "http://user:hunter2@") + "/v3/KEYPATHSECRET?apikey=QUERYSECRET"
+    assert devchain.scenario is not None
+    client = EvmChain(secret_url, use_trace_filter=False)
+    caplog.set_level(logging.DEBUG, logger="tracer")
+    try:
+        await client.connect()
+        assert await client.transfers(TransferQuery(devchain.scenario.seeds, 0, await client.head()))
+    finally:
+        await client.close()
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("tracer.chains")]
+    assert any(port_url in m for m in logged), logged  # the node is still named where it was
+    for message in logged:
+        assert not any(s in message for s in SECRETS), message

@@ -15,7 +15,7 @@ from tracer.chains.tron import TronChain
 from tracer.devchain.http import FaultPlan
 from tracer.devchain.tron import SOLID_LAG, TRC10_ID, USD, USDT, TronStory, generate
 from tracer.devchain.tron_server import TronServer
-from tracer.domain.transfers import NATIVE, TransferKind
+from tracer.domain.transfers import NATIVE, TransferKind, TransferQuery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -50,18 +50,19 @@ async def test_transfers_of_every_kind(client: TronChain, story: TronStory) -> N
     by = {(o.entity, o.asset): o for o in story.truth.offramps}
     trx_in, usdt_in = by[("OKX", NATIVE)], by[("Binance", USDT)]
     okx2 = trx_in.address
-    got = await client.transfers([okx2], 0, await client.head(), outgoing=False, incoming=True)
+    got = await client.transfers(TransferQuery([okx2], 0, await client.head(), outgoing=False, incoming=True))
     by_kind = {(t.kind, t.asset): t for t in got}
     internal = by_kind[(TransferKind.INTERNAL, NATIVE)]
     assert internal.amount == trx_in.amount and internal.position == "call:0"
     assert by_kind[(TransferKind.TOKEN, "trc10:" + TRC10_ID)].amount == 5_000_000_000
     assert internal.decimals == 6 and internal.symbol == "TRX"
     # Outgoing: the sweeps, TRX at the top level and the TRC-10 token.
-    out = await client.transfers([okx2], 0, await client.head())
+    out = await client.transfers(TransferQuery([okx2], 0, await client.head()))
     assert {(t.kind, t.to_address) for t in out} == {(TransferKind.NATIVE, story.truth.hot_wallets["OKX"]),
                                                     (TransferKind.TOKEN, story.truth.hot_wallets["OKX"])}
     # TRC-20 from logs, addresses back in tracer's 0x41 form, the log's position and block time.
-    usdt = await client.transfers([usdt_in.address], 0, await client.head(), outgoing=False, incoming=True)
+    into_usdt = TransferQuery([usdt_in.address], 0, await client.head(), outgoing=False, incoming=True)
+    usdt = await client.transfers(into_usdt)
     (t,) = usdt
     assert (t.asset, t.amount, t.to_address) == (USDT, usdt_in.amount, usdt_in.address)
     assert t.position.startswith("log:") and t.block_time == story.blocks[t.block_number].timestamp_ms // 1000
@@ -101,7 +102,7 @@ async def test_a_misbehaving_node_is_retried(story: TronStory) -> None:
         c = TronChain(s.jsonrpc_url, transport=TransportOptions(policy=RetryPolicy(retries=12, backoff=0.01)))
         await c.connect()
         try:
-            got = await c.transfers([story.seeds[0]], 0, await c.head())
+            got = await c.transfers(TransferQuery([story.seeds[0]], 0, await c.head()))
             # Out of the thief: USDT twice, TRX twice, the TRC-10 token once (its id decoded from hex).
             assert sorted((t.asset, t.amount) for t in got) == sorted(
                 (a, n) for a, n in [(USDT, 900_000 * USD + 123_456), (USDT, 1_000_000 * USD), (NATIVE, 450_000 * 10**6),

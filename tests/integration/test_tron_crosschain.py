@@ -15,6 +15,7 @@ from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.chains.tron import TronChain
 from tracer.devchain.tron import USDT, TronStory, address, generate
 from tracer.devchain.tron_server import TronServer
+from tracer.domain.transfers import TransferQuery
 from tracer.engine import bridges
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -43,7 +44,7 @@ async def test_a_thorchain_swap_to_tron_usdt_finds_its_payout(story_client: tupl
     assert dest == wallet
 
     deposit_time = story.blocks[5].timestamp_ms // 1000
-    incoming = await client.transfers([dest], 0, await client.head(), outgoing=True, incoming=True)
+    incoming = await client.transfers(TransferQuery([dest], 0, await client.head(), outgoing=True, incoming=True))
     match = bridges.match_payout(incoming, replace(ex, dest_address=dest), deposit_time)
     assert match is not None and match.method == bridges.MATCH_SINGLE
     assert (match.transfer.asset, match.transfer.amount, match.transfer.to_address) == (USDT, 1_000_000 * 10**6, wallet)

@@ -49,7 +49,7 @@ import asyncpg
 
 from tracer.alerts import screening
 from tracer.domain.alerts import Extend, Retraction, WatchingTrace
-from tracer.domain.transfers import NATIVE, Transfer
+from tracer.domain.transfers import NATIVE, Transfer, TransferQuery
 from tracer.engine.policy import Policy
 from tracer.store import follow
 from tracer.store import traces as trace_store
@@ -65,10 +65,7 @@ class FollowSource(Protocol):
 
     async def head(self) -> int: ...
 
-    async def transfers(
-        self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
-        incoming: bool = False,
-    ) -> list[Transfer]: ...
+    async def transfers(self, query: TransferQuery) -> list[Transfer]: ...
 
     async def token_meta(self, tokens: Sequence[str]) -> dict[str, tuple[int | None, str | None]]: ...
 
@@ -261,7 +258,8 @@ class Monitor:
             # back by a reorg) is fetched from where its cache ends, so coverage stays contiguous.
             lagging = [hi + 1 for lo, hi in known.values() if hi < old]
             fetch_from = max(min([old + 1, *lagging]), min(r.from_block for r in rows))
-            transfers = await client.transfers(addresses, fetch_from, target, outgoing=True, incoming=True)
+            asked = TransferQuery(addresses, fetch_from, target, outgoing=True, incoming=True)
+            transfers = await client.transfers(asked)
             transfers = await self._with_token_meta(client, transfers)
             async with self.pool.acquire() as conn, conn.transaction():
                 await trace_store.store_transfers(conn, transfers)

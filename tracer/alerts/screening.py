@@ -26,7 +26,7 @@ from tracer.alerts.events import format_units
 from tracer.chains.evm import EvmChain
 from tracer.domain.chains import native_unit
 from tracer.domain.labels import RISK_CATEGORIES, Category, Label
-from tracer.domain.transfers import NATIVE, Transfer
+from tracer.domain.transfers import NATIVE, Transfer, TransferQuery
 from tracer.engine import backward
 from tracer.store import labels as label_store
 from tracer.store import screening as screen_store
@@ -57,7 +57,8 @@ async def screen_new_inflows(pool: asyncpg.Pool, chain: str, client: Any, head: 
         if target <= sub.screened_to:
             continue
         watched = set(sub.addresses)
-        found = await client.transfers(sorted(watched), sub.screened_to + 1, target, outgoing=False, incoming=True)
+        found = await client.transfers(
+            TransferQuery(sorted(watched), sub.screened_to + 1, target, outgoing=False, incoming=True))
         inflows: dict[str, list[Transfer]] = defaultdict(list)
         for t in found:
             if t.to_address in watched and t.from_address != t.to_address and t.amount > 0 \

@@ -9,16 +9,13 @@ from typing import Protocol, runtime_checkable
 
 from tracer.chains.records import LogAddresses, LogRecord, LogTopics
 from tracer.chains.utxo_records import UtxoTx
-from tracer.domain.transfers import Transfer
+from tracer.domain.transfers import Transfer, TransferQuery
 
 
 class ChainSource(Protocol):
     """What a trace step needs from a chain client."""
 
-    async def transfers(
-        self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
-        incoming: bool = False, times: bool = True,
-    ) -> list[Transfer]: ...
+    async def transfers(self, query: TransferQuery) -> list[Transfer]: ...
 
     async def native_balances(self, queries: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
 

@@ -40,7 +40,7 @@ from tracer.chains.records import FeePaid, LogAddresses, LogRecord, LogTopics
 from tracer.chains.retry import TransportOptions
 from tracer.chains.tron_http import TronHttp
 from tracer.chains.urls import node_name
-from tracer.domain.transfers import NATIVE, Transfer
+from tracer.domain.transfers import NATIVE, Transfer, TransferQuery
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class TronChain(Connected):
             seen = genesis.ref.hash if genesis else "no genesis block"
             raise WrongChain(f"the Tron HTTP API at {self.api.name} serves another chain ({seen}) than the JSON-RPC at "
                              f"{self.name} (chain id {self.chain_id}): check TRACER_TRON_API_URL")
-        log.info("chain %s (Tron, chain id %d) at %s: solidified head %d", self.chain, self.chain_id, self.url,
+        log.info("chain %s (Tron, chain id %d) at %s: solidified head %d", self.chain, self.chain_id, self.name,
                  await self.head())
 
     async def close(self) -> None:
@@ -157,34 +157,28 @@ class TronChain(Connected):
 
     # -- transfers ----------------------------------------------------------------------------
 
-    async def transfers(
-        self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
-        incoming: bool = False, times: bool = True,
-    ) -> list[Transfer]:
-        """Every TRX, TRC-10 and TRC-20 movement out of (and/or into) `addresses` in the range
-        (`times` is the worker's interface: blocks read here carry their time, so all have one)."""
-        wanted = {normalize_tron(a) for a in addresses}
-        if not wanted or from_block > to_block:
+    async def transfers(self, query: TransferQuery) -> list[Transfer]:
+        """Every TRX, TRC-10 and TRC-20 movement the query asks for (`query.times` changes
+        nothing: blocks read here carry their time, so all have one)."""
+        wanted = {normalize_tron(a) for a in query.addresses}
+        if query.empty:
             return []
         tokens, native = await asyncio.gather(
-            self._token_transfers(sorted(wanted), from_block, to_block, outgoing, incoming),
-            self._block_transfers(wanted, from_block, to_block, outgoing, incoming),
+            self._token_transfers(sorted(wanted), query),
+            self._block_transfers(wanted, query),
         )
         found = {t.key: t for t in [*tokens, *native]}
         return sorted(found.values(), key=lambda t: t.order)
 
-    async def _block_transfers(
-        self, wanted: set[str], from_block: int, to_block: int, outgoing: bool, incoming: bool,
-    ) -> list[Transfer]:
-        blocks = await self._read_blocks(range(from_block, to_block + 1))
+    async def _block_transfers(self, wanted: set[str], query: TransferQuery) -> list[Transfer]:
+        blocks = await self._read_blocks(range(query.from_block, query.to_block + 1))
         infos = await self._infos_of(n for n, b in blocks.items() if b.calls_contracts())
         out = []
         for n, block in blocks.items():
             moved = tm.block_transfers(self.chain, block)
             if n in infos:
                 moved += tm.internal_transfers(self.chain, block, infos[n])
-            out += [t for t in moved
-                    if (outgoing and t.from_address in wanted) or (incoming and t.to_address in wanted)]
+            out += [t for t in moved if query.wants(t, wanted)]
         return out
 
     def _log_queries(self, addresses: Sequence[str], topic: int, from_block: int, to_block: int,
@@ -213,14 +207,12 @@ class TronChain(Connected):
                     entries[(str(entry["transactionHash"]).lower(), str(entry["logIndex"]))] = entry
         return list(entries.values())
 
-    async def _token_transfers(
-        self, wanted: Sequence[str], from_block: int, to_block: int, outgoing: bool, incoming: bool,
-    ) -> list[Transfer]:
+    async def _token_transfers(self, wanted: Sequence[str], query: TransferQuery) -> list[Transfer]:
         calls = []
-        if outgoing:
-            calls += self._log_queries(wanted, 1, from_block, to_block)
-        if incoming:
-            calls += self._log_queries(wanted, 2, from_block, to_block)
+        if query.outgoing:
+            calls += self._log_queries(wanted, 1, query.from_block, query.to_block)
+        if query.incoming:
+            calls += self._log_queries(wanted, 2, query.from_block, query.to_block)
         entries = await self._get_logs(calls)
         times = await self.block_times({int(str(e["blockNumber"]), 16) for e in entries})
         out = []

@@ -4,6 +4,7 @@ engine follows it. Node JSON never reaches this record (tracer.chains maps it)."
 from __future__ import annotations
 
 import re
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -52,6 +53,50 @@ class Transfer:
     @property
     def order(self) -> tuple[int, int, int, str]:
         return (self.block_number, self.tx_index, _position_rank(self.position), position_key(self.position))
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class TransferQuery:
+    """One ask of a chain client for the transfers around some addresses in blocks [from_block,
+    to_block]: out of them (`outgoing`), into them (`incoming`) or both.
+
+    One record instead of six parameters, so the clients, the wrappers around them (reorg guard,
+    monitor) and the protocols naming them agree on one meaning, and the checks every client
+    needs live here once. `times=False` lets a client leave `block_time` at -1 where it would
+    have to read a header only for the time: a busy wallet's noise spans thousands of blocks and
+    only the transfers that become hops need one (the caller reads those with `block_times`).
+    Clients normalise the addresses themselves, by their chain's rules.
+    """
+
+    addresses: tuple[str, ...]
+    from_block: int
+    to_block: int
+    outgoing: bool = True
+    incoming: bool = False
+    times: bool = True
+
+    def __init__(self, addresses: Iterable[str], from_block: int, to_block: int, *, outgoing: bool = True,
+                 incoming: bool = False, times: bool = True) -> None:
+        if from_block < 0 or to_block < 0:
+            raise ValueError(f"block numbers must be >= 0, got {from_block}..{to_block}")
+        # Callers pass lists, sets and generators: kept as a tuple so the query is one value.
+        object.__setattr__(self, "addresses", tuple(addresses))
+        object.__setattr__(self, "from_block", from_block)
+        object.__setattr__(self, "to_block", to_block)
+        object.__setattr__(self, "outgoing", outgoing)
+        object.__setattr__(self, "incoming", incoming)
+        object.__setattr__(self, "times", times)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing can match: no address, no direction, or an empty range."""
+        return not self.addresses or not (self.outgoing or self.incoming) or self.from_block > self.to_block
+
+    def wants(self, transfer: Transfer, addresses: Container[str]) -> bool:
+        """Whether `transfer` moves in an asked direction relative to `addresses` (the query's own,
+        normalised by the client)."""
+        return ((self.outgoing and transfer.from_address in addresses)
+                or (self.incoming and transfer.to_address in addresses))
 
 
 def position_key(position: str) -> str:

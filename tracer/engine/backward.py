@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tracer.domain.labels import RISK_CATEGORIES
-from tracer.domain.transfers import Transfer
+from tracer.domain.transfers import Transfer, TransferQuery
 from tracer.engine import widest
 
 ZERO = "0x" + "0" * 40
@@ -41,8 +41,7 @@ Color = tuple[str, str]  # (how, address)
 
 
 class TransferSource(Protocol):
-    async def transfers(self, addresses: Iterable[str], from_block: int, to_block: int, outgoing: bool = True,
-                        incoming: bool = False) -> list[Transfer]: ...
+    async def transfers(self, query: TransferQuery) -> list[Transfer]: ...
 
     async def native_balances(self, queries: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
 
@@ -169,7 +168,7 @@ async def source_of_funds(chain: TransferSource, chain_name: str, labels: LabelL
             todo = todo[:max(0, room)] if len(seen) <= max_transfers else []
         if not todo:
             break
-        for t in await chain.transfers(todo, from_block, to_block, outgoing=True, incoming=True):
+        for t in await chain.transfers(TransferQuery(todo, from_block, to_block, outgoing=True, incoming=True)):
             seen.setdefault(t.key, t)
         walked.update(todo)
         senders = sorted({t.from_address for t in seen.values() if t.to_address in walked} - depth_of.keys())

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from tracer.chains.errors import StateUnavailable
-from tracer.domain.transfers import NATIVE, Transfer
+from tracer.domain.transfers import NATIVE, Transfer, TransferQuery
 from tracer.engine.taint import CLEAN_MONEY_MODELS
 
 log = logging.getLogger("tracer.balances")
@@ -100,10 +100,7 @@ class HistorySource(Protocol):
 
     async def head(self) -> int: ...
 
-    async def transfers(
-        self, addresses: Sequence[str], from_block: int, to_block: int, *, outgoing: bool = True,
-        incoming: bool = False,
-    ) -> list[Transfer]: ...
+    async def transfers(self, query: TransferQuery) -> list[Transfer]: ...
 
     async def fees_paid(self, addresses: Iterable[str], from_block: int, to_block: int) -> Sequence[Any]: ...
 
@@ -252,7 +249,7 @@ async def derive(
                                         for a in addresses}
     if head > to_block:
         wanted = set(flows)
-        for t in await source.transfers(addresses, to_block + 1, head, outgoing=True, incoming=True):
+        for t in await source.transfers(TransferQuery(addresses, to_block + 1, head, outgoing=True, incoming=True)):
             for a in {t.from_address, t.to_address} & wanted:
                 flows[a].append(t)
     lo = min(needs[a][0] for a in addresses)

@@ -32,7 +32,7 @@ from types import ModuleType
 
 import asyncpg
 
-from tracer.store.urls import quote_ident, with_database
+from tracer.store.urls import quote_ident, redact_url, with_database
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ async def start_embedded(
     log.info(
         "embedded postgres ready data_dir=%s url=%s elapsed_s=%.2f",
         embedded_pgdata(data_dir),
-        url,
+        redact_url(url),
         time.monotonic() - started,
     )
     return url

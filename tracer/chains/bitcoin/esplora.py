@@ -39,7 +39,7 @@ from tracer.chains.retry import Retry, TransportOptions
 from tracer.chains.urls import node_name
 from tracer.chains.utxo_records import Outspend, UtxoTx
 from tracer.domain.chains import BITCOIN
-from tracer.domain.transfers import Transfer
+from tracer.domain.transfers import Transfer, TransferQuery
 
 log = logging.getLogger(__name__)
 
@@ -270,22 +270,13 @@ class EsploraChain(Connected):
             found.extend(page)
         return found
 
-    async def transfers(
-        self,
-        addresses: Sequence[str],
-        from_block: int,
-        to_block: int,
-        *,
-        outgoing: bool = True,
-        incoming: bool = False,
-        times: bool = True,
-    ) -> list[Transfer]:
-        """Transfers from (outgoing) and/or to (incoming) the addresses in blocks
-        [from_block, to_block], sorted by .order, one per key (`times` is accepted for the
-        worker's interface: an Esplora transaction carries its block time, so it always has one)."""
-        wanted = list(dict.fromkeys(normalize_btc(a) for a in addresses))
-        if not wanted or (not outgoing and not incoming) or from_block > to_block:
+    async def transfers(self, query: TransferQuery) -> list[Transfer]:
+        """The transfers the query asks for, sorted by .order, one per key (`query.times` changes
+        nothing: an Esplora transaction carries its block time, so it always has one)."""
+        wanted = list(dict.fromkeys(normalize_btc(a) for a in query.addresses))
+        if query.empty:
             return []
+        from_block, to_block = query.from_block, query.to_block
         pages = await gather_or_cancel(self._history(a, from_block) for a in wanted)
         raw: dict[str, Mapping[str, Any]] = {}
         for page in pages:
@@ -300,7 +291,7 @@ class EsploraChain(Connected):
             for t in flatten(utx, self.chain):
                 if t.key in seen:
                     continue
-                if (outgoing and t.from_address in mine) or (incoming and t.to_address in mine):
+                if query.wants(t, mine):
                     seen.add(t.key)
                     out.append(t)
         out.sort(key=lambda t: t.order)

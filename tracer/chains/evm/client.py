@@ -31,7 +31,7 @@ from tracer.chains.jsonrpc import gather_or_cancel, is_method_missing
 from tracer.chains.lifecycle import Connected
 from tracer.chains.limits import Direction
 from tracer.chains.records import FeePaid
-from tracer.domain.transfers import Transfer
+from tracer.domain.transfers import Transfer, TransferQuery
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
             "chain %s (id %d) at %s: head %d, native transfers via %s, receipts via %s, %s",
             self.chain,
             self.chain_id,
-            self.url,
+            self.name,
             head,
             self.path,
             receipts,
@@ -190,35 +190,20 @@ class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
 
     # -- transfers ----------------------------------------------------------------------------
 
-    async def transfers(
-        self,
-        addresses: Iterable[str],
-        from_block: int,
-        to_block: int,
-        outgoing: bool = True,
-        incoming: bool = False,
-        times: bool = True,
-    ) -> list[Transfer]:
-        """Every value transfer out of (and, if asked, into) `addresses` in [from_block, to_block].
-
-        Native top-level, native internal and ERC-20; failed transactions and calls and zero
-        values left out; deduplicated by `Transfer.key`; sorted by `Transfer.order`.
-
-        `times=False`: no header is read for block times the answers and the cache do not already
-        hold (`block_time` is then -1). A busy wallet's noise spans thousands of blocks, and only
-        the few transfers that become hops need a time: the caller reads those with
-        `block_times`, one batch for the blocks it keeps.
-        """
+    async def transfers(self, query: TransferQuery) -> list[Transfer]:
+        """Every value transfer the query asks for: native top-level, native internal and ERC-20;
+        failed transactions and calls and zero values left out; deduplicated by `Transfer.key`;
+        sorted by `Transfer.order`. Without `query.times`, no header is read for block times the
+        answers and the cache do not already hold (`block_time` is then -1)."""
         self._require_connected()
-        wanted = frozenset(normalize_evm(a) for a in addresses)
-        if from_block < 0 or to_block < 0:
-            raise ValueError(f"block numbers must be >= 0, got {from_block}..{to_block}")
-        if not wanted or from_block > to_block or not (outgoing or incoming):
+        wanted = frozenset(normalize_evm(a) for a in query.addresses)
+        if query.empty:
             return []
+        from_block, to_block = query.from_block, query.to_block
         directions: list[Direction] = []
-        if outgoing:
+        if query.outgoing:
             directions.append("out")
-        if incoming:
+        if query.incoming:
             directions.append("in")
         ordered = tuple(sorted(wanted))
         chunks = [
@@ -227,7 +212,7 @@ class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
         if self.supports_trace:
             native_job = self._native_by_trace(chunks, directions, from_block, to_block)
         else:
-            native_job = self._native_by_scan(wanted, outgoing, incoming, from_block, to_block)
+            native_job = self._native_by_scan(wanted, query)
         native, tokens = await gather_or_cancel(
             [native_job, self._token_transfers(chunks, directions, from_block, to_block)]
         )
@@ -235,7 +220,7 @@ class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
         for transfer in (*native, *tokens):
             found.setdefault(transfer.key, transfer)
         untimed = {t.block_number for t in found.values() if t.block_time < 0}
-        known = await self.block_times(untimed) if times else self._cached_times(untimed)
+        known = await self.block_times(untimed) if query.times else self._cached_times(untimed)
         result = [t if t.block_time >= 0 or t.block_number not in known
                   else replace(t, block_time=known[t.block_number]) for t in found.values()]
         result.sort(key=lambda t: t.order)

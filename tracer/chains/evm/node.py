@@ -211,7 +211,7 @@ class EvmNode:
         block-span cap the node states holds for every later eth_getLogs too."""
         parts, span = smaller(q, err)
         if span is not None and method == "eth_getLogs" and (self.max_log_range is None or span < self.max_log_range):
-            log.info("node at %s caps eth_getLogs at %d blocks: cutting every query to that", self.url, span)
+            log.info("node at %s caps eth_getLogs at %d blocks: cutting every query to that", self.name, span)
             self.max_log_range = span
         return parts
 

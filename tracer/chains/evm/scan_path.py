@@ -15,7 +15,7 @@ from tracer.chains.errors import ChainError
 from tracer.chains.evm import mappers
 from tracer.chains.evm.node import EvmNode
 from tracer.chains.evm.records import ScannedBlock
-from tracer.domain.transfers import Transfer
+from tracer.domain.transfers import Transfer, TransferQuery
 
 log = logging.getLogger(__name__)
 
@@ -23,24 +23,22 @@ log = logging.getLogger(__name__)
 class ScanPath(EvmNode):
     """Native transfers and the senders of transactions, by reading every block of a range."""
 
-    async def _native_by_scan(
-        self, wanted: frozenset[str], outgoing: bool, incoming: bool, from_block: int, to_block: int
-    ) -> list[Transfer]:
+    async def _native_by_scan(self, wanted: frozenset[str], query: TransferQuery) -> list[Transfer]:
         if self.debug_method is None and not self._warned_no_internal:
             self._warned_no_internal = True
             log.warning(
                 "node at %s has neither trace_filter nor debug tracing: internal native transfers "
                 "(ETH forwarded by contracts) cannot be seen; only top-level and token transfers",
-                self.url,
+                self.name,
             )
         out: list[Transfer] = []
 
         def pick(block: ScannedBlock) -> None:
             for t in block.transfers:
-                if (outgoing and t.from_address in wanted) or (incoming and t.to_address in wanted):
+                if query.wants(t, wanted):
                     out.append(t)
 
-        await self._each_block(from_block, to_block, pick)
+        await self._each_block(query.from_block, query.to_block, pick)
         return out
 
     async def _scan_senders(
@@ -213,7 +211,7 @@ class ScanPath(EvmNode):
             log.warning(
                 "%s at %s does not answer with callTracer frames: internal native transfers cannot be seen",
                 self.debug_method,
-                self.url,
+                self.name,
             )
         return False
 

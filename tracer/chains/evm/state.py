@@ -196,7 +196,7 @@ class StateReads(EvmNode):
         for ans, block in zip(answers, blocks, strict=True):
             if isinstance(ans, RpcError) and history.is_state_missing(ans):
                 if self.historical_state:
-                    log.warning("node at %s keeps no state at block %d after all: %s", self.url, block, ans.message)
+                    log.warning("node at %s keeps no state at block %d after all: %s", self.name, block, ans.message)
                 raise StateUnavailable(
                     f"node at {self.name} keeps no state at block {block}: {ans.message} (code {ans.code})", block
                 )

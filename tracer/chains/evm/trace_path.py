@@ -43,13 +43,13 @@ class TracePath(EvmNode):
                 if self.trace_union is not None:
                     raise
                 self.trace_union = False
-                log.info("node at %s refused trace_filter mode=union (%s): one query per direction", self.url, err)
+                log.info("node at %s refused trace_filter mode=union (%s): one query per direction", self.name, err)
                 union = _Rows()
             if not self.trace_union:
                 separate = await self._trace_rows(chunks, directions, from_block, to_block)
                 if separate.seen - union.seen:
                     self.trace_union = False
-                    log.info("node at %s ignores trace_filter mode=union: one query per direction", self.url)
+                    log.info("node at %s ignores trace_filter mode=union: one query per direction", self.name)
                 union = separate
         else:
             union = await self._trace_rows(chunks, directions, from_block, to_block)
@@ -216,7 +216,7 @@ class TracePath(EvmNode):
             log.warning(
                 "node at %s has trace_filter but no trace_transaction: reverts of parent calls are "
                 "checked by receipt status only",
-                self.url,
+                self.name,
             )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from tracer.chains.protocols import WindowSource
 from tracer.domain.records import ChainWindow, StoredTransfer
+from tracer.domain.transfers import TransferQuery
 from tracer.engine import bridges
 from tracer.engine.backward_links import BridgeCrossing
 from tracer.engine.service import block_at_time
@@ -131,7 +132,7 @@ async def _deposit_transfers(ctx: StepContext, chain: str, client: Any,
         blocks[block].add(tx)
     found: dict[str, StoredTransfer] = {}
     for block, txs in sorted(blocks.items()):
-        fetched = await client.transfers(sorted(receivers), block, block, outgoing=False, incoming=True)
+        fetched = await client.transfers(TransferQuery(sorted(receivers), block, block, outgoing=False, incoming=True))
         async with ctx.pool.acquire() as conn, conn.transaction():
             await store.store_transfers(conn, fetched)
         async with ctx.pool.acquire() as conn:

@@ -17,7 +17,7 @@ from tracer.chains.protocols import ChainSource, WindowSource
 from tracer.domain.destinations import BridgedPart, Destination, Onward, Payout, merge_destination_lists
 from tracer.domain.labels import Category
 from tracer.domain.records import ChainWindow, HopRow, StoredTransfer
-from tracer.domain.transfers import NATIVE
+from tracer.domain.transfers import NATIVE, TransferQuery
 from tracer.domain.verdicts import HopStatus, Judged, Reason, Verdict
 from tracer.engine import bridges, classify
 from tracer.engine.recognised import ServiceLogs, recognised_evidence
@@ -176,7 +176,7 @@ async def _find_payout(
     sequence): one getLogs for this deposit's (`source` is the deposit's chain)."""
     if start > window.to_block:
         return None
-    fetched = await client.transfers([address], start, window.to_block, outgoing=True, incoming=True)
+    fetched = await client.transfers(TransferQuery([address], start, window.to_block, outgoing=True, incoming=True))
     topics = bridges.payout_filter(ex, source, address)
     if topics is not None and any(t.to_address == address and t.memo is None for t in fetched):
         outs = await client.logs(None, topics, start, window.to_block)

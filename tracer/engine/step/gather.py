@@ -16,7 +16,7 @@ from tracer.chains.protocols import BlockLogSource, ChainSource, UtxoSource, Win
 from tracer.chains.records import LogAddresses, LogTopics
 from tracer.domain.labels import Category
 from tracer.domain.records import Job, StoredTransfer
-from tracer.domain.transfers import NATIVE
+from tracer.domain.transfers import NATIVE, TransferQuery
 from tracer.domain.verdicts import HopStatus, Judged
 from tracer.engine import balances, classify, freezes, mixer_events
 from tracer.engine.policy import Policy
@@ -95,8 +95,8 @@ async def ensure_transfers(ctx: StepContext, trace: TraceInfo, from_blocks: Mapp
         # Block times and token names are read later, for the transfers that become hops
         # (describe): a wallet's noise spans thousands of blocks and tokens nobody reports.
         lazy = isinstance(chain, WindowSource)
-        fetched = await chain.transfers(missing, fetch_from, trace.to_block, outgoing=True, incoming=True,
-                                        times=not lazy)
+        fetched = await chain.transfers(TransferQuery(missing, fetch_from, trace.to_block, outgoing=True,
+                                                      incoming=True, times=not lazy))
         tokens = sorted({t.asset for t in fetched if t.asset != NATIVE})
         if tokens and not lazy:
             # Reports show "1,250 USDT", not raw units of an anonymous contract.
