@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import re
 import sys
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tracer.addresses import InvalidAddress
+from tracer.addresses import InvalidAddress, show_tron
 from tracer.domain.labels import Category, Label
 from tracer.labels.csvfile import write_label_csv
 from tracer.labels.ofac import SCOPE as OFAC_SCOPE
@@ -356,6 +357,15 @@ def build(data: Path) -> tuple[list[tuple[Label, str | None]], dict[str, Any], C
     return rows, manifest, c.skipped
 
 
+def render_csv(rows: list[tuple[Label, str | None]]) -> str:
+    """The shipped file's text. Tron addresses are written as people know them (T...), as every
+    export shows them; the loader stores them in tracer's 0x41 form either way."""
+    out = io.StringIO(newline="")
+    out.write("# tracer default label set; built by python -m tracer.labels.build_default; see SOURCES.md\n")
+    write_label_csv(rows, out)
+    return show_tron(out.getvalue())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tracer.labels.build_default", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -367,9 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows, manifest, skipped = build(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / CSV_NAME).open("w", encoding="utf-8", newline="") as fh:
-        fh.write("# tracer default label set; built by python -m tracer.labels.build_default; see SOURCES.md\n")
-        write_label_csv(rows, fh)
+    (args.out / CSV_NAME).write_text(render_csv(rows), encoding="utf-8", newline="")
     (args.out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"{manifest['rows']} rows -> {args.out / CSV_NAME}")
     for category, n in manifest["by_category"].items():

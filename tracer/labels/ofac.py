@@ -26,7 +26,7 @@ from tracer.addresses import InvalidAddress
 from tracer.domain.chains import EVM_CHAINS
 from tracer.domain.labels import Category, Label
 from tracer.labels.parsed import LabelImportError, ParsedList, day, next_day, parse_date
-from tracer.labels.vocab import case_insensitive, chain_for_asset, normalize_address
+from tracer.labels.vocab import case_insensitive, chain_for_asset, normalize_address, visibly_case_lost
 
 SOURCE = "ofac-sdn"
 SCOPE = "ofac-sdn"
@@ -104,7 +104,8 @@ class _Builder:
             source=source, confidence=CONFIDENCE, valid_from=valid_from, valid_to=valid_to,
             program=program or None, evidence={"assets": [asset], **evidence},
         )
-        target = self.lossy if lowercased_upstream and not case_insensitive(chain, raw) else self.exact
+        lost = (lowercased_upstream and not case_insensitive(chain, raw)) or visibly_case_lost(chain, raw)
+        target = self.lossy if lost else self.exact
         key = (*label.identity, valid_from, valid_to)
         prev = target.get(key)
         if prev is not None and prev.evidence is not None:

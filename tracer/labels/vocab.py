@@ -145,8 +145,8 @@ def normalize_address(chain: str, address: str) -> str:
     if chain in EVM_CHAINS:
         return normalize_evm(text)
     if chain == TRON:
-        if text[:1] == "t" and text == text.lower():
-            return text  # a lowercased base58 address: unusable, the importer's case-lost path
+        if visibly_case_lost(chain, text):
+            return text  # unusable, but kept for the importers' case-lost path
         return normalize_tron(text)  # hex inside, like the traces that look labels up
     lower = text.lower()
     if chain == BITCOIN and not (text == lower and not lower.startswith(_BECH32_PREFIXES)):
@@ -156,6 +156,13 @@ def normalize_address(chain: str, address: str) -> str:
     if lower.startswith(_BECH32_PREFIXES) or _CASHADDR.match(text):
         return lower
     return text
+
+
+def visibly_case_lost(chain: str, address: str) -> bool:
+    """True for a base58 Tron address someone lowercased: every real one starts with "T", so the
+    spelling proves the case is gone even where the list that carries it does not say so."""
+    text = address.strip()
+    return chain == TRON and text[:1] == "t" and text == text.lower()
 
 
 def case_insensitive(chain: str, address: str) -> bool:
