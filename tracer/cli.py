@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import os
@@ -17,10 +16,13 @@ from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.store.urls import add_database_url
 from tracer.textsafe import terminal_safe
 
+# asyncio (~40 ms with ssl) is imported once the arguments are parsed: `tracer --help` and a mistyped
+# flag end in the parser (test_cli_startup).
+
 
 def _rpc_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rpc", default=os.environ.get("TRACER_RPC_URL"),
-                   help="JSON-RPC URL of the chain node (env TRACER_RPC_URL)")
+    # None: the handler reads TRACER_RPC_URL when it runs (tracer.config.rpc_urls), not the parser when built.
+    p.add_argument("--rpc", default=None, help="JSON-RPC URL of the chain node (env TRACER_RPC_URL)")
     p.add_argument("--chain", default="ethereum", help="chain name (default ethereum)")
 
 
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a claimed job stays ours without a heartbeat (a dead worker's jobs return after it)")
     p.set_defaults(func=_worker)
 
+    # Each module's register() adds flags only: its handlers import what they run, so building the
+    # parser (any command, --help too) loads no web3, eth_abi or aiohttp (test_cli_startup).
     for module in ("tracer.devchain.cli", "tracer.db_cli", "tracer.labels.cli", "tracer.api.cli",
                    "tracer.alerts.cli", "tracer.engine.cli", "tracer.cases_cli"):
         try:
@@ -91,6 +95,8 @@ def _run(coro: Coroutine[Any, Any, Any], *, fast_loop: bool) -> Any:
             pass
         else:
             return uvloop.run(coro)
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -98,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.setup(args.log_level)
+    import asyncio
+
     func = args.func
     try:
         result = func(args)
@@ -172,6 +180,8 @@ async def _trace(args: argparse.Namespace) -> int:
 
 
 async def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
     from tracer.config import rpc_urls
     from tracer.nodes import connect_all
     from tracer.reorg import guarded

@@ -12,16 +12,13 @@ synchronous (they run their own event loop), so the main CLI can call them direc
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
-from tracer.labels.defaults import load_default_labels
-from tracer.store.db import Database
-from tracer.store.distribution import citus_plan
-from tracer.store.embedded import embedded_pgdata, start_embedded, stop_embedded
-from tracer.store.migrate import MigrationError, applied_migrations, load_migrations, migrate
 from tracer.store.urls import add_database_url, resolve_database_url
+
+# asyncio, the store and the labels are imported by the handlers: building the `tracer` parser imports this
+# module, and keeps to what argparse needs (test_cli_startup).
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def _migrate(args: argparse.Namespace) -> int:
+    from tracer.labels.defaults import load_default_labels
+    from tracer.store.db import Database
+    from tracer.store.migrate import applied_migrations, load_migrations, migrate
+
     names = {m.version: m.name for m in load_migrations()}
     db = await Database.connect(args.database_url, data_dir=args.data_dir, migrate=False, max_size=2)
     try:
@@ -82,6 +83,10 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """``tracer db migrate``: one line ``applied NNN_name`` per migration applied now."""
+    import asyncio
+
+    from tracer.store.migrate import MigrationError
+
     try:
         return asyncio.run(_migrate(args))
     except MigrationError as exc:
@@ -91,6 +96,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_url(args: argparse.Namespace) -> int:
     """``tracer db url``: the URL in use; the embedded server keeps running after we exit."""
+    import asyncio
+
+    from tracer.store.embedded import start_embedded
+
     url = resolve_database_url(args.database_url)
     if url is None:
         url = asyncio.run(start_embedded(args.data_dir))
@@ -100,6 +109,8 @@ def cmd_url(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """``tracer db stop``: stop the embedded server of the data directory, if it runs."""
+    from tracer.store.embedded import embedded_pgdata, stop_embedded
+
     if resolve_database_url(args.database_url) is not None and args.data_dir is None:
         # Stopping an external server is not ours to do; say so rather than silently doing nothing.
         source = "--database-url" if args.database_url else "DATABASE_URL"
@@ -113,6 +124,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_citus_plan(args: argparse.Namespace) -> int:
     """``tracer db citus-plan``: the SQL an operator runs on a Citus coordinator after migrating
     (tracer.store.distribution; it needs no database)."""
+    from tracer.store.distribution import citus_plan
+
     sys.stdout.write(citus_plan())
     return 0
 

@@ -42,3 +42,20 @@ def test_a_given_url_wins_and_cases_runs_from_the_cli_layer() -> None:
     args = build_parser().parse_args(["cases", "list", "--database-url", "postgresql://flag/db"])
     assert args.database_url == "postgresql://flag/db"
     assert args.func.__module__ == "tracer.cases_cli"
+
+
+def test_rpc_is_read_when_the_command_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Set while the parser is built: each handler reads it when it runs (tracer.config.rpc_urls).
+    monkeypatch.setenv("TRACER_RPC_URL", "http://from-env:8545")
+    parser = build_parser()
+    for argv in (["trace", "0x00"], ["worker"], ["monitor"], ["report", "1"], ["serve"]):
+        assert parser.parse_args(argv).rpc is None, argv
+
+
+def test_serve_help_shows_the_api_defaults() -> None:
+    from tracer.api.context import Settings
+    from tracer.api.limit_flags import LIMITS
+
+    # The parser prints its defaults without importing the API: they must be the ones it runs with.
+    for flag, _, _, _, default in LIMITS:
+        assert getattr(Settings(), flag[2:].replace("-", "_")) == default, flag

@@ -8,13 +8,17 @@ acts, the others stand by).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracer.store.urls import add_database_url
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio (~40 ms with ssl) and the workers are imported by the handlers: building the `tracer`
+# parser imports this module, and keeps to what argparse needs (test_cli_startup).
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     m = subparsers.add_parser("monitor", help="follow new blocks for watching traces; retract reorged hops")
     add_database_url(m)
-    m.add_argument("--rpc", default=os.environ.get("TRACER_RPC_URL"),
-                   help="JSON-RPC URL of the chain node (env TRACER_RPC_URL)")
+    # None: the handler reads TRACER_RPC_URL when it runs (tracer.config.rpc_urls), not the parser when built.
+    m.add_argument("--rpc", default=None, help="JSON-RPC URL of the chain node (env TRACER_RPC_URL)")
     m.add_argument("--chain", default="ethereum", help="chain served by --rpc (default ethereum)")
     m.add_argument("--ws", default=None, metavar="URL|off",
                    help="WebSocket of the --rpc node for pushed new heads (env TRACER_WS_URL; other chains: "
@@ -52,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _stop_on_signals() -> asyncio.Event:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tracer.api.context import Settings, is_loopback
-from tracer.api.sameorigin import parse_hosts
+from tracer.api.limit_flags import LIMITS
 from tracer.store.urls import add_database_url
+
+if TYPE_CHECKING:
+    from tracer.api.context import Settings
+
+# asyncio, the API (aiohttp, and web3 through its errors) and the store are imported by the handlers:
+# building the `tracer` parser imports this module, and keeps to what argparse needs (test_cli_startup).
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--allowed-hosts", default=os.environ.get("TRACER_ALLOWED_HOSTS"), metavar="HOSTS",
                    help="comma-separated Host names the API answers for (default $TRACER_ALLOWED_HOSTS; unset: the "
                         "loopback names and --host, checked in open mode only; '*' for any)")
-    for flag, env, kind, text in _LIMITS:
+    for flag, env, kind, text, default in LIMITS:
         p.add_argument(flag, type=kind, default=None, metavar="N", help=f"{text} (default ${env}, else "
-                       f"{getattr(Settings(), flag[2:].replace('-', '_')) or 'off'}; see docs/SECURITY.md)")
+                       f"{default or 'off'}; see docs/SECURITY.md)")
     p.set_defaults(func=_serve)
 
     keys = subparsers.add_parser("keys", help="API keys: create, list, revoke")
@@ -66,23 +70,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.set_defaults(func=_keys_revoke)
 
 
-#: (flag, environment variable, type, what) of each limit `tracer serve` takes; the Settings field
-#: is the flag's name. Flag over variable over the Settings default.
-_LIMITS: tuple[tuple[str, str, type, str], ...] = (
-    ("--max-seeds", "TRACER_MAX_SEEDS", int, "seeds per trace and addresses per watchlist"),
-    ("--max-active-traces", "TRACER_MAX_ACTIVE_TRACES", int, "unfinished traces per key (or team)"),
-    ("--max-subscriptions", "TRACER_MAX_SUBSCRIPTIONS", int, "subscriptions per key (or team)"),
-    ("--rate-limit", "TRACER_RATE_LIMIT", float, "requests per second per key, shared by every API process "
-     "through Postgres (0: no limit)"),
-    ("--rate-limit-burst", "TRACER_RATE_LIMIT_BURST", int, "requests a key may make at once above the rate"),
-    ("--header-timeout", "TRACER_HEADER_TIMEOUT", float, "seconds a client may take to send request headers"),
-    ("--paths-budget", "TRACER_PATHS_BUDGET", float, "seconds one /paths search may run"),
-    ("--paths-max-seeds", "TRACER_PATHS_MAX_SEEDS", int, "most seeds of a trace /paths searches"),
-)
-
-
 def _limits(args: argparse.Namespace, settings: Settings) -> None:
-    for flag, env, kind, _ in _LIMITS:
+    for flag, env, kind, _, _ in LIMITS:
         name = flag[2:].replace("-", "_")
         value = getattr(args, name, None)
         if value is None and os.environ.get(env, "").strip():
@@ -98,6 +87,9 @@ def _limits(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from tracer.api.context import Settings
+    from tracer.api.sameorigin import parse_hosts
+
     secret_text = os.environ.get("TRACER_API_SECRET")
     secret = secret_text.encode() if secret_text else None
     if secret is not None and len(secret) < 16:
@@ -130,6 +122,8 @@ NODE_START_TIMEOUT = 5.0
 async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(connected clients, down nodes): a node that cannot be reached does not stop the API (it
     serves reads and connects the node when it answers); one serving another chain does."""
+    import asyncio
+
     from tracer.api.nodewatch import DownNode
     from tracer.chains.errors import WrongChain
     from tracer.config import rpc_urls
@@ -158,10 +152,13 @@ async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> tuple[dict[
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from aiohttp import web
 
     from tracer.api import processes
     from tracer.api.app import OpenServerRefused, create_app, server_options
+    from tracer.api.context import is_loopback
     from tracer.store import keys as key_store
     from tracer.store.db import Database, keep_session
     from tracer.store.embedded import DEMO_DATABASE, start_embedded

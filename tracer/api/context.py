@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import asyncpg
 from aiohttp import web
 
+from tracer.api import limit_flags
 from tracer.api.memo import DollarsMemo
 from tracer.api.pages import PageCache
 from tracer.api.replica import ReadRouting
@@ -61,8 +62,8 @@ class Settings:
     key_cache_seconds: float = 5.0
     #: Requests per second each API key (or, in open mode, each client address) may make, with
     #: bursts up to `rate_limit_burst`; beyond it 429 with Retry-After. None: no limit.
-    rate_limit: float | None = None
-    rate_limit_burst: int = 20
+    rate_limit: float | None = limit_flags.RATE_LIMIT
+    rate_limit_burst: int = limit_flags.RATE_LIMIT_BURST
     #: Formats built in memory (graphml, gexf) and path searches refuse bigger traces (422); the
     #: streamed formats (csv, json, dot) have no limit.
     graph_max_hops: int = 250_000
@@ -85,16 +86,16 @@ class Settings:
     feeds_cache_seconds: float = 10.0
     #: Quotas (docs/SECURITY.md): seeds per trace (and addresses per watchlist); unfinished traces
     #: and subscriptions per key, or per team for keys that have one (429 past them).
-    max_seeds: int = 1000
-    max_active_traces: int = 20
-    max_subscriptions: int = 100
+    max_seeds: int = limit_flags.MAX_SEEDS
+    max_active_traces: int = limit_flags.MAX_ACTIVE_TRACES
+    max_subscriptions: int = limit_flags.MAX_SUBSCRIPTIONS
     #: Seconds a connection may take to send a request's headers (and an idle keep-alive
     #: connection may stay open): slow-header connections are closed.
-    header_timeout: float = 15.0
+    header_timeout: float = limit_flags.HEADER_TIMEOUT
     #: Path searches (/paths): wall-clock budget in seconds (a search past it is stopped: 503), and
     #: the most seeds a trace may have for one (422 beyond).
-    paths_budget: float = 10.0
-    paths_max_seeds: int = 1000
+    paths_budget: float = limit_flags.PATHS_BUDGET
+    paths_max_seeds: int = limit_flags.PATHS_MAX_SEEDS
     #: A chain node unreachable at start is retried this often (tracer.api.nodewatch).
     node_retry_seconds: float = 5.0
     #: Host names the server answers for (TRACER_ALLOWED_HOSTS); None: the loopback names and the

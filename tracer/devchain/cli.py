@@ -18,17 +18,20 @@ script can read it). With `--save-only` it writes the scenario and exits without
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import signal
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tracer.devchain.http import KnobServer
-from tracer.devchain.scenario import Scenario, ScenarioLabel, ScenarioParams, generate
-from tracer.devchain.server import DevChainServer
+if TYPE_CHECKING:
+    from tracer.devchain.http import KnobServer
+    from tracer.devchain.scenario import Scenario, ScenarioLabel
+
+# asyncio, the servers and the scenario generator are imported by the functions that use them:
+# building the `tracer` parser imports this module, and the servers bring aiohttp and eth_abi
+# (test_cli_startup).
 
 DEFAULT_SIZE = 5_000
 
@@ -90,6 +93,8 @@ def register(subparsers: Any) -> None:
 
 
 def load_or_generate(args: argparse.Namespace) -> Scenario:
+    from tracer.devchain.scenario import Scenario, ScenarioParams, generate
+
     if args.scenario:
         return Scenario.load(args.scenario)
     if args.replay:
@@ -165,6 +170,7 @@ async def serve_bitcoin(args: argparse.Namespace) -> int:
 
 async def serve_tron(args: argparse.Namespace) -> int:
     from tracer.addresses import tron_base58
+    from tracer.devchain.scenario import ScenarioLabel
     from tracer.devchain.tron import generate as generate_tron
     from tracer.devchain.tron_server import TronServer
 
@@ -204,6 +210,8 @@ async def _serve_until_signalled(server: KnobServer, args: argparse.Namespace, s
 
 
 async def _until_signalled() -> None:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -246,6 +254,8 @@ async def serve_anvil(scenario: Scenario, args: argparse.Namespace) -> int:
 
 
 async def serve(scenario: Scenario, args: argparse.Namespace) -> int:
+    from tracer.devchain.server import DevChainServer
+
     server = DevChainServer(
         scenario,
         latency=args.latency_ms / 1000.0,

@@ -10,17 +10,16 @@ Every verb takes ``--database-url`` (default ``$DATABASE_URL``, else the embedde
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
 
-from tracer.chains import feeds as known
-from tracer.engine.price_file import PriceFileError, parse_price_file
-from tracer.store import prices as store
-from tracer.store.db import Database
 from tracer.store.urls import add_database_url
 from tracer.textsafe import terminal_safe
+
+# The price parsers, the store and the node clients are imported by the handlers, coroutines that
+# tracer.cli's main runs: building the `tracer` parser imports this module, and keeps to what
+# argparse needs (test_cli_startup).
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,23 +29,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = verbs.add_parser("import", help="import USD prices (CSV or JSON: date or block, asset, chain, usd)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     add_database_url(p)
-    p.set_defaults(func=lambda a: asyncio.run(_import(a)))
+    p.set_defaults(func=_import)
     p = verbs.add_parser("feeds", help="the Chainlink-compatible feeds prices are read from")
     add_database_url(p)
-    p.set_defaults(func=lambda a: asyncio.run(_feeds(a)))
+    p.set_defaults(func=_feeds)
 
     p = subparsers.add_parser("report", help="write a trace's report (HTML, PDF) for the file")
     p.add_argument("trace_id", type=int, metavar="ID")
     p.add_argument("--html", type=Path, metavar="FILE", help="write the self-contained HTML report here")
     p.add_argument("--pdf", type=Path, metavar="FILE", help="write the report as PDF (headless Chromium)")
-    p.add_argument("--rpc", default=os.environ.get("TRACER_RPC_URL"),
+    # None: the handler reads TRACER_RPC_URL when it runs, not the parser when built.
+    p.add_argument("--rpc", default=None,
                    help="node to read missing prices from (env TRACER_RPC_URL); else stored prices only")
     p.add_argument("--chain", default="ethereum", help="chain name of --rpc (default ethereum)")
     add_database_url(p)
-    p.set_defaults(func=lambda a: asyncio.run(_report(a)))
+    p.set_defaults(func=_report)
 
 
 async def _import(args: argparse.Namespace) -> int:
+    from tracer.engine.price_file import PriceFileError, parse_price_file
+    from tracer.store import prices as store
+    from tracer.store.db import Database
+
     parsed = []
     for f in args.files:
         try:
@@ -66,6 +70,10 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 async def _feeds(args: argparse.Namespace) -> int:
+    from tracer.chains import feeds as known
+    from tracer.store import prices as store
+    from tracer.store.db import Database
+
     db = await Database.connect(args.database_url)
     try:
         async with db.pool.acquire() as conn:
@@ -79,14 +87,16 @@ async def _feeds(args: argparse.Namespace) -> int:
 
 async def _report(args: argparse.Namespace) -> int:
     from tracer.engine import report_doc
+    from tracer.store.db import Database
 
+    rpc = args.rpc or os.environ.get("TRACER_RPC_URL")
     db = await Database.connect(args.database_url)
     chains = {}
     try:
-        if args.rpc:
+        if rpc:
             from tracer.nodes import connect_checked
 
-            chains[args.chain] = await connect_checked(db.pool, args.chain, args.rpc)
+            chains[args.chain] = await connect_checked(db.pool, args.chain, rpc)
         doc = await report_doc.build_document(db.pool, args.trace_id, chains)
         html = report_doc.render_html(doc)
         if args.html:

@@ -12,25 +12,26 @@ are synchronous and return the exit code, like the other ``register(subparsers)`
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tracer.addresses import InvalidAddress, checksum
-from tracer.labels.defaults import load_default_labels
-from tracer.labels.importer import FORMATS, import_file
-from tracer.labels.parsed import LabelImportError, parse_date
-from tracer.labels.vocab import normalize_address, normalize_chain
-from tracer.store import labels as store
-from tracer.store.db import Database
+from tracer.labels.formats import FORMATS
 from tracer.store.urls import add_database_url
 from tracer.textsafe import terminal_safe
 
+if TYPE_CHECKING:
+    from tracer.store.db import Database
+
+# asyncio, the importers, the store and the address rules are imported by the functions that use them:
+# building the `tracer` parser imports this module, and keeps to what argparse needs (test_cli_startup).
+
 
 def _date(text: str) -> datetime:
+    from tracer.labels.parsed import LabelImportError, parse_date
+
     try:
         value = parse_date(text)
     except LabelImportError as exc:
@@ -72,10 +73,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def _connect(url: str | None) -> Database:
+    from tracer.store.db import Database
+
     return await Database.connect(url, migrate=True, min_size=1, max_size=2)
 
 
 async def _import(args: argparse.Namespace) -> int:
+    from tracer.labels.importer import import_file
+    from tracer.labels.parsed import LabelImportError
+
     db = await _connect(args.database_url)
     status = 0
     try:
@@ -101,10 +107,14 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    import asyncio
+
     return asyncio.run(_import(args))
 
 
 async def _load_default(args: argparse.Namespace) -> int:
+    from tracer.labels.defaults import load_default_labels
+
     db = await _connect(args.database_url)
     try:
         r = await load_default_labels(db.pool)
@@ -118,6 +128,8 @@ async def _load_default(args: argparse.Namespace) -> int:
 
 
 def cmd_load_default(args: argparse.Namespace) -> int:
+    import asyncio
+
     return asyncio.run(_load_default(args))
 
 
@@ -137,6 +149,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def _show(args: argparse.Namespace) -> int:
+    from tracer.addresses import InvalidAddress, checksum
+    from tracer.labels.vocab import normalize_address, normalize_chain
+    from tracer.store import labels as store
+
     chain = normalize_chain(args.chain) if args.chain else guess_chain(args.address)
     try:
         address = normalize_address(chain, args.address)
@@ -179,4 +195,6 @@ async def _show(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    import asyncio
+
     return asyncio.run(_show(args))

@@ -34,6 +34,7 @@ from tracer.addresses import show_tron
 from tracer.domain.labels import Label, StoredLabel
 from tracer.labels.csvfile import REQUIRED as CSV_REQUIRED
 from tracer.labels.csvfile import parse_label_csv
+from tracer.labels.formats import FORMATS
 from tracer.labels.ofac import (
     FLAT_COLUMNS,
     parse_asset_list,
@@ -53,7 +54,6 @@ _MAX_NESTING = 200  # label files nest a few levels; an OFAC JSON entry is four
 #: Evidence kept with one label, as JSON. An OFAC entry's evidence is a few hundred bytes and a
 #: tagpack's context a few KiB; a bigger one is a file built to bloat every read of the address.
 MAX_EVIDENCE_BYTES = 64 << 10
-FORMATS = ("auto", "sdn-xml", "sdn-advanced", "ofac-json", "ofac-flat", "ofac-asset-list", "tagpack", "csv")
 
 
 @dataclass

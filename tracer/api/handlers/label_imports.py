@@ -21,7 +21,8 @@ from tracer.api import params
 from tracer.api.auth import audit, principal_of
 from tracer.api.errors import ApiError, bad_request
 from tracer.api.handlers.common import ctx_of, ok
-from tracer.labels.importer import FORMATS, apply_parsed, parse_file
+from tracer.labels.formats import FORMATS
+from tracer.labels.importer import apply_parsed, parse_file
 from tracer.labels.parsed import LabelImportError, parse_date, sha256_file
 
 #: Bigger than any list OFAC publishes today (the advanced XML is ~100 MB zipped ~10: refuse
