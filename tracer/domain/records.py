@@ -12,6 +12,18 @@ from typing import Any
 from tracer.domain.transfers import Transfer
 
 
+class UnknownTrace(KeyError):
+    """A trace id that names no trace (never made, or deleted). A KeyError, which callers that
+    look traces up already expect; its message is a sentence, not a quoted number."""
+
+    def __init__(self, trace_id: int) -> None:
+        super().__init__(trace_id)
+        self.trace_id = trace_id
+
+    def __str__(self) -> str:
+        return f"no trace {self.trace_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """An address on a trace's frontier, as a worker claimed it."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from tracer.domain.records import UnknownTrace
 from tracer.domain.verdicts import HopStatus
 from tracer.domain.views import StoredHop
 from tracer.engine import pricing, swap_prices
@@ -93,7 +94,7 @@ async def trace_dollars(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str, 
     async with pool.acquire() as conn:
         trace = await store.get_trace(conn, trace_id)
         if trace is None:
-            raise KeyError(trace_id)
+            raise UnknownTrace(trace_id)
         if hops is None:
             hops = await store.all_hops(conn, trace_id)
         values = await pricing.hop_values(conn, hops, run)

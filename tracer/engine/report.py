@@ -14,6 +14,7 @@ import asyncpg
 from tracer.addresses import checksum
 from tracer.domain.chains import native_unit
 from tracer.domain.destinations import Destination, Payout
+from tracer.domain.records import UnknownTrace
 from tracer.domain.transfers import NATIVE
 from tracer.domain.verdicts import Reason
 from tracer.domain.views import BridgeVerdict, StoredHop
@@ -171,7 +172,7 @@ async def build(pool: asyncpg.Pool, trace_id: int, *, with_paths: bool = True) -
     async with pool.acquire() as conn:
         trace = await store.get_trace(conn, trace_id)
         if trace is None:
-            raise KeyError(trace_id)
+            raise UnknownTrace(trace_id)
         backward = trace.direction == back_store.BACKWARD
         # A backward trace's exits are its sources, each with the path its money took (its evidence).
         exit_rows: Sequence[Any] = (await back_store.sources(conn, trace_id, trace.chain) if backward

@@ -22,6 +22,7 @@ import asyncpg
 
 from tracer import __version__
 from tracer.domain.labels import Label
+from tracer.domain.records import UnknownTrace
 from tracer.domain.views import StoredHop, StoredTrace
 from tracer.engine import report as treport
 from tracer.engine import report_backward
@@ -73,7 +74,7 @@ async def build_document(pool: asyncpg.Pool, trace_id: int, chains: Mapping[str,
     async with pool.acquire() as conn:
         trace = await store.get_trace(conn, trace_id)
         if trace is None:
-            raise KeyError(trace_id)
+            raise UnknownTrace(trace_id)
         hops = list(await store.all_hops(conn, trace_id))
         seed_labels = await label_store.lookup(conn, trace.chain, list(trace.seeds))
         exit_labels: dict[tuple[str, str], list[Label]] = {}

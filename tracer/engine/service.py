@@ -12,6 +12,7 @@ import asyncpg
 from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.bitcoin import NETWORKS, configured_network
 from tracer.domain.chains import BITCOIN, TRON
+from tracer.domain.records import UnknownTrace
 from tracer.engine.bridges import EVM_CHAINS
 from tracer.engine.policy import Policy, PolicyError
 from tracer.store import backward as backward_store
@@ -194,7 +195,7 @@ async def wait_for(pool: asyncpg.Pool, trace_id: int, timeout: float = 600.0, po
         async with pool.acquire() as conn:
             status = await store.trace_status(conn, trace_id)
         if status is None:
-            raise KeyError(trace_id)
+            raise UnknownTrace(trace_id)
         if status not in ("queued", "running"):
             return status
         if time.monotonic() > deadline:
