@@ -411,7 +411,8 @@ async def test_the_web_view_draws_a_cross_chain_trace(
     assert any(f"Binance · {DEST}" in b for b in bars) and any(" · bitcoin" in b for b in bars)
     ho = btc.truth.handoffs[0]
     target = f"bitcoin:{ho.onward_deposit}"
-    await page.evaluate("(id) => tracerUI.cy.getElementById(id).emit('tap')", target)
+    # A block body: emit() returns the element, and Playwright would serialise all of Cytoscape with it.
+    await page.evaluate("(id) => { tracerUI.cy.getElementById(id).emit('tap'); }", target)
     await page.wait_for_selector("#path li")
     shown = await page.evaluate("[...document.querySelectorAll('#path li')].map(li => li.dataset.address)")
     _, found, _ = await api.call("GET", f"/v1/traces/{tid}/paths?to={ho.onward_deposit}&limit=5", expect=200)
