@@ -9,11 +9,12 @@ from collections.abc import Callable
 from eth_utils import is_checksum_address, to_checksum_address
 
 from tracer.domain.chains import BITCOIN, TRON
+from tracer.domain.errors import UserError
 
 _HEX40 = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
-class InvalidAddress(ValueError):
+class InvalidAddress(UserError, ValueError):
     """An address that is not a well-formed address of its chain."""
 
     def __init__(self, address: object, reason: str) -> None:

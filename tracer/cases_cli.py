@@ -11,6 +11,7 @@ import argparse
 import json
 from typing import Any
 
+from tracer.domain.errors import UserError
 from tracer.store.urls import add_database_url
 from tracer.textsafe import terminal_safe
 
@@ -84,7 +85,7 @@ async def _show(args: argparse.Namespace) -> int:
         async with db.pool.acquire() as conn:
             case = await store.get_case(conn, args.case_id, Viewer(everything=True))
             if case is None:
-                raise SystemExit(f"no case {args.case_id}")
+                raise UserError(f"no case {args.case_id}")
             notes = await store.notes(conn, case.id)
             tags = await store.tags(conn, case.id)
             shared = await store.shared_addresses(conn, case.id)
@@ -125,14 +126,14 @@ async def _create(args: argparse.Namespace) -> int:
 
     title = args.title.strip()
     if not 1 <= len(title) <= 200:
-        raise SystemExit("the title must be 1 to 200 characters")
+        raise UserError("the title must be 1 to 200 characters")
     async with await Database.connect(args.database_url, max_size=2) as db:
         async with db.pool.acquire() as conn:
             try:
                 case = await store.create_case(conn, title=title, description=args.description, status="open",
                                                owner=Owner(None, None), created_by="cli", trace_ids=args.trace)
             except store.MissingTraces as exc:
-                raise SystemExit(str(exc)) from None
+                raise UserError(str(exc)) from None
     print(json.dumps({"id": case.id, "traces": list(case.trace_ids)}) if args.json else f"case {case.id}")
     return 0
 
@@ -145,17 +146,17 @@ async def _note(args: argparse.Namespace) -> int:
 
     text = args.text.strip()
     if not 1 <= len(text) <= 20000:
-        raise SystemExit("the note must be 1 to 20000 characters")
+        raise UserError("the note must be 1 to 20000 characters")
     kind, target = "case", ""
     if args.address:
         try:
             kind, target = "address", f"{args.chain}:{normalize_address(args.chain, args.address)}"
         except InvalidAddress as exc:
-            raise SystemExit(f"invalid address: {exc.reason}") from None
+            raise UserError(f"invalid address: {exc.reason}") from None
     async with await Database.connect(args.database_url, max_size=2) as db:
         async with db.pool.acquire() as conn:
             if await store.get_case(conn, args.case_id, Viewer(everything=True)) is None:
-                raise SystemExit(f"no case {args.case_id}")
+                raise UserError(f"no case {args.case_id}")
             note = await store.add_note(conn, args.case_id, target_kind=kind, target=target, body=text,
                                         author=args.author, author_key_id=None)
     print(f"note {note.id} on case {args.case_id}")

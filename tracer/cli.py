@@ -13,6 +13,7 @@ from typing import Any
 
 from tracer import __version__, logs
 from tracer.config import DEFAULT_BATCH_SIZE
+from tracer.domain.errors import UserError
 from tracer.store.urls import add_database_url
 from tracer.textsafe import terminal_safe
 
@@ -102,12 +103,16 @@ def _run(coro: Coroutine[Any, Any, Any], *, fast_loop: bool) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logs.setup(args.log_level)
+    try:
+        args = parser.parse_args(argv)
+    except UnicodeDecodeError as exc:  # argparse reads `trace @FILE` and only expects OSError of it
+        print(f"tracer: error: an @FILE of arguments is not text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        return 2
     import asyncio
 
     func = args.func
     try:
+        logs.setup(args.log_level)
         result = func(args)
         if asyncio.iscoroutine(result):
             result = _run(result, fast_loop=getattr(args, "fast_loop", False))
@@ -126,28 +131,54 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _connect_chain(url: str | None, chain: str, pool: Any) -> Any:
     from tracer.nodes import connect_checked
-    from tracer.reorg import guarded
+    from tracer.reorg import guard_depth, guarded
 
     if not url:
-        raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
+        raise UserError("no node configured: pass --rpc URL or set TRACER_RPC_URL")
+    guard_depth()  # a bad TRACER_REORG_GUARD_DEPTH is refused before the node's client is opened
     # Refuses a node whose chain id differs from the one the database records for the name; the
     # guard fails the trace with its reason if the chain reorganises under what it read.
     return guarded(await connect_checked(pool, chain, url), pool, chain)
 
 
-async def _trace(args: argparse.Namespace) -> int:
-    from tracer.addresses import show_tron
-    from tracer.engine import report as treport
-    from tracer.engine.dollars import render_dollars, trace_dollars
-    from tracer.engine.service import create_trace, seeds_from_list
-    from tracer.runner import run_with_workers
-    from tracer.store.db import Database
+def _policy(text: str | None) -> dict[str, Any]:
+    """--policy's JSON object (fields of the API's policy; tracer.engine.policy checks them)."""
+    if not text:
+        return {}
+    try:
+        policy = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"--policy is not JSON: {exc}") from None
+    if not isinstance(policy, dict):
+        raise UserError(f"--policy must be a JSON object of policy fields, e.g. '{{\"max_depth\": 5}}', not {text!r}")
+    return policy
 
-    policy: dict[str, Any] = json.loads(args.policy) if args.policy else {}
+
+async def _trace(args: argparse.Namespace) -> int:
+    # Flags are checked before the engine (and web3 with it) is imported: a mistyped one is told in
+    # a fraction of a second.
+    policy = _policy(args.policy)
     # The flags given override the same fields of --policy.
     policy.update({k: v for k in ("max_depth", "from_block", "to_block") if (v := getattr(args, k)) is not None})
     if not args.seeds and not args.from_list:
-        raise SystemExit("tracer: error: give SEED addresses or --from-list ofac [--program DPRK]")
+        raise UserError("give SEED addresses or --from-list ofac [--program DPRK]")
+    if args.workers < 0:
+        raise UserError("--workers must be 0 (leave the jobs to `tracer worker` processes) or more")
+    from tracer.engine.policy import Policy
+
+    Policy.from_json(policy)
+    from tracer.addresses import show_tron
+    from tracer.engine import report as treport
+    from tracer.engine.dollars import render_dollars, trace_dollars
+    from tracer.engine.service import check_chain, create_trace, parse_seeds, seeds_from_list
+    from tracer.runner import run_with_workers
+    from tracer.store.db import Database
+
+    # What create_trace will refuse is refused before the database and the node are touched: a
+    # refused trace leaves nothing behind, not even its chain name pinned to the node's chain id.
+    check_chain(args.chain)
+    if args.seeds:
+        parse_seeds(list(args.seeds), args.chain)
     db = await Database.connect(args.database_url)
     try:
         from tracer.config import rpc_urls
@@ -180,17 +211,22 @@ async def _trace(args: argparse.Namespace) -> int:
 
 
 async def _worker(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if args.lease_seconds <= 0:
+        raise UserError("--lease-seconds must be more than 0")
     import asyncio
 
     from tracer.config import rpc_urls
     from tracer.nodes import connect_all
-    from tracer.reorg import guarded
+    from tracer.reorg import guard_depth, guarded
     from tracer.store.db import Database, keep_session
     from tracer.workers.trace import Worker, WorkerSettings
 
     urls = rpc_urls(args.rpc, args.chain)
     if not urls:
-        raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
+        raise UserError("no node configured: pass --rpc URL or set TRACER_RPC_URL")
+    guard_depth()  # a bad TRACER_REORG_GUARD_DEPTH is refused before the nodes' clients are opened
     # A connection for each batch that may run at once (they hold one while committing), within reason.
     # A batch takes a connection from the pool ~25 times: without the reset query on each release
     # that is half its round trips (workers leave no session state: see keep_session).
@@ -220,6 +256,9 @@ async def _worker(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        # The demo's chain is served by this process alone: no `tracer worker` could take its jobs.
+        raise UserError("--workers must be at least 1")
     from tracer.demo import run_demo
 
     return await run_demo(size=args.size, seed=args.seed, workers=args.workers, as_json=args.json,

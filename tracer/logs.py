@@ -8,6 +8,8 @@ import os
 import sys
 import time
 
+from tracer.domain.errors import UserError
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -21,6 +23,10 @@ def setup(level: str | None = None) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    name = (level or os.environ.get("TRACER_LOG_LEVEL") or "WARNING").upper()
+    if name not in logging.getLevelNamesMapping():
+        raise UserError(f"--log-level / TRACER_LOG_LEVEL: no level {name!r}; one of DEBUG, INFO, WARNING, ERROR, "
+                        "CRITICAL")
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("TRACER_LOG_LEVEL", "WARNING"))
+    root.setLevel(name)

@@ -139,7 +139,7 @@ async def test_keys_scopes_hashing_and_revocation(db: Database, database_url: st
     rc, out, _ = await _cli("keys", "list", "--database-url", database_url)
     assert "revoked" in out and "trk_" + admin["key_id"] in out
     rc, _, err = await _cli("keys", "revoke", "nosuchkey", "--database-url", database_url)
-    assert rc == 1 and "no key" in err
+    assert rc == 2 and "no key" in err
     # with keys configured the server is no longer open, even on loopback
     actions = [r["action"] for r in await db.pool.fetch("SELECT action FROM audit_log ORDER BY id")]
     assert actions.count("key.create") == 3 and "key.revoke" in actions

@@ -12,6 +12,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from tracer.domain.errors import UserError
 from tracer.store.urls import add_database_url
 
 if TYPE_CHECKING:
@@ -55,6 +56,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     m.set_defaults(func=_monitor)
 
 
+def _positive(args: argparse.Namespace, *names: str, zero: bool = False) -> None:
+    """UserError naming the first flag of `names` below 0 (or at 0, unless `zero` allows it): a
+    negative poll or timeout would spin or fail every step, not stop the command."""
+    for name in names:
+        value = getattr(args, name)
+        if value < 0 or (value == 0 and not zero):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} must be {'0 or more' if zero else 'more than 0'}")
+
+
 def _stop_on_signals() -> asyncio.Event:
     import asyncio
 
@@ -66,6 +77,8 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _deliver(args: argparse.Namespace) -> int:
+    _positive(args, "timeout", "lease_seconds", "poll")
+    _positive(args, "backoff", "backoff_max", zero=True)
     from tracer.alerts.deliver import Deliverer, DeliverySettings
     from tracer.alerts.guard import UrlPolicy
     from tracer.store.db import Database
@@ -92,6 +105,7 @@ async def _deliver(args: argparse.Namespace) -> int:
 
 
 async def _monitor(args: argparse.Namespace) -> int:
+    _positive(args, "poll", "keep_blocks")
     from tracer.alerts.monitor import Monitor, MonitorSettings
     from tracer.chains.evm.heads import HeadWatcher
     from tracer.chains.urls import heads_url, node_name
@@ -100,7 +114,7 @@ async def _monitor(args: argparse.Namespace) -> int:
 
     urls = rpc_urls(args.rpc, args.chain)
     if not urls:
-        raise SystemExit("tracer: error: no node configured: pass --rpc URL or set TRACER_RPC_URL")
+        raise UserError("no node configured: pass --rpc URL or set TRACER_RPC_URL")
     settings = ws_urls(args.ws, args.chain)
     heads: dict[str, HeadWatcher] = {}
     for chain, rpc in urls.items():

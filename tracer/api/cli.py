@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tracer.api.limit_flags import LIMITS
+from tracer.domain.errors import UserError
 from tracer.store.urls import add_database_url
 
 if TYPE_CHECKING:
@@ -24,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("serve", help="run the investigator REST API (and optionally workers)")
     p.add_argument("--host", default=os.environ.get("TRACER_API_HOST", "127.0.0.1"),
                    help="address to listen on (default 127.0.0.1; any other needs an API key to exist)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("TRACER_API_PORT", "8080")),
+    # None: read from TRACER_API_PORT / TRACER_API_PROCESSES when serve runs (_from_env), so a bad value
+    # there is serve's error, not every command's traceback while the parser is built.
+    p.add_argument("--port", type=int, default=None,
                    help="port (default 8080; 0 picks a free one and prints it)")
     add_database_url(p)
     p.add_argument("--rpc", default=None, help="JSON-RPC URL of the chain node (default: $TRACER_RPC_URL)")
@@ -32,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--workers", type=int, default=0,
                    help="trace workers to run inside this process (default 0: run `tracer worker` separately)")
     p.add_argument("--db-pool-size", type=int, default=20, help="Postgres connections for this process")
-    p.add_argument("--processes", type=int, default=int(os.environ.get("TRACER_API_PROCESSES", "1") or 1),
+    p.add_argument("--processes", type=int, default=None,
                    metavar="N", help="API processes sharing the port (SO_REUSEPORT), so several cores serve "
                    "(default $TRACER_API_PROCESSES, else 1; each has its own --db-pool-size connections)")
     p.add_argument("--read-database-url", default=os.environ.get("TRACER_READ_DATABASE_URL") or None, metavar="URL",
@@ -70,6 +73,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.set_defaults(func=_keys_revoke)
 
 
+def _from_env(value: int | None, env: str, default: int) -> int:
+    """A flag's value, else the environment's `env` (a whole number), else `default`."""
+    if value is not None:
+        return value
+    text = os.environ.get(env, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise UserError(f"{env} must be a whole number, not {text!r}")
+    return int(text)
+
+
 def _limits(args: argparse.Namespace, settings: Settings) -> None:
     for flag, env, kind, _, _ in LIMITS:
         name = flag[2:].replace("-", "_")
@@ -78,11 +93,11 @@ def _limits(args: argparse.Namespace, settings: Settings) -> None:
             try:
                 value = kind(os.environ[env])
             except ValueError:
-                raise SystemExit(f"tracer: error: {env} must be a number") from None
+                raise UserError(f"{env} must be a number") from None
         if value is None:
             continue
         if value < 0 or (value == 0 and name not in ("rate_limit",)):
-            raise SystemExit(f"tracer: error: {flag} must be positive")
+            raise UserError(f"{flag} must be positive")
         setattr(settings, name, value if not (name == "rate_limit" and value == 0) else None)
 
 
@@ -93,24 +108,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     secret_text = os.environ.get("TRACER_API_SECRET")
     secret = secret_text.encode() if secret_text else None
     if secret is not None and len(secret) < 16:
-        raise SystemExit("tracer: error: TRACER_API_SECRET must be at least 16 characters")
+        raise UserError("TRACER_API_SECRET must be at least 16 characters")
     settings = Settings(host=args.host, port=args.port, workers=max(0, args.workers), secret=secret,
                         allowed_hosts=parse_hosts(args.allowed_hosts))
     _limits(args, settings)
     cache = os.environ.get("TRACER_API_EXITS_CACHE")
     if cache is not None:
         if not cache.isdigit():
-            raise SystemExit("tracer: error: TRACER_API_EXITS_CACHE must be a number of entries (0 disables)")
+            raise UserError("TRACER_API_EXITS_CACHE must be a number of entries (0 disables)")
         settings.exits_cache_size = int(cache)
     pages = os.environ.get("TRACER_API_PAGE_CACHE_MB")
     if pages is not None:
         if not pages.isdigit():
-            raise SystemExit("tracer: error: TRACER_API_PAGE_CACHE_MB must be a number of MiB (0 disables)")
+            raise UserError("TRACER_API_PAGE_CACHE_MB must be a number of MiB (0 disables)")
         settings.page_cache_bytes = int(pages) << 20
     live = os.environ.get("TRACER_API_LIVE_USD_MAX_HOPS")
     if live is not None:
         if not live.isdigit():
-            raise SystemExit("tracer: error: TRACER_API_LIVE_USD_MAX_HOPS must be a number of hops")
+            raise UserError("TRACER_API_LIVE_USD_MAX_HOPS must be a number of hops")
         settings.live_usd_max_hops = int(live)
     return settings
 
@@ -128,8 +143,9 @@ async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> tuple[dict[
     from tracer.chains.errors import WrongChain
     from tracer.config import rpc_urls
     from tracer.nodes import connect_checked
-    from tracer.reorg import guarded
+    from tracer.reorg import guard_depth, guarded
 
+    guard_depth()  # a bad TRACER_REORG_GUARD_DEPTH is refused before the nodes' clients are opened
     clients: dict[str, Any] = {}
     down: dict[str, DownNode] = {}
     for name, url in rpc_urls(rpc, chain).items():
@@ -152,6 +168,12 @@ async def _connect_chains(rpc: str | None, chain: str, pool: Any) -> tuple[dict[
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    # Before the API (aiohttp, web3) is imported: a wrong port is told at once.
+    args.port = _from_env(args.port, "TRACER_API_PORT", 8080)
+    args.processes = _from_env(args.processes, "TRACER_API_PROCESSES", 1)
+    if not 0 <= args.port <= 65535:
+        print(f"tracer: error: --port must be 0 to 65535 (0 picks a free one), not {args.port}", file=sys.stderr)
+        return 2
     import asyncio
 
     from aiohttp import web
@@ -316,7 +338,6 @@ async def _keys_revoke(args: argparse.Namespace) -> int:
                 await key_store.audit(conn, actor="cli", api_key_id=key.id, action="key.revoke",
                                       target=f"key:{key.id}", details={"name": key.name})
     if key is None:
-        print(f"tracer: error: no key {args.key!r}", file=sys.stderr)
-        return 1
+        raise UserError(f"no key {args.key!r}")
     print(f"revoked key #{key.id} {key.name!r} (trk_{key.key_id}); API servers stop accepting it within seconds")
     return 0

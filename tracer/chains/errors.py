@@ -11,6 +11,12 @@ class WrongChain(ChainError):
     """The node serves another chain than the one a trace runs on (caught at connect)."""
 
 
+class MalformedAnswer(ChainError, ValueError):
+    """The node answered, but not in the shape the method's answers have: a chain id or block number
+    that is no number (a proxy's page, another API at the URL). A ValueError too, which callers that
+    parse answers already catch."""
+
+
 class RpcError(Exception):
     """A JSON-RPC error object the node returned for one request.
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from tracer.chains.bitcoin import EsploraChain, configured_network
+from tracer.chains.errors import ChainError
 from tracer.chains.evm import EvmChain
 from tracer.chains.tron import TronChain
 from tracer.domain.chains import BITCOIN, TRON
@@ -26,7 +28,13 @@ AnyChain = EvmChain | EsploraChain | TronChain
 
 
 def make_chain(name: str, url: str, **options: Any) -> AnyChain:
-    """The client for chain `name`, not connected yet."""
+    """The client for chain `name`, not connected yet (ChainError for a URL no client can reach)."""
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme.lower() not in ("http", "https"):
+        # Said at once rather than after the transport's retries; the URL itself is not repeated (it
+        # may carry an API key), only its scheme.
+        raise ChainError(f"a node URL for chain {name} must start with http:// or https:// "
+                         f"({'not ' + scheme + '://' if scheme else 'this one has no scheme'})")
     if name == BITCOIN:
         options.setdefault("network", configured_network())
         return EsploraChain(url, chain=name, **options)

@@ -33,7 +33,7 @@ from typing import Any
 from tracer.addresses import normalize_tron, tron_evm
 from tracer.chains import tron_mappers as tm
 from tracer.chains.cache import Lru
-from tracer.chains.errors import ChainError, RpcError, StateUnavailable, WrongChain
+from tracer.chains.errors import ChainError, MalformedAnswer, RpcError, StateUnavailable, WrongChain
 from tracer.chains.jsonrpc import JsonRpcTransport
 from tracer.chains.lifecycle import Connected
 from tracer.chains.records import FeePaid, LogAddresses, LogRecord, LogTopics
@@ -100,7 +100,12 @@ class TronChain(Connected):
     async def connect(self) -> None:
         await self.rpc.open()
         await self.api.open()
-        self.chain_id = int(str(await self.rpc.call("eth_chainId", [])), 16)
+        answer = await self.rpc.call("eth_chainId", [])
+        try:
+            self.chain_id = int(str(answer), 16)
+        except ValueError:
+            raise MalformedAnswer(f"node at {self.name} answered eth_chainId with {str(answer)[:80]!r}, not a number: "
+                                  "is the URL a Tron node's JSON-RPC (…/jsonrpc)?") from None
         genesis = tm.parse_block(await self.api.post("/wallet/getblockbynum", {"num": 0}))
         if genesis is None or int(genesis.ref.hash[-8:], 16) != self.chain_id:
             seen = genesis.ref.hash if genesis else "no genesis block"

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from tracer.domain.errors import UserError
+
 if TYPE_CHECKING:
     from tracer.devchain.http import KnobServer
     from tracer.devchain.scenario import Scenario, ScenarioLabel
@@ -109,6 +111,7 @@ def run(args: argparse.Namespace) -> Any:
     if args.save_only and not args.save:
         print("tracer devchain: --save-only needs --save FILE", file=sys.stderr)
         return 2
+    _check_numbers(args)
     for flag, what, serve_other in (("bitcoin", "scenario", serve_bitcoin), ("tron", "history", serve_tron)):
         if getattr(args, flag, False):
             if args.scenario or args.replay or args.save:
@@ -132,6 +135,18 @@ def run(args: argparse.Namespace) -> Any:
     if getattr(args, "anvil", False) or getattr(args, "anvil_url", None):
         return serve_anvil(scenario, args)
     return serve(scenario, args)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse numbers the servers would fail on (a port bind() cannot take) or quietly misuse."""
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be 0 to 65535 (0 picks a free one), not {args.port}")
+    if args.generate is not None and args.generate < 1:
+        raise UserError("--generate must be at least 1 transfer")
+    if args.latency_ms < 0:
+        raise UserError("--latency-ms must be 0 or more")
+    if args.rate_limit is not None and args.rate_limit <= 0:
+        raise UserError("--rate-limit must be more than 0 requests per second")
 
 
 def write_labels(path: str, chain: str, labels: Iterable[ScenarioLabel]) -> None:

@@ -43,6 +43,7 @@ from tracer.devchain.scenario import (
     reference_haircut,
 )
 from tracer.devchain.scenario.builder import Builder
+from tracer.devchain.scenario.history import ScenarioFileError
 from tracer.domain.transfers import NATIVE
 
 FILLER_BLOCKS = 2  # blocks after each case block, for noise, gas money and sweeps
@@ -113,13 +114,33 @@ def _read_addresses(path: Path) -> list[str]:
 
 
 def read_case(case_dir: str | Path) -> tuple[str, list[CaseEdge], list[str], list[str]]:
-    """(name, edges, sources, terminals) of an mftracer case folder."""
+    """(name, edges, sources, terminals) of an mftracer case folder (ScenarioFileError if it is none)."""
     d = Path(case_dir)
+    if not d.is_dir():
+        raise ScenarioFileError(f"{d}: no such folder (an mftracer case: an edge CSV beside "
+                                "source/terminal_addresses.csv)")
     tables = [p for p in sorted(d.glob("*.csv")) if p.name not in ("source_addresses.csv", "terminal_addresses.csv")]
     if len(tables) != 1:
-        raise ValueError(f"{d}: expected one edge CSV beside source/terminal_addresses.csv, found {len(tables)}")
+        raise ScenarioFileError(f"{d}: expected one edge CSV beside source/terminal_addresses.csv, found "
+                                f"{len(tables)}")
+    try:
+        edges = _read_edges(tables[0])
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        # A missing column (KeyError), an unreadable time or number (ValueError), a short row
+        # (None where text was: TypeError, AttributeError).
+        what = f"no column {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise ScenarioFileError(f"{tables[0]}: not an mftracer edge table ({what})") from exc
+    return (
+        tables[0].stem,
+        edges,
+        _read_addresses(d / "source_addresses.csv"),
+        _read_addresses(d / "terminal_addresses.csv"),
+    )
+
+
+def _read_edges(table: Path) -> list[CaseEdge]:
     edges = []
-    with tables[0].open(newline="") as fh:
+    with table.open(newline="") as fh:
         for row in csv.DictReader(fh):
             ts = datetime.strptime(row["Timestamp"].strip(), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
             edges.append(
@@ -134,12 +155,7 @@ def read_case(case_dir: str | Path) -> tuple[str, list[CaseEdge], list[str], lis
                     usd=float(row["Value_in_USD"] or 0),
                 )
             )
-    return (
-        tables[0].stem,
-        edges,
-        _read_addresses(d / "source_addresses.csv"),
-        _read_addresses(d / "terminal_addresses.csv"),
-    )
+    return edges
 
 
 _T = TypeVar("_T")

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tracer.domain.errors import UserError
 from tracer.domain.transfers import Transfer
 
 
-class UnknownTrace(KeyError):
+class UnknownTrace(UserError, KeyError):
     """A trace id that names no trace (never made, or deleted). A KeyError, which callers that
     look traces up already expect; its message is a sentence, not a quoted number."""
 

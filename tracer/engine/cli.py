@@ -86,13 +86,21 @@ async def _feeds(args: argparse.Namespace) -> int:
 
 
 async def _report(args: argparse.Namespace) -> int:
-    from tracer.engine import report_doc
+    from tracer.domain.records import UnknownTrace
+    from tracer.store import traces as trace_store
     from tracer.store.db import Database
 
     rpc = args.rpc or os.environ.get("TRACER_RPC_URL")
     db = await Database.connect(args.database_url)
     chains = {}
     try:
+        # Before the node: connecting records its chain id under --chain, which a report of no
+        # trace should not leave behind.
+        async with db.pool.acquire() as conn:
+            if await trace_store.trace_status(conn, args.trace_id) is None:
+                raise UnknownTrace(args.trace_id)
+        from tracer.engine import report_doc
+
         if rpc:
             from tracer.nodes import connect_checked
 

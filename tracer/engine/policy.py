@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tracer.addresses import InvalidAddress, normalize_evm
+from tracer.domain.errors import UserError
 
 # haircut: in proportion; flagged_first: flagged money leaves first; fifo: coins leave in the order
 # they arrived; full_poison: the literature's poison, everything a tainted address sends is flagged
@@ -30,7 +31,7 @@ _MAX_HOPS = 10_000_000
 _MAX_CONFIRMATIONS = 10_000
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError, ValueError):
     """A policy field out of bounds; `field` names it for the API's problem body."""
 
     def __init__(self, field: str, message: str) -> None:

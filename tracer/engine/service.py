@@ -12,6 +12,7 @@ import asyncpg
 from tracer.addresses import InvalidAddress, normalize_address
 from tracer.chains.bitcoin import NETWORKS, configured_network
 from tracer.domain.chains import BITCOIN, TRON
+from tracer.domain.errors import UserError
 from tracer.domain.records import UnknownTrace
 from tracer.engine.bridges import EVM_CHAINS
 from tracer.engine.policy import Policy, PolicyError
@@ -62,7 +63,7 @@ async def block_at_time(chain: HeadSource, when: int, head: int, *, after: bool)
     return lo
 
 
-class TraceInputError(ValueError):
+class TraceInputError(UserError, ValueError):
     """Bad input to a trace request; `field` names the offending field."""
 
     def __init__(self, field: str, message: str) -> None:

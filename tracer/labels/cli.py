@@ -149,16 +149,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    from tracer.addresses import InvalidAddress, checksum
+    from tracer.addresses import checksum
     from tracer.labels.vocab import normalize_address, normalize_chain
     from tracer.store import labels as store
 
     chain = normalize_chain(args.chain) if args.chain else guess_chain(args.address)
-    try:
-        address = normalize_address(chain, args.address)
-    except InvalidAddress as exc:
-        print(f"tracer labels show: {exc}", file=sys.stderr)
-        return 2
+    # InvalidAddress, before the database is opened: tracer.errors.describe says what is wrong with it.
+    address = normalize_address(chain, args.address)
     db = await _connect(args.database_url)
     try:
         async with db.pool.acquire() as conn:

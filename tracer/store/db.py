@@ -28,6 +28,7 @@ from typing import TypeVar
 
 import asyncpg
 
+from tracer.domain.errors import UserError
 from tracer.store import migrate as migrations
 from tracer.store.embedded import start_embedded
 from tracer.store.urls import redact_url, resolve_database_url
@@ -80,6 +81,18 @@ async def create_pool(
     return pool
 
 
+class DatabaseUnreachable(UserError):
+    """The database could not be opened: no server at the address, a login or database the server
+    refuses, a URL that is not one. Raised by ``Database.connect``, naming the URL (without its
+    password) and the reason."""
+
+
+def _unreachable(url: str, exc: BaseException) -> DatabaseUnreachable:
+    # An OSError's own words ("Connect call failed ('127.0.0.1', 1)") without its errno prefix.
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return DatabaseUnreachable(f"cannot open the database at {redact_url(url)}: {reason}")
+
+
 class Database:
     """A connected asyncpg pool plus where it points. Build it with ``await Database.connect()``."""
 
@@ -116,9 +129,14 @@ class Database:
         embedded = resolved is None
         if resolved is None:
             resolved = await start_embedded(data_dir)
-        pool = await create_pool(
-            resolved, min_size=min_size, max_size=max_size, command_timeout=command_timeout, reset=reset
-        )
+        try:
+            pool = await create_pool(
+                resolved, min_size=min_size, max_size=max_size, command_timeout=command_timeout, reset=reset
+            )
+        # Refused or unresolvable (OSError), a login or database the server refuses (PostgresError), a
+        # malformed URL (InterfaceError, ValueError): what the user fixes, named for the command line.
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise _unreachable(resolved, exc) from exc
         try:
             if migrate:
                 await migrations.migrate(pool, migrations_dir)

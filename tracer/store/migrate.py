@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
+from tracer.domain.errors import UserError
 from tracer.resources import schemas_root
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-class MigrationError(RuntimeError):
+class MigrationError(UserError, RuntimeError):
     """The migrations folder is missing or holds a badly named or duplicated migration."""
 
 

@@ -39,9 +39,14 @@ from tracer.chains.retry import Retry, TransportOptions
 from tracer.chains.urls import node_name
 from tracer.chains.utxo_records import Outspend, UtxoTx
 from tracer.domain.chains import BITCOIN
+from tracer.domain.errors import UserError
 from tracer.domain.transfers import Transfer, TransferQuery
 
 log = logging.getLogger(__name__)
+
+
+class UnknownNetwork(UserError, ValueError):
+    """A Bitcoin network name that is none of NETWORKS."""
 
 
 class NotFound(ChainError):
@@ -67,7 +72,9 @@ class EsploraChain(Connected):
         block_list_threshold: int = 8,
     ) -> None:
         if network is not None and network not in NETWORKS:
-            raise ValueError(f"unknown Bitcoin network {network!r}; known: {', '.join(NETWORKS)}")
+            # Named by TRACER_BITCOIN_NETWORK where no caller chose: the user's to fix.
+            raise UnknownNetwork(f"unknown Bitcoin network {network!r} (TRACER_BITCOIN_NETWORK); known: "
+                                 f"{', '.join(NETWORKS)}")
         self.url = url.rstrip("/")
         self.name = node_name(self.url)  # for errors and logs: the URL may carry a key
         self.chain = chain

@@ -48,7 +48,7 @@ class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
     async def connect(self) -> None:
         """Check the chain id and find out once which methods the node has."""
         await self.rpc.open()
-        self.chain_id = mappers.quantity(await self.rpc.call("eth_chainId"))
+        self.chain_id = await self.ask_quantity("eth_chainId")
         if self.expected_chain_id is not None and self.chain_id != self.expected_chain_id:
             raise WrongChain(
                 f"node at {self.name} serves chain id {self.chain_id}, but chain {self.chain!r} "

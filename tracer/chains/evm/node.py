@@ -14,7 +14,7 @@ from typing import Any
 from web3 import AsyncWeb3
 
 from tracer.chains.cache import Lru
-from tracer.chains.errors import ChainError, RpcError
+from tracer.chains.errors import ChainError, MalformedAnswer, RpcError
 from tracer.chains.evm import history, mappers
 from tracer.chains.evm.records import ScannedBlock
 from tracer.chains.jsonrpc import JsonRpcTransport, gather_or_cancel
@@ -117,7 +117,17 @@ class EvmNode:
         fresh, self._connect_head = self._connect_head, None
         if fresh is not None and time.monotonic() - fresh[1] < _HEAD_REUSE_SECONDS:
             return fresh[0]
-        return mappers.quantity(await self.rpc.call("eth_blockNumber"))
+        return await self.ask_quantity("eth_blockNumber")
+
+    async def ask_quantity(self, method: str) -> int:
+        """The node's answer to a parameterless `method` that answers a quantity (eth_chainId,
+        eth_blockNumber); MalformedAnswer if it is none (what answered is no such node)."""
+        answer = await self.rpc.call(method)
+        try:
+            return mappers.quantity(answer)
+        except ValueError:
+            raise MalformedAnswer(f"node at {self.name} answered {method} with {str(answer)[:80]!r}, "
+                                  "not a number: is the URL an EVM node's JSON-RPC?") from None
 
     async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
         """Timestamps of blocks (cached; missing ones fetched in batches of header-only blocks)."""

@@ -30,9 +30,24 @@ from tracer.devchain.scenario.model import (
     Truth,
     gc_paused,
 )
+from tracer.domain.errors import UserError
 from tracer.domain.transfers import NATIVE
 
 SCENARIO_FORMAT = "tracer-devchain-scenario/1"
+
+
+class ScenarioFileError(UserError, ValueError):
+    """A file or folder given as a scenario that is not one: not what `--save` writes, or a case
+    folder without its edge table. A ValueError, as these were before they had a name."""
+
+
+def _broken(exc: BaseException) -> str:
+    """What is wrong with a file, in a few words: a KeyError's text is only the key."""
+    if isinstance(exc, ScenarioFileError):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return f"no {exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -113,10 +128,16 @@ class Scenario:
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
         raw = Path(path).read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        with gc_paused():
-            return _decode(json.loads(raw))
+        try:
+            if raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
+            with gc_paused():
+                return _decode(json.loads(raw))
+        # Truncated gzip (EOFError, BadGzipFile), text that is not JSON or not UTF-8 (ValueError), JSON
+        # of another shape (KeyError, TypeError, IndexError).
+        except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ScenarioFileError(f"{path}: not a scenario saved by `tracer devchain --save` ({_broken(exc)})"
+                                    ) from exc
 
 
 def _encode(sc: Scenario) -> dict[str, Any]:
@@ -172,8 +193,9 @@ def _encode(sc: Scenario) -> dict[str, Any]:
 
 
 def _decode(data: dict[str, Any]) -> Scenario:
-    if data.get("format") != SCENARIO_FORMAT:
-        raise ValueError(f"not a devchain scenario (format {data.get('format')!r})")
+    shape = data.get("format") if isinstance(data, dict) else type(data).__name__
+    if shape != SCENARIO_FORMAT:
+        raise ScenarioFileError(f"format {shape!r}, not {SCENARIO_FORMAT!r}")
     table: list[str] = data["addresses"]
     cols = data["txs"]
     failed = set(cols["failed"])
