@@ -79,7 +79,7 @@ async def test_serve_starts_without_its_node_and_recovers(db: Database, small_sc
                 if status == 200:
                     break
                 assert time.monotonic() < deadline, health
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.1)
             assert health["chains"][small_scenario.chain]["ok"] is True
             async with session.post(base + "/v1/traces", json=body) as r:
                 made = await r.json(content_type=None)
@@ -89,7 +89,7 @@ async def test_serve_starts_without_its_node_and_recovers(db: Database, small_sc
                 if trace["status"] not in ("queued", "running"):
                     break
                 assert time.monotonic() < deadline + 60, trace
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.1)
             assert trace["status"] == "done" and trace["progress"]["hops"] > 0, trace
     finally:
         if proc.returncode is None:

@@ -73,9 +73,11 @@ async def _reconnect(app: web.Application, name: str, joined: list[Any]) -> None
     nodes = app[NODES]
     retry = app[CTX].settings.node_retry_seconds
     while name in nodes:
-        await asyncio.sleep(retry)
         node = nodes[name]
         try:
+            # At once, then `retry` after each failed attempt: the start gave up on its own clock,
+            # and the attempt backs off between its own tries, so a node that comes up just
+            # after the server joins within a second instead of after a fixed pause.
             client = await node.connect()
         except asyncio.CancelledError:
             raise
@@ -83,6 +85,7 @@ async def _reconnect(app: web.Application, name: str, joined: list[Any]) -> None
             node.attempts += 1
             node.error = type(exc).__name__
             log.warning("event=node_still_down chain=%s attempts=%d error=%r", name, node.attempts, exc)
+            await asyncio.sleep(retry)
             continue
         ctx = app[CTX]
         chains: Any = ctx.chains
