@@ -123,13 +123,18 @@ async def test_worker_serve_and_monitor_refuse_a_node_of_another_chain(
         pinned = await chain_store.recorded_chain_id(conn, "ethereum")
     assert pinned is not None and pinned.chain_id == small_scenario.chain_id
 
-    for command in (("worker",), ("serve", "--port", "0"), ("monitor",)):
-        err = await _refused(*command, "--database-url", db.url, "--rpc", wrong, env=env)
+    # Then, all at once (independent processes; a start costs seconds of CPU): each command with
+    # the wrong node is refused, and another name is another chain: its node may serve another
+    # id, recorded for that name.
+    *refusals, _ = await asyncio.gather(
+        *(_refused(*command, "--database-url", db.url, "--rpc", wrong, env=env)
+          for command in (("worker",), ("serve", "--port", "0"), ("monitor",))),
+        _runs_until_ready("worker", "--database-url", db.url, "--rpc", right,
+                          env=_env(TRACER_RPC_URL_SIDECHAIN=wrong), ready="tracer worker:"))
+    assert len(refusals) == 3
+    for err in refusals:
         assert f"serves chain id {OTHER_CHAIN_ID}" in err and f"chain id {small_scenario.chain_id}" in err, err
         assert "refusing" in err and "'ethereum'" in err, err
-    # Another name is another chain: its node may serve another id, recorded for that name.
-    await _runs_until_ready("worker", "--database-url", db.url, "--rpc", right,
-                            env=_env(TRACER_RPC_URL_SIDECHAIN=wrong), ready="tracer worker:")
     async with db.pool.acquire() as conn:
         side = await chain_store.recorded_chain_id(conn, "sidechain")
     assert side is not None and side.chain_id == OTHER_CHAIN_ID

@@ -121,10 +121,22 @@ async def test_one_two_and_four_worker_processes_agree(
     labelled_db: Database, client: EvmChain, scenario: Scenario, devchain_factory: Any
 ) -> None:
     server = await devchain_factory(scenario, latency=0.002)
+    # Four processes, then two of them, then one: each trace runs on exactly that many (the others
+    # have exited before it starts), and a process start (a second or more of CPU) is paid four
+    # times, not seven.
+    procs = [worker_process(labelled_db.url, server.url, lease=2.0, batch_size=8) for _ in range(4)]
     results = []
-    for n in (1, 2, 4):
-        trace_id = await _run_with_processes(labelled_db, client, scenario, server.url, n)
-        results.append(await _hops(labelled_db, trace_id))
+    try:
+        for n in (4, 2, 1):
+            # In a thread: this event loop serves the devchain the stopping workers may still ask.
+            await asyncio.to_thread(stop_processes, procs[n:])
+            trace_id = await create_trace(labelled_db.pool, client, chain=scenario.chain, seeds=scenario.seeds,
+                                          policy={})
+            assert await wait_for(labelled_db.pool, trace_id, timeout=240) == "done"
+            assert all(p.poll() is None for p in procs[:n]), "a worker process died"
+            results.append(await _hops(labelled_db, trace_id))
+    finally:
+        await asyncio.to_thread(stop_processes, procs)
     assert results[0], "the trace found nothing"
     assert results[0] == results[1] == results[2]
 
