@@ -1,6 +1,7 @@
 """EsploraChain over real HTTP against the devchain's Esplora server: paging, the proportional
 flattening of transactions into transfers, OP_RETURN memos, balances, faults and retries, the
-network check; Bitcoin address validation with the BIP-173/BIP-350 vectors.
+network check, garbage in well-formed answers told as such; Bitcoin address validation with the
+BIP-173/BIP-350 vectors.
 
 The tests that need nothing outside the process are in tests/unit/test_bitcoin_chain.py.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.garbage_support import Case, Garble, judge
 from tracer.addresses import (
     InvalidAddress,
 )
@@ -405,3 +407,41 @@ async def test_merkle_proofs_fold_to_the_block_merkle_root(servers: dict[str, Es
                 acc = h(s + acc) if k & 1 else h(acc + s)
                 k //= 2
             assert acc[::-1].hex() == root
+
+
+@aio
+async def test_garbage_in_an_answer_is_a_clear_chain_error(servers: dict[str, EsploraServer],
+                                                            scenario: BitcoinScenario) -> None:
+    """Each endpoint's answers garbled in turn (tests/garbage_support.py), on the server with pages
+    of 3 (so a balance reads the address's stats): a MalformedAnswer naming the server and the
+    endpoint, never the KeyError... of mapping it."""
+
+    async def connect(garble: Garble, case: Case) -> EsploraChain:
+        client = EsploraChain(servers["paged"].url, network=scenario.network, page_size=3,
+                              transport=TransportOptions(policy=RetryPolicy(retries=2, backoff=0.01)))
+        await client.connect()
+        get = client._get
+
+        async def garbled_get(path: str, endpoint: str, *, text: Any = None) -> Any:
+            return garble(endpoint, await get(path, endpoint, text=text))
+
+        client._get = garbled_get  # type: ignore[method-assign]
+        return client
+
+    index = BitcoinChainIndex(scenario)
+    busiest = max(index.address_txs, key=lambda a: len(index.address_txs[a]))
+    spent = next(t for t, _vout in index.spent_by)  # its outspends name the inputs spending them
+
+    async def transfers(c: EsploraChain) -> Any:
+        return await c.transfers(TransferQuery(scenario.seeds, 0, index.head, incoming=True))
+
+    cases = [
+        Case("block", lambda c: c.block_times([1, 2, 3]), http=True),
+        Case("address/txs", transfers, http=True),
+        Case("tx/merkle-proof", transfers, http=True),
+        Case("tx", lambda c: c.transactions([spent]), http=True),
+        Case("tx/outspends", lambda c: c.outspends(spent), http=True),
+        Case("address", lambda c: c.native_balances([(busiest, 1)]), http=True),
+    ]
+    problems = await judge(cases, connect, lambda c, _endpoint: f"Esplora server at {c.name}")
+    assert not problems, "\n".join(problems)

@@ -1,14 +1,17 @@
 """TronChain against the Tron devchain (tracer/devchain/tron_server.py): TRC-20 by eth_getLogs,
 TRX / TRC-10 / internal transactions from blocks and their execution results, the solidified head,
-balances at the head, token metadata, and the transport's retries on a misbehaving node."""
+balances at the head, token metadata, the transport's retries on a misbehaving node, and garbage in
+well-formed answers told as such."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from tests.garbage_support import KEY, Case, Garble, judge
 from tracer.chains.errors import StateUnavailable, WrongChain
 from tracer.chains.retry import RetryPolicy, TransportOptions
 from tracer.chains.tron import TronChain
@@ -134,3 +137,45 @@ async def test_two_urls_on_different_chains_are_refused(server: TronServer, stor
             tron_server.CHAIN_ID = original
     finally:
         await s.stop()
+
+
+async def test_garbage_in_an_answer_is_a_clear_chain_error(server: TronServer, story: TronStory) -> None:
+    """Each API path's and eth_getLogs' answers garbled in turn (tests/garbage_support.py): a
+    MalformedAnswer naming the node and the path or method, never the KeyError... of mapping it."""
+
+    async def connect(garble: Garble, case: Case) -> TronChain:
+        client = TronChain(server.jsonrpc_url + f"?apikey={KEY}", api_url=server.url,
+                           transport=TransportOptions(policy=RetryPolicy(retries=2, backoff=0.01)))
+        await client.connect()
+        post, batch = client.api.post, client.rpc.batch
+
+        async def garbled_post(path: str, body: dict[str, Any]) -> Any:
+            return garble(path, await post(path, body))
+
+        async def garbled_batch(calls: Any) -> list[Any]:
+            return [garble(m, a) for (m, _), a in zip(calls, await batch(calls), strict=True)]
+
+        client.api.post = garbled_post  # type: ignore[method-assign]
+        client.rpc.batch = garbled_batch  # type: ignore[method-assign]
+        return client
+
+    solid = story.head - SOLID_LAG
+    hot, okx = story.truth.hot_wallets["Binance"], story.truth.hot_wallets["OKX"]
+
+    async def transfers(c: TronChain) -> Any:
+        return await c.transfers(TransferQuery([story.seeds[0], okx], 0, solid, incoming=True))
+
+    async def head(c: TronChain) -> int:
+        return await c.head()
+
+    cases = [
+        Case("/wallet/getnodeinfo", head, http=True),
+        Case("/wallet/getblockbylimitnext", transfers, http=True),
+        Case("/wallet/gettransactioninfobyblocknum", transfers, http=True),
+        Case("/wallet/getaccount", lambda c: c.native_balances([(hot, solid)]), http=True),
+        Case("/wallet/triggerconstantcontract", lambda c: c.token_balances([(hot, USDT, solid)]), http=True),
+        Case("eth_getLogs", transfers, null_is_an_answer=True),
+    ]
+    problems = await judge(cases, connect, lambda c, method: f"Tron node at {c.api.name}" if method.startswith("/")
+                           else f"Tron JSON-RPC at {c.name}")
+    assert not problems, "\n".join(problems)

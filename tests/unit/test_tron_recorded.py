@@ -52,8 +52,9 @@ def test_a_real_contract_call_moves_no_value() -> None:
     assert (tx.kind, tx.to, tx.amount) == ("TriggerSmartContract", "0x419ff8fc48fb114ccd5bbdc24a86f0c73082f08825", 0)
     assert tm.block_transfers("tron", block) == []
     # Its one internal call carries no value (callValueInfo [{}]): no transfer either.
-    assert tm.internal_transfers("tron", block, [DATA["gettransactioninfobyid_nile_trigger"]]) == []
-    assert tm.fees([DATA["gettransactioninfobyid_nile_trigger"]]) == {tx.tx_hash: 5254500}
+    infos = tm.parse_infos([DATA["gettransactioninfobyid_nile_trigger"]])
+    assert tm.internal_transfers("tron", block, infos) == []
+    assert tm.fees(infos) == {tx.tx_hash: 5254500}
 
 
 def test_a_reverted_call_with_a_rejected_internal_transaction_moves_nothing() -> None:
@@ -68,13 +69,13 @@ def test_a_reverted_call_with_a_rejected_internal_transaction_moves_nothing() ->
     # Even were the call's value non-zero, a reverted transaction and a rejected call move nothing.
     paid = json.loads(json.dumps(info))
     paid["internal_transactions"][0]["callValueInfo"] = [{"callValue": 5}]
-    assert tm.internal_transfers("tron", block, [paid]) == []
+    assert tm.internal_transfers("tron", block, tm.parse_infos([paid])) == []
     paid["receipt"]["result"] = "SUCCESS"
-    assert tm.internal_transfers("tron", block, [paid]) == []  # still rejected
+    assert tm.internal_transfers("tron", block, tm.parse_infos([paid])) == []  # still rejected
     del paid["internal_transactions"][0]["rejected"]
-    (t,) = tm.internal_transfers("tron", block, [paid])
+    (t,) = tm.internal_transfers("tron", block, tm.parse_infos([paid]))
     assert (t.amount, t.kind, t.position) == (5, TransferKind.INTERNAL, "call:0")
-    assert tm.internal_transfers("tron", block, {}) == []  # `{}`: num <= 0
+    assert tm.internal_transfers("tron", block, tm.parse_infos({})) == []  # `{}`: num <= 0
 
 
 def test_a_transactions_note_is_its_memo() -> None:

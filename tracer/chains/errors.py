@@ -13,8 +13,14 @@ class WrongChain(ChainError):
 
 class MalformedAnswer(ChainError, ValueError):
     """The node answered, but not in the shape the method's answers have: a chain id or block number
-    that is no number (a proxy's page, another API at the URL). A ValueError too, which callers that
-    parse answers already catch."""
+    that is no number (a proxy's page, another API at the URL), a string where a list of traces
+    should be (tracer.chains.answers). A ValueError too, which callers that parse answers already
+    catch. `node` ("node at scheme://host:port") and `method` say which answer, when known."""
+
+    def __init__(self, message: str, *, node: str | None = None, method: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+        self.method = method
 
 
 class RpcError(Exception):

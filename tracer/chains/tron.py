@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from tracer.addresses import normalize_tron, tron_evm
 from tracer.chains import tron_mappers as tm
+from tracer.chains.answers import SHAPE_ERRORS, malformed
 from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, MalformedAnswer, RpcError, StateUnavailable, WrongChain
 from tracer.chains.jsonrpc import JsonRpcTransport
@@ -43,6 +45,8 @@ from tracer.chains.urls import node_name
 from tracer.domain.transfers import NATIVE, Transfer, TransferQuery
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TRON = "tron"
 _BLOCKS_PER_REQUEST = 100  # getblockbylimitnext's cap
@@ -88,7 +92,7 @@ class TronChain(Connected):
         self.log_span = max(1, log_span)
         self.addresses_per_request = max(1, addresses_per_request)
         self._blocks: Lru[int, tm.TronBlock] = Lru(cache_blocks)
-        self._infos: Lru[int, Any] = Lru(cache_blocks)
+        self._infos: Lru[int, tuple[tm.TxInfo, ...]] = Lru(cache_blocks)
         self._meta: dict[str, tuple[int | None, str | None]] = {}
 
     @property
@@ -105,8 +109,9 @@ class TronChain(Connected):
             self.chain_id = int(str(answer), 16)
         except ValueError:
             raise MalformedAnswer(f"node at {self.name} answered eth_chainId with {str(answer)[:80]!r}, not a number: "
-                                  "is the URL a Tron node's JSON-RPC (…/jsonrpc)?") from None
-        genesis = tm.parse_block(await self.api.post("/wallet/getblockbynum", {"num": 0}))
+                                  "is the URL a Tron node's JSON-RPC (…/jsonrpc)?", node=f"node at {self.name}",
+                                  method="eth_chainId") from None
+        genesis = await self._api("/wallet/getblockbynum", {"num": 0}, tm.parse_block)
         if genesis is None or int(genesis.ref.hash[-8:], 16) != self.chain_id:
             seen = genesis.ref.hash if genesis else "no genesis block"
             raise WrongChain(f"the Tron HTTP API at {self.api.name} serves another chain ({seen}) than the JSON-RPC at "
@@ -118,15 +123,31 @@ class TronChain(Connected):
         await self.rpc.close()
         await self.api.close()
 
+    def malformed(self, method: str, answer: Any, exc: BaseException | None = None) -> MalformedAnswer:
+        """The error for an answer in the wrong shape (tracer.chains.answers): `method` a JSON-RPC
+        method, or a path of the HTTP API."""
+        who = f"Tron node at {self.api.name}" if method.startswith("/") else f"Tron JSON-RPC at {self.name}"
+        return malformed(who, method, answer, exc)
+
+    async def _api(self, path: str, body: dict[str, Any], read: Callable[[Any], T]) -> T:
+        """`read` (a mapper of tracer.chains.tron_mappers) of the HTTP API's answer to `path`."""
+        answer = await self.api.post(path, body)
+        try:
+            return read(answer)
+        except SHAPE_ERRORS as exc:
+            raise self.malformed(path, answer, exc) from exc
+
     # -- blocks -------------------------------------------------------------------------------
 
     async def head(self) -> int:
         """The solidified block: Tron's confirmation (irreversible once 2/3 of the SRs built on it)."""
-        return tm.solidified(await self.api.post("/wallet/getnodeinfo", {}))
+        return await self._api("/wallet/getnodeinfo", {}, tm.solidified)
 
-    async def _read_blocks(self, numbers: Iterable[int]) -> dict[int, tm.TronBlock]:
+    async def _read_blocks(self, numbers: Iterable[int], *, every: bool = False) -> dict[int, tm.TronBlock]:
+        """The blocks the node has of `numbers` (cached); `every`: all of them, or ChainError (they
+        are at or below the solidified head, which the node has)."""
         wanted = sorted(set(numbers))
-        missing = [n for n in wanted if n not in self._blocks]
+        found, missing = self._blocks.split(wanted)
         runs: list[tuple[int, int]] = []  # [start, end) of at most 100 consecutive missing blocks
         for n in missing:
             if runs and runs[-1][1] == n and n - runs[-1][0] < _BLOCKS_PER_REQUEST:
@@ -135,14 +156,20 @@ class TronChain(Connected):
                 runs.append((n, n + 1))
 
         async def run(start: int, end: int) -> None:
-            answer = await self.api.post("/wallet/getblockbylimitnext", {"startNum": start, "endNum": end})
-            for raw in (answer or {}).get("block") or ():
-                block = tm.parse_block(raw)
+            blocks = await self._api("/wallet/getblockbylimitnext", {"startNum": start, "endNum": end},
+                                     lambda answer: [tm.parse_block(raw) for raw in (answer or {}).get("block") or ()])
+            for block in blocks:
                 if block is not None:
                     self._blocks.put(block.number, block)
+                    found[block.number] = block
 
         await asyncio.gather(*(run(s, e) for s, e in runs))
-        return {n: b for n in wanted if (b := self._blocks.get(n)) is not None}
+        if every and len(found) < len(wanted):
+            gap = next(n for n in wanted if n not in found)
+            who = f"Tron node at {self.api.name}"
+            raise MalformedAnswer(f"{who} answered /wallet/getblockbylimitnext without block {gap}", node=who,
+                                  method="/wallet/getblockbylimitnext")
+        return {n: found[n] for n in wanted if n in found}
 
     async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
         return {n: b.ref.timestamp for n, b in (await self._read_blocks(numbers)).items()}
@@ -150,12 +177,12 @@ class TronChain(Connected):
     async def block_hashes(self, numbers: Iterable[int]) -> dict[int, str]:
         return {n: b.ref.hash for n, b in (await self._read_blocks(numbers)).items()}
 
-    async def _infos_of(self, numbers: Iterable[int]) -> dict[int, Any]:
+    async def _infos_of(self, numbers: Iterable[int]) -> dict[int, tuple[tm.TxInfo, ...]]:
         wanted = sorted(set(numbers))
 
         async def one(n: int) -> None:
             if n not in self._infos:
-                self._infos.put(n, await self.api.post("/wallet/gettransactioninfobyblocknum", {"num": n}))
+                self._infos.put(n, await self._api("/wallet/gettransactioninfobyblocknum", {"num": n}, tm.parse_infos))
 
         await asyncio.gather(*(one(n) for n in wanted))
         return {n: i for n in wanted if (i := self._infos.get(n)) is not None}
@@ -176,7 +203,7 @@ class TronChain(Connected):
         return sorted(found.values(), key=lambda t: t.order)
 
     async def _block_transfers(self, wanted: set[str], query: TransferQuery) -> list[Transfer]:
-        blocks = await self._read_blocks(range(query.from_block, query.to_block + 1))
+        blocks = await self._read_blocks(range(query.from_block, query.to_block + 1), every=True)
         infos = await self._infos_of(n for n, b in blocks.items() if b.calls_contracts())
         out = []
         for n, block in blocks.items():
@@ -202,15 +229,20 @@ class TronChain(Connected):
                 calls.append(("eth_getLogs", [params]))
         return calls
 
-    async def _get_logs(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Mapping[str, Any]]:
-        entries: dict[tuple[str, str], Mapping[str, Any]] = {}
+    async def _get_logs(self, calls: Sequence[tuple[str, list[Any]]]) -> list[LogRecord]:
+        """The logs of eth_getLogs `calls`, once each, with block time 0 (the caller reads blocks)."""
+        found: dict[tuple[str, int], LogRecord] = {}
         for answer in await self.rpc.batch(calls):
             if isinstance(answer, RpcError):
                 raise ChainError(f"Tron JSON-RPC at {self.name} refused eth_getLogs: {answer.message}")
-            for entry in answer or ():
-                if not entry.get("removed"):
-                    entries[(str(entry["transactionHash"]).lower(), str(entry["logIndex"]))] = entry
-        return list(entries.values())
+            try:
+                for entry in answer if answer is not None else ():
+                    if not entry.get("removed"):
+                        record = tm.log_record(entry)
+                        found[(record.tx_hash, record.log_index)] = record
+            except SHAPE_ERRORS as exc:
+                raise self.malformed("eth_getLogs", answer, exc) from exc
+        return list(found.values())
 
     async def _token_transfers(self, wanted: Sequence[str], query: TransferQuery) -> list[Transfer]:
         calls = []
@@ -218,11 +250,14 @@ class TronChain(Connected):
             calls += self._log_queries(wanted, 1, query.from_block, query.to_block)
         if query.incoming:
             calls += self._log_queries(wanted, 2, query.from_block, query.to_block)
-        entries = await self._get_logs(calls)
-        times = await self.block_times({int(str(e["blockNumber"]), 16) for e in entries})
+        found = await self._get_logs(calls)
+        times = await self.block_times({r.block_number for r in found})
         out = []
-        for e in entries:
-            t = tm.log_transfer(self.chain, e, times.get(int(str(e["blockNumber"]), 16), 0))
+        for r in found:
+            try:
+                t = tm.log_transfer(self.chain, r, times.get(r.block_number, 0))
+            except SHAPE_ERRORS as exc:
+                raise self.malformed("eth_getLogs", r, exc) from exc
             if t is not None:
                 out.append(t)
         return out
@@ -242,14 +277,9 @@ class TronChain(Connected):
                 if chunk:
                     params["address"] = chunk
                 calls.append(("eth_getLogs", [params]))
-        entries = await self._get_logs(calls)
-        times = await self.block_times({int(str(e["blockNumber"]), 16) for e in entries})
-        records = [LogRecord(
-            block_number=int(str(e["blockNumber"]), 16), block_time=times.get(int(str(e["blockNumber"]), 16), 0),
-            tx_hash=str(e["transactionHash"]).lower(), tx_index=int(str(e["transactionIndex"]), 16),
-            log_index=int(str(e["logIndex"]), 16), address=normalize_tron(str(e["address"])),
-            topics=tuple(str(t).lower() for t in e.get("topics") or ()), data=str(e.get("data") or "0x").lower(),
-        ) for e in entries]
+        found = await self._get_logs(calls)
+        times = await self.block_times({r.block_number for r in found})
+        records = [replace(r, block_time=times.get(r.block_number, 0)) for r in found]
         return sorted(records, key=lambda r: (r.block_number, r.log_index))
 
     async def freezes(self, addresses: Iterable[str], from_block: int, to_block: int) -> dict[str, tm.Freeze]:
@@ -262,8 +292,11 @@ class TronChain(Connected):
                                    "address": contracts, "topics": [tm.ADDED_BLACKLIST]}])
                  for lo in range(from_block, to_block + 1, self.log_span)]
         found: dict[str, tm.Freeze] = {}
-        for entry in await self._get_logs(calls):
-            f = tm.freeze_of(entry)
+        for record in await self._get_logs(calls):
+            try:
+                f = tm.freeze_of(record)
+            except SHAPE_ERRORS as exc:
+                raise self.malformed("eth_getLogs", record, exc) from exc
             if f is not None and f.address in wanted and (
                     f.address not in found or f.block_number < found[f.address].block_number):
                 found[f.address] = f
@@ -272,12 +305,12 @@ class TronChain(Connected):
     async def fees_paid(self, addresses: Iterable[str], from_block: int, to_block: int) -> list[FeePaid]:
         """TRX each address's own transactions burnt for energy and bandwidth (their `fee`)."""
         wanted = {normalize_tron(a) for a in addresses}
-        blocks = await self._read_blocks(range(from_block, to_block + 1))
+        blocks = await self._read_blocks(range(from_block, to_block + 1), every=True)
         owned = {n: [t for t in b.txs if t.owner in wanted] for n, b in blocks.items()}
         infos = await self._infos_of(n for n, txs in owned.items() if txs)
         out = []
         for n, txs in owned.items():
-            paid = tm.fees(infos.get(n))
+            paid = tm.fees(infos.get(n, ()))
             out += [FeePaid(t.owner or "", n, t.tx_hash, paid[t.tx_hash]) for t in txs if paid.get(t.tx_hash)]
         return out
 
@@ -294,14 +327,14 @@ class TronChain(Connected):
         await self._current(b for _, b in wanted)
 
         accounts = await self._accounts(a for a, _ in wanted)
-        return {(a, b): int(accounts[a].get("balance") or 0) for a, b in wanted}
+        return {(a, b): accounts[a][0] for a, b in wanted}
 
-    async def _accounts(self, addresses: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+    async def _accounts(self, addresses: Iterable[str]) -> dict[str, tuple[int, dict[str, int]]]:
+        """(TRX, TRC-10 holdings) of accounts (tron_mappers.account)."""
         wanted = sorted(set(addresses))
 
-        async def one(address: str) -> Mapping[str, Any]:
-            account = await self.api.post("/wallet/getaccount", {"address": address[2:], "visible": False})
-            return account if isinstance(account, Mapping) else {}  # {}: an account never funded
+        async def one(address: str) -> tuple[int, dict[str, int]]:
+            return await self._api("/wallet/getaccount", {"address": address[2:], "visible": False}, tm.account)
 
         return dict(zip(wanted, await asyncio.gather(*(one(a) for a in wanted)), strict=True))
 
@@ -310,13 +343,13 @@ class TronChain(Connected):
         await self._current(b for _, _, b in wanted)
 
         async def one(address: str, token: str) -> int:
-            answer = await self.api.post("/wallet/triggerconstantcontract", {
+            value = await self._api("/wallet/triggerconstantcontract", {
                 "owner_address": address[2:], "contract_address": token[2:], "function_selector": "balanceOf(address)",
                 "parameter": "0" * 24 + address[4:], "visible": False,
-            })
-            value = tm.constant_uint(answer)
+            }, tm.constant_uint)
             if value is None:
-                raise ChainError(f"balanceOf({address}) on TRC-20 {token} failed on the Tron node at {self.api.name}")
+                raise ChainError(f"Tron node at {self.api.name} failed balanceOf({address}) on TRC-20 {token} "
+                                 "(/wallet/triggerconstantcontract)")
             return value
 
         trc20 = [q for q in wanted if not q[1].startswith(tm.TRC10_PREFIX)]
@@ -326,8 +359,7 @@ class TronChain(Connected):
         trc10 = [q for q in wanted if q[1].startswith(tm.TRC10_PREFIX)]
         accounts = await self._accounts(a for a, _, _ in trc10) if trc10 else {}
         for a, t, b in trc10:
-            held = {str(e.get("key")): int(e.get("value") or 0) for e in accounts[a].get("assetV2") or ()}
-            out[(a, t, b)] = held.get(t[len(tm.TRC10_PREFIX):], 0)
+            out[(a, t, b)] = accounts[a][1].get(t[len(tm.TRC10_PREFIX):], 0)
         return out
 
     async def token_meta(self, tokens: Iterable[str]) -> dict[str, tuple[int | None, str | None]]:
@@ -340,27 +372,31 @@ class TronChain(Connected):
             for i, token in enumerate(trc20):
                 self._meta[token] = (tm_decimals(answers[2 * i]), tm_symbol(answers[2 * i + 1]))
         for token in (t for t in wanted if t.startswith(tm.TRC10_PREFIX)):
-            issue = await self.api.post("/wallet/getassetissuebyid", {"value": token[len(tm.TRC10_PREFIX):]})
-            abbr = str((issue or {}).get("abbr") or "")
-            try:
-                abbr = bytes.fromhex(abbr).decode("utf-8")
-            except ValueError:
-                pass
-            self._meta[token] = (int((issue or {}).get("precision") or 0), abbr or None)
+            self._meta[token] = await self._api("/wallet/getassetissuebyid", {"value": token[len(tm.TRC10_PREFIX):]},
+                                                tm.asset_issue)
         return {t: self._meta.get(t, (None, None)) for t in tokens if t != NATIVE}
+
+
+# A token's metadata is cosmetic: an answer that is none (or garbage) leaves it unknown, as on EVM chains.
 
 
 def tm_decimals(answer: Any) -> int | None:
     if not isinstance(answer, str) or len(answer) < 3:
         return None
-    value = int(answer[2:66], 16)
+    try:
+        value = int(answer[2:66], 16)
+    except ValueError:
+        return None
     return value if value <= 255 else None
 
 
 def tm_symbol(answer: Any) -> str | None:
     if not isinstance(answer, str) or len(answer) < 130:
         return None
-    raw = bytes.fromhex(answer[2:])
+    try:
+        raw = bytes.fromhex(answer[2:])
+    except ValueError:
+        return None
     size = int.from_bytes(raw[32:64], "big")
     text = raw[64 : 64 + size].decode("utf-8", errors="replace")
     return text[:32] or None

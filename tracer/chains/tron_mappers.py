@@ -9,6 +9,9 @@ Shapes, as java-tron's HTTP API answers with `visible` false (hex addresses `41.
   callValueInfo: [{callValue} | {tokenId, callValue} | {}]}]}` (`{}` or `[]` for no transactions);
 - `/wallet/getnodeinfo`'s `solidityBlock`: "Num:<height>,ID:<block id>";
 - logs from the JSON-RPC (`eth_getLogs`): Ethereum's shape, addresses as 20-byte 0x (no 41).
+
+An answer in another shape makes these functions raise KeyError, TypeError, ValueError...: TronChain
+turns that into a MalformedAnswer naming the node and the method (tracer.chains.answers).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracer.addresses import address_or_none, normalize_tron
-from tracer.chains.errors import ChainError
+from tracer.chains.records import LogRecord
 from tracer.domain.transfers import NATIVE, BlockRef, Transfer, TransferKind
 
 TRC10_PREFIX = "trc10:"
@@ -67,11 +70,11 @@ def _address(value: Any) -> str | None:
 
 def _int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ChainError(f"malformed Tron answer: {what} is {value!r}")
+        raise ValueError(f"{what} is {value!r}")
     try:
         return int(value)
-    except ValueError as exc:
-        raise ChainError(f"malformed Tron answer: {what} is {value!r}") from exc
+    except ValueError:
+        raise ValueError(f"{what} is {value!r}") from None
 
 
 def _trc10_id(value: Any) -> str:
@@ -89,7 +92,7 @@ def _trc10_id(value: Any) -> str:
 def parse_tx(raw: Mapping[str, Any], index: int) -> TronTx:
     txid = str(raw.get("txID") or "").lower()
     if not re.fullmatch(r"[0-9a-f]{64}", txid):
-        raise ChainError(f"malformed Tron transaction: txID {raw.get('txID')!r}")
+        raise ValueError(f"a transaction's txID is {raw.get('txID')!r}")
     ret = raw.get("ret") or [{}]
     success = (ret[0] or {}).get("contractRet", SUCCESS) == SUCCESS
     contracts = (raw.get("raw_data") or {}).get("contract") or [{}]
@@ -122,7 +125,9 @@ def _memo(raw_data: Mapping[str, Any]) -> str | None:
 
 def parse_block(raw: Any) -> TronBlock | None:
     """A block, or None for the `{}` a node answers past its head."""
-    if not isinstance(raw, Mapping) or not raw.get("blockID"):
+    if not isinstance(raw, Mapping):
+        raise TypeError()
+    if not raw.get("blockID"):
         return None
     header = ((raw.get("block_header") or {}).get("raw_data")) or {}
     number = _int(header.get("number", 0), "block number")
@@ -148,68 +153,105 @@ def block_transfers(chain: str, block: TronBlock) -> list[Transfer]:
     return out
 
 
-def internal_transfers(chain: str, block: TronBlock, infos: Any) -> list[Transfer]:
-    """TRX and TRC-10 that contracts moved (`internal_transactions` of the block's results); a
-    rejected call or a reverted transaction moves nothing."""
-    if not isinstance(infos, Sequence) or isinstance(infos, str):
-        return []  # `{}`: no transactions in the block
-    index = {t.tx_hash: t.index for t in block.txs}
+@dataclass(frozen=True, slots=True)
+class InternalMove:
+    """TRX or a TRC-10 token a contract moved inside a transaction (an `internal_transactions` item)."""
+
+    position: str
+    sender: str
+    to: str
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxInfo:
+    """A transaction's execution result (`/wallet/gettransactioninfobyblocknum`): what it burnt
+    (sun) and, when it succeeded, the value its contracts moved."""
+
+    tx_hash: str
+    fee: int
+    success: bool
+    moves: tuple[InternalMove, ...]
+
+
+def parse_infos(infos: Any) -> tuple[TxInfo, ...]:
+    """A block's execution results (`{}` for a block without transactions); rejected internal calls
+    and those moving nothing left out."""
+    if isinstance(infos, Mapping):
+        if infos:
+            raise ValueError(f"an object with {', '.join(sorted(map(str, infos))[:5])}")
+        return ()
+    if not isinstance(infos, list):
+        raise TypeError()
     out = []
     for info in infos:
-        if not isinstance(info, Mapping):
-            continue
-        tx_hash = "0x" + str(info.get("id") or "").lower()
-        receipt = info.get("receipt") or {}
-        if receipt.get("result", SUCCESS) != SUCCESS or tx_hash not in index:
-            continue
+        moves = []
         for i, itx in enumerate(info.get("internal_transactions") or ()):
-            if itx.get("rejected"):
-                continue
             src, dst = _address(itx.get("caller_address")), _address(itx.get("transferTo_address"))
-            if src is None or dst is None:
+            if itx.get("rejected") or src is None or dst is None:
                 continue
             for j, cv in enumerate(itx.get("callValueInfo") or ()):
                 amount = _int((cv or {}).get("callValue", 0), "callValue")
-                if amount <= 0:
-                    continue
-                token = "tokenId" in cv
-                out.append(Transfer(
-                    chain=chain, block_number=block.number, block_time=block.ref.timestamp, tx_hash=tx_hash,
-                    tx_index=index[tx_hash], position=f"call:{i}" if j == 0 else f"call:{i}.{j}",
-                    from_address=src, to_address=dst, asset=_trc10_id(cv["tokenId"]) if token else NATIVE,
-                    amount=amount, kind=TransferKind.INTERNAL if not token else TransferKind.TOKEN,
-                    decimals=None if token else 6, symbol=None if token else "TRX",
-                ))
+                if amount > 0:
+                    moves.append(InternalMove(f"call:{i}" if j == 0 else f"call:{i}.{j}", src, dst,
+                                              _trc10_id(cv["tokenId"]) if "tokenId" in cv else NATIVE, amount))
+        out.append(TxInfo("0x" + str(info.get("id") or "").lower(), _int(info.get("fee", 0), "fee"),
+                          (info.get("receipt") or {}).get("result", SUCCESS) == SUCCESS, tuple(moves)))
+    return tuple(out)
+
+
+def internal_transfers(chain: str, block: TronBlock, infos: Sequence[TxInfo]) -> list[Transfer]:
+    """TRX and TRC-10 that contracts moved (the block's execution results, `parse_infos`); a
+    rejected call or a reverted transaction moves nothing."""
+    index = {t.tx_hash: t.index for t in block.txs}
+    out = []
+    for info in infos:
+        if not info.success or info.tx_hash not in index:
+            continue
+        for move in info.moves:
+            token = move.asset != NATIVE
+            out.append(Transfer(
+                chain=chain, block_number=block.number, block_time=block.ref.timestamp, tx_hash=info.tx_hash,
+                tx_index=index[info.tx_hash], position=move.position, from_address=move.sender, to_address=move.to,
+                asset=move.asset, amount=move.amount, kind=TransferKind.TOKEN if token else TransferKind.INTERNAL,
+                decimals=None if token else 6, symbol=None if token else "TRX",
+            ))
     return out
 
 
-def fees(infos: Any) -> dict[str, int]:
+def fees(infos: Sequence[TxInfo]) -> dict[str, int]:
     """What each transaction of a block cost in TRX (sun): its `fee`."""
-    if not isinstance(infos, Sequence) or isinstance(infos, str):
-        return {}
-    return {"0x" + str(i.get("id") or "").lower(): _int(i.get("fee", 0), "fee")
-            for i in infos if isinstance(i, Mapping) and i.get("fee")}
+    return {i.tx_hash: i.fee for i in infos if i.fee}
 
 
 def _topic_address(topic: str) -> str:
     return normalize_tron("0x" + topic[-40:])
 
 
-def log_transfer(chain: str, entry: Mapping[str, Any], block_time: int) -> Transfer | None:
-    """A TRC-20 Transfer log from eth_getLogs (an ERC-721's, with a 4th topic, is not value)."""
-    topics = [str(t).lower() for t in entry.get("topics") or ()]
+def log_record(entry: Mapping[str, Any]) -> LogRecord:
+    """A log of the JSON-RPC's eth_getLogs, its contract in tracer's form (block time 0: the
+    caller reads it from the block)."""
+    return LogRecord(
+        block_number=int(str(entry["blockNumber"]), 16), block_time=0, tx_hash=str(entry["transactionHash"]).lower(),
+        tx_index=int(str(entry["transactionIndex"]), 16), log_index=int(str(entry["logIndex"]), 16),
+        address=normalize_tron(str(entry["address"])), topics=tuple(str(t).lower() for t in entry.get("topics") or ()),
+        data=str(entry.get("data") or "0x").lower(),
+    )
+
+
+def log_transfer(chain: str, log: LogRecord, block_time: int) -> Transfer | None:
+    """A TRC-20 Transfer log (an ERC-721's, with a 4th topic, is not value)."""
+    topics = log.topics
     if len(topics) != 3 or topics[0] != TRANSFER_TOPIC:
         return None
-    data = str(entry.get("data") or "0x")
-    amount = int(data[2:66] or "0", 16)
+    amount = int(log.data[2:66] or "0", 16)
     if amount <= 0:
         return None
     return Transfer(
-        chain=chain, block_number=int(str(entry["blockNumber"]), 16), block_time=block_time,
-        tx_hash=str(entry["transactionHash"]).lower(), tx_index=int(str(entry["transactionIndex"]), 16),
-        position=f"log:{int(str(entry['logIndex']), 16)}", from_address=_topic_address(topics[1]),
-        to_address=_topic_address(topics[2]), asset=normalize_tron(str(entry["address"])), amount=amount,
-        kind=TransferKind.TOKEN,
+        chain=chain, block_number=log.block_number, block_time=block_time, tx_hash=log.tx_hash, tx_index=log.tx_index,
+        position=f"log:{log.log_index}", from_address=_topic_address(topics[1]), to_address=_topic_address(topics[2]),
+        asset=log.address, amount=amount, kind=TransferKind.TOKEN,
     )
 
 
@@ -224,14 +266,11 @@ class Freeze:
     tx_hash: str
 
 
-def freeze_of(entry: Mapping[str, Any]) -> Freeze | None:
-    topics = [str(t).lower() for t in entry.get("topics") or ()]
-    data = str(entry.get("data") or "")
-    token = normalize_tron(str(entry.get("address") or ""))
-    if topics[:1] != [ADDED_BLACKLIST] or len(data) < 66 or token not in FREEZING_ISSUERS:
+def freeze_of(log: LogRecord) -> Freeze | None:
+    if log.topics[:1] != (ADDED_BLACKLIST,) or len(log.data) < 66 or log.address not in FREEZING_ISSUERS:
         return None
-    return Freeze(normalize_tron("0x" + data[26:66]), token, FREEZING_ISSUERS[token],
-                  int(str(entry["blockNumber"]), 16), str(entry["transactionHash"]).lower())
+    return Freeze(normalize_tron("0x" + log.data[26:66]), log.address, FREEZING_ISSUERS[log.address], log.block_number,
+                  log.tx_hash)
 
 
 def solidified(nodeinfo: Any) -> int:
@@ -239,13 +278,38 @@ def solidified(nodeinfo: Any) -> int:
     text = nodeinfo.get("solidityBlock") if isinstance(nodeinfo, Mapping) else None
     m = _SOLID.match(str(text or ""))
     if m is None:
-        raise ChainError(f"malformed Tron answer: getnodeinfo's solidityBlock is {text!r}")
+        raise ValueError(f"its solidityBlock is {text!r}")
     return int(m.group(1))
+
+
+def account(raw: Any) -> tuple[int, dict[str, int]]:
+    """An account's TRX (sun) and TRC-10 holdings by token id (`/wallet/getaccount`; `{}` for an
+    account never funded)."""
+    if not isinstance(raw, Mapping):
+        raise TypeError()
+    if raw and "address" not in raw:
+        raise KeyError("address")
+    held = {str(e.get("key")): _int(e.get("value") or 0, "assetV2 value") for e in raw.get("assetV2") or ()}
+    return _int(raw.get("balance") or 0, "balance"), held
+
+
+def asset_issue(issue: Any) -> tuple[int, str | None]:
+    """(precision, abbreviation) of a TRC-10 token (`/wallet/getassetissuebyid`; `{}`: unknown)."""
+    if not isinstance(issue, Mapping):
+        raise TypeError()
+    abbr = str(issue.get("abbr") or "")
+    try:
+        abbr = bytes.fromhex(abbr).decode("utf-8")
+    except ValueError:
+        pass
+    return _int(issue.get("precision") or 0, "precision"), abbr or None
 
 
 def constant_uint(answer: Any) -> int | None:
     """The uint256 a `/wallet/triggerconstantcontract` call returned (None: it failed)."""
-    if not isinstance(answer, Mapping) or not (answer.get("result") or {}).get("result"):
+    if not isinstance(answer, Mapping):
+        raise TypeError()
+    if not answer["result"].get("result"):  # a refused call says why in `result`
         return None
     out = answer.get("constant_result") or []
     text = str(out[0]) if out else ""

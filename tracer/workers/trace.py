@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import asyncpg
 
+from tracer.chains.errors import ChainError
 from tracer.chains.protocols import ChainSource
 from tracer.config import DEFAULT_BATCH_SIZE
 from tracer.domain.records import Job
@@ -243,6 +244,10 @@ class Worker:
                     self.name, jobs[0].trace_id, len(jobs), attempts, exc)
         async with self.pool.acquire() as conn:
             if attempts >= MAX_ATTEMPTS:
-                await store.fail_trace(conn, jobs[0].trace_id, f"{type(exc).__name__}: {exc}")
+                # A node's failure is told in a sentence that names the node and what it did ("node at
+                # http://host:port answered trace_filter with a string, not a list of traces"); a bug
+                # keeps its exception's name.
+                reason = str(exc) if isinstance(exc, ChainError) and str(exc) else f"{type(exc).__name__}: {exc}"
+                await store.fail_trace(conn, jobs[0].trace_id, reason)
             else:
                 await store.release_jobs(conn, self.name, jobs, min(30.0, 0.5 * 2**attempts))

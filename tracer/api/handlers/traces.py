@@ -44,6 +44,15 @@ def _head_errors() -> tuple[type[BaseException], ...]:
     return (*_NODE_ERRORS, ChainError)
 
 
+def _told(exc: BaseException) -> str:
+    """What a client is told of a node's failure: a malformed answer whole (it names the node without
+    its URL's secrets and says what it answered), other errors by name (they may quote a provider's
+    page)."""
+    from tracer.chains.errors import MalformedAnswer
+
+    return str(exc) if isinstance(exc, MalformedAnswer) else type(exc).__name__
+
+
 async def create(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     body = await checked_body(request, "trace-create")  # the engine then checks what a schema cannot
@@ -73,8 +82,8 @@ async def create(request: web.Request) -> web.Response:
         )
     except _head_errors() as exc:
         log.warning("event=node_unavailable chain=%s error=%r", chain, exc)
-        raise ApiError(503, "Chain node unavailable", f"could not read the chain head of {chain}: "
-                       f"{type(exc).__name__}", headers={"Retry-After": "10"}) from None
+        raise ApiError(503, "Chain node unavailable", f"could not read the chain head of {chain}: {_told(exc)}",
+                       headers={"Retry-After": "10"}) from None
     async with ctx.pool.acquire() as conn:
         await ownership.set_trace_owner(conn, trace_id, principal.owner)
         await audit(request, conn, "trace.create", f"trace:{trace_id}", {

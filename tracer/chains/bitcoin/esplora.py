@@ -28,10 +28,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tracer.addresses import normalize_btc
-from tracer.chains.bitcoin.mappers import coinbase_transfers, flatten, net_paid, parse_tx, uint
+from tracer.chains.answers import SHAPE_ERRORS, malformed
+from tracer.chains.bitcoin.mappers import (
+    coinbase_transfers,
+    confirmed_txs,
+    flatten,
+    net_paid,
+    outspend,
+    parse_tx,
+    uint,
+)
 from tracer.chains.bitcoin.records import NETWORKS, BtcNetwork, network_of_genesis
 from tracer.chains.cache import Lru
-from tracer.chains.errors import ChainError, WrongChain
+from tracer.chains.errors import ChainError, MalformedAnswer, WrongChain
 from tracer.chains.http import HttpTransport
 from tracer.chains.jsonrpc import gather_or_cancel
 from tracer.chains.lifecycle import Connected
@@ -114,6 +123,10 @@ class EsploraChain(Connected):
     async def close(self) -> None:
         await self.http.close()
 
+    def malformed(self, endpoint: str, answer: Any, exc: BaseException | None = None) -> MalformedAnswer:
+        """The error for an answer of `endpoint` ("tx", "address/txs") in the wrong shape."""
+        return malformed(f"Esplora server at {self.name}", endpoint, answer, exc)
+
     # -- transport ----------------------------------------------------------------------------
 
     async def _get(self, path: str, endpoint: str, *, text: re.Pattern[str] | None = None) -> Any:
@@ -173,7 +186,7 @@ class EsploraChain(Connected):
         async def one(n: int) -> None:
             block = await self._get(f"/block/{await self.block_hash(n)}", "block")
             if not isinstance(block, Mapping) or not isinstance(block.get("timestamp"), int):
-                raise ChainError(f"malformed Esplora block {n}: {str(block)[:120]}")
+                raise self.malformed("block", block)
             self._times[n] = block["timestamp"]
 
         await gather_or_cancel(one(n) for n in missing)
@@ -199,7 +212,7 @@ class EsploraChain(Connected):
             return dict(cached)
         txids = await self._get(f"/block/{block_hash}/txids", "block/txids")
         if not isinstance(txids, list) or not all(isinstance(t, str) for t in txids):
-            raise ChainError(f"malformed Esplora txid list of block {block_hash}")
+            raise self.malformed("block/txids", txids)
         index = {t.lower(): k for k, t in enumerate(txids)}
         self._block_index.put(block_hash, index)
         return index
@@ -208,7 +221,7 @@ class EsploraChain(Connected):
         proof = await self._get(f"/tx/{txid}/merkle-proof", "tx/merkle-proof")
         pos = proof.get("pos") if isinstance(proof, Mapping) else None
         if not isinstance(pos, int) or isinstance(pos, bool) or pos < 0:
-            raise ChainError(f"malformed Esplora merkle proof of {txid}: {str(proof)[:120]}")
+            raise self.malformed("tx/merkle-proof", proof)
         return pos
 
     async def _positions(self, raw: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -225,14 +238,16 @@ class EsploraChain(Connected):
         for h, index in zip(lists, await gather_or_cancel(self._block_positions(h) for h in lists), strict=True):
             for t in by_block[h]:
                 if t not in index:
-                    raise ChainError(f"transaction {t} is not in the txid list of its block {h}")
+                    raise ChainError(f"Esplora server at {self.name}: transaction {t} is not in the txid list of its "
+                                     f"block {h}")
                 found[t] = index[t]
         found.update(zip(proofs, await gather_or_cancel(self._merkle_position(t) for t in proofs), strict=True))
         return found
 
-    async def _with_positions(self, raw: Sequence[Mapping[str, Any]]) -> list[UtxoTx]:
-        """Parse confirmed txs, with their position in the block. A cached parse is reused only
-        while the transaction is still in the same block (after a reorg it is read again)."""
+    async def _with_positions(self, raw: Sequence[Mapping[str, Any]], endpoint: str) -> list[UtxoTx]:
+        """Parse confirmed txs (answers of `endpoint`), with their position in the block. A cached
+        parse is reused only while the transaction is still in the same block (after a reorg it is
+        read again)."""
         def cached(r: Mapping[str, Any]) -> UtxoTx | None:
             hit = self._txs.get(str(r["txid"]).lower())
             return hit[1] if hit is not None and hit[0] == str(r["status"]["block_hash"]).lower() else None
@@ -242,38 +257,32 @@ class EsploraChain(Connected):
         for r in raw:
             tx = cached(r)
             if tx is None:
-                tx = parse_tx(r, positions[str(r["txid"]).lower()])
+                try:
+                    tx = parse_tx(r, positions[str(r["txid"]).lower()])
+                except SHAPE_ERRORS as exc:
+                    raise self.malformed(endpoint, r, exc) from exc
                 self._txs.put(tx.txid, (str(r["status"]["block_hash"]).lower(), tx))
                 if tx.block_number is not None and tx.block_time is not None:
                     self._times[tx.block_number] = tx.block_time
             out.append(tx)
         return out
 
-    @staticmethod
-    def _confirmed(page: Any, what: str) -> list[Mapping[str, Any]]:
-        if not isinstance(page, list):
-            raise ChainError(f"malformed Esplora page for {what}: {str(page)[:120]}")
-        out = []
-        for tx in page:
-            if not isinstance(tx, Mapping) or not isinstance(tx.get("txid"), str):
-                raise ChainError(f"malformed Esplora transaction in {what}: {str(tx)[:120]}")
-            status = tx.get("status")
-            if isinstance(status, Mapping) and status.get("confirmed"):
-                if not isinstance(status.get("block_height"), int) or not isinstance(status.get("block_hash"), str):
-                    raise ChainError(f"malformed status of {tx['txid']} in {what}")
-                out.append(tx)
-        return out
+    async def _page(self, path: str, endpoint: str) -> list[Mapping[str, Any]]:
+        """The confirmed transactions of a list answered at `path` (mappers.confirmed_txs)."""
+        page = await self._get(path, endpoint)
+        try:
+            return confirmed_txs(page)
+        except SHAPE_ERRORS as exc:
+            raise self.malformed(endpoint, page, exc) from exc
 
     async def _history(self, address: str, min_height: int) -> list[Mapping[str, Any]]:
         """Confirmed transactions of `address` at or above `min_height` (and maybe some below),
         newest first, paging until a page ends below `min_height` or runs short."""
-        what = f"address {address}"
-        page = self._confirmed(await self._get(f"/address/{address}/txs", "address/txs"), what)
+        page = await self._page(f"/address/{address}/txs", "address/txs")
         found = list(page)
         while len(page) >= self.page_size and page[-1]["status"]["block_height"] >= min_height:
             last = page[-1]["txid"]
-            page = self._confirmed(await self._get(f"/address/{address}/txs/chain/{last}", "address/txs/chain"),
-                                   what)
+            page = await self._page(f"/address/{address}/txs/chain/{last}", "address/txs/chain")
             found.extend(page)
         return found
 
@@ -290,7 +299,7 @@ class EsploraChain(Connected):
             for tx in page:
                 if from_block <= tx["status"]["block_height"] <= to_block:
                     raw.setdefault(str(tx["txid"]).lower(), tx)
-        parsed = await self._with_positions(list(raw.values()))
+        parsed = await self._with_positions(list(raw.values()), "address/txs")
         mine = set(wanted)
         seen: set[tuple[str, str, str]] = set()
         out: list[Transfer] = []
@@ -319,7 +328,7 @@ class EsploraChain(Connected):
                         and isinstance(vin[0], Mapping) and vin[0].get("is_coinbase"):
                     raw.setdefault(str(tx["txid"]).lower(), tx)
         mine = set(wanted)
-        out = [t for utx in await self._with_positions(list(raw.values()))
+        out = [t for utx in await self._with_positions(list(raw.values()), "address/txs")
                for t in coinbase_transfers(utx, self.chain) if t.to_address in mine]
         out.sort(key=lambda t: t.order)
         return out
@@ -331,31 +340,30 @@ class EsploraChain(Connected):
         cached, missing = self._txs.split(wanted)
         out = {t: tx for t, (_block, tx) in cached.items()}
         raw = await gather_or_cancel(self._get(f"/tx/{t}", "tx") for t in missing)
-        confirmed = self._confirmed(raw, "transactions")
-        for tx in await self._with_positions(confirmed):
+        confirmed: list[Mapping[str, Any]] = []
+        for r in raw:
+            try:
+                confirmed += confirmed_txs([r])
+            except SHAPE_ERRORS as exc:
+                raise self.malformed("tx", r, exc) from exc
+        for tx in await self._with_positions(confirmed, "tx"):
             out[tx.txid] = tx
         for r in raw:
             txid = str(r["txid"]).lower()
             if txid not in out:
-                out[txid] = parse_tx(r)
+                try:
+                    out[txid] = parse_tx(r)
+                except SHAPE_ERRORS as exc:
+                    raise self.malformed("tx", r, exc) from exc
         return {t: out[t] for t in wanted if t in out}
 
     async def outspends(self, txid: str) -> list[Outspend]:
         """For each output of `txid`: spent or not, and by which input of which transaction."""
         answer = await self._get(f"/tx/{txid.lower()}/outspends", "tx/outspends")
-        if not isinstance(answer, list):
-            raise ChainError(f"malformed Esplora outspends of {txid}: {str(answer)[:120]}")
-        out = []
-        for k, item in enumerate(answer):
-            if not isinstance(item, Mapping):
-                raise ChainError(f"malformed Esplora outspend {k} of {txid}")
-            raw_status = item.get("status")
-            status: Mapping[str, Any] = raw_status if isinstance(raw_status, Mapping) else {}
-            height = status.get("block_height")
-            out.append(Outspend(k, bool(item.get("spent")), str(item["txid"]).lower() if item.get("txid") else None,
-                                item.get("vin") if isinstance(item.get("vin"), int) else None,
-                                height if isinstance(height, int) else None))
-        return out
+        try:
+            return [outspend(k, item) for k, item in enumerate(answer)]
+        except SHAPE_ERRORS as exc:
+            raise self.malformed("tx/outspends", answer, exc) from exc
 
     async def native_balances(self, queries: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Confirmed balance of each address at the end of each block.
@@ -375,25 +383,30 @@ class EsploraChain(Connected):
 
     async def _stats(self, address: str) -> tuple[int, int, int]:
         data = await self._get(f"/address/{address}", "address")
-        stats = data.get("chain_stats") if isinstance(data, Mapping) else None
-        if not isinstance(stats, Mapping):
-            raise ChainError(f"malformed Esplora address stats of {address}: {str(data)[:120]}")
-        return (uint(stats.get("funded_txo_sum"), "funded_txo_sum"), uint(stats.get("spent_txo_sum"), "spent_txo_sum"),
-                uint(stats.get("tx_count"), "tx_count"))
+        try:
+            stats = data["chain_stats"]
+            return (uint(stats.get("funded_txo_sum"), "funded_txo_sum"),
+                    uint(stats.get("spent_txo_sum"), "spent_txo_sum"), uint(stats.get("tx_count"), "tx_count"))
+        except SHAPE_ERRORS as exc:
+            raise self.malformed("address", data, exc) from exc
 
     async def _balances_of(self, address: str, heights: Sequence[int]) -> dict[int, int]:
-        what = f"address {address}"
         for _ in range(self.http.options.policy.retries):
-            first = self._confirmed(await self._get(f"/address/{address}/txs", "address/txs"), what)
+            first = await self._page(f"/address/{address}/txs", "address/txs")
             if len(first) < self.page_size:  # the whole confirmed history
-                return {h: net_paid(address, [t for t in first if t["status"]["block_height"] <= h]) for h in heights}
+                return {h: self._net_paid(address, [t for t in first if t["status"]["block_height"] <= h])
+                        for h in heights}
             before = await self._stats(address)
             newer = await self._history(address, min(heights) + 1)
             if await self._stats(address) == before:
                 current = before[0] - before[1]
-                return {h: current - net_paid(address, [t for t in newer if t["status"]["block_height"] > h])
+                return {h: current - self._net_paid(address, [t for t in newer if t["status"]["block_height"] > h])
                         for h in heights}
         raise ChainError(f"Esplora server at {self.name}: the history of {address} kept changing while its "
                          "balance was read")
 
-
+    def _net_paid(self, address: str, txs: list[Mapping[str, Any]]) -> int:
+        try:
+            return net_paid(address, txs)
+        except SHAPE_ERRORS as exc:
+            raise self.malformed("address/txs", txs, exc) from exc

@@ -6,6 +6,9 @@ input's transfers sum exactly to its share of the outputs and each output receiv
 value. The fee is not transferred (it leaves the traced money), and nor is change paid back to an
 input's own address (the money did not move). The heuristics that need a transaction's shape
 (change outputs, CoinJoin) read whole `UtxoTx` records instead.
+
+An answer in another shape makes these functions raise TypeError or ValueError, which EsploraChain
+turns into a MalformedAnswer naming the server and the endpoint (tracer.chains.answers).
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ from typing import Any
 
 from tracer.addresses import address_or_none, normalize_btc
 from tracer.chains.bitcoin.records import BTC_DECIMALS, BTC_SYMBOL
-from tracer.chains.errors import ChainError
-from tracer.chains.utxo_records import TxIn, TxOut, UtxoTx
+from tracer.chains.utxo_records import Outspend, TxIn, TxOut, UtxoTx
 from tracer.domain.chains import BITCOIN
 from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
@@ -67,34 +69,34 @@ def _address(value: Any) -> str | None:
 
 def uint(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ChainError(f"malformed Esplora answer: {what} is {value!r}")
+        raise ValueError(f"{what} is {value!r}")
     return value
 
 
 def parse_tx(data: Any, tx_index: int = -1) -> UtxoTx:
-    """An Esplora transaction JSON as a UtxoTx (raises ChainError on a malformed one)."""
+    """An Esplora transaction JSON as a UtxoTx (TypeError, ValueError for a malformed one)."""
     if not isinstance(data, Mapping) or not isinstance(data.get("txid"), str):
-        raise ChainError(f"malformed Esplora transaction: {str(data)[:120]}")
+        raise ValueError("a transaction without txid")
     vin, vout = data.get("vin"), data.get("vout")
     if not isinstance(vin, list) or not isinstance(vout, list):
-        raise ChainError(f"malformed Esplora transaction {data['txid']}: no vin/vout lists")
+        raise ValueError(f"transaction {data['txid']} has no vin/vout lists")
     inputs: list[TxIn] = []
     for i, inp in enumerate(vin):
         if not isinstance(inp, Mapping):
-            raise ChainError(f"malformed input {i} of {data['txid']}")
+            raise ValueError(f"input {i} of {data['txid']} is no object")
         if inp.get("is_coinbase"):
             inputs.append(TxIn(i, None, 0, str(inp.get("txid", "00" * 32)).lower(), 0xFFFFFFFF, None, True))
             continue
         prev = inp.get("prevout")
         if not isinstance(prev, Mapping):
-            raise ChainError(f"input {i} of {data['txid']} has no prevout (is the server an Esplora?)")
+            raise ValueError(f"input {i} of {data['txid']} has no prevout (is the server an Esplora?)")
         inputs.append(TxIn(i, _address(prev.get("scriptpubkey_address")), uint(prev.get("value"), "prevout value"),
                            str(inp.get("txid", "")).lower(), uint(inp.get("vout"), "prevout index"),
                            _script_type(prev.get("scriptpubkey_type"))))
     outputs: list[TxOut] = []
     for j, out in enumerate(vout):
         if not isinstance(out, Mapping):
-            raise ChainError(f"malformed output {j} of {data['txid']}")
+            raise ValueError(f"output {j} of {data['txid']} is no object")
         stype = _script_type(out.get("scriptpubkey_type"))
         memo = op_return_data(str(out.get("scriptpubkey", ""))) if stype == "op_return" else None
         outputs.append(TxOut(j, _address(out.get("scriptpubkey_address")), uint(out.get("value"), "output value"),
@@ -205,6 +207,37 @@ def coinbase_transfers(tx: UtxoTx, chain: str = BITCOIN) -> list[Transfer]:
                      to_address=out.address, asset=NATIVE, amount=out.value, kind=TransferKind.NATIVE,
                      decimals=BTC_DECIMALS, symbol=BTC_SYMBOL)
             for out in tx.outputs if out.address is not None and out.value > 0]
+
+
+def confirmed_txs(page: Any) -> list[Mapping[str, Any]]:
+    """The confirmed transactions of a list of Esplora transactions, each with the txid and the
+    block (height and hash) other readers take for granted."""
+    if not isinstance(page, list):
+        raise TypeError()
+    out = []
+    for tx in page:
+        if not isinstance(tx, Mapping) or not isinstance(tx.get("txid"), str):
+            raise ValueError(f"a transaction without txid: {str(tx)[:80]}")
+        status = tx.get("status")
+        if isinstance(status, Mapping) and status.get("confirmed"):
+            if not isinstance(status.get("block_height"), int) or not isinstance(status.get("block_hash"), str):
+                raise ValueError(f"the status of {tx['txid']} has no block")
+            out.append(tx)
+    return out
+
+
+def outspend(vout: int, item: Any) -> Outspend:
+    """One item of `/tx/:txid/outspends`: a spent output names the input that spends it."""
+    if not isinstance(item, Mapping):
+        raise TypeError()
+    raw_status = item.get("status")
+    status: Mapping[str, Any] = raw_status if isinstance(raw_status, Mapping) else {}
+    height, vin, txid = status.get("block_height"), item.get("vin"), item.get("txid")
+    if item.get("spent") and (not isinstance(txid, str) or not isinstance(vin, int)
+                              or (height is not None and not isinstance(height, int))):
+        raise ValueError(f"output {vout} is spent by txid {txid!r}, input {vin!r}, at height {height!r}")
+    return Outspend(vout, bool(item.get("spent")), str(txid).lower() if txid else None,
+                    vin if isinstance(vin, int) else None, height if isinstance(height, int) else None)
 
 
 def net_paid(address: str, txs: Iterable[Mapping[str, Any]]) -> int:

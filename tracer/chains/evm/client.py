@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from tracer.addresses import normalize_evm
+from tracer.chains.answers import SHAPE_ERRORS
 from tracer.chains.errors import RpcError, WrongChain
 from tracer.chains.evm import history, mappers
 from tracer.chains.evm.logs import Logs
@@ -153,7 +154,11 @@ class EvmChain(StateReads, TracePath, ScanPath, Logs, Connected):
         answers = await self.rpc.batch([("eth_getCode", [a, "latest"]) for a in missing])
         for a, code in zip(missing, answers, strict=True):
             code = self._expect(code, f"eth_getCode({a})")
-            if isinstance(code, str) and code not in ("0x", "0x0", ""):
+            try:
+                present = mappers.code_present(code)
+            except SHAPE_ERRORS as exc:
+                raise self.malformed("eth_getCode", code, exc) from exc
+            if present:
                 self._contracts.add(a)
         return {a: a in self._contracts for a in wanted}
 

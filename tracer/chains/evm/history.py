@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tracer.chains.answers import SHAPE_ERRORS
 from tracer.chains.errors import ChainError, RpcError
 from tracer.chains.evm import mappers
 from tracer.chains.records import FeePaid
@@ -90,7 +91,7 @@ def receipt_fee(receipt: Mapping[str, Any], tx_gas_price: int | None = None) -> 
     """The fee a receipt says the sender paid: gasUsed x effectiveGasPrice (pre-London receipts
     have no effectiveGasPrice: the transaction's gasPrice), plus blob gas (EIP-4844) and the
     L1 data fee OP-stack chains add (`l1Fee`)."""
-    used = mappers.quantity(receipt.get("gasUsed") or 0)
+    used = mappers.quantity(receipt["gasUsed"])  # every receipt has it: one without is no receipt
     price_raw = receipt.get("effectiveGasPrice")
     price = mappers.quantity(price_raw) if price_raw is not None else (tx_gas_price or 0)
     fee = used * price
@@ -114,17 +115,27 @@ async def sent_fees(client: EvmChain, sent: Iterable[tuple[str, int, str]]) -> l
     if whole:
         answers = await client.rpc.batch([("eth_getBlockReceipts", [hex(b)]) for b in whole])
         for rows in answers:
-            if isinstance(rows, RpcError) or not isinstance(rows, list):
-                continue  # asked again one by one below
-            for r in rows:
-                h = str(r.get("transactionHash", "")).lower()
-                if h in wanted:
-                    receipts[h] = r
+            if isinstance(rows, RpcError):
+                continue  # asked again one by one below (as are those of a null)
+            try:
+                for r in mappers.rows(rows):
+                    h = str(r.get("transactionHash", "")).lower()
+                    if h in wanted:
+                        receipt_fee(r)  # what the receipt is read for, read here: a shape error is this answer's
+                        receipts[h] = r
+            except SHAPE_ERRORS as exc:
+                raise client.malformed("eth_getBlockReceipts", rows, exc) from exc
     single = sorted(h for h in wanted if h not in receipts)
     answers = await client.rpc.batch([("eth_getTransactionReceipt", [h]) for h in single])
     for h, r in zip(single, answers, strict=True):
-        if isinstance(r, RpcError) or not isinstance(r, Mapping):
-            raise ChainError(f"node at {client.name} has no receipt for {h}: {getattr(r, 'message', r)}")
+        if isinstance(r, RpcError):
+            raise ChainError(f"node at {client.name} has no receipt for {h}: {r.message}")
+        if r is None:
+            raise ChainError(f"node at {client.name} has no receipt for {h} (eth_getTransactionReceipt answered null)")
+        try:
+            receipt_fee(r)
+        except SHAPE_ERRORS as exc:
+            raise client.malformed("eth_getTransactionReceipt", r, exc) from exc
         receipts[h] = r
     # Receipts of old (pre-London) blocks on some nodes carry no effectiveGasPrice: the price is
     # the transaction's own gasPrice then.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tracer.addresses import normalize_evm
@@ -44,7 +44,7 @@ class Logs(EvmNode):
             return "eth_getLogs", [{"fromBlock": hex(q.from_block), "toBlock": hex(q.to_block), "topics": topics}]
 
         def take(q: RangeQuery, result: Any) -> None:
-            for entry in result or []:
+            for entry in mappers.rows(result):
                 t = mappers.log_transfer(self.chain, entry, self._log_time(entry))
                 if t is not None:
                     found.append(t)
@@ -89,7 +89,7 @@ class Logs(EvmNode):
                     mine = [e for e in rows if _topic0(e) in (p.topic0 or ())]
                     self._learn(p.topics, None, len(mine), span)
                     if p.contracts:
-                        self._learn(p.topics, p.contracts, sum(1 for e in mine if _emitter(e) in p.contracts), span)
+                        self._learn(p.topics, p.contracts, sum(1 for e in mine if e.address in p.contracts), span)
                 return [await self._log_records(e for e in rows if p.matches(e)) if p.blocks else [] for p in parts]
         return list(await gather_or_cancel(self._ask_alone(p) for p in parts))
 
@@ -99,7 +99,7 @@ class Logs(EvmNode):
         ranges = _cover(sorted(p.blocks), self._density(p.topics, p.contracts))
         rows = await self._raw_logs(p.contracts, p.topics, ranges)
         self._learn(p.topics, p.contracts, len(rows), sum(hi - lo + 1 for lo, hi in ranges))
-        return await self._log_records(e for e in rows.values() if mappers.quantity(e["blockNumber"]) in p.blocks)
+        return await self._log_records(r for r in rows.values() if r.block_number in p.blocks)
 
     def _density(self, topics: list[Any], contracts: tuple[str, ...] | None) -> float:
         """Logs per block expected for this filter (`contracts` None: with no address filter)."""
@@ -115,12 +115,12 @@ class Logs(EvmNode):
 
     async def _raw_logs(
         self, contracts: tuple[str, ...], topic_filter: list[Any], ranges: Sequence[tuple[int, int]]
-    ) -> dict[tuple[str, int], Mapping[str, Any]]:
+    ) -> dict[tuple[str, int], LogRecord]:
         chunked = [
             contracts[i : i + self.addresses_per_request] for i in range(0, len(contracts), self.addresses_per_request)
         ] or [()]
         queries = [q for lo, hi in ranges for c in chunked for q in self._log_ranges(lo, hi, c, "out")]
-        rows: dict[tuple[str, int], Mapping[str, Any]] = {}
+        rows: dict[tuple[str, int], LogRecord] = {}
 
         def build(q: RangeQuery) -> tuple[str, list[Any]]:
             params: dict[str, Any] = {
@@ -133,35 +133,23 @@ class Logs(EvmNode):
             return "eth_getLogs", [params]
 
         def take(q: RangeQuery, result: Any) -> None:
-            for entry in result or []:
+            for entry in mappers.rows(result):
                 if entry.get("removed"):
                     continue
-                rows[(str(entry["blockHash"]).lower(), mappers.quantity(entry["logIndex"]))] = entry
+                record = mappers.log_record(entry)
+                rows[(str(entry["blockHash"]).lower(), record.log_index)] = record
+                if record.block_time >= 0:
+                    self._times.put(record.block_number, record.block_time)
 
         await self._run_range_queries(queries, build, take)
         return rows
 
-    async def _log_records(self, entries: Iterable[Mapping[str, Any]]) -> list[LogRecord]:
-        rows = list(entries)
-        times = await self.block_times(
-            {mappers.quantity(e["blockNumber"]) for e in rows if self._log_time(e) < 0}
-        )
-        for e in rows:
-            if self._log_time(e) >= 0:
-                times[mappers.quantity(e["blockNumber"])] = self._log_time(e)
-        records = [
-            LogRecord(
-                block_number=mappers.quantity(e["blockNumber"]),
-                block_time=times[mappers.quantity(e["blockNumber"])],
-                tx_hash=str(e["transactionHash"]).lower(),
-                tx_index=mappers.quantity(e.get("transactionIndex") or 0),
-                log_index=mappers.quantity(e["logIndex"]),
-                address=str(e["address"]).lower(),
-                topics=tuple(str(t).lower() for t in e.get("topics") or []),
-                data=str(e.get("data") or "0x").lower(),
-            )
-            for e in rows
-        ]
+    async def _log_records(self, found: Iterable[LogRecord]) -> list[LogRecord]:
+        """Logs sorted by block and index, each with its block's time (headers read for the logs
+        whose answer had none)."""
+        records = list(found)
+        times = await self.block_times({r.block_number for r in records if r.block_time < 0})
+        records = [r if r.block_time >= 0 else replace(r, block_time=times[r.block_number]) for r in records]
         records.sort(key=lambda r: (r.block_number, r.log_index))
         return records
 
@@ -204,18 +192,13 @@ class _Ask:
         first = self.topics[0]
         return frozenset(t.lower() for t in ([first] if isinstance(first, str) else first))
 
-    def matches(self, entry: Mapping[str, Any]) -> bool:
-        return (mappers.quantity(entry["blockNumber"]) in self.blocks and _topic0(entry) in (self.topic0 or ())
-                and (not self.contracts or _emitter(entry) in self.contracts))
+    def matches(self, record: LogRecord) -> bool:
+        return (record.block_number in self.blocks and _topic0(record) in (self.topic0 or ())
+                and (not self.contracts or record.address in self.contracts))
 
 
-def _topic0(entry: Mapping[str, Any]) -> str:
-    topics = entry.get("topics") or [""]
-    return str(topics[0]).lower()
-
-
-def _emitter(entry: Mapping[str, Any]) -> str:
-    return str(entry.get("address", "")).lower()
+def _topic0(record: LogRecord) -> str:
+    return record.topics[0] if record.topics else ""
 
 
 def _contracts(address: LogAddresses) -> tuple[str, ...]:

@@ -1,5 +1,9 @@
 """Node JSON → `Transfer` records. The only place that knows the shapes nodes answer in.
 
+The functions here assume those shapes: an answer in another one makes them raise KeyError,
+TypeError, ValueError... which the client that called them turns into a MalformedAnswer of the
+method (tracer.chains.answers), so no field is checked twice on the way.
+
 Three sources describe native value moves and must give identical records for the same chain:
 - a transaction object (`eth_getBlockByNumber(n, true)`) plus its receipt status: top-level value;
 - Parity-style traces (`trace_filter`, `trace_transaction`): one flat record per call, with
@@ -12,7 +16,9 @@ ERC-20 transfers come from `Transfer` logs.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -21,6 +27,7 @@ from eth_abi.exceptions import DecodingError
 from eth_abi.registry import registry as abi_registry
 
 from tracer.chains import events
+from tracer.chains.records import LogRecord
 from tracer.domain.transfers import NATIVE, Transfer, TransferKind
 
 TRANSFER_TOPIC = events.topic("erc20", "Transfer(address,address,uint256)")
@@ -37,12 +44,13 @@ _UINT160: Any = abi_registry.get_decoder("uint160")
 _VALUE_CALLS = frozenset({"call"})
 _CREATES = frozenset({"create", "create2"})
 _SELFDESTRUCTS = frozenset({"suicide", "selfdestruct"})
+_HASH = re.compile(r"0x[0-9a-f]{64}")
 
 
 def quantity(value: Any) -> int:
     """A JSON-RPC quantity ("0x1a") as int; also accepts ints and decimal strings (lenient nodes)."""
     if isinstance(value, bool):
-        raise ValueError(f"not a quantity: {value!r}")
+        raise ValueError("a boolean is no quantity")
     if isinstance(value, int):
         return value
     if isinstance(value, str):
@@ -50,11 +58,42 @@ def quantity(value: Any) -> int:
         if text[:2].lower() == "0x":
             return int(text, 16) if len(text) > 2 else 0
         return int(text)
-    raise ValueError(f"not a quantity: {value!r}")
+    raise ValueError(f"{'null' if value is None else type(value).__name__} is no quantity")
 
 
 def hex_quantity(value: int) -> str:
     return hex(value)
+
+
+def block_hash(block: Mapping[str, Any]) -> str:
+    """A block's hash, checked: the reorg guard compares it with the one it recorded, and garbage
+    there would read as a reorganisation."""
+    value = block["hash"].lower()
+    if not _HASH.fullmatch(value):
+        raise ValueError(f"hash {value[:80]!r}")
+    return str(value)
+
+
+def code_present(code: Any) -> bool:
+    """Whether an eth_getCode answer holds code ("0x", and "0x0" from some nodes, is none)."""
+    if not isinstance(code, str):
+        raise TypeError()
+    if code in ("0x", "0x0", ""):
+        return False
+    if not code.startswith("0x"):
+        raise ValueError("no 0x")
+    bytes.fromhex(code[2:])  # ValueError for what is no code
+    return True
+
+
+def rows(result: Any) -> list[Any]:
+    """The items of a list answer (trace_filter, eth_getLogs, trace_block, block receipts); null is
+    none; anything else is not such an answer (TypeError)."""
+    if result is None:
+        return []
+    if not isinstance(result, list):
+        raise TypeError()
+    return result
 
 
 def pad_topic(address: str) -> str:
@@ -93,9 +132,50 @@ def _native(chain: str, block_number: int, block_time: int, tx_hash: str, tx_ind
     )
 
 
+@dataclass(frozen=True, slots=True)
+class BlockTx:
+    """What the block-scan path reads of a transaction of `eth_getBlockByNumber(n, true)`."""
+
+    hash: str
+    index: int
+    sender: str | None
+    to: str | None
+    value: int
+    runs_code: bool  # it has input data or creates a contract: value may move inside it
+
+
+@dataclass(frozen=True, slots=True)
+class FullBlock:
+    number: int
+    time: int
+    txs: tuple[BlockTx, ...]
+
+
+def full_block(block: Mapping[str, Any]) -> FullBlock:
+    """A block read with its transactions (`eth_getBlockByNumber(n, true)`)."""
+    return FullBlock(quantity(block["number"]), quantity(block["timestamp"]),
+                     tuple(block_tx(tx) for tx in block.get("transactions") or ()))
+
+
+def block_tx(tx: Any) -> BlockTx:
+    if not isinstance(tx, Mapping):
+        raise ValueError("its transactions are hashes, not transactions")
+    data = tx.get("input", tx.get("data")) or "0x"
+    return BlockTx(str(tx["hash"]).lower(), quantity(tx.get("transactionIndex") or 0), lower(tx.get("from")),
+                   lower(tx.get("to")), quantity(tx.get("value") or 0), data not in ("0x", "") or tx.get("to") is None)
+
+
+Outcome = tuple[bool, str | None]
+"""What a receipt says of its transaction: (succeeded, the contract it created)."""
+
+
+def outcome(receipt: Mapping[str, Any]) -> Outcome:
+    return succeeded(receipt), lower(receipt.get("contractAddress"))
+
+
 def tx_transfer(
     chain: str,
-    tx: Mapping[str, Any],
+    tx: BlockTx,
     block_number: int,
     block_time: int,
     created: str | None = None,
@@ -104,15 +184,12 @@ def tx_transfer(
 
     `created` is the receipt's contractAddress: a contract creation sends its value there.
     """
-    value = quantity(tx.get("value") or 0)
-    if value <= 0:
+    if tx.value <= 0:
         return None
-    sender = lower(tx.get("from"))
-    target = lower(tx.get("to")) or (created.lower() if created else None)
-    if sender is None or target is None:
+    target = tx.to or (created.lower() if created else None)
+    if tx.sender is None or target is None:
         return None
-    return _native(chain, block_number, block_time, str(tx["hash"]).lower(), quantity(tx.get("transactionIndex") or 0),
-                   (), sender, target, value)
+    return _native(chain, block_number, block_time, tx.hash, tx.index, (), tx.sender, target, tx.value)
 
 
 def parity_trace_transfer(chain: str, trace: Mapping[str, Any], block_time: int) -> Transfer | None:
@@ -147,11 +224,15 @@ def parity_trace_transfer(chain: str, trace: Mapping[str, Any], block_time: int)
 
 
 def succeeded(receipt: Mapping[str, Any]) -> bool:
-    """Whether a receipt (or the receipt-like outcome of a callTracer root frame) says the
-    transaction succeeded."""
+    """Whether a receipt says the transaction succeeded."""
     status = receipt.get("status")
-    # Receipts before Byzantium carry a state root instead of a status: no failure is visible.
-    return status is None or quantity(status) == 1
+    if status is None:
+        # Receipts before Byzantium carry a state root instead of a status: no failure is visible.
+        # With neither, it is no receipt.
+        if "root" not in receipt:
+            raise KeyError("status")
+        return True
+    return quantity(status) == 1
 
 
 def trace_path(trace: Mapping[str, Any]) -> tuple[int, ...]:
@@ -238,6 +319,22 @@ def log_transfer(chain: str, entry: Mapping[str, Any], block_time: int) -> Trans
     )
 
 
+def log_record(entry: Mapping[str, Any]) -> LogRecord:
+    """A log of eth_getLogs, with its block time when the node puts it there (`blockTimestamp`:
+    newer Geth, Reth, Anvil), -1 otherwise."""
+    raw_time = entry.get("blockTimestamp")
+    return LogRecord(
+        block_number=quantity(entry["blockNumber"]),
+        block_time=-1 if raw_time is None else quantity(raw_time),
+        tx_hash=str(entry["transactionHash"]).lower(),
+        tx_index=quantity(entry.get("transactionIndex") or 0),
+        log_index=quantity(entry["logIndex"]),
+        address=str(entry["address"]).lower(),
+        topics=tuple(str(t).lower() for t in entry.get("topics") or []),
+        data=str(entry.get("data") or "0x").lower(),
+    )
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _topic_address(topic: str) -> str:
     """An indexed `address` of an event (a 32-byte topic), decoded by eth_abi (which refuses
@@ -257,13 +354,20 @@ def _uint256(data: str) -> int:
     return int(_UINT256(ContextFramesBytesIO(raw[:32])))
 
 
-def decode_uint(result: Any) -> int | None:
-    """A single uint256 return value, or None for an empty or short answer."""
+def returned_uint(result: Any) -> int | None:
+    """A call's single uint256 return value; None for empty or short return data (no code at the
+    address, not a token). An answer that is no hex string is no call's: TypeError, ValueError."""
     if not isinstance(result, str):
-        return None
+        raise TypeError()
+    raw = bytes.fromhex(result.removeprefix("0x"))
+    return int.from_bytes(raw[:32], "big") if len(raw) >= 32 else None
+
+
+def decode_uint(result: Any) -> int | None:
+    """`returned_uint`, None for any answer: a token's metadata is cosmetic, worth no failure."""
     try:
-        return _uint256(result)
-    except (ValueError, DecodingError):
+        return returned_uint(result)
+    except (TypeError, ValueError):
         return None
 
 

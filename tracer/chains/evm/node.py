@@ -8,11 +8,12 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from web3 import AsyncWeb3
 
+from tracer.chains.answers import SHAPE_ERRORS, malformed
 from tracer.chains.cache import Lru
 from tracer.chains.errors import ChainError, MalformedAnswer, RpcError
 from tracer.chains.evm import history, mappers
@@ -127,21 +128,22 @@ class EvmNode:
             return mappers.quantity(answer)
         except ValueError:
             raise MalformedAnswer(f"node at {self.name} answered {method} with {str(answer)[:80]!r}, "
-                                  "not a number: is the URL an EVM node's JSON-RPC?") from None
+                                  "not a number: is the URL an EVM node's JSON-RPC?",
+                                  node=f"node at {self.name}", method=method) from None
 
     async def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
         """Timestamps of blocks (cached; missing ones fetched in batches of header-only blocks)."""
         out, missing = self._times.split(sorted(set(numbers)))
         if missing:
 
-            def take(offset: int, answers: list[Any]) -> None:
-                for n, block in zip(missing[offset : offset + len(answers)], answers, strict=True):
-                    block = self._expect(block, f"eth_getBlockByNumber({n})")
-                    if not isinstance(block, Mapping):
-                        raise ChainError(f"node at {self.name} has no block {n}")
-                    ts = mappers.quantity(block["timestamp"])
-                    self._times.put(n, ts)
-                    out[n] = ts
+            def take(i: int, block: Any) -> None:
+                n = missing[i]
+                block = self._expect(block, f"eth_getBlockByNumber({n})")
+                if block is None:
+                    raise ChainError(f"node at {self.name} has no block {n} (eth_getBlockByNumber answered null)")
+                ts = mappers.quantity(block["timestamp"])
+                self._times.put(n, ts)
+                out[n] = ts
 
             # A header carries its block's transaction hashes (100+ on a busy chain) and only the
             # timestamp is wanted: thousands of blocks are read a few batches at a time.
@@ -154,28 +156,36 @@ class EvmNode:
     async def block_hashes(self, numbers: Iterable[int]) -> dict[int, str]:
         """Current hashes of blocks, read fresh in one batch of header-only eth_getBlockByNumber
         (never cached: the live monitor and the reorg guard compare them with the hashes they
-        recorded); blocks the node does not have yet are left out."""
+        recorded); blocks the node does not have yet (null, or an error) are left out."""
         wanted = sorted(set(numbers))
         answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
-        return {
-            n: block["hash"].lower()
-            for n, block in zip(wanted, answers, strict=True)
-            if isinstance(block, Mapping) and isinstance(block.get("hash"), str)
-        }
+        out: dict[int, str] = {}
+        for n, block in zip(wanted, answers, strict=True):
+            if block is not None and not isinstance(block, RpcError):  # some nodes refuse blocks past their head
+                try:
+                    out[n] = mappers.block_hash(block)
+                except SHAPE_ERRORS as exc:
+                    raise self.malformed("eth_getBlockByNumber", block, exc) from exc
+        return out
 
     async def _in_slices(
-        self, calls: Sequence[tuple[str, Sequence[Any]]], take: Callable[[int, list[Any]], None]
+        self, calls: Sequence[tuple[str, Sequence[Any]]], take: Callable[[int, Any], None]
     ) -> None:
         """Send `calls` one HTTP batch at a time, at most `_HEAVY_BATCHES` in flight for the whole
-        client, and hand each batch's answers to `take(offset, answers)` as soon as they arrive:
-        answers too big to hold all at once (block traces, headers of thousands of blocks) never
-        are, however many callers run at the same time."""
+        client, and hand each answer to `take(index of its call, answer)` as soon as its batch
+        arrives: answers too big to hold all at once (block traces, headers of thousands of blocks)
+        never are, however many callers run at the same time. An answer `take` cannot map is a
+        MalformedAnswer of its call's method."""
         step = max(1, self.rpc.batch_size)
 
         async def one(offset: int) -> None:
             async with self._heavy:
                 answers = await self.rpc.batch(calls[offset : offset + step])
-            take(offset, answers)
+            for i, answer in enumerate(answers, offset):
+                try:
+                    take(i, answer)
+                except SHAPE_ERRORS as exc:
+                    raise self.malformed(calls[i][0], answer, exc) from exc
 
         await gather_or_cancel(one(i) for i in range(0, len(calls), step))
 
@@ -188,7 +198,7 @@ class EvmNode:
         """Run queries in rounds of batches; split the ones refused as too big, follow pages.
 
         `build(q)` gives (method, params); `take(q, result)` consumes an answer and may return
-        the next page's query.
+        the next page's query; an answer it cannot map is a MalformedAnswer of the method.
         """
         pending = queries
         while pending:
@@ -211,7 +221,10 @@ class EvmNode:
                     log.debug("%s %d..%d refused (%s), splitting", method, q.from_block, q.to_block, ans.message)
                     following.extend(parts)
                     continue
-                nxt = take(q, ans)
+                try:
+                    nxt = take(q, ans)
+                except SHAPE_ERRORS as exc:
+                    raise self.malformed(method, ans, exc) from exc
                 if nxt is not None:
                     following.append(nxt)
             pending = following
@@ -224,6 +237,11 @@ class EvmNode:
             log.info("node at %s caps eth_getLogs at %d blocks: cutting every query to that", self.name, span)
             self.max_log_range = span
         return parts
+
+    def malformed(self, method: str, answer: Any, exc: BaseException | None = None, *,
+                  expected: str | None = None) -> MalformedAnswer:
+        """The error for an answer to `method` in the wrong shape (tracer.chains.answers)."""
+        return malformed(f"node at {self.name}", method, answer, exc, expected=expected)
 
     def _expect(self, answer: Any, what: str) -> Any:
         """An answer that must not be a JSON-RPC error."""

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tracer.chains.answers import SHAPE_ERRORS
 from tracer.chains.errors import ChainError
 from tracer.chains.evm import mappers
 from tracer.chains.evm.node import EvmNode
@@ -73,27 +74,26 @@ class ScanPath(EvmNode):
 
     async def _scan_blocks(self, numbers: list[int]) -> list[ScannedBlock]:
         answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
-        blocks: list[Mapping[str, Any]] = []
-        for n, block in zip(numbers, answers, strict=True):
-            block = self._expect(block, f"eth_getBlockByNumber({n})")
-            if not isinstance(block, Mapping):
-                raise ChainError(f"node at {self.name} has no block {n} (beyond head {await self.head()}?)")
+        blocks: list[mappers.FullBlock] = []
+        for n, answer in zip(numbers, answers, strict=True):
+            answer = self._expect(answer, f"eth_getBlockByNumber({n})")
+            if answer is None:
+                raise ChainError(f"node at {self.name} has no block {n} (eth_getBlockByNumber answered null; beyond "
+                                 f"head {await self.head()}?)")
+            try:
+                block = mappers.full_block(answer)
+            except SHAPE_ERRORS as exc:
+                raise self.malformed("eth_getBlockByNumber", answer, exc) from exc
             blocks.append(block)
-            self._times.put(n, mappers.quantity(block["timestamp"]))
+            self._times.put(n, block.time)
+        del answers
 
         if self.debug_method == "debug_traceBlockByNumber":
             # The root callTracer frame tells whether the transaction failed (`error`) and which
             # contract it created (`to`): receipts are needed only where a frame is missing.
             traced = await self._block_call_traces(blocks)
             outcomes = {h: _frame_outcome(f) for h, f in traced.items()}
-            unknown = [
-                b
-                for b in blocks
-                if any(
-                    isinstance(tx, Mapping) and str(tx["hash"]).lower() not in outcomes and self._outcome_matters(tx)
-                    for tx in b.get("transactions") or []
-                )
-            ]
+            unknown = [b for b in blocks if any(tx.hash not in outcomes and self._outcome_matters(tx) for tx in b.txs)]
             receipts = {**await self._receipts(unknown), **outcomes}
         else:
             receipts = await self._receipts(blocks)
@@ -101,111 +101,108 @@ class ScanPath(EvmNode):
 
         scanned = []
         for block in blocks:
-            number, ts = mappers.quantity(block["number"]), mappers.quantity(block["timestamp"])
             transfers: list[Transfer] = []
-            senders: list[tuple[str, str]] = []
-            for tx in block.get("transactions") or []:
-                if not isinstance(tx, Mapping):
-                    raise ChainError("eth_getBlockByNumber(n, true) returned hashes, not transactions")
-                tx_hash = str(tx["hash"]).lower()
-                sender = mappers.lower(tx.get("from"))
-                if sender is not None:
-                    senders.append((sender, tx_hash))
-                receipt = receipts.get(tx_hash)
-                if receipt is not None and not mappers.succeeded(receipt):
+            for tx in block.txs:
+                receipt = receipts.get(tx.hash)
+                if receipt is not None and not receipt[0]:
                     continue  # a failed transaction moves nothing, not even its top-level value
-                created = mappers.lower(receipt.get("contractAddress")) if receipt else None
-                top = mappers.tx_transfer(self.chain, tx, number, ts, created)
+                top = mappers.tx_transfer(self.chain, tx, block.number, block.time, receipt[1] if receipt else None)
                 if top is not None:
                     transfers.append(top)
-                frame = traced.get(tx_hash)
+                frame = traced.get(tx.hash)
                 if frame is not None:
-                    transfers.extend(
-                        mappers.call_frame_transfers(
-                            self.chain,
-                            frame,
-                            block_number=number,
-                            block_time=ts,
-                            tx_hash=tx_hash,
-                            tx_index=mappers.quantity(tx.get("transactionIndex") or 0),
-                        )
-                    )
-            scanned.append(ScannedBlock(number, ts, tuple(transfers), tuple(senders)))
+                    try:
+                        transfers.extend(mappers.call_frame_transfers(
+                            self.chain, frame, block_number=block.number, block_time=block.time, tx_hash=tx.hash,
+                            tx_index=tx.index))
+                    except SHAPE_ERRORS as exc:
+                        raise self.malformed(str(self.debug_method), frame, exc, expected="a callTracer frame") from exc
+            senders = tuple((tx.sender, tx.hash) for tx in block.txs if tx.sender is not None)
+            scanned.append(ScannedBlock(block.number, block.time, tuple(transfers), senders))
         return scanned
 
-    async def _receipts(self, blocks: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-        """Receipts (for status and created contract) of the transactions whose outcome matters:
-        those that carry value or may move value inside (contract calls, when we can trace them)."""
-        out: dict[str, Mapping[str, Any]] = {}
+    async def _receipts(self, blocks: list[mappers.FullBlock]) -> dict[str, mappers.Outcome]:
+        """Outcomes (status and created contract) of the transactions whose outcome matters: those
+        that carry value or may move value inside (contract calls, when we can trace them)."""
+        out: dict[str, mappers.Outcome] = {}
         if self.supports_block_receipts:
-            with_txs = [b for b in blocks if b.get("transactions")]
-            answers = await self.rpc.batch([("eth_getBlockReceipts", [b["number"]]) for b in with_txs])
+            with_txs = [b for b in blocks if b.txs]
+            answers = await self.rpc.batch([("eth_getBlockReceipts", [hex(b.number)]) for b in with_txs])
             for block, rows in zip(with_txs, answers, strict=True):
-                rows = self._expect(rows, f"eth_getBlockReceipts({block['number']})")
-                for r in rows or []:
-                    out[str(r["transactionHash"]).lower()] = r
+                rows = self._expect(rows, f"eth_getBlockReceipts({block.number})")
+                try:
+                    for r in rows:  # null too is no answer for a block that has transactions
+                        out[str(r["transactionHash"]).lower()] = mappers.outcome(r)
+                except SHAPE_ERRORS as exc:
+                    raise self.malformed("eth_getBlockReceipts", rows, exc) from exc
             return out
-        hashes = [
-            str(tx["hash"]).lower()
-            for b in blocks
-            for tx in b.get("transactions") or []
-            if isinstance(tx, Mapping) and self._outcome_matters(tx)
-        ]
+        hashes = [tx.hash for b in blocks for tx in b.txs if self._outcome_matters(tx)]
         answers = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
         for h, r in zip(hashes, answers, strict=True):
             r = self._expect(r, f"eth_getTransactionReceipt({h})")
-            if not isinstance(r, Mapping):
-                raise ChainError(f"node at {self.name} has no receipt for {h}")
-            out[h] = r
+            if r is None:
+                raise ChainError(f"node at {self.name} has no receipt for {h} (eth_getTransactionReceipt: null)")
+            try:
+                out[h] = mappers.outcome(r)
+            except SHAPE_ERRORS as exc:
+                raise self.malformed("eth_getTransactionReceipt", r, exc) from exc
         return out
 
-    def _outcome_matters(self, tx: Mapping[str, Any]) -> bool:
-        if mappers.quantity(tx.get("value") or 0) > 0:
-            return True
-        return self.debug_method is not None and _calls_code(tx)
+    def _outcome_matters(self, tx: mappers.BlockTx) -> bool:
+        return tx.value > 0 or (self.debug_method is not None and tx.runs_code)
 
-    async def _block_call_traces(self, blocks: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    async def _block_call_traces(self, blocks: list[mappers.FullBlock]) -> dict[str, Mapping[str, Any]]:
         """callTracer root frames by transaction hash, one debug_traceBlockByNumber per block."""
-        chosen = [b for b in blocks if b.get("transactions")]
+        chosen = [b for b in blocks if b.txs]
         answers = await self.rpc.batch(
-            [("debug_traceBlockByNumber", [b["number"], {"tracer": "callTracer"}]) for b in chosen]
+            [("debug_traceBlockByNumber", [hex(b.number), {"tracer": "callTracer"}]) for b in chosen]
         )
         out: dict[str, Mapping[str, Any]] = {}
         for block, rows in zip(chosen, answers, strict=True):
-            rows = self._expect(rows, f"debug_traceBlockByNumber({block['number']})")
-            txs = block.get("transactions") or []
-            for i, row in enumerate(rows or []):
-                # Geth gives {"txHash", "result"}; older versions only {"result"}, in block order.
-                h = row.get("txHash") or (txs[i]["hash"] if i < len(txs) else None)
-                frame = row.get("result")
-                if h and self._usable_frame(frame):
-                    out[str(h).lower()] = frame
+            rows = self._expect(rows, f"debug_traceBlockByNumber({block.number})")
+            mine = {tx.hash for tx in block.txs}
+            try:
+                for i, row in enumerate(mappers.rows(rows)):
+                    # Geth gives {"txHash", "result"}; older versions only {"result"}, in block order.
+                    h = str(row.get("txHash") or (block.txs[i].hash if i < len(block.txs) else "")).lower()
+                    if h not in mine:
+                        raise ValueError(f"a trace of {h[:80]!r}, no transaction of block {block.number}")
+                    frame = row.get("result")
+                    if self._usable_frame(frame):
+                        out[h] = frame
+            except SHAPE_ERRORS as exc:
+                raise self.malformed("debug_traceBlockByNumber", rows, exc) from exc
         return out
 
     async def _tx_call_traces(
-        self, blocks: list[Mapping[str, Any]], receipts: Mapping[str, Mapping[str, Any]]
+        self, blocks: list[mappers.FullBlock], receipts: Mapping[str, mappers.Outcome]
     ) -> dict[str, Mapping[str, Any]]:
         """callTracer root frames, one debug_traceTransaction per successful transaction that runs
         code (a plain value transfer to a contract whose receive() forwards it is not traced)."""
         if self.debug_method != "debug_traceTransaction":
             return {}
-        hashes = [
-            str(tx["hash"]).lower()
-            for b in blocks
-            for tx in b.get("transactions") or []
-            if _calls_code(tx) and mappers.succeeded(receipts.get(str(tx["hash"]).lower()) or {})
-        ]
+        hashes = [tx.hash for b in blocks for tx in b.txs if tx.runs_code and receipts.get(tx.hash, (True, None))[0]]
         answers = await self.rpc.batch([("debug_traceTransaction", [h, {"tracer": "callTracer"}]) for h in hashes])
         out: dict[str, Mapping[str, Any]] = {}
         for h, frame in zip(hashes, answers, strict=True):
             frame = self._expect(frame, f"debug_traceTransaction({h})")
-            if self._usable_frame(frame):
+            if frame is None:
+                raise self.malformed("debug_traceTransaction", frame)
+            try:
+                usable = self._usable_frame(frame)
+            except SHAPE_ERRORS as exc:
+                raise self.malformed("debug_traceTransaction", frame, exc) from exc
+            if usable:
                 out[h] = frame
         return out
 
     def _usable_frame(self, frame: Any) -> bool:
+        """Whether `frame` is a callTracer frame. A node that ignored `tracer: callTracer` (it gives
+        structLogs) or traced nothing (null) is warned of once; anything else is garbage."""
         if mappers.is_call_frame(frame):
             return True
+        if frame is not None and not (isinstance(frame, Mapping) and "structLogs" in frame):
+            raise TypeError()
         if not self._warned_no_internal:
             self._warned_no_internal = True
             log.warning(
@@ -216,13 +213,7 @@ class ScanPath(EvmNode):
         return False
 
 
-def _frame_outcome(frame: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A receipt-like record (status, contractAddress) from a transaction's root callTracer frame."""
+def _frame_outcome(frame: Mapping[str, Any]) -> mappers.Outcome:
+    """The outcome (succeeded, created contract) of a transaction from its root callTracer frame."""
     creates = str(frame.get("type", "")).upper().startswith("CREATE")
-    return {"status": "0x0" if frame.get("error") else "0x1", "contractAddress": frame.get("to") if creates else None}
-
-
-def _calls_code(tx: Mapping[str, Any]) -> bool:
-    data = tx.get("input", tx.get("data")) or "0x"
-    return data not in ("0x", "") or tx.get("to") is None
-
+    return not frame.get("error"), mappers.lower(frame.get("to")) if creates else None

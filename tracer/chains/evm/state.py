@@ -26,6 +26,7 @@ import eth_abi
 from eth_abi.exceptions import DecodingError
 
 from tracer.addresses import normalize_evm
+from tracer.chains.answers import SHAPE_ERRORS
 from tracer.chains.errors import RpcError, StateUnavailable
 from tracer.chains.evm import history, mappers
 from tracer.chains.evm.history import MULTICALL3
@@ -182,12 +183,15 @@ class StateReads(EvmNode):
         holder, asset, block = key
         if asset == NATIVE:
             raw = self._expect(answer, f"balance of {holder} at block {block}")
-            value: int | None = mappers.decode_uint(raw) if word else mappers.quantity(raw)
         elif isinstance(answer, RpcError):
             log.debug("balanceOf%s failed: %s", key, answer.message)
             return
         else:
-            value = mappers.decode_uint(answer)
+            raw, word = answer, True
+        try:
+            value = mappers.returned_uint(raw) if word else mappers.quantity(raw)
+        except SHAPE_ERRORS as exc:
+            raise self.malformed("eth_call" if word else "eth_getBalance", raw, exc) from exc
         if value is not None:
             out[key] = value
             self._balances.put(key, value)

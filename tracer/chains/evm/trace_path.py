@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tracer.chains.errors import ChainError, RpcError
+from tracer.chains.errors import ChainError, MalformedAnswer, RpcError
 from tracer.chains.evm import history, mappers
 from tracer.chains.evm.node import EvmNode
 from tracer.chains.jsonrpc import is_method_missing
@@ -39,6 +39,8 @@ class TracePath(EvmNode):
             # mode (a filter type without the field), is not asked again.
             try:
                 union = await self._trace_rows(chunks, ["both"], from_block, to_block)
+            except MalformedAnswer:
+                raise  # garbage is no refusal of the mode
             except ChainError as err:
                 if self.trace_union is not None:
                     raise
@@ -64,9 +66,7 @@ class TracePath(EvmNode):
         proving = self.trace_union is None
 
         def take(q: RangeQuery, result: Any) -> RangeQuery | None:
-            rows = result or []
-            if not isinstance(rows, list):
-                raise ChainError(f"trace_filter answered {type(rows).__name__}, expected a list")
+            rows = mappers.rows(result)
             # Mapped as each page arrives: the raw trace dicts (several times a Transfer's size)
             # of a busy address's whole history are never held at once.
             found.transfers.extend(t for t in (mappers.parity_trace_transfer(self.chain, tr, -1) for tr in rows) if t)
@@ -111,7 +111,7 @@ class TracePath(EvmNode):
         chunks = [ordered[i : i + step] for i in range(0, len(ordered), step)]
 
         def take(q: RangeQuery, result: Any) -> RangeQuery | None:
-            rows = result or []
+            rows = mappers.rows(result)
             for row in rows:
                 found = history.top_level_sender(row)
                 if found is not None and found[0] in wanted:
@@ -184,29 +184,28 @@ class TracePath(EvmNode):
         wants: list[tuple[int, set[str]]],
         undone: dict[str, set[tuple[int, ...]]],
         again: dict[int, set[str]],
-        offset: int,
-        answers: list[Any],
+        i: int,
+        ans: Any,
     ) -> None:
-        """One HTTP batch of `_failed_calls` answered: failed-call paths into `undone`, and the
-        blocks to ask again another way (the node lacks the method) into `again`."""
-        end = offset + len(answers)
-        for (method, _), (block, hashes), ans in zip(calls[offset:end], wants[offset:end], answers, strict=True):
-            if isinstance(ans, RpcError) and is_method_missing(ans) and method != "eth_getTransactionReceipt":
-                self._lacks(method)
-                again.setdefault(block, set()).update(hashes)
-                continue
-            ans = self._expect(ans, f"{method}({block if method == 'trace_block' else next(iter(hashes))})")
-            if method == "eth_getTransactionReceipt":
-                if isinstance(ans, Mapping) and not mappers.succeeded(ans):
-                    undone[next(iter(hashes))] = {()}
-                continue
-            per_tx: dict[str, list[Mapping[str, Any]]] = {}
-            for trace in ans or []:
-                h = str(trace.get("transactionHash", "")).lower()
-                if h in hashes:  # the block's other transactions do not matter here
-                    per_tx.setdefault(h, []).append(trace)
-            for h in hashes:
-                undone[h] = mappers.failed_paths(per_tx.get(h, []))
+        """One answer of `_failed_calls` (the one to `calls[i]`): failed-call paths into `undone`,
+        or the blocks to ask again another way (the node lacks the method) into `again`."""
+        method, (block, hashes) = calls[i][0], wants[i]
+        if isinstance(ans, RpcError) and is_method_missing(ans) and method != "eth_getTransactionReceipt":
+            self._lacks(method)
+            again.setdefault(block, set()).update(hashes)
+            return
+        ans = self._expect(ans, f"{method}({block if method == 'trace_block' else next(iter(hashes))})")
+        if method == "eth_getTransactionReceipt":
+            if ans is not None and not mappers.succeeded(ans):
+                undone[next(iter(hashes))] = {()}
+            return
+        per_tx: dict[str, list[Mapping[str, Any]]] = {}
+        for trace in mappers.rows(ans):
+            h = str(trace.get("transactionHash", "")).lower()
+            if h in hashes:  # the block's other transactions do not matter here
+                per_tx.setdefault(h, []).append(trace)
+        for h in hashes:
+            undone[h] = mappers.failed_paths(per_tx.get(h, []))
 
     def _lacks(self, method: str) -> None:
         if method == "trace_block":
