@@ -168,8 +168,17 @@ def serves_processes(tree: Path) -> bool:
     return cli.exists() and "--processes" in cli.read_text()
 
 
-def start_server(database_url: str, log_path: Path, tree: Path = ROOT, profile: Path | None = None,
-                 **env_extra: str) -> tuple[subprocess.Popen[bytes], str]:
+@dataclass
+class Spawned:
+    """A `tracer serve` process started and not yet seen listening (see `listening`)."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    copies: int  # the processes it starts once it listens (`--processes`), waited for too
+
+
+def spawn_server(database_url: str, log_path: Path, tree: Path = ROOT, profile: Path | None = None,
+                 **env_extra: str) -> Spawned:
     """A real `tracer serve` process of the code in `tree` on a free port (under cProfile when
     `profile` is given). Its stderr goes to a file: a pipe nobody drains would fill up and stall
     the server mid-benchmark."""
@@ -182,18 +191,84 @@ def start_server(database_url: str, log_path: Path, tree: Path = ROOT, profile: 
         proc = subprocess.Popen([sys.executable, *prof, "-m", "tracer.cli", "serve", "--host", "127.0.0.1",
                                  "--port", "0", "--database-url", database_url], cwd=tree, env=env,
                                 stdout=subprocess.DEVNULL, stderr=log)
+    copies = max(0, int(env_extra.get("TRACER_API_PROCESSES", "1")) - 1) if serves_processes(tree) else 0
+    return Spawned(proc, log_path, copies)
+
+
+def listening(server: Spawned) -> tuple[subprocess.Popen[bytes], str]:
+    """The server's process and base URL once it listens."""
     # With --processes N the copies start after the first process listens: wait for them all
     # (a copy still importing would spend CPU during the load and serve nothing).
-    copies = max(0, int(env_extra.get("TRACER_API_PROCESSES", "1")) - 1) if serves_processes(tree) else 0
+    proc, log_path = server.proc, server.log_path
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         text = log_path.read_text(errors="replace")
         m = re.search(r"listening on (http://\S+)", text)
-        if m and text.count(" serving port ") >= copies:
+        if m and text.count(" serving port ") >= server.copies:
             return proc, m.group(1)
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError("server did not start:\n" + log_path.read_text(errors="replace"))
+
+
+#: The servers a run starts for each version, by what they are for: their TRACER_API_* settings
+#: (TRACER_API_PROCESSES "many" is the version's `processes`). The profile_* ones run under cProfile.
+SERVERS: dict[str, dict[str, str]] = {
+    "default": {"TRACER_API_PROCESSES": "many"},
+    "hops_page_uncached": {"TRACER_API_PAGE_CACHE_MB": "0", "TRACER_API_PROCESSES": "many"},
+    "hops_page_one_process": {"TRACER_API_PAGE_CACHE_MB": "0", "TRACER_API_PROCESSES": "1"},
+    "exits_uncached": {"TRACER_API_EXITS_CACHE": "0", "TRACER_API_PROCESSES": "many"},
+    # Started and stopped without a request: what starting and stopping costs, subtracted from the
+    # profiles below (no request reaches it, so their cache settings would change nothing in it).
+    "profile_idle": {"TRACER_API_PROCESSES": "1"},
+    "profile_pages": {"TRACER_API_PAGE_CACHE_MB": "0", "TRACER_API_PROCESSES": "1"},
+    "profile_exits": {"TRACER_API_EXITS_CACHE": "0", "TRACER_API_PROCESSES": "1"},
+}
+
+
+class Servers:
+    """The run's `tracer serve` processes. A measured run starts each one when it is needed (one
+    starting while another is measured would take its CPU). A smoke run, whose figures mean nothing
+    (it shows that the bench works end to end), spawns the servers it loads up front, so their
+    Python start-ups overlap instead of queueing; and only its default server starts the copies of
+    `--processes` (the others would start the same copies the same way again). The profiled servers
+    start when needed even then: a profile covers the whole process, idle wait included."""
+
+    def __init__(self, args: argparse.Namespace, versions: list[Version]) -> None:
+        self.logs = Path(tempfile.gettempdir()) / f"tracer-api-latency-{os.getpid()}"
+        self.spawned: dict[tuple[str, str], Spawned] = {}
+        self.smoke = bool(args.smoke)
+        if self.smoke:
+            for v in versions:
+                keys = ["default", "exits_uncached"]
+                if serves_processes(v.tree):
+                    keys += ["hops_page_uncached", "hops_page_one_process"]
+                for key in keys:
+                    self.spawned[v.name, key] = self._spawn(v, key)
+
+    def profile(self, v: Version, key: str) -> Path | None:
+        if not key.startswith("profile_"):
+            return None
+        return Path(tempfile.gettempdir()) / f"tracer-api-{key}-{os.getpid()}-{v.name}.prof"
+
+    def _spawn(self, v: Version, key: str) -> Spawned:
+        many = str(v.processes if key == "default" or not self.smoke else 1)
+        env = {k: many if x == "many" else x for k, x in SERVERS[key].items()}
+        prof = self.profile(v, key)
+        if prof is not None:
+            prof.unlink(missing_ok=True)
+        return spawn_server(v.database_url, self.logs / f"{v.name}-{key}.log", v.tree, profile=prof, **env)
+
+    def start(self, v: Version, key: str) -> tuple[subprocess.Popen[bytes], str]:
+        """The version's server for `key` (see SERVERS), listening: its process and base URL."""
+        spawned = self.spawned.pop((v.name, key), None)
+        return listening(spawned if spawned is not None else self._spawn(v, key))
+
+    def close(self) -> None:
+        """Stop the servers spawned ahead and never used (a run that failed half way)."""
+        for spawned in self.spawned.values():
+            stop_server(spawned.proc)
+        self.spawned.clear()
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -439,7 +514,8 @@ async def _first(session: aiohttp.ClientSession, url: str) -> None:
         await r.read()
 
 
-async def measure(args: argparse.Namespace, versions: list[Version], trace_id: int) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, versions: list[Version], trace_id: int, servers: Servers
+                  ) -> dict[str, Any]:
     """Each endpoint on each version, one version right after the other."""
     out: dict[str, dict[str, Any]] = {v.name: {} for v in versions}
     exits_url = [f"/v1/traces/{trace_id}/exits"]
@@ -449,7 +525,7 @@ async def measure(args: argparse.Namespace, versions: list[Version], trace_id: i
         out[v.name][key] = {**result.summary(), "load_average_before": [round(x, 2) for x in os.getloadavg()]}
 
     for v in versions:  # the default server: cached exits and pages of hops
-        proc, base = start_server(v.database_url, args.server_log, v.tree, TRACER_API_PROCESSES=str(v.processes))
+        proc, base = servers.start(v, "default")
         try:
             async with _session(v, args.clients) as session:
                 urls[v.name] = await collect_cursors(session, base, trace_id, args.pages)
@@ -468,10 +544,8 @@ async def measure(args: argparse.Namespace, versions: list[Version], trace_id: i
             continue
         # Every page computed (no page kept): what a page of a running trace, or a finished
         # trace's page asked for the first time, costs; and the same on one process.
-        for key, env in (("hops_page_uncached", {"TRACER_API_PROCESSES": str(v.processes)}),
-                         ("hops_page_one_process", {"TRACER_API_PROCESSES": "1"})):
-            proc, base = start_server(v.database_url, args.server_log, v.tree, TRACER_API_PAGE_CACHE_MB="0",
-                                      **env)
+        for key in ("hops_page_uncached", "hops_page_one_process"):
+            proc, base = servers.start(v, key)
             try:
                 async with _session(v, args.clients) as session:
                     await load(session, base, "warmup", urls[v.name][:20], args.clients, min(2.0, args.seconds / 2),
@@ -484,8 +558,7 @@ async def measure(args: argparse.Namespace, versions: list[Version], trace_id: i
     # dollars summed once per server); then the same trace as if still running (never cached,
     # its dollars deferred past TRACER_API_LIVE_USD_MAX_HOPS).
     for v in versions:
-        proc, base = start_server(v.database_url, args.server_log, v.tree, TRACER_API_EXITS_CACHE="0",
-                                  TRACER_API_PROCESSES=str(v.processes))
+        proc, base = servers.start(v, "exits_uncached")
         try:
             async with _session(v, args.clients) as session:
                 await _first(session, base + exits_url[0])
@@ -529,7 +602,8 @@ def cpu_parts(prof: Path) -> dict[str, float]:
     return parts
 
 
-async def profile(args: argparse.Namespace, versions: list[Version], trace_id: int) -> dict[str, Any]:
+async def profile(args: argparse.Namespace, versions: list[Version], trace_id: int, servers: Servers
+                  ) -> dict[str, Any]:
     """One client, the server under cProfile: `args.profile_pages` pages of hops in a row (every
     page computed: no page kept), then as many exits of the trace marked running (no exits cache).
     The CPU shares count every request the server answered (the cursors walked, the warm-up and the
@@ -537,34 +611,35 @@ async def profile(args: argparse.Namespace, versions: list[Version], trace_id: i
     out: dict[str, Any] = {}
     rng = random.Random(7)
     for v in versions:
-        out[v.name] = await _profile_one(args, v, "pages", {"TRACER_API_PAGE_CACHE_MB": "0"},
-                                         lambda urls: rng.choice(urls), trace_id)
+        idle = _idle_parts(v, servers)
+        out[v.name] = await _profile_one(args, v, servers, "profile_pages", lambda urls: rng.choice(urls), trace_id,
+                                         idle)
         await _set_status(v, trace_id, "running")
         try:
             out[v.name]["exits_running"] = await _profile_one(
-                args, v, "exits", {"TRACER_API_EXITS_CACHE": "0"},
-                lambda urls: f"/v1/traces/{trace_id}/exits", trace_id)
+                args, v, servers, "profile_exits", lambda urls: f"/v1/traces/{trace_id}/exits", trace_id, idle)
         finally:
             await _set_status(v, trace_id, "done")
     return out
 
 
-async def _profile_one(args: argparse.Namespace, v: Version, what: str, env: dict[str, str],
-                       pick: Callable[[list[str]], str], trace_id: int) -> dict[str, Any]:
-    """`pick`: the path of the next request (of the hop pages walked, for `what` "pages")."""
-    # The profile covers the whole process: a server started and stopped without a request
-    # gives what starting (imports, web3's curve tables) and stopping cost, subtracted below.
-    idle = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}-{what}-idle.prof"
-    idle.unlink(missing_ok=True)
-    env = {"TRACER_API_PROCESSES": "1", **env}
-    proc, _ = start_server(v.database_url, args.server_log, v.tree, profile=idle, **env)
+def _idle_parts(v: Version, servers: Servers) -> dict[str, float]:
+    """What starting (imports, web3's curve tables) and stopping a server of `v` costs, by part: a
+    profile covers the whole process, so each of the version's profiles subtracts this."""
+    proc, _ = servers.start(v, "profile_idle")
     stop_server(proc)
-    prof = Path(tempfile.gettempdir()) / f"tracer-api-profile-{os.getpid()}-{v.name}-{what}.prof"
-    prof.unlink(missing_ok=True)
-    proc, base = start_server(v.database_url, args.server_log, v.tree, profile=prof, **env)
+    idle = servers.profile(v, "profile_idle")
+    return cpu_parts(idle) if idle is not None and idle.exists() else {}
+
+
+async def _profile_one(args: argparse.Namespace, v: Version, servers: Servers, key: str,
+                       pick: Callable[[list[str]], str], trace_id: int, idle: dict[str, float]) -> dict[str, Any]:
+    """`pick`: the path of the next request (of the hop pages walked, for "profile_pages"); `idle`:
+    the version's start-up and shutdown CPU by part (`_idle_parts`), subtracted."""
+    proc, base = servers.start(v, key)
     try:
         async with _session(v, 1) as session:
-            urls = await collect_cursors(session, base, trace_id, args.pages) if what == "pages" else []
+            urls = await collect_cursors(session, base, trace_id, args.pages) if key == "profile_pages" else []
             for u in urls[:20] or [pick(urls)] * 20:  # warm: plans, pools, caches
                 await _first(session, base + u)
             pg0 = await postgres_cpu(v.database_url)
@@ -576,9 +651,9 @@ async def _profile_one(args: argparse.Namespace, v: Version, what: str, env: dic
             pg = sum(x - pg0.get(pid, 0.0) for pid, x in (await postgres_cpu(v.database_url)).items())
     finally:
         stop_server(proc)
-    parts = cpu_parts(prof) if prof.exists() else {}
-    if idle.exists():
-        parts = {k: max(0.0, x - cpu_parts(idle).get(k, 0.0)) for k, x in parts.items()}
+    prof = servers.profile(v, key)
+    parts = cpu_parts(prof) if prof is not None and prof.exists() else {}
+    parts = {k: max(0.0, x - idle.get(k, 0.0)) for k, x in parts.items()}
     total = sum(parts.values()) or 1.0
     n = args.profile_pages
     return {
@@ -600,10 +675,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     hop_count, exit_count = 0, 0
     for v in versions:
         hop_count, exit_count = await _with_key(v, trace_id)
+    servers = Servers(args, versions)
     try:
-        measured = await measure(args, versions, trace_id)
-        profiled = await profile(args, versions, trace_id) if args.profile_pages else {}
+        measured = await measure(args, versions, trace_id, servers)
+        profiled = await profile(args, versions, trace_id, servers) if args.profile_pages else {}
     finally:
+        servers.close()
         for v in versions:  # the benchmark's keys are not left usable behind it
             db = await Database.connect(v.database_url, max_size=2, migrate=False)
             try:
@@ -699,18 +776,22 @@ def main() -> int:
     p.add_argument("--before", default=None,
                    help=f"git ref of the previous code to run side by side (default {BEFORE}; with --smoke "
                         "none); 'none': this code only")
-    p.add_argument("--profile-pages", type=int, default=300,
-                   help="pages of hops, and exits of the running trace, in the profile (0: none)")
+    p.add_argument("--profile-pages", type=int, default=None,
+                   help="pages of hops, and exits of the running trace, in the profile (default 300; with --smoke "
+                        "0); 0: none")
     p.add_argument("--processes", type=int, default=2,
                    help="API processes of code that has `tracer serve --processes` (default 2: both cores)")
-    p.add_argument("--smoke", action="store_true", help="tiny and quick: 3,000 hops, 5 clients, 1 s each")
+    p.add_argument("--smoke", action="store_true", help="tiny and quick: 3,000 hops, 5 clients, 0.3 s each, no profile")
     p.add_argument("--out", type=Path, default=None, help="result file (default bench/results/api_latency.json)")
     args = p.parse_args()
     if args.before is None:
         args.before = "none" if args.smoke else BEFORE
-    args.server_log = Path(tempfile.gettempdir()) / f"tracer-api-latency-{os.getpid()}.log"
+    if args.profile_pages is None:
+        # A smoke run shows the bench works and writes the figures the README's table is made of; the
+        # profile is none of them, and its three servers under cProfile cost more CPU than the rest.
+        args.profile_pages = 0 if args.smoke else 300
     if args.smoke:
-        args.hops, args.clients, args.seconds, args.pages, args.profile_pages = 3000, 5, 1.0, 8, 20
+        args.hops, args.clients, args.seconds, args.pages = 3000, 5, 0.3, 8
     if not args.database_url:
         p.error("--database-url (or DATABASE_URL) is required: the benchmark writes a million rows")
     report = asyncio.run(run(args))

@@ -29,7 +29,7 @@ Three parts, all on real pieces (devchain over HTTP, Postgres, workers, the API 
    to be valid); server errors must be 0.
 
     python bench/faults.py                 # ~1,500-transfer scenario, 2 rounds per fault kind, 5 kill rounds
-    python bench/faults.py --smoke         # tiny, kinds 4 at a time, under a minute (run by the test suite)
+    python bench/faults.py --smoke         # tiny, every kind at once, under a minute (run by the test suite)
 
 Prints the table and writes bench/results/faults.json (faults.smoke.json for --smoke).
 """
@@ -138,8 +138,13 @@ class Row:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def _compare(row: Row, reference: list[Hop], hops: list[Hop], *, count_lost: bool = True) -> None:
-    diff = compare_hops(reference, hops)
+#: The healthy node's hops, or the reference trace still running: rows run at once start beside
+#: it and wait for it only to compare their hops with it.
+Reference = list[Hop] | asyncio.Future[list[Hop]]
+
+
+async def _compare(row: Row, reference: Reference, hops: list[Hop], *, count_lost: bool = True) -> None:
+    diff = compare_hops(reference if isinstance(reference, list) else await reference, hops)
     if count_lost:
         row.lost += len(diff.lost)
     row.wrong += diff.wrong
@@ -171,7 +176,11 @@ async def reference_trace(db: Database, sc: Scenario) -> tuple[int, list[Hop]]:
     return trace_id, await hop_rows(db.pool, trace_id)
 
 
-async def fault_rows(dbs: FreshDatabases, sc: Scenario, reference: list[Hop], rounds: int,
+async def _hops(reference_run: asyncio.Future[tuple[int, list[Hop], int]]) -> list[Hop]:
+    return (await reference_run)[1]
+
+
+async def fault_rows(dbs: FreshDatabases, sc: Scenario, reference: Reference, rounds: int,
                      kinds: dict[str, dict[str, Any]] | None = None, *, parallel: int = 1) -> list[Row]:
     """One row per fault kind, in the order of `kinds`. With `parallel` > 1 that many kinds run at
     once (each on its own node and its own fresh database, so they share nothing but the event
@@ -188,10 +197,11 @@ async def fault_rows(dbs: FreshDatabases, sc: Scenario, reference: list[Hop], ro
     return list(await asyncio.gather(*(one(i, kind, spec) for i, (kind, spec) in enumerate(kinds.items()))))
 
 
-async def _fault_row(dbs: FreshDatabases, sc: Scenario, reference: list[Hop], rounds: int, index: int, kind: str,
+async def _fault_row(dbs: FreshDatabases, sc: Scenario, reference: Reference, rounds: int, index: int, kind: str,
                      spec: dict[str, Any]) -> Row:
     row = Row(kind)
     started = time.perf_counter()
+    runs: list[list[Hop]] = []
     for r in range(rounds):
         seed = 1000 * (r + 1) + index
         plan = spec["plan"](seed) if "plan" in spec else FaultPlan(seed=seed, **spec.get("faults", {}))
@@ -212,9 +222,11 @@ async def _fault_row(dbs: FreshDatabases, sc: Scenario, reference: list[Hop], ro
         else:
             row.failed_with_reason += bool(run.error)
             row.notes.append(f"round {r}: {run.status}: {run.error}")
+        runs.append(run.hops)
+    row.seconds = time.perf_counter() - started  # its own runs (a reference still running is waited for below)
+    for hops in runs:
         # A failed trace's missing hops are lost too: the faults were meant to be survived.
-        _compare(row, reference, run.hops)
-    row.seconds = time.perf_counter() - started
+        await _compare(row, reference, hops)
     print(f"  {kind}: {row.injected} faults, {row.completed}/{row.traces} done, lost {row.lost}, "
           f"wrong {row.wrong}, duplicated events {row.duplicated_events}, {row.seconds:.1f}s", flush=True)
     return row
@@ -303,21 +315,21 @@ async def reorg_row(server_pg: str, rounds: int) -> Row:
                     row.duplicated_events += await duplicate_events(db.pool, trace_id)
                     if status == "done":
                         row.completed += 1
-                        _compare(row, reference, hops)
+                        await _compare(row, reference, hops)
                     elif error and "reorganised" in error:
                         # The expected outcome: stopped with the reason, no hop of a vanished block.
                         row.failed_with_reason += 1
                         row.notes.append(error)
-                        _compare(row, reference, hops, count_lost=False)
+                        await _compare(row, reference, hops, count_lost=False)
                     else:
                         row.notes.append(f"{status} without the reorg as reason: {error}")
-                        _compare(row, reference, hops)
+                        await _compare(row, reference, hops)
                     # Traced again on the same node, now serving the final chain.
                     again_id, again_status = await trace_reorg_seed(db.pool, client)
                     row.traces += 1
                     if again_status == "done":
                         row.completed += 1
-                    _compare(row, reference, await hop_rows(db.pool, again_id))
+                    await _compare(row, reference, await hop_rows(db.pool, again_id))
                     row.duplicated_events += await duplicate_events(db.pool, again_id)
                 finally:
                     await raw.close()
@@ -330,9 +342,10 @@ async def reorg_row(server_pg: str, rounds: int) -> Row:
     return row
 
 
-async def kill_row(dbs: FreshDatabases, sc: Scenario, reference: list[Hop], rounds: int) -> Row:
+async def kill_row(dbs: FreshDatabases, sc: Scenario, reference: Reference, rounds: int) -> Row:
     row = Row("worker SIGKILL")
     started = time.perf_counter()
+    runs: list[list[Hop]] = []
     slow = DevChainServer(sc, latency=0.03)  # batches stay in flight long enough for kills to land in them
     await slow.start("127.0.0.1", 0)
     try:
@@ -348,11 +361,13 @@ async def kill_row(dbs: FreshDatabases, sc: Scenario, reference: list[Hop], roun
                 row.completed += 1
             else:
                 row.notes.append(f"seed {seed}: {run.status}: {run.error}")
-            _compare(row, reference, hops)
+            runs.append(hops)
             print(f"  SIGKILL seed {seed}: {run.kills} kills, {run.status}", flush=True)
     finally:
         await slow.stop()
-    row.seconds = time.perf_counter() - started
+    row.seconds = time.perf_counter() - started  # its own runs (a reference still running is waited for below)
+    for hops in runs:
+        await _compare(row, reference, hops)
     return row
 
 
@@ -504,31 +519,49 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     kill_rounds = 1 if args.smoke else args.kill_rounds
     per_field = 2 if args.smoke else args.per_field
     label_mutations = 2 if args.smoke else args.label_mutations
-    parallel = args.parallel or (4 if args.smoke else 1)
+    parallel = args.parallel or (len(KINDS) + 1 if args.smoke else 1)  # smoke: every kind and all at once
     sc = generate(ScenarioParams.for_size(size, seed=args.seed))
     print(f"scenario: {sc.summary()}", flush=True)
     dbs = await FreshDatabases.create(pg, sc)
     try:
         async with dbs.fresh(max_size=12) as db:
             started = time.perf_counter()
-            ref_id, reference = await reference_trace(db, sc)
-            ref_exit_repeats = await repeated_exit_events(db.pool, ref_id)
-            print(f"reference: trace {ref_id}, {len(reference)} hops, {ref_exit_repeats} repeated exit events",
-                  flush=True)
-            print("node faults, reorg, worker SIGKILL:", flush=True)
+
+            async def reference_run() -> tuple[int, list[Hop], int]:
+                ref_id, hops = await reference_trace(db, sc)
+                repeats = await repeated_exit_events(db.pool, ref_id)
+                print(f"reference: trace {ref_id}, {len(hops)} hops, {repeats} repeated exit events", flush=True)
+                return ref_id, hops, repeats
+
+            healthy = asyncio.ensure_future(reference_run())
+
+            async def on_healthy_database() -> tuple[Row, list[FuzzRow]]:
+                # What runs on the reference's database once its trace is done (the fuzz reads it).
+                ref_id, _, _ = await healthy
+                wrong = await wrong_chain_row(db, sc)
+                print("API fuzz:", flush=True)
+                return wrong, await fuzz_api(db, sc, ref_id, per_field=per_field, label_mutations=label_mutations,
+                                             seed=args.seed)
+
             if parallel > 1:
                 # The runs are independent (own node, own database each) and mostly wait on
-                # timeouts, backoff and rate limits: overlapping them cuts the wall time, not the checks.
-                faulty, reorg, kill = await asyncio.gather(
-                    fault_rows(dbs, sc, reference, rounds, parallel=parallel), reorg_row(pg, rounds),
-                    kill_row(dbs, sc, reference, kill_rounds))
+                # timeouts, backoff and rate limits: overlapping them, and them with the reference
+                # trace (which they need only to compare hops) and the API fuzz, cuts the wall time,
+                # not the checks.
+                print("reference, node faults, reorg, worker SIGKILL, API fuzz:", flush=True)
+                faulty, reorg, kill, (wrong, fuzz) = await asyncio.gather(
+                    fault_rows(dbs, sc, asyncio.ensure_future(_hops(healthy)), rounds, parallel=parallel),
+                    reorg_row(pg, rounds), kill_row(dbs, sc, asyncio.ensure_future(_hops(healthy)), kill_rounds),
+                    on_healthy_database())
             else:
+                _, reference, _ = await healthy
+                print("node faults, reorg, worker SIGKILL:", flush=True)
                 faulty = await fault_rows(dbs, sc, reference, rounds)
                 reorg = await reorg_row(pg, rounds)
                 kill = await kill_row(dbs, sc, reference, kill_rounds)
-            rows = [*faulty, await wrong_chain_row(db, sc), reorg, kill]
-            print("API fuzz:", flush=True)
-            fuzz = await fuzz_api(db, sc, ref_id, per_field=per_field, label_mutations=label_mutations, seed=args.seed)
+                wrong, fuzz = await on_healthy_database()
+            _, reference, ref_exit_repeats = await healthy
+            rows = [*faulty, wrong, reorg, kill]
             total_seconds = time.perf_counter() - started
             pg_info = await postgres_info(db.url)
     finally:
@@ -596,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-mutations", type=int, default=10, help="random mutations per valid label file")
     parser.add_argument("--parallel", type=int, default=0,
                         help="fault kinds run at once, next to the reorg and SIGKILL rows when > 1 "
-                             "(default 1; 4 with --smoke); per-kind seconds then overlap")
+                             "(default 1; every kind with --smoke); per-kind seconds then overlap")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     # Clients that time out and drop connections are the point here: the devchain's aiohttp

@@ -12,7 +12,7 @@ kernel high-water mark (VmHWM in /proc/<pid>/status, Linux), which no sampling i
     python bench/memory.py                              # runs both benches at full size (long)
     python bench/memory.py --reuse-trace-speed          # API now, workers from trace_speed.json
     python bench/memory.py --trace-speed-json F.json    # API now, workers from that trace_speed result
-    python bench/memory.py --smoke                      # both benches' smoke sizes (the suite runs it)
+    python bench/memory.py --smoke                      # both benches' smoke sizes, at once (the suite runs it)
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,9 @@ def worker_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         report = json.loads(path.read_text())
         source = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
     else:
-        out = tmp / "trace_speed.json"
+        # --trace-speed-out keeps trace_speed's result and output (the suite checks them too,
+        # instead of running the same smoke again).
+        out = args.trace_speed_out or tmp / "trace_speed.json"
         cmd = [sys.executable, str(ROOT / "bench" / "trace_speed.py"), "--out", str(out),
                *shlex.split(args.trace_args)]
         if args.smoke:
@@ -121,7 +124,7 @@ def worker_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             cmd += ["--database-url", args.database_url]
         print(f"workers: {shlex.join(cmd[1:])}", flush=True)
         # trace_speed reads its own workers' high-water marks (they are its children).
-        log = tmp / "trace_speed.log"
+        log = out.with_suffix(".log") if args.trace_speed_out else tmp / "trace_speed.log"
         with log.open("wb") as fh:
             if subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT).returncode != 0:
                 raise SystemExit(f"trace_speed failed:\n{log.read_text(errors='replace')[-4000:]}")
@@ -142,19 +145,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-trace-speed", action="store_true",
                         help="take the workers' figures from bench/results/trace_speed.json instead of re-running")
     parser.add_argument("--trace-speed-json", type=Path, default=None,
-                        help="take the workers' figures from this trace_speed result file (the suite passes the "
-                             "one its trace_speed smoke just wrote) instead of re-running")
+                        help="take the workers' figures from this trace_speed result file instead of re-running")
+    parser.add_argument("--trace-speed-out", type=Path, default=None,
+                        help="keep the result file of the trace_speed run here (and its output next to it, as .log)")
     parser.add_argument("--api-latency-json", type=Path, default=None,
                         help="keep api_latency's result file here (and its output next to it, as .log)")
     parser.add_argument("--trace-args", default="", help="extra arguments for bench/trace_speed.py")
     parser.add_argument("--api-args", default="", help="extra arguments for bench/api_latency.py")
     add_common_args(parser)
     args = parser.parse_args(argv)
+    if args.trace_speed_out and (args.reuse_trace_speed or args.trace_speed_json):
+        parser.error("--trace-speed-out keeps the result of a trace_speed run: not with figures taken from a file")
     with tempfile.TemporaryDirectory(prefix="tracer-bench-memory-") as tmp_name:
         tmp = Path(tmp_name)
-        # One heavy bench at a time: they share the machine's cores and Postgres.
-        workers = worker_memory(args, tmp)
-        api = api_memory(args, tmp)
+        if args.smoke:
+            # A smoke run's figures mean nothing (it shows that both benches run end to end under
+            # the watch): both at once, so their process start-ups and waits overlap.
+            with ThreadPoolExecutor(2) as pool:
+                worker_run, api_run = pool.submit(worker_memory, args, tmp), pool.submit(api_memory, args, tmp)
+                workers, api = worker_run.result(), api_run.result()
+        else:
+            # One heavy bench at a time: they share the machine's cores and Postgres.
+            workers = worker_memory(args, tmp)
+            api = api_memory(args, tmp)
     report = {"benchmark": NAME, "smoke": bool(args.smoke), "worker": workers, "api": api, "machine": machine()}
     rows: list[list[Any]] = [
         ["tracer worker", f"trace_speed, {r['workers']} worker(s), {r['hops']:,} hops ({workers['source']})",

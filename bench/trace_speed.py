@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(parser)
     args = parser.parse_args(argv)
     if args.smoke:
-        args.transfers, args.scale, args.workers = 3_000, 0.01, [1, 2]
+        args.transfers, args.scale, args.workers = 3_000, 0.002, [1, 2]
         args.latency_ms, args.rate_limit, args.progress_every = 2.0, 500.0, 5.0
     report = asyncio.run(main_async(args))
     print_tables(report)

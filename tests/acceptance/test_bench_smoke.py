@@ -29,15 +29,23 @@ def _run(script: str, out: Path, server: str, *extra: str, timeout: float = 300)
 
 
 @pytest.fixture(scope="module")
-def trace_speed(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> tuple[Path, dict[str, Any]]:
-    """One trace_speed smoke run for its own test and the memory smoke's worker figures (memory.py
-    would otherwise run the same smoke again: its workers' peaks come from trace_speed's result)."""
-    out = tmp_path_factory.mktemp("trace_speed") / "speed.json"
-    return out, _run("trace_speed.py", out, pg_server_url)
+def memory(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> tuple[dict[str, Any], Path]:
+    """One memory smoke: its halves are trace_speed's smoke (the workers' peaks come from its
+    result) and api_latency's (a real `tracer serve` loaded by clients), run at once. Both results
+    are kept (in the folder returned) for test_trace_speed_smoke and test_api_latency_smoke instead
+    of running the same smokes again."""
+    tmp = tmp_path_factory.mktemp("memory")
+    report = _run("memory.py", tmp / "memory.json", pg_server_url, "--trace-speed-out", str(tmp / "trace_speed.json"),
+                  "--api-latency-json", str(tmp / "api_latency.json"))
+    return report, tmp
 
 
-def test_trace_speed_smoke(trace_speed: tuple[Path, dict[str, Any]]) -> None:
-    _, report = trace_speed
+def test_trace_speed_smoke(memory: tuple[dict[str, Any], Path]) -> None:
+    """bench/trace_speed.py --smoke runs end to end: real worker fleets of 1 and 2 trace a devchain
+    and the result file has each run's figures."""
+    _, tmp = memory
+    report = json.loads((tmp / "trace_speed.json").read_text())
+    assert report["smoke"] is True
     assert [r["workers"] for r in report["runs"]] == [1, 2]
     for r in report["runs"]:
         assert r["hops"] > 0 and r["wall_seconds"] > 0
@@ -74,21 +82,11 @@ def test_accuracy_anvil_smoke(tmp_path: Path, pg_server_url: str) -> None:
         assert dev[key] is not None and anvil[key] is not None
 
 
-@pytest.fixture(scope="module")
-def memory(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str,
-           trace_speed: tuple[Path, dict[str, Any]]) -> tuple[dict[str, Any], Path]:
-    """One memory smoke: its API half is api_latency's smoke (a real `tracer serve` loaded by
-    clients), kept for test_api_latency_smoke instead of being run a second time."""
-    tmp = tmp_path_factory.mktemp("memory")
-    report = _run("memory.py", tmp / "memory.json", pg_server_url, "--trace-speed-json", str(trace_speed[0]),
-                  "--api-latency-json", str(tmp / "api_latency.json"))
-    return report, tmp / "api_latency.json"
-
-
 def test_api_latency_smoke(memory: tuple[dict[str, Any], Path]) -> None:
     """bench/api_latency.py --smoke runs end to end: synthesises a trace with COPY, starts a real
     `tracer serve`, loads it with concurrent clients and writes its result file."""
-    _, out = memory
+    _, tmp = memory
+    out = tmp / "api_latency.json"
     text = out.with_suffix(".log").read_text()
     assert "req/s" in text and "p99 ms" in text
     report = json.loads(out.read_text())
