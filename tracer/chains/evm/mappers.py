@@ -19,7 +19,7 @@ import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from eth_abi import decode as abi_decode
 from eth_abi.decoding import ContextFramesBytesIO
@@ -165,12 +165,15 @@ def block_tx(tx: Any) -> BlockTx:
                    lower(tx.get("to")), quantity(tx.get("value") or 0), data not in ("0x", "") or tx.get("to") is None)
 
 
-Outcome = tuple[bool, str | None]
-"""What a receipt says of its transaction: (succeeded, the contract it created)."""
+class Outcome(NamedTuple):
+    """What a receipt (or a root callTracer frame) says of its transaction."""
+
+    succeeded: bool
+    created: str | None  # the contract it created
 
 
 def outcome(receipt: Mapping[str, Any]) -> Outcome:
-    return succeeded(receipt), lower(receipt.get("contractAddress"))
+    return Outcome(succeeded(receipt), lower(receipt.get("contractAddress")))
 
 
 def tx_transfer(

@@ -20,6 +20,9 @@ from tracer.domain.transfers import Transfer, TransferQuery
 
 log = logging.getLogger(__name__)
 
+# A transaction without a receipt here is traced: only a known failure spares the call.
+_UNKNOWN = mappers.Outcome(succeeded=True, created=None)
+
 
 class ScanPath(EvmNode):
     """Native transfers and the senders of transactions, by reading every block of a range."""
@@ -104,9 +107,10 @@ class ScanPath(EvmNode):
             transfers: list[Transfer] = []
             for tx in block.txs:
                 receipt = receipts.get(tx.hash)
-                if receipt is not None and not receipt[0]:
+                if receipt is not None and not receipt.succeeded:
                     continue  # a failed transaction moves nothing, not even its top-level value
-                top = mappers.tx_transfer(self.chain, tx, block.number, block.time, receipt[1] if receipt else None)
+                created = receipt.created if receipt else None
+                top = mappers.tx_transfer(self.chain, tx, block.number, block.time, created)
                 if top is not None:
                     transfers.append(top)
                 frame = traced.get(tx.hash)
@@ -181,7 +185,7 @@ class ScanPath(EvmNode):
         code (a plain value transfer to a contract whose receive() forwards it is not traced)."""
         if self.debug_method != "debug_traceTransaction":
             return {}
-        hashes = [tx.hash for b in blocks for tx in b.txs if tx.runs_code and receipts.get(tx.hash, (True, None))[0]]
+        hashes = [tx.hash for b in blocks for tx in b.txs if tx.runs_code and receipts.get(tx.hash, _UNKNOWN).succeeded]
         answers = await self.rpc.batch([("debug_traceTransaction", [h, {"tracer": "callTracer"}]) for h in hashes])
         out: dict[str, Mapping[str, Any]] = {}
         for h, frame in zip(hashes, answers, strict=True):
@@ -216,4 +220,4 @@ class ScanPath(EvmNode):
 def _frame_outcome(frame: Mapping[str, Any]) -> mappers.Outcome:
     """The outcome (succeeded, created contract) of a transaction from its root callTracer frame."""
     creates = str(frame.get("type", "")).upper().startswith("CREATE")
-    return not frame.get("error"), mappers.lower(frame.get("to")) if creates else None
+    return mappers.Outcome(not frame.get("error"), mappers.lower(frame.get("to")) if creates else None)
